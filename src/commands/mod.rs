@@ -1,0 +1,173 @@
+//! One struct per AT command form of the reference, each implementing
+//! [`atat::AtatCmd`]. Constructors check every argument, so a value of these
+//! types always makes a well-formed line: they can also be sent as they are
+//! with [`Modem::send`](crate::Modem::send).
+//!
+//! The write forms answer only `OK`; their real outcome arrives later as a
+//! deferred result, which [`MqttClient`](crate::MqttClient) waits for.
+
+pub mod cfg;
+pub mod mqtt;
+mod parse;
+
+pub use cfg::*;
+pub use mqtt::*;
+
+use atat::{AtatResp, InternalError};
+use heapless::String;
+
+/// The modem answered only `OK`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct NoResponse;
+impl AtatResp for NoResponse {}
+
+/// Longest text kept from a test command's answer.
+pub const TEST_RESPONSE_LEN: usize = 512;
+
+/// The answer to a test command (`AT+QMTxxx=?`): the modem's lines as text, one
+/// per line (`+QMTOPEN: (0-5),"<host_name>",<port>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct TestResponse {
+    text: String<TEST_RESPONSE_LEN>,
+}
+impl AtatResp for TestResponse {}
+
+impl TestResponse {
+    /// The lines, without line ends.
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        self.text.split("\r\n").filter(|l| !l.is_empty())
+    }
+
+    /// The whole answer, lines separated by CR LF.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Writes a command line into a buffer. Lines are bounded by construction of
+/// the command values; a buffer that is still too small gets a truncated line
+/// and `overflow`, which the channel refuses to send.
+pub(crate) struct Line<'b> {
+    buf: &'b mut [u8],
+    pos: usize,
+    overflow: bool,
+}
+
+impl<'b> Line<'b> {
+    pub(crate) fn new(buf: &'b mut [u8]) -> Self {
+        Self { buf, pos: 0, overflow: false }
+    }
+
+    pub(crate) fn raw(&mut self, s: &[u8]) -> &mut Self {
+        let end = self.pos + s.len();
+        if end > self.buf.len() {
+            self.overflow = true;
+        } else {
+            self.buf[self.pos..end].copy_from_slice(s);
+            self.pos = end;
+        }
+        self
+    }
+
+    pub(crate) fn num(&mut self, n: i64) -> &mut Self {
+        let mut tmp = [0u8; 20];
+        let mut i = tmp.len();
+        let neg = n < 0;
+        let mut v = n.unsigned_abs();
+        loop {
+            i -= 1;
+            tmp[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+        if neg {
+            i -= 1;
+            tmp[i] = b'-';
+        }
+        self.raw(&tmp[i..])
+    }
+
+    pub(crate) fn comma(&mut self) -> &mut Self {
+        self.raw(b",")
+    }
+
+    pub(crate) fn quoted(&mut self, s: &[u8]) -> &mut Self {
+        self.raw(b"\"").raw(s).raw(b"\"")
+    }
+
+    /// Ends the line with CR and returns its length (0 if it did not fit).
+    pub(crate) fn finish(&mut self) -> usize {
+        self.raw(b"\r");
+        if self.overflow {
+            0
+        } else {
+            self.pos
+        }
+    }
+}
+
+pub(crate) fn parse_error(e: InternalError<'_>) -> atat::Error {
+    e.into()
+}
+
+/// Implements a test command (`AT+<name>=?`) whose answer is kept as text.
+macro_rules! test_command {
+    ($(#[$doc:meta])* $name:ident, $at:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+        #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+        pub struct $name;
+
+        impl atat::AtatCmd for $name {
+            type Response = $crate::commands::TestResponse;
+            const MAX_TIMEOUT_MS: u32 = 300;
+            fn write(&self, buf: &mut [u8]) -> usize {
+                $crate::commands::Line::new(buf).raw(concat!("AT", $at, "=?").as_bytes()).finish()
+            }
+            fn parse(
+                &self,
+                resp: Result<&[u8], atat::InternalError>,
+            ) -> Result<Self::Response, atat::Error> {
+                let bytes = resp.map_err($crate::commands::parse_error)?;
+                let text = core::str::from_utf8(bytes).map_err(|_| atat::Error::Parse)?;
+                let mut out = heapless::String::new();
+                // Keep what fits; the lines are short in every known firmware.
+                for c in text.chars() {
+                    if out.push(c).is_err() {
+                        break;
+                    }
+                }
+                Ok($crate::commands::TestResponse { text: out })
+            }
+        }
+    };
+}
+pub(crate) use test_command;
+
+/// Implements `AtatCmd` for a write command that answers only `OK`.
+macro_rules! ok_command {
+    ($name:ident $(<$lt:lifetime>)?, |$self:ident, $line:ident| $body:block) => {
+        impl$(<$lt>)? atat::AtatCmd for $name$(<$lt>)? {
+            type Response = $crate::commands::NoResponse;
+            const MAX_TIMEOUT_MS: u32 = 300;
+            fn write(&$self, buf: &mut [u8]) -> usize {
+                let mut l = $crate::commands::Line::new(buf);
+                let $line = &mut l;
+                $body
+                l.finish()
+            }
+            fn parse(
+                &self,
+                resp: Result<&[u8], atat::InternalError>,
+            ) -> Result<Self::Response, atat::Error> {
+                resp.map_err($crate::commands::parse_error)?;
+                Ok($crate::commands::NoResponse)
+            }
+        }
+    };
+}
+pub(crate) use ok_command;

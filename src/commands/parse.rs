@@ -1,0 +1,87 @@
+//! Small parsers for information lines.
+
+/// The bodies of every line of `resp` that starts with `prefix`.
+pub(crate) fn lines_with<'a>(
+    resp: &'a [u8],
+    prefix: &'a [u8],
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    resp.split(|&b| b == b'\n').filter_map(move |l| {
+        let l = l.strip_suffix(b"\r").unwrap_or(l);
+        let body = l.strip_prefix(prefix)?;
+        Some(body.strip_prefix(b" ").unwrap_or(body))
+    })
+}
+
+/// Splits a body into fields at commas outside quotes; quotes are removed.
+pub(crate) struct Fields<'a> {
+    rest: Option<&'a [u8]>,
+}
+
+impl<'a> Fields<'a> {
+    pub(crate) fn new(body: &'a [u8]) -> Self {
+        Self { rest: Some(body) }
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = &'a [u8];
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let s = self.rest?;
+        if let Some(inner) = s.strip_prefix(b"\"") {
+            // Quoted: up to the quote that is followed by a comma or the end.
+            let mut i = 0;
+            while i < inner.len() {
+                if inner[i] == b'"' && (i + 1 == inner.len() || inner[i + 1] == b',') {
+                    let field = &inner[..i];
+                    self.rest = if i + 1 == inner.len() { None } else { Some(&inner[i + 2..]) };
+                    return Some(field);
+                }
+                i += 1;
+            }
+            self.rest = None;
+            Some(inner)
+        } else {
+            match s.iter().position(|&b| b == b',') {
+                Some(c) => {
+                    self.rest = Some(&s[c + 1..]);
+                    Some(&s[..c])
+                }
+                None => {
+                    self.rest = None;
+                    Some(s)
+                }
+            }
+        }
+    }
+}
+
+pub(crate) fn int<T: TryFrom<i64>>(field: Option<&[u8]>) -> Result<T, atat::Error> {
+    field
+        .and_then(crate::urc::parse_int)
+        .and_then(|v| T::try_from(v).ok())
+        .ok_or(atat::Error::Parse)
+}
+
+pub(crate) fn string<const N: usize>(field: Option<&[u8]>) -> Result<heapless::String<N>, atat::Error> {
+    let f = field.ok_or(atat::Error::Parse)?;
+    let s = core::str::from_utf8(f).map_err(|_| atat::Error::Parse)?;
+    heapless::String::try_from(s).map_err(|_| atat::Error::Parse)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fields_split_at_commas_outside_quotes() {
+        let f: std::vec::Vec<&[u8]> = Fields::new(b"\"will\",1,\"a,b\",\"\",x").collect();
+        assert_eq!(f, [&b"will"[..], b"1", b"a,b", b"", b"x"]);
+    }
+
+    #[test]
+    fn lines_with_finds_every_prefixed_line() {
+        let r = b"+QMTOPEN: 0,\"h\",1\r\n+QMTOPEN: 3,\"g\",2";
+        let v: std::vec::Vec<&[u8]> = lines_with(r, b"+QMTOPEN:").collect();
+        assert_eq!(v, [&b"0,\"h\",1"[..], b"3,\"g\",2"]);
+    }
+}

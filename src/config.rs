@@ -1,0 +1,119 @@
+//! Timeouts and defaults, all in one place so tests run in milliseconds and
+//! firmware gets the reference's real limits.
+
+use embassy_time::Duration;
+
+/// Driver configuration. Every deadline the driver applies comes from here or
+/// from the `pkt_timeout`/`retry_times` the driver configured for a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub struct Config {
+    /// How long a command line may wait for `OK`/`ERROR` (or a data-mode
+    /// publish for its `>` prompt) after it was written. The reference's
+    /// maximum is 300 ms; the default leaves room for a busy modem.
+    pub command_timeout: Duration,
+    /// How long writing one command line or payload chunk to the UART may take.
+    pub tx_timeout: Duration,
+    /// Deadline of the deferred `+QMTOPEN` result: 75 s in the reference.
+    pub open_timeout: Duration,
+    /// Deadline of the deferred `+QMTCLOSE` and `+QMTDISC` results.
+    pub close_timeout: Duration,
+    /// `pkt_timeout` the driver assumes for a client it has not configured
+    /// (the modem's default, 10 s).
+    pub default_pkt_timeout_s: u8,
+    /// `retry_times` the driver assumes for a client it has not configured
+    /// (the modem's default, 3).
+    pub default_retry_times: u8,
+    /// Added to `pkt_timeout x (retry_times + 1)`, the modem's own limit for
+    /// CONN/SUB/UNS/PUB results, so that its failure report arrives before the
+    /// driver gives up.
+    pub result_margin: Duration,
+    /// If set, replaces `pkt_timeout x (retry_times + 1) + result_margin` as the
+    /// deadline of CONN/SUB/UNS/PUB results.
+    pub packet_deadline: Option<Duration>,
+}
+
+impl Config {
+    /// The reference's limits.
+    pub const fn new() -> Self {
+        Self {
+            command_timeout: Duration::from_secs(3),
+            tx_timeout: Duration::from_secs(3),
+            open_timeout: Duration::from_secs(75),
+            close_timeout: Duration::from_secs(10),
+            default_pkt_timeout_s: 10,
+            default_retry_times: 3,
+            result_margin: Duration::from_secs(2),
+            packet_deadline: None,
+        }
+    }
+
+    /// Sets [`command_timeout`](Self::command_timeout).
+    pub const fn command_timeout(mut self, d: Duration) -> Self {
+        self.command_timeout = d;
+        self
+    }
+
+    /// Sets [`tx_timeout`](Self::tx_timeout).
+    pub const fn tx_timeout(mut self, d: Duration) -> Self {
+        self.tx_timeout = d;
+        self
+    }
+
+    /// Sets [`open_timeout`](Self::open_timeout).
+    pub const fn open_timeout(mut self, d: Duration) -> Self {
+        self.open_timeout = d;
+        self
+    }
+
+    /// Sets [`close_timeout`](Self::close_timeout).
+    pub const fn close_timeout(mut self, d: Duration) -> Self {
+        self.close_timeout = d;
+        self
+    }
+
+    /// Sets [`result_margin`](Self::result_margin).
+    pub const fn result_margin(mut self, d: Duration) -> Self {
+        self.result_margin = d;
+        self
+    }
+
+    /// Sets [`packet_deadline`](Self::packet_deadline).
+    pub const fn packet_deadline(mut self, d: Duration) -> Self {
+        self.packet_deadline = Some(d);
+        self
+    }
+
+    /// The deadline of a CONN/SUB/UNS/PUB result for these modem settings.
+    pub(crate) fn packet_result_deadline(&self, pkt_timeout_s: u8, retry_times: u8) -> Duration {
+        match self.packet_deadline {
+            Some(d) => d,
+            None => {
+                Duration::from_secs(u64::from(pkt_timeout_s) * (u64::from(retry_times) + 1))
+                    + self.result_margin
+            }
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packet_deadline_follows_pkt_timeout_and_retries() {
+        let c = Config::new();
+        assert_eq!(c.packet_result_deadline(10, 3), Duration::from_secs(42));
+        assert_eq!(c.packet_result_deadline(60, 10), Duration::from_secs(662));
+        let c = c.packet_deadline(Duration::from_millis(50));
+        assert_eq!(c.packet_result_deadline(10, 3), Duration::from_millis(50));
+        assert_eq!(Config::new().open_timeout, Duration::from_secs(75));
+    }
+}

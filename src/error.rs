@@ -1,0 +1,235 @@
+//! The crate's one error type.
+
+use crate::urc::LinkClosedReason;
+
+/// Which argument was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Field {
+    /// tcpconnectID (0-5).
+    ClientId,
+    /// Host name of AT+QMTOPEN (1-100 bytes).
+    Host,
+    /// Port of AT+QMTOPEN (1-65535).
+    Port,
+    /// MQTT client identifier of AT+QMTCONN.
+    MqttClientId,
+    /// User name of AT+QMTCONN.
+    Username,
+    /// Password of AT+QMTCONN.
+    Password,
+    /// A topic (1-255 bytes).
+    Topic,
+    /// The topic list of AT+QMTSUB / AT+QMTUNS.
+    Topics,
+    /// A QoS (0-2).
+    Qos,
+    /// A publish payload.
+    Payload,
+    /// Will topic (1-255 bytes).
+    WillTopic,
+    /// Will message.
+    WillMessage,
+    /// Keep-alive interval (0-3600 s).
+    KeepAlive,
+    /// `pkt_timeout` (1-60 s).
+    PacketTimeout,
+    /// `retry_times` (0-10).
+    RetryTimes,
+    /// AliCloud product key, device name or device secret.
+    AliAuth,
+}
+
+/// What is wrong with the argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Problem {
+    /// Empty where the reference needs at least one byte.
+    Empty,
+    /// Longer than the reference allows.
+    TooLong,
+    /// Outside the reference's range.
+    OutOfRange,
+    /// Holds `"`, CR, LF or another control byte, which would end the quoted
+    /// string or the command line.
+    ForbiddenByte,
+    /// A payload in text data format that holds Ctrl+Z (0x1A) or ESC (0x1B):
+    /// data mode would end or cancel at that byte. Configure
+    /// [`DataFormat::Hex`](crate::DataFormat::Hex) to send it.
+    NeedsHexFormat,
+    /// The command line would exceed the line buffer (too many topics).
+    LineTooLong,
+}
+
+/// How a stage of a command ran out of time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Stage {
+    /// No `OK`/`ERROR` for the command line within `Config::command_timeout`.
+    Response,
+    /// No `>` prompt for a data-mode publish within `Config::command_timeout`.
+    Prompt,
+    /// No deferred `+QMTxxx: id,...` result within the operation's deadline.
+    Result,
+}
+
+/// The modem refused the command line itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ModemError {
+    /// `ERROR`.
+    Error,
+    /// `+CME ERROR: <n>`.
+    Cme(u16),
+    /// `+CMS ERROR: <n>`.
+    Cms(u16),
+}
+
+/// Why AT+QMTOPEN failed (`+QMTOPEN: id,<result>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum OpenError {
+    /// -1: failed to open the network.
+    NetworkFailed,
+    /// 1: wrong parameter.
+    WrongParameter,
+    /// 2: the MQTT identifier is occupied (the client is already open, e.g.
+    /// after an MCU-only reset: close it and open again).
+    IdentifierOccupied,
+    /// 3: failed to activate PDP.
+    PdpActivationFailed,
+    /// 4: failed to parse the domain name.
+    DnsFailed,
+    /// 5: network disconnection error.
+    NetworkDisconnected,
+    /// A result code the reference does not name.
+    Other(i16),
+}
+
+impl OpenError {
+    pub(crate) fn from_code(code: i16) -> Self {
+        match code {
+            -1 => Self::NetworkFailed,
+            1 => Self::WrongParameter,
+            2 => Self::IdentifierOccupied,
+            3 => Self::PdpActivationFailed,
+            4 => Self::DnsFailed,
+            5 => Self::NetworkDisconnected,
+            n => Self::Other(n),
+        }
+    }
+}
+
+/// The server's CONNACK refusal (`+QMTCONN: id,0,<ret_code>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ConnackCode {
+    /// 1: unacceptable protocol version.
+    UnacceptableProtocolVersion,
+    /// 2: identifier rejected.
+    IdentifierRejected,
+    /// 3: server unavailable.
+    ServerUnavailable,
+    /// 4: bad user name or password.
+    BadCredentials,
+    /// 5: not authorized.
+    NotAuthorized,
+    /// A code the reference does not name.
+    Other(u8),
+}
+
+impl ConnackCode {
+    pub(crate) fn from_code(code: u8) -> Self {
+        match code {
+            1 => Self::UnacceptableProtocolVersion,
+            2 => Self::IdentifierRejected,
+            3 => Self::ServerUnavailable,
+            4 => Self::BadCredentials,
+            5 => Self::NotAuthorized,
+            n => Self::Other(n),
+        }
+    }
+}
+
+/// Everything that can go wrong. Each variant says whether the client can go on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Error {
+    /// An argument breaks the reference's rules. Nothing was sent to the modem;
+    /// the client can go on.
+    InvalidArgument {
+        /// The argument.
+        field: Field,
+        /// What is wrong with it.
+        problem: Problem,
+    },
+    /// The modem answered the command line with an error. Nothing changed on
+    /// the modem; the client can go on (the command may be wrong for the
+    /// client's state, e.g. publishing before connecting).
+    Modem(ModemError),
+    /// A stage of the command ran out of time. The modem may be asleep,
+    /// rebooting or unplugged; the driver stays usable and the next command
+    /// tries again. A result that arrives later is dropped and counted
+    /// ([`Stats::stale_results`](crate::Stats::stale_results)).
+    Timeout(Stage),
+    /// Writing to the UART failed or timed out (`Config::tx_timeout`). The
+    /// command may be cut short on the wire; the next command tries again.
+    Write,
+    /// AT+QMTOPEN reported a failure; the client stays closed and can open again.
+    Open(OpenError),
+    /// The server refused the connection (CONNACK code). The TCP link stays
+    /// open; connect again with other credentials or close.
+    ConnectRefused(ConnackCode),
+    /// The modem could not send the packet (result 2 of CONN/SUB/UNS/PUB),
+    /// after its own retries. The link is probably gone; expect `+QMTSTAT`.
+    SendFailed,
+    /// AT+QMTCLOSE or AT+QMTDISC answered -1 (failed).
+    CloseFailed,
+    /// The modem closed the client's link (`+QMTSTAT`) while this operation
+    /// waited for its result. Open and connect again.
+    LinkClosed(LinkClosedReason),
+    /// All of this client's in-flight publish slots are busy (the `INFLIGHT`
+    /// parameter of [`State`](crate::State)); retry when one completes.
+    TooManyInFlight,
+    /// Every event subscription is taken (the `SUBSCRIBERS` parameter of
+    /// [`State`](crate::State)); drop one first.
+    TooManySubscribers,
+    /// The modem answered with lines the driver could not parse. The client
+    /// can go on.
+    UnexpectedResponse,
+    /// An escape-hatch command's own `parse` failed: atat's error, kept as is.
+    At(atat::Error),
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::InvalidArgument { field, problem } => {
+                write!(f, "invalid argument {field:?}: {problem:?} (nothing sent)")
+            }
+            Error::Modem(e) => write!(f, "modem refused the command: {e:?}"),
+            Error::Timeout(s) => write!(f, "timed out waiting for the {s:?}"),
+            Error::Write => f.write_str("UART write failed"),
+            Error::Open(e) => write!(f, "open failed: {e:?}"),
+            Error::ConnectRefused(c) => write!(f, "connection refused: {c:?}"),
+            Error::SendFailed => f.write_str("the modem failed to send the packet"),
+            Error::CloseFailed => f.write_str("close/disconnect failed"),
+            Error::LinkClosed(r) => write!(f, "link closed: {r:?}"),
+            Error::TooManyInFlight => f.write_str("too many publishes in flight"),
+            Error::TooManySubscribers => f.write_str("every event subscription is taken"),
+            Error::UnexpectedResponse => f.write_str("unexpected response from the modem"),
+            Error::At(e) => write!(f, "atat: {e:?}"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+impl From<atat::Error> for Error {
+    fn from(e: atat::Error) -> Self {
+        Error::At(e)
+    }
+}

@@ -1,0 +1,218 @@
+//! Values that go into AT commands, each checked against the reference before
+//! a byte is sent.
+
+use crate::error::{Error, Field, Problem};
+
+/// The modem's `tcpconnectID`: one of the six MQTT clients (0-5) that share the UART.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ClientId(u8);
+
+impl ClientId {
+    /// Number of clients the BC26 supports.
+    pub const COUNT: usize = 6;
+
+    /// The client `id`, if it is 0-5.
+    pub const fn new(id: u8) -> Result<Self, Error> {
+        if (id as usize) < Self::COUNT {
+            Ok(Self(id))
+        } else {
+            Err(Error::InvalidArgument {
+                field: Field::ClientId,
+                problem: Problem::OutOfRange,
+            })
+        }
+    }
+
+    /// All six clients, in order.
+    pub fn all() -> impl Iterator<Item = ClientId> {
+        (0..Self::COUNT as u8).map(ClientId)
+    }
+
+    /// The number the modem uses for this client.
+    pub const fn get(self) -> u8 {
+        self.0
+    }
+
+    pub(crate) const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl TryFrom<u8> for ClientId {
+    type Error = Error;
+    fn try_from(id: u8) -> Result<Self, Error> {
+        Self::new(id)
+    }
+}
+
+/// MQTT quality of service of a publish or subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum QoS {
+    /// 0: at most once (no acknowledgement; msgID 0).
+    AtMostOnce = 0,
+    /// 1: at least once (PUBACK).
+    AtLeastOnce = 1,
+    /// 2: exactly once (PUBREC/PUBREL/PUBCOMP).
+    ExactlyOnce = 2,
+}
+
+impl QoS {
+    /// The QoS for a number 0-2.
+    pub const fn new(n: u8) -> Result<Self, Error> {
+        match n {
+            0 => Ok(Self::AtMostOnce),
+            1 => Ok(Self::AtLeastOnce),
+            2 => Ok(Self::ExactlyOnce),
+            _ => Err(Error::InvalidArgument {
+                field: Field::Qos,
+                problem: Problem::OutOfRange,
+            }),
+        }
+    }
+
+    /// The number the modem uses.
+    pub const fn get(self) -> u8 {
+        self as u8
+    }
+}
+
+/// MQTT protocol version a client connects with (`AT+QMTCFG="version"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum MqttVersion {
+    /// 3: MQTT 3.1 (protocol name "MQIsdp").
+    V3_1 = 3,
+    /// 4: MQTT 3.1.1 (protocol name "MQTT").
+    V3_1_1 = 4,
+}
+
+/// How payloads cross the UART (`AT+QMTCFG="dataformat"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum DataFormat {
+    /// 0: the payload bytes as they are (the modem's default).
+    #[default]
+    Text = 0,
+    /// 1: the payload as hexadecimal digits, two per byte. Unambiguous for any
+    /// payload; the driver encodes and decodes for you.
+    Hex = 1,
+}
+
+/// Limits from the reference.
+pub mod limits {
+    /// Host name of AT+QMTOPEN, bytes.
+    pub const HOST: usize = 100;
+    /// Topic of SUB/UNS/PUB and the will topic, bytes.
+    pub const TOPIC: usize = 255;
+    /// Payload of an inline AT+QMTPUB, bytes on the UART (hex digits in hex mode).
+    pub const INLINE_PAYLOAD: usize = 700;
+    /// Payload of a data-mode AT+QMTPUB, bytes on the UART (hex digits in hex mode).
+    pub const DATA_MODE_PAYLOAD: usize = 1024;
+    /// Payload of a received message (+QMTRECV), bytes after hex decoding.
+    pub const RECV_PAYLOAD: usize = 1024;
+    /// Keep-alive interval, seconds.
+    pub const KEEPALIVE_MAX: u16 = 3600;
+    /// `pkt_timeout` range, seconds.
+    pub const PKT_TIMEOUT: core::ops::RangeInclusive<u8> = 1..=60;
+    /// `retry_times` maximum.
+    pub const RETRY_TIMES_MAX: u8 = 10;
+    /// Longest command line the driver sends, including the final `\r`.
+    pub const LINE: usize = 1024;
+    /// Client identifier, user name, password and AliCloud keys: the reference
+    /// gives no limit; the driver bounds them so a line always fits.
+    pub const CREDENTIAL: usize = 256;
+    /// Will message, bytes.
+    pub const WILL_MESSAGE: usize = 256;
+}
+
+/// Checks a string that goes between quotes on an AT command line: length in
+/// `min..=max` and no `"`, CR, LF or other control byte (each could end the
+/// string or the line and let the rest run as a command).
+pub(crate) fn check_quoted(s: &str, min: usize, max: usize, field: Field) -> Result<(), Error> {
+    if s.len() < min {
+        return Err(Error::InvalidArgument {
+            field,
+            problem: Problem::Empty,
+        });
+    }
+    if s.len() > max {
+        return Err(Error::InvalidArgument {
+            field,
+            problem: Problem::TooLong,
+        });
+    }
+    if !s.bytes().all(quoted_safe) {
+        return Err(Error::InvalidArgument {
+            field,
+            problem: Problem::ForbiddenByte,
+        });
+    }
+    Ok(())
+}
+
+/// A byte that may stand inside a quoted AT string.
+pub(crate) const fn quoted_safe(b: u8) -> bool {
+    b != b'"' && b >= 0x20 && b != 0x7f
+}
+
+/// Checks a topic (1-255 bytes, quoted-safe).
+pub(crate) fn check_topic(topic: &str) -> Result<(), Error> {
+    check_quoted(topic, 1, limits::TOPIC, Field::Topic)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_zero_to_five_only() {
+        for i in 0..6 {
+            assert_eq!(ClientId::new(i).unwrap().get(), i);
+        }
+        assert!(matches!(
+            ClientId::new(6),
+            Err(Error::InvalidArgument {
+                field: Field::ClientId,
+                problem: Problem::OutOfRange
+            })
+        ));
+        assert_eq!(ClientId::all().count(), 6);
+    }
+
+    #[test]
+    fn qos_accepts_zero_to_two() {
+        assert_eq!(QoS::new(2).unwrap(), QoS::ExactlyOnce);
+        assert!(QoS::new(3).is_err());
+    }
+
+    #[test]
+    fn quoted_strings_reject_quote_cr_lf_and_controls() {
+        for bad in ["a\"b", "a\rb", "a\nb", "a\x1ab", "a\x1bb", "a\x7fb", "a\0"] {
+            assert_eq!(
+                check_quoted(bad, 1, 10, Field::Host),
+                Err(Error::InvalidArgument {
+                    field: Field::Host,
+                    problem: Problem::ForbiddenByte
+                }),
+                "{bad:?}"
+            );
+        }
+        assert!(check_quoted("ünïcode,ok >", 1, 20, Field::Host).is_ok());
+        assert_eq!(
+            check_quoted("", 1, 10, Field::Topic).unwrap_err(),
+            Error::InvalidArgument {
+                field: Field::Topic,
+                problem: Problem::Empty
+            }
+        );
+        assert_eq!(
+            check_quoted("12345678901", 1, 10, Field::Topic).unwrap_err(),
+            Error::InvalidArgument {
+                field: Field::Topic,
+                problem: Problem::TooLong
+            }
+        );
+    }
+}
