@@ -68,7 +68,12 @@ impl<'a> Core<'a> {
     }
 
     /// Puts a command line in the buffer and hands it to the runner.
-    async fn submit<C: AtatCmd>(&self, cmd: &C, timeout: Duration, data_mode: bool) -> Result<(), Error> {
+    async fn submit<C: AtatCmd>(
+        &self,
+        cmd: &C,
+        timeout: Duration,
+        data_mode: bool,
+    ) -> Result<(), Error> {
         self.wait_phase(|p| *p == Phase::Idle).await;
         let mut n = 0;
         self.with_line(|b| n = cmd.write(b));
@@ -90,7 +95,11 @@ impl<'a> Core<'a> {
 
     /// Sends one command and parses its answer. `timeout` bounds the wait for
     /// `OK`/`ERROR` after the line was written.
-    pub(crate) async fn command<C: AtatCmd>(&self, cmd: &C, timeout: Duration) -> Result<C::Response, Error> {
+    pub(crate) async fn command<C: AtatCmd>(
+        &self,
+        cmd: &C,
+        timeout: Duration,
+    ) -> Result<C::Response, Error> {
         let _at = self.sh.at_lock.lock().await;
         let _guard = ChanGuard { core: self };
         self.submit(cmd, timeout, false).await?;
@@ -111,14 +120,20 @@ impl<'a> Core<'a> {
 
     /// Sends a data-mode publish line, then the payload after the `>` prompt,
     /// in chunks through the line buffer (hex-encoded if asked), then Ctrl+Z.
-    pub(crate) async fn data_mode<C: AtatCmd>(&self, cmd: &C, payload: Payload<'_>) -> Result<(), Error> {
+    pub(crate) async fn data_mode<C: AtatCmd>(
+        &self,
+        cmd: &C,
+        payload: Payload<'_>,
+    ) -> Result<(), Error> {
         let timeout = self.config().command_timeout;
         let _at = self.sh.at_lock.lock().await;
         let _guard = ChanGuard { core: self };
         self.submit(cmd, timeout, true).await?;
         let mut rest = payload.bytes;
         loop {
-            let phase = self.wait_phase(|p| matches!(p, Phase::Done(_) | Phase::WantData)).await;
+            let phase = self
+                .wait_phase(|p| matches!(p, Phase::Done(_) | Phase::WantData))
+                .await;
             match phase {
                 Phase::Done(Outcome::Ok) => return Ok(()),
                 Phase::Done(other) => return Err(outcome_error(other)),

@@ -24,16 +24,26 @@ pub struct Modem<'a> {
 impl<'a> Modem<'a> {
     /// The handle of MQTT client `id` (the modem's `tcpconnectID`).
     pub fn client(&self, id: ClientId) -> MqttClient<'a> {
-        MqttClient { core: self.core, id }
+        MqttClient {
+            core: self.core,
+            id,
+        }
     }
 
     /// A new subscription to messages and link events. At most `SUBSCRIBERS`
     /// (a [`State`](crate::State) parameter) exist at once; events that arrive
     /// while none exists are dropped and counted.
     pub fn events(&self) -> Result<Events<'a>, Error> {
-        let sub = self.core.events.subscriber().ok_or(Error::TooManySubscribers)?;
+        let sub = self
+            .core
+            .events
+            .subscriber()
+            .ok_or(Error::TooManySubscribers)?;
         self.core.sh.subscribers.lock(|c| c.set(c.get() + 1));
-        Ok(Events { sub, sh: self.core.sh })
+        Ok(Events {
+            sub,
+            sh: self.core.sh,
+        })
     }
 
     /// What the driver has dropped or could not place so far.
@@ -54,12 +64,16 @@ impl<'a> Modem<'a> {
 
     /// `AT+QMTOPEN?`: which clients are open, to which host and port.
     pub async fn open_links(&self) -> Result<OpenLinks, Error> {
-        self.core.command(&QueryOpenNetworks, self.core.config().command_timeout).await
+        self.core
+            .command(&QueryOpenNetworks, self.core.config().command_timeout)
+            .await
     }
 
     /// `AT+QMTCONN?`: the MQTT state of each client.
     pub async fn connection_states(&self) -> Result<ConnectionStates, Error> {
-        self.core.command(&QueryConnectionState, self.core.config().command_timeout).await
+        self.core
+            .command(&QueryConnectionState, self.core.config().command_timeout)
+            .await
     }
 }
 
@@ -91,7 +105,9 @@ impl Events<'_> {
 
 impl Drop for Events<'_> {
     fn drop(&mut self) {
-        self.sh.subscribers.lock(|c| c.set(c.get().saturating_sub(1)));
+        self.sh
+            .subscribers
+            .lock(|c| c.set(c.get().saturating_sub(1)));
     }
 }
 
@@ -156,7 +172,12 @@ impl<'a> MqttClient<'a> {
 
     /// Sets the will (or clears it with `None`): `AT+QMTCFG="will"`.
     pub async fn set_will(&self, will: Option<Will<'_>>) -> Result<(), Error> {
-        self.cfg(&ConfigureWill { client: self.id, will }).await.map(drop)
+        self.cfg(&ConfigureWill {
+            client: self.id,
+            will,
+        })
+        .await
+        .map(drop)
     }
 
     /// Reads the will: `AT+QMTCFG="will",<id>`.
@@ -167,11 +188,18 @@ impl<'a> MqttClient<'a> {
     /// Sets the packet timeout (1-60 s), retransmissions (0-10) and timeout
     /// notice: `AT+QMTCFG="timeout"`. The driver's own deadlines for
     /// CONN/SUB/UNS/PUB results follow from then on.
-    pub async fn set_timeout(&self, pkt_timeout_s: u8, retry_times: u8, notice: bool) -> Result<(), Error> {
+    pub async fn set_timeout(
+        &self,
+        pkt_timeout_s: u8,
+        retry_times: u8,
+        notice: bool,
+    ) -> Result<(), Error> {
         let cmd = ConfigureTimeout::new(self.id, pkt_timeout_s, retry_times, notice)?;
         self.cfg(&cmd).await?;
         let (_, p, r) = cmd.values();
-        self.core.sh.with_clients(|c| c[self.id.index()].timeouts = Some((p, r)));
+        self.core
+            .sh
+            .with_clients(|c| c[self.id.index()].timeouts = Some((p, r)));
         Ok(())
     }
 
@@ -187,17 +215,27 @@ impl<'a> MqttClient<'a> {
 
     /// Sets the clean-session flag: `AT+QMTCFG="session"`.
     pub async fn set_clean_session(&self, clean: bool) -> Result<(), Error> {
-        self.cfg(&ConfigureSession { client: self.id, clean_session: clean }).await.map(drop)
+        self.cfg(&ConfigureSession {
+            client: self.id,
+            clean_session: clean,
+        })
+        .await
+        .map(drop)
     }
 
     /// Reads the clean-session flag: `AT+QMTCFG="session",<id>`.
     pub async fn clean_session(&self) -> Result<bool, Error> {
-        Ok(self.cfg(&QuerySession { client: self.id }).await?.clean_session)
+        Ok(self
+            .cfg(&QuerySession { client: self.id })
+            .await?
+            .clean_session)
     }
 
     /// Sets the keep-alive interval, 0-3600 s: `AT+QMTCFG="keepalive"`.
     pub async fn set_keepalive(&self, seconds: u16) -> Result<(), Error> {
-        self.cfg(&ConfigureKeepAlive::new(self.id, seconds)?).await.map(drop)
+        self.cfg(&ConfigureKeepAlive::new(self.id, seconds)?)
+            .await
+            .map(drop)
     }
 
     /// Reads the keep-alive interval: `AT+QMTCFG="keepalive",<id>`.
@@ -206,7 +244,12 @@ impl<'a> MqttClient<'a> {
     }
 
     /// Sets AliCloud credentials: `AT+QMTCFG="aliauth"`.
-    pub async fn set_aliauth(&self, product_key: &str, device_name: &str, device_secret: &str) -> Result<(), Error> {
+    pub async fn set_aliauth(
+        &self,
+        product_key: &str,
+        device_name: &str,
+        device_secret: &str,
+    ) -> Result<(), Error> {
         let cmd = ConfigureAliAuth::new(self.id, product_key, device_name, device_secret)?;
         self.cfg(&cmd).await.map(drop)
     }
@@ -218,7 +261,12 @@ impl<'a> MqttClient<'a> {
 
     /// Sets the MQTT version: `AT+QMTCFG="version"`.
     pub async fn set_version(&self, version: MqttVersion) -> Result<(), Error> {
-        self.cfg(&ConfigureVersion { client: self.id, version }).await.map(drop)
+        self.cfg(&ConfigureVersion {
+            client: self.id,
+            version,
+        })
+        .await
+        .map(drop)
     }
 
     /// Reads the MQTT version: `AT+QMTCFG="version",<id>`.
@@ -230,7 +278,12 @@ impl<'a> MqttClient<'a> {
     /// driver hex-encodes what [`publish`](Self::publish) sends and decodes
     /// what arrives, as configured.
     pub async fn set_data_format(&self, send: DataFormat, recv: DataFormat) -> Result<(), Error> {
-        self.cfg(&ConfigureDataFormat { client: self.id, send, recv }).await?;
+        self.cfg(&ConfigureDataFormat {
+            client: self.id,
+            send,
+            recv,
+        })
+        .await?;
         self.track_format(send, recv);
         Ok(())
     }
@@ -252,7 +305,12 @@ impl<'a> MqttClient<'a> {
 
     /// Sets the data-mode echo: `AT+QMTCFG="echomode"`.
     pub async fn set_echo_mode(&self, echo: bool) -> Result<(), Error> {
-        self.cfg(&ConfigureEchoMode { client: self.id, echo }).await.map(drop)
+        self.cfg(&ConfigureEchoMode {
+            client: self.id,
+            echo,
+        })
+        .await
+        .map(drop)
     }
 
     /// Reads the data-mode echo: `AT+QMTCFG="echomode",<id>`.
@@ -264,12 +322,23 @@ impl<'a> MqttClient<'a> {
 
     /// Runs an operation that waits in the client's operation slot: one line,
     /// `OK`, then the deferred result (progress reports do not end it).
-    async fn op<C: AtatCmd>(&self, cmd: &C, kind: OpKind, msg_id: u16, deadline: Duration) -> Result<OpOutcome, Error> {
+    async fn op<C: AtatCmd>(
+        &self,
+        cmd: &C,
+        kind: OpKind,
+        msg_id: u16,
+        deadline: Duration,
+    ) -> Result<OpOutcome, Error> {
         let i = self.id.index();
         let _op = self.core.sh.op_locks[i].lock().await;
         self.core.sh.op_signals[i].reset();
-        self.core.sh.with_clients(|c| c[i].op = OpWait::Waiting { kind, msg_id });
-        let _guard = OpGuard { core: &self.core, i };
+        self.core
+            .sh
+            .with_clients(|c| c[i].op = OpWait::Waiting { kind, msg_id });
+        let _guard = OpGuard {
+            core: &self.core,
+            i,
+        };
         self.core.command(cmd, self.cmd_timeout()).await?;
         let until = Instant::now() + deadline;
         loop {
@@ -297,7 +366,10 @@ impl<'a> MqttClient<'a> {
     /// Other clients keep working meanwhile.
     pub async fn open(&self, host: &str, port: u16) -> Result<(), Error> {
         let cmd = OpenNetwork::new(self.id, host, port)?;
-        match self.op(&cmd, OpKind::Open, 0, self.core.config().open_timeout).await? {
+        match self
+            .op(&cmd, OpKind::Open, 0, self.core.config().open_timeout)
+            .await?
+        {
             OpOutcome::Code(0) => Ok(()),
             OpOutcome::Code(c) => Err(Error::Open(OpenError::from_code(c))),
             _ => Err(Error::UnexpectedResponse),
@@ -307,18 +379,40 @@ impl<'a> MqttClient<'a> {
     /// Closes the TCP link: `AT+QMTCLOSE=<id>`, then `+QMTCLOSE: <id>,<result>`.
     pub async fn close(&self) -> Result<(), Error> {
         let cmd = CloseNetwork { client: self.id };
-        code_result(self.op(&cmd, OpKind::Close, 0, self.core.config().close_timeout).await?)
+        code_result(
+            self.op(&cmd, OpKind::Close, 0, self.core.config().close_timeout)
+                .await?,
+        )
     }
 
     /// Connects to the broker: `AT+QMTCONN=<id>,"<client_id>"[,"<user>"[,"<password>"]]`,
     /// then `+QMTCONN: <id>,<result>[,<ret_code>]` within `pkt_timeout x (retry_times + 1)`.
     /// A refusal is [`Error::ConnectRefused`] with the CONNACK code.
-    pub async fn connect(&self, client_id: &str, username: Option<&str>, password: Option<&str>) -> Result<(), Error> {
+    pub async fn connect(
+        &self,
+        client_id: &str,
+        username: Option<&str>,
+        password: Option<&str>,
+    ) -> Result<(), Error> {
         let cmd = Connect::new(self.id, client_id, username, password)?;
         debug!("connect client {}", self.id.get());
-        match self.op(&cmd, OpKind::Conn, 0, packet_deadline(&self.core, cmd.client())).await? {
-            OpOutcome::Conn { result: 0, ret_code: None | Some(0) } => Ok(()),
-            OpOutcome::Conn { result: 0, ret_code: Some(c) } => Err(Error::ConnectRefused(ConnackCode::from_code(c))),
+        match self
+            .op(
+                &cmd,
+                OpKind::Conn,
+                0,
+                packet_deadline(&self.core, cmd.client()),
+            )
+            .await?
+        {
+            OpOutcome::Conn {
+                result: 0,
+                ret_code: None | Some(0),
+            } => Ok(()),
+            OpOutcome::Conn {
+                result: 0,
+                ret_code: Some(c),
+            } => Err(Error::ConnectRefused(ConnackCode::from_code(c))),
             OpOutcome::Conn { .. } => Err(Error::SendFailed),
             _ => Err(Error::UnexpectedResponse),
         }
@@ -327,7 +421,10 @@ impl<'a> MqttClient<'a> {
     /// Disconnects from the broker: `AT+QMTDISC=<id>`, then `+QMTDISC: <id>,<result>`.
     pub async fn disconnect(&self) -> Result<(), Error> {
         let cmd = Disconnect { client: self.id };
-        code_result(self.op(&cmd, OpKind::Disc, 0, self.core.config().close_timeout).await?)
+        code_result(
+            self.op(&cmd, OpKind::Disc, 0, self.core.config().close_timeout)
+                .await?,
+        )
     }
 
     /// Subscribes to one or more topics in one `AT+QMTSUB` and returns what the
@@ -339,7 +436,10 @@ impl<'a> MqttClient<'a> {
         let cmd = Subscribe::new(self.id, msg_id, topics)?;
         let deadline = packet_deadline(&self.core, self.id);
         match self.op(&cmd, OpKind::Sub, cmd.msg_id(), deadline).await? {
-            OpOutcome::Sub { result: 0, value: SubValue::Granted(g) } => Ok(g),
+            OpOutcome::Sub {
+                result: 0,
+                value: SubValue::Granted(g),
+            } => Ok(g),
             OpOutcome::Sub { .. } => Err(Error::SendFailed),
             _ => Err(Error::UnexpectedResponse),
         }
@@ -367,30 +467,83 @@ impl<'a> MqttClient<'a> {
     /// send format the driver sends hex digits, so any bytes go, up to 512.
     /// The AT channel is free again once the modem says `OK`: other publishes,
     /// of this client too, go out while this one waits for its acknowledgement.
-    pub async fn publish(&self, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Result<Published, Error> {
+    pub async fn publish(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<Published, Error> {
+        self.publish_as(topic, payload, qos, retain, false).await
+    }
+
+    /// Like [`publish`](Self::publish), but always in data mode (`>` prompt,
+    /// payload, Ctrl+Z), whatever the payload.
+    pub async fn publish_data_mode(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<Published, Error> {
+        self.publish_as(topic, payload, qos, retain, true).await
+    }
+
+    async fn publish_as(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        force_data_mode: bool,
+    ) -> Result<Published, Error> {
         check_topic(topic)?;
         let i = self.id.index();
         let hex = self.core.sh.with_clients(|c| c[i].send_hex);
-        let wire = if hex { 2 * payload.len() } else { payload.len() };
-        let inline = wire <= limits::INLINE_PAYLOAD && (hex || payload.iter().all(|&b| quoted_safe(b)));
+        let wire = if hex {
+            2 * payload.len()
+        } else {
+            payload.len()
+        };
+        let inline = !force_data_mode
+            && wire <= limits::INLINE_PAYLOAD
+            && (hex || payload.iter().all(|&b| quoted_safe(b)));
         if !inline {
             if wire > limits::DATA_MODE_PAYLOAD {
-                return Err(Error::InvalidArgument { field: Field::Payload, problem: Problem::TooLong });
+                return Err(Error::InvalidArgument {
+                    field: Field::Payload,
+                    problem: Problem::TooLong,
+                });
             }
             if !hex && payload.iter().any(|&b| b == 0x1a || b == 0x1b) {
-                return Err(Error::InvalidArgument { field: Field::Payload, problem: Problem::NeedsHexFormat });
+                return Err(Error::InvalidArgument {
+                    field: Field::Payload,
+                    problem: Problem::NeedsHexFormat,
+                });
             }
         }
 
         // Claim a publish slot and a msgID in one critical section.
         let slots = self.core.client_slots(i);
         let claimed = self.core.sh.with_clients(|c| {
-            let slot = slots.iter().find(|s| s.wait.lock(|w| w.get() == SlotWait::Free))?;
-            let msg_id = if qos == QoS::AtMostOnce { 0 } else { next_msg_id(&mut c[i], slots) };
+            let slot = slots
+                .iter()
+                .find(|s| s.wait.lock(|w| w.get() == SlotWait::Free))?;
+            let msg_id = if qos == QoS::AtMostOnce {
+                0
+            } else {
+                next_msg_id(&mut c[i], slots)
+            };
             c[i].next_seq = c[i].next_seq.wrapping_add(1);
             let seq = c[i].next_seq;
             slot.signal.reset();
-            slot.wait.lock(|w| w.set(SlotWait::Waiting { client: self.id.get(), msg_id, seq }));
+            slot.wait.lock(|w| {
+                w.set(SlotWait::Waiting {
+                    client: self.id.get(),
+                    msg_id,
+                    seq,
+                })
+            });
             Some((slot, msg_id))
         });
         let Some((slot, msg_id)) = claimed else {
@@ -403,7 +556,15 @@ impl<'a> MqttClient<'a> {
             self.core.command(&cmd, self.cmd_timeout()).await?;
         } else {
             let cmd = PublishDataMode::new(self.id, msg_id, qos, retain, topic)?;
-            self.core.data_mode(&cmd, Payload { bytes: payload, hex }).await?;
+            self.core
+                .data_mode(
+                    &cmd,
+                    Payload {
+                        bytes: payload,
+                        hex,
+                    },
+                )
+                .await?;
         }
 
         let until = Instant::now() + packet_deadline(&self.core, self.id);
@@ -413,8 +574,15 @@ impl<'a> MqttClient<'a> {
                 .await
                 .map_err(|_| Error::Timeout(Stage::Result))?;
             match outcome {
-                PubOutcome::Result { result: 0, .. } => return Ok(Published { msg_id, retransmissions }),
-                PubOutcome::Result { result: 1, value } => retransmissions = value.unwrap_or(retransmissions),
+                PubOutcome::Result { result: 0, .. } => {
+                    return Ok(Published {
+                        msg_id,
+                        retransmissions,
+                    })
+                }
+                PubOutcome::Result { result: 1, value } => {
+                    retransmissions = value.unwrap_or(retransmissions)
+                }
                 PubOutcome::Result { .. } => return Err(Error::SendFailed),
                 PubOutcome::LinkClosed(r) => return Err(Error::LinkClosed(r)),
             }

@@ -43,7 +43,10 @@ impl<'a> Bc26Digester<'a> {
     /// Nothing complete yet: wait for more bytes, unless the buffer is full.
     fn incomplete<'b>(&self, buf: &'b [u8], skipped: usize) -> (DigestResult<'b>, usize) {
         if buf.len() >= self.capacity {
-            warn!("line longer than the ingress buffer ({} bytes): dropped", buf.len());
+            warn!(
+                "line longer than the ingress buffer ({} bytes): dropped",
+                buf.len()
+            );
             self.core.sh.count(|s| s.overflows += 1);
             // Drop up to the end of the first line, or everything.
             let end = find(&buf[skipped..], b"\r\n").map_or(buf.len(), |e| skipped + e + 2);
@@ -155,7 +158,9 @@ impl<'a> Bc26Digester<'a> {
 }
 
 fn code(n: &[u8]) -> u16 {
-    urc::parse_int(n).and_then(|v| u16::try_from(v).ok()).unwrap_or(0)
+    urc::parse_int(n)
+        .and_then(|v| u16::try_from(v).ok())
+        .unwrap_or(0)
 }
 
 impl Digester for Bc26Digester<'_> {
@@ -208,7 +213,13 @@ impl Digester for Bc26Digester<'_> {
                 return self.incomplete(buf, start);
             }
             return match parse_recv(b, RECV_WIRE_MAX) {
-                Recv::Complete { client, msg_id, topic, payload, len } => {
+                Recv::Complete {
+                    client,
+                    msg_id,
+                    topic,
+                    payload,
+                    len,
+                } => {
                     route_recv(&self.core, client, msg_id, topic, payload);
                     (DigestResult::None, start + len)
                 }
@@ -240,19 +251,55 @@ fn stale(core: &Core<'_>, what: &Deferred) {
 pub(crate) fn route_deferred(core: &Core<'_>, d: Deferred) {
     let (client, kind, msg_id, outcome) = match d {
         Deferred::Open { client, result } => (client, OpKind::Open, None, OpOutcome::Code(result)),
-        Deferred::Close { client, result } => (client, OpKind::Close, None, OpOutcome::Code(result)),
+        Deferred::Close { client, result } => {
+            (client, OpKind::Close, None, OpOutcome::Code(result))
+        }
         Deferred::Disc { client, result } => (client, OpKind::Disc, None, OpOutcome::Code(result)),
-        Deferred::Conn { client, result, ret_code } => {
-            (client, OpKind::Conn, None, OpOutcome::Conn { result, ret_code })
-        }
-        Deferred::Sub { client, msg_id, result, value } => {
-            (client, OpKind::Sub, Some(msg_id), OpOutcome::Sub { result, value })
-        }
-        Deferred::Uns { client, msg_id, result, value } => {
-            (client, OpKind::Uns, Some(msg_id), OpOutcome::Uns { result, value })
-        }
-        Deferred::Pub { client, msg_id, result, value } => {
-            return route_pub(core, client, msg_id, PubOutcome::Result { result, value }, &d);
+        Deferred::Conn {
+            client,
+            result,
+            ret_code,
+        } => (
+            client,
+            OpKind::Conn,
+            None,
+            OpOutcome::Conn { result, ret_code },
+        ),
+        Deferred::Sub {
+            client,
+            msg_id,
+            result,
+            value,
+        } => (
+            client,
+            OpKind::Sub,
+            Some(msg_id),
+            OpOutcome::Sub { result, value },
+        ),
+        Deferred::Uns {
+            client,
+            msg_id,
+            result,
+            value,
+        } => (
+            client,
+            OpKind::Uns,
+            Some(msg_id),
+            OpOutcome::Uns { result, value },
+        ),
+        Deferred::Pub {
+            client,
+            msg_id,
+            result,
+            value,
+        } => {
+            return route_pub(
+                core,
+                client,
+                msg_id,
+                PubOutcome::Result { result, value },
+                &d,
+            );
         }
     };
     let Ok(id) = ClientId::new(client) else {
@@ -287,7 +334,12 @@ fn route_pub(core: &Core<'_>, client: u8, msg_id: u32, outcome: PubOutcome, d: &
     // Oldest waiting publish with this msgID (several QoS 0 publishes share 0).
     let mut best: Option<(usize, u32)> = None;
     for (k, slot) in slots.iter().enumerate() {
-        if let SlotWait::Waiting { client: c, msg_id: m, seq } = slot.wait.lock(|w| w.get()) {
+        if let SlotWait::Waiting {
+            client: c,
+            msg_id: m,
+            seq,
+        } = slot.wait.lock(|w| w.get())
+        {
             if c == client && u32::from(m) == msg_id && best.is_none_or(|(_, s)| seq < s) {
                 best = Some((k, seq));
             }
@@ -308,7 +360,10 @@ fn route_pub(core: &Core<'_>, client: u8, msg_id: u32, outcome: PubOutcome, d: &
 pub(crate) fn route_stat(core: &Core<'_>, client: ClientId, reason: LinkClosedReason) {
     let i = client.index();
     let fail_op = core.sh.with_clients(|c| match c[i].op {
-        OpWait::Waiting { kind: OpKind::Conn | OpKind::Sub | OpKind::Uns, .. } => {
+        OpWait::Waiting {
+            kind: OpKind::Conn | OpKind::Sub | OpKind::Uns,
+            ..
+        } => {
             c[i].op = OpWait::Done;
             true
         }
@@ -342,7 +397,13 @@ pub(crate) fn route_recv(core: &Core<'_>, client: u8, msg_id: u32, topic: &[u8],
     publish(core, Event::Message(msg));
 }
 
-fn message(core: &Core<'_>, client: u8, msg_id: u32, topic: &[u8], payload: &[u8]) -> Option<Message> {
+fn message(
+    core: &Core<'_>,
+    client: u8,
+    msg_id: u32,
+    topic: &[u8],
+    payload: &[u8],
+) -> Option<Message> {
     let client = ClientId::new(client).ok()?;
     let topic = String::try_from(core::str::from_utf8(topic).ok()?).ok()?;
     let hex = core.sh.with_clients(|c| c[client.index()].recv_hex);
@@ -352,7 +413,12 @@ fn message(core: &Core<'_>, client: u8, msg_id: u32, topic: &[u8], payload: &[u8
     } else {
         bytes = Vec::from_slice(payload).ok()?;
     }
-    Some(Message { client, msg_id, topic, payload: bytes })
+    Some(Message {
+        client,
+        msg_id,
+        topic,
+        payload: bytes,
+    })
 }
 
 /// Hands an event to the channel without ever waiting.

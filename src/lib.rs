@@ -23,7 +23,7 @@ pub mod urc;
 pub use config::Config;
 pub use error::{ConnackCode, Error, Field, ModemError, OpenError, Problem, Stage};
 pub use runner::Runner;
-pub use state::{Stats, State};
+pub use state::{State, Stats};
 pub use types::{limits, ClientId, DataFormat, MqttVersion, QoS};
 pub use urc::{Event, Grant, Granted, LinkClosedReason, Message};
 
@@ -58,11 +58,27 @@ pub fn new<
     writer: W,
     config: Config,
 ) -> (Modem<'a>, Runner<'a, R, W>) {
-    let State { ingress, line, events, slots, shared, res_slot, urc } = state;
+    let State {
+        ingress,
+        line,
+        events,
+        slots,
+        shared,
+        res_slot,
+        urc,
+    } = state;
     shared.config = config;
     let shared = &*shared;
-    let core = Core { sh: shared, line: &*line, slots: slots.as_flattened(), events: &*events };
+    let core = Core {
+        sh: shared,
+        line: &*line,
+        slots: slots.as_flattened(),
+        events: &*events,
+    };
     let digester = Bc26Digester::new(core, INGRESS);
     let ingress = Ingress::new(digester, ingress, res_slot, urc);
-    (Modem { core }, Runner::new(reader, writer, ingress, res_slot, core))
+    (
+        Modem { core },
+        Runner::new(reader, writer, ingress, res_slot, core),
+    )
 }

@@ -41,13 +41,29 @@ impl<'a, R: Read, W: Write> Runner<'a, R, W> {
         res_slot: &'a ResponseSlot<RES_SLOT>,
         core: Core<'a>,
     ) -> Self {
-        Self { reader, writer, ingress, res_slot, core }
+        Self {
+            reader,
+            writer,
+            ingress,
+            res_slot,
+            core,
+        }
     }
 
     /// Runs the driver forever: receive, route, transmit.
     pub async fn run(self) -> ! {
-        let Runner { reader, writer, mut ingress, res_slot, core } = self;
-        let mut tx = Tx { writer, res_slot, core };
+        let Runner {
+            reader,
+            writer,
+            mut ingress,
+            res_slot,
+            core,
+        } = self;
+        let mut tx = Tx {
+            writer,
+            res_slot,
+            core,
+        };
         match select(ingress.read_from(reader), tx.run()).await {
             Either::First(never) | Either::Second(never) => never,
         }
@@ -102,7 +118,11 @@ impl<W: Write> Tx<'_, W> {
 
         match self.answer(timeout).await {
             Answer::Final(r) => self.final_outcome(r),
-            Answer::Timeout => Outcome::Timeout(if data_mode { Stage::Prompt } else { Stage::Response }),
+            Answer::Timeout => Outcome::Timeout(if data_mode {
+                Stage::Prompt
+            } else {
+                Stage::Response
+            }),
             Answer::Prompt if !data_mode => {
                 // The digester only reports a prompt when one is awaited.
                 Outcome::Timeout(Stage::Response)
@@ -197,7 +217,11 @@ impl<W: Write> Tx<'_, W> {
             (prefix, prefix_len, read_form) = command_prefix(line);
         });
         self.core.sh.update_rx(|rx| {
-            rx.state = if data_mode { RxState::AwaitPrompt } else { RxState::Command };
+            rx.state = if data_mode {
+                RxState::AwaitPrompt
+            } else {
+                RxState::Command
+            };
             rx.prefix = prefix;
             rx.prefix_len = prefix_len;
             rx.read_form = read_form;
@@ -228,7 +252,8 @@ impl<W: Write> Tx<'_, W> {
             while off < len {
                 let mut chunk = [0u8; CHUNK];
                 let n = (len - off).min(CHUNK);
-                self.core.with_line(|b| chunk[..n].copy_from_slice(&b[off..off + n]));
+                self.core
+                    .with_line(|b| chunk[..n].copy_from_slice(&b[off..off + n]));
                 self.writer.write_all(&chunk[..n]).await.map_err(drop)?;
                 off += n;
             }

@@ -152,9 +152,18 @@ pub(crate) enum OpWait {
 pub(crate) enum OpOutcome {
     /// OPEN/CLOSE/DISC result code.
     Code(i16),
-    Conn { result: u8, ret_code: Option<u8> },
-    Sub { result: u8, value: SubValue },
-    Uns { result: u8, value: Option<u16> },
+    Conn {
+        result: u8,
+        ret_code: Option<u8>,
+    },
+    Sub {
+        result: u8,
+        value: SubValue,
+    },
+    Uns {
+        result: u8,
+        value: Option<u16>,
+    },
     LinkClosed(LinkClosedReason),
 }
 
@@ -405,7 +414,10 @@ impl<
     > State<INGRESS, LINE, EVENTS, SUBSCRIBERS, INFLIGHT>
 {
     const SIZES_OK: () = {
-        assert!(LINE >= limits::LINE, "LINE must hold the longest command line (1024 bytes)");
+        assert!(
+            LINE >= limits::LINE,
+            "LINE must hold the longest command line (1024 bytes)"
+        );
         assert!(INGRESS >= 256, "INGRESS must be at least 256 bytes");
         assert!(INFLIGHT >= 1, "INFLIGHT must be at least 1");
     };

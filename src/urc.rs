@@ -172,13 +172,41 @@ impl core::fmt::Debug for Granted {
 /// A deferred result line, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Deferred {
-    Open { client: u8, result: i16 },
-    Close { client: u8, result: i16 },
-    Conn { client: u8, result: u8, ret_code: Option<u8> },
-    Disc { client: u8, result: i16 },
-    Sub { client: u8, msg_id: u32, result: u8, value: SubValue },
-    Uns { client: u8, msg_id: u32, result: u8, value: Option<u16> },
-    Pub { client: u8, msg_id: u32, result: u8, value: Option<u16> },
+    Open {
+        client: u8,
+        result: i16,
+    },
+    Close {
+        client: u8,
+        result: i16,
+    },
+    Conn {
+        client: u8,
+        result: u8,
+        ret_code: Option<u8>,
+    },
+    Disc {
+        client: u8,
+        result: i16,
+    },
+    Sub {
+        client: u8,
+        msg_id: u32,
+        result: u8,
+        value: SubValue,
+    },
+    Uns {
+        client: u8,
+        msg_id: u32,
+        result: u8,
+        value: Option<u16>,
+    },
+    Pub {
+        client: u8,
+        msg_id: u32,
+        result: u8,
+        value: Option<u16>,
+    },
 }
 
 /// The values after the result of `+QMTSUB`.
@@ -265,13 +293,26 @@ pub(crate) fn parse_deferred(line: &[u8]) -> Option<Deferred> {
     let client = u8::try_from(next()?).ok()?;
     let small = |v: i64| i16::try_from(v).ok();
     let d = match prefix {
-        b"+QMTOPEN" => Deferred::Open { client, result: small(next()?)? },
-        b"+QMTCLOSE" => Deferred::Close { client, result: small(next()?)? },
-        b"+QMTDISC" => Deferred::Disc { client, result: small(next()?)? },
+        b"+QMTOPEN" => Deferred::Open {
+            client,
+            result: small(next()?)?,
+        },
+        b"+QMTCLOSE" => Deferred::Close {
+            client,
+            result: small(next()?)?,
+        },
+        b"+QMTDISC" => Deferred::Disc {
+            client,
+            result: small(next()?)?,
+        },
         b"+QMTCONN" => {
             let result = u8::try_from(next()?).ok()?;
             let ret_code = next().and_then(|v| u8::try_from(v).ok());
-            Deferred::Conn { client, result, ret_code }
+            Deferred::Conn {
+                client,
+                result,
+                ret_code,
+            }
         }
         b"+QMTSUB" | b"+QMTUNS" | b"+QMTPUB" => {
             let msg_id = u32::try_from(next()?).ok()?;
@@ -289,13 +330,28 @@ pub(crate) fn parse_deferred(line: &[u8]) -> Option<Deferred> {
                 } else {
                     SubValue::Count(next().and_then(|v| u16::try_from(v).ok()))
                 };
-                Deferred::Sub { client, msg_id, result, value }
+                Deferred::Sub {
+                    client,
+                    msg_id,
+                    result,
+                    value,
+                }
             } else {
                 let value = next().and_then(|v| u16::try_from(v).ok());
                 if prefix == b"+QMTUNS" {
-                    Deferred::Uns { client, msg_id, result, value }
+                    Deferred::Uns {
+                        client,
+                        msg_id,
+                        result,
+                        value,
+                    }
                 } else {
-                    Deferred::Pub { client, msg_id, result, value }
+                    Deferred::Pub {
+                        client,
+                        msg_id,
+                        result,
+                        value,
+                    }
                 }
             }
         }
@@ -380,9 +436,12 @@ pub(crate) fn parse_recv(buf: &[u8], max_payload: usize) -> Recv<'_> {
     };
     let topic_start = rest_off + q + 1;
     let after_topic = &buf[topic_start..];
-    let Some(t_end) = find(&after_topic[..after_topic.len().min(limits::TOPIC + 3)], b"\",\"")
-    else {
-        return if after_topic.len() >= limits::TOPIC + 3 || first_line_end.is_some_and(|e| e < topic_start)
+    let Some(t_end) = find(
+        &after_topic[..after_topic.len().min(limits::TOPIC + 3)],
+        b"\",\"",
+    ) else {
+        return if after_topic.len() >= limits::TOPIC + 3
+            || first_line_end.is_some_and(|e| e < topic_start)
         {
             malformed()
         } else if let Some(e) = first_line_end {
@@ -426,37 +485,145 @@ mod tests {
     fn every_deferred_result_of_the_reference_parses() {
         use Deferred::*;
         let cases: &[(&[u8], Deferred)] = &[
-            (b"+QMTOPEN: 0,0", Open { client: 0, result: 0 }),
-            (b"+QMTOPEN: 1,-1", Open { client: 1, result: -1 }),
-            (b"+QMTOPEN: 5,5", Open { client: 5, result: 5 }),
-            (b"+QMTCLOSE: 2,-1", Close { client: 2, result: -1 }),
-            (b"+QMTDISC: 0,0", Disc { client: 0, result: 0 }),
-            (b"+QMTCONN: 0,0,0", Conn { client: 0, result: 0, ret_code: Some(0) }),
-            (b"+QMTCONN: 1,0,5", Conn { client: 1, result: 0, ret_code: Some(5) }),
-            (b"+QMTCONN: 1,2", Conn { client: 1, result: 2, ret_code: None }),
-            (b"+QMTUNS: 0,2,0", Uns { client: 0, msg_id: 2, result: 0, value: None }),
-            (b"+QMTUNS: 0,2,1,3", Uns { client: 0, msg_id: 2, result: 1, value: Some(3) }),
-            (b"+QMTPUB: 0,0,0", Pub { client: 0, msg_id: 0, result: 0, value: None }),
-            (b"+QMTPUB: 0,7,1,2", Pub { client: 0, msg_id: 7, result: 1, value: Some(2) }),
-            (b"+QMTPUB: 3,65535,2", Pub { client: 3, msg_id: 65535, result: 2, value: None }),
+            (
+                b"+QMTOPEN: 0,0",
+                Open {
+                    client: 0,
+                    result: 0,
+                },
+            ),
+            (
+                b"+QMTOPEN: 1,-1",
+                Open {
+                    client: 1,
+                    result: -1,
+                },
+            ),
+            (
+                b"+QMTOPEN: 5,5",
+                Open {
+                    client: 5,
+                    result: 5,
+                },
+            ),
+            (
+                b"+QMTCLOSE: 2,-1",
+                Close {
+                    client: 2,
+                    result: -1,
+                },
+            ),
+            (
+                b"+QMTDISC: 0,0",
+                Disc {
+                    client: 0,
+                    result: 0,
+                },
+            ),
+            (
+                b"+QMTCONN: 0,0,0",
+                Conn {
+                    client: 0,
+                    result: 0,
+                    ret_code: Some(0),
+                },
+            ),
+            (
+                b"+QMTCONN: 1,0,5",
+                Conn {
+                    client: 1,
+                    result: 0,
+                    ret_code: Some(5),
+                },
+            ),
+            (
+                b"+QMTCONN: 1,2",
+                Conn {
+                    client: 1,
+                    result: 2,
+                    ret_code: None,
+                },
+            ),
+            (
+                b"+QMTUNS: 0,2,0",
+                Uns {
+                    client: 0,
+                    msg_id: 2,
+                    result: 0,
+                    value: None,
+                },
+            ),
+            (
+                b"+QMTUNS: 0,2,1,3",
+                Uns {
+                    client: 0,
+                    msg_id: 2,
+                    result: 1,
+                    value: Some(3),
+                },
+            ),
+            (
+                b"+QMTPUB: 0,0,0",
+                Pub {
+                    client: 0,
+                    msg_id: 0,
+                    result: 0,
+                    value: None,
+                },
+            ),
+            (
+                b"+QMTPUB: 0,7,1,2",
+                Pub {
+                    client: 0,
+                    msg_id: 7,
+                    result: 1,
+                    value: Some(2),
+                },
+            ),
+            (
+                b"+QMTPUB: 3,65535,2",
+                Pub {
+                    client: 3,
+                    msg_id: 65535,
+                    result: 2,
+                    value: None,
+                },
+            ),
             (
                 b"+QMTSUB: 0,1,1,4",
-                Sub { client: 0, msg_id: 1, result: 1, value: SubValue::Count(Some(4)) },
+                Sub {
+                    client: 0,
+                    msg_id: 1,
+                    result: 1,
+                    value: SubValue::Count(Some(4)),
+                },
             ),
             (
                 b"+QMTSUB: 0,1,2",
-                Sub { client: 0, msg_id: 1, result: 2, value: SubValue::Count(None) },
+                Sub {
+                    client: 0,
+                    msg_id: 1,
+                    result: 2,
+                    value: SubValue::Count(None),
+                },
             ),
         ];
         for (line, want) in cases {
-            assert_eq!(parse_deferred(line), Some(*want), "{}", core::str::from_utf8(line).unwrap());
+            assert_eq!(
+                parse_deferred(line),
+                Some(*want),
+                "{}",
+                core::str::from_utf8(line).unwrap()
+            );
         }
     }
 
     #[test]
     fn subscription_grants_keep_order_and_rejections() {
-        let Some(Deferred::Sub { value: SubValue::Granted(g), .. }) =
-            parse_deferred(b"+QMTSUB: 0,1,0,2,128,0,1")
+        let Some(Deferred::Sub {
+            value: SubValue::Granted(g),
+            ..
+        }) = parse_deferred(b"+QMTSUB: 0,1,0,2,128,0,1")
         else {
             panic!("not parsed");
         };
@@ -475,8 +642,14 @@ mod tests {
 
     #[test]
     fn read_and_test_responses_are_not_deferred_results() {
-        assert_eq!(parse_deferred(b"+QMTOPEN: 0,\"220.180.239.212\",8401"), None);
-        assert_eq!(parse_deferred(b"+QMTOPEN: (0-5),\"<host_name>\",<port>"), None);
+        assert_eq!(
+            parse_deferred(b"+QMTOPEN: 0,\"220.180.239.212\",8401"),
+            None
+        );
+        assert_eq!(
+            parse_deferred(b"+QMTOPEN: (0-5),\"<host_name>\",<port>"),
+            None
+        );
         assert_eq!(parse_deferred(b"+QMTCFG: \"keepalive\",120"), None);
         assert_eq!(parse_deferred(b"+QMTSTAT: 0,1"), None);
         assert_eq!(parse_deferred(b"+QMTOPEN: x,0"), None);
@@ -505,7 +678,13 @@ mod tests {
     fn recv_payload_with_commas_quotes_and_crlf_parses_by_structure() {
         let buf = b"+QMTRECV: 0,3,\"a/b\",\"{\"k\":\"v, w\"}\r\nline 2\"\r\nrest";
         match parse_recv(buf, 1024) {
-            Recv::Complete { client, msg_id, topic, payload, len } => {
+            Recv::Complete {
+                client,
+                msg_id,
+                topic,
+                payload,
+                len,
+            } => {
                 assert_eq!((client, msg_id), (0, 3));
                 assert_eq!(topic, b"a/b");
                 assert_eq!(payload, b"{\"k\":\"v, w\"}\r\nline 2");
@@ -519,7 +698,11 @@ mod tests {
     fn recv_waits_for_its_closing_quote_and_crlf() {
         let full = b"+QMTRECV: 1,0,\"t\",\"x\"\r\n";
         for cut in 1..full.len() {
-            assert_eq!(parse_recv(&full[..cut], 1024), Recv::Incomplete, "cut {cut}");
+            assert_eq!(
+                parse_recv(&full[..cut], 1024),
+                Recv::Incomplete,
+                "cut {cut}"
+            );
         }
         assert!(matches!(parse_recv(full, 1024), Recv::Complete { len, .. } if len == full.len()));
     }

@@ -12,7 +12,10 @@ use atat::{AtatCmd, AtatResp, InternalError};
 use heapless::String;
 
 fn head(l: &mut Line<'_>, option: &[u8], client: ClientId) {
-    l.raw(b"AT+QMTCFG=").quoted(option).comma().num(client.get().into());
+    l.raw(b"AT+QMTCFG=")
+        .quoted(option)
+        .comma()
+        .num(client.get().into());
 }
 
 /// The fields after `"<option>"` of the `+QMTCFG: "<option>",...` line, if any.
@@ -89,7 +92,12 @@ impl<'a> Will<'a> {
     pub fn new(topic: &'a str, message: &'a str, qos: QoS, retain: bool) -> Result<Self, Error> {
         check_topic(topic).map_err(|e| retag(e, Field::WillTopic))?;
         check_quoted(message, 0, limits::WILL_MESSAGE, Field::WillMessage)?;
-        Ok(Self { qos, retain, topic, message })
+        Ok(Self {
+            qos,
+            retain,
+            topic,
+            message,
+        })
     }
 }
 
@@ -118,8 +126,14 @@ ok_command!(ConfigureWill<'a>, |self, l| {
             l.raw(b",0");
         }
         Some(w) => {
-            l.raw(b",1,").num(w.qos.get().into()).comma().num(w.retain.into()).comma();
-            l.quoted(w.topic.as_bytes()).comma().quoted(w.message.as_bytes());
+            l.raw(b",1,")
+                .num(w.qos.get().into())
+                .comma()
+                .num(w.retain.into())
+                .comma();
+            l.quoted(w.topic.as_bytes())
+                .comma()
+                .quoted(w.message.as_bytes());
         }
     }
 });
@@ -189,7 +203,12 @@ impl ConfigureTimeout {
         if retry_times > limits::RETRY_TIMES_MAX {
             return Err(range(Field::RetryTimes));
         }
-        Ok(Self { client, pkt_timeout, retry_times, timeout_notice })
+        Ok(Self {
+            client,
+            pkt_timeout,
+            retry_times,
+            timeout_notice,
+        })
     }
 
     pub(crate) fn values(&self) -> (ClientId, u8, u8) {
@@ -199,7 +218,10 @@ impl ConfigureTimeout {
 
 ok_command!(ConfigureTimeout, |self, l| {
     head(l, b"timeout", self.client);
-    l.comma().num(self.pkt_timeout.into()).comma().num(self.retry_times.into());
+    l.comma()
+        .num(self.pkt_timeout.into())
+        .comma()
+        .num(self.retry_times.into());
     l.comma().num(self.timeout_notice.into());
 });
 
@@ -341,7 +363,12 @@ impl<'a> ConfigureAliAuth<'a> {
         for s in [product_key, device_name, device_secret] {
             check_quoted(s, 1, limits::CREDENTIAL, Field::AliAuth)?;
         }
-        Ok(Self { client, product_key, device_name, device_secret })
+        Ok(Self {
+            client,
+            product_key,
+            device_name,
+            device_secret,
+        })
     }
 }
 
@@ -446,7 +473,10 @@ pub struct ConfigureDataFormat {
 
 ok_command!(ConfigureDataFormat, |self, l| {
     head(l, b"dataformat", self.client);
-    l.comma().num(self.send as i64).comma().num(self.recv as i64);
+    l.comma()
+        .num(self.send as i64)
+        .comma()
+        .num(self.recv as i64);
 });
 
 /// A client's payload formats.
@@ -461,7 +491,11 @@ pub struct DataFormatSetting {
 impl AtatResp for DataFormatSetting {}
 
 fn format(field: Option<&[u8]>) -> Result<DataFormat, atat::Error> {
-    Ok(if flag(field)? { DataFormat::Hex } else { DataFormat::Text })
+    Ok(if flag(field)? {
+        DataFormat::Hex
+    } else {
+        DataFormat::Text
+    })
 }
 
 query_command!(
@@ -534,15 +568,61 @@ mod tests {
     #[test]
     fn every_cfg_write_form_has_the_reference_bytes() {
         let w = Will::new("dev/lwt", "gone, bye", QoS::AtLeastOnce, true).unwrap();
-        assert_eq!(line(&ConfigureWill { client: id(0), will: Some(w) }), "AT+QMTCFG=\"will\",0,1,1,1,\"dev/lwt\",\"gone, bye\"\r");
-        assert_eq!(line(&ConfigureWill { client: id(1), will: None }), "AT+QMTCFG=\"will\",1,0\r");
-        assert_eq!(line(&ConfigureTimeout::new(id(2), 60, 10, true).unwrap()), "AT+QMTCFG=\"timeout\",2,60,10,1\r");
-        assert_eq!(line(&ConfigureSession { client: id(3), clean_session: false }), "AT+QMTCFG=\"session\",3,0\r");
-        assert_eq!(line(&ConfigureKeepAlive::new(id(4), 3600).unwrap()), "AT+QMTCFG=\"keepalive\",4,3600\r");
-        assert_eq!(line(&ConfigureAliAuth::new(id(5), "pk", "dn", "ds").unwrap()), "AT+QMTCFG=\"aliauth\",5,\"pk\",\"dn\",\"ds\"\r");
-        assert_eq!(line(&ConfigureVersion { client: id(0), version: MqttVersion::V3_1 }), "AT+QMTCFG=\"version\",0,3\r");
-        assert_eq!(line(&ConfigureDataFormat { client: id(0), send: DataFormat::Hex, recv: DataFormat::Text }), "AT+QMTCFG=\"dataformat\",0,1,0\r");
-        assert_eq!(line(&ConfigureEchoMode { client: id(0), echo: false }), "AT+QMTCFG=\"echomode\",0,0\r");
+        assert_eq!(
+            line(&ConfigureWill {
+                client: id(0),
+                will: Some(w)
+            }),
+            "AT+QMTCFG=\"will\",0,1,1,1,\"dev/lwt\",\"gone, bye\"\r"
+        );
+        assert_eq!(
+            line(&ConfigureWill {
+                client: id(1),
+                will: None
+            }),
+            "AT+QMTCFG=\"will\",1,0\r"
+        );
+        assert_eq!(
+            line(&ConfigureTimeout::new(id(2), 60, 10, true).unwrap()),
+            "AT+QMTCFG=\"timeout\",2,60,10,1\r"
+        );
+        assert_eq!(
+            line(&ConfigureSession {
+                client: id(3),
+                clean_session: false
+            }),
+            "AT+QMTCFG=\"session\",3,0\r"
+        );
+        assert_eq!(
+            line(&ConfigureKeepAlive::new(id(4), 3600).unwrap()),
+            "AT+QMTCFG=\"keepalive\",4,3600\r"
+        );
+        assert_eq!(
+            line(&ConfigureAliAuth::new(id(5), "pk", "dn", "ds").unwrap()),
+            "AT+QMTCFG=\"aliauth\",5,\"pk\",\"dn\",\"ds\"\r"
+        );
+        assert_eq!(
+            line(&ConfigureVersion {
+                client: id(0),
+                version: MqttVersion::V3_1
+            }),
+            "AT+QMTCFG=\"version\",0,3\r"
+        );
+        assert_eq!(
+            line(&ConfigureDataFormat {
+                client: id(0),
+                send: DataFormat::Hex,
+                recv: DataFormat::Text
+            }),
+            "AT+QMTCFG=\"dataformat\",0,1,0\r"
+        );
+        assert_eq!(
+            line(&ConfigureEchoMode {
+                client: id(0),
+                echo: false
+            }),
+            "AT+QMTCFG=\"echomode\",0,0\r"
+        );
         assert_eq!(line(&TestConfigure), "AT+QMTCFG=?\r");
     }
 
@@ -550,13 +630,34 @@ mod tests {
     fn every_cfg_query_form_omits_the_parameters() {
         let c = id(2);
         assert_eq!(line(&QueryWill { client: c }), "AT+QMTCFG=\"will\",2\r");
-        assert_eq!(line(&QueryTimeout { client: c }), "AT+QMTCFG=\"timeout\",2\r");
-        assert_eq!(line(&QuerySession { client: c }), "AT+QMTCFG=\"session\",2\r");
-        assert_eq!(line(&QueryKeepAlive { client: c }), "AT+QMTCFG=\"keepalive\",2\r");
-        assert_eq!(line(&QueryAliAuth { client: c }), "AT+QMTCFG=\"aliauth\",2\r");
-        assert_eq!(line(&QueryVersion { client: c }), "AT+QMTCFG=\"version\",2\r");
-        assert_eq!(line(&QueryDataFormat { client: c }), "AT+QMTCFG=\"dataformat\",2\r");
-        assert_eq!(line(&QueryEchoMode { client: c }), "AT+QMTCFG=\"echomode\",2\r");
+        assert_eq!(
+            line(&QueryTimeout { client: c }),
+            "AT+QMTCFG=\"timeout\",2\r"
+        );
+        assert_eq!(
+            line(&QuerySession { client: c }),
+            "AT+QMTCFG=\"session\",2\r"
+        );
+        assert_eq!(
+            line(&QueryKeepAlive { client: c }),
+            "AT+QMTCFG=\"keepalive\",2\r"
+        );
+        assert_eq!(
+            line(&QueryAliAuth { client: c }),
+            "AT+QMTCFG=\"aliauth\",2\r"
+        );
+        assert_eq!(
+            line(&QueryVersion { client: c }),
+            "AT+QMTCFG=\"version\",2\r"
+        );
+        assert_eq!(
+            line(&QueryDataFormat { client: c }),
+            "AT+QMTCFG=\"dataformat\",2\r"
+        );
+        assert_eq!(
+            line(&QueryEchoMode { client: c }),
+            "AT+QMTCFG=\"echomode\",2\r"
+        );
     }
 
     #[test]
@@ -564,7 +665,9 @@ mod tests {
         let c = id(0);
         let ok = |s: &'static str| Ok::<&[u8], InternalError>(s.as_bytes());
         assert_eq!(
-            QueryWill { client: c }.parse(ok("+QMTCFG: \"will\",1,2,0,\"t/w\",\"a,b\"")).unwrap(),
+            QueryWill { client: c }
+                .parse(ok("+QMTCFG: \"will\",1,2,0,\"t/w\",\"a,b\""))
+                .unwrap(),
             WillSetting::Enabled {
                 qos: QoS::ExactlyOnce,
                 retain: false,
@@ -572,35 +675,69 @@ mod tests {
                 message: "a,b".try_into().unwrap()
             }
         );
-        assert_eq!(QueryWill { client: c }.parse(ok("+QMTCFG: \"will\",0")).unwrap(), WillSetting::Disabled);
         assert_eq!(
-            QueryTimeout { client: c }.parse(ok("+QMTCFG: \"timeout\",10,3,0")).unwrap(),
-            TimeoutSetting { pkt_timeout: 10, retry_times: 3, timeout_notice: false }
+            QueryWill { client: c }
+                .parse(ok("+QMTCFG: \"will\",0"))
+                .unwrap(),
+            WillSetting::Disabled
         );
         assert_eq!(
-            QuerySession { client: c }.parse(ok("+QMTCFG: \"session\",1")).unwrap(),
-            SessionSetting { clean_session: true }
+            QueryTimeout { client: c }
+                .parse(ok("+QMTCFG: \"timeout\",10,3,0"))
+                .unwrap(),
+            TimeoutSetting {
+                pkt_timeout: 10,
+                retry_times: 3,
+                timeout_notice: false
+            }
         );
         assert_eq!(
-            QueryKeepAlive { client: c }.parse(ok("+QMTCFG: \"keepalive\",120")).unwrap(),
+            QuerySession { client: c }
+                .parse(ok("+QMTCFG: \"session\",1"))
+                .unwrap(),
+            SessionSetting {
+                clean_session: true
+            }
+        );
+        assert_eq!(
+            QueryKeepAlive { client: c }
+                .parse(ok("+QMTCFG: \"keepalive\",120"))
+                .unwrap(),
             KeepAliveSetting { seconds: 120 }
         );
-        let a = QueryAliAuth { client: c }.parse(ok("+QMTCFG: \"aliauth\",\"pk\",\"dn\",\"ds\"")).unwrap();
+        let a = QueryAliAuth { client: c }
+            .parse(ok("+QMTCFG: \"aliauth\",\"pk\",\"dn\",\"ds\""))
+            .unwrap();
         assert_eq!(a.0.unwrap().device_secret.as_str(), "ds");
-        assert_eq!(QueryAliAuth { client: c }.parse(ok("")).unwrap(), AliAuthSetting(None));
         assert_eq!(
-            QueryVersion { client: c }.parse(ok("+QMTCFG: \"version\",4")).unwrap(),
+            QueryAliAuth { client: c }.parse(ok("")).unwrap(),
+            AliAuthSetting(None)
+        );
+        assert_eq!(
+            QueryVersion { client: c }
+                .parse(ok("+QMTCFG: \"version\",4"))
+                .unwrap(),
             VersionSetting(Some(MqttVersion::V3_1_1))
         );
         assert_eq!(
-            QueryDataFormat { client: c }.parse(ok("+QMTCFG: \"dataformat\",1,0")).unwrap(),
-            DataFormatSetting { send: DataFormat::Hex, recv: DataFormat::Text }
+            QueryDataFormat { client: c }
+                .parse(ok("+QMTCFG: \"dataformat\",1,0"))
+                .unwrap(),
+            DataFormatSetting {
+                send: DataFormat::Hex,
+                recv: DataFormat::Text
+            }
         );
         assert_eq!(
-            QueryEchoMode { client: c }.parse(ok("+QMTCFG: \"echomode\",0")).unwrap(),
+            QueryEchoMode { client: c }
+                .parse(ok("+QMTCFG: \"echomode\",0"))
+                .unwrap(),
             EchoModeSetting { echo: false }
         );
-        assert_eq!(QueryKeepAlive { client: c }.parse(ok("+QMTCFG: \"session\",1")), Err(atat::Error::Parse));
+        assert_eq!(
+            QueryKeepAlive { client: c }.parse(ok("+QMTCFG: \"session\",1")),
+            Err(atat::Error::Parse)
+        );
     }
 
     #[test]
@@ -617,9 +754,14 @@ mod tests {
     #[test]
     fn test_configure_keeps_every_line_as_text() {
         let r = TestConfigure
-            .parse(Ok(b"+QMTCFG: \"echomode\",(0-5),(0,1)\r\n+QMTCFG: \"keepalive\",(0-5),(0-3600)"))
+            .parse(Ok(
+                b"+QMTCFG: \"echomode\",(0-5),(0,1)\r\n+QMTCFG: \"keepalive\",(0-5),(0-3600)",
+            ))
             .unwrap();
         assert_eq!(r.lines().count(), 2);
-        assert_eq!(r.lines().nth(1), Some("+QMTCFG: \"keepalive\",(0-5),(0-3600)"));
+        assert_eq!(
+            r.lines().nth(1),
+            Some("+QMTCFG: \"keepalive\",(0-5),(0-3600)")
+        );
     }
 }

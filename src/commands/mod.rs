@@ -57,7 +57,11 @@ pub(crate) struct Line<'b> {
 
 impl<'b> Line<'b> {
     pub(crate) fn new(buf: &'b mut [u8]) -> Self {
-        Self { buf, pos: 0, overflow: false }
+        Self {
+            buf,
+            pos: 0,
+            overflow: false,
+        }
     }
 
     pub(crate) fn raw(&mut self, s: &[u8]) -> &mut Self {

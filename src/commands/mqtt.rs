@@ -80,7 +80,9 @@ impl AtatCmd for QueryOpenNetworks {
             let client = ClientId::new(int(f.next())?).map_err(|_| atat::Error::Parse)?;
             let host = string(f.next())?;
             let port = int(f.next())?;
-            out.0.push(OpenLink { client, host, port }).map_err(|_| atat::Error::Parse)?;
+            out.0
+                .push(OpenLink { client, host, port })
+                .map_err(|_| atat::Error::Parse)?;
         }
         Ok(out)
     }
@@ -138,7 +140,12 @@ impl core::fmt::Debug for Connect<'_> {
 #[cfg(feature = "defmt")]
 impl defmt::Format for Connect<'_> {
     fn format(&self, f: defmt::Formatter) {
-        defmt::write!(f, "Connect {{ client: {}, client_id: {=str} }}", self.client, self.client_id)
+        defmt::write!(
+            f,
+            "Connect {{ client: {}, client_id: {=str} }}",
+            self.client,
+            self.client_id
+        )
     }
 }
 
@@ -161,7 +168,12 @@ impl<'a> Connect<'a> {
             }
             check_quoted(p, 0, limits::CREDENTIAL, Field::Password)?;
         }
-        Ok(Self { client, client_id, username, password })
+        Ok(Self {
+            client,
+            client_id,
+            username,
+            password,
+        })
     }
 
     pub(crate) fn client(&self) -> ClientId {
@@ -233,7 +245,9 @@ impl AtatCmd for QueryConnectionState {
                 4 => ConnectionState::Disconnecting,
                 n => ConnectionState::Other(n),
             };
-            out.0.push((client, state)).map_err(|_| atat::Error::Parse)?;
+            out.0
+                .push((client, state))
+                .map_err(|_| atat::Error::Parse)?;
         }
         Ok(out)
     }
@@ -294,7 +308,11 @@ impl<'a> Subscribe<'a> {
     pub fn new(client: ClientId, msg_id: u16, topics: &'a [(&'a str, QoS)]) -> Result<Self, Error> {
         check_msg_id(msg_id)?;
         check_topic_list(topics.iter().map(|(t, _)| *t), topics.len(), 2)?;
-        Ok(Self { client, msg_id, topics })
+        Ok(Self {
+            client,
+            msg_id,
+            topics,
+        })
     }
 
     pub(crate) fn msg_id(&self) -> u16 {
@@ -327,7 +345,10 @@ pub(crate) fn check_topic_list<'t>(
 }
 
 ok_command!(Subscribe<'a>, |self, l| {
-    l.raw(b"AT+QMTSUB=").num(self.client.get().into()).comma().num(self.msg_id.into());
+    l.raw(b"AT+QMTSUB=")
+        .num(self.client.get().into())
+        .comma()
+        .num(self.msg_id.into());
     for (t, q) in self.topics {
         l.comma().quoted(t.as_bytes()).comma().num(q.get().into());
     }
@@ -354,12 +375,19 @@ impl<'a> Unsubscribe<'a> {
     pub fn new(client: ClientId, msg_id: u16, topics: &'a [&'a str]) -> Result<Self, Error> {
         check_msg_id(msg_id)?;
         check_topic_list(topics.iter().copied(), topics.len(), 0)?;
-        Ok(Self { client, msg_id, topics })
+        Ok(Self {
+            client,
+            msg_id,
+            topics,
+        })
     }
 }
 
 ok_command!(Unsubscribe<'a>, |self, l| {
-    l.raw(b"AT+QMTUNS=").num(self.client.get().into()).comma().num(self.msg_id.into());
+    l.raw(b"AT+QMTUNS=")
+        .num(self.client.get().into())
+        .comma()
+        .num(self.msg_id.into());
     for t in self.topics {
         l.comma().quoted(t.as_bytes());
     }
@@ -382,8 +410,15 @@ fn check_pub_head(msg_id: u16, qos: QoS, topic: &str) -> Result<(), Error> {
 }
 
 fn pub_head(l: &mut Line<'_>, client: ClientId, msg_id: u16, qos: QoS, retain: bool, topic: &str) {
-    l.raw(b"AT+QMTPUB=").num(client.get().into()).comma().num(msg_id.into());
-    l.comma().num(qos.get().into()).comma().num(retain.into()).comma();
+    l.raw(b"AT+QMTPUB=")
+        .num(client.get().into())
+        .comma()
+        .num(msg_id.into());
+    l.comma()
+        .num(qos.get().into())
+        .comma()
+        .num(retain.into())
+        .comma();
     l.quoted(topic.as_bytes());
 }
 
@@ -417,14 +452,26 @@ impl<'a> PublishInline<'a> {
         hex: bool,
     ) -> Result<Self, Error> {
         check_pub_head(msg_id, qos, topic)?;
-        let wire = if hex { 2 * payload.len() } else { payload.len() };
+        let wire = if hex {
+            2 * payload.len()
+        } else {
+            payload.len()
+        };
         if wire > limits::INLINE_PAYLOAD {
             return Err(invalid(Field::Payload, Problem::TooLong));
         }
         if !hex && !payload.iter().all(|&b| quoted_safe(b)) {
             return Err(invalid(Field::Payload, Problem::ForbiddenByte));
         }
-        Ok(Self { client, msg_id, qos, retain, topic, payload, hex })
+        Ok(Self {
+            client,
+            msg_id,
+            qos,
+            retain,
+            topic,
+            payload,
+            hex,
+        })
     }
 }
 
@@ -433,7 +480,14 @@ impl AtatCmd for PublishInline<'_> {
     const MAX_TIMEOUT_MS: u32 = 300;
     fn write(&self, buf: &mut [u8]) -> usize {
         let mut l = Line::new(buf);
-        pub_head(&mut l, self.client, self.msg_id, self.qos, self.retain, self.topic);
+        pub_head(
+            &mut l,
+            self.client,
+            self.msg_id,
+            self.qos,
+            self.retain,
+            self.topic,
+        );
         l.raw(b",\"");
         if self.hex {
             let mut tmp = [0u8; 64];
@@ -470,14 +524,33 @@ pub struct PublishDataMode<'a> {
 
 impl<'a> PublishDataMode<'a> {
     /// `msg_id` is 0 for QoS 0 and 1-65535 otherwise; topic 1-255 bytes.
-    pub fn new(client: ClientId, msg_id: u16, qos: QoS, retain: bool, topic: &'a str) -> Result<Self, Error> {
+    pub fn new(
+        client: ClientId,
+        msg_id: u16,
+        qos: QoS,
+        retain: bool,
+        topic: &'a str,
+    ) -> Result<Self, Error> {
         check_pub_head(msg_id, qos, topic)?;
-        Ok(Self { client, msg_id, qos, retain, topic })
+        Ok(Self {
+            client,
+            msg_id,
+            qos,
+            retain,
+            topic,
+        })
     }
 }
 
 ok_command!(PublishDataMode<'a>, |self, l| {
-    pub_head(l, self.client, self.msg_id, self.qos, self.retain, self.topic);
+    pub_head(
+        l,
+        self.client,
+        self.msg_id,
+        self.qos,
+        self.retain,
+        self.topic,
+    );
 });
 
 test_command!(
@@ -503,25 +576,75 @@ mod tests {
 
     #[test]
     fn every_mqtt_write_form_has_the_reference_bytes() {
-        assert_eq!(line(&OpenNetwork::new(id(0), "220.180.239.212", 8401).unwrap()), "AT+QMTOPEN=0,\"220.180.239.212\",8401\r");
-        assert_eq!(line(&CloseNetwork { client: id(1) }), "AT+QMTCLOSE=1\r");
-        assert_eq!(line(&Connect::new(id(0), "clientExample", None, None).unwrap()), "AT+QMTCONN=0,\"clientExample\"\r");
-        assert_eq!(line(&Connect::new(id(0), "c", Some("u"), None).unwrap()), "AT+QMTCONN=0,\"c\",\"u\"\r");
-        assert_eq!(line(&Connect::new(id(2), "c", Some("u"), Some("p")).unwrap()), "AT+QMTCONN=2,\"c\",\"u\",\"p\"\r");
-        assert_eq!(line(&Disconnect { client: id(0) }), "AT+QMTDISC=0\r");
-        assert_eq!(line(&Subscribe::new(id(0), 1, &[("topic/example", QoS::ExactlyOnce)]).unwrap()), "AT+QMTSUB=0,1,\"topic/example\",2\r");
         assert_eq!(
-            line(&Subscribe::new(id(0), 9, &[("a", QoS::AtMostOnce), ("b/#", QoS::AtLeastOnce)]).unwrap()),
+            line(&OpenNetwork::new(id(0), "220.180.239.212", 8401).unwrap()),
+            "AT+QMTOPEN=0,\"220.180.239.212\",8401\r"
+        );
+        assert_eq!(line(&CloseNetwork { client: id(1) }), "AT+QMTCLOSE=1\r");
+        assert_eq!(
+            line(&Connect::new(id(0), "clientExample", None, None).unwrap()),
+            "AT+QMTCONN=0,\"clientExample\"\r"
+        );
+        assert_eq!(
+            line(&Connect::new(id(0), "c", Some("u"), None).unwrap()),
+            "AT+QMTCONN=0,\"c\",\"u\"\r"
+        );
+        assert_eq!(
+            line(&Connect::new(id(2), "c", Some("u"), Some("p")).unwrap()),
+            "AT+QMTCONN=2,\"c\",\"u\",\"p\"\r"
+        );
+        assert_eq!(line(&Disconnect { client: id(0) }), "AT+QMTDISC=0\r");
+        assert_eq!(
+            line(&Subscribe::new(id(0), 1, &[("topic/example", QoS::ExactlyOnce)]).unwrap()),
+            "AT+QMTSUB=0,1,\"topic/example\",2\r"
+        );
+        assert_eq!(
+            line(
+                &Subscribe::new(
+                    id(0),
+                    9,
+                    &[("a", QoS::AtMostOnce), ("b/#", QoS::AtLeastOnce)]
+                )
+                .unwrap()
+            ),
             "AT+QMTSUB=0,9,\"a\",0,\"b/#\",1\r"
         );
-        assert_eq!(line(&Unsubscribe::new(id(0), 2, &["topic/example"]).unwrap()), "AT+QMTUNS=0,2,\"topic/example\"\r");
-        assert_eq!(line(&Unsubscribe::new(id(3), 2, &["a", "b"]).unwrap()), "AT+QMTUNS=3,2,\"a\",\"b\"\r");
         assert_eq!(
-            line(&PublishInline::new(id(0), 0, QoS::AtMostOnce, false, "topic/pub", b"hello MQTT.", false).unwrap()),
+            line(&Unsubscribe::new(id(0), 2, &["topic/example"]).unwrap()),
+            "AT+QMTUNS=0,2,\"topic/example\"\r"
+        );
+        assert_eq!(
+            line(&Unsubscribe::new(id(3), 2, &["a", "b"]).unwrap()),
+            "AT+QMTUNS=3,2,\"a\",\"b\"\r"
+        );
+        assert_eq!(
+            line(
+                &PublishInline::new(
+                    id(0),
+                    0,
+                    QoS::AtMostOnce,
+                    false,
+                    "topic/pub",
+                    b"hello MQTT.",
+                    false
+                )
+                .unwrap()
+            ),
             "AT+QMTPUB=0,0,0,0,\"topic/pub\",\"hello MQTT.\"\r"
         );
         assert_eq!(
-            line(&PublishInline::new(id(1), 7, QoS::AtLeastOnce, true, "t", &[0x00, 0xAB, b'"'], true).unwrap()),
+            line(
+                &PublishInline::new(
+                    id(1),
+                    7,
+                    QoS::AtLeastOnce,
+                    true,
+                    "t",
+                    &[0x00, 0xAB, b'"'],
+                    true
+                )
+                .unwrap()
+            ),
             "AT+QMTPUB=1,7,1,1,\"t\",\"00AB22\"\r"
         );
         assert_eq!(
@@ -546,13 +669,22 @@ mod tests {
     #[test]
     fn read_answers_parse_to_typed_values() {
         let links = QueryOpenNetworks
-            .parse(Ok(b"+QMTOPEN: 0,\"220.180.239.212\",8401\r\n+QMTOPEN: 4,\"b.example\",1883"))
+            .parse(Ok(
+                b"+QMTOPEN: 0,\"220.180.239.212\",8401\r\n+QMTOPEN: 4,\"b.example\",1883",
+            ))
             .unwrap();
         assert_eq!(links.0.len(), 2);
         assert_eq!(links.0[0].host.as_str(), "220.180.239.212");
         assert_eq!((links.0[1].client.get(), links.0[1].port), (4, 1883));
-        assert_eq!(QueryOpenNetworks.parse(Ok(b"")).unwrap(), OpenLinks::default());
-        let st = QueryConnectionState.parse(Ok(b"+QMTCONN: 0,3\r\n+QMTCONN: 1,1\r\n+QMTCONN: 2,2\r\n+QMTCONN: 3,4")).unwrap();
+        assert_eq!(
+            QueryOpenNetworks.parse(Ok(b"")).unwrap(),
+            OpenLinks::default()
+        );
+        let st = QueryConnectionState
+            .parse(Ok(
+                b"+QMTCONN: 0,3\r\n+QMTCONN: 1,1\r\n+QMTCONN: 2,2\r\n+QMTCONN: 3,4",
+            ))
+            .unwrap();
         assert_eq!(st.get(id(0)), Some(ConnectionState::Connected));
         assert_eq!(st.get(id(1)), Some(ConnectionState::Initial));
         assert_eq!(st.get(id(2)), Some(ConnectionState::Connecting));
@@ -567,23 +699,76 @@ mod tests {
             other => panic!("{other:?}"),
         };
         let long = "h".repeat(101);
-        assert_eq!(e(OpenNetwork::new(id(0), &long, 1).map(drop)), (Field::Host, Problem::TooLong));
-        assert_eq!(e(OpenNetwork::new(id(0), "h", 0).map(drop)), (Field::Port, Problem::OutOfRange));
-        assert_eq!(e(OpenNetwork::new(id(0), "h\"", 1).map(drop)), (Field::Host, Problem::ForbiddenByte));
-        assert_eq!(e(Connect::new(id(0), "c\r\nAT+QMTCLOSE=0", None, None).map(drop)), (Field::MqttClientId, Problem::ForbiddenByte));
-        assert_eq!(e(Connect::new(id(0), "c", Some("u"), Some("p\"")).map(drop)), (Field::Password, Problem::ForbiddenByte));
-        assert_eq!(e(Connect::new(id(0), "c", None, Some("p")).map(drop)), (Field::Username, Problem::Empty));
+        assert_eq!(
+            e(OpenNetwork::new(id(0), &long, 1).map(drop)),
+            (Field::Host, Problem::TooLong)
+        );
+        assert_eq!(
+            e(OpenNetwork::new(id(0), "h", 0).map(drop)),
+            (Field::Port, Problem::OutOfRange)
+        );
+        assert_eq!(
+            e(OpenNetwork::new(id(0), "h\"", 1).map(drop)),
+            (Field::Host, Problem::ForbiddenByte)
+        );
+        assert_eq!(
+            e(Connect::new(id(0), "c\r\nAT+QMTCLOSE=0", None, None).map(drop)),
+            (Field::MqttClientId, Problem::ForbiddenByte)
+        );
+        assert_eq!(
+            e(Connect::new(id(0), "c", Some("u"), Some("p\"")).map(drop)),
+            (Field::Password, Problem::ForbiddenByte)
+        );
+        assert_eq!(
+            e(Connect::new(id(0), "c", None, Some("p")).map(drop)),
+            (Field::Username, Problem::Empty)
+        );
         let t256 = "t".repeat(256);
-        assert_eq!(e(Subscribe::new(id(0), 1, &[(&t256, QoS::AtMostOnce)]).map(drop)), (Field::Topic, Problem::TooLong));
-        assert_eq!(e(Subscribe::new(id(0), 1, &[]).map(drop)), (Field::Topics, Problem::Empty));
-        assert_eq!(e(Subscribe::new(id(0), 0, &[("a", QoS::AtMostOnce)]).map(drop)), (Field::Topics, Problem::OutOfRange));
-        let many: std::vec::Vec<(&str, QoS)> = (0..5).map(|_| (t256.as_str().get(..250).unwrap(), QoS::AtMostOnce)).collect();
-        assert_eq!(e(Subscribe::new(id(0), 1, &many).map(drop)), (Field::Topics, Problem::LineTooLong));
-        assert_eq!(e(PublishInline::new(id(0), 1, QoS::AtMostOnce, false, "t", b"x", false).map(drop)), (Field::Qos, Problem::OutOfRange));
-        assert_eq!(e(PublishInline::new(id(0), 0, QoS::AtLeastOnce, false, "t", b"x", false).map(drop)), (Field::Qos, Problem::OutOfRange));
-        assert_eq!(e(PublishInline::new(id(0), 0, QoS::AtMostOnce, false, "t", &[b'a'; 701], false).map(drop)), (Field::Payload, Problem::TooLong));
-        assert_eq!(e(PublishInline::new(id(0), 0, QoS::AtMostOnce, false, "t", &[b'a'; 351], true).map(drop)), (Field::Payload, Problem::TooLong));
-        assert_eq!(e(PublishInline::new(id(0), 0, QoS::AtMostOnce, false, "t", b"a\"b", false).map(drop)), (Field::Payload, Problem::ForbiddenByte));
+        assert_eq!(
+            e(Subscribe::new(id(0), 1, &[(&t256, QoS::AtMostOnce)]).map(drop)),
+            (Field::Topic, Problem::TooLong)
+        );
+        assert_eq!(
+            e(Subscribe::new(id(0), 1, &[]).map(drop)),
+            (Field::Topics, Problem::Empty)
+        );
+        assert_eq!(
+            e(Subscribe::new(id(0), 0, &[("a", QoS::AtMostOnce)]).map(drop)),
+            (Field::Topics, Problem::OutOfRange)
+        );
+        let many: std::vec::Vec<(&str, QoS)> = (0..5)
+            .map(|_| (t256.as_str().get(..250).unwrap(), QoS::AtMostOnce))
+            .collect();
+        assert_eq!(
+            e(Subscribe::new(id(0), 1, &many).map(drop)),
+            (Field::Topics, Problem::LineTooLong)
+        );
+        assert_eq!(
+            e(PublishInline::new(id(0), 1, QoS::AtMostOnce, false, "t", b"x", false).map(drop)),
+            (Field::Qos, Problem::OutOfRange)
+        );
+        assert_eq!(
+            e(PublishInline::new(id(0), 0, QoS::AtLeastOnce, false, "t", b"x", false).map(drop)),
+            (Field::Qos, Problem::OutOfRange)
+        );
+        assert_eq!(
+            e(
+                PublishInline::new(id(0), 0, QoS::AtMostOnce, false, "t", &[b'a'; 701], false)
+                    .map(drop)
+            ),
+            (Field::Payload, Problem::TooLong)
+        );
+        assert_eq!(
+            e(
+                PublishInline::new(id(0), 0, QoS::AtMostOnce, false, "t", &[b'a'; 351], true)
+                    .map(drop)
+            ),
+            (Field::Payload, Problem::TooLong)
+        );
+        assert_eq!(
+            e(PublishInline::new(id(0), 0, QoS::AtMostOnce, false, "t", b"a\"b", false).map(drop)),
+            (Field::Payload, Problem::ForbiddenByte)
+        );
     }
 
     #[test]
@@ -592,7 +777,9 @@ mod tests {
         let p = [b'p'; 700];
         let c = PublishInline::new(id(5), 65535, QoS::ExactlyOnce, true, &t, &p, false).unwrap();
         assert!(line(&c).len() <= limits::LINE);
-        let topics: std::vec::Vec<(&str, QoS)> = (0..MAX_SUB_TOPICS).map(|_| ("a", QoS::ExactlyOnce)).collect();
+        let topics: std::vec::Vec<(&str, QoS)> = (0..MAX_SUB_TOPICS)
+            .map(|_| ("a", QoS::ExactlyOnce))
+            .collect();
         let s = Subscribe::new(id(5), 65535, &topics).unwrap();
         assert!(line(&s).len() <= limits::LINE);
         let u: std::vec::Vec<&str> = (0..4).map(|_| t.as_str()).collect();

@@ -33,7 +33,11 @@ impl<'a> Iterator for Fields<'a> {
             while i < inner.len() {
                 if inner[i] == b'"' && (i + 1 == inner.len() || inner[i + 1] == b',') {
                     let field = &inner[..i];
-                    self.rest = if i + 1 == inner.len() { None } else { Some(&inner[i + 2..]) };
+                    self.rest = if i + 1 == inner.len() {
+                        None
+                    } else {
+                        Some(&inner[i + 2..])
+                    };
                     return Some(field);
                 }
                 i += 1;
@@ -62,7 +66,9 @@ pub(crate) fn int<T: TryFrom<i64>>(field: Option<&[u8]>) -> Result<T, atat::Erro
         .ok_or(atat::Error::Parse)
 }
 
-pub(crate) fn string<const N: usize>(field: Option<&[u8]>) -> Result<heapless::String<N>, atat::Error> {
+pub(crate) fn string<const N: usize>(
+    field: Option<&[u8]>,
+) -> Result<heapless::String<N>, atat::Error> {
     let f = field.ok_or(atat::Error::Parse)?;
     let s = core::str::from_utf8(f).map_err(|_| atat::Error::Parse)?;
     heapless::String::try_from(s).map_err(|_| atat::Error::Parse)

@@ -1,0 +1,181 @@
+//! Test harness: the driver on embassy's std executor, talking through two
+//! in-memory pipes to a scripted fake modem.
+#![allow(dead_code)]
+
+pub mod transcript;
+
+use core::future::Future;
+use core::pin::Pin;
+use std::boxed::Box;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::vec::Vec;
+
+use bc26_mqtt::{Config, Modem, Runner, State};
+use embassy_executor::Executor;
+use embassy_futures::select::{select, Either};
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::pipe::Pipe;
+use embassy_time::{with_timeout, Duration, Timer};
+
+pub type WirePipe = Pipe<CriticalSectionRawMutex, 8192>;
+pub type TestRunner = Runner<'static, &'static WirePipe, &'static WirePipe>;
+
+/// A fresh driver and the fake modem on the other end of its UART.
+pub fn setup(config: Config) -> (Modem<'static>, TestRunner, Fake) {
+    let state: &'static mut State = Box::leak(Box::new(State::new()));
+    let to_modem: &'static WirePipe = Box::leak(Box::new(Pipe::new()));
+    let to_host: &'static WirePipe = Box::leak(Box::new(Pipe::new()));
+    let (modem, runner) = bc26_mqtt::new(state, to_host, to_modem, config);
+    (
+        modem,
+        runner,
+        Fake {
+            rx: to_modem,
+            tx: to_host,
+            pending: Vec::new(),
+        },
+    )
+}
+
+/// Short timeouts so failing tests fail fast.
+pub fn fast_config() -> Config {
+    Config::new()
+        .command_timeout(Duration::from_millis(300))
+        .open_timeout(Duration::from_millis(500))
+        .close_timeout(Duration::from_millis(500))
+        .packet_deadline(Duration::from_millis(500))
+}
+
+#[embassy_executor::task(pool_size = 64)]
+async fn test_task(fut: Pin<Box<dyn Future<Output = ()>>>, done: &'static AtomicBool) {
+    fut.await;
+    done.store(true, Ordering::SeqCst);
+}
+
+/// Runs `fut` to completion on a fresh embassy std executor (10 s limit).
+pub fn run<F: Future<Output = ()> + 'static>(fut: F) {
+    let done: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
+    let executor: &'static mut Executor = Box::leak(Box::new(Executor::new()));
+    let fut: Pin<Box<dyn Future<Output = ()>>> = Box::pin(async move {
+        if with_timeout(Duration::from_secs(20), fut).await.is_err() {
+            panic!("test did not finish within 20 s");
+        }
+    });
+    executor.run_until(
+        |spawner| spawner.spawn(test_task(fut, done).expect("task pool")),
+        || done.load(Ordering::SeqCst),
+    );
+}
+
+/// Runs `body` beside the driver's runner; returns when `body` does.
+pub async fn with_runner<F: Future>(runner: TestRunner, body: F) -> F::Output {
+    match select(runner.run(), body).await {
+        Either::First(never) => never,
+        Either::Second(out) => out,
+    }
+}
+
+/// Shows bytes with escapes, for assertion messages.
+pub fn show(b: &[u8]) -> String {
+    let mut s = String::new();
+    for &c in b {
+        match c {
+            b'\r' => s.push_str("\\r"),
+            b'\n' => s.push_str("\\n"),
+            0x20..=0x7e => s.push(c as char),
+            _ => s.push_str(&format!("\\x{c:02x}")),
+        }
+    }
+    s
+}
+
+/// The modem end of the UART.
+pub struct Fake {
+    rx: &'static WirePipe,
+    tx: &'static WirePipe,
+    pending: Vec<u8>,
+}
+
+impl Fake {
+    async fn fill(&mut self) {
+        let mut buf = [0u8; 1024];
+        match with_timeout(Duration::from_secs(5), self.rx.read(&mut buf)).await {
+            Ok(n) => self.pending.extend_from_slice(&buf[..n]),
+            Err(_) => panic!(
+                "fake modem: nothing from the host for 5 s (have {:?})",
+                show(&self.pending)
+            ),
+        }
+    }
+
+    /// Reads exactly `want` from the host, or fails the test.
+    pub async fn expect(&mut self, want: &[u8]) {
+        while self.pending.len() < want.len() {
+            if !self.pending.is_empty() && !want.starts_with(&self.pending) {
+                break;
+            }
+            self.fill().await;
+        }
+        let n = want.len().min(self.pending.len());
+        let got: Vec<u8> = self.pending.drain(..n).collect();
+        assert_eq!(
+            show(&got),
+            show(want),
+            "fake modem: host sent something else"
+        );
+    }
+
+    /// Reads one command line from the host (through its `\r`).
+    pub async fn line(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(i) = self.pending.iter().position(|&b| b == b'\r') {
+                return self.pending.drain(..=i).collect();
+            }
+            self.fill().await;
+        }
+    }
+
+    /// Reads `n` bytes from the host.
+    pub async fn bytes(&mut self, n: usize) -> Vec<u8> {
+        while self.pending.len() < n {
+            self.fill().await;
+        }
+        self.pending.drain(..n).collect()
+    }
+
+    /// Sends `bytes` to the host as one chunk, and waits until the driver has
+    /// read them all (so the next chunk is a separate read).
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.tx.write_all(bytes).await;
+        while !self.tx.is_empty() {
+            Timer::after_micros(20).await;
+        }
+    }
+
+    /// Sends `bytes` one byte per read.
+    pub async fn send_bytewise(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.send(core::slice::from_ref(b)).await;
+        }
+    }
+
+    /// True if the host has sent nothing that was not read yet.
+    pub fn nothing_from_host(&mut self) -> bool {
+        let mut buf = [0u8; 64];
+        while let Ok(n) = self.rx.try_read(&mut buf) {
+            self.pending.extend_from_slice(&buf[..n]);
+        }
+        self.pending.is_empty()
+    }
+
+    /// Answers a command line: reads it (asserting it), then sends `reply`.
+    pub async fn answer(&mut self, want: &[u8], reply: &[u8]) {
+        self.expect(want).await;
+        self.send(reply).await;
+    }
+}
+
+/// Lets the driver run for a moment.
+pub async fn settle() {
+    Timer::after_millis(5).await;
+}
