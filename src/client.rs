@@ -542,6 +542,7 @@ impl<'a> MqttClient<'a> {
                     client: self.id.get(),
                     msg_id,
                     seq,
+                    retrans: 0,
                 })
             });
             Some((slot, msg_id))
@@ -568,22 +569,22 @@ impl<'a> MqttClient<'a> {
         }
 
         let until = Instant::now() + packet_deadline(&self.core, self.id);
-        let mut retransmissions = 0;
         loop {
             let outcome = with_deadline(until, slot.signal.wait())
                 .await
                 .map_err(|_| Error::Timeout(Stage::Result))?;
             match outcome {
-                PubOutcome::Result { result: 0, .. } => {
+                PubOutcome::Progress => {}
+                PubOutcome::Final {
+                    result: 0,
+                    retransmissions,
+                } => {
                     return Ok(Published {
                         msg_id,
                         retransmissions,
                     })
                 }
-                PubOutcome::Result { result: 1, value } => {
-                    retransmissions = value.unwrap_or(retransmissions)
-                }
-                PubOutcome::Result { .. } => return Err(Error::SendFailed),
+                PubOutcome::Final { .. } => return Err(Error::SendFailed),
                 PubOutcome::LinkClosed(r) => return Err(Error::LinkClosed(r)),
             }
         }

@@ -293,13 +293,7 @@ pub(crate) fn route_deferred(core: &Core<'_>, d: Deferred) {
             result,
             value,
         } => {
-            return route_pub(
-                core,
-                client,
-                msg_id,
-                PubOutcome::Result { result, value },
-                &d,
-            );
+            return route_pub(core, client, msg_id, result, value, &d);
         }
     };
     let Ok(id) = ClientId::new(client) else {
@@ -325,7 +319,14 @@ pub(crate) fn route_deferred(core: &Core<'_>, d: Deferred) {
     }
 }
 
-fn route_pub(core: &Core<'_>, client: u8, msg_id: u32, outcome: PubOutcome, d: &Deferred) {
+fn route_pub(
+    core: &Core<'_>,
+    client: u8,
+    msg_id: u32,
+    result: u8,
+    value: Option<u16>,
+    d: &Deferred,
+) {
     if usize::from(client) >= ClientId::COUNT {
         core.sh.count(|s| s.malformed_urcs += 1);
         return;
@@ -338,6 +339,7 @@ fn route_pub(core: &Core<'_>, client: u8, msg_id: u32, outcome: PubOutcome, d: &
             client: c,
             msg_id: m,
             seq,
+            ..
         } = slot.wait.lock(|w| w.get())
         {
             if c == client && u32::from(m) == msg_id && best.is_none_or(|(_, s)| seq < s) {
@@ -348,10 +350,33 @@ fn route_pub(core: &Core<'_>, client: u8, msg_id: u32, outcome: PubOutcome, d: &
     let Some((k, _)) = best else {
         return stale(core, d);
     };
-    let progress = matches!(outcome, PubOutcome::Result { result: 1, .. });
-    if !progress {
-        slots[k].wait.lock(|w| w.set(SlotWait::Done));
-    }
+    let outcome = slots[k].wait.lock(|w| {
+        let SlotWait::Waiting {
+            client,
+            msg_id,
+            seq,
+            retrans,
+        } = w.get()
+        else {
+            return PubOutcome::Progress;
+        };
+        if result == 1 {
+            let retrans = value.unwrap_or(retrans.saturating_add(1));
+            w.set(SlotWait::Waiting {
+                client,
+                msg_id,
+                seq,
+                retrans,
+            });
+            PubOutcome::Progress
+        } else {
+            w.set(SlotWait::Done);
+            PubOutcome::Final {
+                result,
+                retransmissions: retrans,
+            }
+        }
+    });
     slots[k].signal.signal(outcome);
 }
 

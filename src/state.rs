@@ -207,14 +207,26 @@ impl ClientState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SlotWait {
     Free,
-    Waiting { client: u8, msg_id: u16, seq: u32 },
+    /// `retrans`: retransmissions reported so far (`+QMTPUB: ...,1,<n>`).
+    Waiting {
+        client: u8,
+        msg_id: u16,
+        seq: u32,
+        retrans: u16,
+    },
     Done,
 }
 
 /// A deferred `+QMTPUB` result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PubOutcome {
-    Result { result: u8, value: Option<u16> },
+    /// Result 1: the modem retransmits; not the end.
+    Progress,
+    /// Result 0 (sent) or 2 (failed), with the retransmissions seen before.
+    Final {
+        result: u8,
+        retransmissions: u16,
+    },
     LinkClosed(LinkClosedReason),
 }
 
