@@ -34,8 +34,10 @@ impl Drop for ChanGuard<'_, '_> {
                 false
             }
             Phase::WantData => {
-                // The modem waits for payload: the runner cancels with ESC.
+                // The modem waits for payload: the runner cancels with ESC
+                // and nobody reads the outcome.
                 chan.phase = Phase::Abort;
+                chan.abandoned = true;
                 true
             }
             Phase::Busy | Phase::Data { .. } | Phase::Abort => {

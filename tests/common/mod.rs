@@ -17,13 +17,17 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::pipe::Pipe;
 use embassy_time::{with_timeout, Duration, Timer};
 
+/// Modem to host: roomy.
 pub type WirePipe = Pipe<CriticalSectionRawMutex, 8192>;
-pub type TestRunner = Runner<'static, &'static WirePipe, &'static WirePipe>;
+/// Host to modem: small, so the driver's writes block until the modem reads,
+/// as a UART's transmit buffer does.
+pub type TxPipe = Pipe<CriticalSectionRawMutex, 256>;
+pub type TestRunner = Runner<'static, &'static WirePipe, &'static TxPipe>;
 
 /// A fresh driver and the fake modem on the other end of its UART.
 pub fn setup(config: Config) -> (Modem<'static>, TestRunner, Fake) {
     let state: &'static mut State = Box::leak(Box::new(State::new()));
-    let to_modem: &'static WirePipe = Box::leak(Box::new(Pipe::new()));
+    let to_modem: &'static TxPipe = Box::leak(Box::new(Pipe::new()));
     let to_host: &'static WirePipe = Box::leak(Box::new(Pipe::new()));
     let (modem, runner) = bc26_mqtt::new(state, to_host, to_modem, config);
     (
@@ -91,7 +95,7 @@ pub fn show(b: &[u8]) -> String {
 
 /// The modem end of the UART.
 pub struct Fake {
-    rx: &'static WirePipe,
+    rx: &'static TxPipe,
     tx: &'static WirePipe,
     pending: Vec<u8>,
 }
