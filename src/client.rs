@@ -614,3 +614,42 @@ fn code_result(o: OpOutcome) -> Result<(), Error> {
         _ => Err(Error::UnexpectedResponse),
     }
 }
+
+impl core::fmt::Debug for Modem<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Modem").field("stats", &self.stats()).finish()
+    }
+}
+
+impl core::fmt::Debug for MqttClient<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MqttClient").field("id", &self.id).finish()
+    }
+}
+
+impl core::fmt::Debug for Events<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Events").finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Modem<'_> {
+    fn format(&self, f: defmt::Formatter) {
+        defmt::write!(f, "Modem {{ stats: {} }}", self.stats())
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for MqttClient<'_> {
+    fn format(&self, f: defmt::Formatter) {
+        defmt::write!(f, "MqttClient {{ id: {} }}", self.id)
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Events<'_> {
+    fn format(&self, f: defmt::Formatter) {
+        defmt::write!(f, "Events")
+    }
+}

@@ -93,15 +93,12 @@ impl<'a> Bc26Digester<'a> {
         let final_code = match line {
             b"OK" => Some(Ok(())),
             b"ERROR" => Some(Err(ModemError::Error)),
-            _ => {
-                if let Some(n) = line.strip_prefix(b"+CME ERROR:") {
-                    Some(Err(ModemError::Cme(code(n))))
-                } else if let Some(n) = line.strip_prefix(b"+CMS ERROR:") {
-                    Some(Err(ModemError::Cms(code(n))))
-                } else {
-                    None
-                }
-            }
+            _ => match line.strip_prefix(b"+CME ERROR:") {
+                Some(n) => Some(Err(ModemError::Cme(code(n)))),
+                None => line
+                    .strip_prefix(b"+CMS ERROR:")
+                    .map(|n| Err(ModemError::Cms(code(n)))),
+            },
         };
         if let Some(result) = final_code {
             if waiting {

@@ -70,6 +70,19 @@ impl<'a, R: Read, W: Write> Runner<'a, R, W> {
     }
 }
 
+impl<R: Read, W: Write> core::fmt::Debug for Runner<'_, R, W> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Runner")
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl<R: Read, W: Write> defmt::Format for Runner<'_, R, W> {
+    fn format(&self, f: defmt::Formatter) {
+        defmt::write!(f, "Runner")
+    }
+}
+
 struct Tx<'a, W: Write> {
     writer: W,
     res_slot: &'a ResponseSlot<RES_SLOT>,

@@ -231,7 +231,7 @@ pub(crate) enum PubOutcome {
 }
 
 /// One in-flight publish.
-pub struct PubSlot {
+pub(crate) struct PubSlot {
     pub(crate) wait: BlockingMutex<Cs, Cell<SlotWait>>,
     pub(crate) signal: Signal<Cs, PubOutcome>,
 }
@@ -456,6 +456,33 @@ impl<
         const EVENTS: usize,
         const SUBSCRIBERS: usize,
         const INFLIGHT: usize,
+    > core::fmt::Debug for State<INGRESS, LINE, EVENTS, SUBSCRIBERS, INFLIGHT>
+{
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "State<{INGRESS}, {LINE}, {EVENTS}, {SUBSCRIBERS}, {INFLIGHT}>")
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl<
+        const INGRESS: usize,
+        const LINE: usize,
+        const EVENTS: usize,
+        const SUBSCRIBERS: usize,
+        const INFLIGHT: usize,
+    > defmt::Format for State<INGRESS, LINE, EVENTS, SUBSCRIBERS, INFLIGHT>
+{
+    fn format(&self, f: defmt::Formatter) {
+        defmt::write!(f, "State<{}, {}, {}, {}, {}>", INGRESS, LINE, EVENTS, SUBSCRIBERS, INFLIGHT)
+    }
+}
+
+impl<
+        const INGRESS: usize,
+        const LINE: usize,
+        const EVENTS: usize,
+        const SUBSCRIBERS: usize,
+        const INFLIGHT: usize,
     > Default for State<INGRESS, LINE, EVENTS, SUBSCRIBERS, INFLIGHT>
 {
     fn default() -> Self {
@@ -473,3 +500,8 @@ pub(crate) fn packet_deadline(core: &Core<'_>, client: ClientId) -> Duration {
         .unwrap_or((cfg.default_pkt_timeout_s, cfg.default_retry_times));
     cfg.packet_result_deadline(p, r)
 }
+
+// The default State for six clients and 1024-byte payloads stays under 8 KiB
+// on 32-bit targets (checked in every thumb build; README lists the figures).
+#[cfg(target_pointer_width = "32")]
+const _: () = assert!(core::mem::size_of::<State>() <= 8 * 1024);

@@ -74,6 +74,9 @@ pub struct Message {
 /// What application tasks receive from [`Events`](crate::Events).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+// No heap to box into: the event queue holds events by value, sized for a message.
+#[allow(clippy::large_enum_variant)]
+#[non_exhaustive]
 pub enum Event {
     /// A message arrived from the broker.
     Message(Message),
@@ -171,6 +174,7 @@ impl core::fmt::Debug for Granted {
 
 /// A deferred result line, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub(crate) enum Deferred {
     Open {
         client: u8,
@@ -211,6 +215,7 @@ pub(crate) enum Deferred {
 
 /// The values after the result of `+QMTSUB`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub(crate) enum SubValue {
     Granted(Granted),
     Count(Option<u16>),

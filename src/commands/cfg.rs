@@ -141,6 +141,8 @@ ok_command!(ConfigureWill<'a>, |self, l| {
 /// The will a client is configured with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+// No heap to box into; returned by value once per query.
+#[allow(clippy::large_enum_variant)]
 pub enum WillSetting {
     /// `will_fg` 0: no will.
     Disabled,
@@ -334,7 +336,6 @@ query_command!(
 /// AliCloud device credentials; with them AT+QMTCONN needs no user name or
 /// password (reference: AT+QMTCFG, "aliauth").
 #[derive(Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ConfigureAliAuth<'a> {
     client: ClientId,
     product_key: &'a str,
@@ -349,6 +350,19 @@ impl core::fmt::Debug for ConfigureAliAuth<'_> {
             .field("product_key", &self.product_key)
             .field("device_name", &self.device_name)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for ConfigureAliAuth<'_> {
+    fn format(&self, f: defmt::Formatter) {
+        defmt::write!(
+            f,
+            "ConfigureAliAuth {{ client: {}, product_key: {=str}, device_name: {=str}, .. }}",
+            self.client,
+            self.product_key,
+            self.device_name
+        )
     }
 }
 
@@ -381,7 +395,6 @@ ok_command!(ConfigureAliAuth<'a>, |self, l| {
 
 /// AliCloud credentials as the modem reports them.
 #[derive(Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct AliAuth {
     /// Product key.
     pub product_key: String<{ limits::CREDENTIAL }>,
@@ -391,6 +404,18 @@ pub struct AliAuth {
     pub device_secret: String<{ limits::CREDENTIAL }>,
 }
 impl AtatResp for AliAuth {}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for AliAuth {
+    fn format(&self, f: defmt::Formatter) {
+        defmt::write!(
+            f,
+            "AliAuth {{ product_key: {=str}, device_name: {=str}, .. }}",
+            self.product_key.as_str(),
+            self.device_name.as_str()
+        )
+    }
+}
 
 impl core::fmt::Debug for AliAuth {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
