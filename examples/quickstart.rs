@@ -46,9 +46,18 @@ async fn mqtt(modem: Modem<'static>, host: &str, port: u16) -> Result<(), bc26_m
     client.set_keepalive(120).await?;
     client.open(host, port).await?; // up to 75 s on NB-IoT
     client.connect("bc26-quickstart", None, None).await?;
-    let granted = client.subscribe(&[("bc26/demo/cmd", QoS::AtLeastOnce)]).await?;
+    let granted = client
+        .subscribe(&[("bc26/demo/cmd", QoS::AtLeastOnce)])
+        .await?;
     println!("subscribed: {granted:?}");
-    let sent = client.publish("bc26/demo/telemetry", b"{\"temp\":21.5}", QoS::AtLeastOnce, false).await?;
+    let sent = client
+        .publish(
+            "bc26/demo/telemetry",
+            b"{\"temp\":21.5}",
+            QoS::AtLeastOnce,
+            false,
+        )
+        .await?;
     println!("published as msgID {}", sent.msg_id);
     loop {
         match events.next().await {
@@ -69,7 +78,10 @@ fn bridge(path: &str) -> (Rx, Tx) {
     let rx: Rx = Box::leak(Box::new(Pipe::new()));
     let tx: Tx = Box::leak(Box::new(Pipe::new()));
     let mut dev_in = std::fs::File::open(path).expect("open the serial device for reading");
-    let mut dev_out = std::fs::OpenOptions::new().write(true).open(path).expect("open it for writing");
+    let mut dev_out = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open it for writing");
     std::thread::spawn(move || {
         let mut buf = [0u8; 256];
         loop {

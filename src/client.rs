@@ -617,7 +617,9 @@ fn code_result(o: OpOutcome) -> Result<(), Error> {
 
 impl core::fmt::Debug for Modem<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Modem").field("stats", &self.stats()).finish()
+        f.debug_struct("Modem")
+            .field("stats", &self.stats())
+            .finish()
     }
 }
 

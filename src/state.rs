@@ -459,7 +459,10 @@ impl<
     > core::fmt::Debug for State<INGRESS, LINE, EVENTS, SUBSCRIBERS, INFLIGHT>
 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "State<{INGRESS}, {LINE}, {EVENTS}, {SUBSCRIBERS}, {INFLIGHT}>")
+        write!(
+            f,
+            "State<{INGRESS}, {LINE}, {EVENTS}, {SUBSCRIBERS}, {INFLIGHT}>"
+        )
     }
 }
 
@@ -473,7 +476,15 @@ impl<
     > defmt::Format for State<INGRESS, LINE, EVENTS, SUBSCRIBERS, INFLIGHT>
 {
     fn format(&self, f: defmt::Formatter) {
-        defmt::write!(f, "State<{}, {}, {}, {}, {}>", INGRESS, LINE, EVENTS, SUBSCRIBERS, INFLIGHT)
+        defmt::write!(
+            f,
+            "State<{}, {}, {}, {}, {}>",
+            INGRESS,
+            LINE,
+            EVENTS,
+            SUBSCRIBERS,
+            INFLIGHT
+        )
     }
 }
 
