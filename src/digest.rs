@@ -178,16 +178,14 @@ impl Digester for Bc26Digester<'_> {
             let space = usize::from(b.get(1) == Some(&b' '));
             return (DigestResult::Prompt(b'>'), start + 1 + space);
         }
-        if b[0] == b'>' {
-            // A prompt nobody waits for (the line itself is handled below if it goes on).
-            if b.len() == 1 || b[1] == b' ' {
-                if rx.state != RxState::Idle {
-                    // The prompt may come before the runner marks the line sent.
-                    return self.incomplete(buf, start);
-                }
-                self.core.sh.count(|s| s.stray_responses += 1);
-                return (DigestResult::None, start + 1);
+        if b[0] == b'>' && (b.len() == 1 || b[1] == b' ') {
+            if rx.state == RxState::AwaitPrompt {
+                // The runner has not marked the line sent yet: keep it for then.
+                return self.incomplete(buf, start);
             }
+            // A prompt nobody waits for.
+            self.core.sh.count(|s| s.stray_responses += 1);
+            return (DigestResult::None, start + 1);
         }
 
         // Command echo (ATE1): "AT...\r". Only while a command is out.

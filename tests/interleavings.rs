@@ -520,3 +520,23 @@ fn a_silent_modem_times_out_and_the_next_command_works() {
         .await;
     });
 }
+
+#[test]
+fn a_stray_prompt_during_a_command_is_counted_not_waited_on() {
+    run(async {
+        let (modem, runner, mut fake) = setup(fast_config());
+        let c0 = modem.client(id(0));
+        with_runner(runner, async {
+            let (r, _) = join(c0.echo_mode(), async {
+                fake.expect(b"AT+QMTCFG=\"echomode\",0\r").await;
+                fake.send(b"\r\n> ").await;
+                fake.send(b"\r\n+QMTCFG: \"echomode\",1\r\n\r\nOK\r\n")
+                    .await;
+            })
+            .await;
+            assert_eq!(r, Ok(true));
+            assert_eq!(modem.stats().stray_responses, 1);
+        })
+        .await;
+    });
+}
