@@ -432,6 +432,8 @@ impl<
         );
         assert!(INGRESS >= 256, "INGRESS must be at least 256 bytes");
         assert!(INFLIGHT >= 1, "INFLIGHT must be at least 1");
+        // msgIDs 1-65535 must always leave a free one for the allocator.
+        assert!(INFLIGHT <= 1024, "INFLIGHT must be at most 1024");
     };
 
     /// Fresh driver memory.
