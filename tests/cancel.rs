@@ -7,7 +7,7 @@ mod common;
 use core::future::Future;
 
 use bc26_mqtt::{ClientId, Error, QoS};
-use common::{fast_config, run, settle, setup, with_runner};
+use common::{fast_config, next_command_works, run, settle, setup, with_runner};
 use embassy_futures::join::{join, join3};
 use embassy_futures::select::{select, Either};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
@@ -272,15 +272,7 @@ fn data_mode_publish_dropped_before_the_prompt_is_cancelled_with_esc() {
             fake.send(b"\r\n> ").await;
             fake.expect(b"\x1b").await;
             fake.send(b"\r\nOK\r\n").await;
-            let (r, _) = join(
-                c0.keepalive(),
-                fake.answer(
-                    b"AT+QMTCFG=\"keepalive\",0\r",
-                    b"\r\n+QMTCFG: \"keepalive\",5\r\n\r\nOK\r\n",
-                ),
-            )
-            .await;
-            assert_eq!(r, Ok(5));
+            next_command_works(c0, &mut fake, 5).await;
         })
         .await;
     });
@@ -306,15 +298,7 @@ fn data_mode_publish_dropped_at_the_prompt_is_cancelled_with_esc() {
             fake.expect(b"\x1b").await;
             // This modem answers ESC with nothing at all: the driver gives up after
             // command_timeout and the next command goes through.
-            let (r, _) = join(
-                c0.keepalive(),
-                fake.answer(
-                    b"AT+QMTCFG=\"keepalive\",0\r",
-                    b"\r\n+QMTCFG: \"keepalive\",6\r\n\r\nOK\r\n",
-                ),
-            )
-            .await;
-            assert_eq!(r, Ok(6));
+            next_command_works(c0, &mut fake, 6).await;
         })
         .await;
     });

@@ -183,3 +183,20 @@ impl Fake {
 pub async fn settle() {
     Timer::after_millis(5).await;
 }
+
+/// The driver is still usable: a keepalive query on `client` goes out and gets
+/// its own answer (`seconds`), not a stale one.
+pub async fn next_command_works(
+    client: bc26_mqtt::MqttClient<'static>,
+    fake: &mut Fake,
+    seconds: u16,
+) {
+    let reply = format!("\r\n+QMTCFG: \"keepalive\",{seconds}\r\n\r\nOK\r\n");
+    let want = format!("AT+QMTCFG=\"keepalive\",{}\r", client.id().get());
+    let (r, _) = embassy_futures::join::join(
+        client.keepalive(),
+        fake.answer(want.as_bytes(), reply.as_bytes()),
+    )
+    .await;
+    assert_eq!(r, Ok(seconds));
+}
