@@ -1,7 +1,6 @@
 //! Quick start: the driver on a real BC26 behind a USB serial adapter.
 //!
 //! ```text
-//! stty -F /dev/ttyUSB0 115200 raw -echo
 //! cargo run --example quickstart -- /dev/ttyUSB0 broker.hivemq.com 1883
 //! ```
 //!
@@ -9,15 +8,11 @@
 //! word for word (a test checks it). The rest bridges a serial device file to
 //! the driver on the host; on a board, the HAL's buffered UART takes its place.
 
-use std::io::{Read as _, Write as _};
-use std::time::Duration as StdDuration;
+#[path = "common/serial.rs"]
+mod serial;
 
 use embassy_executor::Spawner;
-use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
-use embassy_sync::pipe::Pipe;
-
-type Rx = &'static Pipe<CriticalSectionRawMutex, 1024>;
-type Tx = &'static Pipe<CriticalSectionRawMutex, 1024>;
+use serial::{Rx, Tx};
 
 // quick-start begin
 use bc26_mqtt::{ClientId, Config, Event, Modem, QoS, Runner, State};
@@ -73,40 +68,6 @@ async fn mqtt(modem: Modem<'static>, host: &str, port: u16) -> Result<(), bc26_m
 }
 // quick-start end
 
-/// Copies bytes between a serial device file and the two pipes the driver uses.
-fn bridge(path: &str) -> (Rx, Tx) {
-    let rx: Rx = Box::leak(Box::new(Pipe::new()));
-    let tx: Tx = Box::leak(Box::new(Pipe::new()));
-    let mut dev_in = std::fs::File::open(path).expect("open the serial device for reading");
-    let mut dev_out = std::fs::OpenOptions::new()
-        .write(true)
-        .open(path)
-        .expect("open it for writing");
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 256];
-        loop {
-            let n = dev_in.read(&mut buf).expect("serial read");
-            let mut rest = &buf[..n];
-            while !rest.is_empty() {
-                match rx.try_write(rest) {
-                    Ok(k) => rest = &rest[k..],
-                    Err(_) => std::thread::sleep(StdDuration::from_millis(1)),
-                }
-            }
-        }
-    });
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 256];
-        loop {
-            match tx.try_read(&mut buf) {
-                Ok(n) => dev_out.write_all(&buf[..n]).expect("serial write"),
-                Err(_) => std::thread::sleep(StdDuration::from_millis(1)),
-            }
-        }
-    });
-    (rx, tx)
-}
-
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
     let args: Vec<String> = std::env::args().collect();
@@ -114,7 +75,13 @@ async fn main(spawner: Spawner) {
         eprintln!("usage: quickstart SERIAL_DEVICE BROKER_HOST BROKER_PORT");
         std::process::exit(2);
     }
-    let (rx, tx) = bridge(&args[1]);
+    let (rx, tx) = match serial::open(&args[1], 115200) {
+        Ok(halves) => halves,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
     let modem = start(spawner, rx, tx);
     let port = args[3].parse().expect("port");
     if let Err(e) = mqtt(modem, &args[2], port).await {
