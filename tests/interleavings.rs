@@ -540,3 +540,53 @@ fn a_stray_prompt_during_a_command_is_counted_not_waited_on() {
         .await;
     });
 }
+
+mod derived {
+    use bc26_mqtt::atat::atat_derive::{AtatCmd, AtatResp};
+    use bc26_mqtt::atat::{self};
+    use heapless::String;
+
+    #[derive(Clone, Debug, PartialEq, AtatResp)]
+    pub struct Imei {
+        #[at_arg(position = 0)]
+        pub imei: String<20>,
+    }
+
+    /// `AT+CGSN=1`: the IMEI.
+    #[derive(Clone, AtatCmd)]
+    #[at_cmd("+CGSN=1", Imei, termination = "\r", timeout_ms = 300)]
+    pub struct GetImei;
+
+    #[derive(Clone, Debug, PartialEq, AtatResp)]
+    pub struct NoResp;
+
+    /// `ATE0`: echo off.
+    #[derive(Clone, AtatCmd)]
+    #[at_cmd("E0", NoResp, cmd_prefix = "AT", termination = "\r", timeout_ms = 300)]
+    pub struct EchoOff;
+}
+
+#[test]
+fn the_escape_hatch_sends_derived_commands_and_keeps_urcs_out_of_their_answer() {
+    run(async {
+        let (modem, runner, mut fake) = setup(fast_config());
+        let mut events = modem.events().unwrap();
+        with_runner(runner, async {
+            let (r, _) = join(modem.send(&derived::EchoOff), async {
+                // Echo still on for this one.
+                fake.answer(b"ATE0\r", b"ATE0\r\r\nOK\r\n").await;
+            })
+            .await;
+            assert!(r.is_ok());
+            let (r, _) = join(modem.send(&derived::GetImei), async {
+                fake.expect(b"AT+CGSN=1\r").await;
+                fake.send(b"\r\n+CSCON: 1\r\n\r\n+CGSN: 866425030012345\r\n\r\n+QMTSTAT: 0,1\r\n\r\nOK\r\n").await;
+            })
+            .await;
+            assert_eq!(r.unwrap().imei.as_str(), "866425030012345");
+            assert!(matches!(events.next().await, Event::LinkClosed { .. }));
+            assert_eq!(modem.stats().unsolicited_lines, 1);
+        })
+        .await;
+    });
+}
