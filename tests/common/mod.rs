@@ -172,6 +172,12 @@ impl Fake {
         self.pending.is_empty()
     }
 
+    /// Forgets what the host sent so far.
+    pub fn discard(&mut self) {
+        let _ = self.nothing_from_host();
+        self.pending.clear();
+    }
+
     /// Answers a command line: reads it (asserting it), then sends `reply`.
     pub async fn answer(&mut self, want: &[u8], reply: &[u8]) {
         self.expect(want).await;
