@@ -402,10 +402,12 @@ pub(crate) const RECV_PREFIX: &[u8] = b"+QMTRECV:";
 /// Parses `+QMTRECV: <id>,<msgID>,"<topic>","<payload>"\r\n` by structure.
 ///
 /// Modules do not escape the payload, so it may hold commas, quotes and CR/LF:
-/// the topic ends at the first `","`, and the payload at the first `"` that is
-/// followed by CR LF. What stays ambiguous: a text payload that itself holds
-/// `"` followed by CR LF is cut there, and a topic that holds `","` is cut
-/// there. Hex data format has neither problem.
+/// the topic ends at the first `"` followed by a comma, and the payload at the
+/// first `"` that is followed by CR LF. What stays ambiguous: a text payload
+/// that itself holds `"` followed by CR LF is cut there, and a topic that holds
+/// `",` is cut there. Hex data format has neither problem. Firmware that sends
+/// the payload length (`+QMTRECV: <id>,<msgID>,"<topic>",<len>,"<payload>"`,
+/// seen on sibling modules) is framed exactly by it.
 ///
 /// `max_payload` bounds how far the parser looks for the end (wire bytes).
 pub(crate) fn parse_recv(buf: &[u8], max_payload: usize) -> Recv<'_> {
@@ -441,17 +443,11 @@ pub(crate) fn parse_recv(buf: &[u8], max_payload: usize) -> Recv<'_> {
     };
     let topic_start = rest_off + q + 1;
     let after_topic = &buf[topic_start..];
-    let Some(t_end) = find(
-        &after_topic[..after_topic.len().min(limits::TOPIC + 3)],
-        b"\",\"",
-    ) else {
-        return if after_topic.len() >= limits::TOPIC + 3
-            || first_line_end.is_some_and(|e| e < topic_start)
-        {
-            malformed()
-        } else if let Some(e) = first_line_end {
-            // The first line ended inside the topic: no CR/LF in topics.
-            let _ = e;
+    // The topic ends at the first `"` followed by a comma; then comes either
+    // the quoted payload, or (on firmware that sends one) its length and `,"`.
+    let window = &after_topic[..after_topic.len().min(limits::TOPIC + 2)];
+    let Some(t_end) = find(window, b"\",") else {
+        return if first_line_end.is_some() || window.len() >= limits::TOPIC + 2 {
             malformed()
         } else {
             Recv::Incomplete
@@ -461,8 +457,45 @@ pub(crate) fn parse_recv(buf: &[u8], max_payload: usize) -> Recv<'_> {
     if topic.contains(&b'\r') || topic.contains(&b'\n') {
         return malformed();
     }
-    let payload_start = topic_start + t_end + 3;
+    let after_comma = &after_topic[t_end + 2..];
+    let (payload_start, length) = match after_comma.first() {
+        None => return Recv::Incomplete,
+        Some(b'"') => (topic_start + t_end + 3, None),
+        Some(d) if d.is_ascii_digit() => {
+            let Some(comma) = after_comma.iter().position(|&b| b == b',') else {
+                return if after_comma.len() > 5 || first_line_end.is_some() {
+                    malformed()
+                } else {
+                    Recv::Incomplete
+                };
+            };
+            let n = match parse_int(&after_comma[..comma]).and_then(|v| usize::try_from(v).ok()) {
+                Some(n) if n <= max_payload => n,
+                _ => return malformed(),
+            };
+            match after_comma.get(comma + 1) {
+                None => return Recv::Incomplete,
+                Some(b'"') => (topic_start + t_end + 2 + comma + 2, Some(n)),
+                Some(_) => return malformed(),
+            }
+        }
+        Some(_) => return malformed(),
+    };
     let after_payload = &buf[payload_start..];
+    if let Some(n) = length {
+        // Framed by its length: exact, whatever the payload holds.
+        return match after_payload.get(n..n + 3) {
+            Some(b"\"\r\n") => Recv::Complete {
+                client,
+                msg_id,
+                topic,
+                payload: &after_payload[..n],
+                len: payload_start + n + 3,
+            },
+            Some(_) => malformed(),
+            None => Recv::Incomplete,
+        };
+    }
     let window = &after_payload[..after_payload.len().min(max_payload + 3)];
     match find(window, b"\"\r\n") {
         Some(p_end) => Recv::Complete {
@@ -710,6 +743,40 @@ mod tests {
             );
         }
         assert!(matches!(parse_recv(full, 1024), Recv::Complete { len, .. } if len == full.len()));
+    }
+
+    #[test]
+    fn recv_with_a_payload_length_is_framed_by_it() {
+        let buf = b"+QMTRECV: 0,1,\"t/x\",8,\"a\"\r\n\"b,c\"\r\nOK";
+        match parse_recv(buf, 1024) {
+            Recv::Complete {
+                topic,
+                payload,
+                len,
+                ..
+            } => {
+                assert_eq!(topic, b"t/x");
+                assert_eq!(payload, b"a\"\r\n\"b,c");
+                assert_eq!(&buf[len..], b"OK");
+            }
+            other => panic!("{other:?}"),
+        }
+        let full = b"+QMTRECV: 0,1,\"t\",3,\"abc\"\r\n";
+        for cut in 1..full.len() {
+            assert_eq!(
+                parse_recv(&full[..cut], 1024),
+                Recv::Incomplete,
+                "cut {cut}"
+            );
+        }
+        assert!(matches!(
+            parse_recv(b"+QMTRECV: 0,1,\"t\",2,\"abc\"\r\n", 1024),
+            Recv::Malformed { .. }
+        ));
+        assert!(matches!(
+            parse_recv(b"+QMTRECV: 0,1,\"t\",5000,\"abc\"\r\n", 1024),
+            Recv::Malformed { .. }
+        ));
     }
 
     #[test]
