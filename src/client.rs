@@ -62,6 +62,17 @@ impl<'a> Modem<'a> {
         self.core.command(cmd, timeout).await
     }
 
+    /// Like [`send`](Self::send), with the deadline for the final response
+    /// chosen by the caller (a short one for a bare `AT` that wakes a sleeping
+    /// modem, a long one for a network scan).
+    pub async fn send_with_timeout<C: AtatCmd>(
+        &self,
+        cmd: &C,
+        timeout: Duration,
+    ) -> Result<C::Response, Error> {
+        self.core.command(cmd, timeout).await
+    }
+
     /// `AT+QMTOPEN?`: which clients are open, to which host and port.
     pub async fn open_links(&self) -> Result<OpenLinks, Error> {
         self.core

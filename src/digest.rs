@@ -375,9 +375,16 @@ fn route_pub(
     slots[k].signal.signal(outcome);
 }
 
-/// `+QMTSTAT`: an event for the application, and the end of every operation
-/// of that client that needs the link.
+/// `+QMTSTAT`: an event for the application, and (except for code 5, the
+/// normal close after our own DISCONNECT) the end of every operation of that
+/// client that needs the link.
 pub(crate) fn route_stat(core: &Core<'_>, client: ClientId, reason: LinkClosedReason) {
+    if reason == LinkClosedReason::Disconnected {
+        // 5 follows the client's own DISCONNECT, and may arrive late: after the
+        // application has opened and connected again. It ends nothing.
+        publish(core, Event::LinkClosed { client, reason });
+        return;
+    }
     let i = client.index();
     let fail_op = core.sh.with_clients(|c| match c[i].op {
         OpWait::Waiting {

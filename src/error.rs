@@ -200,8 +200,9 @@ pub enum Error {
     /// The modem answered with lines the driver could not parse. The client
     /// can go on.
     UnexpectedResponse,
-    /// An escape-hatch command's own `parse` failed: atat's error, kept as is.
-    At(atat::Error),
+    /// A command's own `parse` failed, or its answer did not fit: atat's
+    /// error, kept as a compact value. The client can go on.
+    At(AtError),
 }
 
 impl core::fmt::Display for Error {
@@ -228,8 +229,60 @@ impl core::fmt::Display for Error {
 
 impl core::error::Error for Error {}
 
+/// atat's error, kept without atat's large tables: formatting an
+/// `atat::Error` with `Debug` pulls the names of every CME error code into
+/// the firmware (about 10 KiB of flash); this keeps the codes as numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum AtError {
+    /// Serial read error.
+    Read,
+    /// Serial write error.
+    Write,
+    /// No answer in time.
+    Timeout,
+    /// The answer was not valid.
+    InvalidResponse,
+    /// The command was aborted.
+    Aborted,
+    /// The answer did not parse into the command's response type.
+    Parse,
+    /// The answer did not fit.
+    Capacity,
+    /// `ERROR`.
+    Error,
+    /// `+CME ERROR: <n>`.
+    Cme(u16),
+    /// `+CMS ERROR: <n>`.
+    Cms(u16),
+    /// A connection error (atat's `ConnectionError` as a number).
+    Connection(u8),
+    /// Any other error atat reports.
+    Other,
+}
+
+impl From<atat::Error> for AtError {
+    fn from(e: atat::Error) -> Self {
+        match e {
+            atat::Error::Read => Self::Read,
+            atat::Error::Write => Self::Write,
+            atat::Error::Timeout => Self::Timeout,
+            atat::Error::InvalidResponse => Self::InvalidResponse,
+            atat::Error::Aborted => Self::Aborted,
+            atat::Error::Parse => Self::Parse,
+            atat::Error::Capacity => Self::Capacity,
+            atat::Error::Error => Self::Error,
+            atat::Error::CmeError(c) => Self::Cme(c.into()),
+            atat::Error::CmsError(c) => Self::Cms(c.into()),
+            atat::Error::ConnectionError(c) => Self::Connection(c as u8),
+            _ => Self::Other,
+        }
+    }
+}
+
 impl From<atat::Error> for Error {
     fn from(e: atat::Error) -> Self {
-        Error::At(e)
+        Error::At(e.into())
     }
 }

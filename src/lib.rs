@@ -21,7 +21,7 @@ mod types;
 pub mod urc;
 
 pub use config::Config;
-pub use error::{ConnackCode, Error, Field, ModemError, OpenError, Problem, Stage};
+pub use error::{AtError, ConnackCode, Error, Field, ModemError, OpenError, Problem, Stage};
 pub use runner::Runner;
 pub use state::{State, Stats};
 pub use types::{limits, ClientId, DataFormat, MqttVersion, QoS};

@@ -590,3 +590,50 @@ fn the_escape_hatch_sends_derived_commands_and_keeps_urcs_out_of_their_answer() 
         .await;
     });
 }
+
+#[test]
+fn a_late_normal_close_report_does_not_end_the_next_sessions_operations() {
+    run(async {
+        let (modem, runner, mut fake) = setup(fast_config());
+        let mut events = modem.events().unwrap();
+        let c0 = modem.client(id(0));
+        with_runner(runner, async {
+            let (r, _) = join(c0.publish("t", b"v", QoS::AtLeastOnce, false), async {
+                fake.answer(b"AT+QMTPUB=0,1,1,0,\"t\",\"v\"\r", b"\r\nOK\r\n")
+                    .await;
+                // Left over from an earlier DISCONNECT of ours, then the real result.
+                fake.send(b"\r\n+QMTSTAT: 0,5\r\n\r\n+QMTPUB: 0,1,0\r\n")
+                    .await;
+            })
+            .await;
+            assert_eq!(r.map(|p| p.msg_id), Ok(1));
+            assert_eq!(
+                events.next().await,
+                Event::LinkClosed {
+                    client: id(0),
+                    reason: LinkClosedReason::Disconnected
+                }
+            );
+        })
+        .await;
+    });
+}
+
+#[test]
+fn send_with_timeout_uses_the_callers_deadline() {
+    run(async {
+        let (modem, runner, mut fake) = setup(fast_config());
+        with_runner(runner, async {
+            let at: heapless::String<8> = "AT\r".try_into().unwrap();
+            let start = Instant::now();
+            let (r, _) = join(
+                modem.send_with_timeout(&at, Duration::from_millis(20)),
+                fake.expect(b"AT\r"),
+            )
+            .await;
+            assert_eq!(r, Err(Error::Timeout(Stage::Response)));
+            assert!(start.elapsed() < Duration::from_millis(200));
+        })
+        .await;
+    });
+}
