@@ -1,0 +1,252 @@
+//! An in-process byte pipe between the host side (async, `embedded-io-async`) and the
+//! simulator (blocking std threads).
+//!
+//! Each direction is one [`Chan`]: a bounded byte queue behind a `std::sync::Mutex`, with a
+//! `Condvar` for the blocking side and stored `Waker`s for the async side, so waking works
+//! across threads and with any executor (the embassy std executor included).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+struct State {
+    buf: VecDeque<u8>,
+    cap: usize,
+    closed: bool,
+    read_waker: Option<Waker>,
+    write_waker: Option<Waker>,
+}
+
+/// One direction of a byte pipe.
+pub(crate) struct Chan {
+    state: Mutex<State>,
+    cv: Condvar,
+}
+
+impl Chan {
+    pub(crate) fn new(cap: usize) -> Arc<Self> {
+        Arc::new(Chan {
+            state: Mutex::new(State {
+                buf: VecDeque::with_capacity(cap.min(1 << 16)),
+                cap: cap.max(1),
+                closed: false,
+                read_waker: None,
+                write_waker: None,
+            }),
+            cv: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Marks the pipe closed: readers get EOF once the queue is drained, writers get an error.
+    pub(crate) fn close(&self) {
+        let mut st = self.lock();
+        st.closed = true;
+        let rw = st.read_waker.take();
+        let ww = st.write_waker.take();
+        drop(st);
+        self.cv.notify_all();
+        if let Some(w) = rw {
+            w.wake();
+        }
+        if let Some(w) = ww {
+            w.wake();
+        }
+    }
+
+    fn take_into(st: &mut State, out: &mut [u8]) -> usize {
+        let n = out.len().min(st.buf.len());
+        for (i, b) in st.buf.drain(..n).enumerate() {
+            out[i] = b;
+        }
+        n
+    }
+
+    fn after_take(&self, mut st: std::sync::MutexGuard<'_, State>) {
+        let ww = st.write_waker.take();
+        drop(st);
+        self.cv.notify_all();
+        if let Some(w) = ww {
+            w.wake();
+        }
+    }
+
+    fn after_put(&self, mut st: std::sync::MutexGuard<'_, State>) {
+        let rw = st.read_waker.take();
+        drop(st);
+        self.cv.notify_all();
+        if let Some(w) = rw {
+            w.wake();
+        }
+    }
+
+    pub(crate) fn poll_read(&self, waker: &Waker, out: &mut [u8]) -> Poll<usize> {
+        if out.is_empty() {
+            return Poll::Ready(0);
+        }
+        let mut st = self.lock();
+        if !st.buf.is_empty() {
+            let n = Self::take_into(&mut st, out);
+            self.after_take(st);
+            return Poll::Ready(n);
+        }
+        if st.closed {
+            return Poll::Ready(0);
+        }
+        st.read_waker = Some(waker.clone());
+        Poll::Pending
+    }
+
+    /// `Err(())` when the pipe is closed.
+    pub(crate) fn poll_write(&self, waker: &Waker, data: &[u8]) -> Poll<Result<usize, ()>> {
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let mut st = self.lock();
+        if st.closed {
+            return Poll::Ready(Err(()));
+        }
+        let room = st.cap.saturating_sub(st.buf.len());
+        if room > 0 {
+            let n = room.min(data.len());
+            st.buf.extend(&data[..n]);
+            self.after_put(st);
+            return Poll::Ready(Ok(n));
+        }
+        st.write_waker = Some(waker.clone());
+        Poll::Pending
+    }
+
+    /// Blocking read; `Ok(0)` on EOF (closed and drained), `None` on timeout.
+    pub(crate) fn read_timeout(&self, out: &mut [u8], timeout: Option<Duration>) -> Option<usize> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let mut st = self.lock();
+        loop {
+            if !st.buf.is_empty() {
+                let n = Self::take_into(&mut st, out);
+                self.after_take(st);
+                return Some(n);
+            }
+            if st.closed {
+                return Some(0);
+            }
+            match deadline {
+                None => st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner()),
+                Some(d) => {
+                    let now = Instant::now();
+                    if now >= d {
+                        return None;
+                    }
+                    st = self
+                        .cv
+                        .wait_timeout(st, d - now)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+
+    /// Blocking write of all of `data`; `Err(())` if the pipe is (or becomes) closed.
+    pub(crate) fn write_all_blocking(&self, mut data: &[u8]) -> Result<(), ()> {
+        let mut st = self.lock();
+        while !data.is_empty() {
+            if st.closed {
+                return Err(());
+            }
+            let room = st.cap.saturating_sub(st.buf.len());
+            if room == 0 {
+                st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+                continue;
+            }
+            let n = room.min(data.len());
+            st.buf.extend(&data[..n]);
+            data = &data[n..];
+            let rw = st.read_waker.take();
+            drop(st);
+            self.cv.notify_all();
+            if let Some(w) = rw {
+                w.wake();
+            }
+            st = self.lock();
+        }
+        Ok(())
+    }
+}
+
+/// The host's receiving half: bytes the simulated modem sends.
+///
+/// Implements [`embedded_io_async::Read`]; a read returns `Ok(0)` once the simulator has
+/// stopped and everything it sent has been read.
+pub struct SimReader {
+    pub(crate) chan: Arc<Chan>,
+}
+
+/// The host's sending half: bytes to the simulated modem.
+///
+/// Implements [`embedded_io_async::Write`]; writes fail with
+/// [`embedded_io::ErrorKind::BrokenPipe`] once the simulator has stopped.
+pub struct SimWriter {
+    pub(crate) chan: Arc<Chan>,
+}
+
+impl SimReader {
+    /// Blocking read for tests and tools that do not run an executor: waits at most
+    /// `timeout` for at least one byte. Returns `Some(0)` on EOF, `None` on timeout.
+    pub fn read_blocking(&mut self, buf: &mut [u8], timeout: Duration) -> Option<usize> {
+        self.chan.read_timeout(buf, Some(timeout))
+    }
+}
+
+impl SimWriter {
+    /// Blocking write of all of `data` (for tests and tools without an executor).
+    pub fn write_all_blocking(&mut self, data: &[u8]) -> Result<(), embedded_io::ErrorKind> {
+        self.chan
+            .write_all_blocking(data)
+            .map_err(|_| embedded_io::ErrorKind::BrokenPipe)
+    }
+}
+
+impl Drop for SimWriter {
+    fn drop(&mut self) {
+        self.chan.close();
+    }
+}
+
+impl Drop for SimReader {
+    fn drop(&mut self) {
+        self.chan.close();
+    }
+}
+
+impl embedded_io::ErrorType for SimReader {
+    type Error = embedded_io::ErrorKind;
+}
+
+impl embedded_io::ErrorType for SimWriter {
+    type Error = embedded_io::ErrorKind;
+}
+
+impl embedded_io_async::Read for SimReader {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, Self::Error> {
+        let chan = &self.chan;
+        Ok(core::future::poll_fn(|cx| chan.poll_read(cx.waker(), buf)).await)
+    }
+}
+
+impl embedded_io_async::Write for SimWriter {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        let chan = &self.chan;
+        core::future::poll_fn(|cx| chan.poll_write(cx.waker(), buf))
+            .await
+            .map_err(|_| embedded_io::ErrorKind::BrokenPipe)
+    }
+
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
