@@ -1,0 +1,150 @@
+//! BC26 MQTT example for an nRF52840 DK (embassy-nrf).
+//!
+//! Wiring (see the README ("Board examples")): UARTE0 at 115200 8N1,
+//! P1.02 (Arduino D1) = MCU TX -> BC26 RXD, P1.01 (Arduino D0) = MCU RX <- BC26 TXD,
+//! GND to GND. LED1 (P0.13, active low) is the LED the `led` commands switch.
+//!
+//! The application (start-up, registration, MQTT session, telemetry, commands,
+//! recovery) is `bc26-example-app`, the same code the host tests run; this file
+//! only sets up the HAL. With the `no-mqtt` feature it builds the same HAL,
+//! executor, UART and defmt setup without the driver and the application, as
+//! the baseline of the footprint table.
+#![no_std]
+#![no_main]
+
+use defmt::{info, unwrap};
+use embassy_executor::Spawner;
+use embassy_nrf::buffered_uarte::{self, BufferedUarte, BufferedUarteRx, BufferedUarteTx};
+use embassy_nrf::gpio::{Level, Output, OutputDrive};
+use embassy_nrf::{bind_interrupts, peripherals, uarte};
+use static_cell::StaticCell;
+use {defmt_rtt as _, panic_probe as _};
+
+bind_interrupts!(struct Irqs {
+    UARTE0 => buffered_uarte::InterruptHandler<peripherals::UARTE0>;
+});
+
+/// UART buffers: the driver reads continuously, so 1 KiB of receive buffer
+/// covers more than 80 ms of traffic at 115200 baud.
+static TX_BUF: StaticCell<[u8; 256]> = StaticCell::new();
+static RX_BUF: StaticCell<[u8; 1024]> = StaticCell::new();
+
+#[embassy_executor::main]
+async fn main(spawner: Spawner) {
+    let p = embassy_nrf::init(Default::default());
+    info!("BC26 MQTT example on an nRF52840 DK");
+
+    // LED1 is active low: high is off.
+    let led = Output::new(p.P0_13, Level::High, OutputDrive::Standard);
+    let mut config = uarte::Config::default();
+    config.parity = uarte::Parity::Excluded;
+    config.baudrate = uarte::Baudrate::Baud115200;
+    let uart = BufferedUarte::new(
+        p.UARTE0,
+        p.TIMER0,
+        p.PPI_CH0,
+        p.PPI_CH1,
+        p.PPI_GROUP0,
+        p.P1_01,
+        p.P1_02,
+        Irqs,
+        config,
+        RX_BUF.init([0; 1024]),
+        TX_BUF.init([0; 256]),
+    );
+    let (rx, tx) = uart.split();
+    spawner.spawn(unwrap!(app_task(rx, tx, led)));
+}
+#[cfg(not(feature = "no-mqtt"))]
+mod app {
+    use bc26_example_app::{AppConfig, Broker, Device, Status, Timing, Topics};
+    use bc26_mqtt::{ClientId, State};
+    use embassy_nrf::gpio::Output;
+    use static_cell::StaticCell;
+
+    /// Build-time settings: `BC26_BROKER_HOST=... cargo run --release`.
+    const DEVICE: &str = "nrf52840-dk";
+    pub const CONFIG: AppConfig<'static> = AppConfig {
+        broker: Broker {
+            host: match option_env!("BC26_BROKER_HOST") {
+                Some(h) => h,
+                None => "test.mosquitto.org",
+            },
+            port: 1883,
+            client_id: "bc26-example-nrf52840-dk",
+            username: None,
+            password: None,
+        },
+        topics: Topics {
+            telemetry: "bc26-example/nrf52840-dk/telemetry",
+            command: "bc26-example/nrf52840-dk/cmd",
+            status: "bc26-example/nrf52840-dk/status",
+            ack: "bc26-example/nrf52840-dk/ack",
+        },
+        client: match ClientId::new(0) {
+            Ok(c) => c,
+            Err(_) => panic!(),
+        },
+        keepalive_s: 120,
+        pkt_timeout_s: 10,
+        retry_times: 3,
+        timing: Timing::new(),
+        driver: bc26_mqtt::Config::new(),
+    };
+
+    /// The driver's memory (about 7.3 KiB), in `.bss`.
+    pub static STATE: StaticCell<State> = StaticCell::new();
+
+    pub struct Board {
+        pub led: Output<'static>,
+    }
+
+    impl Device for Board {
+        fn set_led(&mut self, on: bool) {
+            // Active low.
+            self.led.set_level((!on).into());
+        }
+
+        fn status(&mut self, status: Status) {
+            defmt::info!("[{}] {}", DEVICE, status);
+        }
+    }
+}
+
+/// The application and the driver, in one task.
+#[cfg(not(feature = "no-mqtt"))]
+#[embassy_executor::task]
+async fn app_task(
+    rx: BufferedUarteRx<'static>,
+    tx: BufferedUarteTx<'static>,
+    led: Output<'static>,
+) -> ! {
+    let state = app::STATE.init(bc26_mqtt::State::new());
+    let mut board = app::Board { led };
+    bc26_example_app::run(state, rx, tx, &app::CONFIG, &mut board).await
+}
+
+/// Baseline for the footprint table: the same UART traffic pattern (an `AT`
+/// a second, read what comes back, blink) without the driver.
+#[cfg(feature = "no-mqtt")]
+#[embassy_executor::task]
+async fn app_task(
+    mut rx: BufferedUarteRx<'static>,
+    mut tx: BufferedUarteTx<'static>,
+    mut led: Output<'static>,
+) -> ! {
+    use embassy_time::{with_timeout, Duration};
+    use embedded_io_async::{Read, Write};
+    let mut buf = [0u8; 64];
+    loop {
+        if Write::write_all(&mut tx, b"AT\r").await.is_err() {
+            defmt::warn!("UART write failed");
+        }
+        match with_timeout(Duration::from_secs(1), Read::read(&mut rx, &mut buf)).await {
+            Ok(Ok(n)) => info!("modem: {=[u8]:a}", buf[..n]),
+            Ok(Err(e)) => defmt::warn!("UART read failed: {}", e),
+            Err(_) => info!("no answer"),
+        }
+        led.toggle();
+    }
+}
