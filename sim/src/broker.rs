@@ -70,6 +70,43 @@ pub fn broker() -> &'static Broker {
     })
 }
 
+/// rmqtt's in-memory retained-message tree, switched on (its default storage
+/// answers "not supported" and leaves the work to a plugin).
+struct Retainer(rmqtt::retain::DefaultRetainStorage);
+
+#[async_trait::async_trait]
+impl rmqtt::retain::RetainStorage for Retainer {
+    fn enable(&self) -> bool {
+        true
+    }
+
+    async fn set(
+        &self,
+        topic: &rmqtt::types::TopicName,
+        retain: rmqtt::types::Retain,
+        expiry_interval: Option<Duration>,
+    ) -> rmqtt::Result<()> {
+        self.0
+            .set_with_timeout(topic, retain, expiry_interval)
+            .await
+    }
+
+    async fn get(
+        &self,
+        topic_filter: &rmqtt::types::TopicFilter,
+    ) -> rmqtt::Result<Vec<(rmqtt::types::TopicName, rmqtt::types::Retain)>> {
+        self.0.get_message(topic_filter).await
+    }
+
+    async fn count(&self) -> isize {
+        rmqtt::retain::RetainStorage::count(&self.0).await
+    }
+
+    async fn max(&self) -> isize {
+        rmqtt::retain::RetainStorage::max(&self.0).await
+    }
+}
+
 struct AuthHook;
 
 #[async_trait::async_trait]
@@ -114,6 +151,8 @@ fn start_rmqtt() -> (u16, u16) {
             rt.block_on(async move {
                 use rmqtt::{context::ServerContext, net::Builder, server::MqttServer};
                 let scx = ServerContext::new().build().await;
+                // rmqtt keeps no retained messages unless a retainer is installed.
+                *scx.extends.retain_mut().await = Box::new(Retainer(Default::default()));
                 let reg = scx.extends.hook_mgr().register();
                 reg.add(rmqtt::hook::Type::ClientAuthenticate, Box::new(AuthHook))
                     .await;

@@ -72,7 +72,12 @@ pub fn run<F: Future<Output = ()> + 'static>(fut: F) {
 }
 
 /// Runs `body` beside the driver's runner; returns when `body` does.
-pub async fn with_runner<F: Future>(runner: TestRunner, body: F) -> F::Output {
+pub async fn with_runner<R, W, F>(runner: Runner<'static, R, W>, body: F) -> F::Output
+where
+    R: embedded_io_async::Read,
+    W: embedded_io_async::Write,
+    F: Future,
+{
     match select(runner.run(), body).await {
         Either::First(never) => never,
         Either::Second(out) => out,
