@@ -52,14 +52,12 @@ async fn online(c: MqttClient<'static>, cid: &str) {
 }
 
 async fn next_message(events: &mut Events<'static>) -> bc26_mqtt::Message {
-    loop {
-        match with_timeout(Duration::from_secs(5), events.next())
-            .await
-            .expect("no event within 5 s")
-        {
-            Event::Message(m) => return m,
-            other => panic!("expected a message, got {other:?}"),
-        }
+    match with_timeout(Duration::from_secs(5), events.next())
+        .await
+        .expect("no event within 5 s")
+    {
+        Event::Message(m) => m,
+        other => panic!("expected a message, got {other:?}"),
     }
 }
 
