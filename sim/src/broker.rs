@@ -10,6 +10,9 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
+/// A PUBLISH as [`Peer`] receives it.
+pub use rumqttc::Publish;
+
 /// How long [`Peer`] waits for the broker.
 const T: Duration = Duration::from_secs(5);
 
