@@ -39,7 +39,7 @@ fn the_application_runs_telemetry_commands_and_recovery_against_the_simulator() 
     peer.subscribe(&format!("{base}/#"), 1);
 
     let (sim, HostSide { reader, writer }) = Sim::start(SimConfig::default());
-    let sim = std::sync::Arc::new(sim);
+
     let config: &'static AppConfig<'static> = Box::leak(Box::new(AppConfig {
         broker: Broker {
             host: Box::leak(b.host.clone().into_boxed_str()),
