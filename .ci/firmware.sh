@@ -27,6 +27,11 @@ fi
 # Debian's rustc-web ships no rust-lld: link with ld.lld-22. The committed
 # .cargo/config.toml files name no linker, so rustup users get rust-lld.
 export CARGO_TARGET_THUMBV7EM_NONE_EABIHF_LINKER=/usr/bin/ld.lld-22
+# Panic locations embed source paths: map the checkout and cargo's home to
+# fixed names, so that the image (and the footprint table) does not depend on
+# where the repository was cloned.
+RUSTFLAGS="--remap-path-prefix=$PWD=/bc26-mqtt --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
+export RUSTFLAGS
 
 build() { # build <board> <target-dir> [cargo args...]
   local board=$1 dir=$2

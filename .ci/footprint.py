@@ -41,8 +41,8 @@ def flash_ram(elf):
 
 # Source directory -> crate group, first match wins.
 GROUPS = [
-    ("/work/main/src", "bc26-mqtt (the driver)"),
-    ("/work/main/examples/app", "bc26-example-app (the application)"),
+    ("/bc26-mqtt/src/", "bc26-mqtt (the driver)"),
+    ("/bc26-mqtt/examples/app/", "bc26-example-app (the application)"),
     ("/atat-", "atat (the driver's AT framework)"),
     ("/heapless-", "heapless"),
     ("/embassy-sync-", "embassy-sync, embassy-futures, embassy-time"),
