@@ -488,3 +488,103 @@ fn payloads_with_quotes_commas_and_crlf_go_both_ways_unchanged() {
     });
     assert_eq!(&peer.lock().unwrap().recv().payload[..], &payload[..]);
 }
+
+#[test]
+fn every_cfg_option_read_and_test_form_agrees_between_driver_and_simulator() {
+    use bc26_mqtt::commands::{
+        ConnectionState, TestCloseNetwork, TestConfigure, TestConnect, TestDisconnect,
+        TestOpenNetwork, TestPublish, TestSubscribe, TestUnsubscribe, TimeoutSetting, WillSetting,
+    };
+    run(async move {
+        let (modem, runner, _sim) = driver(SimConfig::default());
+        let c = modem.client(id(2));
+        with_runner(runner, async {
+            c.set_will(Some(
+                Will::new("dev/lwt", "gone, bye", QoS::AtLeastOnce, true).unwrap(),
+            ))
+            .await
+            .unwrap();
+            assert_eq!(
+                c.will().await.unwrap(),
+                WillSetting::Enabled {
+                    qos: QoS::AtLeastOnce,
+                    retain: true,
+                    topic: "dev/lwt".try_into().unwrap(),
+                    message: "gone, bye".try_into().unwrap()
+                }
+            );
+            c.set_will(None).await.unwrap();
+            assert_eq!(c.will().await.unwrap(), WillSetting::Disabled);
+            c.set_timeout(7, 2, true).await.unwrap();
+            assert_eq!(
+                c.timeout().await.unwrap(),
+                TimeoutSetting {
+                    pkt_timeout: 7,
+                    retry_times: 2,
+                    timeout_notice: true
+                }
+            );
+            c.set_clean_session(false).await.unwrap();
+            assert!(!c.clean_session().await.unwrap());
+            c.set_keepalive(3600).await.unwrap();
+            assert_eq!(c.keepalive().await.unwrap(), 3600);
+            assert_eq!(c.aliauth().await.unwrap(), None);
+            c.set_aliauth("pk", "dev-1", "s3cret").await.unwrap();
+            let a = c.aliauth().await.unwrap().unwrap();
+            assert_eq!(
+                (
+                    a.product_key.as_str(),
+                    a.device_name.as_str(),
+                    a.device_secret.as_str()
+                ),
+                ("pk", "dev-1", "s3cret")
+            );
+            c.set_version(MqttVersion::V3_1).await.unwrap();
+            assert_eq!(c.version().await.unwrap(), Some(MqttVersion::V3_1));
+            c.set_data_format(DataFormat::Hex, DataFormat::Text)
+                .await
+                .unwrap();
+            let f = c.data_format().await.unwrap();
+            assert_eq!((f.send, f.recv), (DataFormat::Hex, DataFormat::Text));
+            c.set_echo_mode(false).await.unwrap();
+            assert!(!c.echo_mode().await.unwrap());
+
+            // Test forms: the simulator prints the reference's lines.
+            assert_eq!(modem.send(&TestConfigure).await.unwrap().lines().count(), 8);
+            for t in [
+                modem.send(&TestOpenNetwork).await.unwrap(),
+                modem.send(&TestCloseNetwork).await.unwrap(),
+                modem.send(&TestConnect).await.unwrap(),
+                modem.send(&TestDisconnect).await.unwrap(),
+                modem.send(&TestSubscribe).await.unwrap(),
+                modem.send(&TestUnsubscribe).await.unwrap(),
+                modem.send(&TestPublish).await.unwrap(),
+            ] {
+                assert_eq!(t.lines().count(), 1, "{t:?}");
+                assert!(
+                    t.as_str().starts_with("+QMT") && t.as_str().contains("(0-5)"),
+                    "{t:?}"
+                );
+            }
+
+            // Read forms, with client 0 connected and client 2 only open.
+            let b = broker();
+            let c0 = modem.client(id(0));
+            online(c0, &uniq("dev")).await;
+            c.set_version(MqttVersion::V3_1_1).await.unwrap();
+            c.open(&b.host, b.port).await.unwrap();
+            let links = modem.open_links().await.unwrap();
+            let mut open: Vec<(u8, u16)> =
+                links.0.iter().map(|l| (l.client.get(), l.port)).collect();
+            open.sort();
+            assert_eq!(open, [(0, b.port), (2, b.port)]);
+            assert!(links.0.iter().all(|l| l.host.as_str() == b.host));
+            let states = modem.connection_states().await.unwrap();
+            assert_eq!(states.get(id(0)), Some(ConnectionState::Connected));
+            assert_eq!(states.get(id(2)), Some(ConnectionState::Initial));
+            c0.disconnect().await.unwrap();
+            c.close().await.unwrap();
+        })
+        .await;
+    });
+}

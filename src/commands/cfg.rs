@@ -170,7 +170,9 @@ query_command!(
         let qos = QoS::new(int(f.next())?).map_err(|_| atat::Error::Parse)?;
         let retain = flag(f.next())?;
         let topic = string(f.next())?;
-        let message = string(f.next().or(Some(b"")))?;
+        // The reference prints the strings unquoted: the message is the rest
+        // of the line, commas and all.
+        let message = string(f.rest().or(Some(b"")))?;
         Ok(WillSetting::Enabled { qos, retain, topic, message })
     }
 );
@@ -705,6 +707,18 @@ mod tests {
                 .parse(ok("+QMTCFG: \"will\",0"))
                 .unwrap(),
             WillSetting::Disabled
+        );
+        // Unquoted, as the reference prints it: the message keeps its comma.
+        assert_eq!(
+            QueryWill { client: c }
+                .parse(ok("+QMTCFG: \"will\",1,1,1,dev/lwt,gone, bye"))
+                .unwrap(),
+            WillSetting::Enabled {
+                qos: QoS::AtLeastOnce,
+                retain: true,
+                topic: "dev/lwt".try_into().unwrap(),
+                message: "gone, bye".try_into().unwrap()
+            }
         );
         assert_eq!(
             QueryTimeout { client: c }

@@ -21,6 +21,18 @@ impl<'a> Fields<'a> {
     pub(crate) fn new(body: &'a [u8]) -> Self {
         Self { rest: Some(body) }
     }
+
+    /// Everything not read yet, as one field (quotes around it removed): for a
+    /// last field that may itself hold commas when the modem does not quote it.
+    pub(crate) fn rest(&mut self) -> Option<&'a [u8]> {
+        let s = self.rest.take()?;
+        Some(
+            match s.strip_prefix(b"\"").and_then(|i| i.strip_suffix(b"\"")) {
+                Some(inner) => inner,
+                None => s,
+            },
+        )
+    }
 }
 
 impl<'a> Iterator for Fields<'a> {
@@ -82,6 +94,24 @@ mod tests {
     fn fields_split_at_commas_outside_quotes() {
         let f: std::vec::Vec<&[u8]> = Fields::new(b"\"will\",1,\"a,b\",\"\",x").collect();
         assert_eq!(f, [&b"will"[..], b"1", b"a,b", b"", b"x"]);
+    }
+
+    #[test]
+    fn rest_takes_an_unquoted_last_field_with_commas() {
+        let mut f = Fields::new(b"1,0,0,t,gone, bye");
+        assert_eq!(
+            (f.next(), f.next(), f.next(), f.next()),
+            (
+                Some(&b"1"[..]),
+                Some(&b"0"[..]),
+                Some(&b"0"[..]),
+                Some(&b"t"[..])
+            )
+        );
+        assert_eq!(f.rest(), Some(&b"gone, bye"[..]));
+        let mut f = Fields::new(b"\"t\",\"a, b\"");
+        f.next();
+        assert_eq!(f.rest(), Some(&b"a, b"[..]));
     }
 
     #[test]
