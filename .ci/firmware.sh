@@ -68,6 +68,6 @@ mkdir -p target
 while IFS= read -r line; do
   [ -z "$line" ] && continue
   grep -qxF -- "$line" README.md ||
-    { echo "the README's footprint table is out of date: missing '$line'"; exit 1; }
+    { echo "the README's footprint table is out of date: missing '$line' (run .ci/update-footprint)"; exit 1; }
 done <target/firmware-footprint.md
 echo "firmware: both boards built; footprint table up to date"
