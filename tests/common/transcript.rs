@@ -106,25 +106,21 @@ pub async fn play(fake: &mut Fake, steps: &[Step], cuts: Cuts) {
         match &steps[i] {
             Step::Host(want) => {
                 if let Some(k) = msg_id_field(want) {
+                    // The driver's line, and the transcript's, without their CR.
                     let got = fake.line().await;
-                    let got_main = &got[..got.len().min(want.len())];
-                    let (wh, wf) = split_fields(&want[..want.len()]);
-                    // The line may be followed by data-mode bytes in the same step.
-                    let (gh, gf) = split_fields(got_main.strip_suffix(b"\r").unwrap_or(got_main));
-                    let wf_line: Vec<Vec<u8>> =
-                        split_fields(want.split(|&b| b == b'\r').next().unwrap()).1;
+                    let line_len = want.iter().position(|&b| b == b'\r').unwrap() + 1;
+                    let (wh, wf) = split_fields(&want[..line_len - 1]);
+                    let (gh, gf) = split_fields(&got[..got.len() - 1]);
                     assert_eq!(show(&gh), show(&wh), "command");
-                    assert_eq!(gf.len(), wf_line.len(), "fields of {}", show(&got));
-                    for (j, (g, w)) in gf.iter().zip(wf_line.iter()).enumerate() {
+                    assert_eq!(gf.len(), wf.len(), "fields of {}", show(&got));
+                    for (j, (g, w)) in gf.iter().zip(wf.iter()).enumerate() {
                         if j != k {
                             assert_eq!(show(g), show(w), "field {j} of {}", show(&got));
                         }
                     }
-                    let client = wf_line[0][0] - b'0';
-                    ids.insert((client, wf_line[k].clone()), gf[k].clone());
-                    let _ = wf;
+                    let client = wf[0][0] - b'0';
+                    ids.insert((client, wf[k].clone()), gf[k].clone());
                     // Anything after the line's CR in the same step.
-                    let line_len = want.iter().position(|&b| b == b'\r').unwrap() + 1;
                     if want.len() > line_len {
                         fake.expect(&want[line_len..]).await;
                     }
