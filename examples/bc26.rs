@@ -195,7 +195,7 @@ fn emit_error(op: &str, e: &dyn std::fmt::Display) {
 
 // ------------------------------------------------------------------ the run
 
-type CliState = State<2400, 1024, 16, 1, 4>;
+type CliState = State;
 
 #[embassy_executor::task]
 async fn serial_modem(runner: Runner<'static, serial::Rx, serial::Tx>) -> ! {
@@ -346,15 +346,15 @@ async fn session(modem: Modem<'static>, a: &Args, host: &str, port: u16) -> bool
     }
     // Print what arrives, for --listen seconds (and what arrived meanwhile).
     let until = Instant::now() + Duration::from_secs(a.listen);
+    let mut buf = [0u8; bc26_mqtt::MESSAGE_MAX];
     loop {
         let left = until.saturating_duration_since(Instant::now());
-        let next = match events.try_next() {
-            Some(e) => e,
-            None if left == Duration::from_ticks(0) => break,
-            None => match with_timeout(left, events.next()).await {
-                Ok(e) => e,
-                Err(_) => break,
-            },
+        if left == Duration::from_ticks(0) && events.try_next(&mut buf).is_none() {
+            break;
+        }
+        let next = match with_timeout(left, events.next(&mut buf)).await {
+            Ok(e) => e,
+            Err(_) => break,
         };
         match next {
             Event::Message(m) => {
@@ -362,10 +362,10 @@ async fn session(modem: Modem<'static>, a: &Args, host: &str, port: u16) -> bool
                     ("event", J::S("message")),
                     ("client", J::N(m.client.get().into())),
                     ("msg_id", J::N(m.msg_id.into())),
-                    ("topic", J::S(&m.topic)),
+                    ("topic", J::S(m.topic)),
                 ];
                 let hex: String;
-                match std::str::from_utf8(&m.payload) {
+                match std::str::from_utf8(m.payload) {
                     Ok(text) => {
                         f.push(("payload", J::S(text)));
                         emit(&f);
@@ -387,7 +387,7 @@ async fn session(modem: Modem<'static>, a: &Args, host: &str, port: u16) -> bool
                     return false;
                 }
             }
-            Event::Missed(k) => eprintln!("bc26: missed {k} events"),
+            Event::Missed(k) => eprintln!("bc26: missed {k} messages"),
             _ => {}
         }
     }

@@ -34,13 +34,24 @@ impl Log {
     }
 }
 
-async fn next_message(
-    events: &mut Events<'static>,
-    log: &Log,
-) -> Result<bc26_mqtt::Message, String> {
+/// A received message, copied out of the event buffer.
+struct Received {
+    client: ClientId,
+    topic: String,
+    payload: Vec<u8>,
+}
+
+async fn next_message(events: &mut Events<'static>, log: &Log) -> Result<Received, String> {
+    let mut buf = [0u8; bc26_mqtt::MESSAGE_MAX];
     loop {
-        match with_timeout(Duration::from_secs(5), events.next()).await {
-            Ok(Event::Message(m)) => return Ok(m),
+        match with_timeout(Duration::from_secs(5), events.next(&mut buf)).await {
+            Ok(Event::Message(m)) => {
+                return Ok(Received {
+                    client: m.client,
+                    topic: m.topic.to_owned(),
+                    payload: m.payload.to_vec(),
+                })
+            }
             Ok(other) => log.say(format!("event: {other:?}")),
             Err(_) => return Err("no message within 5 s".into()),
         }
@@ -142,8 +153,8 @@ async fn demo(modem: Modem<'static>, log: &Log) -> Result<(), Box<dyn std::error
     log.say("both disconnected");
     let s = modem.stats();
     log.say(format!(
-        "driver stats: {} events, {} dropped, {} stale results, {} unknown lines",
-        s.events_published, s.events_dropped, s.stale_results, s.unsolicited_lines
+        "driver stats: {} events, {} messages dropped, {} stale results, {} unknown lines",
+        s.events_published, s.messages_dropped, s.stale_results, s.unsolicited_lines
     ));
     Ok(())
 }

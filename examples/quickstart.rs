@@ -15,7 +15,7 @@ use embassy_executor::Spawner;
 use serial::{Rx, Tx};
 
 // quick-start begin
-use bc26_mqtt::{ClientId, Config, Event, Modem, QoS, Runner, State};
+use bc26_mqtt::{ClientId, Config, Event, Modem, QoS, Runner, State, MESSAGE_MAX};
 use static_cell::StaticCell;
 
 /// All of the driver's memory: about 7.3 KiB, in a static.
@@ -54,14 +54,15 @@ async fn mqtt(modem: Modem<'static>, host: &str, port: u16) -> Result<(), bc26_m
         )
         .await?;
     println!("published as msgID {}", sent.msg_id);
+    let mut buf = [0u8; MESSAGE_MAX]; // a message is copied here: topic, then payload
     loop {
-        match events.next().await {
-            Event::Message(m) => println!("{} <- {:?}", m.topic, core::str::from_utf8(&m.payload)),
+        match events.next(&mut buf).await {
+            Event::Message(m) => println!("{} <- {:?}", m.topic, core::str::from_utf8(m.payload)),
             Event::LinkClosed { client, reason } => {
                 println!("client {} lost its link: {reason:?}", client.get());
                 return Ok(());
             }
-            Event::Missed(n) => println!("missed {n} events"),
+            Event::Missed(n) => println!("missed {n} messages"),
             _ => {}
         }
     }

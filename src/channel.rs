@@ -1,122 +1,410 @@
-//! The AT channel, handle side: one command at a time, held only until the
-//! command's `OK`/`ERROR`.
+//! The AT channel: one command line at a time between the handles, the
+//! runner and the digester. This file is the one owner of that handshake:
+//! its state is private, and each side has named methods.
 //!
-//! A handle writes its command line into the shared line buffer and hands it
-//! to the runner, which owns the UART writer and sees the command through to
-//! its final response even if the handle's future is dropped. So a dropped
-//! future never leaves half a line on the wire, a response attributed to the
-//! wrong command, or the modem in data mode.
+//! - Handle side: [`Channel::command`] and [`Channel::data_mode`] (submit a
+//!   line, hand payload chunks after the prompt, read the outcome and the
+//!   information lines). The AT lock is held until the final answer, never
+//!   longer; a dropped future withdraws a line not yet taken, or leaves the
+//!   runner to finish (ESC in data mode).
+//! - Runner side: [`Channel::next_job`], [`Channel::arm`],
+//!   [`Channel::wait_answer`], the data-mode steps, the fence after a
+//!   failure, [`Channel::finish`].
+//! - Digester side: [`Channel::expect`] (what may come now), and
+//!   [`Channel::on_final`], [`Channel::on_prompt`], [`Channel::on_info`],
+//!   the payload echo, [`Channel::on_reboot`].
+//!
+//! Three rules keep every answer with its command, whatever the order in
+//! which the runner, the UART writer's `flush` and the bytes are polled:
+//!
+//! 1. **Armed before the last byte goes.** The runner arms the command just
+//!    before it hands the chunk holding the line's final CR to the writer,
+//!    recording the stream position of the bytes received so far. Only lines
+//!    that start at or after that position can be its answer (the modem
+//!    cannot answer a line it has not received): a partial line already in
+//!    the buffer never becomes the answer, and an answer that arrives while
+//!    `flush` is still pending is kept, not dropped.
+//! 2. **Level, not edge.** Answers and prompts are stored in the state; the
+//!    runner looks at the state before it waits, so a wake-up it missed
+//!    loses nothing.
+//! 3. **Fence after a failure.** A command that timed out (or whose write
+//!    failed) leaves the channel fenced: every final answer that arrives
+//!    until the next command is discarded and counted, a late `>` prompt is
+//!    answered with ESC at once, and before the next line goes out the runner
+//!    ends any half line (CR), sends ESC if the modem may be in data mode,
+//!    sends a bare `AT` and waits until its answer has come and the line has
+//!    been quiet for `Config::quiet_gap`. The modem answers in order, so the
+//!    late answers of the failed command come before that.
+
+use core::cell::RefCell;
 
 use atat::AtatCmd;
-use embassy_time::Duration;
+use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
+use embassy_sync::mutex::Mutex;
+use embassy_sync::signal::Signal;
+use embassy_time::{with_deadline, Duration, Instant};
 
-use crate::error::{Error, Field, Problem};
-use crate::state::{Core, Outcome, Phase};
+use crate::error::{Error, Field, ModemError, Problem, Stage};
+use crate::state::{Cs, LineBuffer};
 
-/// Returns the channel to `Idle` (or tells the runner to clean up) when the
-/// handle's future ends in any way.
-struct ChanGuard<'c, 'a> {
-    core: &'c Core<'a>,
+/// The longest information-line prefix the digester compares (`+QMTCONN`).
+const PREFIX: usize = 16;
+/// Payload bytes kept to recognise the modem's data-mode echo.
+const ECHO_PROBE: usize = 8;
+
+/// How a command line ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Ok,
+    Modem(ModemError),
+    Timeout(Stage),
+    Write,
+    /// Information lines did not fit the line buffer.
+    Overflow,
+    /// The modem restarted while the command was out.
+    Rebooted,
 }
 
-impl Drop for ChanGuard<'_, '_> {
-    fn drop(&mut self) {
-        let sh = self.core.sh;
-        let wake_runner = sh.with_chan(|chan| match chan.phase {
-            Phase::Idle => false,
-            Phase::Line { .. } => {
-                // Never written: take it back.
-                chan.phase = Phase::Idle;
-                false
-            }
-            Phase::Done(_) => {
-                chan.phase = Phase::Idle;
-                false
-            }
-            Phase::WantData => {
-                // The modem waits for payload: the runner cancels with ESC
-                // and nobody reads the outcome.
-                chan.phase = Phase::Abort;
-                chan.abandoned = true;
-                true
-            }
-            Phase::Busy | Phase::Data { .. } | Phase::Abort => {
-                chan.abandoned = true;
-                true
-            }
-        });
-        if wake_runner {
-            sh.to_runner.signal(());
+impl Outcome {
+    pub(crate) fn into_error(self) -> Error {
+        match self {
+            Outcome::Ok | Outcome::Overflow => Error::UnexpectedResponse,
+            Outcome::Modem(e) => Error::Modem(e),
+            Outcome::Timeout(s) => Error::Timeout(s),
+            Outcome::Write => Error::Write,
+            Outcome::Rebooted => Error::ModemRebooted,
         }
     }
 }
 
-/// How a payload goes out in data mode.
+/// What the handle and the runner are doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Free for the next command.
+    Idle,
+    /// A handle wrote a command line into the line buffer; the runner has not
+    /// taken it yet (the handle can still withdraw it).
+    Queued {
+        timeout: Duration,
+        data_mode: bool,
+        slot: Option<u8>,
+    },
+    /// The runner owns the command: writing, or waiting for the modem.
+    Busy,
+    /// The modem gave the `>` prompt: the handle puts a payload chunk in the buffer.
+    WantData,
+    /// The handle put a payload chunk in the buffer (`last`: ends with Ctrl+Z).
+    DataQueued { last: bool },
+    /// The handle went away in data mode: the runner sends ESC.
+    Abort,
+    /// The command finished; the handle reads the outcome (and info lines).
+    Done(Outcome),
+}
+
+/// What the digester may see now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// No command: every line is unsolicited.
+    Idle,
+    /// A command line is out: information lines, then OK/ERROR.
+    Command,
+    /// A data-mode publish line is out: the `>` prompt, or OK/ERROR.
+    Prompt,
+    /// The payload is going out: the modem's echo of it, then OK/ERROR.
+    Payload,
+    /// After a failure: every final answer and prompt is a late one.
+    Fence,
+}
+
+/// The modem's echo of a data-mode payload (`AT+QMTCFG="echomode"`, on by
+/// default). The driver does not need to know the setting: it compares the
+/// first bytes after the prompt with the first bytes of the payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Echo {
+    /// Not decided yet.
+    Unknown,
+    /// The echo is on: this many payload bytes are still to be skipped raw.
+    On,
+    /// No echo (or it was given up after a quiet gap): lines as usual.
+    Off,
+}
+
+/// A snapshot of what the digester may see, taken under the lock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Expect {
+    pub mode: Mode,
+    prefix: [u8; PREFIX],
+    prefix_len: u8,
+    pub read_form: bool,
+    pub echo: Echo,
+    /// Payload bytes written but not yet seen echoed.
+    pub echo_left: u32,
+}
+
+impl Expect {
+    /// The prefix of the command's information lines (`+QMTCONN`), if any.
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix[..usize::from(self.prefix_len)]
+    }
+
+    /// True while a command is out (its echo may come back).
+    pub fn busy(&self) -> bool {
+        !matches!(self.mode, Mode::Idle)
+    }
+}
+
+/// True if a line that starts at stream position `pos` may answer a command
+/// armed at `armed_at`. Positions wrap; within 2 GiB of each other they
+/// compare right.
+fn eligible(armed_at: Option<u32>, pos: u32) -> bool {
+    armed_at.is_some_and(|at| pos.wrapping_sub(at) < 1 << 31)
+}
+
+/// How the digester's `>` was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PromptVerdict {
+    /// The prompt a data-mode publish waits for.
+    Accepted,
+    /// A late prompt after a failure: the runner sends ESC.
+    Late,
+    /// Nobody waits for a prompt.
+    Stray,
+}
+
+/// What the fence must clear before the next command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Fence {
+    active: bool,
+    /// A write failed: the modem may hold half a line.
+    half_line: bool,
+    /// The modem may be in data mode (a data-mode publish failed).
+    prompt: bool,
+}
+
+struct Chan {
+    phase: Phase,
+    /// Bytes in the line buffer: the command, a chunk, or the information lines.
+    len: usize,
+    overflow: bool,
+    /// The handle went away while the runner owned the command.
+    abandoned: bool,
+    mode: Mode,
+    prefix: [u8; PREFIX],
+    prefix_len: u8,
+    read_form: bool,
+    armed_at: Option<u32>,
+    /// The publish slot of the command in flight: armed when the modem
+    /// accepts the publish (its final `OK`), never after ESC.
+    slot: Option<u8>,
+    answer: Option<Answer>,
+    echo: Echo,
+    echo_expected: u32,
+    echo_seen: u32,
+    echo_probe: [u8; ECHO_PROBE],
+    echo_probe_len: u8,
+    fence: Fence,
+    fence_answers: u16,
+    esc_wanted: bool,
+}
+
+/// What the modem said to the command in flight (kept until the runner looks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Answer {
+    Final(Result<(), ModemError>),
+    Prompt,
+    Rebooted,
+}
+
+/// The channel's memory, inside [`Shared`](crate::state::Shared).
+pub(crate) struct ChannelState {
+    chan: BlockingMutex<Cs, RefCell<Chan>>,
+    /// Held by a handle for one command (until OK/ERROR), never longer.
+    lock: Mutex<Cs, ()>,
+    to_runner: Signal<Cs, ()>,
+    to_client: Signal<Cs, ()>,
+}
+
+impl ChannelState {
+    pub(crate) const fn new() -> Self {
+        Self {
+            chan: BlockingMutex::new(RefCell::new(Chan {
+                phase: Phase::Idle,
+                len: 0,
+                overflow: false,
+                abandoned: false,
+                mode: Mode::Idle,
+                prefix: [0; PREFIX],
+                prefix_len: 0,
+                read_form: false,
+                armed_at: None,
+                slot: None,
+                answer: None,
+                echo: Echo::Unknown,
+                echo_expected: 0,
+                echo_seen: 0,
+                echo_probe: [0; ECHO_PROBE],
+                echo_probe_len: 0,
+                fence: Fence {
+                    active: false,
+                    half_line: false,
+                    prompt: false,
+                },
+                fence_answers: 0,
+                esc_wanted: false,
+            })),
+            lock: Mutex::new(()),
+            to_runner: Signal::new(),
+            to_client: Signal::new(),
+        }
+    }
+}
+
+/// The channel, seen without the line buffer's size. `Copy`.
+#[derive(Clone, Copy)]
+pub(crate) struct Channel<'a> {
+    st: &'a ChannelState,
+    line: &'a dyn LineBuffer,
+}
+
+/// A command line the runner took.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Job {
+    pub timeout: Duration,
+    pub data_mode: bool,
+    pub len: usize,
+}
+
+/// What the handle gave the runner in data mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DataStep {
+    Chunk { len: usize, last: bool },
+    Abort,
+}
+
+/// A payload to send in data mode, in chunks through the line buffer
+/// (hex-encoded if asked), then Ctrl+Z.
 pub(crate) struct Payload<'p> {
     pub bytes: &'p [u8],
     pub hex: bool,
 }
 
-impl<'a> Core<'a> {
-    /// Waits until the phase satisfies `done`, returning it.
+/// Returns the channel to `Idle` (or leaves the rest to the runner) when the
+/// handle's future ends in any way.
+struct Guard<'c, 'a> {
+    ch: &'c Channel<'a>,
+}
+
+impl Drop for Guard<'_, '_> {
+    fn drop(&mut self) {
+        let wake = self.ch.with(|c| match c.phase {
+            Phase::Idle => false,
+            // Never taken: withdrawn, nothing was sent.
+            Phase::Queued { .. } | Phase::Done(_) => {
+                c.phase = Phase::Idle;
+                false
+            }
+            // The modem waits for payload: the runner cancels with ESC.
+            Phase::WantData | Phase::DataQueued { .. } => {
+                c.phase = Phase::Abort;
+                c.abandoned = true;
+                true
+            }
+            Phase::Busy | Phase::Abort => {
+                c.abandoned = true;
+                true
+            }
+        });
+        if wake {
+            self.ch.st.to_runner.signal(());
+        }
+    }
+}
+
+impl<'a> Channel<'a> {
+    pub(crate) fn new(st: &'a ChannelState, line: &'a dyn LineBuffer) -> Self {
+        Self { st, line }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Chan) -> R) -> R {
+        self.st.chan.lock(|c| f(&mut c.borrow_mut()))
+    }
+
+    fn with_line<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> R {
+        let mut f = Some(f);
+        let mut out = None;
+        self.line.with_buf(&mut |b| {
+            if let Some(f) = f.take() {
+                out = Some(f(b));
+            }
+        });
+        // `with_buf` always calls the closure once.
+        out.unwrap_or_else(|| unreachable!())
+    }
+
+    // ------------------------------------------------------------ handle side
+
+    /// Waits until `done` holds for the phase, returning it.
     async fn wait_phase(&self, done: impl Fn(&Phase) -> bool) -> Phase {
         loop {
-            let phase = self.sh.with_chan(|c| c.phase);
+            let phase = self.with(|c| c.phase);
             if done(&phase) {
                 return phase;
             }
-            self.sh.to_client.wait().await;
+            self.st.to_client.wait().await;
         }
     }
 
     /// Puts a command line in the buffer and hands it to the runner.
-    async fn submit<C: AtatCmd>(
+    fn submit<C: AtatCmd>(
         &self,
         cmd: &C,
         timeout: Duration,
         data_mode: bool,
+        slot: Option<u8>,
     ) -> Result<(), Error> {
-        self.wait_phase(|p| *p == Phase::Idle).await;
-        let mut n = 0;
-        self.with_line(|b| n = cmd.write(b));
+        let n = self.with_line(|b| cmd.write(b));
         if n == 0 {
             return Err(Error::InvalidArgument {
                 field: Field::Payload,
                 problem: Problem::LineTooLong,
             });
         }
-        self.sh.with_chan(|c| {
+        self.with(|c| {
             c.len = n;
             c.overflow = false;
             c.abandoned = false;
-            c.phase = Phase::Line { timeout, data_mode };
+            c.phase = Phase::Queued {
+                timeout,
+                data_mode,
+                slot,
+            };
         });
-        self.sh.to_runner.signal(());
+        self.st.to_runner.signal(());
         Ok(())
     }
 
     /// Sends one command and parses its answer. `timeout` bounds the wait for
-    /// `OK`/`ERROR` after the line was written.
+    /// `OK`/`ERROR` after the line was written; `slot` is the publish slot the
+    /// runner arms when the line goes out.
     pub(crate) async fn command<C: AtatCmd>(
         &self,
         cmd: &C,
         timeout: Duration,
+        slot: Option<u8>,
     ) -> Result<C::Response, Error> {
-        let _at = self.sh.at_lock.lock().await;
-        let _guard = ChanGuard { core: self };
-        self.submit(cmd, timeout, false).await?;
-        let phase = self.wait_phase(|p| matches!(p, Phase::Done(_))).await;
-        let Phase::Done(outcome) = phase else {
+        let _at = self.st.lock.lock().await;
+        let _guard = Guard { ch: self };
+        self.wait_phase(|p| *p == Phase::Idle).await;
+        self.submit(cmd, timeout, false, slot)?;
+        let Phase::Done(outcome) = self.wait_phase(|p| matches!(p, Phase::Done(_))).await else {
             return Err(Error::UnexpectedResponse);
         };
         match outcome {
             Outcome::Ok => {
-                let len = self.sh.with_chan(|c| c.len);
-                let mut parsed = Err(Error::UnexpectedResponse);
-                self.with_line(|b| parsed = cmd.parse(Ok(&b[..len])).map_err(Error::from));
-                parsed
+                let len = self.with(|c| c.len);
+                self.with_line(|b| cmd.parse(Ok(&b[..len])).map_err(Error::from))
             }
-            other => Err(outcome_error(other)),
+            other => Err(other.into_error()),
         }
     }
 
@@ -125,12 +413,14 @@ impl<'a> Core<'a> {
     pub(crate) async fn data_mode<C: AtatCmd>(
         &self,
         cmd: &C,
+        timeout: Duration,
         payload: Payload<'_>,
+        slot: Option<u8>,
     ) -> Result<(), Error> {
-        let timeout = self.config().command_timeout;
-        let _at = self.sh.at_lock.lock().await;
-        let _guard = ChanGuard { core: self };
-        self.submit(cmd, timeout, true).await?;
+        let _at = self.st.lock.lock().await;
+        let _guard = Guard { ch: self };
+        self.wait_phase(|p| *p == Phase::Idle).await;
+        self.submit(cmd, timeout, true, slot)?;
         let mut rest = payload.bytes;
         loop {
             let phase = self
@@ -138,14 +428,13 @@ impl<'a> Core<'a> {
                 .await;
             match phase {
                 Phase::Done(Outcome::Ok) => return Ok(()),
-                Phase::Done(other) => return Err(outcome_error(other)),
+                Phase::Done(other) => return Err(other.into_error()),
                 _ => {}
             }
             // Fill the buffer with the next chunk.
-            let (mut taken, mut last) = (0, false);
-            self.with_line(|b| {
-                let room = b.len() - 1; // keep a byte for Ctrl+Z
-                let (take, len) = if payload.hex {
+            let (len, taken, last) = self.with_line(|b| {
+                let room = b.len() - 1; // a byte for Ctrl+Z
+                let (take, mut len) = if payload.hex {
                     let take = rest.len().min(room / 2);
                     (take, crate::hex::encode_into(&rest[..take], b))
                 } else {
@@ -153,28 +442,459 @@ impl<'a> Core<'a> {
                     b[..take].copy_from_slice(&rest[..take]);
                     (take, take)
                 };
-                let is_last = take == rest.len();
-                let mut len = len;
-                if is_last {
+                let last = take == rest.len();
+                if last {
                     b[len] = 0x1a;
                     len += 1;
                 }
-                self.sh.with_chan(|c| c.len = len);
-                (taken, last) = (take, is_last);
+                (len, take, last)
             });
             rest = &rest[taken..];
-            self.sh.with_chan(|c| c.phase = Phase::Data { last });
-            self.sh.to_runner.signal(());
+            self.with(|c| {
+                c.len = len;
+                c.phase = Phase::DataQueued { last };
+            });
+            self.st.to_runner.signal(());
         }
+    }
+
+    // ------------------------------------------------------------ runner side
+
+    /// Wakes the runner (the digester stored something it must act on).
+    pub(crate) fn wake_runner(&self) {
+        self.st.to_runner.signal(());
+    }
+
+    /// Waits for the runner's next job: a command line, or (with `Err`) an ESC
+    /// a late prompt asked for. A taken line is `Busy`: the handle can no
+    /// longer withdraw it.
+    pub(crate) async fn next_job(&self) -> Result<Job, ()> {
+        loop {
+            let job = self.with(|c| {
+                if c.esc_wanted {
+                    c.esc_wanted = false;
+                    return Some(Err(()));
+                }
+                if let Phase::Queued {
+                    timeout,
+                    data_mode,
+                    slot,
+                } = c.phase
+                {
+                    c.phase = Phase::Busy;
+                    c.slot = slot;
+                    return Some(Ok(Job {
+                        timeout,
+                        data_mode,
+                        len: c.len,
+                    }));
+                }
+                None
+            });
+            if let Some(job) = job {
+                return job;
+            }
+            self.st.to_runner.wait().await;
+        }
+    }
+
+    /// An ESC a late prompt asked for, if any (taken).
+    pub(crate) fn take_esc(&self) -> bool {
+        self.with(|c| core::mem::replace(&mut c.esc_wanted, false))
+    }
+
+    /// True when the channel must be fenced before the next line.
+    pub(crate) fn fenced(&self) -> bool {
+        self.with(|c| c.fence.active)
+    }
+
+    /// Starts the fence: returns what the modem may hold (half line, data
+    /// mode), and counts the final answers from now on.
+    pub(crate) fn begin_fence(&self) -> (bool, bool) {
+        self.with(|c| {
+            c.mode = Mode::Fence;
+            c.fence_answers = 0;
+            (c.fence.half_line, c.fence.prompt)
+        })
+    }
+
+    /// Final answers seen since [`begin_fence`](Self::begin_fence), or `None`
+    /// when a reboot cleared the fence (nothing is owed any more).
+    pub(crate) fn fence_answers(&self) -> Option<u16> {
+        self.with(|c| c.fence.active.then_some(c.fence_answers))
+    }
+
+    /// The fence is done: the next line may go.
+    pub(crate) fn end_fence(&self) {
+        self.with(|c| {
+            c.fence = Fence::default();
+            if c.mode == Mode::Fence {
+                c.mode = Mode::Idle;
+            }
+        })
+    }
+
+    /// Tells the digester what the line just taken expects.
+    pub(crate) fn begin_line(&self, data_mode: bool) {
+        self.with(|c| {
+            let (prefix, len, read_form) = self.with_line(|b| command_prefix(&b[..c.len]));
+            c.prefix = prefix;
+            c.prefix_len = len;
+            c.read_form = read_form;
+            c.mode = if data_mode {
+                Mode::Prompt
+            } else {
+                Mode::Command
+            };
+            c.armed_at = None;
+            c.answer = None;
+            c.echo = Echo::Unknown;
+            c.echo_expected = 0;
+            c.echo_seen = 0;
+            c.echo_probe_len = 0;
+        })
+    }
+
+    /// Copies bytes `off..` of the line buffer into `out`; returns the count.
+    pub(crate) fn copy_out(&self, off: usize, len: usize, out: &mut [u8]) -> usize {
+        let n = (len - off).min(out.len());
+        self.with_line(|b| out[..n].copy_from_slice(&b[off..off + n]));
+        n
+    }
+
+    /// The line (or the payload's last chunk) is about to leave: answers may
+    /// count from stream position `rx_pos` on. The buffer may now take
+    /// information lines.
+    pub(crate) fn arm(&self, rx_pos: u32) {
+        self.with(|c| {
+            c.armed_at = Some(rx_pos);
+            c.len = 0;
+        })
+    }
+
+    /// The payload chunk about to be written (its bytes are `first` at the
+    /// start of the payload): the echo to skip grows by `n`.
+    pub(crate) fn echo_announce(&self, first: &[u8], n: usize) {
+        self.with(|c| {
+            if c.echo_expected == 0 {
+                let k = first.len().min(ECHO_PROBE);
+                c.echo_probe[..k].copy_from_slice(&first[..k]);
+                c.echo_probe_len = k as u8;
+            }
+            c.echo_expected = c.echo_expected.saturating_add(n as u32);
+        })
+    }
+
+    /// The modem's answer so far (level: it stays until the next line).
+    pub(crate) fn answer(&self) -> Option<Answer> {
+        self.with(|c| c.answer)
+    }
+
+    /// Waits until the digester wakes the runner, or `deadline`; `false` on
+    /// timeout.
+    pub(crate) async fn wait_wake(&self, deadline: Instant) -> bool {
+        with_deadline(deadline, self.st.to_runner.wait())
+            .await
+            .is_ok()
+    }
+
+    /// True if the handle of the command the runner holds went away before
+    /// its line was written (the runner then drops it unsent).
+    pub(crate) fn abandoned(&self) -> bool {
+        self.with(|c| c.abandoned)
+    }
+
+    /// Waits for the answer until `deadline`; `None` on timeout.
+    pub(crate) async fn wait_answer(&self, deadline: Instant) -> Option<Answer> {
+        let wait = async {
+            loop {
+                if let Some(a) = self.answer() {
+                    return a;
+                }
+                self.st.to_runner.wait().await;
+            }
+        };
+        with_deadline(deadline, wait).await.ok()
+    }
+
+    /// After the prompt: the handle may fill the buffer (unless it is gone).
+    /// Returns `false` if it is gone.
+    pub(crate) fn want_data(&self) -> bool {
+        let gone = self.with(|c| {
+            if c.abandoned || c.phase == Phase::Abort {
+                c.phase = Phase::Abort;
+                true
+            } else {
+                c.phase = Phase::WantData;
+                c.answer = None;
+                false
+            }
+        });
+        if !gone {
+            self.st.to_client.signal(());
+        }
+        !gone
+    }
+
+    /// Waits for the handle's next payload chunk, or its going away.
+    pub(crate) async fn wait_data(&self) -> DataStep {
+        loop {
+            let step = self.with(|c| match c.phase {
+                Phase::DataQueued { last } => {
+                    c.phase = Phase::Busy;
+                    Some(DataStep::Chunk { len: c.len, last })
+                }
+                Phase::Abort => Some(DataStep::Abort),
+                _ => None,
+            });
+            if let Some(s) = step {
+                return s;
+            }
+            self.st.to_runner.wait().await;
+        }
+    }
+
+    /// Marks the payload ended with ESC: the modem's OK to it may count.
+    pub(crate) fn arm_escape(&self, rx_pos: u32) {
+        self.with(|c| {
+            c.mode = Mode::Payload;
+            c.answer = None;
+            c.armed_at = Some(rx_pos);
+            c.slot = None;
+        })
+    }
+
+    /// The command failed in a way that may leave answers owed (`prompt`:
+    /// the modem may be in data mode; `half_line`: a write failed mid-line).
+    pub(crate) fn fail(&self, prompt: bool, half_line: bool) {
+        self.with(|c| {
+            c.fence.active = true;
+            c.fence.prompt |= prompt;
+            c.fence.half_line |= half_line;
+            c.mode = Mode::Fence;
+            c.armed_at = None;
+        })
+    }
+
+    /// The command is over: the handle reads `outcome` (or, if it is gone,
+    /// the channel is free at once).
+    pub(crate) fn finish(&self, outcome: Outcome) {
+        self.with(|c| {
+            c.slot = None;
+            if c.mode != Mode::Fence {
+                c.mode = Mode::Idle;
+            }
+            c.armed_at = None;
+            let outcome = match outcome {
+                Outcome::Ok if c.overflow => Outcome::Overflow,
+                o => o,
+            };
+            if c.abandoned {
+                c.abandoned = false;
+                c.phase = Phase::Idle;
+            } else {
+                c.phase = Phase::Done(outcome);
+            }
+        });
+        self.st.to_client.signal(());
+    }
+
+    // ------------------------------------------------------------ digester side
+
+    /// What may come now.
+    pub(crate) fn expect(&self) -> Expect {
+        self.with(|c| Expect {
+            mode: c.mode,
+            prefix: c.prefix,
+            prefix_len: c.prefix_len,
+            read_form: c.read_form,
+            echo: c.echo,
+            echo_left: c.echo_expected.saturating_sub(c.echo_seen),
+        })
+    }
+
+    /// `OK`/`ERROR`/`+CME ERROR` at stream position `pos`. `Taken`: the
+    /// command's answer; `Late`: an answer the fence discards; `Stray`:
+    /// nobody's.
+    pub(crate) fn on_final(&self, result: Result<(), ModemError>, pos: u32) -> Verdict {
+        let v = self.with(|c| {
+            match c.mode {
+                Mode::Command | Mode::Prompt | Mode::Payload if eligible(c.armed_at, pos) => {
+                    // The modem took the publish: its result may come now.
+                    let accepted = result.is_ok() && c.mode != Mode::Prompt;
+                    let arm = c.slot.take().filter(|_| accepted);
+                    c.answer = Some(Answer::Final(result));
+                    c.mode = Mode::Idle;
+                    c.armed_at = None;
+                    Verdict::Taken { arm }
+                }
+                Mode::Fence => {
+                    c.fence_answers = c.fence_answers.saturating_add(1);
+                    Verdict::Late
+                }
+                _ if c.fence.active => Verdict::Late,
+                _ => Verdict::Stray,
+            }
+        });
+        if v != Verdict::Stray {
+            self.wake_runner();
+        }
+        v
+    }
+
+    /// A `>` at the start of a line, at stream position `pos`.
+    pub(crate) fn on_prompt(&self, pos: u32) -> PromptVerdict {
+        let v = self.with(|c| {
+            if c.mode == Mode::Prompt && eligible(c.armed_at, pos) {
+                c.answer = Some(Answer::Prompt);
+                c.mode = Mode::Payload;
+                c.armed_at = None;
+                PromptVerdict::Accepted
+            } else if c.fence.active && c.fence.prompt {
+                c.esc_wanted = true;
+                PromptVerdict::Late
+            } else {
+                PromptVerdict::Stray
+            }
+        });
+        if v != PromptVerdict::Stray {
+            self.wake_runner();
+        }
+        v
+    }
+
+    /// An information line at stream position `pos`: appended to the answer
+    /// if the command in flight may have one now. Returns whether it was.
+    pub(crate) fn on_info(&self, line: &[u8], pos: u32) -> bool {
+        self.with(|c| {
+            if c.mode != Mode::Command || !eligible(c.armed_at, pos) {
+                return false;
+            }
+            let (len, overflow) = self.with_line(|buf| {
+                let sep = if c.len == 0 { 0 } else { 2 };
+                let end = c.len + sep + line.len();
+                if end > buf.len() {
+                    return (c.len, true);
+                }
+                if sep == 2 {
+                    buf[c.len..c.len + 2].copy_from_slice(b"\r\n");
+                }
+                buf[c.len + sep..end].copy_from_slice(line);
+                (end, false)
+            });
+            c.len = len;
+            c.overflow |= overflow;
+            true
+        })
+    }
+
+    /// Decides whether the payload is echoed from the bytes that follow the
+    /// prompt (`Echo::Unknown` only). `None`: not enough bytes yet.
+    pub(crate) fn detect_echo(&self, bytes: &[u8]) -> Option<Echo> {
+        self.with(|c| {
+            let n = usize::from(c.echo_probe_len);
+            if c.echo != Echo::Unknown || n == 0 {
+                return Some(c.echo);
+            }
+            let k = n.min(bytes.len());
+            let echo = if bytes[..k] != c.echo_probe[..k] {
+                Echo::Off
+            } else if k < n {
+                return None;
+            } else {
+                Echo::On
+            };
+            c.echo = echo;
+            Some(echo)
+        })
+    }
+
+    /// `n` bytes of echo were skipped.
+    pub(crate) fn echo_skipped(&self, n: usize) {
+        self.with(|c| c.echo_seen = c.echo_seen.saturating_add(n as u32))
+    }
+
+    /// The echo did not come whole (a quiet gap): read lines from now on.
+    pub(crate) fn echo_give_up(&self) {
+        self.with(|c| c.echo = Echo::Off)
+    }
+
+    /// The modem restarted: the command in flight ends at once, and nothing
+    /// owed before the restart will come.
+    pub(crate) fn on_reboot(&self) {
+        self.with(|c| {
+            c.fence = Fence::default();
+            match c.phase {
+                Phase::Busy | Phase::WantData | Phase::DataQueued { .. } | Phase::Abort => {
+                    c.answer = Some(Answer::Rebooted);
+                }
+                _ => {}
+            }
+            c.mode = Mode::Idle;
+            c.armed_at = None;
+            c.esc_wanted = false;
+        });
+        self.wake_runner();
     }
 }
 
-pub(crate) fn outcome_error(o: Outcome) -> Error {
-    match o {
-        Outcome::Ok => Error::UnexpectedResponse,
-        Outcome::Modem(e) => Error::Modem(e),
-        Outcome::Timeout(s) => Error::Timeout(s),
-        Outcome::Write => Error::Write,
-        Outcome::Overflow => Error::UnexpectedResponse,
+/// How a final answer was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// The command's answer; `arm`: the publish slot the modem accepted.
+    Taken {
+        arm: Option<u8>,
+    },
+    Late,
+    Stray,
+}
+
+/// `AT+QMTCONN?\r` -> (`+QMTCONN`, read form). The prefix of the information
+/// lines a command answers with.
+pub(crate) fn command_prefix(line: &[u8]) -> ([u8; PREFIX], u8, bool) {
+    let mut out = [0u8; PREFIX];
+    let body = match line.get(..2) {
+        Some(at) if at.eq_ignore_ascii_case(b"AT") => &line[2..],
+        _ => return (out, 0, false),
+    };
+    let end = body
+        .iter()
+        .position(|&b| matches!(b, b'=' | b'?' | b'\r' | b'\n'))
+        .unwrap_or(body.len());
+    let read_form = body.get(end) == Some(&b'?');
+    let name = &body[..end];
+    if name.first() != Some(&b'+') || name.len() > out.len() {
+        return (out, 0, read_form);
+    }
+    out[..name.len()].copy_from_slice(name);
+    out[..name.len()].make_ascii_uppercase();
+    (out, name.len() as u8, read_form)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_prefix_names_the_information_lines() {
+        let (p, n, read) = command_prefix(b"AT+QMTCONN?\r");
+        assert_eq!((&p[..n as usize], read), (&b"+QMTCONN"[..], true));
+        let (p, n, read) = command_prefix(b"AT+QMTCFG=\"will\",0\r");
+        assert_eq!((&p[..n as usize], read), (&b"+QMTCFG"[..], false));
+        let (p, n, read) = command_prefix(b"AT+QMTOPEN=?\r");
+        assert_eq!((&p[..n as usize], read), (&b"+QMTOPEN"[..], false));
+        let (_, n, _) = command_prefix(b"ATE0\r");
+        assert_eq!(n, 0);
+        let (p, n, _) = command_prefix(b"at+cereg?\r\n");
+        assert_eq!(&p[..n as usize], b"+CEREG");
+    }
+
+    #[test]
+    fn an_answer_counts_only_from_the_armed_position_on_even_across_wrap() {
+        assert!(!eligible(None, 5));
+        assert!(!eligible(Some(100), 99));
+        assert!(eligible(Some(100), 100) && eligible(Some(100), 101));
+        assert!(eligible(Some(u32::MAX - 1), 3), "positions wrap");
+        assert!(!eligible(Some(u32::MAX - 1), u32::MAX - 2));
     }
 }

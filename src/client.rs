@@ -1,126 +1,17 @@
-//! The handles application tasks use: [`Modem`] for the whole modem,
-//! [`MqttClient`] for one of its six MQTT clients, [`Events`] for what arrives.
+//! [`MqttClient`]: one of the modem's six MQTT clients.
 
 use atat::AtatCmd;
-use embassy_sync::pubsub::{DynSubscriber, WaitResult};
-use embassy_time::{with_deadline, Duration, Instant};
+use embassy_futures::select::{select, Either};
+use embassy_time::{Duration, Instant};
 
 use crate::channel::Payload;
+use crate::clients::{ClaimError, Format, OpEnd, OpKind, OpOutcome, PubOutcome};
 use crate::commands::*;
-use crate::error::{ConnackCode, Error, Field, OpenError, Problem, Stage};
-use crate::state::{
-    packet_deadline, Core, OpKind, OpOutcome, OpWait, PubOutcome, Shared, SlotWait, Stats,
-};
+use crate::error::{ConnackCode, Error, Field, LinkClosedReason, OpenError, Problem, Stage};
+use crate::event::Granted;
+use crate::state::Core;
 use crate::types::{check_topic, limits, quoted_safe, ClientId, DataFormat, MqttVersion, QoS};
-use crate::urc::{Event, Granted, SubValue};
-
-/// The whole modem: clients, events, statistics, and any other AT command.
-/// `Copy`; use it from as many tasks as you like.
-#[derive(Clone, Copy)]
-pub struct Modem<'a> {
-    pub(crate) core: Core<'a>,
-}
-
-impl<'a> Modem<'a> {
-    /// The handle of MQTT client `id` (the modem's `tcpconnectID`).
-    pub fn client(&self, id: ClientId) -> MqttClient<'a> {
-        MqttClient {
-            core: self.core,
-            id,
-        }
-    }
-
-    /// A new subscription to messages and link events. At most `SUBSCRIBERS`
-    /// (a [`State`](crate::State) parameter) exist at once; events that arrive
-    /// while none exists are dropped and counted.
-    pub fn events(&self) -> Result<Events<'a>, Error> {
-        let sub = self
-            .core
-            .events
-            .subscriber()
-            .ok_or(Error::TooManySubscribers)?;
-        self.core.sh.subscribers.lock(|c| c.set(c.get() + 1));
-        Ok(Events {
-            sub,
-            sh: self.core.sh,
-        })
-    }
-
-    /// What the driver has dropped or could not place so far.
-    pub fn stats(&self) -> Stats {
-        self.core.sh.stats.lock(|s| s.get())
-    }
-
-    /// Sends any other AT command (`AT+CEREG?`, `ATE0`, ...) through the same
-    /// channel and returns its parsed answer: firmware needs no second AT
-    /// client. Its deadline is the command's `MAX_TIMEOUT_MS`. Information
-    /// lines with the command's own prefix (and bare lines such as an IMEI)
-    /// are its answer; other `+` lines are treated as URCs. The line must fit
-    /// the `LINE` buffer: atat's derived `write` panics when it does not.
-    pub async fn send<C: AtatCmd>(&self, cmd: &C) -> Result<C::Response, Error> {
-        let timeout = Duration::from_millis(C::MAX_TIMEOUT_MS.into());
-        self.core.command(cmd, timeout).await
-    }
-
-    /// Like [`send`](Self::send), with the deadline for the final response
-    /// chosen by the caller (a short one for a bare `AT` that wakes a sleeping
-    /// modem, a long one for a network scan).
-    pub async fn send_with_timeout<C: AtatCmd>(
-        &self,
-        cmd: &C,
-        timeout: Duration,
-    ) -> Result<C::Response, Error> {
-        self.core.command(cmd, timeout).await
-    }
-
-    /// `AT+QMTOPEN?`: which clients are open, to which host and port.
-    pub async fn open_links(&self) -> Result<OpenLinks, Error> {
-        self.core
-            .command(&QueryOpenNetworks, self.core.config().command_timeout)
-            .await
-    }
-
-    /// `AT+QMTCONN?`: the MQTT state of each client.
-    pub async fn connection_states(&self) -> Result<ConnectionStates, Error> {
-        self.core
-            .command(&QueryConnectionState, self.core.config().command_timeout)
-            .await
-    }
-}
-
-/// A subscription to the driver's events. Read it often: when it falls
-/// `EVENTS` behind, the oldest events are overwritten and it reads
-/// [`Event::Missed`]. The ingress never waits for it.
-pub struct Events<'a> {
-    sub: DynSubscriber<'a, Event>,
-    sh: &'a Shared,
-}
-
-impl Events<'_> {
-    /// The next event, waiting for one.
-    pub async fn next(&mut self) -> Event {
-        match self.sub.next_message().await {
-            WaitResult::Message(e) => e,
-            WaitResult::Lagged(n) => Event::Missed(n),
-        }
-    }
-
-    /// The next event if one is queued.
-    pub fn try_next(&mut self) -> Option<Event> {
-        self.sub.try_next_message().map(|r| match r {
-            WaitResult::Message(e) => e,
-            WaitResult::Lagged(n) => Event::Missed(n),
-        })
-    }
-}
-
-impl Drop for Events<'_> {
-    fn drop(&mut self) {
-        self.sh
-            .subscribers
-            .lock(|c| c.set(c.get().saturating_sub(1)));
-    }
-}
+use crate::urc::SubValue;
 
 /// A completed publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,50 +24,42 @@ pub struct Published {
 }
 
 /// One of the modem's six MQTT clients. `Copy`; operations of different
-/// clients overlap, and so do publishes of one client (up to `INFLIGHT`).
+/// clients overlap, and so do publishes (up to `INFLIGHT` of all clients
+/// wait for their acknowledgement at once).
 #[derive(Clone, Copy)]
 pub struct MqttClient<'a> {
     core: Core<'a>,
     id: ClientId,
 }
 
-/// Frees the operation slot when the operation ends in any way.
-struct OpGuard<'c, 'a> {
-    core: &'c Core<'a>,
-    i: usize,
-}
-
-impl Drop for OpGuard<'_, '_> {
-    fn drop(&mut self) {
-        self.core.sh.with_clients(|c| c[self.i].op = OpWait::Free);
-        self.core.sh.op_signals[self.i].reset();
-    }
-}
-
-/// Frees a publish slot when the publish ends in any way.
-struct SlotGuard<'a> {
-    slot: &'a crate::state::PubSlot,
-}
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        self.slot.wait.lock(|w| w.set(SlotWait::Free));
-        self.slot.signal.reset();
-    }
+/// How a publish asks for its slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SlotWait {
+    /// Wait for a free in-flight slot.
+    Wait,
+    /// Fail with `TooManyInFlight` at once.
+    Immediate,
 }
 
 impl<'a> MqttClient<'a> {
+    pub(crate) fn new(core: Core<'a>, id: ClientId) -> Self {
+        Self { core, id }
+    }
+
     /// The client's `tcpconnectID`.
     pub fn id(&self) -> ClientId {
         self.id
     }
 
     fn cmd_timeout(&self) -> Duration {
-        self.core.config().command_timeout
+        self.core.config.command_timeout
     }
 
     async fn cfg<C: AtatCmd>(&self, cmd: &C) -> Result<C::Response, Error> {
-        self.core.command(cmd, self.cmd_timeout()).await
+        self.core
+            .channel
+            .command(cmd, self.cmd_timeout(), None)
+            .await
     }
 
     // ------------------------------------------------------------ AT+QMTCFG
@@ -209,8 +92,8 @@ impl<'a> MqttClient<'a> {
         self.cfg(&cmd).await?;
         let (_, p, r) = cmd.values();
         self.core
-            .sh
-            .with_clients(|c| c[self.id.index()].timeouts = Some((p, r)));
+            .clients
+            .update_settings(self.id, |s| s.timeouts = Some((p, r)));
         Ok(())
     }
 
@@ -218,9 +101,9 @@ impl<'a> MqttClient<'a> {
     /// driver's deadlines follow the values read.
     pub async fn timeout(&self) -> Result<TimeoutSetting, Error> {
         let t = self.cfg(&QueryTimeout { client: self.id }).await?;
-        self.core
-            .sh
-            .with_clients(|c| c[self.id.index()].timeouts = Some((t.pkt_timeout, t.retry_times)));
+        self.core.clients.update_settings(self.id, |s| {
+            s.timeouts = Some((t.pkt_timeout, t.retry_times))
+        });
         Ok(t)
     }
 
@@ -288,6 +171,13 @@ impl<'a> MqttClient<'a> {
     /// Sets the payload formats: `AT+QMTCFG="dataformat"`. From then on the
     /// driver hex-encodes what [`publish`](Self::publish) sends and decodes
     /// what arrives, as configured.
+    ///
+    /// Without this call the driver receives in hex (it configures that
+    /// itself before [`open`](Self::open), see [`Config::receive_text`](crate::Config::receive_text)).
+    /// Choosing [`DataFormat::Text`] for `recv` here is the application's
+    /// choice: the modem does not escape text payloads, so a remote
+    /// publisher's payload holding `"` CR LF followed by modem-like lines can
+    /// be read as modem lines (a forged `+QMTSTAT`, `+QMTPUB` or `+QMTRECV`).
     pub async fn set_data_format(&self, send: DataFormat, recv: DataFormat) -> Result<(), Error> {
         self.cfg(&ConfigureDataFormat {
             client: self.id,
@@ -295,14 +185,20 @@ impl<'a> MqttClient<'a> {
             recv,
         })
         .await?;
-        self.track_format(send, recv);
+        self.track_format(send, recv, true);
         Ok(())
     }
 
-    fn track_format(&self, send: DataFormat, recv: DataFormat) {
-        self.core.sh.with_clients(|c| {
-            c[self.id.index()].send_hex = send == DataFormat::Hex;
-            c[self.id.index()].recv_hex = recv == DataFormat::Hex;
+    fn track_format(&self, send: DataFormat, recv: DataFormat, chosen: bool) {
+        self.core.clients.update_settings(self.id, |s| {
+            s.send_hex = send == DataFormat::Hex;
+            s.recv = match recv {
+                DataFormat::Hex => Format::Hex,
+                DataFormat::Text => Format::Text,
+            };
+            if chosen {
+                s.text_chosen = recv == DataFormat::Text;
+            }
         });
     }
 
@@ -310,7 +206,7 @@ impl<'a> MqttClient<'a> {
     /// follows the values read.
     pub async fn data_format(&self) -> Result<DataFormatSetting, Error> {
         let f = self.cfg(&QueryDataFormat { client: self.id }).await?;
-        self.track_format(f.send, f.recv);
+        self.track_format(f.send, f.recv, false);
         Ok(f)
     }
 
@@ -340,45 +236,56 @@ impl<'a> MqttClient<'a> {
         msg_id: u16,
         deadline: Duration,
     ) -> Result<OpOutcome, Error> {
-        let i = self.id.index();
-        let _op = self.core.sh.op_locks[i].lock().await;
-        self.core.sh.op_signals[i].reset();
+        let ticket = self.core.clients.begin_op(self.id, kind, msg_id).await;
         self.core
-            .sh
-            .with_clients(|c| c[i].op = OpWait::Waiting { kind, msg_id });
-        let _guard = OpGuard {
-            core: &self.core,
-            i,
-        };
-        self.core.command(cmd, self.cmd_timeout()).await?;
-        let until = Instant::now() + deadline;
-        loop {
-            let outcome = with_deadline(until, self.core.sh.op_signals[i].wait())
-                .await
-                .map_err(|_| Error::Timeout(Stage::Result))?;
-            if let OpOutcome::LinkClosed(reason) = outcome {
-                return Err(Error::LinkClosed(reason));
-            }
-            if !outcome.is_progress() {
-                return Ok(outcome);
-            }
-        }
+            .channel
+            .command(cmd, self.cmd_timeout(), None)
+            .await?;
+        ticket
+            .wait(Instant::now() + deadline)
+            .await
+            .map_err(|e| match e {
+                OpEnd::Timeout => Error::Timeout(Stage::Result),
+                OpEnd::LinkClosed(r) => Error::LinkClosed(r),
+                OpEnd::Rebooted => Error::ModemRebooted,
+            })
     }
 
-    /// Allocates a msgID 1-65535 unused by this client's operations in flight.
-    fn alloc_msg_id(&self) -> u16 {
-        let i = self.id.index();
-        let slots = self.core.client_slots(i);
-        self.core.sh.with_clients(|c| next_msg_id(&mut c[i], slots))
+    /// Receives in hex unless the application chose text (see
+    /// [`Config::receive_text`](crate::Config::receive_text)): a payload can
+    /// then never be read as a modem line.
+    async fn secure_reception(&self) -> Result<(), Error> {
+        let s = self.core.clients.settings(self.id);
+        if self.core.config.receive_text || s.text_chosen || s.recv == Format::Hex {
+            return Ok(());
+        }
+        let send = if s.send_hex {
+            DataFormat::Hex
+        } else {
+            DataFormat::Text
+        };
+        self.cfg(&ConfigureDataFormat {
+            client: self.id,
+            send,
+            recv: DataFormat::Hex,
+        })
+        .await?;
+        self.track_format(send, DataFormat::Hex, false);
+        Ok(())
     }
 
     /// Opens the TCP link to the broker: `AT+QMTOPEN=<id>,"<host>",<port>`, then
     /// waits for `+QMTOPEN: <id>,<result>` (up to `Config::open_timeout`, 75 s).
     /// Other clients keep working meanwhile.
+    ///
+    /// Unless the application chose text reception, the driver first sets the
+    /// client's receive format to hex (`AT+QMTCFG="dataformat",<id>,<send>,1`),
+    /// once after start-up or a modem restart.
     pub async fn open(&self, host: &str, port: u16) -> Result<(), Error> {
         let cmd = OpenNetwork::new(self.id, host, port)?;
+        self.secure_reception().await?;
         match self
-            .op(&cmd, OpKind::Open, 0, self.core.config().open_timeout)
+            .op(&cmd, OpKind::Open, 0, self.core.config.open_timeout)
             .await?
         {
             OpOutcome::Code(0) => Ok(()),
@@ -391,7 +298,7 @@ impl<'a> MqttClient<'a> {
     pub async fn close(&self) -> Result<(), Error> {
         let cmd = CloseNetwork { client: self.id };
         code_result(
-            self.op(&cmd, OpKind::Close, 0, self.core.config().close_timeout)
+            self.op(&cmd, OpKind::Close, 0, self.core.config.close_timeout)
                 .await?,
         )
     }
@@ -412,7 +319,7 @@ impl<'a> MqttClient<'a> {
                 &cmd,
                 OpKind::Conn,
                 0,
-                packet_deadline(&self.core, cmd.client()),
+                self.core.packet_deadline(cmd.client()),
             )
             .await?
         {
@@ -433,7 +340,7 @@ impl<'a> MqttClient<'a> {
     pub async fn disconnect(&self) -> Result<(), Error> {
         let cmd = Disconnect { client: self.id };
         code_result(
-            self.op(&cmd, OpKind::Disc, 0, self.core.config().close_timeout)
+            self.op(&cmd, OpKind::Disc, 0, self.core.config.close_timeout)
                 .await?,
         )
     }
@@ -443,9 +350,9 @@ impl<'a> MqttClient<'a> {
     pub async fn subscribe(&self, topics: &[(&str, QoS)]) -> Result<Granted, Error> {
         // Check before taking a msgID, so bad input costs nothing.
         Subscribe::new(self.id, 1, topics)?;
-        let msg_id = self.alloc_msg_id();
+        let msg_id = self.core.clients.alloc_msg_id(self.id);
         let cmd = Subscribe::new(self.id, msg_id, topics)?;
-        let deadline = packet_deadline(&self.core, self.id);
+        let deadline = self.core.packet_deadline(self.id);
         match self.op(&cmd, OpKind::Sub, cmd.msg_id(), deadline).await? {
             OpOutcome::Sub {
                 result: 0,
@@ -459,9 +366,9 @@ impl<'a> MqttClient<'a> {
     /// Unsubscribes from one or more topics in one `AT+QMTUNS`.
     pub async fn unsubscribe(&self, topics: &[&str]) -> Result<(), Error> {
         Unsubscribe::new(self.id, 1, topics)?;
-        let msg_id = self.alloc_msg_id();
+        let msg_id = self.core.clients.alloc_msg_id(self.id);
         let cmd = Unsubscribe::new(self.id, msg_id, topics)?;
-        let deadline = packet_deadline(&self.core, self.id);
+        let deadline = self.core.packet_deadline(self.id);
         match self.op(&cmd, OpKind::Uns, msg_id, deadline).await? {
             OpOutcome::Uns { result: 0, .. } => Ok(()),
             OpOutcome::Uns { .. } => Err(Error::SendFailed),
@@ -476,8 +383,12 @@ impl<'a> MqttClient<'a> {
     /// bytes on the wire) and has no `"`, CR, LF or control byte; data mode
     /// (`>` prompt, up to 1024 bytes on the wire, Ctrl+Z) otherwise. With hex
     /// send format the driver sends hex digits, so any bytes go, up to 512.
-    /// The AT channel is free again once the modem says `OK`: other publishes,
-    /// of this client too, go out while this one waits for its acknowledgement.
+    /// When every in-flight slot (`INFLIGHT`, shared by the six clients) is
+    /// busy, it waits for one. The AT channel is free again once the modem
+    /// says `OK`: other publishes, of this client too, go out while this one
+    /// waits for its acknowledgement. If the client's link closes before the
+    /// line went out, it ends at once with [`Error::LinkClosed`] and sends
+    /// nothing.
     pub async fn publish(
         &self,
         topic: &str,
@@ -485,7 +396,29 @@ impl<'a> MqttClient<'a> {
         qos: QoS,
         retain: bool,
     ) -> Result<Published, Error> {
-        self.publish_as(topic, payload, qos, retain, false).await
+        self.publish_with(topic, payload, qos, retain, false, None, SlotWait::Wait)
+            .await
+    }
+
+    /// Like [`publish`](Self::publish), but fails at once with
+    /// [`Error::TooManyInFlight`] instead of waiting for a free slot.
+    pub async fn try_publish(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<Published, Error> {
+        self.publish_with(
+            topic,
+            payload,
+            qos,
+            retain,
+            false,
+            None,
+            SlotWait::Immediate,
+        )
+        .await
     }
 
     /// Like [`publish`](Self::publish), but always in data mode (`>` prompt,
@@ -497,125 +430,139 @@ impl<'a> MqttClient<'a> {
         qos: QoS,
         retain: bool,
     ) -> Result<Published, Error> {
-        self.publish_as(topic, payload, qos, retain, true).await
+        self.publish_with(topic, payload, qos, retain, true, None, SlotWait::Wait)
+            .await
     }
 
-    async fn publish_as(
+    /// The whole publish: checks, slot and msgID (`msg_id` given: that one, as
+    /// a supervisor re-sends a message under its first msgID), line, result.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn publish_with(
         &self,
         topic: &str,
         payload: &[u8],
         qos: QoS,
         retain: bool,
         force_data_mode: bool,
+        msg_id: Option<u16>,
+        wait: SlotWait,
     ) -> Result<Published, Error> {
         check_topic(topic)?;
-        let i = self.id.index();
-        let hex = self.core.sh.with_clients(|c| c[i].send_hex);
-        let wire = if hex {
-            2 * payload.len()
-        } else {
-            payload.len()
-        };
-        let inline = !force_data_mode
-            && wire <= limits::INLINE_PAYLOAD
-            && (hex || payload.iter().all(|&b| quoted_safe(b)));
-        if !inline {
-            if wire > limits::DATA_MODE_PAYLOAD {
+        let hex = self.core.clients.settings(self.id).send_hex;
+        let inline = check_payload(payload, hex, force_data_mode)?;
+        if let Some(id) = msg_id {
+            if qos != QoS::AtMostOnce && id == 0 {
                 return Err(Error::InvalidArgument {
-                    field: Field::Payload,
-                    problem: Problem::TooLong,
-                });
-            }
-            if !hex && payload.iter().any(|&b| b == 0x1a || b == 0x1b) {
-                return Err(Error::InvalidArgument {
-                    field: Field::Payload,
-                    problem: Problem::NeedsHexFormat,
+                    field: Field::MsgId,
+                    problem: Problem::OutOfRange,
                 });
             }
         }
 
-        // Claim a publish slot and a msgID in one critical section.
-        let slots = self.core.client_slots(i);
-        let claimed = self.core.sh.with_clients(|c| {
-            let slot = slots
-                .iter()
-                .find(|s| s.wait.lock(|w| w.get() == SlotWait::Free))?;
-            let msg_id = if qos == QoS::AtMostOnce {
-                0
+        let deadline = self.core.packet_deadline(self.id);
+        let clients = self.core.clients;
+        let ticket = match wait {
+            SlotWait::Wait => clients.claim_publish(self.id, qos, msg_id, deadline).await,
+            SlotWait::Immediate => clients.try_claim_publish(self.id, qos, msg_id, deadline),
+        }
+        .map_err(|e| match e {
+            ClaimError::Busy => Error::TooManyInFlight,
+            ClaimError::MsgIdInUse => Error::InvalidArgument {
+                field: Field::MsgId,
+                problem: Problem::InUse,
+            },
+        })?;
+        let id = ticket.msg_id();
+        let slot = Some(ticket.index());
+
+        let send = async {
+            if inline {
+                let cmd = PublishInline::new(self.id, id, qos, retain, topic, payload, hex)?;
+                self.core
+                    .channel
+                    .command(&cmd, self.cmd_timeout(), slot)
+                    .await
+                    .map(drop)
             } else {
-                next_msg_id(&mut c[i], slots)
-            };
-            c[i].next_seq = c[i].next_seq.wrapping_add(1);
-            let seq = c[i].next_seq;
-            slot.signal.reset();
-            slot.wait.lock(|w| {
-                w.set(SlotWait::Waiting {
-                    client: self.id.get(),
-                    msg_id,
-                    seq,
-                    retrans: 0,
-                })
-            });
-            Some((slot, msg_id))
-        });
-        let Some((slot, msg_id)) = claimed else {
-            return Err(Error::TooManyInFlight);
-        };
-        let _slot = SlotGuard { slot };
-
-        if inline {
-            let cmd = PublishInline::new(self.id, msg_id, qos, retain, topic, payload, hex)?;
-            self.core.command(&cmd, self.cmd_timeout()).await?;
-        } else {
-            let cmd = PublishDataMode::new(self.id, msg_id, qos, retain, topic)?;
-            self.core
-                .data_mode(
-                    &cmd,
-                    Payload {
-                        bytes: payload,
-                        hex,
-                    },
-                )
-                .await?;
-        }
-
-        let until = Instant::now() + packet_deadline(&self.core, self.id);
-        loop {
-            let outcome = with_deadline(until, slot.signal.wait())
-                .await
-                .map_err(|_| Error::Timeout(Stage::Result))?;
-            match outcome {
-                PubOutcome::Progress => {}
-                PubOutcome::Final {
-                    result: 0,
-                    retransmissions,
-                } => {
-                    return Ok(Published {
-                        msg_id,
-                        retransmissions,
-                    })
-                }
-                PubOutcome::Final { .. } => return Err(Error::SendFailed),
-                PubOutcome::LinkClosed(r) => return Err(Error::LinkClosed(r)),
+                let cmd = PublishDataMode::new(self.id, id, qos, retain, topic)?;
+                let payload = Payload {
+                    bytes: payload,
+                    hex,
+                };
+                self.core
+                    .channel
+                    .data_mode(&cmd, self.cmd_timeout(), payload, slot)
+                    .await
             }
+        };
+        // A link closed (or a restart) before the line went out ends the
+        // publish at once; a dropped line future is withdrawn unsent.
+        match select(send, ticket.outcome()).await {
+            Either::First(r) => r?,
+            Either::Second(o) => return published(id, o),
         }
+        let o = ticket
+            .wait(Instant::now() + deadline)
+            .await
+            .map_err(|()| Error::Timeout(Stage::Result))?;
+        published(id, o)
+    }
+
+    /// The client's link epoch (bumped each time the link ends) and the last
+    /// reason it ended for.
+    pub(crate) fn link(&self) -> (u32, Option<LinkClosedReason>) {
+        self.core.clients.link(self.id)
+    }
+
+    /// Waits until the client's link epoch differs from `since`.
+    pub(crate) async fn link_changed(&self, since: u32) -> u32 {
+        self.core.clients.wait_link_change(self.id, since).await
     }
 }
 
-/// The next msgID 1-65535 (wrapping) that no operation or publish of the
-/// client uses.
-fn next_msg_id(c: &mut crate::state::ClientState, slots: &[crate::state::PubSlot]) -> u16 {
-    loop {
-        let id = c.next_msg_id;
-        c.next_msg_id = if id == u16::MAX { 1 } else { id + 1 };
-        let in_op = matches!(c.op, OpWait::Waiting { msg_id, .. } if msg_id == id);
-        let in_pub = slots
-            .iter()
-            .any(|s| matches!(s.wait.lock(|w| w.get()), SlotWait::Waiting { msg_id, .. } if msg_id == id));
-        if !in_op && !in_pub {
-            return id;
+/// The publish's end, from its slot's outcome.
+fn published(msg_id: u16, o: PubOutcome) -> Result<Published, Error> {
+    match o {
+        PubOutcome::Final {
+            result: 0,
+            retransmissions,
+        } => Ok(Published {
+            msg_id,
+            retransmissions,
+        }),
+        PubOutcome::Final { .. } => Err(Error::SendFailed),
+        PubOutcome::Progress => Err(Error::UnexpectedResponse),
+        PubOutcome::LinkClosed(r) => Err(Error::LinkClosed(r)),
+        PubOutcome::Rebooted => Err(Error::ModemRebooted),
+    }
+}
+
+/// Checks a payload against the limits of the form it needs; `Ok(true)`:
+/// it goes inline.
+fn check_payload(payload: &[u8], hex: bool, force_data_mode: bool) -> Result<bool, Error> {
+    let wire = if hex {
+        2 * payload.len()
+    } else {
+        payload.len()
+    };
+    let inline = !force_data_mode
+        && wire <= limits::INLINE_PAYLOAD
+        && (hex || payload.iter().all(|&b| quoted_safe(b)));
+    if !inline {
+        if wire > limits::DATA_MODE_PAYLOAD {
+            return Err(Error::InvalidArgument {
+                field: Field::Payload,
+                problem: Problem::TooLong,
+            });
+        }
+        if !hex && payload.iter().any(|&b| b == 0x1a || b == 0x1b) {
+            return Err(Error::InvalidArgument {
+                field: Field::Payload,
+                problem: Problem::NeedsHexFormat,
+            });
         }
     }
+    Ok(inline)
 }
 
 fn code_result(o: OpOutcome) -> Result<(), Error> {
@@ -626,30 +573,9 @@ fn code_result(o: OpOutcome) -> Result<(), Error> {
     }
 }
 
-impl core::fmt::Debug for Modem<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Modem")
-            .field("stats", &self.stats())
-            .finish()
-    }
-}
-
 impl core::fmt::Debug for MqttClient<'_> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("MqttClient").field("id", &self.id).finish()
-    }
-}
-
-impl core::fmt::Debug for Events<'_> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Events").finish_non_exhaustive()
-    }
-}
-
-#[cfg(feature = "defmt")]
-impl defmt::Format for Modem<'_> {
-    fn format(&self, f: defmt::Formatter) {
-        defmt::write!(f, "Modem {{ stats: {} }}", self.stats())
     }
 }
 
@@ -657,12 +583,5 @@ impl defmt::Format for Modem<'_> {
 impl defmt::Format for MqttClient<'_> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "MqttClient {{ id: {} }}", self.id)
-    }
-}
-
-#[cfg(feature = "defmt")]
-impl defmt::Format for Events<'_> {
-    fn format(&self, f: defmt::Formatter) {
-        defmt::write!(f, "Events")
     }
 }

@@ -32,6 +32,25 @@ pub struct Config {
     /// If set, replaces `pkt_timeout x (retry_times + 1) + result_margin` as the
     /// deadline of CONN/SUB/UNS/PUB results.
     pub packet_deadline: Option<Duration>,
+    /// How long the modem must stay silent before the driver treats what it
+    /// holds as complete or broken. A modem sends each line or URC in one
+    /// burst, so after this gap an incomplete frame (a `+QMTRECV` whose
+    /// closing quote was lost, a cut line) is given up: its first line is
+    /// dropped and the rest read again line by line. Also the quiet period
+    /// that ends the fence after a failed command.
+    pub quiet_gap: Duration,
+    /// Pause after a UART read that failed or returned no bytes, before the
+    /// next read (an unplugged adapter or a closed pipe never spins the
+    /// executor).
+    pub read_error_pause: Duration,
+    /// Receive payloads as text (the modem's default) instead of hex. By
+    /// default the driver configures hex reception itself
+    /// (`AT+QMTCFG="dataformat"` before `AT+QMTOPEN`), because the modem does
+    /// not escape text payloads: a remote publisher's payload holding `"`
+    /// CR LF followed by modem-like lines would be read as modem lines (a
+    /// forged `+QMTSTAT`, `+QMTPUB` or `+QMTRECV`). Set this only for brokers
+    /// and publishers you trust, or firmware without the `dataformat` option.
+    pub receive_text: bool,
 }
 
 impl Config {
@@ -46,6 +65,9 @@ impl Config {
             default_retry_times: 3,
             result_margin: Duration::from_secs(2),
             packet_deadline: None,
+            quiet_gap: Duration::from_millis(100),
+            read_error_pause: Duration::from_millis(50),
+            receive_text: false,
         }
     }
 
@@ -82,6 +104,24 @@ impl Config {
     /// Sets [`packet_deadline`](Self::packet_deadline).
     pub const fn packet_deadline(mut self, d: Duration) -> Self {
         self.packet_deadline = Some(d);
+        self
+    }
+
+    /// Sets [`quiet_gap`](Self::quiet_gap).
+    pub const fn quiet_gap(mut self, d: Duration) -> Self {
+        self.quiet_gap = d;
+        self
+    }
+
+    /// Sets [`read_error_pause`](Self::read_error_pause).
+    pub const fn read_error_pause(mut self, d: Duration) -> Self {
+        self.read_error_pause = d;
+        self
+    }
+
+    /// Sets [`receive_text`](Self::receive_text).
+    pub const fn receive_text(mut self, text: bool) -> Self {
+        self.receive_text = text;
         self
     }
 

@@ -1,95 +1,222 @@
-//! The digester atat's `Ingress` runs on every byte from the modem, and the
-//! router it hands URCs to.
+//! Framing: the digester atat's `Ingress` runs on every byte from the modem.
+//! It cuts the stream into what the modem meant (lines, the `>` prompt,
+//! command echo, the data-mode echo of a payload, `+QMTRECV` frames) and
+//! hands each piece to the AT channel (answers) or the router (everything
+//! else). It never awaits.
 //!
-//! Unlike atat's `AtDigester`, it knows which command is in flight (the runner
-//! tells it), so it can tell:
+//! It knows what the command in flight expects (the channel tells it), so it
+//! can tell:
 //! - a read response (`+QMTCONN: 0,3` to `AT+QMTCONN?`) from a deferred result
 //!   of the same prefix (`+QMTCONN: 0,0,0`);
-//! - a `>` prompt (only while a data-mode publish waits for one, and only at
+//! - the `>` prompt (only while a data-mode publish waits for one, and only at
 //!   the start of a line) from a `>` inside a payload;
-//! - information lines from URCs that arrive between them and `OK`.
+//! - information lines from URCs that arrive between them and `OK`;
+//! - the modem's echo of a data-mode payload (skipped byte for byte, so a
+//!   payload holding `OK` or `+QMTPUB: ...` lines is never read as one).
 //!
-//! It never awaits: URCs are routed synchronously, events are published with
-//! `publish_immediate`, and what cannot be placed is counted in [`Stats`].
+//! Every byte of a long `+QMTRECV` is looked at once, however the reads cut
+//! it, and one call consumes every complete piece (atat's `Ingress` then
+//! moves the rest to the front once, not once per line).
 
-use atat::{DigestResult, Digester, InternalError};
-use heapless::{String, Vec};
+use atat::{DigestResult, Digester};
 
+use crate::channel::{Echo, Mode, PromptVerdict, Verdict};
 use crate::error::ModemError;
 use crate::fmt::Bytes;
-use crate::state::{Core, OpKind, OpOutcome, OpWait, PubOutcome, RxState, SlotWait, Stats};
+use crate::router;
+use crate::state::{bump, Core};
 use crate::types::{limits, ClientId};
-use crate::urc::{
-    self, find, parse_deferred, parse_recv, parse_stat, split_prefix, Deferred, Event,
-    LinkClosedReason, Message, Recv, RECV_PREFIX,
-};
+use crate::urc::{self, recv_end, recv_head, Frame, RecvHead, RECV_PREFIX};
 
-/// Lines some modems send on their own that carry no `+` prefix.
-const BARE_URCS: [&[u8]; 3] = [b"RDY", b"NORMAL POWER DOWN", b"POWER DOWN"];
+/// Lines a modem sends when it starts, or when it powers down: its MQTT
+/// state is gone either way.
+const RESTART_LINES: [&[u8]; 5] = [
+    b"RDY",
+    b"NORMAL POWER DOWN",
+    b"POWER DOWN",
+    b"UNDER-VOLTAGE POWER DOWN",
+    b"OVER-VOLTAGE POWER DOWN",
+];
 
 /// Most wire bytes a `+QMTRECV` payload may have (hex digits of 1024 bytes).
 const RECV_WIRE_MAX: usize = 2 * limits::RECV_PAYLOAD;
 
+/// What is known of the incomplete piece at the head of the buffer, so that
+/// the next call goes on where this one stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Held {
+    Nothing,
+    /// A line without its end yet; bytes before `scanned` hold no LF.
+    Line {
+        scanned: usize,
+    },
+    /// A `+QMTRECV` frame, parsed up to its payload.
+    Recv {
+        head: RecvHead,
+        scanned: usize,
+    },
+    /// A broken line to drop when its end comes.
+    Skip {
+        scanned: usize,
+    },
+}
+
 pub(crate) struct Bc26Digester<'a> {
     core: Core<'a>,
     capacity: usize,
+    held: Held,
 }
 
 impl<'a> Bc26Digester<'a> {
     pub(crate) fn new(core: Core<'a>, capacity: usize) -> Self {
-        Self { core, capacity }
-    }
-
-    /// Nothing complete yet: wait for more bytes, unless the buffer is full.
-    fn incomplete<'b>(&self, buf: &'b [u8], skipped: usize) -> (DigestResult<'b>, usize) {
-        if buf.len() >= self.capacity {
-            warn!(
-                "line longer than the ingress buffer ({} bytes): dropped",
-                buf.len()
-            );
-            self.core.sh.count(|s| s.overflows += 1);
-            // Drop up to the end of the first line, or everything.
-            let end = find(&buf[skipped..], b"\r\n").map_or(buf.len(), |e| skipped + e + 2);
-            return (DigestResult::None, end);
+        Self {
+            core,
+            capacity,
+            held: Held::Nothing,
         }
-        (DigestResult::None, skipped)
     }
 
-    fn finish<'b>(&self, result: Result<(), ModemError>) -> DigestResult<'b> {
-        self.core.sh.update_rx(|rx| {
-            rx.state = RxState::Idle;
-            rx.sent = false;
-            rx.result = result;
-        });
-        DigestResult::Response(match result {
-            Ok(()) => Ok(&[]),
-            Err(_) => Err(InternalError::Error),
-        })
+    /// The end of the first line of `b` (just past its LF), searching from
+    /// `from`.
+    fn line_end(b: &[u8], from: usize) -> Option<usize> {
+        memchr::memchr(b'\n', &b[from.min(b.len())..]).map(|i| from + i + 1)
     }
 
-    fn append_info(&self, line: &[u8]) {
-        let core = self.core;
-        core.sh.with_chan(|chan| {
-            core.with_line(|buf| {
-                let sep = if chan.len == 0 { 0 } else { 2 };
-                let end = chan.len + sep + line.len();
-                if end > buf.len() {
-                    chan.overflow = true;
-                    return;
+    /// One piece at the start of `b` (stream position `pos`): `Some(n)` bytes
+    /// consumed (n > 0), or `None` when more bytes are needed.
+    fn step(&mut self, b: &[u8], pos: u32) -> Option<usize> {
+        let e = self.core.channel.expect();
+
+        // The modem's echo of the payload going out in data mode.
+        if e.mode == Mode::Payload && e.echo_left > 0 && e.echo != Echo::Off {
+            let echo = match e.echo {
+                Echo::Unknown => self.core.channel.detect_echo(b)?,
+                other => other,
+            };
+            if echo == Echo::On {
+                let n = b.len().min(e.echo_left as usize);
+                self.core.channel.echo_skipped(n);
+                return Some(n);
+            }
+        }
+
+        let ws = b
+            .iter()
+            .position(|c| !matches!(c, b'\r' | b'\n' | b' '))
+            .unwrap_or(b.len());
+        if ws > 0 {
+            return Some(ws);
+        }
+
+        // The data-mode prompt: `>` at the start of a line.
+        if b[0] == b'>' && b.get(1).is_none_or(|&c| c == b' ') {
+            match self.core.channel.on_prompt(pos) {
+                PromptVerdict::Accepted => trace!("prompt"),
+                PromptVerdict::Late => {
+                    warn!("late prompt: ESC");
+                    bump!(self.core.stats, late_answers);
                 }
-                if sep == 2 {
-                    buf[chan.len..chan.len + 2].copy_from_slice(b"\r\n");
+                PromptVerdict::Stray => bump!(self.core.stats, stray_responses),
+            }
+            return Some(1 + usize::from(b.get(1) == Some(&b' ')));
+        }
+
+        // Command echo (ATE1): "AT...\r", only while a command is out.
+        if e.busy() && matches!(b[0], b'A' | b'a') {
+            if b.len() < 2 {
+                return None;
+            }
+            if matches!(b[1], b'T' | b't') {
+                return match memchr::memchr(b'\r', b) {
+                    Some(i) => Some(i + 1),
+                    None => {
+                        self.held = Held::Line { scanned: b.len() };
+                        None
+                    }
+                };
+            }
+        }
+
+        // A line already known to be broken: drop it when its end comes.
+        if let Held::Skip { scanned } = self.held {
+            return match Self::line_end(b, scanned) {
+                Some(end) => Some(end),
+                None => {
+                    self.held = Held::Skip { scanned: b.len() };
+                    None
                 }
-                buf[chan.len + sep..end].copy_from_slice(line);
-                chan.len = end;
-            })
-        })
+            };
+        }
+
+        // +QMTRECV: framed by structure, since its payload may hold CR LF.
+        if b[0] == b'+' && b.len() < RECV_PREFIX.len() && RECV_PREFIX.starts_with(b) {
+            return None;
+        }
+        if b.starts_with(RECV_PREFIX) {
+            return self.recv(b);
+        }
+
+        let scanned = match self.held {
+            Held::Line { scanned } => scanned,
+            _ => 0,
+        };
+        let Some(end) = Self::line_end(b, scanned) else {
+            self.held = Held::Line { scanned: b.len() };
+            return None;
+        };
+        let line = &b[..end - 1];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        self.line(line, pos, &e);
+        Some(end)
     }
 
-    /// A complete line (without its CR LF).
-    fn line<'b>(&self, line: &[u8]) -> DigestResult<'b> {
-        let rx = self.core.sh.rx();
-        let waiting = rx.state != RxState::Idle && rx.sent;
+    /// A `+QMTRECV` frame at the start of `b`.
+    fn recv(&mut self, b: &[u8]) -> Option<usize> {
+        let (head, scanned) = match self.held {
+            Held::Recv { head, scanned } => (head, scanned),
+            _ => match recv_head(b) {
+                Ok(Some(head)) => (head, 0),
+                Ok(None) => return None,
+                Err(()) => return self.malformed(b),
+            },
+        };
+        let hex = ClientId::new(head.client)
+            .is_ok_and(|c| self.core.clients.settings(c).recv == crate::clients::Format::Hex);
+        match recv_end(b, &head, scanned, hex, RECV_WIRE_MAX) {
+            Frame::Complete { end, len } => {
+                router::message(
+                    &self.core,
+                    &head,
+                    &b[head.topic.0..head.topic.1],
+                    &b[head.payload..end],
+                );
+                Some(len)
+            }
+            Frame::Incomplete { scanned } => {
+                self.held = Held::Recv { head, scanned };
+                None
+            }
+            Frame::Malformed => self.malformed(b),
+        }
+    }
+
+    /// A broken `+QMTRECV`: its first line is dropped (the rest is read
+    /// again as lines).
+    fn malformed(&mut self, b: &[u8]) -> Option<usize> {
+        warn!("malformed +QMTRECV dropped");
+        bump!(self.core.stats, malformed_urcs);
+        match Self::line_end(b, 0) {
+            Some(end) => Some(end),
+            None => {
+                self.held = Held::Skip { scanned: b.len() };
+                None
+            }
+        }
+    }
+
+    /// A complete line (without its CR LF) that started at `pos`.
+    fn line(&self, line: &[u8], pos: u32, e: &crate::channel::Expect) {
+        let core = &self.core;
         let final_code = match line {
             b"OK" => Some(Ok(())),
             b"ERROR" => Some(Err(ModemError::Error)),
@@ -101,56 +228,80 @@ impl<'a> Bc26Digester<'a> {
             },
         };
         if let Some(result) = final_code {
-            if waiting {
-                return self.finish(result);
+            match core.channel.on_final(result, pos) {
+                Verdict::Taken { arm: Some(k) } => core.clients.arm_publish(k),
+                Verdict::Taken { arm: None } => {}
+                Verdict::Late => {
+                    debug!("late answer {:?} discarded", Bytes(line));
+                    bump!(core.stats, late_answers);
+                }
+                Verdict::Stray => {
+                    debug!("stray {:?} dropped", Bytes(line));
+                    bump!(core.stats, stray_responses);
+                }
             }
-            debug!("stray {:?} dropped", Bytes(line));
-            self.core.sh.count(|s| s.stray_responses += 1);
-            return DigestResult::None;
+            return;
         }
 
-        if let Some((client, reason)) = parse_stat(line) {
-            route_stat(&self.core, client, reason);
-            return DigestResult::None;
+        if RESTART_LINES.contains(&line) {
+            router::rebooted(core);
+            return;
         }
 
-        let prefix = split_prefix(line);
+        let prefix = urc::split_prefix(line);
         if let Some((p, body)) = prefix {
+            if p == b"+QMTSTAT" {
+                match urc::parse_stat(line) {
+                    Some((client, reason)) => router::link_closed(core, client, reason),
+                    None => bump!(core.stats, malformed_urcs),
+                }
+                return;
+            }
             if urc::DEFERRED_PREFIXES.contains(&p) && urc::deferred_shaped(body) {
                 // The one ambiguous shape: `+QMTCONN: <id>,<state>` answering
                 // `AT+QMTCONN?` looks like a two-field deferred CONN result.
-                let conn_read = waiting
-                    && rx.read_form
+                let conn_read = e.mode == Mode::Command
+                    && e.read_form
                     && p == b"+QMTCONN"
-                    && p == rx.prefix()
+                    && p == e.prefix()
                     && urc::Ints::new(body).count() == 2;
                 if !conn_read {
-                    match parse_deferred(line) {
-                        Some(d) => route_deferred(&self.core, d),
-                        None => self.core.sh.count(|s| s.malformed_urcs += 1),
+                    match urc::parse_deferred(line) {
+                        Some(d) => router::deferred(core, d),
+                        None => bump!(core.stats, malformed_urcs),
                     }
-                    return DigestResult::None;
+                    return;
                 }
-            }
-            if p == b"+QMTSTAT" {
-                self.core.sh.count(|s| s.malformed_urcs += 1);
-                return DigestResult::None;
             }
         }
 
         let is_info = match prefix {
-            Some((p, _)) => !rx.prefix().is_empty() && p == rx.prefix(),
-            None => !BARE_URCS.contains(&line),
+            Some((p, _)) => !e.prefix().is_empty() && p == e.prefix(),
+            None => true,
         };
-        if waiting && rx.state == RxState::Command && is_info {
-            self.append_info(line);
-        } else if rx.state == RxState::DataMode {
-            trace!("data-mode echo dropped: {:?}", Bytes(line));
-        } else {
-            debug!("unsolicited line dropped: {:?}", Bytes(line));
-            self.core.sh.count(|s| s.unsolicited_lines += 1);
+        if is_info && core.channel.on_info(line, pos) {
+            return;
         }
-        DigestResult::None
+        debug!("unsolicited line dropped: {:?}", Bytes(line));
+        bump!(core.stats, unsolicited_lines);
+    }
+
+    /// The modem was quiet for `Config::quiet_gap` with `buf` held: give up
+    /// the incomplete piece at its head. Returns the bytes to drop.
+    fn resync(&mut self, buf: &[u8]) -> usize {
+        let e = self.core.channel.expect();
+        self.held = Held::Nothing;
+        if buf.is_empty() {
+            return 0;
+        }
+        if e.mode == Mode::Payload && e.echo_left > 0 && e.echo != Echo::Off {
+            // The echo did not come whole: read lines from here on.
+            self.core.channel.echo_give_up();
+            return 0;
+        }
+        bump!(self.core.stats, resyncs);
+        warn!("incomplete frame given up after a quiet gap");
+        Self::line_end(buf, 0).unwrap_or(buf.len())
     }
 }
 
@@ -162,307 +313,27 @@ fn code(n: &[u8]) -> u16 {
 
 impl Digester for Bc26Digester<'_> {
     fn digest<'b>(&mut self, buf: &'b [u8]) -> (DigestResult<'b>, usize) {
-        let start = buf
-            .iter()
-            .position(|b| !matches!(b, b'\r' | b'\n' | b' '))
-            .unwrap_or(buf.len());
-        let b = &buf[start..];
-        if b.is_empty() {
-            return (DigestResult::None, start);
+        // Stream position of buf[0]: the buffer holds the newest bytes read.
+        let base = self.core.rx.position().wrapping_sub(buf.len() as u32);
+        let mut off = 0;
+        if self.core.rx.take_resync() {
+            off = self.resync(buf);
         }
-        let rx = self.core.sh.rx();
-
-        // The prompt: only while a data-mode publish waits for it, only at a line start.
-        if rx.state == RxState::AwaitPrompt && rx.sent && b[0] == b'>' {
-            self.core.sh.update_rx(|rx| rx.state = RxState::DataMode);
-            let space = usize::from(b.get(1) == Some(&b' '));
-            return (DigestResult::Prompt(b'>'), start + 1 + space);
-        }
-        if b[0] == b'>' && (b.len() == 1 || b[1] == b' ') {
-            if rx.state == RxState::AwaitPrompt {
-                // The runner has not marked the line sent yet: keep it for then.
-                return self.incomplete(buf, start);
-            }
-            // A prompt nobody waits for.
-            self.core.sh.count(|s| s.stray_responses += 1);
-            return (DigestResult::None, start + 1);
-        }
-
-        // Command echo (ATE1): "AT...\r". Only while a command is out.
-        if rx.state != RxState::Idle && (b[0] == b'A' || b[0] == b'a') {
-            if b.len() < 2 {
-                return self.incomplete(buf, start);
-            }
-            if b[1] == b'T' || b[1] == b't' {
-                return match b.iter().position(|&c| c == b'\r') {
-                    Some(i) => (DigestResult::None, start + i + 1),
-                    None => self.incomplete(buf, start),
-                };
-            }
-        }
-
-        // +QMTRECV: framed by structure, since its payload may hold CR LF.
-        let n = b.len().min(RECV_PREFIX.len());
-        if b[..n] == RECV_PREFIX[..n] {
-            if n < RECV_PREFIX.len() {
-                return self.incomplete(buf, start);
-            }
-            return match parse_recv(b, RECV_WIRE_MAX) {
-                Recv::Complete {
-                    client,
-                    msg_id,
-                    topic,
-                    payload,
-                    len,
-                } => {
-                    route_recv(&self.core, client, msg_id, topic, payload);
-                    (DigestResult::None, start + len)
+        while off < buf.len() {
+            match self.step(&buf[off..], base.wrapping_add(off as u32)) {
+                Some(n) => {
+                    off += n;
+                    self.held = Held::Nothing;
                 }
-                Recv::Incomplete => self.incomplete(buf, start),
-                Recv::Malformed { skip } => {
-                    warn!("malformed +QMTRECV dropped");
-                    self.core.sh.count(|s| s.malformed_urcs += 1);
-                    (DigestResult::None, start + skip)
-                }
-            };
-        }
-
-        match find(b, b"\r\n") {
-            Some(end) => (self.line(&b[..end]), start + end + 2),
-            None => self.incomplete(buf, start),
-        }
-    }
-}
-
-// ------------------------------------------------------------------ router
-
-fn stale(core: &Core<'_>, what: &Deferred) {
-    debug!("stale result dropped: {:?}", what);
-    let _ = what;
-    core.sh.count(|s| s.stale_results += 1);
-}
-
-/// Sends a deferred result to the operation or publish that waits for it.
-pub(crate) fn route_deferred(core: &Core<'_>, d: Deferred) {
-    let (client, kind, msg_id, outcome) = match d {
-        Deferred::Open { client, result } => (client, OpKind::Open, None, OpOutcome::Code(result)),
-        Deferred::Close { client, result } => {
-            (client, OpKind::Close, None, OpOutcome::Code(result))
-        }
-        Deferred::Disc { client, result } => (client, OpKind::Disc, None, OpOutcome::Code(result)),
-        Deferred::Conn {
-            client,
-            result,
-            ret_code,
-        } => (
-            client,
-            OpKind::Conn,
-            None,
-            OpOutcome::Conn { result, ret_code },
-        ),
-        Deferred::Sub {
-            client,
-            msg_id,
-            result,
-            value,
-        } => (
-            client,
-            OpKind::Sub,
-            Some(msg_id),
-            OpOutcome::Sub { result, value },
-        ),
-        Deferred::Uns {
-            client,
-            msg_id,
-            result,
-            value,
-        } => (
-            client,
-            OpKind::Uns,
-            Some(msg_id),
-            OpOutcome::Uns { result, value },
-        ),
-        Deferred::Pub {
-            client,
-            msg_id,
-            result,
-            value,
-        } => {
-            return route_pub(core, client, msg_id, result, value, &d);
-        }
-    };
-    let Ok(id) = ClientId::new(client) else {
-        core.sh.count(|s| s.malformed_urcs += 1);
-        return;
-    };
-    let i = id.index();
-    let delivered = core.sh.with_clients(|c| match c[i].op {
-        OpWait::Waiting { kind: k, msg_id: m }
-            if k == kind && msg_id.is_none_or(|id| id == u32::from(m)) =>
-        {
-            if !outcome.is_progress() {
-                c[i].op = OpWait::Done;
-            }
-            true
-        }
-        _ => false,
-    });
-    if delivered {
-        core.sh.op_signals[i].signal(outcome);
-    } else {
-        stale(core, &d);
-    }
-}
-
-fn route_pub(
-    core: &Core<'_>,
-    client: u8,
-    msg_id: u32,
-    result: u8,
-    value: Option<u16>,
-    d: &Deferred,
-) {
-    if usize::from(client) >= ClientId::COUNT {
-        core.sh.count(|s| s.malformed_urcs += 1);
-        return;
-    }
-    let slots = core.client_slots(usize::from(client));
-    // Oldest waiting publish with this msgID (several QoS 0 publishes share 0).
-    let mut best: Option<(usize, u32)> = None;
-    for (k, slot) in slots.iter().enumerate() {
-        if let SlotWait::Waiting {
-            client: c,
-            msg_id: m,
-            seq,
-            ..
-        } = slot.wait.lock(|w| w.get())
-        {
-            if c == client && u32::from(m) == msg_id && best.is_none_or(|(_, s)| seq < s) {
-                best = Some((k, seq));
+                None => break,
             }
         }
-    }
-    let Some((k, _)) = best else {
-        return stale(core, d);
-    };
-    let outcome = slots[k].wait.lock(|w| {
-        let SlotWait::Waiting {
-            client,
-            msg_id,
-            seq,
-            retrans,
-        } = w.get()
-        else {
-            return PubOutcome::Progress;
-        };
-        if result == 1 {
-            let retrans = value.unwrap_or(retrans.saturating_add(1));
-            w.set(SlotWait::Waiting {
-                client,
-                msg_id,
-                seq,
-                retrans,
-            });
-            PubOutcome::Progress
-        } else {
-            w.set(SlotWait::Done);
-            PubOutcome::Final {
-                result,
-                retransmissions: retrans,
-            }
+        if off == 0 && buf.len() >= self.capacity {
+            warn!("line longer than the ingress buffer: dropped");
+            bump!(self.core.stats, overflows);
+            self.held = Held::Nothing;
+            off = Self::line_end(buf, 0).unwrap_or(buf.len());
         }
-    });
-    slots[k].signal.signal(outcome);
-}
-
-/// `+QMTSTAT`: an event for the application, and (except for code 5, the
-/// normal close after our own DISCONNECT) the end of every operation of that
-/// client that needs the link.
-pub(crate) fn route_stat(core: &Core<'_>, client: ClientId, reason: LinkClosedReason) {
-    if reason == LinkClosedReason::Disconnected {
-        // 5 follows the client's own DISCONNECT, and may arrive late: after the
-        // application has opened and connected again. It ends nothing.
-        publish(core, Event::LinkClosed { client, reason });
-        return;
+        (DigestResult::None, off)
     }
-    let i = client.index();
-    let fail_op = core.sh.with_clients(|c| match c[i].op {
-        OpWait::Waiting {
-            kind: OpKind::Conn | OpKind::Sub | OpKind::Uns,
-            ..
-        } => {
-            c[i].op = OpWait::Done;
-            true
-        }
-        _ => false,
-    });
-    if fail_op {
-        core.sh.op_signals[i].signal(OpOutcome::LinkClosed(reason));
-    }
-    for slot in core.client_slots(i) {
-        let waiting = slot.wait.lock(|w| {
-            let waiting = matches!(w.get(), SlotWait::Waiting { .. });
-            if waiting {
-                w.set(SlotWait::Done);
-            }
-            waiting
-        });
-        if waiting {
-            slot.signal.signal(PubOutcome::LinkClosed(reason));
-        }
-    }
-    publish(core, Event::LinkClosed { client, reason });
-}
-
-/// `+QMTRECV`: a message event, hex-decoded if the client receives hex.
-pub(crate) fn route_recv(core: &Core<'_>, client: u8, msg_id: u32, topic: &[u8], payload: &[u8]) {
-    let Some(msg) = message(core, client, msg_id, topic, payload) else {
-        warn!("+QMTRECV that does not fit a Message dropped");
-        core.sh.count(|s| s.malformed_urcs += 1);
-        return;
-    };
-    publish(core, Event::Message(msg));
-}
-
-fn message(
-    core: &Core<'_>,
-    client: u8,
-    msg_id: u32,
-    topic: &[u8],
-    payload: &[u8],
-) -> Option<Message> {
-    let client = ClientId::new(client).ok()?;
-    let topic = String::try_from(core::str::from_utf8(topic).ok()?).ok()?;
-    let hex = core.sh.with_clients(|c| c[client.index()].recv_hex);
-    let mut bytes = Vec::new();
-    if hex {
-        crate::hex::decode(payload, &mut bytes)?;
-    } else {
-        bytes = Vec::from_slice(payload).ok()?;
-    }
-    Some(Message {
-        client,
-        msg_id,
-        topic,
-        payload: bytes,
-    })
-}
-
-/// Hands an event to the channel without ever waiting.
-fn publish(core: &Core<'_>, event: Event) {
-    let subscribers = core.sh.subscribers.lock(|c| c.get());
-    if subscribers == 0 {
-        debug!("no event subscriber: event dropped");
-        core.sh.count(|s| s.events_dropped += 1);
-        return;
-    }
-    let channel = core.events.publisher();
-    let full = channel.is_full();
-    channel.publish_immediate(event);
-    core.sh.count(|s: &mut Stats| {
-        s.events_published += 1;
-        if full {
-            s.events_dropped += 1;
-        }
-    });
 }

@@ -1,6 +1,56 @@
-//! The crate's one error type.
+//! The crate's one error type, and the reasons it carries.
 
-use crate::urc::LinkClosedReason;
+/// Why the modem closed a client's link (`+QMTSTAT: <id>,<err_code>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum LinkClosedReason {
+    /// 1: connection closed or reset by the peer. Open again.
+    PeerClosed,
+    /// 2: sending PINGREQ timed out or failed. Deactivate and reactivate PDP, then reopen.
+    PingFailed,
+    /// 3: sending CONNECT timed out or failed. Check credentials and client ID, reopen.
+    ConnectFailed,
+    /// 4: receiving CONNACK timed out or failed. Check credentials and client ID, reopen.
+    ConnackFailed,
+    /// 5: the client sent DISCONNECT and the server closed the link (normal).
+    Disconnected,
+    /// 6: the client closed the link because sending kept failing. Check data, reopen.
+    SendFailed,
+    /// 7: the link is not alive or the server is unavailable.
+    LinkDead,
+    /// A code the reference reserves (8-255); kept as the modem sent it.
+    Other(u8),
+}
+
+impl LinkClosedReason {
+    /// The reason for an `err_code`.
+    pub fn from_code(code: u8) -> Self {
+        match code {
+            1 => Self::PeerClosed,
+            2 => Self::PingFailed,
+            3 => Self::ConnectFailed,
+            4 => Self::ConnackFailed,
+            5 => Self::Disconnected,
+            6 => Self::SendFailed,
+            7 => Self::LinkDead,
+            n => Self::Other(n),
+        }
+    }
+
+    /// The modem's `err_code`.
+    pub fn code(self) -> u8 {
+        match self {
+            Self::PeerClosed => 1,
+            Self::PingFailed => 2,
+            Self::ConnectFailed => 3,
+            Self::ConnackFailed => 4,
+            Self::Disconnected => 5,
+            Self::SendFailed => 6,
+            Self::LinkDead => 7,
+            Self::Other(n) => n,
+        }
+    }
+}
 
 /// Which argument was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +89,8 @@ pub enum Field {
     RetryTimes,
     /// AliCloud product key, device name or device secret.
     AliAuth,
+    /// A msgID given for a publish (1-65535 for QoS 1/2).
+    MsgId,
 }
 
 /// What is wrong with the argument.
@@ -61,6 +113,8 @@ pub enum Problem {
     NeedsHexFormat,
     /// The command line would exceed the line buffer (too many topics).
     LineTooLong,
+    /// The value is in use (a msgID the client has in flight).
+    InUse,
 }
 
 /// How a stage of a command ran out of time.
@@ -172,12 +226,22 @@ pub enum Error {
     Modem(ModemError),
     /// A stage of the command ran out of time. The modem may be asleep,
     /// rebooting or unplugged; the driver stays usable and the next command
-    /// tries again. A result that arrives later is dropped and counted
+    /// tries again. The channel is fenced: before the next command line, the
+    /// driver sends a bare `AT` and discards every answer that belongs to the
+    /// command that timed out ([`Stats::late_answers`](crate::Stats::late_answers));
+    /// a deferred result that arrives after its deadline is dropped and counted
     /// ([`Stats::stale_results`](crate::Stats::stale_results)).
     Timeout(Stage),
     /// Writing to the UART failed or timed out (`Config::tx_timeout`). The
-    /// command may be cut short on the wire; the next command tries again.
+    /// command may be cut short on the wire; before the next command the
+    /// driver ends the half line (CR) and re-synchronises, so the modem never
+    /// glues it to the next one. The client can go on.
     Write,
+    /// The modem restarted (`RDY` or another start-up line) while this
+    /// operation was pending. Its MQTT clients, their settings and its echo
+    /// mode are back to the defaults (the driver's own copy of the settings
+    /// too): configure, open and connect again. The driver stays usable.
+    ModemRebooted,
     /// AT+QMTOPEN reported a failure; the client stays closed and can open again.
     Open(OpenError),
     /// The server refused the connection (CONNACK code). The TCP link stays
@@ -191,8 +255,11 @@ pub enum Error {
     /// The modem closed the client's link (`+QMTSTAT`) while this operation
     /// waited for its result. Open and connect again.
     LinkClosed(LinkClosedReason),
-    /// All of this client's in-flight publish slots are busy (the `INFLIGHT`
-    /// parameter of [`State`](crate::State)); retry when one completes.
+    /// Every in-flight publish slot is busy (the `INFLIGHT` parameter of
+    /// [`State`](crate::State)), returned by
+    /// [`MqttClient::try_publish`](crate::MqttClient::try_publish) only
+    /// ([`publish`](crate::MqttClient::publish) waits for a slot). Retry when
+    /// one completes; the client can go on.
     TooManyInFlight,
     /// Every event subscription is taken (the `SUBSCRIBERS` parameter of
     /// [`State`](crate::State)); drop one first.
@@ -219,6 +286,7 @@ impl core::fmt::Display for Error {
             Error::SendFailed => f.write_str("the modem failed to send the packet"),
             Error::CloseFailed => f.write_str("close/disconnect failed"),
             Error::LinkClosed(r) => write!(f, "link closed: {r:?}"),
+            Error::ModemRebooted => f.write_str("the modem restarted"),
             Error::TooManyInFlight => f.write_str("too many publishes in flight"),
             Error::TooManySubscribers => f.write_str("every event subscription is taken"),
             Error::UnexpectedResponse => f.write_str("unexpected response from the modem"),
@@ -228,6 +296,17 @@ impl core::fmt::Display for Error {
 }
 
 impl core::error::Error for Error {}
+
+impl Error {
+    /// True when the error means the client's MQTT link is (or must be
+    /// assumed) gone: open and connect again before the next operation.
+    pub fn link_lost(&self) -> bool {
+        matches!(
+            self,
+            Error::LinkClosed(_) | Error::ModemRebooted | Error::SendFailed
+        )
+    }
+}
 
 /// atat's error, kept without atat's large tables: formatting an
 /// `atat::Error` with `Debug` pulls the names of every CME error code into

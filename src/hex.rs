@@ -21,18 +21,12 @@ fn nibble(d: u8) -> Option<u8> {
     }
 }
 
-/// Decodes hex digits (either case) into `out`; `None` for an odd count, a
-/// non-digit or too little room.
-pub(crate) fn decode<const N: usize>(digits: &[u8], out: &mut heapless::Vec<u8, N>) -> Option<()> {
-    if digits.len() % 2 != 0 || digits.len() / 2 > N {
-        return None;
+/// Decodes hex digits (either case) into `out`, which holds exactly half as
+/// many bytes; a non-digit decodes as 0 (callers check the digits first).
+pub(crate) fn decode_into(digits: &[u8], out: &mut [u8]) {
+    for (pair, o) in digits.chunks_exact(2).zip(out.iter_mut()) {
+        *o = (nibble(pair[0]).unwrap_or(0) << 4) | nibble(pair[1]).unwrap_or(0);
     }
-    out.clear();
-    for pair in digits.chunks_exact(2) {
-        let b = (nibble(pair[0])? << 4) | nibble(pair[1])?;
-        out.push(b).ok()?;
-    }
-    Some(())
 }
 
 #[cfg(test)]
@@ -46,18 +40,11 @@ mod tests {
         assert_eq!(encode_into(&data, &mut enc), 512);
         assert_eq!(&enc[..6], b"000102");
         assert_eq!(&enc[510..], b"FF");
-        let mut dec = heapless::Vec::<u8, 256>::new();
-        decode(&enc, &mut dec).unwrap();
+        let mut dec = [0u8; 256];
+        decode_into(&enc, &mut dec);
         assert_eq!(&dec[..], &data[..]);
-        decode(b"0a0B", &mut dec).unwrap();
-        assert_eq!(&dec[..], &[10, 11]);
-    }
-
-    #[test]
-    fn hex_decode_rejects_odd_counts_and_non_digits() {
-        let mut dec = heapless::Vec::<u8, 4>::new();
-        assert!(decode(b"abc", &mut dec).is_none());
-        assert!(decode(b"zz", &mut dec).is_none());
-        assert!(decode(b"0011223344", &mut dec).is_none());
+        let mut two = [0u8; 2];
+        decode_into(b"0a0B", &mut two);
+        assert_eq!(two, [10, 11]);
     }
 }

@@ -10,32 +10,42 @@ extern crate std;
 mod fmt;
 
 mod channel;
+mod client;
+mod clients;
 pub mod commands;
 mod config;
 mod digest;
 mod error;
+mod event;
 mod hex;
+mod inbox;
+mod modem;
+mod router;
 mod runner;
 mod state;
 mod types;
-pub mod urc;
+mod urc;
 
+pub use client::{MqttClient, Published};
 pub use config::Config;
-pub use error::{AtError, ConnackCode, Error, Field, ModemError, OpenError, Problem, Stage};
+pub use error::{
+    AtError, ConnackCode, Error, Field, LinkClosedReason, ModemError, OpenError, Problem, Stage,
+};
+pub use event::{Event, Grant, Granted, Message, MAX_SUB_TOPICS, MESSAGE_MAX};
+pub use modem::{Events, Modem};
 pub use runner::Runner;
 pub use state::{State, Stats};
-pub use types::{limits, ClientId, DataFormat, MqttVersion, QoS};
-pub use urc::{Event, Grant, Granted, LinkClosedReason, Message};
-
-mod client;
-pub use client::{Events, Modem, MqttClient, Published};
+pub use types::{limits, topic_matches, ClientId, DataFormat, MqttVersion, QoS, Subscription};
 
 /// Re-exported so that users name the same `atat` the driver uses.
 pub use atat;
 
 use atat::Ingress;
+use channel::Channel;
+use clients::Clients;
 use digest::Bc26Digester;
 use embedded_io_async::{Read, Write};
+use inbox::Inbox;
 use state::Core;
 
 /// Creates the driver in `state`: returns the [`Modem`] handle for
@@ -49,11 +59,12 @@ pub fn new<
     W: Write,
     const INGRESS: usize,
     const LINE: usize,
+    const INBOX: usize,
     const EVENTS: usize,
     const SUBSCRIBERS: usize,
     const INFLIGHT: usize,
 >(
-    state: &'a mut State<INGRESS, LINE, EVENTS, SUBSCRIBERS, INFLIGHT>,
+    state: &'a mut State<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT>,
     reader: R,
     writer: W,
     config: Config,
@@ -61,7 +72,8 @@ pub fn new<
     let State {
         ingress,
         line,
-        events,
+        ring,
+        notices,
         slots,
         shared,
         res_slot,
@@ -70,15 +82,17 @@ pub fn new<
     shared.config = config;
     let shared = &*shared;
     let core = Core {
-        sh: shared,
-        line: &*line,
-        slots: slots.as_flattened(),
-        events: &*events,
+        channel: Channel::new(&shared.channel, &*line),
+        clients: Clients::new(&shared.clients, &*slots),
+        inbox: Inbox::new(&*ring, &*notices, &shared.stats),
+        stats: &shared.stats,
+        config: &shared.config,
+        rx: &shared.rx,
     };
     let digester = Bc26Digester::new(core, INGRESS);
     let ingress = Ingress::new(digester, ingress, res_slot, urc);
     (
         Modem { core },
-        Runner::new(reader, writer, ingress, res_slot, core),
+        Runner::new(reader, writer, ingress, INGRESS, core),
     )
 }

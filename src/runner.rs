@@ -1,51 +1,51 @@
-//! The one future the user spawns: reads the modem through atat's ingress and
-//! the crate's digester, and writes every command the handles submit.
+//! The one future the user spawns. Its receive side owns the read loop
+//! (atat's `Ingress` buffer and the crate's digester), its transmit side
+//! writes every command the handles submit and sees it through.
 
 use atat::{AtatIngress, Ingress};
 use embassy_futures::select::{select, Either};
-use embassy_time::{with_timeout, Duration};
+use embassy_time::{with_timeout, Instant, Timer};
 use embedded_io_async::{Read, Write};
 
+use crate::channel::{Answer, DataStep, Job, Outcome};
 use crate::digest::Bc26Digester;
-use crate::error::{ModemError, Stage};
-use crate::fmt::Bytes;
-use crate::state::{Core, NoUrc, Outcome, Phase, RxState, RES_SLOT};
-use atat::ResponseSlot;
+use crate::error::Stage;
+use crate::state::{bump, Core, NoUrc, RES_SLOT};
 
 const ESC: u8 = 0x1b;
 /// Bytes copied from the line buffer per UART write.
 const CHUNK: usize = 64;
 
+type Ing<'a> = Ingress<'a, Bc26Digester<'a>, NoUrc, RES_SLOT, 1, 1>;
+
 /// Drives the modem: spawn [`Runner::run`] as a task (it never returns).
 /// Everything the handles do goes through it.
+///
+/// The reader's `read` must be cancel-safe (a read dropped before it
+/// completes loses no byte), as embassy's buffered UARTs are: the runner
+/// stops a read when the modem has been quiet for `Config::quiet_gap` with an
+/// incomplete frame held.
 pub struct Runner<'a, R: Read, W: Write> {
     reader: R,
     writer: W,
-    ingress: Ingress<'a, Bc26Digester<'a>, NoUrc, RES_SLOT, 1, 1>,
-    res_slot: &'a ResponseSlot<RES_SLOT>,
+    ingress: Ing<'a>,
+    capacity: usize,
     core: Core<'a>,
-}
-
-/// What the modem answered after a line or payload.
-enum Answer {
-    Prompt,
-    Final(Result<(), ModemError>),
-    Timeout,
 }
 
 impl<'a, R: Read, W: Write> Runner<'a, R, W> {
     pub(crate) fn new(
         reader: R,
         writer: W,
-        ingress: Ingress<'a, Bc26Digester<'a>, NoUrc, RES_SLOT, 1, 1>,
-        res_slot: &'a ResponseSlot<RES_SLOT>,
+        ingress: Ing<'a>,
+        capacity: usize,
         core: Core<'a>,
     ) -> Self {
         Self {
             reader,
             writer,
             ingress,
-            res_slot,
+            capacity,
             core,
         }
     }
@@ -55,16 +55,18 @@ impl<'a, R: Read, W: Write> Runner<'a, R, W> {
         let Runner {
             reader,
             writer,
-            mut ingress,
-            res_slot,
+            ingress,
+            capacity,
             core,
         } = self;
-        let mut tx = Tx {
-            writer,
-            res_slot,
+        let mut rx = Rx {
+            reader,
+            ingress,
+            capacity,
             core,
         };
-        match select(ingress.read_from(reader), tx.run()).await {
+        let mut tx = Tx { writer, core };
+        match select(rx.run(), tx.run()).await {
             Either::First(never) | Either::Second(never) => never,
         }
     }
@@ -83,247 +85,290 @@ impl<R: Read, W: Write> defmt::Format for Runner<'_, R, W> {
     }
 }
 
+/// The receive side: reads, digests, and gives up an incomplete frame when
+/// the modem has been quiet too long. Never spins: a read that fails or
+/// returns nothing is counted and followed by a pause.
+struct Rx<'a, R: Read> {
+    reader: R,
+    ingress: Ing<'a>,
+    capacity: usize,
+    core: Core<'a>,
+}
+
+impl<R: Read> Rx<'_, R> {
+    async fn run(&mut self) -> ! {
+        let gap = self.core.config.quiet_gap;
+        loop {
+            let buf = self.ingress.write_buf();
+            let held = self.capacity - buf.len();
+            let read = if held > 0 {
+                // Bytes are held: read until the modem has been quiet a gap.
+                let quiet = Timer::at(self.core.rx.last() + gap);
+                match select(self.reader.read(buf), quiet).await {
+                    Either::First(r) => Some(r),
+                    Either::Second(()) => None,
+                }
+            } else {
+                Some(self.reader.read(buf).await)
+            };
+            match read {
+                Some(Ok(n)) if n > 0 => {
+                    self.core.rx.received(n);
+                    // Never fails: the digester publishes no atat URC.
+                    let _ = self.ingress.try_advance(n);
+                }
+                Some(_) => {
+                    warn!("UART read failed or returned nothing");
+                    bump!(self.core.stats, read_errors);
+                    Timer::after(self.core.config.read_error_pause).await;
+                }
+                None => {
+                    self.core.rx.request_resync();
+                    let _ = self.ingress.try_advance(0);
+                }
+            }
+        }
+    }
+}
+
+/// The transmit side.
 struct Tx<'a, W: Write> {
     writer: W,
-    res_slot: &'a ResponseSlot<RES_SLOT>,
     core: Core<'a>,
 }
 
 impl<W: Write> Tx<'_, W> {
     async fn run(&mut self) -> ! {
         loop {
-            let (timeout, data_mode) = self.next_line().await;
-            let outcome = self.transact(timeout, data_mode).await;
-            self.core.sh.update_rx(|rx| {
-                rx.state = RxState::Idle;
-                rx.sent = false;
-            });
-            self.finish(outcome);
-        }
-    }
-
-    /// Waits for a handle's command line and takes it.
-    async fn next_line(&mut self) -> (Duration, bool) {
-        loop {
-            let line = self.core.sh.with_chan(|c| match c.phase {
-                Phase::Line { timeout, data_mode } => {
-                    c.phase = Phase::Busy;
-                    Some((timeout, data_mode))
+            match self.core.channel.next_job().await {
+                Ok(job) => {
+                    let outcome = self.transact(job).await;
+                    self.core.channel.finish(outcome);
                 }
-                _ => None,
-            });
-            if let Some(l) = line {
-                return l;
+                // A late prompt after a failure: the modem waits in data
+                // mode. Cancel at once (its OK is a late answer).
+                Err(()) => {
+                    let _ = self.write(&[ESC]).await;
+                }
             }
-            self.core.sh.to_runner.wait().await;
         }
     }
 
-    async fn transact(&mut self, timeout: Duration, data_mode: bool) -> Outcome {
-        let len = self.core.sh.with_chan(|c| c.len);
-        self.begin_rx(len, data_mode);
-        self.res_slot.reset();
-        if self.write_buffer(len).await.is_err() {
+    async fn transact(&mut self, job: Job) -> Outcome {
+        let ch = self.core.channel;
+        if ch.fenced() && !self.fence(job.timeout).await {
+            // The modem does not answer: the line never went out.
+            return Outcome::Timeout(Stage::Response);
+        }
+        if ch.abandoned() {
+            // The handle went away while the channel was fenced: not sent.
+            return Outcome::Timeout(Stage::Response);
+        }
+        ch.begin_line(job.data_mode);
+        if self.write_line(job.len).await.is_err() {
+            bump!(self.core.stats, write_errors);
+            ch.fail(job.data_mode, true);
             return Outcome::Write;
         }
-        self.core.sh.with_chan(|c| c.len = 0);
-        self.core.sh.update_rx(|rx| rx.sent = true);
-
-        match self.answer(timeout).await {
-            Answer::Final(r) => self.final_outcome(r),
-            Answer::Timeout => Outcome::Timeout(if data_mode {
-                Stage::Prompt
-            } else {
-                Stage::Response
-            }),
-            Answer::Prompt if !data_mode => {
-                // The digester only reports a prompt when one is awaited.
-                Outcome::Timeout(Stage::Response)
+        let deadline = Instant::now() + job.timeout;
+        match ch.wait_answer(deadline).await {
+            None => {
+                ch.fail(job.data_mode, false);
+                Outcome::Timeout(if job.data_mode {
+                    Stage::Prompt
+                } else {
+                    Stage::Response
+                })
             }
-            Answer::Prompt => self.data_mode(timeout).await,
+            Some(Answer::Rebooted) => Outcome::Rebooted,
+            Some(Answer::Final(Ok(()))) => Outcome::Ok,
+            Some(Answer::Final(Err(e))) => Outcome::Modem(e),
+            Some(Answer::Prompt) => self.data_mode(job.timeout).await,
         }
     }
 
     /// After the prompt: payload chunks from the handle, then Ctrl+Z; or ESC
-    /// if the handle went away.
-    async fn data_mode(&mut self, timeout: Duration) -> Outcome {
+    /// if the handle went away (or stopped giving chunks).
+    async fn data_mode(&mut self, timeout: embassy_time::Duration) -> Outcome {
+        let ch = self.core.channel;
+        let mut first = true;
         loop {
-            let step = self.core.sh.with_chan(|c| {
-                if c.abandoned {
-                    c.phase = Phase::Abort;
-                } else if c.phase == Phase::Busy {
-                    c.phase = Phase::WantData;
-                }
-                c.phase
-            });
-            if step == Phase::WantData {
-                self.core.sh.to_client.signal(());
+            if !ch.want_data() {
+                return self.escape(timeout).await;
             }
-            let step = loop {
-                let p = self.core.sh.with_chan(|c| c.phase);
-                if matches!(p, Phase::Data { .. } | Phase::Abort) {
-                    break p;
-                }
-                self.core.sh.to_runner.wait().await;
+            let step = with_timeout(timeout, ch.wait_data()).await;
+            let (len, last) = match step {
+                Ok(DataStep::Chunk { len, last }) => (len, last),
+                Ok(DataStep::Abort) | Err(_) => return self.escape(timeout).await,
             };
-            match step {
-                Phase::Data { last } => {
-                    let len = self.core.sh.with_chan(|c| {
-                        c.phase = Phase::Busy;
-                        c.len
-                    });
-                    if self.write_buffer(len).await.is_err() {
-                        // Whatever reached the modem, leave data mode.
-                        let _ = self.write_bytes(&[ESC]).await;
-                        let _ = self.answer(timeout).await;
-                        return Outcome::Write;
-                    }
-                    self.core.sh.with_chan(|c| c.len = 0);
-                    if last {
-                        break;
-                    }
-                }
-                _ => {
-                    debug!("data-mode publish abandoned: ESC");
-                    let _ = self.write_bytes(&[ESC]).await;
-                    let _ = self.answer(timeout).await;
-                    return Outcome::Timeout(Stage::Response);
-                }
+            if ch.answer() == Some(Answer::Rebooted) {
+                // The modem left data mode by restarting: send nothing more.
+                return Outcome::Rebooted;
             }
-        }
-        match self.answer(timeout).await {
-            Answer::Final(r) => self.final_outcome(r),
-            _ => Outcome::Timeout(Stage::Response),
-        }
-    }
-
-    fn final_outcome(&self, r: Result<(), ModemError>) -> Outcome {
-        match r {
-            Err(e) => Outcome::Modem(e),
-            Ok(()) if self.core.sh.with_chan(|c| c.overflow) => Outcome::Overflow,
-            Ok(()) => Outcome::Ok,
-        }
-    }
-
-    /// Waits for OK/ERROR or the prompt.
-    async fn answer(&mut self, timeout: Duration) -> Answer {
-        match with_timeout(timeout, self.res_slot.get()).await {
-            Ok(guard) => {
-                let prompt = matches!(&*guard, atat::Response::Prompt(_));
-                drop(guard);
-                if prompt {
-                    Answer::Prompt
-                } else {
-                    Answer::Final(self.core.sh.rx().result)
-                }
-            }
-            Err(_) => Answer::Timeout,
-        }
-    }
-
-    /// Tells the digester what to expect from this command line.
-    fn begin_rx(&self, len: usize, data_mode: bool) {
-        let (mut prefix, mut prefix_len, mut read_form) = ([0; 16], 0, false);
-        self.core.with_line(|b| {
-            let line = &b[..len];
-            trace!("tx {:?}", Bytes(&line[..line.len().min(12)]));
-            (prefix, prefix_len, read_form) = command_prefix(line);
-        });
-        self.core.sh.update_rx(|rx| {
-            rx.state = if data_mode {
-                RxState::AwaitPrompt
+            // The modem may echo the payload: tell the digester what to skip
+            // before a byte of it goes out (Ctrl+Z is not echoed).
+            let echoed = if last { len - 1 } else { len };
+            let mut probe = [0u8; 8];
+            let n = if first {
+                ch.copy_out(0, echoed, &mut probe)
             } else {
-                RxState::Command
+                0
             };
-            rx.prefix = prefix;
-            rx.prefix_len = prefix_len;
-            rx.read_form = read_form;
-            rx.sent = false;
-            rx.result = Ok(());
-        });
-    }
-
-    fn finish(&self, outcome: Outcome) {
-        let sh = self.core.sh;
-        sh.with_chan(|c| {
-            if c.abandoned {
-                c.abandoned = false;
-                c.phase = Phase::Idle;
-            } else {
-                c.phase = Phase::Done(outcome);
+            ch.echo_announce(&probe[..n], echoed);
+            first = false;
+            if self.write_chunk(len, last).await.is_err() {
+                bump!(self.core.stats, write_errors);
+                // Whatever reached the modem, leave data mode.
+                let _ = self.write(&[ESC]).await;
+                ch.fail(true, false);
+                return Outcome::Write;
             }
-        });
-        sh.to_client.signal(());
+            if last {
+                break;
+            }
+        }
+        match ch.wait_answer(Instant::now() + timeout).await {
+            Some(Answer::Final(Ok(()))) => Outcome::Ok,
+            Some(Answer::Final(Err(e))) => Outcome::Modem(e),
+            Some(Answer::Rebooted) => Outcome::Rebooted,
+            Some(Answer::Prompt) | None => {
+                // Ctrl+Z may not have arrived: the modem may still be in data mode.
+                ch.fail(true, false);
+                Outcome::Timeout(Stage::Response)
+            }
+        }
     }
 
-    /// Writes `len` bytes of the line buffer, a chunk at a time (the buffer
-    /// cannot stay borrowed across an await).
-    async fn write_buffer(&mut self, len: usize) -> Result<(), ()> {
-        let mut off = 0;
-        let tx_timeout = self.core.config().tx_timeout;
+    /// Cancels data mode with ESC and waits for the modem's answer to it.
+    async fn escape(&mut self, timeout: embassy_time::Duration) -> Outcome {
+        debug!("data-mode publish abandoned: ESC");
+        let ch = self.core.channel;
+        ch.arm_escape(self.core.rx.position());
+        if self.write(&[ESC]).await.is_err() {
+            bump!(self.core.stats, write_errors);
+            ch.fail(true, false);
+            return Outcome::Write;
+        }
+        match ch.wait_answer(Instant::now() + timeout).await {
+            Some(Answer::Rebooted) => Outcome::Rebooted,
+            Some(_) => Outcome::Timeout(Stage::Response),
+            None => {
+                ch.fail(true, false);
+                Outcome::Timeout(Stage::Response)
+            }
+        }
+    }
+
+    /// Re-synchronises after a failure: ends a half line, leaves data mode if
+    /// the modem may be in it, sends a bare `AT` and waits for its answer,
+    /// then until the modem has been quiet for `Config::quiet_gap`. The modem
+    /// answers in order, so every late answer of the failed command comes
+    /// before the probe's (and is discarded by the channel). `false`: the
+    /// modem did not answer within `timeout`.
+    async fn fence(&mut self, timeout: embassy_time::Duration) -> bool {
+        let ch = self.core.channel;
+        bump!(self.core.stats, fences);
+        let (half_line, prompt) = ch.begin_fence();
+        let mut probe = [0u8; 5];
+        let mut n = 0;
+        if prompt {
+            probe[n] = ESC;
+            n += 1;
+        }
+        if half_line {
+            probe[n] = b'\r';
+            n += 1;
+        }
+        probe[n..n + 3].copy_from_slice(b"AT\r");
+        n += 3;
+        debug!("fence: re-synchronising with the modem");
+        if self.write(&probe[..n]).await.is_err() {
+            bump!(self.core.stats, write_errors);
+            return false;
+        }
+        let deadline = Instant::now() + timeout;
+        loop {
+            match ch.fence_answers() {
+                // A restart cleared the fence: nothing is owed any more.
+                None => return true,
+                Some(n) if n > 0 => break,
+                Some(_) => {}
+            }
+            if ch.take_esc() && self.write(&[ESC]).await.is_err() {
+                return false;
+            }
+            if !ch.wait_wake(deadline).await {
+                return false;
+            }
+        }
+        loop {
+            let quiet_at = self.core.rx.last() + self.core.config.quiet_gap;
+            if Instant::now() >= quiet_at {
+                break;
+            }
+            Timer::at(quiet_at).await;
+            if ch.take_esc() && self.write(&[ESC]).await.is_err() {
+                return false;
+            }
+        }
+        ch.end_fence();
+        true
+    }
+
+    /// Writes the command line in the line buffer, arming the command just
+    /// before the chunk that ends the line.
+    async fn write_line(&mut self, len: usize) -> Result<(), ()> {
+        let core = self.core;
+        let writer = &mut self.writer;
         let work = async {
+            let mut off = 0;
             while off < len {
                 let mut chunk = [0u8; CHUNK];
-                let n = (len - off).min(CHUNK);
-                self.core
-                    .with_line(|b| chunk[..n].copy_from_slice(&b[off..off + n]));
-                self.writer.write_all(&chunk[..n]).await.map_err(drop)?;
+                let n = core.channel.copy_out(off, len, &mut chunk);
+                if off + n == len {
+                    core.channel.arm(core.rx.position());
+                }
+                writer.write_all(&chunk[..n]).await.map_err(drop)?;
                 off += n;
             }
-            self.writer.flush().await.map_err(drop)
+            writer.flush().await.map_err(drop)
         };
-        with_timeout(tx_timeout, work).await.map_err(drop)?
+        with_timeout(core.config.tx_timeout, work)
+            .await
+            .map_err(drop)?
     }
 
-    async fn write_bytes(&mut self, bytes: &[u8]) -> Result<(), ()> {
-        let tx_timeout = self.core.config().tx_timeout;
+    /// Writes a payload chunk from the line buffer; the last one arms the
+    /// final answer just before it goes.
+    async fn write_chunk(&mut self, len: usize, last: bool) -> Result<(), ()> {
+        let core = self.core;
+        let writer = &mut self.writer;
         let work = async {
-            self.writer.write_all(bytes).await.map_err(drop)?;
-            self.writer.flush().await.map_err(drop)
+            let mut off = 0;
+            while off < len {
+                let mut chunk = [0u8; CHUNK];
+                let n = core.channel.copy_out(off, len, &mut chunk);
+                if last && off + n == len {
+                    core.channel.arm(core.rx.position());
+                }
+                writer.write_all(&chunk[..n]).await.map_err(drop)?;
+                off += n;
+            }
+            writer.flush().await.map_err(drop)
         };
-        with_timeout(tx_timeout, work).await.map_err(drop)?
+        with_timeout(core.config.tx_timeout, work)
+            .await
+            .map_err(drop)?
     }
-}
 
-/// `AT+QMTCONN?\r` -> (`+QMTCONN`, read form). The prefix of the information
-/// lines a command answers with.
-pub(crate) fn command_prefix(line: &[u8]) -> ([u8; 16], u8, bool) {
-    let mut out = [0u8; 16];
-    let body = match line.get(..2) {
-        Some(at) if at.eq_ignore_ascii_case(b"AT") => &line[2..],
-        _ => return (out, 0, false),
-    };
-    let end = body
-        .iter()
-        .position(|&b| matches!(b, b'=' | b'?' | b'\r' | b'\n'))
-        .unwrap_or(body.len());
-    let read_form = body.get(end) == Some(&b'?');
-    let name = &body[..end];
-    if name.first() != Some(&b'+') || name.len() > out.len() {
-        return (out, 0, read_form);
-    }
-    out[..name.len()].copy_from_slice(name);
-    for b in &mut out[..name.len()] {
-        b.make_ascii_uppercase();
-    }
-    (out, name.len() as u8, read_form)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn command_prefix_names_the_information_lines() {
-        let (p, n, read) = command_prefix(b"AT+QMTCONN?\r");
-        assert_eq!((&p[..n as usize], read), (&b"+QMTCONN"[..], true));
-        let (p, n, read) = command_prefix(b"AT+QMTCFG=\"will\",0\r");
-        assert_eq!((&p[..n as usize], read), (&b"+QMTCFG"[..], false));
-        let (p, n, read) = command_prefix(b"AT+QMTOPEN=?\r");
-        assert_eq!((&p[..n as usize], read), (&b"+QMTOPEN"[..], false));
-        let (_, n, _) = command_prefix(b"ATE0\r");
-        assert_eq!(n, 0);
-        let (p, n, _) = command_prefix(b"at+cereg?\r\n");
-        assert_eq!(&p[..n as usize], b"+CEREG");
+    async fn write(&mut self, bytes: &[u8]) -> Result<(), ()> {
+        let writer = &mut self.writer;
+        let work = async {
+            writer.write_all(bytes).await.map_err(drop)?;
+            writer.flush().await.map_err(drop)
+        };
+        with_timeout(self.core.config.tx_timeout, work)
+            .await
+            .map_err(drop)?
     }
 }

@@ -100,6 +100,43 @@ pub enum DataFormat {
     Hex = 1,
 }
 
+/// A topic filter and the QoS asked for it: one entry of a subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Subscription<'a> {
+    /// The topic filter (MQTT wildcards `+` and `#` allowed).
+    pub topic: &'a str,
+    /// The QoS asked for.
+    pub qos: QoS,
+}
+
+impl<'a> Subscription<'a> {
+    /// A filter and its QoS.
+    pub const fn new(topic: &'a str, qos: QoS) -> Self {
+        Self { topic, qos }
+    }
+}
+
+/// True if `topic` matches the MQTT topic `filter` (`+` one level, `#` the
+/// rest; MQTT 3.1.1 section 4.7: `#` also matches the parent level, and
+/// wildcards at the first level do not match topics starting with `$`).
+pub fn topic_matches(filter: &str, topic: &str) -> bool {
+    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
+        return false;
+    }
+    let mut f = filter.split('/');
+    let mut t = topic.split('/');
+    loop {
+        match (f.next(), t.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(_)) => {}
+            (Some(a), Some(b)) if a == b => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
 /// Limits from the reference.
 pub mod limits {
     /// Host name of AT+QMTOPEN, bytes.
@@ -179,6 +216,36 @@ mod tests {
             })
         ));
         assert_eq!(ClientId::all().count(), 6);
+    }
+
+    #[test]
+    fn topic_filters_match_as_mqtt_says() {
+        let yes = [
+            ("a/b", "a/b"),
+            ("a/+", "a/b"),
+            ("a/#", "a/b/c"),
+            ("a/#", "a"),
+            ("#", "a/b"),
+            ("+/+", "a/b"),
+            ("a/+/c", "a//c"),
+            ("+", ""),
+        ];
+        let no = [
+            ("a/b", "a/c"),
+            ("a/+", "a/b/c"),
+            ("a/b", "a/b/c"),
+            ("a/b/c", "a/b"),
+            ("+", "a/b"),
+            ("#", "$SYS/x"),
+            ("+/x", "$SYS/x"),
+            ("a", "A"),
+        ];
+        for (f, t) in yes {
+            assert!(topic_matches(f, t), "{f} should match {t}");
+        }
+        for (f, t) in no {
+            assert!(!topic_matches(f, t), "{f} should not match {t}");
+        }
     }
 
     #[test]

@@ -1,180 +1,14 @@
-//! What the modem says unsolicited: `+QMTRECV`, `+QMTSTAT`, and the deferred
-//! results (`+QMTOPEN: id,result` ...) that finish a command after its `OK`.
+//! Parsers of what the modem says unsolicited: the deferred results
+//! (`+QMTOPEN: id,result` ...) that finish a command after its `OK`,
+//! `+QMTSTAT`, and the framing of `+QMTRECV`. Pure functions on byte slices;
+//! the digester decides where a line is, the router where it goes.
 
-use crate::types::{limits, ClientId, QoS};
-use heapless::{String, Vec};
-
-/// Why the modem closed a client's link (`+QMTSTAT: <id>,<err_code>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum LinkClosedReason {
-    /// 1: connection closed or reset by the peer. Open again.
-    PeerClosed,
-    /// 2: sending PINGREQ timed out or failed. Deactivate and reactivate PDP, then reopen.
-    PingFailed,
-    /// 3: sending CONNECT timed out or failed. Check credentials and client ID, reopen.
-    ConnectFailed,
-    /// 4: receiving CONNACK timed out or failed. Check credentials and client ID, reopen.
-    ConnackFailed,
-    /// 5: the client sent DISCONNECT and the server closed the link (normal).
-    Disconnected,
-    /// 6: the client closed the link because sending kept failing. Check data, reopen.
-    SendFailed,
-    /// 7: the link is not alive or the server is unavailable.
-    LinkDead,
-    /// A code the reference reserves (8-255); kept as the modem sent it.
-    Other(u8),
-}
-
-impl LinkClosedReason {
-    /// The reason for an `err_code`.
-    pub fn from_code(code: u8) -> Self {
-        match code {
-            1 => Self::PeerClosed,
-            2 => Self::PingFailed,
-            3 => Self::ConnectFailed,
-            4 => Self::ConnackFailed,
-            5 => Self::Disconnected,
-            6 => Self::SendFailed,
-            7 => Self::LinkDead,
-            n => Self::Other(n),
-        }
-    }
-
-    /// The modem's `err_code`.
-    pub fn code(self) -> u8 {
-        match self {
-            Self::PeerClosed => 1,
-            Self::PingFailed => 2,
-            Self::ConnectFailed => 3,
-            Self::ConnackFailed => 4,
-            Self::Disconnected => 5,
-            Self::SendFailed => 6,
-            Self::LinkDead => 7,
-            Self::Other(n) => n,
-        }
-    }
-}
-
-/// A PUBLISH the broker sent to one of the clients (`+QMTRECV`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Message {
-    /// The client that received it.
-    pub client: ClientId,
-    /// The packet identifier the modem reports (0 for QoS 0). Kept wide: modems
-    /// have been seen to report values above 65535.
-    pub msg_id: u32,
-    /// The topic.
-    pub topic: String<{ limits::TOPIC }>,
-    /// The payload bytes (hex-decoded when the client's receive format is hex).
-    pub payload: Vec<u8, { limits::RECV_PAYLOAD }>,
-}
-
-/// What application tasks receive from [`Events`](crate::Events).
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-// No heap to box into: the event queue holds events by value, sized for a message.
-#[allow(clippy::large_enum_variant)]
-#[non_exhaustive]
-pub enum Event {
-    /// A message arrived from the broker.
-    Message(Message),
-    /// The modem closed a client's MQTT link (`+QMTSTAT`).
-    LinkClosed {
-        /// The client.
-        client: ClientId,
-        /// Why.
-        reason: LinkClosedReason,
-    },
-    /// This subscriber was too slow: this many events were overwritten before
-    /// it read them. The driver counts them too ([`Stats::events_dropped`](crate::Stats::events_dropped)).
-    Missed(u64),
-}
-
-/// What the server granted for one topic of a subscription.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Grant {
-    /// Subscribed with this QoS.
-    Granted(QoS),
-    /// 128: the server rejected the subscription.
-    Rejected,
-}
-
-/// Most topics one AT+QMTSUB can carry: the shortest topic entry (`,"t",0`) is
-/// six bytes, and the line is at most [`limits::LINE`] bytes.
-pub const MAX_SUB_TOPICS: usize = (limits::LINE - 18) / 6;
-
-/// The granted QoS of each topic of a subscription, in the order of the request.
-/// Packed two bits a topic so that a result for a long list stays small.
-#[derive(Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Granted {
-    len: u8,
-    bits: [u8; MAX_SUB_TOPICS.div_ceil(4)],
-}
-
-impl Granted {
-    pub(crate) const fn empty() -> Self {
-        Self {
-            len: 0,
-            bits: [0; MAX_SUB_TOPICS.div_ceil(4)],
-        }
-    }
-
-    pub(crate) fn push(&mut self, value: u16) -> bool {
-        let code = match value {
-            0..=2 => value as u8,
-            _ => 3, // 128 and anything else the broker refuses with
-        };
-        let i = self.len as usize;
-        if i >= MAX_SUB_TOPICS {
-            return false;
-        }
-        self.bits[i / 4] |= code << ((i % 4) * 2);
-        self.len += 1;
-        true
-    }
-
-    /// Number of topics.
-    pub fn len(&self) -> usize {
-        self.len as usize
-    }
-
-    /// True when the result holds no topic.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// The grant of topic `i` (in request order).
-    pub fn get(&self, i: usize) -> Option<Grant> {
-        if i >= self.len() {
-            return None;
-        }
-        Some(match (self.bits[i / 4] >> ((i % 4) * 2)) & 3 {
-            0 => Grant::Granted(QoS::AtMostOnce),
-            1 => Grant::Granted(QoS::AtLeastOnce),
-            2 => Grant::Granted(QoS::ExactlyOnce),
-            _ => Grant::Rejected,
-        })
-    }
-
-    /// The grants in request order.
-    pub fn iter(&self) -> impl Iterator<Item = Grant> + '_ {
-        (0..self.len()).filter_map(|i| self.get(i))
-    }
-}
-
-impl core::fmt::Debug for Granted {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_list().entries(self.iter()).finish()
-    }
-}
+use crate::error::LinkClosedReason;
+use crate::event::Granted;
+use crate::types::{limits, ClientId};
 
 /// A deferred result line, parsed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub(crate) enum Deferred {
     Open {
         client: u8,
@@ -215,7 +49,6 @@ pub(crate) enum Deferred {
 
 /// The values after the result of `+QMTSUB`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub(crate) enum SubValue {
     Granted(Granted),
     Count(Option<u16>),
@@ -380,52 +213,62 @@ pub(crate) fn parse_stat(line: &[u8]) -> Option<(ClientId, LinkClosedReason)> {
     Some((client, LinkClosedReason::from_code(code)))
 }
 
-/// How a `+QMTRECV` at the start of the buffer parses.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Recv<'a> {
-    /// A whole URC of `len` bytes (through its final CRLF).
-    Complete {
-        client: u8,
-        msg_id: u32,
-        topic: &'a [u8],
-        payload: &'a [u8],
-        len: usize,
-    },
-    /// More bytes are needed.
-    Incomplete,
-    /// Not a well-formed `+QMTRECV`; skip its first line (`skip` bytes).
-    Malformed { skip: usize },
+/// `+QMTRECV: <id>,<msgID>,"` ... up to where the payload starts: what the
+/// digester keeps while the rest of the frame arrives, so that every byte of
+/// a long payload is looked at once (the frame is O(n) however it is cut).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RecvHead {
+    pub client: u8,
+    pub msg_id: u32,
+    /// The topic: `buf[topic.0..topic.1]`.
+    pub topic: (usize, usize),
+    /// Where the payload starts.
+    pub payload: usize,
+    /// The payload length, on firmware that sends one (`"<topic>",<len>,"..."`).
+    pub length: Option<usize>,
+}
+
+/// How much of a `+QMTRECV` is there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Frame {
+    /// The payload is `buf[head.payload..end]`; the frame is `len` bytes
+    /// (through its final CR LF).
+    Complete { end: usize, len: usize },
+    /// More bytes are needed; bytes before `scanned` cannot end the payload.
+    Incomplete { scanned: usize },
+    /// Not a well-formed frame.
+    Malformed,
 }
 
 pub(crate) const RECV_PREFIX: &[u8] = b"+QMTRECV:";
 
-/// Parses `+QMTRECV: <id>,<msgID>,"<topic>","<payload>"\r\n` by structure.
+/// The longest header before the topic: `+QMTRECV: 5,4294967295,"`.
+const RECV_HEADER_MAX: usize = 32;
+
+/// Parses the head of `+QMTRECV: <id>,<msgID>,"<topic>",["<len>,]"` at the
+/// start of `buf`. `Ok(None)`: more bytes are needed. `Err(())`: malformed.
 ///
-/// Modules do not escape the payload, so it may hold commas, quotes and CR/LF:
-/// the topic ends at the first `"` followed by a comma, and the payload at the
-/// first `"` that is followed by CR LF. What stays ambiguous: a text payload
-/// that itself holds `"` followed by CR LF is cut there, and a topic that holds
-/// `",` is cut there. Hex data format has neither problem. Firmware that sends
-/// the payload length (`+QMTRECV: <id>,<msgID>,"<topic>",<len>,"<payload>"`,
-/// seen on sibling modules) is framed exactly by it.
-///
-/// `max_payload` bounds how far the parser looks for the end (wire bytes).
-pub(crate) fn parse_recv(buf: &[u8], max_payload: usize) -> Recv<'_> {
-    let first_line_end = find(buf, b"\r\n");
-    let malformed = || match first_line_end {
-        Some(i) => Recv::Malformed { skip: i + 2 },
-        None => Recv::Incomplete,
-    };
+/// Modules do not escape the topic or the payload: the topic ends at the
+/// first `"` followed by a comma (a topic holding `",` is cut there).
+pub(crate) fn recv_head(buf: &[u8]) -> Result<Option<RecvHead>, ()> {
     let Some(rest) = buf.strip_prefix(RECV_PREFIX) else {
-        return malformed();
-    };
-    let rest_off = RECV_PREFIX.len();
-    // Header: <id>,<msgID>,"
-    let Some(q) = rest.iter().position(|&b| b == b'"') else {
-        return if rest.len() > 24 || first_line_end.is_some() {
-            malformed()
+        return if RECV_PREFIX.starts_with(buf) {
+            Ok(None)
         } else {
-            Recv::Incomplete
+            Err(())
+        };
+    };
+    let off = RECV_PREFIX.len();
+    // <id>,<msgID>," : digits, commas and spaces up to the first quote.
+    let window = &rest[..rest.len().min(RECV_HEADER_MAX)];
+    let Some(q) = memchr::memchr(b'"', window) else {
+        let clean = window
+            .iter()
+            .all(|&b| b.is_ascii_digit() || b == b',' || b == b' ');
+        return if clean && window.len() < RECV_HEADER_MAX {
+            Ok(None)
+        } else {
+            Err(())
         };
     };
     let header = &rest[..q];
@@ -433,91 +276,180 @@ pub(crate) fn parse_recv(buf: &[u8], max_payload: usize) -> Recv<'_> {
     let (Some(Some(id)), Some(Some(msg_id)), Some(None), None) =
         (ints.next(), ints.next(), ints.next(), ints.next())
     else {
-        return malformed();
+        return Err(());
     };
     if !header.ends_with(b",") {
-        return malformed();
+        return Err(());
     }
     let (Ok(client), Ok(msg_id)) = (u8::try_from(id), u32::try_from(msg_id)) else {
-        return malformed();
+        return Err(());
     };
-    let topic_start = rest_off + q + 1;
-    let after_topic = &buf[topic_start..];
-    // The topic ends at the first `"` followed by a comma; then comes either
-    // the quoted payload, or (on firmware that sends one) its length and `,"`.
-    let window = &after_topic[..after_topic.len().min(limits::TOPIC + 2)];
-    let Some(t_end) = find(window, b"\",") else {
-        return if first_line_end.is_some() || window.len() >= limits::TOPIC + 2 {
-            malformed()
-        } else {
-            Recv::Incomplete
-        };
-    };
-    let topic = &after_topic[..t_end];
-    if topic.contains(&b'\r') || topic.contains(&b'\n') {
-        return malformed();
-    }
-    let after_comma = &after_topic[t_end + 2..];
-    let (payload_start, length) = match after_comma.first() {
-        None => return Recv::Incomplete,
-        Some(b'"') => (topic_start + t_end + 3, None),
-        Some(d) if d.is_ascii_digit() => {
-            let Some(comma) = after_comma.iter().position(|&b| b == b',') else {
-                return if after_comma.len() > 5 || first_line_end.is_some() {
-                    malformed()
-                } else {
-                    Recv::Incomplete
-                };
-            };
-            let n = match parse_int(&after_comma[..comma]).and_then(|v| usize::try_from(v).ok()) {
-                Some(n) if n <= max_payload => n,
-                _ => return malformed(),
-            };
-            match after_comma.get(comma + 1) {
-                None => return Recv::Incomplete,
-                Some(b'"') => (topic_start + t_end + 2 + comma + 2, Some(n)),
-                Some(_) => return malformed(),
+    let topic_start = off + q + 1;
+    let after = &buf[topic_start..];
+    let window = &after[..after.len().min(limits::TOPIC + 2)];
+    let mut t_end = None;
+    for i in memchr::memchr_iter(b'"', window) {
+        match window.get(i + 1) {
+            Some(b',') => {
+                t_end = Some(i);
+                break;
             }
+            Some(_) => {}
+            None => return Ok(None),
         }
-        Some(_) => return malformed(),
-    };
-    let after_payload = &buf[payload_start..];
-    if let Some(n) = length {
-        // Framed by its length: exact, whatever the payload holds.
-        return match after_payload.get(n..n + 3) {
-            Some(b"\"\r\n") => Recv::Complete {
-                client,
-                msg_id,
-                topic,
-                payload: &after_payload[..n],
-                len: payload_start + n + 3,
-            },
-            Some(_) => malformed(),
-            None => Recv::Incomplete,
-        };
     }
-    let window = &after_payload[..after_payload.len().min(max_payload + 3)];
-    match find(window, b"\"\r\n") {
-        Some(p_end) => Recv::Complete {
+    let Some(t_end) = t_end else {
+        return if window.len() >= limits::TOPIC + 2
+            || memchr::memchr2(b'\r', b'\n', window).is_some()
+        {
+            Err(())
+        } else {
+            Ok(None)
+        };
+    };
+    if memchr::memchr2(b'\r', b'\n', &after[..t_end]).is_some() {
+        return Err(());
+    }
+    let topic = (topic_start, topic_start + t_end);
+    let after_comma = topic_start + t_end + 2;
+    match buf.get(after_comma) {
+        None => Ok(None),
+        Some(b'"') => Ok(Some(RecvHead {
             client,
             msg_id,
             topic,
-            payload: &after_payload[..p_end],
-            len: payload_start + p_end + 3,
-        },
-        None if after_payload.len() >= max_payload + 3 => malformed(),
-        None => Recv::Incomplete,
+            payload: after_comma + 1,
+            length: None,
+        })),
+        Some(d) if d.is_ascii_digit() => {
+            let digits = &buf[after_comma..];
+            let window = &digits[..digits.len().min(6)];
+            let Some(comma) = memchr::memchr(b',', window) else {
+                return if window.len() < 6 && window.iter().all(u8::is_ascii_digit) {
+                    Ok(None)
+                } else {
+                    Err(())
+                };
+            };
+            let n = parse_int(&window[..comma])
+                .and_then(|v| usize::try_from(v).ok())
+                .ok_or(())?;
+            match digits.get(comma + 1) {
+                None => Ok(None),
+                Some(b'"') => Ok(Some(RecvHead {
+                    client,
+                    msg_id,
+                    topic,
+                    payload: after_comma + comma + 2,
+                    length: Some(n),
+                })),
+                Some(_) => Err(()),
+            }
+        }
+        Some(_) => Err(()),
     }
 }
 
-/// Position of `needle` in `hay`.
-pub(crate) fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
+/// Looks for the end of the payload of the frame whose head is `head`, from
+/// `scanned` on (bytes before it were looked at by an earlier call).
+///
+/// - A payload length, when the firmware sends one, frames it exactly.
+/// - Hex payloads hold only hex digits: the first other byte must be the
+///   closing `"` CR LF, else the frame is broken (a lost byte, a cut URC):
+///   malformed at once, never a wait across later lines.
+/// - Text payloads are not escaped and may hold quotes, commas and CR LF: the
+///   payload ends at the first `"` CR LF (a payload holding `"` CR LF is cut
+///   there, which is why the driver receives in hex unless told otherwise).
+///
+/// `max` bounds the payload (wire bytes).
+pub(crate) fn recv_end(
+    buf: &[u8],
+    head: &RecvHead,
+    scanned: usize,
+    hex: bool,
+    max: usize,
+) -> Frame {
+    let start = head.payload;
+    let closing = |at: usize| -> Option<bool> {
+        // Some(true): `"\r\n` at `at`; None: not enough bytes yet to tell.
+        let want = b"\"\r\n";
+        let have = buf.get(at..)?;
+        let n = have.len().min(3);
+        if have[..n] != want[..n] {
+            return Some(false);
+        }
+        if n < 3 {
+            None
+        } else {
+            Some(true)
+        }
+    };
+    if let Some(n) = head.length {
+        if n > max {
+            return Frame::Malformed;
+        }
+        return match closing(start + n) {
+            Some(true) => Frame::Complete {
+                end: start + n,
+                len: start + n + 3,
+            },
+            Some(false) => Frame::Malformed,
+            None => Frame::Incomplete {
+                scanned: buf.len().max(start),
+            },
+        };
+    }
+    let from = scanned.max(start);
+    let limit = start + max;
+    if hex {
+        let stop = buf.len().min(limit + 1);
+        let mut i = from;
+        while i < stop && buf[i].is_ascii_hexdigit() {
+            i += 1;
+        }
+        if i >= stop {
+            return if i > limit {
+                Frame::Malformed
+            } else {
+                Frame::Incomplete { scanned: i }
+            };
+        }
+        return match closing(i) {
+            Some(true) => Frame::Complete { end: i, len: i + 3 },
+            Some(false) => Frame::Malformed,
+            None => Frame::Incomplete { scanned: i },
+        };
+    }
+    let stop = buf.len().min(limit + 3);
+    let hay = &buf[from..stop];
+    for q in memchr::memchr_iter(b'"', hay) {
+        let at = from + q;
+        if at > limit {
+            return Frame::Malformed;
+        }
+        match closing(at) {
+            Some(true) => {
+                return Frame::Complete {
+                    end: at,
+                    len: at + 3,
+                }
+            }
+            Some(false) => {}
+            None => return Frame::Incomplete { scanned: at },
+        }
+    }
+    if stop >= limit + 3 {
+        Frame::Malformed
+    } else {
+        Frame::Incomplete { scanned: stop }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::event::Grant;
+    use crate::types::QoS;
 
     #[test]
     fn every_deferred_result_of_the_reference_parses() {
@@ -712,92 +644,146 @@ mod tests {
         assert_eq!(parse_stat(b"+QMTSTAT: 0"), None);
     }
 
-    #[test]
-    fn recv_payload_with_commas_quotes_and_crlf_parses_by_structure() {
-        let buf = b"+QMTRECV: 0,3,\"a/b\",\"{\"k\":\"v, w\"}\r\nline 2\"\r\nrest";
-        match parse_recv(buf, 1024) {
-            Recv::Complete {
-                client,
-                msg_id,
-                topic,
-                payload,
+    /// The whole frame at the start of `buf`, as the digester would find it.
+    fn frame(buf: &[u8], hex: bool, max: usize) -> Option<(RecvHead, Frame)> {
+        let head = recv_head(buf).ok()??;
+        Some((head, recv_end(buf, &head, 0, hex, max)))
+    }
+
+    fn payload(buf: &[u8], hex: bool) -> (&[u8], &[u8], usize) {
+        match frame(buf, hex, 2048) {
+            Some((head, Frame::Complete { end, len })) => (
+                &buf[head.topic.0..head.topic.1],
+                &buf[head.payload..end],
                 len,
-            } => {
-                assert_eq!((client, msg_id), (0, 3));
-                assert_eq!(topic, b"a/b");
-                assert_eq!(payload, b"{\"k\":\"v, w\"}\r\nline 2");
-                assert_eq!(&buf[len..], b"rest");
-            }
+            ),
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
-    fn recv_waits_for_its_closing_quote_and_crlf() {
-        let full = b"+QMTRECV: 1,0,\"t\",\"x\"\r\n";
-        for cut in 1..full.len() {
-            assert_eq!(
-                parse_recv(&full[..cut], 1024),
-                Recv::Incomplete,
-                "cut {cut}"
+    fn recv_text_payload_with_commas_quotes_and_crlf_ends_at_quote_crlf() {
+        let buf = b"+QMTRECV: 0,3,\"a/b\",\"{\"k\":\"v, w\"}\r\nline 2\"\r\nrest";
+        let (topic, p, len) = payload(buf, false);
+        assert_eq!(topic, b"a/b");
+        assert_eq!(p, b"{\"k\":\"v, w\"}\r\nline 2");
+        assert_eq!(&buf[len..], b"rest");
+        let head = recv_head(buf).unwrap().unwrap();
+        assert_eq!((head.client, head.msg_id, head.length), (0, 3, None));
+    }
+
+    #[test]
+    fn recv_waits_for_its_closing_quote_and_crlf_at_every_cut() {
+        for hex in [false, true] {
+            let full: &[u8] = if hex {
+                b"+QMTRECV: 1,0,\"t\",\"0A0b\"\r\n"
+            } else {
+                b"+QMTRECV: 1,0,\"t\",\"x\"\r\n"
+            };
+            for cut in 1..full.len() {
+                let part = &full[..cut];
+                match recv_head(part) {
+                    Ok(None) => {}
+                    Ok(Some(h)) => assert!(
+                        matches!(recv_end(part, &h, 0, hex, 1024), Frame::Incomplete { .. }),
+                        "cut {cut}"
+                    ),
+                    Err(()) => panic!("cut {cut} malformed"),
+                }
+            }
+            assert!(
+                matches!(frame(full, hex, 1024), Some((_, Frame::Complete { len, .. })) if len == full.len())
             );
         }
-        assert!(matches!(parse_recv(full, 1024), Recv::Complete { len, .. } if len == full.len()));
+    }
+
+    #[test]
+    fn recv_resumed_scans_each_payload_byte_once_and_finds_the_same_end() {
+        // Fed a byte at a time, the scan resumes where it stopped: `scanned`
+        // only grows, and the frame found is the one found in one piece.
+        let mut full = b"+QMTRECV: 0,9,\"t\",\"".to_vec();
+        full.extend(core::iter::repeat_n(b'A', 1024));
+        full.extend_from_slice(b"\"\r\n");
+        for hex in [false, true] {
+            let head = recv_head(&full).unwrap().unwrap();
+            let mut scanned = head.payload;
+            let mut steps = 0;
+            for cut in head.payload..=full.len() {
+                match recv_end(&full[..cut], &head, scanned, hex, 1024) {
+                    Frame::Incomplete { scanned: s } => {
+                        assert!(s >= scanned);
+                        steps += s - scanned;
+                        scanned = s;
+                    }
+                    Frame::Complete { end, len } => {
+                        assert_eq!((end, len), (full.len() - 3, full.len()));
+                        assert_eq!(cut, full.len());
+                    }
+                    Frame::Malformed => panic!("malformed at {cut}"),
+                }
+            }
+            assert!(
+                steps <= 1024 + 3,
+                "{steps} bytes scanned for a 1024-byte payload"
+            );
+        }
+    }
+
+    #[test]
+    fn recv_hex_payload_broken_by_a_lost_byte_is_malformed_at_once() {
+        // The closing quote lost: the CR LF that follows is not a hex digit.
+        let buf = b"+QMTRECV: 0,1,\"t\",\"414243\r\n\r\nOK\r\n";
+        assert_eq!(frame(buf, true, 1024).map(|f| f.1), Some(Frame::Malformed));
+        // A text frame in the same state waits (the quiet gap ends the wait).
+        assert!(matches!(
+            frame(buf, false, 1024),
+            Some((_, Frame::Incomplete { .. }))
+        ));
     }
 
     #[test]
     fn recv_with_a_payload_length_is_framed_by_it() {
         let buf = b"+QMTRECV: 0,1,\"t/x\",8,\"a\"\r\n\"b,c\"\r\nOK";
-        match parse_recv(buf, 1024) {
-            Recv::Complete {
-                topic,
-                payload,
-                len,
-                ..
-            } => {
-                assert_eq!(topic, b"t/x");
-                assert_eq!(payload, b"a\"\r\n\"b,c");
-                assert_eq!(&buf[len..], b"OK");
-            }
-            other => panic!("{other:?}"),
-        }
+        let (topic, p, len) = payload(buf, false);
+        assert_eq!(topic, b"t/x");
+        assert_eq!(p, b"a\"\r\n\"b,c");
+        assert_eq!(&buf[len..], b"OK");
         let full = b"+QMTRECV: 0,1,\"t\",3,\"abc\"\r\n";
         for cut in 1..full.len() {
-            assert_eq!(
-                parse_recv(&full[..cut], 1024),
-                Recv::Incomplete,
-                "cut {cut}"
-            );
+            let part = &full[..cut];
+            if let Ok(Some(h)) = recv_head(part) {
+                assert!(
+                    matches!(recv_end(part, &h, 0, false, 1024), Frame::Incomplete { .. }),
+                    "cut {cut}"
+                );
+            }
         }
-        assert!(matches!(
-            parse_recv(b"+QMTRECV: 0,1,\"t\",2,\"abc\"\r\n", 1024),
-            Recv::Malformed { .. }
-        ));
-        assert!(matches!(
-            parse_recv(b"+QMTRECV: 0,1,\"t\",5000,\"abc\"\r\n", 1024),
-            Recv::Malformed { .. }
-        ));
+        assert_eq!(
+            frame(b"+QMTRECV: 0,1,\"t\",2,\"abc\"\r\n", false, 1024).map(|f| f.1),
+            Some(Frame::Malformed)
+        );
+        assert_eq!(
+            frame(b"+QMTRECV: 0,1,\"t\",5000,\"abc\"\r\n", false, 1024).map(|f| f.1),
+            Some(Frame::Malformed)
+        );
     }
 
     #[test]
-    fn recv_without_quotes_or_with_bad_ids_is_skipped_one_line() {
-        assert_eq!(
-            parse_recv(b"+QMTRECV: 1,7\r\nOK\r\n", 1024),
-            Recv::Malformed { skip: 15 }
-        );
-        assert_eq!(
-            parse_recv(b"+QMTRECV: a,0,\"t\",\"x\"\r\n", 1024),
-            Recv::Malformed { skip: 23 }
-        );
+    fn recv_without_quotes_or_with_bad_ids_is_malformed() {
+        assert_eq!(recv_head(b"+QMTRECV: 1,7\r\nOK\r\n"), Err(()));
+        assert_eq!(recv_head(b"+QMTRECV: a,0,\"t\",\"x\"\r\n"), Err(()));
+        assert_eq!(recv_head(b"+QMTRECV: 0,0,\"t\r\n\",\"x\"\r\n"), Err(()));
+        assert_eq!(recv_head(b"+QMTRECX: 0"), Err(()));
+        assert_eq!(recv_head(b"+QMTRE"), Ok(None));
     }
 
     #[test]
     fn recv_longer_than_the_limit_is_malformed_not_waited_for() {
-        let mut v = std::vec::Vec::new();
-        v.extend_from_slice(b"+QMTRECV: 0,0,\"t\",\"");
+        let mut v = b"+QMTRECV: 0,0,\"t\",\"".to_vec();
         v.extend_from_slice(&[b'a'; 20]);
         v.extend_from_slice(b"\r\n");
         v.extend_from_slice(&[b'b'; 20]);
-        assert!(matches!(parse_recv(&v, 16), Recv::Malformed { skip } if skip == 19 + 20 + 2));
+        assert_eq!(frame(&v, false, 16).map(|f| f.1), Some(Frame::Malformed));
+        assert_eq!(frame(&v, true, 16).map(|f| f.1), Some(Frame::Malformed));
     }
 }

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use bc26_mqtt::commands::Will;
 use bc26_mqtt::{
-    ClientId, Config, DataFormat, Error, Event, Events, Grant, LinkClosedReason, Modem, MqttClient,
+    ClientId, Config, DataFormat, Error, Events, Grant, LinkClosedReason, Modem, MqttClient,
     MqttVersion, QoS, Runner, State,
 };
 use bc26_sim::broker::{broker, Peer};
@@ -36,7 +36,7 @@ fn uniq(prefix: &str) -> String {
 /// A driver on a fresh simulator (echo on, as the factory default).
 fn driver(cfg: SimConfig) -> (Modem<'static>, SimRunner, SimHandle) {
     let (handle, HostSide { reader, writer }) = Sim::start(cfg);
-    let state: &'static mut State<2400, 1024, 8, 2, 4> = Box::leak(Box::new(State::new()));
+    let state: &'static mut State = Box::leak(Box::new(State::new()));
     let config = Config::new()
         .command_timeout(Duration::from_secs(2))
         .open_timeout(Duration::from_secs(10));
@@ -51,12 +51,12 @@ async fn online(c: MqttClient<'static>, cid: &str) {
     c.connect(cid, None, None).await.expect("connect");
 }
 
-async fn next_message(events: &mut Events<'static>) -> bc26_mqtt::Message {
-    match with_timeout(Duration::from_secs(5), events.next())
+async fn next_message(events: &mut Events<'static>) -> common::Msg {
+    match with_timeout(Duration::from_secs(5), common::next_ev(events))
         .await
         .expect("no event within 5 s")
     {
-        Event::Message(m) => m,
+        common::Ev::Message(m) => m,
         other => panic!("expected a message, got {other:?}"),
     }
 }
@@ -169,7 +169,7 @@ fn messages_from_an_independent_client_arrive_as_driver_events() {
                 .unwrap()
                 .publish(&format!("{t}/after"), 1, b"not for us");
             assert!(
-                with_timeout(Duration::from_millis(500), events.next())
+                with_timeout(Duration::from_millis(500), common::next_ev(&mut events))
                     .await
                     .is_err(),
                 "a message after UNSUBSCRIBE"
@@ -327,12 +327,12 @@ fn a_broker_gone_mid_session_is_reported_as_link_closed_and_ends_pending_work() 
             c.open("127.0.0.1", r2.port).await.unwrap();
             c.connect(&uniq("dev"), None, None).await.unwrap();
             r2.cut();
-            let e = with_timeout(Duration::from_secs(5), events.next())
+            let e = with_timeout(Duration::from_secs(5), common::next_ev(&mut events))
                 .await
                 .expect("no +QMTSTAT");
             assert_eq!(
                 e,
-                Event::LinkClosed {
+                common::Ev::LinkClosed {
                     client: id(5),
                     reason: LinkClosedReason::PeerClosed
                 }

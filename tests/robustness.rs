@@ -91,7 +91,8 @@ fn random_modem_streams_never_panic_or_wedge_the_driver() {
             let config = fast_config()
                 .command_timeout(Duration::from_millis(20))
                 .open_timeout(Duration::from_millis(30))
-                .packet_deadline(Duration::from_millis(30));
+                .packet_deadline(Duration::from_millis(30))
+                .quiet_gap(Duration::from_millis(5));
             let (modem, runner, mut fake) = setup(config);
             let mut events = modem.events().unwrap();
             let c0 = modem.client(ClientId::new(0).unwrap());
@@ -124,7 +125,8 @@ fn random_modem_streams_never_panic_or_wedge_the_driver() {
                 // Whatever was left over, the modem ends it the way a real one would.
                 fake.send(b"\r\n").await;
                 settle().await;
-                while let Some(e) = events.try_next() {
+                let mut buf = [0u8; bc26_mqtt::MESSAGE_MAX];
+                while let Some(e) = events.try_next(&mut buf) {
                     messages += usize::from(matches!(e, bc26_mqtt::Event::Message(_)));
                 }
                 let _ = fake.nothing_from_host();
@@ -137,6 +139,7 @@ fn random_modem_streams_never_panic_or_wedge_the_driver() {
                 );
                 let s = modem.stats();
                 seen.overflows += s.overflows;
+                seen.late_answers += s.late_answers;
                 seen.malformed_urcs += s.malformed_urcs;
                 seen.stray_responses += s.stray_responses;
                 seen.unsolicited_lines += s.unsolicited_lines;

@@ -6,7 +6,7 @@ mod common;
 
 use bc26_mqtt::commands::{TestConnect, TestOpenNetwork, TestPublish, TestSubscribe};
 use bc26_mqtt::{
-    ClientId, Error, Event, Events, Grant, LinkClosedReason, Modem, ModemError, OpenError, QoS,
+    ClientId, Error, Events, Grant, LinkClosedReason, Modem, ModemError, OpenError, QoS,
 };
 use common::transcript::{modem_len, parse, play, Cuts, Step};
 use common::{fast_config, run, setup, with_runner};
@@ -21,8 +21,8 @@ fn id(n: u8) -> ClientId {
 }
 
 async fn message(events: &mut Events<'static>) -> (u8, u32, String, Vec<u8>) {
-    match events.next().await {
-        Event::Message(m) => (
+    match common::next_ev(events).await {
+        common::Ev::Message(m) => (
             m.client.get(),
             m.msg_id,
             m.topic.as_str().to_owned(),
@@ -191,8 +191,8 @@ async fn failures_script(modem: Modem<'static>) {
             .await,
         Err(Error::SendFailed)
     );
-    match events.next().await {
-        Event::LinkClosed { client, reason } => {
+    match common::next_ev(&mut events).await {
+        common::Ev::LinkClosed { client, reason } => {
             assert_eq!((client, reason), (id(0), LinkClosedReason::PingFailed))
         }
         other => panic!("{other:?}"),

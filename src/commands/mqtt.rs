@@ -4,8 +4,8 @@
 use super::parse::{int, lines_with, string, Fields};
 use super::{ok_command, test_command, Line};
 use crate::error::{Error, Field, Problem};
+use crate::event::MAX_SUB_TOPICS;
 use crate::types::{check_quoted, check_topic, limits, quoted_safe, ClientId, QoS};
-use crate::urc::MAX_SUB_TOPICS;
 use atat::{AtatCmd, AtatResp, InternalError};
 use heapless::{String, Vec};
 

@@ -10,7 +10,7 @@ use std::boxed::Box;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::vec::Vec;
 
-use bc26_mqtt::{Config, Modem, Runner, State};
+use bc26_mqtt::{ClientId, Config, Event, Events, LinkClosedReason, Modem, Runner, State};
 use embassy_executor::Executor;
 use embassy_futures::select::{select, Either};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
@@ -41,13 +41,21 @@ pub fn setup(config: Config) -> (Modem<'static>, TestRunner, Fake) {
     )
 }
 
-/// Short timeouts so failing tests fail fast.
+/// Short timeouts so failing tests fail fast. The scripted sessions are
+/// text-mode transcripts, so they receive text (the driver's secure default,
+/// hex reception set up before `open`, is tested in `security.rs` and
+/// end to end).
 pub fn fast_config() -> Config {
     Config::new()
         .command_timeout(Duration::from_millis(300))
         .open_timeout(Duration::from_millis(500))
         .close_timeout(Duration::from_millis(500))
         .packet_deadline(Duration::from_millis(500))
+        // Long enough that a busy test machine never pauses a scripted
+        // modem's line that long (tests of the quiet gap set their own).
+        .quiet_gap(Duration::from_millis(200))
+        .read_error_pause(Duration::from_millis(2))
+        .receive_text(true)
 }
 
 #[embassy_executor::task(pool_size = 64)]
@@ -188,6 +196,28 @@ impl Fake {
         self.expect(want).await;
         self.send(reply).await;
     }
+
+    /// Answers the driver's re-synchronisation after a failed command, if it
+    /// sends one: optional ESC and CR, then a bare `AT`, answered `OK`.
+    /// Returns whether there was one.
+    pub async fn answer_fence(&mut self) -> bool {
+        while self.pending.len() < 3 {
+            self.fill().await;
+        }
+        let mut skip = 0;
+        while matches!(self.pending.get(skip), Some(0x1b | b'\r')) {
+            skip += 1;
+        }
+        while self.pending.len() < skip + 3 {
+            self.fill().await;
+        }
+        if &self.pending[skip..skip + 3] != b"AT\r" {
+            return false;
+        }
+        self.pending.drain(..skip + 3);
+        self.send(b"\r\nOK\r\n").await;
+        true
+    }
 }
 
 /// Lets the driver run for a moment.
@@ -204,10 +234,59 @@ pub async fn next_command_works(
 ) {
     let reply = format!("\r\n+QMTCFG: \"keepalive\",{seconds}\r\n\r\nOK\r\n");
     let want = format!("AT+QMTCFG=\"keepalive\",{}\r", client.id().get());
-    let (r, _) = embassy_futures::join::join(
-        client.keepalive(),
-        fake.answer(want.as_bytes(), reply.as_bytes()),
-    )
+    let (r, _) = embassy_futures::join::join(client.keepalive(), async {
+        fake.answer_fence().await;
+        fake.answer(want.as_bytes(), reply.as_bytes()).await;
+    })
     .await;
     assert_eq!(r, Ok(seconds));
+}
+
+/// A received message with its bytes copied, for assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Msg {
+    pub client: ClientId,
+    pub msg_id: u32,
+    pub topic: String,
+    pub payload: Vec<u8>,
+}
+
+/// An [`Event`] with its bytes copied, for assertions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ev {
+    Message(Msg),
+    LinkClosed {
+        client: ClientId,
+        reason: LinkClosedReason,
+    },
+    Rebooted,
+    Missed(u32),
+}
+
+/// Copies an event out of the buffer it borrows.
+pub fn own(e: Event<'_>) -> Ev {
+    match e {
+        Event::Message(m) => Ev::Message(Msg {
+            client: m.client,
+            msg_id: m.msg_id,
+            topic: m.topic.to_owned(),
+            payload: m.payload.to_vec(),
+        }),
+        Event::LinkClosed { client, reason } => Ev::LinkClosed { client, reason },
+        Event::ModemRebooted => Ev::Rebooted,
+        Event::Missed(n) => Ev::Missed(n),
+        other => panic!("unknown event {other:?}"),
+    }
+}
+
+/// The next event, waiting for one.
+pub async fn next_ev(events: &mut Events<'_>) -> Ev {
+    let mut buf = [0u8; bc26_mqtt::MESSAGE_MAX];
+    own(events.next(&mut buf).await)
+}
+
+/// The next event if one is there.
+pub fn try_next_ev(events: &mut Events<'_>) -> Option<Ev> {
+    let mut buf = [0u8; bc26_mqtt::MESSAGE_MAX];
+    events.try_next(&mut buf).map(own)
 }

@@ -43,6 +43,11 @@ use embedded_io_async::{Read, Write};
 
 use crate::command::{Command, CommandError};
 
+/// Room for one received message (topic, then payload): commands are short,
+/// so the application keeps 256 bytes, not the 1279 any message may need; a
+/// longer message is not a command and is reported as missed.
+const MESSAGE_BUF: usize = 256;
+
 /// The broker and the credentials.
 #[derive(Debug, Clone, Copy)]
 pub struct Broker<'a> {
@@ -377,7 +382,8 @@ impl<'m, 'c, D: Device> App<'m, 'c, D> {
         self.device.status(Status::Connecting);
         // Forget what the previous link left behind (its +QMTSTAT, messages
         // that arrived while it failed).
-        while let Some(e) = events.try_next() {
+        let mut buf = [0u8; MESSAGE_BUF];
+        while let Some(e) = events.try_next(&mut buf) {
             debug!("dropping an event of the previous session: {:?}", e);
         }
         if let Err(e) = self.open().await {
@@ -455,8 +461,9 @@ impl<'m, 'c, D: Device> App<'m, 'c, D> {
         backoff.reset();
         // The first telemetry goes out at once.
         let mut next = Instant::now();
+        let mut buf = [0u8; MESSAGE_BUF];
         loop {
-            match select(Timer::at(next), events.next()).await {
+            match select(Timer::at(next), events.next(&mut buf)).await {
                 Either::First(()) => {
                     if let Err(e) = self.telemetry().await {
                         if self.link_really_closed(&e).await {
@@ -538,14 +545,14 @@ impl<'m, 'c, D: Device> App<'m, 'c, D> {
         Ok(())
     }
 
-    async fn on_message(&mut self, m: &Message, next: &mut Instant) -> Result<(), Error> {
-        if m.topic.as_str() != self.cfg.topics.command {
-            info!("message on {} ignored", m.topic.as_str());
+    async fn on_message(&mut self, m: &Message<'_>, next: &mut Instant) -> Result<(), Error> {
+        if m.topic != self.cfg.topics.command {
+            info!("message on {} ignored", m.topic);
             return Ok(());
         }
         self.counters.commands += 1;
         let mut reply: heapless::String<32> = heapless::String::new();
-        match command::parse(&m.payload) {
+        match command::parse(m.payload) {
             Ok(cmd) => {
                 info!("command: {:?}", cmd);
                 match cmd {

@@ -1,0 +1,814 @@
+//! The six clients' shared state: the one owner of the deferred-result slots
+//! (one operation slot per client, a pool of publish slots shared by all
+//! clients), the msgID allocator, what the driver knows of each client's
+//! modem-side settings, its link's epoch, and the topic filters a supervisor
+//! registered.
+//!
+//! - Handle side: [`Clients::begin_op`] / [`OpTicket::wait`],
+//!   [`Clients::claim_publish`] / [`Clients::try_claim_publish`] /
+//!   [`PubTicket::wait`], [`Clients::settings`], [`Clients::wait_link_change`].
+//! - Runner side: [`Clients::arm_publish`] when a publish line goes out (this
+//!   is when it takes its place in the QoS 0 queue, so a QoS 0 result goes to
+//!   the oldest publish whose line the modem has).
+//! - Router side: [`Clients::deliver_op`], [`Clients::deliver_publish`],
+//!   [`Clients::link_closed`], [`Clients::rebooted`], [`Clients::accepts`].
+
+use core::cell::{Cell, RefCell};
+use core::future::poll_fn;
+use core::task::Poll;
+
+use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
+use embassy_sync::mutex::{Mutex, MutexGuard};
+use embassy_sync::signal::Signal;
+use embassy_sync::waitqueue::MultiWakerRegistration;
+use embassy_time::{with_deadline, Duration, Instant};
+
+use crate::error::LinkClosedReason;
+use crate::state::Cs;
+use crate::types::{topic_matches, ClientId, QoS, Subscription};
+use crate::urc::{Deferred, SubValue};
+
+const CLIENTS: usize = ClientId::COUNT;
+
+/// Operations that wait in a client's single operation slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpKind {
+    Open,
+    Close,
+    Conn,
+    Disc,
+    Sub,
+    Uns,
+}
+
+/// A deferred result for the operation slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpOutcome {
+    /// OPEN/CLOSE/DISC result code.
+    Code(i16),
+    Conn {
+        result: u8,
+        ret_code: Option<u8>,
+    },
+    Sub {
+        result: u8,
+        value: SubValue,
+    },
+    Uns {
+        result: u8,
+        value: Option<u16>,
+    },
+    LinkClosed(LinkClosedReason),
+    Rebooted,
+}
+
+impl OpOutcome {
+    /// Result 1 of CONN/SUB/UNS: the modem retransmits; not the end.
+    fn is_progress(&self) -> bool {
+        matches!(
+            self,
+            OpOutcome::Conn { result: 1, .. }
+                | OpOutcome::Sub { result: 1, .. }
+                | OpOutcome::Uns { result: 1, .. }
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OpWait {
+    Free,
+    Waiting { kind: OpKind, msg_id: u16 },
+    Done,
+}
+
+/// How a publish's deferred result ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PubOutcome {
+    /// Result 1: the modem retransmits; not the end.
+    Progress,
+    /// Result 0 (sent) or 2 (failed), with the retransmissions seen before.
+    Final {
+        result: u8,
+        retransmissions: u16,
+    },
+    LinkClosed(LinkClosedReason),
+    Rebooted,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SlotWait {
+    Free,
+    /// Claimed by a publish the modem has not accepted (yet).
+    Claimed {
+        client: u8,
+        msg_id: u16,
+    },
+    /// The modem accepted the publish (`seq` orders QoS 0 results);
+    /// `retrans`: progress reports so far.
+    Waiting {
+        client: u8,
+        msg_id: u16,
+        seq: u32,
+        retrans: u16,
+    },
+    /// The publish's future was dropped after the modem accepted it: the
+    /// slot keeps the msgID and absorbs the late result until `until`.
+    Abandoned {
+        client: u8,
+        msg_id: u16,
+        seq: u32,
+        until: Instant,
+    },
+    /// A final outcome was signalled; the ticket frees it.
+    Done,
+}
+
+impl SlotWait {
+    /// The (client, msgID) the slot holds, if it holds one now.
+    fn holds(self, now: Instant) -> Option<(u8, u16, Option<u32>)> {
+        match self {
+            SlotWait::Claimed { client, msg_id } => Some((client, msg_id, None)),
+            SlotWait::Waiting {
+                client,
+                msg_id,
+                seq,
+                ..
+            } => Some((client, msg_id, Some(seq))),
+            SlotWait::Abandoned {
+                client,
+                msg_id,
+                seq,
+                until,
+            } if until > now => Some((client, msg_id, Some(seq))),
+            _ => None,
+        }
+    }
+
+    fn is_free(self, now: Instant) -> bool {
+        match self {
+            SlotWait::Free => true,
+            SlotWait::Abandoned { until, .. } => until <= now,
+            _ => false,
+        }
+    }
+}
+
+/// One in-flight publish slot (the `INFLIGHT` pool of [`State`](crate::State)).
+pub(crate) struct PubSlot {
+    wait: BlockingMutex<Cs, Cell<SlotWait>>,
+    signal: Signal<Cs, PubOutcome>,
+}
+
+impl PubSlot {
+    pub(crate) const fn new() -> Self {
+        Self {
+            wait: BlockingMutex::new(Cell::new(SlotWait::Free)),
+            signal: Signal::new(),
+        }
+    }
+
+    fn get(&self) -> SlotWait {
+        self.wait.lock(Cell::get)
+    }
+
+    fn set(&self, w: SlotWait) {
+        self.wait.lock(|c| c.set(w))
+    }
+}
+
+/// The receive format the driver believes a client has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// Not known (the modem may keep a setting from before an MCU reset).
+    Unknown,
+    Text,
+    Hex,
+}
+
+/// What the driver knows of one client's modem-side settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Settings {
+    /// Payloads are sent as hex digits.
+    pub send_hex: bool,
+    /// How payloads arrive.
+    pub recv: Format,
+    /// The application chose text reception itself (the driver leaves it).
+    pub text_chosen: bool,
+    /// `(pkt_timeout, retry_times)` the driver configured or read.
+    pub timeouts: Option<(u8, u8)>,
+}
+
+impl Settings {
+    const fn new() -> Self {
+        Self {
+            send_hex: false,
+            recv: Format::Unknown,
+            text_chosen: false,
+            timeouts: None,
+        }
+    }
+
+    /// The modem's defaults, as after a restart.
+    const fn defaults() -> Self {
+        Self {
+            recv: Format::Text,
+            ..Self::new()
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+struct ClientState {
+    op: OpWait,
+    next_msg_id: u16,
+    next_seq: u32,
+    settings: Settings,
+    /// Bumped each time the client's link ends (`+QMTSTAT` but 5, a restart).
+    link_epoch: u32,
+    last_close: Option<LinkClosedReason>,
+    filters: Option<&'static [Subscription<'static>]>,
+}
+
+impl ClientState {
+    const fn new() -> Self {
+        Self {
+            op: OpWait::Free,
+            next_msg_id: 1,
+            next_seq: 0,
+            settings: Settings::new(),
+            link_epoch: 0,
+            last_close: None,
+            filters: None,
+        }
+    }
+}
+
+struct Wakers {
+    /// Publishes waiting for a free slot.
+    slots: MultiWakerRegistration<4>,
+    /// Tasks waiting for a link to change.
+    links: MultiWakerRegistration<4>,
+}
+
+/// The clients' memory, inside [`Shared`](crate::state::Shared).
+pub(crate) struct ClientsState {
+    clients: BlockingMutex<Cs, RefCell<[ClientState; CLIENTS]>>,
+    /// One OPEN/CLOSE/CONN/DISC/SUB/UNS at a time per client.
+    op_locks: [Mutex<Cs, ()>; CLIENTS],
+    op_signals: [Signal<Cs, OpOutcome>; CLIENTS],
+    wakers: BlockingMutex<Cs, RefCell<Wakers>>,
+}
+
+impl ClientsState {
+    pub(crate) const fn new() -> Self {
+        Self {
+            clients: BlockingMutex::new(RefCell::new([const { ClientState::new() }; CLIENTS])),
+            op_locks: [const { Mutex::new(()) }; CLIENTS],
+            op_signals: [const { Signal::new() }; CLIENTS],
+            wakers: BlockingMutex::new(RefCell::new(Wakers {
+                slots: MultiWakerRegistration::new(),
+                links: MultiWakerRegistration::new(),
+            })),
+        }
+    }
+}
+
+/// The clients, seen without the pool's size. `Copy`.
+#[derive(Clone, Copy)]
+pub(crate) struct Clients<'a> {
+    st: &'a ClientsState,
+    slots: &'a [PubSlot],
+}
+
+/// A claimed operation slot; frees it when dropped.
+pub(crate) struct OpTicket<'c> {
+    st: &'c ClientsState,
+    i: usize,
+    _lock: MutexGuard<'c, Cs, ()>,
+}
+
+/// How an operation's wait ended without its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpEnd {
+    Timeout,
+    LinkClosed(LinkClosedReason),
+    Rebooted,
+}
+
+impl OpTicket<'_> {
+    /// Waits for the final deferred result (progress reports do not end it).
+    pub(crate) async fn wait(&self, deadline: Instant) -> Result<OpOutcome, OpEnd> {
+        loop {
+            let outcome = with_deadline(deadline, self.st.op_signals[self.i].wait())
+                .await
+                .map_err(|_| OpEnd::Timeout)?;
+            match outcome {
+                OpOutcome::LinkClosed(r) => return Err(OpEnd::LinkClosed(r)),
+                OpOutcome::Rebooted => return Err(OpEnd::Rebooted),
+                o if o.is_progress() => {}
+                o => return Ok(o),
+            }
+        }
+    }
+}
+
+impl Drop for OpTicket<'_> {
+    fn drop(&mut self) {
+        self.st
+            .clients
+            .lock(|c| c.borrow_mut()[self.i].op = OpWait::Free);
+        self.st.op_signals[self.i].reset();
+    }
+}
+
+/// A claimed publish slot (and its msgID); see [`PubTicket::wait`].
+pub(crate) struct PubTicket<'c> {
+    clients: Clients<'c>,
+    k: usize,
+    msg_id: u16,
+    /// Deadline for a late result once abandoned.
+    abandon_for: Duration,
+}
+
+/// Why a publish slot could not be claimed at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClaimError {
+    /// Every slot is busy.
+    Busy,
+    /// The msgID asked for is in flight for this client.
+    MsgIdInUse,
+}
+
+impl PubTicket<'_> {
+    /// The slot's index, for the channel to arm when the modem accepts.
+    pub(crate) fn index(&self) -> u8 {
+        self.k as u8
+    }
+
+    pub(crate) fn msg_id(&self) -> u16 {
+        self.msg_id
+    }
+
+    /// Waits for the slot's outcome: a link closed or a restart (also before
+    /// the line went out: a publish queued behind other commands ends at
+    /// once), or a final result.
+    pub(crate) async fn outcome(&self) -> PubOutcome {
+        loop {
+            let o = self.clients.slots[self.k].signal.wait().await;
+            if !matches!(o, PubOutcome::Progress) {
+                return o;
+            }
+        }
+    }
+
+    /// Waits for the final `+QMTPUB` result until `deadline`.
+    pub(crate) async fn wait(&self, deadline: Instant) -> Result<PubOutcome, ()> {
+        loop {
+            let o = with_deadline(deadline, self.clients.slots[self.k].signal.wait())
+                .await
+                .map_err(drop)?;
+            if o != PubOutcome::Progress {
+                return Ok(o);
+            }
+        }
+    }
+}
+
+impl Drop for PubTicket<'_> {
+    fn drop(&mut self) {
+        let slot = &self.clients.slots[self.k];
+        let next = match slot.get() {
+            // The modem accepted it and no result came yet: keep the msgID
+            // and absorb the late result (so that a QoS 0 result is not
+            // given to the next QoS 0 publish).
+            SlotWait::Waiting {
+                client,
+                msg_id,
+                seq,
+                ..
+            } => SlotWait::Abandoned {
+                client,
+                msg_id,
+                seq,
+                until: Instant::now() + self.abandon_for,
+            },
+            _ => SlotWait::Free,
+        };
+        slot.set(next);
+        slot.signal.reset();
+        self.clients.wake_slot_waiters();
+    }
+}
+
+impl<'a> Clients<'a> {
+    pub(crate) fn new(st: &'a ClientsState, slots: &'a [PubSlot]) -> Self {
+        Self { st, slots }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut [ClientState; CLIENTS]) -> R) -> R {
+        self.st.clients.lock(|c| f(&mut c.borrow_mut()))
+    }
+
+    fn wake_slot_waiters(&self) {
+        self.st.wakers.lock(|w| w.borrow_mut().slots.wake());
+    }
+
+    // ------------------------------------------------------------ handle side
+
+    /// Takes the client's operation lock and slot, waiting for `kind`'s
+    /// result with `msg_id` (0 when the result carries none).
+    pub(crate) async fn begin_op(
+        &self,
+        client: ClientId,
+        kind: OpKind,
+        msg_id: u16,
+    ) -> OpTicket<'a> {
+        let i = client.index();
+        let lock = self.st.op_locks[i].lock().await;
+        self.st.op_signals[i].reset();
+        self.with(|c| c[i].op = OpWait::Waiting { kind, msg_id });
+        OpTicket {
+            st: self.st,
+            i,
+            _lock: lock,
+        }
+    }
+
+    /// A msgID 1-65535 (wrapping) that no operation or publish of the
+    /// client has in flight.
+    pub(crate) fn alloc_msg_id(&self, client: ClientId) -> u16 {
+        self.with(|c| self.next_msg_id(&mut c[client.index()], client))
+    }
+
+    fn next_msg_id(&self, c: &mut ClientState, client: ClientId) -> u16 {
+        let now = Instant::now();
+        loop {
+            let id = c.next_msg_id;
+            c.next_msg_id = if id == u16::MAX { 1 } else { id + 1 };
+            if !self.in_flight(c, client, id, now) {
+                return id;
+            }
+        }
+    }
+
+    fn in_flight(&self, c: &ClientState, client: ClientId, id: u16, now: Instant) -> bool {
+        let in_op = matches!(c.op, OpWait::Waiting { msg_id, .. } if msg_id == id);
+        in_op
+            || self.slots.iter().any(
+                |s| matches!(s.get().holds(now), Some((cl, m, _)) if cl == client.get() && m == id),
+            )
+    }
+
+    /// Claims a free publish slot and a msgID (0 for QoS 0; `msg_id` if given,
+    /// else the allocator's) in one critical section.
+    pub(crate) fn try_claim_publish(
+        &self,
+        client: ClientId,
+        qos: QoS,
+        msg_id: Option<u16>,
+        abandon_for: Duration,
+    ) -> Result<PubTicket<'a>, ClaimError> {
+        let now = Instant::now();
+        let claimed = self.with(|c| {
+            let c = &mut c[client.index()];
+            let k = self
+                .slots
+                .iter()
+                .position(|s| s.get().is_free(now))
+                .ok_or(ClaimError::Busy)?;
+            let id = match (qos, msg_id) {
+                (QoS::AtMostOnce, _) => 0,
+                (_, Some(id)) if self.in_flight(c, client, id, now) => {
+                    return Err(ClaimError::MsgIdInUse)
+                }
+                (_, Some(id)) => id,
+                (_, None) => self.next_msg_id(c, client),
+            };
+            let slot = &self.slots[k];
+            slot.signal.reset();
+            slot.set(SlotWait::Claimed {
+                client: client.get(),
+                msg_id: id,
+            });
+            Ok((k, id))
+        })?;
+        Ok(PubTicket {
+            clients: *self,
+            k: claimed.0,
+            msg_id: claimed.1,
+            abandon_for,
+        })
+    }
+
+    /// Like [`try_claim_publish`](Self::try_claim_publish), waiting for a
+    /// free slot instead of failing.
+    pub(crate) async fn claim_publish(
+        &self,
+        client: ClientId,
+        qos: QoS,
+        msg_id: Option<u16>,
+        abandon_for: Duration,
+    ) -> Result<PubTicket<'a>, ClaimError> {
+        poll_fn(|cx| {
+            // Try and register in one critical section: no wake-up is lost.
+            self.st.wakers.lock(|w| {
+                match self.try_claim_publish(client, qos, msg_id, abandon_for) {
+                    Err(ClaimError::Busy) => {
+                        w.borrow_mut().slots.register(cx.waker());
+                        Poll::Pending
+                    }
+                    other => Poll::Ready(other),
+                }
+            })
+        })
+        .await
+    }
+
+    /// What the driver knows of the client's settings.
+    pub(crate) fn settings(&self, client: ClientId) -> Settings {
+        self.with(|c| c[client.index()].settings)
+    }
+
+    /// Changes what the driver knows of the client's settings.
+    pub(crate) fn update_settings(&self, client: ClientId, f: impl FnOnce(&mut Settings)) {
+        self.with(|c| f(&mut c[client.index()].settings))
+    }
+
+    /// The client's link epoch (bumped each time its link ends) and the last
+    /// reason it ended for.
+    pub(crate) fn link(&self, client: ClientId) -> (u32, Option<LinkClosedReason>) {
+        self.with(|c| (c[client.index()].link_epoch, c[client.index()].last_close))
+    }
+
+    /// Waits until the client's link epoch differs from `since`.
+    pub(crate) async fn wait_link_change(&self, client: ClientId, since: u32) -> u32 {
+        poll_fn(|cx| {
+            self.st.wakers.lock(|w| {
+                let now = self.with(|c| c[client.index()].link_epoch);
+                if now != since {
+                    Poll::Ready(now)
+                } else {
+                    w.borrow_mut().links.register(cx.waker());
+                    Poll::Pending
+                }
+            })
+        })
+        .await
+    }
+
+    /// Registers the topic filters the client is subscribed to (a
+    /// supervisor's persistent set): messages on other topics are dropped.
+    pub(crate) fn set_filters(
+        &self,
+        client: ClientId,
+        filters: Option<&'static [Subscription<'static>]>,
+    ) {
+        self.with(|c| c[client.index()].filters = filters)
+    }
+
+    // ------------------------------------------------------------ digester side
+
+    /// The modem accepted the publish of slot `k` (its `OK`): it takes its
+    /// place in the client's QoS 0 queue and may receive results.
+    pub(crate) fn arm_publish(&self, k: u8) {
+        let Some(slot) = self.slots.get(usize::from(k)) else {
+            return;
+        };
+        self.with(|c| {
+            if let SlotWait::Claimed { client, msg_id } = slot.get() {
+                let cs = &mut c[usize::from(client)];
+                cs.next_seq = cs.next_seq.wrapping_add(1);
+                slot.set(SlotWait::Waiting {
+                    client,
+                    msg_id,
+                    seq: cs.next_seq,
+                    retrans: 0,
+                });
+            }
+        })
+    }
+
+    // ------------------------------------------------------------ router side
+
+    /// An OPEN/CLOSE/CONN/DISC/SUB/UNS result. `false`: nobody waited (stale).
+    pub(crate) fn deliver_op(&self, d: Deferred) -> bool {
+        let (client, kind, msg_id, outcome) = match d {
+            Deferred::Open { client, result } => {
+                (client, OpKind::Open, None, OpOutcome::Code(result))
+            }
+            Deferred::Close { client, result } => {
+                (client, OpKind::Close, None, OpOutcome::Code(result))
+            }
+            Deferred::Disc { client, result } => {
+                (client, OpKind::Disc, None, OpOutcome::Code(result))
+            }
+            Deferred::Conn {
+                client,
+                result,
+                ret_code,
+            } => (
+                client,
+                OpKind::Conn,
+                None,
+                OpOutcome::Conn { result, ret_code },
+            ),
+            Deferred::Sub {
+                client,
+                msg_id,
+                result,
+                value,
+            } => (
+                client,
+                OpKind::Sub,
+                Some(msg_id),
+                OpOutcome::Sub { result, value },
+            ),
+            Deferred::Uns {
+                client,
+                msg_id,
+                result,
+                value,
+            } => (
+                client,
+                OpKind::Uns,
+                Some(msg_id),
+                OpOutcome::Uns { result, value },
+            ),
+            Deferred::Pub { .. } => return false,
+        };
+        let i = usize::from(client);
+        if i >= CLIENTS {
+            return false;
+        }
+        let matched = self.with(|c| match c[i].op {
+            OpWait::Waiting { kind: k, msg_id: m }
+                if k == kind && msg_id.is_none_or(|id| id == u32::from(m)) =>
+            {
+                if !outcome.is_progress() {
+                    c[i].op = OpWait::Done;
+                }
+                true
+            }
+            _ => false,
+        });
+        if matched {
+            self.st.op_signals[i].signal(outcome);
+        }
+        matched
+    }
+
+    /// A `+QMTPUB: <id>,<msgID>,<result>[,<value>]`. `false`: nobody waited
+    /// (stale). A late result absorbed by an abandoned slot counts as stale.
+    pub(crate) fn deliver_publish(
+        &self,
+        client: u8,
+        msg_id: u32,
+        result: u8,
+        value: Option<u16>,
+    ) -> bool {
+        let now = Instant::now();
+        // QoS 0 results (msgID 0) go to the oldest publish whose line went out.
+        let mut best: Option<(usize, u32)> = None;
+        for (k, slot) in self.slots.iter().enumerate() {
+            if let Some((c, m, Some(seq))) = slot.get().holds(now) {
+                let older = best.is_none_or(|(_, s)| seq.wrapping_sub(s) >= 1 << 31);
+                if c == client && u32::from(m) == msg_id && older {
+                    best = Some((k, seq));
+                }
+            }
+        }
+        let Some((k, _)) = best else {
+            return false;
+        };
+        let slot = &self.slots[k];
+        let (outcome, waited) = self.with(|_| match slot.get() {
+            SlotWait::Waiting {
+                client,
+                msg_id,
+                seq,
+                retrans,
+            } => {
+                if result == 1 {
+                    let retrans = value.unwrap_or(retrans.saturating_add(1));
+                    slot.set(SlotWait::Waiting {
+                        client,
+                        msg_id,
+                        seq,
+                        retrans,
+                    });
+                    (PubOutcome::Progress, true)
+                } else {
+                    slot.set(SlotWait::Done);
+                    (
+                        PubOutcome::Final {
+                            result,
+                            retransmissions: retrans,
+                        },
+                        true,
+                    )
+                }
+            }
+            // Abandoned: a progress report keeps it; a final frees it.
+            _ => {
+                if result != 1 {
+                    slot.set(SlotWait::Free);
+                }
+                (PubOutcome::Progress, false)
+            }
+        });
+        if waited {
+            slot.signal.signal(outcome);
+        } else if result != 1 {
+            self.wake_slot_waiters();
+        }
+        waited
+    }
+
+    /// `+QMTSTAT`: the end of every operation of the client that needs the
+    /// link, and of its publishes (also those whose line has not gone out).
+    /// Code 5 (the normal close after the client's own DISCONNECT, possibly
+    /// late, after the application opened and connected again) ends nothing.
+    pub(crate) fn link_closed(&self, client: ClientId, reason: LinkClosedReason) {
+        if reason == LinkClosedReason::Disconnected {
+            return;
+        }
+        let i = client.index();
+        let fail_op = self.with(|c| {
+            c[i].link_epoch = c[i].link_epoch.wrapping_add(1);
+            c[i].last_close = Some(reason);
+            match c[i].op {
+                OpWait::Waiting {
+                    kind: OpKind::Conn | OpKind::Sub | OpKind::Uns,
+                    ..
+                } => {
+                    c[i].op = OpWait::Done;
+                    true
+                }
+                _ => false,
+            }
+        });
+        if fail_op {
+            self.st.op_signals[i].signal(OpOutcome::LinkClosed(reason));
+        }
+        self.fail_slots(Some(client.get()), PubOutcome::LinkClosed(reason));
+        self.st.wakers.lock(|w| w.borrow_mut().links.wake());
+    }
+
+    /// The modem restarted: every pending operation and publish ends, and the
+    /// settings go back to the modem's defaults.
+    pub(crate) fn rebooted(&self) {
+        let failed = self.with(|c| {
+            let mut failed = [false; CLIENTS];
+            for (i, cs) in c.iter_mut().enumerate() {
+                cs.link_epoch = cs.link_epoch.wrapping_add(1);
+                cs.last_close = None;
+                cs.settings = Settings::defaults();
+                if matches!(cs.op, OpWait::Waiting { .. }) {
+                    cs.op = OpWait::Done;
+                    failed[i] = true;
+                }
+            }
+            failed
+        });
+        for (i, f) in failed.iter().enumerate() {
+            if *f {
+                self.st.op_signals[i].signal(OpOutcome::Rebooted);
+            }
+        }
+        self.fail_slots(None, PubOutcome::Rebooted);
+        self.st.wakers.lock(|w| w.borrow_mut().links.wake());
+    }
+
+    fn fail_slots(&self, client: Option<u8>, outcome: PubOutcome) {
+        let mut freed = false;
+        for slot in self.slots {
+            let signal = self.with(|_| match slot.get() {
+                SlotWait::Claimed { client: c, .. } | SlotWait::Waiting { client: c, .. }
+                    if client.is_none_or(|x| x == c) =>
+                {
+                    slot.set(SlotWait::Done);
+                    true
+                }
+                SlotWait::Abandoned { client: c, .. } if client.is_none_or(|x| x == c) => {
+                    slot.set(SlotWait::Free);
+                    freed = true;
+                    false
+                }
+                _ => false,
+            });
+            if signal {
+                slot.signal.signal(outcome);
+            }
+        }
+        if freed {
+            self.wake_slot_waiters();
+        }
+    }
+
+    /// True if a message on `topic` for `client` may be delivered: no filters
+    /// registered, or one of them matches.
+    pub(crate) fn accepts(&self, client: ClientId, topic: &str) -> bool {
+        let filters = self.with(|c| c[client.index()].filters);
+        filters.is_none_or(|f| f.iter().any(|s| topic_matches(s.topic, topic)))
+    }
+}

@@ -1,0 +1,472 @@
+//! The receive store: the one owner of what the router hands to the
+//! application. Messages are kept by their size in a byte ring (a record is
+//! a 10-byte header, the topic and the decoded payload), and every event
+//! goes through an embassy `PubSubChannel` of small notices, in order, to
+//! each [`Events`](crate::Events) subscription. A record is freed when every
+//! subscription that existed when it arrived has read it.
+//!
+//! - Router side: [`Inbox::push_message`], [`Inbox::push_link_closed`],
+//!   [`Inbox::push_rebooted`]. Never waits: what cannot be stored is
+//!   counted (and reported to each subscription as [`Event::Missed`]).
+//! - Subscriber side: [`Inbox::subscribe`], [`Sub::next`], [`Sub::try_next`].
+//!
+//! Link and reboot events need no bytes in the ring, and the notice channel
+//! keeps [`RESERVE`] places that messages may not take, so a burst of
+//! messages never pushes out the event that says the link closed.
+
+use core::cell::RefCell;
+
+use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
+use embassy_sync::pubsub::{DynSubscriber, PubSubChannel, WaitResult};
+
+use crate::error::LinkClosedReason;
+use crate::event::{Event, Message};
+use crate::state::{Cs, StatsCell};
+use crate::types::ClientId;
+
+/// Notice places kept for link and reboot events.
+pub(crate) const RESERVE: usize = 8;
+/// Bytes of a record's header: length (2), readers (1), client (1), msgID
+/// (4), topic length (2).
+const HEADER: usize = 10;
+
+/// One event, as the notice channel carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// A message record at this offset of the ring.
+    Message {
+        at: u16,
+    },
+    LinkClosed {
+        client: u8,
+        reason: u8,
+    },
+    Rebooted,
+}
+
+/// The notice channel, seen without its sizes.
+pub(crate) trait NoticeChannel: Sync {
+    fn subscriber(&self) -> Option<DynSubscriber<'_, Notice>>;
+    fn try_publish(&self, n: Notice) -> bool;
+    fn free_capacity(&self) -> usize;
+}
+
+impl<const C: usize, const S: usize> NoticeChannel for PubSubChannel<Cs, Notice, C, S, 0> {
+    fn subscriber(&self) -> Option<DynSubscriber<'_, Notice>> {
+        self.dyn_subscriber().ok()
+    }
+    fn try_publish(&self, n: Notice) -> bool {
+        self.dyn_immediate_publisher().try_publish(n).is_ok()
+    }
+    fn free_capacity(&self) -> usize {
+        PubSubChannel::free_capacity(self)
+    }
+}
+
+/// Where the live records of the ring are. Records are contiguous; when one
+/// does not fit before the end, it goes at the start and `wrap` marks where
+/// the data before it ends (bbqueue style).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ring {
+    /// The oldest live record.
+    tail: usize,
+    /// Where the next record goes.
+    head: usize,
+    /// When wrapped: the end of the records at `tail..`; the newer ones are
+    /// at `0..head`.
+    wrap: Option<usize>,
+    /// Active subscriptions (the readers a new record gets).
+    subscribers: u8,
+    /// Messages dropped while subscriptions existed (wrapping).
+    dropped: u32,
+}
+
+impl Ring {
+    const fn new() -> Self {
+        Self {
+            tail: 0,
+            head: 0,
+            wrap: None,
+            subscribers: 0,
+            dropped: 0,
+        }
+    }
+
+    /// Reserves `n` contiguous bytes in a ring of `size`; returns where.
+    fn alloc(&mut self, n: usize, size: usize) -> Option<usize> {
+        match self.wrap {
+            None => {
+                if size - self.head >= n {
+                    let at = self.head;
+                    self.head += n;
+                    Some(at)
+                } else if self.tail > n {
+                    // Strictly greater: `head == tail` only when empty.
+                    self.wrap = Some(self.head);
+                    self.head = n;
+                    Some(0)
+                } else {
+                    None
+                }
+            }
+            Some(_) => {
+                if self.head + n < self.tail {
+                    let at = self.head;
+                    self.head += n;
+                    Some(at)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Frees the records at the tail that every reader has read.
+    fn reclaim(&mut self, buf: &[u8]) {
+        loop {
+            if self.wrap.is_none() && self.tail == self.head {
+                // Empty: start again at 0, so a large record finds room.
+                self.tail = 0;
+                self.head = 0;
+                return;
+            }
+            if self.wrap == Some(self.tail) {
+                self.tail = 0;
+                self.wrap = None;
+                continue;
+            }
+            let h = &buf[self.tail..];
+            if h[2] != 0 {
+                return;
+            }
+            self.tail += usize::from(u16::from_le_bytes([h[0], h[1]]));
+        }
+    }
+}
+
+/// The ring with its bytes, seen without its size.
+pub(crate) trait RingBuffer: Sync {
+    fn with(&self, f: &mut dyn FnMut(&mut Ring, &mut [u8]));
+}
+
+/// A ring of `N` bytes.
+pub(crate) struct RingStore<const N: usize> {
+    ring: Ring,
+    buf: [u8; N],
+}
+
+impl<const N: usize> RingStore<N> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            ring: Ring::new(),
+            buf: [0; N],
+        }
+    }
+}
+
+impl<const N: usize> RingBuffer for BlockingMutex<Cs, RefCell<RingStore<N>>> {
+    fn with(&self, f: &mut dyn FnMut(&mut Ring, &mut [u8])) {
+        self.lock(|r| {
+            let r = &mut *r.borrow_mut();
+            f(&mut r.ring, &mut r.buf)
+        })
+    }
+}
+
+/// The receive store. `Copy`.
+#[derive(Clone, Copy)]
+pub(crate) struct Inbox<'a> {
+    ring: &'a dyn RingBuffer,
+    notices: &'a dyn NoticeChannel,
+    stats: &'a StatsCell,
+}
+
+/// A message's bytes as they arrived.
+pub(crate) struct Incoming<'m> {
+    pub client: ClientId,
+    pub msg_id: u32,
+    pub topic: &'m str,
+    /// Wire bytes: hex digits if `hex`.
+    pub payload: &'m [u8],
+    pub hex: bool,
+}
+
+impl<'a> Inbox<'a> {
+    pub(crate) fn new(
+        ring: &'a dyn RingBuffer,
+        notices: &'a dyn NoticeChannel,
+        stats: &'a StatsCell,
+    ) -> Self {
+        Self {
+            ring,
+            notices,
+            stats,
+        }
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&mut Ring, &mut [u8]) -> R) -> R {
+        let mut f = Some(f);
+        let mut out = None;
+        self.ring.with(&mut |r, b| {
+            if let Some(f) = f.take() {
+                out = Some(f(r, b));
+            }
+        });
+        out.unwrap_or_else(|| unreachable!())
+    }
+
+    // ------------------------------------------------------------ router side
+
+    /// Stores a message and tells every subscription; never waits. `false`:
+    /// dropped (no subscription, the store or the notices full, or a payload
+    /// that is not valid hex), counted.
+    pub(crate) fn push_message(&self, m: &Incoming<'_>) -> bool {
+        let payload_len = if m.hex {
+            if m.payload.len() % 2 != 0 || !m.payload.iter().all(u8::is_ascii_hexdigit) {
+                self.stats
+                    .count(|s| s.malformed_urcs = s.malformed_urcs.wrapping_add(1));
+                return false;
+            }
+            m.payload.len() / 2
+        } else {
+            m.payload.len()
+        };
+        let len = HEADER + m.topic.len() + payload_len;
+        let stored = critical_section::with(|_| {
+            self.with(|ring, buf| {
+                if ring.subscribers == 0 {
+                    return Err(false);
+                }
+                if self.notices.free_capacity() <= RESERVE || len > usize::from(u16::MAX) {
+                    ring.dropped = ring.dropped.wrapping_add(1);
+                    return Err(true);
+                }
+                let Some(at) = ring.alloc(len, buf.len()) else {
+                    ring.dropped = ring.dropped.wrapping_add(1);
+                    return Err(true);
+                };
+                let rec = &mut buf[at..at + len];
+                rec[0..2].copy_from_slice(&(len as u16).to_le_bytes());
+                rec[2] = ring.subscribers;
+                rec[3] = m.client.get();
+                rec[4..8].copy_from_slice(&m.msg_id.to_le_bytes());
+                rec[8..10].copy_from_slice(&(m.topic.len() as u16).to_le_bytes());
+                let (topic, payload) = rec[HEADER..].split_at_mut(m.topic.len());
+                topic.copy_from_slice(m.topic.as_bytes());
+                if m.hex {
+                    crate::hex::decode_into(m.payload, payload);
+                } else {
+                    payload.copy_from_slice(m.payload);
+                }
+                // There is room: the router is the only publisher.
+                let sent = self.notices.try_publish(Notice::Message { at: at as u16 });
+                debug_assert!(sent);
+                Ok(())
+            })
+        });
+        match stored {
+            Ok(()) => {
+                self.stats
+                    .count(|s| s.events_published = s.events_published.wrapping_add(1));
+                true
+            }
+            Err(_) => {
+                self.stats
+                    .count(|s| s.messages_dropped = s.messages_dropped.wrapping_add(1));
+                false
+            }
+        }
+    }
+
+    fn push_control(&self, n: Notice) {
+        let sent = critical_section::with(|_| {
+            self.with(|ring, _| ring.subscribers > 0 && self.notices.try_publish(n))
+        });
+        self.stats.count(|s| {
+            if sent {
+                s.events_published = s.events_published.wrapping_add(1);
+            } else {
+                s.events_dropped = s.events_dropped.wrapping_add(1);
+            }
+        });
+    }
+
+    /// `+QMTSTAT`: tells every subscription.
+    pub(crate) fn push_link_closed(&self, client: ClientId, reason: LinkClosedReason) {
+        self.push_control(Notice::LinkClosed {
+            client: client.get(),
+            reason: reason.code(),
+        });
+    }
+
+    /// The modem restarted: tells every subscription.
+    pub(crate) fn push_rebooted(&self) {
+        self.push_control(Notice::Rebooted);
+    }
+
+    // ------------------------------------------------------------ subscriber side
+
+    /// A new subscription, or `None` when every place is taken.
+    pub(crate) fn subscribe(&self) -> Option<Sub<'a>> {
+        // One critical section: a record never counts a reader that will not
+        // read it, nor misses one that will.
+        critical_section::with(|_| {
+            let sub = self.notices.subscriber()?;
+            let seen = self.with(|ring, _| {
+                ring.subscribers += 1;
+                ring.dropped
+            });
+            Some(Sub {
+                inbox: *self,
+                sub,
+                seen,
+            })
+        })
+    }
+}
+
+/// One subscription's reading end.
+pub(crate) struct Sub<'a> {
+    inbox: Inbox<'a>,
+    sub: DynSubscriber<'a, Notice>,
+    /// `Ring::dropped` when this subscription last reported what it missed.
+    seen: u32,
+}
+
+impl Sub<'_> {
+    /// Messages dropped since this subscription last said so.
+    fn missed(&mut self) -> Option<u32> {
+        let now = self.inbox.with(|ring, _| ring.dropped);
+        let n = now.wrapping_sub(self.seen);
+        self.seen = now;
+        (n > 0).then_some(n)
+    }
+
+    /// Turns a notice into an event, copying a message into `buf`.
+    fn event<'b>(&mut self, n: Notice, buf: &'b mut [u8]) -> Event<'b> {
+        match n {
+            Notice::LinkClosed { client, reason } => Event::LinkClosed {
+                client: ClientId::new(client).unwrap_or_else(|_| unreachable!()),
+                reason: LinkClosedReason::from_code(reason),
+            },
+            Notice::Rebooted => Event::ModemRebooted,
+            Notice::Message { at } => {
+                let at = usize::from(at);
+                let read = self.inbox.with(|ring, ring_buf| {
+                    let rec = &mut ring_buf[at..];
+                    let len = usize::from(u16::from_le_bytes([rec[0], rec[1]]));
+                    let client = rec[3];
+                    let msg_id = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
+                    let topic_len = usize::from(u16::from_le_bytes([rec[8], rec[9]]));
+                    let body = len - HEADER;
+                    let fits = body <= buf.len();
+                    if fits {
+                        buf[..body].copy_from_slice(&rec[HEADER..len]);
+                    }
+                    rec[2] = rec[2].saturating_sub(1);
+                    ring.reclaim(ring_buf);
+                    fits.then_some((client, msg_id, topic_len, body))
+                });
+                let Some((client, msg_id, topic_len, body)) = read else {
+                    self.inbox
+                        .stats
+                        .count(|s| s.messages_dropped = s.messages_dropped.wrapping_add(1));
+                    return Event::Missed(1);
+                };
+                let (topic, payload) = buf[..body].split_at(topic_len);
+                Event::Message(Message {
+                    client: ClientId::new(client).unwrap_or_else(|_| unreachable!()),
+                    msg_id,
+                    // Checked as UTF-8 before it was stored.
+                    topic: core::str::from_utf8(topic).unwrap_or_default(),
+                    payload,
+                })
+            }
+        }
+    }
+
+    /// The next event, waiting for one. Messages are copied into `buf`.
+    pub(crate) async fn next<'b>(&mut self, buf: &'b mut [u8]) -> Event<'b> {
+        if let Some(n) = self.missed() {
+            return Event::Missed(n);
+        }
+        match self.sub.next_message().await {
+            WaitResult::Message(n) => self.event(n, buf),
+            // Never published with overwrite; kept for completeness.
+            WaitResult::Lagged(n) => Event::Missed(u32::try_from(n).unwrap_or(u32::MAX)),
+        }
+    }
+
+    /// The next event if one is there.
+    pub(crate) fn try_next<'b>(&mut self, buf: &'b mut [u8]) -> Option<Event<'b>> {
+        if let Some(n) = self.missed() {
+            return Some(Event::Missed(n));
+        }
+        match self.sub.try_next_message()? {
+            WaitResult::Message(n) => Some(self.event(n, buf)),
+            WaitResult::Lagged(n) => Some(Event::Missed(u32::try_from(n).unwrap_or(u32::MAX))),
+        }
+    }
+}
+
+impl Drop for Sub<'_> {
+    fn drop(&mut self) {
+        // Leave as a reader of every record not read yet; from now on new
+        // records do not count this subscription.
+        critical_section::with(|_| {
+            self.inbox.with(|ring, _| ring.subscribers -= 1);
+            while let Some(r) = self.sub.try_next_message() {
+                if let WaitResult::Message(Notice::Message { at }) = r {
+                    self.inbox.with(|ring, buf| {
+                        let rec = &mut buf[usize::from(at)..];
+                        rec[2] = rec[2].saturating_sub(1);
+                        ring.reclaim(buf);
+                    });
+                }
+            }
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_keeps_records_contiguous_and_wraps_at_the_end() {
+        let mut buf = [0u8; 100];
+        let mut r = Ring::new();
+        let put = |r: &mut Ring, buf: &mut [u8], n: usize| -> Option<usize> {
+            let at = r.alloc(n, 100)?;
+            buf[at..at + 2].copy_from_slice(&(n as u16).to_le_bytes());
+            buf[at + 2] = 1;
+            Some(at)
+        };
+        let free = |r: &mut Ring, buf: &mut [u8], at: usize| {
+            buf[at + 2] = 0;
+            r.reclaim(buf);
+        };
+        let a = put(&mut r, &mut buf, 40).unwrap();
+        let b = put(&mut r, &mut buf, 40).unwrap();
+        assert_eq!((a, b), (0, 40));
+        assert_eq!(
+            put(&mut r, &mut buf, 30),
+            None,
+            "20 bytes left at the end, none at the start"
+        );
+        free(&mut r, &mut buf, a);
+        let c = put(&mut r, &mut buf, 30).unwrap();
+        assert_eq!(c, 0, "wrapped to the start");
+        assert_eq!(put(&mut r, &mut buf, 15), None, "head may not reach tail");
+        // Freed out of order: the tail waits for the oldest.
+        free(&mut r, &mut buf, c);
+        assert_eq!(r.tail, 40);
+        free(&mut r, &mut buf, b);
+        assert_eq!((r.tail, r.head, r.wrap), (0, 0, None), "empty again");
+        assert_eq!(
+            put(&mut r, &mut buf, 100),
+            Some(0),
+            "the whole ring is usable"
+        );
+    }
+}

@@ -1,0 +1,133 @@
+//! [`Modem`], the handle of the whole modem, and [`Events`], a subscription
+//! to what arrives.
+
+use atat::AtatCmd;
+use embassy_time::Duration;
+
+use crate::client::MqttClient;
+use crate::commands::{ConnectionStates, OpenLinks, QueryConnectionState, QueryOpenNetworks};
+use crate::error::Error;
+use crate::event::Event;
+use crate::inbox::Sub;
+use crate::state::{Core, Stats};
+use crate::types::ClientId;
+
+/// The whole modem: clients, events, statistics, and any other AT command.
+/// `Copy`; use it from as many tasks as you like.
+#[derive(Clone, Copy)]
+pub struct Modem<'a> {
+    pub(crate) core: Core<'a>,
+}
+
+impl<'a> Modem<'a> {
+    /// The handle of MQTT client `id` (the modem's `tcpconnectID`).
+    pub fn client(&self, id: ClientId) -> MqttClient<'a> {
+        MqttClient::new(self.core, id)
+    }
+
+    /// A new subscription to messages and link events. At most `SUBSCRIBERS`
+    /// (a [`State`](crate::State) parameter) exist at once. Messages that
+    /// arrive while none exists are dropped and counted
+    /// ([`Stats::messages_dropped`]).
+    pub fn events(&self) -> Result<Events<'a>, Error> {
+        let sub = self
+            .core
+            .inbox
+            .subscribe()
+            .ok_or(Error::TooManySubscribers)?;
+        Ok(Events { sub })
+    }
+
+    /// What the driver has dropped, discarded or recovered from so far.
+    pub fn stats(&self) -> Stats {
+        self.core.stats.get()
+    }
+
+    /// Sends any other AT command (`AT+CEREG?`, `ATE0`, ...) through the same
+    /// channel and returns its parsed answer: firmware needs no second AT
+    /// client. Its deadline is the command's `MAX_TIMEOUT_MS`. Information
+    /// lines with the command's own prefix (and bare lines such as an IMEI)
+    /// are its answer; other `+` lines are treated as URCs. The line must fit
+    /// the `LINE` buffer: atat's derived `write` panics when it does not.
+    pub async fn send<C: AtatCmd>(&self, cmd: &C) -> Result<C::Response, Error> {
+        let timeout = Duration::from_millis(C::MAX_TIMEOUT_MS.into());
+        self.core.channel.command(cmd, timeout, None).await
+    }
+
+    /// Like [`send`](Self::send), with the deadline for the final response
+    /// chosen by the caller (a short one for a bare `AT` that wakes a sleeping
+    /// modem, a long one for a network scan).
+    pub async fn send_with_timeout<C: AtatCmd>(
+        &self,
+        cmd: &C,
+        timeout: Duration,
+    ) -> Result<C::Response, Error> {
+        self.core.channel.command(cmd, timeout, None).await
+    }
+
+    /// `AT+QMTOPEN?`: which clients are open, to which host and port.
+    pub async fn open_links(&self) -> Result<OpenLinks, Error> {
+        self.send_with_timeout(&QueryOpenNetworks, self.core.config.command_timeout)
+            .await
+    }
+
+    /// `AT+QMTCONN?`: the MQTT state of each client.
+    pub async fn connection_states(&self) -> Result<ConnectionStates, Error> {
+        self.send_with_timeout(&QueryConnectionState, self.core.config.command_timeout)
+            .await
+    }
+}
+
+/// A subscription to the driver's events: messages, link closings and modem
+/// restarts, in the order they arrived. The ingress never waits for it:
+/// messages wait in the receive store (`INBOX` bytes of
+/// [`State`](crate::State), shared by the subscriptions) until every
+/// subscription has read them; when the store is full, new messages are
+/// dropped, counted, and reported as [`Event::Missed`]. Link and reboot
+/// events are never the ones dropped.
+pub struct Events<'a> {
+    sub: Sub<'a>,
+}
+
+impl Events<'_> {
+    /// The next event, waiting for one. A message is copied into `buf`
+    /// (topic, then payload); a buffer of [`MESSAGE_MAX`](crate::MESSAGE_MAX)
+    /// bytes holds any. A message that does not fit `buf` is dropped for this
+    /// subscription and reported as [`Event::Missed`].
+    pub async fn next<'b>(&mut self, buf: &'b mut [u8]) -> Event<'b> {
+        self.sub.next(buf).await
+    }
+
+    /// The next event if one is there.
+    pub fn try_next<'b>(&mut self, buf: &'b mut [u8]) -> Option<Event<'b>> {
+        self.sub.try_next(buf)
+    }
+}
+
+impl core::fmt::Debug for Modem<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Modem")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl core::fmt::Debug for Events<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Events").finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Modem<'_> {
+    fn format(&self, f: defmt::Formatter) {
+        defmt::write!(f, "Modem {{ stats: {} }}", self.stats())
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Events<'_> {
+    fn format(&self, f: defmt::Formatter) {
+        defmt::write!(f, "Events")
+    }
+}

@@ -1,0 +1,69 @@
+//! Delivery: where each thing the digester framed goes. Deferred results go
+//! to the clients' slots, `+QMTSTAT` ends a client's link, `+QMTRECV` goes to
+//! the receive store, and a restart ends everything pending. Never waits;
+//! what has nowhere to go is counted.
+
+use crate::error::LinkClosedReason;
+use crate::inbox::Incoming;
+use crate::state::{bump, Core};
+use crate::types::ClientId;
+use crate::urc::{Deferred, RecvHead};
+
+/// A deferred `+QMTxxx: <id>,...` result.
+pub(crate) fn deferred(core: &Core<'_>, d: Deferred) {
+    let taken = match d {
+        Deferred::Pub {
+            client,
+            msg_id,
+            result,
+            value,
+        } => core.clients.deliver_publish(client, msg_id, result, value),
+        d => core.clients.deliver_op(d),
+    };
+    if !taken {
+        debug!("deferred result nobody waits for: dropped");
+        bump!(core.stats, stale_results);
+    }
+}
+
+/// `+QMTSTAT: <id>,<code>`: the client's pending operations end (but for
+/// code 5), and the subscriptions hear of it.
+pub(crate) fn link_closed(core: &Core<'_>, client: ClientId, reason: LinkClosedReason) {
+    warn!("client {} link closed: {}", client.get(), reason.code());
+    core.clients.link_closed(client, reason);
+    core.inbox.push_link_closed(client, reason);
+}
+
+/// `+QMTRECV`: a message for the subscriptions, if the client and topic are
+/// ones the driver may deliver.
+pub(crate) fn message(core: &Core<'_>, head: &RecvHead, topic: &[u8], payload: &[u8]) {
+    let (Ok(client), Ok(topic)) = (ClientId::new(head.client), core::str::from_utf8(topic)) else {
+        warn!("+QMTRECV for a client or topic the driver cannot keep: dropped");
+        bump!(core.stats, malformed_urcs);
+        return;
+    };
+    if !core.clients.accepts(client, topic) {
+        warn!("+QMTRECV on a topic no subscription matches: dropped");
+        bump!(core.stats, messages_filtered);
+        return;
+    }
+    let hex = core.clients.settings(client).recv == crate::clients::Format::Hex;
+    core.inbox.push_message(&Incoming {
+        client,
+        msg_id: head.msg_id,
+        topic,
+        payload,
+        hex,
+    });
+}
+
+/// The modem restarted: the command in flight and every pending operation
+/// end at once, the driver's copy of the settings goes back to the defaults,
+/// and the subscriptions hear of it.
+pub(crate) fn rebooted(core: &Core<'_>) {
+    warn!("the modem restarted");
+    bump!(core.stats, reboots);
+    core.channel.on_reboot();
+    core.clients.rebooted();
+    core.inbox.push_rebooted();
+}
