@@ -26,10 +26,29 @@ pub type TestRunner = Runner<'static, &'static WirePipe, &'static TxPipe>;
 
 /// A fresh driver and the fake modem on the other end of its UART.
 pub fn setup(config: Config) -> (Modem<'static>, TestRunner, Fake) {
+    setup_with(config, |_, rx| rx, |tx| tx)
+}
+
+/// Like [`setup`], with the UART halves wrapped: `reader` gets the pipe from
+/// the modem (and the fake's own handle on it), `writer` the pipe to it.
+pub fn setup_with<R, W>(
+    config: Config,
+    reader: impl FnOnce(&'static TxPipe, &'static WirePipe) -> R,
+    writer: impl FnOnce(&'static TxPipe) -> W,
+) -> (Modem<'static>, Runner<'static, R, W>, Fake)
+where
+    R: embedded_io_async::Read,
+    W: embedded_io_async::Write,
+{
     let state: &'static mut State = Box::leak(Box::new(State::new()));
     let to_modem: &'static TxPipe = Box::leak(Box::new(Pipe::new()));
     let to_host: &'static WirePipe = Box::leak(Box::new(Pipe::new()));
-    let (modem, runner) = bc26_mqtt::new(state, to_host, to_modem, config);
+    let (modem, runner) = bc26_mqtt::new(
+        state,
+        reader(to_modem, to_host),
+        writer(to_modem),
+        config,
+    );
     (
         modem,
         runner,
@@ -39,6 +58,122 @@ pub fn setup(config: Config) -> (Modem<'static>, TestRunner, Fake) {
             pending: Vec::new(),
         },
     )
+}
+
+/// A UART writer whose `flush` completes only when the test opens the gate:
+/// the modem may answer a line before the driver sees `flush` return, as
+/// when the MCU is busy.
+pub struct GatedTx {
+    pub pipe: &'static TxPipe,
+    pub gate: &'static Gate,
+}
+
+/// Opens and closes a [`GatedTx`]'s flush.
+pub struct Gate {
+    open: AtomicBool,
+    changed: embassy_sync::signal::Signal<CriticalSectionRawMutex, ()>,
+    /// Flushes that had to wait.
+    pub waited: core::sync::atomic::AtomicU32,
+}
+
+impl Gate {
+    pub fn new(open: bool) -> &'static Gate {
+        Box::leak(Box::new(Gate {
+            open: AtomicBool::new(open),
+            changed: embassy_sync::signal::Signal::new(),
+            waited: core::sync::atomic::AtomicU32::new(0),
+        }))
+    }
+    pub fn set(&self, open: bool) {
+        self.open.store(open, Ordering::SeqCst);
+        self.changed.signal(());
+    }
+}
+
+impl embedded_io_async::ErrorType for GatedTx {
+    type Error = core::convert::Infallible;
+}
+
+impl embedded_io_async::Write for GatedTx {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        Ok(self.pipe.write(buf).await)
+    }
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        if !self.gate.open.load(Ordering::SeqCst) {
+            self.gate.waited.fetch_add(1, Ordering::SeqCst);
+        }
+        while !self.gate.open.load(Ordering::SeqCst) {
+            self.gate.changed.wait().await;
+        }
+        Ok(())
+    }
+}
+
+/// A UART writer that fails once `budget` bytes went through (then works
+/// again when the test raises the budget): a write error in mid-line.
+pub struct FailingTx {
+    pub pipe: &'static TxPipe,
+    pub budget: &'static core::sync::atomic::AtomicUsize,
+}
+
+#[derive(Debug)]
+pub struct UartError;
+
+impl core::fmt::Display for UartError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("UART error")
+    }
+}
+
+impl std::error::Error for UartError {}
+
+impl embedded_io_async::Error for UartError {
+    fn kind(&self) -> embedded_io_async::ErrorKind {
+        embedded_io_async::ErrorKind::Other
+    }
+}
+
+impl embedded_io_async::ErrorType for FailingTx {
+    type Error = UartError;
+}
+
+impl embedded_io_async::Write for FailingTx {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, UartError> {
+        let left = self.budget.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(UartError);
+        }
+        let n = self.pipe.write(&buf[..buf.len().min(left)]).await;
+        self.budget.fetch_sub(n, Ordering::SeqCst);
+        Ok(n)
+    }
+    async fn flush(&mut self) -> Result<(), UartError> {
+        Ok(())
+    }
+}
+
+/// A UART reader that fails at once, every time (an unplugged adapter), or
+/// returns `Ok(0)` every time (a closed pipe), while `broken` is set; then
+/// reads the pipe again.
+pub struct BrokenRx {
+    pub pipe: &'static WirePipe,
+    pub broken: &'static AtomicBool,
+    pub eof: bool,
+    pub reads: &'static core::sync::atomic::AtomicU32,
+}
+
+impl embedded_io_async::ErrorType for BrokenRx {
+    type Error = UartError;
+}
+
+impl embedded_io_async::Read for BrokenRx {
+    async fn read(&mut self, buf: &mut [u8]) -> Result<usize, UartError> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        if self.broken.load(Ordering::SeqCst) {
+            return if self.eof { Ok(0) } else { Err(UartError) };
+        }
+        Ok(self.pipe.read(buf).await)
+    }
 }
 
 /// Short timeouts so failing tests fail fast. The scripted sessions are
