@@ -1,25 +1,47 @@
 #!/usr/bin/env python3
-"""Footprint tables of the board examples, from their ELF files.
+"""Footprint report of the board firmware, from their ELF files, and its limits.
 
-Usage: footprint.py <llvm-size> <llvm-nm> <llvm-dwarfdump> NAME=FULL_ELF:BASELINE_ELF ...
+Usage: footprint.py --tools LLVM_SIZE LLVM_NM LLVM_DWARFDUMP
+                    --board FOLDER NAME FULL_ELF BASELINE_ELF|- [--board ...] [--record]
 
-Prints markdown (the tables of the README ("Board examples")):
+Prints markdown:
 1. flash and RAM of each firmware, of its `no-mqtt` baseline (same HAL,
    executor, UART and defmt setup without the driver and the application) and
-   the difference;
+   the difference, with the limits that apply;
 2. the full firmware's code (.text) by the crate its source lines come from,
    read from the DWARF line table, so code the compiler inlined across crates
    (LTO) still counts for the crate that wrote it;
 3. the RAM of the driver's `State` and of the task that runs driver and
-   application, from the symbol table.
+   application, from the symbol table;
+4. the difference from the figures recorded in .ci/recorded/footprint.json
+   (information, never a failure).
+Then checks the limits of .ci/limits.toml [firmware] (the driver's code, each
+image's flash and RAM) and exits 1 if one is exceeded or a figure is missing.
+--record writes the figures to .ci/recorded/footprint.json.
 """
+import argparse
+import datetime
+import json
+import os
+import pathlib
 import re
 import subprocess
 import sys
+import tomllib
 from collections import defaultdict
 
-SIZE, NM, DWARFDUMP = sys.argv[1:4]
-BOARDS = [a.split("=", 1) for a in sys.argv[4:]]
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+# BC26_LIMITS: another limits file (to see a limit fail, for instance).
+LIMITS = pathlib.Path(os.environ.get("BC26_LIMITS", ROOT / ".ci" / "limits.toml"))
+RECORDED = ROOT / ".ci" / "recorded" / "footprint.json"
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--tools", nargs=3, required=True, metavar=("SIZE", "NM", "DWARFDUMP"))
+ap.add_argument("--board", nargs=4, action="append", required=True,
+                metavar=("FOLDER", "NAME", "FULL", "BASELINE"))
+ap.add_argument("--record", action="store_true")
+ARGS = ap.parse_args()
+SIZE, NM, DWARFDUMP = ARGS.tools
 
 
 def sections(elf):
@@ -69,8 +91,8 @@ def group_of(path):
     for needle, g in GROUPS:
         if needle in path:
             return g
-    if path.startswith("src/") or "/examples/stm32/" in path or "/examples/nrf/" in path:
-        return BOARD_GROUP
+    if path.startswith("src/") or re.search(r"/bc26-mqtt/examples/[^/]+/", path):
+        return BOARD_GROUP  # a board crate (the application matched above)
     return OTHER
 
 
@@ -154,52 +176,155 @@ def kib(n):
     return f"{n / 1024:.1f} KiB"
 
 
-def main():
-    rows = []
-    groups = {}
-    ram_rows = []
-    for name, elfs in BOARDS:
-        full, base = elfs.split(":")
-        ff, fr, fs = flash_ram(full)
-        bf, br, _ = flash_ram(base)
-        rows.append((name, ff, fr, bf, br))
-        g = text_by_group(full)
-        b = text_by_group(base)
-        g[RODATA] = fs.get(".rodata", 0)
-        b[RODATA] = sections(base).get(".rodata", 0)
-        groups[name] = (g, b)
-        syms = symbol_sizes(full)
-        state = next((v for k, v in syms.items() if k.endswith("::app::STATE")), 0)
-        pool = next((v for k, v in syms.items() if k.endswith("::app_task::POOL")), 0)
-        ram_rows.append((name, state, pool))
+def cell(n):
+    return "-" if n is None else f"{n} ({kib(n)})"
 
-    print("| firmware (thumbv7em-none-eabihf, opt-level \"s\", LTO) | flash | RAM |")
-    print("|---|---:|---:|")
-    for name, ff, fr, bf, br in rows:
-        print(f"| {name}: full | {ff} ({kib(ff)}) | {fr} ({kib(fr)}) |")
-        print(f"| {name}: `no-mqtt` baseline | {bf} ({kib(bf)}) | {br} ({kib(br)}) |")
-        print(f"| {name}: **driver + application** | **{ff - bf} ({kib(ff - bf)})** "
-              f"| **{fr - br} ({kib(fr - br)})** |")
+
+DRIVER = "bc26-mqtt (the driver)"
+APP = "bc26-example-app (the application)"
+
+
+def measure(folder, name, full, base):
+    ff, fr, fs = flash_ram(full)
+    g = text_by_group(full)
+    g[RODATA] = fs.get(".rodata", 0)
+    if base == "-":
+        bf = br = None
+        b = None
+    else:
+        bf, br, bs = flash_ram(base)
+        b = text_by_group(base)
+        b[RODATA] = bs.get(".rodata", 0)
+    syms = symbol_sizes(full)
+    state = next((v for k, v in syms.items() if k.endswith("::app::STATE")), None)
+    task = next((v for k, v in syms.items() if k.endswith("::app_task::POOL")), None)
+    return {
+        "folder": folder, "name": name, "flash": ff, "ram": fr,
+        "baseline_flash": bf, "baseline_ram": br, "groups": g, "base_groups": b,
+        "state": state, "task": task,
+    }
+
+
+def figures(m):
+    """The figures recorded and compared, per board."""
+    return {
+        "flash": m["flash"], "ram": m["ram"],
+        "baseline_flash": m["baseline_flash"], "baseline_ram": m["baseline_ram"],
+        "driver_code": m["groups"].get(DRIVER, 0),
+        "application_code": m["groups"].get(APP, 0),
+        "state_symbol": m["state"], "task_pool": m["task"],
+    }
+
+
+def toolchain():
+    try:
+        v = subprocess.run(["/usr/bin/rustc", "--version"], capture_output=True, text=True,
+                           check=True).stdout.strip()
+        return v.replace("(built from a source tarball)", "(Debian rustc-web)")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown rustc"
+
+
+def main():
+    limits = tomllib.loads(LIMITS.read_text())["firmware"]
+    default = limits.get("default", {})
+    driver_max = limits["driver_code_max"]
+
+    def limit(folder, key):
+        return limits.get(folder, {}).get(key, default.get(key))
+
+    boards = [measure(*b) for b in ARGS.board]
+
+    print("| firmware (opt-level \"s\", LTO) | flash | RAM | flash limit | RAM limit |")
+    print("|---|---:|---:|---:|---:|")
+    for m in boards:
+        f, n = m["folder"], m["name"]
+        print(f"| {n}: full | {cell(m['flash'])} | {cell(m['ram'])} "
+              f"| {cell(limit(f, 'flash_max'))} | {cell(limit(f, 'ram_max'))} |")
+        if m["baseline_flash"] is not None:
+            df = m["flash"] - m["baseline_flash"]
+            dr = m["ram"] - m["baseline_ram"]
+            print(f"| {n}: `no-mqtt` baseline | {cell(m['baseline_flash'])} "
+                  f"| {cell(m['baseline_ram'])} | | |")
+            print(f"| {n}: **driver + application** | **{cell(df)}** | **{cell(dr)}** | | |")
     print()
-    names = [n for n, _ in BOARDS]
     print("| code (.text) by source crate, bytes | "
-          + " | ".join(f"{n}: full | {n}: added to `no-mqtt`" for n in names) + " |")
-    print("|---|" + "---:|" * (2 * len(names)))
-    first = groups[names[0]][0]
-    order = sorted({k for g, _ in groups.values() for k in g},
+          + " | ".join(f"{m['name']}: full | {m['name']}: added to `no-mqtt`" for m in boards)
+          + " |")
+    print("|---|" + "---:|" * (2 * len(boards)))
+    first = boards[0]["groups"]
+    order = sorted({k for m in boards for k in m["groups"]},
                    key=lambda k: (k == RODATA, -first.get(k, 0)))
     for k in order:
         cells = []
-        for n in names:
-            g, b = groups[n]
-            cells += [str(g.get(k, 0)), f"{g.get(k, 0) - b.get(k, 0):+d}"]
-        print(f"| {k} | " + " | ".join(cells) + " |")
+        for m in boards:
+            v = m["groups"].get(k, 0)
+            b = m["base_groups"]
+            cells += [str(v), "-" if b is None else f"{v - b.get(k, 0):+d}"]
+        label = f"{k} (limit {driver_max})" if k == DRIVER else k
+        print(f"| {label} | " + " | ".join(cells) + " |")
     print()
-    print("| RAM (symbols of the full firmware) | " + " | ".join(names) + " |")
-    print("|---|" + "---:|" * len(names))
-    print("| driver `State` (default sizes) | " + " | ".join(str(r[1]) for r in ram_rows) + " |")
+    print("| RAM (symbols of the full firmware) | " + " | ".join(m["name"] for m in boards) + " |")
+    print("|---|" + "---:|" * len(boards))
+    print("| driver `State` in its `StaticCell` | "
+          + " | ".join("-" if m["state"] is None else str(m["state"]) for m in boards) + " |")
     print("| task running driver + application (futures) | "
-          + " | ".join(str(r[2]) for r in ram_rows) + " |")
+          + " | ".join("-" if m["task"] is None else str(m["task"]) for m in boards) + " |")
+
+    now = {m["folder"]: figures(m) for m in boards}
+    if RECORDED.exists():
+        rec = json.loads(RECORDED.read_text())
+        old = rec.get("boards", {})
+        rows = []
+        for folder in sorted(set(old) | set(now)):
+            o, n = old.get(folder, {}), now.get(folder, {})
+            for key in sorted(set(o) | set(n)):
+                a, b = o.get(key), n.get(key)
+                if a != b:
+                    diff = f"{b - a:+d}" if a is not None and b is not None else "-"
+                    rows.append(f"| {folder} | {key} | {a if a is not None else 'new'} "
+                                f"| {b if b is not None else 'gone'} | {diff} |")
+        print(f"\nCompared with .ci/recorded/footprint.json ({rec.get('date', '?')}, "
+              f"{rec.get('toolchain', '?')}; information, not a check): ", end="")
+        if not rows:
+            print("no change.")
+        else:
+            print(f"{len(rows)} changed.\n")
+            print("| board | figure (bytes) | recorded | now | difference |")
+            print("|---|---|---:|---:|---:|")
+            print("\n".join(rows))
+    if ARGS.record:
+        RECORDED.parent.mkdir(exist_ok=True)
+        RECORDED.write_text(json.dumps({
+            "date": datetime.date.today().isoformat(),
+            "toolchain": toolchain(),
+            "profile": "release: opt-level \"s\", LTO, codegen-units 1, DEFMT_LOG=info",
+            "boards": now,
+        }, indent=2) + "\n")
+        print(f"\nrecorded in {RECORDED.relative_to(ROOT)}")
+
+    failures = []
+    for m in boards:
+        f, n = m["folder"], m["name"]
+        drv = m["groups"].get(DRIVER, 0)
+        if drv == 0:
+            failures.append(f"{n}: no code attributed to the driver: the measurement is broken")
+        elif drv > driver_max:
+            failures.append(f"{n}: the driver's code is {drv} bytes, over the limit of {driver_max}")
+        for key, what in (("flash", "flash"), ("ram", "RAM")):
+            lim = limit(f, f"{key}_max")
+            if lim is None:
+                failures.append(f"{n}: no {what} limit in [firmware.{f}] or [firmware.default]")
+            elif m[key] > lim:
+                failures.append(f"{n}: {what} is {m[key]} bytes, over the limit of {lim}")
+    print()
+    if failures:
+        for msg in failures:
+            print(f"footprint: FAIL: {msg} (.ci/limits.toml)")
+        sys.exit(1)
+    print(f"footprint: within the limits of .ci/limits.toml: the driver's code <= {driver_max} "
+          f"bytes; " + "; ".join(f"{m['name']} flash <= {limit(m['folder'], 'flash_max')}, "
+                                  f"RAM <= {limit(m['folder'], 'ram_max')}" for m in boards))
 
 
 main()

@@ -1,20 +1,20 @@
 #!/usr/bin/env bash
-# Prints the footprint tables of the README ("Board examples") from the firmware that
-# .ci/firmware.sh built (run that first; it also calls this script):
-# flash and RAM of each board example, of its `no-mqtt` baseline and the
-# difference; code by source crate (DWARF line tables); the driver's RAM.
+# Footprint report of the board firmware that .ci/firmware.sh built (run that
+# first; it also calls this script), for every board of .ci/boards: flash and
+# RAM of each image, of its `no-mqtt` baseline and the difference; code by
+# source crate (DWARF line tables); the driver's RAM. Then the difference from
+# .ci/recorded/footprint.json (information) and the limits of .ci/limits.toml
+# [firmware], the only thing that fails. `--record` rewrites the recorded file.
 # Needs llvm-size, llvm-nm and llvm-dwarfdump (Debian package `llvm`) and python3.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-elf() { # elf <board> <target-dir> <bin>
-  local f="examples/$1/$2/thumbv7em-none-eabihf/release/$3"
-  [ -f "$f" ] || { echo "footprint: $f is missing: run .ci/firmware.sh" >&2; exit 1; }
-  echo "$f"
-}
-stm32=$(elf stm32 target bc26-example-stm32)
-stm32_base=$(elf stm32 target/no-mqtt bc26-example-stm32)
-nrf=$(elf nrf target bc26-example-nrf)
-nrf_base=$(elf nrf target/no-mqtt bc26-example-nrf)
-exec python3 .ci/footprint.py llvm-size llvm-nm llvm-dwarfdump \
-  "STM32L476RG Nucleo=$stm32:$stm32_base" \
-  "nRF52840 DK=$nrf:$nrf_base"
+args=()
+while IFS='|' read -r board name bin target; do
+  case "$board" in '' | '#'*) continue ;; esac
+  full="examples/$board/target/$target/release/$bin"
+  base="examples/$board/target/no-mqtt/$target/release/$bin"
+  [ -f "$full" ] || { echo "footprint: $full is missing: run .ci/firmware.sh" >&2; exit 1; }
+  [ -f "$base" ] || base=-
+  args+=(--board "$board" "$name" "$full" "$base")
+done <.ci/boards
+exec python3 .ci/footprint.py --tools llvm-size llvm-nm llvm-dwarfdump "${args[@]}" "$@"

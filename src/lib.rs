@@ -1,4 +1,4 @@
-#![doc = include_str!("../README.md")]
+#![doc = include_str!("../docs/crate.md")]
 #![no_std]
 #![warn(missing_docs)]
 #![deny(unsafe_code)]

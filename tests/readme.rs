@@ -1,17 +1,59 @@
-//! The README's quick start is the example's code, word for word.
+//! The quick start of the README and of the crate documentation (what docs.rs
+//! shows) is the example's code, word for word: `examples/quickstart.rs` is
+//! compiled by `cargo test`, so the code the documents show compiles too.
+
+const EXAMPLE: &str = include_str!("../examples/quickstart.rs");
+const README: &str = include_str!("../README.md");
+const CRATE_DOC: &str = include_str!("../docs/crate.md");
+const LIB_RS: &str = include_str!("../src/lib.rs");
+
+/// The text between `begin` and the next `end` after it.
+fn section<'t>(text: &'t str, begin: &str, end: &str) -> &'t str {
+    let b = text.find(begin).unwrap_or_else(|| panic!("no {begin:?}")) + begin.len();
+    let e = b + text[b..]
+        .find(end)
+        .unwrap_or_else(|| panic!("no {end:?} after {begin:?}"));
+    &text[b..e]
+}
+
+/// The example's part between its quick-start markers.
+fn example_quick_start() -> &'static str {
+    let code = section(EXAMPLE, "// quick-start begin\n", "// quick-start end");
+    assert!(code.contains("bc26_mqtt::new("));
+    assert!(code.contains("events.next().await"));
+    code
+}
+
+/// The first `rust,ignore` block after the document's "Quick start" heading.
+fn document_quick_start<'t>(doc: &'t str, heading: &str) -> &'t str {
+    let at = doc
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading:?} heading"));
+    section(&doc[at..], "```rust,ignore\n", "```")
+}
 
 #[test]
 fn readme_quick_start_is_the_quickstart_example() {
-    let readme = include_str!("../README.md");
-    let example = include_str!("../examples/quickstart.rs");
-    let section = |text: &'static str, begin: &str, end: &str| -> &'static str {
-        let b = text.find(begin).expect("begin marker") + begin.len();
-        let e = b + text[b..].find(end).expect("end marker");
-        &text[b..e]
-    };
-    let from_example = section(example, "// quick-start begin\n", "// quick-start end");
-    let from_readme = section(readme, "```rust,ignore\n", "```");
-    assert_eq!(from_readme, from_example);
-    assert!(from_example.contains("bc26_mqtt::new("));
-    assert!(from_example.contains("events.next().await"));
+    assert_eq!(
+        document_quick_start(README, "\n## Quick start\n"),
+        example_quick_start()
+    );
+}
+
+#[test]
+fn crate_doc_quick_start_is_the_quickstart_example() {
+    assert_eq!(
+        document_quick_start(CRATE_DOC, "\n# Quick start\n"),
+        example_quick_start()
+    );
+}
+
+#[test]
+fn the_crate_doc_checked_here_is_the_one_lib_rs_includes() {
+    assert!(
+        LIB_RS
+            .lines()
+            .any(|l| l.trim() == r#"#![doc = include_str!("../docs/crate.md")]"#),
+        "src/lib.rs no longer includes docs/crate.md as the crate documentation"
+    );
 }
