@@ -20,7 +20,7 @@ fn section<'t>(text: &'t str, begin: &str, end: &str) -> &'t str {
 fn example_quick_start() -> &'static str {
     let code = section(EXAMPLE, "// quick-start begin\n", "// quick-start end");
     assert!(code.contains("bc26_mqtt::new("));
-    assert!(code.contains("events.next().await"));
+    assert!(code.contains("events.next(&mut buf).await"));
     code
 }
 
