@@ -39,11 +39,13 @@ pub enum Event<'b> {
     /// link and settings are gone. Operations that were pending ended with
     /// [`Error::ModemRebooted`](crate::Error::ModemRebooted).
     ModemRebooted,
-    /// This many messages could not be kept for this subscription since the
-    /// last event it read (the receive store was full, or the buffer given to
-    /// [`Events::next`](crate::Events::next) was too small for them). The
-    /// driver counts them too ([`Stats::messages_dropped`](crate::Stats::messages_dropped)).
-    /// Link and reboot events are never the ones dropped.
+    /// This many messages were lost to this subscription: the receive store
+    /// was full when they arrived (reported at the next read, possibly before
+    /// older messages still waiting), or the buffer given to
+    /// [`Events::next`](crate::Events::next) was too small for one (reported
+    /// in its place). The driver counts them too
+    /// ([`Stats::messages_dropped`](crate::Stats::messages_dropped)). Link and
+    /// reboot events are never the ones dropped.
     Missed(u32),
 }
 

@@ -131,6 +131,12 @@ impl<R: Read> Rx<'_, R> {
     }
 }
 
+/// Why a payload chunk stopped.
+enum Stop {
+    Failed,
+    Rebooted,
+}
+
 /// The transmit side.
 struct Tx<'a, W: Write> {
     writer: W,
@@ -216,12 +222,21 @@ impl<W: Write> Tx<'_, W> {
             };
             ch.echo_announce(&probe[..n], echoed);
             first = false;
-            if self.write_chunk(len, last).await.is_err() {
-                bump!(self.core.stats, write_errors);
-                // Whatever reached the modem, leave data mode.
-                let _ = self.write(&[ESC]).await;
-                ch.fail(true, false);
-                return Outcome::Write;
+            match self.write_chunk(len, last).await {
+                Ok(()) => {}
+                Err(Stop::Rebooted) => {
+                    // The restarted modem may hold payload bytes as half a
+                    // command line: end it before the next command.
+                    ch.fail(false, true);
+                    return Outcome::Rebooted;
+                }
+                Err(Stop::Failed) => {
+                    bump!(self.core.stats, write_errors);
+                    // Whatever reached the modem, leave data mode.
+                    let _ = self.write(&[ESC]).await;
+                    ch.fail(true, false);
+                    return Outcome::Write;
+                }
             }
             if last {
                 break;
@@ -339,26 +354,33 @@ impl<W: Write> Tx<'_, W> {
     }
 
     /// Writes a payload chunk from the line buffer; the last one arms the
-    /// final answer just before it goes.
-    async fn write_chunk(&mut self, len: usize, last: bool) -> Result<(), ()> {
+    /// final answer just before it goes. Stops at once if the modem restarts
+    /// (it would take the payload for a command line).
+    async fn write_chunk(&mut self, len: usize, last: bool) -> Result<(), Stop> {
         let core = self.core;
         let writer = &mut self.writer;
         let work = async {
             let mut off = 0;
             while off < len {
+                if core.channel.answer() == Some(Answer::Rebooted) {
+                    return Err(Stop::Rebooted);
+                }
                 let mut chunk = [0u8; CHUNK];
                 let n = core.channel.copy_out(off, len, &mut chunk);
                 if last && off + n == len {
                     core.channel.arm(core.rx.position());
                 }
-                writer.write_all(&chunk[..n]).await.map_err(drop)?;
+                writer
+                    .write_all(&chunk[..n])
+                    .await
+                    .map_err(|_| Stop::Failed)?;
                 off += n;
             }
-            writer.flush().await.map_err(drop)
+            writer.flush().await.map_err(|_| Stop::Failed)
         };
         with_timeout(core.config.tx_timeout, work)
             .await
-            .map_err(drop)?
+            .map_err(|_| Stop::Failed)?
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<(), ()> {

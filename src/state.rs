@@ -387,3 +387,16 @@ impl<
 // thumb build).
 #[cfg(target_pointer_width = "32")]
 const _: () = assert!(core::mem::size_of::<State>() <= 8 * 1024);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_wrap_instead_of_overflowing() {
+        let s = StatsCell::new();
+        s.count(|s| s.stray_responses = u32::MAX);
+        bump!(s, stray_responses);
+        assert_eq!(s.get().stray_responses, 0);
+    }
+}

@@ -19,7 +19,15 @@ fn id(n: u8) -> ClientId {
 fn an_answer_reaches_its_command_whether_flush_returns_before_with_or_after_it() {
     // (ms until flush returns, ms until the modem answers), both counted
     // from when the line has reached the modem.
-    let orders = [(0, 0), (0, 20), (20, 0), (5, 5), (40, 10), (10, 40), (60, 0)];
+    let orders = [
+        (0, 0),
+        (0, 20),
+        (20, 0),
+        (5, 5),
+        (40, 10),
+        (10, 40),
+        (60, 0),
+    ];
     for (flush_ms, answer_ms) in orders {
         run(async move {
             let gate = Gate::new(false);
@@ -43,7 +51,11 @@ fn an_answer_reaches_its_command_whether_flush_returns_before_with_or_after_it()
                     .await;
                 })
                 .await;
-                assert_eq!(r, Ok(120), "flush after {flush_ms} ms, answer after {answer_ms} ms");
+                assert_eq!(
+                    r,
+                    Ok(120),
+                    "flush after {flush_ms} ms, answer after {answer_ms} ms"
+                );
                 assert_eq!(modem.stats().stray_responses, 0);
                 // Nothing was owed: no fence before the next command.
                 gate.set(true);
@@ -280,8 +292,10 @@ fn qos0_results_reach_the_publishes_in_the_order_the_modem_accepted_them() {
                         order.push(line[line.len() - 3]);
                         fake.send(b"\r\nOK\r\n").await;
                     }
-                    fake.send(b"\r\n+QMTPUB: 0,0,0\r\n\r\n+QMTPUB: 0,0,2\r\n").await;
-                    fake.send(b"\r\n+QMTPUB: 0,0,0\r\n\r\n+QMTPUB: 0,0,0\r\n").await;
+                    fake.send(b"\r\n+QMTPUB: 0,0,0\r\n\r\n+QMTPUB: 0,0,2\r\n")
+                        .await;
+                    fake.send(b"\r\n+QMTPUB: 0,0,0\r\n\r\n+QMTPUB: 0,0,0\r\n")
+                        .await;
                     order
                 },
             )

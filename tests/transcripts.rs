@@ -8,9 +8,11 @@ use bc26_mqtt::commands::{TestConnect, TestOpenNetwork, TestPublish, TestSubscri
 use bc26_mqtt::{
     ClientId, Error, Events, Grant, LinkClosedReason, Modem, ModemError, OpenError, QoS,
 };
-use common::transcript::{modem_len, parse, play, Cuts, Step};
-use common::{fast_config, run, setup, with_runner};
+use common::transcript::{modem_len, parse, play, play_lossy, Cuts, Step};
+use common::{fast_config, next_command_works, run, setup, with_runner};
 use embassy_futures::join::join;
+use embassy_futures::select::{select, Either};
+use embassy_time::{Duration, Timer};
 
 const SEED: &str = include_str!("transcripts/seed-example.txt");
 const ECHO_ON: &str = include_str!("transcripts/bg770a-echo-on.txt");
@@ -257,4 +259,138 @@ fn echo_on_session_gives_the_same_result_for_every_split() {
 #[test]
 fn failure_results_give_the_same_errors_for_every_split() {
     replay_every_split(FAILURES, failures_script);
+}
+
+// ------------------------------------------------------------------ one byte lost
+
+/// The host side of each transcript, asking for the same operations but
+/// accepting any outcome: with a byte lost, an answer may be garbled or
+/// missing. What must hold is that each call ends, and that the driver is
+/// usable afterwards.
+async fn lossy_script(modem: Modem<'static>, which: &'static str) {
+    let c0 = modem.client(id(0));
+    let c1 = modem.client(id(1));
+    match which {
+        "seed" => {
+            let _ = modem.send(&TestOpenNetwork).await;
+            let _ = c0.open("220.180.239.212", 8401).await;
+            let _ = modem.open_links().await;
+            let _ = modem.send(&TestConnect).await;
+            let _ = c0.connect("clientExample", None, None).await;
+            let _ = modem.send(&TestSubscribe).await;
+            let _ = c0.subscribe(&[("topic/example", QoS::ExactlyOnce)]).await;
+            let _ = c0.subscribe(&[("topic/pub", QoS::AtMostOnce)]).await;
+            let _ = c0.unsubscribe(&["topic/example"]).await;
+            let _ = modem.send(&TestPublish).await;
+            let _ = c0
+                .publish("topic/pub", b"hello MQTT.", QoS::AtMostOnce, false)
+                .await;
+            let _ = c0
+                .publish_data_mode(
+                    "topic/pub",
+                    b"This is test data, hello MQTT.",
+                    QoS::AtMostOnce,
+                    false,
+                )
+                .await;
+            let _ = c0.disconnect().await;
+        }
+        "echo" => {
+            let _ = c0.open("broker.emqx.io", 1883).await;
+            let _ = c0
+                .connect("python-mqtt-176", Some("user"), Some("secret"))
+                .await;
+            let _ = c0
+                .subscribe(&[("qf4dcfae.eu-central-1.emqx.cloud", QoS::ExactlyOnce)])
+                .await;
+            let _ = c0.disconnect().await;
+        }
+        _ => {
+            let _ = c0
+                .open("a2c0mm2np5hs-ats.iot.us-west-2.amazonaws.com", 8883)
+                .await;
+            let _ = c1.open("broker.emqx.io", 1883).await;
+            let _ = c1.connect("test_client", None, None).await;
+            let _ = c0.publish("t/x", b"v", QoS::AtLeastOnce, false).await;
+            let raw: heapless::String<64> = "AT+QMTOPEN=6,\"host\",1883\r".try_into().unwrap();
+            let _ = modem.send(&raw).await;
+        }
+    }
+}
+
+/// Replays `text` with each byte of the modem's stream lost in turn (spread
+/// over threads); after each, the next command gets its own answer.
+fn every_lost_byte(text: &'static str, which: &'static str) {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    let steps = parse(text);
+    let n = modem_len(&steps);
+    let threads = 8;
+    // What the losses made the driver do, summed over every replay.
+    let seen: &'static [AtomicU32; 4] = Box::leak(Box::new(Default::default()));
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let steps = steps.clone();
+            std::thread::spawn(move || {
+                run(async move {
+                    for drop_at in (t..n).step_by(threads) {
+                        let config = fast_config()
+                            .command_timeout(Duration::from_millis(40))
+                            .open_timeout(Duration::from_millis(60))
+                            .close_timeout(Duration::from_millis(60))
+                            .packet_deadline(Duration::from_millis(60))
+                            .quiet_gap(Duration::from_millis(15));
+                        let (modem, runner, mut fake) = setup(config);
+                        with_runner(runner, async {
+                            join(
+                                lossy_script(modem, which),
+                                play_lossy(&mut fake, &steps, drop_at, Duration::from_millis(150)),
+                            )
+                            .await;
+                            Timer::after_millis(20).await;
+                            fake.discard();
+                            let r = select(
+                                next_command_works(modem.client(id(0)), &mut fake, 42),
+                                Timer::after_secs(5),
+                            )
+                            .await;
+                            assert!(
+                                matches!(r, Either::First(())),
+                                "{which}: byte {drop_at} lost: wedged"
+                            );
+                            let s = modem.stats();
+                            for (k, v) in [s.fences, s.resyncs, s.malformed_urcs, 1]
+                                .into_iter()
+                                .enumerate()
+                            {
+                                seen[k].fetch_add(v, Ordering::Relaxed);
+                            }
+                        })
+                        .await;
+                    }
+                });
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("a lost byte wedged the driver");
+    }
+    let [fences, resyncs, malformed, replays] = seen.each_ref().map(|a| a.load(Ordering::Relaxed));
+    println!("{which}: {replays} replays, {fences} fences, {resyncs} resyncs, {malformed} malformed URCs");
+    assert_eq!(replays as usize, n, "every byte was lost once");
+    assert!(fences > 0, "no loss ever needed the fence");
+}
+
+#[test]
+fn seed_session_with_any_one_byte_lost_resynchronises_and_the_next_command_works() {
+    every_lost_byte(SEED, "seed");
+}
+
+#[test]
+fn echo_on_session_with_any_one_byte_lost_resynchronises_and_the_next_command_works() {
+    every_lost_byte(ECHO_ON, "echo");
+}
+
+#[test]
+fn failure_results_with_any_one_byte_lost_resynchronise_and_the_next_command_works() {
+    every_lost_byte(FAILURES, "failures");
 }

@@ -43,12 +43,8 @@ where
     let state: &'static mut State = Box::leak(Box::new(State::new()));
     let to_modem: &'static TxPipe = Box::leak(Box::new(Pipe::new()));
     let to_host: &'static WirePipe = Box::leak(Box::new(Pipe::new()));
-    let (modem, runner) = bc26_mqtt::new(
-        state,
-        reader(to_modem, to_host),
-        writer(to_modem),
-        config,
-    );
+    let (modem, runner) =
+        bc26_mqtt::new(state, reader(to_modem, to_host), writer(to_modem), config);
     (
         modem,
         runner,
@@ -287,6 +283,27 @@ impl Fake {
         }
     }
 
+    /// Reads one unit from the host: through the first CR, Ctrl+Z or ESC.
+    pub async fn unit(&mut self) -> Vec<u8> {
+        loop {
+            if let Some(i) = self
+                .pending
+                .iter()
+                .position(|&b| matches!(b, b'\r' | 0x1a | 0x1b))
+            {
+                return self.pending.drain(..=i).collect();
+            }
+            self.fill_quietly().await;
+        }
+    }
+
+    /// Like `fill`, without a deadline of its own (the caller bounds it).
+    async fn fill_quietly(&mut self) {
+        let mut buf = [0u8; 1024];
+        let n = self.rx.read(&mut buf).await;
+        self.pending.extend_from_slice(&buf[..n]);
+    }
+
     /// Reads `n` bytes from the host.
     pub async fn bytes(&mut self, n: usize) -> Vec<u8> {
         while self.pending.len() < n {
@@ -318,6 +335,12 @@ impl Fake {
             self.pending.extend_from_slice(&buf[..n]);
         }
         self.pending.is_empty()
+    }
+
+    /// Takes what the host sent and the fake has not read yet.
+    pub fn bytes_available(&mut self) -> Vec<u8> {
+        let _ = self.nothing_from_host();
+        std::mem::take(&mut self.pending)
     }
 
     /// Forgets what the host sent so far.

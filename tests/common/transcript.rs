@@ -1,5 +1,5 @@
-//! Replays the byte-exact modem transcripts of `tests/transcripts` (copied
-//! from the project's shared folder; format in its README).
+//! Replays the byte-exact modem transcripts of `tests/transcripts` (format in
+//! its README).
 
 use super::{show, Fake};
 use std::collections::HashMap;
@@ -180,4 +180,66 @@ fn rewrite(bytes: &[u8], ids: &HashMap<(u8, Vec<u8>), Vec<u8>>) -> Vec<u8> {
         }
     }
     bytes.to_vec()
+}
+
+/// Plays the modem's side of `steps` with byte `drop_at` of the modem's
+/// stream lost, as a UART overrun loses one, and without asserting anything
+/// of the host: the driver may take another path (a timeout, the fence's
+/// bare `AT`, which this player answers `OK`). It waits for each host line
+/// at most `patience`.
+pub async fn play_lossy(
+    fake: &mut Fake,
+    steps: &[Step],
+    drop_at: usize,
+    patience: embassy_time::Duration,
+) {
+    let mut ids: HashMap<(u8, Vec<u8>), Vec<u8>> = HashMap::new();
+    let mut offset = 0usize;
+    let mut i = 0;
+    while i < steps.len() {
+        match &steps[i] {
+            Step::Host(want) => {
+                let until = embassy_time::Instant::now() + patience;
+                loop {
+                    let left = until.saturating_duration_since(embassy_time::Instant::now());
+                    let Ok(got) = embassy_time::with_timeout(left, fake.unit()).await else {
+                        break;
+                    };
+                    let probe = got.ends_with(b"AT\r") && got.len() <= 5;
+                    if probe || got == [0x1b] {
+                        fake.send(b"\r\nOK\r\n").await;
+                        continue;
+                    }
+                    if got == b"\r" {
+                        continue;
+                    }
+                    if let Some(k) = msg_id_field(want) {
+                        let line_len = want.iter().position(|&b| b == b'\r').unwrap() + 1;
+                        let (_, wf) = split_fields(&want[..line_len - 1]);
+                        if got.iter().any(|&b| b == b'=') {
+                            let (_, gf) = split_fields(&got[..got.len() - 1]);
+                            if let (Some(w), Some(g)) = (wf.get(k), gf.get(k)) {
+                                ids.insert((wf[0][0] - b'0', w.clone()), g.clone());
+                            }
+                        }
+                    }
+                    break;
+                }
+                i += 1;
+            }
+            Step::Modem(_) => {
+                let mut seg = Vec::new();
+                while let Some(Step::Modem(b)) = steps.get(i) {
+                    seg.extend_from_slice(&rewrite(b, &ids));
+                    i += 1;
+                }
+                let start = offset;
+                offset += seg.len();
+                if drop_at >= start && drop_at < offset {
+                    seg.remove(drop_at - start);
+                }
+                fake.send(&seg).await;
+            }
+        }
+    }
 }
