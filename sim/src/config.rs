@@ -30,6 +30,24 @@ pub struct SimFaults {
     /// Answer every command line that starts with this prefix (e.g. `"AT+QMTPUB"`) with
     /// `ERROR`, whatever the state.
     pub error_on_prefix: Option<String>,
+    /// `Some((count, code))`: the next `count` `AT+QMTCONN` are refused as a broker refuses
+    /// them: `+QMTCONN: <id>,0,<code>` (CONNACK codes 1-5) and the link is closed (the client
+    /// must be opened again; no CONNECT reaches the broker, so no will is published). Counts
+    /// down with each refusal and becomes `None` after the last.
+    pub refuse_connect: Option<(u32, u8)>,
+    /// `Some((count, code))`: the next `count` `AT+QMTOPEN` fail with `+QMTOPEN: <id>,<code>`
+    /// (-1 network, 1 parameter, 3 PDP, 4 name, 5 network disconnection) without a TCP
+    /// connect, after `open_delay` like a real attempt. Counts down like `refuse_connect`.
+    pub fail_open: Option<(u32, i32)>,
+}
+
+impl SimFaults {
+    /// Take one use of a counted fault (`refuse_connect`, `fail_open`): its value, if any.
+    pub(crate) fn take<T: Copy>(slot: &mut Option<(u32, T)>) -> Option<T> {
+        let (n, v) = (*slot)?;
+        *slot = (n > 1).then_some((n - 1, v));
+        (n > 0).then_some(v)
+    }
 }
 
 /// Configuration of a simulated modem.
@@ -61,6 +79,9 @@ pub struct SimConfig {
     pub pipe_capacity: usize,
     /// Faults to inject from the start.
     pub faults: SimFaults,
+    /// How long a reboot ([`crate::SimHandle::reboot`]) takes: the modem ignores the host
+    /// and sends nothing for this long, then sends `\r\nRDY\r\n`.
+    pub boot_time: Duration,
 }
 
 impl Default for SimConfig {
@@ -76,6 +97,7 @@ impl Default for SimConfig {
             connect_timeout: Duration::from_secs(5),
             pipe_capacity: 64 * 1024,
             faults: SimFaults::default(),
+            boot_time: Duration::from_millis(200),
         }
     }
 }

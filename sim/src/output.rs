@@ -37,6 +37,8 @@ pub(crate) struct Output {
     chunking: Option<(Chunking, Rng)>,
     /// Everything written, for [`crate::SimHandle::transcript`].
     log: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    /// A dead UART: everything sent is lost.
+    silent: bool,
 }
 
 impl Output {
@@ -54,8 +56,18 @@ impl Output {
                 (c, rng)
             }),
             log,
+            silent: false,
         }
     }
+
+    /// While silent, everything sent is lost (and not in the transcript).
+    pub(crate) fn set_silent(&mut self, silent: bool) {
+        self.silent = silent;
+    }
+
+    /// Forget what is waiting to go out (a reboot). Output goes out synchronously, so
+    /// there is nothing to forget.
+    pub(crate) fn discard(&mut self) {}
 
     /// Write `data`, paced: pieces of at most 16 bytes, each written after the time its
     /// bytes take on the wire (8N1: 10 bit times per byte).
@@ -75,7 +87,7 @@ impl Output {
     }
 
     pub(crate) fn send(&mut self, data: &[u8]) {
-        if data.is_empty() {
+        if data.is_empty() || self.silent {
             return;
         }
         if let Ok(mut l) = self.log.lock() {

@@ -6,9 +6,9 @@ use std::time::{Duration, Instant};
 
 use super::qmtcfg::ClientCfg;
 
-/// State of one MQTT client.
+/// State of one MQTT client of the simulated modem (see `SimHandle::client_state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum St {
+pub enum ClientState {
     /// Network not open.
     Closed,
     /// `AT+QMTOPEN` in progress.
@@ -21,9 +21,11 @@ pub(crate) enum St {
     Connected,
 }
 
-impl St {
+pub(crate) type St = ClientState;
+
+impl ClientState {
     /// The TCP link is up (opened, connecting or connected).
-    pub(crate) fn has_link(self) -> bool {
+    pub fn has_link(self) -> bool {
         matches!(self, St::Opened | St::Connecting | St::Connected)
     }
 }

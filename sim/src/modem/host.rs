@@ -1,5 +1,5 @@
 //! Bytes from the host: command lines (echo, line editing, dispatch), data mode, and the
-//! basic commands (`AT`, `ATE0/1`, `AT+CMEE`, `AT+CEREG`, `AT+CGATT`).
+//! basic commands (`AT`, `ATE0/1`, `AT+CMEE`).
 
 use super::{Form, Modem, Res};
 use crate::at::{hex_decode, int_in, Params};
@@ -114,8 +114,8 @@ impl Modem {
         };
         let r = match name.as_str() {
             "CMEE" => self.cmd_cmee(form),
-            "CEREG" => self.cmd_simple(form, "+CEREG: 0,1", "+CEREG: (0-5)", 0, 5),
-            "CGATT" => self.cmd_simple(form, "+CGATT: 1", "+CGATT: (0,1)", 1, 1),
+            "CEREG" => self.cmd_cereg(form),
+            "CGATT" => self.cmd_cgatt(form),
             "QMTCFG" => self.cmd_qmtcfg(form),
             "QMTOPEN" => self.cmd_open(form),
             "QMTCLOSE" => self.cmd_close(form),
@@ -132,7 +132,7 @@ impl Modem {
     }
 
     /// The single integer parameter of a write form, in `lo..=hi`.
-    fn one_int(p: &[u8], lo: i64, hi: i64) -> Result<i64, ()> {
+    pub(super) fn one_int(p: &[u8], lo: i64, hi: i64) -> Result<i64, ()> {
         let v = Params::new(p).collect_all()?;
         if v.len() != 1 {
             return Err(());
@@ -148,20 +148,6 @@ impl Modem {
             }
             Form::Read => self.info(&[format!("+CMEE: {}", self.cmee).into_bytes()]),
             Form::Test => self.info(&[b"+CMEE: (0-2)".to_vec()]),
-            Form::Exec => return Err(()),
-        }
-        Ok(())
-    }
-
-    /// A read-only network status command that always reports "attached/registered".
-    fn cmd_simple(&mut self, form: Form<'_>, read: &str, test: &str, lo: i64, hi: i64) -> Res {
-        match form {
-            Form::Read => self.info(&[read.as_bytes().to_vec()]),
-            Form::Test => self.info(&[test.as_bytes().to_vec()]),
-            Form::Write(p) => {
-                Self::one_int(p, lo, hi)?;
-                self.ok();
-            }
             Form::Exec => return Err(()),
         }
         Ok(())

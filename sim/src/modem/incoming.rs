@@ -138,12 +138,10 @@ impl Modem {
 
     /// True when the fault "drop this ack" applies (and consumes one).
     fn drop_ack(&mut self) -> bool {
-        let mut f = self.faults.lock().unwrap_or_else(|e| e.into_inner());
-        if f.drop_acks > 0 {
-            f.drop_acks -= 1;
-            true
-        } else {
-            false
-        }
+        self.take_fault(|f| {
+            let drop = f.drop_acks > 0;
+            f.drop_acks = f.drop_acks.saturating_sub(1);
+            drop
+        })
     }
 }

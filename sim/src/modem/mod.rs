@@ -10,7 +10,9 @@
 mod client;
 mod host;
 mod incoming;
+mod network;
 mod ops;
+mod power;
 mod qmtcfg;
 mod timers;
 
@@ -25,6 +27,8 @@ use crate::config::{SimConfig, SimFaults};
 use crate::mqtt::Incoming;
 use crate::output::Output;
 use client::Client;
+pub use client::ClientState;
+use network::Network;
 
 pub(crate) enum Event {
     Host(Vec<u8>),
@@ -44,6 +48,14 @@ pub(crate) enum Event {
         gen: u64,
     },
     BreakLink(u8),
+    CloseLink {
+        id: u8,
+        code: u8,
+    },
+    Reboot,
+    Registration(u8),
+    Silent(bool),
+    State(u8, Sender<ClientState>),
     Shutdown,
 }
 
@@ -81,6 +93,13 @@ pub(crate) struct Modem {
     clients: Vec<Client>,
     /// Unsolicited output (deferred results and URCs), in order, with the time it is due.
     queue: VecDeque<(Instant, Vec<u8>)>,
+    net: Network,
+    /// Rebooting until then (see `power.rs`).
+    boot_until: Option<Instant>,
+    /// The UART is dead (see `power.rs`).
+    silent: bool,
+    /// Every byte taken from the host, for `SimHandle::host_transcript`.
+    host_log: Arc<Mutex<Vec<u8>>>,
 }
 
 fn crlf_line(body: &[u8]) -> Vec<u8> {
@@ -101,6 +120,7 @@ impl Modem {
         faults: Arc<Mutex<SimFaults>>,
         out: Output,
         tx: Sender<Event>,
+        host_log: Arc<Mutex<Vec<u8>>>,
     ) -> Self {
         let clients = (0..6).map(|_| Client::new(cfg.default_version)).collect();
         Modem {
@@ -115,6 +135,10 @@ impl Modem {
             data: None,
             clients,
             queue: VecDeque::new(),
+            net: Network::new(),
+            boot_until: None,
+            silent: false,
+            host_log,
         }
     }
 
@@ -122,17 +146,26 @@ impl Modem {
         self.faults.lock().map(|f| f.clone()).unwrap_or_default()
     }
 
+    /// Read and update the faults at once (for the counted ones).
+    fn take_fault<T>(&self, f: impl FnOnce(&mut SimFaults) -> T) -> T {
+        f(&mut self.faults.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
     // ---------------------------------------------------------------- main loop
 
     pub(crate) fn run(mut self, rx: Receiver<Event>) {
         loop {
+            self.boot_timer();
             self.flush_queue();
             self.timers();
             let mut wait = Duration::from_millis(20);
-            if self.data.is_none() {
-                if let Some((due, _)) = self.queue.front() {
-                    wait = wait.min(due.saturating_duration_since(Instant::now()));
-                }
+            let next = match self.boot_until {
+                Some(t) => Some(t),
+                None if self.data.is_none() => self.queue.front().map(|(due, _)| *due),
+                None => None,
+            };
+            if let Some(t) = next {
+                wait = wait.min(t.saturating_duration_since(Instant::now()));
             }
             match rx.recv_timeout(wait) {
                 Ok(Event::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
@@ -147,7 +180,14 @@ impl Modem {
 
     fn handle(&mut self, ev: Event) {
         match ev {
-            Event::Host(bytes) => self.on_host(&bytes),
+            Event::Host(bytes) => {
+                if !self.booting() && !self.silent {
+                    if let Ok(mut l) = self.host_log.lock() {
+                        l.extend_from_slice(&bytes);
+                    }
+                    self.on_host(&bytes);
+                }
+            }
             Event::Inject(bytes) => self.emit(&bytes),
             Event::Opened { id, gen, result } => self.on_opened(id as usize, gen, result),
             Event::Packet { id, gen, pkt } => {
@@ -169,6 +209,15 @@ impl Modem {
                     .and_then(|c| c.stream.as_ref())
                 {
                     let _ = s.shutdown(Shutdown::Both);
+                }
+            }
+            Event::CloseLink { id, code } => self.close_link(id as usize, code),
+            Event::Reboot => self.reboot(),
+            Event::Registration(stat) => self.set_network(Some(stat), None),
+            Event::Silent(on) => self.set_silent(on),
+            Event::State(id, reply) => {
+                if let Some(c) = self.clients.get(id as usize) {
+                    let _ = reply.send(c.st);
                 }
             }
             Event::Shutdown => {}
@@ -249,8 +298,8 @@ impl Modem {
     }
 
     fn flush_queue(&mut self) {
-        if self.data.is_some() {
-            return; // held while the host types a payload
+        if self.data.is_some() || self.booting() {
+            return; // held while the host types a payload; nothing while booting
         }
         let now = Instant::now();
         while let Some((due, _)) = self.queue.front() {

@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::client::{Op, OpKind, PubStage, St};
 use super::{client_id, DataMode, Event, Form, Modem, Res};
 use crate::at::{hex_decode, int_in, string, Params};
+use crate::config::SimFaults;
 use crate::mqtt;
 
 /// A string parameter that must be UTF-8 (client ids, credentials, topics).
@@ -84,13 +85,21 @@ impl Modem {
         let delay = self.faults().open_delay;
         let timeout = self.cfg.connect_timeout;
         let host = String::from_utf8_lossy(&host).into_owned();
+        // Not registered: PDP activation fails (3). A `fail_open` fault: its code.
+        let forced = match self.net.registered() {
+            false => Some(3),
+            true => self.take_fault(|f| SimFaults::take(&mut f.fail_open)),
+        };
         std::thread::Builder::new()
             .name(format!("bc26-sim-open{id}"))
             .spawn(move || {
                 if !delay.is_zero() {
                     std::thread::sleep(delay);
                 }
-                let result = tcp_connect(&host, port, timeout);
+                let result = match forced {
+                    Some(code) => Err(code),
+                    None => tcp_connect(&host, port, timeout),
+                };
                 let _ = tx.send(Event::Opened {
                     id: id as u8,
                     gen,
@@ -106,6 +115,9 @@ impl Modem {
         if c.gen != gen || c.st != St::Opening {
             return; // closed meanwhile: the stream (if any) is dropped here
         }
+        // Registration lost while connecting: PDP activation failed.
+        let result = result.and_then(|s| if self.net.registered() { Ok(s) } else { Err(3) });
+        let c = &mut self.clients[id];
         let code = match result.and_then(|s| s.try_clone().map(|r| (s, r)).map_err(|_| -1)) {
             Ok((stream, reader)) => {
                 let _ = stream.set_nodelay(true);
@@ -198,6 +210,13 @@ impl Modem {
         })
         .map_err(|_| ())?;
         self.ok();
+        if let Some(code) = self.take_fault(|f| SimFaults::take(&mut f.refuse_connect)) {
+            // As a broker's refusal: reported, and the link closed (nothing sent, so the
+            // broker has no session and publishes no will).
+            self.clients[id].drop_link();
+            self.deferred(format!("+QMTCONN: {id},0,{code}"));
+            return Ok(());
+        }
         let c = &mut self.clients[id];
         if c.send(&packet) {
             c.st = St::Connecting;
