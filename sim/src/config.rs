@@ -58,9 +58,14 @@ pub struct SimConfig {
     /// Delay before each deferred result (`+QMTOPEN: 0,0`, `+QMTCONN: ...`, ...). URCs
     /// (`+QMTRECV`, `+QMTSTAT`) are not delayed, but never overtake an earlier queued line.
     pub result_delay: Duration,
-    /// Pace the output to this baud rate (8N1: 10 bit times per byte). `None`: as fast as
-    /// possible.
+    /// Model a UART at this baud rate (8N1: 10 bit times per byte), both ways: byte `k` of
+    /// a continuous stream is complete `(k + 1) * 10 / baud` after the stream started, on an
+    /// absolute schedule; the host's bytes reach the modem no faster, and the host's writes
+    /// block once `uart_fifo` bytes wait. `None`: as fast as possible.
     pub baud: Option<u32>,
+    /// With `baud`: how many bytes the host can write ahead of the wire (the in-process
+    /// pipe's host-to-modem capacity). The pty's is the kernel's (tens of KiB).
+    pub uart_fifo: usize,
     /// Random chunking of the output. `None`: every response is written in one piece.
     pub chunking: Option<Chunking>,
     /// MQTT protocol level a client uses until `AT+QMTCFG="version"` changes it:
@@ -75,7 +80,8 @@ pub struct SimConfig {
     pub cme_errors: bool,
     /// Timeout of the TCP connect behind `AT+QMTOPEN`.
     pub connect_timeout: Duration,
-    /// Capacity, in bytes, of each direction of the in-process pipe.
+    /// Capacity, in bytes, of each direction of the in-process pipe (host to modem:
+    /// `uart_fifo` instead when `baud` is set).
     pub pipe_capacity: usize,
     /// Faults to inject from the start.
     pub faults: SimFaults,
@@ -90,6 +96,7 @@ impl Default for SimConfig {
             echo: true,
             result_delay: Duration::ZERO,
             baud: None,
+            uart_fifo: 128,
             chunking: None,
             default_version: 4,
             quote_cfg_strings: false,

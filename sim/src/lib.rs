@@ -29,6 +29,7 @@ mod mqtt;
 mod output;
 mod pipe;
 mod pty;
+mod uart;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,7 +43,7 @@ pub use modem::ClientState;
 pub use pipe::{SimReader, SimWriter};
 
 use modem::{Event, Modem};
-use output::{Output, Sink};
+use output::Sink;
 
 /// The host's two halves of the in-process transport: hand them to a driver.
 pub struct HostSide {
@@ -68,7 +69,10 @@ impl Sink for PipeSink {
 impl Sim {
     /// Start a simulated modem on an in-process pipe.
     pub fn start(cfg: SimConfig) -> (SimHandle, HostSide) {
-        let to_sim = pipe::Chan::new(cfg.pipe_capacity);
+        let to_sim = pipe::Chan::new(match cfg.baud {
+            Some(b) if b > 0 => cfg.uart_fifo.max(1),
+            _ => cfg.pipe_capacity,
+        });
         let to_host = pipe::Chan::new(cfg.pipe_capacity);
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = channel();
@@ -77,18 +81,10 @@ impl Sim {
             let to_sim = to_sim.clone();
             let tx = tx.clone();
             let stop = stop.clone();
+            let pacer = uart::Pacer::new(cfg.baud);
             std::thread::Builder::new()
                 .name("bc26-sim-rx".into())
-                .spawn(move || {
-                    let mut buf = [0u8; 1024];
-                    while !stop.load(Ordering::Relaxed) {
-                        match to_sim.read_timeout(&mut buf, Some(Duration::from_millis(50))) {
-                            Some(0) => break,
-                            Some(n) if tx.send(Event::Host(buf[..n].to_vec())).is_err() => break,
-                            Some(_) | None => {}
-                        }
-                    }
-                })
+                .spawn(move || pump(&to_sim, pacer, &tx, &stop))
                 .expect("spawn rx thread")
         };
 
@@ -118,7 +114,7 @@ impl Sim {
         let path = p.path.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = channel();
-        let reader = p.spawn_reader(tx.clone(), stop.clone())?;
+        let reader = p.spawn_reader(tx.clone(), stop.clone(), uart::Pacer::new(cfg.baud))?;
         let sink = Box::new(p.sink()?);
         let handle = SimHandle::spawn(
             cfg,
@@ -132,6 +128,44 @@ impl Sim {
             }),
         );
         Ok((handle, path))
+    }
+}
+
+/// The modem's receiving end of the pipe: takes the host's bytes as they complete on the
+/// wire (paced like a UART when `pacer` is set: they stay in the pipe, which is the FIFO the
+/// host's writes block on, until their time).
+fn pump(
+    to_sim: &pipe::Chan,
+    mut pacer: Option<uart::Pacer>,
+    tx: &Sender<Event>,
+    stop: &AtomicBool,
+) {
+    let mut buf = vec![0u8; 1024];
+    let mut idle = true;
+    while !stop.load(Ordering::Relaxed) {
+        let n = match to_sim.wait_readable(Duration::from_millis(50)) {
+            Some(0) => break,
+            Some(n) => n,
+            None => continue,
+        };
+        let n = match &mut pacer {
+            Some(p) => {
+                if idle {
+                    p.resume();
+                }
+                let n = n.min(p.piece()).min(buf.len());
+                p.wait_for(n);
+                n
+            }
+            None => n.min(buf.len()),
+        };
+        let Some(got) = to_sim.read_timeout(&mut buf[..n], Some(Duration::ZERO)) else {
+            continue;
+        };
+        if got == 0 || tx.send(Event::Host(buf[..got].to_vec())).is_err() {
+            break;
+        }
+        idle = to_sim.wait_readable(Duration::ZERO).is_none();
     }
 }
 
@@ -161,7 +195,14 @@ impl SimHandle {
         let faults = Arc::new(Mutex::new(cfg.faults.clone()));
         let log = Arc::new(Mutex::new(Vec::new()));
         let host_log = Arc::new(Mutex::new(Vec::new()));
-        let out = Output::new(sink, cfg.baud, cfg.chunking, log.clone());
+        let (out, tx_thread) = output::spawn_tx(output::Tx {
+            sink,
+            baud: cfg.baud,
+            chunking: cfg.chunking,
+            log: log.clone(),
+        });
+        let mut helpers = helpers;
+        helpers.push(tx_thread);
         let modem = Modem::new(cfg, faults.clone(), out, tx.clone(), host_log.clone());
         let modem = std::thread::Builder::new()
             .name("bc26-sim-modem".into())

@@ -151,6 +151,30 @@ impl Chan {
         }
     }
 
+    /// Wait at most `timeout` for bytes, without taking them: how many are queued
+    /// (`Some(0)`: closed and drained; `None`: timeout).
+    pub(crate) fn wait_readable(&self, timeout: Duration) -> Option<usize> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.lock();
+        loop {
+            if !st.buf.is_empty() {
+                return Some(st.buf.len());
+            }
+            if st.closed {
+                return Some(0);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            st = self
+                .cv
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
     /// Blocking write of all of `data`; `Err(())` if the pipe is (or becomes) closed.
     pub(crate) fn write_all_blocking(&self, mut data: &[u8]) -> Result<(), ()> {
         let mut st = self.lock();
