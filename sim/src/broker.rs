@@ -65,17 +65,22 @@ pub fn broker() -> &'static Broker {
             };
         }
         let (port, auth_port) = start_rmqtt();
-        Broker {
-            host: "127.0.0.1".into(),
-            port,
-            auth: Some(Auth {
-                port: auth_port,
-                user: USER.into(),
-                password: PASS.into(),
-            }),
-            kind: "in-process rmqtt",
-        }
+        in_process(port, auth_port, "in-process rmqtt")
     })
+}
+
+/// An in-process broker's address and credentials.
+fn in_process(port: u16, auth_port: u16, kind: &'static str) -> Broker {
+    Broker {
+        host: "127.0.0.1".into(),
+        port,
+        auth: Some(Auth {
+            port: auth_port,
+            user: USER.into(),
+            password: PASS.into(),
+        }),
+        kind,
+    }
 }
 
 /// A broker of the test's own, which it may stop and start again on the same ports, losing
@@ -109,16 +114,7 @@ pub fn restartable_broker() -> Option<RestartableBroker> {
     if std::env::var("MQTT_HOST").is_err() {
         let (r, port, auth_port) = Rmqtt::start(0, 0).expect("in-process broker");
         return Some(RestartableBroker {
-            broker: Broker {
-                host: "127.0.0.1".into(),
-                port,
-                auth: Some(Auth {
-                    port: auth_port,
-                    user: USER.into(),
-                    password: PASS.into(),
-                }),
-                kind: "in-process rmqtt (restartable)",
-            },
+            broker: in_process(port, auth_port, "in-process rmqtt (restartable)"),
             ctl: Ctl::InProcess(std::sync::Mutex::new(Some(r))),
         });
     }

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::mpsc;
 use std::time::Duration;
 
 use bc26_sim::broker::{restartable_broker, RestartableBroker};
@@ -105,4 +106,40 @@ fn broker_restart_with_downtime_then_the_same_client_reconnects() {
     t.expect("\r\n+QMTSTAT: 0,1\r\n");
     b.start();
     t.connect(0, &b, &cid);
+}
+
+#[test]
+fn a_restartable_broker_left_stopped_is_running_for_the_next_test() {
+    let Some(b) = restartable() else { return };
+    let (kind, port) = (b.kind, b.port);
+    b.stop();
+    drop(b);
+    if kind.starts_with("in-process") {
+        // Dropping an in-process one stops it for good.
+        assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err());
+    }
+    let b = restartable().expect("again");
+    assert!(b.is_running());
+}
+
+#[test]
+fn restartable_brokers_are_separate_in_process_and_lent_one_at_a_time_outside() {
+    let Some(a) = restartable() else { return };
+    let (tx, rx) = mpsc::channel();
+    let other = std::thread::spawn(move || {
+        let b = restartable_broker().expect("restartable");
+        tx.send(b.port).unwrap();
+    });
+    if a.kind.starts_with("external") {
+        // The one external broker: the other test waits for it.
+        assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+        let port = a.port;
+        drop(a);
+        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), port);
+    } else {
+        // Each in-process one is its own, on its own ports.
+        let p = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert_ne!(p, a.port);
+    }
+    other.join().unwrap();
 }

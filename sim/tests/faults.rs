@@ -321,6 +321,7 @@ fn silence_loses_both_directions_while_mqtt_goes_on() {
 
     t.handle.set_silent(true);
     t.send("AT+QMTDISC=0"); // lost: the client stays connected
+    t.handle.inject_urc("+INJECTED"); // lost too: same dead UART
     peer.publish(&topic, 1, b"while silent");
     assert_eq!(&peer.recv().payload[..], b"while silent");
     assert_eq!(common::show(&t.drain_for(Duration::from_millis(300))), "");
@@ -329,6 +330,7 @@ fn silence_loses_both_directions_while_mqtt_goes_on() {
     t.at("AT+QMTCONN?", "\r\n+QMTCONN: 0,3\r\n\r\nOK\r\n");
     let sent = t.handle.transcript();
     assert!(!sent.windows(12).any(|w| w == b"while silent"));
+    assert!(!sent.windows(9).any(|w| w == b"+INJECTED"));
     assert!(!t
         .handle
         .host_transcript()
@@ -427,5 +429,63 @@ fn client_state_follows_each_client_and_host_transcript_records_the_host() {
             "AT\rAT+QMTOPEN=2,\"127.0.0.1\",{}\rAT+QMTCONN=2,\"c\"\r",
             server.port
         )
+    );
+}
+
+#[test]
+#[should_panic(expected = "+QMTSTAT codes are 1-255")]
+fn close_link_with_code_0_panics() {
+    let t = Term::quiet(SimConfig::default());
+    t.handle.close_link(0, 0);
+}
+
+#[test]
+fn ignore_connack_makes_qmtconn_time_out_with_2_and_close_the_link() {
+    let server = FakeServer::new();
+    let mut t = Term::quiet(SimConfig::default());
+    t.at("AT+QMTCFG=\"timeout\",0,1", "\r\nOK\r\n");
+    t.handle.update_faults(|f| f.ignore_connack = true);
+    t.open_port(0, server.port);
+    let mut conn = server.accept();
+    let t0 = Instant::now();
+    t.at("AT+QMTCONN=0,\"c\"", "\r\nOK\r\n");
+    assert_eq!(conn.read_packet().expect("CONNECT")[0], 0x10);
+    conn.send(b"\x20\x02\x00\x00");
+    t.expect("\r\n+QMTCONN: 0,2\r\n");
+    assert!(t0.elapsed() >= Duration::from_secs(1), "{:?}", t0.elapsed());
+    assert_eq!(common::show(&conn.until_closed()), "");
+    assert_eq!(t.handle.client_state(0), Some(ClientState::Closed));
+}
+
+#[test]
+fn error_on_prefix_answers_error_to_matching_lines_only() {
+    let mut t = Term::quiet(SimConfig::default());
+    t.handle
+        .update_faults(|f| f.error_on_prefix = Some("AT+QMTPUB".into()));
+    t.at("AT+QMTPUB=?", "\r\nERROR\r\n");
+    t.at("at+qmtpub=?", "\r\nERROR\r\n");
+    t.at(
+        "AT+QMTSUB=?",
+        "\r\n+QMTSUB: (0-5),<msgID>,\"<topic>\",<qos>[,\"<topic>\",<qos>...]\r\n\r\nOK\r\n",
+    );
+    t.handle.set_faults(SimFaults::default());
+    t.at(
+        "AT+QMTPUB=?",
+        "\r\n+QMTPUB: (0-5),<msgID>,<qos>,<retain>,\"<topic>\",\"<msg>\"\r\n\r\nOK\r\n",
+    );
+}
+
+#[test]
+fn open_delay_delays_the_qmtopen_result() {
+    let server = FakeServer::new();
+    let mut t = Term::quiet(SimConfig::default());
+    t.handle
+        .update_faults(|f| f.open_delay = Duration::from_millis(300));
+    let t0 = Instant::now();
+    t.open_port(0, server.port);
+    assert!(
+        t0.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t0.elapsed()
     );
 }
