@@ -4,6 +4,11 @@
 //! [`broker()`] is `MQTT_HOST`/`MQTT_PORT` when they are set (with
 //! `MQTT_AUTH_PORT`, `MQTT_USER`, `MQTT_PASSWORD` for a listener that needs
 //! credentials), and otherwise an in-process rmqtt on two free loopback ports.
+//!
+//! [`restartable_broker()`] is a broker a test may stop and start again (the broker
+//! stopped and started by its operator): an in-process rmqtt of the test's own, or the one
+//! `.ci/with-mosquitto` starts for this (`MQTT_RESTART_PORT`, `MQTT_BROKER_STOP`,
+//! `MQTT_BROKER_START`).
 
 use std::net::TcpListener;
 use std::sync::mpsc;
@@ -60,17 +65,202 @@ pub fn broker() -> &'static Broker {
             };
         }
         let (port, auth_port) = start_rmqtt();
-        Broker {
-            host: "127.0.0.1".into(),
-            port,
-            auth: Some(Auth {
-                port: auth_port,
-                user: USER.into(),
-                password: PASS.into(),
-            }),
-            kind: "in-process rmqtt",
-        }
+        in_process(port, auth_port, "in-process rmqtt")
     })
+}
+
+/// An in-process broker's address and credentials.
+fn in_process(port: u16, auth_port: u16, kind: &'static str) -> Broker {
+    Broker {
+        host: "127.0.0.1".into(),
+        port,
+        auth: Some(Auth {
+            port: auth_port,
+            user: USER.into(),
+            password: PASS.into(),
+        }),
+        kind,
+    }
+}
+
+/// A broker of the test's own, which it may stop and start again on the same ports, losing
+/// its sessions and retained messages as a real restart does. Dereferences to [`Broker`]
+/// (host, ports, credentials). Dropping it stops an in-process broker; an external one is
+/// left running.
+pub struct RestartableBroker {
+    broker: Broker,
+    ctl: Ctl,
+}
+
+enum Ctl {
+    /// `None` while stopped.
+    InProcess(std::sync::Mutex<Option<Rmqtt>>),
+    /// Shell commands; the lease serializes the tests that use the one external broker.
+    External {
+        stop: String,
+        start: String,
+        _lease: Lease,
+    },
+}
+
+/// A broker that can be restarted: without `MQTT_HOST`, a new in-process rmqtt on two free
+/// ports (each call its own, so tests stay parallel); with `MQTT_HOST`, the broker that
+/// `MQTT_RESTART_PORT` (and `MQTT_RESTART_AUTH_PORT`) name, stopped and started by the shell
+/// commands `MQTT_BROKER_STOP` / `MQTT_BROKER_START` (`.ci/with-mosquitto` sets them up),
+/// lent to one test at a time (others wait, 120 s at most). `None` when `MQTT_HOST` is set
+/// without them.
+#[must_use]
+pub fn restartable_broker() -> Option<RestartableBroker> {
+    if std::env::var("MQTT_HOST").is_err() {
+        let (r, port, auth_port) = Rmqtt::start(0, 0).expect("in-process broker");
+        return Some(RestartableBroker {
+            broker: in_process(port, auth_port, "in-process rmqtt (restartable)"),
+            ctl: Ctl::InProcess(std::sync::Mutex::new(Some(r))),
+        });
+    }
+    let var = |k: &str| std::env::var(k).ok();
+    let (host, port, stop, start) = (
+        var("MQTT_HOST")?,
+        var("MQTT_RESTART_PORT")?,
+        var("MQTT_BROKER_STOP")?,
+        var("MQTT_BROKER_START")?,
+    );
+    let auth = var("MQTT_RESTART_AUTH_PORT").map(|p| Auth {
+        port: p.parse().expect("MQTT_RESTART_AUTH_PORT"),
+        user: var("MQTT_USER").unwrap_or_default(),
+        password: var("MQTT_PASSWORD").unwrap_or_default(),
+    });
+    let b = RestartableBroker {
+        broker: Broker {
+            host,
+            port: port.parse().expect("MQTT_RESTART_PORT"),
+            auth,
+            kind: "external (MQTT_BROKER_STOP/START)",
+        },
+        ctl: Ctl::External {
+            stop,
+            start,
+            _lease: Lease::take(),
+        },
+    };
+    // A test that failed while it was stopped left it so.
+    if !b.is_running() {
+        b.start();
+    }
+    Some(b)
+}
+
+impl std::ops::Deref for RestartableBroker {
+    type Target = Broker;
+    fn deref(&self) -> &Broker {
+        &self.broker
+    }
+}
+
+impl RestartableBroker {
+    /// Stop the broker: when this returns, its ports refuse connections and every client's
+    /// link has been closed. Stopping a stopped broker does nothing.
+    pub fn stop(&self) {
+        match &self.ctl {
+            Ctl::InProcess(r) => drop(r.lock().unwrap_or_else(|e| e.into_inner()).take()),
+            Ctl::External { stop, .. } => run(stop),
+        }
+        assert!(
+            !self.is_running(),
+            "{}: still accepting after stop",
+            self.kind
+        );
+    }
+
+    /// Start it again on the same ports, empty (no sessions, no retained messages): when
+    /// this returns, it accepts connections. Starting a running broker does nothing.
+    pub fn start(&self) {
+        match &self.ctl {
+            Ctl::InProcess(r) => {
+                let mut r = r.lock().unwrap_or_else(|e| e.into_inner());
+                if r.is_none() {
+                    let auth = self.auth.as_ref().map_or(0, |a| a.port);
+                    *r = Some(restart_rmqtt(self.port, auth));
+                }
+            }
+            Ctl::External { start, .. } => run(start),
+        }
+        assert!(
+            self.is_running(),
+            "{}: not accepting after start",
+            self.kind
+        );
+    }
+
+    /// Stop, stay down for `downtime`, start.
+    pub fn restart(&self, downtime: Duration) {
+        self.stop();
+        std::thread::sleep(downtime);
+        self.start();
+    }
+
+    /// Whether its anonymous port accepts a TCP connection.
+    pub fn is_running(&self) -> bool {
+        let addr = (self.host.as_str(), self.port);
+        std::net::ToSocketAddrs::to_socket_addrs(&addr)
+            .ok()
+            .and_then(|mut a| a.next())
+            .is_some_and(|a| std::net::TcpStream::connect_timeout(&a, T).is_ok())
+    }
+}
+
+/// Bind the same ports again; another socket may hold one for a moment (a client's
+/// connection that is still closing): retry for up to 5 s.
+fn restart_rmqtt(port: u16, auth_port: u16) -> Rmqtt {
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        match Rmqtt::start(port, auth_port) {
+            Ok((r, _, _)) => return r,
+            Err(e) if std::time::Instant::now() >= deadline => panic!("{e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    }
+}
+
+/// Run a shell command (`MQTT_BROKER_STOP`/`START`); panics when it fails.
+fn run(cmd: &str) {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd}: {}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The external restartable broker, lent to one test of the process at a time.
+struct Lease;
+
+static LEASED: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+static RETURNED: std::sync::Condvar = std::sync::Condvar::new();
+
+impl Lease {
+    fn take() -> Lease {
+        let lock = |m: &'static std::sync::Mutex<bool>| m.lock().unwrap_or_else(|e| e.into_inner());
+        let (mut leased, _) = RETURNED
+            .wait_timeout_while(lock(&LEASED), Duration::from_secs(120), |l| *l)
+            .unwrap_or_else(|e| e.into_inner());
+        assert!(!*leased, "the restartable broker stayed lent for 120 s");
+        *leased = true;
+        Lease
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        *LEASED.lock().unwrap_or_else(|e| e.into_inner()) = false;
+        RETURNED.notify_all();
+    }
 }
 
 /// rmqtt's in-memory retained-message tree, switched on (its default storage
@@ -139,60 +329,122 @@ impl rmqtt::hook::Handler for AuthHook {
     }
 }
 
-/// Start rmqtt on two free loopback ports (anonymous, and credentials required) in a
-/// background thread with its own tokio runtime; returns the ports once both listen.
-fn start_rmqtt() -> (u16, u16) {
-    let (tx, rx) = mpsc::channel();
-    std::thread::Builder::new()
-        .name("rmqtt".into())
-        .spawn(move || {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("tokio runtime");
-            rt.block_on(async move {
-                use rmqtt::{context::ServerContext, net::Builder, server::MqttServer};
-                let scx = ServerContext::new().build().await;
-                // rmqtt keeps no retained messages unless a retainer is installed.
-                *scx.extends.retain_mut().await = Box::new(Retainer(Default::default()));
-                let reg = scx.extends.hook_mgr().register();
-                reg.add(rmqtt::hook::Type::ClientAuthenticate, Box::new(AuthHook))
-                    .await;
-                reg.start().await;
-                let anon = Builder::new()
-                    .name("anon/tcp")
-                    .laddr(([127, 0, 0, 1], 0).into())
-                    .allow_zero_keepalive(true)
-                    .bind()
-                    .expect("bind")
-                    .tcp()
-                    .expect("tcp");
-                let auth = Builder::new()
-                    .name("auth/tcp")
-                    .laddr(([127, 0, 0, 1], 0).into())
-                    .allow_anonymous(false)
-                    .allow_zero_keepalive(true)
-                    .bind()
-                    .expect("bind")
-                    .tcp()
-                    .expect("tcp");
-                let p1 = anon.local_addr().expect("addr").port();
-                let p2 = auth.local_addr().expect("addr").port();
-                tx.send((p1, p2)).unwrap();
-                let _reg = reg;
-                MqttServer::new(scx)
-                    .listener_by_id(anon, p1)
-                    .listener_by_id(auth, p2)
+/// One rmqtt instance: two listeners (anonymous, and credentials required) on loopback, on
+/// its own thread and tokio runtime. Stopping it shuts the runtime down, which drops every
+/// task: listeners and client connections are closed, and the sessions and retained
+/// messages (all in memory) are gone.
+struct Rmqtt {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Rmqtt {
+    /// Start on these ports (0: a free one); returns the instance and its two ports once
+    /// both listen, or why it could not bind.
+    fn start(anon_port: u16, auth_port: u16) -> Result<(Rmqtt, u16, u16), String> {
+        let (tx, rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("rmqtt".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
                     .build()
-                    .run()
-                    .await
-                    .expect("rmqtt run");
-            });
-        })
-        .expect("spawn rmqtt");
-    rx.recv_timeout(Duration::from_secs(20))
-        .expect("rmqtt did not start")
+                    .expect("tokio runtime");
+                rt.block_on(async move {
+                    // The hook registration is kept while the server runs.
+                    let (server, _reg) = match rmqtt_server(anon_port, auth_port).await {
+                        Ok((server, reg, p1, p2)) => {
+                            let _ = tx.send(Ok((p1, p2)));
+                            (server, reg)
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    tokio::select! {
+                        r = server.run() => r.expect("rmqtt run"),
+                        _ = stop_rx => {}
+                    }
+                });
+                // Drops every task: listeners and connections close.
+                rt.shutdown_timeout(Duration::from_secs(2));
+            })
+            .map_err(|e| e.to_string())?;
+        let (p1, p2) = rx
+            .recv_timeout(Duration::from_secs(20))
+            .map_err(|_| "rmqtt did not start".to_string())??;
+        let r = Rmqtt {
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        };
+        Ok((r, p1, p2))
+    }
+}
+
+impl Drop for Rmqtt {
+    /// Stops the broker and waits until it has.
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// rmqtt's server with the retainer, the authentication hook and the two listeners
+/// (SO_REUSEADDR, so that a restart can bind the same ports at once).
+async fn rmqtt_server(
+    anon_port: u16,
+    auth_port: u16,
+) -> Result<
+    (
+        rmqtt::server::MqttServer,
+        Box<dyn rmqtt::hook::Register>,
+        u16,
+        u16,
+    ),
+    String,
+> {
+    use rmqtt::{context::ServerContext, net::Builder, server::MqttServer};
+    let scx = ServerContext::new().build().await;
+    // rmqtt keeps no retained messages unless a retainer is installed.
+    *scx.extends.retain_mut().await = Box::new(Retainer(Default::default()));
+    let reg = scx.extends.hook_mgr().register();
+    reg.add(rmqtt::hook::Type::ClientAuthenticate, Box::new(AuthHook))
+        .await;
+    reg.start().await;
+    let listener = |name: &str, port: u16, anonymous: bool| {
+        Builder::new()
+            .name(name)
+            .laddr(([127, 0, 0, 1], port).into())
+            .reuseaddr(Some(true))
+            .allow_anonymous(anonymous)
+            .allow_zero_keepalive(true)
+            .bind()
+            .and_then(|b| b.tcp())
+            .map_err(|e| format!("rmqtt: cannot listen on 127.0.0.1:{port}: {e}"))
+    };
+    let anon = listener("anon/tcp", anon_port, true)?;
+    let auth = listener("auth/tcp", auth_port, false)?;
+    let p1 = anon.local_addr().map_err(|e| e.to_string())?.port();
+    let p2 = auth.local_addr().map_err(|e| e.to_string())?.port();
+    let server = MqttServer::new(scx)
+        .listener_by_id(anon, p1)
+        .listener_by_id(auth, p2)
+        .build();
+    Ok((server, reg, p1, p2))
+}
+
+/// Start the shared in-process rmqtt on two free ports; it runs until the process ends.
+fn start_rmqtt() -> (u16, u16) {
+    let (r, p1, p2) = Rmqtt::start(0, 0).expect("in-process broker");
+    std::mem::forget(r);
+    (p1, p2)
 }
 
 /// A loopback port with nothing listening on it.

@@ -30,6 +30,24 @@ pub struct SimFaults {
     /// Answer every command line that starts with this prefix (e.g. `"AT+QMTPUB"`) with
     /// `ERROR`, whatever the state.
     pub error_on_prefix: Option<String>,
+    /// `Some((count, code))`: the next `count` `AT+QMTCONN` are refused as a broker refuses
+    /// them: `+QMTCONN: <id>,0,<code>` (CONNACK codes 1-5) and the link is closed (the client
+    /// must be opened again; no CONNECT reaches the broker, so no will is published). Counts
+    /// down with each refusal and becomes `None` after the last.
+    pub refuse_connect: Option<(u32, u8)>,
+    /// `Some((count, code))`: the next `count` `AT+QMTOPEN` fail with `+QMTOPEN: <id>,<code>`
+    /// (-1 network, 1 parameter, 3 PDP, 4 name, 5 network disconnection) without a TCP
+    /// connect, after `open_delay` like a real attempt. Counts down like `refuse_connect`.
+    pub fail_open: Option<(u32, i32)>,
+}
+
+impl SimFaults {
+    /// Take one use of a counted fault (`refuse_connect`, `fail_open`): its value, if any.
+    pub(crate) fn take<T: Copy>(slot: &mut Option<(u32, T)>) -> Option<T> {
+        let (n, v) = (*slot)?;
+        *slot = (n > 1).then_some((n - 1, v));
+        (n > 0).then_some(v)
+    }
 }
 
 /// Configuration of a simulated modem.
@@ -40,9 +58,14 @@ pub struct SimConfig {
     /// Delay before each deferred result (`+QMTOPEN: 0,0`, `+QMTCONN: ...`, ...). URCs
     /// (`+QMTRECV`, `+QMTSTAT`) are not delayed, but never overtake an earlier queued line.
     pub result_delay: Duration,
-    /// Pace the output to this baud rate (8N1: 10 bit times per byte). `None`: as fast as
-    /// possible.
+    /// Model a UART at this baud rate (8N1: 10 bit times per byte), both ways: byte `k` of
+    /// a continuous stream is complete `(k + 1) * 10 / baud` after the stream started, on an
+    /// absolute schedule; the host's bytes reach the modem no faster, and the host's writes
+    /// block once `uart_fifo` bytes wait. `None`: as fast as possible.
     pub baud: Option<u32>,
+    /// With `baud`: how many bytes the host can write ahead of the wire (the in-process
+    /// pipe's host-to-modem capacity). The pty's is the kernel's (tens of KiB).
+    pub uart_fifo: usize,
     /// Random chunking of the output. `None`: every response is written in one piece.
     pub chunking: Option<Chunking>,
     /// MQTT protocol level a client uses until `AT+QMTCFG="version"` changes it:
@@ -57,10 +80,14 @@ pub struct SimConfig {
     pub cme_errors: bool,
     /// Timeout of the TCP connect behind `AT+QMTOPEN`.
     pub connect_timeout: Duration,
-    /// Capacity, in bytes, of each direction of the in-process pipe.
+    /// Capacity, in bytes, of each direction of the in-process pipe (host to modem:
+    /// `uart_fifo` instead when `baud` is set).
     pub pipe_capacity: usize,
     /// Faults to inject from the start.
     pub faults: SimFaults,
+    /// How long a reboot ([`crate::SimHandle::reboot`]) takes: the modem ignores the host
+    /// and sends nothing for this long, then sends `\r\nRDY\r\n`.
+    pub boot_time: Duration,
 }
 
 impl Default for SimConfig {
@@ -69,6 +96,7 @@ impl Default for SimConfig {
             echo: true,
             result_delay: Duration::ZERO,
             baud: None,
+            uart_fifo: 128,
             chunking: None,
             default_version: 4,
             quote_cfg_strings: false,
@@ -76,6 +104,7 @@ impl Default for SimConfig {
             connect_timeout: Duration::from_secs(5),
             pipe_capacity: 64 * 1024,
             faults: SimFaults::default(),
+            boot_time: Duration::from_millis(200),
         }
     }
 }

@@ -29,6 +29,7 @@ mod mqtt;
 mod output;
 mod pipe;
 mod pty;
+mod uart;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -38,10 +39,11 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 pub use config::{Chunking, SimConfig, SimFaults};
+pub use modem::ClientState;
 pub use pipe::{SimReader, SimWriter};
 
 use modem::{Event, Modem};
-use output::{Output, Sink};
+use output::Sink;
 
 /// The host's two halves of the in-process transport: hand them to a driver.
 pub struct HostSide {
@@ -67,7 +69,10 @@ impl Sink for PipeSink {
 impl Sim {
     /// Start a simulated modem on an in-process pipe.
     pub fn start(cfg: SimConfig) -> (SimHandle, HostSide) {
-        let to_sim = pipe::Chan::new(cfg.pipe_capacity);
+        let to_sim = pipe::Chan::new(match cfg.baud {
+            Some(b) if b > 0 => cfg.uart_fifo.max(1),
+            _ => cfg.pipe_capacity,
+        });
         let to_host = pipe::Chan::new(cfg.pipe_capacity);
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = channel();
@@ -76,18 +81,10 @@ impl Sim {
             let to_sim = to_sim.clone();
             let tx = tx.clone();
             let stop = stop.clone();
+            let pacer = uart::Pacer::new(cfg.baud);
             std::thread::Builder::new()
                 .name("bc26-sim-rx".into())
-                .spawn(move || {
-                    let mut buf = [0u8; 1024];
-                    while !stop.load(Ordering::Relaxed) {
-                        match to_sim.read_timeout(&mut buf, Some(Duration::from_millis(50))) {
-                            Some(0) => break,
-                            Some(n) if tx.send(Event::Host(buf[..n].to_vec())).is_err() => break,
-                            Some(_) | None => {}
-                        }
-                    }
-                })
+                .spawn(move || pump(&to_sim, pacer, &tx, &stop))
                 .expect("spawn rx thread")
         };
 
@@ -117,7 +114,7 @@ impl Sim {
         let path = p.path.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = channel();
-        let reader = p.spawn_reader(tx.clone(), stop.clone())?;
+        let reader = p.spawn_reader(tx.clone(), stop.clone(), uart::Pacer::new(cfg.baud))?;
         let sink = Box::new(p.sink()?);
         let handle = SimHandle::spawn(
             cfg,
@@ -134,12 +131,51 @@ impl Sim {
     }
 }
 
+/// The modem's receiving end of the pipe: takes the host's bytes as they complete on the
+/// wire (paced like a UART when `pacer` is set: they stay in the pipe, which is the FIFO the
+/// host's writes block on, until their time).
+fn pump(
+    to_sim: &pipe::Chan,
+    mut pacer: Option<uart::Pacer>,
+    tx: &Sender<Event>,
+    stop: &AtomicBool,
+) {
+    let mut buf = vec![0u8; 1024];
+    let mut idle = true;
+    while !stop.load(Ordering::Relaxed) {
+        let n = match to_sim.wait_readable(Duration::from_millis(50)) {
+            Some(0) => break,
+            Some(n) => n,
+            None => continue,
+        };
+        let n = match &mut pacer {
+            Some(p) => {
+                if idle {
+                    p.resume();
+                }
+                let n = n.min(p.piece()).min(buf.len());
+                p.wait_for(n);
+                n
+            }
+            None => n.min(buf.len()),
+        };
+        let Some(got) = to_sim.read_timeout(&mut buf[..n], Some(Duration::ZERO)) else {
+            continue;
+        };
+        if got == 0 || tx.send(Event::Host(buf[..got].to_vec())).is_err() {
+            break;
+        }
+        idle = to_sim.wait_readable(Duration::ZERO).is_none();
+    }
+}
+
 /// Controls a running simulator. Dropping it stops the simulator (its MQTT links are
 /// dropped without DISCONNECT, and the host reader then reads EOF).
 pub struct SimHandle {
     tx: Sender<Event>,
     faults: Arc<Mutex<SimFaults>>,
     log: Arc<Mutex<Vec<u8>>>,
+    host_log: Arc<Mutex<Vec<u8>>>,
     stop: Arc<AtomicBool>,
     modem: Option<JoinHandle<()>>,
     helpers: Vec<JoinHandle<()>>,
@@ -158,8 +194,16 @@ impl SimHandle {
     ) -> SimHandle {
         let faults = Arc::new(Mutex::new(cfg.faults.clone()));
         let log = Arc::new(Mutex::new(Vec::new()));
-        let out = Output::new(sink, cfg.baud, cfg.chunking, log.clone());
-        let modem = Modem::new(cfg, faults.clone(), out, tx.clone());
+        let host_log = Arc::new(Mutex::new(Vec::new()));
+        let (out, tx_thread) = output::spawn_tx(output::Tx {
+            sink,
+            baud: cfg.baud,
+            chunking: cfg.chunking,
+            log: log.clone(),
+        });
+        let mut helpers = helpers;
+        helpers.push(tx_thread);
+        let modem = Modem::new(cfg, faults.clone(), out, tx.clone(), host_log.clone());
         let modem = std::thread::Builder::new()
             .name("bc26-sim-modem".into())
             .spawn(move || modem.run(rx))
@@ -168,6 +212,7 @@ impl SimHandle {
             tx,
             faults,
             log,
+            host_log,
             stop,
             modem: Some(modem),
             helpers,
@@ -210,9 +255,62 @@ impl SimHandle {
         let _ = self.tx.send(Event::BreakLink(id));
     }
 
+    /// The module closes client `id`'s link by itself (TCP dropped without DISCONNECT, so
+    /// the broker publishes the will) and reports `+QMTSTAT: <id>,<code>`; the client is
+    /// closed (`AT+QMTOPEN?`/`AT+QMTCONN?` no longer list it; `AT+QMTOPEN` works again).
+    /// Nothing happens when the client has no link (closed, or its QMTOPEN in progress).
+    ///
+    /// # Panics
+    /// When `code` is 0 (`+QMTSTAT` codes are 1-255).
+    pub fn close_link(&self, id: u8, code: u8) {
+        assert!(code >= 1, "+QMTSTAT codes are 1-255");
+        let _ = self.tx.send(Event::CloseLink { id, code });
+    }
+
+    /// The module restarts now (see the README, "Faults"): links dropped without DISCONNECT,
+    /// every setting back to its default (echo on), output not yet sent and a half-received
+    /// line discarded; for `SimConfig::boot_time` it ignores the host and sends nothing,
+    /// then sends `\r\nRDY\r\n`.
+    pub fn reboot(&self) {
+        let _ = self.tx.send(Event::Reboot);
+    }
+
+    /// The network's registration status, as `AT+CEREG?` reports it: 0 not registered,
+    /// 1 home, 2 searching, 3 denied, 4 unknown, 5 roaming (1 at start). Losing registration
+    /// (1/5 to anything else) drops every link with `+QMTSTAT: <id>,2`, and `AT+QMTOPEN` then
+    /// fails with `+QMTOPEN: <id>,3`; `AT+CGATT?` answers 1 only while registered.
+    pub fn set_registration(&self, stat: u8) {
+        let _ = self.tx.send(Event::Registration(stat));
+    }
+
+    /// A dead UART: while silent, every byte from the host is lost and the modem sends
+    /// nothing (what it would have sent is lost, not delayed). Its MQTT side keeps running:
+    /// messages arrive and are acknowledged, keep-alive goes on, links may die (and their
+    /// `+QMTSTAT` is lost too).
+    pub fn set_silent(&self, silent: bool) {
+        let _ = self.tx.send(Event::Silent(silent));
+    }
+
+    /// The state of client `id` (0-5) in the modem; `None` if the simulator does not answer
+    /// within a second or `id` is out of range.
+    pub fn client_state(&self, id: u8) -> Option<ClientState> {
+        let (tx, rx) = channel();
+        self.tx.send(Event::State(id, tx)).ok()?;
+        rx.recv_timeout(Duration::from_secs(1)).ok()
+    }
+
     /// Everything the modem has sent to the host so far.
     pub fn transcript(&self) -> Vec<u8> {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Everything the modem has taken from the host so far (not the bytes lost while it was
+    /// silent or booting): lets a test count the commands a driver sent.
+    pub fn host_transcript(&self) -> Vec<u8> {
+        self.host_log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Stop the simulator and wait for its threads.

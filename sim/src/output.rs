@@ -1,8 +1,14 @@
-//! The modem's transmit path: optional random chunking (seeded) and pacing to a baud rate.
+//! The modem's transmit path: the modem queues bytes ([`Output`]); a transmit thread
+//! ([`spawn_tx`]) writes them to the host, paced to the baud rate (see `uart.rs`) and/or
+//! split into random chunks (seeded). Like a UART's transmit buffer, the queue lets the
+//! modem go on while its bytes are on the wire, and keeps a stream continuous.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 
 use crate::config::Chunking;
+use crate::uart::Pacer;
 
 /// Where the modem's bytes go (the in-process pipe or the pty master).
 pub(crate) trait Sink: Send {
@@ -31,72 +37,125 @@ impl Rng {
     }
 }
 
-pub(crate) struct Output {
-    sink: Box<dyn Sink>,
-    baud: Option<u32>,
-    chunking: Option<(Chunking, Rng)>,
-    /// Everything written, for [`crate::SimHandle::transcript`].
-    log: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+#[derive(Default)]
+struct TxState {
+    queue: VecDeque<u8>,
+    /// A dead UART: what is sent is lost.
+    silent: bool,
+    closed: bool,
 }
 
+#[derive(Default)]
+struct Shared {
+    st: Mutex<TxState>,
+    cv: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TxState> {
+        self.st.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The modem's end of the transmit path.
+pub(crate) struct Output(Arc<Shared>);
+
 impl Output {
-    pub(crate) fn new(
-        sink: Box<dyn Sink>,
-        baud: Option<u32>,
-        chunking: Option<Chunking>,
-        log: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-    ) -> Self {
-        Output {
-            sink,
-            baud,
-            chunking: chunking.map(|c| {
-                let rng = Rng::new(c.seed);
-                (c, rng)
-            }),
-            log,
-        }
-    }
-
-    /// Write `data`, paced: pieces of at most 16 bytes, each written after the time its
-    /// bytes take on the wire (8N1: 10 bit times per byte).
-    fn write_paced(sink: &mut dyn Sink, baud: Option<u32>, data: &[u8]) {
-        match baud {
-            Some(baud) if baud > 0 => {
-                for piece in data.chunks(16) {
-                    let nanos = (piece.len() as u64) * 10 * 1_000_000_000 / baud as u64;
-                    std::thread::sleep(Duration::from_nanos(nanos));
-                    let _ = sink.write_all(piece);
-                }
-            }
-            _ => {
-                let _ = sink.write_all(data);
-            }
-        }
-    }
-
+    /// Queue `data` for the host (lost while silent).
     pub(crate) fn send(&mut self, data: &[u8]) {
-        if data.is_empty() {
+        let mut st = self.0.lock();
+        if data.is_empty() || st.silent {
             return;
         }
-        if let Ok(mut l) = self.log.lock() {
-            l.extend_from_slice(data);
+        st.queue.extend(data);
+        drop(st);
+        self.0.cv.notify_all();
+    }
+
+    /// While silent, everything queued or sent is lost (and not in the transcript).
+    pub(crate) fn set_silent(&mut self, silent: bool) {
+        let mut st = self.0.lock();
+        st.silent = silent;
+        if silent {
+            st.queue.clear();
         }
-        match &mut self.chunking {
-            None => Self::write_paced(self.sink.as_mut(), self.baud, data),
-            Some((c, rng)) => {
-                let max = c.max_chunk.max(1);
-                let gap = c.gap;
-                let mut rest = data;
-                while !rest.is_empty() {
-                    let n = rng.between_1_and(max).min(rest.len());
-                    let (head, tail) = rest.split_at(n);
-                    Self::write_paced(self.sink.as_mut(), self.baud, head);
-                    rest = tail;
-                    if !rest.is_empty() && !gap.is_zero() {
-                        std::thread::sleep(gap);
+    }
+
+    /// Forget what is waiting to go out (a reboot).
+    pub(crate) fn discard(&mut self) {
+        self.0.lock().queue.clear();
+    }
+}
+
+impl Drop for Output {
+    /// The transmit thread stops (what is still queued is dropped).
+    fn drop(&mut self) {
+        self.0.lock().closed = true;
+        self.0.cv.notify_all();
+    }
+}
+
+/// What the transmit thread needs.
+pub(crate) struct Tx {
+    pub(crate) sink: Box<dyn Sink>,
+    pub(crate) baud: Option<u32>,
+    pub(crate) chunking: Option<Chunking>,
+    /// Everything written, for [`crate::SimHandle::transcript`].
+    pub(crate) log: Arc<Mutex<Vec<u8>>>,
+}
+
+/// Start the transmit thread; it stops when the [`Output`] is dropped.
+pub(crate) fn spawn_tx(mut tx: Tx) -> (Output, JoinHandle<()>) {
+    let shared = Arc::new(Shared::default());
+    let out = Output(shared.clone());
+    let thread = std::thread::Builder::new()
+        .name("bc26-sim-tx".into())
+        .spawn(move || {
+            let mut pacer = Pacer::new(tx.baud);
+            let mut chunks = tx.chunking.map(|c| (c, Rng::new(c.seed)));
+            let mut idle = true;
+            loop {
+                // The next piece: a random chunk, or about 1 ms of bytes when paced, or all.
+                let (piece, more) = {
+                    let mut st = shared.lock();
+                    while st.queue.is_empty() && !st.closed {
+                        idle = true;
+                        st = shared.cv.wait(st).unwrap_or_else(|e| e.into_inner());
+                    }
+                    if st.closed {
+                        return;
+                    }
+                    let n = match (&mut chunks, &pacer) {
+                        (Some((c, rng)), _) => rng.between_1_and(c.max_chunk),
+                        (None, Some(p)) => p.piece(),
+                        (None, None) => usize::MAX,
+                    };
+                    let n = n.min(st.queue.len());
+                    let piece: Vec<u8> = st.queue.drain(..n).collect();
+                    (piece, !st.queue.is_empty())
+                };
+                if let Some(p) = &mut pacer {
+                    if idle {
+                        p.resume();
+                    }
+                    p.wait_for(piece.len());
+                }
+                idle = false;
+                if shared.lock().silent {
+                    continue; // silenced while on the wire
+                }
+                if let Ok(mut l) = tx.log.lock() {
+                    l.extend_from_slice(&piece);
+                }
+                let _ = tx.sink.write_all(&piece);
+                if let Some((c, _)) = &chunks {
+                    if more && !c.gap.is_zero() {
+                        std::thread::sleep(c.gap);
+                        idle = true; // the line rests during the gap
                     }
                 }
             }
-        }
-    }
+        })
+        .expect("spawn tx thread");
+    (out, thread)
 }

@@ -121,34 +121,42 @@ impl Chan {
         Poll::Pending
     }
 
-    /// Blocking read; `Ok(0)` on EOF (closed and drained), `None` on timeout.
-    pub(crate) fn read_timeout(&self, out: &mut [u8], timeout: Option<Duration>) -> Option<usize> {
-        let deadline = timeout.map(|t| Instant::now() + t);
+    /// Wait until there are bytes or the pipe is closed (`None`: `deadline` passed).
+    fn wait_bytes(&self, deadline: Option<Instant>) -> Option<std::sync::MutexGuard<'_, State>> {
         let mut st = self.lock();
-        loop {
-            if !st.buf.is_empty() {
-                let n = Self::take_into(&mut st, out);
-                self.after_take(st);
-                return Some(n);
-            }
-            if st.closed {
-                return Some(0);
-            }
-            match deadline {
-                None => st = self.cv.wait(st).unwrap_or_else(|e| e.into_inner()),
+        while st.buf.is_empty() && !st.closed {
+            st = match deadline {
+                None => self.cv.wait(st).unwrap_or_else(|e| e.into_inner()),
                 Some(d) => {
                     let now = Instant::now();
                     if now >= d {
                         return None;
                     }
-                    st = self
-                        .cv
+                    self.cv
                         .wait_timeout(st, d - now)
                         .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                        .0
                 }
-            }
+            };
         }
+        Some(st)
+    }
+
+    /// Blocking read; `Some(0)` on EOF (closed and drained), `None` on timeout.
+    pub(crate) fn read_timeout(&self, out: &mut [u8], timeout: Option<Duration>) -> Option<usize> {
+        let mut st = self.wait_bytes(timeout.map(|t| Instant::now() + t))?;
+        if st.buf.is_empty() {
+            return Some(0);
+        }
+        let n = Self::take_into(&mut st, out);
+        self.after_take(st);
+        Some(n)
+    }
+
+    /// Wait at most `timeout` for bytes, without taking them: how many are queued
+    /// (`Some(0)`: closed and drained; `None`: timeout).
+    pub(crate) fn wait_readable(&self, timeout: Duration) -> Option<usize> {
+        Some(self.wait_bytes(Some(Instant::now() + timeout))?.buf.len())
     }
 
     /// Blocking write of all of `data`; `Err(())` if the pipe is (or becomes) closed.

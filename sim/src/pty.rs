@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 
 use crate::modem::Event;
 use crate::output::Sink;
+use crate::uart::Pacer;
 
 pub(crate) struct Pty {
     master: File,
@@ -77,39 +78,52 @@ impl Pty {
         })
     }
 
+    /// Reads what the program writes to the device and hands it to the modem; with a
+    /// `pacer`, at the baud rate (the bytes wait in the kernel's pty buffer meanwhile).
     pub(crate) fn spawn_reader(
         &self,
         tx: Sender<Event>,
         stop: Arc<AtomicBool>,
+        mut pacer: Option<Pacer>,
     ) -> std::io::Result<JoinHandle<()>> {
         let mut m = self.master.try_clone()?;
         std::thread::Builder::new()
             .name("bc26-sim-pty-rx".into())
             .spawn(move || {
                 let mut buf = [0u8; 1024];
+                let mut idle = true;
                 while !stop.load(Ordering::Relaxed) {
-                    let mut pfd = libc::pollfd {
-                        fd: m.as_raw_fd(),
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd.
-                    let r = unsafe { libc::poll(&mut pfd, 1, 50) };
-                    if r <= 0 || pfd.revents & libc::POLLIN == 0 {
-                        if r > 0 && pfd.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
-                            std::thread::sleep(std::time::Duration::from_millis(50));
+                    // Data already waiting continues the stream; otherwise wait up to 50 ms.
+                    if !readable(&m, 0) {
+                        idle = true;
+                        if !readable(&m, 50) {
+                            continue;
                         }
-                        continue;
                     }
-                    match m.read(&mut buf) {
+                    let n = match m.read(&mut buf) {
                         Ok(0) => continue,
-                        Ok(n) => {
-                            if tx.send(Event::Host(buf[..n].to_vec())).is_err() {
-                                break;
-                            }
+                        Ok(n) => n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                        Err(_) => {
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            continue;
                         }
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+                    };
+                    let pieces: Vec<&[u8]> = match &pacer {
+                        Some(p) => buf[..n].chunks(p.piece()).collect(),
+                        None => vec![&buf[..n]],
+                    };
+                    for piece in pieces {
+                        if let Some(p) = &mut pacer {
+                            if idle {
+                                p.resume();
+                            }
+                            p.wait_for(piece.len());
+                        }
+                        idle = false;
+                        if tx.send(Event::Host(piece.to_vec())).is_err() {
+                            return;
+                        }
                     }
                 }
             })
@@ -118,6 +132,23 @@ impl Pty {
     pub(crate) fn sink(&self) -> std::io::Result<PtySink> {
         Ok(PtySink(self.master.try_clone()?))
     }
+}
+
+/// Wait at most `ms` for the master to be readable.
+fn readable(f: &File, ms: libc::c_int) -> bool {
+    let mut pfd = libc::pollfd {
+        fd: f.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd.
+    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+    if r > 0 && pfd.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
+        // No program has the device open (or it went away): do not spin.
+        std::thread::sleep(std::time::Duration::from_millis(ms.max(1) as u64));
+        return false;
+    }
+    r > 0 && pfd.revents & libc::POLLIN != 0
 }
 
 pub(crate) struct PtySink(File);

@@ -425,16 +425,25 @@ fn keepalive_pings_keep_the_link_and_a_lost_pingresp_gives_qmtstat_2() {
     t.at("AT+QMTCONN?", "\r\nOK\r\n");
 }
 
-#[test]
-fn retransmission_on_pkt_timeout_reports_progress_then_result() {
+/// A client connected with `AT+QMTCFG="timeout",0,1,<retries>,<notice>`, a topic, and a
+/// peer subscribed to it.
+fn retx_setup(retries: u8, notice: u8) -> (Term, String, Peer) {
     let b = broker();
     let mut t = Term::quiet(SimConfig::default());
     let topic = uniq("bc26/retx/");
     let peer = Peer::new(b, &uniq("peer"));
     peer.subscribe(&topic, 1);
-    t.at("AT+QMTCFG=\"timeout\",0,1,2,1", "\r\nOK\r\n");
+    t.at(
+        &format!("AT+QMTCFG=\"timeout\",0,1,{retries},{notice}"),
+        "\r\nOK\r\n",
+    );
     t.connect(0, b, &uniq("retx"));
+    (t, topic, peer)
+}
 
+#[test]
+fn retransmission_after_one_lost_ack_reports_progress_then_success() {
+    let (mut t, topic, peer) = retx_setup(2, 1);
     // One ack lost: one retransmission (DUP), then success.
     t.handle.update_faults(|f| f.drop_acks = 1);
     t.at(
@@ -444,20 +453,27 @@ fn retransmission_on_pkt_timeout_reports_progress_then_result() {
     t.expect("\r\n+QMTPUB: 0,7,1,1\r\n");
     t.expect("\r\n+QMTPUB: 0,7,0\r\n");
     assert_eq!(&peer.recv().payload[..], b"again");
+}
 
+#[test]
+fn retransmission_with_every_ack_lost_reports_progress_then_failure() {
+    let (mut t, topic, _peer) = retx_setup(2, 1);
     // Every ack lost: two retransmissions, then failure.
     t.handle.update_faults(|f| f.drop_acks = 100);
     t.at(&format!("AT+QMTSUB=0,8,\"{topic}/x\",1"), "\r\nOK\r\n");
     t.expect("\r\n+QMTSUB: 0,8,1,1\r\n");
     t.expect("\r\n+QMTSUB: 0,8,1,2\r\n");
     t.expect("\r\n+QMTSUB: 0,8,2\r\n");
-    t.handle.set_faults(SimFaults::default());
+}
 
+#[test]
+fn retransmission_without_timeout_notice_reports_only_the_result() {
+    let (mut t, topic, _peer) = retx_setup(1, 0);
     // timeout_notice = 0: no progress lines.
-    t.at("AT+QMTCFG=\"timeout\",0,1,1,0", "\r\nOK\r\n");
     t.handle.update_faults(|f| f.drop_acks = 100);
     t.at(&format!("AT+QMTUNS=0,9,\"{topic}/x\""), "\r\nOK\r\n");
     t.expect("\r\n+QMTUNS: 0,9,2\r\n");
+    t.handle.set_faults(SimFaults::default());
 }
 
 #[test]

@@ -143,11 +143,130 @@ impl Term {
         self.expect(&format!("\r\n+QMTOPEN: {id},0\r\n"));
     }
 
+    /// `AT+QMTOPEN` to a loopback port + `+QMTOPEN: id,0`.
+    pub fn open_port(&mut self, id: u8, port: u16) {
+        self.at(
+            &format!("AT+QMTOPEN={id},\"127.0.0.1\",{port}"),
+            "\r\nOK\r\n",
+        );
+        self.expect(&format!("\r\n+QMTOPEN: {id},0\r\n"));
+    }
+
+    /// Open and connect client `id` to a fake server, which accepts (CONNACK 0).
+    pub fn connect_fake(&mut self, id: u8, server: &FakeServer) -> FakeConn {
+        self.open_port(id, server.port);
+        let mut conn = server.accept();
+        self.at(&format!("AT+QMTCONN={id},\"fake\""), "\r\nOK\r\n");
+        let connect = conn.read_packet().expect("CONNECT");
+        assert_eq!(connect[0], 0x10, "{}", show(&connect));
+        conn.send(b"\x20\x02\x00\x00");
+        self.expect(&format!("\r\n+QMTCONN: {id},0,0\r\n"));
+        conn
+    }
+
     /// Open and connect client `id` with client id `cid`.
     pub fn connect(&mut self, id: u8, b: &Broker, cid: &str) {
         self.open(id, b);
         self.at(&format!("AT+QMTCONN={id},\"{cid}\""), "\r\nOK\r\n");
         self.expect(&format!("\r\n+QMTCONN: {id},0,0\r\n"));
+    }
+}
+
+/// A fake MQTT server on a free loopback port, to see the exact bytes a client sends.
+pub struct FakeServer {
+    pub port: u16,
+    listener: std::net::TcpListener,
+}
+
+impl FakeServer {
+    pub fn new() -> FakeServer {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        FakeServer {
+            port: listener.local_addr().unwrap().port(),
+            listener,
+        }
+    }
+
+    /// The next connection (5 s at most).
+    pub fn accept(&self) -> FakeConn {
+        self.listener.set_nonblocking(true).unwrap();
+        let deadline = Instant::now() + T;
+        loop {
+            match self.listener.accept() {
+                Ok((s, _)) => {
+                    s.set_nonblocking(false).unwrap();
+                    s.set_read_timeout(Some(T)).unwrap();
+                    return FakeConn { s };
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(Instant::now() < deadline, "fake server: no connection");
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("fake server: {e}"),
+            }
+        }
+    }
+}
+
+/// One connection to a [`FakeServer`].
+pub struct FakeConn {
+    s: std::net::TcpStream,
+}
+
+impl FakeConn {
+    /// One whole MQTT packet (fixed header, remaining length, body); `None` on EOF.
+    pub fn read_packet(&mut self) -> Option<Vec<u8>> {
+        use std::io::Read;
+        let mut p = vec![0u8; 1];
+        if self.s.read(&mut p).expect("fake server: read") == 0 {
+            return None;
+        }
+        let (mut len, mut shift) = (0usize, 0);
+        loop {
+            let mut b = [0u8; 1];
+            self.s.read_exact(&mut b).expect("fake server: length");
+            p.push(b[0]);
+            len |= ((b[0] & 0x7f) as usize) << shift;
+            shift += 7;
+            if b[0] & 0x80 == 0 {
+                break;
+            }
+        }
+        let start = p.len();
+        p.resize(start + len, 0);
+        self.s
+            .read_exact(&mut p[start..])
+            .expect("fake server: body");
+        Some(p)
+    }
+
+    pub fn send(&mut self, b: &[u8]) {
+        use std::io::Write;
+        self.s.write_all(b).unwrap();
+    }
+
+    /// Everything the client sends until it closes the link (which must happen within 5 s).
+    pub fn until_closed(&mut self) -> Vec<u8> {
+        use std::io::Read;
+        let mut all = Vec::new();
+        let mut b = [0u8; 1024];
+        loop {
+            match self.s.read(&mut b) {
+                Ok(0) => return all,
+                Ok(n) => all.extend_from_slice(&b[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return all,
+                Err(e) => panic!("fake server: link not closed ({e}); got {}", show(&all)),
+            }
+        }
+    }
+}
+
+/// Polls `f` every 5 ms until it holds (5 s at most).
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + T;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 

@@ -1,0 +1,211 @@
+//! UART pacing (`SimConfig::baud`), both directions: 8N1, byte k of a continuous stream
+//! complete at t0 + (k + 1) * 10 / baud on an absolute schedule.
+//!
+//! Timing bounds: a byte can never arrive early, so the lower bounds are exact. The upper
+//! bounds allow 1% of the measured span (10 ms over a second): the schedule is absolute, so
+//! only the lateness of the last wake-up (about 0.1 ms here, a few ms under load) and the
+//! thread hand-offs at both ends show; nothing accumulates. The tests of this file run one
+//! at a time (`serial`), so that they do not compete with each other for the cores.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+use bc26_sim::{Chunking, Sim, SimConfig};
+
+const BAUD: u32 = 115_200;
+/// One second of bytes at 115200 baud, 8N1.
+const N: usize = 11_520;
+
+/// The time `n` bytes take on the wire.
+fn wire(n: usize) -> Duration {
+    Duration::from_nanos(n as u64 * 10 * 1_000_000_000 / BAUD as u64)
+}
+
+/// One timing test at a time.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A line of `n` bytes, too long for a command: the modem answers ERROR once its CR arrives.
+fn long_line(n: usize) -> Vec<u8> {
+    let mut line = b"AT".to_vec();
+    line.resize(n - 1, b'X');
+    line.push(b'\r');
+    line
+}
+
+/// Reads until the modem's `\r\nERROR\r\n` (5 s at most).
+fn until_error(host: &mut bc26_sim::HostSide) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 64];
+    while !got.ends_with(b"\r\nERROR\r\n") {
+        let n = host
+            .reader
+            .read_blocking(&mut buf, Duration::from_secs(5))
+            .expect("no answer");
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
+fn paced() -> SimConfig {
+    SimConfig {
+        baud: Some(BAUD),
+        echo: false,
+        ..SimConfig::default()
+    }
+}
+
+/// Asserts `took` is within [`min`, `min` + 1% of `min` (at least `slack`)].
+fn assert_on_time(what: &str, took: Duration, min: Duration, slack: Duration) {
+    let max = min + (min / 100).max(slack);
+    eprintln!("{what}: {took:?} (wire time {min:?})");
+    assert!(took >= min, "{what}: too fast: {took:?} < {min:?}");
+    assert!(took <= max, "{what}: too slow: {took:?} > {max:?}");
+}
+
+#[test]
+fn output_at_115200_baud_sends_11520_bytes_in_one_second_never_early() {
+    let _one = serial();
+    let (h, mut host) = Sim::start(paced());
+    let data: Vec<u8> = (0..N).map(|i| b'a' + (i % 26) as u8).collect();
+    let t0 = Instant::now();
+    h.inject(&data);
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while got.len() < N {
+        let n = host
+            .reader
+            .read_blocking(&mut buf, Duration::from_secs(5))
+            .expect("output stalled");
+        assert!(n > 0, "EOF");
+        got.extend_from_slice(&buf[..n]);
+        // Byte k is complete (k + 1) byte times after the stream started, at the earliest.
+        let early = wire(got.len());
+        assert!(
+            t0.elapsed() >= early,
+            "{} bytes before {early:?}",
+            got.len()
+        );
+    }
+    assert_on_time("11,520 bytes out", t0.elapsed(), wire(N), Duration::ZERO);
+    assert_eq!(got, data);
+}
+
+#[test]
+fn input_at_115200_baud_reaches_the_modem_in_one_second() {
+    let _one = serial();
+    // A FIFO that holds the whole line: the host writes it at once, and what is measured is
+    // the modem's receiving alone (with a small FIFO, a host thread that is late to refill
+    // it idles the line, as on a real UART: see the next test).
+    let (h, mut host) = Sim::start(SimConfig {
+        uart_fifo: N,
+        ..paced()
+    });
+    let line = long_line(N);
+    let t0 = Instant::now();
+    host.writer.write_all_blocking(&line).unwrap();
+    assert!(
+        t0.elapsed() < wire(N) / 10,
+        "the FIFO took {:?}",
+        t0.elapsed()
+    );
+    let got = until_error(&mut host);
+    // N bytes in, then 9 bytes of answer out.
+    assert_on_time("11,520 bytes in", t0.elapsed(), wire(N + 9), Duration::ZERO);
+    assert_eq!(got, b"\r\nERROR\r\n");
+    assert_eq!(h.host_transcript(), line);
+}
+
+#[test]
+fn a_full_uart_fifo_blocks_the_host_writer_until_bytes_are_on_the_wire() {
+    let _one = serial();
+    let cfg = paced();
+    let fifo = cfg.uart_fifo;
+    let (h, mut host) = Sim::start(cfg);
+    let n = N / 4;
+    let line = long_line(n);
+    let t0 = Instant::now();
+    host.writer.write_all_blocking(&line).unwrap();
+    let wrote = t0.elapsed();
+    until_error(&mut host);
+    let took = t0.elapsed();
+    eprintln!("{n} bytes through a {fifo}-byte FIFO: write {wrote:?}, answer {took:?}");
+    // The write returns once its last byte is in the FIFO, not before.
+    assert!(wrote >= wire(n - fifo), "write returned after {wrote:?}");
+    assert!(took >= wire(n + 9), "answer after {took:?}");
+    // Each time this thread is late to refill the FIFO, the line idles: no tight bound here.
+    assert!(took < wire(n) * 2, "answer after {took:?}");
+    assert_eq!(h.host_transcript(), line);
+}
+
+#[test]
+fn paced_chunking_keeps_the_bytes_and_the_rate() {
+    let _one = serial();
+    let (h, mut host) = Sim::start(SimConfig {
+        chunking: Some(Chunking {
+            seed: 3,
+            max_chunk: 7,
+            gap: Duration::ZERO,
+        }),
+        ..paced()
+    });
+    let n = N / 4;
+    let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+    let t0 = Instant::now();
+    h.inject(&data);
+    let mut got = Vec::new();
+    let mut reads = 0;
+    let mut buf = [0u8; 4096];
+    while got.len() < n {
+        let k = host
+            .reader
+            .read_blocking(&mut buf, Duration::from_secs(5))
+            .expect("output stalled");
+        got.extend_from_slice(&buf[..k]);
+        reads += 1;
+    }
+    // A quarter second: 1% is 2.5 ms, less than the hand-offs may take; allow 10 ms.
+    assert_on_time(
+        "2,880 bytes in chunks",
+        t0.elapsed(),
+        wire(n),
+        Duration::from_millis(10),
+    );
+    assert_eq!(got, data);
+    assert!(reads > n / 7 / 2, "only {reads} reads");
+}
+
+#[test]
+fn pty_paces_both_directions() {
+    let _one = serial();
+    let (_h, path) = Sim::start_pty(paced()).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let n = N / 2;
+    let line = long_line(n);
+    let t0 = Instant::now();
+    f.write_all(&line).unwrap();
+    let mut got = Vec::new();
+    let mut b = [0u8; 64];
+    while !got.ends_with(b"\r\nERROR\r\n") {
+        let k = f.read(&mut b).unwrap();
+        assert!(k > 0);
+        got.extend_from_slice(&b[..k]);
+    }
+    // Half a second: 1% is 5 ms, but the kernel's pty adds a hand-off each way (up to 7 ms
+    // seen at load average 5); this test shows the pty is paced at all (the lower bound is
+    // exact), the precision is asserted on the pipe above: allow 20 ms.
+    assert_on_time(
+        "5,760 bytes in through the pty",
+        t0.elapsed(),
+        wire(n + 9),
+        Duration::from_millis(20),
+    );
+}
