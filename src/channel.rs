@@ -281,10 +281,23 @@ pub(crate) enum DataStep {
     Abort,
 }
 
+/// Where a publish's topic and payload are read from, each time a line or a
+/// data-mode chunk is written (synchronously: a message waiting in a
+/// supervisor's outbox is read in place, never copied).
+pub(crate) trait Source {
+    fn with(&self, f: &mut dyn FnMut(&str, &[u8]));
+}
+
+impl Source for (&str, &[u8]) {
+    fn with(&self, f: &mut dyn FnMut(&str, &[u8])) {
+        f(self.0, self.1)
+    }
+}
+
 /// A payload to send in data mode, in chunks through the line buffer
 /// (hex-encoded if asked), then Ctrl+Z.
 pub(crate) struct Payload<'p> {
-    pub bytes: &'p [u8],
+    pub source: &'p dyn Source,
     pub hex: bool,
 }
 
@@ -421,7 +434,7 @@ impl<'a> Channel<'a> {
         let _guard = Guard { ch: self };
         self.wait_phase(|p| *p == Phase::Idle).await;
         self.submit(cmd, timeout, true, slot)?;
-        let mut rest = payload.bytes;
+        let mut off = 0;
         loop {
             let phase = self
                 .wait_phase(|p| matches!(p, Phase::Done(_) | Phase::WantData))
@@ -432,24 +445,28 @@ impl<'a> Channel<'a> {
                 _ => {}
             }
             // Fill the buffer with the next chunk.
-            let (len, taken, last) = self.with_line(|b| {
-                let room = b.len() - 1; // a byte for Ctrl+Z
-                let (take, mut len) = if payload.hex {
-                    let take = rest.len().min(room / 2);
-                    (take, crate::hex::encode_into(&rest[..take], b))
-                } else {
-                    let take = rest.len().min(room);
-                    b[..take].copy_from_slice(&rest[..take]);
-                    (take, take)
-                };
-                let last = take == rest.len();
-                if last {
-                    b[len] = 0x1a;
-                    len += 1;
-                }
-                (len, take, last)
+            let (mut len, mut taken, mut last) = (0, 0, true);
+            payload.source.with(&mut |_, bytes| {
+                let rest = bytes.get(off..).unwrap_or_default();
+                (len, taken, last) = self.with_line(|b| {
+                    let room = b.len() - 1; // a byte for Ctrl+Z
+                    let (take, mut len) = if payload.hex {
+                        let take = rest.len().min(room / 2);
+                        (take, crate::hex::encode_into(&rest[..take], b))
+                    } else {
+                        let take = rest.len().min(room);
+                        b[..take].copy_from_slice(&rest[..take]);
+                        (take, take)
+                    };
+                    let last = take == rest.len();
+                    if last {
+                        b[len] = 0x1a;
+                        len += 1;
+                    }
+                    (len, take, last)
+                });
             });
-            rest = &rest[taken..];
+            off += taken;
             self.with(|c| {
                 c.len = len;
                 c.phase = Phase::DataQueued { last };

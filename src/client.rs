@@ -4,10 +4,12 @@ use atat::AtatCmd;
 use embassy_futures::select::{select, Either};
 use embassy_time::{Duration, Instant};
 
-use crate::channel::Payload;
-use crate::clients::{ClaimError, Format, OpEnd, OpKind, OpOutcome, PubOutcome};
+use crate::channel::{Payload, Source};
+use crate::clients::{
+    ClaimError, Format, LinkEnd, OpEnd, OpKind, OpOutcome, PubOutcome, PubTicket,
+};
 use crate::commands::*;
-use crate::error::{ConnackCode, Error, Field, LinkClosedReason, OpenError, Problem, Stage};
+use crate::error::{ConnackCode, Error, Field, OpenError, Problem, Stage};
 use crate::event::Granted;
 use crate::state::Core;
 use crate::types::{check_topic, limits, quoted_safe, ClientId, DataFormat, MqttVersion, QoS};
@@ -49,6 +51,11 @@ impl<'a> MqttClient<'a> {
     /// The client's `tcpconnectID`.
     pub fn id(&self) -> ClientId {
         self.id
+    }
+
+    /// Whether the driver sends this client's payloads as hex digits.
+    pub(crate) fn send_hex(&self) -> bool {
+        self.core.clients.settings(self.id).send_hex
     }
 
     fn cmd_timeout(&self) -> Duration {
@@ -434,10 +441,26 @@ impl<'a> MqttClient<'a> {
             .await
     }
 
-    /// The whole publish: checks, slot and msgID (`msg_id` given: that one, as
-    /// a supervisor re-sends a message under its first msgID), line, result.
+    /// Sends a publish and returns once the modem accepted it (its `OK`):
+    /// the [`PendingPublish`] then waits for the result. The AT channel is
+    /// free again meanwhile, so a task can pipeline publishes (up to
+    /// `INFLIGHT` of all clients wait for their result at once; this waits
+    /// for a free slot). [`publish`](Self::publish) is this and
+    /// [`PendingPublish::result`] in one.
+    pub async fn start_publish(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<PendingPublish<'a>, Error> {
+        self.start_from(&(topic, payload), qos, retain, false, None, SlotWait::Wait)
+            .await
+    }
+
+    /// The whole publish: checks, slot and msgID, line, result.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn publish_with(
+    async fn publish_with(
         &self,
         topic: &str,
         payload: &[u8],
@@ -447,16 +470,43 @@ impl<'a> MqttClient<'a> {
         msg_id: Option<u16>,
         wait: SlotWait,
     ) -> Result<Published, Error> {
-        check_topic(topic)?;
+        self.start_from(
+            &(topic, payload),
+            qos,
+            retain,
+            force_data_mode,
+            msg_id,
+            wait,
+        )
+        .await?
+        .result()
+        .await
+    }
+
+    /// Checks, takes a slot and a msgID (`msg_id` given: that one, as a
+    /// supervisor re-sends a message under its first msgID), and sends the
+    /// line (and the payload in data mode), reading topic and payload from
+    /// `source` as it writes them.
+    pub(crate) async fn start_from(
+        &self,
+        source: &dyn Source,
+        qos: QoS,
+        retain: bool,
+        force_data_mode: bool,
+        msg_id: Option<u16>,
+        wait: SlotWait,
+    ) -> Result<PendingPublish<'a>, Error> {
         let hex = self.core.clients.settings(self.id).send_hex;
-        let inline = check_payload(payload, hex, force_data_mode)?;
-        if let Some(id) = msg_id {
-            if qos != QoS::AtMostOnce && id == 0 {
-                return Err(Error::InvalidArgument {
-                    field: Field::MsgId,
-                    problem: Problem::OutOfRange,
-                });
-            }
+        let mut inline = Ok(false);
+        source.with(&mut |topic, payload| {
+            inline = check_topic(topic).and_then(|()| check_payload(payload, hex, force_data_mode));
+        });
+        let inline = inline?;
+        if msg_id == Some(0) && qos != QoS::AtMostOnce {
+            return Err(Error::InvalidArgument {
+                field: Field::MsgId,
+                problem: Problem::OutOfRange,
+            });
         }
 
         let deadline = self.core.packet_deadline(self.id);
@@ -474,49 +524,140 @@ impl<'a> MqttClient<'a> {
         })?;
         let id = ticket.msg_id();
         let slot = Some(ticket.index());
-
+        let line = PublishLine {
+            client: self.id,
+            msg_id: id,
+            qos,
+            retain,
+            hex,
+            inline,
+            source,
+        };
         let send = async {
             if inline {
-                let cmd = PublishInline::new(self.id, id, qos, retain, topic, payload, hex)?;
                 self.core
                     .channel
-                    .command(&cmd, self.cmd_timeout(), slot)
+                    .command(&line, self.cmd_timeout(), slot)
                     .await
                     .map(drop)
             } else {
-                let cmd = PublishDataMode::new(self.id, id, qos, retain, topic)?;
-                let payload = Payload {
-                    bytes: payload,
-                    hex,
-                };
+                let payload = Payload { source, hex };
                 self.core
                     .channel
-                    .data_mode(&cmd, self.cmd_timeout(), payload, slot)
+                    .data_mode(&line, self.cmd_timeout(), payload, slot)
                     .await
             }
         };
         // A link closed (or a restart) before the line went out ends the
         // publish at once; a dropped line future is withdrawn unsent.
-        match select(send, ticket.outcome()).await {
-            Either::First(r) => r?,
-            Either::Second(o) => return published(id, o),
-        }
-        let o = ticket
-            .wait(Instant::now() + deadline)
-            .await
-            .map_err(|()| Error::Timeout(Stage::Result))?;
-        published(id, o)
+        let early = match select(send, ticket.outcome()).await {
+            Either::First(r) => {
+                r?;
+                None
+            }
+            Either::Second(PubOutcome::LinkClosed(r)) => return Err(Error::LinkClosed(r)),
+            Either::Second(PubOutcome::Rebooted) => return Err(Error::ModemRebooted),
+            Either::Second(o) => Some(o),
+        };
+        Ok(PendingPublish {
+            ticket,
+            msg_id: id,
+            deadline: Instant::now() + deadline,
+            early,
+        })
     }
 
-    /// The client's link epoch (bumped each time the link ends) and the last
-    /// reason it ended for.
-    pub(crate) fn link(&self) -> (u32, Option<LinkClosedReason>) {
+    /// The client's link epoch (bumped each time the link ends) and how it
+    /// last ended.
+    pub(crate) fn link(&self) -> (u32, Option<LinkEnd>) {
         self.core.clients.link(self.id)
     }
 
     /// Waits until the client's link epoch differs from `since`.
     pub(crate) async fn link_changed(&self, since: u32) -> u32 {
         self.core.clients.wait_link_change(self.id, since).await
+    }
+}
+
+/// A publish the modem accepted (its `OK`), whose result (`+QMTPUB`) is
+/// still to come. Dropping it leaves the driver usable: its slot keeps the
+/// msgID and absorbs the late result.
+pub struct PendingPublish<'a> {
+    ticket: PubTicket<'a>,
+    msg_id: u16,
+    deadline: Instant,
+    /// A result that came with the `OK`.
+    early: Option<PubOutcome>,
+}
+
+impl PendingPublish<'_> {
+    /// The msgID the publish went out with (0 for QoS 0).
+    pub fn msg_id(&self) -> u16 {
+        self.msg_id
+    }
+
+    /// Waits for the modem's `+QMTPUB` result: for QoS 1/2 the broker's
+    /// acknowledgement, within `pkt_timeout x (retry_times + 1)` plus the
+    /// margin (retransmission reports do not end it).
+    pub async fn result(self) -> Result<Published, Error> {
+        let o = match self.early {
+            Some(o) => o,
+            None => self
+                .ticket
+                .wait(self.deadline)
+                .await
+                .map_err(|()| Error::Timeout(Stage::Result))?,
+        };
+        published(self.msg_id, o)
+    }
+}
+
+impl core::fmt::Debug for PendingPublish<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("PendingPublish")
+            .field("msg_id", &self.msg_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for PendingPublish<'_> {
+    fn format(&self, f: defmt::Formatter) {
+        defmt::write!(f, "PendingPublish {{ msg_id: {} }}", self.msg_id)
+    }
+}
+
+/// The `AT+QMTPUB` line of a publish, written from its source.
+struct PublishLine<'s> {
+    client: ClientId,
+    msg_id: u16,
+    qos: QoS,
+    retain: bool,
+    hex: bool,
+    inline: bool,
+    source: &'s dyn Source,
+}
+
+impl AtatCmd for PublishLine<'_> {
+    type Response = NoResponse;
+    const MAX_TIMEOUT_MS: u32 = 300;
+    fn write(&self, buf: &mut [u8]) -> usize {
+        let (c, id, q, r) = (self.client, self.msg_id, self.qos, self.retain);
+        let mut n = 0;
+        self.source.with(&mut |topic, payload| {
+            // Checked before the slot was taken: these cannot fail.
+            n = if self.inline {
+                PublishInline::new(c, id, q, r, topic, payload, self.hex).map(|cmd| cmd.write(buf))
+            } else {
+                PublishDataMode::new(c, id, q, r, topic).map(|cmd| cmd.write(buf))
+            }
+            .unwrap_or(0);
+        });
+        n
+    }
+    fn parse(&self, resp: Result<&[u8], atat::InternalError>) -> Result<NoResponse, atat::Error> {
+        resp.map_err(atat::Error::from)?;
+        Ok(NoResponse)
     }
 }
 
@@ -539,7 +680,11 @@ fn published(msg_id: u16, o: PubOutcome) -> Result<Published, Error> {
 
 /// Checks a payload against the limits of the form it needs; `Ok(true)`:
 /// it goes inline.
-fn check_payload(payload: &[u8], hex: bool, force_data_mode: bool) -> Result<bool, Error> {
+pub(crate) fn check_payload(
+    payload: &[u8],
+    hex: bool,
+    force_data_mode: bool,
+) -> Result<bool, Error> {
     let wire = if hex {
         2 * payload.len()
     } else {

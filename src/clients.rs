@@ -81,6 +81,15 @@ enum OpWait {
     Done,
 }
 
+/// How a client's link last ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LinkEnd {
+    /// `+QMTSTAT` with this reason.
+    Closed(LinkClosedReason),
+    /// The modem restarted.
+    Rebooted,
+}
+
 /// How a publish's deferred result ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PubOutcome {
@@ -225,7 +234,7 @@ struct ClientState {
     settings: Settings,
     /// Bumped each time the client's link ends (`+QMTSTAT` but 5, a restart).
     link_epoch: u32,
-    last_close: Option<LinkClosedReason>,
+    last_end: Option<LinkEnd>,
     filters: Option<&'static [Subscription<'static>]>,
 }
 
@@ -237,7 +246,7 @@ impl ClientState {
             next_seq: 0,
             settings: Settings::new(),
             link_epoch: 0,
-            last_close: None,
+            last_end: None,
             filters: None,
         }
     }
@@ -534,10 +543,10 @@ impl<'a> Clients<'a> {
         self.with(|c| f(&mut c[client.index()].settings))
     }
 
-    /// The client's link epoch (bumped each time its link ends) and the last
-    /// reason it ended for.
-    pub(crate) fn link(&self, client: ClientId) -> (u32, Option<LinkClosedReason>) {
-        self.with(|c| (c[client.index()].link_epoch, c[client.index()].last_close))
+    /// The client's link epoch (bumped each time its link ends) and how it
+    /// last ended.
+    pub(crate) fn link(&self, client: ClientId) -> (u32, Option<LinkEnd>) {
+        self.with(|c| (c[client.index()].link_epoch, c[client.index()].last_end))
     }
 
     /// Waits until the client's link epoch differs from `since`.
@@ -735,7 +744,7 @@ impl<'a> Clients<'a> {
         let i = client.index();
         let fail_op = self.with(|c| {
             c[i].link_epoch = c[i].link_epoch.wrapping_add(1);
-            c[i].last_close = Some(reason);
+            c[i].last_end = Some(LinkEnd::Closed(reason));
             match c[i].op {
                 OpWait::Waiting {
                     kind: OpKind::Conn | OpKind::Sub | OpKind::Uns,
@@ -761,7 +770,7 @@ impl<'a> Clients<'a> {
             let mut failed = [false; CLIENTS];
             for (i, cs) in c.iter_mut().enumerate() {
                 cs.link_epoch = cs.link_epoch.wrapping_add(1);
-                cs.last_close = None;
+                cs.last_end = Some(LinkEnd::Rebooted);
                 cs.settings = Settings::defaults();
                 if matches!(cs.op, OpWait::Waiting { .. }) {
                     cs.op = OpWait::Done;

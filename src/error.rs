@@ -115,6 +115,9 @@ pub enum Problem {
     LineTooLong,
     /// The value is in use (a msgID the client has in flight).
     InUse,
+    /// The message (topic, payload and 14 bytes of bookkeeping) is larger
+    /// than a supervisor's whole outbox: it could never be stored.
+    LargerThanOutbox,
 }
 
 /// How a stage of a command ran out of time.
@@ -208,7 +211,7 @@ impl ConnackCode {
 }
 
 /// Everything that can go wrong. Each variant says whether the client can go on.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
 pub enum Error {
@@ -264,6 +267,14 @@ pub enum Error {
     /// Every event subscription is taken (the `SUBSCRIBERS` parameter of
     /// [`State`](crate::State)); drop one first.
     TooManySubscribers,
+    /// A supervisor's outbox has no room for the message now, returned by
+    /// [`Link::try_publish`](crate::supervisor::Link::try_publish) only
+    /// ([`publish`](crate::supervisor::Link::publish) waits for room).
+    /// Nothing was stored; retry when messages were delivered.
+    OutboxFull,
+    /// A QoS 0 message while the supervised link is not online: QoS 0 is
+    /// never stored, so it is refused (and counted). The link can go on.
+    Offline,
     /// The modem answered with lines the driver could not parse. The client
     /// can go on.
     UnexpectedResponse,
@@ -289,6 +300,8 @@ impl core::fmt::Display for Error {
             Error::ModemRebooted => f.write_str("the modem restarted"),
             Error::TooManyInFlight => f.write_str("too many publishes in flight"),
             Error::TooManySubscribers => f.write_str("every event subscription is taken"),
+            Error::OutboxFull => f.write_str("the outbox is full"),
+            Error::Offline => f.write_str("the link is offline (QoS 0 is not stored)"),
             Error::UnexpectedResponse => f.write_str("unexpected response from the modem"),
             Error::At(e) => write!(f, "atat: {e:?}"),
         }

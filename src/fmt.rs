@@ -29,6 +29,17 @@ macro_rules! debug {
     }};
 }
 
+macro_rules! info {
+    ($s:literal $(, $x:expr)* $(,)?) => {{
+        #[cfg(feature = "defmt")]
+        ::defmt::info!($s $(, $x)*);
+        #[cfg(feature = "log")]
+        ::log::info!($s $(, $x)*);
+        #[cfg(not(any(feature = "defmt", feature = "log")))]
+        let _ = ($( & $x ),*);
+    }};
+}
+
 macro_rules! warn {
     ($s:literal $(, $x:expr)* $(,)?) => {{
         #[cfg(feature = "defmt")]

@@ -14,13 +14,11 @@
 //! keeps [`RESERVE`] places that messages may not take, so a burst of
 //! messages never pushes out the event that says the link closed.
 
-use core::cell::RefCell;
-
-use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::pubsub::{DynSubscriber, PubSubChannel, WaitResult};
 
 use crate::error::LinkClosedReason;
 use crate::event::{Event, Message};
+use crate::ring::{self, RingBuffer};
 use crate::state::{Cs, StatsCell};
 use crate::types::ClientId;
 
@@ -63,120 +61,27 @@ impl<const C: usize, const S: usize> NoticeChannel for PubSubChannel<Cs, Notice,
     }
 }
 
-/// Where the live records of the ring are. Records are contiguous; when one
-/// does not fit before the end, it goes at the start and `wrap` marks where
-/// the data before it ends (bbqueue style).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Ring {
-    /// The oldest live record.
-    tail: usize,
-    /// Where the next record goes.
-    head: usize,
-    /// When wrapped: the end of the records at `tail..`; the newer ones are
-    /// at `0..head`.
-    wrap: Option<usize>,
+/// The receive store's bookkeeping, beside its ring.
+pub(crate) struct InboxMeta {
     /// Active subscriptions (the readers a new record gets).
     subscribers: u8,
     /// Messages dropped while subscriptions existed (wrapping).
     dropped: u32,
 }
 
-impl Ring {
-    const fn new() -> Self {
+impl InboxMeta {
+    pub(crate) const fn new() -> Self {
         Self {
-            tail: 0,
-            head: 0,
-            wrap: None,
             subscribers: 0,
             dropped: 0,
         }
-    }
-
-    /// Reserves `n` contiguous bytes in a ring of `size`; returns where.
-    fn alloc(&mut self, n: usize, size: usize) -> Option<usize> {
-        match self.wrap {
-            None => {
-                if size - self.head >= n {
-                    let at = self.head;
-                    self.head += n;
-                    Some(at)
-                } else if self.tail > n {
-                    // Strictly greater: `head == tail` only when empty.
-                    self.wrap = Some(self.head);
-                    self.head = n;
-                    Some(0)
-                } else {
-                    None
-                }
-            }
-            Some(_) => {
-                if self.head + n < self.tail {
-                    let at = self.head;
-                    self.head += n;
-                    Some(at)
-                } else {
-                    None
-                }
-            }
-        }
-    }
-
-    /// Frees the records at the tail that every reader has read.
-    fn reclaim(&mut self, buf: &[u8]) {
-        loop {
-            if self.wrap.is_none() && self.tail == self.head {
-                // Empty: start again at 0, so a large record finds room.
-                self.tail = 0;
-                self.head = 0;
-                return;
-            }
-            if self.wrap == Some(self.tail) {
-                self.tail = 0;
-                self.wrap = None;
-                continue;
-            }
-            let h = &buf[self.tail..];
-            if h[2] != 0 {
-                return;
-            }
-            self.tail += usize::from(u16::from_le_bytes([h[0], h[1]]));
-        }
-    }
-}
-
-/// The ring with its bytes, seen without its size.
-pub(crate) trait RingBuffer: Sync {
-    fn with(&self, f: &mut dyn FnMut(&mut Ring, &mut [u8]));
-}
-
-/// A ring of `N` bytes.
-pub(crate) struct RingStore<const N: usize> {
-    ring: Ring,
-    buf: [u8; N],
-}
-
-impl<const N: usize> RingStore<N> {
-    pub(crate) const fn new() -> Self {
-        Self {
-            ring: Ring::new(),
-            buf: [0; N],
-        }
-    }
-}
-
-impl<const N: usize> RingBuffer for BlockingMutex<Cs, RefCell<RingStore<N>>> {
-    fn with(&self, f: &mut dyn FnMut(&mut Ring, &mut [u8])) {
-        self.lock(|r| {
-            let r = &mut *r.borrow_mut();
-            f(&mut r.ring, &mut r.buf)
-        })
     }
 }
 
 /// The receive store. `Copy`.
 #[derive(Clone, Copy)]
 pub(crate) struct Inbox<'a> {
-    ring: &'a dyn RingBuffer,
+    ring: &'a dyn RingBuffer<InboxMeta>,
     notices: &'a dyn NoticeChannel,
     stats: &'a StatsCell,
 }
@@ -193,7 +98,7 @@ pub(crate) struct Incoming<'m> {
 
 impl<'a> Inbox<'a> {
     pub(crate) fn new(
-        ring: &'a dyn RingBuffer,
+        ring: &'a dyn RingBuffer<InboxMeta>,
         notices: &'a dyn NoticeChannel,
         stats: &'a StatsCell,
     ) -> Self {
@@ -204,15 +109,8 @@ impl<'a> Inbox<'a> {
         }
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut Ring, &mut [u8]) -> R) -> R {
-        let mut f = Some(f);
-        let mut out = None;
-        self.ring.with(&mut |r, b| {
-            if let Some(f) = f.take() {
-                out = Some(f(r, b));
-            }
-        });
-        out.unwrap_or_else(|| unreachable!())
+    fn with<R>(&self, f: impl FnOnce(&mut ring::Ring, &mut InboxMeta, &mut [u8]) -> R) -> R {
+        ring::with(self.ring, f)
     }
 
     // ------------------------------------------------------------ router side
@@ -233,21 +131,20 @@ impl<'a> Inbox<'a> {
         };
         let len = HEADER + m.topic.len() + payload_len;
         let stored = critical_section::with(|_| {
-            self.with(|ring, buf| {
-                if ring.subscribers == 0 {
+            self.with(|ring, meta, buf| {
+                if meta.subscribers == 0 {
                     return Err(false);
                 }
                 if self.notices.free_capacity() <= RESERVE || len > usize::from(u16::MAX) {
-                    ring.dropped = ring.dropped.wrapping_add(1);
+                    meta.dropped = meta.dropped.wrapping_add(1);
                     return Err(true);
                 }
                 let Some(at) = ring.alloc(len, buf.len()) else {
-                    ring.dropped = ring.dropped.wrapping_add(1);
+                    meta.dropped = meta.dropped.wrapping_add(1);
                     return Err(true);
                 };
+                ring::set_header(buf, at, len, meta.subscribers);
                 let rec = &mut buf[at..at + len];
-                rec[0..2].copy_from_slice(&(len as u16).to_le_bytes());
-                rec[2] = ring.subscribers;
                 rec[3] = m.client.get();
                 rec[4..8].copy_from_slice(&m.msg_id.to_le_bytes());
                 rec[8..10].copy_from_slice(&(m.topic.len() as u16).to_le_bytes());
@@ -280,7 +177,7 @@ impl<'a> Inbox<'a> {
 
     fn push_control(&self, n: Notice) {
         let sent = critical_section::with(|_| {
-            self.with(|ring, _| ring.subscribers > 0 && self.notices.try_publish(n))
+            self.with(|_, meta, _| meta.subscribers > 0 && self.notices.try_publish(n))
         });
         self.stats.count(|s| {
             if sent {
@@ -312,9 +209,9 @@ impl<'a> Inbox<'a> {
         // read it, nor misses one that will.
         critical_section::with(|_| {
             let sub = self.notices.subscriber()?;
-            let seen = self.with(|ring, _| {
-                ring.subscribers += 1;
-                ring.dropped
+            let seen = self.with(|_, meta, _| {
+                meta.subscribers += 1;
+                meta.dropped
             });
             Some(Sub {
                 inbox: *self,
@@ -336,7 +233,7 @@ pub(crate) struct Sub<'a> {
 impl Sub<'_> {
     /// Messages dropped since this subscription last said so.
     fn missed(&mut self) -> Option<u32> {
-        let now = self.inbox.with(|ring, _| ring.dropped);
+        let now = self.inbox.with(|_, meta, _| meta.dropped);
         let n = now.wrapping_sub(self.seen);
         self.seen = now;
         (n > 0).then_some(n)
@@ -352,7 +249,7 @@ impl Sub<'_> {
             Notice::Rebooted => Event::ModemRebooted,
             Notice::Message { at } => {
                 let at = usize::from(at);
-                let read = self.inbox.with(|ring, ring_buf| {
+                let read = self.inbox.with(|ring, _, ring_buf| {
                     let rec = &mut ring_buf[at..];
                     let len = usize::from(u16::from_le_bytes([rec[0], rec[1]]));
                     let client = rec[3];
@@ -414,10 +311,10 @@ impl Drop for Sub<'_> {
         // Leave as a reader of every record not read yet; from now on new
         // records do not count this subscription.
         critical_section::with(|_| {
-            self.inbox.with(|ring, _| ring.subscribers -= 1);
+            self.inbox.with(|_, meta, _| meta.subscribers -= 1);
             while let Some(r) = self.sub.try_next_message() {
                 if let WaitResult::Message(Notice::Message { at }) = r {
-                    self.inbox.with(|ring, buf| {
+                    self.inbox.with(|ring, _, buf| {
                         let rec = &mut buf[usize::from(at)..];
                         rec[2] = rec[2].saturating_sub(1);
                         ring.reclaim(buf);
@@ -425,48 +322,5 @@ impl Drop for Sub<'_> {
                 }
             }
         });
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ring_keeps_records_contiguous_and_wraps_at_the_end() {
-        let mut buf = [0u8; 100];
-        let mut r = Ring::new();
-        let put = |r: &mut Ring, buf: &mut [u8], n: usize| -> Option<usize> {
-            let at = r.alloc(n, 100)?;
-            buf[at..at + 2].copy_from_slice(&(n as u16).to_le_bytes());
-            buf[at + 2] = 1;
-            Some(at)
-        };
-        let free = |r: &mut Ring, buf: &mut [u8], at: usize| {
-            buf[at + 2] = 0;
-            r.reclaim(buf);
-        };
-        let a = put(&mut r, &mut buf, 40).unwrap();
-        let b = put(&mut r, &mut buf, 40).unwrap();
-        assert_eq!((a, b), (0, 40));
-        assert_eq!(
-            put(&mut r, &mut buf, 30),
-            None,
-            "20 bytes left at the end, none at the start"
-        );
-        free(&mut r, &mut buf, a);
-        let c = put(&mut r, &mut buf, 30).unwrap();
-        assert_eq!(c, 0, "wrapped to the start");
-        assert_eq!(put(&mut r, &mut buf, 15), None, "head may not reach tail");
-        // Freed out of order: the tail waits for the oldest.
-        free(&mut r, &mut buf, c);
-        assert_eq!(r.tail, 40);
-        free(&mut r, &mut buf, b);
-        assert_eq!((r.tail, r.head, r.wrap), (0, 0, None), "empty again");
-        assert_eq!(
-            put(&mut r, &mut buf, 100),
-            Some(0),
-            "the whole ring is usable"
-        );
     }
 }

@@ -20,13 +20,15 @@ mod event;
 mod hex;
 mod inbox;
 mod modem;
+mod ring;
 mod router;
 mod runner;
 mod state;
+pub mod supervisor;
 mod types;
 mod urc;
 
-pub use client::{MqttClient, Published};
+pub use client::{MqttClient, PendingPublish, Published};
 pub use config::Config;
 pub use error::{
     AtError, ConnackCode, Error, Field, LinkClosedReason, ModemError, OpenError, Problem, Stage,

@@ -13,7 +13,8 @@ use embassy_time::{Duration, Instant};
 use crate::channel::{Channel, ChannelState};
 use crate::clients::{Clients, ClientsState, PubSlot};
 use crate::config::Config;
-use crate::inbox::{Inbox, Notice, RingStore, RESERVE};
+use crate::inbox::{Inbox, InboxMeta, Notice, RESERVE};
+use crate::ring::RingStore;
 use crate::types::{limits, ClientId};
 
 pub(crate) type Cs = CriticalSectionRawMutex;
@@ -271,7 +272,7 @@ pub struct State<
 > {
     pub(crate) ingress: [u8; INGRESS],
     pub(crate) line: BlockingMutex<Cs, RefCell<[u8; LINE]>>,
-    pub(crate) ring: BlockingMutex<Cs, RefCell<RingStore<INBOX>>>,
+    pub(crate) ring: BlockingMutex<Cs, RefCell<RingStore<InboxMeta, INBOX>>>,
     pub(crate) notices: PubSubChannel<Cs, Notice, EVENTS, SUBSCRIBERS, 0>,
     pub(crate) slots: [PubSlot; INFLIGHT],
     pub(crate) shared: Shared,
@@ -318,7 +319,7 @@ impl<
         Self {
             ingress: [0; INGRESS],
             line: BlockingMutex::new(RefCell::new([0; LINE])),
-            ring: BlockingMutex::new(RefCell::new(RingStore::new())),
+            ring: BlockingMutex::new(RefCell::new(RingStore::new(InboxMeta::new()))),
             notices: PubSubChannel::new(),
             slots: [const { PubSlot::new() }; INFLIGHT],
             shared: Shared::new(),

@@ -146,7 +146,7 @@ fn each_subscription_reads_every_message_and_only_the_last_reader_frees_it() {
         with_runner(runner, async {
             // a reads each round at once, b not at all: a's reading frees
             // nothing, so the second round finds the store nearly full.
-            let mut count = |e: Ev, seen: &mut u32, missed: &mut u32| match e {
+            let count = |e: Ev, seen: &mut u32, missed: &mut u32| match e {
                 Ev::Message(_) => *seen += 1,
                 Ev::Missed(n) => *missed += n,
                 e => panic!("{e:?}"),

@@ -109,7 +109,7 @@ fn a_remote_payload_forging_modem_lines_arrives_as_one_message_and_nothing_else(
     let topic = uniq("sec/in");
     let peer = Peer::new(b, &uniq("attacker"));
     let (sim, HostSide { reader, writer }) = Sim::start(SimConfig::default());
-    let sim = std::sync::Arc::new(sim);
+    let sim = std::rc::Rc::new(sim);
     let sim2 = sim.clone();
     let topic2 = topic.clone();
     run(async move {

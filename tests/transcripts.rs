@@ -326,7 +326,7 @@ fn every_lost_byte(text: &'static str, which: &'static str) {
     let n = modem_len(&steps);
     let threads = 8;
     // What the losses made the driver do, summed over every replay.
-    let seen: &'static [AtomicU32; 4] = Box::leak(Box::new(Default::default()));
+    let seen: &'static [AtomicU32; 4] = Box::leak(Box::default());
     let handles: Vec<_> = (0..threads)
         .map(|t| {
             let steps = steps.clone();

@@ -524,6 +524,88 @@ impl Peer {
     }
 }
 
+/// An independent MQTT 3.1.1 client (rumqttc) that outlives the broker: it
+/// connects again by itself after the broker went away (with a persistent
+/// session, so that QoS 1 messages published meanwhile still reach it),
+/// subscribes again each time, and keeps every PUBLISH it receives. For
+/// tests in which the broker restarts.
+pub struct Watcher {
+    /// The rumqttc client.
+    pub client: rumqttc::Client,
+    got: std::sync::Arc<std::sync::Mutex<Vec<rumqttc::Publish>>>,
+}
+
+impl Watcher {
+    /// Connects as `id`, subscribes to `topics` at QoS 1, and waits for the
+    /// first SUBACK.
+    pub fn new(b: &Broker, id: &str, topics: &[&str]) -> Watcher {
+        let mut o = rumqttc::MqttOptions::new(id, b.host.clone(), b.port);
+        o.set_keep_alive(Duration::from_secs(5));
+        o.set_clean_session(false);
+        let (client, mut conn) = rumqttc::Client::new(o, 1024);
+        let got = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stx, srx) = mpsc::channel();
+        let topics: Vec<String> = topics.iter().map(|t| t.to_string()).collect();
+        let sub = client.clone();
+        let g = got.clone();
+        std::thread::spawn(move || {
+            for ev in conn.iter() {
+                match ev {
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
+                        for t in &topics {
+                            let _ = sub.try_subscribe(t, rumqttc::QoS::AtLeastOnce);
+                        }
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_))) => {
+                        let _ = stx.send(());
+                    }
+                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p))) => {
+                        g.lock().unwrap_or_else(|e| e.into_inner()).push(p);
+                    }
+                    Ok(_) => {}
+                    // The broker went away: rumqttc connects again on the
+                    // next poll; wait a little meanwhile.
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        });
+        srx.recv_timeout(T).expect("watcher: no SUBACK");
+        Watcher { client, got }
+    }
+
+    /// Payloads received on `topic`, in the order they arrived.
+    pub fn payloads(&self, topic: &str) -> Vec<Vec<u8>> {
+        self.got
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .filter(|p| p.topic == topic)
+            .map(|p| p.payload.to_vec())
+            .collect()
+    }
+
+    /// Waits (up to `limit`) until `f` holds for the payloads on `topic`.
+    pub fn wait_for(&self, topic: &str, limit: Duration, f: impl Fn(&[Vec<u8>]) -> bool) -> bool {
+        let start = std::time::Instant::now();
+        loop {
+            if f(&self.payloads(topic)) {
+                return true;
+            }
+            if start.elapsed() > limit {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Publishes at QoS 1 (not retained); queued while the broker is away.
+    pub fn publish(&self, topic: &str, payload: &[u8]) {
+        let _ = self
+            .client
+            .try_publish(topic, rumqttc::QoS::AtLeastOnce, false, payload.to_vec());
+    }
+}
+
 /// rumqttc's QoS for a number.
 pub fn qos_of(q: u8) -> rumqttc::QoS {
     match q {

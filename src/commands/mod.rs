@@ -6,10 +6,12 @@
 //! The write forms answer only `OK`; their real outcome arrives later as a
 //! deferred result, which [`MqttClient`](crate::MqttClient) waits for.
 
+pub mod basic;
 pub mod cfg;
 pub mod mqtt;
 mod parse;
 
+pub use basic::*;
 pub use cfg::*;
 pub use mqtt::*;
 

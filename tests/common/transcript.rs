@@ -216,7 +216,7 @@ pub async fn play_lossy(
                     if let Some(k) = msg_id_field(want) {
                         let line_len = want.iter().position(|&b| b == b'\r').unwrap() + 1;
                         let (_, wf) = split_fields(&want[..line_len - 1]);
-                        if got.iter().any(|&b| b == b'=') {
+                        if got.contains(&b'=') {
                             let (_, gf) = split_fields(&got[..got.len() - 1]);
                             if let (Some(w), Some(g)) = (wf.get(k), gf.get(k)) {
                                 ids.insert((wf[0][0] - b'0', w.clone()), g.clone());

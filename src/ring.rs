@@ -1,0 +1,242 @@
+//! A byte ring of contiguous variable-size records, freed in any order and
+//! reclaimed in order (bbqueue style): the receive store and a supervisor's
+//! outbox keep messages by their size in it.
+//!
+//! Every record starts with its length (2 bytes, little endian) and a hold
+//! count (1 byte); a record whose hold count is 0 is free, and the tail
+//! moves past free records only.
+
+use core::cell::RefCell;
+
+use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
+
+use crate::state::Cs;
+
+/// Where the live records are. When a record does not fit before the end,
+/// it goes at the start and `wrap` marks where the older records end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ring {
+    /// The oldest live record.
+    tail: usize,
+    /// Where the next record goes.
+    head: usize,
+    /// When wrapped: the end of the records at `tail..`; the newer ones are
+    /// at `0..head`.
+    wrap: Option<usize>,
+}
+
+impl Ring {
+    pub(crate) const fn new() -> Self {
+        Self {
+            tail: 0,
+            head: 0,
+            wrap: None,
+        }
+    }
+
+    /// Reserves `n` contiguous bytes in a ring of `size`; returns where.
+    pub(crate) fn alloc(&mut self, n: usize, size: usize) -> Option<usize> {
+        match self.wrap {
+            None => {
+                if size - self.head >= n {
+                    let at = self.head;
+                    self.head += n;
+                    Some(at)
+                } else if self.tail > n {
+                    // Strictly greater: `head == tail` only when empty.
+                    self.wrap = Some(self.head);
+                    self.head = n;
+                    Some(0)
+                } else {
+                    None
+                }
+            }
+            Some(_) => {
+                if self.head + n < self.tail {
+                    let at = self.head;
+                    self.head += n;
+                    Some(at)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+
+    /// Frees the records at the tail that nobody holds.
+    pub(crate) fn reclaim(&mut self, buf: &[u8]) {
+        loop {
+            if self.wrap.is_none() && self.tail == self.head {
+                // Empty: start again at 0, so a large record finds room.
+                self.tail = 0;
+                self.head = 0;
+                return;
+            }
+            if self.wrap == Some(self.tail) {
+                self.tail = 0;
+                self.wrap = None;
+                continue;
+            }
+            if hold(buf, self.tail) != 0 {
+                return;
+            }
+            self.tail += len(buf, self.tail);
+        }
+    }
+
+    /// Bytes between the oldest live record and the head (with the end a
+    /// wrap left unused).
+    pub(crate) fn used(&self, size: usize) -> usize {
+        match self.wrap {
+            None => self.head - self.tail,
+            Some(w) => w - self.tail + self.head + (size - w),
+        }
+    }
+
+    /// The offsets of the records from the oldest on (free ones included).
+    pub(crate) fn records<'b>(&self, buf: &'b [u8]) -> impl Iterator<Item = usize> + 'b {
+        let (tail, head, wrap) = (self.tail, self.head, self.wrap);
+        let mut at = tail;
+        let mut wrapped = wrap.is_none();
+        core::iter::from_fn(move || {
+            loop {
+                let end = if wrapped { head } else { wrap.unwrap_or(head) };
+                if at < end {
+                    let here = at;
+                    // A record is never empty; stop rather than loop on one.
+                    let l = len(buf, at);
+                    at = if l == 0 { end } else { at + l };
+                    return Some(here);
+                }
+                if wrapped {
+                    return None;
+                }
+                wrapped = true;
+                at = 0;
+            }
+        })
+    }
+}
+
+/// A record's length.
+pub(crate) fn len(buf: &[u8], at: usize) -> usize {
+    usize::from(u16::from_le_bytes([buf[at], buf[at + 1]]))
+}
+
+/// A record's hold count.
+pub(crate) fn hold(buf: &[u8], at: usize) -> u8 {
+    buf[at + 2]
+}
+
+/// Writes a record's length and hold count.
+pub(crate) fn set_header(buf: &mut [u8], at: usize, len: usize, hold: u8) {
+    buf[at..at + 2].copy_from_slice(&(len as u16).to_le_bytes());
+    buf[at + 2] = hold;
+}
+
+/// A ring of `N` bytes with the bookkeeping `M` of its owner.
+pub(crate) struct RingStore<M, const N: usize> {
+    ring: Ring,
+    meta: M,
+    buf: [u8; N],
+}
+
+impl<M, const N: usize> RingStore<M, N> {
+    pub(crate) const fn new(meta: M) -> Self {
+        Self {
+            ring: Ring::new(),
+            meta,
+            buf: [0; N],
+        }
+    }
+}
+
+/// The ring, seen without its size.
+pub(crate) trait RingBuffer<M>: Sync {
+    fn with(&self, f: &mut dyn FnMut(&mut Ring, &mut M, &mut [u8]));
+}
+
+impl<M: Send, const N: usize> RingBuffer<M> for BlockingMutex<Cs, RefCell<RingStore<M, N>>> {
+    fn with(&self, f: &mut dyn FnMut(&mut Ring, &mut M, &mut [u8])) {
+        self.lock(|r| {
+            let r = &mut *r.borrow_mut();
+            f(&mut r.ring, &mut r.meta, &mut r.buf)
+        })
+    }
+}
+
+/// Runs `f` on the ring and returns its result.
+pub(crate) fn with<M, R>(
+    ring: &dyn RingBuffer<M>,
+    f: impl FnOnce(&mut Ring, &mut M, &mut [u8]) -> R,
+) -> R {
+    let mut f = Some(f);
+    let mut out = None;
+    ring.with(&mut |r, m, b| {
+        if let Some(f) = f.take() {
+            out = Some(f(r, m, b));
+        }
+    });
+    // `with` always calls the closure once.
+    out.unwrap_or_else(|| unreachable!())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(r: &mut Ring, buf: &mut [u8], n: usize) -> Option<usize> {
+        let at = r.alloc(n, buf.len())?;
+        set_header(buf, at, n, 1);
+        Some(at)
+    }
+
+    fn free(r: &mut Ring, buf: &mut [u8], at: usize) {
+        buf[at + 2] = 0;
+        r.reclaim(buf);
+    }
+
+    #[test]
+    fn ring_keeps_records_contiguous_and_wraps_at_the_end() {
+        let mut buf = [0u8; 100];
+        let mut r = Ring::new();
+        let a = put(&mut r, &mut buf, 40).unwrap();
+        let b = put(&mut r, &mut buf, 40).unwrap();
+        assert_eq!((a, b), (0, 40));
+        assert_eq!(
+            put(&mut r, &mut buf, 30),
+            None,
+            "20 bytes left at the end, none at the start"
+        );
+        free(&mut r, &mut buf, a);
+        let c = put(&mut r, &mut buf, 30).unwrap();
+        assert_eq!(c, 0, "wrapped to the start");
+        assert_eq!(r.records(&buf).collect::<std::vec::Vec<_>>(), [40, 0]);
+        assert_eq!(put(&mut r, &mut buf, 15), None, "head may not reach tail");
+        // Freed out of order: the tail waits for the oldest.
+        free(&mut r, &mut buf, c);
+        assert_eq!(r.tail, 40);
+        free(&mut r, &mut buf, b);
+        assert_eq!((r.tail, r.head, r.wrap), (0, 0, None), "empty again");
+        assert_eq!(
+            put(&mut r, &mut buf, 100),
+            Some(0),
+            "the whole ring is usable"
+        );
+    }
+
+    #[test]
+    fn records_are_listed_oldest_first_across_the_wrap() {
+        let mut buf = [0u8; 64];
+        let mut r = Ring::new();
+        let ids: std::vec::Vec<usize> =
+            (0..4).map(|_| put(&mut r, &mut buf, 14).unwrap()).collect();
+        assert_eq!(ids, [0, 14, 28, 42]);
+        free(&mut r, &mut buf, 0);
+        free(&mut r, &mut buf, 14);
+        let e = put(&mut r, &mut buf, 20).unwrap();
+        assert_eq!(e, 0);
+        assert_eq!(r.records(&buf).collect::<std::vec::Vec<_>>(), [28, 42, 0]);
+        assert_eq!(r.used(64), 14 + 14 + 8 + 20);
+    }
+}

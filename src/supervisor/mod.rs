@@ -1,0 +1,880 @@
+//! A supervisor that keeps one MQTT client online for years: it brings the
+//! link up (the modem answers, it is registered, the client is configured,
+//! opened, connected and subscribed to its persistent set), notices every
+//! way the link ends, backs off, and brings it up again; and it delivers
+//! the QoS 1/2 messages handed to its outbox at least once across link
+//! losses.
+//!
+//! ```text
+//!   Connecting{attempt} --> Online --> Offline{reason} --> BackingOff{delay} --+
+//!        ^          |                                                          |
+//!        |          +-- (failed) --> Offline{reason} ------------------------> |
+//!        +---------------------------------------------------------------------+
+//! ```
+//!
+//! | what ends the link | what the supervisor does |
+//! |---|---|
+//! | `+QMTSTAT` with any code but 5 (1-7, 8-255) | ends at once (operations in flight end too); back off, open again |
+//! | `+QMTSTAT: id,5` (the close after a DISCONNECT) | nothing: it ends no link the supervisor did not end itself |
+//! | a publish that fails (`+QMTPUB: ...,2`) or times out | ends the link; the message goes again |
+//! | `AT+QMTCONN?` (every `health_check`) says the client is not connected | ends the link |
+//! | the modem silent (a command or `AT` times out) | ends the link; `AT` until it answers |
+//! | the modem restarts (`RDY` or a power-down line) | ends at once; everything is configured again |
+//! | registration lost (`AT+CEREG?` not 1 or 5) | waits for it up to `registration_deadline`, else backs off |
+//! | `+QMTOPEN: id,2` (the modem still holds the client) | closes it and opens again |
+//! | CONNACK refused, open failed | backs off and tries again |
+//!
+//! Delivery: a QoS 1/2 message stays in the outbox until its
+//! `+QMTPUB: id,msgID,0` arrives, and is sent again after a link loss,
+//! always under the msgID it got when it was stored. So the broker may get
+//! it twice: when the link dropped after the broker received it but before
+//! the modem reported the acknowledgement, and when the acknowledgement
+//! came after the driver's deadline. MQTT's DUP flag is not available
+//! through the modem, so a receiver that must not act twice tells copies
+//! apart by the message itself (a sequence number in the payload) or stays
+//! idempotent. QoS 0 messages are never stored across a link loss: refused
+//! while offline ([`Error::Offline`]), and dropped (counted) if the link
+//! ends before they went out.
+
+mod backoff;
+mod outbox;
+
+use core::cell::RefCell;
+use core::future::poll_fn;
+use core::task::Poll;
+
+use embassy_futures::join::join_array;
+use embassy_futures::select::{select3, Either3};
+use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
+use embassy_sync::waitqueue::MultiWakerRegistration;
+use embassy_time::{Duration, Instant, Timer};
+
+pub use backoff::Backoff;
+pub use outbox::{OutboxStats, Ticket};
+
+use crate::client::{check_payload, MqttClient, SlotWait};
+use crate::clients::LinkEnd;
+use crate::commands::{Attention, ConnectionState, EchoOff, QueryRegistration, Will};
+use crate::error::{Error, Field, LinkClosedReason, OpenError, Problem, Stage};
+use crate::event::Grant;
+use crate::modem::Modem;
+use crate::ring::RingStore;
+use crate::state::Cs;
+use crate::types::{check_topic, ClientId, DataFormat, MqttVersion, QoS, Subscription};
+use backoff::Delays;
+use outbox::{Outbox, OutboxMeta, PushError, Taken};
+
+/// Most outbox messages a supervisor has in flight at once.
+pub const MAX_IN_FLIGHT: usize = 4;
+
+/// What a [`Supervisor`] does for one client. Build it with
+/// [`SupervisorConfig::new`] and change what you need.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct SupervisorConfig<'a> {
+    /// The modem's client (`tcpconnectID`).
+    pub client: ClientId,
+    /// The broker.
+    pub host: &'a str,
+    /// The broker's port.
+    pub port: u16,
+    /// The MQTT client identifier.
+    pub client_id: &'a str,
+    /// User name and password (`AT+QMTCONN`). Never logged.
+    pub username: Option<&'a str>,
+    /// The password (needs a user name).
+    pub password: Option<&'a str>,
+    /// The will the broker publishes when the link dies (`AT+QMTCFG="will"`).
+    pub will: Option<Will<'a>>,
+    /// Keep-alive, 0-3600 s (`AT+QMTCFG="keepalive"`). Default 120 s.
+    pub keepalive_s: u16,
+    /// Clean session (`AT+QMTCFG="session"`). With `false`, the broker keeps
+    /// the subscriptions and queues QoS 1/2 messages while the device is
+    /// offline; they arrive after it connects again. Default `true`.
+    pub clean_session: bool,
+    /// MQTT version (`AT+QMTCFG="version"`); `None` keeps the modem's.
+    pub version: Option<MqttVersion>,
+    /// Packet timeout 1-60 s and retransmissions 0-10
+    /// (`AT+QMTCFG="timeout"`). Defaults 10 s, 3.
+    pub pkt_timeout_s: u8,
+    /// Retransmissions.
+    pub retry_times: u8,
+    /// How payloads are sent (`AT+QMTCFG="dataformat"`); reception is hex
+    /// unless the driver's [`Config::receive_text`](crate::Config::receive_text).
+    pub send_format: DataFormat,
+    /// The persistent set of subscriptions, made again after every connect.
+    /// Messages on topics none of them matches are dropped by the driver
+    /// (counted in [`Stats::messages_filtered`](crate::Stats::messages_filtered)).
+    pub subscriptions: &'static [Subscription<'static>],
+    /// Back-off between attempts.
+    pub backoff: Backoff,
+    /// How long to wait for the modem to answer `AT` before backing off.
+    /// Default 30 s.
+    pub modem_deadline: Duration,
+    /// How long to wait for registration (`AT+CEREG?` 1 or 5) before backing
+    /// off. Default 180 s.
+    pub registration_deadline: Duration,
+    /// How often to ask `AT`/`AT+CEREG?` while waiting. Default 2 s.
+    pub poll_interval: Duration,
+    /// While online, how often to check `AT+QMTCONN?` (which also finds a
+    /// modem gone silent). `Duration::from_ticks(0)` never does. Default 60 s.
+    pub health_check: Duration,
+    /// Outbox messages in flight at once, 1 to [`MAX_IN_FLIGHT`]. Default 4.
+    pub in_flight: usize,
+    /// Turn the command echo off (`ATE0`) at each start. Default `true`.
+    pub echo_off: bool,
+}
+
+impl<'a> SupervisorConfig<'a> {
+    /// A client `client_id` on `host:port`, with the defaults above.
+    pub const fn new(client: ClientId, host: &'a str, port: u16, client_id: &'a str) -> Self {
+        Self {
+            client,
+            host,
+            port,
+            client_id,
+            username: None,
+            password: None,
+            will: None,
+            keepalive_s: 120,
+            clean_session: true,
+            version: None,
+            pkt_timeout_s: 10,
+            retry_times: 3,
+            send_format: DataFormat::Text,
+            subscriptions: &[],
+            backoff: Backoff::new(),
+            modem_deadline: Duration::from_secs(30),
+            registration_deadline: Duration::from_secs(180),
+            poll_interval: Duration::from_secs(2),
+            health_check: Duration::from_secs(60),
+            in_flight: MAX_IN_FLIGHT,
+            echo_off: true,
+        }
+    }
+}
+
+/// Why a supervised link went offline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum OfflineReason {
+    /// The modem closed the link (`+QMTSTAT`).
+    LinkClosed(LinkClosedReason),
+    /// The modem restarted.
+    ModemRebooted,
+    /// The modem did not answer (`AT` or a command timed out).
+    ModemSilent,
+    /// The modem did not register within `registration_deadline`.
+    NotRegistered,
+    /// `AT+QMTCONN?` said the client is not connected.
+    NotConnected,
+    /// The broker rejected a subscription (granted 128).
+    SubscriptionRejected,
+    /// An operation failed: open, connect, subscribe, a publish.
+    Failed(Error),
+}
+
+/// What a supervised link is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum LinkState {
+    /// Bringing the link up; `attempt` counts from 1 since the last stable
+    /// period.
+    Connecting {
+        /// The attempt.
+        attempt: u32,
+    },
+    /// Connected and subscribed: messages go out.
+    Online,
+    /// The link ended.
+    Offline {
+        /// Why.
+        reason: OfflineReason,
+    },
+    /// Waiting before the next attempt.
+    BackingOff {
+        /// How long.
+        delay: Duration,
+    },
+}
+
+/// What a supervisor has done so far: for logs and telemetry. Counters wrap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub struct Counters {
+    /// Times the link came online.
+    pub connects: u32,
+    /// Times it came online again after it had been online before.
+    pub reconnects: u32,
+    /// Times an online link ended.
+    pub link_losses: u32,
+    /// Attempts to bring the link up that failed.
+    pub failed_attempts: u32,
+    /// Outbox messages sent again (after a link loss or a failed publish).
+    pub resent: u32,
+    /// Outbox messages the broker acknowledged (QoS 1/2) or the modem sent
+    /// (QoS 0).
+    pub delivered: u32,
+    /// QoS 0 messages refused while offline.
+    pub refused_offline: u32,
+    /// QoS 0 messages stored while online whose link ended before they went out.
+    pub qos0_dropped: u32,
+    /// Milliseconds online, over every link so far (the current one included
+    /// when it ends; see [`Link::time_online`]).
+    pub online_ms: u64,
+}
+
+/// A message the broker acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Delivered {
+    /// The msgID it went out with (every time).
+    pub msg_id: u16,
+}
+
+/// State changes a [`Link::changed`] caller may be behind and still see
+/// each of them.
+const HISTORY: usize = 8;
+
+struct Status {
+    state: LinkState,
+    /// Bumped at each state change.
+    epoch: u32,
+    /// The last changes: `history[epoch % HISTORY]` is the state of `epoch`.
+    history: [LinkState; HISTORY],
+    counters: Counters,
+    online_since: Option<Instant>,
+    wakers: MultiWakerRegistration<4>,
+}
+
+/// The parts of a supervisor's state that do not depend on the outbox size.
+struct Shared {
+    status: BlockingMutex<Cs, RefCell<Status>>,
+}
+
+/// A supervisor's memory: the outbox (`OUTBOX` bytes, holding messages by
+/// their size: 14 bytes + topic + payload each) and its state. Create it
+/// with [`SupervisorState::new`] (a `const fn`) and pass it to [`new`].
+pub struct SupervisorState<const OUTBOX: usize = 4096> {
+    outbox: BlockingMutex<Cs, RefCell<RingStore<OutboxMeta, OUTBOX>>>,
+    shared: Shared,
+}
+
+impl<const OUTBOX: usize> SupervisorState<OUTBOX> {
+    const SIZE_OK: () = assert!(
+        OUTBOX >= 64 && OUTBOX <= u16::MAX as usize,
+        "OUTBOX must be 64-65535 bytes"
+    );
+
+    /// Fresh supervisor memory.
+    pub const fn new() -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::SIZE_OK;
+        Self {
+            outbox: BlockingMutex::new(RefCell::new(RingStore::new(OutboxMeta::new()))),
+            shared: Shared {
+                status: BlockingMutex::new(RefCell::new(Status {
+                    state: LinkState::Connecting { attempt: 1 },
+                    epoch: 0,
+                    history: [LinkState::Connecting { attempt: 1 }; HISTORY],
+                    counters: Counters {
+                        connects: 0,
+                        reconnects: 0,
+                        link_losses: 0,
+                        failed_attempts: 0,
+                        resent: 0,
+                        delivered: 0,
+                        refused_offline: 0,
+                        qos0_dropped: 0,
+                        online_ms: 0,
+                    },
+                    online_since: None,
+                    wakers: MultiWakerRegistration::new(),
+                })),
+            },
+        }
+    }
+}
+
+impl<const OUTBOX: usize> Default for SupervisorState<OUTBOX> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const OUTBOX: usize> core::fmt::Debug for SupervisorState<OUTBOX> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "SupervisorState<{OUTBOX}>")
+    }
+}
+
+/// The handle of a supervised client: publish through its outbox, watch its
+/// state. `Copy`; use it from as many tasks as you like. While a supervisor
+/// runs a client, use this handle (not [`MqttClient`]) to publish on it.
+#[derive(Clone, Copy)]
+pub struct Link<'a> {
+    client: MqttClient<'a>,
+    outbox: Outbox<'a>,
+    shared: &'a Shared,
+}
+
+/// The task that keeps the link up: spawn [`Supervisor::run`] (it never
+/// returns). Several may run, one per client.
+pub struct Supervisor<'a> {
+    link: Link<'a>,
+    modem: Modem<'a>,
+    config: SupervisorConfig<'a>,
+}
+
+/// Creates a supervisor for `config.client` in `state`: returns its handle
+/// and the task to spawn. Registers the subscriptions as the client's topic
+/// filters with the driver.
+pub fn new<'a, const OUTBOX: usize>(
+    modem: Modem<'a>,
+    state: &'a mut SupervisorState<OUTBOX>,
+    config: SupervisorConfig<'a>,
+) -> (Link<'a>, Supervisor<'a>) {
+    let SupervisorState { outbox, shared } = state;
+    let client = modem.client(config.client);
+    modem
+        .core
+        .clients
+        .set_filters(config.client, Some(config.subscriptions));
+    let link = Link {
+        client,
+        outbox: Outbox::new(&*outbox),
+        shared: &*shared,
+    };
+    (
+        link,
+        Supervisor {
+            link,
+            modem,
+            config,
+        },
+    )
+}
+
+impl Shared {
+    fn with<R>(&self, f: impl FnOnce(&mut Status) -> R) -> R {
+        self.status.lock(|s| f(&mut s.borrow_mut()))
+    }
+
+    fn set_state(&self, state: LinkState) {
+        self.with(|s| {
+            let now = Instant::now();
+            if let Some(since) = s.online_since.take() {
+                s.counters.online_ms = s
+                    .counters
+                    .online_ms
+                    .wrapping_add(now.saturating_duration_since(since).as_millis());
+            }
+            if state == LinkState::Online {
+                s.online_since = Some(now);
+            }
+            s.state = state;
+            s.epoch = s.epoch.wrapping_add(1);
+            s.history[s.epoch as usize % HISTORY] = state;
+            s.wakers.wake();
+        });
+        info!("link: {}", StateName(state));
+    }
+
+    fn count(&self, f: impl FnOnce(&mut Counters)) {
+        self.with(|s| f(&mut s.counters))
+    }
+}
+
+/// A state for the log.
+struct StateName(LinkState);
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for StateName {
+    fn format(&self, f: defmt::Formatter) {
+        defmt::write!(f, "{}", self.0)
+    }
+}
+
+impl core::fmt::Debug for StateName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl core::fmt::Display for StateName {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl<'a> Link<'a> {
+    /// The supervised client.
+    pub fn client(&self) -> ClientId {
+        self.client.id()
+    }
+
+    /// The link's state now.
+    pub fn state(&self) -> LinkState {
+        self.shared.with(|s| s.state)
+    }
+
+    /// The next state change after the one `seen` counts, waiting for it
+    /// (`seen` is updated; start with 0). A caller that falls no more than 8
+    /// changes behind sees every state, in order; one further behind skips
+    /// to the current state.
+    pub async fn changed(&self, seen: &mut u32) -> LinkState {
+        poll_fn(|cx| {
+            self.shared.with(|s| {
+                let behind = s.epoch.wrapping_sub(*seen);
+                if behind == 0 {
+                    s.wakers.register(cx.waker());
+                    return Poll::Pending;
+                }
+                if behind as usize <= HISTORY {
+                    *seen = seen.wrapping_add(1);
+                    Poll::Ready(s.history[*seen as usize % HISTORY])
+                } else {
+                    *seen = s.epoch;
+                    Poll::Ready(s.state)
+                }
+            })
+        })
+        .await
+    }
+
+    /// Waits until the link is online.
+    pub async fn wait_online(&self) {
+        poll_fn(|cx| {
+            self.shared.with(|s| {
+                if s.state == LinkState::Online {
+                    Poll::Ready(())
+                } else {
+                    s.wakers.register(cx.waker());
+                    Poll::Pending
+                }
+            })
+        })
+        .await
+    }
+
+    /// What the supervisor has done so far.
+    pub fn counters(&self) -> Counters {
+        self.shared.with(|s| s.counters)
+    }
+
+    /// Time online over every link so far, the current one included.
+    pub fn time_online(&self) -> Duration {
+        self.shared.with(|s| {
+            let current = s.online_since.map_or(0, |since| {
+                Instant::now().saturating_duration_since(since).as_millis()
+            });
+            Duration::from_millis(s.counters.online_ms.wrapping_add(current))
+        })
+    }
+
+    /// What the outbox holds.
+    pub fn outbox(&self) -> OutboxStats {
+        self.outbox.stats()
+    }
+
+    fn check(&self, topic: &str, payload: &[u8]) -> Result<(), Error> {
+        check_topic(topic)?;
+        let hex = self.client.send_hex();
+        check_payload(payload, hex, false).map(drop)
+    }
+
+    fn online(&self) -> bool {
+        self.state() == LinkState::Online
+    }
+
+    fn refuse_offline(&self) -> Error {
+        self.shared
+            .count(|c| c.refused_offline = c.refused_offline.wrapping_add(1));
+        Error::Offline
+    }
+
+    /// Hands a message to the outbox at once and returns its [`Ticket`]
+    /// ([`delivered`](Self::delivered) waits for its acknowledgement):
+    /// [`Error::OutboxFull`] when there is no room now. QoS 0 is taken only
+    /// while the link is online ([`Error::Offline`] otherwise).
+    pub fn try_publish(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<Ticket, Error> {
+        self.check(topic, payload)?;
+        if qos == QoS::AtMostOnce && !self.online() {
+            return Err(self.refuse_offline());
+        }
+        self.outbox
+            .push(topic, payload, qos, retain)
+            .map_err(push_error)
+    }
+
+    /// Publishes through the outbox: waits for room, then for the broker's
+    /// acknowledgement (QoS 1/2) or the modem's report (QoS 0), across link
+    /// losses. Once the message is stored, dropping this future does not
+    /// withdraw it: bound the wait with `with_timeout` as you like. QoS 0
+    /// fails at once with [`Error::Offline`] while the link is not online.
+    pub async fn publish(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<Delivered, Error> {
+        self.check(topic, payload)?;
+        if qos == QoS::AtMostOnce && !self.online() {
+            return Err(self.refuse_offline());
+        }
+        let ticket = self
+            .outbox
+            .push_wait(topic, payload, qos, retain)
+            .await
+            .map_err(push_error)?;
+        Ok(self.delivered(ticket).await)
+    }
+
+    /// Waits until the message of `ticket` left the outbox: acknowledged
+    /// (QoS 1/2) or sent (QoS 0; one whose link ended before it went out
+    /// leaves too, counted in [`Counters::qos0_dropped`]).
+    pub async fn delivered(&self, ticket: Ticket) -> Delivered {
+        self.outbox.wait_gone(ticket.seq).await;
+        Delivered {
+            msg_id: ticket.msg_id,
+        }
+    }
+
+    /// True while the message of `ticket` is in the outbox.
+    pub fn pending(&self, ticket: Ticket) -> bool {
+        self.outbox.contains(ticket.seq)
+    }
+
+    /// Waits until the outbox is empty.
+    pub async fn flush(&self) {
+        self.outbox.wait_empty().await
+    }
+}
+
+fn push_error(e: PushError) -> Error {
+    match e {
+        PushError::Full => Error::OutboxFull,
+        PushError::TooLarge => Error::InvalidArgument {
+            field: Field::Payload,
+            problem: Problem::LargerThanOutbox,
+        },
+    }
+}
+
+/// Why an operation ended the link.
+fn reason(e: Error) -> OfflineReason {
+    match e {
+        Error::LinkClosed(r) => OfflineReason::LinkClosed(r),
+        Error::ModemRebooted => OfflineReason::ModemRebooted,
+        Error::Timeout(Stage::Response | Stage::Prompt) | Error::Write => {
+            OfflineReason::ModemSilent
+        }
+        e => OfflineReason::Failed(e),
+    }
+}
+
+impl Supervisor<'_> {
+    /// Keeps the link up, for ever.
+    pub async fn run(self) -> ! {
+        let mut delays = Delays::new(self.config.backoff);
+        let shared = self.link.shared;
+        loop {
+            let attempt = delays.failures().saturating_add(1);
+            shared.set_state(LinkState::Connecting { attempt });
+            let started = Instant::now();
+            let (reason, was_online) = self.session().await;
+            shared.set_state(LinkState::Offline { reason });
+            warn!("link offline");
+            if was_online {
+                shared.count(|c| c.link_losses = c.link_losses.wrapping_add(1));
+                if Instant::now().saturating_duration_since(started)
+                    >= self.config.backoff.stable_after
+                {
+                    delays.reset();
+                }
+            } else {
+                shared.count(|c| c.failed_attempts = c.failed_attempts.wrapping_add(1));
+            }
+            let dropped = self.link.outbox.requeue_all();
+            if dropped > 0 {
+                shared.count(|c| c.qos0_dropped = c.qos0_dropped.wrapping_add(dropped));
+            }
+            self.cleanup(reason).await;
+            let delay = delays.next();
+            shared.set_state(LinkState::BackingOff { delay });
+            Timer::after(delay).await;
+        }
+    }
+
+    fn client(&self) -> MqttClient<'_> {
+        self.link.client
+    }
+
+    /// After the link ended: if the modem may still hold it open, close it
+    /// (without DISCONNECT, so the broker publishes the will).
+    async fn cleanup(&self, reason: OfflineReason) {
+        let may_be_open = matches!(
+            reason,
+            OfflineReason::Failed(_)
+                | OfflineReason::NotConnected
+                | OfflineReason::SubscriptionRejected
+        );
+        if may_be_open {
+            if let Err(e) = self.client().close().await {
+                debug!("close after a failed link: {}", e);
+            }
+        }
+    }
+
+    /// One attempt: bring the link up, and keep it until it ends. Returns
+    /// why it ended and whether it was online.
+    async fn session(&self) -> (OfflineReason, bool) {
+        let epoch = self.client().link().0;
+        if let Err(r) = self.bring_up().await {
+            return (r, false);
+        }
+        (self.online(epoch).await, true)
+    }
+
+    /// Modem, registration, configuration, open, connect, subscriptions.
+    async fn bring_up(&self) -> Result<(), OfflineReason> {
+        let cfg = &self.config;
+        let c = self.client();
+        self.wake_modem().await?;
+        self.wait_registered().await?;
+        c.set_keepalive(cfg.keepalive_s).await.map_err(reason)?;
+        c.set_clean_session(cfg.clean_session)
+            .await
+            .map_err(reason)?;
+        c.set_timeout(cfg.pkt_timeout_s, cfg.retry_times, false)
+            .await
+            .map_err(reason)?;
+        if let Some(v) = cfg.version {
+            c.set_version(v).await.map_err(reason)?;
+        }
+        c.set_will(cfg.will).await.map_err(reason)?;
+        let recv = if self.modem.core.config.receive_text {
+            DataFormat::Text
+        } else {
+            DataFormat::Hex
+        };
+        c.set_data_format(cfg.send_format, recv)
+            .await
+            .map_err(reason)?;
+        match c.open(cfg.host, cfg.port).await {
+            Ok(()) => {}
+            Err(Error::Open(OpenError::IdentifierOccupied)) => {
+                // The modem still holds the client (an MCU-only reset, a
+                // link given up without closing): close it, open again.
+                warn!("the modem still holds the client: closing it");
+                let _ = c.close().await;
+                c.open(cfg.host, cfg.port).await.map_err(reason)?;
+            }
+            Err(e) => return Err(reason(e)),
+        }
+        c.connect(cfg.client_id, cfg.username, cfg.password)
+            .await
+            .map_err(reason)?;
+        for s in cfg.subscriptions {
+            let g = c.subscribe(&[(s.topic, s.qos)]).await.map_err(reason)?;
+            if g.get(0) == Some(Grant::Rejected) {
+                warn!("subscription rejected");
+                return Err(OfflineReason::SubscriptionRejected);
+            }
+        }
+        Ok(())
+    }
+
+    /// `AT` until the modem answers (then `ATE0`), within `modem_deadline`.
+    async fn wake_modem(&self) -> Result<(), OfflineReason> {
+        let until = Instant::now() + self.config.modem_deadline;
+        loop {
+            match self.modem.send(&Attention).await {
+                Ok(_) => break,
+                Err(e) => debug!("no answer to AT: {}", e),
+            }
+            if Instant::now() + self.config.poll_interval > until {
+                return Err(OfflineReason::ModemSilent);
+            }
+            Timer::after(self.config.poll_interval).await;
+        }
+        if self.config.echo_off {
+            self.modem.send(&EchoOff).await.map_err(reason)?;
+        }
+        Ok(())
+    }
+
+    /// `AT+CEREG?` until registered (home or roaming), within
+    /// `registration_deadline`.
+    async fn wait_registered(&self) -> Result<(), OfflineReason> {
+        let until = Instant::now() + self.config.registration_deadline;
+        loop {
+            match self.modem.send(&QueryRegistration).await {
+                Ok(r) if r.registered() => return Ok(()),
+                Ok(_) => debug!("not registered yet"),
+                Err(e) => return Err(reason(e)),
+            }
+            if Instant::now() + self.config.poll_interval > until {
+                return Err(OfflineReason::NotRegistered);
+            }
+            Timer::after(self.config.poll_interval).await;
+        }
+    }
+
+    /// Online: send the outbox, watch the link, check its health, until the
+    /// link ends.
+    async fn online(&self, epoch: u32) -> OfflineReason {
+        let shared = self.link.shared;
+        shared.count(|c| {
+            if c.connects > 0 {
+                c.reconnects = c.reconnects.wrapping_add(1);
+            }
+            c.connects = c.connects.wrapping_add(1);
+        });
+        shared.set_state(LinkState::Online);
+        let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
+        let send = join_array(core::array::from_fn::<_, MAX_IN_FLIGHT, _>(|i| {
+            self.lane(i < lanes)
+        }));
+        match select3(send, self.watch(epoch), self.health()).await {
+            Either3::First(results) => {
+                // Every lane ends only with a reason; the first one says it.
+                results
+                    .into_iter()
+                    .flatten()
+                    .next()
+                    .unwrap_or(OfflineReason::Failed(Error::UnexpectedResponse))
+            }
+            Either3::Second(r) | Either3::Third(r) => r,
+        }
+    }
+
+    /// One lane: takes the oldest queued message, sends it, waits for its
+    /// result; again. Ends (with why) when a publish ends the link. An idle
+    /// lane (`active` false) waits for ever.
+    async fn lane(&self, active: bool) -> Option<OfflineReason> {
+        if !active {
+            return poll_fn(|_| Poll::Pending).await;
+        }
+        let outbox = self.link.outbox;
+        let shared = self.link.shared;
+        loop {
+            let t: Taken = outbox.take_wait().await;
+            if t.sends > 1 {
+                shared.count(|c| c.resent = c.resent.wrapping_add(1));
+            }
+            let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
+            let src = outbox.source(t.at);
+            let sent = self
+                .client()
+                .start_from(&src, t.qos, t.retain, false, msg_id, SlotWait::Wait)
+                .await;
+            let result = match sent {
+                Ok(pending) => pending.result().await.map(drop),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(()) => {
+                    outbox.delivered(t.at);
+                    shared.count(|c| c.delivered = c.delivered.wrapping_add(1));
+                }
+                Err(Error::InvalidArgument {
+                    problem: Problem::InUse,
+                    ..
+                }) => {
+                    // An earlier send of this msgID still waits for its late
+                    // result: try again a little later.
+                    outbox.requeue(t.at);
+                    Timer::after(self.modem.core.config.quiet_gap).await;
+                }
+                Err(e) => {
+                    outbox.requeue(t.at);
+                    warn!("publish failed: {}", e);
+                    return Some(match e {
+                        Error::SendFailed | Error::Timeout(Stage::Result) => {
+                            OfflineReason::Failed(e)
+                        }
+                        e => reason(e),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Waits until the modem ends the client's link (`+QMTSTAT` but 5, a
+    /// restart).
+    async fn watch(&self, epoch: u32) -> OfflineReason {
+        let c = self.client();
+        c.link_changed(epoch).await;
+        match c.link().1 {
+            Some(LinkEnd::Closed(r)) => OfflineReason::LinkClosed(r),
+            Some(LinkEnd::Rebooted) | None => OfflineReason::ModemRebooted,
+        }
+    }
+
+    /// Every `health_check`: `AT+QMTCONN?` must say the client is connected.
+    async fn health(&self) -> OfflineReason {
+        let every = self.config.health_check;
+        if every == Duration::from_ticks(0) {
+            return poll_fn(|_| Poll::Pending).await;
+        }
+        loop {
+            Timer::after(every).await;
+            match self.modem.connection_states().await {
+                Ok(s) if s.get(self.config.client) == Some(ConnectionState::Connected) => {}
+                Ok(_) => return OfflineReason::NotConnected,
+                Err(e @ (Error::Timeout(_) | Error::Write | Error::ModemRebooted)) => {
+                    return reason(e)
+                }
+                // An answer that did not parse: ask again next time.
+                Err(e) => debug!("health check: {}", e),
+            }
+        }
+    }
+}
+
+impl core::fmt::Debug for Link<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Link")
+            .field("client", &self.client())
+            .field("state", &self.state())
+            .finish()
+    }
+}
+
+impl core::fmt::Debug for Supervisor<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("client", &self.config.client)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Link<'_> {
+    fn format(&self, f: defmt::Formatter) {
+        defmt::write!(
+            f,
+            "Link {{ client: {}, state: {} }}",
+            self.client(),
+            self.state()
+        )
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Supervisor<'_> {
+    fn format(&self, f: defmt::Formatter) {
+        defmt::write!(f, "Supervisor {{ client: {} }}", self.config.client)
+    }
+}
