@@ -695,11 +695,17 @@ impl Supervisor<'_> {
         Ok(())
     }
 
+    /// A general command, with the driver's `command_timeout`.
+    async fn command<C: atat::AtatCmd>(&self, cmd: &C) -> Result<C::Response, Error> {
+        let timeout = self.modem.core.config.command_timeout;
+        self.modem.send_with_timeout(cmd, timeout).await
+    }
+
     /// `AT` until the modem answers (then `ATE0`), within `modem_deadline`.
     async fn wake_modem(&self) -> Result<(), OfflineReason> {
         let until = Instant::now() + self.config.modem_deadline;
         loop {
-            match self.modem.send(&Attention).await {
+            match self.command(&Attention).await {
                 Ok(_) => break,
                 Err(e) => debug!("no answer to AT: {}", e),
             }
@@ -709,7 +715,7 @@ impl Supervisor<'_> {
             Timer::after(self.config.poll_interval).await;
         }
         if self.config.echo_off {
-            self.modem.send(&EchoOff).await.map_err(reason)?;
+            self.command(&EchoOff).await.map_err(reason)?;
         }
         Ok(())
     }
@@ -719,7 +725,7 @@ impl Supervisor<'_> {
     async fn wait_registered(&self) -> Result<(), OfflineReason> {
         let until = Instant::now() + self.config.registration_deadline;
         loop {
-            match self.modem.send(&QueryRegistration).await {
+            match self.command(&QueryRegistration).await {
                 Ok(r) if r.registered() => return Ok(()),
                 Ok(_) => debug!("not registered yet"),
                 Err(e) => return Err(reason(e)),
