@@ -53,6 +53,11 @@ impl<'a> MqttClient<'a> {
         self.id
     }
 
+    /// The next msgID of the client's allocator.
+    pub(crate) fn alloc_msg_id(&self) -> u16 {
+        self.core.clients.alloc_msg_id(self.id)
+    }
+
     /// Whether the driver sends this client's payloads as hex digits.
     pub(crate) fn send_hex(&self) -> bool {
         self.core.clients.settings(self.id).send_hex

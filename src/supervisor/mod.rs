@@ -490,6 +490,13 @@ impl<'a> Link<'a> {
         self.state() == LinkState::Online
     }
 
+    /// msgIDs from the driver's allocator for the client: one sequence for
+    /// its subscriptions and publishes.
+    fn next_id(&self) -> impl FnMut() -> u16 + 'a {
+        let client = self.client;
+        move || client.alloc_msg_id()
+    }
+
     fn refuse_offline(&self) -> Error {
         self.shared
             .count(|c| c.refused_offline = c.refused_offline.wrapping_add(1));
@@ -512,7 +519,7 @@ impl<'a> Link<'a> {
             return Err(self.refuse_offline());
         }
         self.outbox
-            .push(topic, payload, qos, retain)
+            .push(topic, payload, qos, retain, &mut self.next_id())
             .map_err(push_error)
     }
 
@@ -534,7 +541,7 @@ impl<'a> Link<'a> {
         }
         let ticket = self
             .outbox
-            .push_wait(topic, payload, qos, retain)
+            .push_wait(topic, payload, qos, retain, &mut self.next_id())
             .await
             .map_err(push_error)?;
         Ok(self.delivered(ticket).await)

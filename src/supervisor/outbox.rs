@@ -32,7 +32,6 @@ const IN_FLIGHT: u8 = 0b1000;
 /// The outbox's bookkeeping, beside its ring.
 pub(crate) struct OutboxMeta {
     next_seq: u32,
-    next_msg_id: u16,
     /// Most bytes held at once.
     high_water: usize,
     /// Publishers waiting for room.
@@ -47,7 +46,6 @@ impl OutboxMeta {
     pub(crate) const fn new() -> Self {
         Self {
             next_seq: 1,
-            next_msg_id: 1,
             high_water: 0,
             space: MultiWakerRegistration::new(),
             gone: MultiWakerRegistration::new(),
@@ -152,13 +150,15 @@ impl<'a> Outbox<'a> {
     // ------------------------------------------------------------ handle side
 
     /// Stores a message; its msgID is chosen now (0 for QoS 0, else the next
-    /// 1-65535 no stored message holds) and kept for every send.
+    /// one `next_id` gives that no stored message holds) and kept for every
+    /// send.
     pub(crate) fn push(
         &self,
         topic: &str,
         payload: &[u8],
         qos: QoS,
         retain: bool,
+        next_id: &mut dyn FnMut() -> u16,
     ) -> Result<Ticket, PushError> {
         let len = HEADER + topic.len() + payload.len();
         let ticket = self.with(|ring, meta, buf| {
@@ -167,9 +167,9 @@ impl<'a> Outbox<'a> {
             }
             let msg_id = match qos {
                 QoS::AtMostOnce => 0,
+                // At most 65535 tries: the store holds fewer messages.
                 _ => loop {
-                    let id = meta.next_msg_id;
-                    meta.next_msg_id = if id == u16::MAX { 1 } else { id + 1 };
+                    let id = next_id();
                     if !Self::live(ring, buf).any(|r| msg_id_of(buf, r) == id) {
                         break id;
                     }
@@ -202,12 +202,13 @@ impl<'a> Outbox<'a> {
         payload: &[u8],
         qos: QoS,
         retain: bool,
+        next_id: &mut dyn FnMut() -> u16,
     ) -> Result<Ticket, PushError> {
-        poll_fn(|cx| match self.push(topic, payload, qos, retain) {
+        poll_fn(|cx| match self.push(topic, payload, qos, retain, next_id) {
             Err(PushError::Full) => {
                 // Register, then look again: room freed in between is not missed.
                 self.with(|_, meta, _| meta.space.register(cx.waker()));
-                match self.push(topic, payload, qos, retain) {
+                match self.push(topic, payload, qos, retain, next_id) {
                     Err(PushError::Full) => Poll::Pending,
                     other => Poll::Ready(other),
                 }
@@ -378,6 +379,15 @@ mod tests {
         ))))
     }
 
+    /// msgIDs 1, 2, ... as the driver's allocator gives them.
+    fn ids() -> impl FnMut() -> u16 {
+        let mut n = 0u16;
+        move || {
+            n = if n == u16::MAX { 1 } else { n + 1 };
+            n
+        }
+    }
+
     fn read(o: &Outbox<'_>, at: usize) -> (std::string::String, Vec<u8>) {
         let mut out = Default::default();
         o.source(at)
@@ -388,9 +398,16 @@ mod tests {
     #[test]
     fn messages_go_out_oldest_first_with_one_msg_id_each_for_every_send() {
         let o = Outbox::new(store::<256>());
-        let a = o.push("a", b"1", QoS::AtLeastOnce, false).unwrap();
-        let b = o.push("b", b"22", QoS::ExactlyOnce, true).unwrap();
-        let z = o.push("z", b"0", QoS::AtMostOnce, false).unwrap();
+        let mut next = ids();
+        let a = o
+            .push("a", b"1", QoS::AtLeastOnce, false, &mut next)
+            .unwrap();
+        let b = o
+            .push("b", b"22", QoS::ExactlyOnce, true, &mut next)
+            .unwrap();
+        let z = o
+            .push("z", b"0", QoS::AtMostOnce, false, &mut next)
+            .unwrap();
         assert_eq!((a.msg_id, b.msg_id, z.msg_id), (1, 2, 0));
         let t = o.take().unwrap();
         assert_eq!(
@@ -413,22 +430,25 @@ mod tests {
     #[test]
     fn a_full_outbox_refuses_and_a_message_larger_than_it_never_fits() {
         let o = Outbox::new(store::<64>());
+        let mut next = ids();
         assert_eq!(
-            o.push("t", &[0; 40], QoS::AtLeastOnce, false).map(drop),
+            o.push("t", &[0; 40], QoS::AtLeastOnce, false, &mut next)
+                .map(drop),
             Ok(())
         );
         assert_eq!(
-            o.push("t", &[0; 20], QoS::AtLeastOnce, false),
+            o.push("t", &[0; 20], QoS::AtLeastOnce, false, &mut next),
             Err(PushError::Full)
         );
         assert_eq!(
-            o.push("t", &[0; 60], QoS::AtLeastOnce, false),
+            o.push("t", &[0; 60], QoS::AtLeastOnce, false, &mut next),
             Err(PushError::TooLarge)
         );
         let t = o.take().unwrap();
         o.delivered(t.at);
         assert_eq!(
-            o.push("t", &[0; 20], QoS::AtLeastOnce, false).map(drop),
+            o.push("t", &[0; 20], QoS::AtLeastOnce, false, &mut next)
+                .map(drop),
             Ok(())
         );
     }
@@ -436,11 +456,15 @@ mod tests {
     #[test]
     fn kilobyte_messages_wrap_around_the_store_and_read_back_whole() {
         let o = Outbox::new(store::<3000>());
+        let mut next = ids();
         let payload = |i: u8| std::vec![i; 1000];
         let mut expect = std::collections::VecDeque::new();
         for i in 0..20u8 {
             // Keep at most two stored: deliver the oldest when full.
-            while o.push("k", &payload(i), QoS::AtLeastOnce, false).is_err() {
+            while o
+                .push("k", &payload(i), QoS::AtLeastOnce, false, &mut next)
+                .is_err()
+            {
                 let t = o.take().unwrap();
                 assert_eq!(
                     read(&o, t.at),
@@ -457,8 +481,13 @@ mod tests {
     #[test]
     fn after_a_link_loss_messages_in_flight_go_again_and_qos0_ones_leave() {
         let o = Outbox::new(store::<256>());
-        let a = o.push("a", b"1", QoS::AtLeastOnce, false).unwrap();
-        let z = o.push("z", b"0", QoS::AtMostOnce, false).unwrap();
+        let mut next = ids();
+        let a = o
+            .push("a", b"1", QoS::AtLeastOnce, false, &mut next)
+            .unwrap();
+        let z = o
+            .push("z", b"0", QoS::AtMostOnce, false, &mut next)
+            .unwrap();
         o.take().unwrap();
         o.take().unwrap();
         assert_eq!(o.take(), None);
@@ -469,14 +498,18 @@ mod tests {
     }
 
     #[test]
-    fn msg_ids_skip_those_still_stored_and_wrap() {
+    fn msg_ids_skip_those_still_stored() {
         let o = Outbox::new(store::<512>());
-        o.with(|_, meta, _| meta.next_msg_id = u16::MAX);
-        let a = o.push("a", b"", QoS::AtLeastOnce, false).unwrap();
-        let b = o.push("b", b"", QoS::AtLeastOnce, false).unwrap();
-        assert_eq!((a.msg_id, b.msg_id), (u16::MAX, 1));
-        o.with(|_, meta, _| meta.next_msg_id = u16::MAX);
-        let c = o.push("c", b"", QoS::AtLeastOnce, false).unwrap();
-        assert_eq!(c.msg_id, 2, "65535 and 1 are still stored");
+        let a = o
+            .push("a", b"", QoS::AtLeastOnce, false, &mut ids())
+            .unwrap();
+        let b = o
+            .push("b", b"", QoS::AtLeastOnce, false, &mut || 7)
+            .unwrap();
+        // The allocator gives 1 again (a restarted counter): 1 is stored, so 2.
+        let c = o
+            .push("c", b"", QoS::AtLeastOnce, false, &mut ids())
+            .unwrap();
+        assert_eq!((a.msg_id, b.msg_id, c.msg_id), (1, 7, 2));
     }
 }

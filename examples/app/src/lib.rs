@@ -1,21 +1,18 @@
 //! The application the board examples run, shared with the host tests.
 //!
 //! [`run`] takes the UART halves (any [`embedded_io_async::Read`] and
-//! [`Write`]) and does what a field device does:
+//! [`Write`]) and does what a field device does, on top of the driver's
+//! [supervisor](bc26_mqtt::supervisor), which keeps MQTT client 0 online by
+//! itself (the modem answers, it is registered, the client is configured,
+//! opened, connected and subscribed to the command topic; every way the link
+//! ends is noticed and followed by a back-off and a new attempt):
 //!
-//! 1. waits for the modem to power on, then sends a bare `AT` until it answers;
-//! 2. turns the echo off (`ATE0`);
-//! 3. polls `AT+CEREG?` until the modem is registered (home or roaming), with a
-//!    deadline; past it, starts over from step 1 after a back-off;
-//! 4. configures MQTT client 0 (keep-alive, will, packet timeout, clean
-//!    session), opens the link (closing it first if the modem still holds it
-//!    after an MCU-only reset: `+QMTOPEN: 0,2`), connects, subscribes to the
-//!    command topic and publishes `online` (retained) on the status topic;
-//! 5. publishes a telemetry message every period and answers the commands of
-//!    [`command`] on the ack topic;
-//! 6. when the link goes (`+QMTSTAT`, a failed publish), waits a back-off that
-//!    doubles up to a maximum and goes back to step 3 (step 1 if the modem
-//!    stopped answering).
+//! 1. each time the link comes online, publishes `online` (retained) on the
+//!    status topic; the will says `offline`;
+//! 2. publishes a telemetry message every period, through the supervisor's
+//!    outbox: telemetry produced while the link is down goes out after it
+//!    comes back (at least once, in order);
+//! 3. answers the commands of [`command`] on the ack topic.
 //!
 //! Every delay is in [`Timing`], so the host tests run in milliseconds.
 #![no_std]
@@ -27,17 +24,14 @@ extern crate std;
 
 #[macro_use]
 mod fmt;
-pub mod at;
 pub mod command;
 
 use core::fmt::Write as _;
 
-use bc26_mqtt::commands::{ConnectionState, Will};
-use bc26_mqtt::{
-    ClientId, Error, Event, Grant, LinkClosedReason, Message, Modem, MqttClient, OpenError, QoS,
-    Stage, State,
-};
-use embassy_futures::select::{select, Either};
+use bc26_mqtt::commands::Will;
+use bc26_mqtt::supervisor::{self, Backoff, Link, LinkState, SupervisorConfig, SupervisorState};
+use bc26_mqtt::{ClientId, Event, Message, Modem, QoS, State, Subscription};
+use embassy_futures::select::{select3, Either3};
 use embassy_time::{Duration, Instant, Timer};
 use embedded_io_async::{Read, Write};
 
@@ -76,36 +70,39 @@ pub struct Topics<'a> {
     pub ack: &'a str,
 }
 
-/// Every delay and deadline of the application.
+/// Every delay and deadline of the application and its supervisor.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
-    /// Wait after reset before the first `AT` (the BC26 boots in about 2 s).
-    pub power_on_wait: Duration,
-    /// Pause between two unanswered `AT`s (each waits 300 ms for its answer).
-    pub at_retry_interval: Duration,
-    /// Pause between two `AT+CEREG?` polls.
-    pub registration_poll: Duration,
-    /// Give up waiting for registration after this long (then start over).
+    /// How long the modem may take to answer `AT` (it boots in about 2 s).
+    pub modem_deadline: Duration,
+    /// Pause between two `AT`s or `AT+CEREG?` polls while waiting.
+    pub poll_interval: Duration,
+    /// Give up waiting for registration after this long (then back off).
     pub registration_deadline: Duration,
     /// Telemetry period (a `period` command changes it).
     pub telemetry_period: Duration,
-    /// First back-off after a lost or failed session; doubles each time.
+    /// First back-off after a lost or failed link; doubles each time.
     pub backoff_min: Duration,
     /// Longest back-off.
     pub backoff_max: Duration,
+    /// A link online this long resets the back-off.
+    pub stable_after: Duration,
+    /// How often the supervisor checks `AT+QMTCONN?` while online.
+    pub health_check: Duration,
 }
 
 impl Timing {
     /// Values for a real device on NB-IoT.
     pub const fn new() -> Self {
         Self {
-            power_on_wait: Duration::from_secs(3),
-            at_retry_interval: Duration::from_millis(500),
-            registration_poll: Duration::from_secs(2),
+            modem_deadline: Duration::from_secs(30),
+            poll_interval: Duration::from_secs(2),
             registration_deadline: Duration::from_secs(180),
             telemetry_period: Duration::from_secs(60),
             backoff_min: Duration::from_secs(2),
             backoff_max: Duration::from_secs(300),
+            stable_after: Duration::from_secs(60),
+            health_check: Duration::from_secs(60),
         }
     }
 }
@@ -135,21 +132,21 @@ pub struct AppConfig<'a> {
     pub timing: Timing,
     /// The driver's own timeouts.
     pub driver: bc26_mqtt::Config,
+    /// Seed of the back-off's jitter: each device its own (an MCU unique ID).
+    pub seed: u32,
 }
 
-/// What the application is doing, reported to [`Device::status`].
+/// What the link is doing, reported to [`Device::status`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Status {
-    /// Waiting for the modem to answer `AT`.
-    Syncing,
-    /// Waiting for network registration.
-    Registering,
-    /// Opening and connecting the MQTT link.
+    /// Bringing the link up (modem, registration, open, connect, subscribe).
     Connecting,
     /// Connected and subscribed.
     Connected,
-    /// The session ended; backing off before the next attempt.
+    /// The link ended.
+    Offline,
+    /// Waiting before the next attempt.
     BackingOff,
 }
 
@@ -157,7 +154,7 @@ pub enum Status {
 pub trait Device {
     /// Switches the user LED.
     fn set_led(&mut self, on: bool);
-    /// The application's state changed (e.g. to show it on a LED). Optional.
+    /// The link's state changed (e.g. to show it on a LED). Optional.
     fn status(&mut self, _status: Status) {}
 }
 
@@ -165,91 +162,89 @@ pub trait Device {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Counters {
-    /// Telemetry messages acknowledged by the broker.
+    /// Telemetry messages handed to the outbox.
     pub telemetry: u32,
+    /// Telemetry messages the outbox had no room for.
+    pub telemetry_lost: u32,
     /// Commands received (valid or not).
     pub commands: u32,
-    /// MQTT sessions that ended and were started again.
-    pub reconnects: u32,
-    /// `AT`s that went unanswered.
-    pub at_retries: u32,
 }
 
-/// Runs the driver and the application on the UART halves; never returns.
-///
-/// The driver's [`Runner`](bc26_mqtt::Runner) and the application run in the
-/// one future this returns, so a board spawns one task for both.
+/// Bytes of the supervisor's outbox: a few hours of telemetry at one
+/// message a minute, or a long outage's worth at the default period.
+pub const OUTBOX: usize = 2048;
+
+/// All the memory of the driver, its supervisor and the application: put
+/// it in a `static` (`StaticCell`).
+pub struct AppState {
+    driver: State,
+    supervisor: SupervisorState<OUTBOX>,
+    subscriptions: [Subscription<'static>; 1],
+}
+
+impl AppState {
+    /// Fresh memory.
+    pub const fn new() -> Self {
+        Self {
+            driver: State::new(),
+            supervisor: SupervisorState::new(),
+            subscriptions: [Subscription::new("", QoS::AtLeastOnce)],
+        }
+    }
+}
+
+impl Default for AppState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Runs the driver, its supervisor and the application on the UART halves;
+/// never returns. They run in the one future this returns, so a board
+/// spawns one task for all three.
 pub async fn run<R: Read, W: Write, D: Device>(
-    state: &mut State,
+    state: &'static mut AppState,
     rx: R,
     tx: W,
-    config: &AppConfig<'_>,
+    config: &'static AppConfig<'static>,
     device: &mut D,
 ) -> ! {
-    let (modem, runner) = bc26_mqtt::new(state, rx, tx, config.driver);
-    let mut app = App::new(modem, config, device);
-    match select(runner.run(), app.run()).await {
-        Either::First(never) | Either::Second(never) => never,
+    let AppState {
+        driver,
+        supervisor: sup_state,
+        subscriptions,
+    } = state;
+    *subscriptions = [Subscription::new(config.topics.command, QoS::AtLeastOnce)];
+    let subscriptions: &'static [Subscription<'static>] = subscriptions;
+    let (modem, runner) = bc26_mqtt::new(driver, rx, tx, config.driver);
+    let t = config.timing;
+    let b = config.broker;
+    let mut sup = SupervisorConfig::new(config.client, b.host, b.port, b.client_id);
+    sup.username = b.username;
+    sup.password = b.password;
+    sup.will = Will::new(config.topics.status, "offline", QoS::AtLeastOnce, true).ok();
+    sup.keepalive_s = config.keepalive_s;
+    sup.pkt_timeout_s = config.pkt_timeout_s;
+    sup.retry_times = config.retry_times;
+    sup.subscriptions = subscriptions;
+    sup.backoff = Backoff::new()
+        .delays(t.backoff_min, t.backoff_max)
+        .stable_after(t.stable_after)
+        .seed(config.seed);
+    sup.modem_deadline = t.modem_deadline;
+    sup.registration_deadline = t.registration_deadline;
+    sup.poll_interval = t.poll_interval;
+    sup.health_check = t.health_check;
+    let (link, supervisor) = supervisor::new(modem, sup_state, sup);
+    let mut app = App::new(modem, link, config, device);
+    match select3(runner.run(), supervisor.run(), app.run()).await {
+        Either3::First(never) | Either3::Second(never) | Either3::Third(never) => never,
     }
-}
-
-/// Why a session ended.
-enum End {
-    /// `+QMTSTAT`: the modem closed the link.
-    LinkClosed(LinkClosedReason),
-    /// An operation failed.
-    Failed(Error),
-}
-
-impl From<Error> for End {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::LinkClosed(r) => End::LinkClosed(r),
-            e => End::Failed(e),
-        }
-    }
-}
-
-/// The modem did not answer at all: start over with `AT`.
-fn modem_silent(e: &Error) -> bool {
-    matches!(e, Error::Timeout(Stage::Response) | Error::Write)
-}
-
-/// Waits that double from `min` up to `max`.
-struct Backoff {
-    min: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Backoff {
-    fn new(min: Duration, max: Duration) -> Self {
-        Self {
-            min,
-            max,
-            next: min,
-        }
-    }
-
-    async fn wait(&mut self) {
-        info!("backing off for {} ms", self.next.as_millis());
-        Timer::after(self.next).await;
-        self.next = (self.next * 2).min(self.max);
-    }
-
-    fn reset(&mut self) {
-        self.next = self.min;
-    }
-}
-
-enum RegistrationError {
-    Deadline,
-    Modem(Error),
 }
 
 struct App<'m, 'c, D> {
     modem: Modem<'m>,
-    client: MqttClient<'m>,
+    link: Link<'m>,
     cfg: &'c AppConfig<'c>,
     device: &'c mut D,
     led: bool,
@@ -259,10 +254,10 @@ struct App<'m, 'c, D> {
 }
 
 impl<'m, 'c, D: Device> App<'m, 'c, D> {
-    fn new(modem: Modem<'m>, cfg: &'c AppConfig<'c>, device: &'c mut D) -> Self {
+    fn new(modem: Modem<'m>, link: Link<'m>, cfg: &'c AppConfig<'c>, device: &'c mut D) -> Self {
         Self {
             modem,
-            client: modem.client(cfg.client),
+            link,
             cfg,
             device,
             led: false,
@@ -273,251 +268,75 @@ impl<'m, 'c, D: Device> App<'m, 'c, D> {
     }
 
     async fn run(&mut self) -> ! {
-        let t = self.cfg.timing;
         self.device.set_led(false);
-        info!(
-            "waiting {} ms for the modem to power on",
-            t.power_on_wait.as_millis()
-        );
-        Timer::after(t.power_on_wait).await;
-        // One subscription for the application's whole life: no message or
-        // link event falls between two sessions unseen.
-        // (No `expect`: it would link the Debug formatting of every error.)
+        // One subscription for the application's whole life: no message
+        // falls between two links unseen. (No `expect`: it would link the
+        // Debug formatting of every error.)
         let Ok(mut events) = self.modem.events() else {
             panic!("no free event subscription");
         };
-        let mut backoff = Backoff::new(t.backoff_min, t.backoff_max);
-        let mut synced = false;
-        loop {
-            if !synced {
-                self.sync().await;
-                match self.modem.send(&at::EchoOff).await {
-                    Ok(_) => synced = true,
-                    Err(e) => {
-                        warn!("ATE0 failed: {:?}", e);
-                        continue;
-                    }
-                }
-            }
-            match self.wait_registered().await {
-                Ok(()) => {}
-                Err(RegistrationError::Deadline) => {
-                    warn!("not registered within the deadline: starting over");
-                    synced = false;
-                    self.device.status(Status::BackingOff);
-                    backoff.wait().await;
-                    continue;
-                }
-                Err(RegistrationError::Modem(e)) => {
-                    warn!("AT+CEREG? failed: {:?}", e);
-                    synced = !modem_silent(&e);
-                    self.device.status(Status::BackingOff);
-                    backoff.wait().await;
-                    continue;
-                }
-            }
-            match self.session(&mut events, &mut backoff).await {
-                End::LinkClosed(reason) => warn!("link closed by the modem: {:?}", reason),
-                End::Failed(e) => {
-                    warn!("session failed: {:?}", e);
-                    if modem_silent(&e) {
-                        synced = false;
-                    }
-                }
-            }
-            self.counters.reconnects += 1;
-            self.device.status(Status::BackingOff);
-            backoff.wait().await;
-        }
-    }
-
-    /// Sends a bare `AT` until the modem answers.
-    async fn sync(&mut self) {
-        self.device.status(Status::Syncing);
-        let mut tries: u32 = 0;
-        loop {
-            match self.modem.send(&at::At).await {
-                Ok(_) => {
-                    info!("modem answered AT after {} retries", tries);
-                    return;
-                }
-                Err(e) => {
-                    tries += 1;
-                    self.counters.at_retries += 1;
-                    if tries % 10 == 1 {
-                        warn!("no answer to AT ({:?}), retrying", e);
-                    }
-                    Timer::after(self.cfg.timing.at_retry_interval).await;
-                }
-            }
-        }
-    }
-
-    /// Polls `AT+CEREG?` until registered or past the deadline.
-    async fn wait_registered(&mut self) -> Result<(), RegistrationError> {
-        self.device.status(Status::Registering);
-        let t = self.cfg.timing;
-        let deadline = Instant::now() + t.registration_deadline;
-        loop {
-            let reg = self
-                .modem
-                .send(&at::GetRegistration)
-                .await
-                .map_err(RegistrationError::Modem)?;
-            if reg.registered() {
-                info!("registered (stat {})", reg.stat);
-                return Ok(());
-            }
-            debug!("not registered yet (stat {})", reg.stat);
-            if Instant::now() + t.registration_poll > deadline {
-                return Err(RegistrationError::Deadline);
-            }
-            Timer::after(t.registration_poll).await;
-        }
-    }
-
-    /// One MQTT session: open, connect, subscribe, then telemetry and
-    /// commands until the link goes.
-    async fn session(&mut self, events: &mut bc26_mqtt::Events<'m>, backoff: &mut Backoff) -> End {
-        self.device.status(Status::Connecting);
-        // Forget what the previous link left behind (its +QMTSTAT, messages
-        // that arrived while it failed).
+        let mut seen = 0;
+        let mut online = false;
+        let mut next = Instant::now() + self.period;
         let mut buf = [0u8; MESSAGE_BUF];
-        while let Some(e) = events.try_next(&mut buf) {
-            debug!("dropping an event of the previous session: {:?}", e);
-        }
-        if let Err(e) = self.open().await {
-            return e.into();
-        }
-        let end = self.connected(events, backoff).await;
-        if let End::Failed(e) = &end {
-            if !modem_silent(e) {
-                // The TCP link may still be open: close it so that the next
-                // open starts clean.
-                if let Err(e) = self.client.close().await {
-                    debug!("close after a failed session: {:?}", e);
-                }
-            }
-        }
-        end
-    }
-
-    /// Configures the client and opens its link; if the modem still holds
-    /// the client (`+QMTOPEN: id,2`), closes it and opens again.
-    async fn open(&mut self) -> Result<(), Error> {
-        let b = self.cfg.broker;
-        let mut closed_once = false;
         loop {
-            self.configure().await?;
-            info!("opening {}:{}", b.host, b.port);
-            match self.client.open(b.host, b.port).await {
-                Ok(()) => return Ok(()),
-                Err(Error::Open(OpenError::IdentifierOccupied)) if !closed_once => {
-                    warn!("the modem still holds the client (MCU-only reset?): closing it");
-                    closed_once = true;
-                    if let Err(e) = self.client.close().await {
-                        warn!("close failed: {:?}", e);
-                    }
-                }
-                Err(e) => return Err(e),
-            }
-        }
-    }
-
-    async fn configure(&mut self) -> Result<(), Error> {
-        let c = self.client;
-        c.set_keepalive(self.cfg.keepalive_s).await?;
-        let will = Will::new(self.cfg.topics.status, "offline", QoS::AtLeastOnce, true)?;
-        c.set_will(Some(will)).await?;
-        c.set_timeout(self.cfg.pkt_timeout_s, self.cfg.retry_times, false)
-            .await?;
-        c.set_clean_session(true).await
-    }
-
-    async fn connected(
-        &mut self,
-        events: &mut bc26_mqtt::Events<'m>,
-        backoff: &mut Backoff,
-    ) -> End {
-        let (b, topics, c) = (self.cfg.broker, self.cfg.topics, self.client);
-        if let Err(e) = c.connect(b.client_id, b.username, b.password).await {
-            return e.into();
-        }
-        match c.subscribe(&[(topics.command, QoS::AtLeastOnce)]).await {
-            Ok(g) if g.get(0) == Some(Grant::Rejected) => {
-                warn!("the broker refused the subscription to {}", topics.command)
-            }
-            Ok(_) => {}
-            Err(e) => return e.into(),
-        }
-        if let Err(e) = c
-            .publish(topics.status, b"online", QoS::AtLeastOnce, true)
+            match select3(
+                self.link.changed(&mut seen),
+                Timer::at(next),
+                events.next(&mut buf),
+            )
             .await
-        {
-            return e.into();
-        }
-        info!("connected; commands on {}", topics.command);
-        self.device.status(Status::Connected);
-        backoff.reset();
-        // The first telemetry goes out at once.
-        let mut next = Instant::now();
-        let mut buf = [0u8; MESSAGE_BUF];
-        loop {
-            match select(Timer::at(next), events.next(&mut buf)).await {
-                Either::First(()) => {
-                    if let Err(e) = self.telemetry().await {
-                        if self.link_really_closed(&e).await {
-                            return e.into();
+            {
+                Either3::First(state) => {
+                    let status = match state {
+                        LinkState::Online => Status::Connected,
+                        LinkState::Offline { .. } => Status::Offline,
+                        LinkState::BackingOff { .. } => Status::BackingOff,
+                        _ => Status::Connecting,
+                    };
+                    self.device.status(status);
+                    let now_online = state == LinkState::Online;
+                    if now_online && !online {
+                        info!("connected; commands on {}", self.cfg.topics.command);
+                        self.say(self.cfg.topics.status, b"online", true);
+                        // The first telemetry of a link goes out at once.
+                        if self.seq == 0 {
+                            next = Instant::now();
                         }
-                        warn!("telemetry lost: {:?}", e);
                     }
+                    online = now_online;
+                }
+                Either3::Second(()) => {
+                    self.telemetry();
                     next += self.period;
                     let now = Instant::now();
                     if next < now {
                         next = now + self.period;
                     }
                 }
-                Either::Second(Event::Message(m)) => {
-                    if let Err(e) = self.on_message(&m, &mut next).await {
-                        if self.link_really_closed(&e).await {
-                            return e.into();
-                        }
-                        warn!("command reply lost: {:?}", e);
-                    }
-                }
-                Either::Second(Event::LinkClosed { client, reason }) if client == c.id() => {
-                    if self.still_connected().await {
-                        // A late +QMTSTAT of a link closed on purpose.
-                        debug!(
-                            "+QMTSTAT ({:?}) but the client is connected: ignored",
-                            reason
-                        );
-                        continue;
-                    }
-                    return End::LinkClosed(reason);
-                }
-                Either::Second(Event::Missed(n)) => warn!("missed {} events", n),
-                Either::Second(_) => {}
+                Either3::Third(Event::Message(m)) => self.on_message(&m, &mut next),
+                Either3::Third(Event::Missed(n)) => warn!("missed {} messages", n),
+                Either3::Third(_) => {}
             }
         }
     }
 
-    /// Whether `e` ends the session. A `+QMTSTAT` ends the operations in
-    /// flight of its client, but it may be a late one of a link closed on
-    /// purpose: the modem has the last word.
-    async fn link_really_closed(&self, e: &Error) -> bool {
-        !matches!(e, Error::LinkClosed(_)) || !self.still_connected().await
-    }
-
-    /// Asks the modem whether the client is still connected.
-    async fn still_connected(&self) -> bool {
-        match self.modem.connection_states().await {
-            Ok(s) => s.get(self.client.id()) == Some(ConnectionState::Connected),
-            Err(_) => false,
+    /// Hands a message to the outbox (QoS 1): it goes out when the link is
+    /// up, at least once. `false` if the outbox had no room.
+    fn say(&mut self, topic: &str, payload: &[u8], retain: bool) -> bool {
+        match self
+            .link
+            .try_publish(topic, payload, QoS::AtLeastOnce, retain)
+        {
+            Ok(_) => true,
+            Err(e) => {
+                warn!("not sent ({}): {}", topic, e);
+                false
+            }
         }
     }
 
-    async fn telemetry(&mut self) -> Result<(), Error> {
+    fn telemetry(&mut self) {
         self.seq += 1;
         let mut payload: heapless::String<160> = heapless::String::new();
         // 160 bytes hold the longest values of every field.
@@ -528,27 +347,21 @@ impl<'m, 'c, D: Device> App<'m, 'c, D> {
             Instant::now().as_secs(),
             self.led,
             self.period.as_secs(),
-            self.counters.reconnects,
+            self.link.counters().reconnects,
             self.counters.commands,
         );
-        let p = self
-            .client
-            .publish(
-                self.cfg.topics.telemetry,
-                payload.as_bytes(),
-                QoS::AtLeastOnce,
-                false,
-            )
-            .await?;
-        self.counters.telemetry += 1;
-        info!("telemetry {} sent (msgID {})", self.seq, p.msg_id);
-        Ok(())
+        if self.say(self.cfg.topics.telemetry, payload.as_bytes(), false) {
+            self.counters.telemetry += 1;
+            info!("telemetry {} queued", self.seq);
+        } else {
+            self.counters.telemetry_lost += 1;
+        }
     }
 
-    async fn on_message(&mut self, m: &Message<'_>, next: &mut Instant) -> Result<(), Error> {
+    fn on_message(&mut self, m: &Message<'_>, next: &mut Instant) {
         if m.topic != self.cfg.topics.command {
             info!("message on {} ignored", m.topic);
-            return Ok(());
+            return;
         }
         self.counters.commands += 1;
         let mut reply: heapless::String<32> = heapless::String::new();
@@ -580,14 +393,6 @@ impl<'m, 'c, D: Device> App<'m, 'c, D> {
                 let _ = reply.write_str(CommandError::reply(e));
             }
         }
-        self.client
-            .publish(
-                self.cfg.topics.ack,
-                reply.as_bytes(),
-                QoS::AtLeastOnce,
-                false,
-            )
-            .await
-            .map(drop)
+        self.say(self.cfg.topics.ack, reply.as_bytes(), false);
     }
 }

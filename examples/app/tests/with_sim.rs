@@ -7,8 +7,8 @@ use core::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration as StdDuration;
 
-use bc26_example_app::{AppConfig, Broker, Device, Timing, Topics};
-use bc26_mqtt::{ClientId, State};
+use bc26_example_app::{AppConfig, AppState, Broker, Device, Timing, Topics};
+use bc26_mqtt::ClientId;
 use bc26_sim::broker::{broker, Peer};
 use bc26_sim::{HostSide, Sim, SimConfig};
 use embassy_executor::Executor;
@@ -59,24 +59,27 @@ fn the_application_runs_telemetry_commands_and_recovery_against_the_simulator() 
         pkt_timeout_s: 5,
         retry_times: 2,
         timing: Timing {
-            power_on_wait: Duration::from_millis(5),
-            at_retry_interval: Duration::from_millis(20),
-            registration_poll: Duration::from_millis(20),
+            modem_deadline: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(20),
             registration_deadline: Duration::from_secs(2),
             telemetry_period: Duration::from_millis(300),
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_millis(200),
+            stable_after: Duration::from_secs(1),
+            health_check: Duration::from_secs(1),
         },
         driver: bc26_mqtt::Config::new()
             .command_timeout(Duration::from_millis(500))
-            .open_timeout(Duration::from_secs(5)),
+            .open_timeout(Duration::from_secs(5))
+            .quiet_gap(Duration::from_millis(50)),
+        seed: std::process::id(),
     }));
 
     // The board: driver and application in one task, on embassy's std executor.
     let stop: &'static AtomicBool = Box::leak(Box::new(AtomicBool::new(false)));
     let board = std::thread::spawn(move || {
         let executor: &'static mut Executor = Box::leak(Box::new(Executor::new()));
-        let state: &'static mut State = Box::leak(Box::new(State::new()));
+        let state: &'static mut AppState = Box::leak(Box::new(AppState::new()));
         let device: &'static mut Board = Box::leak(Box::new(Board));
         let fut: Pin<Box<dyn Future<Output = ()>>> =
             Box::pin(

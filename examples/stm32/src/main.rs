@@ -53,7 +53,8 @@ async fn main(spawner: Spawner) {
 #[cfg(not(feature = "no-mqtt"))]
 mod app {
     use bc26_example_app::{AppConfig, Broker, Device, Status, Timing, Topics};
-    use bc26_mqtt::{ClientId, State};
+    use bc26_example_app::AppState;
+    use bc26_mqtt::ClientId;
     use embassy_stm32::gpio::Output;
     use static_cell::StaticCell;
 
@@ -85,10 +86,13 @@ mod app {
         retry_times: 3,
         timing: Timing::new(),
         driver: bc26_mqtt::Config::new(),
+        // Give each device its own (e.g. from the MCU's unique ID) so that a
+        // fleet does not reconnect in step after an outage.
+        seed: 0x5EED_0001,
     };
 
-    /// The driver's memory (about 7.3 KiB), in `.bss`.
-    pub static STATE: StaticCell<State> = StaticCell::new();
+    /// The driver's, the supervisor's and the application's memory, in `.bss`.
+    pub static STATE: StaticCell<AppState> = StaticCell::new();
 
     pub struct Board {
         pub led: Output<'static>,
@@ -113,7 +117,7 @@ async fn app_task(
     tx: BufferedUartTx<'static>,
     led: Output<'static>,
 ) -> ! {
-    let state = app::STATE.init(bc26_mqtt::State::new());
+    let state = app::STATE.init(bc26_example_app::AppState::new());
     let mut board = app::Board { led };
     bc26_example_app::run(state, rx, tx, &app::CONFIG, &mut board).await
 }
