@@ -855,6 +855,27 @@ impl<'a> Channel<'a> {
     }
 }
 
+#[cfg(test)]
+impl Channel<'_> {
+    /// Puts `line` in flight as the runner would (taken, written, armed at
+    /// stream position `rx_pos`), for the digester's unit tests.
+    pub(crate) fn test_begin(&self, line: &[u8], data_mode: bool, rx_pos: u32) {
+        self.with_line(|b| b[..line.len()].copy_from_slice(line));
+        self.with(|c| {
+            c.len = line.len();
+            c.phase = Phase::Busy;
+        });
+        self.begin_line(data_mode);
+        self.arm(rx_pos);
+    }
+
+    /// The information lines gathered so far.
+    pub(crate) fn test_info(&self, f: &mut dyn FnMut(&[u8])) {
+        let len = self.with(|c| c.len);
+        self.with_line(|b| f(&b[..len]));
+    }
+}
+
 /// How a final answer was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Verdict {

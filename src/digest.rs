@@ -337,3 +337,288 @@ impl Digester for Bc26Digester<'_> {
         (DigestResult::None, off)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The digester on literal bytes, whole and byte by byte, as atat tests
+    //! its own: what each piece of the stream becomes.
+
+    use std::boxed::Box;
+    use std::string::String;
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::channel::Answer;
+    use crate::config::Config;
+    use crate::event::Event;
+    use crate::inbox::Sub;
+    use crate::state::State;
+
+    struct Rig {
+        core: Core<'static>,
+        d: Bc26Digester<'static>,
+        buf: Vec<u8>,
+        sub: Sub<'static>,
+    }
+
+    fn rig() -> Rig {
+        rig_with(Config::new().receive_text(true))
+    }
+
+    fn rig_with(config: Config) -> Rig {
+        let state: &'static mut State = Box::leak(Box::new(State::new()));
+        let (core, _, _, _) = state.split(config);
+        Rig {
+            core,
+            d: Bc26Digester::new(core, 2400),
+            buf: Vec::new(),
+            sub: core.inbox.subscribe().unwrap(),
+        }
+    }
+
+    impl Rig {
+        /// `bytes`, read as the runner reads them (never more than the
+        /// ingress buffer's room) and digested as atat's `Ingress` does.
+        fn feed(&mut self, mut bytes: &[u8]) {
+            loop {
+                let room = 2400 - self.buf.len();
+                let take = bytes.len().min(room);
+                self.core.rx.received(take);
+                self.buf.extend_from_slice(&bytes[..take]);
+                bytes = &bytes[take..];
+                let (_, n) = self.d.digest(&self.buf);
+                self.buf.drain(..n);
+                if bytes.is_empty() {
+                    return;
+                }
+            }
+        }
+
+        fn feed_bytewise(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.feed(core::slice::from_ref(b));
+            }
+        }
+
+        /// A command line in flight, armed at the bytes read so far.
+        fn command(&self, line: &[u8], data_mode: bool) {
+            let pos = self.core.rx.position();
+            self.core.channel.test_begin(line, data_mode, pos);
+        }
+
+        fn answer(&self) -> Option<Answer> {
+            self.core.channel.answer()
+        }
+
+        /// The events waiting, as text.
+        fn events(&mut self) -> Vec<String> {
+            let mut out = Vec::new();
+            let mut buf = [0u8; 1400];
+            while let Some(e) = self.sub.try_next(&mut buf) {
+                out.push(match e {
+                    Event::Message(m) => std::format!(
+                        "msg {} {} {} {}",
+                        m.client.get(),
+                        m.msg_id,
+                        m.topic,
+                        String::from_utf8_lossy(m.payload)
+                    ),
+                    other => std::format!("{other:?}"),
+                });
+            }
+            out
+        }
+
+        fn info(&self) -> String {
+            let mut s = String::new();
+            self.core
+                .channel
+                .test_info(&mut |b| s = String::from_utf8_lossy(b).into_owned());
+            s
+        }
+    }
+
+    /// Runs `check` on a fresh rig fed `bytes` whole, then byte by byte.
+    fn both_ways(setup: impl Fn(&mut Rig), bytes: &[u8], check: impl Fn(&mut Rig)) {
+        let mut whole = rig();
+        setup(&mut whole);
+        whole.feed(bytes);
+        check(&mut whole);
+        let mut bytewise = rig();
+        setup(&mut bytewise);
+        bytewise.feed_bytewise(bytes);
+        check(&mut bytewise);
+    }
+
+    #[test]
+    fn ok_error_and_cme_end_the_armed_command() {
+        for (bytes, want) in [
+            (&b"\r\nOK\r\n"[..], Ok(())),
+            (b"\r\nERROR\r\n", Err(ModemError::Error)),
+            (b"\r\n+CME ERROR: 50\r\n", Err(ModemError::Cme(50))),
+            (b"\r\n+CMS ERROR: 304\r\n", Err(ModemError::Cms(304))),
+        ] {
+            both_ways(
+                |r| r.command(b"AT+QMTCFG=\"keepalive\",0,60\r", false),
+                bytes,
+                |r| assert_eq!(r.answer(), Some(Answer::Final(want))),
+            );
+        }
+    }
+
+    #[test]
+    fn an_ok_with_no_command_is_stray_and_counted() {
+        both_ways(
+            |_| {},
+            b"\r\nOK\r\n",
+            |r| {
+                assert_eq!(r.answer(), None);
+                assert_eq!(r.core.stats.get().stray_responses, 1);
+            },
+        );
+    }
+
+    #[test]
+    fn information_lines_are_kept_and_urcs_between_them_routed() {
+        let bytes =
+            b"\r\n+QMTCFG: \"keepalive\",120\r\n\r\n+QMTSTAT: 1,1\r\n\r\n+QMTRECV: 0,3,\"t\",\"x\"\r\n\r\nOK\r\n";
+        both_ways(
+            |r| r.command(b"AT+QMTCFG=\"keepalive\",0\r", false),
+            bytes,
+            |r| {
+                assert_eq!(r.answer(), Some(Answer::Final(Ok(()))));
+                assert_eq!(r.info(), "+QMTCFG: \"keepalive\",120");
+                assert_eq!(
+                    r.events(),
+                    [
+                        "LinkClosed { client: ClientId(1), reason: PeerClosed }",
+                        "msg 0 3 t x"
+                    ]
+                );
+            },
+        );
+    }
+
+    #[test]
+    fn a_text_payload_with_quotes_commas_and_crlf_is_one_message() {
+        both_ways(
+            |_| {},
+            b"\r\n+QMTRECV: 2,7,\"a/b\",\"{\"k\":\"v, w\"}\r\nOK\r\n+QMTSTAT: 0,1\"\r\n",
+            |r| {
+                assert_eq!(
+                    r.events(),
+                    ["msg 2 7 a/b {\"k\":\"v, w\"}\r\nOK\r\n+QMTSTAT: 0,1"]
+                );
+                assert_eq!(r.core.stats.get().stray_responses, 0);
+            },
+        );
+    }
+
+    #[test]
+    fn the_prompt_counts_only_at_a_line_start_while_a_data_mode_line_waits() {
+        both_ways(
+            |r| r.command(b"AT+QMTPUB=0,0,0,0,\"t\"\r", true),
+            b"\r\n> ",
+            |r| assert_eq!(r.answer(), Some(Answer::Prompt)),
+        );
+        // Inside a payload, cut right after it: not a prompt.
+        both_ways(
+            |r| r.command(b"AT+QMTPUB=0,0,0,0,\"t\"\r", true),
+            b"\r\n+QMTRECV: 0,0,\"t\",\"a\r\n> b\"\r\n",
+            |r| {
+                assert_eq!(r.answer(), None);
+                assert_eq!(r.events(), ["msg 0 0 t a\r\n> b"]);
+            },
+        );
+        // Nobody waits for one: stray.
+        both_ways(
+            |_| {},
+            b"\r\n> ",
+            |r| assert_eq!(r.core.stats.get().stray_responses, 1),
+        );
+    }
+
+    #[test]
+    fn command_echo_is_skipped_and_the_answer_still_found() {
+        both_ways(
+            |r| r.command(b"AT+QMTCONN?\r", false),
+            b"AT+QMTCONN?\r\r\n+QMTCONN: 0,3\r\n\r\nOK\r\n",
+            |r| {
+                assert_eq!(r.answer(), Some(Answer::Final(Ok(()))));
+                // The read answer, not a deferred CONN result.
+                assert_eq!(r.info(), "+QMTCONN: 0,3");
+                assert_eq!(r.core.stats.get().stale_results, 0);
+            },
+        );
+    }
+
+    #[test]
+    fn a_deferred_result_is_not_an_information_line() {
+        both_ways(
+            |r| r.command(b"AT+QMTOPEN?\r", false),
+            b"\r\n+QMTOPEN: 0,\"h\",1883\r\n\r\n+QMTOPEN: 1,0\r\n\r\nOK\r\n",
+            |r| {
+                assert_eq!(r.info(), "+QMTOPEN: 0,\"h\",1883");
+                // Nobody waited for client 1's open: stale.
+                assert_eq!(r.core.stats.get().stale_results, 1);
+            },
+        );
+    }
+
+    #[test]
+    fn a_restart_line_is_a_reboot_event() {
+        both_ways(
+            |r| r.command(b"AT\r", false),
+            b"\r\nRDY\r\n",
+            |r| {
+                assert_eq!(r.answer(), Some(Answer::Rebooted));
+                assert_eq!(r.events(), ["ModemRebooted"]);
+                assert_eq!(r.core.stats.get().reboots, 1);
+            },
+        );
+    }
+
+    #[test]
+    fn a_line_longer_than_the_buffer_is_dropped_and_counted() {
+        let mut r = rig();
+        let mut long = b"\r\n+CEREG: ".to_vec();
+        long.extend(core::iter::repeat_n(b'9', 3000));
+        long.extend_from_slice(b"\r\n\r\nOK\r\n");
+        r.command(b"AT\r", false);
+        for piece in long.chunks(2000) {
+            r.feed(piece);
+        }
+        assert_eq!(r.core.stats.get().overflows, 1);
+        assert_eq!(r.answer(), Some(Answer::Final(Ok(()))));
+    }
+
+    #[test]
+    fn a_held_recv_is_given_up_on_resync_and_the_rest_read_as_lines() {
+        let mut r = rig();
+        r.command(b"AT\r", false);
+        r.feed(b"\r\n+QMTRECV: 0,1,\"t\",\"no end\r\n\r\nOK\r\n");
+        assert_eq!(r.answer(), None, "still inside the payload");
+        r.core.rx.request_resync();
+        r.feed(b"");
+        assert_eq!(r.answer(), Some(Answer::Final(Ok(()))));
+        assert_eq!(r.core.stats.get().resyncs, 1);
+        assert!(r.events().is_empty());
+    }
+
+    #[test]
+    fn hex_payloads_are_decoded_and_a_broken_one_dropped_at_once() {
+        let mut r = rig_with(Config::new());
+        let c = ClientId::new(0).unwrap();
+        r.core
+            .clients
+            .update_settings(c, |s| s.recv = crate::clients::Format::Hex);
+        r.feed_bytewise(b"\r\n+QMTRECV: 0,1,\"t\",\"4869\"\r\n");
+        assert_eq!(r.events(), ["msg 0 1 t Hi"]);
+        r.feed(b"\r\n+QMTRECV: 0,2,\"t\",\"48\r\n\r\n+QMTSTAT: 0,7\r\n");
+        assert_eq!(r.core.stats.get().malformed_urcs, 1);
+        assert_eq!(
+            r.events(),
+            ["LinkClosed { client: ClientId(0), reason: LinkDead }"]
+        );
+    }
+}

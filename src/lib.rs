@@ -43,12 +43,8 @@ pub use types::{limits, topic_matches, ClientId, DataFormat, MqttVersion, QoS, S
 pub use atat;
 
 use atat::Ingress;
-use channel::Channel;
-use clients::Clients;
 use digest::Bc26Digester;
 use embedded_io_async::{Read, Write};
-use inbox::Inbox;
-use state::Core;
 
 /// Creates the driver in `state`: returns the [`Modem`] handle for
 /// application tasks and the [`Runner`] to spawn, which owns the UART halves.
@@ -71,26 +67,7 @@ pub fn new<
     writer: W,
     config: Config,
 ) -> (Modem<'a>, Runner<'a, R, W>) {
-    let State {
-        ingress,
-        line,
-        ring,
-        notices,
-        slots,
-        shared,
-        res_slot,
-        urc,
-    } = state;
-    shared.config = config;
-    let shared = &*shared;
-    let core = Core {
-        channel: Channel::new(&shared.channel, &*line),
-        clients: Clients::new(&shared.clients, &*slots),
-        inbox: Inbox::new(&*ring, &*notices, &shared.stats),
-        stats: &shared.stats,
-        config: &shared.config,
-        rx: &shared.rx,
-    };
+    let (core, ingress, res_slot, urc) = state.split(config);
     let digester = Bc26Digester::new(core, INGRESS);
     let ingress = Ingress::new(digester, ingress, res_slot, urc);
     (

@@ -312,6 +312,41 @@ impl<
         assert!(INFLIGHT <= 1024, "INFLIGHT must be at most 1024");
     };
 
+    /// Splits the memory into the owners' shared view and what atat's
+    /// `Ingress` takes.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn split(
+        &mut self,
+        config: Config,
+    ) -> (
+        Core<'_>,
+        &mut [u8],
+        &ResponseSlot<RES_SLOT>,
+        &UrcChannel<NoUrc, 1, 1>,
+    ) {
+        let State {
+            ingress,
+            line,
+            ring,
+            notices,
+            slots,
+            shared,
+            res_slot,
+            urc,
+        } = self;
+        shared.config = config;
+        let shared = &*shared;
+        let core = Core {
+            channel: Channel::new(&shared.channel, &*line),
+            clients: Clients::new(&shared.clients, &*slots),
+            inbox: Inbox::new(&*ring, &*notices, &shared.stats),
+            stats: &shared.stats,
+            config: &shared.config,
+            rx: &shared.rx,
+        };
+        (core, &mut ingress[..], &*res_slot, &*urc)
+    }
+
     /// Fresh driver memory.
     pub const fn new() -> Self {
         #[allow(clippy::let_unit_value)]
