@@ -6,6 +6,7 @@ const EXAMPLE: &str = include_str!("../examples/quickstart.rs");
 const README: &str = include_str!("../README.md");
 const CRATE_DOC: &str = include_str!("../docs/crate.md");
 const LIB_RS: &str = include_str!("../src/lib.rs");
+const SUPERVISED: &str = include_str!("../examples/supervised.rs");
 
 /// The text between `begin` and the next `end` after it.
 fn section<'t>(text: &'t str, begin: &str, end: &str) -> &'t str {
@@ -45,6 +46,16 @@ fn crate_doc_quick_start_is_the_quickstart_example() {
     assert_eq!(
         document_quick_start(CRATE_DOC, "\n# Quick start\n"),
         example_quick_start()
+    );
+}
+
+#[test]
+fn crate_doc_supervisor_section_is_the_supervised_example() {
+    let code = section(SUPERVISED, "// supervised begin\n", "// supervised end");
+    assert!(code.contains("supervisor::new("));
+    assert_eq!(
+        document_quick_start(CRATE_DOC, "\n# Keeping a client online\n"),
+        code
     );
 }
 
