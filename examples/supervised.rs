@@ -27,6 +27,8 @@ async fn modem_task(runner: bc26_mqtt::Runner<'static, Rx, Tx>) -> ! {
 // supervised begin
 use bc26_mqtt::supervisor::{self, Link, Supervisor, SupervisorConfig, SupervisorState};
 use bc26_mqtt::{ClientId, Event, Modem, QoS, Subscription, MESSAGE_MAX};
+use embassy_futures::select::{select, Either};
+use embassy_time::Timer;
 
 /// The outbox (4 KiB by default) and the supervisor's state, in a static.
 static SUPERVISOR: StaticCell<SupervisorState> = StaticCell::new();
@@ -63,9 +65,8 @@ async fn device(modem: Modem<'static>, link: Link<'static>) -> Result<(), bc26_m
     let mut buf = [0u8; MESSAGE_MAX];
     let mut seq = 0u32;
     loop {
-        let tick = embassy_time::Timer::after_secs(10);
-        match embassy_futures::select::select(tick, events.next(&mut buf)).await {
-            embassy_futures::select::Either::First(()) => {
+        match select(Timer::after_secs(10), events.next(&mut buf)).await {
+            Either::First(()) => {
                 seq += 1;
                 let payload = format!("{{\"seq\":{seq}}}");
                 // Stored at once; goes out when the link is up, at least once.
@@ -80,10 +81,10 @@ async fn device(modem: Modem<'static>, link: Link<'static>) -> Result<(), bc26_m
                 }
                 println!("link {:?}, {:?}", link.state(), link.counters());
             }
-            embassy_futures::select::Either::Second(Event::Message(m)) => {
+            Either::Second(Event::Message(m)) => {
                 println!("{} <- {:?}", m.topic, core::str::from_utf8(m.payload))
             }
-            embassy_futures::select::Either::Second(_) => {}
+            Either::Second(_) => {}
         }
     }
 }
