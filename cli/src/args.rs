@@ -3,7 +3,11 @@
 
 use bc26_mqtt::commands::{Connect, OpenNetwork, PublishDataMode, Subscribe, Will};
 use bc26_mqtt::{ClientId, QoS};
+use std::time::Duration;
+
 use clap::{ArgGroup, Parser};
+
+use crate::faults::{self, duration, Fault, Kind};
 
 /// Drive a Quectel BC26's MQTT client (the AT+QMT* commands) from the command
 /// line: on a real modem behind a serial adapter, or on the BC26 simulator.
@@ -132,7 +136,69 @@ pub struct Args {
         help_heading = "Messages"
     )]
     pub listen: u64,
+
+    /// Keep the link up (the driver's supervisor: it reconnects,
+    /// re-subscribes --sub, re-sends) and publish each line of standard
+    /// input on TOPIC, in order, with --qos and --retain. QoS 1/2 lines go
+    /// through the outbox and are delivered at least once across link
+    /// losses. At the end of input: wait until the outbox is empty
+    /// (--drain-timeout), disconnect, close. See "Standard input" below.
+    #[arg(long, value_name = "TOPIC", conflicts_with = "publish", help_heading = SUP)]
+    pub stdin: Option<String>,
+
+    /// How long to wait, after the end of input, for the outbox to empty.
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration, help_heading = SUP)]
+    pub drain_timeout: Duration,
+
+    /// Outbox messages in flight at once, 1-4. With 1 a line goes out only
+    /// after the one before it was acknowledged, so lines first reach the
+    /// broker in their order whatever fails; more is faster.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=4), help_heading = SUP)]
+    pub in_flight: u8,
+
+    /// First delay before bringing a lost link up again (doubling, jittered).
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = duration, help_heading = SUP)]
+    pub backoff_min: Duration,
+
+    /// Longest delay between two attempts.
+    #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = duration, help_heading = SUP)]
+    pub backoff_max: Duration,
+
+    /// How often to ask AT / AT+CEREG? while waiting for the modem or the
+    /// network.
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = duration, help_heading = SUP)]
+    pub poll_interval: Duration,
+
+    /// While online, how often to check AT+QMTCONN? (0s: never).
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration, help_heading = SUP)]
+    pub health_check: Duration,
+
+    /// The modem's packet timeout, 1-60 s (AT+QMTCFG="timeout").
+    #[arg(long, value_name = "S", default_value_t = 10, value_parser = clap::value_parser!(u8).range(1..=60), help_heading = SUP)]
+    pub pkt_timeout: u8,
+
+    /// The modem's retransmissions, 0-10 (AT+QMTCFG="timeout").
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=10), help_heading = SUP)]
+    pub retries: u8,
+
+    /// How long a command may wait for OK/ERROR.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = duration, help_heading = SUP)]
+    pub command_timeout: Duration,
+
+    /// With --sim and --stdin: inject a fault of the simulator at TIME after
+    /// the link first came online (repeatable). KIND is link-reset (the peer
+    /// resets the link: +QMTSTAT 1), link-close:CODE (the module closes it:
+    /// +QMTSTAT CODE), reboot (the module restarts: links and settings
+    /// lost, RDY), silence:DURATION (a dead UART), registration-loss:DURATION
+    /// (+CEREG 0, links dropped), broker-restart:DURATION (the broker stops
+    /// and starts again, empty; only with the broker --sim runs itself, not
+    /// with --host). Durations and times: 250ms, 2s, 1.5s, 1m. Each step is
+    /// reported as a "fault" event.
+    #[arg(long, value_name = "KIND@TIME", value_parser = faults::parse, requires_all = ["sim", "stdin"], help_heading = SUP)]
+    pub sim_fault: Vec<Fault>,
 }
+
+const SUP: &str = "Standard input (a supervised link)";
 
 const EXAMPLES: &str = "\
 Examples:
@@ -180,6 +246,24 @@ impl Args {
         if !self.sub.is_empty() {
             let topics: Vec<(&str, QoS)> = self.sub.iter().map(|t| (t.as_str(), qos)).collect();
             Subscribe::new(id, 1, &topics).map_err(|e| format!("--sub: {e}"))?;
+        }
+        if let Some(t) = &self.stdin {
+            let msg_id = if qos == QoS::AtMostOnce { 0 } else { 1 };
+            PublishDataMode::new(id, msg_id, qos, self.retain, t)
+                .map_err(|e| format!("--stdin {t}: {e}"))?;
+        }
+        let restart = self
+            .sim_fault
+            .iter()
+            .any(|f| matches!(f.kind, Kind::BrokerRestart(_)));
+        if restart && self.host.is_some() {
+            return Err(
+                "--sim-fault broker-restart: only with the broker --sim runs (leave out --host)"
+                    .into(),
+            );
+        }
+        if self.backoff_min > self.backoff_max {
+            return Err("--backoff-min is longer than --backoff-max".into());
         }
         for (t, p) in &self.publish {
             let msg_id = if qos == QoS::AtMostOnce { 0 } else { 1 };

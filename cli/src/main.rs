@@ -12,14 +12,17 @@
 //! bad arguments (refused before anything is sent to the modem).
 
 mod args;
+mod faults;
 mod out;
 mod session;
+mod stream;
 
 use std::time::Instant;
 
 use bc26_host::serial;
 use bc26_host::tap::Tap;
 use bc26_mqtt::{Config, Modem, Runner, State};
+use bc26_sim::broker::RestartableBroker;
 use bc26_sim::{HostSide, Sim, SimConfig, SimReader, SimWriter};
 use clap::Parser as _;
 use embassy_executor::Spawner;
@@ -67,7 +70,11 @@ async fn main(spawner: Spawner) {
         }
     };
     let a = &run.args;
-    let config = Config::new();
+    let config = Config::new().command_timeout(embassy_time::Duration::from_micros(
+        a.command_timeout.as_micros() as u64,
+    ));
+    // In --sim mode: the simulator and the broker, for the fault thread.
+    let mut sim_parts: Option<(bc26_sim::SimHandle, Option<RestartableBroker>)> = None;
     let state: &'static mut State = Box::leak(Box::new(State::new()));
     let (modem, host, port): (Modem<'static>, String, u16) = if let Some(path) = &a.serial {
         let (rx, tx) = match serial::open(path, a.baud) {
@@ -84,23 +91,65 @@ async fn main(spawner: Spawner) {
     } else {
         // The simulator, and an in-process broker unless --host names one.
         let (sim, HostSide { reader, writer }) = Sim::start(SimConfig::default());
-        Box::leak(Box::new(sim));
+        let restart = a
+            .sim_fault
+            .iter()
+            .any(|f| matches!(f.kind, faults::Kind::BrokerRestart(_)));
+        let mut restartable = None;
         let (host, port) = match &a.host {
             Some(h) => (h.clone(), a.port),
             None => {
-                let b = bc26_sim::broker::broker();
+                let b: &bc26_sim::broker::Broker = if restart {
+                    // A broker of its own, which the fault thread stops and starts.
+                    let Some(r) = bc26_sim::broker::restartable_broker() else {
+                        eprintln!(
+                            "bc26: --sim-fault broker-restart: no restartable broker (MQTT_HOST \
+                             is set without MQTT_RESTART_PORT, MQTT_BROKER_STOP, MQTT_BROKER_START)"
+                        );
+                        std::process::exit(2);
+                    };
+                    restartable.insert(r)
+                } else {
+                    bc26_sim::broker::broker()
+                };
                 eprintln!(
                     "bc26: simulator, broker {} at {}:{}",
                     b.kind, b.host, b.port
                 );
+                if a.stdin.is_some() {
+                    out::emit(&out::Ev::Broker {
+                        host: &b.host,
+                        port: b.port,
+                        kind: b.kind,
+                    });
+                }
                 (b.host.clone(), b.port)
             }
         };
+        sim_parts = Some((sim, restartable));
         let (rx, tx) = tap(reader, writer, a.trace);
         let (modem, runner) = bc26_mqtt::new(state, rx, tx, config);
         spawner.spawn(sim_modem(runner).expect("one modem task"));
         (modem, host, port)
     };
-    let ok = session::session(modem, run, &host, port).await;
+    let ok = if a.stdin.is_some() {
+        let first_online = match sim_parts {
+            Some((sim, broker)) if !a.sim_fault.is_empty() => {
+                let (tx, rx) = std::sync::mpsc::channel();
+                faults::spawn(a.sim_fault.clone(), run.id.get(), sim, broker, rx);
+                Some(tx)
+            }
+            other => {
+                // Kept for the whole run.
+                Box::leak(Box::new(other));
+                None
+            }
+        };
+        let host: &'static str = Box::leak(host.into_boxed_str());
+        stream::stream(modem, run, host, port, first_online).await
+    } else {
+        Box::leak(Box::new(sim_parts));
+        session::session(modem, run, &host, port).await
+    };
     std::process::exit(if ok { 0 } else { 1 });
 }

@@ -46,6 +46,59 @@ pub enum Ev<'a> {
     Disconnected { client: u8 },
     /// The client's network is closed.
     Closed { client: u8 },
+    /// `--stdin`: the supervisor's state changed: `connecting` (with the
+    /// `attempt`), `online`, `offline` (with the `reason`, and the `code` of
+    /// a closed link or the `error` of a failed step), `backing_off` (with
+    /// `delay_ms`).
+    State {
+        client: u8,
+        state: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        attempt: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        code: Option<u8>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        delay_ms: Option<u64>,
+    },
+    /// `--stdin`: the supervisor sent `messages` outbox messages again
+    /// (`total` so far).
+    Resent {
+        client: u8,
+        messages: u32,
+        total: u32,
+    },
+    /// `--stdin`, on exit: the outbox's high-water mark and capacity (bytes),
+    /// and the messages still in it.
+    Outbox {
+        client: u8,
+        high_water: usize,
+        capacity: usize,
+        messages: usize,
+    },
+    /// `--stdin`, on exit: what happened to the lines.
+    Summary {
+        client: u8,
+        lines: u64,
+        published: u64,
+        failed: u64,
+        undelivered: u64,
+        resent: u32,
+        connects: u32,
+        link_losses: u32,
+    },
+    /// `--sim --stdin` without `--host`: the broker the CLI runs or chose.
+    Broker {
+        host: &'a str,
+        port: u16,
+        kind: &'a str,
+    },
+    /// `--sim-fault`: a fault was injected, `after_ms` after the link first
+    /// came online.
+    Fault { kind: &'a str, after_ms: u64 },
 }
 
 /// Writes one event line (and flushes it: a script reads it at once).
