@@ -25,6 +25,28 @@ use crate::faults::{self, duration, Fault, Kind};
 ///
 /// Exit status: 0 when every step succeeded, 1 otherwise, 2 for bad arguments
 /// (refused before anything is sent to the modem).
+///
+/// Standard input (--stdin TOPIC): the driver's supervisor keeps the client
+/// online (modem, registration, configuration, open, connect, --sub again
+/// after every reconnect) and each line of input (LF or CR LF, at most 1024
+/// bytes, 512 with --hex) is published on TOPIC, in order. Events: state
+/// (connecting with "attempt", online, offline with "reason": link_closed
+/// with "code", modem_rebooted, modem_silent, not_registered, not_connected,
+/// subscription_rejected, failed with "error"; backing_off with "delay_ms"),
+/// published (with "line" and "msg_id", in line order, once the broker
+/// acknowledged the line at QoS 1/2, or the modem sent it at QoS 0), resent
+/// (the supervisor sent stored lines again), error (with "op":"publish" and
+/// "line" for a line that was not published: too long, Ctrl+Z/ESC without
+/// --hex, QoS 0 while offline), message and link_closed as above; at the
+/// end outbox (its high-water mark and capacity in bytes, messages left),
+/// summary (lines, published, failed, undelivered, resent, connects,
+/// link_losses), error with "op":"deliver" when lines were lost, then
+/// disconnected and closed. Exit status 0 when every line was delivered, 1
+/// when any was not (refused, too long, still in the outbox when
+/// --drain-timeout ran out, or QoS 0 dropped by a link loss), saying how
+/// many. QoS 1/2 lines wait in the outbox while the link is down and may
+/// reach the broker twice (re-sent after a link loss); QoS 0 lines are
+/// refused while the link is down (the first one waits for it to come up).
 #[derive(Parser, Debug)]
 #[command(name = "bc26", after_help = EXAMPLES)]
 #[command(group(ArgGroup::new("modem").required(true).args(["serial", "sim"])))]
@@ -152,7 +174,9 @@ pub struct Args {
 
     /// Outbox messages in flight at once, 1-4. With 1 a line goes out only
     /// after the one before it was acknowledged, so lines first reach the
-    /// broker in their order whatever fails; more is faster.
+    /// broker in their order whatever fails. More is faster, but lines may
+    /// then reach the broker out of order, even without a fault (seen: 4
+    /// lanes racing for the modem).
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=4), help_heading = SUP)]
     pub in_flight: u8,
 
@@ -204,7 +228,13 @@ const EXAMPLES: &str = "\
 Examples:
   bc26 --serial /dev/ttyUSB0 --host broker.hivemq.com --sub dev/cmd \\
        --pub 'dev/telemetry={\"t\":21}' --qos 1 --listen 10
-  bc26 --sim --sub a/b --pub a/b=hello --listen 1        # no hardware";
+  bc26 --sim --sub a/b --pub a/b=hello --listen 1        # no hardware
+  tail -f app.log | bc26 --serial /dev/ttyUSB0 --host broker.hivemq.com \\
+       --stdin dev/log --qos 1
+  for i in $(seq 1 50); do echo $i; sleep 0.1; done |
+  bc26 --sim --stdin demo/n --qos 1 --sub demo/n \\
+       --backoff-min 200ms --sim-fault link-reset@1s --sim-fault reboot@2s \\
+       --sim-fault broker-restart:1s@3s --trace         # recovery, no hardware";
 
 /// `TOPIC=VALUE`.
 fn topic_value(s: &str) -> Result<(String, String), String> {

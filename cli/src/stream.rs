@@ -396,13 +396,21 @@ async fn publisher(
                     break;
                 }
                 Err(Error::OutboxFull) => {
-                    // Room comes when the oldest line leaves.
-                    let oldest = tally.pending.borrow().front().map(|(_, t)| *t);
-                    match oldest {
+                    // Room comes when a stored line leaves: wait for the
+                    // oldest one still stored (lines delivered but not yet
+                    // reported are gone already: waiting for them would
+                    // never yield).
+                    let stored = tally
+                        .pending
+                        .borrow()
+                        .iter()
+                        .map(|(_, t)| *t)
+                        .find(|t| link.pending(*t));
+                    match stored {
                         Some(t) => {
                             link.delivered(t).await;
                         }
-                        None => Timer::after(Duration::from_millis(10)).await,
+                        None => Timer::after(Duration::from_millis(1)).await,
                     }
                 }
                 Err(e) => {

@@ -493,3 +493,31 @@ fn lines_that_cannot_be_published_are_errors_and_the_exit_status_says_how_many()
         "{all}"
     );
 }
+
+#[test]
+fn more_lines_than_the_outbox_holds_wait_for_room_and_all_arrive_in_order() {
+    let b = broker();
+    let topic = uniq("cli/many");
+    let watcher = Watcher::new(b, &uniq("watcher"), &[&topic]);
+    let port = b.port.to_string();
+    let mut cli = Cli::start(&[
+        "--sim", "--host", &b.host, "--port", &port, "--stdin", &topic,
+    ]);
+    // About 24 KiB of records at once, for a 16 KiB outbox.
+    let stdin = cli.stdin.as_mut().unwrap();
+    let text: String = expected(1200).iter().map(|l| format!("{l}\n")).collect();
+    stdin.write_all(text.as_bytes()).unwrap();
+    let (code, events) = cli.finish();
+    let all = events.join("\n");
+    assert_eq!(code, Some(0), "{all}");
+    assert_published_in_line_order(&events, 1200);
+    assert_all_arrived_in_order(&watcher, &topic, 1200);
+    let outbox = events
+        .iter()
+        .find(|l| l.starts_with("{\"event\":\"outbox\""))
+        .unwrap();
+    assert!(
+        outbox.contains("\"capacity\":16384,\"messages\":0"),
+        "{outbox}"
+    );
+}
