@@ -4,11 +4,9 @@
 //! clients of the modem open, connect, subscribe, publish and receive; `-v`
 //! shows the AT traffic. It ends by itself in a few seconds.
 
-#[path = "common/tap.rs"]
-mod tap;
-
 use std::time::Instant;
 
+use bc26_host::tap::Tap;
 use bc26_mqtt::{
     ClientId, Config, DataFormat, Event, Events, Modem, MqttVersion, QoS, Runner, State,
 };
@@ -16,7 +14,6 @@ use bc26_sim::broker::broker;
 use bc26_sim::{HostSide, Sim, SimConfig, SimReader, SimWriter};
 use embassy_executor::Spawner;
 use embassy_time::{with_timeout, Duration};
-use tap::Tap;
 
 type Rx = Tap<SimReader>;
 type Tx = Tap<SimWriter>;

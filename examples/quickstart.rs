@@ -8,11 +8,8 @@
 //! word for word (a test checks it). The rest bridges a serial device file to
 //! the driver on the host; on a board, the HAL's buffered UART takes its place.
 
-#[path = "common/serial.rs"]
-mod serial;
-
+use bc26_host::serial::{self, Rx, Tx};
 use embassy_executor::Spawner;
-use serial::{Rx, Tx};
 
 // quick-start begin
 use bc26_mqtt::{ClientId, Config, Event, Modem, QoS, Runner, State, MESSAGE_MAX};

@@ -9,12 +9,9 @@
 //! The part between the `supervised` markers is the crate documentation's
 //! "Keeping a client online", word for word (a test checks it).
 
-#[path = "common/serial.rs"]
-mod serial;
-
+use bc26_host::serial::{self, Rx, Tx};
 use bc26_mqtt::{Config, State};
 use embassy_executor::Spawner;
-use serial::{Rx, Tx};
 use static_cell::StaticCell;
 
 static STATE: StaticCell<State> = StaticCell::new();
