@@ -372,14 +372,18 @@ impl Chunks {
 }
 
 /// An input, decoded. Layout: byte 0 mode, byte 1 schedule, bytes 2-3 seed,
-/// then the modem's bytes (missing header bytes read as 0).
+/// byte 4 the second operation, then the modem's bytes (missing header
+/// bytes read as 0).
 #[derive(Debug, Clone, Copy)]
 pub struct Plan {
-    /// The operation in flight.
+    /// The operation in flight (client 0).
     pub op: Op,
+    /// A second operation at the same time, on client 1 (they share the AT
+    /// channel: one waits for the other's line).
+    pub op2: Op,
     /// Client 0's payload format.
     pub reception: Reception,
-    /// The operation's future is dropped part-way (cancelled).
+    /// An operation's future is dropped part-way (cancelled).
     pub cancel: bool,
     /// Every write waits until the harness lets it through (modem bytes can
     /// arrive while a line is being written; a long pause times it out).
@@ -401,7 +405,18 @@ pub struct Plan {
 }
 
 /// The header of an input.
-pub const HEADER: usize = 4;
+pub const HEADER: usize = 5;
+
+const OPS: [Op; 8] = [
+    Op::Idle,
+    Op::Keepalive,
+    Op::DataMode,
+    Op::Open,
+    Op::Publish,
+    Op::Subscribe,
+    Op::OpenLinks,
+    Op::Sequence,
+];
 
 impl Plan {
     /// Decodes an input's header; the rest of the input is the modem's bytes.
@@ -409,16 +424,8 @@ impl Plan {
         let h = |i: usize| data.get(i).copied().unwrap_or(0);
         let (mode, sched) = (h(0), h(1));
         let plan = Plan {
-            op: [
-                Op::Idle,
-                Op::Keepalive,
-                Op::DataMode,
-                Op::Open,
-                Op::Publish,
-                Op::Subscribe,
-                Op::OpenLinks,
-                Op::Sequence,
-            ][usize::from(mode & 7)],
+            op: OPS[usize::from(mode & 7)],
+            op2: OPS[usize::from(h(4) & 7)],
             reception: [
                 Reception::TextConfig,
                 Reception::Hex,
@@ -490,6 +497,8 @@ pub struct Report {
     /// Outcome of the operation in flight (Debug text; any outcome is
     /// allowed), `None` if it was cancelled or there was none.
     pub op_outcome: Option<String>,
+    /// Outcome of the second operation.
+    pub op2_outcome: Option<String>,
     /// Events read: messages, and all events.
     pub messages: u32,
     /// All events read.
@@ -656,8 +665,8 @@ pub fn fuzz(data: &[u8]) {
     }
 }
 
-async fn run_op(op: Op, modem: Modem<'_>, outcome: &RefCell<Option<String>>) {
-    let c0 = modem.client(ClientId::new(0).unwrap_or_else(|_| unreachable!()));
+async fn run_op(op: Op, client: u8, modem: Modem<'_>, outcome: &RefCell<Option<String>>) {
+    let c0 = modem.client(ClientId::new(client).unwrap_or_else(|_| unreachable!()));
     let text = match op {
         Op::Idle => return,
         Op::Keepalive => format!("{:?}", c0.keepalive().await),
@@ -714,6 +723,7 @@ fn execute(plan: &Plan, noise: &[u8], opts: &Options) -> Result<Report, Failure>
         .map_err(|e| Failure(format!("no subscription: {e:?}")))?;
     // What the tasks report; declared before the tasks that borrow them.
     let outcome: RefCell<Option<String>> = RefCell::new(None);
+    let outcome2: RefCell<Option<String>> = RefCell::new(None);
     let prelude: Cell<Option<bool>> = Cell::new(None);
     let last: Cell<Option<Result<u16, bc26_mqtt::Error>>> = Cell::new(None);
     let c0 = modem.client(ClientId::new(0).unwrap_or_else(|_| unreachable!()));
@@ -760,11 +770,12 @@ fn execute(plan: &Plan, noise: &[u8], opts: &Options) -> Result<Report, Failure>
 
     // The noise, while the operation is in flight.
     wire.borrow_mut().slow = plan.slow_tx;
-    if plan.op != Op::Idle {
-        let outcome = &outcome;
-        h.tasks.push(Task::new(run_op(plan.op, modem, outcome)));
-    } else {
-        h.tasks.push(Task::idle());
+    for (client, op, outcome) in [(0, plan.op, &outcome), (1, plan.op2, &outcome2)] {
+        h.tasks.push(if op == Op::Idle {
+            Task::idle()
+        } else {
+            Task::new(run_op(op, client, modem, outcome))
+        });
     }
     h.run_until_stalled()?;
     let mut rest = noise;
@@ -809,10 +820,13 @@ fn execute(plan: &Plan, noise: &[u8], opts: &Options) -> Result<Report, Failure>
             h.advance(to)?;
             report.pauses += 1;
         }
-        if plan.cancel && !h.tasks[0].done() && rng.chance(8) {
-            trace!("operation cancelled");
-            h.tasks[0].fut = None;
-            h.run_until_stalled()?;
+        if plan.cancel && rng.chance(8) {
+            let i = rng.below(2) as usize;
+            if !h.tasks[i].done() {
+                trace!("operation {} cancelled", i + 1);
+                h.tasks[i].fut = None;
+                h.run_until_stalled()?;
+            }
         }
         if plan.drain_often && rng.chance(16) {
             drain(&mut events, &mut report);
@@ -836,16 +850,19 @@ fn execute(plan: &Plan, noise: &[u8], opts: &Options) -> Result<Report, Failure>
             None if h.tasks_done() => break,
             None => {
                 return Err(Failure(format!(
-                    "wedged: the operation in flight ({:?}) waits with no deadline after the modem went quiet (outcome so far {:?}, stats {:?})",
+                    "wedged: an operation in flight ({:?}, {:?}) waits with no deadline after the modem went quiet (outcomes so far {:?}, {:?}; stats {:?})",
                     plan.op,
+                    plan.op2,
                     outcome.borrow(),
+                    outcome2.borrow(),
                     modem.stats()
                 )))
             }
             Some(t) if t > settle_by => {
                 return Err(Failure(format!(
-                    "the operation in flight ({:?}) or the driver is still busy {} s after the noise (next timer at {} s)",
+                    "the operations in flight ({:?}, {:?}) or the driver are still busy {} s after the noise (next timer at {} s)",
                     plan.op,
+                    plan.op2,
                     SETTLE.as_secs(),
                     t.as_secs()
                 )))
@@ -854,7 +871,12 @@ fn execute(plan: &Plan, noise: &[u8], opts: &Options) -> Result<Report, Failure>
         }
     }
     report.op_outcome = outcome.borrow().clone();
-    trace!("settled; operation: {:?}", report.op_outcome);
+    report.op2_outcome = outcome2.borrow().clone();
+    trace!(
+        "settled; operations: {:?}, {:?}",
+        report.op_outcome,
+        report.op2_outcome
+    );
     if wire.borrow().fault.is_some() {
         return Err(Failure("an injected read fault was never read".into()));
     }

@@ -70,8 +70,14 @@ fn sched(chunk: u8, pauses: u8, faults: u8, drain: bool) -> u8 {
 }
 
 fn input(mode: u8, sched: u8, seed: u16, noise: &[u8]) -> Vec<u8> {
+    input2(mode, sched, seed, Op::Idle, noise)
+}
+
+/// With a second operation, on client 1.
+fn input2(mode: u8, sched: u8, seed: u16, op2: Op, noise: &[u8]) -> Vec<u8> {
     let mut v = vec![mode, sched];
     v.extend_from_slice(&seed.to_le_bytes());
+    v.push(op2 as u8);
     v.extend_from_slice(noise);
     v
 }
@@ -114,6 +120,36 @@ fn seeds() -> BTreeMap<String, Vec<u8>> {
         );
     }
 
+    add(
+        "seed-example-two-operations",
+        input2(
+            mode(Publish, TextConfig),
+            sched(3, 1, 0, true),
+            4,
+            Keepalive,
+            &modem_bytes(TRANSCRIPTS[0].1),
+        ),
+    );
+    add(
+        "two-operations-keepalive-data-mode",
+        input2(
+            mode(Keepalive, TextConfig),
+            sched(LINES, 0, 0, true),
+            0,
+            DataMode,
+            b"\r\n+QMTCFG: \"keepalive\",7\r\n\r\nOK\r\n\r\n> \r\nOK\r\n\r\n+QMTPUB: 1,1,0\r\n",
+        ),
+    );
+    add(
+        "two-operations-publish-subscribe",
+        input2(
+            mode(Publish, Hex),
+            sched(LINES, 0, 0, true),
+            0,
+            Subscribe,
+            b"\r\nOK\r\n\r\nOK\r\n\r\n+QMTSUB: 1,1,0,1\r\n\r\n+QMTPUB: 0,1,0\r\n",
+        ),
+    );
     let keepalive = b"\r\n+QMTCFG: \"keepalive\",120\r\n\r\nOK\r\n";
     add(
         "keepalive-answered",
@@ -384,6 +420,18 @@ fn well_formed_seeds_complete_their_operation() {
         .op_outcome
         .unwrap()
         .starts_with("Ok(OpenLinks("));
+    let r = run("two-operations-keepalive-data-mode");
+    assert_eq!(r.op_outcome.as_deref(), Some("Ok(7)"));
+    assert_eq!(
+        r.op2_outcome.as_deref(),
+        Some("Ok(Published { msg_id: 1, retransmissions: 0 })")
+    );
+    let r = run("two-operations-publish-subscribe");
+    assert_eq!(
+        r.op_outcome.as_deref(),
+        Some("Ok(Published { msg_id: 1, retransmissions: 0 })")
+    );
+    assert!(r.op2_outcome.unwrap().starts_with("Ok("));
     let r = run("sequence");
     assert_eq!(
         r.op_outcome.as_deref(),
