@@ -881,6 +881,12 @@ fn execute(plan: &Plan, noise: &[u8], opts: &Options) -> Result<Report, Failure>
         return Err(Failure("an injected read fault was never read".into()));
     }
     drain(&mut events, &mut report);
+    if plan.op == Op::Idle && plan.op2 == Op::Idle && !wire.borrow().tx.is_empty() {
+        return Err(Failure(format!(
+            "with no command the host wrote {:?}",
+            show(&wire.borrow().tx)
+        )));
+    }
 
     // The command after the noise, against a well-behaved modem.
     let mut cursor = wire.borrow().tx.len();
