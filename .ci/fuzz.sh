@@ -2,7 +2,8 @@
 # Fuzzing of the driver's receive path (fuzz/README.md): the harness's own
 # tests, then the `receive` target built with cargo-fuzz on the machine's
 # stable toolchain (RUSTC_BOOTSTRAP=1 for the -Z flags cargo-fuzz passes) and
-# run for FUZZ_SECONDS (default 120) from the committed corpus. Fails on a
+# run for FUZZ_SECONDS (default 120) from the committed corpus (FUZZ_ARGS:
+# more libFuzzer flags). Fails on a
 # panic, a failed check (wedge, busy loop, wrong answer) or a hang; prints
 # the executions, exec/s and coverage.
 #
@@ -37,10 +38,10 @@ log=target/fuzz-ci.log
 status=0
 cargo fuzz run --sanitizer "$sanitizer" receive "$work" corpus/receive -- \
   -max_total_time="$seconds" -max_len=4096 -timeout=10 -dict=receive.dict \
-  -print_final_stats=1 >"$log" 2>&1 || status=$?
-grep -E '^(INFO: seed corpus|#[0-9]+ +(INITED|DONE))' "$log" || true
-grep -E '^#[0-9]+ ' "$log" | tail -n 1
-grep -E '^(Done|stat::)' "$log" || true
+  -print_final_stats=1 ${FUZZ_ARGS:-} >"$log" 2>&1 || status=$?
+grep -aE '^(INFO: seed corpus|#[0-9]+[[:space:]]+INITED)' "$log" || true
+grep -aE '^#[0-9]+[[:space:]]' "$log" | tail -n 1 || true
+grep -aE '^(Done|stat::)' "$log" || true
 if [ "$status" -ne 0 ]; then
   echo "fuzzing FAILED (exit $status); the end of its log:"
   tail -n 60 "$log"
