@@ -510,7 +510,9 @@ impl<'a> Clients<'a> {
     }
 
     /// Like [`try_claim_publish`](Self::try_claim_publish), waiting for a
-    /// free slot instead of failing.
+    /// free slot instead of failing: one freed by a publish that ends, or an
+    /// abandoned one whose deadline passes (no wake-up comes for that: the
+    /// wait is bounded by the earliest such deadline, then tried again).
     pub(crate) async fn claim_publish(
         &self,
         client: ClientId,
@@ -518,19 +520,41 @@ impl<'a> Clients<'a> {
         msg_id: Option<u16>,
         abandon_for: Duration,
     ) -> Result<PubTicket<'a>, ClaimError> {
-        poll_fn(|cx| {
-            // Try and register in one critical section: no wake-up is lost.
-            self.st.wakers.lock(|w| {
-                match self.try_claim_publish(client, qos, msg_id, abandon_for) {
-                    Err(ClaimError::Busy) => {
-                        w.borrow_mut().slots.register(cx.waker());
-                        Poll::Pending
+        loop {
+            let expiry = self.next_expiry();
+            let freed = poll_fn(|cx| {
+                // Try and register in one critical section: no wake-up is lost.
+                self.st.wakers.lock(|w| {
+                    match self.try_claim_publish(client, qos, msg_id, abandon_for) {
+                        Err(ClaimError::Busy) => {
+                            w.borrow_mut().slots.register(cx.waker());
+                            Poll::Pending
+                        }
+                        other => Poll::Ready(other),
                     }
-                    other => Poll::Ready(other),
+                })
+            });
+            match expiry {
+                None => return freed.await,
+                Some(t) => {
+                    if let Ok(r) = with_deadline(t, freed).await {
+                        return r;
+                    }
                 }
+            }
+        }
+    }
+
+    /// The earliest deadline of an abandoned slot still held.
+    fn next_expiry(&self) -> Option<Instant> {
+        let now = Instant::now();
+        self.slots
+            .iter()
+            .filter_map(|s| match s.get() {
+                SlotWait::Abandoned { until, .. } if until > now => Some(until),
+                _ => None,
             })
-        })
-        .await
+            .min()
     }
 
     /// What the driver knows of the client's settings.

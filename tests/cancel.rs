@@ -366,3 +366,47 @@ fn publish_waiting_for_its_result_is_ended_by_link_closed() {
         .await;
     });
 }
+
+#[test]
+fn a_publish_waiting_for_a_slot_goes_once_abandoned_slots_expire() {
+    run(async {
+        let deadline = embassy_time::Duration::from_millis(100);
+        let (modem, runner, mut fake) = setup(fast_config().packet_deadline(deadline));
+        let c0 = modem.client(id(0));
+        let trig = Trigger::new();
+        with_runner(runner, async {
+            // Eight publishes (every slot) the modem accepts, then dropped
+            // while their results are still owed: their slots are held.
+            let pubs = embassy_futures::join::join_array(core::array::from_fn::<_, 8, _>(|_| {
+                c0.publish("t", b"v", QoS::AtLeastOnce, false)
+            }));
+            let (dropped, _) = join(drop_on(&trig, pubs), async {
+                for _ in 0..8 {
+                    fake.line().await;
+                    fake.send(b"\r\nOK\r\n").await;
+                }
+                trig.signal(());
+            })
+            .await;
+            assert!(dropped.is_none());
+            // The next one waits for a slot; nothing frees one but time.
+            let start = embassy_time::Instant::now();
+            let (p, _) = join(c0.publish("t", b"w", QoS::AtLeastOnce, false), async {
+                let line = fake.line().await;
+                assert!(line.ends_with(b",\"t\",\"w\"\r"), "{}", common::show(&line));
+                let id = core::str::from_utf8(&line[12..])
+                    .unwrap()
+                    .split(',')
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                fake.send(format!("\r\nOK\r\n\r\n+QMTPUB: 0,{id},0\r\n").as_bytes())
+                    .await;
+            })
+            .await;
+            assert!(p.is_ok(), "{p:?}");
+            assert!(start.elapsed() >= deadline / 2, "{:?}", start.elapsed());
+        })
+        .await;
+    });
+}
