@@ -53,6 +53,12 @@ impl<'a> MqttClient<'a> {
         self.id
     }
 
+    /// The client's link was given up: free the slots of publishes dropped
+    /// while their results were owed (they will not come).
+    pub(crate) fn release_abandoned(&self) {
+        self.core.clients.release_abandoned(self.id)
+    }
+
     /// The next msgID of the client's allocator.
     pub(crate) fn alloc_msg_id(&self) -> u16 {
         self.core.clients.alloc_msg_id(self.id)

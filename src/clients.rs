@@ -545,6 +545,26 @@ impl<'a> Clients<'a> {
         }
     }
 
+    /// The client's link was given up (closed by the driver's user, not by
+    /// the modem): the results its abandoned publishes waited for will not
+    /// come; their slots and msgIDs are free again.
+    pub(crate) fn release_abandoned(&self, client: ClientId) {
+        let mut freed = false;
+        for slot in self.slots {
+            self.with(|_| {
+                if let SlotWait::Abandoned { client: c, .. } = slot.get() {
+                    if c == client.get() {
+                        slot.set(SlotWait::Free);
+                        freed = true;
+                    }
+                }
+            });
+        }
+        if freed {
+            self.wake_slot_waiters();
+        }
+    }
+
     /// The earliest deadline of an abandoned slot still held.
     fn next_expiry(&self) -> Option<Instant> {
         let now = Instant::now();

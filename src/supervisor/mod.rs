@@ -640,6 +640,9 @@ impl Supervisor<'_> {
                 debug!("close after a failed link: {}", e);
             }
         }
+        // Results owed on the old link will not come: the messages go again
+        // under their msgIDs, which must not wait for those slots.
+        self.client().release_abandoned();
     }
 
     /// One attempt: bring the link up, and keep it until it ends. Returns
