@@ -2,6 +2,8 @@
 //! in-memory pipes to a scripted fake modem.
 #![allow(dead_code)]
 
+pub mod auto;
+pub mod rig;
 pub mod transcript;
 
 use core::future::Future;
