@@ -461,3 +461,36 @@ fn a_publish_dropped_while_it_waited_for_room_stores_nothing() {
         assert!(pubs[0].ends_with(&format!("\"{}\"", "a".repeat(40))));
     });
 }
+
+#[test]
+fn timeout_notice_has_the_modem_report_retransmissions_which_end_nothing() {
+    let r = Rig::new("notice", |c| c.timeout_notice = true);
+    r.auto.rule(|l| {
+        if l.starts_with("AT+QMTPUB=") {
+            let id = l.split(',').nth(1).unwrap().to_string();
+            // Two retransmissions reported, then the acknowledgement.
+            Answer::Send(
+                format!(
+                    "\r\nOK\r\n\r\n+QMTPUB: 0,{id},1,1\r\n\r\n+QMTPUB: 0,{id},1,2\r\n\r\n+QMTPUB: 0,{id},0\r\n"
+                )
+                .into_bytes(),
+            )
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        assert!(r
+            .auto
+            .lines()
+            .contains(&"AT+QMTCFG=\"timeout\",0,1,0,1".to_string()));
+        r.link
+            .publish("up/dev1", b"m", QoS::AtLeastOnce, false)
+            .await
+            .unwrap();
+        let c = r.link.counters();
+        assert_eq!((c.delivered, c.link_losses, c.resent), (1, 0, 0));
+        assert_eq!(r.rec.states().len(), 2, "{}", r.explain());
+    });
+}

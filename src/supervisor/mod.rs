@@ -99,6 +99,11 @@ pub struct SupervisorConfig<'a> {
     pub pkt_timeout_s: u8,
     /// Retransmissions.
     pub retry_times: u8,
+    /// Have the modem report each retransmission of a publish
+    /// (`+QMTPUB: id,msgID,1,<n>`, the third field of
+    /// `AT+QMTCFG="timeout"`). Progress only: the message still stays in the
+    /// outbox until its final result. Default `false`.
+    pub timeout_notice: bool,
     /// How payloads are sent (`AT+QMTCFG="dataformat"`); reception is hex
     /// unless the driver's [`Config::receive_text`](crate::Config::receive_text).
     pub send_format: DataFormat,
@@ -141,6 +146,7 @@ impl<'a> SupervisorConfig<'a> {
             version: None,
             pkt_timeout_s: 10,
             retry_times: 3,
+            timeout_notice: false,
             send_format: DataFormat::Text,
             subscriptions: &[],
             backoff: Backoff::new(),
@@ -656,7 +662,7 @@ impl Supervisor<'_> {
         c.set_clean_session(cfg.clean_session)
             .await
             .map_err(reason)?;
-        c.set_timeout(cfg.pkt_timeout_s, cfg.retry_times, false)
+        c.set_timeout(cfg.pkt_timeout_s, cfg.retry_times, cfg.timeout_notice)
             .await
             .map_err(reason)?;
         if let Some(v) = cfg.version {
