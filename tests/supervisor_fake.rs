@@ -11,7 +11,7 @@ use std::rc::Rc;
 use bc26_mqtt::supervisor::{
     self, Backoff, Link, LinkState, OfflineReason, Supervisor, SupervisorConfig, SupervisorState,
 };
-use bc26_mqtt::{ClientId, QoS, Subscription};
+use bc26_mqtt::{ClientId, Error, QoS, Subscription};
 use common::auto::{Answer, Auto};
 use common::rig::{block_on, Recorder};
 use common::{fast_config, setup, Fake, TestRunner};
@@ -492,5 +492,49 @@ fn timeout_notice_has_the_modem_report_retransmissions_which_end_nothing() {
         let c = r.link.counters();
         assert_eq!((c.delivered, c.link_losses, c.resent), (1, 0, 0));
         assert_eq!(r.rec.states().len(), 2, "{}", r.explain());
+    });
+}
+
+#[test]
+fn a_failed_publish_ends_the_link_and_the_message_goes_again_under_its_msg_id() {
+    let r = Rig::new("pubfail", |_| {});
+    let failed = Rc::new(Cell::new(false));
+    let f = failed.clone();
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTPUB=") && !f.replace(true) {
+            // The modem gave up on it (`pkt_timeout` x retries).
+            Answer::Send(b"\r\nOK\r\n\r\n+QMTPUB: 0,1,2\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let t = r
+            .link
+            .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
+            .unwrap();
+        assert_eq!(t.msg_id, 1);
+        let reason = r.rec.offline(ms(500)).await;
+        assert_eq!(
+            reason,
+            OfflineReason::Failed(Error::SendFailed),
+            "{}",
+            r.explain()
+        );
+        r.rec.online(ms(500)).await;
+        with_timeout(ms(500), r.link.delivered(t)).await.unwrap();
+        let pubs: Vec<String> = r
+            .auto
+            .lines()
+            .into_iter()
+            .filter(|l| l.starts_with("AT+QMTPUB="))
+            .collect();
+        assert_eq!(pubs, ["AT+QMTPUB=0,1,1,0,\"up/dev1\",\"m\""; 2]);
+        // The failed link was closed before the next open.
+        let l = r.auto.lines();
+        let first_pub = l.iter().position(|l| l.starts_with("AT+QMTPUB=")).unwrap();
+        assert_eq!(l[first_pub + 1], "AT+QMTCLOSE=0", "{}", r.explain());
+        assert_eq!(r.link.counters().resent, 1);
     });
 }

@@ -43,8 +43,7 @@ use core::cell::RefCell;
 use core::future::poll_fn;
 use core::task::Poll;
 
-use embassy_futures::join::join_array;
-use embassy_futures::select::{select3, Either3};
+use embassy_futures::select::{select3, select_array, Either3};
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::waitqueue::MultiWakerRegistration;
 use embassy_time::{Duration, Instant, Timer};
@@ -755,18 +754,13 @@ impl Supervisor<'_> {
         });
         shared.set_state(LinkState::Online);
         let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
-        let send = join_array(core::array::from_fn::<_, MAX_IN_FLIGHT, _>(|i| {
+        // The first lane whose publish fails ends the link (the others wait
+        // for messages, or are idle, for ever).
+        let send = select_array(core::array::from_fn::<_, MAX_IN_FLIGHT, _>(|i| {
             self.lane(i < lanes)
         }));
         match select3(send, self.watch(epoch), self.health()).await {
-            Either3::First(results) => {
-                // Every lane ends only with a reason; the first one says it.
-                results
-                    .into_iter()
-                    .flatten()
-                    .next()
-                    .unwrap_or(OfflineReason::Failed(Error::UnexpectedResponse))
-            }
+            Either3::First((r, _)) => r,
             Either3::Second(r) | Either3::Third(r) => r,
         }
     }
@@ -774,7 +768,7 @@ impl Supervisor<'_> {
     /// One lane: takes the oldest queued message, sends it, waits for its
     /// result; again. Ends (with why) when a publish ends the link. An idle
     /// lane (`active` false) waits for ever.
-    async fn lane(&self, active: bool) -> Option<OfflineReason> {
+    async fn lane(&self, active: bool) -> OfflineReason {
         if !active {
             return poll_fn(|_| Poll::Pending).await;
         }
@@ -812,12 +806,12 @@ impl Supervisor<'_> {
                 Err(e) => {
                     outbox.requeue(t.at);
                     warn!("publish failed: {}", e);
-                    return Some(match e {
+                    return match e {
                         Error::SendFailed | Error::Timeout(Stage::Result) => {
                             OfflineReason::Failed(e)
                         }
                         e => reason(e),
-                    });
+                    };
                 }
             }
         }
