@@ -11,7 +11,7 @@ use std::rc::Rc;
 use bc26_mqtt::supervisor::{
     self, Backoff, Link, LinkState, OfflineReason, Supervisor, SupervisorConfig, SupervisorState,
 };
-use bc26_mqtt::{ClientId, Error, QoS, Subscription};
+use bc26_mqtt::{ClientId, Error, LinkClosedReason, QoS, Subscription};
 use common::auto::{Answer, Auto};
 use common::rig::{block_on, Recorder};
 use common::{fast_config, setup, Fake, TestRunner};
@@ -536,5 +536,35 @@ fn a_failed_publish_ends_the_link_and_the_message_goes_again_under_its_msg_id() 
         let first_pub = l.iter().position(|l| l.starts_with("AT+QMTPUB=")).unwrap();
         assert_eq!(l[first_pub + 1], "AT+QMTCLOSE=0", "{}", r.explain());
         assert_eq!(r.link.counters().resent, 1);
+    });
+}
+
+#[test]
+fn a_link_end_that_came_with_a_publish_error_is_reported_as_the_link_end() {
+    let r = Rig::new("statwitherr", |_| {});
+    r.auto.rule(|l| {
+        if l.starts_with("AT+QMTPUB=") {
+            // The link closed just before the line came: the URC, then the
+            // refusal, in one burst.
+            Answer::Send(b"\r\n+QMTSTAT: 0,6\r\n\r\nERROR\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        r.link
+            .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
+            .unwrap();
+        let reason = r.rec.offline(ms(500)).await;
+        assert_eq!(
+            reason,
+            OfflineReason::LinkClosed(LinkClosedReason::SendFailed),
+            "{}",
+            r.explain()
+        );
+        r.auto.rule(|_| Answer::Default);
+        r.rec.online(ms(500)).await;
+        r.link.flush().await;
     });
 }

@@ -576,6 +576,14 @@ fn push_error(e: PushError) -> Error {
     }
 }
 
+/// Why the modem ended a link.
+fn link_end(end: LinkEnd) -> OfflineReason {
+    match end {
+        LinkEnd::Closed(r) => OfflineReason::LinkClosed(r),
+        LinkEnd::Rebooted => OfflineReason::ModemRebooted,
+    }
+}
+
 /// Why an operation ended the link.
 fn reason(e: Error) -> OfflineReason {
     match e {
@@ -759,9 +767,15 @@ impl Supervisor<'_> {
         let send = select_array(core::array::from_fn::<_, MAX_IN_FLIGHT, _>(|i| {
             self.lane(i < lanes)
         }));
-        match select3(send, self.watch(epoch), self.health()).await {
+        let r = match select3(send, self.watch(epoch), self.health()).await {
             Either3::First((r, _)) => r,
             Either3::Second(r) | Either3::Third(r) => r,
+        };
+        // A link end the driver saw (`+QMTSTAT`, a restart) is why: a publish
+        // refused in the same burst because the link was gone only follows.
+        match self.client().link() {
+            (now, Some(end)) if now != epoch => link_end(end),
+            _ => r,
         }
     }
 
@@ -822,10 +836,7 @@ impl Supervisor<'_> {
     async fn watch(&self, epoch: u32) -> OfflineReason {
         let c = self.client();
         c.link_changed(epoch).await;
-        match c.link().1 {
-            Some(LinkEnd::Closed(r)) => OfflineReason::LinkClosed(r),
-            Some(LinkEnd::Rebooted) | None => OfflineReason::ModemRebooted,
-        }
+        c.link().1.map_or(OfflineReason::ModemRebooted, link_end)
     }
 
     /// Every `health_check`: `AT+QMTCONN?` must say the client is connected.
