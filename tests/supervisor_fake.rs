@@ -353,6 +353,80 @@ fn registration_missing_past_the_deadline_is_not_registered_and_backs_off() {
 }
 
 #[test]
+fn a_failed_publish_ends_the_link_and_the_message_goes_again_under_its_msg_id() {
+    let r = Rig::new("pubfail", |_| {});
+    let failed = Rc::new(Cell::new(false));
+    let f = failed.clone();
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTPUB=") && !f.replace(true) {
+            // The modem gave up on it (`pkt_timeout` x retries).
+            Answer::Send(b"\r\nOK\r\n\r\n+QMTPUB: 0,1,2\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let t = r
+            .link
+            .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
+            .unwrap();
+        assert_eq!(t.msg_id, 1);
+        let reason = r.rec.offline(ms(500)).await;
+        assert_eq!(
+            reason,
+            OfflineReason::Failed(Error::SendFailed),
+            "{}",
+            r.explain()
+        );
+        r.rec.online(ms(500)).await;
+        with_timeout(ms(500), r.link.delivered(t)).await.unwrap();
+        let pubs: Vec<String> = r
+            .auto
+            .lines()
+            .into_iter()
+            .filter(|l| l.starts_with("AT+QMTPUB="))
+            .collect();
+        assert_eq!(pubs, ["AT+QMTPUB=0,1,1,0,\"up/dev1\",\"m\""; 2]);
+        // The failed link was closed before the next open.
+        let l = r.auto.lines();
+        let first_pub = l.iter().position(|l| l.starts_with("AT+QMTPUB=")).unwrap();
+        assert_eq!(l[first_pub + 1], "AT+QMTCLOSE=0", "{}", r.explain());
+        assert_eq!(r.link.counters().resent, 1);
+    });
+}
+
+#[test]
+fn a_link_end_that_came_with_a_publish_error_is_reported_as_the_link_end() {
+    let r = Rig::new("statwitherr", |_| {});
+    r.auto.rule(|l| {
+        if l.starts_with("AT+QMTPUB=") {
+            // The link closed just before the line came: the URC, then the
+            // refusal, in one burst.
+            Answer::Send(b"\r\n+QMTSTAT: 0,6\r\n\r\nERROR\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        r.link
+            .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
+            .unwrap();
+        let reason = r.rec.offline(ms(500)).await;
+        assert_eq!(
+            reason,
+            OfflineReason::LinkClosed(LinkClosedReason::SendFailed),
+            "{}",
+            r.explain()
+        );
+        r.auto.rule(|_| Answer::Default);
+        r.rec.online(ms(500)).await;
+        r.link.flush().await;
+    });
+}
+
+#[test]
 fn the_health_check_finding_the_client_not_connected_closes_and_reconnects() {
     let r = Rig::new("notconn", |c| c.health_check = ms(30));
     let gone = Rc::new(Cell::new(false));
@@ -463,6 +537,59 @@ fn a_publish_dropped_while_it_waited_for_room_stores_nothing() {
 }
 
 #[test]
+fn a_message_in_flight_when_the_link_ends_unreported_is_resent_once_and_blocks_no_other() {
+    let r = Rig::new("abandoned", |c| c.health_check = ms(30));
+    let (published, gone) = (Rc::new(Cell::new(0u32)), Rc::new(Cell::new(false)));
+    let (p, g) = (published.clone(), gone.clone());
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTPUB=") {
+            p.set(p.get() + 1);
+            if p.get() == 1 {
+                // Accepted; its result never comes.
+                return Answer::Send(b"\r\nOK\r\n".to_vec());
+            }
+        }
+        if l == "AT+QMTCONN?" && p.get() == 1 && !g.replace(true) {
+            // Meanwhile the client lost its connection without a +QMTSTAT.
+            return Answer::Send(b"\r\n+QMTCONN: 0,1\r\n\r\nOK\r\n".to_vec());
+        }
+        Answer::Default
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let t = r
+            .link
+            .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
+            .unwrap();
+        let reason = r.rec.offline(ms(500)).await;
+        assert_eq!(reason, OfflineReason::NotConnected, "{}", r.explain());
+        let next = r
+            .link
+            .try_publish("up/dev1", b"n", QoS::AtLeastOnce, false)
+            .unwrap();
+        r.rec.online(ms(500)).await;
+        let back = Instant::now();
+        // The driver keeps the first msgID until the old publish's deadline
+        // (500 ms here): the later message does not wait behind it.
+        with_timeout(ms(100), r.link.delivered(next))
+            .await
+            .unwrap_or_else(|_| panic!("{}", r.explain()));
+        with_timeout(ms(2000), r.link.delivered(t)).await.unwrap();
+        eprintln!("re-sent {:?} after the link was back", back.elapsed());
+        let pubs: Vec<String> = r
+            .auto
+            .lines()
+            .into_iter()
+            .filter(|l| l.starts_with("AT+QMTPUB="))
+            .collect();
+        let m = "AT+QMTPUB=0,1,1,0,\"up/dev1\",\"m\"";
+        assert_eq!(pubs, [m, "AT+QMTPUB=0,2,1,0,\"up/dev1\",\"n\"", m]);
+        let c = r.link.counters();
+        assert_eq!((c.resent, c.delivered), (1, 2), "{c:?}\n{}", r.explain());
+    });
+}
+
+#[test]
 fn timeout_notice_has_the_modem_report_retransmissions_which_end_nothing() {
     let r = Rig::new("notice", |c| c.timeout_notice = true);
     r.auto.rule(|l| {
@@ -492,79 +619,5 @@ fn timeout_notice_has_the_modem_report_retransmissions_which_end_nothing() {
         let c = r.link.counters();
         assert_eq!((c.delivered, c.link_losses, c.resent), (1, 0, 0));
         assert_eq!(r.rec.states().len(), 2, "{}", r.explain());
-    });
-}
-
-#[test]
-fn a_failed_publish_ends_the_link_and_the_message_goes_again_under_its_msg_id() {
-    let r = Rig::new("pubfail", |_| {});
-    let failed = Rc::new(Cell::new(false));
-    let f = failed.clone();
-    r.auto.rule(move |l| {
-        if l.starts_with("AT+QMTPUB=") && !f.replace(true) {
-            // The modem gave up on it (`pkt_timeout` x retries).
-            Answer::Send(b"\r\nOK\r\n\r\n+QMTPUB: 0,1,2\r\n".to_vec())
-        } else {
-            Answer::Default
-        }
-    });
-    r.run(async {
-        r.rec.online(ms(500)).await;
-        let t = r
-            .link
-            .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
-            .unwrap();
-        assert_eq!(t.msg_id, 1);
-        let reason = r.rec.offline(ms(500)).await;
-        assert_eq!(
-            reason,
-            OfflineReason::Failed(Error::SendFailed),
-            "{}",
-            r.explain()
-        );
-        r.rec.online(ms(500)).await;
-        with_timeout(ms(500), r.link.delivered(t)).await.unwrap();
-        let pubs: Vec<String> = r
-            .auto
-            .lines()
-            .into_iter()
-            .filter(|l| l.starts_with("AT+QMTPUB="))
-            .collect();
-        assert_eq!(pubs, ["AT+QMTPUB=0,1,1,0,\"up/dev1\",\"m\""; 2]);
-        // The failed link was closed before the next open.
-        let l = r.auto.lines();
-        let first_pub = l.iter().position(|l| l.starts_with("AT+QMTPUB=")).unwrap();
-        assert_eq!(l[first_pub + 1], "AT+QMTCLOSE=0", "{}", r.explain());
-        assert_eq!(r.link.counters().resent, 1);
-    });
-}
-
-#[test]
-fn a_link_end_that_came_with_a_publish_error_is_reported_as_the_link_end() {
-    let r = Rig::new("statwitherr", |_| {});
-    r.auto.rule(|l| {
-        if l.starts_with("AT+QMTPUB=") {
-            // The link closed just before the line came: the URC, then the
-            // refusal, in one burst.
-            Answer::Send(b"\r\n+QMTSTAT: 0,6\r\n\r\nERROR\r\n".to_vec())
-        } else {
-            Answer::Default
-        }
-    });
-    r.run(async {
-        r.rec.online(ms(500)).await;
-        r.link
-            .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
-            .unwrap();
-        let reason = r.rec.offline(ms(500)).await;
-        assert_eq!(
-            reason,
-            OfflineReason::LinkClosed(LinkClosedReason::SendFailed),
-            "{}",
-            r.explain()
-        );
-        r.auto.rule(|_| Answer::Default);
-        r.rec.online(ms(500)).await;
-        r.link.flush().await;
     });
 }

@@ -218,7 +218,8 @@ pub struct Counters {
     pub link_losses: u32,
     /// Attempts to bring the link up that failed.
     pub failed_attempts: u32,
-    /// Outbox messages sent again (after a link loss or a failed publish).
+    /// Outbox messages sent again (after a link loss or a failed publish),
+    /// counted when the modem accepted the line again.
     pub resent: u32,
     /// Outbox messages the broker acknowledged (QoS 1/2) or the modem sent
     /// (QoS 0).
@@ -790,15 +791,30 @@ impl Supervisor<'_> {
         let shared = self.link.shared;
         loop {
             let t: Taken = outbox.take_wait().await;
-            if t.sends > 1 {
-                shared.count(|c| c.resent = c.resent.wrapping_add(1));
-            }
             let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
             let src = outbox.source(t.at);
-            let sent = self
-                .client()
-                .start_from(&src, t.qos, t.retain, false, msg_id, SlotWait::Wait)
-                .await;
+            let sent = loop {
+                match self
+                    .client()
+                    .start_from(&src, t.qos, t.retain, false, msg_id, SlotWait::Wait)
+                    .await
+                {
+                    Err(Error::InvalidArgument {
+                        problem: Problem::InUse,
+                        ..
+                    }) => {
+                        // An earlier send of this msgID still waits for its
+                        // late result (until its deadline): this lane keeps
+                        // the message and tries again a little later; the
+                        // other lanes go on with the next ones.
+                        Timer::after(self.modem.core.config.quiet_gap).await;
+                    }
+                    sent => break sent,
+                }
+            };
+            if sent.is_ok() && t.sends > 1 {
+                shared.count(|c| c.resent = c.resent.wrapping_add(1));
+            }
             let result = match sent {
                 Ok(pending) => pending.result().await.map(drop),
                 Err(e) => Err(e),
@@ -807,15 +823,6 @@ impl Supervisor<'_> {
                 Ok(()) => {
                     outbox.delivered(t.at);
                     shared.count(|c| c.delivered = c.delivered.wrapping_add(1));
-                }
-                Err(Error::InvalidArgument {
-                    problem: Problem::InUse,
-                    ..
-                }) => {
-                    // An earlier send of this msgID still waits for its late
-                    // result: try again a little later.
-                    outbox.requeue(t.at);
-                    Timer::after(self.modem.core.config.quiet_gap).await;
                 }
                 Err(e) => {
                     outbox.requeue(t.at);
