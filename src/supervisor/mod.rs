@@ -98,6 +98,11 @@ pub struct SupervisorConfig<'a> {
     pub pkt_timeout_s: u8,
     /// Retransmissions.
     pub retry_times: u8,
+    /// Have the modem report each retransmission of a publish
+    /// (`+QMTPUB: id,msgID,1,<n>`, the third field of
+    /// `AT+QMTCFG="timeout"`). Progress only: the message still stays in the
+    /// outbox until its final result. Default `false`.
+    pub timeout_notice: bool,
     /// How payloads are sent (`AT+QMTCFG="dataformat"`); reception is hex
     /// unless the driver's [`Config::receive_text`](crate::Config::receive_text).
     pub send_format: DataFormat,
@@ -140,6 +145,7 @@ impl<'a> SupervisorConfig<'a> {
             version: None,
             pkt_timeout_s: 10,
             retry_times: 3,
+            timeout_notice: false,
             send_format: DataFormat::Text,
             subscriptions: &[],
             backoff: Backoff::new(),
@@ -212,7 +218,8 @@ pub struct Counters {
     pub link_losses: u32,
     /// Attempts to bring the link up that failed.
     pub failed_attempts: u32,
-    /// Outbox messages sent again (after a link loss or a failed publish).
+    /// Outbox messages sent again (after a link loss or a failed publish),
+    /// counted when the modem accepted the line again.
     pub resent: u32,
     /// Outbox messages the broker acknowledged (QoS 1/2) or the modem sent
     /// (QoS 0).
@@ -577,6 +584,14 @@ fn push_error(e: PushError) -> Error {
     }
 }
 
+/// Why the modem ended a link.
+fn link_end(end: LinkEnd) -> OfflineReason {
+    match end {
+        LinkEnd::Closed(r) => OfflineReason::LinkClosed(r),
+        LinkEnd::Rebooted => OfflineReason::ModemRebooted,
+    }
+}
+
 /// Why an operation ended the link.
 fn reason(e: Error) -> OfflineReason {
     match e {
@@ -665,7 +680,7 @@ impl Supervisor<'_> {
         c.set_clean_session(cfg.clean_session)
             .await
             .map_err(reason)?;
-        c.set_timeout(cfg.pkt_timeout_s, cfg.retry_times, false)
+        c.set_timeout(cfg.pkt_timeout_s, cfg.retry_times, cfg.timeout_notice)
             .await
             .map_err(reason)?;
         if let Some(v) = cfg.version {
@@ -758,13 +773,20 @@ impl Supervisor<'_> {
         });
         shared.set_state(LinkState::Online);
         let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
-        // The first lane whose publish ends the link says why.
+        // The first lane whose publish fails ends the link (the others wait
+        // for messages, or are idle, for ever).
         let send = select_array(core::array::from_fn::<_, MAX_IN_FLIGHT, _>(|i| {
             self.lane(i < lanes)
         }));
-        match select3(send, self.watch(epoch), self.health()).await {
+        let r = match select3(send, self.watch(epoch), self.health()).await {
             Either3::First((r, _)) => r,
             Either3::Second(r) | Either3::Third(r) => r,
+        };
+        // A link end the driver saw (`+QMTSTAT`, a restart) is why: a publish
+        // refused in the same burst because the link was gone only follows.
+        match self.client().link() {
+            (now, Some(end)) if now != epoch => link_end(end),
+            _ => r,
         }
     }
 
@@ -779,15 +801,30 @@ impl Supervisor<'_> {
         let shared = self.link.shared;
         loop {
             let t: Taken = outbox.take_wait().await;
-            if t.sends > 1 {
-                shared.count(|c| c.resent = c.resent.wrapping_add(1));
-            }
             let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
             let src = outbox.source(t.at);
-            let sent = self
-                .client()
-                .start_from(&src, t.qos, t.retain, false, msg_id, SlotWait::Wait)
-                .await;
+            let sent = loop {
+                match self
+                    .client()
+                    .start_from(&src, t.qos, t.retain, false, msg_id, SlotWait::Wait)
+                    .await
+                {
+                    Err(Error::InvalidArgument {
+                        problem: Problem::InUse,
+                        ..
+                    }) => {
+                        // An earlier send of this msgID still waits for its
+                        // late result (until its deadline): this lane keeps
+                        // the message and tries again a little later; the
+                        // other lanes go on with the next ones.
+                        Timer::after(self.modem.core.config.quiet_gap).await;
+                    }
+                    sent => break sent,
+                }
+            };
+            if sent.is_ok() && t.sends > 1 {
+                shared.count(|c| c.resent = c.resent.wrapping_add(1));
+            }
             let result = match sent {
                 Ok(pending) => pending.result().await.map(drop),
                 Err(e) => Err(e),
@@ -796,15 +833,6 @@ impl Supervisor<'_> {
                 Ok(()) => {
                     outbox.delivered(t.at);
                     shared.count(|c| c.delivered = c.delivered.wrapping_add(1));
-                }
-                Err(Error::InvalidArgument {
-                    problem: Problem::InUse,
-                    ..
-                }) => {
-                    // An earlier send of this msgID still waits for its late
-                    // result: try again a little later.
-                    outbox.requeue(t.at);
-                    Timer::after(self.modem.core.config.quiet_gap).await;
                 }
                 Err(e) => {
                     outbox.requeue(t.at);
@@ -825,10 +853,7 @@ impl Supervisor<'_> {
     async fn watch(&self, epoch: u32) -> OfflineReason {
         let c = self.client();
         c.link_changed(epoch).await;
-        match c.link().1 {
-            Some(LinkEnd::Closed(r)) => OfflineReason::LinkClosed(r),
-            Some(LinkEnd::Rebooted) | None => OfflineReason::ModemRebooted,
-        }
+        c.link().1.map_or(OfflineReason::ModemRebooted, link_end)
     }
 
     /// Every `health_check`: `AT+QMTCONN?` must say the client is connected.

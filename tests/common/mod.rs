@@ -2,6 +2,8 @@
 //! transcript player.
 #![allow(dead_code, unused_imports)]
 
+pub mod auto;
+pub mod rig;
 pub mod transcript;
 
 pub use bc26_testkit::*;

@@ -1,0 +1,623 @@
+//! The supervisor's state machine on an auto-answering fake modem
+//! (`common::auto`), in milliseconds: the exact AT sequence of a bring-up,
+//! and what each way of failing leads to.
+
+mod common;
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::rc::Rc;
+
+use bc26_mqtt::supervisor::{
+    self, Backoff, Link, LinkState, OfflineReason, Supervisor, SupervisorConfig, SupervisorState,
+};
+use bc26_mqtt::{ClientId, Error, LinkClosedReason, QoS, Subscription};
+use common::auto::{Answer, Auto};
+use common::rig::{block_on, Recorder};
+use common::{fast_config, setup, Fake, TestRunner};
+use embassy_futures::join::join;
+use embassy_futures::select::{select4, Either4};
+use embassy_time::{with_timeout, Duration, Instant, Timer};
+
+const SUBS: &[Subscription<'static>] = &[Subscription::new("cmd/dev1", QoS::AtLeastOnce)];
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Millisecond timings: back-off 10 to 80 ms (reset after 150 ms online),
+/// AT/CEREG polled every 10 ms, no health check unless a test sets one.
+fn config() -> SupervisorConfig<'static> {
+    let mut c = SupervisorConfig::new(ClientId::new(0).unwrap(), "broker.example", 1883, "dev1");
+    c.keepalive_s = 60;
+    c.pkt_timeout_s = 1;
+    c.retry_times = 0;
+    c.subscriptions = SUBS;
+    c.backoff = Backoff::new()
+        .delays(ms(10), ms(80))
+        .stable_after(ms(150))
+        .seed(5);
+    c.modem_deadline = ms(400);
+    c.registration_deadline = ms(100);
+    c.poll_interval = ms(10);
+    c.health_check = Duration::from_ticks(0);
+    c
+}
+
+/// The bring-up of `config()`, line by line.
+const BRING_UP: &[&str] = &[
+    "AT",
+    "ATE0",
+    "AT+CEREG?",
+    "AT+QMTCFG=\"keepalive\",0,60",
+    "AT+QMTCFG=\"session\",0,1",
+    "AT+QMTCFG=\"timeout\",0,1,0,0",
+    "AT+QMTCFG=\"will\",0,0",
+    "AT+QMTCFG=\"dataformat\",0,0,0",
+    "AT+QMTOPEN=0,\"broker.example\",1883",
+    "AT+QMTCONN=0,\"dev1\"",
+    "AT+QMTSUB=0,1,\"cmd/dev1\",1",
+];
+
+/// A supervisor on the fake.
+struct Rig {
+    auto: Auto,
+    rec: Recorder,
+    link: Link<'static>,
+    #[allow(clippy::type_complexity)]
+    parts: RefCell<Option<(TestRunner, Supervisor<'static>, Fake)>>,
+}
+
+impl Rig {
+    fn new(name: &'static str, tweak: impl FnOnce(&mut SupervisorConfig<'static>)) -> Rig {
+        Self::sized::<4096>(name, tweak)
+    }
+
+    fn sized<const N: usize>(
+        name: &'static str,
+        tweak: impl FnOnce(&mut SupervisorConfig<'static>),
+    ) -> Rig {
+        let (modem, runner, fake) = setup(fast_config());
+        let mut c = config();
+        tweak(&mut c);
+        let state: &'static mut SupervisorState<N> = Box::leak(Box::new(SupervisorState::new()));
+        let (link, sup) = supervisor::new(modem, state, c);
+        Rig {
+            auto: Auto::new(),
+            rec: Recorder::new(name, link),
+            link,
+            parts: RefCell::new(Some((runner, sup, fake))),
+        }
+    }
+
+    /// Runs the driver, the supervisor and the fake until `body` ends (5 s
+    /// at most).
+    fn run(&self, body: impl Future<Output = ()>) {
+        let (runner, sup, fake) = self.parts.borrow_mut().take().unwrap();
+        block_on(std::time::Duration::from_secs(5), async {
+            let sides = join(self.rec.record(), self.auto.serve(fake));
+            match select4(runner.run(), sup.run(), sides, body).await {
+                Either4::Fourth(()) => {}
+                _ => unreachable!(),
+            }
+        });
+    }
+
+    /// Fails with the fake's log and the states.
+    fn explain(&self) -> String {
+        format!(
+            "lines:\n{}\nstates:\n{}",
+            self.auto.dump(),
+            self.rec.history()
+        )
+    }
+}
+
+#[test]
+fn a_bring_up_sends_exactly_the_configuration_open_connect_and_subscriptions_in_order() {
+    let r = Rig::new("bringup", |_| {});
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        assert_eq!(r.auto.lines(), BRING_UP, "{}", r.explain());
+        assert_eq!(
+            r.rec.states(),
+            [LinkState::Connecting { attempt: 1 }, LinkState::Online]
+        );
+        let c = r.link.counters();
+        assert_eq!((c.connects, c.reconnects, c.failed_attempts), (1, 0, 0));
+    });
+}
+
+#[test]
+fn identifier_occupied_closes_the_client_and_opens_it_again_in_the_same_attempt() {
+    let r = Rig::new("occupied", |_| {});
+    let first = Rc::new(Cell::new(true));
+    let f = first.clone();
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTOPEN=") && f.replace(false) {
+            Answer::Send(b"\r\nOK\r\n\r\n+QMTOPEN: 0,2\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let mut want: Vec<&str> = BRING_UP[..9].to_vec();
+        want.extend(["AT+QMTCLOSE=0", BRING_UP[8]]);
+        want.extend(&BRING_UP[9..]);
+        assert_eq!(r.auto.lines(), want, "{}", r.explain());
+        assert_eq!(
+            r.rec.states(),
+            [LinkState::Connecting { attempt: 1 }, LinkState::Online]
+        );
+    });
+}
+
+/// The `BackingOff` delays recorded from index `from` on.
+fn delays(r: &Rig, from: usize) -> Vec<Duration> {
+    r.rec.states()[from..]
+        .iter()
+        .filter_map(|s| match s {
+            LinkState::BackingOff { delay } => Some(*delay),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn back_off_grows_while_attempts_fail_keeps_growing_after_a_short_link_and_resets_after_a_stable_one(
+) {
+    let r = Rig::new("backoff", |_| {});
+    let fail = Rc::new(Cell::new(5u32));
+    let f = fail.clone();
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTOPEN=") && f.get() > 0 {
+            f.set(f.get() - 1);
+            Answer::Send(b"\r\nOK\r\n\r\n+QMTOPEN: 0,-1\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(2000)).await;
+        // Five failed opens: 10, 20, 40, 80, 80 ms before jitter, each
+        // delay in [d/2, d], and each attempt waited at least that long.
+        let d = delays(&r, 0);
+        let bases = [10, 20, 40, 80, 80];
+        assert_eq!(d.len(), 5, "{}", r.explain());
+        for (got, base) in d.iter().zip(bases) {
+            assert!(
+                *got >= ms(base) / 2 && *got <= ms(base),
+                "{d:?}\n{}",
+                r.explain()
+            );
+        }
+        let opens: Vec<usize> = (0..r.auto.count())
+            .filter(|&i| r.auto.lines()[i].starts_with("AT+QMTOPEN="))
+            .collect();
+        for (k, w) in opens.windows(2).enumerate() {
+            let gap = r.auto.at(w[1]).saturating_duration_since(r.auto.at(w[0]));
+            assert!(gap >= d[k], "attempt {k}: {gap:?} < {:?}", d[k]);
+        }
+        let states = [
+            LinkState::Connecting { attempt: 1 },
+            LinkState::Connecting { attempt: 2 },
+            LinkState::Connecting { attempt: 6 },
+        ];
+        for s in states {
+            assert!(r.rec.states().contains(&s), "{}", r.explain());
+        }
+        // A link that ends before `stable_after` (150 ms): the back-off goes
+        // on growing.
+        let from = r.rec.states().len();
+        r.auto.send(b"\r\n+QMTSTAT: 0,1\r\n");
+        r.rec.offline(ms(200)).await;
+        r.rec.online(ms(500)).await;
+        let d = delays(&r, from);
+        assert!(d[0] >= ms(40) && d[0] <= ms(80), "{d:?}");
+        assert!(r
+            .rec
+            .states()
+            .contains(&LinkState::Connecting { attempt: 7 }));
+        // Online longer than `stable_after`: the next delay is the first one.
+        Timer::after(ms(200)).await;
+        let from = r.rec.states().len();
+        r.auto.send(b"\r\n+QMTSTAT: 0,1\r\n");
+        r.rec.offline(ms(200)).await;
+        r.rec.online(ms(500)).await;
+        let d = delays(&r, from);
+        assert!(d[0] <= ms(10), "{d:?}\n{}", r.explain());
+        assert_eq!(
+            r.rec.states()[from + 2],
+            LinkState::Connecting { attempt: 2 }
+        );
+    });
+}
+
+#[test]
+fn a_late_qmtstat_5_ends_nothing_and_publishes_go_on() {
+    let r = Rig::new("late5", |c| c.health_check = ms(20));
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let n = r.rec.states().len();
+        r.auto.send(b"\r\n+QMTSTAT: 0,5\r\n");
+        r.link
+            .publish("up/dev1", b"after", QoS::AtLeastOnce, false)
+            .await
+            .unwrap();
+        // Health checks go on and find the client connected.
+        let checks = r.auto.lines().len();
+        Timer::after(ms(100)).await;
+        let later = r.auto.lines_from(checks);
+        assert!(
+            later.iter().filter(|l| *l == "AT+QMTCONN?").count() >= 3,
+            "{}",
+            r.explain()
+        );
+        assert_eq!(r.rec.states().len(), n, "{}", r.explain());
+        assert_eq!(r.link.counters().link_losses, 0);
+    });
+}
+
+#[test]
+fn a_reboot_mid_connect_ends_the_attempt_and_everything_is_configured_again() {
+    let r = Rig::new("rebootconn", |_| {});
+    let hang = Rc::new(Cell::new(true));
+    let h = hang.clone();
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTCONN=") && h.replace(false) {
+            // OK, then no result: the CONNACK is awaited.
+            Answer::Send(b"\r\nOK\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.auto
+            .wait_lines(|l| l.iter().any(|l| l.starts_with("AT+QMTCONN=")))
+            .await;
+        let at = r.auto.count();
+        r.auto.send(b"\r\nRDY\r\n");
+        let reason = r.rec.offline(ms(200)).await;
+        assert_eq!(reason, OfflineReason::ModemRebooted, "{}", r.explain());
+        r.rec.online(ms(500)).await;
+        // After RDY: the whole bring-up again, from AT.
+        assert_eq!(r.auto.lines_from(at), BRING_UP, "{}", r.explain());
+        let c = r.link.counters();
+        assert_eq!((c.connects, c.failed_attempts), (1, 1));
+    });
+}
+
+#[test]
+fn a_silent_modem_gets_nothing_but_at_probes_then_the_attempt_backs_off() {
+    let r = Rig::new("silent", |_| {});
+    r.auto.silent.set(true);
+    r.run(async {
+        let t0 = Instant::now();
+        let reason = r.rec.offline(ms(2000)).await;
+        assert_eq!(reason, OfflineReason::ModemSilent, "{}", r.explain());
+        // modem_deadline 400 ms, each AT waits up to 300 ms for its answer.
+        assert!(t0.elapsed() >= ms(400), "{:?}", t0.elapsed());
+        assert!(t0.elapsed() <= ms(1200), "{:?}", t0.elapsed());
+        let probes = r.auto.lines();
+        assert!(probes.len() >= 2, "{}", r.explain());
+        assert!(probes.iter().all(|l| l == "AT"), "{}", r.explain());
+        r.rec
+            .until(ms(100), "BackingOff", |s| {
+                matches!(s, LinkState::BackingOff { .. })
+            })
+            .await;
+        // It answers again: the next attempt comes online.
+        r.auto.silent.set(false);
+        r.rec.online(ms(1500)).await;
+        assert!(r.link.counters().failed_attempts >= 1);
+    });
+}
+
+#[test]
+fn a_silent_modem_while_online_is_found_by_the_health_check() {
+    let r = Rig::new("silentonline", |c| c.health_check = ms(50));
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        r.auto.silent.set(true);
+        let t0 = Instant::now();
+        let reason = r.rec.offline(ms(1000)).await;
+        assert_eq!(reason, OfflineReason::ModemSilent, "{}", r.explain());
+        // One health-check period, then the command timeout (300 ms).
+        assert!(t0.elapsed() <= ms(600), "{:?}", t0.elapsed());
+        r.auto.silent.set(false);
+        r.rec.online(ms(1500)).await;
+    });
+}
+
+#[test]
+fn registration_missing_past_the_deadline_is_not_registered_and_backs_off() {
+    let r = Rig::new("noreg", |_| {});
+    r.auto.stat.set(2);
+    r.run(async {
+        let reason = r.rec.offline(ms(500)).await;
+        assert_eq!(reason, OfflineReason::NotRegistered, "{}", r.explain());
+        let polls = r.auto.lines()[2..].to_vec();
+        // registration_deadline 100 ms, polled every 10 ms; nothing else.
+        assert!(polls.len() >= 5, "{}", r.explain());
+        assert!(polls.iter().all(|l| l == "AT+CEREG?"), "{}", r.explain());
+        r.rec
+            .until(ms(100), "BackingOff", |s| {
+                matches!(s, LinkState::BackingOff { .. })
+            })
+            .await;
+        r.auto.stat.set(5);
+        r.rec.online(ms(500)).await;
+        assert_eq!(r.link.counters().failed_attempts, 1);
+    });
+}
+
+#[test]
+fn a_failed_publish_ends_the_link_and_the_message_goes_again_under_its_msg_id() {
+    let r = Rig::new("pubfail", |_| {});
+    let failed = Rc::new(Cell::new(false));
+    let f = failed.clone();
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTPUB=") && !f.replace(true) {
+            // The modem gave up on it (`pkt_timeout` x retries).
+            Answer::Send(b"\r\nOK\r\n\r\n+QMTPUB: 0,1,2\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let t = r
+            .link
+            .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
+            .unwrap();
+        assert_eq!(t.msg_id, 1);
+        let reason = r.rec.offline(ms(500)).await;
+        assert_eq!(
+            reason,
+            OfflineReason::Failed(Error::SendFailed),
+            "{}",
+            r.explain()
+        );
+        r.rec.online(ms(500)).await;
+        with_timeout(ms(500), r.link.delivered(t)).await.unwrap();
+        let pubs: Vec<String> = r
+            .auto
+            .lines()
+            .into_iter()
+            .filter(|l| l.starts_with("AT+QMTPUB="))
+            .collect();
+        assert_eq!(pubs, ["AT+QMTPUB=0,1,1,0,\"up/dev1\",\"m\""; 2]);
+        // The failed link was closed before the next open.
+        let l = r.auto.lines();
+        let first_pub = l.iter().position(|l| l.starts_with("AT+QMTPUB=")).unwrap();
+        assert_eq!(l[first_pub + 1], "AT+QMTCLOSE=0", "{}", r.explain());
+        assert_eq!(r.link.counters().resent, 1);
+    });
+}
+
+#[test]
+fn a_link_end_that_came_with_a_publish_error_is_reported_as_the_link_end() {
+    let r = Rig::new("statwitherr", |_| {});
+    r.auto.rule(|l| {
+        if l.starts_with("AT+QMTPUB=") {
+            // The link closed just before the line came: the URC, then the
+            // refusal, in one burst.
+            Answer::Send(b"\r\n+QMTSTAT: 0,6\r\n\r\nERROR\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        r.link
+            .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
+            .unwrap();
+        let reason = r.rec.offline(ms(500)).await;
+        assert_eq!(
+            reason,
+            OfflineReason::LinkClosed(LinkClosedReason::SendFailed),
+            "{}",
+            r.explain()
+        );
+        r.auto.rule(|_| Answer::Default);
+        r.rec.online(ms(500)).await;
+        r.link.flush().await;
+    });
+}
+
+#[test]
+fn the_health_check_finding_the_client_not_connected_closes_and_reconnects() {
+    let r = Rig::new("notconn", |c| c.health_check = ms(30));
+    let gone = Rc::new(Cell::new(false));
+    let g = gone.clone();
+    r.auto.rule(move |l| {
+        if l == "AT+QMTCONN?" && g.get() {
+            // Only opened (1), not connected (3).
+            Answer::Send(b"\r\n+QMTCONN: 0,1\r\n\r\nOK\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let at = r.auto.count();
+        gone.set(true);
+        let reason = r.rec.offline(ms(200)).await;
+        assert_eq!(reason, OfflineReason::NotConnected, "{}", r.explain());
+        gone.set(false);
+        r.rec.online(ms(500)).await;
+        // The check, the close (no DISCONNECT), then a new bring-up.
+        let l = r.auto.lines_from(at);
+        let close = l.iter().position(|l| l == "AT+QMTCLOSE=0").unwrap();
+        assert_eq!(l[close - 1], "AT+QMTCONN?", "{}", r.explain());
+        let again = &l[close + 1..];
+        assert_eq!(again[..10], BRING_UP[..10], "{}", r.explain());
+        assert_eq!(again[10], "AT+QMTSUB=0,2,\"cmd/dev1\",1");
+    });
+}
+
+#[test]
+fn a_rejected_subscription_fails_the_attempt_closes_the_client_and_backs_off() {
+    let r = Rig::new("subrej", |_| {});
+    let reject = Rc::new(Cell::new(true));
+    let j = reject.clone();
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTSUB=") && j.replace(false) {
+            let id = l.split(',').nth(1).unwrap().to_string();
+            Answer::Send(format!("\r\nOK\r\n\r\n+QMTSUB: 0,{id},0,128\r\n").into_bytes())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        let reason = r.rec.offline(ms(500)).await;
+        assert_eq!(
+            reason,
+            OfflineReason::SubscriptionRejected,
+            "{}",
+            r.explain()
+        );
+        r.rec.online(ms(500)).await;
+        let l = r.auto.lines();
+        assert_eq!(l[BRING_UP.len()], "AT+QMTCLOSE=0", "{}", r.explain());
+        assert_eq!(r.link.counters().failed_attempts, 1);
+    });
+}
+
+#[test]
+fn a_publish_dropped_after_its_message_was_stored_is_still_delivered() {
+    let r = Rig::new("dropped", |_| {});
+    // Registration comes only later: the message waits in the outbox.
+    r.auto.stat.set(2);
+    r.run(async {
+        let publish = r.link.publish("up/dev1", b"kept", QoS::AtLeastOnce, false);
+        // The application gives up waiting after 20 ms.
+        assert!(with_timeout(ms(20), publish).await.is_err());
+        assert_eq!(r.link.outbox().messages, 1);
+        r.auto.stat.set(1);
+        r.rec.online(ms(800)).await;
+        with_timeout(ms(500), r.link.flush()).await.unwrap();
+        let pubs: Vec<String> = r
+            .auto
+            .lines()
+            .into_iter()
+            .filter(|l| l.starts_with("AT+QMTPUB="))
+            .collect();
+        assert_eq!(pubs, ["AT+QMTPUB=0,1,1,0,\"up/dev1\",\"kept\""]);
+        assert_eq!(r.link.counters().delivered, 1);
+    });
+}
+
+#[test]
+fn a_publish_dropped_while_it_waited_for_room_stores_nothing() {
+    let r = Rig::sized::<64>("noroom", |_| {});
+    r.auto.stat.set(2);
+    r.run(async {
+        // 14 + 7 + 40 bytes: the 64-byte outbox holds one.
+        let first = [b'a'; 40];
+        r.link
+            .try_publish("up/dev1", &first, QoS::AtLeastOnce, false)
+            .unwrap();
+        let second = [b'b'; 40];
+        let waiting = r.link.publish("up/dev1", &second, QoS::AtLeastOnce, false);
+        assert!(with_timeout(ms(20), waiting).await.is_err());
+        r.auto.stat.set(1);
+        r.rec.online(ms(800)).await;
+        with_timeout(ms(500), r.link.flush()).await.unwrap();
+        let pubs: Vec<String> = r
+            .auto
+            .lines()
+            .into_iter()
+            .filter(|l| l.starts_with("AT+QMTPUB="))
+            .collect();
+        assert_eq!(pubs.len(), 1, "{pubs:?}");
+        assert!(pubs[0].ends_with(&format!("\"{}\"", "a".repeat(40))));
+    });
+}
+
+#[test]
+fn a_message_in_flight_when_the_link_ends_unreported_is_resent_once_and_blocks_no_other() {
+    let r = Rig::new("abandoned", |c| c.health_check = ms(30));
+    let (published, gone) = (Rc::new(Cell::new(0u32)), Rc::new(Cell::new(false)));
+    let (p, g) = (published.clone(), gone.clone());
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTPUB=") {
+            p.set(p.get() + 1);
+            if p.get() == 1 {
+                // Accepted; its result never comes.
+                return Answer::Send(b"\r\nOK\r\n".to_vec());
+            }
+        }
+        if l == "AT+QMTCONN?" && p.get() == 1 && !g.replace(true) {
+            // Meanwhile the client lost its connection without a +QMTSTAT.
+            return Answer::Send(b"\r\n+QMTCONN: 0,1\r\n\r\nOK\r\n".to_vec());
+        }
+        Answer::Default
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let t = r
+            .link
+            .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
+            .unwrap();
+        let reason = r.rec.offline(ms(500)).await;
+        assert_eq!(reason, OfflineReason::NotConnected, "{}", r.explain());
+        let next = r
+            .link
+            .try_publish("up/dev1", b"n", QoS::AtLeastOnce, false)
+            .unwrap();
+        r.rec.online(ms(500)).await;
+        let back = Instant::now();
+        // The driver keeps the first msgID until the old publish's deadline
+        // (500 ms here): the later message does not wait behind it.
+        with_timeout(ms(100), r.link.delivered(next))
+            .await
+            .unwrap_or_else(|_| panic!("{}", r.explain()));
+        with_timeout(ms(2000), r.link.delivered(t)).await.unwrap();
+        eprintln!("re-sent {:?} after the link was back", back.elapsed());
+        let pubs: Vec<String> = r
+            .auto
+            .lines()
+            .into_iter()
+            .filter(|l| l.starts_with("AT+QMTPUB="))
+            .collect();
+        let m = "AT+QMTPUB=0,1,1,0,\"up/dev1\",\"m\"";
+        assert_eq!(pubs, [m, "AT+QMTPUB=0,2,1,0,\"up/dev1\",\"n\"", m]);
+        let c = r.link.counters();
+        assert_eq!((c.resent, c.delivered), (1, 2), "{c:?}\n{}", r.explain());
+    });
+}
+
+#[test]
+fn timeout_notice_has_the_modem_report_retransmissions_which_end_nothing() {
+    let r = Rig::new("notice", |c| c.timeout_notice = true);
+    r.auto.rule(|l| {
+        if l.starts_with("AT+QMTPUB=") {
+            let id = l.split(',').nth(1).unwrap().to_string();
+            // Two retransmissions reported, then the acknowledgement.
+            Answer::Send(
+                format!(
+                    "\r\nOK\r\n\r\n+QMTPUB: 0,{id},1,1\r\n\r\n+QMTPUB: 0,{id},1,2\r\n\r\n+QMTPUB: 0,{id},0\r\n"
+                )
+                .into_bytes(),
+            )
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        assert!(r
+            .auto
+            .lines()
+            .contains(&"AT+QMTCFG=\"timeout\",0,1,0,1".to_string()));
+        r.link
+            .publish("up/dev1", b"m", QoS::AtLeastOnce, false)
+            .await
+            .unwrap();
+        let c = r.link.counters();
+        assert_eq!((c.delivered, c.link_losses, c.resent), (1, 0, 0));
+        assert_eq!(r.rec.states().len(), 2, "{}", r.explain());
+    });
+}
