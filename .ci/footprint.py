@@ -63,6 +63,7 @@ def flash_ram(elf):
 
 # Source directory -> crate group, first match wins.
 GROUPS = [
+    ("/bc26-mqtt/src/supervisor/", "bc26-mqtt supervisor (keeps a client online)"),
     ("/bc26-mqtt/src/", "bc26-mqtt (the driver)"),
     ("/bc26-mqtt/examples/app/", "bc26-example-app (the application)"),
     ("/atat-", "atat (the driver's AT framework)"),

@@ -301,6 +301,23 @@ pub(crate) struct Payload<'p> {
     pub hex: bool,
 }
 
+/// A command the modem answered `OK`: the channel stays held, with the
+/// information lines in the line buffer, until this is dropped.
+pub(crate) struct Answered<'c, 'a> {
+    ch: &'c Channel<'a>,
+    // Dropped in this order: the phase goes back to `Idle`, then the lock.
+    _guard: Guard<'c, 'a>,
+    _at: embassy_sync::mutex::MutexGuard<'c, Cs, ()>,
+}
+
+impl Answered<'_, '_> {
+    /// Parses the information lines.
+    pub(crate) fn parse<R>(self, f: impl FnOnce(&[u8]) -> Result<R, Error>) -> Result<R, Error> {
+        let len = self.ch.with(|c| c.len);
+        self.ch.with_line(|b| f(&b[..len]))
+    }
+}
+
 /// Returns the channel to `Idle` (or leaves the rest to the runner) when the
 /// handle's future ends in any way.
 struct Guard<'c, 'a> {
@@ -368,14 +385,14 @@ impl<'a> Channel<'a> {
     }
 
     /// Puts a command line in the buffer and hands it to the runner.
-    fn submit<C: AtatCmd>(
+    fn submit(
         &self,
-        cmd: &C,
+        write: &dyn Fn(&mut [u8]) -> usize,
         timeout: Duration,
         data_mode: bool,
         slot: Option<u8>,
     ) -> Result<(), Error> {
-        let n = self.with_line(|b| cmd.write(b));
+        let n = self.with_line(|b| write(b));
         if n == 0 {
             return Err(Error::InvalidArgument {
                 field: Field::Payload,
@@ -397,35 +414,53 @@ impl<'a> Channel<'a> {
     }
 
     /// Sends one command and parses its answer. `timeout` bounds the wait for
-    /// `OK`/`ERROR` after the line was written; `slot` is the publish slot the
-    /// runner arms when the line goes out.
+    /// `OK`/`ERROR` after the line was written; `slot` is the publish slot
+    /// armed when the modem accepts the line. Only the parsing is generic:
+    /// the exchange itself is one function for every command, so that each
+    /// command type costs little flash.
     pub(crate) async fn command<C: AtatCmd>(
         &self,
         cmd: &C,
         timeout: Duration,
         slot: Option<u8>,
     ) -> Result<C::Response, Error> {
-        let _at = self.st.lock.lock().await;
-        let _guard = Guard { ch: self };
+        self.exchange(&|b: &mut [u8]| cmd.write(b), timeout, slot)
+            .await?
+            .parse(|info| cmd.parse(Ok(info)).map_err(Error::from))
+    }
+
+    /// Sends the line `write` puts in the buffer and waits for its final
+    /// answer; on `OK`, the channel stays held (with the information lines)
+    /// until the [`Answered`] is dropped.
+    pub(crate) async fn exchange(
+        &self,
+        write: &dyn Fn(&mut [u8]) -> usize,
+        timeout: Duration,
+        slot: Option<u8>,
+    ) -> Result<Answered<'_, 'a>, Error> {
+        let at = self.st.lock.lock().await;
+        let guard = Guard { ch: self };
         self.wait_phase(|p| *p == Phase::Idle).await;
-        self.submit(cmd, timeout, false, slot)?;
+        self.submit(write, timeout, false, slot)?;
         let Phase::Done(outcome) = self.wait_phase(|p| matches!(p, Phase::Done(_))).await else {
             return Err(Error::UnexpectedResponse);
         };
         match outcome {
-            Outcome::Ok => {
-                let len = self.with(|c| c.len);
-                self.with_line(|b| cmd.parse(Ok(&b[..len])).map_err(Error::from))
-            }
+            Outcome::Ok => Ok(Answered {
+                ch: self,
+                _guard: guard,
+                _at: at,
+            }),
             other => Err(other.into_error()),
         }
     }
 
-    /// Sends a data-mode publish line, then the payload after the `>` prompt,
-    /// in chunks through the line buffer (hex-encoded if asked), then Ctrl+Z.
-    pub(crate) async fn data_mode<C: AtatCmd>(
+    /// Sends a data-mode publish line (`write` puts it in the buffer), then
+    /// the payload after the `>` prompt, in chunks through the line buffer
+    /// (hex-encoded if asked), then Ctrl+Z.
+    pub(crate) async fn data_mode(
         &self,
-        cmd: &C,
+        write: &dyn Fn(&mut [u8]) -> usize,
         timeout: Duration,
         payload: Payload<'_>,
         slot: Option<u8>,
@@ -433,7 +468,7 @@ impl<'a> Channel<'a> {
         let _at = self.st.lock.lock().await;
         let _guard = Guard { ch: self };
         self.wait_phase(|p| *p == Phase::Idle).await;
-        self.submit(cmd, timeout, true, slot)?;
+        self.submit(write, timeout, true, slot)?;
         let mut off = 0;
         loop {
             let phase = self

@@ -247,18 +247,22 @@ impl<'a> MqttClient<'a> {
 
     /// Runs an operation that waits in the client's operation slot: one line,
     /// `OK`, then the deferred result (progress reports do not end it).
-    async fn op<C: AtatCmd>(
+    /// One function for every operation (the line is written by `write`),
+    /// so that each operation costs little flash.
+    async fn op(
         &self,
-        cmd: &C,
+        write: &dyn Fn(&mut [u8]) -> usize,
         kind: OpKind,
         msg_id: u16,
         deadline: Duration,
     ) -> Result<OpOutcome, Error> {
         let ticket = self.core.clients.begin_op(self.id, kind, msg_id).await;
-        self.core
-            .channel
-            .command(cmd, self.cmd_timeout(), None)
-            .await?;
+        drop(
+            self.core
+                .channel
+                .exchange(write, self.cmd_timeout(), None)
+                .await?,
+        );
         ticket
             .wait(Instant::now() + deadline)
             .await
@@ -303,7 +307,12 @@ impl<'a> MqttClient<'a> {
         let cmd = OpenNetwork::new(self.id, host, port)?;
         self.secure_reception().await?;
         match self
-            .op(&cmd, OpKind::Open, 0, self.core.config.open_timeout)
+            .op(
+                &|b| cmd.write(b),
+                OpKind::Open,
+                0,
+                self.core.config.open_timeout,
+            )
             .await?
         {
             OpOutcome::Code(0) => Ok(()),
@@ -316,8 +325,13 @@ impl<'a> MqttClient<'a> {
     pub async fn close(&self) -> Result<(), Error> {
         let cmd = CloseNetwork { client: self.id };
         code_result(
-            self.op(&cmd, OpKind::Close, 0, self.core.config.close_timeout)
-                .await?,
+            self.op(
+                &|b| cmd.write(b),
+                OpKind::Close,
+                0,
+                self.core.config.close_timeout,
+            )
+            .await?,
         )
     }
 
@@ -334,7 +348,7 @@ impl<'a> MqttClient<'a> {
         debug!("connect client {}", self.id.get());
         match self
             .op(
-                &cmd,
+                &|b| cmd.write(b),
                 OpKind::Conn,
                 0,
                 self.core.packet_deadline(cmd.client()),
@@ -358,8 +372,13 @@ impl<'a> MqttClient<'a> {
     pub async fn disconnect(&self) -> Result<(), Error> {
         let cmd = Disconnect { client: self.id };
         code_result(
-            self.op(&cmd, OpKind::Disc, 0, self.core.config.close_timeout)
-                .await?,
+            self.op(
+                &|b| cmd.write(b),
+                OpKind::Disc,
+                0,
+                self.core.config.close_timeout,
+            )
+            .await?,
         )
     }
 
@@ -371,7 +390,10 @@ impl<'a> MqttClient<'a> {
         let msg_id = self.core.clients.alloc_msg_id(self.id);
         let cmd = Subscribe::new(self.id, msg_id, topics)?;
         let deadline = self.core.packet_deadline(self.id);
-        match self.op(&cmd, OpKind::Sub, cmd.msg_id(), deadline).await? {
+        match self
+            .op(&|b| cmd.write(b), OpKind::Sub, cmd.msg_id(), deadline)
+            .await?
+        {
             OpOutcome::Sub {
                 result: 0,
                 value: SubValue::Granted(g),
@@ -387,7 +409,10 @@ impl<'a> MqttClient<'a> {
         let msg_id = self.core.clients.alloc_msg_id(self.id);
         let cmd = Unsubscribe::new(self.id, msg_id, topics)?;
         let deadline = self.core.packet_deadline(self.id);
-        match self.op(&cmd, OpKind::Uns, msg_id, deadline).await? {
+        match self
+            .op(&|b| cmd.write(b), OpKind::Uns, msg_id, deadline)
+            .await?
+        {
             OpOutcome::Uns { result: 0, .. } => Ok(()),
             OpOutcome::Uns { .. } => Err(Error::SendFailed),
             _ => Err(Error::UnexpectedResponse),
@@ -544,18 +569,19 @@ impl<'a> MqttClient<'a> {
             inline,
             source,
         };
+        let write = |b: &mut [u8]| line.write(b);
         let send = async {
             if inline {
                 self.core
                     .channel
-                    .command(&line, self.cmd_timeout(), slot)
+                    .exchange(&write, self.cmd_timeout(), slot)
                     .await
                     .map(drop)
             } else {
                 let payload = Payload { source, hex };
                 self.core
                     .channel
-                    .data_mode(&line, self.cmd_timeout(), payload, slot)
+                    .data_mode(&write, self.cmd_timeout(), payload, slot)
                     .await
             }
         };
