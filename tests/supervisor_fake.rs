@@ -1,5 +1,5 @@
 //! The supervisor's state machine on an auto-answering fake modem
-//! (`common::auto`), in milliseconds: the exact AT sequence of a bring-up,
+//! (`bc26_testkit::rules`), in milliseconds: the exact AT sequence of a bring-up,
 //! and what each way of failing leads to.
 
 mod common;
@@ -12,7 +12,7 @@ use bc26_mqtt::supervisor::{
     self, Backoff, Link, LinkState, OfflineReason, Supervisor, SupervisorConfig, SupervisorState,
 };
 use bc26_mqtt::{ClientId, Error, LinkClosedReason, QoS, Subscription};
-use common::auto::{Answer, Auto};
+use bc26_testkit::rules::{Answer, Auto};
 use common::rig::{block_on, Recorder};
 use common::{fast_config, setup, Fake, TestRunner};
 use embassy_futures::join::join;

@@ -2,7 +2,6 @@
 //! transcript player.
 #![allow(dead_code, unused_imports)]
 
-pub mod auto;
 pub mod rig;
 pub mod transcript;
 

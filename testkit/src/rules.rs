@@ -1,8 +1,10 @@
-//! An auto-answering fake BC26 for supervisor tests: it answers every line
-//! the way a healthy modem with one broker does (registered, opens, connects,
-//! subscribes, acknowledges publishes), logs each line with the time it came,
-//! and lets a test change single answers, stay silent, or send URCs at any
-//! moment. Runs beside the driver on the same executor, in milliseconds.
+//! A rule-driven fake BC26 (the supervisor's state-machine tests): it
+//! answers every line the way a healthy modem with one broker does
+//! (registered, opens, connects, subscribes, acknowledges publishes; no
+//! state), logs each line with the time it came, and lets a test change
+//! single answers with a rule, stay silent, or send URCs at any moment. For
+//! a modem that keeps state (echo, data mode, hex, open and connected), see
+//! [`crate::auto`].
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -12,7 +14,7 @@ use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::signal::Signal;
 use embassy_time::{Instant, Timer};
 
-use super::{show, Fake};
+use crate::{show, Fake};
 
 /// What the fake does with one line.
 pub enum Answer {
