@@ -1,5 +1,7 @@
 //! Board support for QEMU's `lm3s6965evb`: a TI Stellaris LM3S6965
-//! (Cortex-M3, 256 KiB flash, 64 KiB RAM) on its evaluation board.
+//! (Cortex-M3, 256 KiB flash, 64 KiB RAM) on its evaluation board. The
+//! same code runs on a Cortex-M0 core put in its place (`-cpu cortex-m0`,
+//! `thumbv6m-none-eabi`): SysTick, the NVIC and the peripherals are the same.
 //!
 //! - Clock: 50 MHz from the PLL (8 MHz crystal, 400 MHz PLL / 2 / SYSDIV 4).
 //! - Time base: SysTick counts down from 2^24 - 1 at the core clock and its
@@ -22,7 +24,6 @@ use crate::uart;
 
 pub const DEVICE: &str = "qemu-lm3s6965";
 pub const CLIENT_ID: &str = "bc26-example-qemu-lm3s6965";
-pub const CPU: &str = "Cortex-M3, thumbv7m-none-eabi";
 
 const SYSCTL_RIS: usize = 0x400F_E050;
 const SYSCTL_RCC: usize = 0x400F_E060;

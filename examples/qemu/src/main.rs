@@ -1,5 +1,7 @@
-//! BC26 MQTT example for QEMU's emulated Cortex-M boards: `lm3s6965evb`
-//! (Cortex-M3, the default) and `microbit` (Cortex-M0, feature `microbit`).
+//! BC26 MQTT example for QEMU's emulated LM3S6965 board (`-machine
+//! lm3s6965evb`): built for `thumbv7m-none-eabi` it runs on the board's
+//! Cortex-M3; built for `thumbv6m-none-eabi` (no compare-and-swap: critical
+//! sections instead) on a Cortex-M0 core in its place (`-cpu cortex-m0`).
 //!
 //! The application (start-up, registration, MQTT session, telemetry,
 //! commands, recovery) is `bc26-example-app`, the same code the STM32 and
@@ -18,8 +20,7 @@
 
 #[macro_use]
 mod out;
-#[cfg_attr(feature = "lm3s6965", path = "lm3s6965.rs")]
-#[cfg_attr(feature = "microbit", path = "microbit.rs")]
+#[path = "lm3s6965.rs"]
 mod board;
 mod config;
 mod exec;
@@ -27,9 +28,6 @@ mod ring;
 mod stack;
 mod time;
 mod uart;
-
-#[cfg(all(feature = "lm3s6965", feature = "microbit"))]
-compile_error!("choose one board: `lm3s6965` (default) or `microbit` (with --no-default-features)");
 
 use bc26_example_app::{AppConfig, Device, Status};
 use bc26_mqtt::State;
@@ -43,7 +41,11 @@ type Tx = uart::Tx<board::Uart>;
 fn main() -> ! {
     stack::paint();
     board::init();
-    say!("{} ({}) up", board::DEVICE, board::CPU);
+    say!(
+        "{} up, built for {}",
+        board::DEVICE,
+        env!("BC26_QEMU_TARGET")
+    );
     calibrate();
     let config = config::load(out::cmdline());
     say!(

@@ -13,8 +13,8 @@
 //! Debian's `rustc-web`, `cargo-web`, `rust-web-src` and `lld-22`
 //! (`-Zbuild-std=core`). Without them, [`prepare`] says why and the tests
 //! skip, unless `BC26_QEMU_REQUIRED` is set (CI), which makes that a
-//! failure. `BC26_QEMU_FIRMWARE_<BOARD>` (e.g. `BC26_QEMU_FIRMWARE_LM3S6965`)
-//! names a prebuilt image instead.
+//! failure. `BC26_QEMU_FIRMWARE_<TARGET>` (e.g.
+//! `BC26_QEMU_FIRMWARE_THUMBV7M_NONE_EABI`) names a prebuilt image instead.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -23,44 +23,46 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// An emulated board.
+/// An emulated core, on QEMU's `lm3s6965evb` machine (TI Stellaris
+/// LM3S6965: 256 KiB flash, 64 KiB RAM, SysTick, PL011 UARTs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Board {
-    /// `-machine lm3s6965evb`: TI Stellaris LM3S6965, Cortex-M3.
-    Lm3s6965,
-    /// `-machine microbit`: Nordic nRF51822, Cortex-M0.
-    Microbit,
+    /// The board's own Cortex-M3, running the `thumbv7m-none-eabi` build.
+    CortexM3,
+    /// A Cortex-M0 core in its place (`-cpu cortex-m0`: ARMv6-M, no
+    /// compare-and-swap), running the `thumbv6m-none-eabi` build.
+    CortexM0,
 }
 
 impl Board {
-    /// The firmware's name for it (its cargo feature).
+    /// A short name.
     pub fn name(self) -> &'static str {
         match self {
-            Board::Lm3s6965 => "lm3s6965",
-            Board::Microbit => "microbit",
+            Board::CortexM3 => "cortex-m3",
+            Board::CortexM0 => "cortex-m0",
         }
     }
 
-    /// QEMU's `-machine`.
+    /// What QEMU runs: `-machine` and `-cpu`.
     pub fn machine(self) -> &'static str {
         match self {
-            Board::Lm3s6965 => "lm3s6965evb",
-            Board::Microbit => "microbit",
+            Board::CortexM3 => "lm3s6965evb",
+            Board::CortexM0 => "lm3s6965evb -cpu cortex-m0",
+        }
+    }
+
+    fn qemu_args(self) -> &'static [&'static str] {
+        match self {
+            Board::CortexM3 => &["-machine", "lm3s6965evb"],
+            Board::CortexM0 => &["-machine", "lm3s6965evb", "-cpu", "cortex-m0"],
         }
     }
 
     /// The Rust target.
     pub fn target(self) -> &'static str {
         match self {
-            Board::Lm3s6965 => "thumbv7m-none-eabi",
-            Board::Microbit => "thumbv6m-none-eabi",
-        }
-    }
-
-    fn cargo_features(self) -> &'static [&'static str] {
-        match self {
-            Board::Lm3s6965 => &[],
-            Board::Microbit => &["--no-default-features", "--features", "microbit"],
+            Board::CortexM3 => "thumbv7m-none-eabi",
+            Board::CortexM0 => "thumbv6m-none-eabi",
         }
     }
 }
@@ -76,7 +78,10 @@ pub fn firmware_dir() -> PathBuf {
 /// The image to run: `Ok`, or `Err(why not)` when a tool is missing.
 pub fn prepare(board: Board) -> Result<PathBuf, String> {
     qemu_version()?;
-    let var = format!("BC26_QEMU_FIRMWARE_{}", board.name().to_uppercase());
+    let var = format!(
+        "BC26_QEMU_FIRMWARE_{}",
+        board.target().to_uppercase().replace('-', "_")
+    );
     if let Some(p) = std::env::var_os(&var) {
         let p = PathBuf::from(p);
         assert!(p.is_file(), "{var}={} does not exist", p.display());
@@ -173,12 +178,10 @@ fn toolchain(target: &str) -> Result<Command, String> {
 /// the image.
 fn build(board: Board, mut cargo: Command) -> PathBuf {
     eprintln!(
-        "building the {} firmware for {} (examples/qemu)...",
-        board.name(),
+        "building the firmware for {} (examples/qemu)...",
         board.target()
     );
     let mut child = cargo
-        .args(board.cargo_features())
         .arg("--message-format=json-render-diagnostics")
         .current_dir(firmware_dir())
         .stdin(Stdio::null())
@@ -288,11 +291,11 @@ impl Report {
 }
 
 impl Qemu {
-    /// Starts `elf` on `board`'s machine, UART0 on `serial`, with `-append
+    /// Starts `elf` on `board`, UART0 on `serial`, with `-append
     /// cmdline` (the firmware's settings) and `-icount shift=0`.
     pub fn start(board: Board, elf: &Path, serial: &Path, cmdline: &str) -> Qemu {
         let mut child = Command::new("qemu-system-arm")
-            .args(["-machine", board.machine()])
+            .args(board.qemu_args())
             .args(["-display", "none", "-monitor", "none"])
             .arg("-serial")
             .arg(serial)
