@@ -15,6 +15,7 @@
 //! skip, unless `BC26_QEMU_REQUIRED` is set (CI), which makes that a
 //! failure. `BC26_QEMU_FIRMWARE_<TARGET>` (e.g.
 //! `BC26_QEMU_FIRMWARE_THUMBV7M_NONE_EABI`) names a prebuilt image instead.
+//! `BC26_QEMU_ECHO` shows QEMU's output (the firmware's reports) as it comes.
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -175,8 +176,21 @@ fn toolchain(target: &str) -> Result<Command, String> {
 }
 
 /// Builds the firmware (cold: a few minutes with `-Zbuild-std`), returns
-/// the image.
+/// the image. Source paths in the image (panic locations) are mapped to
+/// fixed names, as `.ci/qemu.sh` does, so that its size does not depend on
+/// where the repository is, and the two builds share cargo's fingerprints.
 fn build(board: Board, mut cargo: Command) -> PathBuf {
+    let repo = firmware_dir().join("../..");
+    let repo = repo.canonicalize().unwrap_or(repo);
+    let cargo_home = std::env::var("CARGO_HOME")
+        .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_default()));
+    cargo.env(
+        "RUSTFLAGS",
+        format!(
+            "--remap-path-prefix={}=/bc26-mqtt --remap-path-prefix={cargo_home}=/cargo",
+            repo.display()
+        ),
+    );
     eprintln!(
         "building the firmware for {} (examples/qemu)...",
         board.target()
@@ -314,9 +328,13 @@ impl Qemu {
         let log = Arc::new(Mutex::new(Vec::new()));
         let stderr = child.stderr.take().unwrap();
         let l = log.clone();
+        let echo = std::env::var_os("BC26_QEMU_ECHO").is_some();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { return };
+                if echo {
+                    eprintln!("{line}");
+                }
                 l.lock().unwrap().push(line.clone());
                 if tx.send(line).is_err() {
                     return;

@@ -9,7 +9,7 @@
 //! board's target (see the crate's documentation).
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bc26_example_qemu_host::{prepare_or_skip, Board, Qemu, Report};
 use bc26_sim::broker::{broker, Peer, Publish};
@@ -27,6 +27,8 @@ struct Rig {
     /// telemetry, cmd, status, ack.
     topics: [String; 4],
     base: String,
+    /// When QEMU started.
+    started: Instant,
 }
 
 impl Rig {
@@ -108,8 +110,10 @@ fn scenario(board: Board, test: &str) {
         b.port,
         format!("{base}-dev").replace('/', "-")
     );
+    let started = Instant::now();
     let qemu = Qemu::start(board, &elf, &pty, &cmdline);
     let rig = Rig {
+        started,
         board,
         qemu,
         peer,
@@ -245,6 +249,12 @@ fn measure(rig: &Rig) {
     println!("qemu-measure: {m}: command round trip (+QMTRECV `ping`, QoS 1 publish of `pong`): {round:.0} instructions");
     println!("qemu-measure: {m}: QoS 1 publish of the telemetry (~90-byte JSON, formatting included): {tele:.0} instructions");
     println!("qemu-measure: {m}: idle while connected: {idle_per_s:.0} instructions per second");
+    println!(
+        "qemu-measure: {m}: the whole run: {} instructions; emulated clock {:.3} s, real time {:.3} s since QEMU started",
+        last.busy_ns,
+        last.up_ns as f64 / 1e9,
+        rig.started.elapsed().as_secs_f64()
+    );
     println!(
         "qemu-measure: {m}: the UART line: {} bytes in {} reads during the measurements ({:.2} bytes per read)",
         last.rx_bytes - first.rx_bytes,
