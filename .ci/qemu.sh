@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # QEMU: builds the example firmware of examples/qemu for thumbv7m-none-eabi
 # (the LM3S6965's Cortex-M3) and thumbv6m-none-eabi (a Cortex-M0 core in its
-# place) with Debian's toolchain (no warnings allowed), prints the images'
+# place) with Debian's toolchain (no warnings allowed), reports the images'
 # flash and RAM, then runs the test examples/qemu/host/tests/qemu.rs (the
 # firmware in QEMU against the BC26 simulator, checked by an MQTT client)
 # against the in-process broker and again against Mosquitto, and prints what
@@ -85,10 +85,9 @@ run cargo test
 step "the firmware in QEMU, against Mosquitto"
 run .ci/with-mosquitto cargo test
 
-step "sizes (examples/qemu/README.md)"
+# A report, not a check: sizes are never compared with exact numbers
+# (.ci/limits.toml; the LM3S6965's 256 KiB of flash and 64 KiB of RAM are
+# far away).
+step "sizes (report; examples/qemu/README.md has them as measured)"
 cat "$sizes"
-while IFS= read -r line; do
-  grep -qxF -- "$line" examples/qemu/README.md ||
-    { echo "examples/qemu/README.md's sizes are out of date: missing '$line'"; exit 1; }
-done <"$sizes"
-echo "qemu: both builds ran against both brokers; sizes up to date"
+echo "qemu: both builds ran against both brokers"

@@ -73,18 +73,23 @@ pub fn load(cmdline: &'static str) -> &'static AppConfig<'static> {
 
     let (timing, driver) = if test_timing {
         (
+            // As examples/app/tests/with_sim.rs has them, but the health
+            // check (`AT+QMTCONN?` while online) at its real period, so that
+            // the test's measurement windows hold none.
             Timing {
-                power_on_wait: Duration::from_millis(5),
-                at_retry_interval: Duration::from_millis(20),
-                registration_poll: Duration::from_millis(20),
+                modem_deadline: Duration::from_secs(5),
+                poll_interval: Duration::from_millis(20),
                 registration_deadline: Duration::from_secs(2),
                 telemetry_period: Duration::from_millis(300),
                 backoff_min: Duration::from_millis(50),
                 backoff_max: Duration::from_millis(200),
+                stable_after: Duration::from_secs(1),
+                health_check: Duration::from_secs(60),
             },
             bc26_mqtt::Config::new()
                 .command_timeout(Duration::from_millis(500))
-                .open_timeout(Duration::from_secs(5)),
+                .open_timeout(Duration::from_secs(5))
+                .quiet_gap(Duration::from_millis(50)),
         )
     } else {
         (Timing::new(), bc26_mqtt::Config::new())
@@ -104,5 +109,7 @@ pub fn load(cmdline: &'static str) -> &'static AppConfig<'static> {
         retry_times: if test_timing { 2 } else { 3 },
         timing,
         driver,
+        // One fixed seed: one emulated device.
+        seed: 0x5EED_0003,
     })
 }

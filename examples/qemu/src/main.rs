@@ -29,8 +29,7 @@ mod stack;
 mod time;
 mod uart;
 
-use bc26_example_app::{AppConfig, Device, Status};
-use bc26_mqtt::State;
+use bc26_example_app::{AppConfig, AppState, Device, Status};
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 use static_cell::StaticCell;
 
@@ -83,8 +82,8 @@ fn calibrate() {
     );
 }
 
-/// The driver's memory (about 7.3 KiB), in `.bss`.
-static STATE: StaticCell<State> = StaticCell::new();
+/// The driver's, the supervisor's and the application's memory, in `.bss`.
+static STATE: StaticCell<AppState> = StaticCell::new();
 
 /// The application's [`Device`]: the LED, and the reports to the host. The
 /// reports' own cost is taken out of the `busy_ns` they show.
@@ -126,7 +125,7 @@ impl Device for Board {
 /// The application and the driver, in one task.
 #[embassy_executor::task]
 async fn app_task(rx: Rx, tx: Tx, config: &'static AppConfig<'static>) -> ! {
-    let state = STATE.init_with(State::new);
+    let state = STATE.init_with(AppState::new);
     let mut board = Board { reporting_ns: 0 };
     let app = bc26_example_app::run(state, rx, tx, config, &mut board);
     say!(
