@@ -1,0 +1,411 @@
+//! Runs the QEMU example firmware (`examples/qemu`) on an emulated Cortex-M
+//! board, its UART wired to the BC26 simulator's pseudo-terminal: finds or
+//! builds the image, starts QEMU, reads what the firmware reports through
+//! semihosting.
+//!
+//! QEMU runs with `-icount shift=0`: the emulated clock advances exactly one
+//! nanosecond per executed instruction while the core runs (and with real
+//! time while it sleeps in WFI), so the CPU time the firmware reports
+//! (`busy_ns`) is its instruction count.
+//!
+//! Tools: `qemu-system-arm`, and a toolchain for the board's target: rustup
+//! with the target installed (`rustup target add thumbv7m-none-eabi`), or
+//! Debian's `rustc-web`, `cargo-web`, `rust-web-src` and `lld-22`
+//! (`-Zbuild-std=core`). Without them, [`prepare`] says why and the tests
+//! skip, unless `BC26_QEMU_REQUIRED` is set (CI), which makes that a
+//! failure. `BC26_QEMU_FIRMWARE_<TARGET>` (e.g.
+//! `BC26_QEMU_FIRMWARE_THUMBV7M_NONE_EABI`) names a prebuilt image instead.
+//! `BC26_QEMU_ECHO` shows QEMU's output (the firmware's reports) as it comes.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// An emulated core, on QEMU's `lm3s6965evb` machine (TI Stellaris
+/// LM3S6965: 256 KiB flash, 64 KiB RAM, SysTick, PL011 UARTs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Board {
+    /// The board's own Cortex-M3, running the `thumbv7m-none-eabi` build.
+    CortexM3,
+    /// A Cortex-M0 core in its place (`-cpu cortex-m0`: ARMv6-M, no
+    /// compare-and-swap), running the `thumbv6m-none-eabi` build.
+    CortexM0,
+}
+
+impl Board {
+    /// A short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Board::CortexM3 => "cortex-m3",
+            Board::CortexM0 => "cortex-m0",
+        }
+    }
+
+    /// What QEMU runs: `-machine` and `-cpu`.
+    pub fn machine(self) -> &'static str {
+        match self {
+            Board::CortexM3 => "lm3s6965evb",
+            Board::CortexM0 => "lm3s6965evb -cpu cortex-m0",
+        }
+    }
+
+    fn qemu_args(self) -> &'static [&'static str] {
+        match self {
+            Board::CortexM3 => &["-machine", "lm3s6965evb"],
+            Board::CortexM0 => &["-machine", "lm3s6965evb", "-cpu", "cortex-m0"],
+        }
+    }
+
+    /// The Rust target.
+    pub fn target(self) -> &'static str {
+        match self {
+            Board::CortexM3 => "thumbv7m-none-eabi",
+            Board::CortexM0 => "thumbv6m-none-eabi",
+        }
+    }
+}
+
+/// The firmware's folder.
+pub fn firmware_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("examples/qemu")
+        .to_path_buf()
+}
+
+/// The image to run: `Ok`, or `Err(why not)` when a tool is missing.
+pub fn prepare(board: Board) -> Result<PathBuf, String> {
+    qemu_version()?;
+    let var = format!(
+        "BC26_QEMU_FIRMWARE_{}",
+        board.target().to_uppercase().replace('-', "_")
+    );
+    if let Some(p) = std::env::var_os(&var) {
+        let p = PathBuf::from(p);
+        assert!(p.is_file(), "{var}={} does not exist", p.display());
+        return Ok(p);
+    }
+    let cargo = toolchain(board.target())?;
+    Ok(build(board, cargo))
+}
+
+/// [`prepare`], or `None` after printing why the test is skipped (a
+/// failure instead when `BC26_QEMU_REQUIRED` is set).
+pub fn prepare_or_skip(board: Board, test: &str) -> Option<PathBuf> {
+    match prepare(board) {
+        Ok(p) => Some(p),
+        Err(why) if std::env::var_os("BC26_QEMU_REQUIRED").is_some() => {
+            panic!("{test}: {why} (and BC26_QEMU_REQUIRED is set)")
+        }
+        Err(why) => {
+            eprintln!("{test}: SKIPPED: {why}");
+            None
+        }
+    }
+}
+
+/// `qemu-system-arm --version`'s first line.
+pub fn qemu_version() -> Result<String, String> {
+    match Command::new("qemu-system-arm").arg("--version").output() {
+        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()),
+        _ => {
+            Err("qemu-system-arm is not installed (Debian: apt-get install qemu-system-arm)".into())
+        }
+    }
+}
+
+/// A `cargo` that builds for `target`: the one running the tests if its
+/// rustc has the target's `core`, else Debian's with `-Zbuild-std=core`.
+fn toolchain(target: &str) -> Result<Command, String> {
+    let dir = firmware_dir();
+    let libdir = Command::new("rustc")
+        .args(["--print", "target-libdir", "--target", target])
+        .current_dir(&dir)
+        .output();
+    if let Ok(o) = libdir {
+        let libdir = PathBuf::from(String::from_utf8_lossy(&o.stdout).trim());
+        let has_core = std::fs::read_dir(&libdir)
+            .map(|d| {
+                d.flatten()
+                    .any(|e| e.file_name().to_string_lossy().starts_with("libcore-"))
+            })
+            .unwrap_or(false);
+        if o.status.success() && has_core {
+            let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            c.args(["build", "--release", "--target", target]);
+            return Ok(c);
+        }
+    }
+    let debian = Path::new("/usr/bin/cargo").is_file()
+        && Path::new("/usr/bin/rustc").is_file()
+        && Path::new("/usr/lib/rustlib/src/rust/library/core").is_dir();
+    let lld = ["22", "21", "20", "19"]
+        .iter()
+        .map(|v| PathBuf::from(format!("/usr/bin/ld.lld-{v}")))
+        .find(|p| p.is_file());
+    match (debian, lld) {
+        (true, Some(lld)) => {
+            let mut c = Command::new("/usr/bin/cargo");
+            let path = std::env::var("PATH").unwrap_or_default();
+            c.env("PATH", format!("/usr/bin:{path}"))
+                .env("RUSTC", "/usr/bin/rustc")
+                .env("RUSTDOC", "/usr/bin/rustdoc")
+                .env("RUSTC_BOOTSTRAP", "1")
+                .env(
+                    format!(
+                        "CARGO_TARGET_{}_LINKER",
+                        target.to_uppercase().replace('-', "_")
+                    ),
+                    lld,
+                )
+                .args(["build", "--release", "-Zbuild-std=core", "--target", target]);
+            Ok(c)
+        }
+        _ => Err(format!(
+            "no toolchain for {target}: `rustup target add {target}`, or Debian's \
+             rustc-web, cargo-web, rust-web-src and lld-22"
+        )),
+    }
+}
+
+/// Builds the firmware (cold: a few minutes with `-Zbuild-std`), returns
+/// the image. Source paths in the image (panic locations) are mapped to
+/// fixed names, as `.ci/qemu.sh` does, so that its size does not depend on
+/// where the repository is, and the two builds share cargo's fingerprints.
+fn build(board: Board, mut cargo: Command) -> PathBuf {
+    let repo = firmware_dir().join("../..");
+    let repo = repo.canonicalize().unwrap_or(repo);
+    let cargo_home = std::env::var("CARGO_HOME")
+        .unwrap_or_else(|_| format!("{}/.cargo", std::env::var("HOME").unwrap_or_default()));
+    cargo.env(
+        "RUSTFLAGS",
+        format!(
+            "--remap-path-prefix={}=/bc26-mqtt --remap-path-prefix={cargo_home}=/cargo",
+            repo.display()
+        ),
+    );
+    eprintln!(
+        "building the firmware for {} (examples/qemu)...",
+        board.target()
+    );
+    let mut child = cargo
+        .arg("--message-format=json-render-diagnostics")
+        .current_dir(firmware_dir())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cargo");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(30 * 60);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("cargo") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("building the firmware took more than 30 minutes");
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    assert!(status.success(), "building the firmware failed:\n{err}");
+    // The last artifact with an executable is the firmware.
+    let exe = out
+        .lines()
+        .filter_map(|l| l.split_once("\"executable\":\"").map(|(_, r)| r))
+        .filter_map(|r| r.split_once('"').map(|(p, _)| PathBuf::from(p)))
+        .next_back()
+        .unwrap_or_else(|| panic!("cargo named no executable:\n{err}"));
+    assert!(exe.is_file(), "{} is missing", exe.display());
+    exe
+}
+
+/// A running QEMU; killed when dropped.
+pub struct Qemu {
+    child: Child,
+    lines: Receiver<String>,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+/// One `led ...` report: what the firmware prints on every command.
+#[derive(Debug, Clone, Copy)]
+pub struct Report {
+    /// The LED's state after the command.
+    pub led: bool,
+    /// Emulated time the core was awake so far, in ns (= instructions
+    /// under `-icount shift=0`), the reports' own cost taken out.
+    pub busy_ns: u64,
+    /// Emulated time since the time base started, ns.
+    pub up_ns: u64,
+    /// Stack high-water mark so far, bytes.
+    pub stack: u64,
+    /// The stack's size (RAM above the statics), bytes.
+    pub stack_size: u64,
+    /// Bytes the firmware has read from its UART so far.
+    pub rx_bytes: u64,
+    /// Reads that returned them (one per wake-up of the reading task, or
+    /// fewer when bytes wait in the buffer).
+    pub rx_reads: u64,
+}
+
+impl Report {
+    fn parse(line: &str) -> Option<Report> {
+        let rest = line.strip_prefix("bc26-qemu: led ")?;
+        let mut words = rest.split_ascii_whitespace();
+        let led = words.next()? == "on";
+        let mut r = Report {
+            led,
+            busy_ns: 0,
+            up_ns: 0,
+            stack: 0,
+            stack_size: 0,
+            rx_bytes: 0,
+            rx_reads: 0,
+        };
+        for w in words {
+            let (k, v) = w.split_once('=')?;
+            match k {
+                "busy_ns" => r.busy_ns = v.parse().ok()?,
+                "up_ns" => r.up_ns = v.parse().ok()?,
+                "stack" => {
+                    let (a, b) = v.split_once('/')?;
+                    r.stack = a.parse().ok()?;
+                    r.stack_size = b.parse().ok()?;
+                }
+                "rx" => {
+                    let (a, b) = v.split_once('/')?;
+                    r.rx_bytes = a.parse().ok()?;
+                    r.rx_reads = b.parse().ok()?;
+                }
+                _ => return None,
+            }
+        }
+        Some(r)
+    }
+}
+
+impl Qemu {
+    /// Starts `elf` on `board`, UART0 on `serial`, with `-append
+    /// cmdline` (the firmware's settings) and `-icount shift=0`.
+    pub fn start(board: Board, elf: &Path, serial: &Path, cmdline: &str) -> Qemu {
+        let mut child = Command::new("qemu-system-arm")
+            .args(board.qemu_args())
+            .args(["-display", "none", "-monitor", "none"])
+            .arg("-serial")
+            .arg(serial)
+            .args(["-semihosting-config", "enable=on,target=native"])
+            .args(["-icount", "shift=0"])
+            .arg("-kernel")
+            .arg(elf)
+            .args(["-append", cmdline])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            // Semihosting output goes to QEMU's standard error.
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("qemu-system-arm");
+        let (tx, lines) = channel();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let l = log.clone();
+        let echo = std::env::var_os("BC26_QEMU_ECHO").is_some();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { return };
+                if echo {
+                    eprintln!("{line}");
+                }
+                l.lock().unwrap().push(line.clone());
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Qemu { child, lines, log }
+    }
+
+    /// Everything QEMU printed so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// The next line for which `pred` holds, within `timeout`; panics (with
+    /// QEMU's output) on a timeout, a firmware panic or QEMU's exit.
+    pub fn line(&self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.starts_with("bc26-qemu: panic") || l.contains("hard fault") => {
+                    panic!("the firmware failed: {l}\n--- QEMU:\n{}", self.log())
+                }
+                Ok(l) if pred(&l) => return l,
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("no {what} within {timeout:?}\n--- QEMU:\n{}", self.log())
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    panic!("QEMU exited before {what}\n--- QEMU:\n{}", self.log())
+                }
+            }
+        }
+    }
+
+    /// Forgets the lines printed so far (checking them for failures).
+    pub fn drain(&self) {
+        while let Ok(l) = self.lines.try_recv() {
+            if l.starts_with("bc26-qemu: panic") || l.contains("hard fault") {
+                panic!("the firmware failed: {l}\n--- QEMU:\n{}", self.log())
+            }
+        }
+    }
+
+    /// The next `led` report (one per command), within 10 s.
+    pub fn report(&self) -> Report {
+        let l = self.line("report", Duration::from_secs(10), |l| {
+            l.starts_with("bc26-qemu: led ")
+        });
+        Report::parse(&l).unwrap_or_else(|| panic!("bad report: {l}"))
+    }
+
+    /// The boot calibration: (instructions, emulated ns) of a known loop.
+    pub fn calibration(&self) -> (u64, u64) {
+        let l = self.line("calibration", Duration::from_secs(10), |l| {
+            l.starts_with("bc26-qemu: calibration: ")
+        });
+        let words: Vec<&str> = l.split_ascii_whitespace().collect();
+        match words.as_slice() {
+            [_, _, n, "instructions", "in", ns, "ns"] => {
+                (n.parse().expect("instructions"), ns.parse().expect("ns"))
+            }
+            _ => panic!("bad calibration line: {l}"),
+        }
+    }
+}
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
