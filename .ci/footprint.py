@@ -182,6 +182,7 @@ def cell(n):
 
 
 DRIVER = "bc26-mqtt (the driver)"
+SUPERVISOR = "bc26-mqtt supervisor (keeps a client online)"
 APP = "bc26-example-app (the application)"
 
 
@@ -212,6 +213,7 @@ def figures(m):
         "flash": m["flash"], "ram": m["ram"],
         "baseline_flash": m["baseline_flash"], "baseline_ram": m["baseline_ram"],
         "driver_code": m["groups"].get(DRIVER, 0),
+        "supervisor_code": m["groups"].get(SUPERVISOR, 0),
         "application_code": m["groups"].get(APP, 0),
         "state_symbol": m["state"], "task_pool": m["task"],
     }
@@ -230,6 +232,7 @@ def main():
     limits = tomllib.loads(LIMITS.read_text())["firmware"]
     default = limits.get("default", {})
     driver_max = limits["driver_code_max"]
+    supervisor_max = limits.get("supervisor_code_max")
 
     def limit(folder, key):
         return limits.get(folder, {}).get(key, default.get(key))
@@ -262,7 +265,9 @@ def main():
             v = m["groups"].get(k, 0)
             b = m["base_groups"]
             cells += [str(v), "-" if b is None else f"{v - b.get(k, 0):+d}"]
-        label = f"{k} (limit {driver_max})" if k == DRIVER else k
+        label = (f"{k} (limit {driver_max})" if k == DRIVER
+                 else f"{k} (limit {supervisor_max})" if k == SUPERVISOR and supervisor_max
+                 else k)
         print(f"| {label} | " + " | ".join(cells) + " |")
     print()
     print("| RAM (symbols of the full firmware) | " + " | ".join(m["name"] for m in boards) + " |")
@@ -312,6 +317,10 @@ def main():
             failures.append(f"{n}: no code attributed to the driver: the measurement is broken")
         elif drv > driver_max:
             failures.append(f"{n}: the driver's code is {drv} bytes, over the limit of {driver_max}")
+        sup = m["groups"].get(SUPERVISOR, 0)
+        if supervisor_max and sup > supervisor_max:
+            failures.append(f"{n}: the supervisor's code is {sup} bytes, over the limit of "
+                            f"{supervisor_max}")
         for key, what in (("flash", "flash"), ("ram", "RAM")):
             lim = limit(f, f"{key}_max")
             if lim is None:
@@ -324,7 +333,7 @@ def main():
             print(f"footprint: FAIL: {msg} (.ci/limits.toml)")
         sys.exit(1)
     print(f"footprint: within the limits of .ci/limits.toml: the driver's code <= {driver_max} "
-          f"bytes; " + "; ".join(f"{m['name']} flash <= {limit(m['folder'], 'flash_max')}, "
+          f"bytes, its supervisor's <= {supervisor_max}; " + "; ".join(f"{m['name']} flash <= {limit(m['folder'], 'flash_max')}, "
                                   f"RAM <= {limit(m['folder'], 'ram_max')}" for m in boards))
 
 
