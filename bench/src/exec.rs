@@ -11,7 +11,10 @@ use embassy_executor::Executor;
 
 type BoxedTask = Pin<Box<dyn Future<Output = ()>>>;
 
-#[embassy_executor::task(pool_size = 4)]
+// One slot per run: a slot whose waker fired after its task ended (a
+// simulator thread, a timer) stays queued on its stopped executor, so slots
+// are not reused.
+#[embassy_executor::task(pool_size = 64)]
 async fn bench_task(fut: BoxedTask, done: &'static AtomicBool) {
     fut.await;
     done.store(true, Ordering::SeqCst);
@@ -20,8 +23,8 @@ async fn bench_task(fut: BoxedTask, done: &'static AtomicBool) {
 /// Runs `fut` to completion on a fresh embassy std executor (the thread
 /// sleeps while nothing is ready) and returns its output.
 ///
-/// Each call leaks one executor (a few hundred bytes): a benchmark run makes
-/// a handful.
+/// Each call leaks one executor (a few hundred bytes) and takes one of the
+/// 64 task slots for good: a benchmark run makes a dozen calls.
 pub fn on_executor<T: 'static, F: Future<Output = T> + 'static>(fut: F) -> T {
     let out: Arc<Mutex<Option<T>>> = Arc::new(Mutex::new(None));
     let slot = out.clone();

@@ -74,7 +74,9 @@ impl Workload {
             for i in 0..payload {
                 let b = payload_byte(f, i, hex);
                 if hex {
-                    bytes.extend_from_slice(format!("{b:02X}").as_bytes());
+                    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
+                    bytes.push(DIGITS[usize::from(b >> 4)]);
+                    bytes.push(DIGITS[usize::from(b & 15)]);
                 } else {
                     bytes.push(b);
                 }
@@ -230,8 +232,12 @@ pub fn run_driver(w: &Workload, max_read: usize) -> Run {
     let mut state: Box<State> = Box::default();
     // Text reception as configured by the application; hex set below.
     let config = Config::new().receive_text(true);
-    let (modem, runner) =
-        bc26_mqtt::new(&mut state, FakeRx(uart.clone()), FakeTx(uart.clone()), config);
+    let (modem, runner) = bc26_mqtt::new(
+        &mut state,
+        FakeRx(uart.clone()),
+        FakeTx(uart.clone()),
+        config,
+    );
     let recv = if w.hex {
         DataFormat::Hex
     } else {
@@ -375,11 +381,11 @@ fn run_atat_with<U: atat::AtatUrc + atat::Parser>(
         }
         (t0.elapsed(), messages)
     };
-    let (elapsed, messages) = match poll_loop(select(ingress.read_from(FakeRx(uart.clone())), consumer))
-    {
-        Either::First(never) => never,
-        Either::Second(r) => r,
-    };
+    let (elapsed, messages) =
+        match poll_loop(select(ingress.read_from(FakeRx(uart.clone())), consumer)) {
+            Either::First(never) => never,
+            Either::Second(r) => r,
+        };
     let reads = uart.borrow().reads;
     Run {
         elapsed,

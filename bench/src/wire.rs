@@ -226,6 +226,75 @@ pub fn qos0_loop(echo: bool, publishes: usize) -> Qos0 {
     })
 }
 
+/// The same QoS 0 loop without the driver: a plain blocking host on the
+/// calling thread writes each line, reads until its `OK`, writes the next.
+/// It shows what the simulator itself allows (its threads take time to wake
+/// at each turn of the line), so the driver's share of what is left is
+/// `Qos0::rate` over this one's.
+pub fn raw_qos0_loop(echo: bool, publishes: usize) -> Qos0 {
+    let (
+        sim,
+        HostSide {
+            mut reader,
+            mut writer,
+        },
+    ) = Sim::start(sim_config(echo, Duration::ZERO));
+    let mut seen = Vec::new();
+    let wait_for = |reader: &mut SimReader, seen: &mut Vec<u8>, what: &[u8]| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(i) = seen.windows(what.len()).position(|w| w == what) {
+                seen.drain(..i + what.len());
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {:?} from the simulator",
+                String::from_utf8_lossy(what)
+            );
+            let mut buf = [0u8; 256];
+            if let Some(n) = reader.read_blocking(&mut buf, Duration::from_millis(100)) {
+                seen.extend_from_slice(&buf[..n]);
+            }
+        }
+    };
+    let b = broker();
+    let open = format!("AT+QMTOPEN=0,\"{}\",{}\r", b.host, b.port);
+    writer.write_all_blocking(open.as_bytes()).expect("write");
+    wait_for(&mut reader, &mut seen, b"+QMTOPEN: 0,0\r\n");
+    let conn = format!("AT+QMTCONN=0,\"{}\"\r", uniq("bench-raw"));
+    writer.write_all_blocking(conn.as_bytes()).expect("write");
+    wait_for(&mut reader, &mut seen, b"+QMTCONN: 0,0,0\r\n");
+    std::thread::sleep(Duration::from_millis(50));
+    seen.clear();
+    let h0 = sim.host_transcript().len();
+    let m0 = sim.transcript().len();
+    let mut line = format!("AT+QMTPUB=0,0,0,0,\"{QOS0_TOPIC}\",\"").into_bytes();
+    line.extend_from_slice(QOS0_PAYLOAD);
+    line.extend_from_slice(b"\"\r");
+    let mut t0 = Instant::now();
+    for i in 0..WARM_UP + publishes {
+        writer.write_all_blocking(&line).expect("write");
+        wait_for(&mut reader, &mut seen, b"\r\nOK\r\n");
+        if i + 1 == WARM_UP {
+            t0 = Instant::now();
+        }
+    }
+    let elapsed = t0.elapsed();
+    std::thread::sleep(Duration::from_millis(50));
+    let n = (WARM_UP + publishes) as f64;
+    let host = (sim.host_transcript().len() - h0) as f64 / n;
+    let modem = (sim.transcript().len() - m0) as f64 / n;
+    drop(sim);
+    Qos0 {
+        echo,
+        publishes,
+        elapsed,
+        host_bytes: host,
+        modem_bytes: modem,
+    }
+}
+
 // ------------------------------------------------------------ open + connect
 
 /// `clients` clients (0, 1, ...) open and connect at once, each deferred
@@ -273,9 +342,14 @@ pub fn qos1(publishes: usize, tasks: usize, rtt: Duration) -> Duration {
                         Box::pin(async move {
                             for i in 0..per_task {
                                 let payload = format!("task {t} message {i}");
-                                c.publish("bench/qos1", payload.as_bytes(), QoS::AtLeastOnce, false)
-                                    .await
-                                    .expect("published");
+                                c.publish(
+                                    "bench/qos1",
+                                    payload.as_bytes(),
+                                    QoS::AtLeastOnce,
+                                    false,
+                                )
+                                .await
+                                .expect("published");
                             }
                         })
                     })
@@ -346,14 +420,13 @@ pub fn latency(hex: bool, samples: usize) -> Latency {
         let target = Rc::new(Cell::new(u64::MAX));
         let stamp = Rc::new(Cell::new(None));
         let (c2, t2, s2) = (count.clone(), target.clone(), stamp.clone());
-        let (modem, runner, sim) = driver(sim_config(false, Duration::ZERO), move |inner| {
-            Stamped {
+        let (modem, runner, sim) =
+            driver(sim_config(false, Duration::ZERO), move |inner| Stamped {
                 inner,
                 count: c2,
                 target: t2,
                 stamp: s2,
-            }
-        });
+            });
         let c = modem.client(id(0));
         let mut events = modem.events().expect("a subscription");
         let payload = latency_payload();
