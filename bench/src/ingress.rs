@@ -34,17 +34,26 @@ pub const TOPIC: &str = "bench/ingress/t";
 /// The driver's default ingress buffer (`State`'s `INGRESS`), given to atat's
 /// `Ingress` too.
 pub const INGRESS: usize = 2400;
+/// Most bytes of a workload's pattern.
+pub const PATTERN: usize = 32 * 1024;
 /// URCs atat's channel holds (the driver's default `State` keeps 24 message
 /// notices: 32 events less the 8 kept for link events).
 const URC_CAPACITY: usize = 24;
 
-/// A stream of `+QMTRECV` frames.
+/// A stream of `+QMTRECV` frames: a pattern of at most [`PATTERN`] bytes,
+/// sent again and again (so that a long stream stays in the cache, as a
+/// UART's few bytes do, whatever its length).
 #[derive(Debug, Clone)]
 pub struct Workload {
-    /// The bytes, as the modem sends them.
-    pub bytes: Vec<u8>,
-    /// Frames in `bytes`.
+    /// The pattern's bytes, as the modem sends them (shared with each run's
+    /// fake UART).
+    pub pattern: Rc<[u8]>,
+    /// Frames in the pattern.
+    pub pattern_frames: usize,
+    /// Frames in the stream (a multiple of `pattern_frames`).
     pub frames: usize,
+    /// Bytes of the stream.
+    pub bytes: usize,
     /// Payload bytes of each message (decoded, for hex).
     pub payload: usize,
     /// Payloads in hex digits (`AT+QMTCFG="dataformat",0,0,1`).
@@ -64,11 +73,15 @@ fn payload_byte(f: usize, i: usize, hex: bool) -> u8 {
 }
 
 impl Workload {
-    /// `frames` messages of `payload` bytes on [`TOPIC`], client 0, msgIDs
-    /// counting up from 1.
+    /// At least `frames` messages (rounded up to whole patterns) of
+    /// `payload` bytes on [`TOPIC`], client 0, msgIDs counting up from 1 in
+    /// each pattern.
     pub fn new(frames: usize, payload: usize, hex: bool) -> Self {
+        let frame_len = 36 + TOPIC.len() + if hex { 2 * payload } else { payload };
+        let pattern_frames = (PATTERN / frame_len).clamp(1, frames.max(1));
+        let repeats = frames.max(1).div_ceil(pattern_frames);
         let mut bytes = Vec::new();
-        for f in 0..frames {
+        for f in 0..pattern_frames {
             let id = f % 65535 + 1;
             bytes.extend_from_slice(format!("\r\n+QMTRECV: 0,{id},\"{TOPIC}\",\"").as_bytes());
             for i in 0..payload {
@@ -84,8 +97,10 @@ impl Workload {
             bytes.extend_from_slice(b"\"\r\n");
         }
         Self {
-            bytes,
-            frames,
+            bytes: bytes.len() * repeats,
+            pattern: bytes.into(),
+            pattern_frames,
+            frames: pattern_frames * repeats,
             payload,
             hex,
         }
@@ -93,7 +108,7 @@ impl Workload {
 
     /// Wire bytes of one frame.
     pub fn frame_len(&self) -> usize {
-        self.bytes.len() / self.frames.max(1)
+        self.pattern.len() / self.pattern_frames
     }
 
     /// A short name: `text 100 B`, `hex 1024 B`.
@@ -145,7 +160,9 @@ const OK: &[u8] = b"\r\nOK\r\n";
 
 /// The modem end: answers each command line `OK`, then streams the workload.
 struct Uart {
-    stream: Rc<[u8]>,
+    pattern: Rc<[u8]>,
+    /// Bytes of the stream, and how many were read.
+    total: usize,
     pos: usize,
     max_read: usize,
     streaming: bool,
@@ -164,7 +181,8 @@ pub struct FakeTx(Rc<RefCell<Uart>>);
 
 fn fake_uart(w: &Workload, max_read: usize, streaming: bool) -> Rc<RefCell<Uart>> {
     Rc::new(RefCell::new(Uart {
-        stream: w.bytes.clone().into(),
+        pattern: w.pattern.clone(),
+        total: w.bytes,
         pos: 0,
         max_read: max_read.max(1),
         streaming,
@@ -191,7 +209,7 @@ impl embedded_io_async::Read for FakeRx {
                 buf[..OK.len()].copy_from_slice(OK);
                 return Poll::Ready(OK.len());
             }
-            if !u.streaming || u.pos >= u.stream.len() || buf.is_empty() {
+            if !u.streaming || u.pos >= u.total || buf.is_empty() {
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
@@ -201,9 +219,14 @@ impl embedded_io_async::Read for FakeRx {
                 return Poll::Pending;
             }
             u.rest = true;
-            let n = buf.len().min(u.max_read).min(u.stream.len() - u.pos);
-            let at = u.pos;
-            buf[..n].copy_from_slice(&u.stream[at..at + n]);
+            let n = buf.len().min(u.max_read).min(u.total - u.pos);
+            let mut done = 0;
+            while done < n {
+                let at = (u.pos + done) % u.pattern.len();
+                let k = (n - done).min(u.pattern.len() - at);
+                buf[done..done + k].copy_from_slice(&u.pattern[at..at + k]);
+                done += k;
+            }
             u.pos += n;
             u.reads += 1;
             Poll::Ready(n)
@@ -276,7 +299,7 @@ pub fn run_driver(w: &Workload, max_read: usize) -> Run {
         elapsed,
         messages,
         missed,
-        bytes: w.bytes.len(),
+        bytes: w.bytes,
         reads,
     }
 }
@@ -391,7 +414,7 @@ fn run_atat_with<U: atat::AtatUrc + atat::Parser>(
         elapsed,
         messages,
         missed: 0,
-        bytes: w.bytes.len(),
+        bytes: w.bytes,
         reads,
     }
 }
@@ -418,25 +441,34 @@ mod tests {
     fn reads_are_cut_at_max_read_and_at_the_free_buffer() {
         let w = Workload::new(4, 1024, false);
         // 1-byte reads: one read a byte.
-        assert_eq!(run_driver(&w, 1).reads, w.bytes.len());
-        assert_eq!(run_atat(&w, 1).reads, w.bytes.len());
+        assert_eq!(run_driver(&w, 1).reads, w.bytes);
+        assert_eq!(run_atat(&w, 1).reads, w.bytes);
         // Whole reads: at least one read per 2,400 bytes.
-        assert!(run_driver(&w, INGRESS).reads >= w.bytes.len().div_ceil(INGRESS));
+        assert!(run_driver(&w, INGRESS).reads >= w.bytes.div_ceil(INGRESS));
+    }
+
+    #[test]
+    fn long_workloads_repeat_a_pattern_of_whole_frames() {
+        let w = Workload::new(1000, 1024, true);
+        assert!(w.pattern.len() <= PATTERN && w.frames >= 1000);
+        assert_eq!(w.frames % w.pattern_frames, 0);
+        assert_eq!(w.bytes, w.pattern.len() * (w.frames / w.pattern_frames));
+        let d = run_driver(&w, INGRESS);
+        assert_eq!((d.messages, d.missed), (w.frames, 0));
     }
 
     #[test]
     fn workloads_have_the_frame_shapes_the_modem_sends() {
         let w = Workload::new(2, 3, true);
         assert_eq!(
-            w.bytes,
+            &w.pattern[..],
             b"\r\n+QMTRECV: 0,1,\"bench/ingress/t\",\"001F3E\"\r\n\
               \r\n+QMTRECV: 0,2,\"bench/ingress/t\",\"072645\"\r\n"
-                .to_vec()
         );
         let t = Workload::new(1, 4, false);
         assert_eq!(
-            t.bytes,
-            b"\r\n+QMTRECV: 0,1,\"bench/ingress/t\",\"ahov\"\r\n".to_vec()
+            &t.pattern[..],
+            b"\r\n+QMTRECV: 0,1,\"bench/ingress/t\",\"ahov\"\r\n"
         );
     }
 }
