@@ -426,12 +426,14 @@ mod tests {
     #[test]
     fn both_paths_deliver_every_message_of_every_workload_whole() {
         for (payload, hex) in [(100, false), (1024, false), (100, true), (1024, true)] {
-            let w = Workload::new(12, payload, hex);
             for max_read in [1, 16, INGRESS] {
+                // Few frames at 1-byte reads: atat rescans its buffer at each.
+                let frames = if max_read == 1 { 3 } else { 12 };
+                let w = Workload::new(frames, payload, hex);
                 let d = run_driver(&w, max_read);
-                assert_eq!((d.messages, d.missed), (12, 0), "driver {}", w.name());
+                assert_eq!((d.messages, d.missed), (frames, 0), "driver {}", w.name());
                 let a = run_atat(&w, max_read);
-                assert_eq!(a.messages, 12, "atat {}", w.name());
+                assert_eq!(a.messages, frames, "atat {}", w.name());
                 assert_eq!(d.bytes, a.bytes);
             }
         }

@@ -71,6 +71,39 @@ pub fn ingress_pair(w: &Workload, max_read: usize, rounds: usize) -> (Run, Run) 
     (dr, ar)
 }
 
+/// Instructions one ingress path executes on a workload, counted by
+/// callgrind (the same program run again under `valgrind`, collecting inside
+/// `run_driver` or `run_atat` only): exact and repeatable where the clock is
+/// not. `None` when valgrind is not installed.
+pub fn instructions(path: &str, payload: usize, hex: bool, frames: usize) -> Option<u64> {
+    let exe = std::env::current_exe().ok()?;
+    let out = std::process::Command::new("valgrind")
+        .args([
+            "--tool=callgrind",
+            "--callgrind-out-file=/dev/null",
+            &format!("--toggle-collect=bc26_bench::ingress::run_{path}"),
+        ])
+        .arg(exe)
+        .args([
+            "--ingress",
+            path,
+            &payload.to_string(),
+            if hex { "hex" } else { "text" },
+            &frames.to_string(),
+            "1",
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    // "==123== Collected : 14098406"
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .find_map(|l| l.split("Collected :").nth(1))
+        .and_then(|n| n.trim().parse().ok())
+}
+
 struct Table {
     out: String,
 }
@@ -125,6 +158,28 @@ pub fn run(mode: Mode) -> String {
         let (d, a) = ingress_pair(&w, INGRESS, rounds);
         slowest_mb = slowest_mb.min(d.mb_per_s());
         let ratio = d.mb_per_s() / a.mb_per_s();
+        // Instructions per wire byte, when valgrind is there (200 frames).
+        let counted =
+            instructions("driver", payload, hex, 200).zip(instructions("atat", payload, hex, 200));
+        let per_byte = |n: u64| n as f64 / Workload::new(200, payload, hex).bytes as f64;
+        let (ours_ins, ref_ins, ratio_ins, goal) = match counted {
+            Some((di, ai)) => (
+                format!(", {:.1} instructions/B", per_byte(di)),
+                format!(", {:.1} instructions/B", per_byte(ai)),
+                format!(" (instructions: {:.2}x)", ai as f64 / di as f64),
+                format!(
+                    ">= 1.0x: clock {}, instructions {}",
+                    verdict(ratio >= 1.0),
+                    verdict(ai >= di)
+                ),
+            ),
+            None => (
+                String::new(),
+                String::new(),
+                String::new(),
+                format!(">= 1.0x: {}", verdict(ratio >= 1.0)),
+            ),
+        };
         t.row(
             &format!(
                 "ingress, {}: reads of up to {INGRESS} B, {} B frames",
@@ -132,7 +187,7 @@ pub fn run(mode: Mode) -> String {
                 w.frame_len()
             ),
             &format!(
-                "{:.1} MB/s, {:.0} msg/s{}",
+                "{:.1} MB/s, {:.0} msg/s{}{ours_ins}",
                 d.mb_per_s(),
                 d.messages_per_s(),
                 if d.missed > 0 {
@@ -142,12 +197,12 @@ pub fn run(mode: Mode) -> String {
                 }
             ),
             &format!(
-                "atat: {:.1} MB/s, {:.0} msg/s",
+                "atat: {:.1} MB/s, {:.0} msg/s{ref_ins}",
                 a.mb_per_s(),
                 a.messages_per_s()
             ),
-            &format!("{ratio:.2}x"),
-            &format!(">= 1.0x: {}", verdict(ratio >= 1.0)),
+            &format!("{ratio:.2}x{ratio_ins}"),
+            &goal,
         );
     }
     t.row(
@@ -214,7 +269,10 @@ pub fn run(mode: Mode) -> String {
          (a) the driver: `Runner::run` -> `Events` subscriber counting `Event::Message`, and (b) atat 0.25 stock: \
          `Ingress` + `AtDigester` + a derived `AtatUrc` enum parsing `+QMTRECV` into a struct with the payload -> \
          `UrcChannel` -> subscriber counting (hex payloads decoded there, as the driver decodes them). Both under the \
-         same poll loop, interleaved, median of {rounds} runs. MB = 10^6 wire bytes.",
+         same poll loop, interleaved, median of {rounds} runs. MB = 10^6 wire bytes. Instructions (when valgrind is \
+         installed): callgrind's count inside `run_driver` / `run_atat` for 200 frames (setup included: a few \
+         thousand), per wire byte; the ratio is atat's count over the driver's. The clock on a shared machine \
+         varies by tens of percent from run to run; the counts do not.",
         crate::ingress::TOPIC.len()
     );
     let _ = writeln!(
@@ -235,8 +293,8 @@ pub fn run(mode: Mode) -> String {
             ds.push(wire::qos0_loop(echo, n0));
             rs.push(wire::raw_qos0_loop(echo, n0));
         }
-        ds.sort_by(|a, b| a.elapsed.cmp(&b.elapsed));
-        rs.sort_by(|a, b| a.elapsed.cmp(&b.elapsed));
+        ds.sort_by_key(|q| q.elapsed);
+        rs.sort_by_key(|q| q.elapsed);
         let (q, raw) = (ds[ds.len() / 2], rs[rs.len() / 2]);
         let bt_ms = byte_time() * 1e3;
         let on = if echo { "on" } else { "off" };
@@ -370,6 +428,15 @@ pub fn run(mode: Mode) -> String {
          before each of {samples} samples. \"read to event\": from the UART read that returned the frame's last byte \
          to `Events::next` returning it (the driver, on embassy's std executor). \"inject to event\": from `inject` to \
          `Events::next`, less the frame's time on the wire: adds the simulator's threads and the executor's wake-up."
+    );
+
+    let state = core::mem::size_of::<bc26_mqtt::State>();
+    t.row(
+        "the default `State` (all of the driver's memory)",
+        &format!("{state} B on this host ({}-bit)", usize::BITS),
+        "8 KiB on 32-bit targets",
+        "",
+        "asserted at compile time on 32-bit targets; `.ci/sizes.sh` reports it",
     );
 
     format!("{}\n{}", t.out, notes)

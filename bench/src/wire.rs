@@ -489,3 +489,55 @@ pub fn quantile(v: &[Duration], q: f64) -> Duration {
     let i = ((s.len() - 1) as f64 * q).round() as usize;
     s[i]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_follow_the_bytes_of_a_publish() {
+        let mut q = Qos0 {
+            echo: false,
+            publishes: 10,
+            elapsed: Duration::from_secs_f64(10.0 * 80.0 * byte_time()),
+            host_bytes: 63.0,
+            modem_bytes: 24.0,
+        };
+        // Echo off: the line is the busier direction; then the OK follows it.
+        assert_eq!((q.wire_bytes(), q.protocol_bytes()), (63.0, 69.0));
+        assert!((q.of_protocol() - 69.0 / 80.0).abs() < 1e-6);
+        // Echo on: the modem's bytes (echo, OK, result) bound both.
+        q.echo = true;
+        q.modem_bytes = 87.0;
+        assert_eq!((q.wire_bytes(), q.protocol_bytes()), (87.0, 87.0));
+        assert_eq!(
+            quantile(&[3, 1, 2].map(Duration::from_millis), 0.5),
+            Duration::from_millis(2)
+        );
+    }
+
+    #[test]
+    fn qos0_loops_count_the_exact_bytes_of_each_publish_with_and_without_echo() {
+        // AT+QMTPUB=0,0,0,0,"<topic>","<payload>"\r
+        let line = 18 + QOS0_TOPIC.len() + QOS0_PAYLOAD.len() + 6;
+        for echo in [false, true] {
+            let echoed = if echo { line } else { 0 };
+            for q in [qos0_loop(echo, 3), raw_qos0_loop(echo, 3)] {
+                assert_eq!(q.host_bytes, line as f64, "echo {echo}");
+                // Echo, OK, +QMTPUB: 0,0,0 framed in CR LF.
+                assert_eq!(q.modem_bytes, (echoed + OK_LEN + 18) as f64, "echo {echo}");
+                assert!(q.elapsed >= Duration::from_secs_f64(3.0 * line as f64 * byte_time()));
+            }
+        }
+    }
+
+    #[test]
+    fn open_connect_qos1_and_latency_runs_complete() {
+        open_connect(6, Duration::ZERO);
+        qos1(8, 4, Duration::from_millis(10));
+        for hex in [false, true] {
+            let l = latency(hex, 2);
+            assert_eq!((l.read_to_event.len(), l.inject_to_event.len()), (2, 2));
+        }
+    }
+}
