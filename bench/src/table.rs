@@ -75,7 +75,13 @@ pub fn ingress_pair(w: &Workload, max_read: usize, rounds: usize) -> (Run, Run) 
 /// callgrind (the same program run again under `valgrind`, collecting inside
 /// `run_driver` or `run_atat` only): exact and repeatable where the clock is
 /// not. `None` when valgrind is not installed.
-pub fn instructions(path: &str, payload: usize, hex: bool, frames: usize) -> Option<u64> {
+pub fn instructions(
+    path: &str,
+    payload: usize,
+    hex: bool,
+    frames: usize,
+    max_read: usize,
+) -> Option<u64> {
     let exe = std::env::current_exe().ok()?;
     let out = std::process::Command::new("valgrind")
         .args([
@@ -91,6 +97,7 @@ pub fn instructions(path: &str, payload: usize, hex: bool, frames: usize) -> Opt
             if hex { "hex" } else { "text" },
             &frames.to_string(),
             "1",
+            &max_read.to_string(),
         ])
         .output()
         .ok()?;
@@ -159,8 +166,8 @@ pub fn run(mode: Mode) -> String {
         slowest_mb = slowest_mb.min(d.mb_per_s());
         let ratio = d.mb_per_s() / a.mb_per_s();
         // Instructions per wire byte, when valgrind is there (200 frames).
-        let counted =
-            instructions("driver", payload, hex, 200).zip(instructions("atat", payload, hex, 200));
+        let counted = instructions("driver", payload, hex, 200, INGRESS)
+            .zip(instructions("atat", payload, hex, 200, INGRESS));
         let per_byte = |n: u64| n as f64 / Workload::new(200, payload, hex).bytes as f64;
         let (ours_ins, ref_ins, ratio_ins, goal) = match counted {
             Some((di, ai)) => (
@@ -252,15 +259,48 @@ pub fn run(mode: Mode) -> String {
         })
         .collect();
     let growth = per_byte[0].1 / ds.ns_per_byte();
+    // The same ratio in instructions per byte (20 frames each), when counted.
+    let per_b = |path: &str, payload: usize| {
+        let bytes = Workload::new(20, payload, false).bytes as f64;
+        instructions(path, payload, false, 20, 1).map(|n| n as f64 / bytes)
+    };
+    let counted = match (
+        per_b("driver", 1024),
+        per_b("driver", 100),
+        per_b("atat", 1024),
+        per_b("atat", 100),
+    ) {
+        (Some(d1), Some(d0), Some(a1), Some(a0)) => Some((d1, d0, a1, a0)),
+        _ => None,
+    };
+    let (ins_text, linear) = match counted {
+        Some((d1, d0, a1, a0)) => (
+            format!(
+                "; instructions/B {d1:.0} / {d0:.0} = {:.2} (atat {a1:.0} / {a0:.0} = {:.2})",
+                d1 / d0,
+                a1 / a0
+            ),
+            d1 / d0 < 1.1,
+        ),
+        None => (String::new(), growth < 1.5),
+    };
     t.row(
         "ingress O(n): ns per byte of text 1024 B frames, by read size",
         &cuts.join(", "),
         &format!("atat: {}", atat_cuts.join(", ")),
         &format!(
-            "1-byte reads, 1024 B frames / 100 B frames: {growth:.2} (atat {:.2})",
+            "1-byte reads, 1024 B frames / 100 B frames: ns/B {growth:.2} (atat {:.2}){ins_text}",
             per_byte[0].2 / as_.ns_per_byte()
         ),
-        &format!("O(n): ratio about 1: {}", verdict(growth < 1.5)),
+        &format!(
+            "O(n): ratio about 1 ({}): {}",
+            if counted.is_some() {
+                "instructions"
+            } else {
+                "clock"
+            },
+            verdict(linear)
+        ),
     );
     let _ = writeln!(
         notes,
@@ -278,9 +318,10 @@ pub fn run(mode: Mode) -> String {
     let _ = writeln!(
         notes,
         "- O(n): time per wire byte of 1024-byte text payloads read 1 byte, 16 bytes or up to {INGRESS} bytes at a \
-         time; the ratio compares 1-byte reads of 1024-byte frames with 1-byte reads of 100-byte frames (about 1 \
-         when the cost is linear in the frame; atat rescans its buffer from the start at every read). At 1-byte \
-         reads the cost is mostly the read itself (one poll round a byte)."
+         time; the ratio compares the cost per byte of 1-byte reads of 1024-byte frames with that of 100-byte frames \
+         (about 1 when the cost is linear in the frame; atat rescans its buffer from the start at every read, so \
+         its ratio grows with the frame). At 1-byte reads the cost is mostly the read itself (one poll round a \
+         byte); the instruction counts (callgrind, 20 frames each) are exact where the clock is not."
     );
 
     // ------------------------------------------------ QoS 0 loop
