@@ -620,5 +620,12 @@ mod tests {
             r.events(),
             ["LinkClosed { client: ClientId(0), reason: LinkDead }"]
         );
+        // A non-digit inside the quotes: framed to its `"` CR LF, refused
+        // when decoded, and the line behind it read as a line.
+        r.feed_bytewise(
+            b"\r\n+QMTRECV: 0,3,\"t\",\"48G9\"\r\n\r\n+QMTRECV: 0,4,\"t\",\"4F4B\"\r\n",
+        );
+        assert_eq!(r.core.stats.get().malformed_urcs, 2);
+        assert_eq!(r.events(), ["msg 0 4 t OK"]);
     }
 }

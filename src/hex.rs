@@ -12,20 +12,45 @@ pub(crate) fn encode_into(data: &[u8], out: &mut [u8]) -> usize {
     2 * data.len()
 }
 
-fn nibble(d: u8) -> Option<u8> {
-    match d {
-        b'0'..=b'9' => Some(d - b'0'),
-        b'a'..=b'f' => Some(d - b'a' + 10),
-        b'A'..=b'F' => Some(d - b'A' + 10),
-        _ => None,
+/// Marks a byte that is not a hex digit in [`NIBBLE`].
+const NOT_HEX: u8 = 0x80;
+
+/// The value of each hex digit (either case); [`NOT_HEX`] for other bytes.
+/// One table lookup per digit, with no branch (256 bytes of flash: a
+/// reference to a constant, so one copy in read-only data).
+const NIBBLE: &[u8; 256] = &{
+    let mut t = [NOT_HEX; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
     }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
+
+/// Whether `digits` is an even number of hex digits (either case): one
+/// lookup and one OR per digit, no branch inside the loop.
+pub(crate) fn is_valid(digits: &[u8]) -> bool {
+    let bad = digits
+        .iter()
+        .fold(0u8, |acc, &d| acc | NIBBLE[usize::from(d)]);
+    digits.len() % 2 == 0 && bad & NOT_HEX == 0
 }
 
 /// Decodes hex digits (either case) into `out`, which holds exactly half as
-/// many bytes; a non-digit decodes as 0 (callers check the digits first).
+/// many bytes. Callers check the digits first with [`is_valid`]; a
+/// non-digit would decode to garbage, never a panic.
 pub(crate) fn decode_into(digits: &[u8], out: &mut [u8]) {
     for (pair, o) in digits.chunks_exact(2).zip(out.iter_mut()) {
-        *o = (nibble(pair[0]).unwrap_or(0) << 4) | nibble(pair[1]).unwrap_or(0);
+        let hi = NIBBLE[usize::from(pair[0])];
+        let lo = NIBBLE[usize::from(pair[1])];
+        *o = (hi << 4) | (lo & 0x0f);
     }
 }
 
@@ -46,5 +71,16 @@ mod tests {
         let mut two = [0u8; 2];
         decode_into(b"0a0B", &mut two);
         assert_eq!(two, [10, 11]);
+    }
+
+    #[test]
+    fn only_an_even_count_of_hex_digits_is_valid() {
+        assert!(is_valid(b""));
+        assert!(is_valid(b"0123456789abcdefABCDEF"));
+        assert!(!is_valid(b"0"), "odd count");
+        for b in 0..=255u8 {
+            let pair = [b'0', b];
+            assert_eq!(is_valid(&pair), b.is_ascii_hexdigit(), "byte {b:#04x}");
+        }
     }
 }

@@ -120,7 +120,7 @@ impl<'a> Inbox<'a> {
     /// that is not valid hex), counted.
     pub(crate) fn push_message(&self, m: &Incoming<'_>) -> bool {
         let payload_len = if m.hex {
-            if m.payload.len() % 2 != 0 || !m.payload.iter().all(u8::is_ascii_hexdigit) {
+            if !crate::hex::is_valid(m.payload) {
                 self.stats
                     .count(|s| s.malformed_urcs = s.malformed_urcs.wrapping_add(1));
                 return false;

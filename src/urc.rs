@@ -354,9 +354,10 @@ pub(crate) fn recv_head(buf: &[u8]) -> Result<Option<RecvHead>, ()> {
 /// `scanned` on (bytes before it were looked at by an earlier call).
 ///
 /// - A payload length, when the firmware sends one, frames it exactly.
-/// - Hex payloads hold only hex digits: the first other byte must be the
-///   closing `"` CR LF, else the frame is broken (a lost byte, a cut URC):
-///   malformed at once, never a wait across later lines.
+/// - Hex payloads hold only hex digits, so neither `"` nor CR: the first of
+///   either must be the closing `"` CR LF, else the frame is broken (a lost
+///   byte, a cut URC): malformed at the end of its line, never a wait across
+///   later lines. Other non-digits are refused when the digits are decoded.
 /// - Text payloads are not escaped and may hold quotes, commas and CR LF: the
 ///   payload ends at the first `"` CR LF (a payload holding `"` CR LF is cut
 ///   there, which is why the driver receives in hex unless told otherwise).
@@ -402,22 +403,21 @@ pub(crate) fn recv_end(
     let from = scanned.max(start);
     let limit = start + max;
     if hex {
+        // Hex digits never hold `"` or CR: the first of either ends the
+        // payload (found with `memchr2`, many bytes per step). Any other
+        // non-digit is caught when the digits are decoded.
         let stop = buf.len().min(limit + 1);
-        let mut i = from;
-        while i < stop && buf[i].is_ascii_hexdigit() {
-            i += 1;
-        }
-        if i >= stop {
-            return if i > limit {
-                Frame::Malformed
-            } else {
-                Frame::Incomplete { scanned: i }
-            };
-        }
-        return match closing(i) {
-            Some(true) => Frame::Complete { end: i, len: i + 3 },
-            Some(false) => Frame::Malformed,
-            None => Frame::Incomplete { scanned: i },
+        return match memchr::memchr2(b'"', b'\r', &buf[from..stop]) {
+            Some(q) => match closing(from + q) {
+                Some(true) => Frame::Complete {
+                    end: from + q,
+                    len: from + q + 3,
+                },
+                Some(false) => Frame::Malformed,
+                None => Frame::Incomplete { scanned: from + q },
+            },
+            None if stop > limit => Frame::Malformed,
+            None => Frame::Incomplete { scanned: stop },
         };
     }
     let stop = buf.len().min(limit + 3);
