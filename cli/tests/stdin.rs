@@ -374,6 +374,58 @@ fn sim_fault_flags_reset_close_reboot_and_unregister_the_link_and_every_line_sti
 }
 
 #[test]
+fn sim_fault_silence_that_swallows_publishes_in_flight_ends_the_link_and_every_line_still_arrives()
+{
+    let b = broker();
+    let topic = uniq("cli/silence");
+    let watcher = Watcher::new(b, &uniq("watcher"), &[&topic]);
+    let port = b.port.to_string();
+    let cid = uniq("cli");
+    let mut cli = Cli::start(&[
+        "--sim",
+        "--host",
+        &b.host,
+        "--port",
+        &port,
+        "--client-id",
+        &cid,
+        "--stdin",
+        &topic,
+        "--in-flight",
+        "4",
+        "--sim-fault",
+        "silence:2s@500ms",
+    ]);
+    cli.wait_for(1, &["\"state\":\"online\""]);
+    // Lines before, through and after the silence: the modem takes none of
+    // the bytes sent while it is silent, so publishes are lost mid-flight.
+    cli.write_lines(1..=80, Duration::from_millis(30));
+    cli.wait_for(1, &["\"event\":\"fault\"", "\"kind\":\"silence-end\""]);
+    let (code, events) = cli.finish();
+    let all = events.join("\n");
+    assert_eq!(code, Some(0), "{all}");
+    assert!(
+        events
+            .iter()
+            .any(|l| l.contains("\"state\":\"offline\"")
+                && l.contains("\"reason\":\"modem_silent\"")),
+        "the silence was not noticed:\n{all}"
+    );
+    // Four in flight: lines may first arrive out of order; each arrives.
+    watcher.wait_for(&topic, Duration::from_secs(10), |p| {
+        first_arrivals(p).len() >= 80
+    });
+    let mut got = first_arrivals(&watcher.payloads(&topic));
+    got.sort_by_key(|l| {
+        l.trim_start_matches("line ")
+            .parse::<u32>()
+            .unwrap_or(u32::MAX)
+    });
+    assert_eq!(got, expected(80), "{all}");
+    assert!(summary(&events).contains("\"undelivered\":0"), "{all}");
+}
+
+#[test]
 fn sim_fault_broker_restart_restarts_the_clis_own_broker_and_lines_sent_meanwhile_arrive() {
     // Against an external broker, the restartable one is shared by this
     // process's tests: hold it while the CLI restarts it.
