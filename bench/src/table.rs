@@ -395,7 +395,9 @@ pub fn run(mode: Mode) -> String {
         "- QoS 0 loop: one task, `start_publish` after `start_publish` (each returns at its `OK`; the result of the \
          publish two before is awaited then), timed from the `OK` of the 5th publish to the `OK` of the last, \
          median of {reps0}. The blocking host writes the same line from a plain thread and reads until `OK`: the \
-         most this simulator allows (its receive, modem and transmit threads each wake up once a turn of the line)."
+         most this simulator allows (a byte reaches the other side when its stop bit is complete; what is left to \
+         the bound is the hand-offs between its threads at each turn of the line: the modem sees the CR, queues \
+         its `OK`, the host reads it)."
     );
 
     // ------------------------------------------------ six clients against one

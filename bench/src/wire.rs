@@ -228,8 +228,9 @@ pub fn qos0_loop(echo: bool, publishes: usize) -> Qos0 {
 
 /// The same QoS 0 loop without the driver: a plain blocking host on the
 /// calling thread writes each line, reads until its `OK`, writes the next.
-/// It shows what the simulator itself allows (its threads take time to wake
-/// at each turn of the line), so the driver's share of what is left is
+/// It shows what the simulator itself allows (its threads hand each turn of
+/// the line over: the modem sees the CR, queues its `OK`, the host reads it;
+/// tens of microseconds a publish), so the driver's share of what is left is
 /// `Qos0::rate` over this one's.
 pub fn raw_qos0_loop(echo: bool, publishes: usize) -> Qos0 {
     let (

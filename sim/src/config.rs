@@ -58,9 +58,10 @@ pub struct SimConfig {
     /// Delay before each deferred result (`+QMTOPEN: 0,0`, `+QMTCONN: ...`, ...). URCs
     /// (`+QMTRECV`, `+QMTSTAT`) are not delayed, but never overtake an earlier queued line.
     pub result_delay: Duration,
-    /// Model a UART at this baud rate (8N1: 10 bit times per byte), both ways: byte `k` of
-    /// a continuous stream is complete `(k + 1) * 10 / baud` after the stream started, on an
-    /// absolute schedule; the host's bytes reach the modem no faster, and the host's writes
+    /// Model a UART at this baud rate (8N1: 10 bit times per byte), both ways, byte by byte:
+    /// a stream starts when its first byte is written (or queued by the modem) on an idle
+    /// line, byte `k` of it is complete `(k + 1) * 10 / baud` later on an absolute schedule,
+    /// and each byte reaches the other side as soon as it is complete; the host's writes
     /// block once `uart_fifo` bytes wait. `None`: as fast as possible.
     pub baud: Option<u32>,
     /// With `baud`: how many bytes the host can write ahead of the wire (the in-process

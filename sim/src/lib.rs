@@ -69,10 +69,16 @@ impl Sink for PipeSink {
 impl Sim {
     /// Start a simulated modem on an in-process pipe.
     pub fn start(cfg: SimConfig) -> (SimHandle, HostSide) {
-        let to_sim = pipe::Chan::new(match cfg.baud {
-            Some(b) if b > 0 => cfg.uart_fifo.max(1),
-            _ => cfg.pipe_capacity,
-        });
+        let pacer = uart::Pacer::new(cfg.baud);
+        let paced = pacer.is_some();
+        let to_sim = pipe::Chan::paced(
+            if paced {
+                cfg.uart_fifo.max(1)
+            } else {
+                cfg.pipe_capacity
+            },
+            pacer,
+        );
         let to_host = pipe::Chan::new(cfg.pipe_capacity);
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = channel();
@@ -81,10 +87,9 @@ impl Sim {
             let to_sim = to_sim.clone();
             let tx = tx.clone();
             let stop = stop.clone();
-            let pacer = uart::Pacer::new(cfg.baud);
             std::thread::Builder::new()
                 .name("bc26-sim-rx".into())
-                .spawn(move || pump(&to_sim, pacer, &tx, &stop))
+                .spawn(move || pump(&to_sim, paced, &tx, &stop))
                 .expect("spawn rx thread")
         };
 
@@ -132,40 +137,21 @@ impl Sim {
 }
 
 /// The modem's receiving end of the pipe: takes the host's bytes as they complete on the
-/// wire (paced like a UART when `pacer` is set: they stay in the pipe, which is the FIFO the
-/// host's writes block on, until their time).
-fn pump(
-    to_sim: &pipe::Chan,
-    mut pacer: Option<uart::Pacer>,
-    tx: &Sender<Event>,
-    stop: &AtomicBool,
-) {
+/// wire (paced like a UART when the pipe is: they stay in the pipe, which is the FIFO the
+/// host's writes block on, until their stop bit is complete, and each goes to the modem as
+/// soon as it is).
+fn pump(to_sim: &pipe::Chan, paced: bool, tx: &Sender<Event>, stop: &AtomicBool) {
+    if paced {
+        uart::precise_timers();
+    }
     let mut buf = vec![0u8; 1024];
-    let mut idle = true;
+    let mut waiter = uart::Waiter::default();
     while !stop.load(Ordering::Relaxed) {
-        let n = match to_sim.wait_readable(Duration::from_millis(50)) {
+        match to_sim.take_complete(&mut buf, Duration::from_millis(50), &mut waiter) {
             Some(0) => break,
-            Some(n) => n,
-            None => continue,
-        };
-        let n = match &mut pacer {
-            Some(p) => {
-                if idle {
-                    p.resume();
-                }
-                let n = n.min(p.piece()).min(buf.len());
-                p.wait_for(n);
-                n
-            }
-            None => n.min(buf.len()),
-        };
-        let Some(got) = to_sim.read_timeout(&mut buf[..n], Some(Duration::ZERO)) else {
-            continue;
-        };
-        if got == 0 || tx.send(Event::Host(buf[..got].to_vec())).is_err() {
-            break;
+            Some(n) if tx.send(Event::Host(buf[..n].to_vec())).is_err() => break,
+            Some(_) | None => {}
         }
-        idle = to_sim.wait_readable(Duration::ZERO).is_none();
     }
 }
 

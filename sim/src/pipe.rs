@@ -10,8 +10,14 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
+use crate::uart::{Pacer, Waiter};
+
 struct State {
     buf: VecDeque<u8>,
+    /// A paced direction (host to modem with `SimConfig::baud`): the line's schedule, and
+    /// for each byte of `buf` the instant it is complete on the wire.
+    pacer: Option<Pacer>,
+    due: VecDeque<Instant>,
     cap: usize,
     closed: bool,
     read_waker: Option<Waker>,
@@ -26,9 +32,17 @@ pub(crate) struct Chan {
 
 impl Chan {
     pub(crate) fn new(cap: usize) -> Arc<Self> {
+        Self::paced(cap, None)
+    }
+
+    /// A direction whose bytes go on the wire on `pacer`'s schedule from the moment they are
+    /// written (a UART's transmit FIFO of `cap` bytes); take them with [`Chan::take_complete`].
+    pub(crate) fn paced(cap: usize, pacer: Option<Pacer>) -> Arc<Self> {
         Arc::new(Chan {
             state: Mutex::new(State {
                 buf: VecDeque::with_capacity(cap.min(1 << 16)),
+                pacer,
+                due: VecDeque::new(),
                 cap: cap.max(1),
                 closed: false,
                 read_waker: None,
@@ -63,7 +77,17 @@ impl Chan {
         for (i, b) in st.buf.drain(..n).enumerate() {
             out[i] = b;
         }
+        st.due.drain(..n.min(st.due.len()));
         n
+    }
+
+    /// Append `data`, each byte scheduled on the line from now when paced.
+    fn put(st: &mut State, data: &[u8]) {
+        st.buf.extend(data);
+        if let Some(p) = &mut st.pacer {
+            let now = Instant::now();
+            st.due.extend(data.iter().map(|_| p.schedule(now)));
+        }
     }
 
     fn after_take(&self, mut st: std::sync::MutexGuard<'_, State>) {
@@ -113,7 +137,7 @@ impl Chan {
         let room = st.cap.saturating_sub(st.buf.len());
         if room > 0 {
             let n = room.min(data.len());
-            st.buf.extend(&data[..n]);
+            Self::put(&mut st, &data[..n]);
             self.after_put(st);
             return Poll::Ready(Ok(n));
         }
@@ -153,10 +177,39 @@ impl Chan {
         Some(n)
     }
 
-    /// Wait at most `timeout` for bytes, without taking them: how many are queued
-    /// (`Some(0)`: closed and drained; `None`: timeout).
-    pub(crate) fn wait_readable(&self, timeout: Duration) -> Option<usize> {
-        Some(self.wait_bytes(Some(Instant::now() + timeout))?.buf.len())
+    /// The receiving end of a paced direction: waits at most `timeout` for bytes, then until
+    /// the first is complete on the wire, and takes every byte complete by then (each byte as
+    /// soon as it is complete: none waits for the ones after it). `Some(0)`: closed and
+    /// drained; `None`: no byte within `timeout`. Unpaced: whatever is there. `waiter`
+    /// waits, urgently for the last byte written (the end of the host's line, say).
+    pub(crate) fn take_complete(
+        &self,
+        out: &mut [u8],
+        timeout: Duration,
+        waiter: &mut Waiter,
+    ) -> Option<usize> {
+        let mut st = self.wait_bytes(Some(Instant::now() + timeout))?;
+        // (Nothing to wait for when unpaced, or closed and drained.)
+        while let Some(&first) = st.due.front() {
+            if first <= Instant::now() {
+                break;
+            }
+            // Only this reader takes bytes out, and bytes written meanwhile come after.
+            let last = st.due.len() == 1;
+            drop(st);
+            waiter.wait_until(first, last);
+            st = self.lock();
+        }
+        let now = Instant::now();
+        let complete = if st.pacer.is_some() {
+            st.due.iter().take_while(|&&d| d <= now).count()
+        } else {
+            st.buf.len()
+        };
+        let n = complete.min(out.len());
+        let n = Self::take_into(&mut st, &mut out[..n]);
+        self.after_take(st);
+        Some(n)
     }
 
     /// Blocking write of all of `data`; `Err(())` if the pipe is (or becomes) closed.
@@ -172,7 +225,7 @@ impl Chan {
                 continue;
             }
             let n = room.min(data.len());
-            st.buf.extend(&data[..n]);
+            Self::put(&mut st, &data[..n]);
             data = &data[n..];
             let rw = st.read_waker.take();
             drop(st);

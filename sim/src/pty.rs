@@ -1,6 +1,7 @@
 //! Pseudo-terminal transport: the simulator owns the master side; a program opens the
 //! slave device (`/dev/pts/N`) like a serial port.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -9,10 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::modem::Event;
 use crate::output::Sink;
-use crate::uart::Pacer;
+use crate::uart::{precise_timers, sleep_until, Pacer, Waiter};
 
 pub(crate) struct Pty {
     master: File,
@@ -79,7 +81,10 @@ impl Pty {
     }
 
     /// Reads what the program writes to the device and hands it to the modem; with a
-    /// `pacer`, at the baud rate (the bytes wait in the kernel's pty buffer meanwhile).
+    /// `pacer`, each byte once its stop bit is complete on the line's schedule, which starts
+    /// when the byte is read from the kernel (this thread polls the device whenever it waits,
+    /// so that is within its wake-up latency of the write). No back-pressure: the bytes wait
+    /// here and in the kernel's pty buffer.
     pub(crate) fn spawn_reader(
         &self,
         tx: Sender<Event>,
@@ -90,41 +95,67 @@ impl Pty {
         std::thread::Builder::new()
             .name("bc26-sim-pty-rx".into())
             .spawn(move || {
-                let mut buf = [0u8; 1024];
-                let mut idle = true;
+                if pacer.is_some() {
+                    precise_timers();
+                }
+                /// Bytes read ahead of the wire at most (the rest waits in the kernel).
+                const AHEAD: usize = 1024;
+                let mut buf = [0u8; AHEAD];
+                // Bytes read, each with the instant it is complete on the wire.
+                let mut pending: VecDeque<(Instant, u8)> = VecDeque::new();
+                let mut waiter = Waiter::default();
                 while !stop.load(Ordering::Relaxed) {
-                    // Data already waiting continues the stream; otherwise wait up to 50 ms.
-                    if !readable(&m, 0) {
-                        idle = true;
-                        if !readable(&m, 50) {
-                            continue;
+                    let now = Instant::now();
+                    // Deliver every complete byte.
+                    let complete = pending.iter().take_while(|(d, _)| *d <= now).count();
+                    if complete > 0 {
+                        let bytes = pending.drain(..complete).map(|(_, b)| b).collect();
+                        if tx.send(Event::Host(bytes)).is_err() {
+                            return;
                         }
+                        continue;
                     }
-                    let n = match m.read(&mut buf) {
+                    // Wait for the next byte's stop bit (spinning at the end when it is the
+                    // last one read, see `Waiter`), or for new bytes meanwhile.
+                    let (wait, spin) = match pending.front() {
+                        Some(&(due, _)) => {
+                            let spin = waiter.spins(due, pending.len() == 1);
+                            let sleep = if spin {
+                                Waiter::sleep_before(due, now)
+                            } else {
+                                due - now
+                            };
+                            (sleep, spin.then_some(due))
+                        }
+                        None => (Duration::from_millis(50), None),
+                    };
+                    let more = pending.len() < AHEAD && readable(&m, wait);
+                    if !more {
+                        if pending.len() >= AHEAD {
+                            sleep_until(now + wait);
+                        }
+                        if let Some(due) = spin {
+                            waiter.spin_until(due);
+                        }
+                        continue;
+                    }
+                    let n = match m.read(&mut buf[..AHEAD - pending.len()]) {
                         Ok(0) => continue,
                         Ok(n) => n,
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                         Err(_) => {
-                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            std::thread::sleep(Duration::from_millis(50));
                             continue;
                         }
                     };
-                    let pieces: Vec<&[u8]> = match &pacer {
-                        Some(p) => buf[..n].chunks(p.piece()).collect(),
-                        None => vec![&buf[..n]],
-                    };
-                    for piece in pieces {
-                        if let Some(p) = &mut pacer {
-                            if idle {
-                                p.resume();
-                            }
-                            p.wait_for(piece.len());
-                        }
-                        idle = false;
-                        if tx.send(Event::Host(piece.to_vec())).is_err() {
-                            return;
-                        }
-                    }
+                    let read_at = Instant::now();
+                    pending.extend(buf[..n].iter().map(|&b| {
+                        let due = match &mut pacer {
+                            Some(p) => p.schedule(read_at),
+                            None => read_at,
+                        };
+                        (due, b)
+                    }));
                 }
             })
     }
@@ -134,18 +165,22 @@ impl Pty {
     }
 }
 
-/// Wait at most `ms` for the master to be readable.
-fn readable(f: &File, ms: libc::c_int) -> bool {
+/// Wait at most `timeout` for the master to be readable (to the nanosecond: `ppoll`).
+fn readable(f: &File, timeout: Duration) -> bool {
     let mut pfd = libc::pollfd {
         fd: f.as_raw_fd(),
         events: libc::POLLIN,
         revents: 0,
     };
-    // SAFETY: one valid pollfd.
-    let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: one valid pollfd, a valid timespec, no signal mask.
+    let r = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
     if r > 0 && pfd.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
         // No program has the device open (or it went away): do not spin.
-        std::thread::sleep(std::time::Duration::from_millis(ms.max(1) as u64));
+        std::thread::sleep(timeout.max(Duration::from_millis(1)));
         return false;
     }
     r > 0 && pfd.revents & libc::POLLIN != 0

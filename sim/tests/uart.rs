@@ -209,3 +209,188 @@ fn pty_paces_both_directions() {
         Duration::from_millis(20),
     );
 }
+
+// ------------------------------------------------------------ byte by byte
+//
+// The UART is modelled byte by byte: each byte reaches the other side as soon as its stop
+// bit is complete, on a schedule that starts when it was written (or queued by the modem).
+// The lower bounds below are exact and asserted on every sample. An upper bound would flake
+// on a loaded machine (any thread may be descheduled for milliseconds), so each test asserts
+// that at least one of its samples is close to the schedule: a simulator that holds a
+// complete byte back for the rest of a piece (1 ms of bytes), or starts a stream when its
+// thread wakes up, cannot produce one.
+
+/// Samples of each timing test.
+const SAMPLES: usize = 20;
+
+/// Reads once (5 s at most): when it returned, and what.
+fn read_once(host: &mut bc26_sim::HostSide) -> (Instant, Vec<u8>) {
+    let mut buf = [0u8; 256];
+    let n = host
+        .reader
+        .read_blocking(&mut buf, Duration::from_secs(5))
+        .expect("no byte");
+    assert!(n > 0, "EOF");
+    (Instant::now(), buf[..n].to_vec())
+}
+
+/// Reads until `end` has been seen (5 s at most).
+fn read_until(host: &mut bc26_sim::HostSide, mut got: Vec<u8>, end: &[u8]) -> Vec<u8> {
+    while !got.ends_with(end) {
+        got.extend_from_slice(&read_once(host).1);
+    }
+    got
+}
+
+fn report(what: &str, mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    eprintln!(
+        "{what}: min {:?}, median {:?}, max {:?}",
+        v[0],
+        v[v.len() / 2],
+        v[v.len() - 1]
+    );
+    v[0]
+}
+
+#[test]
+fn a_byte_from_the_modem_reaches_the_host_when_complete_not_with_the_rest_of_its_message() {
+    let _one = serial();
+    let (h, mut host) = Sim::start(paced());
+    let msg = b"0123456789abcdefghij"; // 20 bytes: 1.7 ms on the wire
+    let (mut firsts, mut lone) = (Vec::new(), 0);
+    for _ in 0..SAMPLES {
+        std::thread::sleep(Duration::from_millis(3)); // the line is idle
+        let t0 = Instant::now();
+        h.inject(msg);
+        let (at, got) = read_once(&mut host);
+        let took = at - t0;
+        // Never early: its stop bit is complete one byte time after it was queued.
+        assert!(
+            took >= wire(got.len()),
+            "{} bytes after {took:?}",
+            got.len()
+        );
+        assert_eq!(got[..], msg[..got.len()]);
+        firsts.push(took);
+        lone += usize::from(got.len() == 1);
+        assert_eq!(read_until(&mut host, got, b"ij"), msg);
+    }
+    let best = report("first byte of 20 (wire time 87 us)", firsts);
+    // At least once, the first byte came alone (not with the 10 after it), and within 4
+    // byte times of the queueing.
+    assert!(lone > 0, "the first byte never came alone");
+    assert!(
+        best < wire(4),
+        "the first byte came {best:?} after the inject at best"
+    );
+}
+
+#[test]
+fn the_modem_answers_a_line_one_byte_time_after_its_cr_is_complete() {
+    let _one = serial();
+    let (_h, mut host) = Sim::start(paced());
+    let line = b"AT\r";
+    let mut firsts = Vec::new();
+    for _ in 0..SAMPLES {
+        std::thread::sleep(Duration::from_millis(3));
+        let t0 = Instant::now();
+        host.writer.write_all_blocking(line).unwrap();
+        let (at, got) = read_once(&mut host);
+        // The CR is complete 3 byte times after the write, the OK's first byte one later.
+        let after_cr = (at - t0)
+            .checked_sub(wire(line.len()))
+            .expect("before the CR");
+        assert!(
+            after_cr >= wire(got.len()),
+            "{got:?} {after_cr:?} after the CR"
+        );
+        firsts.push(after_cr);
+        assert_eq!(read_until(&mut host, got, b"OK\r\n"), b"\r\nOK\r\n");
+    }
+    let best = report(
+        "first byte of the OK after the CR (wire time 87 us)",
+        firsts,
+    );
+    // At least once: the modem saw the CR and its answer's first byte was complete within
+    // 3 byte times of the CR (a simulator that waits for the whole OK needs 6).
+    assert!(
+        best < wire(3),
+        "the OK started {best:?} after the CR at best"
+    );
+}
+
+#[test]
+fn the_echo_of_each_byte_follows_it_by_about_a_byte_time() {
+    let _one = serial();
+    let (_h, mut host) = Sim::start(SimConfig {
+        echo: true,
+        ..paced()
+    });
+    let line = long_line(60);
+    let mut firsts = Vec::new();
+    for _ in 0..SAMPLES {
+        std::thread::sleep(Duration::from_millis(3));
+        let t0 = Instant::now();
+        host.writer.write_all_blocking(&line).unwrap();
+        let (at, got) = read_once(&mut host);
+        // Byte k reaches the modem k + 1 byte times after the write; its echo one later.
+        let took = at - t0;
+        assert!(took >= wire(got.len() + 1), "{got:?} after {took:?}");
+        firsts.push(took);
+        let mut want = line.clone();
+        want.extend_from_slice(b"\r\nERROR\r\n");
+        assert_eq!(read_until(&mut host, got, b"ERROR\r\n"), want);
+    }
+    let best = report(
+        "echo of the first byte of a line (2 byte times: 174 us)",
+        firsts,
+    );
+    // At least once within 5 byte times of the write (a modem that gets the host's bytes
+    // in 1 ms pieces echoes the first one 12 byte times after the write at the earliest).
+    assert!(
+        best < wire(5),
+        "the first echo came {best:?} after the write at best"
+    );
+}
+
+#[test]
+fn through_the_pty_the_modem_answers_a_line_soon_after_its_cr_is_complete() {
+    let _one = serial();
+    let (_h, path) = Sim::start_pty(paced()).unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let line = b"AT\r";
+    let mut firsts = Vec::new();
+    for _ in 0..SAMPLES {
+        std::thread::sleep(Duration::from_millis(3));
+        let t0 = Instant::now();
+        f.write_all(line).unwrap();
+        let mut b = [0u8; 16];
+        let k = f.read(&mut b).unwrap();
+        assert!(k > 0);
+        let after_cr = t0
+            .elapsed()
+            .checked_sub(wire(line.len()))
+            .expect("before the CR");
+        assert!(after_cr >= wire(k), "{k} bytes {after_cr:?} after the CR");
+        firsts.push(after_cr);
+        let mut got = b[..k].to_vec();
+        while !got.ends_with(b"OK\r\n") {
+            let k = f.read(&mut b).unwrap();
+            assert!(k > 0);
+            got.extend_from_slice(&b[..k]);
+        }
+        assert_eq!(got, b"\r\nOK\r\n");
+    }
+    let best = report("through the pty, first byte of the OK after the CR", firsts);
+    // The kernel's pty adds a hand-off each way (tens of us): at least once within 5 byte
+    // times of the CR (a simulator that waits for the whole OK needs 6).
+    assert!(
+        best < wire(5),
+        "the OK started {best:?} after the CR at best"
+    );
+}

@@ -67,7 +67,7 @@ impl Modem {
                 if dm.buf.len() < limit {
                     dm.buf.push(b);
                     if self.clients[id].cfg.echomode() {
-                        self.out.send(&[b]);
+                        self.out.send_echo(&[b]);
                     }
                 }
             }

@@ -242,7 +242,7 @@ impl Modem {
     fn flush_echo(&mut self) {
         if !self.echo_buf.is_empty() {
             let e = std::mem::take(&mut self.echo_buf);
-            self.out.send(&e);
+            self.out.send_echo(&e);
         }
     }
 
