@@ -309,6 +309,11 @@ fn a_modem_that_restarts_is_configured_again_from_the_start() {
         let fake = h.fake;
         h.run(config(), async {
             fake.wait_for("online", online).await;
+            // The first telemetry goes out right after the link is up; let it
+            // finish, so the modem restarts with nothing on the wire and every
+            // line after `before` is the driver's answer to the restart.
+            fake.wait_for("first telemetry", |s| s.published(TELEMETRY).len() == 1)
+                .await;
             let before = fake.get(|s| s.log.len());
             fake.reboot();
             fake.wait_for("online again", |s| s.published(STATUS).len() == 2)
