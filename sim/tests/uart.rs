@@ -4,7 +4,8 @@
 //! Timing bounds: a byte can never arrive early, so the lower bounds are exact. The upper
 //! bounds allow 1% of the measured span (10 ms over a second): the schedule is absolute, so
 //! only the lateness of the last wake-up (about 0.1 ms here, a few ms under load) and the
-//! thread hand-offs at both ends show; nothing accumulates. The tests of this file run one
+//! thread hand-offs at both ends show; nothing accumulates. A measurement over the upper
+//! bound is repeated (three attempts at most; the lower bound holds on each). The tests of this file run one
 //! at a time (`serial`), so that they do not compete with each other for the cores.
 
 mod common;
@@ -59,17 +60,41 @@ fn paced() -> SimConfig {
     }
 }
 
-/// Asserts `took` is within [`min`, `min` + 1% of `min` (at least `slack`)].
-fn assert_on_time(what: &str, took: Duration, min: Duration, slack: Duration) {
+/// Asserts `took` is at least `min` (never early: exact), and says whether it is within
+/// `min` + 1% of `min` (at least `slack`).
+fn on_time(what: &str, took: Duration, min: Duration, slack: Duration) -> Result<(), String> {
     let max = min + (min / 100).max(slack);
     eprintln!("{what}: {took:?} (wire time {min:?})");
     assert!(took >= min, "{what}: too fast: {took:?} < {min:?}");
-    assert!(took <= max, "{what}: too slow: {took:?} > {max:?}");
+    if took <= max {
+        Ok(())
+    } else {
+        Err(format!("{what}: too slow: {took:?} > {max:?}"))
+    }
+}
+
+/// Runs a measurement on a fresh simulator up to three times, until one is on time. Never
+/// early is asserted on every attempt; only the upper bound gets another try, because the
+/// host may deschedule the simulator's thread for milliseconds just before the last byte
+/// (seen with more CPU-bound processes than cores), and that says nothing of the model.
+fn on_time_in_one_of_three(mut attempt: impl FnMut() -> Result<(), String>) {
+    let mut slow = Vec::new();
+    for _ in 0..3 {
+        match attempt() {
+            Ok(()) => return,
+            Err(e) => slow.push(e),
+        }
+    }
+    panic!("three attempts, all too slow: {slow:#?}");
 }
 
 #[test]
 fn output_at_115200_baud_sends_11520_bytes_in_one_second_never_early() {
     let _one = serial();
+    on_time_in_one_of_three(output_one_second);
+}
+
+fn output_one_second() -> Result<(), String> {
     let (h, mut host) = Sim::start(paced());
     let data: Vec<u8> = (0..N).map(|i| b'a' + (i % 26) as u8).collect();
     let t0 = Instant::now();
@@ -91,13 +116,18 @@ fn output_at_115200_baud_sends_11520_bytes_in_one_second_never_early() {
             got.len()
         );
     }
-    assert_on_time("11,520 bytes out", t0.elapsed(), wire(N), Duration::ZERO);
+    let took = t0.elapsed();
     assert_eq!(got, data);
+    on_time("11,520 bytes out", took, wire(N), Duration::ZERO)
 }
 
 #[test]
 fn input_at_115200_baud_reaches_the_modem_in_one_second() {
     let _one = serial();
+    on_time_in_one_of_three(input_one_second);
+}
+
+fn input_one_second() -> Result<(), String> {
     // A FIFO that holds the whole line: the host writes it at once, and what is measured is
     // the modem's receiving alone (with a small FIFO, a host thread that is late to refill
     // it idles the line, as on a real UART: see the next test).
@@ -114,10 +144,11 @@ fn input_at_115200_baud_reaches_the_modem_in_one_second() {
         t0.elapsed()
     );
     let got = until_error(&mut host);
-    // N bytes in, then 9 bytes of answer out.
-    assert_on_time("11,520 bytes in", t0.elapsed(), wire(N + 9), Duration::ZERO);
+    let took = t0.elapsed();
     assert_eq!(got, b"\r\nERROR\r\n");
     assert_eq!(h.host_transcript(), line);
+    // N bytes in, then 9 bytes of answer out.
+    on_time("11,520 bytes in", took, wire(N + 9), Duration::ZERO)
 }
 
 #[test]
@@ -145,6 +176,10 @@ fn a_full_uart_fifo_blocks_the_host_writer_until_bytes_are_on_the_wire() {
 #[test]
 fn paced_chunking_keeps_the_bytes_and_the_rate() {
     let _one = serial();
+    on_time_in_one_of_three(paced_chunking);
+}
+
+fn paced_chunking() -> Result<(), String> {
     let (h, mut host) = Sim::start(SimConfig {
         chunking: Some(Chunking {
             seed: 3,
@@ -168,20 +203,25 @@ fn paced_chunking_keeps_the_bytes_and_the_rate() {
         got.extend_from_slice(&buf[..k]);
         reads += 1;
     }
-    // A quarter second: 1% is 2.5 ms, less than the hand-offs may take; allow 10 ms.
-    assert_on_time(
-        "2,880 bytes in chunks",
-        t0.elapsed(),
-        wire(n),
-        Duration::from_millis(10),
-    );
+    let took = t0.elapsed();
     assert_eq!(got, data);
     assert!(reads > n / 7 / 2, "only {reads} reads");
+    // A quarter second: 1% is 2.5 ms, less than the hand-offs may take; allow 10 ms.
+    on_time(
+        "2,880 bytes in chunks",
+        took,
+        wire(n),
+        Duration::from_millis(10),
+    )
 }
 
 #[test]
 fn pty_paces_both_directions() {
     let _one = serial();
+    on_time_in_one_of_three(pty_half_second);
+}
+
+fn pty_half_second() -> Result<(), String> {
     let (_h, path) = Sim::start_pty(paced()).unwrap();
     let mut f = std::fs::OpenOptions::new()
         .read(true)
@@ -202,12 +242,12 @@ fn pty_paces_both_directions() {
     // Half a second: 1% is 5 ms, but the kernel's pty adds a hand-off each way (up to 7 ms
     // seen at load average 5); this test shows the pty is paced at all (the lower bound is
     // exact), the precision is asserted on the pipe above: allow 20 ms.
-    assert_on_time(
+    on_time(
         "5,760 bytes in through the pty",
         t0.elapsed(),
         wire(n + 9),
         Duration::from_millis(20),
-    );
+    )
 }
 
 // ------------------------------------------------------------ byte by byte
@@ -218,10 +258,24 @@ fn pty_paces_both_directions() {
 // on a loaded machine (any thread may be descheduled for milliseconds), so each test asserts
 // that at least one of its samples is close to the schedule: a simulator that holds a
 // complete byte back for the rest of a piece (1 ms of bytes), or starts a stream when its
-// thread wakes up, cannot produce one.
+// thread wakes up, cannot produce one. A test takes SAMPLES samples, and more (up to
+// MAX_SAMPLES) until one is close: on two busy cores (CI runs these beside the other test
+// binaries' leftovers) twenty samples in a row were seen 5% over the bound.
 
-/// Samples of each timing test.
+/// Samples of each timing test, at least.
 const SAMPLES: usize = 20;
+/// Samples of each timing test, at most: until one of them meets the test's bound.
+const MAX_SAMPLES: usize = 400;
+
+/// Runs `one` SAMPLES times, and again until a result is `close` (MAX_SAMPLES in all at
+/// most); returns every result.
+fn sample<T>(mut one: impl FnMut() -> T, close: impl Fn(&T) -> bool) -> Vec<T> {
+    let mut v: Vec<T> = Vec::new();
+    while v.len() < SAMPLES || (v.len() < MAX_SAMPLES && !v.iter().any(&close)) {
+        v.push(one());
+    }
+    v
+}
 
 /// Reads once (5 s at most): when it returned, and what.
 fn read_once(host: &mut bc26_sim::HostSide) -> (Instant, Vec<u8>) {
@@ -245,7 +299,8 @@ fn read_until(host: &mut bc26_sim::HostSide, mut got: Vec<u8>, end: &[u8]) -> Ve
 fn report(what: &str, mut v: Vec<Duration>) -> Duration {
     v.sort();
     eprintln!(
-        "{what}: min {:?}, median {:?}, max {:?}",
+        "{what}: {} samples, min {:?}, median {:?}, max {:?}",
+        v.len(),
         v[0],
         v[v.len() / 2],
         v[v.len() - 1]
@@ -258,25 +313,31 @@ fn a_byte_from_the_modem_reaches_the_host_when_complete_not_with_the_rest_of_its
     let _one = serial();
     let (h, mut host) = Sim::start(paced());
     let msg = b"0123456789abcdefghij"; // 20 bytes: 1.7 ms on the wire
-    let (mut firsts, mut lone) = (Vec::new(), 0);
-    for _ in 0..SAMPLES {
-        std::thread::sleep(Duration::from_millis(3)); // the line is idle
-        let t0 = Instant::now();
-        h.inject(msg);
-        let (at, got) = read_once(&mut host);
-        let took = at - t0;
-        // Never early: its stop bit is complete one byte time after it was queued.
-        assert!(
-            took >= wire(got.len()),
-            "{} bytes after {took:?}",
-            got.len()
-        );
-        assert_eq!(got[..], msg[..got.len()]);
-        firsts.push(took);
-        lone += usize::from(got.len() == 1);
-        assert_eq!(read_until(&mut host, got, b"ij"), msg);
-    }
-    let best = report("first byte of 20 (wire time 87 us)", firsts);
+    let samples = sample(
+        || {
+            std::thread::sleep(Duration::from_millis(3)); // the line is idle
+            let t0 = Instant::now();
+            h.inject(msg);
+            let (at, got) = read_once(&mut host);
+            let took = at - t0;
+            // Never early: its stop bit is complete one byte time after it was queued.
+            assert!(
+                took >= wire(got.len()),
+                "{} bytes after {took:?}",
+                got.len()
+            );
+            assert_eq!(got[..], msg[..got.len()]);
+            let n = got.len();
+            assert_eq!(read_until(&mut host, got, b"ij"), msg);
+            (took, n)
+        },
+        |&(took, n)| n == 1 && took < wire(4),
+    );
+    let lone = samples.iter().filter(|s| s.1 == 1).count();
+    let best = report(
+        "first byte of 20 (wire time 87 us)",
+        samples.iter().map(|s| s.0).collect(),
+    );
     // At least once, the first byte came alone (not with the 10 after it), and within 4
     // byte times of the queueing.
     assert!(lone > 0, "the first byte never came alone");
@@ -291,23 +352,25 @@ fn the_modem_answers_a_line_one_byte_time_after_its_cr_is_complete() {
     let _one = serial();
     let (_h, mut host) = Sim::start(paced());
     let line = b"AT\r";
-    let mut firsts = Vec::new();
-    for _ in 0..SAMPLES {
-        std::thread::sleep(Duration::from_millis(3));
-        let t0 = Instant::now();
-        host.writer.write_all_blocking(line).unwrap();
-        let (at, got) = read_once(&mut host);
-        // The CR is complete 3 byte times after the write, the OK's first byte one later.
-        let after_cr = (at - t0)
-            .checked_sub(wire(line.len()))
-            .expect("before the CR");
-        assert!(
-            after_cr >= wire(got.len()),
-            "{got:?} {after_cr:?} after the CR"
-        );
-        firsts.push(after_cr);
-        assert_eq!(read_until(&mut host, got, b"OK\r\n"), b"\r\nOK\r\n");
-    }
+    let firsts = sample(
+        || {
+            std::thread::sleep(Duration::from_millis(3));
+            let t0 = Instant::now();
+            host.writer.write_all_blocking(line).unwrap();
+            let (at, got) = read_once(&mut host);
+            // The CR is complete 3 byte times after the write, the OK's first byte one later.
+            let after_cr = (at - t0)
+                .checked_sub(wire(line.len()))
+                .expect("before the CR");
+            assert!(
+                after_cr >= wire(got.len()),
+                "{got:?} {after_cr:?} after the CR"
+            );
+            assert_eq!(read_until(&mut host, got, b"OK\r\n"), b"\r\nOK\r\n");
+            after_cr
+        },
+        |&t| t < wire(3),
+    );
     let best = report(
         "first byte of the OK after the CR (wire time 87 us)",
         firsts,
@@ -328,20 +391,22 @@ fn the_echo_of_each_byte_follows_it_by_about_a_byte_time() {
         ..paced()
     });
     let line = long_line(60);
-    let mut firsts = Vec::new();
-    for _ in 0..SAMPLES {
-        std::thread::sleep(Duration::from_millis(3));
-        let t0 = Instant::now();
-        host.writer.write_all_blocking(&line).unwrap();
-        let (at, got) = read_once(&mut host);
-        // Byte k reaches the modem k + 1 byte times after the write; its echo one later.
-        let took = at - t0;
-        assert!(took >= wire(got.len() + 1), "{got:?} after {took:?}");
-        firsts.push(took);
-        let mut want = line.clone();
-        want.extend_from_slice(b"\r\nERROR\r\n");
-        assert_eq!(read_until(&mut host, got, b"ERROR\r\n"), want);
-    }
+    let firsts = sample(
+        || {
+            std::thread::sleep(Duration::from_millis(3));
+            let t0 = Instant::now();
+            host.writer.write_all_blocking(&line).unwrap();
+            let (at, got) = read_once(&mut host);
+            // Byte k reaches the modem k + 1 byte times after the write; its echo one later.
+            let took = at - t0;
+            assert!(took >= wire(got.len() + 1), "{got:?} after {took:?}");
+            let mut want = line.clone();
+            want.extend_from_slice(b"\r\nERROR\r\n");
+            assert_eq!(read_until(&mut host, got, b"ERROR\r\n"), want);
+            took
+        },
+        |&t| t < wire(5),
+    );
     let best = report(
         "echo of the first byte of a line (2 byte times: 174 us)",
         firsts,
@@ -364,28 +429,30 @@ fn through_the_pty_the_modem_answers_a_line_soon_after_its_cr_is_complete() {
         .open(&path)
         .unwrap();
     let line = b"AT\r";
-    let mut firsts = Vec::new();
-    for _ in 0..SAMPLES {
-        std::thread::sleep(Duration::from_millis(3));
-        let t0 = Instant::now();
-        f.write_all(line).unwrap();
-        let mut b = [0u8; 16];
-        let k = f.read(&mut b).unwrap();
-        assert!(k > 0);
-        let after_cr = t0
-            .elapsed()
-            .checked_sub(wire(line.len()))
-            .expect("before the CR");
-        assert!(after_cr >= wire(k), "{k} bytes {after_cr:?} after the CR");
-        firsts.push(after_cr);
-        let mut got = b[..k].to_vec();
-        while !got.ends_with(b"OK\r\n") {
+    let firsts = sample(
+        || {
+            std::thread::sleep(Duration::from_millis(3));
+            let t0 = Instant::now();
+            f.write_all(line).unwrap();
+            let mut b = [0u8; 16];
             let k = f.read(&mut b).unwrap();
             assert!(k > 0);
-            got.extend_from_slice(&b[..k]);
-        }
-        assert_eq!(got, b"\r\nOK\r\n");
-    }
+            let after_cr = t0
+                .elapsed()
+                .checked_sub(wire(line.len()))
+                .expect("before the CR");
+            assert!(after_cr >= wire(k), "{k} bytes {after_cr:?} after the CR");
+            let mut got = b[..k].to_vec();
+            while !got.ends_with(b"OK\r\n") {
+                let k = f.read(&mut b).unwrap();
+                assert!(k > 0);
+                got.extend_from_slice(&b[..k]);
+            }
+            assert_eq!(got, b"\r\nOK\r\n");
+            after_cr
+        },
+        |&t| t < wire(5),
+    );
     let best = report("through the pty, first byte of the OK after the CR", firsts);
     // The kernel's pty adds a hand-off each way (tens of us): at least once within 5 byte
     // times of the CR (a simulator that waits for the whole OK needs 6).
