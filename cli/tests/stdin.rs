@@ -159,6 +159,26 @@ fn assert_all_arrived_in_order(watcher: &Watcher, topic: &str, n: u32) {
     assert_eq!(first_arrivals(&watcher.payloads(topic)), expected(n));
 }
 
+/// Every line, at least once, in any order (several in flight may overtake
+/// each other).
+fn assert_all_arrived(watcher: &Watcher, topic: &str, n: u32) {
+    watcher.wait_for(topic, Duration::from_secs(10), |p| {
+        first_arrivals(p).len() >= n as usize
+    });
+    let mut got = first_arrivals(&watcher.payloads(topic));
+    got.sort_by_key(|l| {
+        l.trim_start_matches("line ")
+            .parse::<u32>()
+            .unwrap_or(u32::MAX)
+    });
+    assert_eq!(got, expected(n));
+}
+
+/// Whether some event contains every one of `parts`.
+fn has_event(events: &[String], parts: &[&str]) -> bool {
+    events.iter().any(|l| parts.iter().all(|p| l.contains(p)))
+}
+
 /// The `published` events name every line once, in line order.
 fn assert_published_in_line_order(events: &[String], n: u32) {
     let lines: Vec<u32> = events
@@ -266,10 +286,7 @@ fn stdin_lines_reach_a_watcher_in_order_over_a_pty_through_link_reset_reboot_and
         &["\"state\":\"backing_off\"", "\"delay_ms\":"],
         &["\"event\":\"link_closed\"", "\"code\":1"],
     ] {
-        assert!(
-            events.iter().any(|l| what.iter().all(|p| l.contains(p))),
-            "no event with {what:?}:\n{all}"
-        );
+        assert!(has_event(&events, what), "no event with {what:?}:\n{all}");
     }
     // Online four times: at start, after the reset, the reboot, the broker.
     assert!(
@@ -363,10 +380,13 @@ fn sim_fault_flags_reset_close_reboot_and_unregister_the_link_and_every_line_sti
         // Registration lost: the simulator drops the link with +QMTSTAT 2.
         &["\"reason\":\"link_closed\"", "\"code\":2"],
     ] {
+        let parts: Vec<&str> = ["\"state\":\"offline\""]
+            .iter()
+            .chain(what)
+            .copied()
+            .collect();
         assert!(
-            events
-                .iter()
-                .any(|l| l.contains("\"state\":\"offline\"") && what.iter().all(|p| l.contains(p))),
+            has_event(&events, &parts),
             "no offline event with {what:?}:\n{all}"
         );
     }
@@ -405,23 +425,14 @@ fn sim_fault_silence_that_swallows_publishes_in_flight_ends_the_link_and_every_l
     let all = events.join("\n");
     assert_eq!(code, Some(0), "{all}");
     assert!(
-        events
-            .iter()
-            .any(|l| l.contains("\"state\":\"offline\"")
-                && l.contains("\"reason\":\"modem_silent\"")),
+        has_event(
+            &events,
+            &["\"state\":\"offline\"", "\"reason\":\"modem_silent\""]
+        ),
         "the silence was not noticed:\n{all}"
     );
     // Four in flight: lines may first arrive out of order; each arrives.
-    watcher.wait_for(&topic, Duration::from_secs(10), |p| {
-        first_arrivals(p).len() >= 80
-    });
-    let mut got = first_arrivals(&watcher.payloads(&topic));
-    got.sort_by_key(|l| {
-        l.trim_start_matches("line ")
-            .parse::<u32>()
-            .unwrap_or(u32::MAX)
-    });
-    assert_eq!(got, expected(80), "{all}");
+    assert_all_arrived(&watcher, &topic, 80);
     assert!(summary(&events).contains("\"undelivered\":0"), "{all}");
 }
 
