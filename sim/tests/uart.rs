@@ -288,6 +288,16 @@ fn read_once(host: &mut bc26_sim::HostSide) -> (Instant, Vec<u8>) {
     (Instant::now(), buf[..n].to_vec())
 }
 
+/// On an idle line, writes `bytes` from the host and reads once: how long after the write
+/// the read returned, and what it read.
+fn write_then_read_once(host: &mut bc26_sim::HostSide, bytes: &[u8]) -> (Duration, Vec<u8>) {
+    std::thread::sleep(Duration::from_millis(3)); // the line is idle
+    let t0 = Instant::now();
+    host.writer.write_all_blocking(bytes).unwrap();
+    let (at, got) = read_once(host);
+    (at - t0, got)
+}
+
 /// Reads until `end` has been seen (5 s at most).
 fn read_until(host: &mut bc26_sim::HostSide, mut got: Vec<u8>, end: &[u8]) -> Vec<u8> {
     while !got.ends_with(end) {
@@ -368,14 +378,9 @@ fn the_modem_answers_a_line_one_byte_time_after_its_cr_is_complete() {
         "first byte of the OK after the CR (wire time 87 us)",
         wire(3),
         || {
-            std::thread::sleep(Duration::from_millis(3));
-            let t0 = Instant::now();
-            host.writer.write_all_blocking(line).unwrap();
-            let (at, got) = read_once(&mut host);
+            let (took, got) = write_then_read_once(&mut host, line);
             // The CR is complete 3 byte times after the write, the OK's first byte one later.
-            let after_cr = (at - t0)
-                .checked_sub(wire(line.len()))
-                .expect("before the CR");
+            let after_cr = took.checked_sub(wire(line.len())).expect("before the CR");
             assert!(
                 after_cr >= wire(got.len()),
                 "{got:?} {after_cr:?} after the CR"
@@ -400,12 +405,8 @@ fn the_echo_of_each_byte_follows_it_by_about_a_byte_time() {
         "echo of the first byte of a line (2 byte times: 174 us)",
         wire(5),
         || {
-            std::thread::sleep(Duration::from_millis(3));
-            let t0 = Instant::now();
-            host.writer.write_all_blocking(&line).unwrap();
-            let (at, got) = read_once(&mut host);
+            let (took, got) = write_then_read_once(&mut host, &line);
             // Byte k reaches the modem k + 1 byte times after the write; its echo one later.
-            let took = at - t0;
             assert!(took >= wire(got.len() + 1), "{got:?} after {took:?}");
             let mut want = line.clone();
             want.extend_from_slice(b"\r\nERROR\r\n");
