@@ -24,6 +24,7 @@ mod at;
 #[cfg(feature = "broker")]
 pub mod broker;
 mod config;
+pub mod model;
 mod modem;
 mod mqtt;
 mod output;
