@@ -1,5 +1,5 @@
-//! The modem's transmit path: the modem queues bytes ([`Output`]); a transmit thread
-//! ([`spawn_tx`]) writes them to the host, paced to the baud rate (see `uart.rs`: each
+//! The modem's transmit path: the modem thread queues the model's output ([`Output`]); a
+//! transmit thread ([`spawn_tx`]) writes it to the host, paced to the baud rate (see `uart.rs`: each
 //! byte as soon as its stop bit is complete, on a schedule that starts when the modem queued
 //! it) and/or split into random chunks (seeded). Like a UART's transmit buffer, the queue lets the
 //! modem go on while its bytes are on the wire, and keeps a stream continuous.
@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::config::Chunking;
-use crate::uart::{precise_timers, Pacer, Waiter};
+use crate::shell::uart::{precise_timers, Pacer, Waiter};
 
 /// Where the modem's bytes go (the in-process pipe or the pty master).
 pub(crate) trait Sink: Send {
@@ -54,40 +54,41 @@ struct Queued {
 #[derive(Default)]
 struct TxState {
     queue: VecDeque<Queued>,
-    /// A dead UART: what is sent is lost.
-    silent: bool,
+    /// Bumped by each discard: a piece taken before it is not written.
+    discards: u64,
     closed: bool,
 }
 
+/// The queue between the modem thread and the transmit thread.
 #[derive(Default)]
-struct Shared {
+struct TxQueue {
     st: Mutex<TxState>,
     cv: Condvar,
 }
 
-impl Shared {
+impl TxQueue {
     fn lock(&self) -> std::sync::MutexGuard<'_, TxState> {
         self.st.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
 /// The modem's end of the transmit path.
-pub(crate) struct Output(Arc<Shared>);
+pub(crate) struct Output(Arc<TxQueue>);
 
 impl Output {
-    /// Queue a message for the host (lost while silent).
+    /// Queue a message for the host.
     pub(crate) fn send(&mut self, data: &[u8]) {
         self.queue(data, true);
     }
 
-    /// Queue the echo of the host's bytes (lost while silent).
+    /// Queue the echo of the host's bytes.
     pub(crate) fn send_echo(&mut self, data: &[u8]) {
         self.queue(data, false);
     }
 
     fn queue(&mut self, data: &[u8], message: bool) {
         let mut st = self.0.lock();
-        if data.is_empty() || st.silent {
+        if data.is_empty() {
             return;
         }
         let at = Instant::now();
@@ -102,18 +103,12 @@ impl Output {
         self.0.cv.notify_all();
     }
 
-    /// While silent, everything queued or sent is lost (and not in the transcript).
-    pub(crate) fn set_silent(&mut self, silent: bool) {
-        let mut st = self.0.lock();
-        st.silent = silent;
-        if silent {
-            st.queue.clear();
-        }
-    }
-
-    /// Forget what is waiting to go out (a reboot).
+    /// Forget what is waiting to go out, and a piece being written (a reboot, a silent
+    /// UART): it is not written, nor in the transcript.
     pub(crate) fn discard(&mut self) {
-        self.0.lock().queue.clear();
+        let mut st = self.0.lock();
+        st.queue.clear();
+        st.discards += 1;
     }
 }
 
@@ -193,7 +188,7 @@ fn take_complete(
 
 /// Start the transmit thread; it stops when the [`Output`] is dropped.
 pub(crate) fn spawn_tx(mut tx: Tx) -> (Output, JoinHandle<()>) {
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(TxQueue::default());
     let out = Output(shared.clone());
     let thread = std::thread::Builder::new()
         .name("bc26-sim-tx".into())
@@ -209,13 +204,14 @@ pub(crate) fn spawn_tx(mut tx: Tx) -> (Output, JoinHandle<()>) {
             // The end of the last chunking gap: the line rests until then.
             let mut not_before = Instant::now();
             loop {
-                let next = {
+                let (next, seen) = {
                     let mut st = shared.lock();
                     while st.queue.is_empty() && !st.closed {
                         want = None;
                         st = shared.cv.wait(st).unwrap_or_else(|e| e.into_inner());
                     }
-                    if st.closed {
+                    let seen = st.discards;
+                    let next = if st.closed {
                         Next::Stop
                     } else {
                         if let Some((c, rng)) = &mut chunks {
@@ -236,7 +232,8 @@ pub(crate) fn spawn_tx(mut tx: Tx) -> (Output, JoinHandle<()>) {
                                 Next::Write(st.queue.drain(..n).map(|q| q.byte).collect())
                             }
                         }
-                    }
+                    };
+                    (next, seen)
                 };
                 let piece = match next {
                     Next::Stop => return,
@@ -251,8 +248,8 @@ pub(crate) fn spawn_tx(mut tx: Tx) -> (Output, JoinHandle<()>) {
                 want = None;
                 let more = {
                     let st = shared.lock();
-                    if st.silent {
-                        continue; // silenced while on the wire
+                    if st.discards != seen {
+                        continue; // discarded while on the wire
                     }
                     !st.queue.is_empty()
                 };

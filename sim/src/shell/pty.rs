@@ -7,14 +7,12 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::modem::Event;
-use crate::output::Sink;
-use crate::uart::{precise_timers, sleep_until, Pacer, Waiter};
+use crate::shell::tx::Sink;
+use crate::shell::uart::{precise_timers, sleep_until, Pacer, Waiter};
 
 pub(crate) struct Pty {
     master: File,
@@ -87,7 +85,7 @@ impl Pty {
     /// here and in the kernel's pty buffer.
     pub(crate) fn spawn_reader(
         &self,
-        tx: Sender<Event>,
+        mut deliver: impl FnMut(Vec<u8>) -> bool + Send + 'static,
         stop: Arc<AtomicBool>,
         mut pacer: Option<Pacer>,
     ) -> std::io::Result<JoinHandle<()>> {
@@ -110,7 +108,7 @@ impl Pty {
                     let complete = pending.iter().take_while(|(d, _)| *d <= now).count();
                     if complete > 0 {
                         let bytes = pending.drain(..complete).map(|(_, b)| b).collect();
-                        if tx.send(Event::Host(bytes)).is_err() {
+                        if !deliver(bytes) {
                             return;
                         }
                         continue;

@@ -6,11 +6,12 @@
 //! across threads and with any executor (the embassy std executor included).
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use crate::uart::{Pacer, Waiter};
+use crate::shell::uart::{precise_timers, Pacer, Waiter};
 
 struct State {
     buf: VecDeque<u8>,
@@ -236,6 +237,30 @@ impl Chan {
             st = self.lock();
         }
         Ok(())
+    }
+}
+
+/// The modem's receiving end of the pipe: takes the host's bytes as they complete on the
+/// wire (paced like a UART when the pipe is: they stay in the pipe, which is the FIFO the
+/// host's writes block on, until their stop bit is complete) and hands each piece to
+/// `deliver` as soon as it is, until `deliver` says no or `stop` is set.
+pub(crate) fn pump(
+    to_sim: &Chan,
+    paced: bool,
+    mut deliver: impl FnMut(Vec<u8>) -> bool,
+    stop: &AtomicBool,
+) {
+    if paced {
+        precise_timers();
+    }
+    let mut buf = vec![0u8; 1024];
+    let mut waiter = Waiter::default();
+    while !stop.load(Ordering::Relaxed) {
+        match to_sim.take_complete(&mut buf, Duration::from_millis(50), &mut waiter) {
+            Some(0) => break,
+            Some(n) if !deliver(buf[..n].to_vec()) => break,
+            Some(_) | None => {}
+        }
     }
 }
 
