@@ -20,7 +20,7 @@
 //! drop(handle);
 //! ```
 
-#![forbid(unsafe_op_in_unsafe_fn)]
+#![forbid(unsafe_code)]
 
 #[cfg(feature = "broker")]
 pub mod broker;

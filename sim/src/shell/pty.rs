@@ -4,12 +4,17 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::{poll, ppoll, PollFd, PollFlags, PollTimeout};
+use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, SpecialCharacterIndices};
+use nix::sys::time::TimeSpec;
 
 use crate::shell::tx::Sink;
 use crate::shell::uart::{precise_timers, sleep_until, Pacer, Waiter};
@@ -23,54 +28,20 @@ pub(crate) struct Pty {
 
 impl Pty {
     pub(crate) fn open() -> std::io::Result<Pty> {
-        let mut master: libc::c_int = -1;
-        let mut slave: libc::c_int = -1;
-        // SAFETY: openpty writes two fds; the name, termios and winsize arguments may be null.
-        let r = unsafe {
-            libc::openpty(
-                &mut master,
-                &mut slave,
-                std::ptr::null_mut(),
-                std::ptr::null(),
-                std::ptr::null(),
-            )
-        };
-        if r != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: both fds were just returned by openpty and are owned by nobody else.
-        let (master, slave) = unsafe { (File::from_raw_fd(master), File::from_raw_fd(slave)) };
+        let pair = nix::pty::openpty(None, None)?;
+        let (master, slave) = (File::from(pair.master), File::from(pair.slave));
 
         // Raw mode (no echo, no CR/LF translation, byte by byte) on the line discipline.
-        // SAFETY: termios is plain data; tcgetattr fills it for a valid fd.
-        unsafe {
-            let mut t: libc::termios = std::mem::zeroed();
-            if libc::tcgetattr(slave.as_raw_fd(), &mut t) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            libc::cfmakeraw(&mut t);
-            t.c_cc[libc::VMIN] = 1;
-            t.c_cc[libc::VTIME] = 0;
-            if libc::tcsetattr(slave.as_raw_fd(), libc::TCSANOW, &t) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-        }
+        let mut t = tcgetattr(&slave)?;
+        cfmakeraw(&mut t);
+        t.control_chars[SpecialCharacterIndices::VMIN as usize] = 1;
+        t.control_chars[SpecialCharacterIndices::VTIME as usize] = 0;
+        tcsetattr(&slave, SetArg::TCSANOW, &t)?;
 
-        // SAFETY: fcntl on a valid fd.
-        unsafe {
-            let fl = libc::fcntl(master.as_raw_fd(), libc::F_GETFL);
-            libc::fcntl(master.as_raw_fd(), libc::F_SETFL, fl | libc::O_NONBLOCK);
-        }
+        let fl = OFlag::from_bits_retain(fcntl(&master, FcntlArg::F_GETFL)?);
+        fcntl(&master, FcntlArg::F_SETFL(fl | OFlag::O_NONBLOCK))?;
 
-        let mut name = [0 as libc::c_char; 256];
-        // SAFETY: the buffer is valid for its length; ttyname_r NUL-terminates on success.
-        let r = unsafe { libc::ttyname_r(slave.as_raw_fd(), name.as_mut_ptr(), name.len()) };
-        if r != 0 {
-            return Err(std::io::Error::from_raw_os_error(r));
-        }
-        // SAFETY: NUL-terminated by ttyname_r.
-        let cstr = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
-        let path = PathBuf::from(cstr.to_string_lossy().into_owned());
+        let path = nix::unistd::ttyname(&slave)?;
         Ok(Pty {
             master,
             _slave: slave,
@@ -165,23 +136,15 @@ impl Pty {
 
 /// Wait at most `timeout` for the master to be readable (to the nanosecond: `ppoll`).
 fn readable(f: &File, timeout: Duration) -> bool {
-    let mut pfd = libc::pollfd {
-        fd: f.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    let ts = libc::timespec {
-        tv_sec: timeout.as_secs() as libc::time_t,
-        tv_nsec: timeout.subsec_nanos() as libc::c_long,
-    };
-    // SAFETY: one valid pollfd, a valid timespec, no signal mask.
-    let r = unsafe { libc::ppoll(&mut pfd, 1, &ts, std::ptr::null()) };
-    if r > 0 && pfd.revents & (libc::POLLERR | libc::POLLNVAL) != 0 {
+    let mut pfd = [PollFd::new(f.as_fd(), PollFlags::POLLIN)];
+    let r = ppoll(&mut pfd, Some(TimeSpec::from_duration(timeout)), None);
+    let revents = pfd[0].revents().unwrap_or(PollFlags::empty());
+    if r.is_ok_and(|n| n > 0) && revents.intersects(PollFlags::POLLERR | PollFlags::POLLNVAL) {
         // No program has the device open (or it went away): do not spin.
         std::thread::sleep(timeout.max(Duration::from_millis(1)));
         return false;
     }
-    r > 0 && pfd.revents & libc::POLLIN != 0
+    r.is_ok_and(|n| n > 0) && revents.contains(PollFlags::POLLIN)
 }
 
 pub(crate) struct PtySink(File);
@@ -199,13 +162,8 @@ impl Sink for PtySink {
                     if std::time::Instant::now() >= give_up {
                         return Err(e);
                     }
-                    let mut pfd = libc::pollfd {
-                        fd: self.0.as_raw_fd(),
-                        events: libc::POLLOUT,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd.
-                    unsafe { libc::poll(&mut pfd, 1, 20) };
+                    let mut pfd = [PollFd::new(self.0.as_fd(), PollFlags::POLLOUT)];
+                    let _ = poll(&mut pfd, PollTimeout::from(20u8));
                 }
                 Err(e) => return Err(e),
             }
