@@ -12,10 +12,17 @@
 //!   three seconds of (a) an idle line, (b) a host that writes `AT\r` and waits for its
 //!   `OK`, again and again, with echo off and on.
 //!
+//! - **The model alone** (`bc26_sim::model::Modem` on a virtual clock, one thread, no
+//!   pacing threads): CPU per simulated second of the same AT/OK loop, each byte given at
+//!   the instant its stop bit is complete at 115200 baud; and a simulated year of a device
+//!   that publishes QoS 1 every 10 minutes (acknowledged 50 ms later) with a 120 s
+//!   keep-alive, its AT lines byte by byte at 115200 baud.
+//!
 //! It prints one line per figure, with the machine (cores, CPU model, load average) first.
 
 use std::time::{Duration, Instant};
 
+use bc26_sim::model::{Modem, NetAction, NetEvent, Time, ToHost};
 use bc26_sim::{HostSide, Sim, SimConfig};
 
 const BAUD: u32 = 115_200;
@@ -141,6 +148,103 @@ fn cpu_per_second(span: Duration, mut work: impl FnMut(Instant) -> u64) -> (f64,
     (used.as_secs_f64() / wall.as_secs_f64(), n)
 }
 
+/// The model on a virtual clock: gives it `line` byte by byte at 115200 baud from `t`, and
+/// returns when the last byte was taken and the bytes the model sent meanwhile.
+fn feed(m: &mut Modem, t: &mut Time, line: &[u8], out: &mut Vec<u8>) {
+    for b in line {
+        *t = *t + wire(1);
+        m.host_bytes(*t, std::slice::from_ref(b));
+        drain(m, out);
+    }
+}
+
+fn drain(m: &mut Modem, out: &mut Vec<u8>) {
+    while let Some(p) = m.poll_host() {
+        if let ToHost::Echo(b) | ToHost::Message(b) = p {
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+/// CPU per simulated second of the AT/OK loop on the model alone (echo on): the host's
+/// next line starts when the modem's answer is complete on the wire.
+fn model_at_loop(span: Duration) -> (f64, u64) {
+    let mut m = Modem::new(&SimConfig::default());
+    let mut t = Time::ZERO;
+    let end = Time::from_duration(span);
+    let mut out = Vec::new();
+    let c0 = cpu();
+    let mut n = 0;
+    while t < end {
+        out.clear();
+        feed(&mut m, &mut t, b"AT\r", &mut out);
+        assert!(out.ends_with(b"\r\nOK\r\n"));
+        t = t + wire(out.len() - 3); // the answer after the echo of the CR
+        n += 1;
+    }
+    let used = cpu() - c0;
+    (used.as_secs_f64() / span.as_secs_f64(), n)
+}
+
+/// A year of a device on the model alone: returns the CPU time and the publishes.
+fn model_year() -> (Duration, u64) {
+    const YEAR: Duration = Duration::from_secs(365 * 24 * 3600);
+    let mut m = Modem::new(&SimConfig {
+        echo: false,
+        ..SimConfig::default()
+    });
+    let mut t = Time::ZERO;
+    let mut out = Vec::new();
+    let c0 = cpu();
+    feed(&mut m, &mut t, b"AT+QMTOPEN=0,\"broker\",1883\r", &mut out);
+    let link = match m.poll_net() {
+        Some(NetAction::Connect { link, .. }) => link,
+        other => panic!("{other:?}"),
+    };
+    t = t + Duration::from_millis(50);
+    m.network(t, NetEvent::Connected(link));
+    feed(&mut m, &mut t, b"AT+QMTCONN=0,\"dev\"\r", &mut out);
+    t = t + Duration::from_millis(50);
+    m.network(t, NetEvent::Data(link, b"\x20\x02\x00\x00"));
+    let payload = "x".repeat(90);
+    let mut published = 0u64;
+    let mut next = Time::from_duration(Duration::from_secs(600));
+    while t < Time::from_duration(YEAR) {
+        // Answer what the modem sent: PINGRESP to a PINGREQ, PUBACK to a QoS 1 PUBLISH.
+        while let Some(a) = m.poll_net() {
+            if let NetAction::Send { bytes, .. } = a {
+                let reply: Vec<u8> = match bytes[0] {
+                    0xc0 => b"\xd0\x00".to_vec(),
+                    0x32 => {
+                        let id = &bytes[bytes.len() - payload.len() - 2..][..2];
+                        vec![0x40, 2, id[0], id[1]]
+                    }
+                    _ => continue,
+                };
+                t = t + Duration::from_millis(50);
+                m.network(t, NetEvent::Data(link, &reply));
+            }
+        }
+        drain(&mut m, &mut out);
+        out.clear();
+        match m.poll_at() {
+            Some(w) if w < next => {
+                t = w;
+                m.advance(t);
+            }
+            _ => {
+                t = next;
+                next = next + Duration::from_secs(600);
+                published += 1;
+                let id = (published % 65535) + 1;
+                let line = format!("AT+QMTPUB=0,{id},1,0,\"dev/t\",\"{payload}\"\r");
+                feed(&mut m, &mut t, line.as_bytes(), &mut out);
+            }
+        }
+    }
+    (cpu() - c0, published)
+}
+
 fn main() {
     println!("machine: {}", machine());
     pacing("11,520 bytes out", wire(N), pacing_out);
@@ -186,4 +290,15 @@ fn main() {
             bound
         );
     }
+
+    let (c, n) = model_at_loop(Duration::from_secs(60));
+    println!(
+        "the model alone, CPU per simulated second, AT/OK loop at 115200 baud, echo on: {:.3} ms ({n} exchanges in 60 simulated seconds)",
+        c * 1000.0
+    );
+    let (c, n) = model_year();
+    println!(
+        "the model alone, a simulated year (QoS 1 publish every 10 min, keep-alive 120 s, AT lines byte by byte): {:.2} s of CPU for {n} publishes",
+        c.as_secs_f64()
+    );
 }

@@ -660,6 +660,10 @@ impl Client {
     /// Everything due at `now`: the end of an open's delay, the CONNACK timeout, keep-alive,
     /// retransmissions.
     pub(crate) fn tick(&mut self, fx: &mut Effects, now: Time, registered: bool) {
+        let waiting = self.open_at.is_some() || self.conn_deadline.is_some();
+        if !waiting && self.state != ClientState::Connected {
+            return; // nothing runs on time (keep-alive and operations need a connection)
+        }
         if let Some((at, plan)) = self.open_at {
             if now >= at {
                 self.open_due(fx, plan, registered);

@@ -116,7 +116,7 @@ impl Modem {
                         payload,
                     );
                 }
-                None => {}
+                None => continue,
             }
             // After each line, so that the output does not depend on how the bytes were cut.
             self.settle(now);
