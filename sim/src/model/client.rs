@@ -217,6 +217,9 @@ impl Client {
 
     /// The next instant [`Client::tick`] has something to do.
     pub(crate) fn next_deadline(&self) -> Option<Time> {
+        if !self.on_time() {
+            return None;
+        }
         let keepalive = match (self.state, self.ping_deadline) {
             (ClientState::Connected, Some(d)) => Some(d),
             (ClientState::Connected, None) => self.keepalive_period().map(|p| self.last_tx + p),
@@ -227,6 +230,14 @@ impl Client {
             .chain(self.ops.iter().map(|o| Some(o.deadline)))
             .flatten()
             .min()
+    }
+
+    /// Whether anything of this client runs on time: an open's delay, a CONNACK timeout,
+    /// or a connection (keep-alive, operations).
+    fn on_time(&self) -> bool {
+        self.open_at.is_some()
+            || self.conn_deadline.is_some()
+            || self.state == ClientState::Connected
     }
 
     fn keepalive_period(&self) -> Option<Duration> {
@@ -660,9 +671,8 @@ impl Client {
     /// Everything due at `now`: the end of an open's delay, the CONNACK timeout, keep-alive,
     /// retransmissions.
     pub(crate) fn tick(&mut self, fx: &mut Effects, now: Time, registered: bool) {
-        let waiting = self.open_at.is_some() || self.conn_deadline.is_some();
-        if !waiting && self.state != ClientState::Connected {
-            return; // nothing runs on time (keep-alive and operations need a connection)
+        if !self.on_time() {
+            return;
         }
         if let Some((at, plan)) = self.open_at {
             if now >= at {

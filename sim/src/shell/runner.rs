@@ -46,9 +46,6 @@ impl Runner {
 
     pub(crate) fn run(mut self, rx: Receiver<Msg>) {
         loop {
-            let now = self.now();
-            self.model.advance(now);
-            self.carry_out(now);
             let wait = self
                 .model
                 .poll_at()
@@ -56,7 +53,11 @@ impl Runner {
             match rx.recv_timeout(wait) {
                 Ok(Msg::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
                 Ok(m) => self.handle(m),
-                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Timeout) => {
+                    let now = self.now();
+                    self.model.advance(now);
+                    self.carry_out(now);
+                }
             }
         }
         self.links.close_all();
