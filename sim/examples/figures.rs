@@ -1,7 +1,7 @@
 //! The simulator's performance figures, as `sim/README.md` reports them:
 //!
 //! ```sh
-//! cargo run -p bc26-sim --example figures            # the test profile (debug), as the tests run
+//! cargo run -p bc26-sim --no-default-features --example figures   # debug, as the tests run
 //! ```
 //!
 //! - **Pacing accuracy** (115200 baud, 8N1): 11,520 bytes out (one second on the wire) and
