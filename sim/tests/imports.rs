@@ -343,6 +343,28 @@ fn sim_src_has_no_import_circle() {
     if let Some(c) = circle(&g) {
         panic!("import circle in sim/src: {}", c.join(" -> "));
     }
+    // Every file is a module some parent declares (no file left behind, unread).
+    for m in tree.keys().filter(|m| !m.is_empty()) {
+        let parent = &tree[&m[..m.len() - 1]];
+        let name = m.last().unwrap();
+        let declared = strip_comments(parent).lines().any(|l| {
+            let l = l.trim();
+            let l = l
+                .strip_prefix("pub(crate) ")
+                .or(l.strip_prefix("pub "))
+                .unwrap_or(l);
+            l == format!("mod {name};")
+        });
+        assert!(
+            declared,
+            "src: {} is not declared by its parent",
+            name_of(m)
+        );
+    }
+}
+
+fn name_of(m: &[String]) -> String {
+    name(m)
 }
 
 #[test]

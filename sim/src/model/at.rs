@@ -4,6 +4,9 @@
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Refused;
 
+/// A command's outcome: `Err` answers `ERROR`.
+pub(crate) type Res = Result<(), Refused>;
+
 /// One comma-separated parameter of a write command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Param {

@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 use crate::config::{SimConfig, SimFaults};
-use crate::model::at::{hex_decode, Refused};
+use crate::model::at::{hex_decode, Refused, Res};
 use crate::model::client::{Client, ClientState, Login, OpenPlan};
 use crate::model::command::{parse, Access, Command};
 use crate::model::effects::{Effects, NetRequest};
@@ -22,8 +22,6 @@ use crate::model::time::Time;
 const CLIENTS: u8 = 6;
 /// The longest inline `AT+QMTPUB` message, in bytes (twice as many hex digits).
 const MAX_INLINE: usize = 700;
-
-type Res = Result<(), Refused>;
 
 /// A simulated BC26 with no thread, socket or clock of its own.
 ///

@@ -3,10 +3,8 @@
 
 use std::time::Duration;
 
-use crate::model::at::{int_in, string, Param, Refused};
+use crate::model::at::{int_in, string, Param, Refused, Res};
 use crate::model::packet::{topic_name_ok, Will};
-
-type Res = Result<(), Refused>;
 
 /// One field of an option.
 #[derive(Clone, Copy)]
