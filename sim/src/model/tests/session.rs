@@ -1,5 +1,5 @@
 //! A whole session on one thread with a fake clock, byte for byte: open, connect, subscribe,
-//! publish QoS 0/1/2 in text and hex (inline and in data mode), receive in text and hex,
+//! publish QoS 0/1/2 in text and in hex (inline and in data mode), receive in text and hex,
 //! keep-alive, unsubscribe, disconnect, close.
 
 use std::time::Duration;
@@ -113,6 +113,13 @@ fn a_whole_session_byte_for_byte_on_a_fake_clock() {
     r.send(b"1b0D\x1a");
     r.expect("1b0D\r\nOK\r\n\r\n+QMTPUB: 0,0,0\r\n");
     r.expect_net(&[send(link, b"\x30\x08\x00\x04up/t\x1b\x0d")]);
+    r.at_ms(155).line("AT+QMTPUB=0,6,2,0,\"up/t\",\"CAFE\"");
+    r.expect("\r\nOK\r\n");
+    r.expect_net(&[send(link, b"\x34\x0a\x00\x04up/t\x00\x06\xca\xfe")]);
+    r.broker(link, b"\x50\x02\x00\x06").expect("");
+    r.expect_net(&[send(link, b"\x62\x02\x00\x06")]);
+    r.broker(link, b"\x70\x02\x00\x06");
+    r.expect("\r\n+QMTPUB: 0,6,0\r\n");
 
     // Receive, hex, QoS 2: reported once (a duplicate is not), PUBREC each time, PUBCOMP.
     let qos2 = b"\x34\x0d\x00\x05cmd/y\x00\x09\x00\x01\r\n";
