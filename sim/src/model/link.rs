@@ -12,11 +12,16 @@
 /// ignored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct LinkId {
-    pub(crate) n: u64,
-    pub(crate) client: u8,
+    n: u64,
+    client: u8,
 }
 
 impl LinkId {
+    /// Link number `n` (the model's `n`-th), of client `client`.
+    pub(crate) fn new(n: u64, client: u8) -> LinkId {
+        LinkId { n, client }
+    }
+
     /// The client (`tcpconnectID` 0-5) the link belongs to.
     pub fn client(self) -> u8 {
         self.client

@@ -128,18 +128,18 @@ impl Modem {
         let registered = self.net.registered();
         match ev {
             NetEvent::Connected(link) => {
-                if let Some(c) = self.clients.get_mut(usize::from(link.client)) {
+                if let Some(c) = self.clients.get_mut(usize::from(link.client())) {
                     c.connected(&mut self.fx, link, registered);
                 }
             }
             NetEvent::ConnectFailed(link, e) => {
-                if let Some(c) = self.clients.get_mut(usize::from(link.client)) {
+                if let Some(c) = self.clients.get_mut(usize::from(link.client())) {
                     c.connect_failed(&mut self.fx, link, e);
                 }
             }
             NetEvent::Data(link, bytes) => self.broker_bytes(now, link, bytes),
             NetEvent::Closed(link) => {
-                if let Some(c) = self.clients.get_mut(usize::from(link.client)) {
+                if let Some(c) = self.clients.get_mut(usize::from(link.client())) {
                     c.link_closed(&mut self.fx, link);
                 }
             }
@@ -293,7 +293,7 @@ impl Modem {
                     Err(e) => eprintln!("bc26-sim: not sent, the codec refuses {p:?}: {}", e.0),
                 },
                 NetRequest::Close(link) => {
-                    if let Some(d) = self.decoders.get_mut(usize::from(link.client)) {
+                    if let Some(d) = self.decoders.get_mut(usize::from(link.client())) {
                         if d.0 == Some(link) {
                             *d = (None, Decoder::default());
                         }
@@ -310,7 +310,7 @@ impl Modem {
 
     /// Bytes from the broker on `link`, through the codec, to the client.
     fn broker_bytes(&mut self, now: Time, link: LinkId, bytes: &[u8]) {
-        let i = usize::from(link.client);
+        let i = usize::from(link.client());
         let Some(c) = self.clients.get_mut(i) else {
             return;
         };
@@ -494,10 +494,7 @@ impl Modem {
 
     fn new_link(&mut self, id: usize) -> LinkId {
         self.links += 1;
-        LinkId {
-            n: self.links - 1,
-            client: id as u8,
-        }
+        LinkId::new(self.links - 1, id as u8)
     }
 
     /// `AT+QMTPUB`: inline (the message checked against the client's format) or data mode.
