@@ -95,4 +95,3 @@ pub(crate) type Pacer = crate::model::Pacer<Instant>;
 pub(crate) fn pacer(baud: Option<u32>) -> Option<Pacer> {
     Pacer::new(baud, Instant::now())
 }
-
