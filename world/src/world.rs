@@ -72,6 +72,9 @@ pub(crate) enum Fault {
     LateAcks(StdDuration, StdDuration),
     /// A span of bytes lost on the line, in the next message from the modem.
     CutFromModem,
+    /// The next result of a publish, subscribe or connect (`+QMTPUB`, `+QMTSUB`,
+    /// `+QMTCONN: 0,0,...`) lost on the line.
+    LoseResult,
     /// A span of bytes lost on the line, in the next bytes from the host.
     CutFromHost,
     /// The next read of the UART fails.
@@ -104,6 +107,7 @@ impl Fault {
             Fault::DropAcks(_) => "acks lost",
             Fault::LateAcks(..) => "acks late",
             Fault::CutFromModem => "line cut (modem to host)",
+            Fault::LoseResult => "result lost on the line",
             Fault::CutFromHost => "line cut (host to modem)",
             Fault::ReadError => "UART read error",
             Fault::WriteError => "UART write error",
@@ -149,7 +153,8 @@ impl Fault {
             },
             7 => Fault::DropAcks(1 + r.below(4) as u32),
             8 => Fault::LateAcks(secs(r.range(5, 90)), secs(r.range(60, 1800))),
-            9 => Fault::CutFromModem,
+            9 if r.chance(1, 2) => Fault::CutFromModem,
+            9 => Fault::LoseResult,
             10 => Fault::CutFromHost,
             11 => Fault::ReadError,
             12 => Fault::WriteError,
@@ -340,6 +345,29 @@ impl Lines {
     }
 }
 
+/// A cut line: where to lose bytes in `b` so that a line loses its start (1-3 bytes of a
+/// line that starts in `b`) or its end (its CR LF). Not inside a line: AT has no
+/// checksum, and a line whose digits or payload changed is another valid line, which no
+/// driver can tell from the real one.
+fn line_edge(b: &[u8], rng: &mut Rng) -> Option<(usize, usize)> {
+    let starts: Vec<usize> = (0..b.len())
+        .filter(|&i| (i == 0 || b[i - 1] == b'\n') && b[i].is_ascii_alphabetic() | (b[i] == b'+'))
+        .collect();
+    let ends: Vec<usize> = (0..b.len()).filter(|&i| b[i] == b'\r').collect();
+    let pick_start = !starts.is_empty() && (ends.is_empty() || rng.chance(1, 2));
+    if pick_start {
+        let a = starts[rng.below(starts.len() as u64) as usize];
+        let n = 1 + rng.below(3) as usize;
+        Some((a, (a + n).min(b.len())))
+    } else if !ends.is_empty() {
+        let a = ends[rng.below(ends.len() as u64) as usize];
+        let e = if b.get(a + 1) == Some(&b'\n') { a + 2 } else { a + 1 };
+        Some((a, e))
+    } else {
+        None
+    }
+}
+
 /// The clock counts microseconds: an instant is rounded up to the next one (a byte is
 /// never early).
 fn ceil_us(t: Time) -> Time {
@@ -374,6 +402,7 @@ pub(crate) struct World {
     chunk_max: usize,
     reboot_at_byte: Option<u32>,
     cut_modem: bool,
+    lose_result: bool,
     cut_host: bool,
     pub(crate) trace: Trace,
     shared: Shared,
@@ -448,6 +477,7 @@ impl World {
             chunk_max,
             reboot_at_byte: None,
             cut_modem: false,
+            lose_result: false,
             cut_host: false,
             trace: Trace::new(opts.keep_trace),
             shared: Rc::new(RefCell::new(AppBox::default())),
@@ -599,12 +629,13 @@ impl World {
         match ev {
             Ev::ToModem(mut bytes) => {
                 self.wire.borrow_mut().sent(bytes.len());
-                if self.cut_host && bytes.len() > 1 {
-                    self.cut_host = false;
-                    let a = self.rng.below(bytes.len() as u64) as usize;
-                    let b = self.rng.range(a as u64 + 1, bytes.len() as u64 + 1) as usize;
-                    self.trace.note(now, &format!("! {} bytes lost on the line to the modem", b - a));
-                    bytes.drain(a..b);
+                if self.cut_host {
+                    if let Some((a, b)) = line_edge(&bytes, &mut self.rng) {
+                        self.cut_host = false;
+                        self.trace
+                            .note(now, &format!("! {} bytes lost on the line to the modem", b - a));
+                        bytes.drain(a..b);
+                    }
                 }
                 self.trace.wire(now, b'>', &bytes);
                 let mut rest = &bytes[..];
@@ -810,6 +841,7 @@ impl World {
                 }
             }
             Fault::CutFromModem => self.cut_modem = true,
+            Fault::LoseResult => self.lose_result = true,
             Fault::CutFromHost => self.cut_host = true,
             Fault::ReadError => self.wire.borrow_mut().fail_read(),
             Fault::WriteError => self.wire.borrow_mut().write_error = true,
@@ -867,12 +899,27 @@ impl World {
         for p in pieces {
             match p {
                 Some(mut b) => {
-                    if self.cut_modem && b.len() > 2 {
-                        self.cut_modem = false;
-                        let a = self.rng.below(b.len() as u64) as usize;
-                        let e = self.rng.range(a as u64 + 1, b.len() as u64 + 1) as usize;
-                        self.trace.note(now, &format!("! {} bytes lost on the line to the host", e - a));
-                        b.drain(a..e);
+                    if self.lose_result {
+                        let is_result = |l: &[u8]| {
+                            l.starts_with(b"+QMTPUB: ")
+                                || l.starts_with(b"+QMTSUB: ")
+                                || l.starts_with(b"+QMTCONN: 0,0")
+                        };
+                        let mut lines = Vec::new();
+                        Lines::default().push(&b, |l| lines.push(is_result(l)));
+                        if lines.iter().any(|&r| r) {
+                            self.lose_result = false;
+                            self.trace.note(now, "! the next result is lost on the line");
+                            continue;
+                        }
+                    }
+                    if self.cut_modem {
+                        if let Some((a, e)) = line_edge(&b, &mut self.rng) {
+                            self.cut_modem = false;
+                            self.trace
+                                .note(now, &format!("! {} bytes lost on the line to the host", e - a));
+                            b.drain(a..e);
+                        }
                     }
                     self.to_host.schedule_n(now, b.len() as u64);
                     let mut i = 0;
