@@ -13,10 +13,12 @@
 //!   a second connection with the same client id takes the session over (the first is
 //!   closed and its will published).
 //! - **Flows**: QoS 0, 1 and 2 both ways (PUBACK; PUBREC/PUBREL/PUBCOMP, an incoming QoS 2
-//!   message routed once, a duplicate before its PUBREL acknowledged again and not routed);
+//!   message routed once, at its PUBLISH as rmqtt does (Mosquitto routes it at its PUBREL:
+//!   MQTT 3.1.1 4.3.3 allows both), a duplicate before its PUBREL acknowledged again and
+//!   not routed);
 //!   a message is delivered to each matching subscription at the lower of the two QoS (the
 //!   highest of a session's matching subscriptions); QoS 0 messages are not queued for an
-//!   offline session; at most [`MAX_IN_FLIGHT`] messages in flight per session, the rest
+//!   offline session (as Mosquitto; rmqtt queues them; 3.1.2.4 allows both); at most [`MAX_IN_FLIGHT`] messages in flight per session, the rest
 //!   queued in order.
 //! - **Retained messages**: stored per topic (an empty payload clears), sent with the
 //!   retain flag after a SUBSCRIBE whose filter matches; delivered with retain 0 to the
