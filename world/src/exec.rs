@@ -72,5 +72,4 @@ impl<'f> Tasks<'f> {
         });
         any
     }
-
 }

@@ -216,7 +216,11 @@ impl fmt::Display for Failure {
             self.at.as_secs_f64(),
             self.what
         )?;
-        write!(f, "replay it, with its whole AT trace: {}", self.options.replay_command())
+        write!(
+            f,
+            "replay it, with its whole AT trace: {}",
+            self.options.replay_command()
+        )
     }
 }
 

@@ -361,7 +361,11 @@ fn line_edge(b: &[u8], rng: &mut Rng) -> Option<(usize, usize)> {
         Some((a, (a + n).min(b.len())))
     } else if !ends.is_empty() {
         let a = ends[rng.below(ends.len() as u64) as usize];
-        let e = if b.get(a + 1) == Some(&b'\n') { a + 2 } else { a + 1 };
+        let e = if b.get(a + 1) == Some(&b'\n') {
+            a + 2
+        } else {
+            a + 1
+        };
         Some((a, e))
     } else {
         None
@@ -617,9 +621,7 @@ impl World {
         while i < bytes.len() {
             let n = 1 + self.rng.below(self.chunk_max as u64) as usize;
             let j = (i + n).min(bytes.len());
-            let t = self
-                .to_modem
-                .complete_before_last((bytes.len() - j) as u64);
+            let t = self.to_modem.complete_before_last((bytes.len() - j) as u64);
             self.at(t, Ev::ToModem(bytes[i..j].to_vec()));
             i = j;
         }
@@ -632,8 +634,10 @@ impl World {
                 if self.cut_host {
                     if let Some((a, b)) = line_edge(&bytes, &mut self.rng) {
                         self.cut_host = false;
-                        self.trace
-                            .note(now, &format!("! {} bytes lost on the line to the modem", b - a));
+                        self.trace.note(
+                            now,
+                            &format!("! {} bytes lost on the line to the modem", b - a),
+                        );
                         bytes.drain(a..b);
                     }
                 }
@@ -738,7 +742,10 @@ impl World {
                         1 | 2 => 2,
                         _ => 1,
                     };
-                    self.trace.note(now, &format!("# the application publishes m{k} at QoS {qos}"));
+                    self.trace.note(
+                        now,
+                        &format!("# the application publishes m{k} at QoS {qos}"),
+                    );
                     let mut s = self.shared.borrow_mut();
                     s.requests.push_back((k, qos));
                     if let Some(w) = s.waker.take() {
@@ -756,7 +763,8 @@ impl World {
                     let qos = self.rng.below(3) as u8;
                     let p = format!("c{n:010}").into_bytes();
                     if self.broker.publish(now, CMD, &p, qos, false) {
-                        self.trace.note(now, &format!("# the backend sends c{n} at QoS {qos}"));
+                        self.trace
+                            .note(now, &format!("# the backend sends c{n} at QoS {qos}"));
                         self.commands.insert(p);
                         self.report.commands_sent += 1;
                         self.broker_out(now);
@@ -909,15 +917,18 @@ impl World {
                         Lines::default().push(&b, |l| lines.push(is_result(l)));
                         if lines.iter().any(|&r| r) {
                             self.lose_result = false;
-                            self.trace.note(now, "! the next result is lost on the line");
+                            self.trace
+                                .note(now, "! the next result is lost on the line");
                             continue;
                         }
                     }
                     if self.cut_modem {
                         if let Some((a, e)) = line_edge(&b, &mut self.rng) {
                             self.cut_modem = false;
-                            self.trace
-                                .note(now, &format!("! {} bytes lost on the line to the host", e - a));
+                            self.trace.note(
+                                now,
+                                &format!("! {} bytes lost on the line to the host", e - a),
+                            );
                             b.drain(a..e);
                         }
                     }
@@ -934,8 +945,7 @@ impl World {
                 }
                 None => {
                     self.tx_gen += 1;
-                    self.to_host =
-                        Pacer::new(Some(BAUD), now).unwrap_or_else(|| unreachable!());
+                    self.to_host = Pacer::new(Some(BAUD), now).unwrap_or_else(|| unreachable!());
                 }
             }
         }
@@ -1012,6 +1022,11 @@ impl World {
     /// What the tasks reported, and the invariants that need the link.
     pub(crate) fn check(&mut self, link: &Link<'_>) -> Result<(), Failure> {
         let now = clock::now();
+        // A fault armed for later (the next opens fail, the next acknowledgements are lost,
+        // a cut, a reboot at a byte, a UART error) counts from when it strikes.
+        if self.armed() {
+            self.calm_from = self.calm_from.max(now);
+        }
         let (handed, delivered, problem) = {
             let mut s = self.shared.borrow_mut();
             (
@@ -1158,6 +1173,20 @@ impl World {
         Ok(())
     }
 
+    fn armed(&self) -> bool {
+        let f = self.modem.faults();
+        let w = self.wire.borrow();
+        f.fail_open.is_some()
+            || f.refuse_connect.is_some()
+            || f.drop_acks > 0
+            || self.cut_modem
+            || self.cut_host
+            || self.lose_result
+            || self.reboot_at_byte.is_some()
+            || w.read_error
+            || w.write_error
+    }
+
     pub(crate) fn take_recreate(&mut self) -> Option<Fault> {
         std::mem::take(&mut self.recreate)
     }
@@ -1170,7 +1199,10 @@ impl World {
     /// those the tasks just reported too.
     pub(crate) fn pending_tickets(&self) -> Vec<(u64, Ticket)> {
         let s = self.shared.borrow();
-        let fresh = s.handed.iter().filter_map(|(k, h)| h.ticket.map(|t| (*k, t)));
+        let fresh = s
+            .handed
+            .iter()
+            .filter_map(|(k, h)| h.ticket.map(|t| (*k, t)));
         let mut v: Vec<(u64, Ticket)> = self
             .pending
             .iter()
@@ -1290,8 +1322,10 @@ fn run_generation<'a: 'g, 'g>(
     // oldest); the others are looked at with `Link::pending` after every step.
     let mut waited: BTreeSet<u64> = BTreeSet::new();
     if generation > 1 {
-        w.trace
-            .note(clock::now(), &format!("# generation {generation} of the tasks"));
+        w.trace.note(
+            clock::now(),
+            &format!("# generation {generation} of the tasks"),
+        );
     }
     let end = w.end();
     loop {
@@ -1346,7 +1380,13 @@ fn run_generation<'a: 'g, 'g>(
         }
         let next = w.next_time().map_or(end, |t| t.min(end));
         if std::env::var_os("BC26_WORLD_DEBUG").is_some() {
-            eprintln!("now {now:?} next {next:?} events {} modem {:?} broker {:?} timer {:?}", w.events.len(), w.modem.poll_at(), w.broker.poll_at(), clock::next_timer());
+            eprintln!(
+                "now {now:?} next {next:?} events {} modem {:?} broker {:?} timer {:?}",
+                w.events.len(),
+                w.modem.poll_at(),
+                w.broker.poll_at(),
+                clock::next_timer()
+            );
         }
         w.advance(next.max(now))?;
     }

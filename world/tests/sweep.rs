@@ -17,9 +17,10 @@ const SEEDS: u64 = 8;
 const DAYS: f64 = 20.0;
 
 fn env(name: &str) -> Option<f64> {
-    std::env::var(name)
-        .ok()
-        .map(|v| v.parse().unwrap_or_else(|_| panic!("{name}={v}: not a number")))
+    std::env::var(name).ok().map(|v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("{name}={v}: not a number"))
+    })
 }
 
 /// Runs `seeds` from `first` on two threads, stops at the first failure.
@@ -90,7 +91,10 @@ fn the_same_seed_gives_a_byte_identical_at_trace() {
     // Another seed is another world.
     let mut o2 = o.clone();
     o2.seed += 1;
-    assert_ne!(run(&o2).unwrap_or_else(|f| panic!("{f}")).trace_hash, a.trace_hash);
+    assert_ne!(
+        run(&o2).unwrap_or_else(|f| panic!("{f}")).trace_hash,
+        a.trace_hash
+    );
 }
 
 #[test]
@@ -108,7 +112,11 @@ fn a_simulated_year_takes_less_than_a_minute() {
         r.commands_received,
         r.commands_sent
     );
-    assert!(r.handed > 40_000, "a message every 10 minutes: {}", r.handed);
+    assert!(
+        r.handed > 40_000,
+        "a message every 10 minutes: {}",
+        r.handed
+    );
     assert!(r.faults > 1_000, "a fault every few hours: {}", r.faults);
     assert!(r.wall < Duration::from_secs(60), "{:?}", r.wall);
 }
@@ -123,7 +131,12 @@ fn the_sweep_finds(m: Mutant) -> Failure {
     let text = f.to_string();
     assert!(text.contains(&format!("world seed {:#x} failed", f.options.seed)));
     assert!(text.contains(&format!("--mutant {}", m.name())), "{text}");
-    println!("{m:?}: found by seed {:#x} at {:.0} s: {}", f.options.seed, f.at.as_secs_f64(), f.what);
+    println!(
+        "{m:?}: found by seed {:#x} at {:.0} s: {}",
+        f.options.seed,
+        f.at.as_secs_f64(),
+        f.what
+    );
     f
 }
 
