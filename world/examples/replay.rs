@@ -2,6 +2,7 @@
 //! failure) on standard error: the command a failing run prints.
 //!
 //! `cargo world-replay --seed 0x1f --days 365 [--mutant no-deadline] > trace.txt`
+//! (`--report-only`: no trace, the report alone)
 
 use bc26_world::{run, Mutant, Options};
 
@@ -9,8 +10,13 @@ fn main() {
     let mut seed = 1u64;
     let mut days = 1.0f64;
     let mut mutant = None;
+    let mut keep = true;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
+        if a == "--report-only" {
+            keep = false;
+            continue;
+        }
         let v = args.next().unwrap_or_default();
         match a.as_str() {
             "--seed" => {
@@ -24,11 +30,11 @@ fn main() {
             "--mutant" => {
                 mutant = Some(Mutant::parse(&v).unwrap_or_else(|| panic!("--mutant {v}: no such")))
             }
-            _ => panic!("usage: replay --seed N --days D [--mutant NAME]"),
+            _ => panic!("usage: replay --seed N --days D [--mutant NAME] [--report-only]"),
         }
     }
     let mut opts = Options::new(seed, days).mutant(mutant);
-    opts.keep_trace = true;
+    opts.keep_trace = keep;
     match run(&opts) {
         Ok(mut r) => {
             if let Some(t) = r.trace.take() {
