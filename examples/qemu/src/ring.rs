@@ -46,6 +46,15 @@ impl<const N: usize> Ring<N> {
         ) == N
     }
 
+    /// Producer side: bytes of room.
+    #[allow(dead_code)] // the bench's (LM3S6965 builds)
+    pub fn free(&self) -> usize {
+        N - Self::len_of(
+            self.start.load(Ordering::Acquire),
+            self.end.load(Ordering::Relaxed),
+        )
+    }
+
     /// Producer side: appends what fits of `data`; returns how much.
     pub fn push(&self, data: &[u8]) -> usize {
         let start = self.start.load(Ordering::Acquire);
