@@ -105,7 +105,7 @@ fn report(board: Board, image: &Image, run: &Run) {
             p.payload,
             site_name(&image.elf, site)
         );
-        figure += &format!(" masked_max={max}");
+        figure += &format!(" masked={max}");
         let mut sites: Vec<(u64, u32)> = Vec::new();
         for p in run.phases.iter().filter(|p| p.probe) {
             for s in &p.masked {

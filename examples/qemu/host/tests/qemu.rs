@@ -182,6 +182,11 @@ fn scenario(board: Board, image: &Image) -> Memory {
         .publish(&t[2], bc26_sim::broker::qos_of(1), true, Vec::new())
         .unwrap();
     std::thread::sleep(Duration::from_millis(100));
+    println!(
+        "qemu-figure: {} app_statics={statics} app_stack={stack} app_ram={}",
+        board.name(),
+        statics + stack
+    );
     Memory {
         ram,
         statics,
