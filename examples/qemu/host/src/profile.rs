@@ -378,14 +378,15 @@ fn simplify(name: &str) -> String {
     segs[segs.len().saturating_sub(3)..].join("::")
 }
 
-/// Runs the bench's `profile` plan under the execution log and breaks each
-/// phase's instructions down by part. `log` is where QEMU writes (some
-/// hundred megabytes; removed afterwards).
-pub fn profile(board: Board, image: &Image, log: &Path) -> Vec<Breakdown> {
+/// Runs the bench's `plan` (`profile`, or `profile-split`: the runner in a
+/// task of its own) under the execution log and breaks each phase's
+/// instructions down by part. `log` is where QEMU writes (some hundred
+/// megabytes; removed afterwards).
+pub fn profile(board: Board, image: &Image, plan: &str, log: &Path) -> Vec<Breakdown> {
     let elf = std::fs::read(&image.elf).expect("the image");
     let sym = |n| crate::elf_symbol(&elf, n).unwrap_or_else(|| panic!("no {n} in the image"));
     let (open, close) = (sym("bench_window_open"), sym("bench_window_close"));
-    let run = bench::run(board, image, "profile", Some(log));
+    let run = bench::run(board, image, plan, Some(log));
     let windows = count(log, open, close);
     let _ = std::fs::remove_file(log);
     assert_eq!(
@@ -432,9 +433,9 @@ pub fn profile(board: Board, image: &Image, log: &Path) -> Vec<Breakdown> {
 }
 
 /// Prints the breakdowns as a table, a column per phase.
-pub fn print(board: Board, b: &[Breakdown]) {
+pub fn print(board: Board, title: &str, b: &[Breakdown]) {
     let m = format!("{} on {}", board.target(), board.machine());
-    println!("qemu-profile: {m}: instructions per UART read, by part (256-byte payloads in hex; QEMU's execution log)");
+    println!("qemu-profile: {m}: instructions per UART read, by part ({title}; 256-byte payloads in hex; QEMU's execution log)");
     let head: Vec<String> = b
         .iter()
         .map(|x| format!("{:>9}", format!("{} B/read", x.phase.piece)))

@@ -14,7 +14,9 @@
 //!   byte (the per-message work, spread over the message's bytes, is in the
 //!   marginal cost);
 //! - the longest time interrupts stayed masked while 1024-byte messages
-//!   arrived and were read, and where.
+//!   arrived and were read, and where;
+//! - the cost of a read with the runner in a task of its own (the `split`
+//!   plan), for comparison.
 //!
 //! Skipped, saying why, without `qemu-system-arm` or a toolchain (see the
 //! crate's documentation).
@@ -134,6 +136,28 @@ fn report(board: Board, image: &Image, run: &Run) {
     println!("{figure}");
 }
 
+/// The `split` plan: the runner in a task of its own, so that a UART read
+/// wakes it alone (the full plan runs the runner, the supervisor and the
+/// consumer in one task, as the application does, and every wake-up polls
+/// all three).
+fn report_split(board: Board, image: &Image) {
+    let run = bench::run(board, image, "split", None);
+    check(&run);
+    let m = format!("{} on {}", board.target(), board.machine());
+    let ps: Vec<&Phase> = run.phases.iter().collect();
+    let f = fit(&ps);
+    println!(
+        "qemu-measure: {m}: bench: with the runner in a task of its own, 256-byte payloads: {} \
+         instructions per read at 1 / 8 / 64 bytes per read: {:.0} fixed + {:.1} per byte",
+        ps.iter()
+            .map(|p| format!("{:.0}", p.per_read()))
+            .collect::<Vec<_>>()
+            .join(" / "),
+        f.fixed,
+        f.per_byte
+    );
+}
+
 #[test]
 fn the_bench_on_the_cortex_m3_receives_every_message_whole_and_counts_the_same_twice() {
     let test = "the_bench_on_the_cortex_m3_receives_every_message_whole_and_counts_the_same_twice";
@@ -150,6 +174,7 @@ fn the_bench_on_the_cortex_m3_receives_every_message_whole_and_counts_the_same_t
         "the bench runs in emulated time only: two runs count the same"
     );
     report(board, &image, &a);
+    report_split(board, &image);
 }
 
 #[test]
@@ -163,4 +188,5 @@ fn the_bench_on_the_cortex_m0_receives_every_message_whole() {
     let run = bench::run(board, &image, "", None);
     check(&run);
     report(board, &image, &run);
+    report_split(board, &image);
 }

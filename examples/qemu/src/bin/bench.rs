@@ -34,7 +34,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use bc26_mqtt::supervisor::{self, LinkState, SupervisorConfig, SupervisorState};
 use bc26_mqtt::{ClientId, Config, Event, Events, QoS, State, Subscription, MESSAGE_MAX};
-use embassy_futures::select::{select3, Either3};
+use embassy_futures::select::{select, select3, Either, Either3};
 use embassy_time::Duration;
 
 use bc26_example_qemu::{board, calibrate, cs, exec, out, say, stack, uart};
@@ -67,6 +67,9 @@ struct Phase {
 struct Plan {
     name: &'static str,
     phases: &'static [Phase],
+    /// The runner in a task of its own (the supervisor and the consumer in
+    /// the other): a UART read then wakes the runner's task only.
+    split: bool,
 }
 
 const fn phase(piece: u16, payload: u16, messages: u16, probe: bool) -> Phase {
@@ -103,17 +106,37 @@ const PROFILE: &[Phase] = &[
     phase(64, 256, 2, false),
 ];
 
-/// The plan QEMU's `-append` asks for: nothing (the full plan) or
-/// `profile`.
+/// With the runner in a task of its own: the cost per read of 256-byte
+/// payloads, to compare with the one-task layout of the full plan.
+const SPLIT: &[Phase] = &[
+    phase(1, 256, 8, false),
+    phase(8, 256, 8, false),
+    phase(64, 256, 8, false),
+];
+
+/// The plan QEMU's `-append` asks for: nothing (the full plan), `profile`,
+/// `split` or `profile-split`.
 fn plan(cmdline: &str) -> Plan {
     match cmdline.split_ascii_whitespace().next() {
         None | Some("full") => Plan {
             name: "full",
             phases: FULL,
+            split: false,
         },
         Some("profile") => Plan {
             name: "profile",
             phases: PROFILE,
+            split: false,
+        },
+        Some("split") => Plan {
+            name: "split",
+            phases: SPLIT,
+            split: true,
+        },
+        Some("profile-split") => Plan {
+            name: "profile-split",
+            phases: PROFILE,
+            split: true,
         },
         Some(other) => panic!("unknown plan {}", other),
     }
@@ -131,7 +154,15 @@ fn main() -> ! {
     bc26_example_qemu::say_memory();
     calibrate();
     let plan = plan(out::cmdline());
-    exec::run(|spawner| spawner.spawn(bench_task(plan).unwrap()))
+    exec::run(|spawner| spawner.spawn(bench_task(spawner, plan).unwrap()))
+}
+
+type BenchRunner = bc26_mqtt::Runner<'static, uart::Rx<Loop>, uart::Tx<Loop>>;
+
+/// The runner alone, for the `split` plan.
+#[embassy_executor::task]
+async fn runner_task(runner: BenchRunner) -> ! {
+    runner.run().await
 }
 
 /// Made at compile time, as the application's (see src/main.rs).
@@ -139,8 +170,8 @@ static MEMORY: ConstStaticCell<Memory> = ConstStaticCell::new(Memory::new());
 
 /// The bench, in one task as the application.
 #[embassy_executor::task]
-async fn bench_task(plan: Plan) -> ! {
-    run(MEMORY.take(), plan).await
+async fn bench_task(spawner: embassy_executor::Spawner, plan: Plan) -> ! {
+    run(spawner, MEMORY.take(), plan).await
 }
 
 /// The bench's memory (in the place of the application's).
@@ -163,7 +194,7 @@ impl Memory {
 }
 
 /// Runs the plan, prints the results, and ends QEMU.
-async fn run(memory: &'static mut Memory, plan: Plan) -> ! {
+async fn run(spawner: embassy_executor::Spawner, memory: &'static mut Memory, plan: Plan) -> ! {
     say!(
         "bench: plan {} ({} phases), a piece every {} us",
         plan.name,
@@ -189,6 +220,12 @@ async fn run(memory: &'static mut Memory, plan: Plan) -> ! {
         panic!("no event subscription")
     };
     cs::set_probe(true);
+    if plan.split {
+        spawner.spawn(runner_task(runner).unwrap());
+        match select(supervisor.run(), drive(link, events, buf, plan)).await {
+            Either::First(never) | Either::Second(never) => never,
+        }
+    }
     match select3(
         runner.run(),
         supervisor.run(),
