@@ -45,7 +45,7 @@ use embassy_sync::signal::Signal;
 use embassy_time::{with_deadline, Duration, Instant};
 
 use crate::error::{Error, Field, ModemError, Problem, Stage};
-use crate::state::{Cs, LineBuffer};
+use crate::sync::Cs;
 
 /// The longest information-line prefix the digester compares (`+QMTCONN`).
 const PREFIX: usize = 16;
@@ -256,6 +256,17 @@ impl ChannelState {
             to_runner: Signal::new(),
             to_client: Signal::new(),
         }
+    }
+}
+
+/// The line buffer, seen without its size.
+pub(crate) trait LineBuffer: Sync {
+    fn with_buf(&self, f: &mut dyn FnMut(&mut [u8]));
+}
+
+impl<const N: usize> LineBuffer for BlockingMutex<Cs, RefCell<[u8; N]>> {
+    fn with_buf(&self, f: &mut dyn FnMut(&mut [u8])) {
+        self.lock(|b| f(&mut b.borrow_mut()[..]))
     }
 }
 

@@ -24,7 +24,7 @@ use embassy_sync::waitqueue::MultiWakerRegistration;
 use embassy_time::{with_deadline, Duration, Instant};
 
 use crate::error::LinkClosedReason;
-use crate::state::Cs;
+use crate::sync::Cs;
 use crate::types::{topic_matches, ClientId, QoS, Subscription};
 use crate::urc::{Deferred, SubValue};
 

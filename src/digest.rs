@@ -24,7 +24,8 @@ use crate::channel::{Echo, Mode, PromptVerdict, Verdict};
 use crate::error::ModemError;
 use crate::fmt::Bytes;
 use crate::router;
-use crate::state::{bump, Core};
+use crate::state::Core;
+use crate::stats::bump;
 use crate::types::{limits, ClientId};
 use crate::urc::{self, recv_end, recv_head, Frame, RecvHead, RECV_PREFIX};
 

@@ -19,7 +19,8 @@ use embassy_sync::pubsub::{DynSubscriber, PubSubChannel, WaitResult};
 use crate::error::LinkClosedReason;
 use crate::event::{Event, Message};
 use crate::ring::{self, RingBuffer};
-use crate::state::{Cs, StatsCell};
+use crate::stats::StatsCell;
+use crate::sync::Cs;
 use crate::types::ClientId;
 
 /// Notice places kept for link and reboot events.

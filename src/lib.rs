@@ -23,8 +23,11 @@ mod modem;
 mod ring;
 mod router;
 mod runner;
+mod rx_clock;
 mod state;
+mod stats;
 pub mod supervisor;
+mod sync;
 mod types;
 mod urc;
 
@@ -36,7 +39,8 @@ pub use error::{
 pub use event::{Event, Grant, Granted, Message, MAX_SUB_TOPICS, MESSAGE_MAX};
 pub use modem::{Events, Modem};
 pub use runner::Runner;
-pub use state::{State, Stats};
+pub use state::State;
+pub use stats::Stats;
 pub use types::{limits, topic_matches, ClientId, DataFormat, MqttVersion, QoS, Subscription};
 
 /// Re-exported so that users name the same `atat` the driver uses.

@@ -9,7 +9,8 @@ use crate::commands::{ConnectionStates, OpenLinks, QueryConnectionState, QueryOp
 use crate::error::Error;
 use crate::event::Event;
 use crate::inbox::Sub;
-use crate::state::{Core, Stats};
+use crate::state::Core;
+use crate::stats::Stats;
 use crate::types::ClientId;
 
 /// The whole modem: clients, events, statistics, and any other AT command.

@@ -10,7 +10,7 @@ use core::cell::RefCell;
 
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 
-use crate::state::Cs;
+use crate::sync::Cs;
 
 /// Where the live records are. When a record does not fit before the end,
 /// it goes at the start and `wrap` marks where the older records end.

@@ -5,7 +5,8 @@
 
 use crate::error::LinkClosedReason;
 use crate::inbox::Incoming;
-use crate::state::{bump, Core};
+use crate::state::Core;
+use crate::stats::bump;
 use crate::types::ClientId;
 use crate::urc::{Deferred, RecvHead};
 

@@ -10,7 +10,8 @@ use embedded_io_async::{Read, Write};
 use crate::channel::{Answer, DataStep, Job, Outcome};
 use crate::digest::Bc26Digester;
 use crate::error::Stage;
-use crate::state::{bump, Core, NoUrc, RES_SLOT};
+use crate::state::{Core, NoUrc, RES_SLOT};
+use crate::stats::bump;
 
 const ESC: u8 = 0x1b;
 /// Bytes copied from the line buffer per UART write.

@@ -58,7 +58,7 @@ use crate::error::{Error, Field, LinkClosedReason, OpenError, Problem, Stage};
 use crate::event::Grant;
 use crate::modem::Modem;
 use crate::ring::RingStore;
-use crate::state::Cs;
+use crate::sync::Cs;
 use crate::types::{check_topic, ClientId, DataFormat, MqttVersion, QoS, Subscription};
 use backoff::Delays;
 use outbox::{Outbox, OutboxMeta, PushError, Taken};

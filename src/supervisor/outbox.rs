@@ -371,7 +371,7 @@ mod tests {
     use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
     use std::vec::Vec;
 
-    type Store<const N: usize> = BlockingMutex<crate::state::Cs, RefCell<RingStore<OutboxMeta, N>>>;
+    type Store<const N: usize> = BlockingMutex<crate::sync::Cs, RefCell<RingStore<OutboxMeta, N>>>;
 
     fn store<const N: usize>() -> &'static Store<N> {
         std::boxed::Box::leak(std::boxed::Box::new(BlockingMutex::new(RefCell::new(
