@@ -215,7 +215,7 @@ pub(crate) enum Answer {
     Rebooted,
 }
 
-/// The channel's memory, inside [`Shared`](crate::state::Shared).
+/// The channel's memory, inside the [`State`](crate::State).
 pub(crate) struct ChannelState {
     chan: BlockingMutex<Cs, RefCell<Chan>>,
     /// Held by a handle for one command (until OK/ERROR), never longer.

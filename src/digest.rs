@@ -181,8 +181,9 @@ impl<'a> Bc26Digester<'a> {
                 Err(()) => return self.malformed(b),
             },
         };
-        let hex = ClientId::new(head.client)
-            .is_ok_and(|c| self.core.clients.settings(c).recv == crate::clients::Format::Hex);
+        let hex = ClientId::new(head.client).is_ok_and(|c| {
+            self.core.clients.settings(c).recv == crate::client_table::RecvFormat::Hex
+        });
         match recv_end(b, &head, scanned, hex, RECV_WIRE_MAX) {
             Frame::Complete { end, len } => {
                 router::message(
@@ -612,7 +613,7 @@ mod tests {
         let c = ClientId::new(0).unwrap();
         r.core
             .clients
-            .update_settings(c, |s| s.recv = crate::clients::Format::Hex);
+            .update_settings(c, |s| s.recv = crate::client_table::RecvFormat::Hex);
         r.feed_bytewise(b"\r\n+QMTRECV: 0,1,\"t\",\"4869\"\r\n");
         assert_eq!(r.events(), ["msg 0 1 t Hi"]);
         r.feed(b"\r\n+QMTRECV: 0,2,\"t\",\"48\r\n\r\n+QMTSTAT: 0,7\r\n");

@@ -88,7 +88,7 @@ pub(crate) struct Inbox<'a> {
 }
 
 /// A message's bytes as they arrived.
-pub(crate) struct Incoming<'m> {
+pub(crate) struct WireMessage<'m> {
     pub client: ClientId,
     pub msg_id: u32,
     pub topic: &'m str,
@@ -119,7 +119,7 @@ impl<'a> Inbox<'a> {
     /// Stores a message and tells every subscription; never waits. `false`:
     /// dropped (no subscription, the store or the notices full, or a payload
     /// that is not valid hex), counted.
-    pub(crate) fn push_message(&self, m: &Incoming<'_>) -> bool {
+    pub(crate) fn push_message(&self, m: &WireMessage<'_>) -> bool {
         let payload_len = if m.hex {
             if !crate::hex::is_valid(m.payload) {
                 self.stats

@@ -10,8 +10,7 @@ extern crate std;
 mod fmt;
 
 mod channel;
-mod client;
-mod clients;
+mod client_table;
 pub mod commands;
 mod config;
 mod digest;
@@ -20,6 +19,7 @@ mod event;
 mod hex;
 mod inbox;
 mod modem;
+mod mqtt_client;
 mod ring;
 mod router;
 mod runner;
@@ -31,13 +31,13 @@ mod sync;
 mod types;
 mod urc;
 
-pub use client::{MqttClient, PendingPublish, Published};
 pub use config::Config;
 pub use error::{
     AtError, ConnackCode, Error, Field, LinkClosedReason, ModemError, OpenError, Problem, Stage,
 };
 pub use event::{Event, Grant, Granted, Message, MAX_SUB_TOPICS, MESSAGE_MAX};
 pub use modem::{Events, Modem};
+pub use mqtt_client::{MqttClient, PendingPublish, Published};
 pub use runner::Runner;
 pub use state::State;
 pub use stats::Stats;

@@ -4,11 +4,11 @@
 use atat::AtatCmd;
 use embassy_time::Duration;
 
-use crate::client::MqttClient;
 use crate::commands::{ConnectionStates, OpenLinks, QueryConnectionState, QueryOpenNetworks};
 use crate::error::Error;
 use crate::event::Event;
 use crate::inbox::Sub;
+use crate::mqtt_client::MqttClient;
 use crate::state::Core;
 use crate::stats::Stats;
 use crate::types::ClientId;

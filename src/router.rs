@@ -4,7 +4,7 @@
 //! what has nowhere to go is counted.
 
 use crate::error::LinkClosedReason;
-use crate::inbox::Incoming;
+use crate::inbox::WireMessage;
 use crate::state::Core;
 use crate::stats::bump;
 use crate::types::ClientId;
@@ -48,8 +48,8 @@ pub(crate) fn message(core: &Core<'_>, head: &RecvHead, topic: &[u8], payload: &
         bump!(core.stats, messages_filtered);
         return;
     }
-    let hex = core.clients.settings(client).recv == crate::clients::Format::Hex;
-    core.inbox.push_message(&Incoming {
+    let hex = core.clients.settings(client).recv == crate::client_table::RecvFormat::Hex;
+    core.inbox.push_message(&WireMessage {
         client,
         msg_id: head.msg_id,
         topic,

@@ -16,10 +16,10 @@ use crate::sync::Cs;
 /// What the runner's receive side has read: the stream position (bytes read
 /// since the start, wrapping), when the last byte came, and whether the
 /// digester must give up what it holds (a quiet gap passed).
-pub(crate) struct RxClock(BlockingMutex<Cs, Cell<Rx>>);
+pub(crate) struct RxClock(BlockingMutex<Cs, Cell<RxMark>>);
 
 #[derive(Clone, Copy)]
-struct Rx {
+struct RxMark {
     pos: u32,
     last: Instant,
     resync: bool,
@@ -27,14 +27,14 @@ struct Rx {
 
 impl RxClock {
     pub(crate) const fn new() -> Self {
-        Self(BlockingMutex::new(Cell::new(Rx {
+        Self(BlockingMutex::new(Cell::new(RxMark {
             pos: 0,
             last: Instant::from_ticks(0),
             resync: false,
         })))
     }
 
-    fn update(&self, f: impl FnOnce(&mut Rx)) {
+    fn update(&self, f: impl FnOnce(&mut RxMark)) {
         self.0.lock(|c| {
             let mut v = c.get();
             f(&mut v);

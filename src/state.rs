@@ -11,7 +11,7 @@ use embassy_sync::pubsub::PubSubChannel;
 use embassy_time::Duration;
 
 use crate::channel::{Channel, ChannelState};
-use crate::clients::{Clients, ClientsState, PubSlot};
+use crate::client_table::{ClientTable, ClientTableState, PubSlot};
 use crate::config::Config;
 use crate::inbox::{Inbox, InboxMeta, Notice, RESERVE};
 use crate::ring::RingStore;
@@ -24,20 +24,20 @@ use crate::types::{limits, ClientId};
 pub(crate) const RES_SLOT: usize = 1;
 
 /// The parts of the state whose size does not depend on the const generics.
-pub(crate) struct Shared {
+pub(crate) struct FixedParts {
     pub(crate) config: Config,
     pub(crate) channel: ChannelState,
-    pub(crate) clients: ClientsState,
+    pub(crate) clients: ClientTableState,
     pub(crate) stats: StatsCell,
     pub(crate) rx: RxClock,
 }
 
-impl Shared {
+impl FixedParts {
     const fn new() -> Self {
         Self {
             config: Config::new(),
             channel: ChannelState::new(),
-            clients: ClientsState::new(),
+            clients: ClientTableState::new(),
             stats: StatsCell::new(),
             rx: RxClock::new(),
         }
@@ -50,7 +50,7 @@ impl Shared {
 #[derive(Clone, Copy)]
 pub(crate) struct Core<'a> {
     pub(crate) channel: Channel<'a>,
-    pub(crate) clients: Clients<'a>,
+    pub(crate) clients: ClientTable<'a>,
     pub(crate) inbox: Inbox<'a>,
     pub(crate) stats: &'a StatsCell,
     pub(crate) config: &'a Config,
@@ -112,7 +112,7 @@ pub struct State<
     pub(crate) ring: BlockingMutex<Cs, RefCell<RingStore<InboxMeta, INBOX>>>,
     pub(crate) notices: PubSubChannel<Cs, Notice, EVENTS, SUBSCRIBERS, 0>,
     pub(crate) slots: [PubSlot; INFLIGHT],
-    pub(crate) shared: Shared,
+    pub(crate) fixed: FixedParts,
     pub(crate) res_slot: ResponseSlot<RES_SLOT>,
     pub(crate) urc: UrcChannel<NoUrc, 1, 1>,
 }
@@ -167,19 +167,19 @@ impl<
             ring,
             notices,
             slots,
-            shared,
+            fixed,
             res_slot,
             urc,
         } = self;
-        shared.config = config;
-        let shared = &*shared;
+        fixed.config = config;
+        let fixed = &*fixed;
         let core = Core {
-            channel: Channel::new(&shared.channel, &*line),
-            clients: Clients::new(&shared.clients, &*slots),
-            inbox: Inbox::new(&*ring, &*notices, &shared.stats),
-            stats: &shared.stats,
-            config: &shared.config,
-            rx: &shared.rx,
+            channel: Channel::new(&fixed.channel, &*line),
+            clients: ClientTable::new(&fixed.clients, &*slots),
+            inbox: Inbox::new(&*ring, &*notices, &fixed.stats),
+            stats: &fixed.stats,
+            config: &fixed.config,
+            rx: &fixed.rx,
         };
         (core, &mut ingress[..], &*res_slot, &*urc)
     }
@@ -194,7 +194,7 @@ impl<
             ring: BlockingMutex::new(RefCell::new(RingStore::new(InboxMeta::new()))),
             notices: PubSubChannel::new(),
             slots: [const { PubSlot::new() }; INFLIGHT],
-            shared: Shared::new(),
+            fixed: FixedParts::new(),
             res_slot: ResponseSlot::new(),
             urc: UrcChannel::new(),
         }

@@ -5,8 +5,8 @@ use embassy_futures::select::{select, Either};
 use embassy_time::{Duration, Instant};
 
 use crate::channel::{Payload, Source};
-use crate::clients::{
-    ClaimError, Format, LinkEnd, OpEnd, OpKind, OpOutcome, PubOutcome, PubTicket,
+use crate::client_table::{
+    ClaimError, LinkEnd, OpEnd, OpKind, OpOutcome, PubOutcome, PubTicket, RecvFormat,
 };
 use crate::commands::*;
 use crate::error::{ConnackCode, Error, Field, OpenError, Problem, Stage};
@@ -211,8 +211,8 @@ impl<'a> MqttClient<'a> {
         self.core.clients.update_settings(self.id, |s| {
             s.send_hex = send == DataFormat::Hex;
             s.recv = match recv {
-                DataFormat::Hex => Format::Hex,
-                DataFormat::Text => Format::Text,
+                DataFormat::Hex => RecvFormat::Hex,
+                DataFormat::Text => RecvFormat::Text,
             };
             if chosen {
                 s.text_chosen = recv == DataFormat::Text;
@@ -278,7 +278,7 @@ impl<'a> MqttClient<'a> {
     /// then never be read as a modem line.
     async fn secure_reception(&self) -> Result<(), Error> {
         let s = self.core.clients.settings(self.id);
-        if self.core.config.receive_text || s.text_chosen || s.recv == Format::Hex {
+        if self.core.config.receive_text || s.text_chosen || s.recv == RecvFormat::Hex {
             return Ok(());
         }
         let send = if s.send_hex {

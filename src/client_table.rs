@@ -4,14 +4,14 @@
 //! modem-side settings, its link's epoch, and the topic filters a supervisor
 //! registered.
 //!
-//! - Handle side: [`Clients::begin_op`] / [`OpTicket::wait`],
-//!   [`Clients::claim_publish`] / [`Clients::try_claim_publish`] /
-//!   [`PubTicket::wait`], [`Clients::settings`], [`Clients::wait_link_change`].
-//! - Runner side: [`Clients::arm_publish`] when a publish line goes out (this
+//! - Handle side: [`ClientTable::begin_op`] / [`OpTicket::wait`],
+//!   [`ClientTable::claim_publish`] / [`ClientTable::try_claim_publish`] /
+//!   [`PubTicket::wait`], [`ClientTable::settings`], [`ClientTable::wait_link_change`].
+//! - Runner side: [`ClientTable::arm_publish`] when a publish line goes out (this
 //!   is when it takes its place in the QoS 0 queue, so a QoS 0 result goes to
 //!   the oldest publish whose line the modem has).
-//! - Router side: [`Clients::deliver_op`], [`Clients::deliver_publish`],
-//!   [`Clients::link_closed`], [`Clients::rebooted`], [`Clients::accepts`].
+//! - Router side: [`ClientTable::deliver_op`], [`ClientTable::deliver_publish`],
+//!   [`ClientTable::link_closed`], [`ClientTable::rebooted`], [`ClientTable::accepts`].
 
 use core::cell::{Cell, RefCell};
 use core::future::poll_fn;
@@ -187,7 +187,7 @@ impl PubSlot {
 
 /// The receive format the driver believes a client has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Format {
+pub(crate) enum RecvFormat {
     /// Not known (the modem may keep a setting from before an MCU reset).
     Unknown,
     Text,
@@ -200,7 +200,7 @@ pub(crate) struct Settings {
     /// Payloads are sent as hex digits.
     pub send_hex: bool,
     /// How payloads arrive.
-    pub recv: Format,
+    pub recv: RecvFormat,
     /// The application chose text reception itself (the driver leaves it).
     pub text_chosen: bool,
     /// `(pkt_timeout, retry_times)` the driver configured or read.
@@ -211,7 +211,7 @@ impl Settings {
     const fn new() -> Self {
         Self {
             send_hex: false,
-            recv: Format::Unknown,
+            recv: RecvFormat::Unknown,
             text_chosen: false,
             timeouts: None,
         }
@@ -220,14 +220,14 @@ impl Settings {
     /// The modem's defaults, as after a restart.
     const fn defaults() -> Self {
         Self {
-            recv: Format::Text,
+            recv: RecvFormat::Text,
             ..Self::new()
         }
     }
 }
 
 #[derive(Clone, Copy)]
-struct ClientState {
+struct ClientEntry {
     op: OpWait,
     next_msg_id: u16,
     next_seq: u32,
@@ -238,7 +238,7 @@ struct ClientState {
     filters: Option<&'static [Subscription<'static>]>,
 }
 
-impl ClientState {
+impl ClientEntry {
     const fn new() -> Self {
         Self {
             op: OpWait::Free,
@@ -259,19 +259,19 @@ struct Wakers {
     links: MultiWakerRegistration<4>,
 }
 
-/// The clients' memory, inside [`Shared`](crate::state::Shared).
-pub(crate) struct ClientsState {
-    clients: BlockingMutex<Cs, RefCell<[ClientState; CLIENTS]>>,
+/// The clients' memory, inside the [`State`](crate::State).
+pub(crate) struct ClientTableState {
+    clients: BlockingMutex<Cs, RefCell<[ClientEntry; CLIENTS]>>,
     /// One OPEN/CLOSE/CONN/DISC/SUB/UNS at a time per client.
     op_locks: [Mutex<Cs, ()>; CLIENTS],
     op_signals: [Signal<Cs, OpOutcome>; CLIENTS],
     wakers: BlockingMutex<Cs, RefCell<Wakers>>,
 }
 
-impl ClientsState {
+impl ClientTableState {
     pub(crate) const fn new() -> Self {
         Self {
-            clients: BlockingMutex::new(RefCell::new([const { ClientState::new() }; CLIENTS])),
+            clients: BlockingMutex::new(RefCell::new([const { ClientEntry::new() }; CLIENTS])),
             op_locks: [const { Mutex::new(()) }; CLIENTS],
             op_signals: [const { Signal::new() }; CLIENTS],
             wakers: BlockingMutex::new(RefCell::new(Wakers {
@@ -284,14 +284,14 @@ impl ClientsState {
 
 /// The clients, seen without the pool's size. `Copy`.
 #[derive(Clone, Copy)]
-pub(crate) struct Clients<'a> {
-    st: &'a ClientsState,
+pub(crate) struct ClientTable<'a> {
+    st: &'a ClientTableState,
     slots: &'a [PubSlot],
 }
 
 /// A claimed operation slot; frees it when dropped.
 pub(crate) struct OpTicket<'c> {
-    st: &'c ClientsState,
+    st: &'c ClientTableState,
     i: usize,
     _lock: MutexGuard<'c, Cs, ()>,
 }
@@ -332,7 +332,7 @@ impl Drop for OpTicket<'_> {
 
 /// A claimed publish slot (and its msgID); see [`PubTicket::wait`].
 pub(crate) struct PubTicket<'c> {
-    clients: Clients<'c>,
+    clients: ClientTable<'c>,
     k: usize,
     msg_id: u16,
     /// Deadline for a late result once abandoned.
@@ -409,12 +409,12 @@ impl Drop for PubTicket<'_> {
     }
 }
 
-impl<'a> Clients<'a> {
-    pub(crate) fn new(st: &'a ClientsState, slots: &'a [PubSlot]) -> Self {
+impl<'a> ClientTable<'a> {
+    pub(crate) fn new(st: &'a ClientTableState, slots: &'a [PubSlot]) -> Self {
         Self { st, slots }
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut [ClientState; CLIENTS]) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut [ClientEntry; CLIENTS]) -> R) -> R {
         self.st.clients.lock(|c| f(&mut c.borrow_mut()))
     }
 
@@ -449,7 +449,7 @@ impl<'a> Clients<'a> {
         self.with(|c| self.next_msg_id(&mut c[client.index()], client))
     }
 
-    fn next_msg_id(&self, c: &mut ClientState, client: ClientId) -> u16 {
+    fn next_msg_id(&self, c: &mut ClientEntry, client: ClientId) -> u16 {
         let now = Instant::now();
         loop {
             let id = c.next_msg_id;
@@ -460,7 +460,7 @@ impl<'a> Clients<'a> {
         }
     }
 
-    fn in_flight(&self, c: &ClientState, client: ClientId, id: u16, now: Instant) -> bool {
+    fn in_flight(&self, c: &ClientEntry, client: ClientId, id: u16, now: Instant) -> bool {
         let in_op = matches!(c.op, OpWait::Waiting { msg_id, .. } if msg_id == id);
         in_op
             || self.slots.iter().any(
