@@ -24,7 +24,7 @@ use embassy_sync::waitqueue::MultiWakerRegistration;
 use embassy_time::{with_deadline, Duration, Instant};
 
 use crate::error::LinkClosedReason;
-use crate::sync::Cs;
+use crate::sync::RawMutex;
 use crate::types::{topic_matches, ClientId, QoS, Subscription};
 use crate::urc::{Deferred, SubValue};
 
@@ -163,12 +163,12 @@ impl SlotWait {
 }
 
 /// One in-flight publish slot (the `INFLIGHT` pool of [`State`](crate::State)).
-pub(crate) struct PubSlot {
-    wait: BlockingMutex<Cs, Cell<SlotWait>>,
-    signal: Signal<Cs, PubOutcome>,
+pub(crate) struct PubSlot<M: RawMutex> {
+    wait: BlockingMutex<M, Cell<SlotWait>>,
+    signal: Signal<M, PubOutcome>,
 }
 
-impl PubSlot {
+impl<M: RawMutex> PubSlot<M> {
     pub(crate) const fn new() -> Self {
         Self {
             wait: BlockingMutex::new(Cell::new(SlotWait::Free)),
@@ -260,15 +260,15 @@ struct Wakers {
 }
 
 /// The clients' memory, inside the [`State`](crate::State).
-pub(crate) struct ClientTableState {
-    clients: BlockingMutex<Cs, RefCell<[ClientEntry; CLIENTS]>>,
+pub(crate) struct ClientTableState<M: RawMutex> {
+    clients: BlockingMutex<M, RefCell<[ClientEntry; CLIENTS]>>,
     /// One OPEN/CLOSE/CONN/DISC/SUB/UNS at a time per client.
-    op_locks: [Mutex<Cs, ()>; CLIENTS],
-    op_signals: [Signal<Cs, OpOutcome>; CLIENTS],
-    wakers: BlockingMutex<Cs, RefCell<Wakers>>,
+    op_locks: [Mutex<M, ()>; CLIENTS],
+    op_signals: [Signal<M, OpOutcome>; CLIENTS],
+    wakers: BlockingMutex<M, RefCell<Wakers>>,
 }
 
-impl ClientTableState {
+impl<M: RawMutex> ClientTableState<M> {
     pub(crate) const fn new() -> Self {
         Self {
             clients: BlockingMutex::new(RefCell::new([const { ClientEntry::new() }; CLIENTS])),
@@ -283,17 +283,24 @@ impl ClientTableState {
 }
 
 /// The clients, seen without the pool's size. `Copy`.
-#[derive(Clone, Copy)]
-pub(crate) struct ClientTable<'a> {
-    st: &'a ClientTableState,
-    slots: &'a [PubSlot],
+pub(crate) struct ClientTable<'a, M: RawMutex> {
+    st: &'a ClientTableState<M>,
+    slots: &'a [PubSlot<M>],
 }
 
+impl<M: RawMutex> Clone for ClientTable<'_, M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M: RawMutex> Copy for ClientTable<'_, M> {}
+
 /// A claimed operation slot; frees it when dropped.
-pub(crate) struct OpTicket<'c> {
-    st: &'c ClientTableState,
+pub(crate) struct OpTicket<'c, M: RawMutex> {
+    st: &'c ClientTableState<M>,
     i: usize,
-    _lock: MutexGuard<'c, Cs, ()>,
+    _lock: MutexGuard<'c, M, ()>,
 }
 
 /// How an operation's wait ended without its result.
@@ -304,7 +311,7 @@ pub(crate) enum OpEnd {
     Rebooted,
 }
 
-impl OpTicket<'_> {
+impl<M: RawMutex> OpTicket<'_, M> {
     /// Waits for the final deferred result (progress reports do not end it).
     pub(crate) async fn wait(&self, deadline: Instant) -> Result<OpOutcome, OpEnd> {
         loop {
@@ -321,7 +328,7 @@ impl OpTicket<'_> {
     }
 }
 
-impl Drop for OpTicket<'_> {
+impl<M: RawMutex> Drop for OpTicket<'_, M> {
     fn drop(&mut self) {
         self.st
             .clients
@@ -331,8 +338,8 @@ impl Drop for OpTicket<'_> {
 }
 
 /// A claimed publish slot (and its msgID); see [`PubTicket::wait`].
-pub(crate) struct PubTicket<'c> {
-    clients: ClientTable<'c>,
+pub(crate) struct PubTicket<'c, M: RawMutex> {
+    clients: ClientTable<'c, M>,
     k: usize,
     msg_id: u16,
     /// Deadline for a late result once abandoned.
@@ -348,7 +355,7 @@ pub(crate) enum ClaimError {
     MsgIdInUse,
 }
 
-impl PubTicket<'_> {
+impl<M: RawMutex> PubTicket<'_, M> {
     /// The slot's index, for the channel to arm when the modem accepts.
     pub(crate) fn index(&self) -> u8 {
         self.k as u8
@@ -383,7 +390,7 @@ impl PubTicket<'_> {
     }
 }
 
-impl Drop for PubTicket<'_> {
+impl<M: RawMutex> Drop for PubTicket<'_, M> {
     fn drop(&mut self) {
         let slot = &self.clients.slots[self.k];
         let next = match slot.get() {
@@ -409,8 +416,8 @@ impl Drop for PubTicket<'_> {
     }
 }
 
-impl<'a> ClientTable<'a> {
-    pub(crate) fn new(st: &'a ClientTableState, slots: &'a [PubSlot]) -> Self {
+impl<'a, M: RawMutex> ClientTable<'a, M> {
+    pub(crate) fn new(st: &'a ClientTableState<M>, slots: &'a [PubSlot<M>]) -> Self {
         Self { st, slots }
     }
 
@@ -431,7 +438,7 @@ impl<'a> ClientTable<'a> {
         client: ClientId,
         kind: OpKind,
         msg_id: u16,
-    ) -> OpTicket<'a> {
+    ) -> OpTicket<'a, M> {
         let i = client.index();
         let lock = self.st.op_locks[i].lock().await;
         self.st.op_signals[i].reset();
@@ -476,7 +483,7 @@ impl<'a> ClientTable<'a> {
         qos: QoS,
         msg_id: Option<u16>,
         abandon_for: Duration,
-    ) -> Result<PubTicket<'a>, ClaimError> {
+    ) -> Result<PubTicket<'a, M>, ClaimError> {
         let now = Instant::now();
         let claimed = self.with(|c| {
             let c = &mut c[client.index()];
@@ -519,7 +526,7 @@ impl<'a> ClientTable<'a> {
         qos: QoS,
         msg_id: Option<u16>,
         abandon_for: Duration,
-    ) -> Result<PubTicket<'a>, ClaimError> {
+    ) -> Result<PubTicket<'a, M>, ClaimError> {
         loop {
             let expiry = self.next_expiry();
             let freed = poll_fn(|cx| {

@@ -26,6 +26,7 @@ use crate::fmt::Bytes;
 use crate::router;
 use crate::state::Core;
 use crate::stats::bump;
+use crate::sync::RawMutex;
 use crate::types::{limits, ClientId};
 use crate::urc::{self, recv_end, recv_head, Frame, RecvHead, RECV_PREFIX};
 
@@ -62,14 +63,14 @@ enum Held {
     },
 }
 
-pub(crate) struct Bc26Digester<'a> {
-    core: Core<'a>,
+pub(crate) struct Bc26Digester<'a, M: RawMutex> {
+    core: Core<'a, M>,
     capacity: usize,
     held: Held,
 }
 
-impl<'a> Bc26Digester<'a> {
-    pub(crate) fn new(core: Core<'a>, capacity: usize) -> Self {
+impl<'a, M: RawMutex> Bc26Digester<'a, M> {
+    pub(crate) fn new(core: Core<'a, M>, capacity: usize) -> Self {
         Self {
             core,
             capacity,
@@ -313,7 +314,7 @@ fn code(n: &[u8]) -> u16 {
         .unwrap_or(0)
 }
 
-impl Digester for Bc26Digester<'_> {
+impl<M: RawMutex> Digester for Bc26Digester<'_, M> {
     fn digest<'b>(&mut self, buf: &'b [u8]) -> (DigestResult<'b>, usize) {
         // Stream position of buf[0]: the buffer holds the newest bytes read.
         let base = self.core.rx.position().wrapping_sub(buf.len() as u32);
@@ -356,11 +357,13 @@ mod tests {
     use crate::inbox::Sub;
     use crate::state::State;
 
+    type Cs = crate::sync::CriticalSectionRawMutex;
+
     struct Rig {
-        core: Core<'static>,
-        d: Bc26Digester<'static>,
+        core: Core<'static, Cs>,
+        d: Bc26Digester<'static, Cs>,
         buf: Vec<u8>,
-        sub: Sub<'static>,
+        sub: Sub<'static, Cs>,
     }
 
     fn rig() -> Rig {

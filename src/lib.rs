@@ -24,6 +24,9 @@ mod ring;
 mod router;
 mod runner;
 mod rx_clock;
+#[cfg(bc26_type_sizes)]
+#[doc(hidden)]
+pub mod size_probe;
 mod state;
 mod stats;
 pub mod supervisor;
@@ -45,10 +48,14 @@ pub use types::{limits, topic_matches, ClientId, DataFormat, MqttVersion, QoS, S
 
 /// Re-exported so that users name the same `atat` the driver uses.
 pub use atat;
+/// Re-exported so that users name the same `embassy-sync` the driver uses
+/// (its raw mutexes: the lock `M` of [`State`] and the handles).
+pub use embassy_sync;
 
 use atat::Ingress;
 use digest::Bc26Digester;
 use embedded_io_async::{Read, Write};
+use sync::RawMutex;
 
 /// Creates the driver in `state`: returns the [`Modem`] handle for
 /// application tasks and the [`Runner`] to spawn, which owns the UART halves.
@@ -65,12 +72,13 @@ pub fn new<
     const EVENTS: usize,
     const SUBSCRIBERS: usize,
     const INFLIGHT: usize,
+    M: RawMutex,
 >(
-    state: &'a mut State<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT>,
+    state: &'a mut State<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT, M>,
     reader: R,
     writer: W,
     config: Config,
-) -> (Modem<'a>, Runner<'a, R, W>) {
+) -> (Modem<'a, M>, Runner<'a, R, W, M>) {
     let (core, ingress, res_slot, urc) = state.split(config);
     let digester = Bc26Digester::new(core, INGRESS);
     let ingress = Ingress::new(digester, ingress, res_slot, urc);

@@ -12,6 +12,7 @@ use crate::commands::*;
 use crate::error::{ConnackCode, Error, Field, OpenError, Problem, Stage};
 use crate::event::Granted;
 use crate::state::Core;
+use crate::sync::{CriticalSectionRawMutex, RawMutex};
 use crate::types::{check_topic, limits, quoted_safe, ClientId, DataFormat, MqttVersion, QoS};
 use crate::urc::SubValue;
 
@@ -28,11 +29,18 @@ pub struct Published {
 /// One of the modem's six MQTT clients. `Copy`; operations of different
 /// clients overlap, and so do publishes (up to `INFLIGHT` of all clients
 /// wait for their acknowledgement at once).
-#[derive(Clone, Copy)]
-pub struct MqttClient<'a> {
-    core: Core<'a>,
+pub struct MqttClient<'a, M: RawMutex = CriticalSectionRawMutex> {
+    core: Core<'a, M>,
     id: ClientId,
 }
+
+impl<M: RawMutex> Clone for MqttClient<'_, M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M: RawMutex> Copy for MqttClient<'_, M> {}
 
 /// How a publish asks for its slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,8 +51,8 @@ pub(crate) enum SlotWait {
     Immediate,
 }
 
-impl<'a> MqttClient<'a> {
-    pub(crate) fn new(core: Core<'a>, id: ClientId) -> Self {
+impl<'a, M: RawMutex> MqttClient<'a, M> {
+    pub(crate) fn new(core: Core<'a, M>, id: ClientId) -> Self {
         Self { core, id }
     }
 
@@ -489,7 +497,7 @@ impl<'a> MqttClient<'a> {
         payload: &[u8],
         qos: QoS,
         retain: bool,
-    ) -> Result<PendingPublish<'a>, Error> {
+    ) -> Result<PendingPublish<'a, M>, Error> {
         self.start_from(&(topic, payload), qos, retain, false, None, SlotWait::Wait)
             .await
     }
@@ -531,7 +539,7 @@ impl<'a> MqttClient<'a> {
         force_data_mode: bool,
         msg_id: Option<u16>,
         wait: SlotWait,
-    ) -> Result<PendingPublish<'a>, Error> {
+    ) -> Result<PendingPublish<'a, M>, Error> {
         let hex = self.core.clients.settings(self.id).send_hex;
         let mut inline = Ok(false);
         source.with(&mut |topic, payload| {
@@ -619,15 +627,15 @@ impl<'a> MqttClient<'a> {
 /// A publish the modem accepted (its `OK`), whose result (`+QMTPUB`) is
 /// still to come. Dropping it leaves the driver usable: its slot keeps the
 /// msgID and absorbs the late result.
-pub struct PendingPublish<'a> {
-    ticket: PubTicket<'a>,
+pub struct PendingPublish<'a, M: RawMutex = CriticalSectionRawMutex> {
+    ticket: PubTicket<'a, M>,
     msg_id: u16,
     deadline: Instant,
     /// A result that came with the `OK`.
     early: Option<PubOutcome>,
 }
 
-impl PendingPublish<'_> {
+impl<M: RawMutex> PendingPublish<'_, M> {
     /// The msgID the publish went out with (0 for QoS 0).
     pub fn msg_id(&self) -> u16 {
         self.msg_id
@@ -649,7 +657,7 @@ impl PendingPublish<'_> {
     }
 }
 
-impl core::fmt::Debug for PendingPublish<'_> {
+impl<M: RawMutex> core::fmt::Debug for PendingPublish<'_, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("PendingPublish")
             .field("msg_id", &self.msg_id)
@@ -658,7 +666,7 @@ impl core::fmt::Debug for PendingPublish<'_> {
 }
 
 #[cfg(feature = "defmt")]
-impl defmt::Format for PendingPublish<'_> {
+impl<M: RawMutex> defmt::Format for PendingPublish<'_, M> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "PendingPublish {{ msg_id: {} }}", self.msg_id)
     }
@@ -755,14 +763,14 @@ fn code_result(o: OpOutcome) -> Result<(), Error> {
     }
 }
 
-impl core::fmt::Debug for MqttClient<'_> {
+impl<M: RawMutex> core::fmt::Debug for MqttClient<'_, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("MqttClient").field("id", &self.id).finish()
     }
 }
 
 #[cfg(feature = "defmt")]
-impl defmt::Format for MqttClient<'_> {
+impl<M: RawMutex> defmt::Format for MqttClient<'_, M> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "MqttClient {{ id: {} }}", self.id)
     }

@@ -11,12 +11,12 @@ use core::cell::Cell;
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_time::Instant;
 
-use crate::sync::Cs;
+use crate::sync::RawMutex;
 
 /// What the runner's receive side has read: the stream position (bytes read
 /// since the start, wrapping), when the last byte came, and whether the
 /// digester must give up what it holds (a quiet gap passed).
-pub(crate) struct RxClock(BlockingMutex<Cs, Cell<RxMark>>);
+pub(crate) struct RxClock<M: RawMutex>(BlockingMutex<M, Cell<RxMark>>);
 
 #[derive(Clone, Copy)]
 struct RxMark {
@@ -25,7 +25,7 @@ struct RxMark {
     resync: bool,
 }
 
-impl RxClock {
+impl<M: RawMutex> RxClock<M> {
     pub(crate) const fn new() -> Self {
         Self(BlockingMutex::new(Cell::new(RxMark {
             pos: 0,

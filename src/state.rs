@@ -17,22 +17,22 @@ use crate::inbox::{Inbox, InboxMeta, Notice, RESERVE};
 use crate::ring::RingStore;
 use crate::rx_clock::RxClock;
 use crate::stats::StatsCell;
-use crate::sync::Cs;
+use crate::sync::{CriticalSectionRawMutex, RawMutex};
 use crate::types::{limits, ClientId};
 
 /// atat's response slot is not used: the digester hands answers to the channel.
 pub(crate) const RES_SLOT: usize = 1;
 
 /// The parts of the state whose size does not depend on the const generics.
-pub(crate) struct FixedParts {
+pub(crate) struct FixedParts<M: RawMutex> {
     pub(crate) config: Config,
-    pub(crate) channel: ChannelState,
-    pub(crate) clients: ClientTableState,
-    pub(crate) stats: StatsCell,
-    pub(crate) rx: RxClock,
+    pub(crate) channel: ChannelState<M>,
+    pub(crate) clients: ClientTableState<M>,
+    pub(crate) stats: StatsCell<M>,
+    pub(crate) rx: RxClock<M>,
 }
 
-impl FixedParts {
+impl<M: RawMutex> FixedParts<M> {
     const fn new() -> Self {
         Self {
             config: Config::new(),
@@ -46,18 +46,25 @@ impl FixedParts {
 
 /// The view of the [`State`] that handles, runner and digester share: one
 /// reference to each owner, so handles are `Copy` and not generic over
-/// sizes or the UART.
-#[derive(Clone, Copy)]
-pub(crate) struct Core<'a> {
-    pub(crate) channel: Channel<'a>,
-    pub(crate) clients: ClientTable<'a>,
-    pub(crate) inbox: Inbox<'a>,
-    pub(crate) stats: &'a StatsCell,
+/// sizes or the UART (only over the lock `M`).
+pub(crate) struct Core<'a, M: RawMutex> {
+    pub(crate) channel: Channel<'a, M>,
+    pub(crate) clients: ClientTable<'a, M>,
+    pub(crate) inbox: Inbox<'a, M>,
+    pub(crate) stats: &'a StatsCell<M>,
     pub(crate) config: &'a Config,
-    pub(crate) rx: &'a RxClock,
+    pub(crate) rx: &'a RxClock<M>,
 }
 
-impl Core<'_> {
+impl<M: RawMutex> Clone for Core<'_, M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M: RawMutex> Copy for Core<'_, M> {}
+
+impl<M: RawMutex> Core<'_, M> {
     /// The deadline of a client's CONN/SUB/UNS/PUB results: the modem's own
     /// `pkt_timeout x (retry_times + 1)` with the values the driver configured.
     pub(crate) fn packet_deadline(&self, client: ClientId) -> Duration {
@@ -99,6 +106,11 @@ impl AtatUrc for NoUrc {
 /// - `SUBSCRIBERS`: how many [`Events`](crate::Events) may exist at once.
 /// - `INFLIGHT`: publishes (of all clients) that may wait for their result at
 ///   once; [`publish`](crate::MqttClient::publish) waits for a free one.
+/// - `M`: the embassy-sync raw mutex of every lock of the driver: the default
+///   [`CriticalSectionRawMutex`] works from any executor and any interrupt
+///   priority; a firmware with one executor may pick `ThreadModeRawMutex`
+///   (Cortex-M) or `NoopRawMutex`, which mask no interrupt (see the crate
+///   documentation, "Which mutex"). The handles take the same `M`.
 pub struct State<
     const INGRESS: usize = 2400,
     const LINE: usize = 1024,
@@ -106,13 +118,14 @@ pub struct State<
     const EVENTS: usize = 32,
     const SUBSCRIBERS: usize = 2,
     const INFLIGHT: usize = 8,
+    M: RawMutex = CriticalSectionRawMutex,
 > {
     pub(crate) ingress: [u8; INGRESS],
-    pub(crate) line: BlockingMutex<Cs, RefCell<[u8; LINE]>>,
-    pub(crate) ring: BlockingMutex<Cs, RefCell<RingStore<InboxMeta, INBOX>>>,
-    pub(crate) notices: PubSubChannel<Cs, Notice, EVENTS, SUBSCRIBERS, 0>,
-    pub(crate) slots: [PubSlot; INFLIGHT],
-    pub(crate) fixed: FixedParts,
+    pub(crate) line: BlockingMutex<M, RefCell<[u8; LINE]>>,
+    pub(crate) ring: BlockingMutex<M, RefCell<RingStore<InboxMeta, INBOX>>>,
+    pub(crate) notices: PubSubChannel<M, Notice, EVENTS, SUBSCRIBERS, 0>,
+    pub(crate) slots: [PubSlot<M>; INFLIGHT],
+    pub(crate) fixed: FixedParts<M>,
     pub(crate) res_slot: ResponseSlot<RES_SLOT>,
     pub(crate) urc: UrcChannel<NoUrc, 1, 1>,
 }
@@ -124,7 +137,8 @@ impl<
         const EVENTS: usize,
         const SUBSCRIBERS: usize,
         const INFLIGHT: usize,
-    > State<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT>
+        M: RawMutex,
+    > State<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT, M>
 {
     const SIZES_OK: () = {
         assert!(
@@ -156,7 +170,7 @@ impl<
         &mut self,
         config: Config,
     ) -> (
-        Core<'_>,
+        Core<'_, M>,
         &mut [u8],
         &ResponseSlot<RES_SLOT>,
         &UrcChannel<NoUrc, 1, 1>,
@@ -208,7 +222,8 @@ impl<
         const EVENTS: usize,
         const SUBSCRIBERS: usize,
         const INFLIGHT: usize,
-    > core::fmt::Debug for State<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT>
+        M: RawMutex,
+    > core::fmt::Debug for State<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT, M>
 {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
@@ -226,7 +241,8 @@ impl<
         const EVENTS: usize,
         const SUBSCRIBERS: usize,
         const INFLIGHT: usize,
-    > defmt::Format for State<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT>
+        M: RawMutex,
+    > defmt::Format for State<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT, M>
 {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(
@@ -249,7 +265,8 @@ impl<
         const EVENTS: usize,
         const SUBSCRIBERS: usize,
         const INFLIGHT: usize,
-    > Default for State<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT>
+        M: RawMutex,
+    > Default for State<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT, M>
 {
     fn default() -> Self {
         Self::new()

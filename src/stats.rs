@@ -6,7 +6,7 @@ use core::cell::Cell;
 
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 
-use crate::sync::Cs;
+use crate::sync::RawMutex;
 
 /// Counters of what the driver dropped, discarded or recovered from. Read
 /// them with [`Modem::stats`](crate::Modem::stats); nothing is dropped
@@ -55,9 +55,9 @@ pub struct Stats {
 }
 
 /// The counters, shared.
-pub(crate) struct StatsCell(BlockingMutex<Cs, Cell<Stats>>);
+pub(crate) struct StatsCell<M: RawMutex>(BlockingMutex<M, Cell<Stats>>);
 
-impl StatsCell {
+impl<M: RawMutex> StatsCell<M> {
     pub(crate) const fn new() -> Self {
         Self(BlockingMutex::new(Cell::new(Stats {
             events_published: 0,
@@ -106,7 +106,7 @@ mod tests {
 
     #[test]
     fn counters_wrap_instead_of_overflowing() {
-        let s = StatsCell::new();
+        let s = StatsCell::<crate::sync::CriticalSectionRawMutex>::new();
         s.count(|s| s.stray_responses = u32::MAX);
         bump!(s, stray_responses);
         assert_eq!(s.get().stray_responses, 0);

@@ -58,7 +58,7 @@ use crate::event::Grant;
 use crate::modem::Modem;
 use crate::mqtt_client::{check_payload, MqttClient, SlotWait};
 use crate::ring::RingStore;
-use crate::sync::Cs;
+use crate::sync::{CriticalSectionRawMutex, RawMutex};
 use crate::types::{check_topic, ClientId, DataFormat, MqttVersion, QoS, Subscription};
 use backoff::Delays;
 use outbox::{Outbox, OutboxMeta, PushError, Taken};
@@ -258,17 +258,18 @@ struct Status {
 
 /// A supervisor's status, shared by its task and its [`Link`] handles: the
 /// part of its state that does not depend on the outbox size.
-struct StatusCell(BlockingMutex<Cs, RefCell<Status>>);
+struct StatusCell<M: RawMutex>(BlockingMutex<M, RefCell<Status>>);
 
 /// A supervisor's memory: the outbox (`OUTBOX` bytes, holding messages by
 /// their size: 14 bytes + topic + payload each) and its state. Create it
 /// with [`SupervisorState::new`] (a `const fn`) and pass it to [`new`].
-pub struct SupervisorState<const OUTBOX: usize = 4096> {
-    outbox: BlockingMutex<Cs, RefCell<RingStore<OutboxMeta, OUTBOX>>>,
-    status: StatusCell,
+/// `M` is the lock, the driver's [`State`](crate::State)'s.
+pub struct SupervisorState<const OUTBOX: usize = 4096, M: RawMutex = CriticalSectionRawMutex> {
+    outbox: BlockingMutex<M, RefCell<RingStore<OutboxMeta, OUTBOX>>>,
+    status: StatusCell<M>,
 }
 
-impl<const OUTBOX: usize> SupervisorState<OUTBOX> {
+impl<const OUTBOX: usize, M: RawMutex> SupervisorState<OUTBOX, M> {
     const SIZE_OK: () = assert!(
         OUTBOX >= 64 && OUTBOX <= u16::MAX as usize,
         "OUTBOX must be 64-65535 bytes"
@@ -302,13 +303,13 @@ impl<const OUTBOX: usize> SupervisorState<OUTBOX> {
     }
 }
 
-impl<const OUTBOX: usize> Default for SupervisorState<OUTBOX> {
+impl<const OUTBOX: usize, M: RawMutex> Default for SupervisorState<OUTBOX, M> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const OUTBOX: usize> core::fmt::Debug for SupervisorState<OUTBOX> {
+impl<const OUTBOX: usize, M: RawMutex> core::fmt::Debug for SupervisorState<OUTBOX, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "SupervisorState<{OUTBOX}>")
     }
@@ -317,29 +318,36 @@ impl<const OUTBOX: usize> core::fmt::Debug for SupervisorState<OUTBOX> {
 /// The handle of a supervised client: publish through its outbox, watch its
 /// state. `Copy`; use it from as many tasks as you like. While a supervisor
 /// runs a client, use this handle (not [`MqttClient`]) to publish on it.
-#[derive(Clone, Copy)]
-pub struct Link<'a> {
-    client: MqttClient<'a>,
-    outbox: Outbox<'a>,
-    status: &'a StatusCell,
+pub struct Link<'a, M: RawMutex = CriticalSectionRawMutex> {
+    client: MqttClient<'a, M>,
+    outbox: Outbox<'a, M>,
+    status: &'a StatusCell<M>,
 }
+
+impl<M: RawMutex> Clone for Link<'_, M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M: RawMutex> Copy for Link<'_, M> {}
 
 /// The task that keeps the link up: spawn [`Supervisor::run`] (it never
 /// returns). Several may run, one per client.
-pub struct Supervisor<'a> {
-    link: Link<'a>,
-    modem: Modem<'a>,
+pub struct Supervisor<'a, M: RawMutex = CriticalSectionRawMutex> {
+    link: Link<'a, M>,
+    modem: Modem<'a, M>,
     config: SupervisorConfig<'a>,
 }
 
 /// Creates a supervisor for `config.client` in `state`: returns its handle
 /// and the task to spawn. Registers the subscriptions as the client's topic
 /// filters with the driver.
-pub fn new<'a, const OUTBOX: usize>(
-    modem: Modem<'a>,
-    state: &'a mut SupervisorState<OUTBOX>,
+pub fn new<'a, const OUTBOX: usize, M: RawMutex>(
+    modem: Modem<'a, M>,
+    state: &'a mut SupervisorState<OUTBOX, M>,
     config: SupervisorConfig<'a>,
-) -> (Link<'a>, Supervisor<'a>) {
+) -> (Link<'a, M>, Supervisor<'a, M>) {
     let SupervisorState { outbox, status } = state;
     let client = modem.client(config.client);
     modem
@@ -361,7 +369,7 @@ pub fn new<'a, const OUTBOX: usize>(
     )
 }
 
-impl StatusCell {
+impl<M: RawMutex> StatusCell<M> {
     fn with<R>(&self, f: impl FnOnce(&mut Status) -> R) -> R {
         self.0.lock(|s| f(&mut s.borrow_mut()))
     }
@@ -413,7 +421,7 @@ impl core::fmt::Display for StateName {
     }
 }
 
-impl<'a> Link<'a> {
+impl<'a, M: RawMutex> Link<'a, M> {
     /// The supervised client.
     pub fn client(&self) -> ClientId {
         self.client.id()
@@ -601,7 +609,7 @@ fn reason(e: Error) -> OfflineReason {
     }
 }
 
-impl Supervisor<'_> {
+impl<M: RawMutex> Supervisor<'_, M> {
     /// Keeps the link up, for ever.
     pub async fn run(self) -> ! {
         let mut delays = Delays::new(self.config.backoff);
@@ -634,7 +642,7 @@ impl Supervisor<'_> {
         }
     }
 
-    fn client(&self) -> MqttClient<'_> {
+    fn client(&self) -> MqttClient<'_, M> {
         self.link.client
     }
 
@@ -874,7 +882,7 @@ impl Supervisor<'_> {
     }
 }
 
-impl core::fmt::Debug for Link<'_> {
+impl<M: RawMutex> core::fmt::Debug for Link<'_, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Link")
             .field("client", &self.client())
@@ -883,7 +891,7 @@ impl core::fmt::Debug for Link<'_> {
     }
 }
 
-impl core::fmt::Debug for Supervisor<'_> {
+impl<M: RawMutex> core::fmt::Debug for Supervisor<'_, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Supervisor")
             .field("client", &self.config.client)
@@ -892,7 +900,7 @@ impl core::fmt::Debug for Supervisor<'_> {
 }
 
 #[cfg(feature = "defmt")]
-impl defmt::Format for Link<'_> {
+impl<M: RawMutex> defmt::Format for Link<'_, M> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(
             f,
@@ -904,7 +912,7 @@ impl defmt::Format for Link<'_> {
 }
 
 #[cfg(feature = "defmt")]
-impl defmt::Format for Supervisor<'_> {
+impl<M: RawMutex> defmt::Format for Supervisor<'_, M> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "Supervisor {{ client: {} }}", self.config.client)
     }
