@@ -25,7 +25,7 @@ use embassy_time::{with_deadline, Duration, Instant};
 
 use crate::error::LinkClosedReason;
 use crate::sync::RawMutex;
-use crate::types::{topic_matches, ClientId, QoS, Subscription};
+use crate::types::{topic_matches, ClientId, DataFormat, QoS, Subscription};
 use crate::urc::{Deferred, SubValue};
 
 const CLIENTS: usize = ClientId::COUNT;
@@ -589,9 +589,40 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         self.with(|c| c[client.index()].settings)
     }
 
-    /// Changes what the driver knows of the client's settings.
-    pub(crate) fn update_settings(&self, client: ClientId, f: impl FnOnce(&mut Settings)) {
-        self.with(|c| f(&mut c[client.index()].settings))
+    /// Whether the client's payloads arrive as hex digits (as far as the
+    /// driver knows).
+    pub(crate) fn receives_hex(&self, client: ClientId) -> bool {
+        self.settings(client).recv == RecvFormat::Hex
+    }
+
+    /// The client's packet timeout and retransmissions, as the driver
+    /// configured or read them: its deadlines for CONN/SUB/UNS/PUB results
+    /// follow.
+    pub(crate) fn set_timeouts(&self, client: ClientId, pkt_timeout_s: u8, retry_times: u8) {
+        self.with(|c| c[client.index()].settings.timeouts = Some((pkt_timeout_s, retry_times)))
+    }
+
+    /// The client's payload formats, as configured or read. `by_app`: the
+    /// application set them (`set_data_format`), and a text reception it
+    /// chose is then left as it is.
+    pub(crate) fn set_formats(
+        &self,
+        client: ClientId,
+        send: DataFormat,
+        recv: DataFormat,
+        by_app: bool,
+    ) {
+        self.with(|c| {
+            let s = &mut c[client.index()].settings;
+            s.send_hex = send == DataFormat::Hex;
+            s.recv = match recv {
+                DataFormat::Hex => RecvFormat::Hex,
+                DataFormat::Text => RecvFormat::Text,
+            };
+            if by_app {
+                s.text_chosen = recv == DataFormat::Text;
+            }
+        })
     }
 
     /// The client's link epoch (bumped each time its link ends) and how it

@@ -182,9 +182,7 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
                 Err(()) => return self.malformed(b),
             },
         };
-        let hex = ClientId::new(head.client).is_ok_and(|c| {
-            self.core.clients.settings(c).recv == crate::client_table::RecvFormat::Hex
-        });
+        let hex = ClientId::new(head.client).is_ok_and(|c| self.core.clients.receives_hex(c));
         match recv_end(b, &head, scanned, hex, RECV_WIRE_MAX) {
             Frame::Complete { end, len } => {
                 router::message(
@@ -356,6 +354,7 @@ mod tests {
     use crate::event::Event;
     use crate::inbox::Sub;
     use crate::state::State;
+    use crate::types::DataFormat;
 
     type Cs = crate::sync::CriticalSectionRawMutex;
 
@@ -616,7 +615,7 @@ mod tests {
         let c = ClientId::new(0).unwrap();
         r.core
             .clients
-            .update_settings(c, |s| s.recv = crate::client_table::RecvFormat::Hex);
+            .set_formats(c, DataFormat::Text, DataFormat::Hex, false);
         r.feed_bytewise(b"\r\n+QMTRECV: 0,1,\"t\",\"4869\"\r\n");
         assert_eq!(r.events(), ["msg 0 1 t Hi"]);
         r.feed(b"\r\n+QMTRECV: 0,2,\"t\",\"48\r\n\r\n+QMTSTAT: 0,7\r\n");

@@ -19,7 +19,7 @@ use embassy_sync::pubsub::{DynSubscriber, PubSubChannel, WaitResult};
 use crate::error::LinkClosedReason;
 use crate::event::{Event, Message};
 use crate::ring::{self, RingBuffer};
-use crate::stats::StatsCell;
+use crate::stats::{bump, StatsCell};
 use crate::sync::{LockedBy, Part, RawMutex};
 use crate::types::ClientId;
 
@@ -134,8 +134,7 @@ impl<'a, M: RawMutex> Inbox<'a, M> {
     pub(crate) fn push_message(&self, m: &WireMessage<'_>) -> bool {
         let payload_len = if m.hex {
             if !crate::hex::is_valid(m.payload) {
-                self.stats
-                    .count(|s| s.malformed_urcs = s.malformed_urcs.wrapping_add(1));
+                bump!(self.stats, malformed_urcs);
                 return false;
             }
             m.payload.len() / 2
@@ -174,13 +173,11 @@ impl<'a, M: RawMutex> Inbox<'a, M> {
         });
         match stored {
             Ok(()) => {
-                self.stats
-                    .count(|s| s.events_published = s.events_published.wrapping_add(1));
+                bump!(self.stats, events_published);
                 true
             }
             Err(_) => {
-                self.stats
-                    .count(|s| s.messages_dropped = s.messages_dropped.wrapping_add(1));
+                bump!(self.stats, messages_dropped);
                 false
             }
         }
@@ -188,13 +185,11 @@ impl<'a, M: RawMutex> Inbox<'a, M> {
 
     fn push_control(&self, n: Notice) {
         let sent = self.with(|_, meta, _| meta.subscribers > 0 && self.notices.try_publish(n));
-        self.stats.count(|s| {
-            if sent {
-                s.events_published = s.events_published.wrapping_add(1);
-            } else {
-                s.events_dropped = s.events_dropped.wrapping_add(1);
-            }
-        });
+        if sent {
+            bump!(self.stats, events_published);
+        } else {
+            bump!(self.stats, events_dropped);
+        }
     }
 
     /// `+QMTSTAT`: tells every subscription.
@@ -258,8 +253,8 @@ impl<M: RawMutex> Sub<'_, M> {
             Notice::Message { at } => {
                 let at = usize::from(at);
                 let read = self.inbox.with(|ring, _, ring_buf| {
-                    let rec = &mut ring_buf[at..];
-                    let len = usize::from(u16::from_le_bytes([rec[0], rec[1]]));
+                    let len = ring::len(ring_buf, at);
+                    let rec = &ring_buf[at..];
                     let client = rec[3];
                     let msg_id = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
                     let topic_len = usize::from(u16::from_le_bytes([rec[8], rec[9]]));
@@ -268,14 +263,12 @@ impl<M: RawMutex> Sub<'_, M> {
                     if fits {
                         buf[..body].copy_from_slice(&rec[HEADER..len]);
                     }
-                    rec[2] = rec[2].saturating_sub(1);
+                    ring::release(ring_buf, at);
                     ring.reclaim(ring_buf);
                     fits.then_some((client, msg_id, topic_len, body))
                 });
                 let Some((client, msg_id, topic_len, body)) = read else {
-                    self.inbox
-                        .stats
-                        .count(|s| s.messages_dropped = s.messages_dropped.wrapping_add(1));
+                    bump!(self.inbox.stats, messages_dropped);
                     return Event::Missed(1);
                 };
                 let (topic, payload) = buf[..body].split_at(topic_len);
@@ -324,8 +317,7 @@ impl<M: RawMutex> Drop for Sub<'_, M> {
             meta.subscribers -= 1;
             while let Some(r) = sub.try_next_message() {
                 if let WaitResult::Message(Notice::Message { at }) = r {
-                    let rec = &mut buf[usize::from(at)..];
-                    rec[2] = rec[2].saturating_sub(1);
+                    ring::release(buf, usize::from(at));
                     ring.reclaim(buf);
                 }
             }

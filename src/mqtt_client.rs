@@ -117,9 +117,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         let cmd = ConfigureTimeout::new(self.id, pkt_timeout_s, retry_times, notice)?;
         self.cfg(&cmd).await?;
         let (_, p, r) = cmd.values();
-        self.core
-            .clients
-            .update_settings(self.id, |s| s.timeouts = Some((p, r)));
+        self.core.clients.set_timeouts(self.id, p, r);
         Ok(())
     }
 
@@ -127,9 +125,9 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// driver's deadlines follow the values read.
     pub async fn timeout(&self) -> Result<TimeoutSetting, Error> {
         let t = self.cfg(&QueryTimeout { client: self.id }).await?;
-        self.core.clients.update_settings(self.id, |s| {
-            s.timeouts = Some((t.pkt_timeout, t.retry_times))
-        });
+        self.core
+            .clients
+            .set_timeouts(self.id, t.pkt_timeout, t.retry_times);
         Ok(t)
     }
 
@@ -211,28 +209,17 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             recv,
         })
         .await?;
-        self.track_format(send, recv, true);
+        self.core.clients.set_formats(self.id, send, recv, true);
         Ok(())
-    }
-
-    fn track_format(&self, send: DataFormat, recv: DataFormat, chosen: bool) {
-        self.core.clients.update_settings(self.id, |s| {
-            s.send_hex = send == DataFormat::Hex;
-            s.recv = match recv {
-                DataFormat::Hex => RecvFormat::Hex,
-                DataFormat::Text => RecvFormat::Text,
-            };
-            if chosen {
-                s.text_chosen = recv == DataFormat::Text;
-            }
-        });
     }
 
     /// Reads the payload formats: `AT+QMTCFG="dataformat",<id>`. The driver
     /// follows the values read.
     pub async fn data_format(&self) -> Result<DataFormatSetting, Error> {
         let f = self.cfg(&QueryDataFormat { client: self.id }).await?;
-        self.track_format(f.send, f.recv, false);
+        self.core
+            .clients
+            .set_formats(self.id, f.send, f.recv, false);
         Ok(f)
     }
 
@@ -300,7 +287,9 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             recv: DataFormat::Hex,
         })
         .await?;
-        self.track_format(send, DataFormat::Hex, false);
+        self.core
+            .clients
+            .set_formats(self.id, send, DataFormat::Hex, false);
         Ok(())
     }
 

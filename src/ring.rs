@@ -134,6 +134,17 @@ pub(crate) fn set_header(buf: &mut [u8], at: usize, len: usize, hold: u8) {
     buf[at + 2] = hold;
 }
 
+/// One holder of the record let it go (its hold count goes down by one; at
+/// 0 the record is free). Then [`Ring::reclaim`].
+pub(crate) fn release(buf: &mut [u8], at: usize) {
+    buf[at + 2] = buf[at + 2].saturating_sub(1);
+}
+
+/// Frees the record whoever holds it. Then [`Ring::reclaim`].
+pub(crate) fn free(buf: &mut [u8], at: usize) {
+    buf[at + 2] = 0;
+}
+
 /// A ring of `N` bytes with the bookkeeping `Meta` of its owner.
 pub(crate) struct RingStore<Meta, const N: usize> {
     ring: Ring,
@@ -194,7 +205,7 @@ mod tests {
     }
 
     fn free(r: &mut Ring, buf: &mut [u8], at: usize) {
-        buf[at + 2] = 0;
+        super::free(buf, at);
         r.reclaim(buf);
     }
 

@@ -58,7 +58,7 @@ pub(crate) fn message<M: RawMutex>(
         bump!(core.stats, messages_filtered);
         return;
     }
-    let hex = core.clients.settings(client).recv == crate::client_table::RecvFormat::Hex;
+    let hex = core.clients.receives_hex(client);
     core.inbox.push_message(&WireMessage {
         client,
         msg_id: head.msg_id,

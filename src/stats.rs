@@ -1,6 +1,6 @@
 //! The counters ([`Stats`]) of what the driver dropped, discarded or
 //! recovered from, and their shared cell. A counter changes only through
-//! [`bump!`], which wraps.
+//! [`bump!`] (the cell's `bump`), which adds one, wrapping.
 
 use core::cell::Cell;
 
@@ -78,11 +78,13 @@ impl<M: RawMutex> StatsCell<M> {
         })))
     }
 
-    /// Changes the counters (each change must wrap: `wrapping_add`).
-    pub(crate) fn count(&self, f: impl FnOnce(&mut Stats)) {
+    /// Adds one to the counter `counter` picks, wrapping: the one way a
+    /// counter changes (through [`bump!`]).
+    pub(crate) fn bump(&self, counter: impl FnOnce(&mut Stats) -> &mut u32) {
         self.0.lock(|s| {
             let mut v = s.get();
-            f(&mut v);
+            let c = counter(&mut v);
+            *c = c.wrapping_add(1);
             s.set(v);
         })
     }
@@ -92,10 +94,10 @@ impl<M: RawMutex> StatsCell<M> {
     }
 }
 
-/// Adds one to a counter, wrapping.
+/// Adds one to a counter, wrapping: `bump!(core.stats, overflows)`.
 macro_rules! bump {
     ($stats:expr, $field:ident) => {
-        $stats.count(|s| s.$field = s.$field.wrapping_add(1))
+        $stats.bump(|s| &mut s.$field)
     };
 }
 pub(crate) use bump;
@@ -107,7 +109,12 @@ mod tests {
     #[test]
     fn counters_wrap_instead_of_overflowing() {
         let s = StatsCell::<crate::sync::CriticalSectionRawMutex>::new();
-        s.count(|s| s.stray_responses = u32::MAX);
+        s.0.lock(|c| {
+            c.set(Stats {
+                stray_responses: u32::MAX,
+                ..c.get()
+            })
+        });
         bump!(s, stray_responses);
         assert_eq!(s.get().stray_responses, 0);
     }

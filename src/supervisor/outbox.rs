@@ -322,7 +322,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// The message at `at` was delivered: it leaves.
     pub(crate) fn delivered(&self, at: usize) {
         self.with(|ring, meta, buf| {
-            buf[at + 2] = 0;
+            ring::free(buf, at);
             ring.reclaim(buf);
             meta.space.wake();
             meta.gone.wake();
@@ -357,7 +357,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
                 }
                 for at in batch {
                     if buf[at + 3] & QOS_MASK == 0 {
-                        buf[at + 2] = 0;
+                        ring::free(buf, at);
                         dropped += 1;
                     } else {
                         buf[at + 3] &= !IN_FLIGHT;
