@@ -42,13 +42,56 @@ impl<M: RawMutex> Clone for MqttClient<'_, M> {
 
 impl<M: RawMutex> Copy for MqttClient<'_, M> {}
 
-/// How a publish asks for its slot.
+/// How one publish goes out: everything but its topic and payload. The
+/// public `publish`, `try_publish`, `publish_data_mode` and `start_publish`
+/// differ only here; a supervisor also gives the msgID.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SlotWait {
-    /// Wait for a free in-flight slot.
-    Wait,
-    /// Fail with `TooManyInFlight` at once.
-    Immediate,
+pub(crate) struct PublishOptions {
+    qos: QoS,
+    retain: bool,
+    /// Always data mode (`>` prompt, payload, Ctrl+Z), whatever the payload.
+    data_mode: bool,
+    /// This msgID (a supervisor sends a message again under its first one);
+    /// `None`: the client's allocator picks one.
+    msg_id: Option<u16>,
+    /// When every in-flight slot is busy: wait for one (`true`), or fail at
+    /// once with `TooManyInFlight`.
+    wait_for_slot: bool,
+}
+
+impl PublishOptions {
+    /// Inline when the payload allows, the allocator's msgID, waiting for a
+    /// free slot.
+    pub(crate) const fn new(qos: QoS, retain: bool) -> Self {
+        Self {
+            qos,
+            retain,
+            data_mode: false,
+            msg_id: None,
+            wait_for_slot: true,
+        }
+    }
+
+    /// Always in data mode.
+    const fn data_mode(self) -> Self {
+        Self {
+            data_mode: true,
+            ..self
+        }
+    }
+
+    /// Fail at once when every in-flight slot is busy.
+    const fn no_wait(self) -> Self {
+        Self {
+            wait_for_slot: false,
+            ..self
+        }
+    }
+
+    /// Under this msgID (`None`: the allocator's).
+    pub(crate) const fn msg_id(self, msg_id: Option<u16>) -> Self {
+        Self { msg_id, ..self }
+    }
 }
 
 impl<'a, M: RawMutex> MqttClient<'a, M> {
@@ -436,7 +479,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         qos: QoS,
         retain: bool,
     ) -> Result<Published, Error> {
-        self.publish_with(topic, payload, qos, retain, false, None, SlotWait::Wait)
+        self.publish_with(topic, payload, PublishOptions::new(qos, retain))
             .await
     }
 
@@ -449,16 +492,8 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         qos: QoS,
         retain: bool,
     ) -> Result<Published, Error> {
-        self.publish_with(
-            topic,
-            payload,
-            qos,
-            retain,
-            false,
-            None,
-            SlotWait::Immediate,
-        )
-        .await
+        let options = PublishOptions::new(qos, retain).no_wait();
+        self.publish_with(topic, payload, options).await
     }
 
     /// Like [`publish`](Self::publish), but always in data mode (`>` prompt,
@@ -470,8 +505,8 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         qos: QoS,
         retain: bool,
     ) -> Result<Published, Error> {
-        self.publish_with(topic, payload, qos, retain, true, None, SlotWait::Wait)
-            .await
+        let options = PublishOptions::new(qos, retain).data_mode();
+        self.publish_with(topic, payload, options).await
     }
 
     /// Sends a publish and returns once the modem accepted it (its `OK`):
@@ -487,48 +522,39 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         qos: QoS,
         retain: bool,
     ) -> Result<PendingPublish<'a, M>, Error> {
-        self.start_from(&(topic, payload), qos, retain, false, None, SlotWait::Wait)
+        self.start_from(&(topic, payload), PublishOptions::new(qos, retain))
             .await
     }
 
     /// The whole publish: checks, slot and msgID, line, result.
-    #[allow(clippy::too_many_arguments)]
     async fn publish_with(
         &self,
         topic: &str,
         payload: &[u8],
-        qos: QoS,
-        retain: bool,
-        force_data_mode: bool,
-        msg_id: Option<u16>,
-        wait: SlotWait,
+        options: PublishOptions,
     ) -> Result<Published, Error> {
-        self.start_from(
-            &(topic, payload),
-            qos,
-            retain,
-            force_data_mode,
-            msg_id,
-            wait,
-        )
-        .await?
-        .result()
-        .await
+        self.start_from(&(topic, payload), options)
+            .await?
+            .result()
+            .await
     }
 
-    /// Checks, takes a slot and a msgID (`msg_id` given: that one, as a
+    /// Checks, takes a slot and a msgID (the options' msgID if given, as a
     /// supervisor re-sends a message under its first msgID), and sends the
     /// line (and the payload in data mode), reading topic and payload from
     /// `source` as it writes them.
     pub(crate) async fn start_from(
         &self,
         source: &dyn Source,
-        qos: QoS,
-        retain: bool,
-        force_data_mode: bool,
-        msg_id: Option<u16>,
-        wait: SlotWait,
+        options: PublishOptions,
     ) -> Result<PendingPublish<'a, M>, Error> {
+        let PublishOptions {
+            qos,
+            retain,
+            data_mode: force_data_mode,
+            msg_id,
+            wait_for_slot,
+        } = options;
         let hex = self.core.clients.settings(self.id).send_hex;
         let mut inline = Ok(false);
         source.with(&mut |topic, payload| {
@@ -544,9 +570,10 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
         let deadline = self.core.packet_deadline(self.id);
         let clients = self.core.clients;
-        let ticket = match wait {
-            SlotWait::Wait => clients.claim_publish(self.id, qos, msg_id, deadline).await,
-            SlotWait::Immediate => clients.try_claim_publish(self.id, qos, msg_id, deadline),
+        let ticket = if wait_for_slot {
+            clients.claim_publish(self.id, qos, msg_id, deadline).await
+        } else {
+            clients.try_claim_publish(self.id, qos, msg_id, deadline)
         }
         .map_err(|e| match e {
             ClaimError::Busy => Error::TooManyInFlight,

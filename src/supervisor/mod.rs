@@ -56,7 +56,7 @@ use crate::commands::{Attention, ConnectionState, EchoOff, QueryRegistration, Wi
 use crate::error::{Error, Field, LinkClosedReason, OpenError, Problem, Stage};
 use crate::event::Grant;
 use crate::modem::Modem;
-use crate::mqtt_client::{check_payload, MqttClient, SlotWait};
+use crate::mqtt_client::{check_payload, MqttClient, PublishOptions};
 use crate::ring::RingStore;
 use crate::sync::{CriticalSectionRawMutex, RawMutex};
 use crate::types::{check_topic, ClientId, DataFormat, MqttVersion, QoS, Subscription};
@@ -811,7 +811,7 @@ impl<M: RawMutex> Supervisor<'_, M> {
             let sent = loop {
                 match self
                     .client()
-                    .start_from(&src, t.qos, t.retain, false, msg_id, SlotWait::Wait)
+                    .start_from(&src, PublishOptions::new(t.qos, t.retain).msg_id(msg_id))
                     .await
                 {
                     Err(Error::InvalidArgument {
