@@ -131,6 +131,7 @@ impl<'a, M: RawMutex> Inbox<'a, M> {
     /// Stores a message and tells every subscription; never waits. `false`:
     /// dropped (no subscription, the store or the notices full, or a payload
     /// that is not valid hex), counted.
+    #[inline]
     pub(crate) fn push_message(&self, m: &WireMessage<'_>) -> bool {
         let payload_len = if m.hex {
             if !crate::hex::is_valid(m.payload) {
@@ -243,6 +244,7 @@ impl<M: RawMutex> Sub<'_, M> {
     }
 
     /// Turns a notice into an event, copying a message into `buf`.
+    #[inline]
     fn event<'b>(&mut self, n: Notice, buf: &'b mut [u8]) -> Event<'b> {
         match n {
             Notice::LinkClosed { client, reason } => Event::LinkClosed {

@@ -20,6 +20,7 @@ mod hex;
 mod inbox;
 mod modem;
 mod mqtt_client;
+mod recv;
 mod ring;
 mod router;
 mod runner;

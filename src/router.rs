@@ -9,7 +9,7 @@ use crate::state::Core;
 use crate::stats::bump;
 use crate::sync::RawMutex;
 use crate::types::ClientId;
-use crate::urc::{Deferred, RecvHead};
+use crate::urc::Deferred;
 
 /// A deferred `+QMTxxx: <id>,...` result.
 pub(crate) fn deferred<M: RawMutex>(core: &Core<'_, M>, d: Deferred) {
@@ -42,13 +42,15 @@ pub(crate) fn link_closed<M: RawMutex>(
 
 /// `+QMTRECV`: a message for the subscriptions, if the client and topic are
 /// ones the driver may deliver.
+#[inline]
 pub(crate) fn message<M: RawMutex>(
     core: &Core<'_, M>,
-    head: &RecvHead,
+    client: u8,
+    msg_id: u32,
     topic: &[u8],
     payload: &[u8],
 ) {
-    let (Ok(client), Ok(topic)) = (ClientId::new(head.client), core::str::from_utf8(topic)) else {
+    let (Ok(client), Ok(topic)) = (ClientId::new(client), core::str::from_utf8(topic)) else {
         warn!("+QMTRECV for a client or topic the driver cannot keep: dropped");
         bump!(core.stats, malformed_urcs);
         return;
@@ -61,7 +63,7 @@ pub(crate) fn message<M: RawMutex>(
     let hex = core.clients.receives_hex(client);
     core.inbox.push_message(&WireMessage {
         client,
-        msg_id: head.msg_id,
+        msg_id,
         topic,
         payload,
         hex,
