@@ -2,7 +2,8 @@
 //! `--cfg bc26_type_sizes`): the driver is generic over its lock, so a build
 //! of the library lays out none of its public futures. This creates each of
 //! them once, with the default lock, so that `-Zprint-type-sizes` reports
-//! them. `.ci/sizes.py` fails when a `pub async fn` of the sources is
+//! them (and the runner's waits on the AT channel, internal futures reached
+//! only through the UART-generic runner). `.ci/sizes.py` fails when a `pub async fn` of the sources is
 //! missing from the report: add a new one here.
 
 use crate::commands::Attention;
@@ -60,4 +61,12 @@ pub fn public_futures(
     drop(link.delivered(crate::supervisor::Ticket { seq: 0, msg_id: 0 }));
     drop(link.flush());
     drop(supervisor.run());
+    // The runner's waits on the AT channel: reached only through the
+    // runner, which is generic over the UART, so created here too.
+    let ch = modem.core.channel;
+    let at = embassy_time::Instant::from_ticks(0);
+    drop(ch.next_job());
+    drop(ch.wait_answer(at));
+    drop(ch.wait_data());
+    drop(ch.wait_wake(at));
 }
