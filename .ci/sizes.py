@@ -7,7 +7,9 @@ Prints a markdown table: the default `State` and the future of every public
 async fn of the driver, found by their paths (any type of the crate's own
 modules; an async fn is public when the sources declare it `pub async fn`),
 so that new or renamed handles and methods are reported without editing this
-script. Then the difference from the sizes recorded in
+script (the driver is generic over its lock: src/size_probe.rs, built with
+`--cfg bc26_type_sizes`, creates each public future; a `pub async fn` missing
+from the report fails). Then the difference from the sizes recorded in
 .ci/recorded/memory.json (information only), then the limits of
 .ci/limits.toml [memory]: exits 1 if one is exceeded, or if the output holds
 no `State` or no public future (a broken measurement must not pass).
@@ -132,7 +134,8 @@ def main():
     if len(args) != 1:
         sys.exit(__doc__)
     text = pathlib.Path(args[0]).read_text()
-    state, futures, internal = parse(text, local_modules(), public_async_fns())
+    public = public_async_fns()
+    state, futures, internal = parse(text, local_modules(), public)
     limits = tomllib.loads(LIMITS.read_text())["memory"]
     state_max, future_max = limits["state_max"], limits["future_max"]
     tasks = set(limits.get("task_futures", []))
@@ -182,6 +185,10 @@ def main():
         print(f"\nrecorded in {RECORDED.relative_to(ROOT)}")
 
     failures = []
+    measured_names = {label.split("::")[-1].rstrip("()") for label in futures}
+    for name in sorted(public - measured_names):
+        failures.append(f"the public `async fn {name}` is not in the report: create its "
+                        f"future in src/size_probe.rs")
     if not state:
         failures.append("no `State` in the compiler's output: the measurement is broken")
     if not futures:

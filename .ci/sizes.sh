@@ -15,6 +15,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=target/thumb-sizes
+# The driver is generic over its lock, so the library alone lays out none of
+# its public futures: `--cfg bc26_type_sizes` adds src/size_probe.rs, which
+# creates each of them with the default lock.
 # The sizes are printed only when rustc compiles the crate: make cargo
 # recompile the driver (only the driver) even when nothing changed, and not
 # incrementally (an incremental rebuild prints nothing).
@@ -23,7 +26,7 @@ mkdir -p target
 out=target/print-type-sizes.txt
 if ! env PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_INCREMENTAL=0 CARGO_TARGET_DIR="$dir" \
   /usr/bin/cargo rustc -q -p bc26-mqtt --lib -Zbuild-std=core --target thumbv7em-none-eabihf \
-  -- -Zprint-type-sizes >"$out" 2>target/print-type-sizes.err; then
+  -- -Zprint-type-sizes --cfg bc26_type_sizes >"$out" 2>target/print-type-sizes.err; then
   cat target/print-type-sizes.err
   echo "sizes: the driver did not build for thumbv7em-none-eabihf"
   exit 1

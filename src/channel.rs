@@ -45,7 +45,7 @@ use embassy_sync::signal::Signal;
 use embassy_time::{with_deadline, Duration, Instant};
 
 use crate::error::{Error, Field, ModemError, Problem, Stage};
-use crate::state::{Cs, LineBuffer};
+use crate::sync::{LockedBy, Part, RawMutex};
 
 /// The longest information-line prefix the digester compares (`+QMTCONN`).
 const PREFIX: usize = 16;
@@ -215,16 +215,16 @@ pub(crate) enum Answer {
     Rebooted,
 }
 
-/// The channel's memory, inside [`Shared`](crate::state::Shared).
-pub(crate) struct ChannelState {
-    chan: BlockingMutex<Cs, RefCell<Chan>>,
+/// The channel's memory, inside the [`State`](crate::State).
+pub(crate) struct ChannelState<M: RawMutex> {
+    chan: BlockingMutex<M, RefCell<Chan>>,
     /// Held by a handle for one command (until OK/ERROR), never longer.
-    lock: Mutex<Cs, ()>,
-    to_runner: Signal<Cs, ()>,
-    to_client: Signal<Cs, ()>,
+    lock: Mutex<M, ()>,
+    to_runner: Signal<M, ()>,
+    to_client: Signal<M, ()>,
 }
 
-impl ChannelState {
+impl<M: RawMutex> ChannelState<M> {
     pub(crate) const fn new() -> Self {
         Self {
             chan: BlockingMutex::new(RefCell::new(Chan {
@@ -259,12 +259,30 @@ impl ChannelState {
     }
 }
 
-/// The channel, seen without the line buffer's size. `Copy`.
-#[derive(Clone, Copy)]
-pub(crate) struct Channel<'a> {
-    st: &'a ChannelState,
-    line: &'a dyn LineBuffer,
+/// The line buffer, seen without its size.
+pub(crate) trait LineBuffer<M>: LockedBy<M> {
+    fn with_buf(&self, f: &mut dyn FnMut(&mut [u8]));
 }
+
+impl<M: RawMutex, const N: usize> LineBuffer<M> for BlockingMutex<M, RefCell<[u8; N]>> {
+    fn with_buf(&self, f: &mut dyn FnMut(&mut [u8])) {
+        self.lock(|b| f(&mut b.borrow_mut()[..]))
+    }
+}
+
+/// The channel, seen without the line buffer's size. `Copy`.
+pub(crate) struct Channel<'a, M: RawMutex> {
+    st: &'a ChannelState<M>,
+    line: Part<'a, M, dyn LineBuffer<M> + 'a>,
+}
+
+impl<M: RawMutex> Clone for Channel<'_, M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M: RawMutex> Copy for Channel<'_, M> {}
 
 /// A command line the runner took.
 #[derive(Debug, Clone, Copy)]
@@ -303,14 +321,14 @@ pub(crate) struct Payload<'p> {
 
 /// A command the modem answered `OK`: the channel stays held, with the
 /// information lines in the line buffer, until this is dropped.
-pub(crate) struct Answered<'c, 'a> {
-    ch: &'c Channel<'a>,
+pub(crate) struct Answered<'c, 'a, M: RawMutex> {
+    ch: &'c Channel<'a, M>,
     // Dropped in this order: the phase goes back to `Idle`, then the lock.
-    _guard: Guard<'c, 'a>,
-    _at: embassy_sync::mutex::MutexGuard<'c, Cs, ()>,
+    _guard: Guard<'c, 'a, M>,
+    _at: embassy_sync::mutex::MutexGuard<'c, M, ()>,
 }
 
-impl Answered<'_, '_> {
+impl<M: RawMutex> Answered<'_, '_, M> {
     /// Parses the information lines.
     pub(crate) fn parse<R>(self, f: impl FnOnce(&[u8]) -> Result<R, Error>) -> Result<R, Error> {
         let len = self.ch.with(|c| c.len);
@@ -320,11 +338,11 @@ impl Answered<'_, '_> {
 
 /// Returns the channel to `Idle` (or leaves the rest to the runner) when the
 /// handle's future ends in any way.
-struct Guard<'c, 'a> {
-    ch: &'c Channel<'a>,
+struct Guard<'c, 'a, M: RawMutex> {
+    ch: &'c Channel<'a, M>,
 }
 
-impl Drop for Guard<'_, '_> {
+impl<M: RawMutex> Drop for Guard<'_, '_, M> {
     fn drop(&mut self) {
         let wake = self.ch.with(|c| match c.phase {
             Phase::Idle => false,
@@ -350,9 +368,12 @@ impl Drop for Guard<'_, '_> {
     }
 }
 
-impl<'a> Channel<'a> {
-    pub(crate) fn new(st: &'a ChannelState, line: &'a dyn LineBuffer) -> Self {
-        Self { st, line }
+impl<'a, M: RawMutex> Channel<'a, M> {
+    pub(crate) fn new(st: &'a ChannelState<M>, line: &'a (dyn LineBuffer<M> + 'a)) -> Self {
+        Self {
+            st,
+            line: Part::new(line),
+        }
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Chan) -> R) -> R {
@@ -437,7 +458,7 @@ impl<'a> Channel<'a> {
         write: &dyn Fn(&mut [u8]) -> usize,
         timeout: Duration,
         slot: Option<u8>,
-    ) -> Result<Answered<'_, 'a>, Error> {
+    ) -> Result<Answered<'_, 'a, M>, Error> {
         let at = self.st.lock.lock().await;
         let guard = Guard { ch: self };
         self.wait_phase(|p| *p == Phase::Idle).await;
@@ -891,7 +912,7 @@ impl<'a> Channel<'a> {
 }
 
 #[cfg(test)]
-impl Channel<'_> {
+impl<M: RawMutex> Channel<'_, M> {
     /// Puts `line` in flight as the runner would (taken, written, armed at
     /// stream position `rx_pos`), for the digester's unit tests.
     pub(crate) fn test_begin(&self, line: &[u8], data_mode: bool, rx_pos: u32) {

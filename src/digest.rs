@@ -14,19 +14,24 @@
 //! - the modem's echo of a data-mode payload (skipped byte for byte, so a
 //!   payload holding `OK` or `+QMTPUB: ...` lines is never read as one).
 //!
-//! Every byte of a long `+QMTRECV` is looked at once, however the reads cut
-//! it, and one call consumes every complete piece (atat's `Ingress` then
-//! moves the rest to the front once, not once per line).
+//! A `+QMTRECV` is framed by `recv.rs`, and what it learnt of an incomplete
+//! one is kept (`Held::Recv`), so every byte of its payload is looked at
+//! once, however the reads cut it; one call consumes every complete piece
+//! (atat's `Ingress` then moves the rest to the front once, not once per
+//! line).
 
 use atat::{DigestResult, Digester};
 
 use crate::channel::{Echo, Mode, PromptVerdict, Verdict};
 use crate::error::ModemError;
 use crate::fmt::Bytes;
+use crate::recv::{self, Framed, Progress, Start};
 use crate::router;
-use crate::state::{bump, Core};
-use crate::types::{limits, ClientId};
-use crate::urc::{self, recv_end, recv_head, Frame, RecvHead, RECV_PREFIX};
+use crate::state::Core;
+use crate::stats::bump;
+use crate::sync::RawMutex;
+use crate::types::ClientId;
+use crate::urc;
 
 /// Lines a modem sends when it starts, or when it powers down: its MQTT
 /// state is gone either way.
@@ -38,9 +43,6 @@ const RESTART_LINES: [&[u8]; 5] = [
     b"OVER-VOLTAGE POWER DOWN",
 ];
 
-/// Most wire bytes a `+QMTRECV` payload may have (hex digits of 1024 bytes).
-const RECV_WIRE_MAX: usize = 2 * limits::RECV_PAYLOAD;
-
 /// What is known of the incomplete piece at the head of the buffer, so that
 /// the next call goes on where this one stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,25 +52,22 @@ enum Held {
     Line {
         scanned: usize,
     },
-    /// A `+QMTRECV` frame, parsed up to its payload.
-    Recv {
-        head: RecvHead,
-        scanned: usize,
-    },
+    /// A `+QMTRECV` frame, as far as it was read.
+    Recv(Progress),
     /// A broken line to drop when its end comes.
     Skip {
         scanned: usize,
     },
 }
 
-pub(crate) struct Bc26Digester<'a> {
-    core: Core<'a>,
+pub(crate) struct Bc26Digester<'a, M: RawMutex> {
+    core: Core<'a, M>,
     capacity: usize,
     held: Held,
 }
 
-impl<'a> Bc26Digester<'a> {
-    pub(crate) fn new(core: Core<'a>, capacity: usize) -> Self {
+impl<'a, M: RawMutex> Bc26Digester<'a, M> {
+    pub(crate) fn new(core: Core<'a, M>, capacity: usize) -> Self {
         Self {
             core,
             capacity,
@@ -84,6 +83,7 @@ impl<'a> Bc26Digester<'a> {
 
     /// One piece at the start of `b` (stream position `pos`): `Some(n)` bytes
     /// consumed (n > 0), or `None` when more bytes are needed.
+    #[inline]
     fn step(&mut self, b: &[u8], pos: u32) -> Option<usize> {
         let e = self.core.channel.expect();
 
@@ -149,11 +149,10 @@ impl<'a> Bc26Digester<'a> {
         }
 
         // +QMTRECV: framed by structure, since its payload may hold CR LF.
-        if b[0] == b'+' && b.len() < RECV_PREFIX.len() && RECV_PREFIX.starts_with(b) {
-            return None;
-        }
-        if b.starts_with(RECV_PREFIX) {
-            return self.recv(b);
+        match recv::start(b) {
+            Start::Frame => return self.recv(b),
+            Start::Unsure => return None,
+            Start::Other => {}
         }
 
         let scanned = match self.held {
@@ -170,33 +169,34 @@ impl<'a> Bc26Digester<'a> {
         Some(end)
     }
 
-    /// A `+QMTRECV` frame at the start of `b`.
+    /// A `+QMTRECV` frame at the start of `b`: framed by `recv.rs`, going on
+    /// from what an earlier call kept.
+    #[inline]
     fn recv(&mut self, b: &[u8]) -> Option<usize> {
-        let (head, scanned) = match self.held {
-            Held::Recv { head, scanned } => (head, scanned),
-            _ => match recv_head(b) {
-                Ok(Some(head)) => (head, 0),
-                Ok(None) => return None,
-                Err(()) => return self.malformed(b),
-            },
+        let progress = match &mut self.held {
+            Held::Recv(p) => Some(p),
+            _ => None,
         };
-        let hex = ClientId::new(head.client)
-            .is_ok_and(|c| self.core.clients.settings(c).recv == crate::clients::Format::Hex);
-        match recv_end(b, &head, scanned, hex, RECV_WIRE_MAX) {
-            Frame::Complete { end, len } => {
+        let clients = self.core.clients;
+        let hex = |client| ClientId::new(client).is_ok_and(|c| clients.receives_hex(c));
+        match recv::frame(b, progress, hex) {
+            Framed::Complete { head, end, len } => {
                 router::message(
                     &self.core,
-                    &head,
+                    head.client,
+                    head.msg_id,
                     &b[head.topic.0..head.topic.1],
                     &b[head.payload..end],
                 );
                 Some(len)
             }
-            Frame::Incomplete { scanned } => {
-                self.held = Held::Recv { head, scanned };
+            Framed::Incomplete(progress) => {
+                if let Some(p) = progress {
+                    self.held = Held::Recv(p);
+                }
                 None
             }
-            Frame::Malformed => self.malformed(b),
+            Framed::Malformed => self.malformed(b),
         }
     }
 
@@ -311,7 +311,7 @@ fn code(n: &[u8]) -> u16 {
         .unwrap_or(0)
 }
 
-impl Digester for Bc26Digester<'_> {
+impl<M: RawMutex> Digester for Bc26Digester<'_, M> {
     fn digest<'b>(&mut self, buf: &'b [u8]) -> (DigestResult<'b>, usize) {
         // Stream position of buf[0]: the buffer holds the newest bytes read.
         let base = self.core.rx.position().wrapping_sub(buf.len() as u32);
@@ -353,12 +353,15 @@ mod tests {
     use crate::event::Event;
     use crate::inbox::Sub;
     use crate::state::State;
+    use crate::types::DataFormat;
+
+    type Cs = crate::sync::CriticalSectionRawMutex;
 
     struct Rig {
-        core: Core<'static>,
-        d: Bc26Digester<'static>,
+        core: Core<'static, Cs>,
+        d: Bc26Digester<'static, Cs>,
         buf: Vec<u8>,
-        sub: Sub<'static>,
+        sub: Sub<'static, Cs>,
     }
 
     fn rig() -> Rig {
@@ -611,7 +614,7 @@ mod tests {
         let c = ClientId::new(0).unwrap();
         r.core
             .clients
-            .update_settings(c, |s| s.recv = crate::clients::Format::Hex);
+            .set_formats(c, DataFormat::Text, DataFormat::Hex, false);
         r.feed_bytewise(b"\r\n+QMTRECV: 0,1,\"t\",\"4869\"\r\n");
         assert_eq!(r.events(), ["msg 0 1 t Hi"]);
         r.feed(b"\r\n+QMTRECV: 0,2,\"t\",\"48\r\n\r\n+QMTSTAT: 0,7\r\n");

@@ -19,7 +19,8 @@ use embassy_sync::pubsub::{DynSubscriber, PubSubChannel, WaitResult};
 use crate::error::LinkClosedReason;
 use crate::event::{Event, Message};
 use crate::ring::{self, RingBuffer};
-use crate::state::{Cs, StatsCell};
+use crate::stats::{bump, StatsCell};
+use crate::sync::{LockedBy, Part, RawMutex};
 use crate::types::ClientId;
 
 /// Notice places kept for link and reboot events.
@@ -43,13 +44,15 @@ pub(crate) enum Notice {
 }
 
 /// The notice channel, seen without its sizes.
-pub(crate) trait NoticeChannel: Sync {
+pub(crate) trait NoticeChannel<M>: LockedBy<M> {
     fn subscriber(&self) -> Option<DynSubscriber<'_, Notice>>;
     fn try_publish(&self, n: Notice) -> bool;
     fn free_capacity(&self) -> usize;
 }
 
-impl<const C: usize, const S: usize> NoticeChannel for PubSubChannel<Cs, Notice, C, S, 0> {
+impl<M: RawMutex, const C: usize, const S: usize> NoticeChannel<M>
+    for PubSubChannel<M, Notice, C, S, 0>
+{
     fn subscriber(&self) -> Option<DynSubscriber<'_, Notice>> {
         self.dyn_subscriber().ok()
     }
@@ -79,15 +82,22 @@ impl InboxMeta {
 }
 
 /// The receive store. `Copy`.
-#[derive(Clone, Copy)]
-pub(crate) struct Inbox<'a> {
-    ring: &'a dyn RingBuffer<InboxMeta>,
-    notices: &'a dyn NoticeChannel,
-    stats: &'a StatsCell,
+pub(crate) struct Inbox<'a, M: RawMutex> {
+    ring: Part<'a, M, dyn RingBuffer<InboxMeta, M> + 'a>,
+    notices: Part<'a, M, dyn NoticeChannel<M> + 'a>,
+    stats: &'a StatsCell<M>,
 }
 
+impl<M: RawMutex> Clone for Inbox<'_, M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M: RawMutex> Copy for Inbox<'_, M> {}
+
 /// A message's bytes as they arrived.
-pub(crate) struct Incoming<'m> {
+pub(crate) struct WireMessage<'m> {
     pub client: ClientId,
     pub msg_id: u32,
     pub topic: &'m str,
@@ -96,21 +106,24 @@ pub(crate) struct Incoming<'m> {
     pub hex: bool,
 }
 
-impl<'a> Inbox<'a> {
+impl<'a, M: RawMutex> Inbox<'a, M> {
     pub(crate) fn new(
-        ring: &'a dyn RingBuffer<InboxMeta>,
-        notices: &'a dyn NoticeChannel,
-        stats: &'a StatsCell,
+        ring: &'a (dyn RingBuffer<InboxMeta, M> + 'a),
+        notices: &'a (dyn NoticeChannel<M> + 'a),
+        stats: &'a StatsCell<M>,
     ) -> Self {
         Self {
-            ring,
-            notices,
+            ring: Part::new(ring),
+            notices: Part::new(notices),
             stats,
         }
     }
 
+    /// Runs `f` under the ring's lock. The router's pushes and a
+    /// subscription's arrival and departure also touch the notice channel
+    /// inside it, so that each is one step for the other side.
     fn with<R>(&self, f: impl FnOnce(&mut ring::Ring, &mut InboxMeta, &mut [u8]) -> R) -> R {
-        ring::with(self.ring, f)
+        ring::with(&*self.ring, f)
     }
 
     // ------------------------------------------------------------ router side
@@ -118,11 +131,11 @@ impl<'a> Inbox<'a> {
     /// Stores a message and tells every subscription; never waits. `false`:
     /// dropped (no subscription, the store or the notices full, or a payload
     /// that is not valid hex), counted.
-    pub(crate) fn push_message(&self, m: &Incoming<'_>) -> bool {
+    #[inline]
+    pub(crate) fn push_message(&self, m: &WireMessage<'_>) -> bool {
         let payload_len = if m.hex {
             if !crate::hex::is_valid(m.payload) {
-                self.stats
-                    .count(|s| s.malformed_urcs = s.malformed_urcs.wrapping_add(1));
+                bump!(self.stats, malformed_urcs);
                 return false;
             }
             m.payload.len() / 2
@@ -130,62 +143,54 @@ impl<'a> Inbox<'a> {
             m.payload.len()
         };
         let len = HEADER + m.topic.len() + payload_len;
-        let stored = critical_section::with(|_| {
-            self.with(|ring, meta, buf| {
-                if meta.subscribers == 0 {
-                    return Err(false);
-                }
-                if self.notices.free_capacity() <= RESERVE || len > usize::from(u16::MAX) {
-                    meta.dropped = meta.dropped.wrapping_add(1);
-                    return Err(true);
-                }
-                let Some(at) = ring.alloc(len, buf.len()) else {
-                    meta.dropped = meta.dropped.wrapping_add(1);
-                    return Err(true);
-                };
-                ring::set_header(buf, at, len, meta.subscribers);
-                let rec = &mut buf[at..at + len];
-                rec[3] = m.client.get();
-                rec[4..8].copy_from_slice(&m.msg_id.to_le_bytes());
-                rec[8..10].copy_from_slice(&(m.topic.len() as u16).to_le_bytes());
-                let (topic, payload) = rec[HEADER..].split_at_mut(m.topic.len());
-                topic.copy_from_slice(m.topic.as_bytes());
-                if m.hex {
-                    crate::hex::decode_into(m.payload, payload);
-                } else {
-                    payload.copy_from_slice(m.payload);
-                }
-                // There is room: the router is the only publisher.
-                let sent = self.notices.try_publish(Notice::Message { at: at as u16 });
-                debug_assert!(sent);
-                Ok(())
-            })
+        let stored = self.with(|ring, meta, buf| {
+            if meta.subscribers == 0 {
+                return Err(false);
+            }
+            if self.notices.free_capacity() <= RESERVE || len > usize::from(u16::MAX) {
+                meta.dropped = meta.dropped.wrapping_add(1);
+                return Err(true);
+            }
+            let Some(at) = ring.alloc(len, buf.len()) else {
+                meta.dropped = meta.dropped.wrapping_add(1);
+                return Err(true);
+            };
+            ring::set_header(buf, at, len, meta.subscribers);
+            let rec = &mut buf[at..at + len];
+            rec[3] = m.client.get();
+            rec[4..8].copy_from_slice(&m.msg_id.to_le_bytes());
+            rec[8..10].copy_from_slice(&(m.topic.len() as u16).to_le_bytes());
+            let (topic, payload) = rec[HEADER..].split_at_mut(m.topic.len());
+            topic.copy_from_slice(m.topic.as_bytes());
+            if m.hex {
+                crate::hex::decode_into(m.payload, payload);
+            } else {
+                payload.copy_from_slice(m.payload);
+            }
+            // There is room: the router is the only publisher.
+            let sent = self.notices.try_publish(Notice::Message { at: at as u16 });
+            debug_assert!(sent);
+            Ok(())
         });
         match stored {
             Ok(()) => {
-                self.stats
-                    .count(|s| s.events_published = s.events_published.wrapping_add(1));
+                bump!(self.stats, events_published);
                 true
             }
             Err(_) => {
-                self.stats
-                    .count(|s| s.messages_dropped = s.messages_dropped.wrapping_add(1));
+                bump!(self.stats, messages_dropped);
                 false
             }
         }
     }
 
     fn push_control(&self, n: Notice) {
-        let sent = critical_section::with(|_| {
-            self.with(|_, meta, _| meta.subscribers > 0 && self.notices.try_publish(n))
-        });
-        self.stats.count(|s| {
-            if sent {
-                s.events_published = s.events_published.wrapping_add(1);
-            } else {
-                s.events_dropped = s.events_dropped.wrapping_add(1);
-            }
-        });
+        let sent = self.with(|_, meta, _| meta.subscribers > 0 && self.notices.try_publish(n));
+        if sent {
+            bump!(self.stats, events_published);
+        } else {
+            bump!(self.stats, events_dropped);
+        }
     }
 
     /// `+QMTSTAT`: tells every subscription.
@@ -204,33 +209,32 @@ impl<'a> Inbox<'a> {
     // ------------------------------------------------------------ subscriber side
 
     /// A new subscription, or `None` when every place is taken.
-    pub(crate) fn subscribe(&self) -> Option<Sub<'a>> {
-        // One critical section: a record never counts a reader that will not
-        // read it, nor misses one that will.
-        critical_section::with(|_| {
-            let sub = self.notices.subscriber()?;
-            let seen = self.with(|_, meta, _| {
-                meta.subscribers += 1;
-                meta.dropped
-            });
+    pub(crate) fn subscribe(&self) -> Option<Sub<'a, M>> {
+        // Under the ring's lock, which the router holds while it stores a
+        // record and publishes its notice: a record never counts a reader
+        // that will not read it, nor misses one that will.
+        let notices = self.notices.get();
+        self.with(|_, meta, _| {
+            let sub = notices.subscriber()?;
+            meta.subscribers += 1;
             Some(Sub {
                 inbox: *self,
                 sub,
-                seen,
+                seen: meta.dropped,
             })
         })
     }
 }
 
 /// One subscription's reading end.
-pub(crate) struct Sub<'a> {
-    inbox: Inbox<'a>,
+pub(crate) struct Sub<'a, M: RawMutex> {
+    inbox: Inbox<'a, M>,
     sub: DynSubscriber<'a, Notice>,
     /// `Ring::dropped` when this subscription last reported what it missed.
     seen: u32,
 }
 
-impl Sub<'_> {
+impl<M: RawMutex> Sub<'_, M> {
     /// Messages dropped since this subscription last said so.
     fn missed(&mut self) -> Option<u32> {
         let now = self.inbox.with(|_, meta, _| meta.dropped);
@@ -240,6 +244,7 @@ impl Sub<'_> {
     }
 
     /// Turns a notice into an event, copying a message into `buf`.
+    #[inline]
     fn event<'b>(&mut self, n: Notice, buf: &'b mut [u8]) -> Event<'b> {
         match n {
             Notice::LinkClosed { client, reason } => Event::LinkClosed {
@@ -250,8 +255,8 @@ impl Sub<'_> {
             Notice::Message { at } => {
                 let at = usize::from(at);
                 let read = self.inbox.with(|ring, _, ring_buf| {
-                    let rec = &mut ring_buf[at..];
-                    let len = usize::from(u16::from_le_bytes([rec[0], rec[1]]));
+                    let len = ring::len(ring_buf, at);
+                    let rec = &ring_buf[at..];
                     let client = rec[3];
                     let msg_id = u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]);
                     let topic_len = usize::from(u16::from_le_bytes([rec[8], rec[9]]));
@@ -260,14 +265,12 @@ impl Sub<'_> {
                     if fits {
                         buf[..body].copy_from_slice(&rec[HEADER..len]);
                     }
-                    rec[2] = rec[2].saturating_sub(1);
+                    ring::release(ring_buf, at);
                     ring.reclaim(ring_buf);
                     fits.then_some((client, msg_id, topic_len, body))
                 });
                 let Some((client, msg_id, topic_len, body)) = read else {
-                    self.inbox
-                        .stats
-                        .count(|s| s.messages_dropped = s.messages_dropped.wrapping_add(1));
+                    bump!(self.inbox.stats, messages_dropped);
                     return Event::Missed(1);
                 };
                 let (topic, payload) = buf[..body].split_at(topic_len);
@@ -306,19 +309,18 @@ impl Sub<'_> {
     }
 }
 
-impl Drop for Sub<'_> {
+impl<M: RawMutex> Drop for Sub<'_, M> {
     fn drop(&mut self) {
         // Leave as a reader of every record not read yet; from now on new
-        // records do not count this subscription.
-        critical_section::with(|_| {
-            self.inbox.with(|_, meta, _| meta.subscribers -= 1);
-            while let Some(r) = self.sub.try_next_message() {
+        // records do not count this subscription. Under the ring's lock, as
+        // `subscribe`.
+        let sub = &mut self.sub;
+        self.inbox.with(|ring, meta, buf| {
+            meta.subscribers -= 1;
+            while let Some(r) = sub.try_next_message() {
                 if let WaitResult::Message(Notice::Message { at }) = r {
-                    self.inbox.with(|ring, _, buf| {
-                        let rec = &mut buf[usize::from(at)..];
-                        rec[2] = rec[2].saturating_sub(1);
-                        ring.reclaim(buf);
-                    });
+                    ring::release(buf, usize::from(at));
+                    ring.reclaim(buf);
                 }
             }
         });

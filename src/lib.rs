@@ -10,8 +10,7 @@ extern crate std;
 mod fmt;
 
 mod channel;
-mod client;
-mod clients;
+mod client_table;
 pub mod commands;
 mod config;
 mod digest;
@@ -20,31 +19,44 @@ mod event;
 mod hex;
 mod inbox;
 mod modem;
+mod mqtt_client;
+mod recv;
 mod ring;
 mod router;
 mod runner;
+mod rx_clock;
+#[cfg(bc26_type_sizes)]
+#[doc(hidden)]
+pub mod size_probe;
 mod state;
+mod stats;
 pub mod supervisor;
+mod sync;
 mod types;
 mod urc;
 
-pub use client::{MqttClient, PendingPublish, Published};
 pub use config::Config;
 pub use error::{
     AtError, ConnackCode, Error, Field, LinkClosedReason, ModemError, OpenError, Problem, Stage,
 };
 pub use event::{Event, Grant, Granted, Message, MAX_SUB_TOPICS, MESSAGE_MAX};
 pub use modem::{Events, Modem};
+pub use mqtt_client::{MqttClient, PendingPublish, Published};
 pub use runner::Runner;
-pub use state::{State, Stats};
+pub use state::State;
+pub use stats::Stats;
 pub use types::{limits, topic_matches, ClientId, DataFormat, MqttVersion, QoS, Subscription};
 
 /// Re-exported so that users name the same `atat` the driver uses.
 pub use atat;
+/// Re-exported so that users name the same `embassy-sync` the driver uses
+/// (its raw mutexes: the lock `M` of [`State`] and the handles).
+pub use embassy_sync;
 
 use atat::Ingress;
 use digest::Bc26Digester;
 use embedded_io_async::{Read, Write};
+use sync::RawMutex;
 
 /// Creates the driver in `state`: returns the [`Modem`] handle for
 /// application tasks and the [`Runner`] to spawn, which owns the UART halves.
@@ -61,12 +73,13 @@ pub fn new<
     const EVENTS: usize,
     const SUBSCRIBERS: usize,
     const INFLIGHT: usize,
+    M: RawMutex,
 >(
-    state: &'a mut State<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT>,
+    state: &'a mut State<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT, M>,
     reader: R,
     writer: W,
     config: Config,
-) -> (Modem<'a>, Runner<'a, R, W>) {
+) -> (Modem<'a, M>, Runner<'a, R, W, M>) {
     let (core, ingress, res_slot, urc) = state.split(config);
     let digester = Bc26Digester::new(core, INGRESS);
     let ingress = Ingress::new(digester, ingress, res_slot, urc);

@@ -4,24 +4,35 @@
 use atat::AtatCmd;
 use embassy_time::Duration;
 
-use crate::client::MqttClient;
 use crate::commands::{ConnectionStates, OpenLinks, QueryConnectionState, QueryOpenNetworks};
 use crate::error::Error;
 use crate::event::Event;
 use crate::inbox::Sub;
-use crate::state::{Core, Stats};
+use crate::mqtt_client::MqttClient;
+use crate::state::Core;
+use crate::stats::Stats;
+use crate::sync::{CriticalSectionRawMutex, RawMutex};
 use crate::types::ClientId;
 
 /// The whole modem: clients, events, statistics, and any other AT command.
 /// `Copy`; use it from as many tasks as you like.
-#[derive(Clone, Copy)]
-pub struct Modem<'a> {
-    pub(crate) core: Core<'a>,
+///
+/// `M` is the [`State`](crate::State)'s lock.
+pub struct Modem<'a, M: RawMutex = CriticalSectionRawMutex> {
+    pub(crate) core: Core<'a, M>,
 }
 
-impl<'a> Modem<'a> {
+impl<M: RawMutex> Clone for Modem<'_, M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M: RawMutex> Copy for Modem<'_, M> {}
+
+impl<'a, M: RawMutex> Modem<'a, M> {
     /// The handle of MQTT client `id` (the modem's `tcpconnectID`).
-    pub fn client(&self, id: ClientId) -> MqttClient<'a> {
+    pub fn client(&self, id: ClientId) -> MqttClient<'a, M> {
         MqttClient::new(self.core, id)
     }
 
@@ -29,7 +40,7 @@ impl<'a> Modem<'a> {
     /// (a [`State`](crate::State) parameter) exist at once. Messages that
     /// arrive while none exists are dropped and counted
     /// ([`Stats::messages_dropped`]).
-    pub fn events(&self) -> Result<Events<'a>, Error> {
+    pub fn events(&self) -> Result<Events<'a, M>, Error> {
         let sub = self
             .core
             .inbox
@@ -85,11 +96,11 @@ impl<'a> Modem<'a> {
 /// subscription has read them; when the store is full, new messages are
 /// dropped, counted, and reported as [`Event::Missed`]. Link and reboot
 /// events are never the ones dropped.
-pub struct Events<'a> {
-    sub: Sub<'a>,
+pub struct Events<'a, M: RawMutex = CriticalSectionRawMutex> {
+    sub: Sub<'a, M>,
 }
 
-impl Events<'_> {
+impl<M: RawMutex> Events<'_, M> {
     /// The next event, waiting for one. A message is copied into `buf`
     /// (topic, then payload); a buffer of [`MESSAGE_MAX`](crate::MESSAGE_MAX)
     /// bytes holds any. A message that does not fit `buf` is dropped for this
@@ -104,7 +115,7 @@ impl Events<'_> {
     }
 }
 
-impl core::fmt::Debug for Modem<'_> {
+impl<M: RawMutex> core::fmt::Debug for Modem<'_, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Modem")
             .field("stats", &self.stats())
@@ -112,21 +123,21 @@ impl core::fmt::Debug for Modem<'_> {
     }
 }
 
-impl core::fmt::Debug for Events<'_> {
+impl<M: RawMutex> core::fmt::Debug for Events<'_, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Events").finish_non_exhaustive()
     }
 }
 
 #[cfg(feature = "defmt")]
-impl defmt::Format for Modem<'_> {
+impl<M: RawMutex> defmt::Format for Modem<'_, M> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "Modem {{ stats: {} }}", self.stats())
     }
 }
 
 #[cfg(feature = "defmt")]
-impl defmt::Format for Events<'_> {
+impl<M: RawMutex> defmt::Format for Events<'_, M> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "Events")
     }

@@ -10,7 +10,7 @@ use core::cell::RefCell;
 
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 
-use crate::state::Cs;
+use crate::sync::{LockedBy, RawMutex};
 
 /// Where the live records are. When a record does not fit before the end,
 /// it goes at the start and `wrap` marks where the older records end.
@@ -134,15 +134,26 @@ pub(crate) fn set_header(buf: &mut [u8], at: usize, len: usize, hold: u8) {
     buf[at + 2] = hold;
 }
 
-/// A ring of `N` bytes with the bookkeeping `M` of its owner.
-pub(crate) struct RingStore<M, const N: usize> {
+/// One holder of the record let it go (its hold count goes down by one; at
+/// 0 the record is free). Then [`Ring::reclaim`].
+pub(crate) fn release(buf: &mut [u8], at: usize) {
+    buf[at + 2] = buf[at + 2].saturating_sub(1);
+}
+
+/// Frees the record whoever holds it. Then [`Ring::reclaim`].
+pub(crate) fn free(buf: &mut [u8], at: usize) {
+    buf[at + 2] = 0;
+}
+
+/// A ring of `N` bytes with the bookkeeping `Meta` of its owner.
+pub(crate) struct RingStore<Meta, const N: usize> {
     ring: Ring,
-    meta: M,
+    meta: Meta,
     buf: [u8; N],
 }
 
-impl<M, const N: usize> RingStore<M, N> {
-    pub(crate) const fn new(meta: M) -> Self {
+impl<Meta, const N: usize> RingStore<Meta, N> {
+    pub(crate) const fn new(meta: Meta) -> Self {
         Self {
             ring: Ring::new(),
             meta,
@@ -151,13 +162,15 @@ impl<M, const N: usize> RingStore<M, N> {
     }
 }
 
-/// The ring, seen without its size.
-pub(crate) trait RingBuffer<M>: Sync {
-    fn with(&self, f: &mut dyn FnMut(&mut Ring, &mut M, &mut [u8]));
+/// The ring, seen without its size, under its lock `M`.
+pub(crate) trait RingBuffer<Meta, M>: LockedBy<M> {
+    fn with(&self, f: &mut dyn FnMut(&mut Ring, &mut Meta, &mut [u8]));
 }
 
-impl<M: Send, const N: usize> RingBuffer<M> for BlockingMutex<Cs, RefCell<RingStore<M, N>>> {
-    fn with(&self, f: &mut dyn FnMut(&mut Ring, &mut M, &mut [u8])) {
+impl<Meta: Send, M: RawMutex, const N: usize> RingBuffer<Meta, M>
+    for BlockingMutex<M, RefCell<RingStore<Meta, N>>>
+{
+    fn with(&self, f: &mut dyn FnMut(&mut Ring, &mut Meta, &mut [u8])) {
         self.lock(|r| {
             let r = &mut *r.borrow_mut();
             f(&mut r.ring, &mut r.meta, &mut r.buf)
@@ -166,9 +179,9 @@ impl<M: Send, const N: usize> RingBuffer<M> for BlockingMutex<Cs, RefCell<RingSt
 }
 
 /// Runs `f` on the ring and returns its result.
-pub(crate) fn with<M, R>(
-    ring: &dyn RingBuffer<M>,
-    f: impl FnOnce(&mut Ring, &mut M, &mut [u8]) -> R,
+pub(crate) fn with<Meta, M, R>(
+    ring: &dyn RingBuffer<Meta, M>,
+    f: impl FnOnce(&mut Ring, &mut Meta, &mut [u8]) -> R,
 ) -> R {
     let mut f = Some(f);
     let mut out = None;
@@ -192,7 +205,7 @@ mod tests {
     }
 
     fn free(r: &mut Ring, buf: &mut [u8], at: usize) {
-        buf[at + 2] = 0;
+        super::free(buf, at);
         r.reclaim(buf);
     }
 

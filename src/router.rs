@@ -4,13 +4,15 @@
 //! what has nowhere to go is counted.
 
 use crate::error::LinkClosedReason;
-use crate::inbox::Incoming;
-use crate::state::{bump, Core};
+use crate::inbox::WireMessage;
+use crate::state::Core;
+use crate::stats::bump;
+use crate::sync::RawMutex;
 use crate::types::ClientId;
-use crate::urc::{Deferred, RecvHead};
+use crate::urc::Deferred;
 
 /// A deferred `+QMTxxx: <id>,...` result.
-pub(crate) fn deferred(core: &Core<'_>, d: Deferred) {
+pub(crate) fn deferred<M: RawMutex>(core: &Core<'_, M>, d: Deferred) {
     let taken = match d {
         Deferred::Pub {
             client,
@@ -28,7 +30,11 @@ pub(crate) fn deferred(core: &Core<'_>, d: Deferred) {
 
 /// `+QMTSTAT: <id>,<code>`: the client's pending operations end (but for
 /// code 5), and the subscriptions hear of it.
-pub(crate) fn link_closed(core: &Core<'_>, client: ClientId, reason: LinkClosedReason) {
+pub(crate) fn link_closed<M: RawMutex>(
+    core: &Core<'_, M>,
+    client: ClientId,
+    reason: LinkClosedReason,
+) {
     warn!("client {} link closed: {}", client.get(), reason.code());
     core.clients.link_closed(client, reason);
     core.inbox.push_link_closed(client, reason);
@@ -36,8 +42,15 @@ pub(crate) fn link_closed(core: &Core<'_>, client: ClientId, reason: LinkClosedR
 
 /// `+QMTRECV`: a message for the subscriptions, if the client and topic are
 /// ones the driver may deliver.
-pub(crate) fn message(core: &Core<'_>, head: &RecvHead, topic: &[u8], payload: &[u8]) {
-    let (Ok(client), Ok(topic)) = (ClientId::new(head.client), core::str::from_utf8(topic)) else {
+#[inline]
+pub(crate) fn message<M: RawMutex>(
+    core: &Core<'_, M>,
+    client: u8,
+    msg_id: u32,
+    topic: &[u8],
+    payload: &[u8],
+) {
+    let (Ok(client), Ok(topic)) = (ClientId::new(client), core::str::from_utf8(topic)) else {
         warn!("+QMTRECV for a client or topic the driver cannot keep: dropped");
         bump!(core.stats, malformed_urcs);
         return;
@@ -47,10 +60,10 @@ pub(crate) fn message(core: &Core<'_>, head: &RecvHead, topic: &[u8], payload: &
         bump!(core.stats, messages_filtered);
         return;
     }
-    let hex = core.clients.settings(client).recv == crate::clients::Format::Hex;
-    core.inbox.push_message(&Incoming {
+    let hex = core.clients.receives_hex(client);
+    core.inbox.push_message(&WireMessage {
         client,
-        msg_id: head.msg_id,
+        msg_id,
         topic,
         payload,
         hex,
@@ -60,7 +73,7 @@ pub(crate) fn message(core: &Core<'_>, head: &RecvHead, topic: &[u8], payload: &
 /// The modem restarted: the command in flight and every pending operation
 /// end at once, the driver's copy of the settings goes back to the defaults,
 /// and the subscriptions hear of it.
-pub(crate) fn rebooted(core: &Core<'_>) {
+pub(crate) fn rebooted<M: RawMutex>(core: &Core<'_, M>) {
     warn!("the modem restarted");
     bump!(core.stats, reboots);
     core.channel.on_reboot();

@@ -10,13 +10,15 @@ use embedded_io_async::{Read, Write};
 use crate::channel::{Answer, DataStep, Job, Outcome};
 use crate::digest::Bc26Digester;
 use crate::error::Stage;
-use crate::state::{bump, Core, NoUrc, RES_SLOT};
+use crate::state::{Core, NoUrc, RES_SLOT};
+use crate::stats::bump;
+use crate::sync::{CriticalSectionRawMutex, RawMutex};
 
 const ESC: u8 = 0x1b;
 /// Bytes copied from the line buffer per UART write.
 const CHUNK: usize = 64;
 
-type Ing<'a> = Ingress<'a, Bc26Digester<'a>, NoUrc, RES_SLOT, 1, 1>;
+type Ing<'a, M> = Ingress<'a, Bc26Digester<'a, M>, NoUrc, RES_SLOT, 1, 1>;
 
 /// Drives the modem: spawn [`Runner::run`] as a task (it never returns).
 /// Everything the handles do goes through it.
@@ -25,21 +27,21 @@ type Ing<'a> = Ingress<'a, Bc26Digester<'a>, NoUrc, RES_SLOT, 1, 1>;
 /// completes loses no byte), as embassy's buffered UARTs are: the runner
 /// stops a read when the modem has been quiet for `Config::quiet_gap` with an
 /// incomplete frame held.
-pub struct Runner<'a, R: Read, W: Write> {
+pub struct Runner<'a, R: Read, W: Write, M: RawMutex = CriticalSectionRawMutex> {
     reader: R,
     writer: W,
-    ingress: Ing<'a>,
+    ingress: Ing<'a, M>,
     capacity: usize,
-    core: Core<'a>,
+    core: Core<'a, M>,
 }
 
-impl<'a, R: Read, W: Write> Runner<'a, R, W> {
+impl<'a, R: Read, W: Write, M: RawMutex> Runner<'a, R, W, M> {
     pub(crate) fn new(
         reader: R,
         writer: W,
-        ingress: Ing<'a>,
+        ingress: Ing<'a, M>,
         capacity: usize,
-        core: Core<'a>,
+        core: Core<'a, M>,
     ) -> Self {
         Self {
             reader,
@@ -72,14 +74,14 @@ impl<'a, R: Read, W: Write> Runner<'a, R, W> {
     }
 }
 
-impl<R: Read, W: Write> core::fmt::Debug for Runner<'_, R, W> {
+impl<R: Read, W: Write, M: RawMutex> core::fmt::Debug for Runner<'_, R, W, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("Runner")
     }
 }
 
 #[cfg(feature = "defmt")]
-impl<R: Read, W: Write> defmt::Format for Runner<'_, R, W> {
+impl<R: Read, W: Write, M: RawMutex> defmt::Format for Runner<'_, R, W, M> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "Runner")
     }
@@ -88,14 +90,14 @@ impl<R: Read, W: Write> defmt::Format for Runner<'_, R, W> {
 /// The receive side: reads, digests, and gives up an incomplete frame when
 /// the modem has been quiet too long. Never spins: a read that fails or
 /// returns nothing is counted and followed by a pause.
-struct Rx<'a, R: Read> {
+struct Rx<'a, R: Read, M: RawMutex> {
     reader: R,
-    ingress: Ing<'a>,
+    ingress: Ing<'a, M>,
     capacity: usize,
-    core: Core<'a>,
+    core: Core<'a, M>,
 }
 
-impl<R: Read> Rx<'_, R> {
+impl<R: Read, M: RawMutex> Rx<'_, R, M> {
     async fn run(&mut self) -> ! {
         let gap = self.core.config.quiet_gap;
         loop {
@@ -138,12 +140,12 @@ enum Stop {
 }
 
 /// The transmit side.
-struct Tx<'a, W: Write> {
+struct Tx<'a, W: Write, M: RawMutex> {
     writer: W,
-    core: Core<'a>,
+    core: Core<'a, M>,
 }
 
-impl<W: Write> Tx<'_, W> {
+impl<W: Write, M: RawMutex> Tx<'_, W, M> {
     async fn run(&mut self) -> ! {
         loop {
             match self.core.channel.next_job().await {

@@ -51,14 +51,14 @@ use embassy_time::{Duration, Instant, Timer};
 pub use backoff::Backoff;
 pub use outbox::{OutboxStats, Ticket};
 
-use crate::client::{check_payload, MqttClient, SlotWait};
-use crate::clients::LinkEnd;
+use crate::client_table::LinkEnd;
 use crate::commands::{Attention, ConnectionState, EchoOff, QueryRegistration, Will};
 use crate::error::{Error, Field, LinkClosedReason, OpenError, Problem, Stage};
 use crate::event::Grant;
 use crate::modem::Modem;
+use crate::mqtt_client::{check_payload, MqttClient, PublishOptions};
 use crate::ring::RingStore;
-use crate::state::Cs;
+use crate::sync::{CriticalSectionRawMutex, RawMutex};
 use crate::types::{check_topic, ClientId, DataFormat, MqttVersion, QoS, Subscription};
 use backoff::Delays;
 use outbox::{Outbox, OutboxMeta, PushError, Taken};
@@ -256,20 +256,20 @@ struct Status {
     wakers: MultiWakerRegistration<4>,
 }
 
-/// The parts of a supervisor's state that do not depend on the outbox size.
-struct Shared {
-    status: BlockingMutex<Cs, RefCell<Status>>,
-}
+/// A supervisor's status, shared by its task and its [`Link`] handles: the
+/// part of its state that does not depend on the outbox size.
+struct StatusCell<M: RawMutex>(BlockingMutex<M, RefCell<Status>>);
 
 /// A supervisor's memory: the outbox (`OUTBOX` bytes, holding messages by
 /// their size: 14 bytes + topic + payload each) and its state. Create it
 /// with [`SupervisorState::new`] (a `const fn`) and pass it to [`new`].
-pub struct SupervisorState<const OUTBOX: usize = 4096> {
-    outbox: BlockingMutex<Cs, RefCell<RingStore<OutboxMeta, OUTBOX>>>,
-    shared: Shared,
+/// `M` is the lock, the driver's [`State`](crate::State)'s.
+pub struct SupervisorState<const OUTBOX: usize = 4096, M: RawMutex = CriticalSectionRawMutex> {
+    outbox: BlockingMutex<M, RefCell<RingStore<OutboxMeta, OUTBOX>>>,
+    status: StatusCell<M>,
 }
 
-impl<const OUTBOX: usize> SupervisorState<OUTBOX> {
+impl<const OUTBOX: usize, M: RawMutex> SupervisorState<OUTBOX, M> {
     const SIZE_OK: () = assert!(
         OUTBOX >= 64 && OUTBOX <= u16::MAX as usize,
         "OUTBOX must be 64-65535 bytes"
@@ -281,37 +281,35 @@ impl<const OUTBOX: usize> SupervisorState<OUTBOX> {
         let () = Self::SIZE_OK;
         Self {
             outbox: BlockingMutex::new(RefCell::new(RingStore::new(OutboxMeta::new()))),
-            shared: Shared {
-                status: BlockingMutex::new(RefCell::new(Status {
-                    state: LinkState::Connecting { attempt: 1 },
-                    epoch: 0,
-                    history: [LinkState::Connecting { attempt: 1 }; HISTORY],
-                    counters: Counters {
-                        connects: 0,
-                        reconnects: 0,
-                        link_losses: 0,
-                        failed_attempts: 0,
-                        resent: 0,
-                        delivered: 0,
-                        refused_offline: 0,
-                        qos0_dropped: 0,
-                        online_ms: 0,
-                    },
-                    online_since: None,
-                    wakers: MultiWakerRegistration::new(),
-                })),
-            },
+            status: StatusCell(BlockingMutex::new(RefCell::new(Status {
+                state: LinkState::Connecting { attempt: 1 },
+                epoch: 0,
+                history: [LinkState::Connecting { attempt: 1 }; HISTORY],
+                counters: Counters {
+                    connects: 0,
+                    reconnects: 0,
+                    link_losses: 0,
+                    failed_attempts: 0,
+                    resent: 0,
+                    delivered: 0,
+                    refused_offline: 0,
+                    qos0_dropped: 0,
+                    online_ms: 0,
+                },
+                online_since: None,
+                wakers: MultiWakerRegistration::new(),
+            }))),
         }
     }
 }
 
-impl<const OUTBOX: usize> Default for SupervisorState<OUTBOX> {
+impl<const OUTBOX: usize, M: RawMutex> Default for SupervisorState<OUTBOX, M> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl<const OUTBOX: usize> core::fmt::Debug for SupervisorState<OUTBOX> {
+impl<const OUTBOX: usize, M: RawMutex> core::fmt::Debug for SupervisorState<OUTBOX, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "SupervisorState<{OUTBOX}>")
     }
@@ -320,30 +318,37 @@ impl<const OUTBOX: usize> core::fmt::Debug for SupervisorState<OUTBOX> {
 /// The handle of a supervised client: publish through its outbox, watch its
 /// state. `Copy`; use it from as many tasks as you like. While a supervisor
 /// runs a client, use this handle (not [`MqttClient`]) to publish on it.
-#[derive(Clone, Copy)]
-pub struct Link<'a> {
-    client: MqttClient<'a>,
-    outbox: Outbox<'a>,
-    shared: &'a Shared,
+pub struct Link<'a, M: RawMutex = CriticalSectionRawMutex> {
+    client: MqttClient<'a, M>,
+    outbox: Outbox<'a, M>,
+    status: &'a StatusCell<M>,
 }
+
+impl<M: RawMutex> Clone for Link<'_, M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M: RawMutex> Copy for Link<'_, M> {}
 
 /// The task that keeps the link up: spawn [`Supervisor::run`] (it never
 /// returns). Several may run, one per client.
-pub struct Supervisor<'a> {
-    link: Link<'a>,
-    modem: Modem<'a>,
+pub struct Supervisor<'a, M: RawMutex = CriticalSectionRawMutex> {
+    link: Link<'a, M>,
+    modem: Modem<'a, M>,
     config: SupervisorConfig<'a>,
 }
 
 /// Creates a supervisor for `config.client` in `state`: returns its handle
 /// and the task to spawn. Registers the subscriptions as the client's topic
 /// filters with the driver.
-pub fn new<'a, const OUTBOX: usize>(
-    modem: Modem<'a>,
-    state: &'a mut SupervisorState<OUTBOX>,
+pub fn new<'a, const OUTBOX: usize, M: RawMutex>(
+    modem: Modem<'a, M>,
+    state: &'a mut SupervisorState<OUTBOX, M>,
     config: SupervisorConfig<'a>,
-) -> (Link<'a>, Supervisor<'a>) {
-    let SupervisorState { outbox, shared } = state;
+) -> (Link<'a, M>, Supervisor<'a, M>) {
+    let SupervisorState { outbox, status } = state;
     let client = modem.client(config.client);
     modem
         .core
@@ -352,7 +357,7 @@ pub fn new<'a, const OUTBOX: usize>(
     let link = Link {
         client,
         outbox: Outbox::new(&*outbox),
-        shared: &*shared,
+        status: &*status,
     };
     (
         link,
@@ -364,9 +369,9 @@ pub fn new<'a, const OUTBOX: usize>(
     )
 }
 
-impl Shared {
+impl<M: RawMutex> StatusCell<M> {
     fn with<R>(&self, f: impl FnOnce(&mut Status) -> R) -> R {
-        self.status.lock(|s| f(&mut s.borrow_mut()))
+        self.0.lock(|s| f(&mut s.borrow_mut()))
     }
 
     fn set_state(&self, state: LinkState) {
@@ -416,7 +421,7 @@ impl core::fmt::Display for StateName {
     }
 }
 
-impl<'a> Link<'a> {
+impl<'a, M: RawMutex> Link<'a, M> {
     /// The supervised client.
     pub fn client(&self) -> ClientId {
         self.client.id()
@@ -424,7 +429,7 @@ impl<'a> Link<'a> {
 
     /// The link's state now.
     pub fn state(&self) -> LinkState {
-        self.shared.with(|s| s.state)
+        self.status.with(|s| s.state)
     }
 
     /// The next state change after the one `seen` counts, waiting for it
@@ -433,7 +438,7 @@ impl<'a> Link<'a> {
     /// to the current state.
     pub async fn changed(&self, seen: &mut u32) -> LinkState {
         poll_fn(|cx| {
-            self.shared.with(|s| {
+            self.status.with(|s| {
                 let behind = s.epoch.wrapping_sub(*seen);
                 if behind == 0 {
                     s.wakers.register(cx.waker());
@@ -454,7 +459,7 @@ impl<'a> Link<'a> {
     /// Waits until the link is online.
     pub async fn wait_online(&self) {
         poll_fn(|cx| {
-            self.shared.with(|s| {
+            self.status.with(|s| {
                 if s.state == LinkState::Online {
                     Poll::Ready(())
                 } else {
@@ -468,12 +473,12 @@ impl<'a> Link<'a> {
 
     /// What the supervisor has done so far.
     pub fn counters(&self) -> Counters {
-        self.shared.with(|s| s.counters)
+        self.status.with(|s| s.counters)
     }
 
     /// Time online over every link so far, the current one included.
     pub fn time_online(&self) -> Duration {
-        self.shared.with(|s| {
+        self.status.with(|s| {
             let current = s.online_since.map_or(0, |since| {
                 Instant::now().saturating_duration_since(since).as_millis()
             });
@@ -504,7 +509,7 @@ impl<'a> Link<'a> {
     }
 
     fn refuse_offline(&self) -> Error {
-        self.shared
+        self.status
             .count(|c| c.refused_offline = c.refused_offline.wrapping_add(1));
         Error::Offline
     }
@@ -604,40 +609,40 @@ fn reason(e: Error) -> OfflineReason {
     }
 }
 
-impl Supervisor<'_> {
+impl<M: RawMutex> Supervisor<'_, M> {
     /// Keeps the link up, for ever.
     pub async fn run(self) -> ! {
         let mut delays = Delays::new(self.config.backoff);
-        let shared = self.link.shared;
+        let status = self.link.status;
         loop {
             let attempt = delays.failures().saturating_add(1);
-            shared.set_state(LinkState::Connecting { attempt });
+            status.set_state(LinkState::Connecting { attempt });
             let started = Instant::now();
             let (reason, was_online) = self.session().await;
-            shared.set_state(LinkState::Offline { reason });
+            status.set_state(LinkState::Offline { reason });
             warn!("link offline");
             if was_online {
-                shared.count(|c| c.link_losses = c.link_losses.wrapping_add(1));
+                status.count(|c| c.link_losses = c.link_losses.wrapping_add(1));
                 if Instant::now().saturating_duration_since(started)
                     >= self.config.backoff.stable_after
                 {
                     delays.reset();
                 }
             } else {
-                shared.count(|c| c.failed_attempts = c.failed_attempts.wrapping_add(1));
+                status.count(|c| c.failed_attempts = c.failed_attempts.wrapping_add(1));
             }
             let dropped = self.link.outbox.requeue_all();
             if dropped > 0 {
-                shared.count(|c| c.qos0_dropped = c.qos0_dropped.wrapping_add(dropped));
+                status.count(|c| c.qos0_dropped = c.qos0_dropped.wrapping_add(dropped));
             }
             self.cleanup(reason).await;
             let delay = delays.next();
-            shared.set_state(LinkState::BackingOff { delay });
+            status.set_state(LinkState::BackingOff { delay });
             Timer::after(delay).await;
         }
     }
 
-    fn client(&self) -> MqttClient<'_> {
+    fn client(&self) -> MqttClient<'_, M> {
         self.link.client
     }
 
@@ -764,14 +769,14 @@ impl Supervisor<'_> {
     /// Online: send the outbox, watch the link, check its health, until the
     /// link ends.
     async fn online(&self, epoch: u32) -> OfflineReason {
-        let shared = self.link.shared;
-        shared.count(|c| {
+        let status = self.link.status;
+        status.count(|c| {
             if c.connects > 0 {
                 c.reconnects = c.reconnects.wrapping_add(1);
             }
             c.connects = c.connects.wrapping_add(1);
         });
-        shared.set_state(LinkState::Online);
+        status.set_state(LinkState::Online);
         let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
         // The first lane whose publish fails ends the link (the others wait
         // for messages, or are idle, for ever).
@@ -798,7 +803,7 @@ impl Supervisor<'_> {
             return poll_fn(|_| Poll::Pending).await;
         }
         let outbox = self.link.outbox;
-        let shared = self.link.shared;
+        let status = self.link.status;
         loop {
             let t: Taken = outbox.take_wait().await;
             let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
@@ -806,7 +811,7 @@ impl Supervisor<'_> {
             let sent = loop {
                 match self
                     .client()
-                    .start_from(&src, t.qos, t.retain, false, msg_id, SlotWait::Wait)
+                    .start_from(&src, PublishOptions::new(t.qos, t.retain).msg_id(msg_id))
                     .await
                 {
                     Err(Error::InvalidArgument {
@@ -823,7 +828,7 @@ impl Supervisor<'_> {
                 }
             };
             if sent.is_ok() && t.sends > 1 {
-                shared.count(|c| c.resent = c.resent.wrapping_add(1));
+                status.count(|c| c.resent = c.resent.wrapping_add(1));
             }
             let result = match sent {
                 Ok(pending) => pending.result().await.map(drop),
@@ -832,7 +837,7 @@ impl Supervisor<'_> {
             match result {
                 Ok(()) => {
                     outbox.delivered(t.at);
-                    shared.count(|c| c.delivered = c.delivered.wrapping_add(1));
+                    status.count(|c| c.delivered = c.delivered.wrapping_add(1));
                 }
                 Err(e) => {
                     outbox.requeue(t.at);
@@ -877,7 +882,7 @@ impl Supervisor<'_> {
     }
 }
 
-impl core::fmt::Debug for Link<'_> {
+impl<M: RawMutex> core::fmt::Debug for Link<'_, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Link")
             .field("client", &self.client())
@@ -886,7 +891,7 @@ impl core::fmt::Debug for Link<'_> {
     }
 }
 
-impl core::fmt::Debug for Supervisor<'_> {
+impl<M: RawMutex> core::fmt::Debug for Supervisor<'_, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Supervisor")
             .field("client", &self.config.client)
@@ -895,7 +900,7 @@ impl core::fmt::Debug for Supervisor<'_> {
 }
 
 #[cfg(feature = "defmt")]
-impl defmt::Format for Link<'_> {
+impl<M: RawMutex> defmt::Format for Link<'_, M> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(
             f,
@@ -907,7 +912,7 @@ impl defmt::Format for Link<'_> {
 }
 
 #[cfg(feature = "defmt")]
-impl defmt::Format for Supervisor<'_> {
+impl<M: RawMutex> defmt::Format for Supervisor<'_, M> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "Supervisor {{ client: {} }}", self.config.client)
     }

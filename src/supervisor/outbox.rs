@@ -20,6 +20,7 @@ use embassy_sync::waitqueue::MultiWakerRegistration;
 
 use crate::channel::Source;
 use crate::ring::{self, Ring, RingBuffer};
+use crate::sync::{Part, RawMutex};
 use crate::types::QoS;
 
 /// Bytes of bookkeeping per message.
@@ -108,18 +109,25 @@ fn msg_id_of(buf: &[u8], at: usize) -> u16 {
 }
 
 /// The outbox, seen without its size. `Copy`.
-#[derive(Clone, Copy)]
-pub(crate) struct Outbox<'a> {
-    ring: &'a dyn RingBuffer<OutboxMeta>,
+pub(crate) struct Outbox<'a, M: RawMutex> {
+    ring: Part<'a, M, dyn RingBuffer<OutboxMeta, M> + 'a>,
 }
 
+impl<M: RawMutex> Clone for Outbox<'_, M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M: RawMutex> Copy for Outbox<'_, M> {}
+
 /// A stored message read in place, as the driver writes it.
-pub(crate) struct Record<'o> {
-    outbox: Outbox<'o>,
+pub(crate) struct Record<'o, M: RawMutex> {
+    outbox: Outbox<'o, M>,
     at: usize,
 }
 
-impl Source for Record<'_> {
+impl<M: RawMutex> Source for Record<'_, M> {
     fn with(&self, f: &mut dyn FnMut(&str, &[u8])) {
         let at = self.at;
         self.outbox.with(|_, _, buf| {
@@ -132,13 +140,15 @@ impl Source for Record<'_> {
     }
 }
 
-impl<'a> Outbox<'a> {
-    pub(crate) fn new(ring: &'a dyn RingBuffer<OutboxMeta>) -> Self {
-        Self { ring }
+impl<'a, M: RawMutex> Outbox<'a, M> {
+    pub(crate) fn new(ring: &'a (dyn RingBuffer<OutboxMeta, M> + 'a)) -> Self {
+        Self {
+            ring: Part::new(ring),
+        }
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Ring, &mut OutboxMeta, &mut [u8]) -> R) -> R {
-        ring::with(self.ring, f)
+        ring::with(&*self.ring, f)
     }
 
     /// Live records, oldest first.
@@ -305,14 +315,14 @@ impl<'a> Outbox<'a> {
     }
 
     /// The message at `at`, read in place.
-    pub(crate) fn source(&self, at: usize) -> Record<'a> {
+    pub(crate) fn source(&self, at: usize) -> Record<'a, M> {
         Record { outbox: *self, at }
     }
 
     /// The message at `at` was delivered: it leaves.
     pub(crate) fn delivered(&self, at: usize) {
         self.with(|ring, meta, buf| {
-            buf[at + 2] = 0;
+            ring::free(buf, at);
             ring.reclaim(buf);
             meta.space.wake();
             meta.gone.wake();
@@ -347,7 +357,7 @@ impl<'a> Outbox<'a> {
                 }
                 for at in batch {
                     if buf[at + 3] & QOS_MASK == 0 {
-                        buf[at + 2] = 0;
+                        ring::free(buf, at);
                         dropped += 1;
                     } else {
                         buf[at + 3] &= !IN_FLIGHT;
@@ -371,7 +381,8 @@ mod tests {
     use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
     use std::vec::Vec;
 
-    type Store<const N: usize> = BlockingMutex<crate::state::Cs, RefCell<RingStore<OutboxMeta, N>>>;
+    type Cs = crate::sync::CriticalSectionRawMutex;
+    type Store<const N: usize> = BlockingMutex<Cs, RefCell<RingStore<OutboxMeta, N>>>;
 
     fn store<const N: usize>() -> &'static Store<N> {
         std::boxed::Box::leak(std::boxed::Box::new(BlockingMutex::new(RefCell::new(
@@ -388,7 +399,7 @@ mod tests {
         }
     }
 
-    fn read(o: &Outbox<'_>, at: usize) -> (std::string::String, Vec<u8>) {
+    fn read(o: &Outbox<'_, Cs>, at: usize) -> (std::string::String, Vec<u8>) {
         let mut out = Default::default();
         o.source(at)
             .with(&mut |t, p| out = (std::string::String::from(t), p.to_vec()));

@@ -17,7 +17,7 @@ use std::vec::Vec;
 use bc26_mqtt::{ClientId, Config, Event, Events, LinkClosedReason, Modem, Runner, State};
 use embassy_executor::Executor;
 use embassy_futures::select::{select, Either};
-use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
 use embassy_sync::pipe::Pipe;
 use embassy_time::{with_timeout, Duration, Timer};
 
@@ -45,6 +45,31 @@ where
     W: embedded_io_async::Write,
 {
     let state: &'static mut State = Box::leak(Box::new(State::new()));
+    setup_in(state, config, reader, writer)
+}
+
+/// Like [`setup_with`], in a `state` of the caller's choice (other sizes,
+/// another lock: `State<2400, 1024, 2560, 32, 2, 8, NoopRawMutex>`).
+pub fn setup_in<
+    R,
+    W,
+    M: RawMutex,
+    const INGRESS: usize,
+    const LINE: usize,
+    const INBOX: usize,
+    const EVENTS: usize,
+    const SUBSCRIBERS: usize,
+    const INFLIGHT: usize,
+>(
+    state: &'static mut State<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT, M>,
+    config: Config,
+    reader: impl FnOnce(&'static TxPipe, &'static WirePipe) -> R,
+    writer: impl FnOnce(&'static TxPipe) -> W,
+) -> (Modem<'static, M>, Runner<'static, R, W, M>, Fake)
+where
+    R: embedded_io_async::Read,
+    W: embedded_io_async::Write,
+{
     let to_modem: &'static TxPipe = Box::leak(Box::new(Pipe::new()));
     let to_host: &'static WirePipe = Box::leak(Box::new(Pipe::new()));
     let (modem, runner) =
@@ -215,10 +240,11 @@ pub fn run<F: Future<Output = ()> + 'static>(fut: F) {
 }
 
 /// Runs `body` beside the driver's runner; returns when `body` does.
-pub async fn with_runner<R, W, F>(runner: Runner<'static, R, W>, body: F) -> F::Output
+pub async fn with_runner<R, W, M, F>(runner: Runner<'static, R, W, M>, body: F) -> F::Output
 where
     R: embedded_io_async::Read,
     W: embedded_io_async::Write,
+    M: RawMutex,
     F: Future,
 {
     match select(runner.run(), body).await {
@@ -442,13 +468,13 @@ pub fn own(e: Event<'_>) -> Ev {
 }
 
 /// The next event, waiting for one.
-pub async fn next_ev(events: &mut Events<'_>) -> Ev {
+pub async fn next_ev<M: RawMutex>(events: &mut Events<'_, M>) -> Ev {
     let mut buf = [0u8; bc26_mqtt::MESSAGE_MAX];
     own(events.next(&mut buf).await)
 }
 
 /// The next event if one is there.
-pub fn try_next_ev(events: &mut Events<'_>) -> Option<Ev> {
+pub fn try_next_ev<M: RawMutex>(events: &mut Events<'_, M>) -> Option<Ev> {
     let mut buf = [0u8; bc26_mqtt::MESSAGE_MAX];
     events.try_next(&mut buf).map(own)
 }

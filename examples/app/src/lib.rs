@@ -175,14 +175,37 @@ pub struct Counters {
 pub const OUTBOX: usize = 2048;
 
 /// All the memory of the driver, its supervisor and the application: put
-/// it in a `static` (`StaticCell`).
-pub struct AppState {
-    driver: State,
-    supervisor: SupervisorState<OUTBOX>,
+/// it in a `static` (`StaticCell`). The parameters are the driver's
+/// [`State`] sizes (same names, same defaults) and the outbox's bytes; the
+/// defaults suit a part with 64 KiB of RAM or more. A smaller part picks
+/// smaller ones, e.g. `AppState<640, 1024, 384, 10, 1, 1, 1344>`: one
+/// subscription, `+QMTRECV` lines up to 640 bytes (a 256-byte payload in
+/// hex with a topic of up to 100 bytes), one message waiting for the
+/// application, one publish in flight, four 256-byte messages in the outbox.
+pub struct AppState<
+    const INGRESS: usize = 2400,
+    const LINE: usize = 1024,
+    const INBOX: usize = 2560,
+    const EVENTS: usize = 32,
+    const SUBSCRIBERS: usize = 2,
+    const INFLIGHT: usize = 8,
+    const OUTBOX_BYTES: usize = OUTBOX,
+> {
+    driver: State<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT>,
+    supervisor: SupervisorState<OUTBOX_BYTES>,
     subscriptions: [Subscription<'static>; 1],
 }
 
-impl AppState {
+impl<
+        const INGRESS: usize,
+        const LINE: usize,
+        const INBOX: usize,
+        const EVENTS: usize,
+        const SUBSCRIBERS: usize,
+        const INFLIGHT: usize,
+        const OUTBOX_BYTES: usize,
+    > AppState<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT, OUTBOX_BYTES>
+{
     /// Fresh memory.
     pub const fn new() -> Self {
         Self {
@@ -193,7 +216,16 @@ impl AppState {
     }
 }
 
-impl Default for AppState {
+impl<
+        const INGRESS: usize,
+        const LINE: usize,
+        const INBOX: usize,
+        const EVENTS: usize,
+        const SUBSCRIBERS: usize,
+        const INFLIGHT: usize,
+        const OUTBOX_BYTES: usize,
+    > Default for AppState<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT, OUTBOX_BYTES>
+{
     fn default() -> Self {
         Self::new()
     }
@@ -202,8 +234,19 @@ impl Default for AppState {
 /// Runs the driver, its supervisor and the application on the UART halves;
 /// never returns. They run in the one future this returns, so a board
 /// spawns one task for all three.
-pub async fn run<R: Read, W: Write, D: Device>(
-    state: &'static mut AppState,
+pub async fn run<
+    R: Read,
+    W: Write,
+    D: Device,
+    const INGRESS: usize,
+    const LINE: usize,
+    const INBOX: usize,
+    const EVENTS: usize,
+    const SUBSCRIBERS: usize,
+    const INFLIGHT: usize,
+    const OUTBOX_BYTES: usize,
+>(
+    state: &'static mut AppState<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT, OUTBOX_BYTES>,
     rx: R,
     tx: W,
     config: &'static AppConfig<'static>,

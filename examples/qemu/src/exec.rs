@@ -14,7 +14,11 @@ use critical_section::Mutex;
 use embassy_executor::{raw, Spawner};
 use static_cell::StaticCell;
 
-use crate::board;
+use crate::{board, cs};
+
+/// The site the executor loop's masked window is recorded under (no
+/// address in the image: the host names it).
+pub const EXECUTOR_SITE: u32 = 1;
 
 /// A task was woken: poll before sleeping.
 static PENDING: AtomicBool = AtomicBool::new(false);
@@ -45,6 +49,9 @@ pub fn run(init: impl FnOnce(Spawner)) -> ! {
             unsafe { executor.poll() };
             continue;
         }
+        // Interrupts are masked from here to `enable`, asleep or not: the
+        // probe records the instructions (the time awake) of that window.
+        let masked = board::stamp();
         let asleep = board::now();
         cortex_m::asm::wfi();
         let awake = board::now();
@@ -52,19 +59,41 @@ pub fn run(init: impl FnOnce(Spawner)) -> ! {
         let cs = unsafe { critical_section::CriticalSection::new() };
         let idle = IDLE.borrow(cs);
         idle.set(idle.get() + (awake - asleep));
+        if cs::probe_on() {
+            let slept = (awake - asleep) as u32;
+            let ticks = board::stamp().wrapping_sub(masked) & board::STAMP_MASK;
+            cs::record(EXECUTOR_SITE, ticks.wrapping_sub(slept) & board::STAMP_MASK);
+        }
         // SAFETY: as above; pending interrupt handlers run now.
         unsafe { cortex_m::interrupt::enable() };
     }
 }
 
-/// Ticks to nanoseconds.
+const fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+/// Nanoseconds per tick as a fraction (50 MHz: 20/1; 16 MHz: 125/2).
+const NS_MUL: u64 = 1_000_000_000 / gcd(1_000_000_000, embassy_time_driver::TICK_HZ);
+const NS_DIV: u64 = embassy_time_driver::TICK_HZ / gcd(1_000_000_000, embassy_time_driver::TICK_HZ);
+
+/// Ticks to nanoseconds (a multiplication and a shift on both boards).
 pub fn ticks_to_ns(ticks: u64) -> u64 {
-    ticks * 1_000_000_000 / embassy_time_driver::TICK_HZ
+    ticks * NS_MUL / NS_DIV
+}
+
+/// Time the core has spent awake since the time base started, in ticks.
+pub fn busy_ticks() -> u64 {
+    let (now, idle) = critical_section::with(|cs| (board::now(), IDLE.borrow(cs).get()));
+    now - idle
 }
 
 /// Time the core has spent awake since the time base started, in
 /// nanoseconds of emulated time (= instructions under `-icount shift=0`).
 pub fn busy_ns() -> u64 {
-    let (now, idle) = critical_section::with(|cs| (board::now(), IDLE.borrow(cs).get()));
-    ticks_to_ns(now - idle)
+    ticks_to_ns(busy_ticks())
 }

@@ -1,7 +1,12 @@
-//! BC26 MQTT example for QEMU's emulated LM3S6965 board (`-machine
-//! lm3s6965evb`): built for `thumbv7m-none-eabi` it runs on the board's
-//! Cortex-M3; built for `thumbv6m-none-eabi` (no compare-and-swap: critical
-//! sections instead) on a Cortex-M0 core in its place (`-cpu cortex-m0`).
+//! BC26 MQTT example for QEMU's emulated boards:
+//!
+//! - feature `lm3s6965` (the default), `-machine lm3s6965evb`: built for
+//!   `thumbv7m-none-eabi` it runs on the board's Cortex-M3; built for
+//!   `thumbv6m-none-eabi` (no compare-and-swap: critical sections instead)
+//!   on a Cortex-M0 core in its place (`-cpu cortex-m0`);
+//! - feature `microbit`, `-machine microbit`: the nRF51822 (Cortex-M0,
+//!   16 KiB of RAM), `thumbv6m-none-eabi`, with the application's small
+//!   configuration.
 //!
 //! The application (start-up, registration, MQTT session, telemetry,
 //! commands, recovery) is `bc26-example-app`, the same code the STM32 and
@@ -18,23 +23,20 @@
 #![no_std]
 #![no_main]
 
-#[macro_use]
-mod out;
-#[path = "lm3s6965.rs"]
-mod board;
-mod config;
-mod exec;
-mod ring;
-mod stack;
-mod time;
-mod uart;
+use bc26_example_app::{AppConfig, Device, Status};
+use bc26_example_qemu::{board, calibrate, config, exec, out, say, stack, uart, Rx, Tx};
+use cortex_m_rt::entry;
+use static_cell::ConstStaticCell;
 
-use bc26_example_app::{AppConfig, AppState, Device, Status};
-use cortex_m_rt::{entry, exception, ExceptionFrame};
-use static_cell::StaticCell;
-
-type Rx = uart::Rx<board::Uart>;
-type Tx = uart::Tx<board::Uart>;
+/// The application's memory: the default sizes, or (feature `small`) the
+/// small configuration: one subscription, `+QMTRECV` lines up to 640 bytes
+/// (a 256-byte payload in hex and a topic of up to 100 bytes), one message
+/// waiting for the application, one publish in flight, and four messages of
+/// a 64-byte topic and a 256-byte payload in the outbox.
+#[cfg(not(feature = "small"))]
+type AppState = bc26_example_app::AppState;
+#[cfg(feature = "small")]
+type AppState = bc26_example_app::AppState<640, 1024, 384, 10, 1, 1, 1344>;
 
 #[entry]
 fn main() -> ! {
@@ -45,6 +47,7 @@ fn main() -> ! {
         board::DEVICE,
         env!("BC26_QEMU_TARGET")
     );
+    bc26_example_qemu::say_memory();
     calibrate();
     let config = config::load(out::cmdline());
     say!(
@@ -58,32 +61,12 @@ fn main() -> ! {
     exec::run(|spawner| spawner.spawn(app_task(rx, tx, config).unwrap()))
 }
 
-/// Counts the emulated time a loop of a known number of instructions takes,
-/// so that the host can check that `busy_ns` counts instructions (it does
-/// under `-icount shift=0`: one nanosecond per instruction).
-fn calibrate() {
-    const LOOPS: u32 = 100_000;
-    let before = exec::busy_ns();
-    // SAFETY: a register-only loop: SUBS and BNE, LOOPS times each.
-    unsafe {
-        core::arch::asm!(
-            "2:",
-            "subs {n}, #1",
-            "bne 2b",
-            n = inout(reg) LOOPS => _,
-            options(nomem, nostack),
-        );
-    }
-    let after = exec::busy_ns();
-    say!(
-        "calibration: {} instructions in {} ns",
-        2 * LOOPS,
-        after - before
-    );
-}
-
-/// The driver's, the supervisor's and the application's memory, in `.bss`.
-static STATE: StaticCell<AppState> = StaticCell::new();
+/// The driver's, the supervisor's and the application's memory, made at
+/// compile time (`AppState::new` is a `const fn`). Not `StaticCell::init_with`
+/// in the task: LLVM built the state on the stack, in the task's poll frame,
+/// and copied it (a 15.5 KB frame, most of it the state's arrays; see
+/// README, "Stack").
+static STATE: ConstStaticCell<AppState> = ConstStaticCell::new(AppState::new());
 
 /// The application's [`Device`]: the LED, and the reports to the host. The
 /// reports' own cost is taken out of the `busy_ns` they show.
@@ -125,29 +108,18 @@ impl Device for Board {
 /// The application and the driver, in one task.
 #[embassy_executor::task]
 async fn app_task(rx: Rx, tx: Tx, config: &'static AppConfig<'static>) -> ! {
-    let state = STATE.init_with(AppState::new);
+    let state = STATE.take();
+    say!(
+        "the application's memory: {} bytes (the driver's State, the supervisor's, the subscription)",
+        core::mem::size_of_val(state)
+    );
     let mut board = Board { reporting_ns: 0 };
-    let app = bc26_example_app::run(state, rx, tx, config, &mut board);
+    // Pinned where it is made: awaiting a future held in a local would keep
+    // it twice in this task's future (the local and the awaited copy).
+    let app = core::pin::pin!(bc26_example_app::run(state, rx, tx, config, &mut board));
     say!(
         "the application's future: {} bytes",
-        core::mem::size_of_val(&app)
+        core::mem::size_of_val(&*app)
     );
     app.await
-}
-
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    cortex_m::interrupt::disable();
-    say!("panic: {}", info);
-    loop {
-        cortex_m_semihosting::debug::exit(cortex_m_semihosting::debug::EXIT_FAILURE);
-    }
-}
-
-#[exception]
-unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-    say!("hard fault at pc {:#010x}", frame.pc());
-    loop {
-        cortex_m_semihosting::debug::exit(cortex_m_semihosting::debug::EXIT_FAILURE);
-    }
 }

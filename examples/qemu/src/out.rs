@@ -20,6 +20,7 @@ pub fn line(args: core::fmt::Arguments<'_>) {
 }
 
 /// `say!("...", args)`: one line to the host, prefixed with `bc26-qemu: `.
+#[macro_export]
 macro_rules! say {
     ($($arg:tt)*) => {
         $crate::out::line(format_args!("bc26-qemu: {}", format_args!($($arg)*)))

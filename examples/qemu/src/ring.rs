@@ -46,33 +46,59 @@ impl<const N: usize> Ring<N> {
         ) == N
     }
 
-    /// Producer side: appends what fits of `data`; returns how much.
+    /// Producer side: bytes of room.
+    #[allow(dead_code)] // the bench's (LM3S6965 builds)
+    pub fn free(&self) -> usize {
+        N - Self::len_of(
+            self.start.load(Ordering::Acquire),
+            self.end.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Producer side: appends what fits of `data`; returns how much. (At
+    /// most two copies: up to the end of the buffer, then from its start.)
     pub fn push(&self, data: &[u8]) -> usize {
         let start = self.start.load(Ordering::Acquire);
-        let mut end = self.end.load(Ordering::Relaxed);
+        let end = self.end.load(Ordering::Relaxed);
         let n = data.len().min(N - Self::len_of(start, end));
-        for &b in &data[..n] {
-            // SAFETY: the slot at `end` is free (counted above) and only the
-            // producer writes free slots.
-            unsafe { (*self.buf.get())[end & (N - 1)] = b };
-            end = (end + 1) & (2 * N - 1);
-        }
-        self.end.store(end, Ordering::Release);
+        let at = end & (N - 1);
+        let first = n.min(N - at);
+        // SAFETY: the `n` slots from `end` are free (counted above) and only
+        // the producer writes free slots; `buf` is not otherwise borrowed.
+        let buf = unsafe { &mut *self.buf.get() };
+        copy(&mut buf[at..at + first], &data[..first]);
+        copy(&mut buf[..n - first], &data[first..n]);
+        self.end.store((end + n) & (2 * N - 1), Ordering::Release);
         n
     }
 
     /// Consumer side: takes up to `out.len()` bytes; returns how many.
     pub fn pop(&self, out: &mut [u8]) -> usize {
         let end = self.end.load(Ordering::Acquire);
-        let mut start = self.start.load(Ordering::Relaxed);
+        let start = self.start.load(Ordering::Relaxed);
         let n = out.len().min(Self::len_of(start, end));
-        for o in &mut out[..n] {
-            // SAFETY: the slot at `start` was published by the producer and
-            // is not reused until `start` moves past it.
-            *o = unsafe { (*self.buf.get())[start & (N - 1)] };
-            start = (start + 1) & (2 * N - 1);
-        }
-        self.start.store(start, Ordering::Release);
+        let at = start & (N - 1);
+        let first = n.min(N - at);
+        // SAFETY: the `n` slots from `start` were published by the producer
+        // and are not reused until `start` moves past them.
+        let buf = unsafe { &*self.buf.get() };
+        copy(&mut out[..first], &buf[at..at + first]);
+        copy(&mut out[first..n], &buf[..n - first]);
+        self.start
+            .store((start + n) & (2 * N - 1), Ordering::Release);
         n
+    }
+}
+
+/// `to.copy_from_slice(from)`, with a loop for a few bytes (a call to
+/// `memcpy` costs more than it saves there).
+#[inline(always)]
+fn copy(to: &mut [u8], from: &[u8]) {
+    if to.len() <= 4 {
+        for (t, f) in to.iter_mut().zip(from) {
+            *t = *f;
+        }
+    } else {
+        to.copy_from_slice(from);
     }
 }

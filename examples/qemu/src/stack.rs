@@ -46,6 +46,16 @@ pub fn paint() {
     }
 }
 
+/// Where RAM starts on both boards.
+const RAM_ORIGIN: usize = 0x2000_0000;
+
+/// The RAM the image was linked for, its statics (`.data`, `.bss`,
+/// `.uninit`: everything below the stack) and the stack's size, in bytes.
+pub fn layout() -> (usize, usize, usize) {
+    let (bottom, top) = bounds();
+    (top - RAM_ORIGIN, bottom - RAM_ORIGIN, top - bottom)
+}
+
 /// Bytes of stack used at the deepest point so far, and the stack's size.
 pub fn peak() -> (usize, usize) {
     let (bottom, top) = bounds();

@@ -1,7 +1,7 @@
 //! Runs the QEMU example firmware (`examples/qemu`) on an emulated Cortex-M
-//! board, its UART wired to the BC26 simulator's pseudo-terminal: finds or
-//! builds the image, starts QEMU, reads what the firmware reports through
-//! semihosting.
+//! board, its UART wired to the BC26 simulator's pseudo-terminal (or, for
+//! the bench, to nothing): finds or builds the image, starts QEMU, reads
+//! what the firmware reports through semihosting.
 //!
 //! QEMU runs with `-icount shift=0`: the emulated clock advances exactly one
 //! nanosecond per executed instruction while the core runs (and with real
@@ -13,9 +13,14 @@
 //! Debian's `rustc-web`, `cargo-web`, `rust-web-src` and `lld-22`
 //! (`-Zbuild-std=core`). Without them, [`prepare`] says why and the tests
 //! skip, unless `BC26_QEMU_REQUIRED` is set (CI), which makes that a
-//! failure. `BC26_QEMU_FIRMWARE_<TARGET>` (e.g.
-//! `BC26_QEMU_FIRMWARE_THUMBV7M_NONE_EABI`) names a prebuilt image instead.
+//! failure. A prebuilt image may be named instead: `BC26_QEMU_FIRMWARE_<TARGET>`
+//! (the LM3S6965's application, e.g. `BC26_QEMU_FIRMWARE_THUMBV7M_NONE_EABI`),
+//! `BC26_QEMU_FIRMWARE_MICROBIT` (and `..._MICROBIT_64K`, linked for 64 KiB of
+//! RAM), `BC26_QEMU_BENCH_<TARGET>` (the bench).
 //! `BC26_QEMU_ECHO` shows QEMU's output (the firmware's reports) as it comes.
+
+pub mod bench;
+pub mod profile;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -24,15 +29,21 @@ use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// An emulated core, on QEMU's `lm3s6965evb` machine (TI Stellaris
-/// LM3S6965: 256 KiB flash, 64 KiB RAM, SysTick, PL011 UARTs).
+/// An emulated board and core.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Board {
-    /// The board's own Cortex-M3, running the `thumbv7m-none-eabi` build.
+    /// QEMU's `lm3s6965evb` (TI Stellaris LM3S6965: 256 KiB flash, 64 KiB
+    /// RAM, SysTick, PL011 UARTs) with its own Cortex-M3, running the
+    /// `thumbv7m-none-eabi` build.
     CortexM3,
-    /// A Cortex-M0 core in its place (`-cpu cortex-m0`: ARMv6-M, no
-    /// compare-and-swap), running the `thumbv6m-none-eabi` build.
+    /// The same machine with a Cortex-M0 core in its place (`-cpu
+    /// cortex-m0`: ARMv6-M, no compare-and-swap), running the
+    /// `thumbv6m-none-eabi` build.
     CortexM0,
+    /// QEMU's `microbit` (nRF51822: Cortex-M0, 256 KiB flash, 16 KiB RAM,
+    /// TIMER0, the nRF51 UART), running the `thumbv6m-none-eabi` build with
+    /// feature `microbit` (the application's small configuration).
+    Microbit,
 }
 
 impl Board {
@@ -41,6 +52,7 @@ impl Board {
         match self {
             Board::CortexM3 => "cortex-m3",
             Board::CortexM0 => "cortex-m0",
+            Board::Microbit => "microbit",
         }
     }
 
@@ -49,6 +61,7 @@ impl Board {
         match self {
             Board::CortexM3 => "lm3s6965evb",
             Board::CortexM0 => "lm3s6965evb -cpu cortex-m0",
+            Board::Microbit => "microbit",
         }
     }
 
@@ -56,6 +69,7 @@ impl Board {
         match self {
             Board::CortexM3 => &["-machine", "lm3s6965evb"],
             Board::CortexM0 => &["-machine", "lm3s6965evb", "-cpu", "cortex-m0"],
+            Board::Microbit => &["-machine", "microbit"],
         }
     }
 
@@ -63,9 +77,62 @@ impl Board {
     pub fn target(self) -> &'static str {
         match self {
             Board::CortexM3 => "thumbv7m-none-eabi",
-            Board::CortexM0 => "thumbv6m-none-eabi",
+            Board::CortexM0 | Board::Microbit => "thumbv6m-none-eabi",
         }
     }
+
+    /// The RAM the board has, bytes.
+    pub fn ram(self) -> u32 {
+        match self {
+            Board::CortexM3 | Board::CortexM0 => 64 * 1024,
+            Board::Microbit => 16 * 1024,
+        }
+    }
+
+    /// Cargo's feature arguments for the board.
+    fn features(self) -> &'static [&'static str] {
+        match self {
+            Board::CortexM3 | Board::CortexM0 => &[],
+            Board::Microbit => &["--no-default-features", "--features", "microbit"],
+        }
+    }
+
+    /// The largest error of the boot calibration, ns: the clock's
+    /// resolution and the reads around the loop (20 ns a tick on the
+    /// LM3S6965, 62.5 on the micro:bit's timer).
+    pub fn calibration_tolerance(self) -> u64 {
+        match self {
+            Board::CortexM3 | Board::CortexM0 => 100,
+            Board::Microbit => 250,
+        }
+    }
+}
+
+/// Which of the firmware's images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bin {
+    /// The example application (`src/main.rs`).
+    App,
+    /// The bench (`src/bin/bench.rs`, LM3S6965 only).
+    Bench,
+}
+
+impl Bin {
+    fn name(self) -> &'static str {
+        match self {
+            Bin::App => "bc26-example-qemu",
+            Bin::Bench => "bc26-qemu-bench",
+        }
+    }
+}
+
+/// A built image.
+#[derive(Debug, Clone)]
+pub struct Image {
+    /// The ELF file.
+    pub elf: PathBuf,
+    /// The RAM it was linked for, bytes (its stack starts at the top).
+    pub ram: u32,
 }
 
 /// The firmware's folder.
@@ -77,25 +144,43 @@ pub fn firmware_dir() -> PathBuf {
 }
 
 /// The image to run: `Ok`, or `Err(why not)` when a tool is missing.
-pub fn prepare(board: Board) -> Result<PathBuf, String> {
+/// `ram`: link for this much RAM instead of the board's (a micro:bit image
+/// that does not fit runs on a QEMU micro:bit with its RAM raised to match).
+pub fn prepare(board: Board, bin: Bin, ram: Option<u32>) -> Result<Image, String> {
     qemu_version()?;
-    let var = format!(
-        "BC26_QEMU_FIRMWARE_{}",
-        board.target().to_uppercase().replace('-', "_")
-    );
+    let var = match (board, bin) {
+        (Board::Microbit, Bin::App) => match ram {
+            Some(r) if r != board.ram() => format!("BC26_QEMU_FIRMWARE_MICROBIT_{}K", r / 1024),
+            _ => "BC26_QEMU_FIRMWARE_MICROBIT".to_string(),
+        },
+        (_, Bin::App) => format!("BC26_QEMU_FIRMWARE_{}", env_name(board.target())),
+        (_, Bin::Bench) => format!("BC26_QEMU_BENCH_{}", env_name(board.target())),
+    };
     if let Some(p) = std::env::var_os(&var) {
-        let p = PathBuf::from(p);
-        assert!(p.is_file(), "{var}={} does not exist", p.display());
-        return Ok(p);
+        let elf = PathBuf::from(p);
+        assert!(elf.is_file(), "{var}={} does not exist", elf.display());
+        let linked = linked_ram(&elf).unwrap_or(board.ram());
+        match ram {
+            Some(want) if want != linked => {
+                return Err(format!(
+                    "{var} was linked for {linked} bytes of RAM, not {want}"
+                ))
+            }
+            _ => return Ok(Image { elf, ram: linked }),
+        }
     }
     let cargo = toolchain(board.target())?;
-    Ok(build(board, cargo))
+    Ok(build(board, bin, ram, cargo))
+}
+
+fn env_name(target: &str) -> String {
+    target.to_uppercase().replace('-', "_")
 }
 
 /// [`prepare`], or `None` after printing why the test is skipped (a
 /// failure instead when `BC26_QEMU_REQUIRED` is set).
-pub fn prepare_or_skip(board: Board, test: &str) -> Option<PathBuf> {
-    match prepare(board) {
+pub fn prepare_or_skip(board: Board, bin: Bin, ram: Option<u32>, test: &str) -> Option<Image> {
+    match prepare(board, bin, ram) {
         Ok(p) => Some(p),
         Err(why) if std::env::var_os("BC26_QEMU_REQUIRED").is_some() => {
             panic!("{test}: {why} (and BC26_QEMU_REQUIRED is set)")
@@ -105,6 +190,48 @@ pub fn prepare_or_skip(board: Board, test: &str) -> Option<PathBuf> {
             None
         }
     }
+}
+
+/// The RAM an image was linked for: its initial stack pointer
+/// (cortex-m-rt's `_stack_start`, the top of RAM) less RAM's origin.
+pub fn linked_ram(elf: &Path) -> Option<u32> {
+    elf_symbol(&std::fs::read(elf).ok()?, "_stack_start").map(|top| top - 0x2000_0000)
+}
+
+/// The value of a symbol of a little-endian ELF32 file.
+pub(crate) fn elf_symbol(f: &[u8], name: &str) -> Option<u32> {
+    let u16_at = |o: usize| Some(u16::from_le_bytes(f.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(f.get(o..o + 4)?.try_into().ok()?));
+    if f.get(..5)? != b"\x7fELF\x01" {
+        return None;
+    }
+    let shoff = u32_at(0x20)? as usize;
+    let shentsize = u16_at(0x2E)? as usize;
+    let shnum = u16_at(0x30)? as usize;
+    let section = |i: usize| -> Option<(u32, usize, usize, usize)> {
+        let h = shoff + i * shentsize;
+        Some((
+            u32_at(h + 4)?,
+            u32_at(h + 16)? as usize,
+            u32_at(h + 20)? as usize,
+            u32_at(h + 24)? as usize,
+        ))
+    };
+    for i in 0..shnum {
+        let (kind, off, size, link) = section(i)?;
+        if kind != 2 {
+            continue; // not SHT_SYMTAB
+        }
+        let (_, stroff, _, _) = section(link)?;
+        for sym in (off..off + size).step_by(16) {
+            let at = stroff + u32_at(sym)? as usize;
+            let end = at + f.get(at..)?.iter().position(|&b| b == 0)?;
+            if &f[at..end] == name.as_bytes() {
+                return u32_at(sym + 4);
+            }
+        }
+    }
+    None
 }
 
 /// `qemu-system-arm --version`'s first line.
@@ -176,10 +303,12 @@ fn toolchain(target: &str) -> Result<Command, String> {
 }
 
 /// Builds the firmware (cold: a few minutes with `-Zbuild-std`), returns
-/// the image. Source paths in the image (panic locations) are mapped to
-/// fixed names, as `.ci/qemu.sh` does, so that its size does not depend on
-/// where the repository is, and the two builds share cargo's fingerprints.
-fn build(board: Board, mut cargo: Command) -> PathBuf {
+/// the image, copied to a name of its own (the board, the image, the RAM)
+/// so that the next build, for another board or size, leaves it alone.
+/// Source paths in the image (panic locations) are mapped to fixed names,
+/// as `.ci/qemu.sh` does, so that its size does not depend on where the
+/// repository is, and the two builds share cargo's fingerprints.
+fn build(board: Board, bin: Bin, ram: Option<u32>, mut cargo: Command) -> Image {
     let repo = firmware_dir().join("../..");
     let repo = repo.canonicalize().unwrap_or(repo);
     let cargo_home = std::env::var("CARGO_HOME")
@@ -191,9 +320,24 @@ fn build(board: Board, mut cargo: Command) -> PathBuf {
             repo.display()
         ),
     );
+    let ram = ram.unwrap_or(board.ram());
+    cargo.env("BC26_QEMU_RAM_KIB", (ram / 1024).to_string());
+    // The micro:bit's features change the dependencies' (embassy-time's tick
+    // rate): a target folder of its own keeps both builds.
+    let target_dir = firmware_dir().join(match board {
+        Board::Microbit => "target/microbit",
+        _ => "target",
+    });
+    cargo
+        .args(board.features())
+        .args(["--bin", bin.name()])
+        .arg("--target-dir")
+        .arg(&target_dir);
     eprintln!(
-        "building the firmware for {} (examples/qemu)...",
-        board.target()
+        "building {} for {} ({} bytes of RAM; examples/qemu)...",
+        bin.name(),
+        board.name(),
+        ram
     );
     let mut child = cargo
         .arg("--message-format=json-render-diagnostics")
@@ -229,15 +373,25 @@ fn build(board: Board, mut cargo: Command) -> PathBuf {
     };
     let (out, err) = (out.join().unwrap(), err.join().unwrap());
     assert!(status.success(), "building the firmware failed:\n{err}");
-    // The last artifact with an executable is the firmware.
+    // The artifact of the binary asked for.
     let exe = out
         .lines()
+        .filter(|l| l.contains(&format!("\"name\":\"{}\"", bin.name())))
         .filter_map(|l| l.split_once("\"executable\":\"").map(|(_, r)| r))
         .filter_map(|r| r.split_once('"').map(|(p, _)| PathBuf::from(p)))
         .next_back()
-        .unwrap_or_else(|| panic!("cargo named no executable:\n{err}"));
+        .unwrap_or_else(|| panic!("cargo named no executable {}:\n{err}", bin.name()));
     assert!(exe.is_file(), "{} is missing", exe.display());
-    exe
+    let images = firmware_dir().join("target/images");
+    std::fs::create_dir_all(&images).expect("target/images");
+    let elf = images.join(format!(
+        "{}-{}-{}k.elf",
+        bin.name(),
+        board.name(),
+        ram / 1024
+    ));
+    std::fs::copy(&exe, &elf).expect("copy the image");
+    Image { elf, ram }
 }
 
 /// A running QEMU; killed when dropped.
@@ -304,20 +458,51 @@ impl Report {
     }
 }
 
+/// How QEMU runs the image.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// `-serial`: the UART's other end (none: `null`).
+    pub serial: Option<PathBuf>,
+    /// `-append`: the firmware's command line.
+    pub cmdline: String,
+    /// `-icount shift=0,sleep=off`: while the core sleeps, emulated time
+    /// jumps to the next timer instead of following real time (the bench:
+    /// nothing outside the emulation, so its runs are identical).
+    pub no_sleep: bool,
+    /// `-d in_asm,exec,nochain -D <file>`: every translated block and every
+    /// execution of one, for the instruction profile.
+    pub exec_log: Option<PathBuf>,
+}
+
 impl Qemu {
-    /// Starts `elf` on `board`, UART0 on `serial`, with `-append
-    /// cmdline` (the firmware's settings) and `-icount shift=0`.
-    pub fn start(board: Board, elf: &Path, serial: &Path, cmdline: &str) -> Qemu {
-        let mut child = Command::new("qemu-system-arm")
-            .args(board.qemu_args())
-            .args(["-display", "none", "-monitor", "none"])
+    /// Starts `image` on `board` (under `-icount shift=0`).
+    pub fn start(board: Board, image: &Image, opts: &Options) -> Qemu {
+        let mut cmd = Command::new("qemu-system-arm");
+        cmd.args(board.qemu_args());
+        if board == Board::Microbit && image.ram > board.ram() {
+            // QEMU's nRF51 has a property for its RAM's size.
+            cmd.arg("-global")
+                .arg(format!("nrf51-soc.sram-size={}", image.ram));
+        }
+        cmd.args(["-display", "none", "-monitor", "none"])
             .arg("-serial")
-            .arg(serial)
+            .arg(opts.serial.as_deref().unwrap_or(Path::new("null")))
             .args(["-semihosting-config", "enable=on,target=native"])
-            .args(["-icount", "shift=0"])
+            .args([
+                "-icount",
+                if opts.no_sleep {
+                    "shift=0,sleep=off"
+                } else {
+                    "shift=0"
+                },
+            ]);
+        if let Some(log) = &opts.exec_log {
+            cmd.args(["-d", "in_asm,exec,nochain", "-D"]).arg(log);
+        }
+        let mut child = cmd
             .arg("-kernel")
-            .arg(elf)
-            .args(["-append", cmdline])
+            .arg(&image.elf)
+            .args(["-append", &opts.cmdline])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             // Semihosting output goes to QEMU's standard error.
@@ -386,6 +571,47 @@ impl Qemu {
             l.starts_with("bc26-qemu: led ")
         });
         Report::parse(&l).unwrap_or_else(|| panic!("bad report: {l}"))
+    }
+
+    /// The boot report of the memory: (RAM linked for, statics, stack), bytes.
+    pub fn memory(&self) -> (u64, u64, u64) {
+        let l = self.line("memory report", Duration::from_secs(10), |l| {
+            l.starts_with("bc26-qemu: memory: ")
+        });
+        let n: Vec<u64> = l
+            .split_ascii_whitespace()
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        match n.as_slice() {
+            [ram, statics, stack] => (*ram, *statics, *stack),
+            _ => panic!("bad memory line: {l}"),
+        }
+    }
+
+    /// Waits until QEMU exits (the firmware ended it), within `timeout`;
+    /// every line it printed.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("qemu") {
+                // Let the reader thread take the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                let log = self.log.lock().unwrap().clone();
+                assert!(
+                    status.success(),
+                    "QEMU exited with {status}\n--- QEMU:\n{}",
+                    log.join("\n")
+                );
+                return log;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "QEMU still runs after {timeout:?}\n--- QEMU:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// The boot calibration: (instructions, emulated ns) of a known loop.

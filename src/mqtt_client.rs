@@ -5,13 +5,14 @@ use embassy_futures::select::{select, Either};
 use embassy_time::{Duration, Instant};
 
 use crate::channel::{Payload, Source};
-use crate::clients::{
-    ClaimError, Format, LinkEnd, OpEnd, OpKind, OpOutcome, PubOutcome, PubTicket,
+use crate::client_table::{
+    ClaimError, LinkEnd, OpEnd, OpKind, OpOutcome, PubOutcome, PubTicket, RecvFormat,
 };
 use crate::commands::*;
 use crate::error::{ConnackCode, Error, Field, OpenError, Problem, Stage};
 use crate::event::Granted;
 use crate::state::Core;
+use crate::sync::{CriticalSectionRawMutex, RawMutex};
 use crate::types::{check_topic, limits, quoted_safe, ClientId, DataFormat, MqttVersion, QoS};
 use crate::urc::SubValue;
 
@@ -28,23 +29,73 @@ pub struct Published {
 /// One of the modem's six MQTT clients. `Copy`; operations of different
 /// clients overlap, and so do publishes (up to `INFLIGHT` of all clients
 /// wait for their acknowledgement at once).
-#[derive(Clone, Copy)]
-pub struct MqttClient<'a> {
-    core: Core<'a>,
+pub struct MqttClient<'a, M: RawMutex = CriticalSectionRawMutex> {
+    core: Core<'a, M>,
     id: ClientId,
 }
 
-/// How a publish asks for its slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SlotWait {
-    /// Wait for a free in-flight slot.
-    Wait,
-    /// Fail with `TooManyInFlight` at once.
-    Immediate,
+impl<M: RawMutex> Clone for MqttClient<'_, M> {
+    fn clone(&self) -> Self {
+        *self
+    }
 }
 
-impl<'a> MqttClient<'a> {
-    pub(crate) fn new(core: Core<'a>, id: ClientId) -> Self {
+impl<M: RawMutex> Copy for MqttClient<'_, M> {}
+
+/// How one publish goes out: everything but its topic and payload. The
+/// public `publish`, `try_publish`, `publish_data_mode` and `start_publish`
+/// differ only here; a supervisor also gives the msgID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PublishOptions {
+    qos: QoS,
+    retain: bool,
+    /// Always data mode (`>` prompt, payload, Ctrl+Z), whatever the payload.
+    data_mode: bool,
+    /// This msgID (a supervisor sends a message again under its first one);
+    /// `None`: the client's allocator picks one.
+    msg_id: Option<u16>,
+    /// When every in-flight slot is busy: wait for one (`true`), or fail at
+    /// once with `TooManyInFlight`.
+    wait_for_slot: bool,
+}
+
+impl PublishOptions {
+    /// Inline when the payload allows, the allocator's msgID, waiting for a
+    /// free slot.
+    pub(crate) const fn new(qos: QoS, retain: bool) -> Self {
+        Self {
+            qos,
+            retain,
+            data_mode: false,
+            msg_id: None,
+            wait_for_slot: true,
+        }
+    }
+
+    /// Always in data mode.
+    const fn data_mode(self) -> Self {
+        Self {
+            data_mode: true,
+            ..self
+        }
+    }
+
+    /// Fail at once when every in-flight slot is busy.
+    const fn no_wait(self) -> Self {
+        Self {
+            wait_for_slot: false,
+            ..self
+        }
+    }
+
+    /// Under this msgID (`None`: the allocator's).
+    pub(crate) const fn msg_id(self, msg_id: Option<u16>) -> Self {
+        Self { msg_id, ..self }
+    }
+}
+
+impl<'a, M: RawMutex> MqttClient<'a, M> {
+    pub(crate) fn new(core: Core<'a, M>, id: ClientId) -> Self {
         Self { core, id }
     }
 
@@ -109,9 +160,7 @@ impl<'a> MqttClient<'a> {
         let cmd = ConfigureTimeout::new(self.id, pkt_timeout_s, retry_times, notice)?;
         self.cfg(&cmd).await?;
         let (_, p, r) = cmd.values();
-        self.core
-            .clients
-            .update_settings(self.id, |s| s.timeouts = Some((p, r)));
+        self.core.clients.set_timeouts(self.id, p, r);
         Ok(())
     }
 
@@ -119,9 +168,9 @@ impl<'a> MqttClient<'a> {
     /// driver's deadlines follow the values read.
     pub async fn timeout(&self) -> Result<TimeoutSetting, Error> {
         let t = self.cfg(&QueryTimeout { client: self.id }).await?;
-        self.core.clients.update_settings(self.id, |s| {
-            s.timeouts = Some((t.pkt_timeout, t.retry_times))
-        });
+        self.core
+            .clients
+            .set_timeouts(self.id, t.pkt_timeout, t.retry_times);
         Ok(t)
     }
 
@@ -203,28 +252,17 @@ impl<'a> MqttClient<'a> {
             recv,
         })
         .await?;
-        self.track_format(send, recv, true);
+        self.core.clients.set_formats(self.id, send, recv, true);
         Ok(())
-    }
-
-    fn track_format(&self, send: DataFormat, recv: DataFormat, chosen: bool) {
-        self.core.clients.update_settings(self.id, |s| {
-            s.send_hex = send == DataFormat::Hex;
-            s.recv = match recv {
-                DataFormat::Hex => Format::Hex,
-                DataFormat::Text => Format::Text,
-            };
-            if chosen {
-                s.text_chosen = recv == DataFormat::Text;
-            }
-        });
     }
 
     /// Reads the payload formats: `AT+QMTCFG="dataformat",<id>`. The driver
     /// follows the values read.
     pub async fn data_format(&self) -> Result<DataFormatSetting, Error> {
         let f = self.cfg(&QueryDataFormat { client: self.id }).await?;
-        self.track_format(f.send, f.recv, false);
+        self.core
+            .clients
+            .set_formats(self.id, f.send, f.recv, false);
         Ok(f)
     }
 
@@ -278,7 +316,7 @@ impl<'a> MqttClient<'a> {
     /// then never be read as a modem line.
     async fn secure_reception(&self) -> Result<(), Error> {
         let s = self.core.clients.settings(self.id);
-        if self.core.config.receive_text || s.text_chosen || s.recv == Format::Hex {
+        if self.core.config.receive_text || s.text_chosen || s.recv == RecvFormat::Hex {
             return Ok(());
         }
         let send = if s.send_hex {
@@ -292,7 +330,9 @@ impl<'a> MqttClient<'a> {
             recv: DataFormat::Hex,
         })
         .await?;
-        self.track_format(send, DataFormat::Hex, false);
+        self.core
+            .clients
+            .set_formats(self.id, send, DataFormat::Hex, false);
         Ok(())
     }
 
@@ -439,7 +479,7 @@ impl<'a> MqttClient<'a> {
         qos: QoS,
         retain: bool,
     ) -> Result<Published, Error> {
-        self.publish_with(topic, payload, qos, retain, false, None, SlotWait::Wait)
+        self.publish_with(topic, payload, PublishOptions::new(qos, retain))
             .await
     }
 
@@ -452,16 +492,8 @@ impl<'a> MqttClient<'a> {
         qos: QoS,
         retain: bool,
     ) -> Result<Published, Error> {
-        self.publish_with(
-            topic,
-            payload,
-            qos,
-            retain,
-            false,
-            None,
-            SlotWait::Immediate,
-        )
-        .await
+        let options = PublishOptions::new(qos, retain).no_wait();
+        self.publish_with(topic, payload, options).await
     }
 
     /// Like [`publish`](Self::publish), but always in data mode (`>` prompt,
@@ -473,8 +505,8 @@ impl<'a> MqttClient<'a> {
         qos: QoS,
         retain: bool,
     ) -> Result<Published, Error> {
-        self.publish_with(topic, payload, qos, retain, true, None, SlotWait::Wait)
-            .await
+        let options = PublishOptions::new(qos, retain).data_mode();
+        self.publish_with(topic, payload, options).await
     }
 
     /// Sends a publish and returns once the modem accepted it (its `OK`):
@@ -489,49 +521,40 @@ impl<'a> MqttClient<'a> {
         payload: &[u8],
         qos: QoS,
         retain: bool,
-    ) -> Result<PendingPublish<'a>, Error> {
-        self.start_from(&(topic, payload), qos, retain, false, None, SlotWait::Wait)
+    ) -> Result<PendingPublish<'a, M>, Error> {
+        self.start_from(&(topic, payload), PublishOptions::new(qos, retain))
             .await
     }
 
     /// The whole publish: checks, slot and msgID, line, result.
-    #[allow(clippy::too_many_arguments)]
     async fn publish_with(
         &self,
         topic: &str,
         payload: &[u8],
-        qos: QoS,
-        retain: bool,
-        force_data_mode: bool,
-        msg_id: Option<u16>,
-        wait: SlotWait,
+        options: PublishOptions,
     ) -> Result<Published, Error> {
-        self.start_from(
-            &(topic, payload),
-            qos,
-            retain,
-            force_data_mode,
-            msg_id,
-            wait,
-        )
-        .await?
-        .result()
-        .await
+        self.start_from(&(topic, payload), options)
+            .await?
+            .result()
+            .await
     }
 
-    /// Checks, takes a slot and a msgID (`msg_id` given: that one, as a
+    /// Checks, takes a slot and a msgID (the options' msgID if given, as a
     /// supervisor re-sends a message under its first msgID), and sends the
     /// line (and the payload in data mode), reading topic and payload from
     /// `source` as it writes them.
     pub(crate) async fn start_from(
         &self,
         source: &dyn Source,
-        qos: QoS,
-        retain: bool,
-        force_data_mode: bool,
-        msg_id: Option<u16>,
-        wait: SlotWait,
-    ) -> Result<PendingPublish<'a>, Error> {
+        options: PublishOptions,
+    ) -> Result<PendingPublish<'a, M>, Error> {
+        let PublishOptions {
+            qos,
+            retain,
+            data_mode: force_data_mode,
+            msg_id,
+            wait_for_slot,
+        } = options;
         let hex = self.core.clients.settings(self.id).send_hex;
         let mut inline = Ok(false);
         source.with(&mut |topic, payload| {
@@ -547,9 +570,10 @@ impl<'a> MqttClient<'a> {
 
         let deadline = self.core.packet_deadline(self.id);
         let clients = self.core.clients;
-        let ticket = match wait {
-            SlotWait::Wait => clients.claim_publish(self.id, qos, msg_id, deadline).await,
-            SlotWait::Immediate => clients.try_claim_publish(self.id, qos, msg_id, deadline),
+        let ticket = if wait_for_slot {
+            clients.claim_publish(self.id, qos, msg_id, deadline).await
+        } else {
+            clients.try_claim_publish(self.id, qos, msg_id, deadline)
         }
         .map_err(|e| match e {
             ClaimError::Busy => Error::TooManyInFlight,
@@ -619,15 +643,15 @@ impl<'a> MqttClient<'a> {
 /// A publish the modem accepted (its `OK`), whose result (`+QMTPUB`) is
 /// still to come. Dropping it leaves the driver usable: its slot keeps the
 /// msgID and absorbs the late result.
-pub struct PendingPublish<'a> {
-    ticket: PubTicket<'a>,
+pub struct PendingPublish<'a, M: RawMutex = CriticalSectionRawMutex> {
+    ticket: PubTicket<'a, M>,
     msg_id: u16,
     deadline: Instant,
     /// A result that came with the `OK`.
     early: Option<PubOutcome>,
 }
 
-impl PendingPublish<'_> {
+impl<M: RawMutex> PendingPublish<'_, M> {
     /// The msgID the publish went out with (0 for QoS 0).
     pub fn msg_id(&self) -> u16 {
         self.msg_id
@@ -649,7 +673,7 @@ impl PendingPublish<'_> {
     }
 }
 
-impl core::fmt::Debug for PendingPublish<'_> {
+impl<M: RawMutex> core::fmt::Debug for PendingPublish<'_, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("PendingPublish")
             .field("msg_id", &self.msg_id)
@@ -658,7 +682,7 @@ impl core::fmt::Debug for PendingPublish<'_> {
 }
 
 #[cfg(feature = "defmt")]
-impl defmt::Format for PendingPublish<'_> {
+impl<M: RawMutex> defmt::Format for PendingPublish<'_, M> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "PendingPublish {{ msg_id: {} }}", self.msg_id)
     }
@@ -755,14 +779,14 @@ fn code_result(o: OpOutcome) -> Result<(), Error> {
     }
 }
 
-impl core::fmt::Debug for MqttClient<'_> {
+impl<M: RawMutex> core::fmt::Debug for MqttClient<'_, M> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("MqttClient").field("id", &self.id).finish()
     }
 }
 
 #[cfg(feature = "defmt")]
-impl defmt::Format for MqttClient<'_> {
+impl<M: RawMutex> defmt::Format for MqttClient<'_, M> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "MqttClient {{ id: {} }}", self.id)
     }

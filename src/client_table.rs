@@ -4,14 +4,14 @@
 //! modem-side settings, its link's epoch, and the topic filters a supervisor
 //! registered.
 //!
-//! - Handle side: [`Clients::begin_op`] / [`OpTicket::wait`],
-//!   [`Clients::claim_publish`] / [`Clients::try_claim_publish`] /
-//!   [`PubTicket::wait`], [`Clients::settings`], [`Clients::wait_link_change`].
-//! - Runner side: [`Clients::arm_publish`] when a publish line goes out (this
+//! - Handle side: [`ClientTable::begin_op`] / [`OpTicket::wait`],
+//!   [`ClientTable::claim_publish`] / [`ClientTable::try_claim_publish`] /
+//!   [`PubTicket::wait`], [`ClientTable::settings`], [`ClientTable::wait_link_change`].
+//! - Runner side: [`ClientTable::arm_publish`] when a publish line goes out (this
 //!   is when it takes its place in the QoS 0 queue, so a QoS 0 result goes to
 //!   the oldest publish whose line the modem has).
-//! - Router side: [`Clients::deliver_op`], [`Clients::deliver_publish`],
-//!   [`Clients::link_closed`], [`Clients::rebooted`], [`Clients::accepts`].
+//! - Router side: [`ClientTable::deliver_op`], [`ClientTable::deliver_publish`],
+//!   [`ClientTable::link_closed`], [`ClientTable::rebooted`], [`ClientTable::accepts`].
 
 use core::cell::{Cell, RefCell};
 use core::future::poll_fn;
@@ -24,8 +24,8 @@ use embassy_sync::waitqueue::MultiWakerRegistration;
 use embassy_time::{with_deadline, Duration, Instant};
 
 use crate::error::LinkClosedReason;
-use crate::state::Cs;
-use crate::types::{topic_matches, ClientId, QoS, Subscription};
+use crate::sync::RawMutex;
+use crate::types::{topic_matches, ClientId, DataFormat, QoS, Subscription};
 use crate::urc::{Deferred, SubValue};
 
 const CLIENTS: usize = ClientId::COUNT;
@@ -163,12 +163,12 @@ impl SlotWait {
 }
 
 /// One in-flight publish slot (the `INFLIGHT` pool of [`State`](crate::State)).
-pub(crate) struct PubSlot {
-    wait: BlockingMutex<Cs, Cell<SlotWait>>,
-    signal: Signal<Cs, PubOutcome>,
+pub(crate) struct PubSlot<M: RawMutex> {
+    wait: BlockingMutex<M, Cell<SlotWait>>,
+    signal: Signal<M, PubOutcome>,
 }
 
-impl PubSlot {
+impl<M: RawMutex> PubSlot<M> {
     pub(crate) const fn new() -> Self {
         Self {
             wait: BlockingMutex::new(Cell::new(SlotWait::Free)),
@@ -187,7 +187,7 @@ impl PubSlot {
 
 /// The receive format the driver believes a client has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Format {
+pub(crate) enum RecvFormat {
     /// Not known (the modem may keep a setting from before an MCU reset).
     Unknown,
     Text,
@@ -200,7 +200,7 @@ pub(crate) struct Settings {
     /// Payloads are sent as hex digits.
     pub send_hex: bool,
     /// How payloads arrive.
-    pub recv: Format,
+    pub recv: RecvFormat,
     /// The application chose text reception itself (the driver leaves it).
     pub text_chosen: bool,
     /// `(pkt_timeout, retry_times)` the driver configured or read.
@@ -211,7 +211,7 @@ impl Settings {
     const fn new() -> Self {
         Self {
             send_hex: false,
-            recv: Format::Unknown,
+            recv: RecvFormat::Unknown,
             text_chosen: false,
             timeouts: None,
         }
@@ -220,14 +220,14 @@ impl Settings {
     /// The modem's defaults, as after a restart.
     const fn defaults() -> Self {
         Self {
-            recv: Format::Text,
+            recv: RecvFormat::Text,
             ..Self::new()
         }
     }
 }
 
 #[derive(Clone, Copy)]
-struct ClientState {
+struct ClientEntry {
     op: OpWait,
     next_msg_id: u16,
     next_seq: u32,
@@ -238,7 +238,7 @@ struct ClientState {
     filters: Option<&'static [Subscription<'static>]>,
 }
 
-impl ClientState {
+impl ClientEntry {
     const fn new() -> Self {
         Self {
             op: OpWait::Free,
@@ -259,19 +259,19 @@ struct Wakers {
     links: MultiWakerRegistration<4>,
 }
 
-/// The clients' memory, inside [`Shared`](crate::state::Shared).
-pub(crate) struct ClientsState {
-    clients: BlockingMutex<Cs, RefCell<[ClientState; CLIENTS]>>,
+/// The clients' memory, inside the [`State`](crate::State).
+pub(crate) struct ClientTableState<M: RawMutex> {
+    clients: BlockingMutex<M, RefCell<[ClientEntry; CLIENTS]>>,
     /// One OPEN/CLOSE/CONN/DISC/SUB/UNS at a time per client.
-    op_locks: [Mutex<Cs, ()>; CLIENTS],
-    op_signals: [Signal<Cs, OpOutcome>; CLIENTS],
-    wakers: BlockingMutex<Cs, RefCell<Wakers>>,
+    op_locks: [Mutex<M, ()>; CLIENTS],
+    op_signals: [Signal<M, OpOutcome>; CLIENTS],
+    wakers: BlockingMutex<M, RefCell<Wakers>>,
 }
 
-impl ClientsState {
+impl<M: RawMutex> ClientTableState<M> {
     pub(crate) const fn new() -> Self {
         Self {
-            clients: BlockingMutex::new(RefCell::new([const { ClientState::new() }; CLIENTS])),
+            clients: BlockingMutex::new(RefCell::new([const { ClientEntry::new() }; CLIENTS])),
             op_locks: [const { Mutex::new(()) }; CLIENTS],
             op_signals: [const { Signal::new() }; CLIENTS],
             wakers: BlockingMutex::new(RefCell::new(Wakers {
@@ -283,17 +283,24 @@ impl ClientsState {
 }
 
 /// The clients, seen without the pool's size. `Copy`.
-#[derive(Clone, Copy)]
-pub(crate) struct Clients<'a> {
-    st: &'a ClientsState,
-    slots: &'a [PubSlot],
+pub(crate) struct ClientTable<'a, M: RawMutex> {
+    st: &'a ClientTableState<M>,
+    slots: &'a [PubSlot<M>],
 }
 
+impl<M: RawMutex> Clone for ClientTable<'_, M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M: RawMutex> Copy for ClientTable<'_, M> {}
+
 /// A claimed operation slot; frees it when dropped.
-pub(crate) struct OpTicket<'c> {
-    st: &'c ClientsState,
+pub(crate) struct OpTicket<'c, M: RawMutex> {
+    st: &'c ClientTableState<M>,
     i: usize,
-    _lock: MutexGuard<'c, Cs, ()>,
+    _lock: MutexGuard<'c, M, ()>,
 }
 
 /// How an operation's wait ended without its result.
@@ -304,7 +311,7 @@ pub(crate) enum OpEnd {
     Rebooted,
 }
 
-impl OpTicket<'_> {
+impl<M: RawMutex> OpTicket<'_, M> {
     /// Waits for the final deferred result (progress reports do not end it).
     pub(crate) async fn wait(&self, deadline: Instant) -> Result<OpOutcome, OpEnd> {
         loop {
@@ -321,7 +328,7 @@ impl OpTicket<'_> {
     }
 }
 
-impl Drop for OpTicket<'_> {
+impl<M: RawMutex> Drop for OpTicket<'_, M> {
     fn drop(&mut self) {
         self.st
             .clients
@@ -331,8 +338,8 @@ impl Drop for OpTicket<'_> {
 }
 
 /// A claimed publish slot (and its msgID); see [`PubTicket::wait`].
-pub(crate) struct PubTicket<'c> {
-    clients: Clients<'c>,
+pub(crate) struct PubTicket<'c, M: RawMutex> {
+    clients: ClientTable<'c, M>,
     k: usize,
     msg_id: u16,
     /// Deadline for a late result once abandoned.
@@ -348,7 +355,7 @@ pub(crate) enum ClaimError {
     MsgIdInUse,
 }
 
-impl PubTicket<'_> {
+impl<M: RawMutex> PubTicket<'_, M> {
     /// The slot's index, for the channel to arm when the modem accepts.
     pub(crate) fn index(&self) -> u8 {
         self.k as u8
@@ -383,7 +390,7 @@ impl PubTicket<'_> {
     }
 }
 
-impl Drop for PubTicket<'_> {
+impl<M: RawMutex> Drop for PubTicket<'_, M> {
     fn drop(&mut self) {
         let slot = &self.clients.slots[self.k];
         let next = match slot.get() {
@@ -409,12 +416,12 @@ impl Drop for PubTicket<'_> {
     }
 }
 
-impl<'a> Clients<'a> {
-    pub(crate) fn new(st: &'a ClientsState, slots: &'a [PubSlot]) -> Self {
+impl<'a, M: RawMutex> ClientTable<'a, M> {
+    pub(crate) fn new(st: &'a ClientTableState<M>, slots: &'a [PubSlot<M>]) -> Self {
         Self { st, slots }
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut [ClientState; CLIENTS]) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut [ClientEntry; CLIENTS]) -> R) -> R {
         self.st.clients.lock(|c| f(&mut c.borrow_mut()))
     }
 
@@ -431,7 +438,7 @@ impl<'a> Clients<'a> {
         client: ClientId,
         kind: OpKind,
         msg_id: u16,
-    ) -> OpTicket<'a> {
+    ) -> OpTicket<'a, M> {
         let i = client.index();
         let lock = self.st.op_locks[i].lock().await;
         self.st.op_signals[i].reset();
@@ -449,7 +456,7 @@ impl<'a> Clients<'a> {
         self.with(|c| self.next_msg_id(&mut c[client.index()], client))
     }
 
-    fn next_msg_id(&self, c: &mut ClientState, client: ClientId) -> u16 {
+    fn next_msg_id(&self, c: &mut ClientEntry, client: ClientId) -> u16 {
         let now = Instant::now();
         loop {
             let id = c.next_msg_id;
@@ -460,7 +467,7 @@ impl<'a> Clients<'a> {
         }
     }
 
-    fn in_flight(&self, c: &ClientState, client: ClientId, id: u16, now: Instant) -> bool {
+    fn in_flight(&self, c: &ClientEntry, client: ClientId, id: u16, now: Instant) -> bool {
         let in_op = matches!(c.op, OpWait::Waiting { msg_id, .. } if msg_id == id);
         in_op
             || self.slots.iter().any(
@@ -476,7 +483,7 @@ impl<'a> Clients<'a> {
         qos: QoS,
         msg_id: Option<u16>,
         abandon_for: Duration,
-    ) -> Result<PubTicket<'a>, ClaimError> {
+    ) -> Result<PubTicket<'a, M>, ClaimError> {
         let now = Instant::now();
         let claimed = self.with(|c| {
             let c = &mut c[client.index()];
@@ -519,7 +526,7 @@ impl<'a> Clients<'a> {
         qos: QoS,
         msg_id: Option<u16>,
         abandon_for: Duration,
-    ) -> Result<PubTicket<'a>, ClaimError> {
+    ) -> Result<PubTicket<'a, M>, ClaimError> {
         loop {
             let expiry = self.next_expiry();
             let freed = poll_fn(|cx| {
@@ -582,9 +589,40 @@ impl<'a> Clients<'a> {
         self.with(|c| c[client.index()].settings)
     }
 
-    /// Changes what the driver knows of the client's settings.
-    pub(crate) fn update_settings(&self, client: ClientId, f: impl FnOnce(&mut Settings)) {
-        self.with(|c| f(&mut c[client.index()].settings))
+    /// Whether the client's payloads arrive as hex digits (as far as the
+    /// driver knows).
+    pub(crate) fn receives_hex(&self, client: ClientId) -> bool {
+        self.settings(client).recv == RecvFormat::Hex
+    }
+
+    /// The client's packet timeout and retransmissions, as the driver
+    /// configured or read them: its deadlines for CONN/SUB/UNS/PUB results
+    /// follow.
+    pub(crate) fn set_timeouts(&self, client: ClientId, pkt_timeout_s: u8, retry_times: u8) {
+        self.with(|c| c[client.index()].settings.timeouts = Some((pkt_timeout_s, retry_times)))
+    }
+
+    /// The client's payload formats, as configured or read. `by_app`: the
+    /// application set them (`set_data_format`), and a text reception it
+    /// chose is then left as it is.
+    pub(crate) fn set_formats(
+        &self,
+        client: ClientId,
+        send: DataFormat,
+        recv: DataFormat,
+        by_app: bool,
+    ) {
+        self.with(|c| {
+            let s = &mut c[client.index()].settings;
+            s.send_hex = send == DataFormat::Hex;
+            s.recv = match recv {
+                DataFormat::Hex => RecvFormat::Hex,
+                DataFormat::Text => RecvFormat::Text,
+            };
+            if by_app {
+                s.text_chosen = recv == DataFormat::Text;
+            }
+        })
     }
 
     /// The client's link epoch (bumped each time its link ends) and how it
