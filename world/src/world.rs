@@ -192,6 +192,8 @@ enum Ev {
     RegistrationBack,
     BrokerBack,
     LateAcksEnd,
+    /// The end of the faults: those armed and not struck yet are taken back.
+    Disarm,
     /// The application publishes.
     Publish,
     /// The backend publishes a command to the device.
@@ -525,6 +527,7 @@ impl World {
         let c = w.gap(w.opts.command_every);
         w.at(Time::ZERO + c, Ev::Command);
         let f = w.gap(w.opts.fault_every);
+        w.at(faults_end, Ev::Disarm);
         let first_fault = Fault::draw(&mut w.rng);
         w.at(Time::ZERO + f, Ev::Fault(first_fault));
         w
@@ -538,8 +541,19 @@ impl World {
         self.shared.clone()
     }
 
-    pub(crate) fn end(&self) -> Time {
-        self.end
+    /// When the run may end: the traffic and faults are over, and the last fault (one that
+    /// began before the end and lasts past it too) is long enough ago that every message
+    /// must have arrived. The next instant to look again, or `None` to end now.
+    pub(crate) fn end(&self) -> Result<Option<Time>, Failure> {
+        let now = clock::now();
+        let quiet = self.calm_from + self.online_bound + self.ticket_bound;
+        if now >= self.end && self.active == 0 && !self.armed() && now >= quiet {
+            return Ok(None);
+        }
+        if now > self.end + secs(30 * 86_400) {
+            return Err(self.fail("the world did not settle within 30 days after its end".into()));
+        }
+        Ok(Some(if now >= self.end { quiet.max(now) } else { self.end }))
     }
 
     /// A random gap around `mean` (from a quarter to twice and three quarters of it).
@@ -732,6 +746,20 @@ impl World {
             Ev::LateAcksEnd => {
                 self.late_acks = None;
                 self.calm(now);
+            }
+            Ev::Disarm => {
+                self.trace.note(now, "! the end of the faults");
+                let f = self.modem.faults_mut();
+                f.fail_open = None;
+                f.refuse_connect = None;
+                f.drop_acks = 0;
+                self.cut_modem = false;
+                self.cut_host = false;
+                self.lose_result = false;
+                self.reboot_at_byte = None;
+                let mut w = self.wire.borrow_mut();
+                w.read_error = false;
+                w.write_error = false;
             }
             Ev::Publish => {
                 if now < self.faults_end {
@@ -1327,7 +1355,6 @@ fn run_generation<'a: 'g, 'g>(
             &format!("# generation {generation} of the tasks"),
         );
     }
-    let end = w.end();
     loop {
         // Run every woken task until none is; what they wrote goes on the line.
         let mut rounds = 0u32;
@@ -1374,10 +1401,10 @@ fn run_generation<'a: 'g, 'g>(
             None => {}
         }
         let now = clock::now();
-        if now >= end {
+        let Some(end) = w.end()? else {
             w.finish(&link)?;
             return Ok(false);
-        }
+        };
         let next = w.next_time().map_or(end, |t| t.min(end));
         if std::env::var_os("BC26_WORLD_DEBUG").is_some() {
             eprintln!(
