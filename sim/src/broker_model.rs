@@ -102,11 +102,11 @@ struct Outgoing {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// QoS 1: PUBLISH sent, waiting for PUBACK.
-    PubAck,
+    Ack,
     /// QoS 2: PUBLISH sent, waiting for PUBREC.
-    PubRec,
+    Received,
     /// QoS 2: PUBREL sent, waiting for PUBCOMP.
-    PubComp,
+    Released,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -410,7 +410,7 @@ impl BrokerModel {
                     will,
                 },
             ) => self.connect(conn, level, clean, keepalive, client_id, will),
-            (Some(id), p) => self.from_client(conn, &id, p),
+            (Some(id), p) => self.on_packet(conn, &id, p),
             (None, _) => {}
         }
     }
@@ -465,15 +465,15 @@ impl BrokerModel {
             .unwrap_or_default();
         for (pkid, m, phase) in again {
             let bytes = match phase {
-                Phase::PubComp => ack(0x62, pkid),
-                Phase::PubAck | Phase::PubRec => encode_publish(&m, pkid, true),
+                Phase::Released => ack(0x62, pkid),
+                Phase::Ack | Phase::Received => encode_publish(&m, pkid, true),
             };
             self.send(conn, bytes);
         }
         self.pump(&client_id);
     }
 
-    fn from_client(&mut self, conn: ConnId, id: &str, p: FromClient) {
+    fn on_packet(&mut self, conn: ConnId, id: &str, p: FromClient) {
         match p {
             FromClient::Connect { .. } => {}
             FromClient::Publish {
@@ -520,14 +520,14 @@ impl BrokerModel {
                 }
                 self.send(conn, ack(0x70, pkid));
             }
-            FromClient::PubAck(pkid) => self.acked(id, pkid, Phase::PubAck, None),
+            FromClient::PubAck(pkid) => self.acked(id, pkid, Phase::Ack, None),
             FromClient::PubRec(pkid) => {
-                self.acked(id, pkid, Phase::PubRec, Some(Phase::PubComp));
+                self.acked(id, pkid, Phase::Received, Some(Phase::Released));
                 // PUBREL, whether or not the id was known (3.1.1, 4.3.3: the sender of a
                 // PUBREC gets a PUBREL).
                 self.send(conn, ack(0x62, pkid));
             }
-            FromClient::PubComp(pkid) => self.acked(id, pkid, Phase::PubComp, None),
+            FromClient::PubComp(pkid) => self.acked(id, pkid, Phase::Released, None),
             FromClient::Subscribe(pkid, filters) => {
                 let mut body = vec![(pkid >> 8) as u8, pkid as u8];
                 for (f, q) in &filters {
@@ -657,9 +657,9 @@ impl BrokerModel {
             };
             out.push(encode_publish(&m, pkid, false));
             let phase = if m.qos == 1 {
-                Phase::PubAck
+                Phase::Ack
             } else {
-                Phase::PubRec
+                Phase::Received
             };
             s.inflight.push((pkid, m, phase));
         }

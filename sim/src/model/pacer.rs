@@ -78,7 +78,7 @@ impl<T: Copy + PartialOrd + Add<Duration, Output = T>> Pacer<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Time;
+    use crate::model::time::Time;
 
     const BT: Duration = Duration::from_micros(100); // 100_000 baud
 
