@@ -170,6 +170,8 @@ pub struct Report {
     pub counters: String,
     /// Generations of the supervisor's tasks (re-creations plus one).
     pub generations: u32,
+    /// What the seed chose for the line: FIFO size, largest chunk.
+    pub line: String,
     /// FNV-1a of the AT trace.
     pub trace_hash: u64,
     /// The whole AT trace, with `Options::keep_trace`.

@@ -448,7 +448,7 @@ impl World {
     pub(crate) fn new(opts: Options) -> World {
         let mut rng = Rng::new(opts.seed);
         let fifo = [16, 64, 256][rng.below(3) as usize];
-        let chunk_max = [1, 3, 8, 32, 64, 4096][rng.below(6) as usize];
+        let chunk_max = [4, 8, 16, 32, 64, 4096][rng.below(6) as usize];
         let cfg = SimConfig {
             boot_time: StdDuration::from_millis(rng.range(200, 5000)),
             ..SimConfig::default()
@@ -506,6 +506,7 @@ impl World {
             end,
             report: Report {
                 seed: opts.seed,
+                line: format!("FIFO {fifo} bytes, chunks of 1 to {chunk_max} bytes"),
                 ..Report::default()
             },
             last_ticket_check: Time::ZERO,
@@ -553,7 +554,11 @@ impl World {
         if now > self.end + secs(30 * 86_400) {
             return Err(self.fail("the world did not settle within 30 days after its end".into()));
         }
-        Ok(Some(if now >= self.end { quiet.max(now) } else { self.end }))
+        Ok(Some(if now >= self.end {
+            quiet.max(now)
+        } else {
+            self.end
+        }))
     }
 
     /// A random gap around `mean` (from a quarter to twice and three quarters of it).
