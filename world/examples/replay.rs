@@ -11,10 +11,16 @@ fn main() {
     let mut days = 1.0f64;
     let mut mutant = None;
     let mut keep = true;
+    let mut recreate = false;
+    let mut waiters = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         if a == "--report-only" {
             keep = false;
+            continue;
+        }
+        if a == "--recreate-supervisor" {
+            recreate = true;
             continue;
         }
         let v = args.next().unwrap_or_default();
@@ -26,15 +32,20 @@ fn main() {
                 }
                 .unwrap_or_else(|_| panic!("--seed {v}: not a number"))
             }
+            "--delivery-waiters" => waiters = Some(v.parse().unwrap_or_else(|_| panic!("{v}"))),
             "--days" => days = v.parse().unwrap_or_else(|_| panic!("--days {v}")),
             "--mutant" => {
                 mutant = Some(Mutant::parse(&v).unwrap_or_else(|| panic!("--mutant {v}: no such")))
             }
-            _ => panic!("usage: replay --seed N --days D [--mutant NAME] [--report-only]"),
+            _ => panic!("usage: replay --seed N --days D [--mutant NAME] [--recreate-supervisor] [--delivery-waiters N] [--report-only]"),
         }
     }
     let mut opts = Options::new(seed, days).mutant(mutant);
     opts.keep_trace = keep;
+    opts.recreate_supervisor = recreate;
+    if let Some(w) = waiters {
+        opts.delivery_waiters = w;
+    }
     match run(&opts) {
         Ok(mut r) => {
             if let Some(t) = r.trace.take() {

@@ -124,6 +124,12 @@ impl Options {
             c.push_str(" --mutant ");
             c.push_str(m.name());
         }
+        if self.recreate_supervisor {
+            c.push_str(" --recreate-supervisor");
+        }
+        if self.delivery_waiters != 3 {
+            c.push_str(&format!(" --delivery-waiters {}", self.delivery_waiters));
+        }
         c
     }
 }
@@ -228,7 +234,7 @@ impl fmt::Display for Failure {
 
 /// Runs one world. A panic inside (the driver's, a counter's overflow) becomes a failure
 /// too, with the seed.
-pub fn run(opts: &Options) -> Result<Report, Failure> {
+pub fn run(opts: &Options) -> Result<Report, Box<Failure>> {
     let o = opts.clone();
     match std::panic::catch_unwind(move || world::run(o)) {
         Ok(r) => r,
@@ -238,13 +244,13 @@ pub fn run(opts: &Options) -> Result<Report, Failure> {
                 .cloned()
                 .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "a panic".into());
-            Err(Failure {
+            Err(Box::new(Failure {
                 options: opts.clone(),
                 at: Duration::ZERO,
                 what: format!("panicked: {msg}"),
                 trace_tail: String::new(),
                 trace: None,
-            })
+            }))
         }
     }
 }

@@ -545,7 +545,7 @@ impl World {
     /// When the run may end: the traffic and faults are over, and the last fault (one that
     /// began before the end and lasts past it too) is long enough ago that every message
     /// must have arrived. The next instant to look again, or `None` to end now.
-    pub(crate) fn end(&self) -> Result<Option<Time>, Failure> {
+    pub(crate) fn end(&self) -> Result<Option<Time>, Box<Failure>> {
         let now = clock::now();
         let quiet = self.calm_from + self.online_bound + self.ticket_bound;
         if now >= self.end && self.active == 0 && !self.armed() && now >= quiet {
@@ -573,8 +573,13 @@ impl World {
         self.events.insert((t, self.seq), ev);
     }
 
-    fn fail(&self, what: String) -> Failure {
-        Failure::new(self.opts.clone(), clock::now(), what, &self.trace)
+    fn fail(&self, what: String) -> Box<Failure> {
+        Box::new(Failure::new(
+            self.opts.clone(),
+            clock::now(),
+            what,
+            &self.trace,
+        ))
     }
 
     // ------------------------------------------------------------ time
@@ -596,7 +601,7 @@ impl World {
 
     /// Moves to `t` and makes happen everything due then (tasks are woken; the caller polls
     /// them).
-    pub(crate) fn advance(&mut self, t: Time) -> Result<(), Failure> {
+    pub(crate) fn advance(&mut self, t: Time) -> Result<(), Box<Failure>> {
         clock::advance_to(t);
         let now = clock::now();
         let mut steps = 0u32;
@@ -605,10 +610,7 @@ impl World {
             if steps > MAX_STEPS_AT_ONCE {
                 return Err(self.fail("stuck: events without end at one instant".into()));
             }
-            let due = match self.events.first_key_value() {
-                Some((k, _)) if k.0 <= now => true,
-                _ => false,
-            };
+            let due = matches!(self.events.first_key_value(), Some((k, _)) if k.0 <= now);
             if due {
                 let (_, ev) = self.events.pop_first().unwrap_or_else(|| unreachable!());
                 self.happen(now, ev)?;
@@ -646,7 +648,7 @@ impl World {
         }
     }
 
-    fn happen(&mut self, now: Time, ev: Ev) -> Result<(), Failure> {
+    fn happen(&mut self, now: Time, ev: Ev) -> Result<(), Box<Failure>> {
         match ev {
             Ev::ToModem(mut bytes) => {
                 self.wire.borrow_mut().sent(bytes.len());
@@ -1030,10 +1032,8 @@ impl World {
             self.broker_seen = 0;
         }
         for (k, at) in new {
-            if self.at_broker.contains_key(&k) {
-                self.copies += 1;
-            } else {
-                self.at_broker.insert(k, at);
+            if let std::collections::btree_map::Entry::Vacant(e) = self.at_broker.entry(k) {
+                e.insert(at);
                 self.not_arrived.remove(&k);
                 // Order: with one message in flight, a QoS 1/2 message reaches the broker
                 // only after every one handed over before it.
@@ -1046,6 +1046,8 @@ impl World {
                         }
                     }
                 }
+            } else {
+                self.copies += 1;
             }
         }
     }
@@ -1053,7 +1055,7 @@ impl World {
     // ------------------------------------------------------------ checks
 
     /// What the tasks reported, and the invariants that need the link.
-    pub(crate) fn check(&mut self, link: &Link<'_>) -> Result<(), Failure> {
+    pub(crate) fn check(&mut self, link: &Link<'_>) -> Result<(), Box<Failure>> {
         let now = clock::now();
         // A fault armed for later (the next opens fail, the next acknowledgements are lost,
         // a cut, a reboot at a byte, a UART error) counts from when it strikes.
@@ -1172,7 +1174,7 @@ impl World {
 
     /// The end of the run: every message handed over reached the broker and left the
     /// outbox; the figures.
-    pub(crate) fn finish(&mut self, link: &Link<'_>) -> Result<(), Failure> {
+    pub(crate) fn finish(&mut self, link: &Link<'_>) -> Result<(), Box<Failure>> {
         self.check(link)?;
         if let Some((k, h)) = self.pending.iter().next() {
             return Err(self.fail(format!(
@@ -1285,7 +1287,7 @@ pub(crate) fn driver_config(mutant: Option<Mutant>) -> Config {
 }
 
 /// Runs one world: see [`crate::run`].
-pub(crate) fn run(opts: Options) -> Result<Report, Failure> {
+pub(crate) fn run(opts: Options) -> Result<Report, Box<Failure>> {
     clock::reset();
     let wall = std::time::Instant::now();
     let mut w = World::new(opts.clone());
@@ -1328,7 +1330,7 @@ fn run_generation<'a: 'g, 'g>(
     modem: Modem<'a>,
     sup: &'g mut SupervisorState<OUTBOX>,
     generation: u32,
-) -> Result<bool, Failure> {
+) -> Result<bool, Box<Failure>> {
     let mut rng = Rng::new(w.opts().seed);
     let cfg = sup_config(w.opts(), &mut rng);
     let (link, supervisor) = supervisor::new(modem, sup, cfg);
