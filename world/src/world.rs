@@ -1413,15 +1413,6 @@ fn run_generation<'a: 'g, 'g>(
             return Ok(false);
         };
         let next = w.next_time().map_or(end, |t| t.min(end));
-        if std::env::var_os("BC26_WORLD_DEBUG").is_some() {
-            eprintln!(
-                "now {now:?} next {next:?} events {} modem {:?} broker {:?} timer {:?}",
-                w.events.len(),
-                w.modem.poll_at(),
-                w.broker.poll_at(),
-                clock::next_timer()
-            );
-        }
         w.advance(next.max(now))?;
     }
 }
