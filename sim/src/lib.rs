@@ -24,6 +24,7 @@
 
 #[cfg(feature = "broker")]
 pub mod broker;
+pub mod broker_model;
 mod config;
 pub mod model;
 mod shell;

@@ -34,6 +34,7 @@ mod link;
 mod modem;
 mod mqtt;
 mod network;
+mod pacer;
 mod packet;
 mod power;
 mod qmtcfg;
@@ -43,6 +44,7 @@ mod time;
 pub use client::ClientState;
 pub use link::{ConnectError, LinkId, NetAction, NetEvent};
 pub use modem::Modem;
+pub use pacer::Pacer;
 pub use serial::ToHost;
 pub use time::Time;
 

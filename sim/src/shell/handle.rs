@@ -16,7 +16,7 @@ use crate::shell::pipe::{self, Chan, SimReader, SimWriter};
 use crate::shell::pty::Pty;
 use crate::shell::runner::Runner;
 use crate::shell::tx::{self, Sink};
-use crate::shell::uart::Pacer;
+use crate::shell::uart::pacer;
 
 /// The host's two halves of the in-process transport: hand them to a driver.
 pub struct HostSide {
@@ -47,7 +47,7 @@ fn to_modem(tx: Sender<Msg>) -> impl FnMut(Vec<u8>) -> bool + Send + 'static {
 impl Sim {
     /// Start a simulated modem on an in-process pipe.
     pub fn start(cfg: SimConfig) -> (SimHandle, HostSide) {
-        let pacer = Pacer::new(cfg.baud);
+        let pacer = pacer(cfg.baud);
         let paced = pacer.is_some();
         let fifo = if paced {
             cfg.uart_fifo.max(1)
@@ -95,7 +95,7 @@ impl Sim {
         let path = p.path.clone();
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = channel();
-        let reader = p.spawn_reader(to_modem(tx.clone()), stop.clone(), Pacer::new(cfg.baud))?;
+        let reader = p.spawn_reader(to_modem(tx.clone()), stop.clone(), pacer(cfg.baud))?;
         let sink = Box::new(p.sink()?);
         let handle = SimHandle::spawn(
             cfg,

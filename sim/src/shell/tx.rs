@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::config::Chunking;
-use crate::shell::uart::{precise_timers, Pacer, Waiter};
+use crate::shell::uart::{pacer, precise_timers, Pacer, Waiter};
 
 /// Where the modem's bytes go (the in-process pipe or the pty master).
 pub(crate) trait Sink: Send {
@@ -193,7 +193,7 @@ pub(crate) fn spawn_tx(mut tx: Tx) -> (Output, JoinHandle<()>) {
     let thread = std::thread::Builder::new()
         .name("bc26-sim-tx".into())
         .spawn(move || {
-            let mut pacer = Pacer::new(tx.baud);
+            let mut pacer = pacer(tx.baud);
             if pacer.is_some() {
                 precise_timers();
             }
@@ -286,7 +286,7 @@ mod tests {
 
     #[test]
     fn every_complete_byte_is_taken_and_none_waits_for_the_rest_of_its_message() {
-        let mut p = Pacer::new(Some(100_000)).unwrap();
+        let mut p = pacer(Some(100_000)).unwrap();
         let t = Instant::now() + Duration::from_secs(1);
         let mut q = queue(t, b"\r\nOK\r\n");
         let early = t - Duration::from_secs(2);
@@ -339,7 +339,7 @@ mod tests {
 
     #[test]
     fn a_chunk_goes_out_whole_once_its_last_byte_is_complete_and_a_gap_rests_the_line() {
-        let mut p = Pacer::new(Some(100_000)).unwrap();
+        let mut p = pacer(Some(100_000)).unwrap();
         let t = Instant::now() + Duration::from_secs(1);
         let mut q = queue(t, b"abcdef");
         let early = t - Duration::from_secs(2);

@@ -86,84 +86,12 @@ impl Waiter {
     }
 }
 
-/// The schedule of one direction of the line.
-#[derive(Debug, Clone)]
-pub(crate) struct Pacer {
-    baud: u64,
-    /// Start of the current stream.
-    t0: Instant,
-    /// Bytes of the current stream scheduled so far.
-    k: u64,
-}
+/// The schedule of one direction of the line, on the real clock (the model's [`Pacer`]).
+///
+/// [`Pacer`]: crate::model::Pacer
+pub(crate) type Pacer = crate::model::Pacer<Instant>;
 
-impl Pacer {
-    /// `None` for no pacing (`baud` `None` or 0).
-    pub(crate) fn new(baud: Option<u32>) -> Option<Pacer> {
-        let baud = baud.filter(|&b| b > 0)? as u64;
-        Some(Pacer {
-            baud,
-            t0: Instant::now(),
-            k: 0,
-        })
-    }
-
-    /// When the first `k` bytes of the current stream are complete.
-    fn end_of(&self, k: u64) -> Instant {
-        let nanos = (k as u128) * 10 * 1_000_000_000 / self.baud as u128;
-        self.t0 + Duration::from_nanos(nanos as u64)
-    }
-
-    /// Schedule the next byte, handed to the UART at `queued` (not earlier than the bytes
-    /// before it): if the line is idle at `queued` (the stream's last byte complete), a new
-    /// stream starts then; otherwise the byte follows the stream back to back. Returns the
-    /// instant its stop bit is complete.
-    pub(crate) fn schedule(&mut self, queued: Instant) -> Instant {
-        if queued >= self.end_of(self.k) {
-            self.t0 = queued;
-            self.k = 0;
-        }
-        self.k += 1;
-        self.end_of(self.k)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const BT: Duration = Duration::from_micros(100); // 100_000 baud
-
-    fn pacer() -> Pacer {
-        Pacer::new(Some(100_000)).unwrap()
-    }
-
-    #[test]
-    fn a_byte_on_an_idle_line_is_complete_one_byte_time_after_it_was_queued() {
-        let mut p = pacer();
-        let q = Instant::now() + Duration::from_secs(1); // the line is idle by then
-        assert_eq!(p.schedule(q), q + BT);
-        // However late the thread that computes it: the schedule is the queue time's.
-        std::thread::sleep(Duration::from_millis(2));
-        let q2 = q + Duration::from_secs(1);
-        assert_eq!(p.schedule(q2), q2 + BT);
-        assert!(Pacer::new(Some(0)).is_none() && Pacer::new(None).is_none());
-    }
-
-    #[test]
-    fn bytes_queued_while_the_line_is_busy_follow_back_to_back_on_an_absolute_schedule() {
-        let mut p = pacer();
-        let t0 = Instant::now() + Duration::from_secs(1);
-        // Ten bytes at once, each on its own schedule: byte k at t0 + (k + 1) byte times.
-        for k in 1..=10u32 {
-            assert_eq!(p.schedule(t0), t0 + BT * k);
-        }
-        // Queued later while byte 10 is still on the wire: no restart, no drift.
-        for k in 11..=10_000u32 {
-            assert_eq!(p.schedule(t0 + BT * 9 + BT / 2), t0 + BT * k);
-        }
-        // Queued exactly when the last byte is complete: a new stream starts then.
-        let end = t0 + BT * 10_000;
-        assert_eq!(p.schedule(end), end + BT);
-        assert_eq!(p.schedule(end), end + BT * 2);
-    }
+/// A line at `baud` idle from now; `None` for no pacing.
+pub(crate) fn pacer(baud: Option<u32>) -> Option<Pacer> {
+    Pacer::new(baud, Instant::now())
 }
