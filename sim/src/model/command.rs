@@ -6,6 +6,8 @@
 
 use crate::model::at::{int_in, string, Param, Params, Refused as Bad};
 use crate::model::packet::{topic_filter_ok, topic_name_ok};
+use crate::model::power::timers::parse_bits;
+use crate::model::power::{EdrxRequest, PsmRequest};
 use crate::model::qmtcfg::Opt;
 
 /// A parameter's forms: set, query, test.
@@ -25,10 +27,28 @@ pub(crate) enum Command {
     Echo(bool),
     /// `AT+CMEE`: 0-2.
     Cmee(Access<u8>),
-    /// `AT+CEREG`: 0-2.
+    /// `AT+CEREG`: 0-5.
     Cereg(Access<u8>),
     /// `AT+CGATT`: 0 detach, 1 attach.
     Cgatt(Access<bool>),
+    /// `AT+CPSMS=<mode>[,,,[<T3412>][,<T3324>]]`.
+    Cpsms(Access<PsmRequest>),
+    /// `AT+CEDRXS=<mode>[,5[,<eDRX>]]`.
+    Cedrxs(Access<EdrxRequest>),
+    /// `AT+CEDRXRDP` (execution), or its test form (`Access::Test`).
+    Cedrxrdp(Access<()>),
+    /// `AT+QSCLK`: 0-2.
+    Qsclk(Access<u8>),
+    /// `AT+QRELLOCK` (execution only).
+    Qrellock,
+    /// `AT+CSCON`: 0, 1.
+    Cscon(Access<bool>),
+    /// `AT+QNBIOTEVENT=<enable>,1` (the PSM event; the only one documented).
+    Qnbiotevent(Access<bool>),
+    /// `AT+QNBIOTRAI`: 0-2.
+    Qnbiotrai(Access<u8>),
+    /// `AT+QATWAKEUP`: 0, 1.
+    Qatwakeup(Access<bool>),
     /// `AT+QMTCFG=?`.
     QmtcfgTest,
     /// `AT+QMTCFG="<option>",<id>[,<values>]`: a query when `args` is empty.
@@ -179,12 +199,24 @@ pub(crate) fn parse(line: &[u8]) -> Result<Command, Bad> {
     let name = body[..end].to_ascii_uppercase();
     match name.as_slice() {
         b"CMEE" => Ok(Command::Cmee(narrow(access(form, 0, 2)?))),
-        b"CEREG" => Ok(Command::Cereg(narrow(access(form, 0, 2)?))),
-        b"CGATT" => Ok(Command::Cgatt(match access(form, 0, 1)? {
-            Access::Write(v) => Access::Write(v == 1),
-            Access::Read => Access::Read,
-            Access::Test => Access::Test,
-        })),
+        b"CEREG" => Ok(Command::Cereg(narrow(access(form, 0, 5)?))),
+        b"CGATT" => Ok(Command::Cgatt(flag(access(form, 0, 1)?))),
+        b"CPSMS" => cpsms(form),
+        b"CEDRXS" => cedrxs(form),
+        b"CEDRXRDP" => match form {
+            Form::Exec => Ok(Command::Cedrxrdp(Access::Write(()))),
+            Form::Test => Ok(Command::Cedrxrdp(Access::Test)),
+            _ => Err(Bad),
+        },
+        b"QSCLK" => Ok(Command::Qsclk(narrow(access(form, 0, 2)?))),
+        b"QRELLOCK" => match form {
+            Form::Exec => Ok(Command::Qrellock),
+            _ => Err(Bad),
+        },
+        b"CSCON" => Ok(Command::Cscon(flag(access(form, 0, 1)?))),
+        b"QNBIOTEVENT" => qnbiotevent(form),
+        b"QNBIOTRAI" => Ok(Command::Qnbiotrai(narrow(access(form, 0, 2)?))),
+        b"QATWAKEUP" => Ok(Command::Qatwakeup(flag(access(form, 0, 1)?))),
         b"QMTCFG" => qmtcfg(form),
         b"QMTOPEN" => qmtopen(form),
         b"QMTCLOSE" => {
@@ -206,6 +238,84 @@ fn narrow(a: Access<i64>) -> Access<u8> {
         Access::Write(v) => Access::Write(v as u8),
         Access::Read => Access::Read,
         Access::Test => Access::Test,
+    }
+}
+
+/// A 0/1 parameter as a flag.
+fn flag(a: Access<i64>) -> Access<bool> {
+    match a {
+        Access::Write(v) => Access::Write(v == 1),
+        Access::Read => Access::Read,
+        Access::Test => Access::Test,
+    }
+}
+
+/// A quoted timer bit string of `n` characters; an empty parameter or none is `None`.
+fn timer_bits(p: Option<&Param>, n: usize) -> Result<Option<u8>, Bad> {
+    match p {
+        None | Some(Param::Empty) => Ok(None),
+        Some(Param::Str(s)) => parse_bits(s, n).map(Some).ok_or(Bad),
+        Some(Param::Int(_)) => Err(Bad),
+    }
+}
+
+/// `AT+CPSMS=<mode>[,<RAU>[,<READY>[,<T3412>[,<T3324>]]]]`: the two GPRS timers do not apply
+/// to NB-IoT and must be left empty.
+fn cpsms(form: Form<'_>) -> Result<Command, Bad> {
+    let p = match form {
+        Form::Write(p) => p,
+        Form::Read => return Ok(Command::Cpsms(Access::Read)),
+        Form::Test => return Ok(Command::Cpsms(Access::Test)),
+        Form::Exec => return Err(Bad),
+    };
+    let v = params(p)?;
+    if v.is_empty() || v.len() > 5 || v.iter().skip(1).take(2).any(|x| *x != Param::Empty) {
+        return Err(Bad);
+    }
+    Ok(Command::Cpsms(Access::Write(PsmRequest {
+        mode: ok(int_in(v.first(), 0, 2))? as u8,
+        tau: timer_bits(v.get(3), 8)?,
+        act: timer_bits(v.get(4), 8)?,
+    })))
+}
+
+/// `AT+CEDRXS=<mode>[,<AcT-type>[,<eDRX>]]`: the access technology, if given, is 5 (NB-S1).
+fn cedrxs(form: Form<'_>) -> Result<Command, Bad> {
+    let p = match form {
+        Form::Write(p) => p,
+        Form::Read => return Ok(Command::Cedrxs(Access::Read)),
+        Form::Test => return Ok(Command::Cedrxs(Access::Test)),
+        Form::Exec => return Err(Bad),
+    };
+    let v = params(p)?;
+    if v.is_empty() || v.len() > 3 {
+        return Err(Bad);
+    }
+    if !matches!(v.get(1), None | Some(Param::Empty) | Some(Param::Int(5))) {
+        return Err(Bad);
+    }
+    Ok(Command::Cedrxs(Access::Write(EdrxRequest {
+        mode: ok(int_in(v.first(), 0, 3))? as u8,
+        value: timer_bits(v.get(2), 4)?,
+    })))
+}
+
+/// `AT+QNBIOTEVENT=<enable>,<event>`: the event is 1 (PSM state).
+fn qnbiotevent(form: Form<'_>) -> Result<Command, Bad> {
+    let p = match form {
+        Form::Write(p) => p,
+        Form::Read => return Ok(Command::Qnbiotevent(Access::Read)),
+        Form::Test => return Ok(Command::Qnbiotevent(Access::Test)),
+        Form::Exec => return Err(Bad),
+    };
+    match params(p)?.as_slice() {
+        [enable, event] => {
+            ok(int_in(Some(event), 1, 1))?;
+            Ok(Command::Qnbiotevent(Access::Write(
+                ok(int_in(Some(enable), 0, 1))? == 1,
+            )))
+        }
+        _ => Err(Bad),
     }
 }
 
