@@ -573,6 +573,69 @@ mod tests {
     }
 
     #[test]
+    fn power_commands_parse_to_their_values() {
+        let psm = |mode, tau, act| Ok(Command::Cpsms(Access::Write(PsmRequest { mode, tau, act })));
+        assert_eq!(
+            p("AT+CPSMS=1,,,\"01000011\",\"00000001\""),
+            psm(1, Some(0x43), Some(1))
+        );
+        assert_eq!(p("AT+CPSMS=1,,,\"00100001\""), psm(1, Some(0x21), None));
+        assert_eq!(p("AT+CPSMS=0"), psm(0, None, None));
+        assert_eq!(p("AT+CPSMS=2,,,,"), psm(2, None, None));
+        assert_eq!(p("AT+CPSMS?"), Ok(Command::Cpsms(Access::Read)));
+        let edrx = |mode, value| Ok(Command::Cedrxs(Access::Write(EdrxRequest { mode, value })));
+        assert_eq!(p("AT+CEDRXS=1,5,\"0101\""), edrx(1, Some(5)));
+        assert_eq!(p("AT+CEDRXS=3"), edrx(3, None));
+        assert_eq!(p("AT+CEDRXRDP"), Ok(Command::Cedrxrdp(Access::Write(()))));
+        assert_eq!(p("AT+QSCLK=1"), Ok(Command::Qsclk(Access::Write(1))));
+        assert_eq!(p("AT+QRELLOCK"), Ok(Command::Qrellock));
+        assert_eq!(p("AT+CSCON=1"), Ok(Command::Cscon(Access::Write(true))));
+        assert_eq!(
+            p("AT+QNBIOTEVENT=1,1"),
+            Ok(Command::Qnbiotevent(Access::Write(true)))
+        );
+        assert_eq!(
+            p("AT+QNBIOTRAI=2"),
+            Ok(Command::Qnbiotrai(Access::Write(2)))
+        );
+        assert_eq!(
+            p("AT+QATWAKEUP=0"),
+            Ok(Command::Qatwakeup(Access::Write(false)))
+        );
+        assert_eq!(p("AT+CEREG=5"), Ok(Command::Cereg(Access::Write(5))));
+        for bad in [
+            "AT+CPSMS=3",
+            "AT+CPSMS=",
+            "AT+CPSMS",
+            "AT+CPSMS=1,\"00000001\",,\"00100001\",\"00000101\"",
+            "AT+CPSMS=1,,,\"0010001\",\"00000101\"",
+            "AT+CPSMS=1,,,\"001000011\"",
+            "AT+CPSMS=1,,,\"0010000x\"",
+            "AT+CPSMS=1,,,33,5",
+            "AT+CPSMS=1,,,\"00100001\",\"00000101\",1",
+            "AT+CEDRXS=1,4,\"0101\"",
+            "AT+CEDRXS=4",
+            "AT+CEDRXS=1,5,\"101\"",
+            "AT+CEDRXS=1,5,\"0101\",1",
+            "AT+CEDRXRDP?",
+            "AT+QSCLK=3",
+            "AT+QSCLK=-1",
+            "AT+QRELLOCK=1",
+            "AT+QRELLOCK?",
+            "AT+CSCON=2",
+            "AT+QNBIOTEVENT=1",
+            "AT+QNBIOTEVENT=1,2",
+            "AT+QNBIOTEVENT=2,1",
+            "AT+QNBIOTEVENT",
+            "AT+QNBIOTRAI=3",
+            "AT+QATWAKEUP=2",
+            "AT+CEREG=6",
+        ] {
+            assert_eq!(p(bad), Err(Bad), "{bad}");
+        }
+    }
+
+    #[test]
     fn parameters_a_bc26_refuses_are_refused() {
         for bad in [
             "AT+QMTOPEN=6,\"h\",1",
