@@ -365,7 +365,7 @@ impl Modem {
         loop {
             // What waited for the module, now that it can be reached (a TAU, a paging window,
             // the connection an uplink of this step set up).
-            while !self.power.booting() && self.power.reachable(now) {
+            while self.carrier.holding() && !self.power.booting() && self.power.reachable(now) {
                 let Some(held) = self.carrier.pop_held() else {
                     break;
                 };
@@ -419,7 +419,10 @@ impl Modem {
                         }
                     }
                     if self.carrier.outbound(link, now, nat_idle) {
-                        self.power.uplink(now);
+                        // A restart drops its links without a packet.
+                        if !self.power.booting() {
+                            self.power.uplink(now);
+                        }
                         self.actions.push_back(NetAction::Close { link });
                     }
                     self.carrier.forget(link);

@@ -131,6 +131,8 @@ pub(crate) struct Power {
     req: Requests,
     granted: Grants,
     rrc: Rrc,
+    /// The earliest instant at which something changes (kept by [`Power::update`]).
+    next: Option<Time>,
     // ---- outputs
     meter: Meter,
     counters: PowerCounters,
@@ -161,6 +163,7 @@ impl Power {
                 psm_at: None,
                 tau_at: None,
             },
+            next: None,
             meter: Meter::new(Time::ZERO, PowerState::Awake, cfg.currents.awake),
             counters: PowerCounters::default(),
             urcs: Vec::new(),
@@ -600,7 +603,7 @@ impl Power {
     /// meter is exact), URCs included.
     pub(crate) fn tick(&mut self, now: Time) -> Ticked {
         let mut out = Ticked::default();
-        while let Some(t) = self.next_internal().filter(|t| *t <= now) {
+        while let Some(t) = self.next.filter(|t| *t <= now) {
             self.fire(t, &mut out);
         }
         out
@@ -676,13 +679,11 @@ impl Power {
                 release_at,
                 ..
             } => tx_until.or(Some(release_at)),
-            Rrc::Idle { psm_at, tau_at } => psm_at.into_iter().chain(tau_at).min(),
+            Rrc::Idle { psm_at, tau_at } => earliest(psm_at, tau_at),
             Rrc::Psm { tau_at } => tau_at,
         };
-        [self.boot_until, self.wake_until, self.lock_until, radio]
-            .into_iter()
-            .flatten()
-            .min()
+        let module = earliest(earliest(self.boot_until, self.wake_until), self.lock_until);
+        earliest(module, radio)
     }
 
     /// When the modem must next be woken: the boot's end, and the radio's changes (and the
@@ -701,15 +702,19 @@ impl Power {
                 // The end of a transmission does not show: the release does.
                 Rrc::Connected { release_at, .. } => Some(release_at),
                 Rrc::Idle { psm_at, tau_at } => {
-                    let window = self.next_window(now).filter(|_| watch.holding);
-                    psm_at.into_iter().chain(tau_at).chain(window).min()
+                    let window = if watch.holding {
+                        self.next_window(now)
+                    } else {
+                        None
+                    };
+                    earliest(earliest(psm_at, tau_at), window)
                 }
                 Rrc::Psm { tau_at } => tau_at,
             }
         } else {
             None
         };
-        [self.boot_until, wake, radio].into_iter().flatten().min()
+        earliest(earliest(self.boot_until, wake), radio)
     }
 
     // ------------------------------------------------------------ the meter
@@ -741,8 +746,10 @@ impl Power {
         }
     }
 
-    /// The meter follows the state at `t`.
+    /// After every change: the meter follows the state at `t`, and the next instant of a
+    /// change is known.
     fn update(&mut self, t: Time) {
+        self.next = self.next_internal();
         let (s, i) = self.state_at(t);
         if self.meter.switch(t, s, i) {
             if self.log.len() == LOG {
@@ -792,6 +799,15 @@ impl Power {
     /// The URCs due, in order (without their framing).
     pub(crate) fn take_urcs(&mut self) -> std::vec::Drain<'_, Vec<u8>> {
         self.urcs.drain(..)
+    }
+}
+
+/// The earlier of two optional instants.
+fn earliest(a: Option<Time>, b: Option<Time>) -> Option<Time> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, None) => x,
+        (None, y) => y,
     }
 }
 

@@ -467,3 +467,19 @@ fn settings_answer_their_read_and_test_forms_as_the_manual_prints_them() {
     r.line("AT+CPSMS?")
         .expect("AT+CPSMS?\r\r\n+CPSMS: 1,,,\"00100001\",\"00000101\"\r\n\r\nOK\r\n");
 }
+
+#[test]
+fn a_reboot_drops_the_links_without_a_packet_and_attaches_after_its_boot() {
+    let mut r = rig(PowerConfig::default());
+    let link = r.connect(0);
+    r.after(secs(30));
+    assert_eq!(r.m.power_state(), PowerState::Awake, "released, idle");
+    let setups = r.m.charge().counters.rrc_setups;
+    r.m.reboot(r.t);
+    assert_eq!(r.net(), [NetAction::Close { link }]);
+    assert_eq!(r.m.power_state(), PowerState::Awake, "booting: no uplink");
+    assert_eq!(r.m.charge().counters.rrc_setups, setups);
+    r.after(ms(200)).expect("<discard>\r\nRDY\r\n");
+    assert_eq!(r.m.power_state(), PowerState::Transmit, "the attach");
+    assert_eq!(r.m.charge().counters.rrc_setups, setups + 1);
+}
