@@ -324,9 +324,10 @@ impl Power {
 
     // ------------------------------------------------------------ PSM and eDRX requests
 
-    /// `AT+CPSMS` write: the new request goes to the network in a TAU now. Returns whether
-    /// the granted timers changed.
+    /// `AT+CPSMS` write: a request that differs from the last goes to the network in a TAU
+    /// now (the same request again needs none). Returns whether the granted timers changed.
     pub(crate) fn request_psm(&mut self, now: Time, r: PsmRequest) -> bool {
+        let before = self.req;
         match r.mode {
             1 => {
                 self.req.psm = true;
@@ -340,7 +341,7 @@ impl Power {
             }
             _ => self.req.psm = false,
         }
-        self.tau_now(now)
+        self.req != before && self.tau_now(now)
     }
 
     /// `AT+CPSMS?`: `+CPSMS: <mode>,,,[<T3412>],[<T3324>]`.
@@ -354,8 +355,10 @@ impl Power {
         )
     }
 
-    /// `AT+CEDRXS` write; `false` (`ERROR`) when eDRX is enabled without a value known.
+    /// `AT+CEDRXS` write, a changed request sent in a TAU now; `false` (`ERROR`) when eDRX
+    /// is enabled without a value known.
     pub(crate) fn request_edrx(&mut self, now: Time, r: EdrxRequest) -> bool {
+        let before = self.req;
         match r.mode {
             1 | 2 => {
                 let Some(v) = r.value.or(self.req.edrx) else {
@@ -367,7 +370,9 @@ impl Power {
             _ => {}
         }
         self.req.edrx_mode = if r.mode == 3 { 0 } else { r.mode };
-        self.tau_now(now);
+        if self.req != before {
+            self.tau_now(now);
+        }
         true
     }
 

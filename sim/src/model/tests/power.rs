@@ -79,9 +79,13 @@ fn a_grant_shorter_than_the_request_is_honoured_and_reported_in_cereg() {
     assert_eq!(r.m.power_state(), PowerState::Transmit);
     assert_eq!(r.m.charge().counters.taus, 2);
 
+    // The same request again: no TAU (nothing to tell the network).
+    r.line("AT+CPSMS=1,,,\"00100011\",\"00100010\"")
+        .expect("\r\nOK\r\n");
+    assert_eq!(r.m.charge().counters.taus, 2);
     // The network refuses PSM: the next request's TAU reports no timers, and no PSM comes.
     r.m.network_policy_mut().psm = PsmGrant::Refuse;
-    r.line("AT+CPSMS=1");
+    r.line("AT+CPSMS=1,,,\"00100010\"");
     r.expect("\r\nOK\r\n\r\n+CEREG: 1,\"1A2D\",\"0CF5E9A1\",9\r\n");
     r.after(secs(100)).expect("");
     assert_eq!(
