@@ -74,6 +74,14 @@ pub struct Args {
     #[arg(long, help_heading = "Modem")]
     pub trace: bool,
 
+    /// With --sim: report the simulator's power model on standard output, a
+    /// "power" event at each change of the module's power state ("at_ms",
+    /// "state") and a "charge" event at the end (charge per state and in
+    /// total in mC, energy in mJ at 3.3 V, counters). Without it, --sim prints
+    /// the charge meter's total on standard error at the end.
+    #[arg(long, help_heading = "Modem")]
+    pub power: bool,
+
     /// The broker's host name or address (needed with --serial).
     #[arg(
         long,
@@ -291,6 +299,9 @@ impl Args {
                 "--sim-fault broker-restart: only with the broker --sim runs (leave out --host)"
                     .into(),
             );
+        }
+        if self.power && !self.sim {
+            return Err("--power reports the simulator's power model: only with --sim".into());
         }
         if self.backoff_min > self.backoff_max {
             return Err("--backoff-min is longer than --backoff-max".into());

@@ -14,6 +14,7 @@
 mod args;
 mod faults;
 mod out;
+mod power;
 mod session;
 mod stream;
 
@@ -75,6 +76,8 @@ async fn main(spawner: Spawner) {
     ));
     // In --sim mode: the simulator and the broker, for the fault thread.
     let mut sim_parts: Option<(bc26_sim::SimHandle, Option<RestartableBroker>)> = None;
+    // In --sim mode: its charge meter, printed at the end (power.rs).
+    let mut meter: Option<power::Meter> = None;
     let state: &'static mut State = Box::leak(Box::new(State::new()));
     let (modem, host, port): (Modem<'static>, String, u16) = if let Some(path) = &a.serial {
         let (rx, tx) = match serial::open(path, a.baud) {
@@ -126,6 +129,7 @@ async fn main(spawner: Spawner) {
                 (b.host.clone(), b.port)
             }
         };
+        meter = Some(power::start(&sim, a.power));
         sim_parts = Some((sim, restartable));
         let (rx, tx) = tap(reader, writer, a.trace);
         let (modem, runner) = bc26_mqtt::new(state, rx, tx, config);
@@ -151,5 +155,8 @@ async fn main(spawner: Spawner) {
         Box::leak(Box::new(sim_parts));
         session::session(modem, run, &host, port).await
     };
+    if let Some(m) = &meter {
+        power::finish(m);
+    }
     std::process::exit(if ok { 0 } else { 1 });
 }

@@ -89,6 +89,12 @@ pub struct SimConfig {
     /// How long a reboot ([`crate::SimHandle::reboot`]) takes: the modem ignores the host
     /// and sends nothing for this long, then sends `\r\nRDY\r\n`.
     pub boot_time: Duration,
+    /// The power model: currents, the module's timing and the network's policy (see
+    /// `docs/power-model.md`). The default never lets the module sleep (`AT+QSCLK=0` at
+    /// start-up) and requests neither PSM nor eDRX, so a host that sends no power command
+    /// sees the same bytes at the same times as without the model; the charge meter runs
+    /// all the same.
+    pub power: PowerConfig,
 }
 
 impl Default for SimConfig {
@@ -106,6 +112,214 @@ impl Default for SimConfig {
             pipe_capacity: 64 * 1024,
             faults: SimFaults::default(),
             boot_time: Duration::from_millis(200),
+            power: PowerConfig::default(),
+        }
+    }
+}
+
+/// A current, in nanoamperes (exact: the charge meter multiplies it by nanoseconds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Current(pub u64);
+
+impl Current {
+    /// `ua` microamperes.
+    pub const fn micro_amps(ua: u64) -> Current {
+        Current(ua * 1_000)
+    }
+
+    /// `ua_tenths` tenths of a microampere (3.5 uA is `tenth_micro_amps(35)`).
+    pub const fn tenth_micro_amps(ua_tenths: u64) -> Current {
+        Current(ua_tenths * 100)
+    }
+
+    /// `ma_tenths` tenths of a milliampere (15.5 mA is `tenth_milli_amps(155)`).
+    pub const fn tenth_milli_amps(ma_tenths: u64) -> Current {
+        Current(ma_tenths * 100_000)
+    }
+
+    /// `ma` milliamperes.
+    pub const fn milli_amps(ma: u64) -> Current {
+        Current(ma * 1_000_000)
+    }
+
+    /// In nanoamperes.
+    pub const fn nano_amps(self) -> u64 {
+        self.0
+    }
+}
+
+/// The current the module draws in each of its power states (`model::PowerState`), at
+/// the supply voltage of [`PowerConfig::supply_mv`]. Every default and its source:
+/// `docs/power-model.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Currents {
+    /// Deep sleep: the modem in PSM, the application processor off (only the RTC runs).
+    /// 3.5 uA (Quectel BC26-OpenCPU Hardware Design V1.3, table 22).
+    pub deep_sleep: Current,
+    /// Light sleep while the modem is in PSM (no paging), when deep sleep is not allowed
+    /// (`AT+QSCLK=2`, or a TCP/MQTT link is open). Not in Quectel's tables: 190 uA, read off
+    /// a published BC26 current trace.
+    pub light_sleep_psm: Current,
+    /// Light sleep in idle with DRX paging. 434 uA (BC26 Hardware Design, DRX 2.56 s; 541 uA
+    /// at 1.28 s).
+    pub light_sleep_drx: Current,
+    /// Light sleep in idle with eDRX paging. 288 uA (BC26 Hardware Design, eDRX 81.92 s with
+    /// a 40.96 s paging time window), used for every eDRX cycle.
+    pub light_sleep_edrx: Current,
+    /// The application processor awake, the radio idle or in PSM (sleep not allowed, within
+    /// the sleep lock of an AT command, or waking up). Not in Quectel's tables: 5.1 mA, a
+    /// published BC26 measurement with sleep disabled.
+    pub awake: Current,
+    /// RRC connected and not transmitting (receiving, or waiting for the network's
+    /// inactivity timer). Not in Quectel's tables: 15.5 mA, read off a published BC26 trace.
+    pub connected: Current,
+    /// Transmitting (RRC connection set-up and uplink packets): 100 mA (BC26 Hardware
+    /// Design, average at 23 dBm, single-tone 15 kHz, band 1).
+    pub transmit: Current,
+}
+
+impl Default for Currents {
+    fn default() -> Self {
+        Currents {
+            deep_sleep: Current::tenth_micro_amps(35),
+            light_sleep_psm: Current::micro_amps(190),
+            light_sleep_drx: Current::micro_amps(434),
+            light_sleep_edrx: Current::micro_amps(288),
+            awake: Current::tenth_milli_amps(51),
+            connected: Current::tenth_milli_amps(155),
+            transmit: Current::milli_amps(100),
+        }
+    }
+}
+
+/// What the network grants a module that requests PSM (`AT+CPSMS`): the timers are one-byte
+/// codes as `AT+CPSMS` and `+CEREG` write them (`0b001_00001` is 1 hour of T3412).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PsmGrant {
+    /// The timers the module requested.
+    #[default]
+    AsRequested,
+    /// The requested timers, each at most this long (a longer request gets this code).
+    Clamp {
+        /// The longest periodic TAU (T3412, GPRS Timer 3 code).
+        periodic_tau: u8,
+        /// The longest active time (T3324, GPRS Timer 2 code).
+        active_time: u8,
+    },
+    /// These timers, whatever the module requested.
+    Fixed {
+        /// Periodic TAU (T3412, GPRS Timer 3 code).
+        periodic_tau: u8,
+        /// Active time (T3324, GPRS Timer 2 code).
+        active_time: u8,
+    },
+    /// No PSM: the module stays in idle between connections.
+    Refuse,
+}
+
+/// What the network grants a module that requests eDRX (`AT+CEDRXS`): a 4-bit eDRX cycle code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EdrxGrant {
+    /// The requested cycle.
+    #[default]
+    AsRequested,
+    /// This cycle, whatever was requested.
+    Fixed(u8),
+    /// No eDRX: paging at the DRX cycle.
+    Refuse,
+}
+
+/// The network's side of the power model: timers the operator sets, and what it grants.
+/// Defaults and their sources: `docs/power-model.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetworkPolicy {
+    /// The RRC inactivity timer: the base station releases the connection this long after
+    /// the last uplink or downlink. 20 s.
+    pub inactivity: Duration,
+    /// The periodic TAU timer (T3412) of a module without PSM: 54 min (3GPP TS 24.301's
+    /// default).
+    pub periodic_tau: Duration,
+    /// The timers granted to a module that requests PSM.
+    pub psm: PsmGrant,
+    /// The timers granted when the module requests PSM without giving them (`AT+CPSMS=1`):
+    /// T3412 and T3324 codes, 1 h (`0b001_00001`) and 10 s (`0b000_00101`), a choice.
+    pub psm_default: (u8, u8),
+    /// The eDRX cycle granted to a module that requests eDRX.
+    pub edrx: EdrxGrant,
+    /// The paging time window granted with eDRX (4-bit code, NB-S1: (n + 1) x 2.56 s):
+    /// `0b0011`, 10.24 s.
+    pub ptw: u8,
+    /// The operator's NAT forgets a TCP link after this long without a packet either way: a
+    /// packet after that is dropped (the link is dead, and found dead when the module next
+    /// waits for an answer on it). 300 s; `None`: never.
+    pub nat_idle: Option<Duration>,
+}
+
+impl Default for NetworkPolicy {
+    fn default() -> Self {
+        NetworkPolicy {
+            inactivity: Duration::from_secs(20),
+            periodic_tau: Duration::from_secs(54 * 60),
+            psm: PsmGrant::AsRequested,
+            psm_default: (0b001_00001, 0b000_00101),
+            edrx: EdrxGrant::AsRequested,
+            ptw: 0b0011,
+            nat_idle: Some(Duration::from_secs(300)),
+        }
+    }
+}
+
+/// The power model's knobs (`SimConfig::power`). Defaults and sources: `docs/power-model.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PowerConfig {
+    /// `AT+QSCLK` at start-up and after a reboot: 0 sleep disabled (the default here, so
+    /// that hosts that know nothing of sleep work as before), 1 light and deep sleep,
+    /// 2 light sleep only.
+    pub qsclk_at_boot: u8,
+    /// The supply voltage the energy figures assume, in millivolts: 3300 (Quectel's current
+    /// tables are at 3.3 V).
+    pub supply_mv: u32,
+    /// Current per power state.
+    pub currents: Currents,
+    /// The network's timers and grants (also `Modem::network_policy_mut`,
+    /// `SimHandle::set_network_policy`).
+    pub network: NetworkPolicy,
+    /// The sleep lock each AT command takes: the module does not sleep for this long after
+    /// a command line (`AT+QRELLOCK` releases it). 10 s (BC26 AT Commands Manual, QRELLOCK).
+    pub sleep_lock: Duration,
+    /// A UART in light sleep wakes on the first byte it gets; the bytes that arrive until
+    /// this long after it are lost. 5 ms (a choice: Quectel says only that the first bytes
+    /// are lost).
+    pub uart_wake: Duration,
+    /// A falling edge on PSM_EINT wakes the module from deep sleep in this long; the host's
+    /// bytes meanwhile are lost. 100 ms (a choice).
+    pub deep_wake: Duration,
+    /// Transmitting time of an RRC connection set-up (from idle or PSM, paging included):
+    /// 2.5 s (with `tx_per_packet`, a set-up and one packet cost 280 mC, as a published BC26
+    /// trace shows).
+    pub rrc_setup: Duration,
+    /// Transmitting time of each uplink packet (TCP segment): 0.3 s.
+    pub tx_per_packet: Duration,
+    /// Apply `AT+QNBIOTRAI` to MQTT traffic: release the RRC connection right after an
+    /// uplink (1) or after the downlink that answers it (2). Off: the BC26 manual documents
+    /// release assistance as a module setting, not for MQTT/TCP, so the model keeps the
+    /// network's inactivity timer unless this is set.
+    pub rai_for_mqtt: bool,
+}
+
+impl Default for PowerConfig {
+    fn default() -> Self {
+        PowerConfig {
+            qsclk_at_boot: 0,
+            supply_mv: 3300,
+            currents: Currents::default(),
+            network: NetworkPolicy::default(),
+            sleep_lock: Duration::from_secs(10),
+            uart_wake: Duration::from_millis(5),
+            deep_wake: Duration::from_millis(100),
+            rrc_setup: Duration::from_millis(2500),
+            tx_per_packet: Duration::from_millis(300),
+            rai_for_mqtt: false,
         }
     }
 }

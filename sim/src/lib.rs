@@ -29,7 +29,10 @@ mod config;
 pub mod model;
 mod shell;
 
-pub use config::{Chunking, SimConfig, SimFaults};
+pub use config::{
+    Chunking, Current, Currents, EdrxGrant, NetworkPolicy, PowerConfig, PsmGrant, SimConfig,
+    SimFaults,
+};
 pub use model::ClientState;
-pub use shell::handle::{HostSide, Sim, SimHandle};
+pub use shell::handle::{HostSide, PowerProbe, Sim, SimHandle};
 pub use shell::pipe::{SimReader, SimWriter};

@@ -249,8 +249,8 @@ fn losing_registration_drops_every_link_with_qmtstat_2_and_open_fails_with_3() {
 #[test]
 fn cereg_2_reports_the_location_while_registered() {
     let mut t = Term::quiet(SimConfig::default());
-    t.at("AT+CEREG=?", "\r\n+CEREG: (0-2)\r\n\r\nOK\r\n");
-    t.at("AT+CEREG=3", "\r\nERROR\r\n");
+    t.at("AT+CEREG=?", "\r\n+CEREG: (0-5)\r\n\r\nOK\r\n");
+    t.at("AT+CEREG=6", "\r\nERROR\r\n");
     t.at("AT+CEREG=2", "\r\nOK\r\n");
     t.at(
         "AT+CEREG?",

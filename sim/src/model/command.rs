@@ -6,6 +6,8 @@
 
 use crate::model::at::{int_in, string, Param, Params, Refused as Bad};
 use crate::model::packet::{topic_filter_ok, topic_name_ok};
+use crate::model::power::timers::parse_bits;
+use crate::model::power::{EdrxRequest, PsmRequest};
 use crate::model::qmtcfg::Opt;
 
 /// A parameter's forms: set, query, test.
@@ -25,10 +27,28 @@ pub(crate) enum Command {
     Echo(bool),
     /// `AT+CMEE`: 0-2.
     Cmee(Access<u8>),
-    /// `AT+CEREG`: 0-2.
+    /// `AT+CEREG`: 0-5.
     Cereg(Access<u8>),
     /// `AT+CGATT`: 0 detach, 1 attach.
     Cgatt(Access<bool>),
+    /// `AT+CPSMS=<mode>[,,,[<T3412>][,<T3324>]]`.
+    Cpsms(Access<PsmRequest>),
+    /// `AT+CEDRXS=<mode>[,5[,<eDRX>]]`.
+    Cedrxs(Access<EdrxRequest>),
+    /// `AT+CEDRXRDP` (execution), or its test form (`Access::Test`).
+    Cedrxrdp(Access<()>),
+    /// `AT+QSCLK`: 0-2.
+    Qsclk(Access<u8>),
+    /// `AT+QRELLOCK` (execution only).
+    Qrellock,
+    /// `AT+CSCON`: 0, 1.
+    Cscon(Access<bool>),
+    /// `AT+QNBIOTEVENT=<enable>,1` (the PSM event; the only one documented).
+    Qnbiotevent(Access<bool>),
+    /// `AT+QNBIOTRAI`: 0-2.
+    Qnbiotrai(Access<u8>),
+    /// `AT+QATWAKEUP`: 0, 1.
+    Qatwakeup(Access<bool>),
     /// `AT+QMTCFG=?`.
     QmtcfgTest,
     /// `AT+QMTCFG="<option>",<id>[,<values>]`: a query when `args` is empty.
@@ -179,12 +199,24 @@ pub(crate) fn parse(line: &[u8]) -> Result<Command, Bad> {
     let name = body[..end].to_ascii_uppercase();
     match name.as_slice() {
         b"CMEE" => Ok(Command::Cmee(narrow(access(form, 0, 2)?))),
-        b"CEREG" => Ok(Command::Cereg(narrow(access(form, 0, 2)?))),
-        b"CGATT" => Ok(Command::Cgatt(match access(form, 0, 1)? {
-            Access::Write(v) => Access::Write(v == 1),
-            Access::Read => Access::Read,
-            Access::Test => Access::Test,
-        })),
+        b"CEREG" => Ok(Command::Cereg(narrow(access(form, 0, 5)?))),
+        b"CGATT" => Ok(Command::Cgatt(flag(access(form, 0, 1)?))),
+        b"CPSMS" => cpsms(form),
+        b"CEDRXS" => cedrxs(form),
+        b"CEDRXRDP" => match form {
+            Form::Exec => Ok(Command::Cedrxrdp(Access::Write(()))),
+            Form::Test => Ok(Command::Cedrxrdp(Access::Test)),
+            _ => Err(Bad),
+        },
+        b"QSCLK" => Ok(Command::Qsclk(narrow(access(form, 0, 2)?))),
+        b"QRELLOCK" => match form {
+            Form::Exec => Ok(Command::Qrellock),
+            _ => Err(Bad),
+        },
+        b"CSCON" => Ok(Command::Cscon(flag(access(form, 0, 1)?))),
+        b"QNBIOTEVENT" => qnbiotevent(form),
+        b"QNBIOTRAI" => Ok(Command::Qnbiotrai(narrow(access(form, 0, 2)?))),
+        b"QATWAKEUP" => Ok(Command::Qatwakeup(flag(access(form, 0, 1)?))),
         b"QMTCFG" => qmtcfg(form),
         b"QMTOPEN" => qmtopen(form),
         b"QMTCLOSE" => {
@@ -206,6 +238,84 @@ fn narrow(a: Access<i64>) -> Access<u8> {
         Access::Write(v) => Access::Write(v as u8),
         Access::Read => Access::Read,
         Access::Test => Access::Test,
+    }
+}
+
+/// A 0/1 parameter as a flag.
+fn flag(a: Access<i64>) -> Access<bool> {
+    match a {
+        Access::Write(v) => Access::Write(v == 1),
+        Access::Read => Access::Read,
+        Access::Test => Access::Test,
+    }
+}
+
+/// A quoted timer bit string of `n` characters; an empty parameter or none is `None`.
+fn timer_bits(p: Option<&Param>, n: usize) -> Result<Option<u8>, Bad> {
+    match p {
+        None | Some(Param::Empty) => Ok(None),
+        Some(Param::Str(s)) => parse_bits(s, n).map(Some).ok_or(Bad),
+        Some(Param::Int(_)) => Err(Bad),
+    }
+}
+
+/// `AT+CPSMS=<mode>[,<RAU>[,<READY>[,<T3412>[,<T3324>]]]]`: the two GPRS timers do not apply
+/// to NB-IoT and must be left empty.
+fn cpsms(form: Form<'_>) -> Result<Command, Bad> {
+    let p = match form {
+        Form::Write(p) => p,
+        Form::Read => return Ok(Command::Cpsms(Access::Read)),
+        Form::Test => return Ok(Command::Cpsms(Access::Test)),
+        Form::Exec => return Err(Bad),
+    };
+    let v = params(p)?;
+    if v.is_empty() || v.len() > 5 || v.iter().skip(1).take(2).any(|x| *x != Param::Empty) {
+        return Err(Bad);
+    }
+    Ok(Command::Cpsms(Access::Write(PsmRequest {
+        mode: ok(int_in(v.first(), 0, 2))? as u8,
+        tau: timer_bits(v.get(3), 8)?,
+        act: timer_bits(v.get(4), 8)?,
+    })))
+}
+
+/// `AT+CEDRXS=<mode>[,<AcT-type>[,<eDRX>]]`: the access technology, if given, is 5 (NB-S1).
+fn cedrxs(form: Form<'_>) -> Result<Command, Bad> {
+    let p = match form {
+        Form::Write(p) => p,
+        Form::Read => return Ok(Command::Cedrxs(Access::Read)),
+        Form::Test => return Ok(Command::Cedrxs(Access::Test)),
+        Form::Exec => return Err(Bad),
+    };
+    let v = params(p)?;
+    if v.is_empty() || v.len() > 3 {
+        return Err(Bad);
+    }
+    if !matches!(v.get(1), None | Some(Param::Empty) | Some(Param::Int(5))) {
+        return Err(Bad);
+    }
+    Ok(Command::Cedrxs(Access::Write(EdrxRequest {
+        mode: ok(int_in(v.first(), 0, 3))? as u8,
+        value: timer_bits(v.get(2), 4)?,
+    })))
+}
+
+/// `AT+QNBIOTEVENT=<enable>,<event>`: the event is 1 (PSM state).
+fn qnbiotevent(form: Form<'_>) -> Result<Command, Bad> {
+    let p = match form {
+        Form::Write(p) => p,
+        Form::Read => return Ok(Command::Qnbiotevent(Access::Read)),
+        Form::Test => return Ok(Command::Qnbiotevent(Access::Test)),
+        Form::Exec => return Err(Bad),
+    };
+    match params(p)?.as_slice() {
+        [enable, event] => {
+            ok(int_in(Some(event), 1, 1))?;
+            Ok(Command::Qnbiotevent(Access::Write(
+                ok(int_in(Some(enable), 0, 1))? == 1,
+            )))
+        }
+        _ => Err(Bad),
     }
 }
 
@@ -460,6 +570,69 @@ mod tests {
                 args: vec![]
             })
         );
+    }
+
+    #[test]
+    fn power_commands_parse_to_their_values() {
+        let psm = |mode, tau, act| Ok(Command::Cpsms(Access::Write(PsmRequest { mode, tau, act })));
+        assert_eq!(
+            p("AT+CPSMS=1,,,\"01000011\",\"00000001\""),
+            psm(1, Some(0x43), Some(1))
+        );
+        assert_eq!(p("AT+CPSMS=1,,,\"00100001\""), psm(1, Some(0x21), None));
+        assert_eq!(p("AT+CPSMS=0"), psm(0, None, None));
+        assert_eq!(p("AT+CPSMS=2,,,,"), psm(2, None, None));
+        assert_eq!(p("AT+CPSMS?"), Ok(Command::Cpsms(Access::Read)));
+        let edrx = |mode, value| Ok(Command::Cedrxs(Access::Write(EdrxRequest { mode, value })));
+        assert_eq!(p("AT+CEDRXS=1,5,\"0101\""), edrx(1, Some(5)));
+        assert_eq!(p("AT+CEDRXS=3"), edrx(3, None));
+        assert_eq!(p("AT+CEDRXRDP"), Ok(Command::Cedrxrdp(Access::Write(()))));
+        assert_eq!(p("AT+QSCLK=1"), Ok(Command::Qsclk(Access::Write(1))));
+        assert_eq!(p("AT+QRELLOCK"), Ok(Command::Qrellock));
+        assert_eq!(p("AT+CSCON=1"), Ok(Command::Cscon(Access::Write(true))));
+        assert_eq!(
+            p("AT+QNBIOTEVENT=1,1"),
+            Ok(Command::Qnbiotevent(Access::Write(true)))
+        );
+        assert_eq!(
+            p("AT+QNBIOTRAI=2"),
+            Ok(Command::Qnbiotrai(Access::Write(2)))
+        );
+        assert_eq!(
+            p("AT+QATWAKEUP=0"),
+            Ok(Command::Qatwakeup(Access::Write(false)))
+        );
+        assert_eq!(p("AT+CEREG=5"), Ok(Command::Cereg(Access::Write(5))));
+        for bad in [
+            "AT+CPSMS=3",
+            "AT+CPSMS=",
+            "AT+CPSMS",
+            "AT+CPSMS=1,\"00000001\",,\"00100001\",\"00000101\"",
+            "AT+CPSMS=1,,,\"0010001\",\"00000101\"",
+            "AT+CPSMS=1,,,\"001000011\"",
+            "AT+CPSMS=1,,,\"0010000x\"",
+            "AT+CPSMS=1,,,33,5",
+            "AT+CPSMS=1,,,\"00100001\",\"00000101\",1",
+            "AT+CEDRXS=1,4,\"0101\"",
+            "AT+CEDRXS=4",
+            "AT+CEDRXS=1,5,\"101\"",
+            "AT+CEDRXS=1,5,\"0101\",1",
+            "AT+CEDRXRDP?",
+            "AT+QSCLK=3",
+            "AT+QSCLK=-1",
+            "AT+QRELLOCK=1",
+            "AT+QRELLOCK?",
+            "AT+CSCON=2",
+            "AT+QNBIOTEVENT=1",
+            "AT+QNBIOTEVENT=1,2",
+            "AT+QNBIOTEVENT=2,1",
+            "AT+QNBIOTEVENT",
+            "AT+QNBIOTRAI=3",
+            "AT+QATWAKEUP=2",
+            "AT+CEREG=6",
+        ] {
+            assert_eq!(p(bad), Err(Bad), "{bad}");
+        }
     }
 
     #[test]

@@ -21,12 +21,15 @@
 //! Inside, each state has one owner that changes it through named methods: `serial.rs` (the
 //! UART and AT layer: echo, line editing, data mode, output, deferred results), `client.rs`
 //! (one MQTT client: its options from `qmtcfg.rs`, its link, its operations, its timers),
-//! `network.rs` (registration), `power.rs` (boot; the place of PSM and eDRX). `command.rs`
+//! `network.rs` (registration), `power/` (boot, sleep, the radio's RRC states, PSM and eDRX,
+//! the charge meter), `carrier.rs` (the operator's NAT, downlink waiting for a module that
+//! cannot be reached). `command.rs`
 //! parses a line into a typed command; `modem.rs` runs it on its owner. `packet.rs` holds
 //! the MQTT packets as values, which the clients produce and consume and `mqtt.rs` encodes
 //! and decodes: neither of those two imports the other.
 
 mod at;
+mod carrier;
 mod client;
 mod command;
 mod effects;
@@ -45,6 +48,7 @@ pub use client::ClientState;
 pub use link::{ConnectError, LinkId, NetAction, NetEvent};
 pub use modem::Modem;
 pub use pacer::Pacer;
+pub use power::{Charge, ChargeReport, PowerCounters, PowerState, PowerTransition, StateCharge};
 pub use serial::ToHost;
 pub use time::Time;
 

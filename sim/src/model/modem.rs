@@ -1,19 +1,21 @@
 //! [`Modem`]: the BC26 as a state machine, and the one place its owners meet. It runs each
 //! command on the owner it concerns (`serial.rs` the UART and AT layer, `client.rs` a
-//! client, `network.rs` the registration, `power.rs` the boot), and joins the clients to
-//! the MQTT codec (`mqtt.rs`) through the packet values of `packet.rs`.
+//! client, `network.rs` the registration, `power/` the boot, sleep, radio and charge meter,
+//! `carrier.rs` the operator's NAT and the downlink that waits for a sleeping module), and
+//! joins the clients to the MQTT codec (`mqtt.rs`) through the packet values of `packet.rs`.
 
 use std::collections::VecDeque;
 
-use crate::config::{SimConfig, SimFaults};
+use crate::config::{NetworkPolicy, SimConfig, SimFaults};
 use crate::model::at::{hex_decode, Refused, Res};
+use crate::model::carrier::{Carrier, Held};
 use crate::model::client::{Client, ClientState, Login, OpenPlan};
 use crate::model::command::{parse, Access, Command};
-use crate::model::effects::{Effects, NetRequest};
+use crate::model::effects::{Effects, NetRequest, When};
 use crate::model::link::{LinkId, NetAction, NetEvent};
 use crate::model::mqtt::{encode, Decoder};
 use crate::model::network::{Change, Network};
-use crate::model::power::{Power, PowerEvent};
+use crate::model::power::{ChargeReport, Power, PowerState, PowerTransition, Watch};
 use crate::model::qmtcfg::Opt;
 use crate::model::serial::{DataPublish, HostInput, Serial, ToHost};
 use crate::model::time::Time;
@@ -52,6 +54,7 @@ pub struct Modem {
     serial: Serial,
     power: Power,
     net: Network,
+    carrier: Carrier,
     clients: Vec<Client>,
     /// The MQTT side of each client's link: the link its decoder is for.
     decoders: Vec<(Option<LinkId>, Decoder)>,
@@ -62,17 +65,19 @@ pub struct Modem {
 }
 
 impl Modem {
-    /// A modem just booted (no `RDY`: it is ready at once), at [`Time::ZERO`]. It takes
-    /// from `cfg`: `echo`, `result_delay`, `default_version`, `quote_cfg_strings`,
-    /// `cme_errors`, `boot_time` and `faults`; the rest is the shell's (UART, pipe, TCP).
+    /// A modem just booted (no `RDY`: it is ready at once), registered, its radio idle, at
+    /// [`Time::ZERO`]. It takes from `cfg`: `echo`, `result_delay`, `default_version`,
+    /// `quote_cfg_strings`, `cme_errors`, `boot_time`, `power` and `faults`; the rest is the
+    /// shell's (UART, pipe, TCP).
     pub fn new(cfg: &SimConfig) -> Modem {
         Modem {
             default_version: cfg.default_version,
             quote_cfg_strings: cfg.quote_cfg_strings,
             faults: cfg.faults.clone(),
             serial: Serial::new(cfg.echo, cfg.cme_errors, cfg.result_delay),
-            power: Power::new(cfg.boot_time),
+            power: Power::new(&cfg.power, cfg.boot_time),
             net: Network::new(),
+            carrier: Carrier::default(),
             clients: (0..CLIENTS)
                 .map(|id| Client::new(id, cfg.default_version))
                 .collect(),
@@ -87,7 +92,9 @@ impl Modem {
     // ------------------------------------------------------------ inputs
 
     /// Bytes from the host, complete on the wire at `now`. Returns the bytes the module took:
-    /// all of them, or none while it boots or its UART is silent.
+    /// all of them, or none while it boots, its UART is silent, or its UART sleeps (light
+    /// sleep: these bytes wake it and are lost, and so are those of the next
+    /// `PowerConfig::uart_wake`; deep sleep: only PSM_EINT wakes it).
     pub fn host_bytes<'b>(&mut self, now: Time, bytes: &'b [u8]) -> &'b [u8] {
         let now = self.advance_to(now);
         if self.serial.silent() {
@@ -100,6 +107,7 @@ impl Modem {
             rest = &rest[n..];
             match input {
                 Some(HostInput::Line(line)) => {
+                    self.power.command(now);
                     self.line(now, &line);
                     self.serial.recycle(line);
                 }
@@ -122,9 +130,35 @@ impl Modem {
         taken
     }
 
-    /// What the network reports at `now`.
+    /// What the network reports at `now`. A packet on a link the operator's NAT has
+    /// forgotten is lost; while the module cannot be reached (PSM, eDRX outside a paging
+    /// window) the event waits, and it reaches the module, in order, when it can.
     pub fn network(&mut self, now: Time, ev: NetEvent<'_>) {
         let now = self.advance_to(now);
+        let link = match ev {
+            NetEvent::Connected(l)
+            | NetEvent::ConnectFailed(l, _)
+            | NetEvent::Data(l, _)
+            | NetEvent::Closed(l) => l,
+        };
+        let nat_idle = self.power.policy().nat_idle;
+        if !self.carrier.inbound(link, now, nat_idle) {
+            return self.settle(now);
+        }
+        if matches!(ev, NetEvent::ConnectFailed(..) | NetEvent::Closed(_)) {
+            self.carrier.forget(link);
+        }
+        if self.carrier.holding() || !self.power.reachable(now) {
+            self.carrier.hold(Held::of(&ev));
+        } else {
+            self.power.downlink(now);
+            self.deliver(now, ev);
+        }
+        self.settle(now);
+    }
+
+    /// A network event reaches the module.
+    fn deliver(&mut self, now: Time, ev: NetEvent<'_>) {
         let registered = self.net.registered();
         match ev {
             NetEvent::Connected(link) => {
@@ -144,7 +178,6 @@ impl Modem {
                 }
             }
         }
-        self.settle(now);
     }
 
     /// Time has come to `now`: everything due by then happens (results, retransmissions,
@@ -176,6 +209,16 @@ impl Modem {
         self.net.reset();
         self.power.reboot(now);
         self.settle(now);
+        self.carrier.reset();
+    }
+
+    /// A falling edge on the PSM_EINT pin at `now`: wakes a module in deep sleep (after
+    /// `PowerConfig::deep_wake`, then `+QATWAKEUP` if enabled) or in light sleep (at once).
+    /// The radio stays where it is (in PSM until the module sends something).
+    pub fn psm_eint(&mut self, now: Time) {
+        let now = self.advance_to(now);
+        self.power.psm_eint(now);
+        self.settle(now);
     }
 
     /// A dead UART from `now` (`true`) or a live one again: while silent, bytes from the host
@@ -190,7 +233,7 @@ impl Modem {
     /// drops every link with `+QMTSTAT: <id>,2`.
     pub fn set_registration(&mut self, now: Time, stat: u8) {
         let now = self.advance_to(now);
-        let change = self.net.set(Some(stat), None);
+        let change = self.net.set(Some(stat), None, self.power.granted_psm());
         self.registration_changed(change);
         self.settle(now);
     }
@@ -225,6 +268,42 @@ impl Modem {
         self.clients.get(usize::from(id)).map(Client::state)
     }
 
+    /// The network's policy: the RRC inactivity timer, the PSM and eDRX grants, the NAT
+    /// (`SimConfig::power.network` at start).
+    pub fn network_policy(&self) -> &NetworkPolicy {
+        self.power.policy()
+    }
+
+    /// Change the network's policy: a new grant applies from the next TAU (the next
+    /// `AT+CPSMS`/`AT+CEDRXS`, or T3412), a new inactivity timer from the next packet, a new
+    /// NAT timeout at once.
+    pub fn network_policy_mut(&mut self) -> &mut NetworkPolicy {
+        self.power.policy_mut()
+    }
+
+    // ------------------------------------------------------------ power
+
+    /// The charge meter at [`Modem::now`]: time and charge per [`PowerState`], the total, and
+    /// what the power model counted. Exact (integer nanoamperes times nanoseconds) and cheap
+    /// (a copy of a few numbers).
+    pub fn charge(&self) -> ChargeReport {
+        let mut r = self.power.report(self.now);
+        r.counters.downlink_held = self.carrier.held_total();
+        r.counters.nat_expired = self.carrier.expired();
+        r
+    }
+
+    /// The module's power state at [`Modem::now`].
+    pub fn power_state(&self) -> PowerState {
+        self.power.state()
+    }
+
+    /// The oldest change of power state not taken yet, with its time (the last 256 are
+    /// kept): a log of what the module did.
+    pub fn poll_power(&mut self) -> Option<PowerTransition> {
+        self.power.poll_transition()
+    }
+
     // ------------------------------------------------------------ outputs
 
     /// The next piece of output to the host, in order; `None` when all was taken.
@@ -246,11 +325,15 @@ impl Modem {
         } else {
             self.serial.next_due()
         };
+        let watch = Watch {
+            cereg_timers: self.net.reports_timers(),
+            holding: self.carrier.holding(),
+        };
         self.clients
             .iter()
             .filter_map(Client::next_deadline)
             .chain(due)
-            .chain(self.power.next_deadline())
+            .chain(self.power.next_deadline(watch, self.now))
             .min()
     }
 
@@ -272,22 +355,59 @@ impl Modem {
     /// lines due go to the host. After it, nothing is due at `now` or before (so
     /// [`Modem::poll_at`] is later, or `None`).
     fn settle(&mut self, now: Time) {
-        if let Some(PowerEvent::Ready) = self.power.tick(now) {
+        let ticked = self.power.tick(now);
+        if ticked.ready {
             self.serial.message(b"\r\nRDY\r\n");
         }
-        let registered = self.net.registered();
-        for c in &mut self.clients {
-            c.tick(&mut self.fx, now, registered);
+        if ticked.psm_granted {
+            self.timers_changed();
         }
+        loop {
+            // What waited for the module, now that it can be reached (a TAU, a paging window,
+            // the connection an uplink of this step set up).
+            while self.carrier.holding() && !self.power.booting() && self.power.reachable(now) {
+                let Some(held) = self.carrier.pop_held() else {
+                    break;
+                };
+                self.power.downlink(now);
+                self.deliver(now, held.event());
+            }
+            let registered = self.net.registered();
+            for c in &mut self.clients {
+                c.tick(&mut self.fx, now, registered);
+            }
+            self.drain(now);
+            if !(self.carrier.holding() && !self.power.booting() && self.power.reachable(now)) {
+                break;
+            }
+        }
+        let open = self.clients.iter().any(|c| c.link().is_some());
+        self.power.set_links_open(now, open);
+        self.serial.flush_due(now, self.power.booting());
+    }
+
+    /// What the owners asked for becomes output: packets through the NAT (each one an uplink
+    /// for the radio), then the power URCs of this step (`+CSCON: 1` of an uplink), then the
+    /// result lines and URCs.
+    fn drain(&mut self, now: Time) {
+        let nat_idle = self.power.policy().nat_idle;
         let (net, lines) = self.fx.drain();
         for r in net {
             match r {
                 NetRequest::Connect { link, host, port } => {
+                    self.carrier.open(link, now);
+                    self.power.uplink(now);
                     self.actions
                         .push_back(NetAction::Connect { link, host, port });
                 }
                 NetRequest::Send(link, p) => match encode(&p) {
-                    Ok(bytes) => self.actions.push_back(NetAction::Send { link, bytes }),
+                    // A packet the NAT drops never leaves: nobody hears of it.
+                    Ok(bytes) => {
+                        if self.carrier.outbound(link, now, nat_idle) {
+                            self.power.uplink(now);
+                            self.actions.push_back(NetAction::Send { link, bytes });
+                        }
+                    }
                     // Unreachable from the host's bytes (commands are checked first), but
                     // never a panic: said, and not sent (the operation then times out).
                     Err(e) => eprintln!("bc26-sim: not sent, the codec refuses {p:?}: {}", e.0),
@@ -298,14 +418,31 @@ impl Modem {
                             *d = (None, Decoder::default());
                         }
                     }
-                    self.actions.push_back(NetAction::Close { link });
+                    if self.carrier.outbound(link, now, nat_idle) {
+                        // A restart drops its links without a packet.
+                        if !self.power.booting() {
+                            self.power.uplink(now);
+                        }
+                        self.actions.push_back(NetAction::Close { link });
+                    }
+                    self.carrier.forget(link);
                 }
             }
+        }
+        // The power URCs of this step (+CSCON: 1 of an uplink) before its result lines.
+        for urc in self.power.take_urcs() {
+            self.serial.defer(now, When::Urc, &urc);
         }
         for (when, line) in lines {
             self.serial.defer(now, when, &line);
         }
-        self.serial.flush_due(now, self.power.booting());
+    }
+
+    /// The PSM timers granted changed: `+CEREG` with them, if `AT+CEREG=4/5`.
+    fn timers_changed(&mut self) {
+        if let Some(urc) = self.net.timers_urc(self.power.granted_psm()) {
+            self.fx.urc(urc);
+        }
     }
 
     /// Bytes from the broker on `link`, through the codec, to the client.
@@ -385,13 +522,78 @@ impl Modem {
                 self.net.set_urc_mode(n);
                 s.ok();
             }
-            Command::Cereg(Access::Read) => s.info(&[self.net.cereg_line()]),
-            Command::Cereg(Access::Test) => s.info(&["+CEREG: (0-2)"]),
+            Command::Cereg(Access::Read) => {
+                s.info(&[self.net.cereg_line(self.power.granted_psm())]);
+            }
+            Command::Cereg(Access::Test) => s.info(&["+CEREG: (0-5)"]),
             Command::Cgatt(Access::Write(attach)) => {
                 s.ok();
-                let change = self.net.set(None, Some(!attach));
+                let change = self.net.set(None, Some(!attach), self.power.granted_psm());
                 self.registration_changed(change);
             }
+            Command::Cpsms(Access::Write(req)) => {
+                s.ok();
+                if self.power.request_psm(now, req) {
+                    self.timers_changed();
+                }
+            }
+            Command::Cpsms(Access::Read) => s.info(&[self.power.cpsms_line()]),
+            Command::Cpsms(Access::Test) => {
+                s.info(&["+CPSMS: (0-2),,,(\"00000000\"-\"11111111\"),(\"00000000\"-\"11111111\")"])
+            }
+            Command::Cedrxs(Access::Write(req)) => {
+                if !self.power.request_edrx(now, req) {
+                    return Err(Refused);
+                }
+                s.ok();
+            }
+            Command::Cedrxs(Access::Read) => s.info(&self.power.cedrxs_lines()),
+            Command::Cedrxs(Access::Test) => s.info(&["+CEDRXS: (0-3),(5),(\"0000\"-\"1111\")"]),
+            Command::Cedrxrdp(Access::Test) => s.ok(),
+            Command::Cedrxrdp(_) => s.info(&[self.power.cedrxrdp_line()]),
+            Command::Qsclk(Access::Write(n)) => {
+                self.power.set_qsclk(now, n);
+                s.ok();
+            }
+            Command::Qsclk(Access::Read) => {
+                let l = format!("+QSCLK: {}", self.power.qsclk());
+                s.info(&[l]);
+            }
+            Command::Qsclk(Access::Test) => s.info(&["+QSCLK: (0-2)"]),
+            Command::Qrellock => {
+                self.power.release_lock(now);
+                s.ok();
+            }
+            Command::Cscon(Access::Write(on)) => {
+                self.power.set_cscon(on);
+                s.ok();
+            }
+            Command::Cscon(Access::Read) => s.info(&[self.power.cscon_line()]),
+            Command::Cscon(Access::Test) => s.info(&["+CSCON: (0,1)"]),
+            Command::Qnbiotevent(Access::Write(on)) => {
+                self.power.set_psm_event(on);
+                s.ok();
+            }
+            // As the manual prints them: no information line.
+            Command::Qnbiotevent(_) => s.ok(),
+            Command::Qnbiotrai(Access::Write(rai)) => {
+                self.power.set_rai(rai);
+                s.ok();
+            }
+            Command::Qnbiotrai(Access::Read) => {
+                let l = format!("+QNBIOTRAI: {}", self.power.rai());
+                s.info(&[l]);
+            }
+            Command::Qnbiotrai(Access::Test) => s.info(&["+QNBIOTRAI: (0-2)"]),
+            Command::Qatwakeup(Access::Write(on)) => {
+                self.power.set_atwakeup(on);
+                s.ok();
+            }
+            Command::Qatwakeup(Access::Read) => {
+                let l = format!("+QATWAKEUP: {}", u8::from(self.power.atwakeup()));
+                s.info(&[l]);
+            }
+            Command::Qatwakeup(Access::Test) => s.info(&["+QATWAKEUP: (0,1)"]),
             Command::Cgatt(Access::Read) => {
                 let l = format!("+CGATT: {}", u8::from(self.net.registered()));
                 s.info(&[l]);

@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::config::{SimConfig, SimFaults};
-use crate::model::{ClientState, Modem};
+use crate::config::{NetworkPolicy, SimConfig, SimFaults};
+use crate::model::{ChargeReport, ClientState, Modem, PowerState, PowerTransition};
 use crate::shell::msg::Msg;
 use crate::shell::net::Links;
 use crate::shell::pipe::{self, Chan, SimReader, SimWriter};
@@ -248,6 +248,46 @@ impl SimHandle {
         rx.recv_timeout(Duration::from_secs(1)).ok().flatten()
     }
 
+    /// A falling edge on the module's PSM_EINT pin: wakes it from deep sleep (after
+    /// `PowerConfig::deep_wake`) or light sleep (at once). See `docs/power-model.md`.
+    pub fn psm_eint(&self) {
+        self.send(Msg::PsmEint);
+    }
+
+    /// Replace the network's policy (inactivity timer, PSM/eDRX grants, NAT timeout): see
+    /// `model::Modem::network_policy_mut`.
+    pub fn set_network_policy(&self, policy: NetworkPolicy) {
+        self.send(Msg::NetworkPolicy(policy));
+    }
+
+    /// The charge meter now: time and charge per power state, the total, the power
+    /// counters. `None` if the simulator does not answer within a second.
+    pub fn charge(&self) -> Option<ChargeReport> {
+        self.power_probe().charge()
+    }
+
+    /// The module's power state now; `None` if the simulator does not answer within a second.
+    pub fn power_state(&self) -> Option<PowerState> {
+        let (tx, rx) = channel();
+        self.send(Msg::PowerState(tx));
+        rx.recv_timeout(Duration::from_secs(1)).ok()
+    }
+
+    /// Every change of power state from now on, with its time (the simulator's clock, from
+    /// its start), as it is known (a change the host does not see is known at the
+    /// simulator's next input, with its own time).
+    pub fn power_events(&self) -> Receiver<PowerTransition> {
+        self.power_probe().events()
+    }
+
+    /// A handle on the power model that outlives a move of this handle (`Clone`, `Send`):
+    /// for a program that hands the `SimHandle` to another thread.
+    pub fn power_probe(&self) -> PowerProbe {
+        PowerProbe {
+            tx: self.tx.clone(),
+        }
+    }
+
     /// Everything the modem has sent to the host so far.
     pub fn transcript(&self) -> Vec<u8> {
         self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
@@ -265,6 +305,28 @@ impl SimHandle {
     /// Stop the simulator and wait for its threads.
     pub fn shutdown(self) {
         drop(self);
+    }
+}
+
+/// Reads the power model of a running simulator ([`SimHandle::power_probe`]).
+#[derive(Clone)]
+pub struct PowerProbe {
+    tx: Sender<Msg>,
+}
+
+impl PowerProbe {
+    /// See [`SimHandle::charge`].
+    pub fn charge(&self) -> Option<ChargeReport> {
+        let (tx, rx) = channel();
+        let _ = self.tx.send(Msg::Charge(tx));
+        rx.recv_timeout(Duration::from_secs(1)).ok()
+    }
+
+    /// See [`SimHandle::power_events`].
+    pub fn events(&self) -> Receiver<PowerTransition> {
+        let (tx, rx) = channel();
+        let _ = self.tx.send(Msg::PowerEvents(tx));
+        rx
     }
 }
 

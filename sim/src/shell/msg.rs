@@ -4,8 +4,8 @@
 use std::net::TcpStream;
 use std::sync::mpsc::{Receiver, Sender};
 
-use crate::config::SimFaults;
-use crate::model::{ClientState, ConnectError, LinkId};
+use crate::config::{NetworkPolicy, SimFaults};
+use crate::model::{ChargeReport, ClientState, ConnectError, LinkId, PowerState, PowerTransition};
 
 /// A message to the modem thread.
 pub(crate) enum Msg {
@@ -28,6 +28,13 @@ pub(crate) enum Msg {
     GetFaults(Sender<SimFaults>),
     /// The current faults out, the edited ones back (the model waits for them).
     EditFaults(Sender<SimFaults>, Receiver<SimFaults>),
+    /// A falling edge on PSM_EINT.
+    PsmEint,
+    NetworkPolicy(NetworkPolicy),
+    Charge(Sender<ChargeReport>),
+    PowerState(Sender<PowerState>),
+    /// Send every power transition from now on to this channel.
+    PowerEvents(Sender<PowerTransition>),
     Shutdown,
 }
 

@@ -3,11 +3,11 @@
 //! (bytes to the transmit thread, TCP actions on [`Links`]), and sleeps until the next
 //! message or the instant the model asked for.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::model::{Modem, NetAction, NetEvent, Time, ToHost};
+use crate::model::{Modem, NetAction, NetEvent, PowerTransition, Time, ToHost};
 use crate::shell::msg::{Msg, NetMsg};
 use crate::shell::net::Links;
 use crate::shell::tx::Output;
@@ -22,6 +22,8 @@ pub(crate) struct Runner {
     links: Links,
     /// Every byte the model took from the host, for `SimHandle::host_transcript`.
     host_log: Arc<Mutex<Vec<u8>>>,
+    /// Who wants the power transitions (`SimHandle::power_events`).
+    power_subs: Vec<Sender<PowerTransition>>,
 }
 
 impl Runner {
@@ -37,6 +39,7 @@ impl Runner {
             out,
             links,
             host_log,
+            power_subs: Vec::new(),
         }
     }
 
@@ -110,6 +113,17 @@ impl Runner {
                     }
                 }
             }
+            Msg::PsmEint => model.psm_eint(now),
+            Msg::NetworkPolicy(p) => *model.network_policy_mut() = p,
+            Msg::Charge(reply) => {
+                model.advance(now);
+                let _ = reply.send(model.charge());
+            }
+            Msg::PowerState(reply) => {
+                model.advance(now);
+                let _ = reply.send(model.power_state());
+            }
+            Msg::PowerEvents(tx) => self.power_subs.push(tx),
             Msg::Shutdown => {}
         }
         self.carry_out(now);
@@ -118,6 +132,11 @@ impl Runner {
     /// The model's outputs: bytes to the transmit thread, actions on the links (a write that
     /// fails is the link closed, which the model hears at once).
     fn carry_out(&mut self, now: Time) {
+        if !self.power_subs.is_empty() {
+            while let Some(t) = self.model.poll_power() {
+                self.power_subs.retain(|s| s.send(t).is_ok());
+            }
+        }
         loop {
             while let Some(piece) = self.model.poll_host() {
                 match piece {

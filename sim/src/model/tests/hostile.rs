@@ -89,6 +89,22 @@ fn lines_a_bc26_refuses_are_answered_error_and_send_nothing() {
         b"AT+QMTPUB=0,0,0,0,\"\xff\xfe\",\"m\"".to_vec(),
         b"AT+QMTCONN=0,\"\xc3\"".to_vec(),
         b"AT+\xff\x00".to_vec(),
+        // Power commands: out of range, malformed timers, missing or extra parameters.
+        b"AT+CPSMS=1,,,\"0100001\",\"00000101\"".to_vec(),
+        b"AT+CPSMS=1,,,\"\xff0000000\"".to_vec(),
+        b"AT+CPSMS=99999999999999999999999".to_vec(),
+        b"AT+CPSMS=1,1,1,\"00100001\",\"00000101\"".to_vec(),
+        b"AT+CEDRXS=1,5,\"01010\"".to_vec(),
+        b"AT+CEDRXS=1,5".to_vec(),
+        b"AT+CEDRXS=2,9,\"0101\"".to_vec(),
+        b"AT+QSCLK=18446744073709551617".to_vec(),
+        b"AT+QSCLK=".to_vec(),
+        b"AT+QRELLOCK=?".to_vec(),
+        b"AT+CSCON=-1".to_vec(),
+        b"AT+QNBIOTEVENT=1,1,1".to_vec(),
+        b"AT+QNBIOTRAI=\"1\"".to_vec(),
+        b"AT+QATWAKEUP=1,".to_vec(),
+        b"AT+CEREG=5,1".to_vec(),
     ])
     .collect();
     for l in &lines {
@@ -230,4 +246,86 @@ fn the_same_inputs_give_the_same_bytes() {
     let a = run();
     assert!(a.len() > 1000);
     assert_eq!(a, run());
+}
+
+#[test]
+fn random_power_commands_and_time_jumps_never_panic_and_a_woken_module_answers() {
+    let mut rng = Rng(0xb26);
+    let cmds: [&str; 14] = [
+        "AT+QSCLK=",
+        "AT+CPSMS=",
+        "AT+CPSMS=1,,,\"",
+        "AT+CEDRXS=",
+        "AT+CEDRXS=2,5,\"",
+        "AT+QRELLOCK",
+        "AT+CSCON=",
+        "AT+QNBIOTEVENT=",
+        "AT+QNBIOTRAI=",
+        "AT+QATWAKEUP=",
+        "AT+CEREG=",
+        "AT+QMTPUB=0,0,0,0,\"t\",\"x\"",
+        "AT+CSCON?",
+        "AT+CEDRXRDP",
+    ];
+    let (mut slept, mut psm) = (0, 0);
+    for seed in 0..20 {
+        let mut r = Rig::quiet();
+        let link = r.connect(0);
+        for _ in 0..150 {
+            let mut line = cmds[rng.below(cmds.len())].as_bytes().to_vec();
+            match rng.below(4) {
+                0 => line.extend(format!("{}", rng.below(7)).bytes()),
+                1 => line.extend((0..rng.below(10)).map(|_| b"01\",x9"[rng.below(6)])),
+                2 => line.extend(format!("{}", rng.next()).bytes()),
+                _ => {}
+            }
+            line.push(b'\r');
+            r.send(&line);
+            match rng.below(6) {
+                0 => r.m.psm_eint(r.t),
+                1 => {
+                    r.broker(link, b"\x30\x04\x00\x01tx");
+                }
+                2 => {
+                    let p = r.m.network_policy_mut();
+                    p.inactivity = std::time::Duration::from_millis(rng.below(30_000) as u64);
+                    p.ptw = rng.next() as u8;
+                }
+                _ => {}
+            }
+            // From nothing to days: catching up must stay exact and quick.
+            let jump = [0, 5, 3_000, 60_000, 86_400_000][rng.below(5)];
+            r.t = r.t + std::time::Duration::from_millis(jump);
+            r.m.advance(r.t);
+            r.host();
+            for a in r.net() {
+                if let NetAction::Connect { link, .. } = a {
+                    r.m.network(r.t, NetEvent::Connected(link));
+                }
+            }
+        }
+        // Wake it as a driver would: PSM_EINT, then AT until it answers.
+        r.m.psm_eint(r.t);
+        let mut answered = false;
+        for _ in 0..3 {
+            r.t = r.t + std::time::Duration::from_millis(200);
+            r.m.advance(r.t);
+            r.host();
+            r.send(b"\x1b\rAT\r");
+            if r.host().ends_with(&show(b"\r\nOK\r\n")) {
+                answered = true;
+                break;
+            }
+        }
+        assert!(answered, "seed round {seed}: no OK after a wake-up");
+        let c = r.m.charge();
+        let t: std::time::Duration = c.states.iter().map(|s| s.time).sum();
+        assert_eq!(t, r.t.since_epoch(), "every instant is in one state");
+        slept += c.counters.host_bytes_lost;
+        psm += c.counters.psm_entries;
+    }
+    assert!(
+        slept > 0 && psm > 0,
+        "the rounds reached sleep ({slept}) and PSM ({psm})"
+    );
 }

@@ -5,10 +5,14 @@
 //!   hex, inline and in data mode, receive, keep-alive, unsubscribe, disconnect, close);
 //! - `faults.rs`: every fault of `SimHandle`, and the timers;
 //! - `hostile.rs`: what a host may send that a modem must survive (random bytes, overlong
-//!   lines, bad topics and numbers, data-mode garbage) and malformed broker bytes.
+//!   lines, bad topics and numbers, data-mode garbage, power commands) and malformed broker
+//!   bytes;
+//! - `power.rs`: the power model (PSM and eDRX grants, the radio's states and URCs, a
+//!   sleeping UART, downlink for an unreachable module, the NAT, the charge meter).
 
 mod faults;
 mod hostile;
+mod power;
 mod session;
 
 use std::time::Duration;
