@@ -227,9 +227,11 @@ fn back_off_grows_while_attempts_fail_keeps_growing_after_a_short_link_and_reset
         r.rec.online(ms(500)).await;
         let d = delays(&r, from);
         assert!(d[0] <= ms(10), "{d:?}\n{}", r.explain());
+        // The attempts count from 1 again (this assertion said 2 before
+        // issue 15, item 10: it encoded the bug).
         assert_eq!(
             r.rec.states()[from + 2],
-            LinkState::Connecting { attempt: 2 }
+            LinkState::Connecting { attempt: 1 }
         );
     });
 }
@@ -623,5 +625,49 @@ fn timeout_notice_has_the_modem_report_retransmissions_which_end_nothing() {
         let c = r.link.counters();
         assert_eq!((c.delivered, c.link_losses, c.resent), (1, 0, 0));
         assert_eq!(r.rec.states().len(), 2, "{}", r.explain());
+    });
+}
+
+#[test]
+fn after_a_stable_link_the_attempts_count_from_1_again() {
+    let r = Rig::new("attempts", |_| {});
+    // Two failed opens at each bring-up: attempts 1 and 2 fail, 3 comes online.
+    let fails = Rc::new(Cell::new(2u32));
+    let f = fails.clone();
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTOPEN=") && f.get() > 0 {
+            f.set(f.get() - 1);
+            Answer::Send(b"\r\nOK\r\n\r\n+QMTOPEN: 0,-1\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    let attempts = |r: &Rig, from: usize| -> Vec<u32> {
+        r.rec.states()[from..]
+            .iter()
+            .filter_map(|s| match s {
+                LinkState::Connecting { attempt } => Some(*attempt),
+                _ => None,
+            })
+            .collect()
+    };
+    r.run(async {
+        r.rec.online(ms(1000)).await;
+        assert_eq!(attempts(&r, 0), [1, 2, 3], "{}", r.explain());
+        // Online longer than `stable_after` (150 ms), then the link ends and
+        // the next bring-up fails twice again: 1, 2, 3 once more.
+        Timer::after(ms(200)).await;
+        let from = r.rec.states().len();
+        fails.set(2);
+        r.auto.send(b"\r\n+QMTSTAT: 0,1\r\n");
+        r.rec.offline(ms(200)).await;
+        r.rec.online(ms(1000)).await;
+        assert_eq!(attempts(&r, from), [1, 2, 3], "{}", r.explain());
+        // A link shorter than `stable_after`: the count goes on.
+        let from = r.rec.states().len();
+        r.auto.send(b"\r\n+QMTSTAT: 0,1\r\n");
+        r.rec.offline(ms(200)).await;
+        r.rec.online(ms(1000)).await;
+        assert_eq!(attempts(&r, from), [4], "{}", r.explain());
     });
 }

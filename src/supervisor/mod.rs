@@ -614,8 +614,10 @@ impl<M: RawMutex> Supervisor<'_, M> {
     pub async fn run(self) -> ! {
         let mut delays = Delays::new(self.config.backoff);
         let status = self.link.status;
+        // Attempts since the last stable link (or the start), this one included.
+        let mut attempt = 0u32;
         loop {
-            let attempt = delays.failures().saturating_add(1);
+            attempt = attempt.saturating_add(1);
             status.set_state(LinkState::Connecting { attempt });
             let started = Instant::now();
             let (reason, was_online) = self.session().await;
@@ -627,6 +629,7 @@ impl<M: RawMutex> Supervisor<'_, M> {
                     >= self.config.backoff.stable_after
                 {
                     delays.reset();
+                    attempt = 0;
                 }
             } else {
                 status.count(|c| c.failed_attempts = c.failed_attempts.wrapping_add(1));
