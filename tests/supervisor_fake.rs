@@ -9,7 +9,8 @@ use std::future::Future;
 use std::rc::Rc;
 
 use bc26_mqtt::supervisor::{
-    self, Backoff, Link, LinkState, OfflineReason, Supervisor, SupervisorConfig, SupervisorState,
+    self, Backoff, Link, LinkState, OfflineReason, Outcome, Supervisor, SupervisorConfig,
+    SupervisorState,
 };
 use bc26_mqtt::{ClientId, Error, LinkClosedReason, QoS, Subscription};
 use bc26_testkit::rules::{Answer, Auto};
@@ -243,10 +244,11 @@ fn a_late_qmtstat_5_ends_nothing_and_publishes_go_on() {
         r.rec.online(ms(500)).await;
         let n = r.rec.states().len();
         r.auto.send(b"\r\n+QMTSTAT: 0,5\r\n");
-        r.link
+        let o = r
+            .link
             .publish("up/dev1", b"after", QoS::AtLeastOnce, false)
-            .await
-            .unwrap();
+            .await;
+        assert!(o.is_delivered(), "{o:?}");
         // Health checks go on and find the client connected.
         let checks = r.auto.lines().len();
         Timer::after(ms(100)).await;
@@ -382,7 +384,8 @@ fn a_failed_publish_ends_the_link_and_the_message_goes_again_under_its_msg_id() 
             r.explain()
         );
         r.rec.online(ms(500)).await;
-        with_timeout(ms(500), r.link.delivered(t)).await.unwrap();
+        let o = with_timeout(ms(500), r.link.delivered(t)).await.unwrap();
+        assert_eq!(o, Outcome::Acknowledged { msg_id: t.msg_id });
         let pubs: Vec<String> = r
             .auto
             .lines()
@@ -574,12 +577,12 @@ fn a_message_in_flight_when_the_link_ends_unreported_is_resent_once_and_blocks_n
         let back = Instant::now();
         // The supervisor gave the link up and freed the old publish's slot:
         // the message goes again at once, and the later one does not wait.
-        with_timeout(ms(100), r.link.delivered(next))
-            .await
-            .unwrap_or_else(|_| panic!("{}", r.explain()));
-        with_timeout(ms(100), r.link.delivered(t))
-            .await
-            .unwrap_or_else(|_| panic!("{}", r.explain()));
+        for t in [next, t] {
+            let o = with_timeout(ms(100), r.link.delivered(t))
+                .await
+                .unwrap_or_else(|_| panic!("{}", r.explain()));
+            assert!(o.is_delivered(), "{o:?}");
+        }
         eprintln!("re-sent {:?} after the link was back", back.elapsed());
         let pubs: Vec<String> = r
             .auto
@@ -618,10 +621,11 @@ fn timeout_notice_has_the_modem_report_retransmissions_which_end_nothing() {
             .auto
             .lines()
             .contains(&"AT+QMTCFG=\"timeout\",0,1,0,1".to_string()));
-        r.link
+        let o = r
+            .link
             .publish("up/dev1", b"m", QoS::AtLeastOnce, false)
-            .await
-            .unwrap();
+            .await;
+        assert!(o.is_delivered(), "{o:?}");
         let c = r.link.counters();
         assert_eq!((c.delivered, c.link_losses, c.resent), (1, 0, 0));
         assert_eq!(r.rec.states().len(), 2, "{}", r.explain());
@@ -669,5 +673,58 @@ fn after_a_stable_link_the_attempts_count_from_1_again() {
         r.rec.offline(ms(200)).await;
         r.rec.online(ms(1000)).await;
         assert_eq!(attempts(&r, from), [4], "{}", r.explain());
+    });
+}
+
+#[test]
+fn a_qos0_message_dropped_by_a_link_loss_ends_dropped_never_delivered() {
+    // One lane: the first QoS 0 publish is accepted but its result never
+    // comes; the second waits behind it in the outbox.
+    let r = Rig::new("qos0drop", |c| c.in_flight = 1);
+    let hang = Rc::new(Cell::new(true));
+    let h = hang.clone();
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTPUB=0,0,0,0,\"up/dev1\",\"lost") && h.get() {
+            Answer::Send(b"\r\nOK\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let sent = r
+            .link
+            .publish("up/dev1", b"first", QoS::AtMostOnce, false)
+            .await;
+        assert_eq!(sent, Outcome::Sent);
+        let acked = r
+            .link
+            .publish("up/dev1", b"one", QoS::AtLeastOnce, false)
+            .await;
+        assert!(matches!(acked, Outcome::Acknowledged { .. }), "{acked:?}");
+        let in_flight = r
+            .link
+            .try_publish("up/dev1", b"lost in flight", QoS::AtMostOnce, false)
+            .unwrap();
+        let queued = r
+            .link
+            .try_publish("up/dev1", b"lost queued", QoS::AtMostOnce, false)
+            .unwrap();
+        r.auto
+            .wait_lines(|l| l.iter().any(|l| l.contains("lost in flight")))
+            .await;
+        r.auto.send(b"\r\n+QMTSTAT: 0,1\r\n");
+        let both = join(r.link.delivered(in_flight), r.link.delivered(queued));
+        let got = with_timeout(ms(300), both)
+            .await
+            .unwrap_or_else(|_| panic!("{}", r.explain()));
+        assert_eq!(got, (Outcome::Dropped, Outcome::Dropped), "{}", r.explain());
+        assert!(!got.0.is_delivered());
+        let c = r.link.counters();
+        assert_eq!((c.qos0_dropped, c.delivered), (2, 2), "{c:?}");
+        // The queued one never reached the modem.
+        assert!(!r.auto.lines().iter().any(|l| l.contains("lost queued")));
+        // And a ticket read later still says so.
+        assert_eq!(r.link.outcome(queued), Some(Outcome::Dropped));
     });
 }

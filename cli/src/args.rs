@@ -37,7 +37,9 @@ use crate::faults::{self, duration, Fault, Kind};
 /// acknowledged the line at QoS 1/2, or the modem sent it at QoS 0), resent
 /// (the supervisor sent stored lines again), error (with "op":"publish" and
 /// "line" for a line that was not published: too long, Ctrl+Z/ESC without
-/// --hex, QoS 0 while offline), message and link_closed as above; at the
+/// --hex, QoS 0 while offline, QoS 0 dropped by a link loss before the
+/// modem sent it, refused by the modem), message and link_closed as above;
+/// each line gets exactly one published or error event; at the
 /// end outbox (its high-water mark and capacity in bytes, messages left),
 /// summary (lines, published, failed, undelivered, resent, connects,
 /// link_losses), error with "op":"deliver" when lines were lost, then

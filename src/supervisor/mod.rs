@@ -33,8 +33,16 @@
 //! through the modem, so a receiver that must not act twice tells copies
 //! apart by the message itself (a sequence number in the payload) or stays
 //! idempotent. QoS 0 messages are never stored across a link loss: refused
-//! while offline ([`Error::Offline`]), and dropped (counted) if the link
-//! ends before they went out.
+//! while offline ([`Error::Offline`]), and dropped (counted, and
+//! [`Outcome::Dropped`] on their ticket) if the link ends before they went
+//! out.
+//!
+//! Every message stored ends with one [`Outcome`], which its [`Ticket`]
+//! reads ([`Link::delivered`], [`Link::outcome`]) and [`Link::publish`]
+//! returns: [`Sent`](Outcome::Sent) (QoS 0),
+//! [`Acknowledged`](Outcome::Acknowledged) (QoS 1/2),
+//! [`Dropped`](Outcome::Dropped) (QoS 0, a link loss) or
+//! [`Refused`](Outcome::Refused) with its error.
 
 mod backoff;
 mod outbox;
@@ -49,7 +57,7 @@ use embassy_sync::waitqueue::MultiWakerRegistration;
 use embassy_time::{Duration, Instant, Timer};
 
 pub use backoff::Backoff;
-pub use outbox::{OutboxStats, Ticket};
+pub use outbox::{OutboxStats, Outcome, Ticket};
 
 use crate::client_table::LinkEnd;
 use crate::commands::{Attention, ConnectionState, EchoOff, QueryRegistration, Will};
@@ -222,23 +230,16 @@ pub struct Counters {
     /// counted when the modem accepted the line again.
     pub resent: u32,
     /// Outbox messages the broker acknowledged (QoS 1/2) or the modem sent
-    /// (QoS 0).
+    /// (QoS 0): [`Outcome::Acknowledged`], [`Outcome::Sent`].
     pub delivered: u32,
     /// QoS 0 messages refused while offline.
     pub refused_offline: u32,
-    /// QoS 0 messages stored while online whose link ended before they went out.
+    /// QoS 0 messages stored while online whose link ended before they went
+    /// out: [`Outcome::Dropped`].
     pub qos0_dropped: u32,
     /// Milliseconds online, over every link so far (the current one included
     /// when it ends; see [`Link::time_online`]).
     pub online_ms: u64,
-}
-
-/// A message the broker acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Delivered {
-    /// The msgID it went out with (every time).
-    pub msg_id: u16,
 }
 
 /// State changes a [`Link::changed`] caller may be behind and still see
@@ -534,43 +535,51 @@ impl<'a, M: RawMutex> Link<'a, M> {
             .map_err(push_error)
     }
 
-    /// Publishes through the outbox: waits for room, then for the broker's
-    /// acknowledgement (QoS 1/2) or the modem's report (QoS 0), across link
-    /// losses. Once the message is stored, dropping this future does not
-    /// withdraw it: bound the wait with `with_timeout` as you like. QoS 0
-    /// fails at once with [`Error::Offline`] while the link is not online.
-    pub async fn publish(
-        &self,
-        topic: &str,
-        payload: &[u8],
-        qos: QoS,
-        retain: bool,
-    ) -> Result<Delivered, Error> {
-        self.check(topic, payload)?;
-        if qos == QoS::AtMostOnce && !self.online() {
-            return Err(self.refuse_offline());
+    /// Publishes through the outbox: waits for room, then for the message's
+    /// [`Outcome`]: the broker's acknowledgement (QoS 1/2, across link
+    /// losses) or the modem's report (QoS 0), or why it was not delivered.
+    /// A message refused before it was stored (what
+    /// [`try_publish`](Self::try_publish) returns as an error, but
+    /// [`Error::OutboxFull`]: this waits for room) is
+    /// [`Outcome::Refused`] at once; QoS 0 while the link is not online is
+    /// `Refused(Error::Offline)`. Once the message is stored, dropping this
+    /// future does not withdraw it: bound the wait with `with_timeout` as
+    /// you like.
+    pub async fn publish(&self, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Outcome {
+        if let Err(e) = self.check(topic, payload) {
+            return Outcome::Refused(e);
         }
-        let ticket = self
+        if qos == QoS::AtMostOnce && !self.online() {
+            return Outcome::Refused(self.refuse_offline());
+        }
+        match self
             .outbox
             .push_wait(topic, payload, qos, retain, &mut self.next_id())
             .await
-            .map_err(push_error)?;
-        Ok(self.delivered(ticket).await)
+        {
+            Ok(ticket) => self.delivered(ticket).await,
+            Err(e) => Outcome::Refused(push_error(e)),
+        }
     }
 
-    /// Waits until the message of `ticket` left the outbox: acknowledged
-    /// (QoS 1/2) or sent (QoS 0; one whose link ended before it went out
-    /// leaves too, counted in [`Counters::qos0_dropped`]).
-    pub async fn delivered(&self, ticket: Ticket) -> Delivered {
-        self.outbox.wait_gone(ticket.seq).await;
-        Delivered {
-            msg_id: ticket.msg_id,
-        }
+    /// Waits until the message of `ticket` ended, and says how: sent (QoS
+    /// 0), acknowledged (QoS 1/2), dropped by a link loss (QoS 0), or
+    /// refused. Ends for every message: a QoS 1/2 one when the broker
+    /// acknowledged it (however many link losses that takes) or the modem
+    /// refused it `max_refusals` times. See [`Outcome::Forgotten`] for a
+    /// ticket read long after its message ended.
+    pub async fn delivered(&self, ticket: Ticket) -> Outcome {
+        self.outbox.wait_outcome(ticket).await
+    }
+
+    /// How the message of `ticket` ended; `None` while it is in the outbox.
+    pub fn outcome(&self, ticket: Ticket) -> Option<Outcome> {
+        self.outbox.outcome(ticket)
     }
 
     /// True while the message of `ticket` is in the outbox.
     pub fn pending(&self, ticket: Ticket) -> bool {
-        self.outbox.contains(ticket.seq)
+        self.outcome(ticket).is_none()
     }
 
     /// Waits until the outbox is empty.
