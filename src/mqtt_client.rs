@@ -115,11 +115,6 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         self.core.clients.alloc_msg_id(self.id)
     }
 
-    /// Whether the driver sends this client's payloads as hex digits.
-    pub(crate) fn send_hex(&self) -> bool {
-        self.core.clients.settings(self.id).send_hex
-    }
-
     fn cmd_timeout(&self) -> Duration {
         self.core.config.command_timeout
     }

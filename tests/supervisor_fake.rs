@@ -10,9 +10,9 @@ use std::rc::Rc;
 
 use bc26_mqtt::supervisor::{
     self, Backoff, Link, LinkState, OfflineReason, Outcome, Supervisor, SupervisorConfig,
-    SupervisorState,
+    SupervisorState, Ticket,
 };
-use bc26_mqtt::{ClientId, Error, LinkClosedReason, QoS, Subscription};
+use bc26_mqtt::{ClientId, DataFormat, Error, LinkClosedReason, QoS, Subscription};
 use bc26_testkit::rules::{Answer, Auto};
 use common::rig::{block_on, Recorder};
 use common::{fast_config, setup, Fake, TestRunner};
@@ -726,5 +726,198 @@ fn a_qos0_message_dropped_by_a_link_loss_ends_dropped_never_delivered() {
         assert!(!r.auto.lines().iter().any(|l| l.contains("lost queued")));
         // And a ticket read later still says so.
         assert_eq!(r.link.outcome(queued), Some(Outcome::Dropped));
+    });
+}
+
+/// The `AT+QMTPUB` lines the fake got.
+fn pubs(r: &Rig) -> Vec<String> {
+    r.auto
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("AT+QMTPUB="))
+        .collect()
+}
+
+/// The checks of item 1 (issue 15): a message that needs hex is taken, one
+/// too long for hex is refused at once, whatever the modem holds now.
+async fn judged_against_hex(r: &Rig) -> Ticket {
+    let binary = r
+        .link
+        .try_publish("up/dev1", b"a\x1ab", QoS::AtLeastOnce, false)
+        .expect("a payload that needs hex is taken when hex is configured");
+    // 600 bytes: 1,200 hex digits, more than the modem takes (1,024).
+    let long = r
+        .link
+        .try_publish("up/dev1", &[b'x'; 600], QoS::AtLeastOnce, false);
+    assert_eq!(
+        long.map(drop),
+        Err(Error::InvalidArgument {
+            field: bc26_mqtt::Field::Payload,
+            problem: bc26_mqtt::Problem::TooLong
+        })
+    );
+    let o = r
+        .link
+        .publish("up/dev1", &[b'y'; 600], QoS::AtMostOnce, false)
+        .await;
+    assert!(matches!(o, Outcome::Refused(_)), "{o:?}");
+    binary
+}
+
+#[test]
+fn before_the_first_connect_a_message_is_judged_against_the_configured_format() {
+    let r = Rig::new("hexfirst", |c| c.send_format = DataFormat::Hex);
+    // Not registered yet: the modem is still at its default, text.
+    r.auto.stat.set(2);
+    r.run(async {
+        Timer::after(ms(30)).await;
+        let binary = judged_against_hex(&r).await;
+        r.auto.stat.set(1);
+        r.rec.online(ms(800)).await;
+        let o = with_timeout(ms(300), r.link.delivered(binary)).await;
+        assert_eq!(
+            o,
+            Ok(Outcome::Acknowledged {
+                msg_id: binary.msg_id
+            }),
+            "{}",
+            r.explain()
+        );
+        assert_eq!(
+            pubs(&r),
+            [format!(
+                "AT+QMTPUB=0,{},1,0,\"up/dev1\",\"611A62\"",
+                binary.msg_id
+            )]
+        );
+        let c = r.link.counters();
+        assert_eq!((c.link_losses, c.refused), (0, 0), "{c:?}");
+        assert_eq!(r.link.outbox().messages, 0);
+    });
+}
+
+#[test]
+fn while_the_modem_restarts_a_message_is_judged_against_the_configured_format() {
+    let r = Rig::new("hexreboot", |c| c.send_format = DataFormat::Hex);
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        // The modem restarts (its data format is text again) and is not
+        // registered for a while: the supervisor waits before it configures
+        // hex again.
+        r.auto.stat.set(2);
+        r.auto.send(b"\r\nRDY\r\n");
+        let reason = r.rec.offline(ms(300)).await;
+        assert_eq!(reason, OfflineReason::ModemRebooted);
+        r.auto
+            .wait_lines(|l| l.iter().rev().take(2).any(|l| l == "AT+CEREG?"))
+            .await;
+        let binary = judged_against_hex(&r).await;
+        r.auto.stat.set(1);
+        r.rec.online(ms(800)).await;
+        let o = with_timeout(ms(300), r.link.delivered(binary)).await;
+        assert_eq!(
+            o,
+            Ok(Outcome::Acknowledged {
+                msg_id: binary.msg_id
+            }),
+            "{}",
+            r.explain()
+        );
+        let c = r.link.counters();
+        assert_eq!((c.link_losses, c.refused), (1, 0), "{c:?}");
+        assert_eq!(r.link.outbox().messages, 0);
+    });
+}
+
+#[test]
+fn a_message_the_modem_refuses_every_time_fails_typed_counted_and_the_link_stays_up() {
+    let r = Rig::new("poison", |c| c.max_refusals = 3);
+    r.auto.rule(|l| {
+        if l.starts_with("AT+QMTPUB=") && l.ends_with("\"poison\"") {
+            Answer::Send(b"\r\nERROR\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let poison = r
+            .link
+            .try_publish("up/dev1", b"poison", QoS::AtLeastOnce, false)
+            .unwrap();
+        let good: Vec<Ticket> = (0..6)
+            .map(|i| {
+                let qos = if i % 2 == 0 {
+                    QoS::AtMostOnce
+                } else {
+                    QoS::ExactlyOnce
+                };
+                r.link
+                    .try_publish("up/dev1", format!("good {i}").as_bytes(), qos, false)
+                    .unwrap()
+            })
+            .collect();
+        let o = with_timeout(ms(500), r.link.delivered(poison))
+            .await
+            .unwrap_or_else(|_| panic!("{}", r.explain()));
+        assert_eq!(
+            o,
+            Outcome::Refused(Error::Modem(bc26_mqtt::ModemError::Error)),
+            "{}",
+            r.explain()
+        );
+        for t in good {
+            let o = with_timeout(ms(300), r.link.delivered(t)).await.unwrap();
+            assert!(o.is_delivered(), "{o:?}\n{}", r.explain());
+        }
+        // Three refusals, each followed by the check that the link is fine,
+        // and nothing more.
+        let l = r.auto.lines();
+        let tries: Vec<usize> = (0..l.len())
+            .filter(|&i| l[i].ends_with("\"poison\""))
+            .collect();
+        assert_eq!(tries.len(), 3, "{}", r.explain());
+        for &i in &tries {
+            assert!(
+                l[i + 1..].iter().take(5).any(|l| l == "AT+QMTCONN?"),
+                "{}",
+                r.explain()
+            );
+        }
+        let c = r.link.counters();
+        assert_eq!((c.link_losses, c.refused, c.delivered), (0, 1, 6), "{c:?}");
+        assert_eq!(r.rec.states().len(), 2, "{}", r.explain());
+        assert_eq!(r.link.outbox().messages, 0);
+    });
+}
+
+#[test]
+fn a_refused_publish_with_the_client_not_connected_ends_the_link_and_counts_no_refusal() {
+    let r = Rig::new("pubnotconn", |_| {});
+    let gone = Rc::new(Cell::new(true));
+    let g = gone.clone();
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTPUB=") && g.get() {
+            Answer::Send(b"\r\nERROR\r\n".to_vec())
+        } else if l == "AT+QMTCONN?" && g.get() {
+            // The client lost its connection; no +QMTSTAT came.
+            g.set(false);
+            Answer::Send(b"\r\n+QMTCONN: 0,1\r\n\r\nOK\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let t = r
+            .link
+            .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
+            .unwrap();
+        let reason = r.rec.offline(ms(300)).await;
+        assert_eq!(reason, OfflineReason::NotConnected, "{}", r.explain());
+        r.rec.online(ms(500)).await;
+        let o = with_timeout(ms(300), r.link.delivered(t)).await.unwrap();
+        assert_eq!(o, Outcome::Acknowledged { msg_id: t.msg_id });
+        assert_eq!(r.link.counters().refused, 0);
     });
 }

@@ -686,3 +686,84 @@ fn qos0_lines_dropped_by_a_link_loss_are_errors_for_their_lines_never_published(
     assert_eq!(code, Some(1), "{all}");
     drop(sim);
 }
+/// Waits (10 s at most) until the CLI printed an event with every one of
+/// `parts` after the first `from` events.
+fn wait_after(cli: &Cli, from: usize, parts: &[&str]) {
+    let start = Instant::now();
+    while !has_event(&cli.events()[from.min(cli.events().len())..], parts) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no event with {parts:?} after event {from} within 10 s:\n{}",
+            cli.events().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_line_too_long_for_hex_stored_during_a_reboot_is_refused_at_once_and_blocks_no_other() {
+    let b = broker();
+    let (sim, pty) = Sim::start_pty(SimConfig::default()).expect("pty");
+    let topic = uniq("cli/hexlong");
+    let watcher = Watcher::new(b, &uniq("watcher"), &[&topic]);
+    let port = b.port.to_string();
+    let cid = uniq("cli");
+    let mut cli = Cli::start(&[
+        "--serial",
+        pty.to_str().unwrap(),
+        "--host",
+        &b.host,
+        "--port",
+        &port,
+        "--client-id",
+        &cid,
+        "--stdin",
+        &topic,
+        "--hex",
+    ]);
+    cli.wait_for(1, &["\"state\":\"online\""]);
+    cli.write_lines(1..=5, Duration::from_millis(5));
+    cli.wait_for(5, &["\"event\":\"published\""]);
+    // The network goes, then the modem restarts: its data format is text
+    // again, and the supervisor waits for registration before it configures
+    // hex once more.
+    let before = cli.events().len();
+    sim.set_registration(0);
+    wait_after(&cli, before, &["\"state\":\"offline\""]);
+    // It says RDY after 200 ms; the supervisor asks AT+CEREG? meanwhile.
+    sim.reboot();
+    std::thread::sleep(Duration::from_millis(1000));
+    // 700 bytes: 1,400 hex digits, more than the modem takes (1,024).
+    let stdin = cli.stdin.as_mut().unwrap();
+    stdin.write_all(&[b'y'; 700]).unwrap();
+    stdin.write_all(b"\n").unwrap();
+    stdin.flush().unwrap();
+    cli.write_lines(7..=30, Duration::from_millis(5));
+    cli.wait_for(1, &["\"event\":\"error\",\"op\":\"publish\",\"line\":6,"]);
+    sim.set_registration(1);
+    let (code, events) = cli.finish();
+    let all = events.join("\n");
+    assert_eq!(code, Some(1), "{all}");
+    let long = events
+        .iter()
+        .find(|e| e.starts_with("{\"event\":\"error\",\"op\":\"publish\",\"line\":6,"))
+        .unwrap();
+    assert!(long.contains("TooLong"), "{long}");
+    let s = summary(&events);
+    assert!(
+        s.contains("\"lines\":30,\"published\":29,\"failed\":1,\"undelivered\":0"),
+        "{s}"
+    );
+    watcher.wait_for(&topic, Duration::from_secs(10), |p| {
+        first_arrivals(p).len() >= 29
+    });
+    let mut want = expected(30);
+    want.remove(5);
+    assert_eq!(first_arrivals(&watcher.payloads(&topic)), want, "{all}");
+    // The link was never dropped because of that line.
+    assert!(
+        !has_event(&events, &["\"state\":\"offline\"", "\"reason\":\"failed\""]),
+        "{all}"
+    );
+    drop(sim);
+}

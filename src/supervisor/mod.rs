@@ -17,6 +17,8 @@
 //! | `+QMTSTAT` with any code but 5 (1-7, 8-255) | ends at once (operations in flight end too); back off, open again |
 //! | `+QMTSTAT: id,5` (the close after a DISCONNECT) | nothing: it ends no link the supervisor did not end itself |
 //! | a publish that fails (`+QMTPUB: ...,2`) or times out | ends the link; the message goes again |
+//! | `ERROR` to a publish, `AT+QMTCONN?` right after says connected | nothing ends: the modem refused *this message*; it goes again after `poll_interval`, and after `max_refusals` refusals it leaves, [`Outcome::Refused`] |
+//! | `ERROR` to a publish, the client not connected | ends the link (`NotConnected`); no refusal is counted; the message goes again |
 //! | `AT+QMTCONN?` (every `health_check`) says the client is not connected | ends the link |
 //! | the modem silent (a command or `AT` times out) | ends the link; `AT` until it answers |
 //! | the modem restarts (`RDY` or a power-down line) | ends at once; everything is configured again |
@@ -36,6 +38,25 @@
 //! while offline ([`Error::Offline`]), and dropped (counted, and
 //! [`Outcome::Dropped`] on their ticket) if the link ends before they went
 //! out.
+//!
+//! **No message blocks the outbox.** A message is judged when it is
+//! stored against what the supervisor is *configured* with
+//! ([`SupervisorConfig::send_format`]: its topic, and its payload's size
+//! and bytes in that format), not against what the modem holds at that
+//! moment (text before the first connect and while it restarts): one that
+//! can never be sent is refused then ([`Link::try_publish`]'s error), and
+//! nothing is stored. Whatever the modem can still refuse later ends that
+//! message, never the link: when the lane takes a message it checks it
+//! again (a store kept across a change of configuration); when the modem
+//! answers `ERROR` to its `AT+QMTPUB` (or to its payload), the lane asks
+//! `AT+QMTCONN?`: connected means the modem refused this message (a
+//! refusal is counted on the record, and after
+//! [`max_refusals`](SupervisorConfig::max_refusals) the message leaves,
+//! [`Outcome::Refused`] with the modem's error, counted in
+//! [`Counters::refused`]); not connected, or no answer, means the link is
+//! gone, which ends it and counts no refusal. What the broker does with a
+//! message the modem sent (`+QMTPUB: ...,2`, no result) is the link's
+//! business: it ends the link and the message goes again.
 //!
 //! Every message stored ends with one [`Outcome`], which its [`Ticket`]
 //! reads ([`Link::delivered`], [`Link::outcome`]) and [`Link::publish`]
@@ -133,6 +154,11 @@ pub struct SupervisorConfig<'a> {
     pub health_check: Duration,
     /// Outbox messages in flight at once, 1 to [`MAX_IN_FLIGHT`]. Default 4.
     pub in_flight: usize,
+    /// How many times the modem may refuse one message (`ERROR` to its
+    /// `AT+QMTPUB`, while `AT+QMTCONN?` right after says the client is
+    /// connected) before it leaves the outbox, refused
+    /// ([`Outcome::Refused`], [`Counters::refused`]). At least 1. Default 3.
+    pub max_refusals: u8,
     /// Turn the command echo off (`ATE0`) at each start. Default `true`.
     pub echo_off: bool,
 }
@@ -162,6 +188,7 @@ impl<'a> SupervisorConfig<'a> {
             poll_interval: Duration::from_secs(2),
             health_check: Duration::from_secs(60),
             in_flight: MAX_IN_FLIGHT,
+            max_refusals: 3,
             echo_off: true,
         }
     }
@@ -234,6 +261,10 @@ pub struct Counters {
     pub delivered: u32,
     /// QoS 0 messages refused while offline.
     pub refused_offline: u32,
+    /// Stored messages that left the outbox refused ([`Outcome::Refused`]):
+    /// the modem refused them `max_refusals` times, or a later check against
+    /// the configured format failed.
+    pub refused: u32,
     /// QoS 0 messages stored while online whose link ended before they went
     /// out: [`Outcome::Dropped`].
     pub qos0_dropped: u32,
@@ -294,6 +325,7 @@ impl<const OUTBOX: usize, M: RawMutex> SupervisorState<OUTBOX, M> {
                     resent: 0,
                     delivered: 0,
                     refused_offline: 0,
+                    refused: 0,
                     qos0_dropped: 0,
                     online_ms: 0,
                 },
@@ -323,6 +355,9 @@ pub struct Link<'a, M: RawMutex = CriticalSectionRawMutex> {
     client: MqttClient<'a, M>,
     outbox: Outbox<'a, M>,
     status: &'a StatusCell<M>,
+    /// The configured send format is hex: what every message is judged
+    /// against, whatever the modem holds now.
+    hex: bool,
 }
 
 impl<M: RawMutex> Clone for Link<'_, M> {
@@ -359,6 +394,7 @@ pub fn new<'a, const OUTBOX: usize, M: RawMutex>(
         client,
         outbox: Outbox::new(&*outbox),
         status: &*status,
+        hex: config.send_format == DataFormat::Hex,
     };
     (
         link,
@@ -492,10 +528,11 @@ impl<'a, M: RawMutex> Link<'a, M> {
         self.outbox.stats()
     }
 
+    /// Can the message ever be sent? Judged against the configured send
+    /// format, not the one the modem holds now (text before the first
+    /// connect and after a restart).
     fn check(&self, topic: &str, payload: &[u8]) -> Result<(), Error> {
-        check_topic(topic)?;
-        let hex = self.client.send_hex();
-        check_payload(payload, hex, false).map(drop)
+        check_message(topic, payload, self.hex)
     }
 
     fn online(&self) -> bool {
@@ -586,6 +623,12 @@ impl<'a, M: RawMutex> Link<'a, M> {
     pub async fn flush(&self) {
         self.outbox.wait_empty().await
     }
+}
+
+/// The checks a message must pass to be sent in the format `hex`.
+fn check_message(topic: &str, payload: &[u8], hex: bool) -> Result<(), Error> {
+    check_topic(topic)?;
+    check_payload(payload, hex, false).map(drop)
 }
 
 fn push_error(e: PushError) -> Error {
@@ -815,54 +858,92 @@ impl<M: RawMutex> Supervisor<'_, M> {
             return poll_fn(|_| Poll::Pending).await;
         }
         let outbox = self.link.outbox;
-        let status = self.link.status;
         loop {
             let t: Taken = outbox.take_wait().await;
-            let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
-            let src = outbox.source(t.at);
-            let sent = loop {
-                match self
-                    .client()
-                    .start_from(&src, PublishOptions::new(t.qos, t.retain).msg_id(msg_id))
-                    .await
-                {
-                    Err(Error::InvalidArgument {
-                        problem: Problem::InUse,
-                        ..
-                    }) => {
-                        // An earlier send of this msgID still waits for its
-                        // late result (until its deadline): this lane keeps
-                        // the message and tries again a little later; the
-                        // other lanes go on with the next ones.
-                        Timer::after(self.modem.core.config.quiet_gap).await;
-                    }
-                    sent => break sent,
+            if let Err(r) = self.send(t).await {
+                outbox.requeue(t.at);
+                return r;
+            }
+        }
+    }
+
+    /// Sends one message until it ends: delivered, or refused (it leaves).
+    /// `Err` when the link ended (the caller puts the message back).
+    async fn send(&self, t: Taken) -> Result<(), OfflineReason> {
+        let outbox = self.link.outbox;
+        let status = self.link.status;
+        let src = outbox.source(t.at);
+        // A later check: the record may have been stored under other rules
+        // (a store kept across a change of configuration).
+        if let Err(e) = src.read(|topic, payload| check_message(topic, payload, self.link.hex)) {
+            self.refuse(t, e);
+            return Ok(());
+        }
+        let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
+        loop {
+            let options = PublishOptions::new(t.qos, t.retain).msg_id(msg_id);
+            let sent = match self.client().start_from(&src, options).await {
+                Err(Error::InvalidArgument {
+                    problem: Problem::InUse,
+                    ..
+                }) => {
+                    // An earlier send of this msgID still waits for its
+                    // late result (until its deadline): this lane keeps
+                    // the message and tries again a little later; the
+                    // other lanes go on with the next ones.
+                    Timer::after(self.modem.core.config.quiet_gap).await;
+                    continue;
                 }
+                sent => sent,
             };
             if sent.is_ok() && t.sends > 1 {
                 status.count(|c| c.resent = c.resent.wrapping_add(1));
             }
-            let result = match sent {
-                Ok(pending) => pending.result().await.map(drop),
-                Err(e) => Err(e),
+            let e = match sent {
+                Ok(pending) => match pending.result().await {
+                    Ok(_) => {
+                        outbox.delivered(t.at);
+                        status.count(|c| c.delivered = c.delivered.wrapping_add(1));
+                        return Ok(());
+                    }
+                    Err(e) => e,
+                },
+                Err(e) => e,
             };
-            match result {
-                Ok(()) => {
-                    outbox.delivered(t.at);
-                    status.count(|c| c.delivered = c.delivered.wrapping_add(1));
-                }
-                Err(e) => {
-                    outbox.requeue(t.at);
-                    warn!("publish failed: {}", e);
-                    return match e {
-                        Error::SendFailed | Error::Timeout(Stage::Result) => {
-                            OfflineReason::Failed(e)
+            warn!("publish failed: {}", e);
+            match e {
+                // The modem refused the line (or the payload): this message,
+                // or a link the modem knows is gone? `AT+QMTCONN?` tells.
+                Error::Modem(_) => match self.modem.connection_states().await {
+                    Ok(s) if s.get(self.config.client) == Some(ConnectionState::Connected) => {
+                        if outbox.refused(t.at) >= self.config.max_refusals {
+                            self.refuse(t, e);
+                            return Ok(());
                         }
-                        e => reason(e),
-                    };
-                }
+                        // Perhaps busy: the same message again, a little later.
+                        Timer::after(self.config.poll_interval).await;
+                    }
+                    Ok(_) => return Err(OfflineReason::NotConnected),
+                    Err(e) => return Err(reason(e)),
+                },
+                // Checked against the configured format when it was taken,
+                // refused against the driver's: the modem lost its
+                // configuration (a restart). The link ends.
+                Error::InvalidArgument { .. }
+                | Error::SendFailed
+                | Error::Timeout(Stage::Result) => return Err(OfflineReason::Failed(e)),
+                e => return Err(reason(e)),
             }
         }
+    }
+
+    /// The message of `t` can never be sent: it leaves, refused with `e`.
+    fn refuse(&self, t: Taken, e: Error) {
+        warn!("message refused: {}", e);
+        self.link.outbox.fail(t.at, e);
+        self.link
+            .status
+            .count(|c| c.refused = c.refused.wrapping_add(1));
     }
 
     /// Waits until the modem ends the client's link (`+QMTSTAT` but 5, a

@@ -505,19 +505,16 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     }
 
     /// The message at `at` can never be sent: it leaves, refused with `e`.
-    #[allow(dead_code)] // The refusals come with the next commit.
     pub(crate) fn fail(&self, at: usize, e: Error) {
         self.end(at, ENDED_REFUSED, Some(e))
     }
 
-    /// The modem refused the message at `at` (the link being fine): counted
-    /// on the record, which goes again. Returns the refusals so far.
-    #[allow(dead_code)] // The refusals come with the next commit.
+    /// The modem refused the message at `at`, in flight (the link being
+    /// fine): counted on the record, which stays in flight. Returns the
+    /// refusals so far.
     pub(crate) fn refused(&self, at: usize) -> u8 {
-        self.with(|_, meta, buf, _| {
+        self.with(|_, _, buf, _| {
             buf[at + 11] = buf[at + 11].saturating_add(1);
-            buf[at + 3] &= !IN_FLIGHT;
-            meta.queued.wake();
             buf[at + 11]
         })
     }
@@ -746,12 +743,14 @@ mod tests {
         let ta = o.take().unwrap();
         o.delivered(ta.at);
         let tr = o.take().unwrap();
-        // Refused twice, then failed.
+        // Refused twice (it stays in flight), then put back after a link
+        // loss and taken again with its count, then failed.
         assert_eq!(o.refused(tr.at), 1);
+        assert_eq!(o.refused(tr.at), 2);
+        o.requeue(tr.at);
         let tr = o.take().unwrap();
         assert_eq!((tr.seq, tr.sends), (r.seq, 2));
-        assert_eq!(o.refused(tr.at), 2);
-        let tr = o.take().unwrap();
+        assert_eq!(o.refused(tr.at), 3);
         let e = Error::Modem(crate::error::ModemError::Error);
         o.fail(tr.at, e);
         assert_eq!(o.requeue_all(), 1);
