@@ -921,3 +921,46 @@ fn a_refused_publish_with_the_client_not_connected_ends_the_link_and_counts_no_r
         assert_eq!(r.link.counters().refused, 0);
     });
 }
+
+#[test]
+fn a_modem_that_refuses_every_publish_ends_the_link_and_refuses_no_message() {
+    let r = Rig::new("refuseall", |_| {});
+    let refuse = Rc::new(Cell::new(true));
+    let f = refuse.clone();
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTPUB=") && f.get() {
+            Answer::Send(b"\r\nERROR\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let tickets: Vec<Ticket> = (0..3)
+            .map(|i| {
+                r.link
+                    .try_publish(
+                        "up/dev1",
+                        format!("m{i}").as_bytes(),
+                        QoS::AtLeastOnce,
+                        false,
+                    )
+                    .unwrap()
+            })
+            .collect();
+        let reason = r.rec.offline(ms(500)).await;
+        assert_eq!(
+            reason,
+            OfflineReason::Failed(Error::Modem(bc26_mqtt::ModemError::Error)),
+            "{}",
+            r.explain()
+        );
+        refuse.set(false);
+        r.rec.online(ms(500)).await;
+        for t in tickets {
+            let o = with_timeout(ms(300), r.link.delivered(t)).await.unwrap();
+            assert_eq!(o, Outcome::Acknowledged { msg_id: t.msg_id });
+        }
+        assert_eq!(r.link.counters().refused, 0);
+    });
+}

@@ -18,6 +18,7 @@
 //! | `+QMTSTAT: id,5` (the close after a DISCONNECT) | nothing: it ends no link the supervisor did not end itself |
 //! | a publish that fails (`+QMTPUB: ...,2`) or times out | ends the link; the message goes again |
 //! | `ERROR` to a publish, `AT+QMTCONN?` right after says connected | nothing ends: the modem refused *this message*; it goes again after `poll_interval`, and after `max_refusals` refusals it leaves, [`Outcome::Refused`] |
+//! | `ERROR` to publishes of two messages in a row, none taken in between, the client connected | ends the link: the modem refuses publishing as such (no refusal counted) |
 //! | `ERROR` to a publish, the client not connected | ends the link (`NotConnected`); no refusal is counted; the message goes again |
 //! | `AT+QMTCONN?` (every `health_check`) says the client is not connected | ends the link |
 //! | the modem silent (a command or `AT` times out) | ends the link; `AT` until it answers |
@@ -49,14 +50,26 @@
 //! message, never the link: when the lane takes a message it checks it
 //! again (a store kept across a change of configuration); when the modem
 //! answers `ERROR` to its `AT+QMTPUB` (or to its payload), the lane asks
-//! `AT+QMTCONN?`: connected means the modem refused this message (a
-//! refusal is counted on the record, and after
-//! [`max_refusals`](SupervisorConfig::max_refusals) the message leaves,
-//! [`Outcome::Refused`] with the modem's error, counted in
-//! [`Counters::refused`]); not connected, or no answer, means the link is
-//! gone, which ends it and counts no refusal. What the broker does with a
-//! message the modem sent (`+QMTPUB: ...,2`, no result) is the link's
-//! business: it ends the link and the message goes again.
+//! `AT+QMTCONN?`:
+//!
+//! - not connected, or no answer: the link is gone; it ends, and no refusal
+//!   is counted;
+//! - connected, and the modem refused another message just before, with no
+//!   publish taken in between: the modem refuses publishing as such, not
+//!   this message; the link ends (`Failed`), which opens and connects it
+//!   again, and no refusal is counted;
+//! - connected otherwise: the modem refused *this message*. A refusal is
+//!   counted on its record and the same lane sends it again after
+//!   `poll_interval`; at [`max_refusals`](SupervisorConfig::max_refusals)
+//!   it leaves, [`Outcome::Refused`] with the modem's error, counted in
+//!   [`Counters::refused`].
+//!
+//! So one message never ends the link, and a modem that refuses every
+//! publish, link after link, costs at most one message per `max_refusals`
+//! links. What the broker does with a message the modem sent
+//! (`+QMTPUB: ...,2`, no result) is the link's business: it ends the link
+//! and the message goes again. A message to which the modem never answers
+//! at all (a timeout) is taken for a silent modem, not refused.
 //!
 //! Every message stored ends with one [`Outcome`], which its [`Ticket`]
 //! reads ([`Link::delivered`], [`Link::outcome`]) and [`Link::publish`]
@@ -286,6 +299,10 @@ struct Status {
     counters: Counters,
     online_since: Option<Instant>,
     wakers: MultiWakerRegistration<4>,
+    /// Publishes the modem took (its `OK`) on this link, wrapping.
+    accepted: u32,
+    /// The last message the modem refused on this link, and `accepted` then.
+    last_refusal: Option<(u32, u32)>,
 }
 
 /// A supervisor's status, shared by its task and its [`Link`] handles: the
@@ -331,6 +348,8 @@ impl<const OUTBOX: usize, M: RawMutex> SupervisorState<OUTBOX, M> {
                 },
                 online_since: None,
                 wakers: MultiWakerRegistration::new(),
+                accepted: 0,
+                last_refusal: None,
             }))),
         }
     }
@@ -831,6 +850,7 @@ impl<M: RawMutex> Supervisor<'_, M> {
             }
             c.connects = c.connects.wrapping_add(1);
         });
+        status.with(|s| s.last_refusal = None);
         status.set_state(LinkState::Online);
         let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
         // The first lane whose publish fails ends the link (the others wait
@@ -896,8 +916,13 @@ impl<M: RawMutex> Supervisor<'_, M> {
                 }
                 sent => sent,
             };
-            if sent.is_ok() && t.sends > 1 {
-                status.count(|c| c.resent = c.resent.wrapping_add(1));
+            if sent.is_ok() {
+                status.with(|s| {
+                    s.accepted = s.accepted.wrapping_add(1);
+                    if t.sends > 1 {
+                        s.counters.resent = s.counters.resent.wrapping_add(1);
+                    }
+                });
             }
             let e = match sent {
                 Ok(pending) => match pending.result().await {
@@ -914,18 +939,30 @@ impl<M: RawMutex> Supervisor<'_, M> {
             match e {
                 // The modem refused the line (or the payload): this message,
                 // or a link the modem knows is gone? `AT+QMTCONN?` tells.
-                Error::Modem(_) => match self.modem.connection_states().await {
-                    Ok(s) if s.get(self.config.client) == Some(ConnectionState::Connected) => {
-                        if outbox.refused(t.at) >= self.config.max_refusals {
-                            self.refuse(t, e);
-                            return Ok(());
+                // And if it refused another message just before, with no
+                // publish taken in between, it refuses publishing as such.
+                Error::Modem(_) => {
+                    let prior = status.with(|s| {
+                        let prior = s.last_refusal;
+                        s.last_refusal = Some((t.seq, s.accepted));
+                        prior.filter(|&(seq, taken)| seq != t.seq && taken == s.accepted)
+                    });
+                    let general = prior.is_some_and(|(seq, _)| outbox.contains(seq));
+                    match self.modem.connection_states().await {
+                        Ok(s) if s.get(self.config.client) != Some(ConnectionState::Connected) => {
+                            return Err(OfflineReason::NotConnected)
                         }
-                        // Perhaps busy: the same message again, a little later.
-                        Timer::after(self.config.poll_interval).await;
+                        Ok(_) if general => return Err(OfflineReason::Failed(e)),
+                        Ok(_) => {}
+                        Err(e) => return Err(reason(e)),
                     }
-                    Ok(_) => return Err(OfflineReason::NotConnected),
-                    Err(e) => return Err(reason(e)),
-                },
+                    if outbox.refused(t.at) >= self.config.max_refusals {
+                        self.refuse(t, e);
+                        return Ok(());
+                    }
+                    // Perhaps busy: the same message again, a little later.
+                    Timer::after(self.config.poll_interval).await;
+                }
                 // Checked against the configured format when it was taken,
                 // refused against the driver's: the modem lost its
                 // configuration (a restart). The link ends.

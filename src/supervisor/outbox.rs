@@ -350,6 +350,11 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         .await
     }
 
+    /// True while the message of `seq` is stored.
+    pub(crate) fn contains(&self, seq: u32) -> bool {
+        self.with(|ring, _, buf, _| Self::live(ring, buf).any(|at| seq_of(buf, at) == seq))
+    }
+
     /// How the message of `ticket` ended; `None` while it is stored.
     pub(crate) fn outcome(&self, ticket: Ticket) -> Option<Outcome> {
         self.with(|ring, meta, buf, log| Self::outcome_in(ring, meta, buf, &log, ticket))
