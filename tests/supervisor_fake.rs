@@ -9,8 +9,8 @@ use std::future::Future;
 use std::rc::Rc;
 
 use bc26_mqtt::supervisor::{
-    self, Backoff, Link, LinkState, OfflineReason, Outcome, Supervisor, SupervisorConfig,
-    SupervisorState, Ticket,
+    self, Backoff, HardReset, Link, LinkState, NoHardReset, OfflineReason, Outcome, ResetKind,
+    Supervisor, SupervisorConfig, SupervisorState, Ticket,
 };
 use bc26_mqtt::{ClientId, DataFormat, Error, LinkClosedReason, QoS, Subscription};
 use bc26_testkit::rules::{Answer, Auto};
@@ -18,6 +18,7 @@ use common::rig::{block_on, Recorder};
 use common::{fast_config, setup, Fake, TestRunner};
 use embassy_futures::join::join;
 use embassy_futures::select::{select4, Either4};
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_time::{with_timeout, Duration, Instant, Timer};
 
 const SUBS: &[Subscription<'static>] = &[Subscription::new("cmd/dev1", QoS::AtLeastOnce)];
@@ -60,13 +61,19 @@ const BRING_UP: &[&str] = &[
     "AT+QMTSUB=0,1,\"cmd/dev1\",1",
 ];
 
-/// A supervisor on the fake.
-struct Rig {
+/// A supervisor on the fake (with the board's reset `R`).
+struct Rig<R: HardReset = NoHardReset> {
     auto: Auto,
     rec: Recorder,
     link: Link<'static>,
     #[allow(clippy::type_complexity)]
-    parts: RefCell<Option<(TestRunner, Supervisor<'static>, Fake)>>,
+    parts: RefCell<
+        Option<(
+            TestRunner,
+            Supervisor<'static, CriticalSectionRawMutex, R>,
+            Fake,
+        )>,
+    >,
 }
 
 impl Rig {
@@ -78,11 +85,7 @@ impl Rig {
         name: &'static str,
         tweak: impl FnOnce(&mut SupervisorConfig<'static>),
     ) -> Rig {
-        let (modem, runner, fake) = setup(fast_config());
-        let mut c = config();
-        tweak(&mut c);
-        let state: &'static mut SupervisorState<N> = Box::leak(Box::new(SupervisorState::new()));
-        let (link, sup) = supervisor::new(modem, state, c);
+        let (link, sup, runner, fake) = Self::parts::<N>(tweak);
         Rig {
             auto: Auto::new(),
             rec: Recorder::new(name, link),
@@ -91,6 +94,34 @@ impl Rig {
         }
     }
 
+    fn parts<const N: usize>(
+        tweak: impl FnOnce(&mut SupervisorConfig<'static>),
+    ) -> (Link<'static>, Supervisor<'static>, TestRunner, Fake) {
+        let (modem, runner, fake) = setup(fast_config());
+        let mut c = config();
+        tweak(&mut c);
+        let state: &'static mut SupervisorState<N> = Box::leak(Box::new(SupervisorState::new()));
+        let (link, sup) = supervisor::new(modem, state, c);
+        (link, sup, runner, fake)
+    }
+
+    /// With the board's reset `board`.
+    fn with_reset<R: HardReset>(
+        name: &'static str,
+        tweak: impl FnOnce(&mut SupervisorConfig<'static>),
+        board: R,
+    ) -> Rig<R> {
+        let (link, sup, runner, fake) = Self::parts::<4096>(tweak);
+        Rig {
+            auto: Auto::new(),
+            rec: Recorder::new(name, link),
+            link,
+            parts: RefCell::new(Some((runner, sup.with_hard_reset(board), fake))),
+        }
+    }
+}
+
+impl<R: HardReset> Rig<R> {
     /// Runs the driver, the supervisor and the fake until `body` ends (5 s
     /// at most).
     fn run(&self, body: impl Future<Output = ()>) {
@@ -962,5 +993,145 @@ fn a_modem_that_refuses_every_publish_ends_the_link_and_refuses_no_message() {
             assert_eq!(o, Outcome::Acknowledged { msg_id: t.msg_id });
         }
         assert_eq!(r.link.counters().refused, 0);
+    });
+}
+
+/// The `Resetting` states recorded, in order.
+fn resets<R: HardReset>(r: &Rig<R>) -> Vec<ResetKind> {
+    r.rec
+        .states()
+        .iter()
+        .filter_map(|s| match s {
+            LinkState::Resetting { how } => Some(*how),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_modem_that_answers_only_at_is_restarted_with_at_qrst_and_comes_back() {
+    let r = Rig::new("qrst", |c| c.reset_after = 2);
+    // Half alive: `AT` gets its `OK`, nothing else gets an answer, until
+    // the module restarts.
+    let wedged = Rc::new(Cell::new(true));
+    let w = wedged.clone();
+    r.auto.rule(move |l| match l {
+        "AT+QRST=1" => {
+            w.set(false);
+            Answer::Default
+        }
+        "AT" => Answer::Default,
+        _ if w.get() => Answer::Nothing,
+        _ => Answer::Default,
+    });
+    r.run(async {
+        r.rec.online(ms(3000)).await;
+        assert_eq!(resets(&r), [ResetKind::Software], "{}", r.explain());
+        // Two attempts ended silent (ATE0 unanswered), then the reset.
+        let states = r.rec.states();
+        let at = states
+            .iter()
+            .position(|s| matches!(s, LinkState::Resetting { .. }))
+            .unwrap();
+        let silent = LinkState::Offline {
+            reason: OfflineReason::ModemSilent,
+        };
+        assert_eq!(
+            states[..at].iter().filter(|s| **s == silent).count(),
+            2,
+            "{}",
+            r.explain()
+        );
+        assert_eq!(
+            r.auto.lines().iter().filter(|l| *l == "AT+QRST=1").count(),
+            1
+        );
+        let c = r.link.counters();
+        assert_eq!((c.software_resets, c.hardware_resets), (1, 0));
+        assert!(r.link.alive(ms(50)));
+    });
+}
+
+#[test]
+fn a_modem_that_never_answers_is_reset_by_the_board_after_at_qrst_and_comes_back() {
+    let board = Rc::new(Cell::new(0u32));
+    let b = board.clone();
+    let r = Rig::with_reset(
+        "escalate",
+        |c| {
+            c.reset_after = 2;
+            // One `AT` (300 ms without an answer) per attempt.
+            c.modem_deadline = ms(100);
+        },
+        move || {
+            b.set(b.get() + 1);
+            async {}
+        },
+    );
+    r.auto.silent.set(true);
+    r.run(async {
+        let t0 = Instant::now();
+        // Two silent attempts: AT+QRST=1 (which a silent modem does not
+        // even get: the driver's probe `AT` after a timeout goes first).
+        // Two more: the board's reset.
+        while board.get() == 0 {
+            assert!(t0.elapsed() < ms(4000), "{}", r.explain());
+            Timer::after(ms(5)).await;
+        }
+        // No progress since the start: a watchdog fed by `alive` would bite.
+        assert!(!r.link.alive(ms(500)), "{:?}", r.link.progress());
+        assert!(r.link.alive(t0.elapsed() + ms(100)));
+        // The board's reset worked: the modem starts and answers.
+        r.auto.silent.set(false);
+        r.auto.send(b"\r\nRDY\r\n");
+        r.rec.online(ms(1000)).await;
+        assert!(r.link.alive(ms(50)));
+        assert_eq!(
+            resets(&r),
+            [ResetKind::Software, ResetKind::Hardware],
+            "{}",
+            r.explain()
+        );
+        let states = r.rec.states();
+        let silent_before = |how: ResetKind| {
+            let at = states
+                .iter()
+                .position(|s| *s == LinkState::Resetting { how })
+                .unwrap();
+            states[..at]
+                .iter()
+                .filter(|s| {
+                    **s == LinkState::Offline {
+                        reason: OfflineReason::ModemSilent,
+                    }
+                })
+                .count()
+        };
+        assert_eq!(silent_before(ResetKind::Software), 2, "{}", r.explain());
+        assert_eq!(silent_before(ResetKind::Hardware), 4, "{}", r.explain());
+        let c = r.link.counters();
+        assert_eq!(
+            (c.software_resets, c.hardware_resets, board.get()),
+            (1, 1, 1)
+        );
+        assert_eq!(c.connects, 1);
+    });
+}
+
+#[test]
+fn without_a_board_reset_a_silent_modem_gets_at_qrst_again_every_reset_after_attempts() {
+    let r = Rig::new("qrstagain", |c| {
+        c.reset_after = 1;
+        c.modem_deadline = ms(100);
+    });
+    r.auto.silent.set(true);
+    r.run(async {
+        r.rec
+            .until(ms(3000), "a third reset", |_| resets(&r).len() >= 3)
+            .await;
+        assert_eq!(resets(&r)[..3], [ResetKind::Software; 3], "{}", r.explain());
+        r.auto.silent.set(false);
+        r.rec.online(ms(1500)).await;
+        assert_eq!(r.link.counters().hardware_resets, 0);
     });
 }

@@ -23,8 +23,8 @@ use std::sync::OnceLock;
 
 use bc26_mqtt::commands::Will;
 use bc26_mqtt::supervisor::{
-    self, Backoff, Link, LinkState, OfflineReason, Outcome, SupervisorConfig, SupervisorState,
-    Ticket,
+    self, Backoff, Link, LinkState, OfflineReason, Outcome, ResetKind, SupervisorConfig,
+    SupervisorState, Ticket,
 };
 use bc26_mqtt::{DataFormat, Error, Event, Events, Modem, MqttVersion, QoS, Subscription};
 use embassy_futures::join::join;
@@ -248,6 +248,7 @@ fn state_event(client: u8, s: LinkState) {
         code: None,
         error: None,
         delay_ms: None,
+        how: None,
     };
     if let Ev::State {
         state,
@@ -256,6 +257,7 @@ fn state_event(client: u8, s: LinkState) {
         code,
         error,
         delay_ms,
+        how,
         ..
     } = &mut ev
     {
@@ -290,6 +292,14 @@ fn state_event(client: u8, s: LinkState) {
             LinkState::BackingOff { delay } => {
                 *state = "backing_off";
                 *delay_ms = Some(delay.as_millis());
+            }
+            LinkState::Resetting { how: h } => {
+                *state = "resetting";
+                *how = Some(match h {
+                    ResetKind::Software => "software",
+                    ResetKind::Hardware => "hardware",
+                    _ => "other",
+                });
             }
             other => *state = leak_name(other),
         }

@@ -6,10 +6,12 @@
 //! losses.
 //!
 //! ```text
-//!   Connecting{attempt} --> Online --> Offline{reason} --> BackingOff{delay} --+
-//!        ^          |                                                          |
-//!        |          +-- (failed) --> Offline{reason} ------------------------> |
-//!        +---------------------------------------------------------------------+
+//!   Connecting{attempt} --> Online --> Offline{reason} --+--> BackingOff{delay} --+
+//!        ^          |                                     |        ^               |
+//!        |          +-- (failed) --> Offline{reason} -----+        |               |
+//!        |                          (the modem silent reset_after  |               |
+//!        |                           times in a row) --> Resetting{how} ---------- |
+//!        +-------------------------------------------------------------------------+
 //! ```
 //!
 //! | what ends the link | what the supervisor does |
@@ -21,7 +23,7 @@
 //! | `ERROR` to publishes of two messages in a row, none taken in between, the client connected | ends the link: the modem refuses publishing as such (no refusal counted) |
 //! | `ERROR` to a publish, the client not connected | ends the link (`NotConnected`); no refusal is counted; the message goes again |
 //! | `AT+QMTCONN?` (every `health_check`) says the client is not connected | ends the link |
-//! | the modem silent (a command or `AT` times out) | ends the link; `AT` until it answers |
+//! | the modem silent (a command or `AT` times out) | ends the link; `AT` until it answers; after `reset_after` such attempts in a row, `AT+QRST=1` ([`ResetKind::Software`]), then the board's [`HardReset`] every `reset_after` more (`AT+QRST=1` again without one) |
 //! | the modem restarts (`RDY` or a power-down line) | ends at once; everything is configured again |
 //! | registration lost (`AT+CEREG?` not 1 or 5) | waits for it up to `registration_deadline`, else backs off |
 //! | `+QMTOPEN: id,2` (the modem still holds the client) | closes it and opens again |
@@ -71,6 +73,12 @@
 //! and the message goes again. A message to which the modem never answers
 //! at all (a timeout) is taken for a silent modem, not refused.
 //!
+//! **Liveness.** [`Link::progress`] is when the supervisor last made
+//! progress (the modem answered it, a message went, the link came up), and
+//! [`Link::alive`] says whether that was recent: feed a hardware watchdog
+//! with it, so that a modem no reset brought back, or a supervisor stuck,
+//! ends in a reset of the whole device (docs/design.md, "Liveness").
+//!
 //! Every message stored ends with one [`Outcome`], which its [`Ticket`]
 //! reads ([`Link::delivered`], [`Link::outcome`]) and [`Link::publish`]
 //! returns: [`Sent`](Outcome::Sent) (QoS 0),
@@ -82,7 +90,7 @@ mod backoff;
 mod outbox;
 
 use core::cell::RefCell;
-use core::future::poll_fn;
+use core::future::{poll_fn, Future};
 use core::task::Poll;
 
 use embassy_futures::select::{select3, select_array, Either3};
@@ -94,7 +102,7 @@ pub use backoff::Backoff;
 pub use outbox::{OutboxStats, Outcome, Ticket};
 
 use crate::client_table::LinkEnd;
-use crate::commands::{Attention, ConnectionState, EchoOff, QueryRegistration, Will};
+use crate::commands::{Attention, ConnectionState, EchoOff, QueryRegistration, ResetModule, Will};
 use crate::error::{Error, Field, LinkClosedReason, OpenError, Problem, Stage};
 use crate::event::Grant;
 use crate::modem::Modem;
@@ -174,6 +182,12 @@ pub struct SupervisorConfig<'a> {
     pub max_refusals: u8,
     /// Turn the command echo off (`ATE0`) at each start. Default `true`.
     pub echo_off: bool,
+    /// Attempts in a row that end with the modem silent
+    /// ([`OfflineReason::ModemSilent`]) before the supervisor restarts it:
+    /// `AT+QRST=1` the first time, then the board's [`HardReset`] (if
+    /// [`Supervisor::with_hard_reset`] gave one; else `AT+QRST=1` again)
+    /// after every `reset_after` more. 0: never. Default 3.
+    pub reset_after: u8,
 }
 
 impl<'a> SupervisorConfig<'a> {
@@ -203,6 +217,7 @@ impl<'a> SupervisorConfig<'a> {
             in_flight: MAX_IN_FLIGHT,
             max_refusals: 3,
             echo_off: true,
+            reset_after: 3,
         }
     }
 }
@@ -251,6 +266,54 @@ pub enum LinkState {
         /// How long.
         delay: Duration,
     },
+    /// Restarting a modem that stopped answering
+    /// ([`SupervisorConfig::reset_after`]), before the back-off.
+    Resetting {
+        /// How.
+        how: ResetKind,
+    },
+}
+
+/// How a supervisor restarts a modem that stopped answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum ResetKind {
+    /// `AT+QRST=1`: the module restarts itself, if it still reads commands
+    /// ([`Counters::software_resets`]).
+    Software,
+    /// The board's reset of the module: its RESET or PWRKEY pin, or its
+    /// power ([`HardReset`], [`Counters::hardware_resets`]).
+    Hardware,
+}
+
+/// The board's way to restart the modem without its UART: pulse its RESET
+/// pin, its PWRKEY, or switch its power off and on. Give it with
+/// [`Supervisor::with_hard_reset`]; a closure returning a future
+/// (`|| async { ... }`) is one. The supervisor awaits it to the end (it is
+/// the application's await, with no deadline of the supervisor's), then
+/// backs off and wakes the modem with `AT` as after any failed attempt.
+pub trait HardReset {
+    /// Restarts the modem: returns once the modem is starting (for a PWRKEY,
+    /// once the pulse is over).
+    fn reset(&mut self) -> impl Future<Output = ()>;
+}
+
+impl<F: FnMut() -> Fut, Fut: Future<Output = ()>> HardReset for F {
+    fn reset(&mut self) -> impl Future<Output = ()> {
+        self()
+    }
+}
+
+/// No hardware reset (the default): the supervisor restarts the modem with
+/// `AT+QRST=1` only.
+#[derive(Debug)]
+pub enum NoHardReset {}
+
+impl HardReset for NoHardReset {
+    fn reset(&mut self) -> impl Future<Output = ()> {
+        core::future::ready(())
+    }
 }
 
 /// What a supervisor has done so far: for logs and telemetry. Counters wrap.
@@ -284,6 +347,11 @@ pub struct Counters {
     /// Milliseconds online, over every link so far (the current one included
     /// when it ends; see [`Link::time_online`]).
     pub online_ms: u64,
+    /// Times the supervisor sent `AT+QRST=1` to a modem that stopped
+    /// answering ([`ResetKind::Software`]).
+    pub software_resets: u32,
+    /// Times it had the board reset the modem ([`ResetKind::Hardware`]).
+    pub hardware_resets: u32,
 }
 
 /// State changes a [`Link::changed`] caller may be behind and still see
@@ -303,6 +371,8 @@ struct Status {
     accepted: u32,
     /// The last message the modem refused on this link, and `accepted` then.
     last_refusal: Option<(u32, u32)>,
+    /// When the supervisor last made progress ([`Link::progress`]).
+    progress: Instant,
 }
 
 /// A supervisor's status, shared by its task and its [`Link`] handles: the
@@ -345,11 +415,14 @@ impl<const OUTBOX: usize, M: RawMutex> SupervisorState<OUTBOX, M> {
                     refused: 0,
                     qos0_dropped: 0,
                     online_ms: 0,
+                    software_resets: 0,
+                    hardware_resets: 0,
                 },
                 online_since: None,
                 wakers: MultiWakerRegistration::new(),
                 accepted: 0,
                 last_refusal: None,
+                progress: Instant::from_ticks(0),
             }))),
         }
     }
@@ -388,11 +461,14 @@ impl<M: RawMutex> Clone for Link<'_, M> {
 impl<M: RawMutex> Copy for Link<'_, M> {}
 
 /// The task that keeps the link up: spawn [`Supervisor::run`] (it never
-/// returns). Several may run, one per client.
-pub struct Supervisor<'a, M: RawMutex = CriticalSectionRawMutex> {
+/// returns). Several may run, one per client. `R` is the board's
+/// [`HardReset`] ([`with_hard_reset`](Supervisor::with_hard_reset)), none by
+/// default.
+pub struct Supervisor<'a, M: RawMutex = CriticalSectionRawMutex, R: HardReset = NoHardReset> {
     link: Link<'a, M>,
     modem: Modem<'a, M>,
     config: SupervisorConfig<'a>,
+    hard_reset: Option<R>,
 }
 
 /// Creates a supervisor for `config.client` in `state`: returns its handle
@@ -421,8 +497,22 @@ pub fn new<'a, const OUTBOX: usize, M: RawMutex>(
             link,
             modem,
             config,
+            hard_reset: None,
         },
     )
+}
+
+impl<'a, M: RawMutex> Supervisor<'a, M> {
+    /// With the board's reset of the modem, used when `AT+QRST=1` did not
+    /// bring it back ([`SupervisorConfig::reset_after`]).
+    pub fn with_hard_reset<R: HardReset>(self, reset: R) -> Supervisor<'a, M, R> {
+        Supervisor {
+            link: self.link,
+            modem: self.modem,
+            config: self.config,
+            hard_reset: Some(reset),
+        }
+    }
 }
 
 impl<M: RawMutex> StatusCell<M> {
@@ -441,6 +531,7 @@ impl<M: RawMutex> StatusCell<M> {
             }
             if state == LinkState::Online {
                 s.online_since = Some(now);
+                s.progress = now;
             }
             s.state = state;
             s.epoch = s.epoch.wrapping_add(1);
@@ -452,6 +543,11 @@ impl<M: RawMutex> StatusCell<M> {
 
     fn count(&self, f: impl FnOnce(&mut Counters)) {
         self.with(|s| f(&mut s.counters))
+    }
+
+    /// The modem answered, a message went, the link came up: progress.
+    fn progress(&self) {
+        self.with(|s| s.progress = Instant::now())
     }
 }
 
@@ -525,6 +621,26 @@ impl<'a, M: RawMutex> Link<'a, M> {
             })
         })
         .await
+    }
+
+    /// When the supervisor last made progress: the modem answered one of its
+    /// commands (`AT`, `AT+CEREG?`, a step of the bring-up, a health check),
+    /// took or delivered a message, or the link came online. A modem that
+    /// stopped answering, or a supervisor stuck, makes none. See
+    /// [`alive`](Self::alive).
+    pub fn progress(&self) -> Instant {
+        self.status.with(|s| s.progress)
+    }
+
+    /// True if the supervisor made [`progress`](Self::progress) within
+    /// `within`: the signal to feed a hardware watchdog with (docs/design.md,
+    /// "Liveness"). Choose `within` above the longest quiet step: the
+    /// back-off's `max` plus `modem_deadline` (silent modem, before a
+    /// reset), `Config::open_timeout`, and `health_check` plus
+    /// `Config::command_timeout` while online with no traffic (with
+    /// `health_check` 0, an idle link makes no progress).
+    pub fn alive(&self, within: Duration) -> bool {
+        Instant::now().saturating_duration_since(self.progress()) <= within
     }
 
     /// What the supervisor has done so far.
@@ -680,13 +796,16 @@ fn reason(e: Error) -> OfflineReason {
     }
 }
 
-impl<M: RawMutex> Supervisor<'_, M> {
+impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// Keeps the link up, for ever.
-    pub async fn run(self) -> ! {
+    pub async fn run(mut self) -> ! {
         let mut delays = Delays::new(self.config.backoff);
         let status = self.link.status;
+        status.progress();
         // Attempts since the last stable link (or the start), this one included.
         let mut attempt = 0u32;
+        // Attempts in a row that ended with the modem silent.
+        let mut silent = 0u32;
         loop {
             attempt = attempt.saturating_add(1);
             status.set_state(LinkState::Connecting { attempt });
@@ -710,6 +829,14 @@ impl<M: RawMutex> Supervisor<'_, M> {
                 status.count(|c| c.qos0_dropped = c.qos0_dropped.wrapping_add(dropped));
             }
             self.cleanup(reason).await;
+            silent = match reason {
+                OfflineReason::ModemSilent => silent.saturating_add(1),
+                _ => 0,
+            };
+            let every = u32::from(self.config.reset_after);
+            if every > 0 && silent % every == 0 && silent > 0 {
+                self.reset(silent / every > 1).await;
+            }
             let delay = delays.next();
             status.set_state(LinkState::BackingOff { delay });
             Timer::after(delay).await;
@@ -718,6 +845,31 @@ impl<M: RawMutex> Supervisor<'_, M> {
 
     fn client(&self) -> MqttClient<'_, M> {
         self.link.client
+    }
+
+    /// Restarts a modem that stopped answering: the board's way when `hard`
+    /// and there is one, else `AT+QRST=1`.
+    async fn reset(&mut self, hard: bool) {
+        let status = self.link.status;
+        match self.hard_reset.as_mut().filter(|_| hard) {
+            Some(board) => {
+                status.set_state(LinkState::Resetting {
+                    how: ResetKind::Hardware,
+                });
+                status.count(|c| c.hardware_resets = c.hardware_resets.wrapping_add(1));
+                board.reset().await;
+            }
+            None => {
+                status.set_state(LinkState::Resetting {
+                    how: ResetKind::Software,
+                });
+                status.count(|c| c.software_resets = c.software_resets.wrapping_add(1));
+                // `OK` if it still reads commands; a wedged one says nothing.
+                if let Err(e) = self.command(&ResetModule).await {
+                    debug!("AT+QRST=1: {}", e);
+                }
+            }
+        }
     }
 
     /// After the link ended: if the modem may still hold it open, close it
@@ -753,43 +905,41 @@ impl<M: RawMutex> Supervisor<'_, M> {
     async fn bring_up(&self) -> Result<(), OfflineReason> {
         let cfg = &self.config;
         let c = self.client();
+        // Each step that succeeds is progress.
+        let step = |r| self.step(r).map_err(reason);
         self.wake_modem().await?;
         self.wait_registered().await?;
-        c.set_keepalive(cfg.keepalive_s).await.map_err(reason)?;
-        c.set_clean_session(cfg.clean_session)
-            .await
-            .map_err(reason)?;
-        c.set_timeout(cfg.pkt_timeout_s, cfg.retry_times, cfg.timeout_notice)
-            .await
-            .map_err(reason)?;
+        step(c.set_keepalive(cfg.keepalive_s).await)?;
+        step(c.set_clean_session(cfg.clean_session).await)?;
+        step(
+            c.set_timeout(cfg.pkt_timeout_s, cfg.retry_times, cfg.timeout_notice)
+                .await,
+        )?;
         if let Some(v) = cfg.version {
-            c.set_version(v).await.map_err(reason)?;
+            step(c.set_version(v).await)?;
         }
-        c.set_will(cfg.will).await.map_err(reason)?;
+        step(c.set_will(cfg.will).await)?;
         let recv = if self.modem.core.config.receive_text {
             DataFormat::Text
         } else {
             DataFormat::Hex
         };
-        c.set_data_format(cfg.send_format, recv)
-            .await
-            .map_err(reason)?;
+        step(c.set_data_format(cfg.send_format, recv).await)?;
         match c.open(cfg.host, cfg.port).await {
-            Ok(()) => {}
             Err(Error::Open(OpenError::IdentifierOccupied)) => {
                 // The modem still holds the client (an MCU-only reset, a
                 // link given up without closing): close it, open again.
                 warn!("the modem still holds the client: closing it");
                 let _ = c.close().await;
-                c.open(cfg.host, cfg.port).await.map_err(reason)?;
+                step(c.open(cfg.host, cfg.port).await)?;
             }
-            Err(e) => return Err(reason(e)),
+            r => step(r)?,
         }
-        c.connect(cfg.client_id, cfg.username, cfg.password)
-            .await
-            .map_err(reason)?;
+        step(c.connect(cfg.client_id, cfg.username, cfg.password).await)?;
         for s in cfg.subscriptions {
-            let g = c.subscribe(&[(s.topic, s.qos)]).await.map_err(reason)?;
+            let g = self
+                .step(c.subscribe(&[(s.topic, s.qos)]).await)
+                .map_err(reason)?;
             if g.get(0) == Some(Grant::Rejected) {
                 warn!("subscription rejected");
                 return Err(OfflineReason::SubscriptionRejected);
@@ -801,7 +951,16 @@ impl<M: RawMutex> Supervisor<'_, M> {
     /// A general command, with the driver's `command_timeout`.
     async fn command<C: atat::AtatCmd>(&self, cmd: &C) -> Result<C::Response, Error> {
         let timeout = self.modem.core.config.command_timeout;
-        self.modem.send_with_timeout(cmd, timeout).await
+        let r = self.modem.send_with_timeout(cmd, timeout).await;
+        self.step(r)
+    }
+
+    /// An operation's result: progress when it succeeded.
+    fn step<T>(&self, r: Result<T, Error>) -> Result<T, Error> {
+        if r.is_ok() {
+            self.link.status.progress();
+        }
+        r
     }
 
     /// `AT` until the modem answers (then `ATE0`), within `modem_deadline`.
@@ -918,6 +1077,7 @@ impl<M: RawMutex> Supervisor<'_, M> {
             };
             if sent.is_ok() {
                 status.with(|s| {
+                    s.progress = Instant::now();
                     s.accepted = s.accepted.wrapping_add(1);
                     if t.sends > 1 {
                         s.counters.resent = s.counters.resent.wrapping_add(1);
@@ -928,6 +1088,7 @@ impl<M: RawMutex> Supervisor<'_, M> {
                 Ok(pending) => match pending.result().await {
                     Ok(_) => {
                         outbox.delivered(t.at);
+                        status.progress();
                         status.count(|c| c.delivered = c.delivered.wrapping_add(1));
                         return Ok(());
                     }
@@ -948,7 +1109,7 @@ impl<M: RawMutex> Supervisor<'_, M> {
                         prior.filter(|&(seq, taken)| seq != t.seq && taken == s.accepted)
                     });
                     let general = prior.is_some_and(|(seq, _)| outbox.contains(seq));
-                    match self.modem.connection_states().await {
+                    match self.step(self.modem.connection_states().await) {
                         Ok(s) if s.get(self.config.client) != Some(ConnectionState::Connected) => {
                             return Err(OfflineReason::NotConnected)
                         }
@@ -999,7 +1160,7 @@ impl<M: RawMutex> Supervisor<'_, M> {
         }
         loop {
             Timer::after(every).await;
-            match self.modem.connection_states().await {
+            match self.step(self.modem.connection_states().await) {
                 Ok(s) if s.get(self.config.client) == Some(ConnectionState::Connected) => {}
                 Ok(_) => return OfflineReason::NotConnected,
                 Err(e @ (Error::Timeout(_) | Error::Write | Error::ModemRebooted)) => {
@@ -1021,7 +1182,7 @@ impl<M: RawMutex> core::fmt::Debug for Link<'_, M> {
     }
 }
 
-impl<M: RawMutex> core::fmt::Debug for Supervisor<'_, M> {
+impl<M: RawMutex, R: HardReset> core::fmt::Debug for Supervisor<'_, M, R> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Supervisor")
             .field("client", &self.config.client)
@@ -1042,7 +1203,7 @@ impl<M: RawMutex> defmt::Format for Link<'_, M> {
 }
 
 #[cfg(feature = "defmt")]
-impl<M: RawMutex> defmt::Format for Supervisor<'_, M> {
+impl<M: RawMutex, R: HardReset> defmt::Format for Supervisor<'_, M, R> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "Supervisor {{ client: {} }}", self.config.client)
     }

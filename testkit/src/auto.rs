@@ -2,7 +2,8 @@
 //! tests of whole applications (and the supervisor): command echo until
 //! `ATE0`, `AT+CEREG?`, every `AT+QMTCFG` option, deferred `+QMTOPEN`,
 //! `+QMTCONN`, `+QMTSUB`, `+QMTPUB`, `+QMTCLOSE`, `+QMTDISC` results, the
-//! data-mode `>` prompt, and `+QMTRECV`/`+QMTSTAT` URCs when the test asks.
+//! data-mode `>` prompt, `AT+QRST=1` (a restart), and `+QMTRECV`/`+QMTSTAT`
+//! URCs when the test asks.
 //! It speaks for one MQTT client at a time. Tests change its [`Script`] at
 //! any moment and read what the host sent.
 
@@ -297,6 +298,10 @@ impl AutoModem {
         } else if line == "ATE0" {
             self.send(OK).await;
             self.set(|s| s.echo = false);
+        } else if line == "AT+QRST=1" {
+            // `OK`, then the module restarts (`RDY`).
+            self.send(OK).await;
+            self.reboot();
         } else if line == "AT+CEREG?" {
             let stat = {
                 let mut s = self.script.borrow_mut();
