@@ -49,7 +49,7 @@ const RETAIN: u8 = 0b100;
 const IN_FLIGHT: u8 = 0b1000;
 
 /// Refusals whose error is kept for their tickets.
-pub(crate) const REFUSALS: usize = 4;
+pub(crate) const REFUSALS: usize = 8;
 
 /// How a message ended, in the outcome log (2 bits).
 const ENDED_UNKNOWN: u8 = 0;
@@ -127,7 +127,7 @@ pub enum Outcome {
     Refused(Error),
     /// The outbox no longer knows: the message ended before the last
     /// messages stored (at least as many as the outbox holds at once) or
-    /// was refused before the last 4 refusals. Never a message still
+    /// was refused before the last 8 refusals. Never a message still
     /// stored.
     Forgotten,
 }
