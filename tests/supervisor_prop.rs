@@ -30,13 +30,12 @@ use bc26_mqtt::supervisor::{
     self, Backoff, Link, LinkState, OfflineReason, Outcome, SupervisorConfig, SupervisorState,
     Ticket,
 };
-use bc26_mqtt::{ClientId, DataFormat, Error, Problem, QoS, State};
+use bc26_mqtt::{ClientId, DataFormat, Error, Problem, QoS};
 use bc26_testkit::auto::AutoModem;
-use bc26_testkit::{fast_config, TxPipe, WirePipe};
+use bc26_testkit::{fast_config, setup_with, TxPipe, WirePipe};
 use common::rig::{block_on, Recorder};
 use embassy_futures::join::join;
 use embassy_futures::select::{select, select4, Either, Either4};
-use embassy_sync::pipe::Pipe;
 use embassy_time::{Duration, Instant, Timer};
 
 /// The seeds `cargo test` runs.
@@ -223,10 +222,17 @@ fn config(case: &Case) -> SupervisorConfig<'static> {
 
 /// Runs one case; panics with what went wrong.
 fn run(case: &Case) {
-    let to_modem: &'static TxPipe = Box::leak(Box::new(Pipe::new()));
-    let to_host: &'static WirePipe = Box::leak(Box::new(Pipe::new()));
-    let state: &'static mut State = Box::leak(Box::new(State::new()));
-    let (modem, runner) = bc26_mqtt::new(state, to_host, to_modem, fast_config());
+    // The driver on testkit's pipes, with the stateful fake at their end.
+    let pipes: std::cell::Cell<Option<(&'static TxPipe, &'static WirePipe)>> = Default::default();
+    let (modem, runner, _) = setup_with(
+        fast_config(),
+        |to_modem, to_host| {
+            pipes.set(Some((to_modem, to_host)));
+            to_host
+        },
+        |to_modem| to_modem,
+    );
+    let (to_modem, to_host) = pipes.get().expect("the pipes");
     let fake: &'static AutoModem = Box::leak(Box::new(AutoModem::new(to_modem, to_host)));
     fake.set(|s| {
         s.refuse_topic = Some(POISON.into());
