@@ -104,6 +104,11 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         self.id
     }
 
+    /// The driver's parts, shared with every handle.
+    pub(crate) fn core(&self) -> &Core<'a, M> {
+        &self.core
+    }
+
     /// The client's link was given up: free the slots of publishes dropped
     /// while their results were owed (they will not come).
     pub(crate) fn release_abandoned(&self) {

@@ -102,7 +102,9 @@ pub use backoff::Backoff;
 pub use outbox::{OutboxStats, Outcome, Ticket};
 
 use crate::client_table::LinkEnd;
-use crate::commands::{Attention, ConnectionState, EchoOff, QueryRegistration, ResetModule, Will};
+use crate::commands::{
+    Attention, ConnectionState, EchoOff, QueryConnectionState, QueryRegistration, ResetModule, Will,
+};
 use crate::error::{Error, Field, LinkClosedReason, OpenError, Problem, Stage};
 use crate::event::Grant;
 use crate::modem::Modem;
@@ -465,8 +467,9 @@ impl<M: RawMutex> Copy for Link<'_, M> {}
 /// [`HardReset`] ([`with_hard_reset`](Supervisor::with_hard_reset)), none by
 /// default.
 pub struct Supervisor<'a, M: RawMutex = CriticalSectionRawMutex, R: HardReset = NoHardReset> {
+    /// Its client is the supervisor's way to the modem too (`command`):
+    /// one copy of the driver's references, not two, in the task.
     link: Link<'a, M>,
-    modem: Modem<'a, M>,
     config: SupervisorConfig<'a>,
     hard_reset: Option<R>,
 }
@@ -495,7 +498,6 @@ pub fn new<'a, const OUTBOX: usize, M: RawMutex>(
         link,
         Supervisor {
             link,
-            modem,
             config,
             hard_reset: None,
         },
@@ -508,7 +510,6 @@ impl<'a, M: RawMutex> Supervisor<'a, M> {
     pub fn with_hard_reset<R: HardReset>(self, reset: R) -> Supervisor<'a, M, R> {
         Supervisor {
             link: self.link,
-            modem: self.modem,
             config: self.config,
             hard_reset: Some(reset),
         }
@@ -847,6 +848,11 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         self.link.client
     }
 
+    /// The driver's configuration.
+    fn driver_config(&self) -> &crate::Config {
+        self.link.client.core().config
+    }
+
     /// Restarts a modem that stopped answering: the board's way when `hard`
     /// and there is one, else `AT+QRST=1`.
     async fn reset(&mut self, hard: bool) {
@@ -882,7 +888,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 | OfflineReason::SubscriptionRejected
         );
         if may_be_open {
-            if let Err(e) = self.client().close().await {
+            if let Err(e) = self.link.client.close().await {
                 debug!("close after a failed link: {}", e);
             }
         }
@@ -904,7 +910,8 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// Modem, registration, configuration, open, connect, subscriptions.
     async fn bring_up(&self) -> Result<(), OfflineReason> {
         let cfg = &self.config;
-        let c = self.client();
+        // Borrowed: a copy of the client would be kept across every await.
+        let c = &self.link.client;
         // Each step that succeeds is progress.
         let step = |r| self.step(r).map_err(reason);
         self.wake_modem().await?;
@@ -919,7 +926,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             step(c.set_version(v).await)?;
         }
         step(c.set_will(cfg.will).await)?;
-        let recv = if self.modem.core.config.receive_text {
+        let recv = if self.driver_config().receive_text {
             DataFormat::Text
         } else {
             DataFormat::Hex
@@ -948,10 +955,13 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         Ok(())
     }
 
-    /// A general command, with the driver's `command_timeout`.
+    /// A general command (the modem's, not the client's), with the
+    /// driver's `command_timeout`; progress when it is answered. Through
+    /// the AT channel, as `Modem`'s own commands go.
     async fn command<C: atat::AtatCmd>(&self, cmd: &C) -> Result<C::Response, Error> {
-        let timeout = self.modem.core.config.command_timeout;
-        let r = self.modem.send_with_timeout(cmd, timeout).await;
+        let core = self.link.client.core();
+        let timeout = core.config.command_timeout;
+        let r = core.channel.command(cmd, timeout, None).await;
         self.step(r)
     }
 
@@ -1039,7 +1049,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let outbox = self.link.outbox;
         loop {
             let t: Taken = outbox.take_wait().await;
-            if let Err(r) = self.send(t).await {
+            if let Err(r) = self.publish_one(&t).await {
                 outbox.requeue(t.at);
                 return r;
             }
@@ -1048,7 +1058,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
 
     /// Sends one message until it ends: delivered, or refused (it leaves).
     /// `Err` when the link ended (the caller puts the message back).
-    async fn send(&self, t: Taken) -> Result<(), OfflineReason> {
+    async fn publish_one(&self, t: &Taken) -> Result<(), OfflineReason> {
         let outbox = self.link.outbox;
         let status = self.link.status;
         let src = outbox.source(t.at);
@@ -1061,7 +1071,10 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
         loop {
             let options = PublishOptions::new(t.qos, t.retain).msg_id(msg_id);
-            let sent = match self.client().start_from(&src, options).await {
+            // The link's client, borrowed (a copy would be kept across the
+            // await, in each lane), and the pending publish moved into its
+            // wait (not kept beside it).
+            let e = match self.link.client.start_from(&src, options).await {
                 Err(Error::InvalidArgument {
                     problem: Problem::InUse,
                     ..
@@ -1070,30 +1083,29 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                     // late result (until its deadline): this lane keeps
                     // the message and tries again a little later; the
                     // other lanes go on with the next ones.
-                    Timer::after(self.modem.core.config.quiet_gap).await;
+                    Timer::after(self.driver_config().quiet_gap).await;
                     continue;
                 }
-                sent => sent,
-            };
-            if sent.is_ok() {
-                status.with(|s| {
-                    s.progress = Instant::now();
-                    s.accepted = s.accepted.wrapping_add(1);
-                    if t.sends > 1 {
-                        s.counters.resent = s.counters.resent.wrapping_add(1);
+                Ok(pending) => {
+                    status.with(|s| {
+                        s.progress = Instant::now();
+                        s.accepted = s.accepted.wrapping_add(1);
+                        if t.sends > 1 {
+                            s.counters.resent = s.counters.resent.wrapping_add(1);
+                        }
+                    });
+                    match pending.result().await {
+                        Ok(_) => {
+                            outbox.delivered(t.at);
+                            status.with(|s| {
+                                s.progress = Instant::now();
+                                s.counters.delivered = s.counters.delivered.wrapping_add(1);
+                            });
+                            return Ok(());
+                        }
+                        Err(e) => e,
                     }
-                });
-            }
-            let e = match sent {
-                Ok(pending) => match pending.result().await {
-                    Ok(_) => {
-                        outbox.delivered(t.at);
-                        status.progress();
-                        status.count(|c| c.delivered = c.delivered.wrapping_add(1));
-                        return Ok(());
-                    }
-                    Err(e) => e,
-                },
+                }
                 Err(e) => e,
             };
             warn!("publish failed: {}", e);
@@ -1109,7 +1121,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                         prior.filter(|&(seq, taken)| seq != t.seq && taken == s.accepted)
                     });
                     let general = prior.is_some_and(|(seq, _)| outbox.contains(seq));
-                    match self.step(self.modem.connection_states().await) {
+                    match self.command(&QueryConnectionState).await {
                         Ok(s) if s.get(self.config.client) != Some(ConnectionState::Connected) => {
                             return Err(OfflineReason::NotConnected)
                         }
@@ -1136,7 +1148,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     }
 
     /// The message of `t` can never be sent: it leaves, refused with `e`.
-    fn refuse(&self, t: Taken, e: Error) {
+    fn refuse(&self, t: &Taken, e: Error) {
         warn!("message refused: {}", e);
         self.link.outbox.fail(t.at, e);
         self.link
@@ -1147,7 +1159,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// Waits until the modem ends the client's link (`+QMTSTAT` but 5, a
     /// restart).
     async fn watch(&self, epoch: u32) -> OfflineReason {
-        let c = self.client();
+        let c = &self.link.client;
         c.link_changed(epoch).await;
         c.link().1.map_or(OfflineReason::ModemRebooted, link_end)
     }
@@ -1160,7 +1172,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         }
         loop {
             Timer::after(every).await;
-            match self.step(self.modem.connection_states().await) {
+            match self.command(&QueryConnectionState).await {
                 Ok(s) if s.get(self.config.client) == Some(ConnectionState::Connected) => {}
                 Ok(_) => return OfflineReason::NotConnected,
                 Err(e @ (Error::Timeout(_) | Error::Write | Error::ModemRebooted)) => {
