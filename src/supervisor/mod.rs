@@ -689,9 +689,13 @@ impl<'a, M: RawMutex> Link<'a, M> {
     }
 
     /// Hands a message to the outbox at once and returns its [`Ticket`]
-    /// ([`delivered`](Self::delivered) waits for its acknowledgement):
+    /// ([`delivered`](Self::delivered) waits for its [`Outcome`]):
     /// [`Error::OutboxFull`] when there is no room now. QoS 0 is taken only
-    /// while the link is online ([`Error::Offline`] otherwise).
+    /// while the link is online ([`Error::Offline`] otherwise). A message
+    /// that could never be sent in the configured
+    /// [`send_format`](SupervisorConfig::send_format) (a payload too long
+    /// for it, Ctrl+Z or ESC in text, a topic the driver refuses) is refused
+    /// here, [`Error::InvalidArgument`], whatever the modem holds now.
     pub fn try_publish(
         &self,
         topic: &str,
