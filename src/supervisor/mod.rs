@@ -48,11 +48,14 @@
 //! and bytes in that format), not against what the modem holds at that
 //! moment (text before the first connect and while it restarts): one that
 //! can never be sent is refused then ([`Link::try_publish`]'s error), and
-//! nothing is stored. Whatever the modem can still refuse later ends that
-//! message, never the link: when the lane takes a message it checks it
-//! again (a store kept across a change of configuration); when the modem
-//! answers `ERROR` to its `AT+QMTPUB` (or to its payload), the lane asks
-//! `AT+QMTCONN?`:
+//! nothing is stored. Whatever can still refuse it later ends that
+//! message, never the link: the driver checks it again when it writes it,
+//! and if that check fails with the driver at the configured format the
+//! message leaves, refused (a message stored under other rules: a store
+//! kept across a change of configuration); with the driver at another
+//! format the modem lost its configuration (a restart) and the link ends.
+//! When the modem answers `ERROR` to its `AT+QMTPUB` (or to its payload),
+//! the lane asks `AT+QMTCONN?`:
 //!
 //! - not connected, or no answer: the link is gone; it ends, and no refusal
 //!   is counted;
@@ -340,8 +343,8 @@ pub struct Counters {
     /// QoS 0 messages refused while offline.
     pub refused_offline: u32,
     /// Stored messages that left the outbox refused ([`Outcome::Refused`]):
-    /// the modem refused them `max_refusals` times, or a later check against
-    /// the configured format failed.
+    /// the modem refused them `max_refusals` times, or the driver's check
+    /// when it wrote them failed at the configured format.
     pub refused: u32,
     /// QoS 0 messages stored while online whose link ended before they went
     /// out: [`Outcome::Dropped`].
@@ -765,6 +768,17 @@ impl<'a, M: RawMutex> Link<'a, M> {
     }
 }
 
+/// A command whose answer the supervisor only needs to be `OK`.
+trait SimpleCommand {
+    fn line(&self, buf: &mut [u8]) -> usize;
+}
+
+impl<C: atat::AtatCmd<Response = crate::commands::NoResponse>> SimpleCommand for C {
+    fn line(&self, buf: &mut [u8]) -> usize {
+        self.write(buf)
+    }
+}
+
 /// The checks a message must pass to be sent in the format `hex`.
 fn check_message(topic: &str, payload: &[u8], hex: bool) -> Result<(), Error> {
     check_topic(topic)?;
@@ -875,7 +889,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 });
                 status.count(|c| c.software_resets = c.software_resets.wrapping_add(1));
                 // `OK` if it still reads commands; a wedged one says nothing.
-                if let Err(e) = self.command(&ResetModule).await {
+                if let Err(e) = self.simple(&ResetModule).await {
                     debug!("AT+QRST=1: {}", e);
                 }
             }
@@ -916,41 +930,43 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let cfg = &self.config;
         // Borrowed: a copy of the client would be kept across every await.
         let c = &self.link.client;
-        // Each step that succeeds is progress.
-        let step = |r| self.step(r).map_err(reason);
         self.wake_modem().await?;
         self.wait_registered().await?;
-        step(c.set_keepalive(cfg.keepalive_s).await)?;
-        step(c.set_clean_session(cfg.clean_session).await)?;
-        step(
-            c.set_timeout(cfg.pkt_timeout_s, cfg.retry_times, cfg.timeout_notice)
-                .await,
-        )?;
+        c.set_keepalive(cfg.keepalive_s).await.map_err(reason)?;
+        c.set_clean_session(cfg.clean_session)
+            .await
+            .map_err(reason)?;
+        c.set_timeout(cfg.pkt_timeout_s, cfg.retry_times, cfg.timeout_notice)
+            .await
+            .map_err(reason)?;
         if let Some(v) = cfg.version {
-            step(c.set_version(v).await)?;
+            c.set_version(v).await.map_err(reason)?;
         }
-        step(c.set_will(cfg.will).await)?;
+        c.set_will(cfg.will).await.map_err(reason)?;
         let recv = if self.driver_config().receive_text {
             DataFormat::Text
         } else {
             DataFormat::Hex
         };
-        step(c.set_data_format(cfg.send_format, recv).await)?;
+        c.set_data_format(cfg.send_format, recv)
+            .await
+            .map_err(reason)?;
         match c.open(cfg.host, cfg.port).await {
+            Ok(()) => {}
             Err(Error::Open(OpenError::IdentifierOccupied)) => {
                 // The modem still holds the client (an MCU-only reset, a
                 // link given up without closing): close it, open again.
                 warn!("the modem still holds the client: closing it");
                 let _ = c.close().await;
-                step(c.open(cfg.host, cfg.port).await)?;
+                c.open(cfg.host, cfg.port).await.map_err(reason)?;
             }
-            r => step(r)?,
+            Err(e) => return Err(reason(e)),
         }
-        step(c.connect(cfg.client_id, cfg.username, cfg.password).await)?;
+        c.connect(cfg.client_id, cfg.username, cfg.password)
+            .await
+            .map_err(reason)?;
         for s in cfg.subscriptions {
-            let g = self
-                .step(c.subscribe(&[(s.topic, s.qos)]).await)
-                .map_err(reason)?;
+            let g = c.subscribe(&[(s.topic, s.qos)]).await.map_err(reason)?;
             if g.get(0) == Some(Grant::Rejected) {
                 warn!("subscription rejected");
                 return Err(OfflineReason::SubscriptionRejected);
@@ -966,11 +982,22 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let core = self.link.client.core();
         let timeout = core.config.command_timeout;
         let r = core.channel.command(cmd, timeout, None).await;
-        self.step(r)
+        if r.is_ok() {
+            self.link.status.progress();
+        }
+        r
     }
 
-    /// An operation's result: progress when it succeeded.
-    fn step<T>(&self, r: Result<T, Error>) -> Result<T, Error> {
+    /// A general command answered by `OK` alone (`AT`, `ATE0`,
+    /// `AT+QRST=1`): one state machine for all of them, not one each.
+    async fn simple(&self, cmd: &dyn SimpleCommand) -> Result<(), Error> {
+        let core = self.link.client.core();
+        let timeout = core.config.command_timeout;
+        let r = core
+            .channel
+            .exchange(&|b: &mut [u8]| cmd.line(b), timeout, None)
+            .await
+            .map(drop);
         if r.is_ok() {
             self.link.status.progress();
         }
@@ -981,7 +1008,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     async fn wake_modem(&self) -> Result<(), OfflineReason> {
         let until = Instant::now() + self.config.modem_deadline;
         loop {
-            match self.command(&Attention).await {
+            match self.simple(&Attention).await {
                 Ok(_) => break,
                 Err(e) => debug!("no answer to AT: {}", e),
             }
@@ -991,7 +1018,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             Timer::after(self.config.poll_interval).await;
         }
         if self.config.echo_off {
-            self.command(&EchoOff).await.map_err(reason)?;
+            self.simple(&EchoOff).await.map_err(reason)?;
         }
         Ok(())
     }
@@ -1066,12 +1093,6 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let outbox = self.link.outbox;
         let status = self.link.status;
         let src = outbox.source(t.at);
-        // A later check: the record may have been stored under other rules
-        // (a store kept across a change of configuration).
-        if let Err(e) = src.read(|topic, payload| check_message(topic, payload, self.link.hex)) {
-            self.refuse(t, e);
-            return Ok(());
-        }
         let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
         loop {
             let options = PublishOptions::new(t.qos, t.retain).msg_id(msg_id);
@@ -1119,12 +1140,12 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 // And if it refused another message just before, with no
                 // publish taken in between, it refuses publishing as such.
                 Error::Modem(_) => {
-                    let prior = status.with(|s| {
-                        let prior = s.last_refusal;
-                        s.last_refusal = Some((t.seq, s.accepted));
-                        prior.filter(|&(seq, taken)| seq != t.seq && taken == s.accepted)
+                    // (A message refused for good clears `last_refusal`: the
+                    // one before is still stored.)
+                    let general = status.with(|s| {
+                        let prior = s.last_refusal.replace((t.seq, s.accepted));
+                        prior.is_some_and(|(seq, taken)| seq != t.seq && taken == s.accepted)
                     });
-                    let general = prior.is_some_and(|(seq, _)| outbox.contains(seq));
                     match self.command(&QueryConnectionState).await {
                         Ok(s) if s.get(self.config.client) != Some(ConnectionState::Connected) => {
                             return Err(OfflineReason::NotConnected)
@@ -1140,12 +1161,22 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                     // Perhaps busy: the same message again, a little later.
                     Timer::after(self.config.poll_interval).await;
                 }
-                // Checked against the configured format when it was taken,
-                // refused against the driver's: the modem lost its
-                // configuration (a restart). The link ends.
-                Error::InvalidArgument { .. }
-                | Error::SendFailed
-                | Error::Timeout(Stage::Result) => return Err(OfflineReason::Failed(e)),
+                // The driver's own check of the message (a later check: it
+                // was stored after the same check against the configured
+                // format). With the driver at the configured format, the
+                // message can never be sent: it leaves. Else the modem lost
+                // its configuration (a restart): the link ends.
+                Error::InvalidArgument { .. } => {
+                    let core = self.link.client.core();
+                    if core.clients.settings(self.config.client).send_hex != self.link.hex {
+                        return Err(OfflineReason::Failed(e));
+                    }
+                    self.refuse(t, e);
+                    return Ok(());
+                }
+                Error::SendFailed | Error::Timeout(Stage::Result) => {
+                    return Err(OfflineReason::Failed(e))
+                }
                 e => return Err(reason(e)),
             }
         }
@@ -1155,9 +1186,10 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     fn refuse(&self, t: &Taken, e: Error) {
         warn!("message refused: {}", e);
         self.link.outbox.fail(t.at, e);
-        self.link
-            .status
-            .count(|c| c.refused = c.refused.wrapping_add(1));
+        self.link.status.with(|s| {
+            s.counters.refused = s.counters.refused.wrapping_add(1);
+            s.last_refusal = None;
+        });
     }
 
     /// Waits until the modem ends the client's link (`+QMTSTAT` but 5, a

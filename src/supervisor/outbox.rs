@@ -121,8 +121,9 @@ pub enum Outcome {
     Dropped,
     /// Refused, never sent, and it left the outbox: before it was stored
     /// (the error of [`Link::try_publish`](super::Link::try_publish)), or
-    /// later: a check against the configured format failed, or the modem
-    /// answered `ERROR` to it `max_refusals` times while the link was fine
+    /// later: the driver's check at the configured format failed when it
+    /// wrote it, or the modem answered `ERROR` to it `max_refusals` times
+    /// while the link was fine
     /// (counted in [`Counters::refused`](super::Counters::refused)).
     Refused(Error),
     /// The outbox no longer knows: the message ended before the last
@@ -150,6 +151,17 @@ pub(crate) struct Taken {
     pub retain: bool,
     /// Times it was taken, this one included.
     pub sends: u8,
+}
+
+/// What a task waits for.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Room (a publisher).
+    Space,
+    /// A message ending (a ticket's reader).
+    Gone,
+    /// A queued message (the supervisor).
+    Queued,
 }
 
 /// Why a message was not stored.
@@ -339,7 +351,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         poll_fn(|cx| match self.push(topic, payload, qos, retain, next_id) {
             Err(PushError::Full) => {
                 // Register, then look again: room freed in between is not missed.
-                self.with(|_, meta, _, _| meta.space.register(cx.waker()));
+                self.register(Wait::Space, cx.waker());
                 match self.push(topic, payload, qos, retain, next_id) {
                     Err(PushError::Full) => Poll::Pending,
                     other => Poll::Ready(other),
@@ -348,11 +360,6 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
             other => Poll::Ready(other),
         })
         .await
-    }
-
-    /// True while the message of `seq` is stored.
-    pub(crate) fn contains(&self, seq: u32) -> bool {
-        self.with(|ring, _, buf, _| Self::live(ring, buf).any(|at| seq_of(buf, at) == seq))
     }
 
     /// How the message of `ticket` ended; `None` while it is stored.
@@ -390,16 +397,13 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
 
     /// Waits until the message of `ticket` ended; how.
     pub(crate) async fn wait_outcome(&self, ticket: Ticket) -> Outcome {
-        poll_fn(|cx| {
-            self.with(|ring, meta, buf, log| {
-                match Self::outcome_in(ring, meta, buf, &log, ticket) {
-                    Some(o) => Poll::Ready(o),
-                    None => {
-                        meta.gone.register(cx.waker());
-                        Poll::Pending
-                    }
-                }
-            })
+        poll_fn(|cx| match self.outcome(ticket) {
+            Some(o) => Poll::Ready(o),
+            None => {
+                // Register, then look again: an end in between is not missed.
+                self.register(Wait::Gone, cx.waker());
+                self.outcome(ticket).map_or(Poll::Pending, Poll::Ready)
+            }
         })
         .await
     }
@@ -407,16 +411,23 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// Waits until nothing is stored.
     pub(crate) async fn wait_empty(&self) {
         poll_fn(|cx| {
-            self.with(|ring, meta, buf, _| {
-                if Self::live(ring, buf).next().is_some() {
-                    meta.gone.register(cx.waker());
-                    Poll::Pending
-                } else {
-                    Poll::Ready(())
-                }
-            })
+            self.register(Wait::Gone, cx.waker());
+            if self.stats().messages > 0 {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
         })
         .await
+    }
+
+    /// Wakes `waker` at the next event of `which`.
+    fn register(&self, which: Wait, waker: &core::task::Waker) {
+        self.with(|_, meta, _, _| match which {
+            Wait::Space => meta.space.register(waker),
+            Wait::Gone => meta.gone.register(waker),
+            Wait::Queued => meta.queued.register(waker),
+        })
     }
 
     /// What is stored.
@@ -460,7 +471,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         poll_fn(|cx| match self.take() {
             Some(t) => Poll::Ready(t),
             None => {
-                self.with(|_, meta, _, _| meta.queued.register(cx.waker()));
+                self.register(Wait::Queued, cx.waker());
                 match self.take() {
                     Some(t) => Poll::Ready(t),
                     None => Poll::Pending,
