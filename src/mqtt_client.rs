@@ -104,6 +104,11 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         self.id
     }
 
+    /// The driver's parts, shared with every handle.
+    pub(crate) fn core(&self) -> &Core<'a, M> {
+        &self.core
+    }
+
     /// The client's link was given up: free the slots of publishes dropped
     /// while their results were owed (they will not come).
     pub(crate) fn release_abandoned(&self) {
@@ -113,11 +118,6 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// The next msgID of the client's allocator.
     pub(crate) fn alloc_msg_id(&self) -> u16 {
         self.core.clients.alloc_msg_id(self.id)
-    }
-
-    /// Whether the driver sends this client's payloads as hex digits.
-    pub(crate) fn send_hex(&self) -> bool {
-        self.core.clients.settings(self.id).send_hex
     }
 
     fn cmd_timeout(&self) -> Duration {

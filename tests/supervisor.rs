@@ -808,9 +808,10 @@ fn a_full_outbox_refuses_try_publish_and_publish_waits_for_room_across_the_outag
             d.online_within(t0, secs(3)).await;
         };
         let (r, ()) = embassy_futures::join::join(publish, release).await;
-        assert!(r.is_ok(), "{r:?}");
+        assert!(r.is_delivered(), "{r:?}");
         let s = d.link.outbox();
-        assert!(s.high_water <= 512 && s.capacity == 512, "{s:?}");
+        // 512 bytes, 16 of them keep the outcomes of the last 64 messages.
+        assert!(s.high_water <= 496 && s.capacity == 496, "{s:?}");
     });
 }
 

@@ -9,14 +9,16 @@ use std::future::Future;
 use std::rc::Rc;
 
 use bc26_mqtt::supervisor::{
-    self, Backoff, Link, LinkState, OfflineReason, Supervisor, SupervisorConfig, SupervisorState,
+    self, Backoff, HardReset, Link, LinkState, NoHardReset, OfflineReason, Outcome, ResetKind,
+    Supervisor, SupervisorConfig, SupervisorState, Ticket,
 };
-use bc26_mqtt::{ClientId, Error, LinkClosedReason, QoS, Subscription};
+use bc26_mqtt::{ClientId, DataFormat, Error, LinkClosedReason, QoS, Subscription};
 use bc26_testkit::rules::{Answer, Auto};
 use common::rig::{block_on, Recorder};
 use common::{fast_config, setup, Fake, TestRunner};
 use embassy_futures::join::join;
 use embassy_futures::select::{select4, Either4};
+use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_time::{with_timeout, Duration, Instant, Timer};
 
 const SUBS: &[Subscription<'static>] = &[Subscription::new("cmd/dev1", QoS::AtLeastOnce)];
@@ -59,13 +61,19 @@ const BRING_UP: &[&str] = &[
     "AT+QMTSUB=0,1,\"cmd/dev1\",1",
 ];
 
-/// A supervisor on the fake.
-struct Rig {
+/// A supervisor on the fake (with the board's reset `R`).
+struct Rig<R: HardReset = NoHardReset> {
     auto: Auto,
     rec: Recorder,
     link: Link<'static>,
     #[allow(clippy::type_complexity)]
-    parts: RefCell<Option<(TestRunner, Supervisor<'static>, Fake)>>,
+    parts: RefCell<
+        Option<(
+            TestRunner,
+            Supervisor<'static, CriticalSectionRawMutex, R>,
+            Fake,
+        )>,
+    >,
 }
 
 impl Rig {
@@ -77,11 +85,7 @@ impl Rig {
         name: &'static str,
         tweak: impl FnOnce(&mut SupervisorConfig<'static>),
     ) -> Rig {
-        let (modem, runner, fake) = setup(fast_config());
-        let mut c = config();
-        tweak(&mut c);
-        let state: &'static mut SupervisorState<N> = Box::leak(Box::new(SupervisorState::new()));
-        let (link, sup) = supervisor::new(modem, state, c);
+        let (link, sup, runner, fake) = Self::parts::<N>(tweak);
         Rig {
             auto: Auto::new(),
             rec: Recorder::new(name, link),
@@ -90,6 +94,34 @@ impl Rig {
         }
     }
 
+    fn parts<const N: usize>(
+        tweak: impl FnOnce(&mut SupervisorConfig<'static>),
+    ) -> (Link<'static>, Supervisor<'static>, TestRunner, Fake) {
+        let (modem, runner, fake) = setup(fast_config());
+        let mut c = config();
+        tweak(&mut c);
+        let state: &'static mut SupervisorState<N> = Box::leak(Box::new(SupervisorState::new()));
+        let (link, sup) = supervisor::new(modem, state, c);
+        (link, sup, runner, fake)
+    }
+
+    /// With the board's reset `board`.
+    fn with_reset<R: HardReset>(
+        name: &'static str,
+        tweak: impl FnOnce(&mut SupervisorConfig<'static>),
+        board: R,
+    ) -> Rig<R> {
+        let (link, sup, runner, fake) = Self::parts::<4096>(tweak);
+        Rig {
+            auto: Auto::new(),
+            rec: Recorder::new(name, link),
+            link,
+            parts: RefCell::new(Some((runner, sup.with_hard_reset(board), fake))),
+        }
+    }
+}
+
+impl<R: HardReset> Rig<R> {
     /// Runs the driver, the supervisor and the fake until `body` ends (5 s
     /// at most).
     fn run(&self, body: impl Future<Output = ()>) {
@@ -227,9 +259,11 @@ fn back_off_grows_while_attempts_fail_keeps_growing_after_a_short_link_and_reset
         r.rec.online(ms(500)).await;
         let d = delays(&r, from);
         assert!(d[0] <= ms(10), "{d:?}\n{}", r.explain());
+        // The attempts count from 1 again (this assertion said 2 before
+        // issue 15, item 10: it encoded the bug).
         assert_eq!(
             r.rec.states()[from + 2],
-            LinkState::Connecting { attempt: 2 }
+            LinkState::Connecting { attempt: 1 }
         );
     });
 }
@@ -241,10 +275,11 @@ fn a_late_qmtstat_5_ends_nothing_and_publishes_go_on() {
         r.rec.online(ms(500)).await;
         let n = r.rec.states().len();
         r.auto.send(b"\r\n+QMTSTAT: 0,5\r\n");
-        r.link
+        let o = r
+            .link
             .publish("up/dev1", b"after", QoS::AtLeastOnce, false)
-            .await
-            .unwrap();
+            .await;
+        assert!(o.is_delivered(), "{o:?}");
         // Health checks go on and find the client connected.
         let checks = r.auto.lines().len();
         Timer::after(ms(100)).await;
@@ -380,7 +415,8 @@ fn a_failed_publish_ends_the_link_and_the_message_goes_again_under_its_msg_id() 
             r.explain()
         );
         r.rec.online(ms(500)).await;
-        with_timeout(ms(500), r.link.delivered(t)).await.unwrap();
+        let o = with_timeout(ms(500), r.link.delivered(t)).await.unwrap();
+        assert_eq!(o, Outcome::Acknowledged { msg_id: t.msg_id });
         let pubs: Vec<String> = r
             .auto
             .lines()
@@ -572,12 +608,12 @@ fn a_message_in_flight_when_the_link_ends_unreported_is_resent_once_and_blocks_n
         let back = Instant::now();
         // The supervisor gave the link up and freed the old publish's slot:
         // the message goes again at once, and the later one does not wait.
-        with_timeout(ms(100), r.link.delivered(next))
-            .await
-            .unwrap_or_else(|_| panic!("{}", r.explain()));
-        with_timeout(ms(100), r.link.delivered(t))
-            .await
-            .unwrap_or_else(|_| panic!("{}", r.explain()));
+        for t in [next, t] {
+            let o = with_timeout(ms(100), r.link.delivered(t))
+                .await
+                .unwrap_or_else(|_| panic!("{}", r.explain()));
+            assert!(o.is_delivered(), "{o:?}");
+        }
         eprintln!("re-sent {:?} after the link was back", back.elapsed());
         let pubs: Vec<String> = r
             .auto
@@ -616,12 +652,486 @@ fn timeout_notice_has_the_modem_report_retransmissions_which_end_nothing() {
             .auto
             .lines()
             .contains(&"AT+QMTCFG=\"timeout\",0,1,0,1".to_string()));
-        r.link
+        let o = r
+            .link
             .publish("up/dev1", b"m", QoS::AtLeastOnce, false)
-            .await
-            .unwrap();
+            .await;
+        assert!(o.is_delivered(), "{o:?}");
         let c = r.link.counters();
         assert_eq!((c.delivered, c.link_losses, c.resent), (1, 0, 0));
         assert_eq!(r.rec.states().len(), 2, "{}", r.explain());
+    });
+}
+
+#[test]
+fn after_a_stable_link_the_attempts_count_from_1_again() {
+    let r = Rig::new("attempts", |_| {});
+    // Two failed opens at each bring-up: attempts 1 and 2 fail, 3 comes online.
+    let fails = Rc::new(Cell::new(2u32));
+    let f = fails.clone();
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTOPEN=") && f.get() > 0 {
+            f.set(f.get() - 1);
+            Answer::Send(b"\r\nOK\r\n\r\n+QMTOPEN: 0,-1\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    let attempts = |r: &Rig, from: usize| -> Vec<u32> {
+        r.rec.states()[from..]
+            .iter()
+            .filter_map(|s| match s {
+                LinkState::Connecting { attempt } => Some(*attempt),
+                _ => None,
+            })
+            .collect()
+    };
+    r.run(async {
+        r.rec.online(ms(1000)).await;
+        assert_eq!(attempts(&r, 0), [1, 2, 3], "{}", r.explain());
+        // Online longer than `stable_after` (150 ms), then the link ends and
+        // the next bring-up fails twice again: 1, 2, 3 once more.
+        Timer::after(ms(200)).await;
+        let from = r.rec.states().len();
+        fails.set(2);
+        r.auto.send(b"\r\n+QMTSTAT: 0,1\r\n");
+        r.rec.offline(ms(200)).await;
+        r.rec.online(ms(1000)).await;
+        assert_eq!(attempts(&r, from), [1, 2, 3], "{}", r.explain());
+        // A link shorter than `stable_after`: the count goes on.
+        let from = r.rec.states().len();
+        r.auto.send(b"\r\n+QMTSTAT: 0,1\r\n");
+        r.rec.offline(ms(200)).await;
+        r.rec.online(ms(1000)).await;
+        assert_eq!(attempts(&r, from), [4], "{}", r.explain());
+    });
+}
+
+#[test]
+fn a_qos0_message_dropped_by_a_link_loss_ends_dropped_never_delivered() {
+    // One lane: the first QoS 0 publish is accepted but its result never
+    // comes; the second waits behind it in the outbox.
+    let r = Rig::new("qos0drop", |c| c.in_flight = 1);
+    let hang = Rc::new(Cell::new(true));
+    let h = hang.clone();
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTPUB=0,0,0,0,\"up/dev1\",\"lost") && h.get() {
+            Answer::Send(b"\r\nOK\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let sent = r
+            .link
+            .publish("up/dev1", b"first", QoS::AtMostOnce, false)
+            .await;
+        assert_eq!(sent, Outcome::Sent);
+        let acked = r
+            .link
+            .publish("up/dev1", b"one", QoS::AtLeastOnce, false)
+            .await;
+        assert!(matches!(acked, Outcome::Acknowledged { .. }), "{acked:?}");
+        let in_flight = r
+            .link
+            .try_publish("up/dev1", b"lost in flight", QoS::AtMostOnce, false)
+            .unwrap();
+        let queued = r
+            .link
+            .try_publish("up/dev1", b"lost queued", QoS::AtMostOnce, false)
+            .unwrap();
+        r.auto
+            .wait_lines(|l| l.iter().any(|l| l.contains("lost in flight")))
+            .await;
+        r.auto.send(b"\r\n+QMTSTAT: 0,1\r\n");
+        let both = join(r.link.delivered(in_flight), r.link.delivered(queued));
+        let got = with_timeout(ms(300), both)
+            .await
+            .unwrap_or_else(|_| panic!("{}", r.explain()));
+        assert_eq!(got, (Outcome::Dropped, Outcome::Dropped), "{}", r.explain());
+        assert!(!got.0.is_delivered());
+        let c = r.link.counters();
+        assert_eq!((c.qos0_dropped, c.delivered), (2, 2), "{c:?}");
+        // The queued one never reached the modem.
+        assert!(!r.auto.lines().iter().any(|l| l.contains("lost queued")));
+        // And a ticket read later still says so.
+        assert_eq!(r.link.outcome(queued), Some(Outcome::Dropped));
+    });
+}
+
+/// The `AT+QMTPUB` lines the fake got.
+fn pubs(r: &Rig) -> Vec<String> {
+    r.auto
+        .lines()
+        .into_iter()
+        .filter(|l| l.starts_with("AT+QMTPUB="))
+        .collect()
+}
+
+/// The checks of item 1 (issue 15): a message that needs hex is taken, one
+/// too long for hex is refused at once, whatever the modem holds now.
+async fn judged_against_hex(r: &Rig) -> Ticket {
+    let binary = r
+        .link
+        .try_publish("up/dev1", b"a\x1ab", QoS::AtLeastOnce, false)
+        .expect("a payload that needs hex is taken when hex is configured");
+    // 600 bytes: 1,200 hex digits, more than the modem takes (1,024).
+    let long = r
+        .link
+        .try_publish("up/dev1", &[b'x'; 600], QoS::AtLeastOnce, false);
+    assert_eq!(
+        long.map(drop),
+        Err(Error::InvalidArgument {
+            field: bc26_mqtt::Field::Payload,
+            problem: bc26_mqtt::Problem::TooLong
+        })
+    );
+    let o = r
+        .link
+        .publish("up/dev1", &[b'y'; 600], QoS::AtMostOnce, false)
+        .await;
+    assert!(matches!(o, Outcome::Refused(_)), "{o:?}");
+    binary
+}
+
+#[test]
+fn before_the_first_connect_a_message_is_judged_against_the_configured_format() {
+    let r = Rig::new("hexfirst", |c| c.send_format = DataFormat::Hex);
+    // Not registered yet: the modem is still at its default, text.
+    r.auto.stat.set(2);
+    r.run(async {
+        Timer::after(ms(30)).await;
+        let binary = judged_against_hex(&r).await;
+        r.auto.stat.set(1);
+        r.rec.online(ms(800)).await;
+        let o = with_timeout(ms(300), r.link.delivered(binary)).await;
+        assert_eq!(
+            o,
+            Ok(Outcome::Acknowledged {
+                msg_id: binary.msg_id
+            }),
+            "{}",
+            r.explain()
+        );
+        assert_eq!(
+            pubs(&r),
+            [format!(
+                "AT+QMTPUB=0,{},1,0,\"up/dev1\",\"611A62\"",
+                binary.msg_id
+            )]
+        );
+        let c = r.link.counters();
+        assert_eq!((c.link_losses, c.refused), (0, 0), "{c:?}");
+        assert_eq!(r.link.outbox().messages, 0);
+    });
+}
+
+#[test]
+fn while_the_modem_restarts_a_message_is_judged_against_the_configured_format() {
+    let r = Rig::new("hexreboot", |c| c.send_format = DataFormat::Hex);
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        // The modem restarts (its data format is text again) and is not
+        // registered for a while: the supervisor waits before it configures
+        // hex again.
+        r.auto.stat.set(2);
+        r.auto.send(b"\r\nRDY\r\n");
+        let reason = r.rec.offline(ms(300)).await;
+        assert_eq!(reason, OfflineReason::ModemRebooted);
+        r.auto
+            .wait_lines(|l| l.iter().rev().take(2).any(|l| l == "AT+CEREG?"))
+            .await;
+        let binary = judged_against_hex(&r).await;
+        r.auto.stat.set(1);
+        r.rec.online(ms(800)).await;
+        let o = with_timeout(ms(300), r.link.delivered(binary)).await;
+        assert_eq!(
+            o,
+            Ok(Outcome::Acknowledged {
+                msg_id: binary.msg_id
+            }),
+            "{}",
+            r.explain()
+        );
+        let c = r.link.counters();
+        assert_eq!((c.link_losses, c.refused), (1, 0), "{c:?}");
+        assert_eq!(r.link.outbox().messages, 0);
+    });
+}
+
+#[test]
+fn a_message_the_modem_refuses_every_time_fails_typed_counted_and_the_link_stays_up() {
+    let r = Rig::new("poison", |c| c.max_refusals = 3);
+    r.auto.rule(|l| {
+        if l.starts_with("AT+QMTPUB=") && l.ends_with("\"poison\"") {
+            Answer::Send(b"\r\nERROR\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let poison = r
+            .link
+            .try_publish("up/dev1", b"poison", QoS::AtLeastOnce, false)
+            .unwrap();
+        let good: Vec<Ticket> = (0..6)
+            .map(|i| {
+                let qos = if i % 2 == 0 {
+                    QoS::AtMostOnce
+                } else {
+                    QoS::ExactlyOnce
+                };
+                r.link
+                    .try_publish("up/dev1", format!("good {i}").as_bytes(), qos, false)
+                    .unwrap()
+            })
+            .collect();
+        let o = with_timeout(ms(500), r.link.delivered(poison))
+            .await
+            .unwrap_or_else(|_| panic!("{}", r.explain()));
+        assert_eq!(
+            o,
+            Outcome::Refused(Error::Modem(bc26_mqtt::ModemError::Error)),
+            "{}",
+            r.explain()
+        );
+        for t in good {
+            let o = with_timeout(ms(300), r.link.delivered(t)).await.unwrap();
+            assert!(o.is_delivered(), "{o:?}\n{}", r.explain());
+        }
+        // Three refusals, each followed by the check that the link is fine,
+        // and nothing more.
+        let l = r.auto.lines();
+        let tries: Vec<usize> = (0..l.len())
+            .filter(|&i| l[i].ends_with("\"poison\""))
+            .collect();
+        assert_eq!(tries.len(), 3, "{}", r.explain());
+        for &i in &tries {
+            assert!(
+                l[i + 1..].iter().take(5).any(|l| l == "AT+QMTCONN?"),
+                "{}",
+                r.explain()
+            );
+        }
+        let c = r.link.counters();
+        assert_eq!((c.link_losses, c.refused, c.delivered), (0, 1, 6), "{c:?}");
+        assert_eq!(r.rec.states().len(), 2, "{}", r.explain());
+        assert_eq!(r.link.outbox().messages, 0);
+    });
+}
+
+#[test]
+fn a_refused_publish_with_the_client_not_connected_ends_the_link_and_counts_no_refusal() {
+    let r = Rig::new("pubnotconn", |_| {});
+    let gone = Rc::new(Cell::new(true));
+    let g = gone.clone();
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTPUB=") && g.get() {
+            Answer::Send(b"\r\nERROR\r\n".to_vec())
+        } else if l == "AT+QMTCONN?" && g.get() {
+            // The client lost its connection; no +QMTSTAT came.
+            g.set(false);
+            Answer::Send(b"\r\n+QMTCONN: 0,1\r\n\r\nOK\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let t = r
+            .link
+            .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
+            .unwrap();
+        let reason = r.rec.offline(ms(300)).await;
+        assert_eq!(reason, OfflineReason::NotConnected, "{}", r.explain());
+        r.rec.online(ms(500)).await;
+        let o = with_timeout(ms(300), r.link.delivered(t)).await.unwrap();
+        assert_eq!(o, Outcome::Acknowledged { msg_id: t.msg_id });
+        assert_eq!(r.link.counters().refused, 0);
+    });
+}
+
+#[test]
+fn a_modem_that_refuses_every_publish_ends_the_link_and_refuses_no_message() {
+    let r = Rig::new("refuseall", |_| {});
+    let refuse = Rc::new(Cell::new(true));
+    let f = refuse.clone();
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTPUB=") && f.get() {
+            Answer::Send(b"\r\nERROR\r\n".to_vec())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let tickets: Vec<Ticket> = (0..3)
+            .map(|i| {
+                r.link
+                    .try_publish(
+                        "up/dev1",
+                        format!("m{i}").as_bytes(),
+                        QoS::AtLeastOnce,
+                        false,
+                    )
+                    .unwrap()
+            })
+            .collect();
+        let reason = r.rec.offline(ms(500)).await;
+        assert_eq!(
+            reason,
+            OfflineReason::Failed(Error::Modem(bc26_mqtt::ModemError::Error)),
+            "{}",
+            r.explain()
+        );
+        refuse.set(false);
+        r.rec.online(ms(500)).await;
+        for t in tickets {
+            let o = with_timeout(ms(300), r.link.delivered(t)).await.unwrap();
+            assert_eq!(o, Outcome::Acknowledged { msg_id: t.msg_id });
+        }
+        assert_eq!(r.link.counters().refused, 0);
+    });
+}
+
+/// The `Resetting` states recorded, in order.
+fn resets<R: HardReset>(r: &Rig<R>) -> Vec<ResetKind> {
+    r.rec
+        .states()
+        .iter()
+        .filter_map(|s| match s {
+            LinkState::Resetting { how } => Some(*how),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_modem_that_answers_only_at_is_restarted_with_at_qrst_and_comes_back() {
+    let r = Rig::new("qrst", |c| c.reset_after = 2);
+    // Half alive: `AT` gets its `OK`, nothing else gets an answer, until
+    // the module restarts.
+    let wedged = Rc::new(Cell::new(true));
+    let w = wedged.clone();
+    r.auto.rule(move |l| match l {
+        "AT+QRST=1" => {
+            w.set(false);
+            Answer::Default
+        }
+        "AT" => Answer::Default,
+        _ if w.get() => Answer::Nothing,
+        _ => Answer::Default,
+    });
+    r.run(async {
+        r.rec.online(ms(3000)).await;
+        assert_eq!(resets(&r), [ResetKind::Software], "{}", r.explain());
+        // Two attempts ended silent (ATE0 unanswered), then the reset.
+        let states = r.rec.states();
+        let at = states
+            .iter()
+            .position(|s| matches!(s, LinkState::Resetting { .. }))
+            .unwrap();
+        let silent = LinkState::Offline {
+            reason: OfflineReason::ModemSilent,
+        };
+        assert_eq!(
+            states[..at].iter().filter(|s| **s == silent).count(),
+            2,
+            "{}",
+            r.explain()
+        );
+        assert_eq!(
+            r.auto.lines().iter().filter(|l| *l == "AT+QRST=1").count(),
+            1
+        );
+        let c = r.link.counters();
+        assert_eq!((c.software_resets, c.hardware_resets), (1, 0));
+        assert!(r.link.alive(ms(50)));
+    });
+}
+
+#[test]
+fn a_modem_that_never_answers_is_reset_by_the_board_after_at_qrst_and_comes_back() {
+    let board = Rc::new(Cell::new(0u32));
+    let b = board.clone();
+    let r = Rig::with_reset(
+        "escalate",
+        |c| {
+            c.reset_after = 2;
+            // One `AT` (300 ms without an answer) per attempt.
+            c.modem_deadline = ms(100);
+        },
+        move || {
+            b.set(b.get() + 1);
+            async {}
+        },
+    );
+    r.auto.silent.set(true);
+    r.run(async {
+        let t0 = Instant::now();
+        // Two silent attempts: AT+QRST=1 (which a silent modem does not
+        // even get: the driver's probe `AT` after a timeout goes first).
+        // Two more: the board's reset.
+        while board.get() == 0 {
+            assert!(t0.elapsed() < ms(4000), "{}", r.explain());
+            Timer::after(ms(5)).await;
+        }
+        // No progress since the start: a watchdog fed by `alive` would bite.
+        assert!(!r.link.alive(ms(500)), "{:?}", r.link.progress());
+        assert!(r.link.alive(t0.elapsed() + ms(100)));
+        // The board's reset worked: the modem starts and answers.
+        r.auto.silent.set(false);
+        r.auto.send(b"\r\nRDY\r\n");
+        r.rec.online(ms(1000)).await;
+        assert!(r.link.alive(ms(50)));
+        assert_eq!(
+            resets(&r),
+            [ResetKind::Software, ResetKind::Hardware],
+            "{}",
+            r.explain()
+        );
+        let states = r.rec.states();
+        let silent_before = |how: ResetKind| {
+            let at = states
+                .iter()
+                .position(|s| *s == LinkState::Resetting { how })
+                .unwrap();
+            states[..at]
+                .iter()
+                .filter(|s| {
+                    **s == LinkState::Offline {
+                        reason: OfflineReason::ModemSilent,
+                    }
+                })
+                .count()
+        };
+        assert_eq!(silent_before(ResetKind::Software), 2, "{}", r.explain());
+        assert_eq!(silent_before(ResetKind::Hardware), 4, "{}", r.explain());
+        let c = r.link.counters();
+        assert_eq!(
+            (c.software_resets, c.hardware_resets, board.get()),
+            (1, 1, 1)
+        );
+        assert_eq!(c.connects, 1);
+    });
+}
+
+#[test]
+fn without_a_board_reset_a_silent_modem_gets_at_qrst_again_every_reset_after_attempts() {
+    let r = Rig::new("qrstagain", |c| {
+        c.reset_after = 1;
+        c.modem_deadline = ms(100);
+    });
+    r.auto.silent.set(true);
+    r.run(async {
+        r.rec
+            .until(ms(3000), "a third reset", |_| resets(&r).len() >= 3)
+            .await;
+        assert_eq!(resets(&r)[..3], [ResetKind::Software; 3], "{}", r.explain());
+        r.auto.silent.set(false);
+        r.rec.online(ms(1500)).await;
+        assert_eq!(r.link.counters().hardware_resets, 0);
     });
 }

@@ -32,12 +32,16 @@ use crate::faults::{self, duration, Fault, Kind};
 /// bytes, 512 with --hex) is published on TOPIC, in order. Events: state
 /// (connecting with "attempt", online, offline with "reason": link_closed
 /// with "code", modem_rebooted, modem_silent, not_registered, not_connected,
-/// subscription_rejected, failed with "error"; backing_off with "delay_ms"),
+/// subscription_rejected, failed with "error"; backing_off with "delay_ms";
+/// resetting with "how": software, AT+QRST=1, after 3 attempts in a row
+/// found the modem silent),
 /// published (with "line" and "msg_id", in line order, once the broker
 /// acknowledged the line at QoS 1/2, or the modem sent it at QoS 0), resent
 /// (the supervisor sent stored lines again), error (with "op":"publish" and
 /// "line" for a line that was not published: too long, Ctrl+Z/ESC without
-/// --hex, QoS 0 while offline), message and link_closed as above; at the
+/// --hex, QoS 0 while offline, QoS 0 dropped by a link loss before the
+/// modem sent it, refused by the modem), message and link_closed as above;
+/// each line gets exactly one published or error event; at the
 /// end outbox (its high-water mark and capacity in bytes, messages left),
 /// summary (lines, published, failed, undelivered, resent, connects,
 /// link_losses), error with "op":"deliver" when lines were lost, then

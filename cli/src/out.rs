@@ -63,6 +63,9 @@ pub enum Ev<'a> {
         error: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         delay_ms: Option<u64>,
+        /// `resetting`: `software` (`AT+QRST=1`) or `hardware`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        how: Option<&'static str>,
     },
     /// `--stdin`: the supervisor sent `messages` outbox messages again
     /// (`total` so far).

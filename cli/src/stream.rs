@@ -7,8 +7,10 @@
 //! - The publisher puts the lines into the supervisor's outbox in their
 //!   order (`Link::try_publish`; when the outbox is full it waits for the
 //!   oldest line to leave, then tries again).
-//! - The acknowledger waits for the lines' deliveries in line order and
-//!   reports each as `published`.
+//! - The acknowledger waits for the lines' outcomes in line order and
+//!   reports each: `published` when the modem sent it (QoS 0) or the broker
+//!   acknowledged it (QoS 1/2), an `error` event for that line when it was
+//!   dropped by a link loss (QoS 0) or refused.
 //! - The monitor reports the supervisor's state changes and re-sends.
 //! - At the end of input everything above gets `--drain-timeout` to finish;
 //!   then the supervisor stops, and the client disconnects and closes.
@@ -21,7 +23,8 @@ use std::sync::OnceLock;
 
 use bc26_mqtt::commands::Will;
 use bc26_mqtt::supervisor::{
-    self, Backoff, Link, LinkState, OfflineReason, SupervisorConfig, SupervisorState, Ticket,
+    self, Backoff, Link, LinkState, OfflineReason, Outcome, ResetKind, SupervisorConfig,
+    SupervisorState, Ticket,
 };
 use bc26_mqtt::{DataFormat, Error, Event, Events, Modem, MqttVersion, QoS, Subscription};
 use embassy_futures::join::join;
@@ -181,6 +184,8 @@ struct Tally {
     published: Cell<u64>,
     /// Refused or not publishable (each reported as an `error`).
     failed: Cell<u64>,
+    /// Dropped by a link loss (QoS 0; each reported as an `error`).
+    dropped: Cell<u64>,
     /// In the outbox, in line order, not yet reported.
     pending: RefCell<VecDeque<(u64, Ticket)>>,
     /// The publisher is done (end of input).
@@ -243,6 +248,7 @@ fn state_event(client: u8, s: LinkState) {
         code: None,
         error: None,
         delay_ms: None,
+        how: None,
     };
     if let Ev::State {
         state,
@@ -251,6 +257,7 @@ fn state_event(client: u8, s: LinkState) {
         code,
         error,
         delay_ms,
+        how,
         ..
     } = &mut ev
     {
@@ -285,6 +292,14 @@ fn state_event(client: u8, s: LinkState) {
             LinkState::BackingOff { delay } => {
                 *state = "backing_off";
                 *delay_ms = Some(delay.as_millis());
+            }
+            LinkState::Resetting { how: h } => {
+                *state = "resetting";
+                *how = Some(match h {
+                    ResetKind::Software => "software",
+                    ResetKind::Hardware => "hardware",
+                    _ => "other",
+                });
             }
             other => *state = leak_name(other),
         }
@@ -408,7 +423,8 @@ async fn publisher(
                         .find(|t| link.pending(*t));
                     match stored {
                         Some(t) => {
-                            link.delivered(t).await;
+                            // Its outcome is the acknowledger's to report.
+                            let _ = link.delivered(t).await;
                         }
                         None => Timer::after(Duration::from_millis(1)).await,
                     }
@@ -424,22 +440,41 @@ async fn publisher(
     tally.pushed.signal(());
 }
 
-/// Reports each line's delivery, in line order.
+/// Reports each line's outcome, in line order.
 async fn acknowledger(link: Link<'static>, topic: &'static str, tally: &Tally) {
     let client = link.client().get();
     loop {
         let front = tally.pending.borrow().front().copied();
         match front {
             Some((n, ticket)) => {
-                let d = link.delivered(ticket).await;
+                let outcome = link.delivered(ticket).await;
                 tally.pending.borrow_mut().pop_front();
-                tally.published.set(tally.published.get() + 1);
-                out::emit(&Ev::Published {
-                    client,
-                    topic,
-                    line: Some(n),
-                    msg_id: d.msg_id,
-                });
+                let msg_id = match outcome {
+                    Outcome::Sent => Some(0),
+                    Outcome::Acknowledged { msg_id } => Some(msg_id),
+                    _ => None,
+                };
+                match (msg_id, outcome) {
+                    (Some(msg_id), _) => {
+                        tally.published.set(tally.published.get() + 1);
+                        out::emit(&Ev::Published {
+                            client,
+                            topic,
+                            line: Some(n),
+                            msg_id,
+                        });
+                    }
+                    (None, Outcome::Dropped) => {
+                        tally.dropped.set(tally.dropped.get() + 1);
+                        out::emit(&Ev::Error {
+                            op: "publish",
+                            line: Some(n),
+                            error: "dropped: the link ended before the modem sent it (QoS 0 is not sent again)".into(),
+                        });
+                    }
+                    (None, Outcome::Refused(e)) => line_error(n, &e, tally),
+                    (None, other) => line_error(n, &format!("{other:?}"), tally),
+                }
             }
             None if tally.done.get() => return,
             None => tally.pushed.wait().await,
@@ -504,7 +539,7 @@ pub async fn stream(
     let box_stats = link.outbox();
     let left = tally.pending.borrow().len() as u64;
     let c = link.counters();
-    let dropped = u64::from(c.qos0_dropped.wrapping_sub(start.qos0_dropped));
+    let dropped = tally.dropped.get();
     let undelivered = left + unread;
     out::emit(&Ev::Outbox {
         client: n,
@@ -515,7 +550,7 @@ pub async fn stream(
     out::emit(&Ev::Summary {
         client: n,
         lines: tally.lines.get(),
-        published: tally.published.get() - dropped,
+        published: tally.published.get(),
         failed: tally.failed.get(),
         undelivered: undelivered + dropped,
         resent: c.resent.wrapping_sub(start.resent),

@@ -57,9 +57,15 @@ struct Cli {
 
 impl Cli {
     fn start(args: &[&str]) -> Cli {
+        // A test's own `--qos` replaces the one of FAST.
+        let fast = if args.contains(&"--qos") {
+            &FAST[2..]
+        } else {
+            FAST
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_bc26"))
             .args(args)
-            .args(FAST)
+            .args(fast)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -580,7 +586,184 @@ fn more_lines_than_the_outbox_holds_wait_for_room_and_all_arrive_in_order() {
         .find(|l| l.starts_with("{\"event\":\"outbox\""))
         .unwrap();
     assert!(
-        outbox.contains("\"capacity\":16384,\"messages\":0"),
+        outbox.contains("\"capacity\":15872,\"messages\":0"),
         "{outbox}"
     );
+}
+
+/// The line number of an event that has one.
+fn line_of(event: &str) -> Option<u32> {
+    let at = event.find("\"line\":")? + 7;
+    event[at..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+#[test]
+fn qos0_lines_dropped_by_a_link_loss_are_errors_for_their_lines_never_published() {
+    let b = broker();
+    let (sim, pty) = Sim::start_pty(SimConfig::default()).expect("pty");
+    let topic = uniq("cli/drop");
+    let watcher = Watcher::new(b, &uniq("watcher"), &[&topic]);
+    let port = b.port.to_string();
+    let cid = uniq("cli");
+    let mut cli = Cli::start(&[
+        "--serial",
+        pty.to_str().unwrap(),
+        "--host",
+        &b.host,
+        "--port",
+        &port,
+        "--client-id",
+        &cid,
+        "--stdin",
+        &topic,
+        "--qos",
+        "0",
+    ]);
+    cli.wait_for(1, &["\"state\":\"online\""]);
+    cli.write_lines(1..=10, Duration::from_millis(5));
+    cli.wait_for(10, &["\"event\":\"published\""]);
+    // The modem's UART goes dead: the publishes in flight get no answer
+    // (command timeout 1 s), the link ends, and the QoS 0 lines stored
+    // meanwhile are dropped.
+    sim.set_silent(true);
+    cli.write_lines(11..=30, Duration::from_millis(10));
+    cli.wait_for(1, &["\"state\":\"offline\""]);
+    sim.set_silent(false);
+    cli.wait_for(2, &["\"state\":\"online\""]);
+    cli.write_lines(31..=40, Duration::from_millis(5));
+    let (code, events) = cli.finish();
+    let all = events.join("\n");
+    // Each line has exactly one fate, and a line called published reached
+    // the broker.
+    let mut fate = std::collections::BTreeMap::new();
+    for e in &events {
+        let kind = if e.starts_with("{\"event\":\"published\"") {
+            "published"
+        } else if e.starts_with("{\"event\":\"error\",\"op\":\"publish\"") {
+            "error"
+        } else {
+            continue;
+        };
+        let n = line_of(e).unwrap_or_else(|| panic!("no line in {e}"));
+        assert!(fate.insert(n, kind).is_none(), "line {n} twice:\n{all}");
+    }
+    assert_eq!(
+        fate.keys().copied().collect::<Vec<_>>(),
+        (1..=40).collect::<Vec<_>>(),
+        "{all}"
+    );
+    watcher.wait_for(&topic, Duration::from_secs(5), |p| {
+        first_arrivals(p).len() >= fate.values().filter(|k| **k == "published").count()
+    });
+    let arrived: std::collections::HashSet<String> = first_arrivals(&watcher.payloads(&topic))
+        .into_iter()
+        .collect();
+    for (n, kind) in &fate {
+        if *kind == "published" {
+            assert!(
+                arrived.contains(&format!("line {n}")),
+                "line {n} reported published, never arrived:\n{all}"
+            );
+        }
+    }
+    let dropped = events
+        .iter()
+        .filter(|e| {
+            e.starts_with("{\"event\":\"error\",\"op\":\"publish\"") && e.contains("dropped")
+        })
+        .count();
+    assert!(dropped >= 1, "no line was dropped:\n{all}");
+    let published = fate.values().filter(|k| **k == "published").count();
+    let s = summary(&events);
+    assert!(
+        s.contains(&format!("\"lines\":40,\"published\":{published},")),
+        "{s}"
+    );
+    assert_eq!(code, Some(1), "{all}");
+    drop(sim);
+}
+/// Waits (10 s at most) until the CLI printed an event with every one of
+/// `parts` after the first `from` events.
+fn wait_after(cli: &Cli, from: usize, parts: &[&str]) {
+    let start = Instant::now();
+    while !has_event(&cli.events()[from.min(cli.events().len())..], parts) {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "no event with {parts:?} after event {from} within 10 s:\n{}",
+            cli.events().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn a_line_too_long_for_hex_stored_during_a_reboot_is_refused_at_once_and_blocks_no_other() {
+    let b = broker();
+    let (sim, pty) = Sim::start_pty(SimConfig::default()).expect("pty");
+    let topic = uniq("cli/hexlong");
+    let watcher = Watcher::new(b, &uniq("watcher"), &[&topic]);
+    let port = b.port.to_string();
+    let cid = uniq("cli");
+    let mut cli = Cli::start(&[
+        "--serial",
+        pty.to_str().unwrap(),
+        "--host",
+        &b.host,
+        "--port",
+        &port,
+        "--client-id",
+        &cid,
+        "--stdin",
+        &topic,
+        "--hex",
+    ]);
+    cli.wait_for(1, &["\"state\":\"online\""]);
+    cli.write_lines(1..=5, Duration::from_millis(5));
+    cli.wait_for(5, &["\"event\":\"published\""]);
+    // The network goes, then the modem restarts: its data format is text
+    // again, and the supervisor waits for registration before it configures
+    // hex once more.
+    let before = cli.events().len();
+    sim.set_registration(0);
+    wait_after(&cli, before, &["\"state\":\"offline\""]);
+    // It says RDY after 200 ms; the supervisor asks AT+CEREG? meanwhile.
+    sim.reboot();
+    std::thread::sleep(Duration::from_millis(1000));
+    // 700 bytes: 1,400 hex digits, more than the modem takes (1,024).
+    let stdin = cli.stdin.as_mut().unwrap();
+    stdin.write_all(&[b'y'; 700]).unwrap();
+    stdin.write_all(b"\n").unwrap();
+    stdin.flush().unwrap();
+    cli.write_lines(7..=30, Duration::from_millis(5));
+    cli.wait_for(1, &["\"event\":\"error\",\"op\":\"publish\",\"line\":6,"]);
+    sim.set_registration(1);
+    let (code, events) = cli.finish();
+    let all = events.join("\n");
+    assert_eq!(code, Some(1), "{all}");
+    let long = events
+        .iter()
+        .find(|e| e.starts_with("{\"event\":\"error\",\"op\":\"publish\",\"line\":6,"))
+        .unwrap();
+    assert!(long.contains("TooLong"), "{long}");
+    let s = summary(&events);
+    assert!(
+        s.contains("\"lines\":30,\"published\":29,\"failed\":1,\"undelivered\":0"),
+        "{s}"
+    );
+    watcher.wait_for(&topic, Duration::from_secs(10), |p| {
+        first_arrivals(p).len() >= 29
+    });
+    let mut want = expected(30);
+    want.remove(5);
+    assert_eq!(first_arrivals(&watcher.payloads(&topic)), want, "{all}");
+    // The link was never dropped because of that line.
+    assert!(
+        !has_event(&events, &["\"state\":\"offline\"", "\"reason\":\"failed\""]),
+        "{all}"
+    );
+    drop(sim);
 }

@@ -1,6 +1,8 @@
 //! The general commands a device needs besides the MQTT ones: is the modem
-//! there, echo off, is it registered. Not from the MQTT note: `AT`, `ATE0`
-//! and `AT+CEREG?` are the 3GPP TS 27.007 basics every Quectel module answers.
+//! there, echo off, is it registered, restart it. Not from the MQTT note:
+//! `AT`, `ATE0` and `AT+CEREG?` are the 3GPP TS 27.007 basics every Quectel
+//! module answers; `AT+QRST=1` is Quectel's (docs/at-reference.md,
+//! "AT+QRST").
 
 use atat::{AtatCmd, AtatResp, InternalError};
 
@@ -36,6 +38,25 @@ impl AtatCmd for EchoOff {
     const MAX_TIMEOUT_MS: u32 = 300;
     fn write(&self, buf: &mut [u8]) -> usize {
         write_line(buf, b"ATE0")
+    }
+    fn parse(&self, resp: Result<&[u8], InternalError>) -> Result<NoResponse, atat::Error> {
+        resp.map(|_| NoResponse).map_err(atat::Error::from)
+    }
+}
+
+/// `AT+QRST=1`: the module restarts at once (a software reset). It answers
+/// `OK` (when it still reads commands), then restarts: every MQTT client is
+/// closed and every setting back to its default, and it says `RDY` when it
+/// is up again (docs/at-reference.md, "AT+QRST").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ResetModule;
+
+impl AtatCmd for ResetModule {
+    type Response = NoResponse;
+    const MAX_TIMEOUT_MS: u32 = 300;
+    fn write(&self, buf: &mut [u8]) -> usize {
+        write_line(buf, b"AT+QRST=1")
     }
     fn parse(&self, resp: Result<&[u8], InternalError>) -> Result<NoResponse, atat::Error> {
         resp.map(|_| NoResponse).map_err(atat::Error::from)
@@ -106,6 +127,7 @@ mod tests {
         assert_eq!(line(&|b| Attention.write(b)), "AT\r");
         assert_eq!(line(&|b| EchoOff.write(b)), "ATE0\r");
         assert_eq!(line(&|b| QueryRegistration.write(b)), "AT+CEREG?\r");
+        assert_eq!(line(&|b| ResetModule.write(b)), "AT+QRST=1\r");
     }
 
     #[test]

@@ -82,6 +82,7 @@ impl Delays {
     }
 
     /// Attempts that failed since the last reset.
+    #[cfg(test)]
     pub(crate) fn failures(&self) -> u32 {
         self.failures
     }

@@ -6,10 +6,12 @@
 //! losses.
 //!
 //! ```text
-//!   Connecting{attempt} --> Online --> Offline{reason} --> BackingOff{delay} --+
-//!        ^          |                                                          |
-//!        |          +-- (failed) --> Offline{reason} ------------------------> |
-//!        +---------------------------------------------------------------------+
+//!   Connecting{attempt} --> Online --> Offline{reason} --+--> BackingOff{delay} --+
+//!        ^          |                                     |        ^               |
+//!        |          +-- (failed) --> Offline{reason} -----+        |               |
+//!        |                          (the modem silent reset_after  |               |
+//!        |                           times in a row) --> Resetting{how} ---------- |
+//!        +-------------------------------------------------------------------------+
 //! ```
 //!
 //! | what ends the link | what the supervisor does |
@@ -17,8 +19,11 @@
 //! | `+QMTSTAT` with any code but 5 (1-7, 8-255) | ends at once (operations in flight end too); back off, open again |
 //! | `+QMTSTAT: id,5` (the close after a DISCONNECT) | nothing: it ends no link the supervisor did not end itself |
 //! | a publish that fails (`+QMTPUB: ...,2`) or times out | ends the link; the message goes again |
+//! | `ERROR` to a publish, `AT+QMTCONN?` right after says connected | nothing ends: the modem refused *this message*; it goes again after `poll_interval`, and after `max_refusals` refusals it leaves, [`Outcome::Refused`] |
+//! | `ERROR` to publishes of two messages in a row, none taken in between, the client connected | ends the link: the modem refuses publishing as such (no refusal counted) |
+//! | `ERROR` to a publish, the client not connected | ends the link (`NotConnected`); no refusal is counted; the message goes again |
 //! | `AT+QMTCONN?` (every `health_check`) says the client is not connected | ends the link |
-//! | the modem silent (a command or `AT` times out) | ends the link; `AT` until it answers |
+//! | the modem silent (a command or `AT` times out) | ends the link; `AT` until it answers; after `reset_after` such attempts in a row, `AT+QRST=1` ([`ResetKind::Software`]), then the board's [`HardReset`] every `reset_after` more (`AT+QRST=1` again without one) |
 //! | the modem restarts (`RDY` or a power-down line) | ends at once; everything is configured again |
 //! | registration lost (`AT+CEREG?` not 1 or 5) | waits for it up to `registration_deadline`, else backs off |
 //! | `+QMTOPEN: id,2` (the modem still holds the client) | closes it and opens again |
@@ -33,14 +38,62 @@
 //! through the modem, so a receiver that must not act twice tells copies
 //! apart by the message itself (a sequence number in the payload) or stays
 //! idempotent. QoS 0 messages are never stored across a link loss: refused
-//! while offline ([`Error::Offline`]), and dropped (counted) if the link
-//! ends before they went out.
+//! while offline ([`Error::Offline`]), and dropped (counted, and
+//! [`Outcome::Dropped`] on their ticket) if the link ends before they went
+//! out.
+//!
+//! **No message blocks the outbox.** A message is judged when it is
+//! stored against what the supervisor is *configured* with
+//! ([`SupervisorConfig::send_format`]: its topic, and its payload's size
+//! and bytes in that format), not against what the modem holds at that
+//! moment (text before the first connect and while it restarts): one that
+//! can never be sent is refused then ([`Link::try_publish`]'s error), and
+//! nothing is stored. Whatever can still refuse it later ends that
+//! message, never the link: the driver checks it again when it writes it,
+//! and if that check fails with the driver at the configured format the
+//! message leaves, refused (a message stored under other rules: a store
+//! kept across a change of configuration); with the driver at another
+//! format the modem lost its configuration (a restart) and the link ends.
+//! When the modem answers `ERROR` to its `AT+QMTPUB` (or to its payload),
+//! the lane asks `AT+QMTCONN?`:
+//!
+//! - not connected, or no answer: the link is gone; it ends, and no refusal
+//!   is counted;
+//! - connected, and the modem refused another message just before, with no
+//!   publish taken in between: the modem refuses publishing as such, not
+//!   this message; the link ends (`Failed`), which opens and connects it
+//!   again, and no refusal is counted;
+//! - connected otherwise: the modem refused *this message*. A refusal is
+//!   counted on its record and the same lane sends it again after
+//!   `poll_interval`; at [`max_refusals`](SupervisorConfig::max_refusals)
+//!   it leaves, [`Outcome::Refused`] with the modem's error, counted in
+//!   [`Counters::refused`].
+//!
+//! So one message never ends the link, and a modem that refuses every
+//! publish, link after link, costs at most one message per `max_refusals`
+//! links. What the broker does with a message the modem sent
+//! (`+QMTPUB: ...,2`, no result) is the link's business: it ends the link
+//! and the message goes again. A message to which the modem never answers
+//! at all (a timeout) is taken for a silent modem, not refused.
+//!
+//! **Liveness.** [`Link::progress`] is when the supervisor last made
+//! progress (the modem answered it, a message went, the link came up), and
+//! [`Link::alive`] says whether that was recent: feed a hardware watchdog
+//! with it, so that a modem no reset brought back, or a supervisor stuck,
+//! ends in a reset of the whole device (docs/design.md, "Liveness").
+//!
+//! Every message stored ends with one [`Outcome`], which its [`Ticket`]
+//! reads ([`Link::delivered`], [`Link::outcome`]) and [`Link::publish`]
+//! returns: [`Sent`](Outcome::Sent) (QoS 0),
+//! [`Acknowledged`](Outcome::Acknowledged) (QoS 1/2),
+//! [`Dropped`](Outcome::Dropped) (QoS 0, a link loss) or
+//! [`Refused`](Outcome::Refused) with its error.
 
 mod backoff;
 mod outbox;
 
 use core::cell::RefCell;
-use core::future::poll_fn;
+use core::future::{poll_fn, Future};
 use core::task::Poll;
 
 use embassy_futures::select::{select3, select_array, Either3};
@@ -49,10 +102,12 @@ use embassy_sync::waitqueue::MultiWakerRegistration;
 use embassy_time::{Duration, Instant, Timer};
 
 pub use backoff::Backoff;
-pub use outbox::{OutboxStats, Ticket};
+pub use outbox::{OutboxStats, Outcome, Ticket};
 
 use crate::client_table::LinkEnd;
-use crate::commands::{Attention, ConnectionState, EchoOff, QueryRegistration, Will};
+use crate::commands::{
+    Attention, ConnectionState, EchoOff, QueryConnectionState, QueryRegistration, ResetModule, Will,
+};
 use crate::error::{Error, Field, LinkClosedReason, OpenError, Problem, Stage};
 use crate::event::Grant;
 use crate::modem::Modem;
@@ -125,8 +180,19 @@ pub struct SupervisorConfig<'a> {
     pub health_check: Duration,
     /// Outbox messages in flight at once, 1 to [`MAX_IN_FLIGHT`]. Default 4.
     pub in_flight: usize,
+    /// How many times the modem may refuse one message (`ERROR` to its
+    /// `AT+QMTPUB`, while `AT+QMTCONN?` right after says the client is
+    /// connected) before it leaves the outbox, refused
+    /// ([`Outcome::Refused`], [`Counters::refused`]). At least 1. Default 3.
+    pub max_refusals: u8,
     /// Turn the command echo off (`ATE0`) at each start. Default `true`.
     pub echo_off: bool,
+    /// Attempts in a row that end with the modem silent
+    /// ([`OfflineReason::ModemSilent`]) before the supervisor restarts it:
+    /// `AT+QRST=1` the first time, then the board's [`HardReset`] (if
+    /// [`Supervisor::with_hard_reset`] gave one; else `AT+QRST=1` again)
+    /// after every `reset_after` more. 0: never. Default 3.
+    pub reset_after: u8,
 }
 
 impl<'a> SupervisorConfig<'a> {
@@ -154,7 +220,9 @@ impl<'a> SupervisorConfig<'a> {
             poll_interval: Duration::from_secs(2),
             health_check: Duration::from_secs(60),
             in_flight: MAX_IN_FLIGHT,
+            max_refusals: 3,
             echo_off: true,
+            reset_after: 3,
         }
     }
 }
@@ -203,6 +271,54 @@ pub enum LinkState {
         /// How long.
         delay: Duration,
     },
+    /// Restarting a modem that stopped answering
+    /// ([`SupervisorConfig::reset_after`]), before the back-off.
+    Resetting {
+        /// How.
+        how: ResetKind,
+    },
+}
+
+/// How a supervisor restarts a modem that stopped answering.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum ResetKind {
+    /// `AT+QRST=1`: the module restarts itself, if it still reads commands
+    /// ([`Counters::software_resets`]).
+    Software,
+    /// The board's reset of the module: its RESET or PWRKEY pin, or its
+    /// power ([`HardReset`], [`Counters::hardware_resets`]).
+    Hardware,
+}
+
+/// The board's way to restart the modem without its UART: pulse its RESET
+/// pin, its PWRKEY, or switch its power off and on. Give it with
+/// [`Supervisor::with_hard_reset`]; a closure returning a future
+/// (`|| async { ... }`) is one. The supervisor awaits it to the end (it is
+/// the application's await, with no deadline of the supervisor's), then
+/// backs off and wakes the modem with `AT` as after any failed attempt.
+pub trait HardReset {
+    /// Restarts the modem: returns once the modem is starting (for a PWRKEY,
+    /// once the pulse is over).
+    fn reset(&mut self) -> impl Future<Output = ()>;
+}
+
+impl<F: FnMut() -> Fut, Fut: Future<Output = ()>> HardReset for F {
+    fn reset(&mut self) -> impl Future<Output = ()> {
+        self()
+    }
+}
+
+/// No hardware reset (the default): the supervisor restarts the modem with
+/// `AT+QRST=1` only.
+#[derive(Debug)]
+pub enum NoHardReset {}
+
+impl HardReset for NoHardReset {
+    fn reset(&mut self) -> impl Future<Output = ()> {
+        core::future::ready(())
+    }
 }
 
 /// What a supervisor has done so far: for logs and telemetry. Counters wrap.
@@ -222,23 +338,25 @@ pub struct Counters {
     /// counted when the modem accepted the line again.
     pub resent: u32,
     /// Outbox messages the broker acknowledged (QoS 1/2) or the modem sent
-    /// (QoS 0).
+    /// (QoS 0): [`Outcome::Acknowledged`], [`Outcome::Sent`].
     pub delivered: u32,
     /// QoS 0 messages refused while offline.
     pub refused_offline: u32,
-    /// QoS 0 messages stored while online whose link ended before they went out.
+    /// Stored messages that left the outbox refused ([`Outcome::Refused`]):
+    /// the modem refused them `max_refusals` times, or the driver's check
+    /// when it wrote them failed at the configured format.
+    pub refused: u32,
+    /// QoS 0 messages stored while online whose link ended before they went
+    /// out: [`Outcome::Dropped`].
     pub qos0_dropped: u32,
     /// Milliseconds online, over every link so far (the current one included
     /// when it ends; see [`Link::time_online`]).
     pub online_ms: u64,
-}
-
-/// A message the broker acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Delivered {
-    /// The msgID it went out with (every time).
-    pub msg_id: u16,
+    /// Times the supervisor sent `AT+QRST=1` to a modem that stopped
+    /// answering ([`ResetKind::Software`]).
+    pub software_resets: u32,
+    /// Times it had the board reset the modem ([`ResetKind::Hardware`]).
+    pub hardware_resets: u32,
 }
 
 /// State changes a [`Link::changed`] caller may be behind and still see
@@ -254,6 +372,12 @@ struct Status {
     counters: Counters,
     online_since: Option<Instant>,
     wakers: MultiWakerRegistration<4>,
+    /// Publishes the modem took (its `OK`) on this link, wrapping.
+    accepted: u32,
+    /// The last message the modem refused on this link, and `accepted` then.
+    last_refusal: Option<(u32, u32)>,
+    /// When the supervisor last made progress ([`Link::progress`]).
+    progress: Instant,
 }
 
 /// A supervisor's status, shared by its task and its [`Link`] handles: the
@@ -293,11 +417,17 @@ impl<const OUTBOX: usize, M: RawMutex> SupervisorState<OUTBOX, M> {
                     resent: 0,
                     delivered: 0,
                     refused_offline: 0,
+                    refused: 0,
                     qos0_dropped: 0,
                     online_ms: 0,
+                    software_resets: 0,
+                    hardware_resets: 0,
                 },
                 online_since: None,
                 wakers: MultiWakerRegistration::new(),
+                accepted: 0,
+                last_refusal: None,
+                progress: Instant::from_ticks(0),
             }))),
         }
     }
@@ -322,6 +452,9 @@ pub struct Link<'a, M: RawMutex = CriticalSectionRawMutex> {
     client: MqttClient<'a, M>,
     outbox: Outbox<'a, M>,
     status: &'a StatusCell<M>,
+    /// The configured send format is hex: what every message is judged
+    /// against, whatever the modem holds now.
+    hex: bool,
 }
 
 impl<M: RawMutex> Clone for Link<'_, M> {
@@ -333,11 +466,15 @@ impl<M: RawMutex> Clone for Link<'_, M> {
 impl<M: RawMutex> Copy for Link<'_, M> {}
 
 /// The task that keeps the link up: spawn [`Supervisor::run`] (it never
-/// returns). Several may run, one per client.
-pub struct Supervisor<'a, M: RawMutex = CriticalSectionRawMutex> {
+/// returns). Several may run, one per client. `R` is the board's
+/// [`HardReset`] ([`with_hard_reset`](Supervisor::with_hard_reset)), none by
+/// default.
+pub struct Supervisor<'a, M: RawMutex = CriticalSectionRawMutex, R: HardReset = NoHardReset> {
+    /// Its client is the supervisor's way to the modem too (`command`):
+    /// one copy of the driver's references, not two, in the task.
     link: Link<'a, M>,
-    modem: Modem<'a, M>,
     config: SupervisorConfig<'a>,
+    hard_reset: Option<R>,
 }
 
 /// Creates a supervisor for `config.client` in `state`: returns its handle
@@ -358,15 +495,28 @@ pub fn new<'a, const OUTBOX: usize, M: RawMutex>(
         client,
         outbox: Outbox::new(&*outbox),
         status: &*status,
+        hex: config.send_format == DataFormat::Hex,
     };
     (
         link,
         Supervisor {
             link,
-            modem,
             config,
+            hard_reset: None,
         },
     )
+}
+
+impl<'a, M: RawMutex> Supervisor<'a, M> {
+    /// With the board's reset of the modem, used when `AT+QRST=1` did not
+    /// bring it back ([`SupervisorConfig::reset_after`]).
+    pub fn with_hard_reset<R: HardReset>(self, reset: R) -> Supervisor<'a, M, R> {
+        Supervisor {
+            link: self.link,
+            config: self.config,
+            hard_reset: Some(reset),
+        }
+    }
 }
 
 impl<M: RawMutex> StatusCell<M> {
@@ -385,6 +535,7 @@ impl<M: RawMutex> StatusCell<M> {
             }
             if state == LinkState::Online {
                 s.online_since = Some(now);
+                s.progress = now;
             }
             s.state = state;
             s.epoch = s.epoch.wrapping_add(1);
@@ -396,6 +547,11 @@ impl<M: RawMutex> StatusCell<M> {
 
     fn count(&self, f: impl FnOnce(&mut Counters)) {
         self.with(|s| f(&mut s.counters))
+    }
+
+    /// The modem answered, a message went, the link came up: progress.
+    fn progress(&self) {
+        self.with(|s| s.progress = Instant::now())
     }
 }
 
@@ -471,6 +627,26 @@ impl<'a, M: RawMutex> Link<'a, M> {
         .await
     }
 
+    /// When the supervisor last made progress: the modem answered one of its
+    /// commands (`AT`, `AT+CEREG?`, a step of the bring-up, a health check),
+    /// took or delivered a message, or the link came online. A modem that
+    /// stopped answering, or a supervisor stuck, makes none. See
+    /// [`alive`](Self::alive).
+    pub fn progress(&self) -> Instant {
+        self.status.with(|s| s.progress)
+    }
+
+    /// True if the supervisor made [`progress`](Self::progress) within
+    /// `within`: the signal to feed a hardware watchdog with (docs/design.md,
+    /// "Liveness"). Choose `within` above the longest quiet step: the
+    /// back-off's `max` plus `modem_deadline` (silent modem, before a
+    /// reset), `Config::open_timeout`, and `health_check` plus
+    /// `Config::command_timeout` while online with no traffic (with
+    /// `health_check` 0, an idle link makes no progress).
+    pub fn alive(&self, within: Duration) -> bool {
+        Instant::now().saturating_duration_since(self.progress()) <= within
+    }
+
     /// What the supervisor has done so far.
     pub fn counters(&self) -> Counters {
         self.status.with(|s| s.counters)
@@ -491,10 +667,11 @@ impl<'a, M: RawMutex> Link<'a, M> {
         self.outbox.stats()
     }
 
+    /// Can the message ever be sent? Judged against the configured send
+    /// format, not the one the modem holds now (text before the first
+    /// connect and after a restart).
     fn check(&self, topic: &str, payload: &[u8]) -> Result<(), Error> {
-        check_topic(topic)?;
-        let hex = self.client.send_hex();
-        check_payload(payload, hex, false).map(drop)
+        check_message(topic, payload, self.hex)
     }
 
     fn online(&self) -> bool {
@@ -515,9 +692,13 @@ impl<'a, M: RawMutex> Link<'a, M> {
     }
 
     /// Hands a message to the outbox at once and returns its [`Ticket`]
-    /// ([`delivered`](Self::delivered) waits for its acknowledgement):
+    /// ([`delivered`](Self::delivered) waits for its [`Outcome`]):
     /// [`Error::OutboxFull`] when there is no room now. QoS 0 is taken only
-    /// while the link is online ([`Error::Offline`] otherwise).
+    /// while the link is online ([`Error::Offline`] otherwise). A message
+    /// that could never be sent in the configured
+    /// [`send_format`](SupervisorConfig::send_format) (a payload too long
+    /// for it, Ctrl+Z or ESC in text, a topic the driver refuses) is refused
+    /// here, [`Error::InvalidArgument`], whatever the modem holds now.
     pub fn try_publish(
         &self,
         topic: &str,
@@ -534,49 +715,74 @@ impl<'a, M: RawMutex> Link<'a, M> {
             .map_err(push_error)
     }
 
-    /// Publishes through the outbox: waits for room, then for the broker's
-    /// acknowledgement (QoS 1/2) or the modem's report (QoS 0), across link
-    /// losses. Once the message is stored, dropping this future does not
-    /// withdraw it: bound the wait with `with_timeout` as you like. QoS 0
-    /// fails at once with [`Error::Offline`] while the link is not online.
-    pub async fn publish(
-        &self,
-        topic: &str,
-        payload: &[u8],
-        qos: QoS,
-        retain: bool,
-    ) -> Result<Delivered, Error> {
-        self.check(topic, payload)?;
-        if qos == QoS::AtMostOnce && !self.online() {
-            return Err(self.refuse_offline());
+    /// Publishes through the outbox: waits for room, then for the message's
+    /// [`Outcome`]: the broker's acknowledgement (QoS 1/2, across link
+    /// losses) or the modem's report (QoS 0), or why it was not delivered.
+    /// A message refused before it was stored (what
+    /// [`try_publish`](Self::try_publish) returns as an error, but
+    /// [`Error::OutboxFull`]: this waits for room) is
+    /// [`Outcome::Refused`] at once; QoS 0 while the link is not online is
+    /// `Refused(Error::Offline)`. Once the message is stored, dropping this
+    /// future does not withdraw it: bound the wait with `with_timeout` as
+    /// you like.
+    pub async fn publish(&self, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Outcome {
+        if let Err(e) = self.check(topic, payload) {
+            return Outcome::Refused(e);
         }
-        let ticket = self
+        if qos == QoS::AtMostOnce && !self.online() {
+            return Outcome::Refused(self.refuse_offline());
+        }
+        match self
             .outbox
             .push_wait(topic, payload, qos, retain, &mut self.next_id())
             .await
-            .map_err(push_error)?;
-        Ok(self.delivered(ticket).await)
+        {
+            Ok(ticket) => self.delivered(ticket).await,
+            Err(e) => Outcome::Refused(push_error(e)),
+        }
     }
 
-    /// Waits until the message of `ticket` left the outbox: acknowledged
-    /// (QoS 1/2) or sent (QoS 0; one whose link ended before it went out
-    /// leaves too, counted in [`Counters::qos0_dropped`]).
-    pub async fn delivered(&self, ticket: Ticket) -> Delivered {
-        self.outbox.wait_gone(ticket.seq).await;
-        Delivered {
-            msg_id: ticket.msg_id,
-        }
+    /// Waits until the message of `ticket` ended, and says how: sent (QoS
+    /// 0), acknowledged (QoS 1/2), dropped by a link loss (QoS 0), or
+    /// refused. Ends for every message: a QoS 1/2 one when the broker
+    /// acknowledged it (however many link losses that takes) or the modem
+    /// refused it `max_refusals` times. See [`Outcome::Forgotten`] for a
+    /// ticket read long after its message ended.
+    pub async fn delivered(&self, ticket: Ticket) -> Outcome {
+        self.outbox.wait_outcome(ticket).await
+    }
+
+    /// How the message of `ticket` ended; `None` while it is in the outbox.
+    pub fn outcome(&self, ticket: Ticket) -> Option<Outcome> {
+        self.outbox.outcome(ticket)
     }
 
     /// True while the message of `ticket` is in the outbox.
     pub fn pending(&self, ticket: Ticket) -> bool {
-        self.outbox.contains(ticket.seq)
+        self.outcome(ticket).is_none()
     }
 
     /// Waits until the outbox is empty.
     pub async fn flush(&self) {
         self.outbox.wait_empty().await
     }
+}
+
+/// A command whose answer the supervisor only needs to be `OK`.
+trait SimpleCommand {
+    fn line(&self, buf: &mut [u8]) -> usize;
+}
+
+impl<C: atat::AtatCmd<Response = crate::commands::NoResponse>> SimpleCommand for C {
+    fn line(&self, buf: &mut [u8]) -> usize {
+        self.write(buf)
+    }
+}
+
+/// The checks a message must pass to be sent in the format `hex`.
+fn check_message(topic: &str, payload: &[u8], hex: bool) -> Result<(), Error> {
+    check_topic(topic)?;
+    check_payload(payload, hex, false).map(drop)
 }
 
 fn push_error(e: PushError) -> Error {
@@ -609,13 +815,18 @@ fn reason(e: Error) -> OfflineReason {
     }
 }
 
-impl<M: RawMutex> Supervisor<'_, M> {
+impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// Keeps the link up, for ever.
-    pub async fn run(self) -> ! {
+    pub async fn run(mut self) -> ! {
         let mut delays = Delays::new(self.config.backoff);
         let status = self.link.status;
+        status.progress();
+        // Attempts since the last stable link (or the start), this one included.
+        let mut attempt = 0u32;
+        // Attempts in a row that ended with the modem silent.
+        let mut silent = 0u32;
         loop {
-            let attempt = delays.failures().saturating_add(1);
+            attempt = attempt.saturating_add(1);
             status.set_state(LinkState::Connecting { attempt });
             let started = Instant::now();
             let (reason, was_online) = self.session().await;
@@ -627,6 +838,7 @@ impl<M: RawMutex> Supervisor<'_, M> {
                     >= self.config.backoff.stable_after
                 {
                     delays.reset();
+                    attempt = 0;
                 }
             } else {
                 status.count(|c| c.failed_attempts = c.failed_attempts.wrapping_add(1));
@@ -636,6 +848,14 @@ impl<M: RawMutex> Supervisor<'_, M> {
                 status.count(|c| c.qos0_dropped = c.qos0_dropped.wrapping_add(dropped));
             }
             self.cleanup(reason).await;
+            silent = match reason {
+                OfflineReason::ModemSilent => silent.saturating_add(1),
+                _ => 0,
+            };
+            let every = u32::from(self.config.reset_after);
+            if every > 0 && silent % every == 0 && silent > 0 {
+                self.reset(silent / every > 1).await;
+            }
             let delay = delays.next();
             status.set_state(LinkState::BackingOff { delay });
             Timer::after(delay).await;
@@ -644,6 +864,36 @@ impl<M: RawMutex> Supervisor<'_, M> {
 
     fn client(&self) -> MqttClient<'_, M> {
         self.link.client
+    }
+
+    /// The driver's configuration.
+    fn driver_config(&self) -> &crate::Config {
+        self.link.client.core().config
+    }
+
+    /// Restarts a modem that stopped answering: the board's way when `hard`
+    /// and there is one, else `AT+QRST=1`.
+    async fn reset(&mut self, hard: bool) {
+        let status = self.link.status;
+        match self.hard_reset.as_mut().filter(|_| hard) {
+            Some(board) => {
+                status.set_state(LinkState::Resetting {
+                    how: ResetKind::Hardware,
+                });
+                status.count(|c| c.hardware_resets = c.hardware_resets.wrapping_add(1));
+                board.reset().await;
+            }
+            None => {
+                status.set_state(LinkState::Resetting {
+                    how: ResetKind::Software,
+                });
+                status.count(|c| c.software_resets = c.software_resets.wrapping_add(1));
+                // `OK` if it still reads commands; a wedged one says nothing.
+                if let Err(e) = self.simple(&ResetModule).await {
+                    debug!("AT+QRST=1: {}", e);
+                }
+            }
+        }
     }
 
     /// After the link ended: if the modem may still hold it open, close it
@@ -656,7 +906,7 @@ impl<M: RawMutex> Supervisor<'_, M> {
                 | OfflineReason::SubscriptionRejected
         );
         if may_be_open {
-            if let Err(e) = self.client().close().await {
+            if let Err(e) = self.link.client.close().await {
                 debug!("close after a failed link: {}", e);
             }
         }
@@ -678,7 +928,8 @@ impl<M: RawMutex> Supervisor<'_, M> {
     /// Modem, registration, configuration, open, connect, subscriptions.
     async fn bring_up(&self) -> Result<(), OfflineReason> {
         let cfg = &self.config;
-        let c = self.client();
+        // Borrowed: a copy of the client would be kept across every await.
+        let c = &self.link.client;
         self.wake_modem().await?;
         self.wait_registered().await?;
         c.set_keepalive(cfg.keepalive_s).await.map_err(reason)?;
@@ -692,7 +943,7 @@ impl<M: RawMutex> Supervisor<'_, M> {
             c.set_version(v).await.map_err(reason)?;
         }
         c.set_will(cfg.will).await.map_err(reason)?;
-        let recv = if self.modem.core.config.receive_text {
+        let recv = if self.driver_config().receive_text {
             DataFormat::Text
         } else {
             DataFormat::Hex
@@ -724,17 +975,40 @@ impl<M: RawMutex> Supervisor<'_, M> {
         Ok(())
     }
 
-    /// A general command, with the driver's `command_timeout`.
+    /// A general command (the modem's, not the client's), with the
+    /// driver's `command_timeout`; progress when it is answered. Through
+    /// the AT channel, as `Modem`'s own commands go.
     async fn command<C: atat::AtatCmd>(&self, cmd: &C) -> Result<C::Response, Error> {
-        let timeout = self.modem.core.config.command_timeout;
-        self.modem.send_with_timeout(cmd, timeout).await
+        let core = self.link.client.core();
+        let timeout = core.config.command_timeout;
+        let r = core.channel.command(cmd, timeout, None).await;
+        if r.is_ok() {
+            self.link.status.progress();
+        }
+        r
+    }
+
+    /// A general command answered by `OK` alone (`AT`, `ATE0`,
+    /// `AT+QRST=1`): one state machine for all of them, not one each.
+    async fn simple(&self, cmd: &dyn SimpleCommand) -> Result<(), Error> {
+        let core = self.link.client.core();
+        let timeout = core.config.command_timeout;
+        let r = core
+            .channel
+            .exchange(&|b: &mut [u8]| cmd.line(b), timeout, None)
+            .await
+            .map(drop);
+        if r.is_ok() {
+            self.link.status.progress();
+        }
+        r
     }
 
     /// `AT` until the modem answers (then `ATE0`), within `modem_deadline`.
     async fn wake_modem(&self) -> Result<(), OfflineReason> {
         let until = Instant::now() + self.config.modem_deadline;
         loop {
-            match self.command(&Attention).await {
+            match self.simple(&Attention).await {
                 Ok(_) => break,
                 Err(e) => debug!("no answer to AT: {}", e),
             }
@@ -744,7 +1018,7 @@ impl<M: RawMutex> Supervisor<'_, M> {
             Timer::after(self.config.poll_interval).await;
         }
         if self.config.echo_off {
-            self.command(&EchoOff).await.map_err(reason)?;
+            self.simple(&EchoOff).await.map_err(reason)?;
         }
         Ok(())
     }
@@ -776,6 +1050,7 @@ impl<M: RawMutex> Supervisor<'_, M> {
             }
             c.connects = c.connects.wrapping_add(1);
         });
+        status.with(|s| s.last_refusal = None);
         status.set_state(LinkState::Online);
         let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
         // The first lane whose publish fails ends the link (the others wait
@@ -803,60 +1078,124 @@ impl<M: RawMutex> Supervisor<'_, M> {
             return poll_fn(|_| Poll::Pending).await;
         }
         let outbox = self.link.outbox;
-        let status = self.link.status;
         loop {
             let t: Taken = outbox.take_wait().await;
-            let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
-            let src = outbox.source(t.at);
-            let sent = loop {
-                match self
-                    .client()
-                    .start_from(&src, PublishOptions::new(t.qos, t.retain).msg_id(msg_id))
-                    .await
-                {
-                    Err(Error::InvalidArgument {
-                        problem: Problem::InUse,
-                        ..
-                    }) => {
-                        // An earlier send of this msgID still waits for its
-                        // late result (until its deadline): this lane keeps
-                        // the message and tries again a little later; the
-                        // other lanes go on with the next ones.
-                        Timer::after(self.modem.core.config.quiet_gap).await;
-                    }
-                    sent => break sent,
-                }
-            };
-            if sent.is_ok() && t.sends > 1 {
-                status.count(|c| c.resent = c.resent.wrapping_add(1));
-            }
-            let result = match sent {
-                Ok(pending) => pending.result().await.map(drop),
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(()) => {
-                    outbox.delivered(t.at);
-                    status.count(|c| c.delivered = c.delivered.wrapping_add(1));
-                }
-                Err(e) => {
-                    outbox.requeue(t.at);
-                    warn!("publish failed: {}", e);
-                    return match e {
-                        Error::SendFailed | Error::Timeout(Stage::Result) => {
-                            OfflineReason::Failed(e)
-                        }
-                        e => reason(e),
-                    };
-                }
+            if let Err(r) = self.publish_one(&t).await {
+                outbox.requeue(t.at);
+                return r;
             }
         }
+    }
+
+    /// Sends one message until it ends: delivered, or refused (it leaves).
+    /// `Err` when the link ended (the caller puts the message back).
+    async fn publish_one(&self, t: &Taken) -> Result<(), OfflineReason> {
+        let outbox = self.link.outbox;
+        let status = self.link.status;
+        let src = outbox.source(t.at);
+        let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
+        loop {
+            let options = PublishOptions::new(t.qos, t.retain).msg_id(msg_id);
+            // The link's client, borrowed (a copy would be kept across the
+            // await, in each lane), and the pending publish moved into its
+            // wait (not kept beside it).
+            let e = match self.link.client.start_from(&src, options).await {
+                Err(Error::InvalidArgument {
+                    problem: Problem::InUse,
+                    ..
+                }) => {
+                    // An earlier send of this msgID still waits for its
+                    // late result (until its deadline): this lane keeps
+                    // the message and tries again a little later; the
+                    // other lanes go on with the next ones.
+                    Timer::after(self.driver_config().quiet_gap).await;
+                    continue;
+                }
+                Ok(pending) => {
+                    status.with(|s| {
+                        s.progress = Instant::now();
+                        s.accepted = s.accepted.wrapping_add(1);
+                        if t.sends > 1 {
+                            s.counters.resent = s.counters.resent.wrapping_add(1);
+                        }
+                    });
+                    match pending.result().await {
+                        Ok(_) => {
+                            outbox.delivered(t.at);
+                            status.with(|s| {
+                                s.progress = Instant::now();
+                                s.counters.delivered = s.counters.delivered.wrapping_add(1);
+                            });
+                            return Ok(());
+                        }
+                        Err(e) => e,
+                    }
+                }
+                Err(e) => e,
+            };
+            warn!("publish failed: {}", e);
+            match e {
+                // The modem refused the line (or the payload): this message,
+                // or a link the modem knows is gone? `AT+QMTCONN?` tells.
+                // And if it refused another message just before, with no
+                // publish taken in between, it refuses publishing as such.
+                Error::Modem(_) => {
+                    // (A message refused for good clears `last_refusal`: the
+                    // one before is still stored.)
+                    let general = status.with(|s| {
+                        let prior = s.last_refusal.replace((t.seq, s.accepted));
+                        prior.is_some_and(|(seq, taken)| seq != t.seq && taken == s.accepted)
+                    });
+                    match self.command(&QueryConnectionState).await {
+                        Ok(s) if s.get(self.config.client) != Some(ConnectionState::Connected) => {
+                            return Err(OfflineReason::NotConnected)
+                        }
+                        Ok(_) if general => return Err(OfflineReason::Failed(e)),
+                        Ok(_) => {}
+                        Err(e) => return Err(reason(e)),
+                    }
+                    if outbox.refused(t.at) >= self.config.max_refusals {
+                        self.refuse(t, e);
+                        return Ok(());
+                    }
+                    // Perhaps busy: the same message again, a little later.
+                    Timer::after(self.config.poll_interval).await;
+                }
+                // The driver's own check of the message (a later check: it
+                // was stored after the same check against the configured
+                // format). With the driver at the configured format, the
+                // message can never be sent: it leaves. Else the modem lost
+                // its configuration (a restart): the link ends.
+                Error::InvalidArgument { .. } => {
+                    let core = self.link.client.core();
+                    if core.clients.settings(self.config.client).send_hex != self.link.hex {
+                        return Err(OfflineReason::Failed(e));
+                    }
+                    self.refuse(t, e);
+                    return Ok(());
+                }
+                Error::SendFailed | Error::Timeout(Stage::Result) => {
+                    return Err(OfflineReason::Failed(e))
+                }
+                e => return Err(reason(e)),
+            }
+        }
+    }
+
+    /// The message of `t` can never be sent: it leaves, refused with `e`.
+    fn refuse(&self, t: &Taken, e: Error) {
+        warn!("message refused: {}", e);
+        self.link.outbox.fail(t.at, e);
+        self.link.status.with(|s| {
+            s.counters.refused = s.counters.refused.wrapping_add(1);
+            s.last_refusal = None;
+        });
     }
 
     /// Waits until the modem ends the client's link (`+QMTSTAT` but 5, a
     /// restart).
     async fn watch(&self, epoch: u32) -> OfflineReason {
-        let c = self.client();
+        let c = &self.link.client;
         c.link_changed(epoch).await;
         c.link().1.map_or(OfflineReason::ModemRebooted, link_end)
     }
@@ -869,7 +1208,7 @@ impl<M: RawMutex> Supervisor<'_, M> {
         }
         loop {
             Timer::after(every).await;
-            match self.modem.connection_states().await {
+            match self.command(&QueryConnectionState).await {
                 Ok(s) if s.get(self.config.client) == Some(ConnectionState::Connected) => {}
                 Ok(_) => return OfflineReason::NotConnected,
                 Err(e @ (Error::Timeout(_) | Error::Write | Error::ModemRebooted)) => {
@@ -891,7 +1230,7 @@ impl<M: RawMutex> core::fmt::Debug for Link<'_, M> {
     }
 }
 
-impl<M: RawMutex> core::fmt::Debug for Supervisor<'_, M> {
+impl<M: RawMutex, R: HardReset> core::fmt::Debug for Supervisor<'_, M, R> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("Supervisor")
             .field("client", &self.config.client)
@@ -912,7 +1251,7 @@ impl<M: RawMutex> defmt::Format for Link<'_, M> {
 }
 
 #[cfg(feature = "defmt")]
-impl<M: RawMutex> defmt::Format for Supervisor<'_, M> {
+impl<M: RawMutex, R: HardReset> defmt::Format for Supervisor<'_, M, R> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "Supervisor {{ client: {} }}", self.config.client)
     }

@@ -1,17 +1,34 @@
-//! The outbox: the messages a supervisor holds until the broker acknowledged
-//! them, by their size, in a byte ring in the user's
-//! [`SupervisorState`](super::SupervisorState). The one owner of that store:
+//! The outbox: the messages a supervisor holds until they end (acknowledged,
+//! sent, dropped or refused), by their size, in a byte ring in the user's
+//! [`SupervisorState`](super::SupervisorState), and how each of them ended.
+//! The one owner of that store:
 //!
 //! - Handle side: [`Outbox::push`] (and [`Outbox::push_wait`], which waits for
-//!   room), [`Outbox::contains`] / [`Outbox::wait_gone`] for a delivery.
+//!   room), [`Outbox::outcome`] / [`Outbox::wait_outcome`] for a ticket,
+//!   [`Outbox::wait_empty`], [`Outbox::stats`].
 //! - Supervisor side: [`Outbox::take`] the oldest queued message (it is then
 //!   in flight), [`Outbox::source`] to read it in place while the driver
-//!   writes it, then [`Outbox::delivered`] (it leaves) or [`Outbox::requeue`]
-//!   (it goes again); [`Outbox::requeue_all`] after a link loss.
+//!   writes it, then [`Outbox::delivered`] (it leaves), [`Outbox::requeue`]
+//!   (it goes again), [`Outbox::refused`] (the modem refused it: counted on
+//!   the record, it goes again) or [`Outbox::fail`] (it leaves, refused);
+//!   [`Outbox::requeue_all`] after a link loss (QoS 0 messages leave,
+//!   dropped).
 //!
 //! A record is 14 bytes of bookkeeping, the topic and the payload:
 //! length (2), hold (1: stored, 0: freed), flags (1: QoS, retain, in flight),
-//! sequence (4), msgID (2), sends (1), reserved (1), topic length (2).
+//! sequence (4), msgID (2), sends (1), refusals (1), topic length (2).
+//!
+//! **Outcomes.** The last 1/28 to 1/56 of the store (a power of two of bytes,
+//! `log_len`) keeps 2 bits per message, indexed by its sequence number: how
+//! it ended (delivered, dropped, refused), for the last `W = 4 x log_len`
+//! messages stored. A message stored is in the ring until it ends, and the
+//! ring cannot hold more than `store / 15` records (14 bytes + a topic of one
+//! byte at least), so fewer than `W` messages are stored after it while it
+//! is there: its outcome is always written, and stays readable until `W`
+//! messages in all were stored after it (at least as many again as the
+//! store can hold at once). The errors of the last `REFUSALS` refusals are
+//! kept beside it. A ticket older than that reads
+//! [`Outcome::Forgotten`]: never a false "delivered".
 
 use core::future::poll_fn;
 use core::task::Poll;
@@ -19,6 +36,7 @@ use core::task::Poll;
 use embassy_sync::waitqueue::MultiWakerRegistration;
 
 use crate::channel::Source;
+use crate::error::Error;
 use crate::ring::{self, Ring, RingBuffer};
 use crate::sync::{Part, RawMutex};
 use crate::types::QoS;
@@ -30,14 +48,26 @@ const QOS_MASK: u8 = 0b11;
 const RETAIN: u8 = 0b100;
 const IN_FLIGHT: u8 = 0b1000;
 
+/// Refusals whose error is kept for their tickets.
+pub(crate) const REFUSALS: usize = 8;
+
+/// How a message ended, in the outcome log (2 bits).
+const ENDED_UNKNOWN: u8 = 0;
+const ENDED_DELIVERED: u8 = 1;
+const ENDED_DROPPED: u8 = 2;
+const ENDED_REFUSED: u8 = 3;
+
 /// The outbox's bookkeeping, beside its ring.
 pub(crate) struct OutboxMeta {
     next_seq: u32,
     /// Most bytes held at once.
     high_water: usize,
+    /// The last refusals: (sequence, why), `next_refusal` the oldest.
+    refusals: [Option<(u32, Error)>; REFUSALS],
+    next_refusal: usize,
     /// Publishers waiting for room.
     space: MultiWakerRegistration<4>,
-    /// Tasks waiting for a delivery.
+    /// Tasks waiting for a message to end.
     gone: MultiWakerRegistration<4>,
     /// The supervisor, waiting for a queued message.
     queued: MultiWakerRegistration<2>,
@@ -48,6 +78,8 @@ impl OutboxMeta {
         Self {
             next_seq: 1,
             high_water: 0,
+            refusals: [None; REFUSALS],
+            next_refusal: 0,
             space: MultiWakerRegistration::new(),
             gone: MultiWakerRegistration::new(),
             queued: MultiWakerRegistration::new(),
@@ -55,7 +87,7 @@ impl OutboxMeta {
     }
 }
 
-/// A stored message: the handle to wait for its delivery.
+/// A stored message: the handle to wait for its [`Outcome`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Ticket {
@@ -63,6 +95,50 @@ pub struct Ticket {
     pub seq: u32,
     /// The msgID the message goes out with, every time (0 for QoS 0).
     pub msg_id: u16,
+}
+
+/// How a message handed to a supervisor ended: what
+/// [`Link::delivered`](super::Link::delivered) and
+/// [`Link::publish`](super::Link::publish) return, for every QoS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+#[must_use]
+pub enum Outcome {
+    /// QoS 0: the modem sent it (`+QMTPUB: id,0,0`; QoS 0 has no
+    /// acknowledgement).
+    Sent,
+    /// QoS 1/2: the broker acknowledged it (`+QMTPUB: id,msgID,0`), under
+    /// this msgID (the one it got when it was stored, every send).
+    Acknowledged {
+        /// The msgID.
+        msg_id: u16,
+    },
+    /// QoS 0: the link ended before the modem reported it sent (counted in
+    /// [`Counters::qos0_dropped`](super::Counters::qos0_dropped)). QoS 0 is
+    /// at most once: it is not sent again. A message whose line the modem
+    /// had taken may still have reached the broker.
+    Dropped,
+    /// Refused, never sent, and it left the outbox: before it was stored
+    /// (the error of [`Link::try_publish`](super::Link::try_publish)), or
+    /// later: the driver's check at the configured format failed when it
+    /// wrote it, or the modem answered `ERROR` to it `max_refusals` times
+    /// while the link was fine
+    /// (counted in [`Counters::refused`](super::Counters::refused)).
+    Refused(Error),
+    /// The outbox no longer knows: the message ended before the last
+    /// messages stored (at least as many as the outbox holds at once) or
+    /// was refused before the last 8 refusals. Never a message still
+    /// stored.
+    Forgotten,
+}
+
+impl Outcome {
+    /// True for [`Sent`](Self::Sent) and
+    /// [`Acknowledged`](Self::Acknowledged).
+    pub fn is_delivered(&self) -> bool {
+        matches!(self, Outcome::Sent | Outcome::Acknowledged { .. })
+    }
 }
 
 /// A message taken for sending.
@@ -75,6 +151,17 @@ pub(crate) struct Taken {
     pub retain: bool,
     /// Times it was taken, this one included.
     pub sends: u8,
+}
+
+/// What a task waits for.
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Room (a publisher).
+    Space,
+    /// A message ending (a ticket's reader).
+    Gone,
+    /// A queued message (the supervisor).
+    Queued,
 }
 
 /// Why a message was not stored.
@@ -96,7 +183,8 @@ pub struct OutboxStats {
     pub bytes: usize,
     /// Most bytes held at once since start.
     pub high_water: usize,
-    /// The store's size (`OUTBOX`).
+    /// Bytes for messages: `OUTBOX` less the outcome log (1/28 to 1/56 of
+    /// it).
     pub capacity: usize,
 }
 
@@ -106,6 +194,40 @@ fn seq_of(buf: &[u8], at: usize) -> u32 {
 
 fn msg_id_of(buf: &[u8], at: usize) -> u16 {
     u16::from_le_bytes([buf[at + 8], buf[at + 9]])
+}
+
+/// Bytes of a store of `size` that keep the outcome log: the largest power
+/// of two not above `size / 28` (at least 1), so that the sequence numbers
+/// (which wrap at 2^32) index it without a jump.
+fn log_len(size: usize) -> usize {
+    let target = (size / 28).max(1);
+    1 << (usize::BITS - 1 - target.leading_zeros())
+}
+
+/// The outcome log: 2 bits per sequence number.
+struct Log<'b>(&'b mut [u8]);
+
+impl Log<'_> {
+    /// Messages it covers.
+    fn span(&self) -> u32 {
+        // At most 2^14 (a store of 65535 bytes): fits.
+        (self.0.len() * 4) as u32
+    }
+
+    fn place(&self, seq: u32) -> (usize, u32) {
+        let i = (seq % self.span()) as usize;
+        (i / 4, (i % 4) as u32 * 2)
+    }
+
+    fn set(&mut self, seq: u32, code: u8) {
+        let (byte, shift) = self.place(seq);
+        self.0[byte] = (self.0[byte] & !(0b11 << shift)) | (code << shift);
+    }
+
+    fn get(&self, seq: u32) -> u8 {
+        let (byte, shift) = self.place(seq);
+        (self.0[byte] >> shift) & 0b11
+    }
 }
 
 /// The outbox, seen without its size. `Copy`.
@@ -127,16 +249,23 @@ pub(crate) struct Record<'o, M: RawMutex> {
     at: usize,
 }
 
-impl<M: RawMutex> Source for Record<'_, M> {
-    fn with(&self, f: &mut dyn FnMut(&str, &[u8])) {
+impl<M: RawMutex> Record<'_, M> {
+    /// Its topic and payload.
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&str, &[u8]) -> R) -> R {
         let at = self.at;
-        self.outbox.with(|_, _, buf| {
+        self.outbox.with(|_, _, buf, _| {
             let len = ring::len(buf, at);
             let topic_len = usize::from(u16::from_le_bytes([buf[at + 12], buf[at + 13]]));
             let (topic, payload) = buf[at + HEADER..at + len].split_at(topic_len);
             // Stored from a `&str`: always UTF-8.
             f(core::str::from_utf8(topic).unwrap_or_default(), payload)
         })
+    }
+}
+
+impl<M: RawMutex> Source for Record<'_, M> {
+    fn with(&self, f: &mut dyn FnMut(&str, &[u8])) {
+        self.read(f)
     }
 }
 
@@ -147,8 +276,13 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         }
     }
 
-    fn with<R>(&self, f: impl FnOnce(&mut Ring, &mut OutboxMeta, &mut [u8]) -> R) -> R {
-        ring::with(&*self.ring, f)
+    /// Runs `f` on the ring (its bytes), the bookkeeping and the outcome log.
+    fn with<R>(&self, f: impl FnOnce(&mut Ring, &mut OutboxMeta, &mut [u8], Log<'_>) -> R) -> R {
+        ring::with(&*self.ring, |ring, meta, buf| {
+            let at = buf.len() - log_len(buf.len());
+            let (buf, log) = buf.split_at_mut(at);
+            f(ring, meta, buf, Log(log))
+        })
     }
 
     /// Live records, oldest first.
@@ -171,7 +305,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         next_id: &mut dyn FnMut() -> u16,
     ) -> Result<Ticket, PushError> {
         let len = HEADER + topic.len() + payload.len();
-        let ticket = self.with(|ring, meta, buf| {
+        self.with(|ring, meta, buf, mut log| {
             if len > buf.len() || len > usize::from(u16::MAX) {
                 return Err(PushError::TooLarge);
             }
@@ -188,6 +322,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
             let at = ring.alloc(len, buf.len()).ok_or(PushError::Full)?;
             let seq = meta.next_seq;
             meta.next_seq = meta.next_seq.wrapping_add(1);
+            log.set(seq, ENDED_UNKNOWN);
             ring::set_header(buf, at, len, 1);
             let rec = &mut buf[at..at + len];
             rec[3] = qos.get() | if retain { RETAIN } else { 0 };
@@ -201,8 +336,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
             meta.high_water = meta.high_water.max(ring.used(buf.len()));
             meta.queued.wake();
             Ok(Ticket { seq, msg_id })
-        })?;
-        Ok(ticket)
+        })
     }
 
     /// Like [`push`](Self::push), waiting for room instead of failing.
@@ -217,7 +351,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         poll_fn(|cx| match self.push(topic, payload, qos, retain, next_id) {
             Err(PushError::Full) => {
                 // Register, then look again: room freed in between is not missed.
-                self.with(|_, meta, _| meta.space.register(cx.waker()));
+                self.register(Wait::Space, cx.waker());
                 match self.push(topic, payload, qos, retain, next_id) {
                     Err(PushError::Full) => Poll::Pending,
                     other => Poll::Ready(other),
@@ -228,22 +362,48 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         .await
     }
 
-    /// True while the message of `seq` is stored (not yet delivered).
-    pub(crate) fn contains(&self, seq: u32) -> bool {
-        self.with(|ring, _, buf| Self::live(ring, buf).any(|at| seq_of(buf, at) == seq))
+    /// How the message of `ticket` ended; `None` while it is stored.
+    pub(crate) fn outcome(&self, ticket: Ticket) -> Option<Outcome> {
+        self.with(|ring, meta, buf, log| Self::outcome_in(ring, meta, buf, &log, ticket))
     }
 
-    /// Waits until the message of `seq` is no longer stored.
-    pub(crate) async fn wait_gone(&self, seq: u32) {
-        poll_fn(|cx| {
-            self.with(|ring, meta, buf| {
-                if Self::live(ring, buf).any(|at| seq_of(buf, at) == seq) {
-                    meta.gone.register(cx.waker());
-                    Poll::Pending
-                } else {
-                    Poll::Ready(())
-                }
-            })
+    fn outcome_in(
+        ring: &Ring,
+        meta: &OutboxMeta,
+        buf: &[u8],
+        log: &Log<'_>,
+        t: Ticket,
+    ) -> Option<Outcome> {
+        if Self::live(ring, buf).any(|at| seq_of(buf, at) == t.seq) {
+            return None;
+        }
+        let age = meta.next_seq.wrapping_sub(t.seq);
+        if age == 0 || age > log.span() {
+            return Some(Outcome::Forgotten);
+        }
+        Some(match log.get(t.seq) {
+            ENDED_DELIVERED if t.msg_id == 0 => Outcome::Sent,
+            ENDED_DELIVERED => Outcome::Acknowledged { msg_id: t.msg_id },
+            ENDED_DROPPED => Outcome::Dropped,
+            ENDED_REFUSED => meta
+                .refusals
+                .iter()
+                .flatten()
+                .find(|r| r.0 == t.seq)
+                .map_or(Outcome::Forgotten, |r| Outcome::Refused(r.1)),
+            _ => Outcome::Forgotten,
+        })
+    }
+
+    /// Waits until the message of `ticket` ended; how.
+    pub(crate) async fn wait_outcome(&self, ticket: Ticket) -> Outcome {
+        poll_fn(|cx| match self.outcome(ticket) {
+            Some(o) => Poll::Ready(o),
+            None => {
+                // Register, then look again: an end in between is not missed.
+                self.register(Wait::Gone, cx.waker());
+                self.outcome(ticket).map_or(Poll::Pending, Poll::Ready)
+            }
         })
         .await
     }
@@ -251,21 +411,28 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// Waits until nothing is stored.
     pub(crate) async fn wait_empty(&self) {
         poll_fn(|cx| {
-            self.with(|ring, meta, buf| {
-                if Self::live(ring, buf).next().is_some() {
-                    meta.gone.register(cx.waker());
-                    Poll::Pending
-                } else {
-                    Poll::Ready(())
-                }
-            })
+            self.register(Wait::Gone, cx.waker());
+            if self.stats().messages > 0 {
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
         })
         .await
     }
 
+    /// Wakes `waker` at the next event of `which`.
+    fn register(&self, which: Wait, waker: &core::task::Waker) {
+        self.with(|_, meta, _, _| match which {
+            Wait::Space => meta.space.register(waker),
+            Wait::Gone => meta.gone.register(waker),
+            Wait::Queued => meta.queued.register(waker),
+        })
+    }
+
     /// What is stored.
     pub(crate) fn stats(&self) -> OutboxStats {
-        self.with(|ring, meta, buf| {
+        self.with(|ring, meta, buf, _| {
             let mut s = OutboxStats {
                 high_water: meta.high_water,
                 capacity: buf.len(),
@@ -283,7 +450,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
 
     /// The oldest queued message, now in flight; `None` if none is queued.
     pub(crate) fn take(&self) -> Option<Taken> {
-        self.with(|ring, _, buf| {
+        self.with(|ring, _, buf, _| {
             let at = Self::live(ring, buf).find(|&at| buf[at + 3] & IN_FLIGHT == 0)?;
             buf[at + 3] |= IN_FLIGHT;
             buf[at + 10] = buf[at + 10].saturating_add(1);
@@ -304,7 +471,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         poll_fn(|cx| match self.take() {
             Some(t) => Poll::Ready(t),
             None => {
-                self.with(|_, meta, _| meta.queued.register(cx.waker()));
+                self.register(Wait::Queued, cx.waker());
                 match self.take() {
                     Some(t) => Poll::Ready(t),
                     None => Poll::Pending,
@@ -319,28 +486,68 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         Record { outbox: *self, at }
     }
 
-    /// The message at `at` was delivered: it leaves.
-    pub(crate) fn delivered(&self, at: usize) {
-        self.with(|ring, meta, buf| {
-            ring::free(buf, at);
+    /// The message at `at` ended (`code`): it leaves.
+    fn end(&self, at: usize, code: u8, error: Option<Error>) {
+        self.with(|ring, meta, buf, mut log| {
+            Self::end_in(meta, buf, &mut log, at, code, error);
             ring.reclaim(buf);
             meta.space.wake();
             meta.gone.wake();
         })
     }
 
+    fn end_in(
+        meta: &mut OutboxMeta,
+        buf: &mut [u8],
+        log: &mut Log<'_>,
+        at: usize,
+        code: u8,
+        error: Option<Error>,
+    ) {
+        let seq = seq_of(buf, at);
+        if meta.next_seq.wrapping_sub(seq) <= log.span() {
+            log.set(seq, code);
+        }
+        if let Some(e) = error {
+            meta.refusals[meta.next_refusal] = Some((seq, e));
+            meta.next_refusal = (meta.next_refusal + 1) % REFUSALS;
+        }
+        ring::free(buf, at);
+    }
+
+    /// The message at `at` was delivered: it leaves.
+    pub(crate) fn delivered(&self, at: usize) {
+        self.end(at, ENDED_DELIVERED, None)
+    }
+
+    /// The message at `at` can never be sent: it leaves, refused with `e`.
+    pub(crate) fn fail(&self, at: usize, e: Error) {
+        self.end(at, ENDED_REFUSED, Some(e))
+    }
+
+    /// The modem refused the message at `at`, in flight (the link being
+    /// fine): counted on the record, which stays in flight. Returns the
+    /// refusals so far.
+    pub(crate) fn refused(&self, at: usize) -> u8 {
+        self.with(|_, _, buf, _| {
+            buf[at + 11] = buf[at + 11].saturating_add(1);
+            buf[at + 11]
+        })
+    }
+
     /// The message at `at` goes again later.
     pub(crate) fn requeue(&self, at: usize) {
-        self.with(|_, meta, buf| {
+        self.with(|_, meta, buf, _| {
             buf[at + 3] &= !IN_FLIGHT;
             meta.queued.wake();
         })
     }
 
     /// After a link loss: every message in flight goes again, but QoS 0
-    /// ones, which are at most once: they leave. Returns how many of those.
+    /// ones, which are at most once: they leave, dropped. Returns how many
+    /// of those.
     pub(crate) fn requeue_all(&self) -> u32 {
-        self.with(|ring, meta, buf| {
+        self.with(|ring, meta, buf, mut log| {
             let mut dropped = 0;
             // In batches: the offsets are read, then the records changed.
             let pending = |buf: &[u8], at: usize| {
@@ -357,7 +564,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
                 }
                 for at in batch {
                     if buf[at + 3] & QOS_MASK == 0 {
-                        ring::free(buf, at);
+                        Self::end_in(meta, buf, &mut log, at, ENDED_DROPPED, None);
                         dropped += 1;
                     } else {
                         buf[at + 3] &= !IN_FLIGHT;
@@ -433,8 +640,11 @@ mod tests {
         let again = o.take().unwrap();
         assert_eq!((again.seq, again.msg_id, again.sends), (a.seq, 1, 2));
         o.delivered(again.at);
-        assert!(!o.contains(a.seq));
-        assert!(o.contains(b.seq));
+        assert_eq!(
+            o.outcome(a),
+            Some(Outcome::Acknowledged { msg_id: a.msg_id })
+        );
+        assert_eq!(o.outcome(b), None);
         assert_eq!(o.stats().messages, 2);
     }
 
@@ -503,7 +713,8 @@ mod tests {
         o.take().unwrap();
         assert_eq!(o.take(), None);
         assert_eq!(o.requeue_all(), 1);
-        assert!(!o.contains(z.seq));
+        assert_eq!(o.outcome(z), Some(Outcome::Dropped));
+        assert_eq!(o.outcome(a), None);
         let t = o.take().unwrap();
         assert_eq!((t.seq, t.sends), (a.seq, 2));
     }
@@ -522,5 +733,138 @@ mod tests {
             .push("c", b"", QoS::AtLeastOnce, false, &mut ids())
             .unwrap();
         assert_eq!((a.msg_id, b.msg_id, c.msg_id), (1, 7, 2));
+    }
+
+    #[test]
+    fn every_ending_is_kept_for_its_ticket_sent_acknowledged_dropped_refused() {
+        let o = Outbox::new(store::<512>());
+        let mut next = ids();
+        let z = o
+            .push("z", b"0", QoS::AtMostOnce, false, &mut next)
+            .unwrap();
+        let a = o
+            .push("a", b"1", QoS::AtLeastOnce, false, &mut next)
+            .unwrap();
+        let r = o
+            .push("r", b"2", QoS::ExactlyOnce, false, &mut next)
+            .unwrap();
+        let d = o
+            .push("d", b"3", QoS::AtMostOnce, false, &mut next)
+            .unwrap();
+        for t in [z, a, r, d] {
+            assert_eq!(o.outcome(t), None);
+        }
+        let tz = o.take().unwrap();
+        o.delivered(tz.at);
+        let ta = o.take().unwrap();
+        o.delivered(ta.at);
+        let tr = o.take().unwrap();
+        // Refused twice (it stays in flight), then put back after a link
+        // loss and taken again with its count, then failed.
+        assert_eq!(o.refused(tr.at), 1);
+        assert_eq!(o.refused(tr.at), 2);
+        o.requeue(tr.at);
+        let tr = o.take().unwrap();
+        assert_eq!((tr.seq, tr.sends), (r.seq, 2));
+        assert_eq!(o.refused(tr.at), 3);
+        let e = Error::Modem(crate::error::ModemError::Error);
+        o.fail(tr.at, e);
+        assert_eq!(o.requeue_all(), 1);
+        assert_eq!(o.outcome(z), Some(Outcome::Sent));
+        assert_eq!(o.outcome(a), Some(Outcome::Acknowledged { msg_id: 1 }));
+        assert_eq!(o.outcome(r), Some(Outcome::Refused(e)));
+        assert_eq!(o.outcome(d), Some(Outcome::Dropped));
+        assert_eq!(o.stats().messages, 0);
+        // A ticket never given out is not taken for delivered.
+        assert_eq!(
+            o.outcome(Ticket {
+                seq: 999,
+                msg_id: 0
+            }),
+            Some(Outcome::Forgotten)
+        );
+    }
+
+    #[test]
+    fn an_outcome_is_kept_while_its_message_is_stored_however_many_pass_it() {
+        // 256 bytes: a log of 8 bytes (32 outcomes), 248 for messages.
+        let o = Outbox::new(store::<256>());
+        assert_eq!(o.stats().capacity, 248);
+        let mut next = ids();
+        let slow = o
+            .push("s", b"", QoS::AtLeastOnce, false, &mut next)
+            .unwrap();
+        let ts = o.take().unwrap();
+        // Messages go through while the first one waits for its result, as
+        // many as fit behind it (the ring cannot pass it).
+        let mut n = 0;
+        while let Ok(t) = o.push("m", b"", QoS::AtMostOnce, false, &mut next) {
+            let tt = o.take().unwrap();
+            assert_eq!(tt.seq, t.seq);
+            o.delivered(tt.at);
+            n += 1;
+        }
+        assert!(n >= 10, "{n}");
+        o.delivered(ts.at);
+        assert_eq!(o.outcome(slow), Some(Outcome::Acknowledged { msg_id: 1 }));
+        // Then kept until 32 messages in all were stored after it.
+        for _ in n..31 {
+            let t = o.push("m", b"", QoS::AtMostOnce, false, &mut next).unwrap();
+            let tt = o.take().unwrap();
+            assert_eq!(tt.seq, t.seq);
+            o.delivered(tt.at);
+        }
+        assert_eq!(o.outcome(slow), Some(Outcome::Acknowledged { msg_id: 1 }));
+        let t = o.push("m", b"", QoS::AtMostOnce, false, &mut next).unwrap();
+        assert_eq!(o.outcome(slow), Some(Outcome::Forgotten));
+        assert_eq!(o.outcome(t), None);
+    }
+
+    #[test]
+    fn outcomes_are_kept_across_the_wrap_of_the_sequence_numbers() {
+        let o = Outbox::new(store::<256>());
+        o.with(|_, meta, _, _| meta.next_seq = u32::MAX - 2);
+        let mut next = ids();
+        let tickets: Vec<Ticket> = (0..6)
+            .map(|i| {
+                let qos = if i % 2 == 0 {
+                    QoS::AtMostOnce
+                } else {
+                    QoS::AtLeastOnce
+                };
+                o.push("w", b"", qos, false, &mut next).unwrap()
+            })
+            .collect();
+        assert_eq!(tickets[3].seq, 0);
+        for _ in 0..3 {
+            let t = o.take().unwrap();
+            o.delivered(t.at);
+        }
+        assert_eq!(o.requeue_all(), 1, "the queued QoS 0 one");
+        let t = o.take().unwrap();
+        o.fail(t.at, Error::OutboxFull);
+        let got: Vec<Option<Outcome>> = tickets.iter().map(|t| o.outcome(*t)).collect();
+        assert_eq!(
+            got,
+            [
+                Some(Outcome::Sent),
+                Some(Outcome::Acknowledged { msg_id: 1 }),
+                Some(Outcome::Sent),
+                Some(Outcome::Refused(Error::OutboxFull)),
+                Some(Outcome::Dropped),
+                None,
+            ]
+        );
+    }
+
+    #[test]
+    fn the_outcome_log_is_a_power_of_two_of_1_28_to_1_56_of_the_store() {
+        for size in [64usize, 100, 256, 3000, 4096, 16384, 65535] {
+            let l = log_len(size);
+            assert!(l.is_power_of_two());
+            assert!(l <= (size / 28).max(1) && l > size / 56, "{size}: {l}");
+            // More outcomes than the ring can hold records (15 bytes at least).
+            assert!(l * 4 > (size - l) / 15, "{size}: {l}");
+        }
     }
 }

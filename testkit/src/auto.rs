@@ -2,7 +2,8 @@
 //! tests of whole applications (and the supervisor): command echo until
 //! `ATE0`, `AT+CEREG?`, every `AT+QMTCFG` option, deferred `+QMTOPEN`,
 //! `+QMTCONN`, `+QMTSUB`, `+QMTPUB`, `+QMTCLOSE`, `+QMTDISC` results, the
-//! data-mode `>` prompt, and `+QMTRECV`/`+QMTSTAT` URCs when the test asks.
+//! data-mode `>` prompt, `AT+QRST=1` (a restart), and `+QMTRECV`/`+QMTSTAT`
+//! URCs when the test asks.
 //! It speaks for one MQTT client at a time. Tests change its [`Script`] at
 //! any moment and read what the host sent.
 
@@ -24,8 +25,20 @@ pub struct Script {
     pub echo: bool,
     /// This many `AT`s get no answer (the modem is still booting).
     pub silent_ats: u32,
-    /// The modem answers nothing at all (rebooting, asleep, unplugged).
+    /// The modem's UART is dead (rebooting, asleep, unplugged): it answers
+    /// nothing, takes no payload, and its URCs and results are lost.
     pub mute: bool,
+    /// Publishes on topics that start with this are refused every time:
+    /// `ERROR` to the line (inline) or instead of the `>` prompt.
+    pub refuse_topic: Option<String>,
+    /// How long the modem takes before each answer to a line or payload.
+    pub answer_delay: Duration,
+    /// How long after its `OK` a publish's `+QMTPUB` result comes (sent as
+    /// a URC: the modem answers other lines meanwhile).
+    pub result_delay: Duration,
+    /// Every publish with its exact bytes: (topic, payload, qos, retain),
+    /// hex decoded.
+    pub raw_publishes: Vec<(String, Vec<u8>, u8, bool)>,
     /// `<stat>` of the next `AT+CEREG?` answers; `registered` when empty.
     pub cereg: VecDeque<u8>,
     /// `<stat>` once `cereg` is used up.
@@ -52,6 +65,8 @@ pub struct Script {
     /// Hold the results of QoS 1/2 publishes instead of answering at once.
     pub hold_acks: bool,
     urcs: VecDeque<Vec<u8>>,
+    /// URCs due later: (when, bytes).
+    later: Vec<(Instant, Vec<u8>)>,
     data_mode: Option<(String, u8, bool, u8, u16)>,
 }
 
@@ -83,11 +98,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02X}")).collect()
 }
 
-fn unhex(digits: &str) -> String {
-    let bytes: Vec<u8> = (0..digits.len() / 2)
-        .filter_map(|i| u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).ok())
-        .collect();
-    String::from_utf8_lossy(&bytes).into_owned()
+fn unhex_bytes(digits: &[u8]) -> Vec<u8> {
+    (0..digits.len() / 2)
+        .filter_map(|i| {
+            let d = core::str::from_utf8(&digits[2 * i..2 * i + 2]).ok()?;
+            u8::from_str_radix(d, 16).ok()
+        })
+        .collect()
 }
 
 impl AutoModem {
@@ -100,6 +117,10 @@ impl AutoModem {
                 echo: true,
                 silent_ats: 0,
                 mute: false,
+                refuse_topic: None,
+                answer_delay: Duration::from_ticks(0),
+                result_delay: Duration::from_ticks(0),
+                raw_publishes: Vec::new(),
                 cereg: VecDeque::new(),
                 registered: 1,
                 open_results: VecDeque::new(),
@@ -113,6 +134,7 @@ impl AutoModem {
                 held_acks: Vec::new(),
                 hold_acks: false,
                 urcs: VecDeque::new(),
+                later: Vec::new(),
                 data_mode: None,
             }),
             kick: Signal::new(),
@@ -194,18 +216,43 @@ impl AutoModem {
         self.tx.write_all(bytes).await;
     }
 
+    /// The URCs that are due, in order (none while mute: lost).
+    fn due(&self) -> Vec<Vec<u8>> {
+        let mut s = self.script.borrow_mut();
+        let now = Instant::now();
+        let mut out: Vec<Vec<u8>> = s.urcs.drain(..).collect();
+        let mut i = 0;
+        while i < s.later.len() {
+            if s.later[i].0 <= now {
+                out.push(s.later.remove(i).1);
+            } else {
+                i += 1;
+            }
+        }
+        if s.mute {
+            out.clear();
+        }
+        out
+    }
+
     /// The modem: answers for ever.
     pub async fn serve(&self) -> ! {
         let mut pending: Vec<u8> = Vec::new();
         let mut buf = [0u8; 256];
         loop {
-            let urcs: Vec<Vec<u8>> = self.script.borrow_mut().urcs.drain(..).collect();
-            for u in urcs {
+            for u in self.due() {
                 self.send(&u).await;
             }
-            match select(self.rx.read(&mut buf), self.kick.wait()).await {
+            let next = self.script.borrow().later.iter().map(|l| l.0).min();
+            let wake = async {
+                match next {
+                    Some(at) => Timer::at(at).await,
+                    None => self.kick.wait().await,
+                }
+            };
+            match select(self.rx.read(&mut buf), select(self.kick.wait(), wake)).await {
                 Either::First(n) => pending.extend_from_slice(&buf[..n]),
-                Either::Second(()) => continue,
+                Either::Second(_) => continue,
             }
             loop {
                 let in_data_mode = self.script.borrow().data_mode.is_some();
@@ -228,15 +275,19 @@ impl AutoModem {
 
     async fn payload(&self, payload: &[u8], send: bool) {
         let text = String::from_utf8_lossy(payload).into_owned();
-        let d = {
+        let (d, mute, delay) = {
             let mut s = self.script.borrow_mut();
             s.log.push(format!("> {text}"));
             s.times.push(Instant::now());
-            s.data_mode.take().unwrap()
+            (s.data_mode.take().unwrap(), s.mute, s.answer_delay)
         };
+        if mute {
+            return;
+        }
+        Timer::after(delay).await;
         self.send(b"\r\nOK\r\n").await;
         if send {
-            self.published(d.1, d.4, d.0, text, d.3, d.2).await;
+            self.published(d.1, d.4, d.0, payload, d.3, d.2).await;
         }
     }
 
@@ -245,37 +296,48 @@ impl AutoModem {
         id: u8,
         msg_id: u16,
         topic: String,
-        payload: String,
+        payload: &[u8],
         qos: u8,
         retain: bool,
     ) {
         let payload = if self.get(|s| s.send_hex) {
-            unhex(&payload)
+            unhex_bytes(payload)
         } else {
-            payload
+            payload.to_vec()
         };
-        let hold = {
+        let (hold, delay) = {
             let mut s = self.script.borrow_mut();
-            s.publishes.push((topic, payload, qos, retain));
+            let text = String::from_utf8_lossy(&payload).into_owned();
+            s.publishes.push((topic.clone(), text, qos, retain));
+            s.raw_publishes.push((topic, payload, qos, retain));
             let hold = s.hold_acks && qos > 0;
             if hold {
                 s.held_acks.push((id, msg_id));
             }
-            hold
+            (hold, s.result_delay)
         };
-        if !hold {
-            self.send(format!("\r\n+QMTPUB: {id},{msg_id},0\r\n").as_bytes())
-                .await;
+        if hold {
+            return;
+        }
+        let result = format!("\r\n+QMTPUB: {id},{msg_id},0\r\n").into_bytes();
+        if delay == Duration::from_ticks(0) {
+            self.send(&result).await;
+        } else {
+            self.script
+                .borrow_mut()
+                .later
+                .push((Instant::now() + delay, result));
+            self.kick.signal(());
         }
     }
 
     async fn line(&self, raw: &[u8]) {
         let line = String::from_utf8_lossy(&raw[..raw.len() - 1]).into_owned();
-        let (echo, mute) = {
+        let (echo, mute, delay) = {
             let mut s = self.script.borrow_mut();
             s.log.push(line.clone());
             s.times.push(Instant::now());
-            (s.echo, s.mute)
+            (s.echo, s.mute, s.answer_delay)
         };
         if mute || line.is_empty() {
             return;
@@ -283,6 +345,7 @@ impl AutoModem {
         if echo {
             self.send(raw).await;
         }
+        Timer::after(delay).await;
         const OK: &[u8] = b"\r\nOK\r\n";
         if line == "AT" {
             let silent = {
@@ -297,6 +360,10 @@ impl AutoModem {
         } else if line == "ATE0" {
             self.send(OK).await;
             self.set(|s| s.echo = false);
+        } else if line == "AT+QRST=1" {
+            // `OK`, then the module restarts (`RDY`).
+            self.send(OK).await;
+            self.reboot();
         } else if line == "AT+CEREG?" {
             let stat = {
                 let mut s = self.script.borrow_mut();
@@ -381,16 +448,32 @@ impl AutoModem {
             let qos: u8 = f.next().unwrap().parse().unwrap();
             let retain = f.next().unwrap() == "1";
             let rest = f.next().unwrap();
-            match rest.find("\",\"") {
+            // The payload from the bytes themselves (the line above is
+            // text, lossy): the topic holds no quote, so the first `","`
+            // ends it.
+            let bytes = &raw[..raw.len() - 1];
+            let inline = bytes.windows(3).position(|w| w == b"\",\"");
+            let topic = match inline {
                 Some(i) => {
-                    let topic = rest[1..i].to_string();
-                    let payload = rest[i + 3..rest.len() - 1].to_string();
+                    let start = bytes.iter().position(|&b| b == b'"').unwrap() + 1;
+                    String::from_utf8_lossy(&bytes[start..i]).into_owned()
+                }
+                None => rest[1..rest.len() - 1].to_string(),
+            };
+            let refused = self.get(|s| {
+                s.refuse_topic
+                    .as_deref()
+                    .is_some_and(|p| topic.starts_with(p))
+            });
+            match inline {
+                _ if refused => self.send(b"\r\nERROR\r\n").await,
+                Some(i) => {
+                    let payload = &bytes[i + 3..bytes.len() - 1];
                     self.send(OK).await;
                     self.published(id, msg_id, topic, payload, qos, retain)
                         .await;
                 }
                 None => {
-                    let topic = rest[1..rest.len() - 1].to_string();
                     self.set(|s| s.data_mode = Some((topic, id, retain, qos, msg_id)));
                     self.send(b"\r\n> ").await;
                 }

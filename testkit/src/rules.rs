@@ -181,6 +181,9 @@ impl Auto {
             after(format!("+QMTPUB: {},{},0", a[0], a[1]))
         } else if line.starts_with("AT+QMTDISC=") {
             after(format!("+QMTDISC: {},0", args("AT+QMTDISC=")[0]))
+        } else if line == "AT+QRST=1" {
+            // The module restarts: `OK`, then `RDY` once it is up.
+            after("RDY".into())
         } else {
             panic!(
                 "auto fake: no default answer to {:?}",

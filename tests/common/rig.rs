@@ -550,14 +550,15 @@ impl Dev {
         self.received.borrow().iter().any(|p| p == payload)
     }
 
-    /// Waits (up to `limit`) until the message of `t` left the outbox.
+    /// Waits (up to `limit`) until the message of `t` was delivered.
     pub async fn delivered_within(&self, t: Ticket, limit: Duration) {
-        if with_timeout(limit, self.link.delivered(t)).await.is_err() {
-            panic!(
-                "{}: message {t:?} not delivered within {limit:?}; states:\n{}",
+        match with_timeout(limit, self.link.delivered(t)).await {
+            Ok(o) if o.is_delivered() => {}
+            got => panic!(
+                "{}: message {t:?} not delivered within {limit:?} ({got:?}); states:\n{}",
                 self.name,
                 self.history()
-            );
+            ),
         }
     }
 
