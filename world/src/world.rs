@@ -1349,7 +1349,8 @@ fn run_generation<'a: 'g, 'g>(
         shared: Shared,
     ) -> u64 {
         tasks.spawn(async move {
-            link.delivered(t).await;
+            // The outcome is checked by the follow-up to issue 15 (Outcome in the world).
+            let _ = link.delivered(t).await;
             shared.borrow_mut().delivered.push(k);
         })
     }
