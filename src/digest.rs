@@ -257,7 +257,7 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
                 }
                 return;
             }
-            if let Some(note) = urc::parse_power(p, body) {
+            if let Some(note) = crate::power::parse_power(p, body) {
                 if core.power.reports() {
                     router::power(core, note);
                     return;

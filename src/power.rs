@@ -26,10 +26,12 @@ use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::waitqueue::MultiWakerRegistration;
 use embassy_time::{Duration, Instant};
 
+use crate::commands::power::parse_registration;
 use crate::commands::{PsmTimers, RegistrationTimers, SleepMode};
 use crate::event::Event;
 use crate::stats::{bump, StatsCell};
 use crate::sync::RawMutex;
+use crate::urc::parse_int;
 
 /// One power URC, as the router hands it over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +62,33 @@ impl PowerNote {
                 psm: r.psm,
             },
         }
+    }
+}
+
+/// A power URC in its unsolicited shape: `+QNBIOTEVENT: "ENTER PSM"`/`"EXIT
+/// PSM"`, `+CSCON: <mode>` (one field; the read answer has two), or
+/// `+CEREG: <stat>[,...]` (its second field, if any, is not a bare number:
+/// the read answer's is the status after `<n>`). `None` for anything else.
+pub(crate) fn parse_power(prefix: &[u8], body: &[u8]) -> Option<PowerNote> {
+    match prefix {
+        b"+QNBIOTEVENT" => match body.trim_ascii() {
+            b"\"ENTER PSM\"" => Some(PowerNote::Psm(true)),
+            b"\"EXIT PSM\"" => Some(PowerNote::Psm(false)),
+            _ => None,
+        },
+        b"+CSCON" => match parse_int(body)? {
+            0 => Some(PowerNote::Signalling(false)),
+            1 => Some(PowerNote::Signalling(true)),
+            _ => None,
+        },
+        b"+CEREG" => {
+            let second = body.split(|&b| b == b',').nth(1);
+            if second.and_then(parse_int).is_some() {
+                return None;
+            }
+            parse_registration(body).map(PowerNote::Registration)
+        }
+        _ => None,
     }
 }
 
@@ -317,5 +346,51 @@ impl<M: RawMutex> PowerSub<'_, M> {
             }
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn power_urcs_parse_and_read_answers_of_the_same_prefix_do_not() {
+        let p = |line: &[u8]| {
+            let (prefix, body) = crate::urc::split_prefix(line).unwrap();
+            parse_power(prefix, body)
+        };
+        assert_eq!(
+            p(b"+QNBIOTEVENT: \"ENTER PSM\""),
+            Some(PowerNote::Psm(true))
+        );
+        assert_eq!(
+            p(b"+QNBIOTEVENT: \"EXIT PSM\""),
+            Some(PowerNote::Psm(false))
+        );
+        assert_eq!(p(b"+QNBIOTEVENT: \"ENTER DEEPSLEEP\""), None);
+        assert_eq!(p(b"+CSCON: 1"), Some(PowerNote::Signalling(true)));
+        assert_eq!(p(b"+CSCON: 0"), Some(PowerNote::Signalling(false)));
+        // `AT+CSCON?` answers `<n>,<mode>`.
+        assert_eq!(p(b"+CSCON: 1,0"), None);
+        let Some(PowerNote::Registration(r)) =
+            p(b"+CEREG: 1,\"1A2D\",\"0CF5E9A1\",9,,,\"00000101\",\"00100001\"")
+        else {
+            panic!("not a registration");
+        };
+        let t = r.psm.unwrap();
+        assert_eq!(
+            (r.stat, t.active_time.secs(), t.periodic_tau.secs()),
+            (1, Some(10), Some(3600))
+        );
+        assert!(
+            matches!(p(b"+CEREG: 2"), Some(PowerNote::Registration(r)) if r.stat == 2 && r.psm.is_none())
+        );
+        // `AT+CEREG?` answers `<n>,<stat>,...`.
+        assert_eq!(
+            p(b"+CEREG: 4,1,\"1A2D\",\"0CF5E9A1\",9,,,\"00000101\",\"00100001\""),
+            None
+        );
+        assert_eq!(p(b"+CEREG: 0,1"), None);
+        assert_eq!(p(b"+QMTSTAT: 0,1"), None);
     }
 }

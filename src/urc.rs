@@ -4,10 +4,8 @@
 //! `recv.rs`). Pure functions on byte slices; the digester decides where a
 //! line is, the router where it goes.
 
-use crate::commands::power::parse_registration;
 use crate::error::LinkClosedReason;
 use crate::event::Granted;
-use crate::power::PowerNote;
 use crate::types::ClientId;
 
 /// A deferred result line, parsed.
@@ -67,33 +65,6 @@ pub(crate) const DEFERRED_PREFIXES: [&[u8]; 7] = [
     b"+QMTUNS",
     b"+QMTPUB",
 ];
-
-/// A power URC in its unsolicited shape: `+QNBIOTEVENT: "ENTER PSM"`/`"EXIT
-/// PSM"`, `+CSCON: <mode>` (one field; the read answer has two), or
-/// `+CEREG: <stat>[,...]` (its second field, if any, is not a bare number:
-/// the read answer's is the status after `<n>`). `None` for anything else.
-pub(crate) fn parse_power(prefix: &[u8], body: &[u8]) -> Option<PowerNote> {
-    match prefix {
-        b"+QNBIOTEVENT" => match body.trim_ascii() {
-            b"\"ENTER PSM\"" => Some(PowerNote::Psm(true)),
-            b"\"EXIT PSM\"" => Some(PowerNote::Psm(false)),
-            _ => None,
-        },
-        b"+CSCON" => match parse_int(body)? {
-            0 => Some(PowerNote::Signalling(false)),
-            1 => Some(PowerNote::Signalling(true)),
-            _ => None,
-        },
-        b"+CEREG" => {
-            let second = body.split(|&b| b == b',').nth(1);
-            if second.and_then(parse_int).is_some() {
-                return None;
-            }
-            parse_registration(body).map(PowerNote::Registration)
-        }
-        _ => None,
-    }
-}
 
 /// Splits `+PREFIX: body` into (`+PREFIX`, `body`).
 pub(crate) fn split_prefix(line: &[u8]) -> Option<(&[u8], &[u8])> {
@@ -440,46 +411,5 @@ mod tests {
         );
         assert_eq!(parse_stat(b"+QMTSTAT: 9,1"), None);
         assert_eq!(parse_stat(b"+QMTSTAT: 0"), None);
-    }
-
-    #[test]
-    fn power_urcs_parse_and_read_answers_of_the_same_prefix_do_not() {
-        let p = |line: &[u8]| {
-            let (prefix, body) = split_prefix(line).unwrap();
-            parse_power(prefix, body)
-        };
-        assert_eq!(
-            p(b"+QNBIOTEVENT: \"ENTER PSM\""),
-            Some(PowerNote::Psm(true))
-        );
-        assert_eq!(
-            p(b"+QNBIOTEVENT: \"EXIT PSM\""),
-            Some(PowerNote::Psm(false))
-        );
-        assert_eq!(p(b"+QNBIOTEVENT: \"ENTER DEEPSLEEP\""), None);
-        assert_eq!(p(b"+CSCON: 1"), Some(PowerNote::Signalling(true)));
-        assert_eq!(p(b"+CSCON: 0"), Some(PowerNote::Signalling(false)));
-        // `AT+CSCON?` answers `<n>,<mode>`.
-        assert_eq!(p(b"+CSCON: 1,0"), None);
-        let Some(PowerNote::Registration(r)) =
-            p(b"+CEREG: 1,\"1A2D\",\"0CF5E9A1\",9,,,\"00000101\",\"00100001\"")
-        else {
-            panic!("not a registration");
-        };
-        let t = r.psm.unwrap();
-        assert_eq!(
-            (r.stat, t.active_time.secs(), t.periodic_tau.secs()),
-            (1, Some(10), Some(3600))
-        );
-        assert!(
-            matches!(p(b"+CEREG: 2"), Some(PowerNote::Registration(r)) if r.stat == 2 && r.psm.is_none())
-        );
-        // `AT+CEREG?` answers `<n>,<stat>,...`.
-        assert_eq!(
-            p(b"+CEREG: 4,1,\"1A2D\",\"0CF5E9A1\",9,,,\"00000101\",\"00100001\""),
-            None
-        );
-        assert_eq!(p(b"+CEREG: 0,1"), None);
-        assert_eq!(p(b"+QMTSTAT: 0,1"), None);
     }
 }
