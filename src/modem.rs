@@ -115,16 +115,26 @@ impl<'a, M: RawMutex> Modem<'a, M> {
     /// With sleep on, the driver wakes the module before each later command
     /// that may find it asleep (`Config::sleep_after`, `Config::wake_timeout`).
     pub async fn set_power(&self, req: PowerRequest) -> Result<(), Error> {
-        let t = self.core.config.command_timeout;
+        let (ch, t) = (self.core.channel, self.core.config.command_timeout);
         if let Some(timers) = req.psm {
-            self.send_with_timeout(&SetPsm { timers }, t).await?;
+            ch.command(&SetPsm { timers }, t, None).await?;
         }
         if let Some(cycle) = req.edrx {
-            self.send_with_timeout(&SetEdrx { cycle }, t).await?;
+            ch.command(&SetEdrx { cycle }, t, None).await?;
         }
         if let Some(mode) = req.sleep {
-            self.send_with_timeout(&SetSleep(mode), t).await?;
-            self.core.power.set_sleep(mode);
+            let r = ch.command(&SetSleep(mode), t, None).await;
+            // A line the module may have taken (no answer) counts as taken
+            // when it turns sleep on: never assume awake a module that may
+            // sleep.
+            let refused = matches!(
+                r,
+                Err(Error::Modem(_) | Error::InvalidArgument { .. } | Error::WakeTimeout)
+            );
+            if r.is_ok() || (mode != SleepMode::Off && !refused) {
+                self.core.power.set_sleep(mode);
+            }
+            r?;
         }
         Ok(())
     }
@@ -132,8 +142,8 @@ impl<'a, M: RawMutex> Modem<'a, M> {
     /// `AT+QRELLOCK`: the module may sleep at once instead of 10 s after the
     /// last command. The driver then wakes it before the next command.
     pub async fn release(&self) -> Result<(), Error> {
-        let t = self.core.config.command_timeout;
-        self.send_with_timeout(&ReleaseSleepLock, t).await?;
+        let (ch, t) = (self.core.channel, self.core.config.command_timeout);
+        ch.command(&ReleaseSleepLock, t, None).await?;
         self.core.power.released();
         Ok(())
     }
@@ -146,14 +156,14 @@ impl<'a, M: RawMutex> Modem<'a, M> {
     /// timers; while off (the default, and after a module restart) those
     /// lines are counted as unsolicited and dropped.
     pub async fn power_reports(&self, on: bool) -> Result<(), Error> {
-        let t = self.core.config.command_timeout;
+        let (ch, t) = (self.core.channel, self.core.config.command_timeout);
         if on {
             self.core.power.set_reports(true);
         }
-        self.send_with_timeout(&SetSignallingReports(on), t).await?;
-        self.send_with_timeout(&SetPsmEvents(on), t).await?;
-        self.send_with_timeout(&SetRegistrationReports(if on { 4 } else { 0 }), t)
-            .await?;
+        ch.command(&SetSignallingReports(on), t, None).await?;
+        ch.command(&SetPsmEvents(on), t, None).await?;
+        let n = if on { 4 } else { 0 };
+        ch.command(&SetRegistrationReports(n), t, None).await?;
         if !on {
             self.core.power.set_reports(false);
         }
