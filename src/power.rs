@@ -118,7 +118,8 @@ struct Inner {
     /// Power events so far (wrapping).
     seq: u32,
     cells: [Cell; KINDS],
-    /// The latest PSM timers the network granted (`+CEREG` with timers).
+    /// The PSM timers the network granted, as the last `+CEREG` of a
+    /// registered module said (without timers: none granted).
     granted: Option<PsmTimers>,
     /// The subscriptions waiting for a power event.
     wakers: MultiWakerRegistration<4>,
@@ -168,8 +169,8 @@ pub struct PowerStatus {
     pub in_psm: Option<bool>,
     /// The RRC connection is up, as the last `+CSCON` said.
     pub connected: Option<bool>,
-    /// The PSM timers the network granted, as the last `+CEREG` with timers
-    /// said (`None`: none seen, or PSM not granted).
+    /// The PSM timers the network granted, as the last `+CEREG` of a
+    /// registered module said (`None`: none seen, or PSM not granted).
     pub granted: Option<PsmTimers>,
 }
 
@@ -278,7 +279,8 @@ impl<'a, M: RawMutex> Power<'a, M> {
         self.with(|i| {
             match note {
                 PowerNote::Psm(true) => i.asleep = true,
-                PowerNote::Registration(r) if r.psm.is_some() => i.granted = r.psm,
+                // Registered: the line has the timers, or PSM is not granted.
+                PowerNote::Registration(r) if matches!(r.stat, 1 | 5) => i.granted = r.psm,
                 _ => {}
             }
             i.seq = i.seq.wrapping_add(1);
