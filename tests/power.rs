@@ -262,6 +262,15 @@ fn sim_driver(
     lock: Duration,
     tweak: impl FnOnce(&mut SimConfig),
 ) -> (Modem<'static>, SimRunner, SimHandle) {
+    sim_driver_with(lock, tweak, |c| c)
+}
+
+/// Like [`sim_driver`], with changes to the driver's configuration.
+fn sim_driver_with(
+    lock: Duration,
+    tweak: impl FnOnce(&mut SimConfig),
+    driver: impl FnOnce(Config) -> Config,
+) -> (Modem<'static>, SimRunner, SimHandle) {
     let mut cfg = SimConfig {
         power: PowerConfig {
             sleep_lock: std::time::Duration::from_millis(lock.as_millis()),
@@ -279,7 +288,7 @@ fn sim_driver(
         .sleep_after(lock - ms(100))
         .wake_probe(ms(100))
         .wake_timeout(ms(800));
-    let (modem, runner) = bc26_mqtt::new(state, reader, writer, config);
+    let (modem, runner) = bc26_mqtt::new(state, reader, writer, driver(config));
     (modem, runner, handle)
 }
 
@@ -450,6 +459,33 @@ fn a_grant_shorter_than_the_request_is_honoured_and_reported() {
             );
             assert_eq!(modem.power().in_psm, Some(true));
             drop(sim);
+        })
+        .await;
+    });
+}
+
+#[test]
+fn a_module_that_sleeps_from_start_up_is_woken_before_the_first_command_when_the_config_says_so() {
+    run(async {
+        let asleep_at_boot = |c: &mut SimConfig| c.power.qsclk_at_boot = 2;
+        // Told: the first command is preceded by a wake-up, and succeeds.
+        let (modem, runner, sim) =
+            sim_driver_with(ms(500), asleep_at_boot, |c| c.module_sleeps(true));
+        with_runner(runner, async {
+            assert!(modem.power().may_be_asleep);
+            modem.psm_request().await.expect("woken first");
+            assert_eq!(modem.stats().wakes, 1);
+            assert_eq!(sim.charge().unwrap().counters.uart_wakes, 1);
+        })
+        .await;
+        // Not told: the first command goes into the sleeping UART, lost.
+        let (modem, runner, sim) = sim_driver(ms(500), asleep_at_boot);
+        with_runner(runner, async {
+            assert!(!modem.power().may_be_asleep);
+            assert!(matches!(modem.psm_request().await, Err(Error::Timeout(_))));
+            assert_eq!(modem.stats().wakes, 0);
+            let lost = sim.charge().unwrap().counters.host_bytes_lost;
+            assert_eq!(lost, "AT+CPSMS?\r".len() as u64);
         })
         .await;
     });
