@@ -40,7 +40,8 @@ pub struct Stats {
     /// `OK`/`ERROR`/`>` when no command waited for one; dropped.
     pub stray_responses: u32,
     /// Final answers and prompts that arrived for a command that had already
-    /// failed (timed out, write error): discarded by the fence.
+    /// failed (timed out, write error): discarded by the fence. The answers
+    /// to the fence's own `AT` (and to wake-up `AT`s) count here too.
     pub late_answers: u32,
     /// Times the channel was re-synchronised (`AT` probe) after a failure.
     pub fences: u32,
