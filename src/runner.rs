@@ -1,6 +1,7 @@
 //! The one future the user spawns. Its receive side owns the read loop
 //! (atat's `Ingress` buffer and the crate's digester), its transmit side
-//! writes every command the handles submit and sees it through.
+//! writes every command the handles submit and sees it through, waking the
+//! module first when it may be asleep (docs/power.md).
 
 use atat::{AtatIngress, Ingress};
 use embassy_futures::select::{select, Either};
@@ -20,6 +21,31 @@ const CHUNK: usize = 64;
 
 type Ing<'a, M> = Ingress<'a, Bc26Digester<'a, M>, NoUrc, RES_SLOT, 1, 1>;
 
+/// A board's line to the module's PSM_EINT pin, which wakes it from deep
+/// sleep (`AT+QSCLK=1`, PSM), where its UART is dead. Give it to the runner
+/// with [`Runner::wake_pin`]; the driver pulses it before each wake-up `AT`.
+/// Any `FnMut()` is one.
+pub trait WakePin {
+    /// Makes one falling edge on PSM_EINT (e.g. drive it high, then low).
+    /// Called from the runner's task: it must not block for long.
+    fn pulse(&mut self);
+}
+
+/// No wake pin wired (the default): a module in deep sleep cannot be woken,
+/// and a command then ends with [`Error::WakeTimeout`](crate::Error::WakeTimeout).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoWakePin;
+
+impl WakePin for NoWakePin {
+    fn pulse(&mut self) {}
+}
+
+impl<F: FnMut()> WakePin for F {
+    fn pulse(&mut self) {
+        self()
+    }
+}
+
 /// Drives the modem: spawn [`Runner::run`] as a task (it never returns).
 /// Everything the handles do goes through it.
 ///
@@ -27,12 +53,19 @@ type Ing<'a, M> = Ingress<'a, Bc26Digester<'a, M>, NoUrc, RES_SLOT, 1, 1>;
 /// completes loses no byte), as embassy's buffered UARTs are: the runner
 /// stops a read when the modem has been quiet for `Config::quiet_gap` with an
 /// incomplete frame held.
-pub struct Runner<'a, R: Read, W: Write, M: RawMutex = CriticalSectionRawMutex> {
+pub struct Runner<
+    'a,
+    R: Read,
+    W: Write,
+    M: RawMutex = CriticalSectionRawMutex,
+    P: WakePin = NoWakePin,
+> {
     reader: R,
     writer: W,
     ingress: Ing<'a, M>,
     capacity: usize,
     core: Core<'a, M>,
+    pin: P,
 }
 
 impl<'a, R: Read, W: Write, M: RawMutex> Runner<'a, R, W, M> {
@@ -49,6 +82,22 @@ impl<'a, R: Read, W: Write, M: RawMutex> Runner<'a, R, W, M> {
             ingress,
             capacity,
             core,
+            pin: NoWakePin,
+        }
+    }
+}
+
+impl<'a, R: Read, W: Write, M: RawMutex, P: WakePin> Runner<'a, R, W, M, P> {
+    /// The same runner with a wake pin (PSM_EINT), for boards that wire it:
+    /// the driver can then wake the module from deep sleep.
+    pub fn wake_pin<Q: WakePin>(self, pin: Q) -> Runner<'a, R, W, M, Q> {
+        Runner {
+            reader: self.reader,
+            writer: self.writer,
+            ingress: self.ingress,
+            capacity: self.capacity,
+            core: self.core,
+            pin,
         }
     }
 
@@ -60,6 +109,7 @@ impl<'a, R: Read, W: Write, M: RawMutex> Runner<'a, R, W, M> {
             ingress,
             capacity,
             core,
+            pin,
         } = self;
         let mut rx = Rx {
             reader,
@@ -67,21 +117,21 @@ impl<'a, R: Read, W: Write, M: RawMutex> Runner<'a, R, W, M> {
             capacity,
             core,
         };
-        let mut tx = Tx { writer, core };
+        let mut tx = Tx { writer, core, pin };
         match select(rx.run(), tx.run()).await {
             Either::First(never) | Either::Second(never) => never,
         }
     }
 }
 
-impl<R: Read, W: Write, M: RawMutex> core::fmt::Debug for Runner<'_, R, W, M> {
+impl<R: Read, W: Write, M: RawMutex, P: WakePin> core::fmt::Debug for Runner<'_, R, W, M, P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("Runner")
     }
 }
 
 #[cfg(feature = "defmt")]
-impl<R: Read, W: Write, M: RawMutex> defmt::Format for Runner<'_, R, W, M> {
+impl<R: Read, W: Write, M: RawMutex, P: WakePin> defmt::Format for Runner<'_, R, W, M, P> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "Runner")
     }
@@ -140,12 +190,13 @@ enum Stop {
 }
 
 /// The transmit side.
-struct Tx<'a, W: Write, M: RawMutex> {
+struct Tx<'a, W: Write, M: RawMutex, P: WakePin> {
     writer: W,
     core: Core<'a, M>,
+    pin: P,
 }
 
-impl<W: Write, M: RawMutex> Tx<'_, W, M> {
+impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
     async fn run(&mut self) -> ! {
         loop {
             match self.core.channel.next_job().await {
@@ -164,22 +215,38 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
 
     async fn transact(&mut self, job: Job) -> Outcome {
         let ch = self.core.channel;
-        if ch.fenced() && !self.fence(job.timeout).await {
+        let cfg = self.core.config;
+        let power = self.core.power;
+        // The module may be asleep: never send it a real line before it
+        // answered a wake-up `AT`.
+        let wake = power.may_sleep(Instant::now(), cfg.sleep_after);
+        if (ch.fenced() || wake) && !self.fence(job.timeout, wake).await {
             // The modem does not answer: the line never went out.
-            return Outcome::Timeout(Stage::Response);
+            return if wake {
+                Outcome::Asleep
+            } else {
+                Outcome::Timeout(Stage::Response)
+            };
         }
         if ch.abandoned() {
             // The handle went away while the channel was fenced: not sent.
             return Outcome::Timeout(Stage::Response);
         }
         ch.begin_line(job.data_mode);
+        let sent_at = Instant::now();
         if self.write_line(job.len).await.is_err() {
             bump!(self.core.stats, write_errors);
             ch.fail(job.data_mode, true);
             return Outcome::Write;
         }
         let deadline = Instant::now() + job.timeout;
-        match ch.wait_answer(deadline).await {
+        let answer = ch.wait_answer(deadline).await;
+        match answer {
+            Some(Answer::Rebooted) => {}
+            Some(_) => power.took_line(sent_at),
+            None => power.lost_line(),
+        }
+        match answer {
             None => {
                 ch.fail(job.data_mode, false);
                 Outcome::Timeout(if job.data_mode {
@@ -276,15 +343,26 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
         }
     }
 
-    /// Re-synchronises after a failure: ends a half line, leaves data mode if
-    /// the modem may be in it, sends a bare `AT` and waits for its answer,
-    /// then until the modem has been quiet for `Config::quiet_gap`. The modem
-    /// answers in order, so every late answer of the failed command comes
-    /// before the probe's (and is discarded by the channel). `false`: the
-    /// modem did not answer within `timeout`.
-    async fn fence(&mut self, timeout: embassy_time::Duration) -> bool {
+    /// Re-synchronises after a failure, or wakes a module that may be
+    /// asleep (`wake`): ends a half line, leaves data mode if the modem may
+    /// be in it, sends a bare `AT` and waits for its answer, then until the
+    /// modem has been quiet for `Config::quiet_gap`. The modem answers in
+    /// order, so every late answer of the failed command comes before the
+    /// probe's (and is discarded by the channel). `false`: the modem did not
+    /// answer within `timeout` (within `Config::wake_timeout` when waking).
+    ///
+    /// When waking, the bytes that wake a sleeping UART are lost: the `AT`
+    /// goes again every `Config::wake_probe` (after a pulse of the wake pin)
+    /// until one is answered.
+    async fn fence(&mut self, timeout: embassy_time::Duration, wake: bool) -> bool {
         let ch = self.core.channel;
-        bump!(self.core.stats, fences);
+        let cfg = self.core.config;
+        if ch.fenced() {
+            bump!(self.core.stats, fences);
+        } else {
+            // Waking: the wake-up `AT`s' answers are the fence's.
+            ch.fail(false, false);
+        }
         let (half_line, prompt) = ch.begin_fence();
         let mut probe = [0u8; 5];
         let mut n = 0;
@@ -298,24 +376,45 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
         }
         probe[n..n + 3].copy_from_slice(b"AT\r");
         n += 3;
-        debug!("fence: re-synchronising with the modem");
-        if self.write(&probe[..n]).await.is_err() {
-            bump!(self.core.stats, write_errors);
-            return false;
-        }
-        let deadline = Instant::now() + timeout;
-        loop {
-            match ch.fence_answers() {
-                // A restart cleared the fence: nothing is owed any more.
-                None => return true,
-                Some(n) if n > 0 => break,
-                Some(_) => {}
+        let start = Instant::now();
+        let deadline = start + if wake { cfg.wake_timeout } else { timeout };
+        let mut first = true;
+        'probe: loop {
+            if wake {
+                debug!("waking the module");
+                self.pin.pulse();
+            } else {
+                debug!("fence: re-synchronising with the modem");
             }
-            if ch.take_esc() && self.write(&[ESC]).await.is_err() {
+            // ESC and CR go only once; later probes are a bare `AT`.
+            let bytes = if first { &probe[..n] } else { &probe[n - 3..n] };
+            first = false;
+            if self.write(bytes).await.is_err() {
+                bump!(self.core.stats, write_errors);
                 return false;
             }
-            if !ch.wait_wake(deadline).await {
-                return false;
+            let until = if wake {
+                deadline.min(Instant::now() + cfg.wake_probe)
+            } else {
+                deadline
+            };
+            loop {
+                match ch.fence_answers() {
+                    // A restart cleared the fence: nothing is owed any more.
+                    None => return true,
+                    Some(n) if n > 0 => break 'probe,
+                    Some(_) => {}
+                }
+                if ch.take_esc() && self.write(&[ESC]).await.is_err() {
+                    return false;
+                }
+                if !ch.wait_wake(until).await {
+                    if Instant::now() >= deadline {
+                        return false;
+                    }
+                    bump!(self.core.stats, wake_probes_lost);
+                    continue 'probe;
+                }
             }
         }
         loop {
@@ -329,6 +428,12 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
             }
         }
         ch.end_fence();
+        if wake {
+            bump!(self.core.stats, wakes);
+            // The module took one of the probes: its sleep lock runs from
+            // the first (the earliest it can have started).
+            self.core.power.took_line(start);
+        }
         true
     }
 
