@@ -90,6 +90,7 @@
 //! [`Refused`](Outcome::Refused) with its error.
 
 mod backoff;
+mod duty;
 mod outbox;
 
 use core::cell::RefCell;
@@ -102,6 +103,7 @@ use embassy_sync::waitqueue::MultiWakerRegistration;
 use embassy_time::{Duration, Instant, Timer};
 
 pub use backoff::Backoff;
+pub use duty::{DutyCycle, Mode};
 pub use outbox::{OutboxStats, Outcome, Ticket};
 
 use crate::client_table::LinkEnd;
@@ -193,6 +195,10 @@ pub struct SupervisorConfig<'a> {
     /// [`Supervisor::with_hard_reset`] gave one; else `AT+QRST=1` again)
     /// after every `reset_after` more. 0: never. Default 3.
     pub reset_after: u8,
+    /// Online all the time (the default), or a duty cycle: online only at
+    /// each wake, the module asleep in between ([`Mode::DutyCycle`],
+    /// docs/duty-cycle.md).
+    pub mode: Mode,
 }
 
 impl<'a> SupervisorConfig<'a> {
@@ -223,6 +229,7 @@ impl<'a> SupervisorConfig<'a> {
             max_refusals: 3,
             echo_off: true,
             reset_after: 3,
+            mode: Mode::AlwaysOnline,
         }
     }
 }
@@ -276,6 +283,12 @@ pub enum LinkState {
     Resetting {
         /// How.
         how: ResetKind,
+    },
+    /// Duty cycle: the link closed as planned, the module left to sleep;
+    /// the next wake at `until` at the latest ([`Mode::DutyCycle`]).
+    Asleep {
+        /// The end of the period.
+        until: Instant,
     },
 }
 
@@ -378,6 +391,8 @@ struct Status {
     last_refusal: Option<(u32, u32)>,
     /// When the supervisor last made progress ([`Link::progress`]).
     progress: Instant,
+    /// Duty cycle: the application asked for a wake.
+    wake: duty::WakeCell,
 }
 
 /// A supervisor's status, shared by its task and its [`Link`] handles: the
@@ -428,6 +443,7 @@ impl<const OUTBOX: usize, M: RawMutex> SupervisorState<OUTBOX, M> {
                 accepted: 0,
                 last_refusal: None,
                 progress: Instant::from_ticks(0),
+                wake: duty::WakeCell::new(),
             }))),
         }
     }
@@ -808,7 +824,7 @@ fn reason(e: Error) -> OfflineReason {
     match e {
         Error::LinkClosed(r) => OfflineReason::LinkClosed(r),
         Error::ModemRebooted => OfflineReason::ModemRebooted,
-        Error::Timeout(Stage::Response | Stage::Prompt) | Error::Write => {
+        Error::Timeout(Stage::Response | Stage::Prompt) | Error::Write | Error::WakeTimeout => {
             OfflineReason::ModemSilent
         }
         e => OfflineReason::Failed(e),
@@ -829,7 +845,10 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             attempt = attempt.saturating_add(1);
             status.set_state(LinkState::Connecting { attempt });
             let started = Instant::now();
-            let (reason, was_online) = self.session().await;
+            let (reason, was_online) = match self.config.mode {
+                Mode::DutyCycle(d) => self.duty(d).await,
+                Mode::AlwaysOnline => self.session().await,
+            };
             status.set_state(LinkState::Offline { reason });
             warn!("link offline");
             if was_online {
@@ -933,9 +952,9 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         self.wake_modem().await?;
         self.wait_registered().await?;
         c.set_keepalive(cfg.keepalive_s).await.map_err(reason)?;
-        c.set_clean_session(cfg.clean_session)
-            .await
-            .map_err(reason)?;
+        // A duty cycle needs the broker to keep its session while it sleeps.
+        let clean = cfg.clean_session && cfg.mode == Mode::AlwaysOnline;
+        c.set_clean_session(clean).await.map_err(reason)?;
         c.set_timeout(cfg.pkt_timeout_s, cfg.retry_times, cfg.timeout_notice)
             .await
             .map_err(reason)?;
@@ -1211,9 +1230,12 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             match self.command(&QueryConnectionState).await {
                 Ok(s) if s.get(self.config.client) == Some(ConnectionState::Connected) => {}
                 Ok(_) => return OfflineReason::NotConnected,
-                Err(e @ (Error::Timeout(_) | Error::Write | Error::ModemRebooted)) => {
-                    return reason(e)
-                }
+                Err(
+                    e @ (Error::Timeout(_)
+                    | Error::Write
+                    | Error::ModemRebooted
+                    | Error::WakeTimeout),
+                ) => return reason(e),
                 // An answer that did not parse: ask again next time.
                 Err(e) => debug!("health check: {}", e),
             }

@@ -428,6 +428,19 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         .await
     }
 
+    /// Waits until at least `n` messages are stored (a duty cycle's wake).
+    pub(crate) async fn wait_stored(&self, n: usize) {
+        poll_fn(|cx| {
+            self.register(Wait::Queued, cx.waker());
+            if self.stats().messages >= n {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
     /// Wakes `waker` at the next event of `which`.
     fn register(&self, which: Wait, waker: &core::task::Waker) {
         self.with(|_, meta, _, _| match which {

@@ -1,0 +1,242 @@
+//! The duty cycle: a supervisor that keeps its client offline and the module
+//! asleep between wakes ([`Mode::DutyCycle`]), for a device on a battery
+//! (docs/duty-cycle.md).
+//!
+//! ```text
+//!   Asleep{until} --(the period, Link::wake, the outbox past wake_at)--> Connecting --> Online
+//!        ^                                                                              |
+//!        |   (the outbox delivered and the receive window over)                         |
+//!        +---- AT+QRELLOCK <-- AT+QMTDISC (DISCONNECT: no will) <-----------------------+
+//! ```
+//!
+//! Each wake brings the link up as the always-online mode does, with a
+//! persistent session (clean session off, whatever
+//! [`SupervisorConfig::clean_session`] says: the broker keeps the
+//! subscriptions and queues QoS 1/2 messages while the device sleeps),
+//! sends the outbox, and stays at least [`DutyCycle::receive_window`] so
+//! that what the broker queued arrives; then it disconnects (`AT+QMTDISC`:
+//! an MQTT DISCONNECT, so the broker does not publish the will, and the
+//! modem closes the TCP link), releases the module's sleep lock
+//! (`AT+QRELLOCK`, [`Modem::release`](crate::Modem::release)) and does
+//! nothing on the radio or the UART until the next wake: no keep-alive (no
+//! MQTT connection exists), no health check, no polling.
+//!
+//! Anything that ends a wake otherwise (a link loss, a restart, a silent
+//! modem, a failed bring-up) ends it as in the always-online mode: the link
+//! is closed without DISCONNECT (the broker publishes the will), the
+//! messages in flight go back to the outbox, the supervisor backs off (and
+//! restarts a silent modem) and wakes again at once, until a wake ends as
+//! planned. So a message handed to the outbox is delivered at least once
+//! across sleeps, link losses and restarts, as in the always-online mode.
+
+use core::future::poll_fn;
+use core::task::Poll;
+
+use embassy_futures::join::join;
+use embassy_futures::select::{select, select3, select_array, Either3};
+use embassy_sync::waitqueue::WakerRegistration;
+use embassy_time::{Duration, Instant, Timer};
+
+use super::{link_end, HardReset, Link, LinkState, OfflineReason, Supervisor, MAX_IN_FLIGHT};
+use crate::modem::Modem;
+use crate::sync::RawMutex;
+
+/// How a supervisor keeps its link ([`SupervisorConfig::mode`](super::SupervisorConfig::mode)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Mode {
+    /// Online all the time: keep-alive, health checks, back again after
+    /// every loss (the default).
+    #[default]
+    AlwaysOnline,
+    /// Online only for a short while at each wake, the module asleep in
+    /// between.
+    DutyCycle(DutyCycle),
+}
+
+/// The duty cycle's timing ([`Mode::DutyCycle`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub struct DutyCycle {
+    /// From the start of one wake to the start of the next (unless the
+    /// application or the outbox wakes it earlier).
+    pub period: Duration,
+    /// How long a wake stays online at least, from the moment it is
+    /// connected and subscribed: what the broker queued while the device
+    /// slept arrives in it. It stays longer while the outbox is not empty.
+    pub receive_window: Duration,
+    /// Wake as soon as the outbox holds this many messages (`0`: only the
+    /// period and [`Link::wake`] wake it). Default 0.
+    pub wake_at: usize,
+    /// `AT+QRELLOCK` after the link is closed, so that the module sleeps at
+    /// once instead of 10 s after the last command. Default `true`.
+    pub release: bool,
+}
+
+impl DutyCycle {
+    /// A wake every `period`, online for at least `receive_window`.
+    pub const fn new(period: Duration, receive_window: Duration) -> Self {
+        Self {
+            period,
+            receive_window,
+            wake_at: 0,
+            release: true,
+        }
+    }
+
+    /// The same, waking early when the outbox holds `messages`.
+    pub const fn wake_at(mut self, messages: usize) -> Self {
+        self.wake_at = messages;
+        self
+    }
+}
+
+/// The application's request for a wake, in the supervisor's status.
+pub(super) struct WakeCell {
+    requested: bool,
+    waker: WakerRegistration,
+}
+
+impl WakeCell {
+    pub(super) const fn new() -> Self {
+        Self {
+            requested: false,
+            waker: WakerRegistration::new(),
+        }
+    }
+}
+
+impl<M: RawMutex> Link<'_, M> {
+    /// Duty cycle: wake now (bring the link up, send the outbox, take what
+    /// the broker queued) instead of at the end of the period. A request
+    /// while awake is taken by the current wake. Nothing in the
+    /// always-online mode.
+    pub fn wake(&self) {
+        self.status.with(|s| {
+            s.wake.requested = true;
+            s.wake.waker.wake();
+        })
+    }
+}
+
+impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
+    /// The duty cycle: wakes, each brought up, served and ended as planned,
+    /// and the sleeps between them, until a wake ends otherwise; returns
+    /// why, and whether the link was online (as `session` does).
+    pub(super) async fn duty(&self, d: DutyCycle) -> (OfflineReason, bool) {
+        let mut was_online = false;
+        loop {
+            let start = Instant::now();
+            self.link.status.with(|s| s.wake.requested = false);
+            let epoch = self.client().link().0;
+            if let Err(r) = self.bring_up().await {
+                return (r, was_online);
+            }
+            was_online = true;
+            if let Err(r) = self.visit(epoch, d).await {
+                return (r, true);
+            }
+            self.sleep(d, start + d.period).await;
+            self.link
+                .status
+                .set_state(LinkState::Connecting { attempt: 1 });
+        }
+    }
+
+    /// Online: the outbox sent, the receive window waited, then a clean
+    /// end: `AT+QMTDISC`, `AT+QRELLOCK`. `Err` when the link ended otherwise.
+    async fn visit(&self, epoch: u32, d: DutyCycle) -> Result<(), OfflineReason> {
+        let status = self.link.status;
+        status.count(|c| {
+            if c.connects > 0 {
+                c.reconnects = c.reconnects.wrapping_add(1);
+            }
+            c.connects = c.connects.wrapping_add(1);
+        });
+        status.with(|s| s.last_refusal = None);
+        status.set_state(LinkState::Online);
+        let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
+        let send = select_array(core::array::from_fn::<_, MAX_IN_FLIGHT, _>(|i| {
+            self.lane(i < lanes)
+        }));
+        let stay = join(
+            self.link.outbox.wait_empty(),
+            Timer::after(d.receive_window),
+        );
+        let ended = match select3(send, self.watch(epoch), stay).await {
+            Either3::First((r, _)) => Some(r),
+            Either3::Second(r) => Some(r),
+            Either3::Third(_) => None,
+        };
+        if let Some(r) = ended {
+            // As `online`: a link end the driver saw is why.
+            return Err(match self.client().link() {
+                (now, Some(end)) if now != epoch => link_end(end),
+                _ => r,
+            });
+        }
+        // A message pushed at the very end may have been taken by a lane
+        // that is now gone: it goes at the next wake, under its msgID.
+        let dropped = self.link.outbox.requeue_all();
+        if dropped > 0 {
+            status.count(|c| c.qos0_dropped = c.qos0_dropped.wrapping_add(dropped));
+        }
+        self.client().release_abandoned();
+        let c = &self.link.client;
+        if let Err(e) = c.disconnect().await {
+            // No clean end: close the link, as after a loss (the broker
+            // may publish the will), and count it so.
+            warn!("disconnect before a sleep: {}", e);
+            return Err(super::reason(e));
+        }
+        if d.release {
+            let modem = Modem {
+                core: *self.link.client.core(),
+            };
+            if let Err(e) = modem.release().await {
+                // The module then sleeps 10 s later, by its own lock.
+                debug!("AT+QRELLOCK: {}", e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Asleep until `until`, [`Link::wake`], or the outbox past
+    /// `wake_at`: no command, no timer but this one.
+    async fn sleep(&self, d: DutyCycle, until: Instant) {
+        let status = self.link.status;
+        status.set_state(LinkState::Asleep { until });
+        let requested = poll_fn(|cx| {
+            status.with(|s| {
+                if s.wake.requested {
+                    Poll::Ready(())
+                } else {
+                    s.wake.waker.register(cx.waker());
+                    Poll::Pending
+                }
+            })
+        });
+        let filled = async {
+            if d.wake_at == 0 {
+                poll_fn(|_| Poll::<()>::Pending).await
+            } else {
+                self.link.outbox.wait_stored(d.wake_at).await
+            }
+        };
+        select(Timer::at(until), select(requested, filled)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::reason;
+    use super::*;
+    use crate::error::Error;
+
+    #[test]
+    fn a_module_that_does_not_wake_counts_as_a_silent_modem() {
+        assert_eq!(reason(Error::WakeTimeout), OfflineReason::ModemSilent);
+    }
+}
