@@ -18,7 +18,58 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
 
-use bc26_sim::model::Time;
+use bc26_mqtt::supervisor::DutyCycle;
+use bc26_sim::model::{ChargeReport, Time};
+
+impl PowerReport {
+    /// Seconds from the start to the reading.
+    pub fn seconds(&self) -> f64 {
+        self.charge.at.since_epoch().as_secs_f64()
+    }
+
+    /// Millicoulombs in all.
+    pub fn total_mc(&self) -> f64 {
+        self.charge.total().millicoulombs()
+    }
+
+    /// Millicoulombs per day.
+    pub fn mc_per_day(&self) -> f64 {
+        self.total_mc() / (self.seconds() / 86_400.0)
+    }
+
+    /// The average current, in microamperes.
+    pub fn average_ua(&self) -> f64 {
+        self.total_mc() * 1000.0 / self.seconds()
+    }
+
+    /// Millicoulombs per message handed over.
+    pub fn mc_per_message(&self) -> f64 {
+        self.total_mc() / self.messages.max(1) as f64
+    }
+
+    /// Seconds with the radio on: RRC connected, transmitting or not.
+    pub fn radio_on_s(&self) -> f64 {
+        use bc26_sim::model::PowerState;
+        (self.charge.state(PowerState::Transmit).time
+            + self.charge.state(PowerState::Connected).time)
+            .as_secs_f64()
+    }
+
+    /// Radio-on seconds per supervisor connect (a wake, in the duty cycle).
+    pub fn radio_on_per_connect(&self) -> f64 {
+        self.radio_on_s() / f64::from(self.connects.max(1))
+    }
+
+    /// Radio-on seconds per RRC connection set up.
+    pub fn radio_on_per_rrc(&self) -> f64 {
+        self.radio_on_s() / self.charge.counters.rrc_setups.max(1) as f64
+    }
+
+    /// Days a battery of `mah` milliampere-hours lasts at this rate (the module alone).
+    pub fn battery_days(&self, mah: f64) -> f64 {
+        mah * 3_600.0 / self.mc_per_day()
+    }
+}
 
 /// A deliberately broken device, which the sweep must catch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +137,33 @@ pub struct Options {
     /// dropped while a message is in flight leaves it in flight for ever (see README.md,
     /// "Found").
     pub recreate_supervisor: bool,
+    /// A device on a battery (the duty-cycle measurement, `bench/README.md`): no faults,
+    /// QoS 1 messages and commands of fixed size, the module asleep when it may be.
+    pub battery: Option<Battery>,
+}
+
+/// A device on a battery: what [`Options::battery`] sets up.
+#[derive(Debug, Clone, Copy)]
+pub struct Battery {
+    /// The supervisor's duty cycle; `None`: always online (keep-alive 120 s, health check
+    /// every 60 s, the defaults).
+    pub duty_cycle: Option<DutyCycle>,
+    /// The network's RRC inactivity timer.
+    pub inactivity: Duration,
+    /// Bytes of each message's payload.
+    pub payload: usize,
+}
+
+/// The power figures of a run on a battery, read when the traffic ends (`Options::duration`
+/// after the start).
+#[derive(Debug, Clone)]
+pub struct PowerReport {
+    /// The charge meter then.
+    pub charge: ChargeReport,
+    /// The supervisor's connects by then (a wake each, in the duty cycle).
+    pub connects: u32,
+    /// QoS 1 messages handed to the outbox by then.
+    pub messages: u64,
 }
 
 impl Options {
@@ -104,6 +182,21 @@ impl Options {
             keep_trace: false,
             delivery_waiters: 3,
             recreate_supervisor: false,
+            battery: None,
+        }
+    }
+
+    /// A device on a battery for `days`: a QoS 1 message of `battery.payload` bytes every
+    /// hour, a QoS 1 command from the backend about every 2 hours, no faults; the module
+    /// asks for PSM (T3412 10 h, T3324 10 s) and deep sleep (`AT+QSCLK=1`), its wake pin
+    /// wired.
+    pub fn battery(seed: u64, days: f64, battery: Battery) -> Options {
+        Options {
+            publish_every: Duration::from_secs(3600),
+            fault_every: Duration::from_secs(100 * 365 * 86_400),
+            in_flight: 1,
+            battery: Some(battery),
+            ..Options::new(seed, days)
         }
     }
 
@@ -182,6 +275,8 @@ pub struct Report {
     pub trace_hash: u64,
     /// The whole AT trace, with `Options::keep_trace`.
     pub trace: Option<Vec<u8>>,
+    /// On a battery: the power figures when the traffic ended.
+    pub power: Option<PowerReport>,
     pub(crate) order_violation: Option<String>,
 }
 

@@ -30,6 +30,8 @@ pub(crate) struct Wire {
     /// Reads and writes that failed.
     pub(crate) read_errors: u32,
     pub(crate) write_errors: u32,
+    /// The driver pulsed the wake pin (PSM_EINT); the world takes it.
+    pub(crate) eint: bool,
 }
 
 impl Wire {

@@ -9,12 +9,13 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::Duration as StdDuration;
 
+use bc26_mqtt::commands::{ActiveTime, PeriodicTau, PsmTimers, SleepMode};
 use bc26_mqtt::supervisor::{
-    self, Backoff, Link, LinkState, SupervisorConfig, SupervisorState, Ticket,
+    self, Backoff, Link, LinkState, Mode, SupervisorConfig, SupervisorState, Ticket,
 };
-use bc26_mqtt::{ClientId, Config, Error, Event, Modem, QoS, State, Subscription};
+use bc26_mqtt::{ClientId, Config, Error, Event, Modem, PowerRequest, QoS, State, Subscription};
 use bc26_sim::broker_model::{BrokerAction, BrokerModel};
-use bc26_sim::model::{self, LinkId, NetAction, NetEvent, Pacer, Time, ToHost};
+use bc26_sim::model::{self, ChargeReport, LinkId, NetAction, NetEvent, Pacer, Time, ToHost};
 use bc26_sim::SimConfig;
 use embassy_time::{Duration, Timer};
 
@@ -23,7 +24,7 @@ use crate::exec::Tasks;
 use crate::rng::Rng;
 use crate::trace::Trace;
 use crate::wire::{Reader, Wire, Writer};
-use crate::{Failure, Mutant, Options, Report};
+use crate::{Failure, Mutant, Options, PowerReport, Report};
 
 const BAUD: u32 = 115_200;
 const CLIENT: u8 = 0;
@@ -227,6 +228,8 @@ pub(crate) struct AppBox {
     received: Vec<Vec<u8>>,
     /// A problem the tasks saw.
     problem: Option<String>,
+    /// On a battery: every payload has this many bytes.
+    payload_len: Option<usize>,
 }
 
 type Shared = Rc<RefCell<AppBox>>;
@@ -274,7 +277,12 @@ async fn app(link: Link<'_>, shared: Shared, mutant: Option<Mutant>) {
             }
         }
         let q = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce][usize::from(qos)];
-        let body = payload(k, (k % 97) as usize);
+        let pad = match shared.borrow().payload_len {
+            // `m<10 digits>/`, then the padding.
+            Some(n) => n.saturating_sub(12),
+            None => (k % 97) as usize,
+        };
+        let body = payload(k, pad);
         loop {
             match link.try_publish(UP, &body, q, false) {
                 Ok(t) => {
@@ -442,6 +450,8 @@ pub(crate) struct World {
     pub(crate) online_bound: StdDuration,
     ticket_bound: StdDuration,
     recreate: Option<Fault>,
+    /// On a battery: the charge meter when the traffic ended.
+    charge_at_end: Option<ChargeReport>,
 }
 
 impl World {
@@ -449,10 +459,13 @@ impl World {
         let mut rng = Rng::new(opts.seed);
         let fifo = [16, 64, 256][rng.below(3) as usize];
         let chunk_max = [4, 8, 16, 32, 64, 4096][rng.below(6) as usize];
-        let cfg = SimConfig {
+        let mut cfg = SimConfig {
             boot_time: StdDuration::from_millis(rng.range(200, 5000)),
             ..SimConfig::default()
         };
+        if let Some(b) = opts.battery {
+            cfg.power.network.inactivity = b.inactivity;
+        }
         let faults_end = Time::ZERO + opts.duration;
         let sup = sup_config(&opts, &mut rng.clone());
         let drv = driver_config(None);
@@ -513,9 +526,11 @@ impl World {
             online_bound,
             ticket_bound,
             recreate: None,
+            charge_at_end: None,
             rng,
             opts,
         };
+        w.shared.borrow_mut().payload_len = w.opts.battery.map(|b| b.payload);
         w.trace.note(
             Time::ZERO,
             &format!(
@@ -632,11 +647,17 @@ impl World {
 
     /// After the tasks ran: what the driver wrote goes on the line.
     pub(crate) fn host_wrote(&mut self) {
+        let now = clock::now();
+        // The wake pin pulsed (before the probe it precedes).
+        if std::mem::take(&mut self.wire.borrow_mut().eint) {
+            self.trace.note(now, "# PSM_EINT");
+            self.modem.psm_eint(now);
+            self.modem_out(now);
+        }
         let bytes = std::mem::take(&mut self.wire.borrow_mut().written);
         if bytes.is_empty() {
             return;
         }
-        let now = clock::now();
         self.to_modem.schedule_n(now, bytes.len() as u64);
         let mut i = 0;
         while i < bytes.len() {
@@ -756,6 +777,12 @@ impl World {
             }
             Ev::Disarm => {
                 self.trace.note(now, "! the end of the faults");
+                if self.opts.battery.is_some() {
+                    // The meter exactly at the end of the traffic.
+                    self.modem.advance(now);
+                    self.modem_out(now);
+                    self.charge_at_end = Some(self.modem.charge());
+                }
                 let f = self.modem.faults_mut();
                 f.fail_open = None;
                 f.refuse_connect = None;
@@ -773,6 +800,7 @@ impl World {
                     let k = self.next_msg;
                     self.next_msg += 1;
                     let qos = match self.rng.below(10) {
+                        _ if self.opts.battery.is_some() => 1,
                         0 => 0,
                         1 | 2 => 2,
                         _ => 1,
@@ -795,7 +823,10 @@ impl World {
                 if now < self.faults_end {
                     let n = self.next_cmd;
                     self.next_cmd += 1;
-                    let qos = self.rng.below(3) as u8;
+                    let qos = match self.rng.below(3) as u8 {
+                        _ if self.opts.battery.is_some() => 1,
+                        q => q,
+                    };
                     let p = format!("c{n:010}").into_bytes();
                     if self.broker.publish(now, CMD, &p, qos, false) {
                         self.trace
@@ -1128,9 +1159,17 @@ impl World {
         if o.bytes > o.capacity || o.high_water > o.capacity {
             return Err(self.fail(format!("the outbox holds more than its size: {o:?}")));
         }
-        // Online again within the bound after the last fault.
+        if let Some(charge) = self.charge_at_end.take() {
+            self.report.power = Some(PowerReport {
+                charge,
+                connects: link.counters().connects,
+                messages: self.next_msg - 1,
+            });
+        }
+        // Online again within the bound after the last fault (asleep, in a duty cycle, is
+        // as good: the supervisor comes up at its next wake).
         let state = link.state();
-        if state == LinkState::Online {
+        if state == LinkState::Online || matches!(state, LinkState::Asleep { .. }) {
             if let Some(since) = self.went_offline.take() {
                 let after = now.saturating_since(since.max(self.calm_from));
                 self.report.worst_offline_after_fault =
@@ -1266,6 +1305,14 @@ pub(crate) fn sup_config(opts: &Options, rng: &mut Rng) -> SupervisorConfig<'sta
     c.clean_session = rng.chance(1, 2);
     c.subscriptions = &SUBS;
     c.in_flight = opts.in_flight;
+    if let Some(b) = opts.battery {
+        // The defaults, a persistent session, and the duty cycle if any.
+        c.keepalive_s = 120;
+        c.clean_session = false;
+        if let Some(d) = b.duty_cycle {
+            c.mode = Mode::DutyCycle(d);
+        }
+    }
     c.backoff = Backoff::new().seed(rng.next() as u32);
     if opts.mutant == Some(Mutant::UncappedBackoff) {
         // The mutant: a back-off whose cap is out of reach.
@@ -1298,6 +1345,9 @@ pub(crate) fn run(opts: Options) -> Result<Report, Box<Failure>> {
         Writer(w.wire()),
         driver_config(opts.mutant),
     );
+    // The wake pin (PSM_EINT): the world pulses the modem's when it next moves bytes.
+    let pin = w.wire();
+    let runner = runner.wake_pin(move || pin.borrow_mut().eint = true);
     let mut base = Tasks::new();
     base.spawn(async move {
         runner.run().await;
@@ -1335,7 +1385,19 @@ fn run_generation<'a: 'g, 'g>(
     let cfg = sup_config(w.opts(), &mut rng);
     let (link, supervisor) = supervisor::new(modem, sup, cfg);
     let mut tasks: Tasks<'g> = Tasks::new();
+    let battery = w.opts().battery.is_some();
     tasks.spawn(async move {
+        if battery {
+            // PSM and deep sleep, asked for once the module answers.
+            let timers = PsmTimers {
+                periodic_tau: PeriodicTau::from_code(0b010_00001),
+                active_time: ActiveTime::from_code(0b000_00101),
+            };
+            let req = PowerRequest::new().psm(timers).sleep(SleepMode::Deep);
+            while modem.set_power(req).await.is_err() {
+                Timer::after(Duration::from_secs(1)).await;
+            }
+        }
         supervisor.run().await;
     });
     let mut app_tasks = Vec::new();
