@@ -205,6 +205,22 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = duration, help_heading = SUP)]
     pub poll_interval: Duration,
 
+    /// Duty cycle (for a device on a battery): instead of keeping the link
+    /// up, wake every PERIOD (and at the end of input), connect with a
+    /// persistent session (clean session off: the broker keeps --sub and
+    /// queues QoS 1/2 messages meanwhile), publish the lines buffered since
+    /// the last wake, stay --receive-window for queued messages, disconnect
+    /// (no will), let the module sleep (AT+QSCLK=2, AT+QRELLOCK) and send
+    /// nothing until the next wake. Needs --qos 1 or 2. Events: state
+    /// "asleep" (with "delay_ms"), and the module's psm, signalling and
+    /// registration events (its power URCs, switched on).
+    #[arg(long, value_name = "PERIOD", value_parser = duration, help_heading = SUP)]
+    pub duty_cycle: Option<Duration>,
+
+    /// With --duty-cycle: how long each wake stays online at least.
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = duration, help_heading = SUP)]
+    pub receive_window: Duration,
+
     /// While online, how often to check AT+QMTCONN? (0s: never).
     #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = duration, help_heading = SUP)]
     pub health_check: Duration,
@@ -246,7 +262,9 @@ Examples:
   for i in $(seq 1 50); do echo $i; sleep 0.1; done |
   bc26 --sim --stdin demo/n --qos 1 --sub demo/n \\
        --backoff-min 200ms --sim-fault link-reset@1s --sim-fault reboot@2s \\
-       --sim-fault broker-restart:1s@3s --trace         # recovery, no hardware";
+       --sim-fault broker-restart:1s@3s --trace         # recovery, no hardware
+  (while sleep 2; do date; done) | bc26 --sim --power --stdin dev/t --qos 1 \
+       --sub dev/cmd --duty-cycle 10s --receive-window 2s  # a duty cycle";
 
 /// `TOPIC=VALUE`.
 fn topic_value(s: &str) -> Result<(String, String), String> {
@@ -306,6 +324,18 @@ impl Args {
         }
         if self.power && !self.sim {
             return Err("--power reports the simulator's power model: only with --sim".into());
+        }
+        if self.duty_cycle.is_some() && self.stdin.is_none() {
+            return Err("--duty-cycle publishes standard input: only with --stdin".into());
+        }
+        if self.duty_cycle.is_some() && qos == QoS::AtMostOnce {
+            return Err(
+                "--duty-cycle: lines wait for the next wake, and QoS 0 is refused offline: use --qos 1 or 2"
+                    .into(),
+            );
+        }
+        if self.duty_cycle.is_some_and(|p| p.is_zero()) {
+            return Err("--duty-cycle: the period must be longer than 0s".into());
         }
         if self.backoff_min > self.backoff_max {
             return Err("--backoff-min is longer than --backoff-max".into());

@@ -49,7 +49,8 @@ pub enum Ev<'a> {
     /// `--stdin`: the supervisor's state changed: `connecting` (with the
     /// `attempt`), `online`, `offline` (with the `reason`, and the `code` of
     /// a closed link or the `error` of a failed step), `backing_off` (with
-    /// `delay_ms`).
+    /// `delay_ms`), `asleep` (`--duty-cycle`, with `delay_ms` until the next
+    /// wake at the latest).
     State {
         client: u8,
         state: &'static str,
@@ -102,6 +103,21 @@ pub enum Ev<'a> {
     /// `--sim-fault`: a fault was injected, `after_ms` after the link first
     /// came online.
     Fault { kind: &'a str, after_ms: u64 },
+    /// `--duty-cycle`: the module entered PSM (`entered` true) or left it
+    /// (`+QNBIOTEVENT`).
+    Psm { entered: bool },
+    /// `--duty-cycle`: the radio's connection to the network (RRC) is up or
+    /// released (`+CSCON`).
+    Signalling { connected: bool },
+    /// `--duty-cycle`: the registration status and the PSM timers the
+    /// network granted, in seconds (`+CEREG`; none: PSM not granted).
+    Registration {
+        stat: u8,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        periodic_tau_s: Option<u32>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        active_time_s: Option<u32>,
+    },
 }
 
 /// Writes one event line (and flushes it: a script reads it at once).

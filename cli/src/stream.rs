@@ -21,12 +21,15 @@ use std::io::BufRead;
 use std::sync::mpsc::{self, Receiver, SyncSender, TryRecvError};
 use std::sync::OnceLock;
 
+use bc26_mqtt::commands::SleepMode;
 use bc26_mqtt::commands::Will;
 use bc26_mqtt::supervisor::{
-    self, Backoff, Link, LinkState, OfflineReason, Outcome, ResetKind, SupervisorConfig,
-    SupervisorState, Ticket,
+    self, Backoff, DutyCycle, Link, LinkState, Mode, OfflineReason, Outcome, ResetKind,
+    SupervisorConfig, SupervisorState, Ticket,
 };
-use bc26_mqtt::{DataFormat, Error, Event, Events, Modem, MqttVersion, QoS, Subscription};
+use bc26_mqtt::{
+    DataFormat, Error, Event, Events, Modem, MqttVersion, PowerRequest, QoS, Subscription,
+};
 use embassy_futures::join::join;
 use embassy_futures::select::{select, select3, Either, Either3};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
@@ -235,6 +238,9 @@ fn sup_config(run: &'static Run, host: &'static str, port: u16) -> SupervisorCon
     c.poll_interval = d(a.poll_interval);
     c.health_check = d(a.health_check);
     c.in_flight = usize::from(a.in_flight);
+    if let Some(period) = a.duty_cycle {
+        c.mode = Mode::DutyCycle(DutyCycle::new(d(period), d(a.receive_window)));
+    }
     c
 }
 
@@ -301,6 +307,10 @@ fn state_event(client: u8, s: LinkState) {
                     _ => "other",
                 });
             }
+            LinkState::Asleep { until } => {
+                *state = "asleep";
+                *delay_ms = Some(until.saturating_duration_since(Instant::now()).as_millis());
+            }
             other => *state = leak_name(other),
         }
     }
@@ -356,6 +366,13 @@ async fn printer(mut events: Events<'static>) -> ! {
                 code: reason.code(),
             }),
             Event::Missed(k) => eprintln!("bc26: missed {k} messages"),
+            Event::Psm { entered } => out::emit(&Ev::Psm { entered }),
+            Event::Signalling { connected } => out::emit(&Ev::Signalling { connected }),
+            Event::Registration { stat, psm } => out::emit(&Ev::Registration {
+                stat,
+                periodic_tau_s: psm.and_then(|t| t.periodic_tau.secs()),
+                active_time_s: psm.and_then(|t| t.active_time.secs()),
+            }),
             _ => {}
         }
     }
@@ -436,8 +453,30 @@ async fn publisher(
             }
         }
     }
+    // A duty cycle: what is left goes now, not at the end of the period.
+    if run.args.duty_cycle.is_some() {
+        link.wake();
+    }
     tally.done.set(true);
     tally.pushed.signal(());
+}
+
+/// `--duty-cycle`: the module's power URCs on, and light sleep (its UART
+/// wakes on the first bytes, which the driver sends ahead), asked for once
+/// the module answers. Gives up after a few tries (the duty cycle works
+/// without them).
+async fn power_setup(modem: Modem<'static>) {
+    for _ in 0..10 {
+        let sleep = PowerRequest::new().sleep(SleepMode::Light);
+        match modem.power_reports(true).await {
+            Ok(()) => match modem.set_power(sleep).await {
+                Ok(()) => return,
+                Err(e) => eprintln!("bc26: AT+QSCLK=2: {e}"),
+            },
+            Err(e) => eprintln!("bc26: power reports: {e}"),
+        }
+        Timer::after_secs(1).await;
+    }
 }
 
 /// Reports each line's outcome, in line order.
@@ -515,15 +554,20 @@ pub async fn stream(
             Timer::after_secs(a.listen).await;
         }
     };
+    let setup = async {
+        if a.duty_cycle.is_some() {
+            power_setup(modem).await;
+        }
+    };
     match select3(
-        sup.run(),
+        join(setup, sup.run()),
         join(monitor(link, first_online), printer(events)),
         work,
     )
     .await
     {
         Either3::Third(()) => {}
-        Either3::First(never) => match never {},
+        Either3::First(((), never)) => match never {},
         Either3::Second(never) => match never.0 {},
     }
     // The supervisor has stopped: nothing will bring the link up again.

@@ -13,6 +13,16 @@ use bc26_world::{run, Battery, Options, PowerReport};
 const MAH: f64 = 2_400.0;
 
 fn week(seed: u64, days: f64, duty: Option<u64>, inactivity: u64) -> (PowerReport, String) {
+    week_with(seed, days, duty, inactivity, None)
+}
+
+fn week_with(
+    seed: u64,
+    days: f64,
+    duty: Option<u64>,
+    inactivity: u64,
+    keepalive: Option<(u16, Duration)>,
+) -> (PowerReport, String) {
     let b = Battery {
         duty_cycle: duty.map(|w| {
             DutyCycle::new(
@@ -22,6 +32,7 @@ fn week(seed: u64, days: f64, duty: Option<u64>, inactivity: u64) -> (PowerRepor
         }),
         inactivity: Duration::from_secs(inactivity),
         payload: 100,
+        keepalive,
     };
     let r = run(&Options::battery(seed, days, b)).unwrap_or_else(|f| panic!("{f}"));
     let note = format!(
@@ -82,6 +93,11 @@ fn main() {
         d.radio_on_per_connect()
     );
     println!(
+        "| uplink packets per wake | {:.1} per RRC connection | {:.1} | |",
+        o.charge.counters.uplink_packets as f64 / o.charge.counters.rrc_setups.max(1) as f64,
+        d.charge.counters.uplink_packets as f64 / f64::from(d.connects.max(1))
+    );
+    println!(
         "| supervisor connects | {} | {} | |",
         o.connects, d.connects
     );
@@ -109,6 +125,26 @@ fn main() {
         );
     }
     println!("\nDelivery: always online: {on}; duty cycle: {dn}.\n");
+    println!("Always online, other keep-alives and health checks (inactivity 20 s):\n");
+    println!("| keep-alive | health check | mC/day | RRC connections/day | awake s/day | battery (days) |");
+    println!("|---:|---:|---:|---:|---:|---:|");
+    for (k, h) in [(120u16, 60u64), (270, 60), (270, 0)] {
+        let (p, _) = week_with(seed, days, None, 20, Some((k, Duration::from_secs(h))));
+        let per_day = p.seconds() / 86_400.0;
+        println!(
+            "| {k} s | {} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            if h == 0 {
+                "off".to_string()
+            } else {
+                format!("{h} s")
+            },
+            p.mc_per_day(),
+            p.charge.counters.rrc_setups as f64 / per_day,
+            p.charge.state(PowerState::Awake).time.as_secs_f64() / per_day,
+            p.battery_days(MAH)
+        );
+    }
+    println!();
     println!("Sensitivity to the network's inactivity timer (charge per day, mC; radio-on per wake or RRC connection, s; battery life, days):\n");
     println!("| inactivity | always online mC/day | duty cycle mC/day | ratio | radio on per wake (duty) | battery, always online | battery, duty cycle |");
     println!("|---:|---:|---:|---:|---:|---:|---:|");

@@ -152,6 +152,9 @@ pub struct Battery {
     pub inactivity: Duration,
     /// Bytes of each message's payload.
     pub payload: usize,
+    /// Always online: the keep-alive (s) and the health check, if not the defaults (120 s,
+    /// 60 s; `Duration::ZERO`: no health check).
+    pub keepalive: Option<(u16, Duration)>,
 }
 
 /// The power figures of a run on a battery, read when the traffic ends (`Options::duration`

@@ -1309,6 +1309,10 @@ pub(crate) fn sup_config(opts: &Options, rng: &mut Rng) -> SupervisorConfig<'sta
         // The defaults, a persistent session, and the duty cycle if any.
         c.keepalive_s = 120;
         c.clean_session = false;
+        if let Some((k, h)) = b.keepalive {
+            c.keepalive_s = k;
+            c.health_check = Duration::from_micros(h.as_micros() as u64);
+        }
         if let Some(d) = b.duty_cycle {
             c.mode = Mode::DutyCycle(d);
         }

@@ -25,6 +25,7 @@ fn week(duty: bool) -> Report {
         }),
         inactivity: Duration::from_secs(INACTIVITY_S),
         payload: 100,
+        keepalive: None,
     };
     run(&Options::battery(SEED, DAYS, b)).unwrap_or_else(|f| panic!("{f}"))
 }
