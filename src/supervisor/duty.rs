@@ -11,7 +11,8 @@
 //!
 //! Each wake brings the link up as the always-online mode does, with a
 //! persistent session (clean session off, whatever
-//! [`SupervisorConfig::clean_session`] says: the broker keeps the
+//! [`SupervisorConfig::clean_session`](super::SupervisorConfig::clean_session)
+//! says: the broker keeps the
 //! subscriptions and queues QoS 1/2 messages while the device sleeps),
 //! sends the outbox, and stays at least [`DutyCycle::receive_window`] so
 //! that what the broker queued arrives; then it disconnects (`AT+QMTDISC`:
