@@ -150,13 +150,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// end: `AT+QMTDISC`, `AT+QRELLOCK`. `Err` when the link ended otherwise.
     async fn visit(&self, epoch: u32, d: DutyCycle) -> Result<(), OfflineReason> {
         let status = self.link.status;
-        status.count(|c| {
-            if c.connects > 0 {
-                c.reconnects = c.reconnects.wrapping_add(1);
-            }
-            c.connects = c.connects.wrapping_add(1);
-        });
-        status.with(|s| s.last_refusal = None);
+        status.came_online();
         status.set_state(LinkState::Online);
         let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
         let send = select_array(core::array::from_fn::<_, MAX_IN_FLIGHT, _>(|i| {
@@ -182,7 +176,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         // that is now gone: it goes at the next wake, under its msgID.
         let dropped = self.link.outbox.requeue_all();
         if dropped > 0 {
-            status.count(|c| c.qos0_dropped = c.qos0_dropped.wrapping_add(dropped));
+            status.qos0_dropped(dropped);
         }
         self.client().release_abandoned();
         let c = &self.link.client;

@@ -1278,3 +1278,23 @@ impl<M: RawMutex, R: HardReset> defmt::Format for Supervisor<'_, M, R> {
         defmt::write!(f, "Supervisor {{ client: {} }}", self.config.client)
     }
 }
+
+// The duty cycle's (`duty.rs`) changes to the status, kept with their owner.
+impl<M: RawMutex> StatusCell<M> {
+    /// A link came online: counted; the last link's refusal forgotten.
+    fn came_online(&self) {
+        self.with(|s| {
+            let c = &mut s.counters;
+            if c.connects > 0 {
+                c.reconnects = c.reconnects.wrapping_add(1);
+            }
+            c.connects = c.connects.wrapping_add(1);
+            s.last_refusal = None;
+        })
+    }
+
+    /// QoS 0 messages dropped when a link ended before they went out.
+    fn qos0_dropped(&self, n: u32) {
+        self.count(|c| c.qos0_dropped = c.qos0_dropped.wrapping_add(n))
+    }
+}
