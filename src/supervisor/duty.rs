@@ -39,6 +39,7 @@ use embassy_sync::waitqueue::WakerRegistration;
 use embassy_time::{Duration, Instant, Timer};
 
 use super::{link_end, HardReset, Link, LinkState, OfflineReason, Supervisor, MAX_IN_FLIGHT};
+use crate::commands::PsmTimers;
 use crate::modem::Modem;
 use crate::sync::RawMutex;
 
@@ -91,6 +92,47 @@ impl DutyCycle {
     pub const fn wake_at(mut self, messages: usize) -> Self {
         self.wake_at = messages;
         self
+    }
+}
+
+/// Keep-alive and health check for the always-online mode, chosen from the
+/// network's timers ([`OnlineTimers::choose`], docs/duty-cycle.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub struct OnlineTimers {
+    /// For [`SupervisorConfig::keepalive_s`](super::SupervisorConfig::keepalive_s).
+    pub keepalive_s: u16,
+    /// For [`SupervisorConfig::health_check`](super::SupervisorConfig::health_check):
+    /// the keep-alive (a check finds only a silent modem; the modem reports
+    /// a dead link itself).
+    pub health_check: Duration,
+    /// The module reaches PSM between two pings (`inactivity` + T3324 is
+    /// shorter than the keep-alive); `false` when the NAT leaves no such
+    /// keep-alive, or PSM was not granted.
+    pub reaches_psm: bool,
+}
+
+impl OnlineTimers {
+    /// The longest keep-alive that keeps the link through the operator's NAT
+    /// (`nat_idle`, less a tenth for a late ping; at most 3600 s, the
+    /// modem's limit; at least 1 s), and a health check as long. `granted`
+    /// is what the network granted (`Modem::power().granted`,
+    /// `Event::Registration`), `inactivity` its RRC inactivity timer (not
+    /// reported: `Event::Signalling` shows it): with the keep-alive above
+    /// `inactivity` + T3324, the module reaches PSM between pings.
+    pub fn choose(granted: Option<PsmTimers>, inactivity: Duration, nat_idle: Duration) -> Self {
+        let most = nat_idle.as_secs().saturating_sub(nat_idle.as_secs() / 10);
+        let keepalive_s = most.clamp(1, 3600) as u16;
+        let active = granted.and_then(|t| t.active_time.secs());
+        let reaches_psm = active.is_some_and(|a| {
+            inactivity.as_secs() + u64::from(a) < u64::from(keepalive_s)
+        });
+        Self {
+            keepalive_s,
+            health_check: Duration::from_secs(u64::from(keepalive_s)),
+            reaches_psm,
+        }
     }
 }
 
@@ -229,6 +271,29 @@ mod tests {
     use super::super::reason;
     use super::*;
     use crate::error::Error;
+
+    #[test]
+    fn online_timers_stay_under_the_nat_and_say_whether_psm_is_reached() {
+        use crate::commands::{ActiveTime, PeriodicTau};
+        let granted = |t3324: u8| {
+            Some(PsmTimers {
+                periodic_tau: PeriodicTau::from_code(0b010_00001),
+                active_time: ActiveTime::from_code(t3324),
+            })
+        };
+        let s = Duration::from_secs;
+        // NAT 300 s: 270 s; T3324 10 s + 20 s inactivity < 270 s.
+        let t = OnlineTimers::choose(granted(0b000_00101), s(20), s(300));
+        assert_eq!((t.keepalive_s, t.health_check), (270, s(270)));
+        assert!(t.reaches_psm);
+        // T3324 6 min: never reached between pings of 270 s.
+        assert!(!OnlineTimers::choose(granted(0b001_00110), s(20), s(300)).reaches_psm);
+        // No PSM granted; a NAT that keeps links for hours: the modem's 3600 s.
+        let t = OnlineTimers::choose(None, s(20), s(7440));
+        assert_eq!((t.keepalive_s, t.reaches_psm), (3600, false));
+        // A NAT of 1 s: still a keep-alive (0 would switch it off).
+        assert_eq!(OnlineTimers::choose(None, s(20), s(1)).keepalive_s, 1);
+    }
 
     #[test]
     fn a_module_that_does_not_wake_counts_as_a_silent_modem() {

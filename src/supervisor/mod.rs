@@ -103,7 +103,7 @@ use embassy_sync::waitqueue::MultiWakerRegistration;
 use embassy_time::{Duration, Instant, Timer};
 
 pub use backoff::Backoff;
-pub use duty::{DutyCycle, Mode};
+pub use duty::{DutyCycle, Mode, OnlineTimers};
 pub use outbox::{OutboxStats, Outcome, Ticket};
 
 use crate::client_table::LinkEnd;

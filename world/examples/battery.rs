@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use bc26_mqtt::supervisor::DutyCycle;
+use bc26_mqtt::commands::{ActiveTime, PeriodicTau, PsmTimers};
+use bc26_mqtt::supervisor::{DutyCycle, OnlineTimers};
 use bc26_sim::model::PowerState;
 use bc26_world::{run, Battery, Options, PowerReport};
 
@@ -128,15 +129,32 @@ fn main() {
     println!("Always online, other keep-alives and health checks (inactivity 20 s):\n");
     println!("| keep-alive | health check | mC/day | RRC connections/day | awake s/day | battery (days) |");
     println!("|---:|---:|---:|---:|---:|---:|");
-    for (k, h) in [(120u16, 60u64), (270, 60), (270, 0)] {
+    // What `OnlineTimers::choose` picks from the grant (T3324 10 s), the inactivity timer and
+    // the model's NAT (300 s).
+    let granted = PsmTimers {
+        periodic_tau: PeriodicTau::from_code(0b010_00001),
+        active_time: ActiveTime::from_code(0b000_00101),
+    };
+    let chosen = OnlineTimers::choose(
+        Some(granted),
+        embassy_time::Duration::from_secs(20),
+        embassy_time::Duration::from_secs(300),
+    );
+    let chosen = (chosen.keepalive_s, chosen.health_check.as_secs());
+    for (k, h) in [(120u16, 60u64), (270, 60), (270, 0), chosen] {
         let (p, _) = week_with(seed, days, None, 20, Some((k, Duration::from_secs(h))));
         let per_day = p.seconds() / 86_400.0;
         println!(
-            "| {k} s | {} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            "| {k} s | {}{} | {:.0} | {:.0} | {:.0} | {:.0} |",
             if h == 0 {
                 "off".to_string()
             } else {
                 format!("{h} s")
+            },
+            if (k, h) == chosen {
+                " (`OnlineTimers::choose`)"
+            } else {
+                ""
             },
             p.mc_per_day(),
             p.charge.counters.rrc_setups as f64 / per_day,

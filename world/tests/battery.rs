@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use bc26_mqtt::supervisor::DutyCycle;
+use bc26_mqtt::commands::{ActiveTime, PeriodicTau, PsmTimers};
+use bc26_mqtt::supervisor::{DutyCycle, OnlineTimers};
 use bc26_world::{run, Battery, Options, Report};
 
 const SEED: u64 = 0x18;
@@ -16,6 +17,10 @@ const WINDOW_S: u64 = 3;
 const INACTIVITY_S: u64 = 20;
 
 fn week(duty: bool) -> Report {
+    week_with(duty, None)
+}
+
+fn week_with(duty: bool, keepalive: Option<(u16, Duration)>) -> Report {
     let b = Battery {
         duty_cycle: duty.then(|| {
             DutyCycle::new(
@@ -25,7 +30,7 @@ fn week(duty: bool) -> Report {
         }),
         inactivity: Duration::from_secs(INACTIVITY_S),
         payload: 100,
-        keepalive: None,
+        keepalive,
     };
     run(&Options::battery(SEED, DAYS, b)).unwrap_or_else(|f| panic!("{f}"))
 }
@@ -77,4 +82,35 @@ fn a_duty_cycle_spends_twenty_times_less_a_day_and_delivers_every_message_and_co
         "{:.1} s radio-on per wake (bound {bound} s)",
         d.radio_on_per_connect()
     );
+}
+
+#[test]
+fn always_online_timers_chosen_from_the_grant_spend_half_of_the_defaults_and_lose_nothing() {
+    // The world's grant (T3324 10 s), its inactivity timer and its NAT (300 s).
+    let granted = PsmTimers {
+        periodic_tau: PeriodicTau::from_code(0b010_00001),
+        active_time: ActiveTime::from_code(0b000_00101),
+    };
+    let t = OnlineTimers::choose(
+        Some(granted),
+        embassy_time::Duration::from_secs(INACTIVITY_S),
+        embassy_time::Duration::from_secs(300),
+    );
+    assert!(t.reaches_psm);
+    let h = Duration::from_micros(t.health_check.as_micros());
+    let chosen = week_with(false, Some((t.keepalive_s, h)));
+    let defaults = week(false);
+    let (c, d) = (chosen.power.unwrap(), defaults.power.unwrap());
+    println!(
+        "always online, keep-alive {} s: {:.0} mC/day; the defaults: {:.0} mC/day",
+        t.keepalive_s,
+        c.mc_per_day(),
+        d.mc_per_day()
+    );
+    assert!(c.mc_per_day() * 2.0 <= d.mc_per_day());
+    assert_eq!(chosen.handed, chosen.delivered);
+    assert_eq!(chosen.commands_received, chosen.commands_sent);
+    // No link lost to the NAT: one connect for the week.
+    assert_eq!(c.connects, 1);
+    assert_eq!(c.charge.counters.nat_expired, 0);
 }
