@@ -125,9 +125,8 @@ impl OnlineTimers {
         let most = nat_idle.as_secs().saturating_sub(nat_idle.as_secs() / 10);
         let keepalive_s = most.clamp(1, 3600) as u16;
         let active = granted.and_then(|t| t.active_time.secs());
-        let reaches_psm = active.is_some_and(|a| {
-            inactivity.as_secs() + u64::from(a) < u64::from(keepalive_s)
-        });
+        let reaches_psm =
+            active.is_some_and(|a| inactivity.as_secs() + u64::from(a) < u64::from(keepalive_s));
         Self {
             keepalive_s,
             health_check: Duration::from_secs(u64::from(keepalive_s)),
