@@ -244,7 +244,7 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
         }
 
         if RESTART_LINES.contains(&line) {
-            router::rebooted(core);
+            router::rebooted(core, pos);
             return;
         }
 
@@ -267,7 +267,7 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
                     && urc::Ints::new(body).count() == 2;
                 if !conn_read {
                     match urc::parse_deferred(line) {
-                        Some(d) => router::deferred(core, d),
+                        Some(d) => router::deferred(core, d, pos),
                         None => bump!(core.stats, malformed_urcs),
                     }
                     return;

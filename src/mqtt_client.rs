@@ -6,7 +6,7 @@ use embassy_time::{Duration, Instant};
 
 use crate::channel::{Payload, Source};
 use crate::client_table::{
-    ClaimError, LinkEnd, OpEnd, OpKind, OpOutcome, PubOutcome, PubTicket, RecvFormat,
+    ClaimError, LinkEnd, OpEnd, OpKind, OpOutcome, Owner, PubOutcome, PubTicket, RecvFormat,
 };
 use crate::commands::*;
 use crate::error::{ConnackCode, Error, Field, OpenError, Problem, Stage};
@@ -295,10 +295,11 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         deadline: Duration,
     ) -> Result<OpOutcome, Error> {
         let ticket = self.core.clients.begin_op(self.id, kind, msg_id).await;
+        let owner = Owner::Op(self.id);
         drop(
             self.core
                 .channel
-                .exchange(write, self.cmd_timeout(), None)
+                .exchange_for(write, self.cmd_timeout(), owner)
                 .await?,
         );
         ticket

@@ -8,6 +8,7 @@ use embassy_time::{with_timeout, Instant, Timer};
 use embedded_io_async::{Read, Write};
 
 use crate::channel::{Answer, DataStep, Job, Outcome};
+use crate::client_table::Owner;
 use crate::digest::Bc26Digester;
 use crate::error::Stage;
 use crate::state::{Core, NoUrc, RES_SLOT};
@@ -139,6 +140,17 @@ enum Stop {
     Rebooted,
 }
 
+/// How the fence before a command line ended.
+enum Fenced {
+    /// Nothing is owed any more: the line may go.
+    Clear,
+    /// The modem did not answer the probe in time.
+    Silent,
+    /// The UART could not be written (it failed, or did not take the bytes
+    /// within `Config::tx_timeout`).
+    WriteFailed,
+}
+
 /// The transmit side.
 struct Tx<'a, W: Write, M: RawMutex> {
     writer: W,
@@ -154,9 +166,10 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
                     self.core.channel.finish(outcome);
                 }
                 // A late prompt after a failure: the modem waits in data
-                // mode. Cancel at once (its OK is a late answer).
+                // mode. Cancel at once (its OK is a late answer); if the
+                // UART fails, the fence sends ESC before its probe.
                 Err(()) => {
-                    let _ = self.write(&[ESC]).await;
+                    let _ = self.escape_late_prompt().await;
                 }
             }
         }
@@ -164,24 +177,29 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
 
     async fn transact(&mut self, job: Job) -> Outcome {
         let ch = self.core.channel;
-        if ch.fenced() && !self.fence(job.timeout).await {
-            // The modem does not answer: the line never went out.
-            return Outcome::Timeout(Stage::Response);
+        if ch.fenced() {
+            // The line never went out if the fence failed; the outcome
+            // says why.
+            match self.fence(job.timeout).await {
+                Fenced::Clear => {}
+                Fenced::Silent => return Outcome::Timeout(Stage::Response),
+                Fenced::WriteFailed => return Outcome::Write,
+            }
         }
         if ch.abandoned() {
             // The handle went away while the channel was fenced: not sent.
             return Outcome::Timeout(Stage::Response);
         }
         ch.begin_line(job.data_mode);
-        if self.write_line(job.len).await.is_err() {
+        if self.write_line(job.len, job.owner).await.is_err() {
             bump!(self.core.stats, write_errors);
-            ch.fail(job.data_mode, true);
+            ch.fail(true, self.core.rx.position());
             return Outcome::Write;
         }
         let deadline = Instant::now() + job.timeout;
         match ch.wait_answer(deadline).await {
             None => {
-                ch.fail(job.data_mode, false);
+                ch.fail(false, self.core.rx.position());
                 Outcome::Timeout(if job.data_mode {
                     Stage::Prompt
                 } else {
@@ -229,14 +247,14 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
                 Err(Stop::Rebooted) => {
                     // The restarted modem may hold payload bytes as half a
                     // command line: end it before the next command.
-                    ch.fail(false, true);
+                    ch.fail(true, self.core.rx.position());
                     return Outcome::Rebooted;
                 }
                 Err(Stop::Failed) => {
                     bump!(self.core.stats, write_errors);
                     // Whatever reached the modem, leave data mode.
                     let _ = self.write(&[ESC]).await;
-                    ch.fail(true, false);
+                    ch.fail(false, self.core.rx.position());
                     return Outcome::Write;
                 }
             }
@@ -250,7 +268,7 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
             Some(Answer::Rebooted) => Outcome::Rebooted,
             Some(Answer::Prompt) | None => {
                 // Ctrl+Z may not have arrived: the modem may still be in data mode.
-                ch.fail(true, false);
+                ch.fail(false, self.core.rx.position());
                 Outcome::Timeout(Stage::Response)
             }
         }
@@ -263,32 +281,33 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
         ch.arm_escape(self.core.rx.position());
         if self.write(&[ESC]).await.is_err() {
             bump!(self.core.stats, write_errors);
-            ch.fail(true, false);
+            ch.fail(false, self.core.rx.position());
             return Outcome::Write;
         }
         match ch.wait_answer(Instant::now() + timeout).await {
             Some(Answer::Rebooted) => Outcome::Rebooted,
             Some(_) => Outcome::Timeout(Stage::Response),
             None => {
-                ch.fail(true, false);
+                ch.fail(false, self.core.rx.position());
                 Outcome::Timeout(Stage::Response)
             }
         }
     }
 
     /// Re-synchronises after a failure: ends a half line, leaves data mode if
-    /// the modem may be in it, sends a bare `AT` and waits for its answer,
-    /// then until the modem has been quiet for `Config::quiet_gap`. The modem
-    /// answers in order, so every late answer of the failed command comes
-    /// before the probe's (and is discarded by the channel). `false`: the
-    /// modem did not answer within `timeout`.
-    async fn fence(&mut self, timeout: embassy_time::Duration) -> bool {
+    /// the modem gave its prompt and may still be in it (ESC only then: a
+    /// prompt that never came gets its ESC if it comes late), sends a bare
+    /// `AT` and waits for its answer, then until the modem has been quiet
+    /// for `Config::quiet_gap`. The modem answers in order, so every late
+    /// answer of the failed command comes before the probe's (and is
+    /// discarded by the channel).
+    async fn fence(&mut self, timeout: embassy_time::Duration) -> Fenced {
         let ch = self.core.channel;
         bump!(self.core.stats, fences);
-        let (half_line, prompt) = ch.begin_fence();
+        let (half_line, in_data_mode) = ch.begin_fence(self.core.rx.position());
         let mut probe = [0u8; 5];
         let mut n = 0;
-        if prompt {
+        if in_data_mode {
             probe[n] = ESC;
             n += 1;
         }
@@ -301,40 +320,73 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
         debug!("fence: re-synchronising with the modem");
         if self.write(&probe[..n]).await.is_err() {
             bump!(self.core.stats, write_errors);
-            return false;
+            return Fenced::WriteFailed;
         }
-        let deadline = Instant::now() + timeout;
-        loop {
-            match ch.fence_answers() {
-                // A restart cleared the fence: nothing is owed any more.
-                None => return true,
-                Some(n) if n > 0 => break,
-                Some(_) => {}
-            }
-            if ch.take_esc() && self.write(&[ESC]).await.is_err() {
-                return false;
-            }
-            if !ch.wait_wake(deadline).await {
-                return false;
-            }
+        match self.probe_answered(Instant::now() + timeout).await {
+            // A restart cleared the fence: nothing is owed any more.
+            Fenced::Clear if !ch.fenced() => return Fenced::Clear,
+            Fenced::Clear => {}
+            other => return other,
         }
-        loop {
-            let quiet_at = self.core.rx.last() + self.core.config.quiet_gap;
-            if Instant::now() >= quiet_at {
-                break;
-            }
-            Timer::at(quiet_at).await;
-            if ch.take_esc() && self.write(&[ESC]).await.is_err() {
-                return false;
-            }
+        if self.quiet(Instant::now() + timeout).await.is_err() {
+            return Fenced::WriteFailed;
         }
         ch.end_fence();
-        true
+        Fenced::Clear
+    }
+
+    /// The fence waits until the modem answered (anything, counted from its
+    /// probe on) or `deadline`; a late prompt meanwhile gets its ESC.
+    async fn probe_answered(&mut self, deadline: Instant) -> Fenced {
+        let ch = self.core.channel;
+        loop {
+            // `None`: a restart cleared the fence.
+            if ch.fence_answers().is_none_or(|n| n > 0) {
+                return Fenced::Clear;
+            }
+            if ch.take_esc() && self.escape_late_prompt().await.is_err() {
+                return Fenced::WriteFailed;
+            }
+            if !ch.wait_wake(deadline).await {
+                return Fenced::Silent;
+            }
+        }
+    }
+
+    /// The fence waits until the modem has been quiet for
+    /// `Config::quiet_gap`: what the probe line itself owes (`ERROR` to a
+    /// half line, then `OK`) comes meanwhile. A modem that is never quiet (a
+    /// stream of messages) holds it until `deadline` at most, by which it
+    /// has answered every line it was sent. `Err`: the UART failed.
+    async fn quiet(&mut self, deadline: Instant) -> Result<(), ()> {
+        loop {
+            let quiet_at = self.core.rx.last() + self.core.config.quiet_gap;
+            let until = quiet_at.min(deadline);
+            if Instant::now() >= until {
+                return Ok(());
+            }
+            Timer::at(until).await;
+            if self.core.channel.take_esc() {
+                self.escape_late_prompt().await?;
+            }
+        }
+    }
+
+    /// Answers a late prompt with ESC. If the UART fails, the modem still
+    /// waits in data mode (the next fence starts with ESC).
+    async fn escape_late_prompt(&mut self) -> Result<(), ()> {
+        if self.write(&[ESC]).await.is_err() {
+            bump!(self.core.stats, write_errors);
+            return Err(());
+        }
+        self.core.channel.escaped();
+        Ok(())
     }
 
     /// Writes the command line in the line buffer, arming the command just
-    /// before the chunk that ends the line.
-    async fn write_line(&mut self, len: usize) -> Result<(), ()> {
+    /// before the chunk that ends the line (and telling `owner` where its
+    /// line went out).
+    async fn write_line(&mut self, len: usize, owner: Owner) -> Result<(), ()> {
         let core = self.core;
         let writer = &mut self.writer;
         let work = async {
@@ -343,7 +395,9 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
                 let mut chunk = [0u8; CHUNK];
                 let n = core.channel.copy_out(off, len, &mut chunk);
                 if off + n == len {
-                    core.channel.arm(core.rx.position());
+                    let pos = core.rx.position();
+                    core.channel.arm(pos);
+                    core.clients.line_sent(owner, pos);
                 }
                 writer.write_all(&chunk[..n]).await.map_err(drop)?;
                 off += n;
