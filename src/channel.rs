@@ -31,10 +31,16 @@
 //!    failed) leaves the channel fenced: every final answer that arrives
 //!    until the next command is discarded and counted, a late `>` prompt is
 //!    answered with ESC at once, and before the next line goes out the runner
-//!    ends any half line (CR), sends ESC if the modem may be in data mode,
-//!    sends a bare `AT` and waits until its answer has come and the line has
-//!    been quiet for `Config::quiet_gap`. The modem answers in order, so the
-//!    late answers of the failed command come before that.
+//!    ends any half line (CR), sends ESC if the modem gave its prompt and may
+//!    still be in data mode (only then: a prompt that never came gets its ESC
+//!    if it comes late), sends a bare `AT` and waits until its answer has
+//!    come and the line has been quiet for `Config::quiet_gap` (one more
+//!    command timeout at most). The modem answers in order, so the late
+//!    answers of the failed command come before that.
+//!
+//! A start-up line ends the command in flight and the fence only if it came
+//! after the line (or the probe) went out: what the modem sent before never
+//! concerns a line it had not received.
 
 use core::cell::RefCell;
 

@@ -7,9 +7,13 @@
 //! - Handle side: [`ClientTable::begin_op`] / [`OpTicket::wait`],
 //!   [`ClientTable::claim_publish`] / [`ClientTable::try_claim_publish`] /
 //!   [`PubTicket::wait`], [`ClientTable::settings`], [`ClientTable::wait_link_change`].
-//! - Runner side: [`ClientTable::arm_publish`] when a publish line goes out (this
-//!   is when it takes its place in the QoS 0 queue, so a QoS 0 result goes to
-//!   the oldest publish whose line the modem has).
+//! - Runner side: [`ClientTable::line_sent`] when an operation's or a
+//!   publish's line goes out, with its stream position: only a deferred
+//!   result (or a start-up line) that starts from there on is about it.
+//! - Digester side: [`ClientTable::arm_publish`] when the modem accepts a
+//!   publish (its `OK`, or a result before it): this is when it takes its
+//!   place in the QoS 0 queue, so a QoS 0 result goes to the oldest publish
+//!   the modem accepted.
 //! - Router side: [`ClientTable::deliver_op`], [`ClientTable::deliver_publish`],
 //!   [`ClientTable::link_closed`], [`ClientTable::rebooted`], [`ClientTable::accepts`].
 

@@ -235,13 +235,18 @@ pub enum Error {
     /// a deferred result that arrives after its deadline is dropped and counted
     /// ([`Stats::stale_results`](crate::Stats::stale_results)).
     Timeout(Stage),
-    /// Writing to the UART failed or timed out (`Config::tx_timeout`). The
-    /// command may be cut short on the wire; before the next command the
-    /// driver ends the half line (CR) and re-synchronises, so the modem never
-    /// glues it to the next one. The client can go on.
+    /// Writing to the UART failed, or the UART did not take the bytes (or
+    /// `flush` did not complete) within `Config::tx_timeout`: for this
+    /// command's line, or for the re-synchronisation that had to go before
+    /// it (then the line never went out). The command may be cut short on
+    /// the wire; before the next command the driver ends the half line (CR)
+    /// and re-synchronises, so the modem never glues it to the next one. The
+    /// client can go on.
     Write,
     /// The modem restarted (`RDY` or another start-up line) while this
-    /// operation was pending. Its MQTT clients, their settings and its echo
+    /// operation was pending: its line went out before the start-up line
+    /// (a line that went out after it reached the restarted modem, which
+    /// answers it). Its MQTT clients, their settings and its echo
     /// mode are back to the defaults (the driver's own copy of the settings
     /// too): configure, open and connect again. The driver stays usable.
     ModemRebooted,
@@ -291,7 +296,7 @@ impl core::fmt::Display for Error {
             }
             Error::Modem(e) => write!(f, "modem refused the command: {e:?}"),
             Error::Timeout(s) => write!(f, "timed out waiting for the {s:?}"),
-            Error::Write => f.write_str("UART write failed"),
+            Error::Write => f.write_str("UART write failed or stalled past tx_timeout"),
             Error::Open(e) => write!(f, "open failed: {e:?}"),
             Error::ConnectRefused(c) => write!(f, "connection refused: {c:?}"),
             Error::SendFailed => f.write_str("the modem failed to send the packet"),
