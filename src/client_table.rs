@@ -748,13 +748,21 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
 
     /// The modem accepted the publish of slot `k` (its `OK`, or a result
     /// that came before it): it takes its place in the client's QoS 0 queue
-    /// and may receive results.
+    /// and may receive results. Only a publish whose line went out is
+    /// accepted: the `OK` of a publish that ended before it (its handle
+    /// gone, or its result already in) arms no other publish that took the
+    /// slot meanwhile.
     pub(crate) fn arm_publish(&self, k: u8) {
         let Some(slot) = self.slots.get(usize::from(k)) else {
             return;
         };
         self.with(|c| {
-            if let SlotWait::Claimed { client, msg_id, .. } = slot.get() {
+            if let SlotWait::Claimed {
+                client,
+                msg_id,
+                sent_at: Some(_),
+            } = slot.get()
+            {
                 let cs = &mut c[usize::from(client)];
                 cs.next_seq = cs.next_seq.wrapping_add(1);
                 slot.set(SlotWait::Waiting {

@@ -172,6 +172,48 @@ fn a_deferred_result_that_comes_before_its_ok_reaches_its_command() {
     });
 }
 
+#[test]
+fn a_publish_ended_by_its_early_result_leaves_its_ok_to_no_other_publish() {
+    run(async {
+        let (modem, runner, mut fake) = setup(fast_config());
+        let c0 = modem.client(id(0));
+        with_runner(runner, async {
+            let device = async {
+                // The first publish ends with its result, before its `OK`;
+                // the second takes the slot it left while that `OK` is owed.
+                let a = c0.publish("t", b"a", QoS::AtMostOnce, false).await;
+                let b = c0.publish("t", b"b", QoS::AtMostOnce, false).await;
+                (a.map(|p| p.msg_id), b.map(|p| p.msg_id))
+            };
+            let modem_side = async {
+                fake.expect(b"AT+QMTPUB=0,0,0,0,\"t\",\"a\"\r").await;
+                fake.send(b"\r\n+QMTPUB: 0,0,0\r\n").await;
+                Timer::after_millis(30).await;
+                // The first publish's `OK`, then a QoS 0 failure of some
+                // earlier publish: the second's line has not gone out.
+                fake.send(b"\r\nOK\r\n\r\n+QMTPUB: 0,0,2\r\n").await;
+                let _ = with_timeout(
+                    Duration::from_secs(2),
+                    fake.answer(
+                        b"AT+QMTPUB=0,0,0,0,\"t\",\"b\"\r",
+                        b"\r\nOK\r\n\r\n+QMTPUB: 0,0,0\r\n",
+                    ),
+                )
+                .await;
+            };
+            let ((a, b), ()) = join(device, modem_side).await;
+            assert_eq!(a, Ok(0));
+            assert_eq!(
+                b,
+                Ok(0),
+                "the second publish took a result older than its line"
+            );
+            assert_eq!(modem.stats().stale_results, 1);
+        })
+        .await;
+    });
+}
+
 /// The operations that wait for a deferred result.
 #[derive(Debug, Clone, Copy)]
 enum Op {
