@@ -387,6 +387,41 @@ fn a_startup_line_sent_before_a_command_but_read_after_it_does_not_end_it() {
     }
 }
 
+#[test]
+fn a_startup_line_sent_before_the_resync_probe_but_read_after_it_leaves_the_probe_owed() {
+    run(async {
+        let gap = Duration::from_millis(30);
+        let config = fast_config()
+            .quiet_gap(gap)
+            .command_timeout(Duration::from_millis(150));
+        let (modem, runner, mut fake) = setup(config);
+        let c0 = modem.client(id(0));
+        with_runner(runner, async {
+            let (r, _) = join(c0.keepalive(), fake.expect(b"AT+QMTCFG=\"keepalive\",0\r")).await;
+            assert_eq!(r, Err(Error::Timeout(Stage::Response)));
+            // The modem restarts; the driver holds `RDY` behind a broken
+            // frame until a quiet gap, after its probe `AT` went out.
+            fake.send(b"\r\n+QMTRECV: 0,1,\"t\",\"cut short\r\nRDY\r\n")
+                .await;
+            let (r, _) = join(c0.keepalive(), async {
+                fake.expect(b"AT\r").await;
+                Timer::after(gap * 2).await;
+                // The restarted modem answers the probe it received.
+                fake.send(b"\r\nOK\r\n").await;
+                fake.answer(
+                    b"AT+QMTCFG=\"keepalive\",0\r",
+                    b"\r\n+QMTCFG: \"keepalive\",5\r\n\r\nOK\r\n",
+                )
+                .await;
+            })
+            .await;
+            assert_eq!(r, Ok(5), "the command took the probe's answer");
+            assert_eq!(modem.stats().reboots, 1);
+        })
+        .await;
+    });
+}
+
 // ------------------------------------- a UART that stops taking bytes
 
 const FLOWING: u8 = 0;
