@@ -785,10 +785,20 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     }
 
     /// The command failed, noticed at stream position `rx_pos`, in a way
-    /// that may leave answers owed (`half_line`: a write failed mid-line).
-    /// Where it stopped says what else: before its prompt, a late `>` may
-    /// still come; after it, the modem may still wait in data mode.
-    pub(crate) fn fail(&self, half_line: bool, rx_pos: u32) {
+    /// that may leave answers owed. Where it stopped says what: before its
+    /// prompt, a late `>` may still come; after it, the modem may still wait
+    /// in data mode.
+    pub(crate) fn fail(&self, rx_pos: u32) {
+        self.fence_after_failure(false, rx_pos)
+    }
+
+    /// Like [`fail`](Self::fail), after a write that stopped mid-line: the
+    /// modem may hold half a line.
+    pub(crate) fn fail_mid_line(&self, rx_pos: u32) {
+        self.fence_after_failure(true, rx_pos)
+    }
+
+    fn fence_after_failure(&self, half_line: bool, rx_pos: u32) {
         self.with(|c| {
             c.fence.active = true;
             c.fence.half_line |= half_line;

@@ -193,13 +193,13 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
         ch.begin_line(job.data_mode);
         if self.write_line(job.len, job.owner).await.is_err() {
             bump!(self.core.stats, write_errors);
-            ch.fail(true, self.core.rx.position());
+            ch.fail_mid_line(self.core.rx.position());
             return Outcome::Write;
         }
         let deadline = Instant::now() + job.timeout;
         match ch.wait_answer(deadline).await {
             None => {
-                ch.fail(false, self.core.rx.position());
+                ch.fail(self.core.rx.position());
                 Outcome::Timeout(if job.data_mode {
                     Stage::Prompt
                 } else {
@@ -247,14 +247,14 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
                 Err(Stop::Rebooted) => {
                     // The restarted modem may hold payload bytes as half a
                     // command line: end it before the next command.
-                    ch.fail(true, self.core.rx.position());
+                    ch.fail_mid_line(self.core.rx.position());
                     return Outcome::Rebooted;
                 }
                 Err(Stop::Failed) => {
                     bump!(self.core.stats, write_errors);
                     // Whatever reached the modem, leave data mode.
                     let _ = self.write(&[ESC]).await;
-                    ch.fail(false, self.core.rx.position());
+                    ch.fail(self.core.rx.position());
                     return Outcome::Write;
                 }
             }
@@ -268,7 +268,7 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
             Some(Answer::Rebooted) => Outcome::Rebooted,
             Some(Answer::Prompt) | None => {
                 // Ctrl+Z may not have arrived: the modem may still be in data mode.
-                ch.fail(false, self.core.rx.position());
+                ch.fail(self.core.rx.position());
                 Outcome::Timeout(Stage::Response)
             }
         }
@@ -281,14 +281,14 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
         ch.arm_escape(self.core.rx.position());
         if self.write(&[ESC]).await.is_err() {
             bump!(self.core.stats, write_errors);
-            ch.fail(false, self.core.rx.position());
+            ch.fail(self.core.rx.position());
             return Outcome::Write;
         }
         match ch.wait_answer(Instant::now() + timeout).await {
             Some(Answer::Rebooted) => Outcome::Rebooted,
             Some(_) => Outcome::Timeout(Stage::Response),
             None => {
-                ch.fail(false, self.core.rx.position());
+                ch.fail(self.core.rx.position());
                 Outcome::Timeout(Stage::Response)
             }
         }
