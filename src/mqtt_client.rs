@@ -468,7 +468,11 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// (`>` prompt, up to 1024 bytes on the wire, Ctrl+Z) otherwise. With hex
     /// send format the driver sends hex digits, so any bytes go, up to 512.
     /// When every in-flight slot (`INFLIGHT`, shared by the six clients) is
-    /// busy, it waits for one. The AT channel is free again once the modem
+    /// busy, it waits for one: until a publish ends (each ends by its
+    /// result, `+QMTSTAT`, a restart or its deadline; a dropped one keeps its
+    /// slot for the deadline after it was dropped), unless the caller drops
+    /// this future first. A [`PendingPublish`] kept without awaiting its
+    /// result holds its slot. The AT channel is free again once the modem
     /// says `OK`: other publishes, of this client too, go out while this one
     /// waits for its acknowledgement. If the client's link closes before the
     /// line went out, it ends at once with [`Error::LinkClosed`] and sends
