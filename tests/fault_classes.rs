@@ -388,6 +388,44 @@ fn a_startup_line_sent_before_a_command_but_read_after_it_does_not_end_it() {
 }
 
 #[test]
+fn an_open_queued_when_the_modem_restarts_goes_to_the_restarted_modem_and_gets_its_answer() {
+    run(async {
+        let (modem, runner, mut fake) = setup(fast_config());
+        let (c0, c1) = (modem.client(id(0)), modem.client(id(1)));
+        with_runner(runner, async {
+            let (k, r, _) = join3(
+                c1.keepalive(),
+                async {
+                    Timer::after_millis(5).await;
+                    c0.open("h", 1).await
+                },
+                async {
+                    fake.expect(b"AT+QMTCFG=\"keepalive\",1\r").await;
+                    // The modem restarts while client 0's open waits for the
+                    // channel: the command in flight ends, the open is not
+                    // out yet.
+                    Timer::after_millis(20).await;
+                    fake.send(b"\r\nRDY\r\n").await;
+                    fake.answer(
+                        b"AT+QMTOPEN=0,\"h\",1\r",
+                        b"\r\nOK\r\n\r\n+QMTOPEN: 0,0\r\n",
+                    )
+                    .await;
+                },
+            )
+            .await;
+            assert_eq!(k, Err(Error::ModemRebooted));
+            assert_eq!(
+                r,
+                Ok(()),
+                "the open the restarted modem answered was ended by the restart"
+            );
+        })
+        .await;
+    });
+}
+
+#[test]
 fn a_startup_line_sent_before_the_resync_probe_but_read_after_it_leaves_the_probe_owed() {
     run(async {
         let gap = Duration::from_millis(30);
