@@ -341,7 +341,7 @@ enum Sent {
 fn a_startup_line_sent_before_a_command_but_read_after_it_does_not_end_it() {
     for sent in [Sent::Command, Sent::Operation, Sent::Publish] {
         run(async move {
-            let gap = Duration::from_millis(30);
+            let gap = Duration::from_millis(100);
             let (modem, runner, mut fake) = setup(fast_config().quiet_gap(gap));
             let c0 = modem.client(id(0));
             let (line, answer): (&[u8], &[u8]) = match sent {
@@ -428,10 +428,10 @@ fn an_open_queued_when_the_modem_restarts_goes_to_the_restarted_modem_and_gets_i
 #[test]
 fn a_startup_line_sent_before_the_resync_probe_but_read_after_it_leaves_the_probe_owed() {
     run(async {
-        let gap = Duration::from_millis(30);
+        let gap = Duration::from_millis(100);
         let config = fast_config()
             .quiet_gap(gap)
-            .command_timeout(Duration::from_millis(150));
+            .command_timeout(Duration::from_millis(400));
         let (modem, runner, mut fake) = setup(config);
         let c0 = modem.client(id(0));
         with_runner(runner, async {
