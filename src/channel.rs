@@ -208,8 +208,9 @@ struct Chan {
     prefix_len: u8,
     read_form: bool,
     armed_at: Option<u32>,
-    /// Where the line in flight went out (kept until it is over): a start-up
-    /// line from there on ends it, one from before does not.
+    /// Where the line in flight began to go out (kept until it is over): a
+    /// start-up line from there on ends it (the modem that restarted had
+    /// part of it at least), one from before does not.
     sent_at: Option<u32>,
     /// Whose deferred result the command in flight asks for; a publish slot
     /// is armed when the modem accepts the publish (its final `OK`), never
@@ -652,8 +653,9 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         })
     }
 
-    /// Tells the digester what the line just taken expects.
-    pub(crate) fn begin_line(&self, data_mode: bool) {
+    /// Tells the digester what the line just taken expects; its first byte
+    /// goes out at stream position `rx_pos`.
+    pub(crate) fn begin_line(&self, data_mode: bool, rx_pos: u32) {
         self.with(|c| {
             let (prefix, len, read_form) = self.with_line(|b| command_prefix(&b[..c.len]));
             c.prefix = prefix;
@@ -665,7 +667,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
                 Mode::Command
             };
             c.armed_at = None;
-            c.sent_at = None;
+            c.sent_at = Some(rx_pos);
             c.answer = None;
             c.echo = Echo::Unknown;
             c.echo_expected = 0;
@@ -687,7 +689,6 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     pub(crate) fn arm(&self, rx_pos: u32) {
         self.with(|c| {
             c.armed_at = Some(rx_pos);
-            c.sent_at.get_or_insert(rx_pos);
             c.len = 0;
         })
     }
@@ -997,7 +998,7 @@ impl<M: RawMutex> Channel<'_, M> {
             c.len = line.len();
             c.phase = Phase::Busy;
         });
-        self.begin_line(data_mode);
+        self.begin_line(data_mode, rx_pos);
         self.arm(rx_pos);
     }
 

@@ -190,7 +190,7 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
             // The handle went away while the channel was fenced: not sent.
             return Outcome::Timeout(Stage::Response);
         }
-        ch.begin_line(job.data_mode);
+        ch.begin_line(job.data_mode, self.core.rx.position());
         if self.write_line(job.len, job.owner).await.is_err() {
             bump!(self.core.stats, write_errors);
             ch.fail_mid_line(self.core.rx.position());

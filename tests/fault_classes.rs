@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use bc26_mqtt::{ClientId, ConnackCode, Error, MqttClient, OpenError, QoS, Stage};
 use common::{
@@ -385,6 +385,61 @@ fn a_startup_line_sent_before_a_command_but_read_after_it_does_not_end_it() {
             .await;
         });
     }
+}
+
+/// A UART writer that passes `budget` bytes, then waits until the test
+/// raises it (a UART whose transmit buffer the modem drains slowly).
+struct MeteredTx {
+    pipe: &'static TxPipe,
+    budget: &'static AtomicUsize,
+}
+
+impl embedded_io_async::ErrorType for MeteredTx {
+    type Error = core::convert::Infallible;
+}
+
+impl embedded_io_async::Write for MeteredTx {
+    async fn write(&mut self, buf: &[u8]) -> Result<usize, Self::Error> {
+        while self.budget.load(Ordering::SeqCst) == 0 {
+            Timer::after_millis(1).await;
+        }
+        let n = buf.len().min(self.budget.load(Ordering::SeqCst));
+        let n = self.pipe.write(&buf[..n]).await;
+        self.budget.fetch_sub(n, Ordering::SeqCst);
+        Ok(n)
+    }
+    async fn flush(&mut self) -> Result<(), Self::Error> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_startup_line_after_the_first_bytes_of_a_line_went_out_ends_that_command() {
+    run(async {
+        let budget = leak(AtomicUsize::new(64));
+        let (modem, runner, mut fake) =
+            setup_with(fast_config(), |_, rx| rx, |pipe| MeteredTx { pipe, budget });
+        let c0 = modem.client(id(0));
+        let (a, b) = ("a".repeat(200), "b".repeat(200));
+        with_runner(runner, async {
+            let topics = [
+                (a.as_str(), QoS::AtLeastOnce),
+                (b.as_str(), QoS::AtLeastOnce),
+            ];
+            let (r, _) = join(c0.subscribe(&topics), async {
+                // The modem has the line's first bytes when it restarts:
+                // the rest reaches a modem that never saw its start.
+                let head = fake.bytes(64).await;
+                assert!(head.starts_with(b"AT+QMTSUB=0,1,"), "{}", show(&head));
+                fake.send(b"\r\nRDY\r\n").await;
+                budget.store(usize::MAX, Ordering::SeqCst);
+                let _ = fake.line().await;
+            })
+            .await;
+            assert_eq!(r.map(drop), Err(Error::ModemRebooted));
+        })
+        .await;
+    });
 }
 
 #[test]
