@@ -71,6 +71,8 @@ pub(crate) enum Outcome {
     Overflow,
     /// The modem restarted while the command was out.
     Rebooted,
+    /// The module may be asleep and did not answer the wake-up probes.
+    Asleep,
 }
 
 impl Outcome {
@@ -81,6 +83,7 @@ impl Outcome {
             Outcome::Timeout(s) => Error::Timeout(s),
             Outcome::Write => Error::Write,
             Outcome::Rebooted => Error::ModemRebooted,
+            Outcome::Asleep => Error::WakeTimeout,
         }
     }
 }

@@ -257,6 +257,12 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
                 }
                 return;
             }
+            if let Some(note) = crate::power::parse_power(p, body) {
+                if core.power.reports() {
+                    router::power(core, note);
+                    return;
+                }
+            }
             if urc::DEFERRED_PREFIXES.contains(&p) && urc::deferred_shaped(body) {
                 // The one ambiguous shape: `+QMTCONN: <id>,<state>` answering
                 // `AT+QMTCONN?` looks like a two-field deferred CONN result.

@@ -280,6 +280,13 @@ pub enum Error {
     /// A QoS 0 message while the supervised link is not online: QoS 0 is
     /// never stored, so it is refused (and counted). The link can go on.
     Offline,
+    /// The module may have been asleep and did not answer the driver's
+    /// wake-up `AT`s (sent every `Config::wake_probe`, after a pulse of the
+    /// board's wake pin if the runner has one) within `Config::wake_timeout`:
+    /// it may be in deep sleep with no wake pin wired, or unplugged. Nothing
+    /// of the command was sent. The client can go on: the next command tries
+    /// to wake the module again.
+    WakeTimeout,
     /// The modem answered with lines the driver could not parse. The client
     /// can go on.
     UnexpectedResponse,
@@ -307,6 +314,7 @@ impl core::fmt::Display for Error {
             Error::TooManySubscribers => f.write_str("every event subscription is taken"),
             Error::OutboxFull => f.write_str("the outbox is full"),
             Error::Offline => f.write_str("the link is offline (QoS 0 is not stored)"),
+            Error::WakeTimeout => f.write_str("the module did not wake up in time (nothing sent)"),
             Error::UnexpectedResponse => f.write_str("unexpected response from the modem"),
             Error::At(e) => write!(f, "atat: {e:?}"),
         }

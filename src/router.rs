@@ -1,10 +1,13 @@
 //! Delivery: where each thing the digester framed goes. Deferred results go
 //! to the clients' slots, `+QMTSTAT` ends a client's link, `+QMTRECV` goes to
-//! the receive store, and a restart ends everything pending. Never waits;
+//! the receive store, power URCs to the power owner's cells, and a restart
+//! ends everything pending. Never waits;
 //! what has nowhere to go is counted.
 
+use crate::commands::SleepMode;
 use crate::error::LinkClosedReason;
 use crate::inbox::WireMessage;
+use crate::power::PowerNote;
 use crate::state::Core;
 use crate::stats::bump;
 use crate::sync::RawMutex;
@@ -82,5 +85,19 @@ pub(crate) fn rebooted<M: RawMutex>(core: &Core<'_, M>, pos: u32) {
     bump!(core.stats, reboots);
     core.channel.on_reboot(pos);
     core.clients.rebooted(pos);
+    let sleep = if core.config.module_sleeps {
+        SleepMode::Deep
+    } else {
+        SleepMode::Off
+    };
+    core.power.rebooted(sleep, embassy_time::Instant::now());
     core.inbox.push_rebooted();
+}
+
+/// `+QNBIOTEVENT`, `+CSCON` or `+CEREG` (once the driver switched them on):
+/// the latest of its kind for the subscriptions; `ENTER PSM` also tells the
+/// runner that the module may be asleep.
+pub(crate) fn power<M: RawMutex>(core: &Core<'_, M>, note: PowerNote) {
+    debug!("power event");
+    core.power.push(note);
 }

@@ -1,6 +1,7 @@
 //! The one future the user spawns. Its receive side owns the read loop
 //! (atat's `Ingress` buffer and the crate's digester), its transmit side
-//! writes every command the handles submit and sees it through.
+//! writes every command the handles submit and sees it through, waking the
+//! module first when it may be asleep (docs/power.md).
 
 use atat::{AtatIngress, Ingress};
 use embassy_futures::select::{select, Either};
@@ -21,6 +22,31 @@ const CHUNK: usize = 64;
 
 type Ing<'a, M> = Ingress<'a, Bc26Digester<'a, M>, NoUrc, RES_SLOT, 1, 1>;
 
+/// A board's line to the module's PSM_EINT pin, which wakes it from deep
+/// sleep (`AT+QSCLK=1`, PSM), where its UART is dead. Give it to the runner
+/// with [`Runner::wake_pin`]; the driver pulses it before each wake-up `AT`.
+/// Any `FnMut()` is one.
+pub trait WakePin {
+    /// Makes one falling edge on PSM_EINT (e.g. drive it high, then low).
+    /// Called from the runner's task: it must not block for long.
+    fn pulse(&mut self);
+}
+
+/// No wake pin wired (the default): a module in deep sleep cannot be woken,
+/// and a command then ends with [`Error::WakeTimeout`](crate::Error::WakeTimeout).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoWakePin;
+
+impl WakePin for NoWakePin {
+    fn pulse(&mut self) {}
+}
+
+impl<F: FnMut()> WakePin for F {
+    fn pulse(&mut self) {
+        self()
+    }
+}
+
 /// Drives the modem: spawn [`Runner::run`] as a task (it never returns).
 /// Everything the handles do goes through it.
 ///
@@ -28,12 +54,19 @@ type Ing<'a, M> = Ingress<'a, Bc26Digester<'a, M>, NoUrc, RES_SLOT, 1, 1>;
 /// completes loses no byte), as embassy's buffered UARTs are: the runner
 /// stops a read when the modem has been quiet for `Config::quiet_gap` with an
 /// incomplete frame held.
-pub struct Runner<'a, R: Read, W: Write, M: RawMutex = CriticalSectionRawMutex> {
+pub struct Runner<
+    'a,
+    R: Read,
+    W: Write,
+    M: RawMutex = CriticalSectionRawMutex,
+    P: WakePin = NoWakePin,
+> {
     reader: R,
     writer: W,
     ingress: Ing<'a, M>,
     capacity: usize,
     core: Core<'a, M>,
+    pin: P,
 }
 
 impl<'a, R: Read, W: Write, M: RawMutex> Runner<'a, R, W, M> {
@@ -50,6 +83,22 @@ impl<'a, R: Read, W: Write, M: RawMutex> Runner<'a, R, W, M> {
             ingress,
             capacity,
             core,
+            pin: NoWakePin,
+        }
+    }
+}
+
+impl<'a, R: Read, W: Write, M: RawMutex, P: WakePin> Runner<'a, R, W, M, P> {
+    /// The same runner with a wake pin (PSM_EINT), for boards that wire it:
+    /// the driver can then wake the module from deep sleep.
+    pub fn wake_pin<Q: WakePin>(self, pin: Q) -> Runner<'a, R, W, M, Q> {
+        Runner {
+            reader: self.reader,
+            writer: self.writer,
+            ingress: self.ingress,
+            capacity: self.capacity,
+            core: self.core,
+            pin,
         }
     }
 
@@ -61,6 +110,7 @@ impl<'a, R: Read, W: Write, M: RawMutex> Runner<'a, R, W, M> {
             ingress,
             capacity,
             core,
+            pin,
         } = self;
         let mut rx = Rx {
             reader,
@@ -68,21 +118,21 @@ impl<'a, R: Read, W: Write, M: RawMutex> Runner<'a, R, W, M> {
             capacity,
             core,
         };
-        let mut tx = Tx { writer, core };
+        let mut tx = Tx { writer, core, pin };
         match select(rx.run(), tx.run()).await {
             Either::First(never) | Either::Second(never) => never,
         }
     }
 }
 
-impl<R: Read, W: Write, M: RawMutex> core::fmt::Debug for Runner<'_, R, W, M> {
+impl<R: Read, W: Write, M: RawMutex, P: WakePin> core::fmt::Debug for Runner<'_, R, W, M, P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("Runner")
     }
 }
 
 #[cfg(feature = "defmt")]
-impl<R: Read, W: Write, M: RawMutex> defmt::Format for Runner<'_, R, W, M> {
+impl<R: Read, W: Write, M: RawMutex, P: WakePin> defmt::Format for Runner<'_, R, W, M, P> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "Runner")
     }
@@ -152,12 +202,13 @@ enum Fenced {
 }
 
 /// The transmit side.
-struct Tx<'a, W: Write, M: RawMutex> {
+struct Tx<'a, W: Write, M: RawMutex, P: WakePin> {
     writer: W,
     core: Core<'a, M>,
+    pin: P,
 }
 
-impl<W: Write, M: RawMutex> Tx<'_, W, M> {
+impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
     async fn run(&mut self) -> ! {
         loop {
             match self.core.channel.next_job().await {
@@ -177,11 +228,17 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
 
     async fn transact(&mut self, job: Job) -> Outcome {
         let ch = self.core.channel;
-        if ch.fenced() {
+        let cfg = self.core.config;
+        let power = self.core.power;
+        // The module may be asleep: never send it a real line before it
+        // answered a wake-up `AT`.
+        let wake = power.may_sleep(Instant::now(), cfg.sleep_after);
+        if ch.fenced() || wake {
             // The line never went out if the fence failed; the outcome
             // says why.
-            match self.fence(job.timeout).await {
+            match self.fence(job.timeout, wake).await {
                 Fenced::Clear => {}
+                Fenced::Silent if wake => return Outcome::Asleep,
                 Fenced::Silent => return Outcome::Timeout(Stage::Response),
                 Fenced::WriteFailed => return Outcome::Write,
             }
@@ -191,13 +248,20 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
             return Outcome::Timeout(Stage::Response);
         }
         ch.begin_line(job.data_mode, self.core.rx.position());
+        let sent_at = Instant::now();
         if self.write_line(job.len, job.owner).await.is_err() {
             bump!(self.core.stats, write_errors);
             ch.fail_mid_line(self.core.rx.position());
             return Outcome::Write;
         }
         let deadline = Instant::now() + job.timeout;
-        match ch.wait_answer(deadline).await {
+        let answer = ch.wait_answer(deadline).await;
+        match answer {
+            Some(Answer::Rebooted) => {}
+            Some(_) => power.took_line(sent_at),
+            None => power.lost_line(),
+        }
+        match answer {
             None => {
                 ch.fail(self.core.rx.position());
                 Outcome::Timeout(if job.data_mode {
@@ -294,16 +358,24 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
         }
     }
 
-    /// Re-synchronises after a failure: ends a half line, leaves data mode if
-    /// the modem gave its prompt and may still be in it (ESC only then: a
-    /// prompt that never came gets its ESC if it comes late), sends a bare
-    /// `AT` and waits for its answer, then until the modem has been quiet
-    /// for `Config::quiet_gap`. The modem answers in order, so every late
-    /// answer of the failed command comes before the probe's (and is
-    /// discarded by the channel).
-    async fn fence(&mut self, timeout: embassy_time::Duration) -> Fenced {
+    /// Re-synchronises after a failure, or wakes a module that may be
+    /// asleep (`wake`): ends a half line, leaves data mode if the modem gave
+    /// its prompt and may still be in it (ESC only then: a prompt that never
+    /// came gets its ESC if it comes late), sends a bare `AT` and waits for
+    /// its answer, then until the modem has been quiet for
+    /// `Config::quiet_gap`. The modem answers in order, so every late answer
+    /// of the failed command comes before the probe's (and is discarded by
+    /// the channel). `Silent`: the modem did not answer within `timeout`
+    /// (within `Config::wake_timeout` when waking).
+    async fn fence(&mut self, timeout: embassy_time::Duration, wake: bool) -> Fenced {
         let ch = self.core.channel;
-        bump!(self.core.stats, fences);
+        let cfg = self.core.config;
+        if ch.fenced() {
+            bump!(self.core.stats, fences);
+        } else {
+            // Waking: the wake-up `AT`s' answers are the fence's.
+            ch.fail(self.core.rx.position());
+        }
         let (half_line, in_data_mode) = ch.begin_fence(self.core.rx.position());
         let mut probe = [0u8; 5];
         let mut n = 0;
@@ -317,12 +389,9 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
         }
         probe[n..n + 3].copy_from_slice(b"AT\r");
         n += 3;
-        debug!("fence: re-synchronising with the modem");
-        if self.write(&probe[..n]).await.is_err() {
-            bump!(self.core.stats, write_errors);
-            return Fenced::WriteFailed;
-        }
-        match self.probe_answered(Instant::now() + timeout).await {
+        let start = Instant::now();
+        let deadline = start + if wake { cfg.wake_timeout } else { timeout };
+        match self.probe(&probe[..n], wake, deadline).await {
             // A restart cleared the fence: nothing is owed any more.
             Fenced::Clear if !ch.fenced() => return Fenced::Clear,
             Fenced::Clear => {}
@@ -332,23 +401,62 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
             return Fenced::WriteFailed;
         }
         ch.end_fence();
+        if wake {
+            bump!(self.core.stats, wakes);
+            // The module took one of the probes: its sleep lock runs from
+            // the first (the earliest it can have started).
+            self.core.power.took_line(start);
+        }
         Fenced::Clear
     }
 
-    /// The fence waits until the modem answered (anything, counted from its
-    /// probe on) or `deadline`; a late prompt meanwhile gets its ESC.
-    async fn probe_answered(&mut self, deadline: Instant) -> Fenced {
+    /// Sends the fence's probe and waits until the modem answered or
+    /// `deadline`. When waking, the bytes that wake a sleeping UART are
+    /// lost: the `AT` goes again every `Config::wake_probe` (after a pulse
+    /// of the wake pin) until one is answered.
+    async fn probe(&mut self, probe: &[u8], wake: bool, deadline: Instant) -> Fenced {
+        let cfg = self.core.config;
+        let mut bytes = probe;
+        loop {
+            if wake {
+                debug!("waking the module");
+                self.pin.pulse();
+            } else {
+                debug!("fence: re-synchronising with the modem");
+            }
+            if self.write(bytes).await.is_err() {
+                bump!(self.core.stats, write_errors);
+                return Fenced::WriteFailed;
+            }
+            // ESC and CR go only once; later probes are a bare `AT`.
+            bytes = &probe[probe.len() - 3..];
+            let until = if wake {
+                deadline.min(Instant::now() + cfg.wake_probe)
+            } else {
+                deadline
+            };
+            match self.probe_answered(until).await {
+                Some(fenced) => return fenced,
+                None if Instant::now() >= deadline => return Fenced::Silent,
+                None => bump!(self.core.stats, wake_probes_lost),
+            }
+        }
+    }
+
+    /// Waits until the modem answered (anything, counted from the probe on;
+    /// `Clear`) or `until` (`None`); a late prompt meanwhile gets its ESC.
+    async fn probe_answered(&mut self, until: Instant) -> Option<Fenced> {
         let ch = self.core.channel;
         loop {
             // `None`: a restart cleared the fence.
             if ch.fence_answers().is_none_or(|n| n > 0) {
-                return Fenced::Clear;
+                return Some(Fenced::Clear);
             }
             if ch.take_esc() && self.escape_late_prompt().await.is_err() {
-                return Fenced::WriteFailed;
+                return Some(Fenced::WriteFailed);
             }
-            if !ch.wait_wake(deadline).await {
-                return Fenced::Silent;
+            if !ch.wait_wake(until).await {
+                return None;
             }
         }
     }
