@@ -281,6 +281,10 @@ pub enum Error {
     /// A command's own `parse` failed, or its answer did not fit: atat's
     /// error, kept as a compact value. The client can go on.
     At(AtError),
+    /// The flash outbox's journal failed (feature `flash-outbox`): see
+    /// [`FlashError`](crate::supervisor::FlashError). Nothing was stored.
+    #[cfg(feature = "flash-outbox")]
+    Flash(crate::supervisor::FlashError),
 }
 
 impl core::fmt::Display for Error {
@@ -304,6 +308,8 @@ impl core::fmt::Display for Error {
             Error::Offline => f.write_str("the link is offline (QoS 0 is not stored)"),
             Error::UnexpectedResponse => f.write_str("unexpected response from the modem"),
             Error::At(e) => write!(f, "atat: {e:?}"),
+            #[cfg(feature = "flash-outbox")]
+            Error::Flash(e) => write!(f, "flash outbox: {e:?}"),
         }
     }
 }

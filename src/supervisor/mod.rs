@@ -90,6 +90,8 @@
 //! [`Refused`](Outcome::Refused) with its error.
 
 mod backoff;
+#[cfg(feature = "flash-outbox")]
+mod durable;
 mod outbox;
 
 use core::cell::RefCell;
@@ -102,6 +104,10 @@ use embassy_sync::waitqueue::MultiWakerRegistration;
 use embassy_time::{Duration, Instant, Timer};
 
 pub use backoff::Backoff;
+#[cfg(feature = "flash-outbox")]
+pub use durable::{
+    FlashError, FlashOutbox, FlashOutboxConfig, FlashStats, Journal, JournalEntry, Keep, Pending,
+};
 pub use outbox::{OutboxStats, Outcome, Ticket};
 
 use crate::client_table::LinkEnd;
@@ -791,6 +797,11 @@ fn push_error(e: PushError) -> Error {
         PushError::TooLarge => Error::InvalidArgument {
             field: Field::Payload,
             problem: Problem::LargerThanOutbox,
+        },
+        #[cfg(feature = "flash-outbox")]
+        PushError::InUse => Error::InvalidArgument {
+            field: Field::MsgId,
+            problem: Problem::InUse,
         },
     }
 }
