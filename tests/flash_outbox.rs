@@ -1,0 +1,234 @@
+//! A supervisor with a flash outbox (feature `flash-outbox`), against the
+//! BC26 simulator and the in-process broker, watched by an independent MQTT
+//! client, across resets of the microcontroller: a reset drops the driver's
+//! and the supervisor's memory (their `State`s) and keeps only the flash
+//! double; the next boot opens the same flash.
+#![cfg(feature = "flash-outbox")]
+
+mod common;
+
+use bc26_mqtt::supervisor::{self, FlashOutbox, FlashOutboxConfig, Outcome, SupervisorState};
+use bc26_mqtt::{QoS, State, Subscription};
+use bc26_sim::broker::{broker, closed_port, Watcher};
+use bc26_sim::{HostSide, Sim, SimConfig, SimHandle};
+use bc26_testkit::flash::FlashDouble;
+use common::rig::{block_on, driver_config, leak, sup_config, uniq};
+use embassy_futures::select::{select4, Either4};
+use embassy_time::{with_timeout, Duration, Timer};
+
+type Flash = FlashDouble<512>;
+
+const REGION: core::ops::Range<u32> = 0..4096;
+
+/// One boot of the device: a fresh driver and supervisor (new `State`s) on
+/// a fresh simulator, with a flash outbox on `flash`; `body` runs beside the
+/// driver, the supervisor and the outbox's task. Returns what `body` returns
+/// and the AT lines the device wrote.
+fn boot<T>(
+    flash: &Flash,
+    port: Option<u16>,
+    up: &'static str,
+    body: impl AsyncFnOnce(&FlashOutbox<'static, Flash>) -> T,
+) -> (T, String) {
+    let b = broker();
+    let (sim, HostSide { reader, writer }): (SimHandle, HostSide) =
+        Sim::start(SimConfig::default());
+    let state: &'static mut State = Box::leak(Box::new(State::new()));
+    let (modem, runner) = bc26_mqtt::new(state, reader, writer, driver_config());
+    let subs: &'static [Subscription<'static>] = leak([]);
+    let host: &'static str = leak(b.host.clone());
+    let id: &'static str = leak(uniq("flash"));
+    let config = sup_config(host, port.unwrap_or(b.port), id, subs);
+    let sup_state: &'static mut SupervisorState<2048> = Box::leak(Box::new(SupervisorState::new()));
+    let (link, sup) = supervisor::new(modem, sup_state, config);
+    let buf: &'static mut [u8] = Box::leak(vec![0u8; 400].into_boxed_slice());
+    let _ = up;
+    let out = block_on(std::time::Duration::from_secs(60), async {
+        let fo: FlashOutbox<'static, Flash> =
+            FlashOutbox::open(link, flash.clone(), buf, FlashOutboxConfig::new(REGION))
+                .await
+                .expect("the flash outbox opens");
+        let fo = &fo;
+        match select4(runner.run(), sup.run(), fo.run(), body(fo)).await {
+            Either4::First(n) | Either4::Second(n) | Either4::Third(n) => n,
+            Either4::Fourth(v) => v,
+        }
+    });
+    let at = String::from_utf8_lossy(&sim.host_transcript()).into_owned();
+    sim.shutdown();
+    (out, at)
+}
+
+/// The msgIDs of the `AT+QMTPUB` lines the device wrote.
+fn published_ids(at: &str) -> Vec<u16> {
+    at.split(['\r', '\n'])
+        .filter_map(|l| l.strip_prefix("AT+QMTPUB=0,"))
+        .filter_map(|rest| rest.split(',').next()?.parse().ok())
+        .collect()
+}
+
+async fn pending_ids(fo: &FlashOutbox<'static, Flash>) -> Vec<(u16, Option<u16>)> {
+    let mut v = Vec::new();
+    fo.pending(|p| v.push((p.entry.msg_id, p.ticket.map(|t| t.msg_id))))
+        .await
+        .unwrap();
+    v
+}
+
+#[test]
+fn messages_pending_at_a_reset_are_sent_after_it_under_their_msg_ids_and_new_ids_go_above() {
+    let b = broker();
+    let up: &'static str = leak(uniq("flash/up"));
+    let watcher = Watcher::new(b, &uniq("w-flash"), &[up]);
+    let flash = Flash::new(8, 7);
+
+    // Boot 1, online: delivered messages leave flash.
+    let ((), _) = boot(&flash, None, up, async |fo| {
+        fo.link().wait_online().await;
+        for k in 0..3 {
+            let o = fo
+                .publish(up, format!("boot1/{k}").as_bytes(), QoS::AtLeastOnce, false)
+                .await;
+            assert!(matches!(o, Outcome::Acknowledged { .. }), "{o:?}");
+        }
+        while fo.stats().removed < 3 {
+            Timer::after_millis(5).await;
+        }
+        assert!(pending_ids(fo).await.is_empty());
+    });
+
+    // Boot 2, the broker unreachable: messages are journalled (their
+    // tickets given), QoS 0 is refused, nothing goes out. Then the reset.
+    let (stored, at2) = boot(&flash, Some(closed_port()), up, async |fo| {
+        let mut ids = Vec::new();
+        for k in 0..5 {
+            let t = fo
+                .store(
+                    up,
+                    format!("boot2/{k}").as_bytes(),
+                    QoS::AtLeastOnce,
+                    k == 4,
+                )
+                .await
+                .expect("stored");
+            ids.push(t.msg_id);
+        }
+        assert_eq!(
+            fo.store(up, b"qos0", QoS::AtMostOnce, false).await,
+            Err(bc26_mqtt::Error::Offline)
+        );
+        // Let the supervisor try (and fail) for a while.
+        Timer::after(Duration::from_millis(300)).await;
+        let pending = pending_ids(fo).await;
+        assert_eq!(
+            pending,
+            ids.iter().map(|&i| (i, Some(i))).collect::<Vec<_>>(),
+            "flash holds them, oldest first, each in the outbox under its msgID"
+        );
+        ids
+    });
+    assert!(published_ids(&at2).is_empty(), "boot 2 sent nothing");
+    let highest = *stored.iter().max().unwrap();
+
+    // Boot 3, online again: what flash holds goes out under the msgIDs it
+    // had; a new message gets a msgID above them; flash empties.
+    let (new_id, at3) = boot(&flash, None, up, async |fo| {
+        assert_eq!(fo.stats().reloaded, 5);
+        fo.link().wait_online().await;
+        // The reloaded ones go first and leave flash; then a new one, whose
+        // msgID is not one of theirs again.
+        with_timeout(Duration::from_secs(20), async {
+            while !pending_ids(fo).await.is_empty() {
+                Timer::after_millis(5).await;
+            }
+        })
+        .await
+        .expect("the reloaded messages are delivered");
+        let t = fo
+            .store(up, b"boot3/new", QoS::AtLeastOnce, false)
+            .await
+            .unwrap();
+        let o = with_timeout(Duration::from_secs(20), fo.link().delivered(t))
+            .await
+            .expect("delivered");
+        assert!(o.is_delivered(), "{o:?}");
+        with_timeout(Duration::from_secs(20), fo.link().flush())
+            .await
+            .expect("the outbox empties");
+        while !pending_ids(fo).await.is_empty() {
+            Timer::after_millis(5).await;
+        }
+        assert_eq!(fo.stats().removed, 6);
+        t.msg_id
+    });
+    assert!(
+        new_id > highest,
+        "new msgID {new_id}, stored up to {highest}"
+    );
+    let sent = published_ids(&at3);
+    for id in &stored {
+        assert!(
+            sent.contains(id),
+            "msgID {id} not sent after the reset: {sent:?}"
+        );
+    }
+    let want: Vec<Vec<u8>> = (0..3)
+        .map(|k| format!("boot1/{k}"))
+        .chain((0..5).map(|k| format!("boot2/{k}")))
+        .chain(["boot3/new".to_string()])
+        .map(String::into_bytes)
+        .collect();
+    let ok = watcher.wait_for(up, std::time::Duration::from_secs(10), |got| {
+        want.iter().all(|w| got.contains(w))
+    });
+    let got = watcher.payloads(up);
+    assert!(
+        ok,
+        "the watcher misses {:?}",
+        want.iter()
+            .filter(|w| !got.contains(w))
+            .map(|w| String::from_utf8_lossy(w).into_owned())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn stale_messages_are_dropped_by_age_and_their_tickets_say_dropped() {
+    let flash = Flash::new(8, 3);
+    let up: &'static str = leak(uniq("flash/stale"));
+    static NOW: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1000);
+    let b = broker();
+    let (sim, HostSide { reader, writer }) = Sim::start(SimConfig::default());
+    let state: &'static mut State = Box::leak(Box::new(State::new()));
+    let (modem, runner) = bc26_mqtt::new(state, reader, writer, driver_config());
+    let host: &'static str = leak(b.host.clone());
+    let config = sup_config(host, closed_port(), leak(uniq("stale")), leak([]));
+    let sup_state: &'static mut SupervisorState<2048> = Box::leak(Box::new(SupervisorState::new()));
+    let (link, sup) = supervisor::new(modem, sup_state, config);
+    let buf: &'static mut [u8] = Box::leak(vec![0u8; 400].into_boxed_slice());
+    block_on(std::time::Duration::from_secs(30), async {
+        let mut cfg = FlashOutboxConfig::new(REGION);
+        cfg.clock = || NOW.load(std::sync::atomic::Ordering::Relaxed);
+        let fo: FlashOutbox<'static, Flash> = FlashOutbox::open(link, flash.clone(), buf, cfg)
+            .await
+            .unwrap();
+        let fo = &fo;
+        let body = async {
+            let old = fo.store(up, b"old", QoS::AtLeastOnce, false).await.unwrap();
+            NOW.store(5000, std::sync::atomic::Ordering::Relaxed);
+            let new = fo.store(up, b"new", QoS::AtLeastOnce, false).await.unwrap();
+            let mut stamps = Vec::new();
+            fo.pending(|p| stamps.push(p.entry.stamp)).await.unwrap();
+            assert_eq!(stamps, [1000, 5000]);
+            assert_eq!(fo.drop_older_than(4000).await, Ok(1));
+            assert_eq!(fo.link().outcome(old), Some(Outcome::Dropped));
+            assert_eq!(fo.link().outcome(new), None);
+            assert_eq!(pending_ids(fo).await, [(new.msg_id, Some(new.msg_id))]);
+        };
+        match select4(runner.run(), sup.run(), fo.run(), body).await {
+            Either4::First(n) | Either4::Second(n) | Either4::Third(n) => n,
+            Either4::Fourth(()) => {}
+        }
+    });
+    sim.shutdown();
+}
