@@ -232,3 +232,57 @@ fn stale_messages_are_dropped_by_age_and_their_tickets_say_dropped() {
     });
     sim.shutdown();
 }
+
+/// Erases wait for a quiet UART: the removal of acknowledged messages from
+/// flash (where pages are erased) waits until none of the journalled
+/// messages still owes its result, so no erase happens while the modem may
+/// be sending one (docs/design.md, "Flash outbox: erases and the UART").
+#[test]
+fn pages_are_erased_only_while_no_journalled_message_owes_its_result() {
+    let b = broker();
+    let up: &'static str = leak(uniq("flash/quiet"));
+    let watcher = Watcher::new(b, &uniq("w-quiet"), &[up]);
+    let flash = Flash::new(8, 11);
+    let at_erase = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let ((), _) = boot(&flash, None, up, async |fo| {
+        let link = fo.link();
+        let rec = at_erase.clone();
+        flash.on_erase(move |_| rec.lock().unwrap().push(link.outbox().messages));
+        link.wait_online().await;
+        for burst in 0..8 {
+            let mut tickets = Vec::new();
+            for k in 0..8 {
+                let p = format!("quiet/{burst}/{k}/{}", "x".repeat(20));
+                tickets.push(
+                    fo.store(up, p.as_bytes(), QoS::AtLeastOnce, false)
+                        .await
+                        .unwrap(),
+                );
+            }
+            for t in tickets {
+                let o = with_timeout(Duration::from_secs(20), link.delivered(t))
+                    .await
+                    .expect("delivered");
+                assert!(o.is_delivered(), "{o:?}");
+            }
+            with_timeout(Duration::from_secs(10), async {
+                while fo.stats().removed < 8 * (burst + 1) {
+                    Timer::after_millis(2).await;
+                }
+            })
+            .await
+            .expect("removed from flash");
+        }
+    });
+    let seen = at_erase.lock().unwrap().clone();
+    eprintln!("messages in the outbox at each erase: {seen:?}");
+    assert!(seen.len() >= 3, "pages were erased: {seen:?}");
+    assert!(
+        seen.iter().all(|&n| n == 0),
+        "an erase while messages were owed: {seen:?}"
+    );
+    assert!(
+        watcher.wait_for(up, std::time::Duration::from_secs(10), |got| got.len()
+            >= 64)
+    );
+}

@@ -47,7 +47,7 @@ use embassy_futures::select::{select, select_array};
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::mutex::Mutex;
 use embassy_sync::signal::Signal;
-use embassy_time::{Duration, Timer};
+use embassy_time::{Duration, Instant, Timer};
 use embedded_storage_async::nor_flash::{ErrorType, MultiwriteNorFlash, NorFlash, ReadNorFlash};
 use sequential_storage::cache::{Cache, Uncached};
 use sequential_storage::queue::{QueueConfig, QueueStorage};
@@ -385,6 +385,11 @@ pub struct FlashOutboxConfig {
     /// After a flash failure in [`FlashOutbox::run`], how long before it
     /// tries again. Default 1 s.
     pub retry: Duration,
+    /// How long the removal of ended messages from flash (which may erase
+    /// a page, stalling a core that runs from the same flash) may wait for
+    /// a quiet moment: none of the journalled messages still owes its
+    /// result. Default 5 s. A reset in between sends the ended ones again.
+    pub erase_defer: Duration,
 }
 
 impl FlashOutboxConfig {
@@ -394,6 +399,7 @@ impl FlashOutboxConfig {
             range,
             clock: || 0,
             retry: Duration::from_secs(1),
+            erase_defer: Duration::from_secs(5),
         }
     }
 }
@@ -731,6 +737,8 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
     /// ([`FlashStats::failures`]) and tried again after `retry`.
     pub async fn run(&self) -> ! {
         let outbox = self.link.outbox;
+        // When the oldest ended message still in flash ended.
+        let mut first_end: Option<Instant> = None;
         loop {
             let slots: [Option<Ticket>; N] = self.with(|t| t.slots);
             let ended: [Option<u16>; N] = core::array::from_fn(|i| {
@@ -738,8 +746,21 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
                     .filter(|tk| outbox.outcome(*tk).is_some())
                     .map(|tk| tk.msg_id)
             });
+            let any_ended = ended.iter().any(Option::is_some);
+            // Journalled messages still in the outbox: their results are
+            // owed, the modem may speak at any moment.
+            let busy = slots
+                .iter()
+                .flatten()
+                .any(|tk| outbox.outcome(*tk).is_none());
+            let since = *first_end.get_or_insert_with(Instant::now);
+            if !any_ended {
+                first_end = None;
+            }
+            let deadline = since + self.config.erase_defer;
+            let due = any_ended && (!busy || Instant::now() >= deadline);
             let mut failed = None;
-            if ended.iter().any(Option::is_some) {
+            if due {
                 let mut j = self.journal.lock().await;
                 match j.remove(|id| ended.contains(&Some(id))).await {
                     Ok(n) => {
@@ -752,7 +773,8 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
                             }
                             t.stats.removed = t.stats.removed.wrapping_add(n as u32);
                             t.stats.corrupted = corrupted;
-                        })
+                        });
+                        first_end = None;
                     }
                     Err(e) => failed = Some(e),
                 }
@@ -770,24 +792,26 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
                 Timer::after(self.config.retry).await;
                 continue;
             }
-            let slots: [Option<Ticket>; N] = self.with(|t| t.slots);
-            if slots
-                .iter()
-                .flatten()
-                .any(|tk| outbox.outcome(*tk).is_some())
-            {
+            if due {
+                // Look again: more may have ended meanwhile.
                 continue;
             }
-            let waits = core::array::from_fn::<_, N, _>(|i| self.wait_slot(slots[i]));
+            let slots: [Option<Ticket>; N] = self.with(|t| t.slots);
+            let waits = core::array::from_fn::<_, N, _>(|i| {
+                // The ended ones are waited for by the deadline.
+                self.wait_slot(slots[i].filter(|tk| outbox.outcome(*tk).is_none()))
+            });
             let backlog = self.with(|t| t.backlog);
-            let retry = async {
-                if backlog {
+            let timer = async {
+                if any_ended {
+                    Timer::at(deadline).await
+                } else if backlog {
                     Timer::after(self.config.retry).await
                 } else {
                     poll_fn(|_| Poll::<()>::Pending).await
                 }
             };
-            select(select(self.changed.wait(), select_array(waits)), retry).await;
+            select(select(self.changed.wait(), select_array(waits)), timer).await;
         }
     }
 }

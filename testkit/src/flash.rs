@@ -20,6 +20,7 @@
 //! `Clone` and shares the memory: keep one while a journal owns another, as
 //! the flash outlives a reset of the microcontroller.
 
+use std::boxed::Box;
 use std::sync::{Arc, Mutex};
 use std::vec::Vec;
 
@@ -89,6 +90,7 @@ struct Inner {
     violations: u64,
     fail_writes: bool,
     fail_erases: bool,
+    on_erase: Option<Box<dyn FnMut(u32) + Send>>,
 }
 
 impl Inner {
@@ -138,6 +140,7 @@ impl<const PAGE: usize> FlashDouble<PAGE> {
                 violations: 0,
                 fail_writes: false,
                 fail_erases: false,
+                on_erase: None,
             })),
         }
     }
@@ -194,6 +197,11 @@ impl<const PAGE: usize> FlashDouble<PAGE> {
     /// Every erase fails from now on (or not).
     pub fn fail_erases(&self, on: bool) {
         self.with(|i| i.fail_erases = on)
+    }
+
+    /// Calls `f` with the page's address at every erase (before it).
+    pub fn on_erase(&self, f: impl FnMut(u32) + Send + 'static) {
+        self.with(|i| i.on_erase = Some(Box::new(f)))
     }
 
     /// Erases of each page so far (interrupted ones included).
@@ -275,6 +283,9 @@ impl<const PAGE: usize> NorFlash for FlashDouble<PAGE> {
                 return Err(FlashFault::EraseFailed);
             }
             for page in (from as usize..to as usize).step_by(PAGE) {
+                if let Some(f) = i.on_erase.as_mut() {
+                    f(page as u32);
+                }
                 i.erases[page / PAGE] += 1;
                 if i.step() {
                     let how = match i.next() % 3 {
