@@ -54,7 +54,7 @@ use sequential_storage::queue::{QueueConfig, QueueStorage};
 
 use super::outbox::PushError;
 use super::{push_error, Link, Outcome, Ticket};
-use crate::error::Error;
+use crate::error::{Error, FlashError};
 use crate::sync::{CriticalSectionRawMutex, RawMutex};
 use crate::types::QoS;
 
@@ -65,32 +65,6 @@ pub const ENTRY_HEADER: usize = 10;
 const FORMAT: u8 = 1;
 const QOS_MASK: u8 = 0b11;
 const RETAIN: u8 = 0b100;
-
-/// Why the journal failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[non_exhaustive]
-pub enum FlashError {
-    /// The region is not whole pages of the flash, lies outside it, or has
-    /// fewer than 2 pages (the queue needs one to turn to while it erases
-    /// another).
-    Region,
-    /// The flash failed to read.
-    Read,
-    /// The flash failed to write (the message being stored is not stored).
-    Write,
-    /// The flash failed to erase a page.
-    Erase,
-    /// No room in the region now (messages must be delivered first).
-    Full,
-    /// The message (10 bytes of bookkeeping, topic, payload) is larger than
-    /// a page of the region, or than the buffer given to the journal.
-    TooLarge,
-    /// `sequential-storage` found the region in a state it could not
-    /// repair. [`Journal::erase_all`] makes it usable again, losing what it
-    /// held.
-    Corrupted,
-}
 
 /// The last operation of the flash that failed, kept by [`Tracked`].
 #[derive(Clone, Copy)]
@@ -813,11 +787,5 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
             };
             select(select(self.changed.wait(), select_array(waits)), timer).await;
         }
-    }
-}
-
-impl core::fmt::Display for FlashError {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        core::fmt::Debug::fmt(self, f)
     }
 }

@@ -103,10 +103,12 @@ use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::waitqueue::MultiWakerRegistration;
 use embassy_time::{Duration, Instant, Timer};
 
+#[cfg(feature = "flash-outbox")]
+pub use crate::error::FlashError;
 pub use backoff::Backoff;
 #[cfg(feature = "flash-outbox")]
 pub use durable::{
-    FlashError, FlashOutbox, FlashOutboxConfig, FlashStats, Journal, JournalEntry, Keep, Pending,
+    FlashOutbox, FlashOutboxConfig, FlashStats, Journal, JournalEntry, Keep, Pending,
 };
 pub use outbox::{OutboxStats, Outcome, Ticket};
 
