@@ -789,3 +789,97 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::outbox::{Outbox, OutboxMeta};
+    use super::*;
+    use crate::channel::Source;
+    use crate::ring::RingStore;
+    use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
+    use std::vec::Vec;
+
+    type Cs = crate::sync::CriticalSectionRawMutex;
+    type Store = BlockingMutex<Cs, RefCell<RingStore<OutboxMeta, 512>>>;
+
+    fn outbox() -> Outbox<'static, Cs> {
+        let s: &'static Store = std::boxed::Box::leak(std::boxed::Box::new(BlockingMutex::new(
+            RefCell::new(RingStore::new(OutboxMeta::new())),
+        )));
+        Outbox::new(s)
+    }
+
+    fn read(o: &Outbox<'static, Cs>, at: usize) -> (std::string::String, Vec<u8>) {
+        let mut out = Default::default();
+        o.source(at)
+            .with(&mut |t, p| out = (std::string::String::from(t), p.to_vec()));
+        out
+    }
+
+    #[test]
+    fn a_record_stored_under_a_given_msg_id_reads_back_as_one_push_stores() {
+        let o = outbox();
+        let a = o
+            .push("t/a", b"one", QoS::ExactlyOnce, true, &mut || 9)
+            .unwrap();
+        let b = o
+            .push_as("t/a", b"one", QoS::ExactlyOnce, true, 10)
+            .unwrap();
+        assert_eq!((a.msg_id, b.msg_id, b.seq), (9, 10, a.seq + 1));
+        let (ta, tb) = (o.take().unwrap(), o.take().unwrap());
+        assert_eq!(
+            (ta.qos, ta.retain, ta.sends, read(&o, ta.at)),
+            (tb.qos, tb.retain, tb.sends, read(&o, tb.at))
+        );
+        assert_eq!((ta.msg_id, tb.msg_id), (9, 10));
+        o.delivered(tb.at);
+        assert_eq!(o.outcome(b), Some(Outcome::Acknowledged { msg_id: 10 }));
+    }
+
+    #[test]
+    fn a_msg_id_held_by_a_stored_message_is_refused_and_only_a_queued_message_is_withdrawn() {
+        let o = outbox();
+        let a = o.push_as("t", b"1", QoS::AtLeastOnce, false, 5).unwrap();
+        assert_eq!(
+            o.push_as("t", b"2", QoS::AtLeastOnce, false, 5),
+            Err(PushError::InUse)
+        );
+        let b = o.push_as("t", b"2", QoS::AtLeastOnce, false, 6).unwrap();
+        let ta = o.take().unwrap();
+        assert_eq!(ta.seq, a.seq);
+        assert!(!o.withdraw(a.seq), "in flight: it stays");
+        assert!(o.withdraw(b.seq));
+        assert_eq!(o.outcome(b), Some(Outcome::Dropped));
+        assert_eq!(o.outcome(a), None);
+        assert_eq!(o.stats().messages, 1);
+    }
+
+    #[test]
+    fn an_entry_reads_back_as_written_and_bytes_not_ours_do_not_decode() {
+        let e = JournalEntry {
+            msg_id: 513,
+            qos: QoS::ExactlyOnce,
+            retain: true,
+            stamp: 0x0102_0304,
+            topic: "a/b",
+            payload: b"\x00\xff,\"",
+        };
+        let mut buf = [0u8; 64];
+        let n = e.encode(&mut buf).unwrap();
+        assert_eq!(n, ENTRY_HEADER + 3 + 4);
+        assert_eq!(JournalEntry::decode(&buf[..n]), Some(e));
+        assert_eq!(e.encode(&mut buf[..n - 1]), None, "does not fit");
+        for bad in [
+            &buf[..ENTRY_HEADER - 1],
+            &buf[..ENTRY_HEADER + 2], // topic cut
+        ] {
+            assert_eq!(JournalEntry::decode(bad), None);
+        }
+        let mut qos0 = buf;
+        qos0[1] = 0;
+        assert_eq!(JournalEntry::decode(&qos0[..n]), None);
+        let mut id0 = buf;
+        id0[2..4].fill(0);
+        assert_eq!(JournalEntry::decode(&id0[..n]), None);
+    }
+}
