@@ -705,6 +705,41 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
         Ok(n)
     }
 
+    /// Removes the messages of `ended` (msgIDs) from flash and the table.
+    async fn remove(&self, ended: &[Option<u16>]) -> Result<usize, FlashError> {
+        let mut j = self.journal.lock().await;
+        let n = j.remove(|id| ended.contains(&Some(id))).await?;
+        let corrupted = j.corrupted();
+        self.with(|t| {
+            for s in t.slots.iter_mut() {
+                if s.is_some_and(|tk| ended.contains(&Some(tk.msg_id))) {
+                    *s = None;
+                }
+            }
+            t.stats.removed = t.stats.removed.wrapping_add(n as u32);
+            t.stats.corrupted = corrupted;
+        });
+        Ok(n)
+    }
+
+    /// Removes from flash, now, every journalled message that ended,
+    /// without waiting for a quiet moment as [`run`](Self::run) does
+    /// (`erase_defer`): before a planned reset or a standby that powers RAM
+    /// down, so that what was delivered is not sent again. How many.
+    pub async fn remove_ended(&self) -> Result<usize, FlashError> {
+        let outbox = self.link.outbox;
+        let slots: [Option<Ticket>; N] = self.with(|t| t.slots);
+        let ended: [Option<u16>; N] = core::array::from_fn(|i| {
+            slots[i]
+                .filter(|tk| outbox.outcome(*tk).is_some())
+                .map(|tk| tk.msg_id)
+        });
+        if ended.iter().all(Option::is_none) {
+            return Ok(0);
+        }
+        self.remove(&ended).await
+    }
+
     /// The journal's task: removes each message from flash once it ended,
     /// and hands the messages that did not fit at open to the outbox as room
     /// frees. Never returns; a flash failure is counted
@@ -735,21 +770,8 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
             let due = any_ended && (!busy || Instant::now() >= deadline);
             let mut failed = None;
             if due {
-                let mut j = self.journal.lock().await;
-                match j.remove(|id| ended.contains(&Some(id))).await {
-                    Ok(n) => {
-                        let corrupted = j.corrupted();
-                        self.with(|t| {
-                            for s in t.slots.iter_mut() {
-                                if s.is_some_and(|tk| ended.contains(&Some(tk.msg_id))) {
-                                    *s = None;
-                                }
-                            }
-                            t.stats.removed = t.stats.removed.wrapping_add(n as u32);
-                            t.stats.corrupted = corrupted;
-                        });
-                        first_end = None;
-                    }
+                match self.remove(&ended).await {
+                    Ok(_) => first_end = None,
                     Err(e) => failed = Some(e),
                 }
             }
