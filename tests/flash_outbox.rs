@@ -28,7 +28,7 @@ fn boot<T>(
     flash: &Flash,
     port: Option<u16>,
     up: &'static str,
-    body: impl AsyncFnOnce(&FlashOutbox<'static, Flash>) -> T,
+    body: impl AsyncFnOnce(&FlashOutbox<'static, Flash>, &SimHandle) -> T,
 ) -> (T, String) {
     let b = broker();
     let (sim, HostSide { reader, writer }): (SimHandle, HostSide) =
@@ -49,7 +49,7 @@ fn boot<T>(
                 .await
                 .expect("the flash outbox opens");
         let fo = &fo;
-        match select4(runner.run(), sup.run(), fo.run(), body(fo)).await {
+        match select4(runner.run(), sup.run(), fo.run(), body(fo, &sim)).await {
             Either4::First(n) | Either4::Second(n) | Either4::Third(n) => n,
             Either4::Fourth(v) => v,
         }
@@ -83,7 +83,7 @@ fn messages_pending_at_a_reset_are_sent_after_it_under_their_msg_ids_and_new_ids
     let flash = Flash::new(8, 7);
 
     // Boot 1, online: delivered messages leave flash.
-    let ((), _) = boot(&flash, None, up, async |fo| {
+    let ((), _) = boot(&flash, None, up, async |fo, _| {
         fo.link().wait_online().await;
         for k in 0..3 {
             let o = fo
@@ -99,7 +99,7 @@ fn messages_pending_at_a_reset_are_sent_after_it_under_their_msg_ids_and_new_ids
 
     // Boot 2, the broker unreachable: messages are journalled (their
     // tickets given), QoS 0 is refused, nothing goes out. Then the reset.
-    let (stored, at2) = boot(&flash, Some(closed_port()), up, async |fo| {
+    let (stored, at2) = boot(&flash, Some(closed_port()), up, async |fo, _| {
         let mut ids = Vec::new();
         for k in 0..5 {
             let t = fo
@@ -132,7 +132,7 @@ fn messages_pending_at_a_reset_are_sent_after_it_under_their_msg_ids_and_new_ids
 
     // Boot 3, online again: what flash holds goes out under the msgIDs it
     // had; a new message gets a msgID above them; flash empties.
-    let (new_id, at3) = boot(&flash, None, up, async |fo| {
+    let (new_id, at3) = boot(&flash, None, up, async |fo, _| {
         assert_eq!(fo.stats().reloaded, 5);
         fo.link().wait_online().await;
         // The reloaded ones go first and leave flash; then a new one, whose
@@ -244,7 +244,7 @@ fn pages_are_erased_only_while_no_journalled_message_owes_its_result() {
     let watcher = Watcher::new(b, &uniq("w-quiet"), &[up]);
     let flash = Flash::new(8, 11);
     let at_erase = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let ((), _) = boot(&flash, None, up, async |fo| {
+    let ((), _) = boot(&flash, None, up, async |fo, _| {
         let link = fo.link();
         let rec = at_erase.clone();
         flash.on_erase(move |_| rec.lock().unwrap().push(link.outbox().messages));
@@ -285,4 +285,95 @@ fn pages_are_erased_only_while_no_journalled_message_owes_its_result() {
         watcher.wait_for(up, std::time::Duration::from_secs(10), |got| got.len()
             >= 64)
     );
+}
+
+/// The supervisor's faults (the link closed or reset, the modem rebooted or
+/// silent) and resets of the microcontroller, at random, while messages are
+/// stored through the flash outbox: every message whose ticket was given
+/// reaches the watcher. `BC26_FLASH_BOOTS` boots (default 8), from
+/// `BC26_FLASH_SEED`.
+#[test]
+fn link_faults_and_resets_at_random_lose_no_message_whose_ticket_was_given() {
+    let b = broker();
+    let up: &'static str = leak(uniq("flash/soak"));
+    let watcher = Watcher::new(b, &uniq("w-soak"), &[up]);
+    let boots: u64 = std::env::var("BC26_FLASH_BOOTS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(8);
+    let mut seed: u64 = std::env::var("BC26_FLASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(21)
+        | 1;
+    let flash = Flash::new(8, seed);
+    let mut given: Vec<String> = Vec::new();
+    let mut next = 0u32;
+    for boot_no in 0..boots {
+        let mut rng = {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let mut x = seed | 1;
+            move || {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x
+            }
+        };
+        let (mine, _) = boot(&flash, None, up, async |fo, sim| {
+            let mut mine = Vec::new();
+            // The reset comes after 200-1500 ms, wherever the link is.
+            let reset = embassy_time::Instant::now() + Duration::from_millis(200 + rng() % 1300);
+            while embassy_time::Instant::now() < reset {
+                match rng() % 10 {
+                    0 => sim.close_link(0, 1 + (rng() % 7) as u8),
+                    1 => sim.break_link(0),
+                    2 => sim.reboot(),
+                    _ => {
+                        let p = format!("soak/{boot_no}/{next}");
+                        match fo.store(up, p.as_bytes(), QoS::AtLeastOnce, false).await {
+                            Ok(_) => {
+                                mine.push(p);
+                                next += 1;
+                            }
+                            // Full while the link is down: later.
+                            Err(bc26_mqtt::Error::OutboxFull) => {}
+                            Err(e) => panic!("store: {e:?}"),
+                        }
+                    }
+                }
+                Timer::after(Duration::from_millis(rng() % 60)).await;
+            }
+            mine
+        });
+        eprintln!("boot {boot_no}: {} messages given tickets", mine.len());
+        given.extend(mine);
+    }
+    // The last boot: no fault; what flash holds goes out.
+    let ((), _) = boot(&flash, None, up, async |fo, _| {
+        with_timeout(Duration::from_secs(30), async {
+            while !pending_ids(fo).await.is_empty() {
+                Timer::after_millis(10).await;
+            }
+        })
+        .await
+        .expect("flash empties");
+    });
+    let ok = watcher.wait_for(up, std::time::Duration::from_secs(10), |got| {
+        given.iter().all(|w| got.iter().any(|g| g == w.as_bytes()))
+    });
+    let got = watcher.payloads(up);
+    let missing: Vec<&String> = given
+        .iter()
+        .filter(|w| !got.iter().any(|g| g == w.as_bytes()))
+        .collect();
+    eprintln!(
+        "{boots} resets: {} messages given tickets, {} received ({} copies beyond one)",
+        given.len(),
+        got.len(),
+        got.len() as i64 - given.len() as i64
+    );
+    assert!(ok && missing.is_empty(), "never received: {missing:?}");
 }
