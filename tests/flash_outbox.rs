@@ -377,3 +377,27 @@ fn link_faults_and_resets_at_random_lose_no_message_whose_ticket_was_given() {
     );
     assert!(ok && missing.is_empty(), "never received: {missing:?}");
 }
+
+#[test]
+#[ignore = "a measurement: prints the sizes"]
+fn sizes() {
+    let flash = Flash::new(8, 1);
+    let (sim, HostSide { reader, writer }) = Sim::start(SimConfig::default());
+    let state: &'static mut State = Box::leak(Box::new(State::new()));
+    let (modem, _runner) = bc26_mqtt::new(state, reader, writer, driver_config());
+    let config = sup_config("h", 1, "c", leak([]));
+    let sup_state: &'static mut SupervisorState<2048> = Box::leak(Box::new(SupervisorState::new()));
+    let (link, _sup) = supervisor::new(modem, sup_state, config);
+    let buf: &'static mut [u8] = Box::leak(vec![0u8; 400].into_boxed_slice());
+    let open =
+        FlashOutbox::<'static, Flash>::open(link, flash, buf, FlashOutboxConfig::new(REGION));
+    eprintln!("open future: {}", std::mem::size_of_val(&open));
+    let fo = embassy_futures::block_on(open).unwrap();
+    eprintln!("FlashOutbox<N=16>: {}", std::mem::size_of_val(&fo));
+    eprintln!(
+        "store future: {}",
+        std::mem::size_of_val(&fo.store("t", b"p", QoS::AtLeastOnce, false))
+    );
+    eprintln!("run future: {}", std::mem::size_of_val(&fo.run()));
+    sim.shutdown();
+}

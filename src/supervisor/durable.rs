@@ -43,7 +43,7 @@ use core::future::poll_fn;
 use core::ops::Range;
 use core::task::Poll;
 
-use embassy_futures::select::{select, select_array};
+use embassy_futures::select::select;
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::mutex::Mutex;
 use embassy_sync::signal::Signal;
@@ -626,17 +626,11 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
     /// Waits until a journalled message ended (or `retry` passed).
     async fn wait_room(&self) {
         let slots: [Option<Ticket>; N] = self.with(|t| t.slots);
-        let waits = core::array::from_fn::<_, N, _>(|i| self.wait_slot(slots[i]));
-        select(select_array(waits), Timer::after(self.config.retry)).await;
-    }
-
-    async fn wait_slot(&self, t: Option<Ticket>) {
-        match t {
-            Some(t) => {
-                let _ = self.link.delivered(t).await;
-            }
-            None => poll_fn(|_| Poll::<()>::Pending).await,
-        }
+        select(
+            self.link.outbox.wait_any_ended(&slots),
+            Timer::after(self.config.retry),
+        )
+        .await;
     }
 
     /// The link this outbox feeds.
@@ -793,10 +787,9 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
                 continue;
             }
             let slots: [Option<Ticket>; N] = self.with(|t| t.slots);
-            let waits = core::array::from_fn::<_, N, _>(|i| {
-                // The ended ones are waited for by the deadline.
-                self.wait_slot(slots[i].filter(|tk| outbox.outcome(*tk).is_none()))
-            });
+            // The ended ones are waited for by the deadline.
+            let open: [Option<Ticket>; N] =
+                core::array::from_fn(|i| slots[i].filter(|tk| outbox.outcome(*tk).is_none()));
             let backlog = self.with(|t| t.backlog);
             let timer = async {
                 if any_ended {
@@ -807,7 +800,11 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
                     poll_fn(|_| Poll::<()>::Pending).await
                 }
             };
-            select(select(self.changed.wait(), select_array(waits)), timer).await;
+            select(
+                select(self.changed.wait(), outbox.wait_any_ended(&open)),
+                timer,
+            )
+            .await;
         }
     }
 }

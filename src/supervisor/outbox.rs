@@ -627,6 +627,25 @@ impl<M: RawMutex> Outbox<'_, M> {
         })
     }
 
+    /// Waits until the message of one of `tickets` ended (for ever if none
+    /// is given).
+    pub(crate) async fn wait_any_ended(&self, tickets: &[Option<Ticket>]) {
+        let ended = || tickets.iter().flatten().any(|t| self.outcome(*t).is_some());
+        poll_fn(|cx| {
+            if ended() {
+                return Poll::Ready(());
+            }
+            // Register, then look again: an end in between is not missed.
+            self.register(Wait::Gone, cx.waker());
+            if ended() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
     /// A stored message leaves while still queued (not in flight), ended
     /// [`Outcome::Dropped`]: a flash outbox drops a stale one. `false` if the
     /// message of `seq` is not queued.
