@@ -401,3 +401,51 @@ fn sizes() {
     eprintln!("run future: {}", std::mem::size_of_val(&fo.run()));
     sim.shutdown();
 }
+
+/// Bad flash is a typed error, never a panic nor a stored message without
+/// its journal entry: a region too small, a failing write (nothing stored,
+/// the outbox holds nothing), a failing removal; afterwards it works again.
+#[test]
+fn bad_flash_is_a_typed_error_and_nothing_is_stored_without_its_entry() {
+    let flash = Flash::new(8, 5);
+    let ((), _) = boot(&flash, Some(closed_port()), "x", async |fo, _| {
+        let link = fo.link();
+        flash.fail_writes(true);
+        assert_eq!(
+            fo.store("t/x", b"1", QoS::AtLeastOnce, false).await,
+            Err(bc26_mqtt::Error::Flash(bc26_mqtt::FlashError::Write))
+        );
+        assert_eq!(link.outbox().messages, 0);
+        assert!(pending_ids(fo).await.is_empty());
+        flash.fail_writes(false);
+        let t = fo
+            .store("t/x", b"2", QoS::AtLeastOnce, false)
+            .await
+            .unwrap();
+        flash.fail_writes(true);
+        assert_eq!(
+            fo.drop_older_than(1).await,
+            Err(bc26_mqtt::FlashError::Write)
+        );
+        flash.fail_writes(false);
+        assert_eq!(fo.drop_older_than(1).await, Ok(1));
+        assert_eq!(link.outcome(t), Some(Outcome::Dropped));
+    });
+    // A region of one page, one outside the flash: refused, typed.
+    let (sim, HostSide { reader, writer }) = Sim::start(SimConfig::default());
+    let state: &'static mut State = Box::leak(Box::new(State::new()));
+    let (modem, _runner) = bc26_mqtt::new(state, reader, writer, driver_config());
+    let sup_state: &'static mut SupervisorState<2048> = Box::leak(Box::new(SupervisorState::new()));
+    let (link, _sup) = supervisor::new(modem, sup_state, sup_config("h", 1, "c", leak([])));
+    for range in [0..512, 0..8192] {
+        let buf: &'static mut [u8] = Box::leak(vec![0u8; 64].into_boxed_slice());
+        let r = embassy_futures::block_on(FlashOutbox::<'static, Flash>::open(
+            link,
+            flash.clone(),
+            buf,
+            FlashOutboxConfig::new(range.clone()),
+        ));
+        assert_eq!(r.err(), Some(bc26_mqtt::FlashError::Region), "{range:?}");
+    }
+    sim.shutdown();
+}

@@ -450,6 +450,28 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
         config: FlashOutboxConfig,
     ) -> Result<Self, FlashError> {
         let journal = Journal::open(flash, config.range.clone(), buf).await?;
+        Self::start(link, journal, config).await
+    }
+
+    /// Like [`open`](Self::open) on a region erased first: everything it
+    /// held is lost. The way out when `open` finds the region
+    /// [`FlashError::Corrupted`] (the flash handed to `open` again: a
+    /// `&mut` of the application's flash is a `NorFlash` too).
+    pub async fn open_erased(
+        link: Link<'a, M>,
+        flash: F,
+        buf: &'a mut [u8],
+        config: FlashOutboxConfig,
+    ) -> Result<Self, FlashError> {
+        let journal = Journal::open_erased(flash, config.range.clone(), buf).await?;
+        Self::start(link, journal, config).await
+    }
+
+    async fn start(
+        link: Link<'a, M>,
+        journal: Journal<'a, F>,
+        config: FlashOutboxConfig,
+    ) -> Result<Self, FlashError> {
         let this = Self {
             link,
             journal: Mutex::new(journal),
