@@ -144,6 +144,13 @@ fn messages_pending_at_a_reset_are_sent_after_it_under_their_msg_ids_and_new_ids
         })
         .await
         .expect("the reloaded messages are delivered");
+        // QoS 0 goes to the outbox only, never to flash.
+        let z = fo
+            .store(up, b"boot3/qos0", QoS::AtMostOnce, false)
+            .await
+            .unwrap();
+        assert_eq!(z.msg_id, 0);
+        assert!(pending_ids(fo).await.is_empty(), "QoS 0 journalled");
         let t = fo
             .store(up, b"boot3/new", QoS::AtLeastOnce, false)
             .await
