@@ -518,6 +518,13 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         self.with(|c| self.next_msg_id(&mut c[client.index()], client))
     }
 
+    /// The allocator of `client` goes on from `next` (1-65535; 0 counts as
+    /// 1): after a reset, above the msgIDs a flash outbox still holds.
+    #[cfg(feature = "flash-outbox")]
+    pub(crate) fn continue_msg_ids_at(&self, client: ClientId, next: u16) {
+        self.with(|c| c[client.index()].next_msg_id = next.max(1))
+    }
+
     fn next_msg_id(&self, c: &mut ClientEntry, client: ClientId) -> u16 {
         let now = Instant::now();
         loop {

@@ -293,6 +293,10 @@ pub enum Error {
     /// A command's own `parse` failed, or its answer did not fit: atat's
     /// error, kept as a compact value. The client can go on.
     At(AtError),
+    /// The flash outbox's journal failed (feature `flash-outbox`): see
+    /// [`FlashError`]. Nothing was stored.
+    #[cfg(feature = "flash-outbox")]
+    Flash(FlashError),
 }
 
 impl core::fmt::Display for Error {
@@ -317,6 +321,8 @@ impl core::fmt::Display for Error {
             Error::WakeTimeout => f.write_str("the module did not wake up in time (nothing sent)"),
             Error::UnexpectedResponse => f.write_str("unexpected response from the modem"),
             Error::At(e) => write!(f, "atat: {e:?}"),
+            #[cfg(feature = "flash-outbox")]
+            Error::Flash(e) => write!(f, "flash outbox: {e:?}"),
         }
     }
 }
@@ -331,6 +337,41 @@ impl Error {
             self,
             Error::LinkClosed(_) | Error::ModemRebooted | Error::SendFailed
         )
+    }
+}
+
+/// Why the flash outbox's journal failed (feature `flash-outbox`,
+/// `supervisor::Journal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+#[cfg(feature = "flash-outbox")]
+pub enum FlashError {
+    /// The region is not whole pages of the flash, lies outside it, or has
+    /// fewer than 2 pages (the queue needs one to turn to while it erases
+    /// another).
+    Region,
+    /// The flash failed to read.
+    Read,
+    /// The flash failed to write (the message being stored is not stored).
+    Write,
+    /// The flash failed to erase a page.
+    Erase,
+    /// No room in the region now (messages must be delivered first).
+    Full,
+    /// The message (10 bytes of bookkeeping, topic, payload) is larger than
+    /// a page of the region, or than the buffer given to the journal.
+    TooLarge,
+    /// `sequential-storage` found the region in a state it could not
+    /// repair. `Journal::open_erased` makes it usable again, losing what it
+    /// held.
+    Corrupted,
+}
+
+#[cfg(feature = "flash-outbox")]
+impl core::fmt::Display for FlashError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self, f)
     }
 }
 

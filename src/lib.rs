@@ -38,6 +38,8 @@ mod types;
 mod urc;
 
 pub use config::Config;
+#[cfg(feature = "flash-outbox")]
+pub use error::FlashError;
 pub use error::{
     AtError, ConnackCode, Error, Field, LinkClosedReason, ModemError, OpenError, Problem, Stage,
 };

@@ -120,6 +120,12 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         self.core.clients.alloc_msg_id(self.id)
     }
 
+    /// The client's msgIDs go on from `next` (a flash outbox, after a reset).
+    #[cfg(feature = "flash-outbox")]
+    pub(crate) fn continue_msg_ids_at(&self, next: u16) {
+        self.core.clients.continue_msg_ids_at(self.id, next)
+    }
+
     fn cmd_timeout(&self) -> Duration {
         self.core.config.command_timeout
     }
