@@ -1,7 +1,11 @@
 //! One struct per AT command form of the reference, each implementing
 //! [`atat::AtatCmd`]. Constructors check every argument, so a value of these
-//! types always makes a well-formed line: they can also be sent as they are
-//! with [`Modem::send`](crate::Modem::send).
+//! types always makes a well-formed line. The read and test forms, and the
+//! settings the driver does not keep track of, can be sent as they are with
+//! [`Modem::send`](crate::Modem::send) ([`PublicCmd`]); the write forms the
+//! driver owns (open, close, connect, disconnect, subscribe, unsubscribe,
+//! publish, the data format and the packet timeout) cannot: use
+//! [`MqttClient`](crate::MqttClient).
 //!
 //! The write forms answer only `OK`; their real outcome arrives later as a
 //! deferred result, which [`MqttClient`](crate::MqttClient) waits for.
@@ -10,10 +14,13 @@ pub mod basic;
 pub mod cfg;
 pub mod mqtt;
 mod parse;
+mod public;
 
 pub use basic::*;
 pub use cfg::*;
 pub use mqtt::*;
+pub use public::{Custom, PublicCmd};
+pub(crate) use public::{check_line, put};
 
 use atat::{AtatResp, InternalError};
 use heapless::String;
