@@ -277,7 +277,10 @@ mod tests {
         // Exactly two gaps is enough.
         let c = Config::new().quiet_gap(ms(50)).command_timeout(ms(100));
         assert_eq!(c.validate(), Ok(()));
-        let c = c.packet_deadline(ms(100)).open_timeout(ms(100)).close_timeout(ms(100));
+        let c = c
+            .packet_deadline(ms(100))
+            .open_timeout(ms(100))
+            .close_timeout(ms(100));
         assert_eq!(c.validate(), Ok(()));
     }
 
@@ -303,10 +306,7 @@ mod tests {
             (gap.packet_deadline(short), Setting::PacketDeadline),
         ];
         for (c, which) in cases {
-            assert_eq!(
-                c.validate(),
-                Err(ConfigError::ShorterThanQuietGaps(which))
-            );
+            assert_eq!(c.validate(), Err(ConfigError::ShorterThanQuietGaps(which)));
         }
         // Without an override, the shortest result deadline is 1 s + margin.
         let c = Config::new()
@@ -314,7 +314,10 @@ mod tests {
             .command_timeout(ms(1600))
             .open_timeout(ms(1600))
             .close_timeout(ms(1600));
-        assert_eq!(c.result_margin(ms(599)).validate(), Err(ConfigError::ShorterThanQuietGaps(Setting::PacketDeadline)));
+        assert_eq!(
+            c.result_margin(ms(599)).validate(),
+            Err(ConfigError::ShorterThanQuietGaps(Setting::PacketDeadline))
+        );
         assert_eq!(c.result_margin(ms(600)).validate(), Ok(()));
     }
 
@@ -323,13 +326,28 @@ mod tests {
         let c = Config::new();
         let zero = Duration::from_ticks(0);
         let cases = [
-            (c.command_timeout(zero), ConfigError::Zero(Setting::CommandTimeout)),
+            (
+                c.command_timeout(zero),
+                ConfigError::Zero(Setting::CommandTimeout),
+            ),
             (c.tx_timeout(zero), ConfigError::Zero(Setting::TxTimeout)),
-            (c.open_timeout(zero), ConfigError::Zero(Setting::OpenTimeout)),
-            (c.close_timeout(zero), ConfigError::Zero(Setting::CloseTimeout)),
+            (
+                c.open_timeout(zero),
+                ConfigError::Zero(Setting::OpenTimeout),
+            ),
+            (
+                c.close_timeout(zero),
+                ConfigError::Zero(Setting::CloseTimeout),
+            ),
             (c.quiet_gap(zero), ConfigError::Zero(Setting::QuietGap)),
-            (c.read_error_pause(zero), ConfigError::Zero(Setting::ReadErrorPause)),
-            (c.packet_deadline(zero), ConfigError::Zero(Setting::PacketDeadline)),
+            (
+                c.read_error_pause(zero),
+                ConfigError::Zero(Setting::ReadErrorPause),
+            ),
+            (
+                c.packet_deadline(zero),
+                ConfigError::Zero(Setting::PacketDeadline),
+            ),
         ];
         for (c, want) in cases {
             assert_eq!(c.validate(), Err(want));

@@ -88,8 +88,8 @@ impl<'a, M: RawMutex> Modem<'a, M> {
     /// [`Problem::LineTooLong`]: crate::Problem::LineTooLong
     /// [`Problem::ForbiddenByte`]: crate::Problem::ForbiddenByte
     pub async fn send<C: PublicCmd>(&self, cmd: &C) -> Result<C::Response, Error> {
-        let timeout = Duration::from_millis(C::MAX_TIMEOUT_MS.into())
-            .max(self.core.config.min_answer_wait());
+        let timeout =
+            Duration::from_millis(C::MAX_TIMEOUT_MS.into()).max(self.core.config.min_answer_wait());
         self.send_checked(cmd, timeout).await
     }
 

@@ -485,14 +485,22 @@ mod tests {
             let at = frame_of(limits::RECV_PAYLOAD, b'a', length);
             assert!(matches!(frame(&at, None, text), Framed::Complete { .. }));
             let over = frame_of(limits::RECV_PAYLOAD + 1, b'a', length);
-            assert_eq!(frame(&over, None, text), Framed::TooLong, "text, length {length}");
+            assert_eq!(
+                frame(&over, None, text),
+                Framed::TooLong,
+                "text, length {length}"
+            );
             // What the old limit let through as text: 2,048 bytes.
             let old = frame_of(2 * limits::RECV_PAYLOAD, b'a', length);
             assert_eq!(frame(&old, None, text), Framed::TooLong);
             let at = frame_of(2 * limits::RECV_PAYLOAD, b'A', length);
             assert!(matches!(frame(&at, None, hex), Framed::Complete { .. }));
             let over = frame_of(2 * limits::RECV_PAYLOAD + 2, b'A', length);
-            assert_eq!(frame(&over, None, hex), Framed::TooLong, "hex, length {length}");
+            assert_eq!(
+                frame(&over, None, hex),
+                Framed::TooLong,
+                "hex, length {length}"
+            );
         }
     }
 

@@ -7,9 +7,7 @@
 
 mod common;
 
-use bc26_mqtt::commands::{
-    Custom, QueryDataFormat, TestOpenNetwork, TestPublish, Will,
-};
+use bc26_mqtt::commands::{Custom, QueryDataFormat, TestOpenNetwork, TestPublish, Will};
 use bc26_mqtt::supervisor::{self, SupervisorConfig, SupervisorState};
 use bc26_mqtt::{ClientId, DataFormat, Error, Field, Problem, QoS};
 use common::{fast_config, run, settle, setup, with_runner};
@@ -37,8 +35,15 @@ fn topics_mqtt_forbids_are_refused_in_every_form_and_nothing_reaches_the_uart() 
         with_runner(runner, async {
             for t in BAD_NAMES {
                 let q = QoS::AtLeastOnce;
-                assert_eq!(c.publish(t, b"x", q, false).await.map(drop), Err(WILDCARD), "{t}");
-                assert_eq!(c.try_publish(t, b"x", q, false).await.map(drop), Err(WILDCARD));
+                assert_eq!(
+                    c.publish(t, b"x", q, false).await.map(drop),
+                    Err(WILDCARD),
+                    "{t}"
+                );
+                assert_eq!(
+                    c.try_publish(t, b"x", q, false).await.map(drop),
+                    Err(WILDCARD)
+                );
                 assert_eq!(
                     c.publish_data_mode(t, b"x", q, false).await.map(drop),
                     Err(WILDCARD),
@@ -59,7 +64,10 @@ fn topics_mqtt_forbids_are_refused_in_every_form_and_nothing_reaches_the_uart() 
                 );
             }
             for f in BAD_FILTERS {
-                assert_eq!(c.subscribe(&[(f, QoS::AtMostOnce)]).await.map(drop), Err(WILDCARD));
+                assert_eq!(
+                    c.subscribe(&[(f, QoS::AtMostOnce)]).await.map(drop),
+                    Err(WILDCARD)
+                );
                 // One bad filter among good ones refuses the whole list.
                 let list = [("a/+/c", QoS::AtMostOnce), (f, QoS::AtMostOnce)];
                 assert_eq!(c.subscribe(&list).await.map(drop), Err(WILDCARD), "{f}");
@@ -77,7 +85,10 @@ fn topics_mqtt_forbids_are_refused_in_every_form_and_nothing_reaches_the_uart() 
                 );
             }
             settle().await;
-            assert!(fake.nothing_from_host(), "a forbidden topic reached the UART");
+            assert!(
+                fake.nothing_from_host(),
+                "a forbidden topic reached the UART"
+            );
             // Whole-level wildcards in a filter are what MQTT allows.
             let (r, _) = join(
                 c.subscribe(&[("a/+/c", QoS::AtMostOnce), ("#", QoS::AtLeastOnce)]),
@@ -144,7 +155,11 @@ fn modem_send_refuses_lines_of_commands_the_driver_owns_and_sends_nothing() {
                 "A/\r",
             ] {
                 let raw: heapless::String<64> = line.try_into().unwrap();
-                assert_eq!(modem.send(&raw).await, Err(Error::OwnedByDriver), "{line:?}");
+                assert_eq!(
+                    modem.send(&raw).await,
+                    Err(Error::OwnedByDriver),
+                    "{line:?}"
+                );
             }
             assert_eq!(
                 modem.send(&Custom(&derived::TextReception)).await,

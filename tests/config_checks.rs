@@ -17,7 +17,10 @@ fn ms(n: u64) -> Duration {
 }
 
 fn pipes() -> (&'static WirePipe, &'static TxPipe) {
-    (Box::leak(Box::new(Pipe::new())), Box::leak(Box::new(Pipe::new())))
+    (
+        Box::leak(Box::new(Pipe::new())),
+        Box::leak(Box::new(Pipe::new())),
+    )
 }
 
 #[test]

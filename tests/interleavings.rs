@@ -508,12 +508,11 @@ fn modem_errors_keep_their_cme_code() {
 #[test]
 fn a_silent_modem_times_out_and_the_next_command_resynchronises_first() {
     run(async {
-        let (modem, runner, mut fake) =
-            setup(
-                fast_config()
-                    .quiet_gap(Duration::from_millis(20))
-                    .command_timeout(Duration::from_millis(40)),
-            );
+        let (modem, runner, mut fake) = setup(
+            fast_config()
+                .quiet_gap(Duration::from_millis(20))
+                .command_timeout(Duration::from_millis(40)),
+        );
         let c0 = modem.client(id(0));
         with_runner(runner, async {
             let (r, _) = join(c0.keepalive(), fake.expect(b"AT+QMTCFG=\"keepalive\",0\r")).await;

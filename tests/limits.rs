@@ -76,13 +76,20 @@ fn text_payloads_are_delivered_up_to_1024_bytes_and_dropped_and_counted_beyond()
                 let at = text(limits::RECV_PAYLOAD);
                 let frame = recv(1, &at, length);
                 let got = deliver(modem, &mut fake, &mut events, &frame, 1, &next).await;
-                assert_eq!(got.as_deref(), Some(&at[..]), "1024 bytes, length field {length}");
+                assert_eq!(
+                    got.as_deref(),
+                    Some(&at[..]),
+                    "1024 bytes, length field {length}"
+                );
                 for n in [limits::RECV_PAYLOAD + 1, 2 * limits::RECV_PAYLOAD] {
                     let over = text(n);
                     let frame = recv(2, &over, length);
                     let got = deliver(modem, &mut fake, &mut events, &frame, 2, &next).await;
                     let got = got.map(|p| p.len());
-                    assert_eq!(got, None, "{n} text bytes delivered (length field {length})");
+                    assert_eq!(
+                        got, None,
+                        "{n} text bytes delivered (length field {length})"
+                    );
                     dropped += 1;
                     assert_eq!(modem.stats().messages_too_long, dropped);
                 }
@@ -113,7 +120,11 @@ fn hex_payloads_are_delivered_up_to_1024_bytes_and_dropped_and_counted_beyond() 
                 let at: Vec<u8> = (0..limits::RECV_PAYLOAD).map(|i| i as u8).collect();
                 let frame = recv(1, &hex(&at), length);
                 let got = deliver(modem, &mut fake, &mut events, &frame, 1, &next).await;
-                assert_eq!(got.as_deref(), Some(&at[..]), "1024 bytes, length field {length}");
+                assert_eq!(
+                    got.as_deref(),
+                    Some(&at[..]),
+                    "1024 bytes, length field {length}"
+                );
                 let over: Vec<u8> = (0..=limits::RECV_PAYLOAD).map(|i| i as u8).collect();
                 let frame = recv(2, &hex(&over), length);
                 let got = deliver(modem, &mut fake, &mut events, &frame, 2, &next).await;

@@ -316,8 +316,7 @@ async fn lossy_script(modem: Modem<'static>, which: &'static str) {
             let _ = c1.open("broker.emqx.io", 1883).await;
             let _ = c1.connect("test_client", None, None).await;
             let _ = c0.publish("t/x", b"v", QoS::AtLeastOnce, false).await;
-            let raw: heapless::String<64> =
-                "AT+QMTCFG=\"keepalive\",6,120\r".try_into().unwrap();
+            let raw: heapless::String<64> = "AT+QMTCFG=\"keepalive\",6,120\r".try_into().unwrap();
             let _ = modem.send(&raw).await;
         }
     }

@@ -19,8 +19,8 @@ mod public;
 pub use basic::*;
 pub use cfg::*;
 pub use mqtt::*;
-pub use public::{Custom, PublicCmd};
 pub(crate) use public::{check_line, put};
+pub use public::{Custom, PublicCmd};
 
 use atat::{AtatResp, InternalError};
 use heapless::String;
