@@ -70,6 +70,8 @@ use sync::RawMutex;
 /// A `config` whose values contradict each other ([`Config::validate`]; the
 /// checks are listed on [`Config`]) is refused with its [`ConfigError`]:
 /// nothing is created and the `state` is left as it was.
+// The pair the callers destructure; an alias would only hide it.
+#[allow(clippy::type_complexity)]
 pub fn new<
     'a,
     R: Read,
