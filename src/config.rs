@@ -16,19 +16,20 @@ use crate::types::limits;
 /// found. Checked, in this order:
 ///
 /// 1. **No zero duration.** `command_timeout`, `tx_timeout`, `open_timeout`,
-///    `close_timeout`, `quiet_gap` and `read_error_pause`, and
-///    `packet_deadline` when it is set: a zero deadline fails every command
-///    before the modem can answer; a zero `quiet_gap` gives up every frame
-///    cut between two reads; a zero `read_error_pause` lets a broken UART
-///    spin the executor ([`ConfigError::Zero`]).
+///    `close_timeout`, `quiet_gap`, `read_error_pause`, `wake_timeout` and
+///    `wake_probe`, and `packet_deadline` when it is set: a zero deadline
+///    fails every command before the modem can answer; a zero `quiet_gap`
+///    gives up every frame cut between two reads; a zero `read_error_pause`
+///    or `wake_probe` lets a broken UART or a sleeping module spin the
+///    executor ([`ConfigError::Zero`]).
 /// 2. **The modem's ranges.** `default_pkt_timeout_s` 1-60 and
 ///    `default_retry_times` 0-10, the only values a modem can have
 ///    ([`ConfigError::PacketTimeout`], [`ConfigError::RetryTimes`]).
 /// 3. **Every deadline that waits for modem bytes is at least two quiet
 ///    gaps**: `command_timeout`, `open_timeout`, `close_timeout`, the
 ///    CONN/SUB/UNS/PUB result deadline (`packet_deadline` when set, else at
-///    least the shortest one a client can have, 1 s + `result_margin`)
-///    ([`ConfigError::ShorterThanQuietGaps`]). An incomplete frame (a
+///    least the shortest one a client can have, 1 s + `result_margin`) and
+///    `wake_timeout` ([`ConfigError::ShorterThanQuietGaps`]). An incomplete frame (a
 ///    `+QMTRECV` whose closing quote was lost) holds every later line until
 ///    the modem has been quiet for `quiet_gap`; an answer that arrives while
 ///    it is held is read after that gap. With a deadline shorter than the
@@ -39,6 +40,11 @@ use crate::types::limits;
 ///    given up: with a modem that answers within `quiet_gap`, a frame that
 ///    never completes holds the stream for `quiet_gap` at most after the
 ///    modem's last byte.
+/// 4. **A wake-up probe outlasts the quiet gap** (`wake_probe` longer than
+///    `quiet_gap`), for the same reason: the wake-up `AT`s go every
+///    `wake_probe`, and if their answers came closer together than a gap,
+///    an incomplete frame held while the module slept would never be given
+///    up ([`ConfigError::ProbeWithinQuietGap`]).
 ///
 /// Not contradictions, so not refused (documented instead):
 /// - a `packet_deadline` shorter than the modem's own `pkt_timeout x
@@ -100,6 +106,28 @@ pub struct Config {
     /// forged `+QMTSTAT`, `+QMTPUB` or `+QMTRECV`). Set this only for brokers
     /// and publishers you trust, or firmware without the `dataformat` option.
     pub receive_text: bool,
+    /// How long the driver may try to wake a module that may be asleep before
+    /// a command (docs/power.md): wake-up `AT`s, and the board's wake pin if
+    /// the [`Runner`](crate::Runner) has one. A command whose wake-up takes
+    /// longer ends with [`Error::WakeTimeout`](crate::Error::WakeTimeout),
+    /// nothing of it sent. Default 2 s (the module's UART wakes within
+    /// milliseconds; from deep sleep its wake pin takes about 100 ms).
+    pub wake_timeout: Duration,
+    /// How long each wake-up `AT` waits for its `OK` before the next one is
+    /// sent (the first bytes into a sleeping UART are lost). Default 300 ms,
+    /// the manual's longest answer time for these commands.
+    pub wake_probe: Duration,
+    /// With sleep on (`AT+QSCLK=1/2`), how long after the last command line
+    /// the module took the driver assumes it may be asleep. The module's
+    /// sleep lock holds it awake 10 s after each command (not configurable);
+    /// the default, 9 s, leaves a second for the line on the wire and for the
+    /// two clocks' drift.
+    pub sleep_after: Duration,
+    /// The module sleeps from start-up (its `AT+QSCLK` default is not 0, as
+    /// Quectel's OpenCPU note says of some firmware): the driver then wakes it
+    /// before the first command, and again after each restart. Default
+    /// `false`: the driver assumes sleep is off until it sets it itself.
+    pub module_sleeps: bool,
 }
 
 impl Config {
@@ -117,7 +145,35 @@ impl Config {
             quiet_gap: Duration::from_millis(100),
             read_error_pause: Duration::from_millis(50),
             receive_text: false,
+            wake_timeout: Duration::from_secs(2),
+            wake_probe: Duration::from_millis(300),
+            sleep_after: Duration::from_secs(9),
+            module_sleeps: false,
         }
+    }
+
+    /// Sets [`wake_timeout`](Self::wake_timeout).
+    pub const fn wake_timeout(mut self, d: Duration) -> Self {
+        self.wake_timeout = d;
+        self
+    }
+
+    /// Sets [`wake_probe`](Self::wake_probe).
+    pub const fn wake_probe(mut self, d: Duration) -> Self {
+        self.wake_probe = d;
+        self
+    }
+
+    /// Sets [`sleep_after`](Self::sleep_after).
+    pub const fn sleep_after(mut self, d: Duration) -> Self {
+        self.sleep_after = d;
+        self
+    }
+
+    /// Sets [`module_sleeps`](Self::module_sleeps).
+    pub const fn module_sleeps(mut self, sleeps: bool) -> Self {
+        self.module_sleeps = sleeps;
+        self
     }
 
     /// Sets [`command_timeout`](Self::command_timeout).
@@ -193,6 +249,8 @@ impl Config {
             (self.close_timeout, Setting::CloseTimeout),
             (self.quiet_gap, Setting::QuietGap),
             (self.read_error_pause, Setting::ReadErrorPause),
+            (self.wake_timeout, Setting::WakeTimeout),
+            (self.wake_probe, Setting::WakeProbe),
         ];
         let mut i = 0;
         while i < zero.len() {
@@ -228,6 +286,7 @@ impl Config {
             (self.open_timeout.as_ticks(), Setting::OpenTimeout),
             (self.close_timeout.as_ticks(), Setting::CloseTimeout),
             (results, Setting::PacketDeadline),
+            (self.wake_timeout.as_ticks(), Setting::WakeTimeout),
         ];
         let mut i = 0;
         while i < waits.len() {
@@ -235,6 +294,9 @@ impl Config {
                 return Err(ConfigError::ShorterThanQuietGaps(waits[i].1));
             }
             i += 1;
+        }
+        if self.wake_probe.as_ticks() <= self.quiet_gap.as_ticks() {
+            return Err(ConfigError::ProbeWithinQuietGap);
         }
         Ok(())
     }
@@ -308,12 +370,24 @@ mod tests {
         for (c, which) in cases {
             assert_eq!(c.validate(), Err(ConfigError::ShorterThanQuietGaps(which)));
         }
+        let c = Config::new().quiet_gap(ms(100));
+        assert_eq!(
+            c.wake_timeout(ms(199)).validate(),
+            Err(ConfigError::ShorterThanQuietGaps(Setting::WakeTimeout))
+        );
+        // The wake-up ATs must be further apart than a gap.
+        assert_eq!(
+            c.wake_probe(ms(100)).validate(),
+            Err(ConfigError::ProbeWithinQuietGap)
+        );
+        assert_eq!(c.wake_probe(ms(101)).validate(), Ok(()));
         // Without an override, the shortest result deadline is 1 s + margin.
         let c = Config::new()
             .quiet_gap(ms(800))
             .command_timeout(ms(1600))
             .open_timeout(ms(1600))
-            .close_timeout(ms(1600));
+            .close_timeout(ms(1600))
+            .wake_probe(ms(801));
         assert_eq!(
             c.result_margin(ms(599)).validate(),
             Err(ConfigError::ShorterThanQuietGaps(Setting::PacketDeadline))
@@ -348,6 +422,11 @@ mod tests {
                 c.packet_deadline(zero),
                 ConfigError::Zero(Setting::PacketDeadline),
             ),
+            (
+                c.wake_timeout(zero),
+                ConfigError::Zero(Setting::WakeTimeout),
+            ),
+            (c.wake_probe(zero), ConfigError::Zero(Setting::WakeProbe)),
         ];
         for (c, want) in cases {
             assert_eq!(c.validate(), Err(want));

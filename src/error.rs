@@ -243,13 +243,18 @@ pub enum Error {
     /// a deferred result that arrives after its deadline is dropped and counted
     /// ([`Stats::stale_results`](crate::Stats::stale_results)).
     Timeout(Stage),
-    /// Writing to the UART failed or timed out (`Config::tx_timeout`). The
-    /// command may be cut short on the wire; before the next command the
-    /// driver ends the half line (CR) and re-synchronises, so the modem never
-    /// glues it to the next one. The client can go on.
+    /// Writing to the UART failed, or the UART did not take the bytes (or
+    /// `flush` did not complete) within `Config::tx_timeout`: for this
+    /// command's line, or for the re-synchronisation that had to go before
+    /// it (then the line never went out). The command may be cut short on
+    /// the wire; before the next command the driver ends the half line (CR)
+    /// and re-synchronises, so the modem never glues it to the next one. The
+    /// client can go on.
     Write,
     /// The modem restarted (`RDY` or another start-up line) while this
-    /// operation was pending. Its MQTT clients, their settings and its echo
+    /// operation was pending: its line went out before the start-up line
+    /// (a line that went out after it reached the restarted modem, which
+    /// answers it). Its MQTT clients, their settings and its echo
     /// mode are back to the defaults (the driver's own copy of the settings
     /// too): configure, open and connect again. The driver stays usable.
     ModemRebooted,
@@ -283,6 +288,13 @@ pub enum Error {
     /// A QoS 0 message while the supervised link is not online: QoS 0 is
     /// never stored, so it is refused (and counted). The link can go on.
     Offline,
+    /// The module may have been asleep and did not answer the driver's
+    /// wake-up `AT`s (sent every `Config::wake_probe`, after a pulse of the
+    /// board's wake pin if the runner has one) within `Config::wake_timeout`:
+    /// it may be in deep sleep with no wake pin wired, or unplugged. Nothing
+    /// of the command was sent. The client can go on: the next command tries
+    /// to wake the module again.
+    WakeTimeout,
     /// The modem answered with lines the driver could not parse. The client
     /// can go on.
     UnexpectedResponse,
@@ -303,6 +315,10 @@ pub enum Error {
     /// slots or the receive-format tracker. Nothing was sent; use the
     /// [`MqttClient`](crate::MqttClient) method instead.
     OwnedByDriver,
+    /// The flash outbox's journal failed (feature `flash-outbox`): see
+    /// [`FlashError`]. Nothing was stored.
+    #[cfg(feature = "flash-outbox")]
+    Flash(FlashError),
 }
 
 impl core::fmt::Display for Error {
@@ -313,7 +329,7 @@ impl core::fmt::Display for Error {
             }
             Error::Modem(e) => write!(f, "modem refused the command: {e:?}"),
             Error::Timeout(s) => write!(f, "timed out waiting for the {s:?}"),
-            Error::Write => f.write_str("UART write failed"),
+            Error::Write => f.write_str("UART write failed or stalled past tx_timeout"),
             Error::Open(e) => write!(f, "open failed: {e:?}"),
             Error::ConnectRefused(c) => write!(f, "connection refused: {c:?}"),
             Error::SendFailed => f.write_str("the modem failed to send the packet"),
@@ -324,12 +340,15 @@ impl core::fmt::Display for Error {
             Error::TooManySubscribers => f.write_str("every event subscription is taken"),
             Error::OutboxFull => f.write_str("the outbox is full"),
             Error::Offline => f.write_str("the link is offline (QoS 0 is not stored)"),
+            Error::WakeTimeout => f.write_str("the module did not wake up in time (nothing sent)"),
             Error::UnexpectedResponse => f.write_str("unexpected response from the modem"),
             Error::At(e) => write!(f, "atat: {e:?}"),
             Error::Config(e) => write!(f, "configuration refused: {e}"),
             Error::OwnedByDriver => {
                 f.write_str("the driver owns this command: use the client's method (nothing sent)")
             }
+            #[cfg(feature = "flash-outbox")]
+            Error::Flash(e) => write!(f, "flash outbox: {e:?}"),
         }
     }
 }
@@ -344,6 +363,41 @@ impl Error {
             self,
             Error::LinkClosed(_) | Error::ModemRebooted | Error::SendFailed
         )
+    }
+}
+
+/// Why the flash outbox's journal failed (feature `flash-outbox`,
+/// `supervisor::Journal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+#[cfg(feature = "flash-outbox")]
+pub enum FlashError {
+    /// The region is not whole pages of the flash, lies outside it, or has
+    /// fewer than 2 pages (the queue needs one to turn to while it erases
+    /// another).
+    Region,
+    /// The flash failed to read.
+    Read,
+    /// The flash failed to write (the message being stored is not stored).
+    Write,
+    /// The flash failed to erase a page.
+    Erase,
+    /// No room in the region now (messages must be delivered first).
+    Full,
+    /// The message (10 bytes of bookkeeping, topic, payload) is larger than
+    /// a page of the region, or than the buffer given to the journal.
+    TooLarge,
+    /// `sequential-storage` found the region in a state it could not
+    /// repair. `Journal::open_erased` makes it usable again, losing what it
+    /// held.
+    Corrupted,
+}
+
+#[cfg(feature = "flash-outbox")]
+impl core::fmt::Display for FlashError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self, f)
     }
 }
 
@@ -432,6 +486,10 @@ pub enum Setting {
     QuietGap,
     /// [`Config::read_error_pause`](crate::Config::read_error_pause).
     ReadErrorPause,
+    /// [`Config::wake_timeout`](crate::Config::wake_timeout).
+    WakeTimeout,
+    /// [`Config::wake_probe`](crate::Config::wake_probe).
+    WakeProbe,
 }
 
 /// Why [`Config::validate`](crate::Config::validate) (and so [`new`](crate::new)) refused a
@@ -451,6 +509,10 @@ pub enum ConfigError {
     /// [`Config::quiet_gap`](crate::Config::quiet_gap)s: an incomplete frame could make it miss every
     /// answer, and never be given up.
     ShorterThanQuietGaps(Setting),
+    /// [`Config::wake_probe`](crate::Config::wake_probe) is not longer than
+    /// [`Config::quiet_gap`](crate::Config::quiet_gap): the answers to the
+    /// wake-up `AT`s could keep an incomplete frame held for ever.
+    ProbeWithinQuietGap,
 }
 
 impl core::fmt::Display for ConfigError {
@@ -461,6 +523,9 @@ impl core::fmt::Display for ConfigError {
             ConfigError::RetryTimes => f.write_str("default_retry_times is above 10"),
             ConfigError::ShorterThanQuietGaps(s) => {
                 write!(f, "{s:?} is shorter than two quiet gaps")
+            }
+            ConfigError::ProbeWithinQuietGap => {
+                f.write_str("wake_probe is not longer than the quiet gap")
             }
         }
     }

@@ -151,7 +151,9 @@ fn a_hex_recv_whose_closing_quote_is_lost_is_dropped_at_once_without_waiting() {
                 .command_timeout(Duration::from_secs(10))
                 .open_timeout(Duration::from_secs(10))
                 .close_timeout(Duration::from_secs(10))
-                .packet_deadline(Duration::from_secs(10)),
+                .packet_deadline(Duration::from_secs(10))
+                .wake_timeout(Duration::from_secs(10))
+                .wake_probe(Duration::from_secs(6)),
         );
         let c0 = modem.client(id(0));
         with_runner(runner, async {

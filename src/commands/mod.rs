@@ -14,11 +14,17 @@ pub mod basic;
 pub mod cfg;
 pub mod mqtt;
 mod parse;
+pub mod power;
 mod public;
 
 pub use basic::*;
 pub use cfg::*;
 pub use mqtt::*;
+pub use power::{
+    ActiveTime, EdrxCycle, EdrxValues, PagingWindow, PeriodicTau, PsmSettings, PsmTimers, QueryPsm,
+    QueryRegistrationTimers, QuerySignalling, QuerySleep, ReadEdrx, RegistrationTimers, SetEdrx,
+    SetReleaseAssistance, Signalling, SleepMode,
+};
 pub(crate) use public::{check_line, put};
 pub use public::{Custom, PublicCmd};
 

@@ -8,8 +8,9 @@
 //!   driver does not keep track of, and the general commands. A command type
 //!   is owned by the driver unless it is listed in `public!` below (one
 //!   line); the write forms of open, close, connect, disconnect, subscribe,
-//!   unsubscribe and publish, `AT+QMTCFG="dataformat"` and `"timeout"` are
-//!   not, so `send` does not compile with them. Raw lines
+//!   unsubscribe and publish, `AT+QMTCFG="dataformat"` and `"timeout"`, and
+//!   the power settings (PSM, eDRX, sleep, the sleep lock, the power
+//!   reports) are not, so `send` does not compile with them. Raw lines
 //!   ([`heapless::String`]) and the application's own commands
 //!   ([`Custom`]) are public types too, checked by the second guard.
 //! - **Lines.** Whatever type wrote it, the line is checked before a byte
@@ -128,6 +129,16 @@ public!(
     TestSubscribe,
     TestUnsubscribe,
     TestPublish,
+    // Power: the queries, and release assistance, which the driver never
+    // sends itself. The power settings (SetPsm, SetEdrx, SetSleep,
+    // ReleaseSleepLock and the report switches) are the driver's: use
+    // `Modem::set_power`, `release` and `power_reports`.
+    QueryPsm,
+    ReadEdrx,
+    QuerySleep,
+    QuerySignalling,
+    QueryRegistrationTimers,
+    SetReleaseAssistance,
 );
 
 /// A raw command line (`"AT+CGATT?\r"`): the escape hatch for commands the
@@ -213,11 +224,17 @@ const OWNED: &[Owned] = &[
     // frames +QMTRECV by it) and pkt_timeout/retry_times (its deadlines).
     Owned::CfgWrite(b"DATAFORMAT"),
     Owned::CfgWrite(b"TIMEOUT"),
-    // Power: sleep mode, PSM timers and the sleep lock belong to the power
-    // driver.
+    // Power: sleep mode, PSM and eDRX requests, the sleep lock and the
+    // power reports: the driver tracks them (`Modem::set_power`, `release`,
+    // `power_reports`) to know when the module may sleep and which URCs
+    // are its events.
     Owned::Write(b"+QSCLK"),
     Owned::Write(b"+CPSMS"),
+    Owned::Write(b"+CEDRXS"),
     Owned::Action(b"+QRELLOCK"),
+    Owned::Write(b"+CSCON"),
+    Owned::Write(b"+QNBIOTEVENT"),
+    Owned::Write(b"+CEREG"),
 ];
 
 /// Bytes of a command's start that are compared (spaces removed, upper case).
@@ -354,6 +371,10 @@ mod tests {
             "AT+CPSMS=0\r",
             "AT+QRELLOCK\r",
             "AT+QRELLOCK=1\r",
+            "AT+CEDRXS=1,5,\"0101\"\r",
+            "AT+CSCON=1\r",
+            "AT+QNBIOTEVENT=1,1\r",
+            "AT+CEREG=4\r",
             "AT+CEREG?;+QMTDISC=0\r",
             "AT;+QMTCFG=\"dataformat\",0,0,0\r",
             "A/\r",
@@ -387,6 +408,10 @@ mod tests {
             "AT+QSCLK=?\r",
             "AT+CPSMS?\r",
             "AT+QRELLOCK=?\r",
+            "AT+CEDRXRDP\r",
+            "AT+CSCON?\r",
+            "AT+CEREG=?\r",
+            "AT+QNBIOTRAI=1\r",
             "AT+QRST=1\r",
             "AT+CEREG?;+CGATT?\r",
             // A quoted `;` does not chain a command.

@@ -90,6 +90,8 @@
 //! [`Refused`](Outcome::Refused) with its error.
 
 mod backoff;
+#[cfg(feature = "flash-outbox")]
+mod durable;
 mod outbox;
 
 use core::cell::RefCell;
@@ -101,7 +103,13 @@ use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::waitqueue::MultiWakerRegistration;
 use embassy_time::{Duration, Instant, Timer};
 
+#[cfg(feature = "flash-outbox")]
+pub use crate::error::FlashError;
 pub use backoff::Backoff;
+#[cfg(feature = "flash-outbox")]
+pub use durable::{
+    FlashOutbox, FlashOutboxConfig, FlashStats, Journal, JournalEntry, Keep, Pending,
+};
 pub use outbox::{OutboxStats, Outcome, Ticket};
 
 use crate::client_table::LinkEnd;
@@ -791,6 +799,11 @@ fn push_error(e: PushError) -> Error {
         PushError::TooLarge => Error::InvalidArgument {
             field: Field::Payload,
             problem: Problem::LargerThanOutbox,
+        },
+        #[cfg(feature = "flash-outbox")]
+        PushError::InUse => Error::InvalidArgument {
+            field: Field::MsgId,
+            problem: Problem::InUse,
         },
     }
 }
