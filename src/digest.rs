@@ -197,6 +197,11 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
                 None
             }
             Framed::Malformed => self.malformed(b),
+            Framed::TooLong => {
+                warn!("+QMTRECV longer than the receive limit dropped");
+                bump!(self.core.stats, messages_too_long);
+                self.skip_line(b)
+            }
         }
     }
 
@@ -205,6 +210,11 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
     fn malformed(&mut self, b: &[u8]) -> Option<usize> {
         warn!("malformed +QMTRECV dropped");
         bump!(self.core.stats, malformed_urcs);
+        self.skip_line(b)
+    }
+
+    /// Drops the first line of `b` (now, or when its end comes).
+    fn skip_line(&mut self, b: &[u8]) -> Option<usize> {
         match Self::line_end(b, 0) {
             Some(end) => Some(end),
             None => {

@@ -34,7 +34,11 @@ fn framed(line: &[u8]) -> Vec<u8> {
 fn a_publish_waiting_for_a_slot_returns_once_slots_abandoned_after_it_began_expire() {
     run(async {
         let deadline = Duration::from_millis(100);
-        let (modem, runner, mut fake) = setup(fast_config().packet_deadline(deadline));
+        let (modem, runner, mut fake) = setup(
+            fast_config()
+                .quiet_gap(deadline / 2)
+                .packet_deadline(deadline),
+        );
         let (c0, c1) = (modem.client(id(0)), modem.client(id(1)));
         // The `INFLIGHT` of the default `State`.
         const INFLIGHT: usize = 8;
@@ -580,11 +584,18 @@ fn a_uart_that_stops_taking_bytes_is_a_write_error_for_every_command_it_stops() 
 
 // ------------------------- ESC only where the modem may be in data mode
 
+/// A 40 ms `command_timeout`, with the quiet gap the driver then requires
+/// (at most half of it, `Config::validate`).
+fn short_timeout_config() -> bc26_mqtt::Config {
+    fast_config()
+        .quiet_gap(Duration::from_millis(20))
+        .command_timeout(Duration::from_millis(40))
+}
+
 #[test]
 fn after_a_prompt_that_never_came_the_resync_sends_no_esc() {
     run(async {
-        let (modem, runner, mut fake) =
-            setup(fast_config().command_timeout(Duration::from_millis(40)));
+        let (modem, runner, mut fake) = setup(short_timeout_config());
         let c0 = modem.client(id(0));
         with_runner(runner, async {
             let (r, _) = join(
@@ -614,8 +625,7 @@ fn after_a_prompt_that_never_came_the_resync_sends_no_esc() {
 #[test]
 fn a_late_prompt_gets_one_esc_and_the_resync_no_second() {
     run(async {
-        let (modem, runner, mut fake) =
-            setup(fast_config().command_timeout(Duration::from_millis(40)));
+        let (modem, runner, mut fake) = setup(short_timeout_config());
         let c0 = modem.client(id(0));
         with_runner(runner, async {
             let (r, _) = join(
@@ -648,8 +658,7 @@ fn a_late_prompt_gets_one_esc_and_the_resync_no_second() {
 #[test]
 fn after_a_payload_the_modem_may_still_hold_the_resync_starts_with_esc() {
     run(async {
-        let (modem, runner, mut fake) =
-            setup(fast_config().command_timeout(Duration::from_millis(40)));
+        let (modem, runner, mut fake) = setup(short_timeout_config());
         let c0 = modem.client(id(0));
         with_runner(runner, async {
             let (r, _) = join(

@@ -34,7 +34,8 @@ fn boot<T>(
     let (sim, HostSide { reader, writer }): (SimHandle, HostSide) =
         Sim::start(SimConfig::default());
     let state: &'static mut State = Box::leak(Box::new(State::new()));
-    let (modem, runner) = bc26_mqtt::new(state, reader, writer, driver_config());
+    let (modem, runner) =
+        bc26_mqtt::new(state, reader, writer, driver_config()).expect("consistent Config");
     let subs: &'static [Subscription<'static>] = leak([]);
     let host: &'static str = leak(b.host.clone());
     let id: &'static str = leak(uniq("flash"));
@@ -207,7 +208,8 @@ fn stale_messages_are_dropped_by_age_and_their_tickets_say_dropped() {
     let b = broker();
     let (sim, HostSide { reader, writer }) = Sim::start(SimConfig::default());
     let state: &'static mut State = Box::leak(Box::new(State::new()));
-    let (modem, runner) = bc26_mqtt::new(state, reader, writer, driver_config());
+    let (modem, runner) =
+        bc26_mqtt::new(state, reader, writer, driver_config()).expect("consistent Config");
     let host: &'static str = leak(b.host.clone());
     let config = sup_config(host, closed_port(), leak(uniq("stale")), leak([]));
     let sup_state: &'static mut SupervisorState<2048> = Box::leak(Box::new(SupervisorState::new()));
@@ -394,7 +396,8 @@ fn the_flash_outbox_and_its_futures_stay_small() {
     let flash = Flash::new(8, 1);
     let (sim, HostSide { reader, writer }) = Sim::start(SimConfig::default());
     let state: &'static mut State = Box::leak(Box::new(State::new()));
-    let (modem, _runner) = bc26_mqtt::new(state, reader, writer, driver_config());
+    let (modem, _runner) =
+        bc26_mqtt::new(state, reader, writer, driver_config()).expect("consistent Config");
     let config = sup_config("h", 1, "c", leak([]));
     let sup_state: &'static mut SupervisorState<2048> = Box::leak(Box::new(SupervisorState::new()));
     let (link, _sup) = supervisor::new(modem, sup_state, config);
@@ -447,7 +450,8 @@ fn bad_flash_is_a_typed_error_and_nothing_is_stored_without_its_entry() {
     // A region of one page, one outside the flash: refused, typed.
     let (sim, HostSide { reader, writer }) = Sim::start(SimConfig::default());
     let state: &'static mut State = Box::leak(Box::new(State::new()));
-    let (modem, _runner) = bc26_mqtt::new(state, reader, writer, driver_config());
+    let (modem, _runner) =
+        bc26_mqtt::new(state, reader, writer, driver_config()).expect("consistent Config");
     let sup_state: &'static mut SupervisorState<2048> = Box::leak(Box::new(SupervisorState::new()));
     let (link, _sup) = supervisor::new(modem, sup_state, sup_config("h", 1, "c", leak([])));
     for range in [0..512, 0..8192] {

@@ -225,7 +225,8 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u8).range(0..=10), help_heading = SUP)]
     pub retries: u8,
 
-    /// How long a command may wait for OK/ERROR.
+    /// How long a command may wait for OK/ERROR (at least 200 ms: two of the
+    /// driver's 100 ms quiet gaps).
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = duration, help_heading = SUP)]
     pub command_timeout: Duration,
 

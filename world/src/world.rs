@@ -1297,7 +1297,8 @@ pub(crate) fn run(opts: Options) -> Result<Report, Box<Failure>> {
         Reader(w.wire()),
         Writer(w.wire()),
         driver_config(opts.mutant),
-    );
+    )
+    .expect("the world's driver Config is consistent");
     let mut base = Tasks::new();
     base.spawn(async move {
         runner.run().await;
