@@ -178,7 +178,8 @@ async fn main(spawner: Spawner) {
         start,
     };
     let state: &'static mut State = Box::leak(Box::new(State::new()));
-    let (modem, runner) = bc26_mqtt::new(state, rx, tx, Config::new());
+    let (modem, runner) =
+        bc26_mqtt::new(state, rx, tx, Config::new()).expect("the default Config is consistent");
     spawner.spawn(modem_task(runner).expect("one modem task"));
     let code = match demo(modem, &log).await {
         Ok(()) => {

@@ -26,7 +26,9 @@ async fn modem_task(runner: Runner<'static, Rx, Tx>) -> ! {
 
 /// Start the driver on the UART halves; returns the handle tasks share.
 fn start(spawner: Spawner, uart_rx: Rx, uart_tx: Tx) -> Modem<'static> {
-    let (modem, runner) = bc26_mqtt::new(STATE.init(State::new()), uart_rx, uart_tx, Config::new());
+    // A Config whose values contradict each other is refused (Config::validate).
+    let (modem, runner) = bc26_mqtt::new(STATE.init(State::new()), uart_rx, uart_tx, Config::new())
+        .expect("the default Config is consistent");
     spawner.spawn(modem_task(runner).expect("one modem task"));
     modem
 }

@@ -101,7 +101,8 @@ async fn main(spawner: Spawner) {
             std::process::exit(1);
         }
     };
-    let (modem, runner) = bc26_mqtt::new(STATE.init(State::new()), rx, tx, Config::new());
+    let (modem, runner) = bc26_mqtt::new(STATE.init(State::new()), rx, tx, Config::new())
+        .expect("the default Config is consistent");
     spawner.spawn(modem_task(runner).expect("one modem task"));
     let host: &'static str = Box::leak(args[2].clone().into_boxed_str());
     let port = args[3].parse().expect("port");

@@ -3,8 +3,63 @@
 
 use embassy_time::Duration;
 
+use crate::error::{ConfigError, Setting};
+use crate::types::limits;
+
 /// Driver configuration. Every deadline the driver applies comes from here or
 /// from the `pkt_timeout`/`retry_times` the driver configured for a client.
+///
+/// # Values that contradict each other
+///
+/// [`new`](crate::new) refuses a `Config` that [`validate`](Self::validate)
+/// refuses, with the [`ConfigError`] that names the first contradiction
+/// found. Checked, in this order:
+///
+/// 1. **No zero duration.** `command_timeout`, `tx_timeout`, `open_timeout`,
+///    `close_timeout`, `quiet_gap`, `read_error_pause`, `wake_timeout` and
+///    `wake_probe`, and `packet_deadline` when it is set: a zero deadline
+///    fails every command before the modem can answer; a zero `quiet_gap`
+///    gives up every frame cut between two reads; a zero `read_error_pause`
+///    or `wake_probe` lets a broken UART or a sleeping module spin the
+///    executor ([`ConfigError::Zero`]).
+/// 2. **The modem's ranges.** `default_pkt_timeout_s` 1-60 and
+///    `default_retry_times` 0-10, the only values a modem can have
+///    ([`ConfigError::PacketTimeout`], [`ConfigError::RetryTimes`]).
+/// 3. **Every deadline that waits for modem bytes is at least two quiet
+///    gaps**: `command_timeout`, `open_timeout`, `close_timeout`, the
+///    CONN/SUB/UNS/PUB result deadline (`packet_deadline` when set, else at
+///    least the shortest one a client can have, 1 s + `result_margin`) and
+///    `wake_timeout` ([`ConfigError::ShorterThanQuietGaps`]). An incomplete frame (a
+///    `+QMTRECV` whose closing quote was lost) holds every later line until
+///    the modem has been quiet for `quiet_gap`; an answer that arrives while
+///    it is held is read after that gap. With a deadline shorter than the
+///    gap, the answer to a command is always read too late, and so is the
+///    answer to the driver's own re-synchronising `AT` after it: the modem
+///    is never quiet for a whole gap, and the frame is never given up. Two
+///    gaps leave the modem one gap to answer and one for the frame to be
+///    given up: with a modem that answers within `quiet_gap`, a frame that
+///    never completes holds the stream for `quiet_gap` at most after the
+///    modem's last byte.
+/// 4. **A wake-up probe outlasts the quiet gap** (`wake_probe` longer than
+///    `quiet_gap`), for the same reason: the wake-up `AT`s go every
+///    `wake_probe`, and if their answers came closer together than a gap,
+///    an incomplete frame held while the module slept would never be given
+///    up ([`ConfigError::ProbeWithinQuietGap`]).
+///
+/// Not contradictions, so not refused (documented instead):
+/// - a `packet_deadline` shorter than the modem's own `pkt_timeout x
+///   (retry_times + 1)`: the driver gives up first and counts the modem's
+///   late report in [`Stats::stale_results`](crate::Stats::stale_results);
+/// - a [`State`](crate::State) whose `INGRESS` is smaller than the longest
+///   `+QMTRECV` (a 255-byte topic and a 1,024-byte payload, 2,048 digits in
+///   hex): longer frames are dropped and counted
+///   ([`Stats::overflows`](crate::Stats::overflows)). The sizes of the
+///   `State` are checked when it is built (`LINE` at least 1,024 bytes,
+///   `INGRESS` at least 256, ...): a `State` that breaks them does not
+///   compile.
+/// - [`Modem::send_with_timeout`](crate::Modem::send_with_timeout) with a
+///   deadline shorter than two quiet gaps: the caller's choice, for that one
+///   command. [`Modem::send`](crate::Modem::send) waits at least two gaps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[non_exhaustive]
@@ -175,6 +230,83 @@ impl Config {
         self
     }
 
+    /// Checks that the values do not contradict each other (the list is in
+    /// the type's documentation). [`new`](crate::new) calls it and refuses a
+    /// `Config` it refuses; a `const` can call it too, to refuse one at build
+    /// time:
+    ///
+    /// ```
+    /// use bc26_mqtt::Config;
+    /// use embassy_time::Duration;
+    /// const CONFIG: Config = Config::new().quiet_gap(Duration::from_millis(50));
+    /// const _: () = assert!(CONFIG.validate().is_ok());
+    /// ```
+    pub const fn validate(&self) -> Result<(), ConfigError> {
+        let zero = [
+            (self.command_timeout, Setting::CommandTimeout),
+            (self.tx_timeout, Setting::TxTimeout),
+            (self.open_timeout, Setting::OpenTimeout),
+            (self.close_timeout, Setting::CloseTimeout),
+            (self.quiet_gap, Setting::QuietGap),
+            (self.read_error_pause, Setting::ReadErrorPause),
+            (self.wake_timeout, Setting::WakeTimeout),
+            (self.wake_probe, Setting::WakeProbe),
+        ];
+        let mut i = 0;
+        while i < zero.len() {
+            if zero[i].0.as_ticks() == 0 {
+                return Err(ConfigError::Zero(zero[i].1));
+            }
+            i += 1;
+        }
+        if let Some(d) = self.packet_deadline {
+            if d.as_ticks() == 0 {
+                return Err(ConfigError::Zero(Setting::PacketDeadline));
+            }
+        }
+        if self.default_pkt_timeout_s < *limits::PKT_TIMEOUT.start()
+            || self.default_pkt_timeout_s > *limits::PKT_TIMEOUT.end()
+        {
+            return Err(ConfigError::PacketTimeout);
+        }
+        if self.default_retry_times > limits::RETRY_TIMES_MAX {
+            return Err(ConfigError::RetryTimes);
+        }
+        let two_gaps = self.quiet_gap.as_ticks().saturating_mul(2);
+        // The shortest result deadline a client can have: the override, or
+        // pkt_timeout 1 s with no retry, plus the margin.
+        let results = match self.packet_deadline {
+            Some(d) => d.as_ticks(),
+            None => Duration::from_secs(*limits::PKT_TIMEOUT.start() as u64)
+                .as_ticks()
+                .saturating_add(self.result_margin.as_ticks()),
+        };
+        let waits = [
+            (self.command_timeout.as_ticks(), Setting::CommandTimeout),
+            (self.open_timeout.as_ticks(), Setting::OpenTimeout),
+            (self.close_timeout.as_ticks(), Setting::CloseTimeout),
+            (results, Setting::PacketDeadline),
+            (self.wake_timeout.as_ticks(), Setting::WakeTimeout),
+        ];
+        let mut i = 0;
+        while i < waits.len() {
+            if waits[i].0 < two_gaps {
+                return Err(ConfigError::ShorterThanQuietGaps(waits[i].1));
+            }
+            i += 1;
+        }
+        if self.wake_probe.as_ticks() <= self.quiet_gap.as_ticks() {
+            return Err(ConfigError::ProbeWithinQuietGap);
+        }
+        Ok(())
+    }
+
+    /// The shortest deadline [`Modem::send`](crate::Modem::send) gives a
+    /// command: two quiet gaps (see the type's documentation).
+    pub(crate) fn min_answer_wait(&self) -> Duration {
+        Duration::from_ticks(self.quiet_gap.as_ticks().saturating_mul(2))
+    }
+
     /// The deadline of a CONN/SUB/UNS/PUB result for these modem settings.
     pub(crate) fn packet_result_deadline(&self, pkt_timeout_s: u8, retry_times: u8) -> Duration {
         match self.packet_deadline {
@@ -196,6 +328,120 @@ impl Default for Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    #[test]
+    fn the_defaults_and_consistent_values_are_accepted() {
+        assert_eq!(Config::new().validate(), Ok(()));
+        // Exactly two gaps is enough.
+        let c = Config::new().quiet_gap(ms(50)).command_timeout(ms(100));
+        assert_eq!(c.validate(), Ok(()));
+        let c = c
+            .packet_deadline(ms(100))
+            .open_timeout(ms(100))
+            .close_timeout(ms(100));
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_command_timeout_within_two_quiet_gaps_is_refused() {
+        for (cmd, gap) in [(40, 200), (99, 50), (100, 100), (1, 1)] {
+            let c = Config::new().quiet_gap(ms(gap)).command_timeout(ms(cmd));
+            assert_eq!(
+                c.validate(),
+                Err(ConfigError::ShorterThanQuietGaps(Setting::CommandTimeout)),
+                "command_timeout {cmd} ms, quiet_gap {gap} ms"
+            );
+        }
+    }
+
+    #[test]
+    fn every_deadline_that_waits_for_the_modem_is_checked_against_the_gap() {
+        let gap = Config::new().quiet_gap(ms(500)).command_timeout(ms(1000));
+        let short = ms(999);
+        let cases = [
+            (gap.open_timeout(short), Setting::OpenTimeout),
+            (gap.close_timeout(short), Setting::CloseTimeout),
+            (gap.packet_deadline(short), Setting::PacketDeadline),
+        ];
+        for (c, which) in cases {
+            assert_eq!(c.validate(), Err(ConfigError::ShorterThanQuietGaps(which)));
+        }
+        let c = Config::new().quiet_gap(ms(100));
+        assert_eq!(
+            c.wake_timeout(ms(199)).validate(),
+            Err(ConfigError::ShorterThanQuietGaps(Setting::WakeTimeout))
+        );
+        // The wake-up ATs must be further apart than a gap.
+        assert_eq!(
+            c.wake_probe(ms(100)).validate(),
+            Err(ConfigError::ProbeWithinQuietGap)
+        );
+        assert_eq!(c.wake_probe(ms(101)).validate(), Ok(()));
+        // Without an override, the shortest result deadline is 1 s + margin.
+        let c = Config::new()
+            .quiet_gap(ms(800))
+            .command_timeout(ms(1600))
+            .open_timeout(ms(1600))
+            .close_timeout(ms(1600))
+            .wake_probe(ms(801));
+        assert_eq!(
+            c.result_margin(ms(599)).validate(),
+            Err(ConfigError::ShorterThanQuietGaps(Setting::PacketDeadline))
+        );
+        assert_eq!(c.result_margin(ms(600)).validate(), Ok(()));
+    }
+
+    #[test]
+    fn zero_durations_and_values_a_modem_cannot_have_are_refused() {
+        let c = Config::new();
+        let zero = Duration::from_ticks(0);
+        let cases = [
+            (
+                c.command_timeout(zero),
+                ConfigError::Zero(Setting::CommandTimeout),
+            ),
+            (c.tx_timeout(zero), ConfigError::Zero(Setting::TxTimeout)),
+            (
+                c.open_timeout(zero),
+                ConfigError::Zero(Setting::OpenTimeout),
+            ),
+            (
+                c.close_timeout(zero),
+                ConfigError::Zero(Setting::CloseTimeout),
+            ),
+            (c.quiet_gap(zero), ConfigError::Zero(Setting::QuietGap)),
+            (
+                c.read_error_pause(zero),
+                ConfigError::Zero(Setting::ReadErrorPause),
+            ),
+            (
+                c.packet_deadline(zero),
+                ConfigError::Zero(Setting::PacketDeadline),
+            ),
+            (
+                c.wake_timeout(zero),
+                ConfigError::Zero(Setting::WakeTimeout),
+            ),
+            (c.wake_probe(zero), ConfigError::Zero(Setting::WakeProbe)),
+        ];
+        for (c, want) in cases {
+            assert_eq!(c.validate(), Err(want));
+        }
+        let mut c = Config::new();
+        c.default_pkt_timeout_s = 0;
+        assert_eq!(c.validate(), Err(ConfigError::PacketTimeout));
+        c.default_pkt_timeout_s = 61;
+        assert_eq!(c.validate(), Err(ConfigError::PacketTimeout));
+        c.default_pkt_timeout_s = 60;
+        c.default_retry_times = 11;
+        assert_eq!(c.validate(), Err(ConfigError::RetryTimes));
+        c.default_retry_times = 10;
+        assert_eq!(c.validate(), Ok(()));
+    }
 
     #[test]
     fn packet_deadline_follows_pkt_timeout_and_retries() {

@@ -197,6 +197,11 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
                 None
             }
             Framed::Malformed => self.malformed(b),
+            Framed::TooLong => {
+                warn!("+QMTRECV longer than the receive limit dropped");
+                bump!(self.core.stats, messages_too_long);
+                self.skip_line(b)
+            }
         }
     }
 
@@ -205,6 +210,11 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
     fn malformed(&mut self, b: &[u8]) -> Option<usize> {
         warn!("malformed +QMTRECV dropped");
         bump!(self.core.stats, malformed_urcs);
+        self.skip_line(b)
+    }
+
+    /// Drops the first line of `b` (now, or when its end comes).
+    fn skip_line(&mut self, b: &[u8]) -> Option<usize> {
         match Self::line_end(b, 0) {
             Some(end) => Some(end),
             None => {
@@ -244,7 +254,7 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
         }
 
         if RESTART_LINES.contains(&line) {
-            router::rebooted(core);
+            router::rebooted(core, pos);
             return;
         }
 
@@ -273,7 +283,7 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
                     && urc::Ints::new(body).count() == 2;
                 if !conn_read {
                     match urc::parse_deferred(line) {
-                        Some(d) => router::deferred(core, d),
+                        Some(d) => router::deferred(core, d, pos),
                         None => bump!(core.stats, malformed_urcs),
                     }
                     return;

@@ -91,6 +91,9 @@ pub enum Field {
     AliAuth,
     /// A msgID given for a publish (1-65535 for QoS 1/2).
     MsgId,
+    /// A command line given to [`Modem::send`](crate::Modem::send): one
+    /// line, printable bytes and a final CR, that fits the `LINE` buffer.
+    CommandLine,
 }
 
 /// What is wrong with the argument.
@@ -113,6 +116,11 @@ pub enum Problem {
     NeedsHexFormat,
     /// The command line would exceed the line buffer (too many topics).
     LineTooLong,
+    /// A topic wildcard where MQTT 3.1.1 forbids it (section 4.7): `+` or
+    /// `#` in a topic name (publish, will), or in a subscription filter a
+    /// wildcard that is not a whole level (`a+`, `a/b#`) or a `#` that is not
+    /// the last level (`a/#/b`).
+    Wildcard,
     /// The value is in use (a msgID the client has in flight).
     InUse,
     /// The message (topic, payload and 14 bytes of bookkeeping) is larger
@@ -235,13 +243,18 @@ pub enum Error {
     /// a deferred result that arrives after its deadline is dropped and counted
     /// ([`Stats::stale_results`](crate::Stats::stale_results)).
     Timeout(Stage),
-    /// Writing to the UART failed or timed out (`Config::tx_timeout`). The
-    /// command may be cut short on the wire; before the next command the
-    /// driver ends the half line (CR) and re-synchronises, so the modem never
-    /// glues it to the next one. The client can go on.
+    /// Writing to the UART failed, or the UART did not take the bytes (or
+    /// `flush` did not complete) within `Config::tx_timeout`: for this
+    /// command's line, or for the re-synchronisation that had to go before
+    /// it (then the line never went out). The command may be cut short on
+    /// the wire; before the next command the driver ends the half line (CR)
+    /// and re-synchronises, so the modem never glues it to the next one. The
+    /// client can go on.
     Write,
     /// The modem restarted (`RDY` or another start-up line) while this
-    /// operation was pending. Its MQTT clients, their settings and its echo
+    /// operation was pending: its line went out before the start-up line
+    /// (a line that went out after it reached the restarted modem, which
+    /// answers it). Its MQTT clients, their settings and its echo
     /// mode are back to the defaults (the driver's own copy of the settings
     /// too): configure, open and connect again. The driver stays usable.
     ModemRebooted,
@@ -288,6 +301,24 @@ pub enum Error {
     /// A command's own `parse` failed, or its answer did not fit: atat's
     /// error, kept as a compact value. The client can go on.
     At(AtError),
+    /// The [`Config`](crate::Config) given to [`new`](crate::new) holds
+    /// values that contradict each other; no driver was created. (`new`
+    /// returns the [`ConfigError`](crate::ConfigError) itself; this variant
+    /// lets `?` carry it into an `Error`.)
+    Config(ConfigError),
+    /// A command the driver owns, refused by
+    /// [`Modem::send`](crate::Modem::send): a line that opens, closes,
+    /// connects, disconnects, subscribes, unsubscribes or publishes, or sets
+    /// what the driver keeps track of (`AT+QMTCFG="dataformat"` or
+    /// `"timeout"` write forms, the power settings). Sent behind the
+    /// driver's back it would bypass the msgID allocator, the operation
+    /// slots or the receive-format tracker. Nothing was sent; use the
+    /// [`MqttClient`](crate::MqttClient) method instead.
+    OwnedByDriver,
+    /// The flash outbox's journal failed (feature `flash-outbox`): see
+    /// [`FlashError`]. Nothing was stored.
+    #[cfg(feature = "flash-outbox")]
+    Flash(FlashError),
 }
 
 impl core::fmt::Display for Error {
@@ -298,7 +329,7 @@ impl core::fmt::Display for Error {
             }
             Error::Modem(e) => write!(f, "modem refused the command: {e:?}"),
             Error::Timeout(s) => write!(f, "timed out waiting for the {s:?}"),
-            Error::Write => f.write_str("UART write failed"),
+            Error::Write => f.write_str("UART write failed or stalled past tx_timeout"),
             Error::Open(e) => write!(f, "open failed: {e:?}"),
             Error::ConnectRefused(c) => write!(f, "connection refused: {c:?}"),
             Error::SendFailed => f.write_str("the modem failed to send the packet"),
@@ -312,6 +343,12 @@ impl core::fmt::Display for Error {
             Error::WakeTimeout => f.write_str("the module did not wake up in time (nothing sent)"),
             Error::UnexpectedResponse => f.write_str("unexpected response from the modem"),
             Error::At(e) => write!(f, "atat: {e:?}"),
+            Error::Config(e) => write!(f, "configuration refused: {e}"),
+            Error::OwnedByDriver => {
+                f.write_str("the driver owns this command: use the client's method (nothing sent)")
+            }
+            #[cfg(feature = "flash-outbox")]
+            Error::Flash(e) => write!(f, "flash outbox: {e:?}"),
         }
     }
 }
@@ -326,6 +363,41 @@ impl Error {
             self,
             Error::LinkClosed(_) | Error::ModemRebooted | Error::SendFailed
         )
+    }
+}
+
+/// Why the flash outbox's journal failed (feature `flash-outbox`,
+/// `supervisor::Journal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+#[cfg(feature = "flash-outbox")]
+pub enum FlashError {
+    /// The region is not whole pages of the flash, lies outside it, or has
+    /// fewer than 2 pages (the queue needs one to turn to while it erases
+    /// another).
+    Region,
+    /// The flash failed to read.
+    Read,
+    /// The flash failed to write (the message being stored is not stored).
+    Write,
+    /// The flash failed to erase a page.
+    Erase,
+    /// No room in the region now (messages must be delivered first).
+    Full,
+    /// The message (10 bytes of bookkeeping, topic, payload) is larger than
+    /// a page of the region, or than the buffer given to the journal.
+    TooLarge,
+    /// `sequential-storage` found the region in a state it could not
+    /// repair. `Journal::open_erased` makes it usable again, losing what it
+    /// held.
+    Corrupted,
+}
+
+#[cfg(feature = "flash-outbox")]
+impl core::fmt::Display for FlashError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self, f)
     }
 }
 
@@ -381,8 +453,82 @@ impl From<atat::Error> for AtError {
     }
 }
 
+impl From<ConfigError> for Error {
+    fn from(e: ConfigError) -> Self {
+        Error::Config(e)
+    }
+}
+
 impl From<atat::Error> for Error {
     fn from(e: atat::Error) -> Self {
         Error::At(e.into())
     }
 }
+
+/// A setting of [`Config`](crate::Config), as [`ConfigError`] names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum Setting {
+    /// [`Config::command_timeout`](crate::Config::command_timeout).
+    CommandTimeout,
+    /// [`Config::tx_timeout`](crate::Config::tx_timeout).
+    TxTimeout,
+    /// [`Config::open_timeout`](crate::Config::open_timeout).
+    OpenTimeout,
+    /// [`Config::close_timeout`](crate::Config::close_timeout).
+    CloseTimeout,
+    /// The CONN/SUB/UNS/PUB result deadline: [`Config::packet_deadline`](crate::Config::packet_deadline)
+    /// when set, else `pkt_timeout x (retry_times + 1)` +
+    /// [`Config::result_margin`](crate::Config::result_margin).
+    PacketDeadline,
+    /// [`Config::quiet_gap`](crate::Config::quiet_gap).
+    QuietGap,
+    /// [`Config::read_error_pause`](crate::Config::read_error_pause).
+    ReadErrorPause,
+    /// [`Config::wake_timeout`](crate::Config::wake_timeout).
+    WakeTimeout,
+    /// [`Config::wake_probe`](crate::Config::wake_probe).
+    WakeProbe,
+}
+
+/// Why [`Config::validate`](crate::Config::validate) (and so [`new`](crate::new)) refused a
+/// [`Config`](crate::Config): values that contradict each other or the modem. The list of
+/// checks is in [`Config`](crate::Config)'s documentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// This duration is zero.
+    Zero(Setting),
+    /// `default_pkt_timeout_s` is outside the modem's 1-60 s.
+    PacketTimeout,
+    /// `default_retry_times` is above the modem's 10.
+    RetryTimes,
+    /// This deadline waits for modem bytes but is shorter than two
+    /// [`Config::quiet_gap`](crate::Config::quiet_gap)s: an incomplete frame could make it miss every
+    /// answer, and never be given up.
+    ShorterThanQuietGaps(Setting),
+    /// [`Config::wake_probe`](crate::Config::wake_probe) is not longer than
+    /// [`Config::quiet_gap`](crate::Config::quiet_gap): the answers to the
+    /// wake-up `AT`s could keep an incomplete frame held for ever.
+    ProbeWithinQuietGap,
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ConfigError::Zero(s) => write!(f, "{s:?} is zero"),
+            ConfigError::PacketTimeout => f.write_str("default_pkt_timeout_s is outside 1-60 s"),
+            ConfigError::RetryTimes => f.write_str("default_retry_times is above 10"),
+            ConfigError::ShorterThanQuietGaps(s) => {
+                write!(f, "{s:?} is shorter than two quiet gaps")
+            }
+            ConfigError::ProbeWithinQuietGap => {
+                f.write_str("wake_probe is not longer than the quiet gap")
+            }
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}

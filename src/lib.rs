@@ -38,8 +38,11 @@ mod types;
 mod urc;
 
 pub use config::Config;
+#[cfg(feature = "flash-outbox")]
+pub use error::FlashError;
 pub use error::{
-    AtError, ConnackCode, Error, Field, LinkClosedReason, ModemError, OpenError, Problem, Stage,
+    AtError, ConfigError, ConnackCode, Error, Field, LinkClosedReason, ModemError, OpenError,
+    Problem, Setting, Stage,
 };
 pub use event::{Event, Grant, Granted, Message, MAX_SUB_TOPICS, MESSAGE_MAX};
 pub use modem::{Events, Modem, PowerRequest};
@@ -66,6 +69,14 @@ use sync::RawMutex;
 ///
 /// The `state` is used by one driver at a time; it must outlive both
 /// (typically a `static` through `StaticCell`).
+///
+/// # Errors
+///
+/// A `config` whose values contradict each other ([`Config::validate`]; the
+/// checks are listed on [`Config`]) is refused with its [`ConfigError`]:
+/// nothing is created and the `state` is left as it was.
+// The pair the callers destructure; an alias would only hide it.
+#[allow(clippy::type_complexity)]
 pub fn new<
     'a,
     R: Read,
@@ -82,12 +93,13 @@ pub fn new<
     reader: R,
     writer: W,
     config: Config,
-) -> (Modem<'a, M>, Runner<'a, R, W, M>) {
+) -> Result<(Modem<'a, M>, Runner<'a, R, W, M>), ConfigError> {
+    config.validate()?;
     let (core, ingress, res_slot, urc) = state.split(config);
     let digester = Bc26Digester::new(core, INGRESS);
     let ingress = Ingress::new(digester, ingress, res_slot, urc);
-    (
+    Ok((
         Modem { core },
         Runner::new(reader, writer, ingress, INGRESS, core),
-    )
+    ))
 }

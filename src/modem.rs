@@ -1,7 +1,8 @@
 //! [`Modem`], the handle of the whole modem, and [`Events`], a subscription
 //! to what arrives.
 
-use atat::AtatCmd;
+use core::cell::Cell;
+
 use embassy_futures::select::{select, Either};
 use embassy_time::{Duration, Instant};
 
@@ -9,7 +10,7 @@ use crate::commands::power::{
     ReleaseSleepLock, SetPsm, SetPsmEvents, SetRegistrationReports, SetSignallingReports, SetSleep,
 };
 use crate::commands::{
-    ConnectionStates, EdrxCycle, EdrxValues, OpenLinks, PsmSettings, PsmTimers,
+    self, ConnectionStates, EdrxCycle, EdrxValues, OpenLinks, PsmSettings, PsmTimers, PublicCmd,
     QueryConnectionState, QueryOpenNetworks, QueryPsm, QueryRegistrationTimers, ReadEdrx,
     RegistrationTimers, SetEdrx, SleepMode,
 };
@@ -68,24 +69,76 @@ impl<'a, M: RawMutex> Modem<'a, M> {
 
     /// Sends any other AT command (`AT+CEREG?`, `ATE0`, ...) through the same
     /// channel and returns its parsed answer: firmware needs no second AT
-    /// client. Its deadline is the command's `MAX_TIMEOUT_MS`. Information
-    /// lines with the command's own prefix (and bare lines such as an IMEI)
-    /// are its answer; other `+` lines are treated as URCs. The line must fit
-    /// the `LINE` buffer: atat's derived `write` panics when it does not.
-    pub async fn send<C: AtatCmd>(&self, cmd: &C) -> Result<C::Response, Error> {
-        let timeout = Duration::from_millis(C::MAX_TIMEOUT_MS.into());
-        self.core.channel.command(cmd, timeout, None).await
+    /// client. Information lines with the command's own prefix (and bare
+    /// lines such as an IMEI) are its answer; other `+` lines are treated as
+    /// URCs.
+    ///
+    /// Its deadline is the command's `MAX_TIMEOUT_MS`, and at least two
+    /// [`Config::quiet_gap`](crate::Config::quiet_gap)s (an incomplete frame
+    /// given up after a quiet gap can hold its answer that long).
+    ///
+    /// It takes a [`PublicCmd`]: the crate's read and test forms, the
+    /// settings the driver does not track, the general commands, a raw line
+    /// (`heapless::String`, as `"AT+CGATT?\r"`) or an application's own
+    /// command wrapped in [`Custom`](crate::commands::Custom). The write
+    /// forms the driver owns do not compile here, and whatever wrote it, the
+    /// line is checked before a byte is sent:
+    ///
+    /// - a command the driver owns (open, close, connect, disconnect,
+    ///   subscribe, unsubscribe, publish, the data format and packet timeout
+    ///   settings, the power settings; also `A/`, which repeats the last
+    ///   line): [`Error::OwnedByDriver`];
+    /// - a line that does not fit the `LINE` buffer:
+    ///   [`Error::InvalidArgument`] with [`Field::CommandLine`] and
+    ///   [`Problem::LineTooLong`] (never a panic);
+    /// - more than one line, or a control byte other than the final CR:
+    ///   [`Problem::ForbiddenByte`].
+    ///
+    /// [`Field::CommandLine`]: crate::Field::CommandLine
+    /// [`Problem::LineTooLong`]: crate::Problem::LineTooLong
+    /// [`Problem::ForbiddenByte`]: crate::Problem::ForbiddenByte
+    pub async fn send<C: PublicCmd>(&self, cmd: &C) -> Result<C::Response, Error> {
+        let timeout =
+            Duration::from_millis(C::MAX_TIMEOUT_MS.into()).max(self.core.config.min_answer_wait());
+        self.send_checked(cmd, timeout).await
     }
 
     /// Like [`send`](Self::send), with the deadline for the final response
     /// chosen by the caller (a short one for a bare `AT` that wakes a sleeping
-    /// modem, a long one for a network scan).
-    pub async fn send_with_timeout<C: AtatCmd>(
+    /// modem, a long one for a network scan). A deadline shorter than two
+    /// quiet gaps may miss an answer held behind an incomplete frame.
+    pub async fn send_with_timeout<C: PublicCmd>(
         &self,
         cmd: &C,
         timeout: Duration,
     ) -> Result<C::Response, Error> {
-        self.core.channel.command(cmd, timeout, None).await
+        self.send_checked(cmd, timeout).await
+    }
+
+    /// Writes the line, checks it (nothing is sent if it is refused), then
+    /// exchanges it and parses the answer.
+    async fn send_checked<C: PublicCmd>(
+        &self,
+        cmd: &C,
+        timeout: Duration,
+    ) -> Result<C::Response, Error> {
+        let refused = Cell::new(None);
+        let write = |buf: &mut [u8]| -> usize {
+            let n = commands::put(cmd, buf);
+            match commands::check_line(buf, n) {
+                Ok(()) => n,
+                Err(e) => {
+                    refused.set(Some(e));
+                    // The channel refuses an empty line: nothing is sent.
+                    0
+                }
+            }
+        };
+        let answer = self.core.channel.exchange(&write, timeout, None).await;
+        match answer {
+            Ok(a) => a.parse(|info| cmd.parse(Ok(info)).map_err(Error::from)),
+            Err(e) => Err(refused.get().unwrap_or(e)),
+        }
     }
 
     /// `AT+QMTOPEN?`: which clients are open, to which host and port.

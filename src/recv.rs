@@ -10,8 +10,16 @@ use crate::urc::{parse_int, Ints};
 
 const PREFIX: &[u8] = b"+QMTRECV:";
 
-/// Most wire bytes a `+QMTRECV` payload may have (hex digits of 1024 bytes).
-const WIRE_MAX: usize = 2 * limits::RECV_PAYLOAD;
+/// Most wire bytes a `+QMTRECV` payload may have: the receive limit
+/// ([`limits::RECV_PAYLOAD`], 1,024 bytes), as text or as hex digits (two
+/// per byte). A longer payload is [`Framed::TooLong`].
+const fn wire_max(hex: bool) -> usize {
+    if hex {
+        2 * limits::RECV_PAYLOAD
+    } else {
+        limits::RECV_PAYLOAD
+    }
+}
 
 /// Whether the bytes at the head of the buffer are a `+QMTRECV` frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +66,9 @@ pub(crate) enum Framed {
     Incomplete(Option<Progress>),
     /// Not a well-formed frame.
     Malformed,
+    /// A frame whose payload runs past the receive limit (its length field
+    /// says so, or no closing `"` CR LF comes within the limit).
+    TooLong,
 }
 
 /// Frames the `+QMTRECV` at the start of `buf` (which [`start`] said is
@@ -76,13 +87,16 @@ pub(crate) fn frame(
             Ok(None) => return Framed::Incomplete(None),
             Err(()) => return Framed::Malformed,
         };
-        return match find_end(buf, &head, 0, hex(head.client), WIRE_MAX) {
+        let hex = hex(head.client);
+        return match find_end(buf, &head, 0, hex, wire_max(hex)) {
             End::Complete { end, len } => Framed::Complete { head, end, len },
             End::Incomplete { scanned } => Framed::Incomplete(Some(Progress { head, scanned })),
             End::Malformed => Framed::Malformed,
+            End::TooLong => Framed::TooLong,
         };
     };
-    match find_end(buf, &p.head, p.scanned, hex(p.head.client), WIRE_MAX) {
+    let hex = hex(p.head.client);
+    match find_end(buf, &p.head, p.scanned, hex, wire_max(hex)) {
         End::Complete { end, len } => Framed::Complete {
             head: p.head,
             end,
@@ -93,6 +107,7 @@ pub(crate) fn frame(
             Framed::Incomplete(None)
         }
         End::Malformed => Framed::Malformed,
+        End::TooLong => Framed::TooLong,
     }
 }
 
@@ -121,6 +136,8 @@ enum End {
     Incomplete { scanned: usize },
     /// Not a well-formed frame.
     Malformed,
+    /// The payload runs past `max` wire bytes.
+    TooLong,
 }
 
 /// The longest header before the topic: `+QMTRECV: 5,4294967295,"`.
@@ -262,7 +279,7 @@ fn find_end(buf: &[u8], head: &Head, scanned: usize, hex: bool, max: usize) -> E
     };
     if let Some(n) = head.length {
         if n > max {
-            return End::Malformed;
+            return End::TooLong;
         }
         return match closing(start + n) {
             Some(true) => End::Complete {
@@ -291,7 +308,7 @@ fn find_end(buf: &[u8], head: &Head, scanned: usize, hex: bool, max: usize) -> E
                 Some(false) => End::Malformed,
                 None => End::Incomplete { scanned: from + q },
             },
-            None if stop > limit => End::Malformed,
+            None if stop > limit => End::TooLong,
             None => End::Incomplete { scanned: stop },
         };
     }
@@ -300,7 +317,7 @@ fn find_end(buf: &[u8], head: &Head, scanned: usize, hex: bool, max: usize) -> E
     for q in memchr::memchr_iter(b'"', hay) {
         let at = from + q;
         if at > limit {
-            return End::Malformed;
+            return End::TooLong;
         }
         match closing(at) {
             Some(true) => {
@@ -314,7 +331,7 @@ fn find_end(buf: &[u8], head: &Head, scanned: usize, hex: bool, max: usize) -> E
         }
     }
     if stop >= limit + 3 {
-        End::Malformed
+        End::TooLong
     } else {
         End::Incomplete { scanned: stop }
     }
@@ -399,7 +416,7 @@ mod tests {
                         assert_eq!((end, len), (full.len() - 3, full.len()));
                         assert_eq!(cut, full.len());
                     }
-                    End::Malformed => panic!("malformed at {cut}"),
+                    End::Malformed | End::TooLong => panic!("malformed at {cut}"),
                 }
             }
             assert!(
@@ -444,8 +461,47 @@ mod tests {
         );
         assert_eq!(
             whole(b"+QMTRECV: 0,1,\"t\",5000,\"abc\"\r\n", false, 1024).map(|f| f.1),
-            Some(End::Malformed)
+            Some(End::TooLong)
         );
+    }
+
+    /// A frame with a payload of `n` wire bytes of `b`.
+    fn frame_of(n: usize, b: u8, length: bool) -> std::vec::Vec<u8> {
+        let mut f = if length {
+            std::format!("+QMTRECV: 0,1,\"t\",{n},\"").into_bytes()
+        } else {
+            b"+QMTRECV: 0,1,\"t\",\"".to_vec()
+        };
+        f.extend(core::iter::repeat_n(b, n));
+        f.extend_from_slice(b"\"\r\n");
+        f
+    }
+
+    #[test]
+    fn the_receive_limit_is_1024_bytes_as_text_and_as_hex_digits() {
+        for length in [false, true] {
+            let hex = |_| true;
+            let text = |_| false;
+            let at = frame_of(limits::RECV_PAYLOAD, b'a', length);
+            assert!(matches!(frame(&at, None, text), Framed::Complete { .. }));
+            let over = frame_of(limits::RECV_PAYLOAD + 1, b'a', length);
+            assert_eq!(
+                frame(&over, None, text),
+                Framed::TooLong,
+                "text, length {length}"
+            );
+            // What the old limit let through as text: 2,048 bytes.
+            let old = frame_of(2 * limits::RECV_PAYLOAD, b'a', length);
+            assert_eq!(frame(&old, None, text), Framed::TooLong);
+            let at = frame_of(2 * limits::RECV_PAYLOAD, b'A', length);
+            assert!(matches!(frame(&at, None, hex), Framed::Complete { .. }));
+            let over = frame_of(2 * limits::RECV_PAYLOAD + 2, b'A', length);
+            assert_eq!(
+                frame(&over, None, hex),
+                Framed::TooLong,
+                "hex, length {length}"
+            );
+        }
     }
 
     #[test]
@@ -458,13 +514,13 @@ mod tests {
     }
 
     #[test]
-    fn recv_longer_than_the_limit_is_malformed_not_waited_for() {
+    fn recv_longer_than_the_limit_is_too_long_not_waited_for() {
         let mut v = b"+QMTRECV: 0,0,\"t\",\"".to_vec();
         v.extend_from_slice(&[b'a'; 20]);
         v.extend_from_slice(b"\r\n");
         v.extend_from_slice(&[b'b'; 20]);
-        assert_eq!(whole(&v, false, 16).map(|f| f.1), Some(End::Malformed));
-        assert_eq!(whole(&v, true, 16).map(|f| f.1), Some(End::Malformed));
+        assert_eq!(whole(&v, false, 16).map(|f| f.1), Some(End::TooLong));
+        assert_eq!(whole(&v, true, 16).map(|f| f.1), Some(End::TooLong));
     }
 
     #[test]
@@ -493,7 +549,7 @@ mod tests {
                         found = Some((cut, head, end, len));
                         break;
                     }
-                    Framed::Malformed => panic!("malformed at {cut}"),
+                    Framed::Malformed | Framed::TooLong => panic!("malformed at {cut}"),
                 }
             }
             let (cut, head, end, len) = found.expect("a whole frame");

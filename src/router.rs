@@ -14,16 +14,19 @@ use crate::sync::RawMutex;
 use crate::types::ClientId;
 use crate::urc::Deferred;
 
-/// A deferred `+QMTxxx: <id>,...` result.
-pub(crate) fn deferred<M: RawMutex>(core: &Core<'_, M>, d: Deferred) {
+/// A deferred `+QMTxxx: <id>,...` result that starts at stream position
+/// `pos`.
+pub(crate) fn deferred<M: RawMutex>(core: &Core<'_, M>, d: Deferred, pos: u32) {
     let taken = match d {
         Deferred::Pub {
             client,
             msg_id,
             result,
             value,
-        } => core.clients.deliver_publish(client, msg_id, result, value),
-        d => core.clients.deliver_op(d),
+        } => core
+            .clients
+            .deliver_publish(client, msg_id, result, value, pos),
+        d => core.clients.deliver_op(d, pos),
     };
     if !taken {
         debug!("deferred result nobody waits for: dropped");
@@ -73,14 +76,15 @@ pub(crate) fn message<M: RawMutex>(
     });
 }
 
-/// The modem restarted: the command in flight and every pending operation
-/// end at once, the driver's copy of the settings goes back to the defaults,
-/// and the subscriptions hear of it.
-pub(crate) fn rebooted<M: RawMutex>(core: &Core<'_, M>) {
+/// The modem restarted (a start-up line at stream position `pos`): the
+/// command in flight and every pending operation whose line went out before
+/// `pos` end at once, the driver's copy of the settings goes back to the
+/// defaults, and the subscriptions hear of it.
+pub(crate) fn rebooted<M: RawMutex>(core: &Core<'_, M>, pos: u32) {
     warn!("the modem restarted");
     bump!(core.stats, reboots);
-    core.channel.on_reboot();
-    core.clients.rebooted();
+    core.channel.on_reboot(pos);
+    core.clients.rebooted(pos);
     let sleep = if core.config.module_sleeps {
         SleepMode::Deep
     } else {

@@ -35,6 +35,12 @@ pub struct Stats {
     /// `+QMTRECV`/`+QMTSTAT` lines that did not parse, or a received message
     /// the driver cannot keep (not UTF-8 topic, bad hex); dropped.
     pub malformed_urcs: u32,
+    /// Received messages (`+QMTRECV`) whose payload is longer than the
+    /// receive limit ([`limits::RECV_PAYLOAD`](crate::limits::RECV_PAYLOAD),
+    /// 1,024 bytes, as text or as 2,048 hex digits), or whose closing quote
+    /// did not come within it: dropped (the frame's first line is skipped,
+    /// the rest read again line by line), never delivered cut.
+    pub messages_too_long: u32,
     /// Lines longer than the ingress buffer; dropped.
     pub overflows: u32,
     /// `OK`/`ERROR`/`>` when no command waited for one; dropped.
@@ -78,6 +84,7 @@ impl<M: RawMutex> StatsCell<M> {
             stale_results: 0,
             unsolicited_lines: 0,
             malformed_urcs: 0,
+            messages_too_long: 0,
             overflows: 0,
             stray_responses: 0,
             late_answers: 0,

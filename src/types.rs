@@ -147,7 +147,11 @@ pub mod limits {
     pub const INLINE_PAYLOAD: usize = 700;
     /// Payload of a data-mode AT+QMTPUB, bytes on the UART (hex digits in hex mode).
     pub const DATA_MODE_PAYLOAD: usize = 1024;
-    /// Payload of a received message (+QMTRECV), bytes after hex decoding.
+    /// Payload of a received message (`+QMTRECV`), bytes: the one receive
+    /// limit, in both receive formats (1,024 bytes as text, 2,048 digits as
+    /// hex). A longer message is dropped and counted
+    /// ([`Stats::messages_too_long`](crate::Stats::messages_too_long)),
+    /// never delivered cut.
     pub const RECV_PAYLOAD: usize = 1024;
     /// Keep-alive interval, seconds.
     pub const KEEPALIVE_MAX: u16 = 3600;
@@ -194,9 +198,56 @@ pub(crate) const fn quoted_safe(b: u8) -> bool {
     b != b'"' && b >= 0x20 && b != 0x7f
 }
 
-/// Checks a topic (1-255 bytes, quoted-safe).
+/// Checks a topic name, the topic of a publish or a will (MQTT 3.1.1
+/// section 4.7): 1-255 bytes of UTF-8 (a `&str` is), quoted-safe (so no NUL
+/// and no other control byte), no C1 control character (U+0080-U+009F, which
+/// MQTT says a topic should not hold), and no wildcard: `+` and `#` are for
+/// filters only (section 3.3.2.1).
 pub(crate) fn check_topic(topic: &str) -> Result<(), Error> {
-    check_quoted(topic, 1, limits::TOPIC, Field::Topic)
+    check_topic_text(topic)?;
+    if topic.bytes().any(|b| b == b'+' || b == b'#') {
+        return Err(Error::InvalidArgument {
+            field: Field::Topic,
+            problem: Problem::Wildcard,
+        });
+    }
+    Ok(())
+}
+
+/// Checks a topic filter of a subscription (MQTT 3.1.1 section 4.7.1): the
+/// text rules of a topic name, and wildcards only as whole levels: `+` alone
+/// in its level, `#` alone in the last level (`a/+/c`, `a/#`, `#`; not `a+`,
+/// `a/#/b`, `a/b#`).
+pub(crate) fn check_filter(filter: &str) -> Result<(), Error> {
+    check_topic_text(filter)?;
+    let mut levels = filter.split('/').peekable();
+    while let Some(level) = levels.next() {
+        let last = levels.peek().is_none();
+        let ok = match level {
+            "+" => true,
+            "#" => last,
+            l => !l.contains(['+', '#']),
+        };
+        if !ok {
+            return Err(Error::InvalidArgument {
+                field: Field::Topic,
+                problem: Problem::Wildcard,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The rules names and filters share: 1-255 bytes, quoted-safe, no C1 control.
+fn check_topic_text(topic: &str) -> Result<(), Error> {
+    check_quoted(topic, 1, limits::TOPIC, Field::Topic)?;
+    if topic.chars().any(|c| ('\u{80}'..='\u{9f}').contains(&c)) {
+        return Err(Error::InvalidArgument {
+            field: Field::Topic,
+            problem: Problem::ForbiddenByte,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -245,6 +296,66 @@ mod tests {
         }
         for (f, t) in no {
             assert!(!topic_matches(f, t), "{f} should not match {t}");
+        }
+    }
+
+    fn topic_problem(r: Result<(), Error>) -> Option<Problem> {
+        match r {
+            Ok(()) => None,
+            Err(Error::InvalidArgument {
+                field: Field::Topic,
+                problem,
+            }) => Some(problem),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn topic_names_refuse_wildcards_nul_controls_and_empty() {
+        for ok in ["a", "a/b", "/", "a//b", "$SYS/x", "\u{e9}/\u{fc}", "a b"] {
+            assert_eq!(topic_problem(check_topic(ok)), None, "{ok:?}");
+        }
+        for (bad, why) in [
+            ("a/+", Problem::Wildcard),
+            ("+", Problem::Wildcard),
+            ("#", Problem::Wildcard),
+            ("a/#", Problem::Wildcard),
+            ("a+b", Problem::Wildcard),
+            ("sport/tennis#", Problem::Wildcard),
+            ("", Problem::Empty),
+            ("a\0b", Problem::ForbiddenByte),
+            ("a\u{85}b", Problem::ForbiddenByte),
+            ("a\u{9f}", Problem::ForbiddenByte),
+        ] {
+            assert_eq!(topic_problem(check_topic(bad)), Some(why), "{bad:?}");
+        }
+        let at_limit = "t".repeat(limits::TOPIC);
+        assert_eq!(topic_problem(check_topic(&at_limit)), None);
+        let over = "t".repeat(limits::TOPIC + 1);
+        assert_eq!(topic_problem(check_topic(&over)), Some(Problem::TooLong));
+    }
+
+    #[test]
+    fn topic_filters_allow_whole_level_wildcards_only() {
+        for ok in [
+            "a", "#", "+", "a/#", "a/+/b", "+/+", "/#", "a//+", "+/#", "/", "$SYS/#",
+        ] {
+            assert_eq!(topic_problem(check_filter(ok)), None, "{ok:?}");
+        }
+        for (bad, why) in [
+            ("a/#/b", Problem::Wildcard),
+            ("#/a", Problem::Wildcard),
+            ("a#", Problem::Wildcard),
+            ("a/b#", Problem::Wildcard),
+            ("a+", Problem::Wildcard),
+            ("a/+b", Problem::Wildcard),
+            ("++", Problem::Wildcard),
+            ("##", Problem::Wildcard),
+            ("", Problem::Empty),
+            ("a\0", Problem::ForbiddenByte),
+            ("a/\u{80}", Problem::ForbiddenByte),
+        ] {
+            assert_eq!(topic_problem(check_filter(bad)), Some(why), "{bad:?}");
         }
     }
 

@@ -371,7 +371,11 @@ fn publish_waiting_for_its_result_is_ended_by_link_closed() {
 fn a_publish_waiting_for_a_slot_goes_once_abandoned_slots_expire() {
     run(async {
         let deadline = embassy_time::Duration::from_millis(100);
-        let (modem, runner, mut fake) = setup(fast_config().packet_deadline(deadline));
+        let (modem, runner, mut fake) = setup(
+            fast_config()
+                .quiet_gap(deadline / 2)
+                .packet_deadline(deadline),
+        );
         let c0 = modem.client(id(0));
         let trig = Trigger::new();
         with_runner(runner, async {

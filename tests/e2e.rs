@@ -40,7 +40,7 @@ fn driver(cfg: SimConfig) -> (Modem<'static>, SimRunner, SimHandle) {
     let config = Config::new()
         .command_timeout(Duration::from_secs(2))
         .open_timeout(Duration::from_secs(10));
-    let (modem, runner) = bc26_mqtt::new(state, reader, writer, config);
+    let (modem, runner) = bc26_mqtt::new(state, reader, writer, config).expect("consistent Config");
     (modem, runner, handle)
 }
 

@@ -30,6 +30,7 @@ fn a_broken_reader_never_spins(eof: bool) {
         let reads = leak(AtomicU32::new(0));
         let pause = Duration::from_millis(5);
         let config = fast_config()
+            .quiet_gap(Duration::from_millis(50))
             .command_timeout(Duration::from_millis(100))
             .read_error_pause(pause);
         let (modem, runner, mut fake) = setup_with(
@@ -145,7 +146,14 @@ fn a_hex_recv_whose_closing_quote_is_lost_is_dropped_at_once_without_waiting() {
         let (modem, runner, mut fake) = setup(
             fast_config()
                 .receive_text(false)
-                .quiet_gap(Duration::from_secs(5)),
+                .quiet_gap(Duration::from_secs(5))
+                // Every deadline at least two gaps (Config::validate).
+                .command_timeout(Duration::from_secs(10))
+                .open_timeout(Duration::from_secs(10))
+                .close_timeout(Duration::from_secs(10))
+                .packet_deadline(Duration::from_secs(10))
+                .wake_timeout(Duration::from_secs(10))
+                .wake_probe(Duration::from_secs(6)),
         );
         let c0 = modem.client(id(0));
         with_runner(runner, async {

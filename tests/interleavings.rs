@@ -2,7 +2,7 @@
 
 mod common;
 
-use bc26_mqtt::commands::ConnectionState;
+use bc26_mqtt::commands::{ConnectionState, Custom};
 use bc26_mqtt::{ClientId, Error, Grant, LinkClosedReason, QoS, Stage};
 use common::{fast_config, run, settle, setup, with_runner};
 use embassy_futures::join::{join, join3};
@@ -115,7 +115,10 @@ fn a_pending_open_on_client_0_does_not_stop_client_1_from_publishing() {
 #[test]
 fn a_result_after_its_timeout_is_dropped_counted_and_harmless() {
     run(async {
-        let config = fast_config().open_timeout(Duration::from_millis(30));
+        // A deadline of two quiet gaps at least (Config::validate).
+        let config = fast_config()
+            .quiet_gap(Duration::from_millis(15))
+            .open_timeout(Duration::from_millis(30));
         let (modem, runner, mut fake) = setup(config);
         let c0 = modem.client(id(0));
         with_runner(runner, async {
@@ -505,8 +508,11 @@ fn modem_errors_keep_their_cme_code() {
 #[test]
 fn a_silent_modem_times_out_and_the_next_command_resynchronises_first() {
     run(async {
-        let (modem, runner, mut fake) =
-            setup(fast_config().command_timeout(Duration::from_millis(40)));
+        let (modem, runner, mut fake) = setup(
+            fast_config()
+                .quiet_gap(Duration::from_millis(20))
+                .command_timeout(Duration::from_millis(40)),
+        );
         let c0 = modem.client(id(0));
         with_runner(runner, async {
             let (r, _) = join(c0.keepalive(), fake.expect(b"AT+QMTCFG=\"keepalive\",0\r")).await;
@@ -576,13 +582,13 @@ fn the_escape_hatch_sends_derived_commands_and_keeps_urcs_out_of_their_answer() 
         let (modem, runner, mut fake) = setup(fast_config());
         let mut events = modem.events().unwrap();
         with_runner(runner, async {
-            let (r, _) = join(modem.send(&derived::EchoOff), async {
+            let (r, _) = join(modem.send(&Custom(&derived::EchoOff)), async {
                 // Echo still on for this one.
                 fake.answer(b"ATE0\r", b"ATE0\r\r\nOK\r\n").await;
             })
             .await;
             assert!(r.is_ok());
-            let (r, _) = join(modem.send(&derived::GetImei), async {
+            let (r, _) = join(modem.send(&Custom(&derived::GetImei)), async {
                 fake.expect(b"AT+CGSN=1\r").await;
                 fake.send(b"\r\n+CSCON: 1\r\n\r\n+CGSN: 866425030012345\r\n\r\n+QMTSTAT: 0,1\r\n\r\nOK\r\n").await;
             })

@@ -288,7 +288,8 @@ fn sim_driver_with(
         .sleep_after(lock - ms(100))
         .wake_probe(ms(100))
         .wake_timeout(ms(800));
-    let (modem, runner) = bc26_mqtt::new(state, reader, writer, driver(config));
+    let (modem, runner) =
+        bc26_mqtt::new(state, reader, writer, driver(config)).expect("consistent Config");
     (modem, runner, handle)
 }
 

@@ -117,7 +117,8 @@ fn a_remote_payload_forging_modem_lines_arrives_as_one_message_and_nothing_else(
         let config = Config::new()
             .command_timeout(Duration::from_secs(2))
             .open_timeout(Duration::from_secs(10));
-        let (modem, runner) = bc26_mqtt::new(state, reader, writer, config);
+        let (modem, runner) =
+            bc26_mqtt::new(state, reader, writer, config).expect("consistent Config");
         let mut events = modem.events().unwrap();
         let (c0, c1) = (modem.client(id(0)), modem.client(id(1)));
         with_runner(runner, async {

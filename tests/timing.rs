@@ -15,6 +15,14 @@ fn id(n: u8) -> ClientId {
     ClientId::new(n).unwrap()
 }
 
+/// A short `command_timeout` (`ms`) for tests of timeouts and the fence,
+/// with the quiet gap the driver then requires (at most half of it).
+fn gap_config(ms: u64) -> bc26_mqtt::Config {
+    fast_config()
+        .quiet_gap(Duration::from_millis(ms / 2))
+        .command_timeout(Duration::from_millis(ms))
+}
+
 #[test]
 fn an_answer_reaches_its_command_whether_flush_returns_before_with_or_after_it() {
     // (ms until flush returns, ms until the modem answers), both counted
@@ -99,8 +107,7 @@ fn a_prompt_that_arrives_before_flush_returns_is_taken_and_the_payload_follows()
 #[test]
 fn a_late_ok_after_a_timeout_is_discarded_and_the_next_command_gets_its_own() {
     run(async {
-        let (modem, runner, mut fake) =
-            setup(fast_config().command_timeout(Duration::from_millis(40)));
+        let (modem, runner, mut fake) = setup(gap_config(40));
         let c0 = modem.client(id(0));
         with_runner(runner, async {
             let (r, _) = join(c0.keepalive(), fake.expect(b"AT+QMTCFG=\"keepalive\",0\r")).await;
@@ -129,8 +136,7 @@ fn a_late_ok_after_a_timeout_is_discarded_and_the_next_command_gets_its_own() {
 #[test]
 fn a_late_ok_that_arrives_during_the_fence_is_not_the_next_commands_answer() {
     run(async {
-        let (modem, runner, mut fake) =
-            setup(fast_config().command_timeout(Duration::from_millis(40)));
+        let (modem, runner, mut fake) = setup(gap_config(40));
         let c0 = modem.client(id(0));
         with_runner(runner, async {
             let (r, _) = join(c0.keepalive(), fake.expect(b"AT+QMTCFG=\"keepalive\",0\r")).await;
@@ -159,8 +165,7 @@ fn a_late_ok_that_arrives_during_the_fence_is_not_the_next_commands_answer() {
 #[test]
 fn the_fence_gives_up_when_the_modem_stays_silent_and_sends_nothing_else() {
     run(async {
-        let (modem, runner, mut fake) =
-            setup(fast_config().command_timeout(Duration::from_millis(30)));
+        let (modem, runner, mut fake) = setup(gap_config(30));
         let c0 = modem.client(id(0));
         with_runner(runner, async {
             let (r, _) = join(c0.keepalive(), fake.expect(b"AT+QMTCFG=\"keepalive\",0\r")).await;
@@ -179,8 +184,7 @@ fn the_fence_gives_up_when_the_modem_stays_silent_and_sends_nothing_else() {
 #[test]
 fn a_late_prompt_after_a_prompt_timeout_is_cancelled_with_esc_at_once() {
     run(async {
-        let (modem, runner, mut fake) =
-            setup(fast_config().command_timeout(Duration::from_millis(40)));
+        let (modem, runner, mut fake) = setup(gap_config(40));
         let c0 = modem.client(id(0));
         with_runner(runner, async {
             let (r, _) = join(
@@ -196,7 +200,7 @@ fn a_late_prompt_after_a_prompt_timeout_is_cancelled_with_esc_at_once() {
             fake.send(b"\r\nOK\r\n").await;
             settle().await;
             assert!(modem.stats().late_answers >= 2);
-            // The next command is fenced (ESC again, harmless) and goes through.
+            // The next command is fenced (a bare `AT`: the ESC went out) and goes through.
             next_command_works(c0, &mut fake, 9).await;
         })
         .await;

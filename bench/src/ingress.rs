@@ -260,7 +260,8 @@ pub fn run_driver(w: &Workload, max_read: usize) -> Run {
         FakeRx(uart.clone()),
         FakeTx(uart.clone()),
         config,
-    );
+    )
+    .expect("consistent Config");
     let recv = if w.hex {
         DataFormat::Hex
     } else {

@@ -58,7 +58,8 @@ fn driver<R: embedded_io_async::Read>(
     let config = Config::new()
         .command_timeout(embassy_time::Duration::from_secs(3))
         .open_timeout(embassy_time::Duration::from_secs(30));
-    let (modem, runner) = bc26_mqtt::new(state, wrap(reader), writer, config);
+    let (modem, runner) =
+        bc26_mqtt::new(state, wrap(reader), writer, config).expect("consistent Config");
     (modem, runner, sim)
 }
 

@@ -12,6 +12,7 @@
 //! bad arguments (refused before anything is sent to the modem).
 
 mod args;
+mod durable;
 mod faults;
 mod out;
 mod power;
@@ -74,6 +75,10 @@ async fn main(spawner: Spawner) {
     let config = Config::new().command_timeout(embassy_time::Duration::from_micros(
         a.command_timeout.as_micros() as u64,
     ));
+    if let Err(e) = config.validate() {
+        eprintln!("bc26: --command-timeout: {e}");
+        std::process::exit(2);
+    }
     // In --sim mode: the simulator and the broker, for the fault thread.
     let mut sim_parts: Option<(bc26_sim::SimHandle, Option<RestartableBroker>)> = None;
     // In --sim mode: its charge meter, printed at the end (power.rs).
@@ -88,7 +93,10 @@ async fn main(spawner: Spawner) {
             }
         };
         let (rx, tx) = tap(rx, tx, a.trace);
-        let (modem, runner) = bc26_mqtt::new(state, rx, tx, config);
+        let (modem, runner) = bc26_mqtt::new(state, rx, tx, config).unwrap_or_else(|e| {
+            eprintln!("bc26: the driver refused its configuration: {e}");
+            std::process::exit(2);
+        });
         spawner.spawn(serial_modem(runner).expect("one modem task"));
         (modem, a.host.clone().expect("checked"), a.port)
     } else {
@@ -132,7 +140,10 @@ async fn main(spawner: Spawner) {
         meter = Some(power::start(&sim, a.power));
         sim_parts = Some((sim, restartable));
         let (rx, tx) = tap(reader, writer, a.trace);
-        let (modem, runner) = bc26_mqtt::new(state, rx, tx, config);
+        let (modem, runner) = bc26_mqtt::new(state, rx, tx, config).unwrap_or_else(|e| {
+            eprintln!("bc26: the driver refused its configuration: {e}");
+            std::process::exit(2);
+        });
         spawner.spawn(sim_modem(runner).expect("one modem task"));
         (modem, host, port)
     };

@@ -717,7 +717,8 @@ fn execute(plan: &Plan, noise: &[u8], opts: &Options) -> Result<Report, Failure>
     let cfg = config(plan.reception);
     let mut state: Box<State> = Box::new(State::new());
     let wire = RefCell::new(Wire::default());
-    let (modem, runner) = bc26_mqtt::new(&mut *state, Reader(&wire), Writer(&wire), cfg);
+    let (modem, runner) = bc26_mqtt::new(&mut *state, Reader(&wire), Writer(&wire), cfg)
+        .map_err(|e| Failure(format!("driver config refused: {e:?}")))?;
     let mut events = modem
         .events()
         .map_err(|e| Failure(format!("no subscription: {e:?}")))?;

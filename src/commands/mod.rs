@@ -1,7 +1,11 @@
 //! One struct per AT command form of the reference, each implementing
 //! [`atat::AtatCmd`]. Constructors check every argument, so a value of these
-//! types always makes a well-formed line: they can also be sent as they are
-//! with [`Modem::send`](crate::Modem::send).
+//! types always makes a well-formed line. The read and test forms, and the
+//! settings the driver does not keep track of, can be sent as they are with
+//! [`Modem::send`](crate::Modem::send) ([`PublicCmd`]); the write forms the
+//! driver owns (open, close, connect, disconnect, subscribe, unsubscribe,
+//! publish, the data format and the packet timeout) cannot: use
+//! [`MqttClient`](crate::MqttClient).
 //!
 //! The write forms answer only `OK`; their real outcome arrives later as a
 //! deferred result, which [`MqttClient`](crate::MqttClient) waits for.
@@ -11,6 +15,7 @@ pub mod cfg;
 pub mod mqtt;
 mod parse;
 pub mod power;
+mod public;
 
 pub use basic::*;
 pub use cfg::*;
@@ -20,6 +25,8 @@ pub use power::{
     QueryRegistrationTimers, QuerySignalling, QuerySleep, ReadEdrx, RegistrationTimers, SetEdrx,
     SetReleaseAssistance, Signalling, SleepMode,
 };
+pub(crate) use public::{check_line, put};
+pub use public::{Custom, PublicCmd};
 
 use atat::{AtatResp, InternalError};
 use heapless::String;

@@ -5,7 +5,7 @@ use super::parse::{int, lines_with, string, Fields};
 use super::{ok_command, test_command, Line};
 use crate::error::{Error, Field, Problem};
 use crate::event::MAX_SUB_TOPICS;
-use crate::types::{check_quoted, check_topic, limits, quoted_safe, ClientId, QoS};
+use crate::types::{check_filter, check_quoted, check_topic, limits, quoted_safe, ClientId, QoS};
 use atat::{AtatCmd, AtatResp, InternalError};
 use heapless::{String, Vec};
 
@@ -335,7 +335,7 @@ pub(crate) fn check_topic_list<'t>(
     }
     let mut len = SUB_HEAD;
     for t in topics {
-        check_topic(t)?;
+        check_filter(t)?;
         len += 3 + t.len() + extra;
     }
     if len > limits::LINE {

@@ -31,10 +31,11 @@
 //! across sleeps, link losses and restarts, as in the always-online mode.
 
 use core::future::poll_fn;
+use core::pin::pin;
 use core::task::Poll;
 
 use embassy_futures::join::join;
-use embassy_futures::select::{select, select3, select_array, Either3};
+use embassy_futures::select::{select, select3, select4, Either3, Either4};
 use embassy_sync::waitqueue::WakerRegistration;
 use embassy_time::{Duration, Instant, Timer};
 
@@ -194,15 +195,25 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         status.came_online();
         status.set_state(LinkState::Online);
         let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
-        let send = select_array(core::array::from_fn::<_, MAX_IN_FLIGHT, _>(|i| {
-            self.lane(i < lanes)
-        }));
+        // Pinned where they are made, as in `online` (an array of lanes
+        // moved into a select was built twice on the stack).
+        let l0 = pin!(self.lane(0 < lanes));
+        let l1 = pin!(self.lane(1 < lanes));
+        let l2 = pin!(self.lane(2 < lanes));
+        let l3 = pin!(self.lane(3 < lanes));
+        let send = async {
+            match select4(l0, l1, l2, l3).await {
+                Either4::First(r) | Either4::Second(r) | Either4::Third(r) | Either4::Fourth(r) => {
+                    r
+                }
+            }
+        };
         let stay = join(
             self.link.outbox.wait_empty(),
             Timer::after(d.receive_window),
         );
         let ended = match select3(send, self.watch(epoch), stay).await {
-            Either3::First((r, _)) => Some(r),
+            Either3::First(r) => Some(r),
             Either3::Second(r) => Some(r),
             Either3::Third(_) => None,
         };

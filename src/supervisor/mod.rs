@@ -90,19 +90,28 @@
 //! [`Refused`](Outcome::Refused) with its error.
 
 mod backoff;
+#[cfg(feature = "flash-outbox")]
+mod durable;
 mod duty;
 mod outbox;
 
 use core::cell::RefCell;
 use core::future::{poll_fn, Future};
+use core::pin::pin;
 use core::task::Poll;
 
-use embassy_futures::select::{select3, select_array, Either3};
+use embassy_futures::select::{select3, select4, Either3, Either4};
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::waitqueue::MultiWakerRegistration;
 use embassy_time::{Duration, Instant, Timer};
 
+#[cfg(feature = "flash-outbox")]
+pub use crate::error::FlashError;
 pub use backoff::Backoff;
+#[cfg(feature = "flash-outbox")]
+pub use durable::{
+    FlashOutbox, FlashOutboxConfig, FlashStats, Journal, JournalEntry, Keep, Pending,
+};
 pub use duty::{DutyCycle, Mode, OnlineTimers};
 pub use outbox::{OutboxStats, Outcome, Ticket};
 
@@ -122,6 +131,8 @@ use outbox::{Outbox, OutboxMeta, PushError, Taken};
 
 /// Most outbox messages a supervisor has in flight at once.
 pub const MAX_IN_FLIGHT: usize = 4;
+// `session` runs exactly this many lanes.
+const _: () = assert!(MAX_IN_FLIGHT == 4);
 
 /// What a [`Supervisor`] does for one client. Build it with
 /// [`SupervisorConfig::new`] and change what you need.
@@ -808,6 +819,11 @@ fn push_error(e: PushError) -> Error {
             field: Field::Payload,
             problem: Problem::LargerThanOutbox,
         },
+        #[cfg(feature = "flash-outbox")]
+        PushError::InUse => Error::InvalidArgument {
+            field: Field::MsgId,
+            problem: Problem::InUse,
+        },
     }
 }
 
@@ -1074,12 +1090,23 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
         // The first lane whose publish fails ends the link (the others wait
         // for messages, or are idle, for ever).
-        let send = select_array(core::array::from_fn::<_, MAX_IN_FLIGHT, _>(|i| {
-            self.lane(i < lanes)
-        }));
+        // Each lane is pinned where it is made, in this future's state: an
+        // array of lanes made first and then moved into a select was built
+        // twice on the stack (2 x 1,856 bytes in the poll frame on a
+        // Cortex-M0, the deepest of the application's stack).
+        let l0 = pin!(self.lane(0 < lanes));
+        let l1 = pin!(self.lane(1 < lanes));
+        let l2 = pin!(self.lane(2 < lanes));
+        let l3 = pin!(self.lane(3 < lanes));
+        let send = async {
+            match select4(l0, l1, l2, l3).await {
+                Either4::First(r) | Either4::Second(r) | Either4::Third(r) | Either4::Fourth(r) => {
+                    r
+                }
+            }
+        };
         let r = match select3(send, self.watch(epoch), self.health()).await {
-            Either3::First((r, _)) => r,
-            Either3::Second(r) | Either3::Third(r) => r,
+            Either3::First(r) | Either3::Second(r) | Either3::Third(r) => r,
         };
         // A link end the driver saw (`+QMTSTAT`, a restart) is why: a publish
         // refused in the same burst because the link was gone only follows.

@@ -171,6 +171,9 @@ pub(crate) enum PushError {
     Full,
     /// Larger than the whole store.
     TooLarge,
+    /// The msgID asked for is held by a stored message.
+    #[cfg(feature = "flash-outbox")]
+    InUse,
 }
 
 /// What the outbox holds.
@@ -596,6 +599,88 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
             meta.gone.wake();
             meta.queued.wake();
             dropped
+        })
+    }
+}
+
+/// The flash outbox's ways in (feature `flash-outbox`), apart so that the
+/// outbox without the feature is what it was.
+#[cfg(feature = "flash-outbox")]
+impl<M: RawMutex> Outbox<'_, M> {
+    /// Stores a QoS 1/2 message under `msg_id` (a flash outbox's, chosen
+    /// before the message was journalled): [`PushError::InUse`] if a stored
+    /// message holds it. The record is the one [`push`](Self::push) writes
+    /// (durable.rs tests that both read back alike).
+    pub(crate) fn push_as(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        msg_id: u16,
+    ) -> Result<Ticket, PushError> {
+        let len = HEADER + topic.len() + payload.len();
+        self.with(|ring, meta, buf, mut log| {
+            if len > buf.len() || len > usize::from(u16::MAX) {
+                return Err(PushError::TooLarge);
+            }
+            if Self::live(ring, buf).any(|r| msg_id_of(buf, r) == msg_id) {
+                return Err(PushError::InUse);
+            }
+            let at = ring.alloc(len, buf.len()).ok_or(PushError::Full)?;
+            let seq = meta.next_seq;
+            meta.next_seq = meta.next_seq.wrapping_add(1);
+            log.set(seq, ENDED_UNKNOWN);
+            ring::set_header(buf, at, len, 1);
+            let rec = &mut buf[at..at + len];
+            rec[3] = qos.get() | if retain { RETAIN } else { 0 };
+            rec[4..8].copy_from_slice(&seq.to_le_bytes());
+            rec[8..10].copy_from_slice(&msg_id.to_le_bytes());
+            rec[10] = 0;
+            rec[11] = 0;
+            rec[12..14].copy_from_slice(&(topic.len() as u16).to_le_bytes());
+            rec[HEADER..HEADER + topic.len()].copy_from_slice(topic.as_bytes());
+            rec[HEADER + topic.len()..].copy_from_slice(payload);
+            meta.high_water = meta.high_water.max(ring.used(buf.len()));
+            meta.queued.wake();
+            Ok(Ticket { seq, msg_id })
+        })
+    }
+
+    /// Waits until the message of one of `tickets` ended (for ever if none
+    /// is given).
+    pub(crate) async fn wait_any_ended(&self, tickets: &[Option<Ticket>]) {
+        let ended = || tickets.iter().flatten().any(|t| self.outcome(*t).is_some());
+        poll_fn(|cx| {
+            if ended() {
+                return Poll::Ready(());
+            }
+            // Register, then look again: an end in between is not missed.
+            self.register(Wait::Gone, cx.waker());
+            if ended() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// A stored message leaves while still queued (not in flight), ended
+    /// [`Outcome::Dropped`]: a flash outbox drops a stale one. `false` if the
+    /// message of `seq` is not queued.
+    pub(crate) fn withdraw(&self, seq: u32) -> bool {
+        self.with(|ring, meta, buf, mut log| {
+            let Some(at) = Self::live(ring, buf)
+                .find(|&at| seq_of(buf, at) == seq && buf[at + 3] & IN_FLIGHT == 0)
+            else {
+                return false;
+            };
+            Self::end_in(meta, buf, &mut log, at, ENDED_DROPPED, None);
+            ring.reclaim(buf);
+            meta.space.wake();
+            meta.gone.wake();
+            true
         })
     }
 }

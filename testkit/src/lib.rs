@@ -6,6 +6,7 @@
 //! their buffers for assertions.
 
 pub mod auto;
+pub mod flash;
 pub mod rules;
 
 use core::future::Future;
@@ -73,7 +74,8 @@ where
     let to_modem: &'static TxPipe = Box::leak(Box::new(Pipe::new()));
     let to_host: &'static WirePipe = Box::leak(Box::new(Pipe::new()));
     let (modem, runner) =
-        bc26_mqtt::new(state, reader(to_modem, to_host), writer(to_modem), config);
+        bc26_mqtt::new(state, reader(to_modem, to_host), writer(to_modem), config)
+            .expect("a Config whose values agree");
     (
         modem,
         runner,
@@ -212,8 +214,9 @@ pub fn fast_config() -> Config {
         .close_timeout(Duration::from_millis(500))
         .packet_deadline(Duration::from_millis(500))
         // Long enough that a busy test machine never pauses a scripted
-        // modem's line that long (tests of the quiet gap set their own).
-        .quiet_gap(Duration::from_millis(200))
+        // modem's line that long (tests of the quiet gap set their own), and
+        // at most half of command_timeout, as `Config::validate` wants.
+        .quiet_gap(Duration::from_millis(150))
         .read_error_pause(Duration::from_millis(2))
         .receive_text(true)
 }

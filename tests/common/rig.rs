@@ -410,7 +410,8 @@ impl Dev {
             open_before_the_driver(&mut reader, &mut writer, b);
         }
         let state: &'static mut State = Box::leak(Box::new(State::new()));
-        let (modem, runner) = bc26_mqtt::new(state, reader, writer, opts.driver);
+        let (modem, runner) =
+            bc26_mqtt::new(state, reader, writer, opts.driver).expect("consistent Config");
         let events = modem.events().expect("events");
         let subs: &'static [Subscription<'static>] =
             leak([Subscription::new(cmd, QoS::AtLeastOnce)]);

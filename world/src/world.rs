@@ -1348,7 +1348,8 @@ pub(crate) fn run(opts: Options) -> Result<Report, Box<Failure>> {
         Reader(w.wire()),
         Writer(w.wire()),
         driver_config(opts.mutant),
-    );
+    )
+    .expect("the world's driver Config is consistent");
     // The wake pin (PSM_EINT): the world pulses the modem's when it next moves bytes.
     let pin = w.wire();
     let runner = runner.wake_pin(move || pin.borrow_mut().eint = true);

@@ -259,7 +259,12 @@ pub async fn run<
     } = state;
     *subscriptions = [Subscription::new(config.topics.command, QoS::AtLeastOnce)];
     let subscriptions: &'static [Subscription<'static>] = subscriptions;
-    let (modem, runner) = bc26_mqtt::new(driver, rx, tx, config.driver);
+    // A driver Config whose values contradict each other is a build mistake
+    // (the boards check theirs at compile time, `AppConfig::validate`):
+    // nothing can run with it.
+    let Ok((modem, runner)) = bc26_mqtt::new(driver, rx, tx, config.driver) else {
+        panic!("bc26_mqtt::new refused the driver Config (Config::validate)")
+    };
     let t = config.timing;
     let b = config.broker;
     let mut sup = SupervisorConfig::new(config.client, b.host, b.port, b.client_id);

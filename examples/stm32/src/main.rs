@@ -91,6 +91,10 @@ mod app {
         seed: 0x5EED_0001,
     };
 
+    // The driver refuses a Config whose values contradict each other: check
+    // it when the firmware is built, not when it starts.
+    const _: () = assert!(CONFIG.driver.validate().is_ok(), "inconsistent driver Config");
+
     /// The driver's, the supervisor's and the application's memory, in `.bss`.
     pub static STATE: StaticCell<AppState> = StaticCell::new();
 

@@ -208,7 +208,10 @@ async fn run(spawner: embassy_executor::Spawner, memory: &'static mut Memory, pl
         buf,
     } = memory;
     let (rx, tx) = uart::split::<Loop>();
-    let (modem, runner) = bc26_mqtt::new(driver, rx, tx, Config::new());
+    // The default Config is consistent (Config::validate).
+    let Ok((modem, runner)) = bc26_mqtt::new(driver, rx, tx, Config::new()) else {
+        unreachable!()
+    };
     let Ok(client) = ClientId::new(0) else {
         unreachable!()
     };
