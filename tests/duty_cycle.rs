@@ -203,6 +203,18 @@ fn an_application_wake_and_an_outbox_past_its_threshold_end_a_long_sleep() {
         d.link.wake();
         d.flush(secs(5)).await;
         assert!(t0.elapsed() < secs(5), "{}", d.history());
-        // (Still in its window: the scenario's own checks follow.)
+        // Asked again while awake, nothing left: this wake serves it, and
+        // the next sleep lasts.
+        assert_eq!(d.link.state(), LinkState::Online, "{}", d.history());
+        d.link.wake();
+        asleep(&d).await;
+        Timer::after(secs(1)).await;
+        assert!(
+            is_asleep(d.link.state()),
+            "woke again for nothing:\n{}",
+            d.history()
+        );
+        // The scenario's own checks need it online.
+        d.link.wake();
     });
 }

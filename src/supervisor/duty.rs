@@ -154,7 +154,8 @@ impl WakeCell {
 impl<M: RawMutex> Link<'_, M> {
     /// Duty cycle: wake now (bring the link up, send the outbox, take what
     /// the broker queued) instead of at the end of the period. A request
-    /// while awake is taken by the current wake. Nothing in the
+    /// while awake is served by the current wake (another follows at once
+    /// only if the outbox is not empty when it ends). Nothing in the
     /// always-online mode.
     pub fn wake(&self) {
         self.status.with(|s| {
@@ -231,6 +232,14 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             status.qos0_dropped(dropped);
         }
         self.client().release_abandoned();
+        // A wake asked for during this one was served by it, unless a
+        // message is left for the next.
+        let outbox = self.link.outbox;
+        status.with(|s| {
+            if outbox.stats().messages == 0 {
+                s.wake.requested = false;
+            }
+        });
         let c = &self.link.client;
         if let Err(e) = c.disconnect().await {
             // No clean end: close the link, as after a loss (the broker
