@@ -14,19 +14,17 @@
 //!   [`ClientTable::link_closed`], [`ClientTable::rebooted`], [`ClientTable::accepts`].
 
 use core::cell::{Cell, RefCell};
-use core::future::poll_fn;
-use core::task::Poll;
 
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::mutex::{Mutex, MutexGuard};
 use embassy_sync::signal::Signal;
-use embassy_sync::waitqueue::MultiWakerRegistration;
 use embassy_time::{with_deadline, Duration, Instant};
 
 use crate::error::LinkClosedReason;
 use crate::sync::RawMutex;
 use crate::types::{topic_matches, ClientId, DataFormat, QoS, Subscription};
 use crate::urc::{Deferred, SubValue};
+use crate::wait::{wait, WaitSet};
 
 const CLIENTS: usize = ClientId::COUNT;
 
@@ -253,10 +251,10 @@ impl ClientEntry {
 }
 
 struct Wakers {
-    /// Publishes waiting for a free slot.
-    slots: MultiWakerRegistration<4>,
-    /// Tasks waiting for a link to change.
-    links: MultiWakerRegistration<4>,
+    /// Publishes waiting for a free slot (any number of them).
+    slots: WaitSet,
+    /// Tasks waiting for a link to change (any number of them).
+    links: WaitSet,
 }
 
 /// The clients' memory, inside the [`State`](crate::State).
@@ -275,8 +273,8 @@ impl<M: RawMutex> ClientTableState<M> {
             op_locks: [const { Mutex::new(()) }; CLIENTS],
             op_signals: [const { Signal::new() }; CLIENTS],
             wakers: BlockingMutex::new(RefCell::new(Wakers {
-                slots: MultiWakerRegistration::new(),
-                links: MultiWakerRegistration::new(),
+                slots: WaitSet::new(),
+                links: WaitSet::new(),
             })),
         }
     }
@@ -425,6 +423,17 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         self.st.clients.lock(|c| f(&mut c.borrow_mut()))
     }
 
+    /// Runs a function on the waiters for a link change (`links`) or for a
+    /// slot, under their lock.
+    fn lock_wakers(&self, links: bool) -> impl FnMut(&mut dyn FnMut(&mut WaitSet)) + Unpin + '_ {
+        move |f| {
+            self.st.wakers.lock(|w| {
+                let w = &mut *w.borrow_mut();
+                f(if links { &mut w.links } else { &mut w.slots })
+            })
+        }
+    }
+
     fn wake_slot_waiters(&self) {
         self.st.wakers.lock(|w| w.borrow_mut().slots.wake());
     }
@@ -529,16 +538,14 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
     ) -> Result<PubTicket<'a, M>, ClaimError> {
         loop {
             let expiry = self.next_expiry();
-            let freed = poll_fn(|cx| {
+            let freed = wait(self.lock_wakers(false), |w, waker| {
                 // Try and register in one critical section: no wake-up is lost.
-                self.st.wakers.lock(|w| {
-                    match self.try_claim_publish(client, qos, msg_id, abandon_for) {
-                        Err(ClaimError::Busy) => {
-                            w.borrow_mut().slots.register(cx.waker());
-                            Poll::Pending
-                        }
-                        other => Poll::Ready(other),
-                    }
+                self.st.wakers.lock(|ws| {
+                    let r = match self.try_claim_publish(client, qos, msg_id, abandon_for) {
+                        Err(ClaimError::Busy) => None,
+                        other => Some(other),
+                    };
+                    w.poll(&mut ws.borrow_mut().slots, waker, r)
                 })
             });
             match expiry {
@@ -633,15 +640,14 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
 
     /// Waits until the client's link epoch differs from `since`.
     pub(crate) async fn wait_link_change(&self, client: ClientId, since: u32) -> u32 {
-        poll_fn(|cx| {
-            self.st.wakers.lock(|w| {
+        wait(self.lock_wakers(true), |w, waker| {
+            self.st.wakers.lock(|ws| {
                 let now = self.with(|c| c[client.index()].link_epoch);
-                if now != since {
-                    Poll::Ready(now)
-                } else {
-                    w.borrow_mut().links.register(cx.waker());
-                    Poll::Pending
-                }
+                w.poll(
+                    &mut ws.borrow_mut().links,
+                    waker,
+                    (now != since).then_some(now),
+                )
             })
         })
         .await

@@ -34,6 +34,7 @@ pub mod supervisor;
 mod sync;
 mod types;
 mod urc;
+mod wait;
 
 pub use config::Config;
 pub use error::{

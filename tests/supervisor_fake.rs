@@ -1135,3 +1135,180 @@ fn without_a_board_reset_a_silent_modem_gets_at_qrst_again_every_reset_after_att
         assert_eq!(r.link.counters().hardware_resets, 0);
     });
 }
+
+/// A task of its own inside a test: polls `fut` only when its own waker was
+/// woken (as an executor polls a task), with a waker that is not the
+/// parent's, and counts the polls.
+struct OwnTask<F> {
+    fut: std::pin::Pin<Box<F>>,
+    flag: std::sync::Arc<Woken>,
+    polls: Rc<Cell<u32>>,
+}
+
+struct Woken {
+    set: std::sync::atomic::AtomicBool,
+    parent: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl std::task::Wake for Woken {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.set.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(w) = self.parent.lock().unwrap().as_ref() {
+            w.wake_by_ref();
+        }
+    }
+}
+
+impl<F: Future> OwnTask<F> {
+    fn new(fut: F, polls: Rc<Cell<u32>>) -> Self {
+        OwnTask {
+            fut: Box::pin(fut),
+            flag: std::sync::Arc::new(Woken {
+                set: std::sync::atomic::AtomicBool::new(true),
+                parent: std::sync::Mutex::new(None),
+            }),
+            polls,
+        }
+    }
+}
+
+impl<F: Future> Future for OwnTask<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        *self.flag.parent.lock().unwrap() = Some(cx.waker().clone());
+        if !self
+            .flag
+            .set
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return std::task::Poll::Pending;
+        }
+        self.polls.set(self.polls.get() + 1);
+        let waker = std::task::Waker::from(self.flag.clone());
+        let mut own = std::task::Context::from_waker(&waker);
+        self.fut.as_mut().poll(&mut own)
+    }
+}
+
+#[test]
+fn sixteen_tasks_waiting_in_delivered_each_get_their_outcome_with_a_bounded_number_of_polls() {
+    const N: usize = 16;
+    let r = Rig::new("waiters", |_| {});
+    // Registration comes only later: the 16 tasks wait while nothing happens.
+    r.auto.stat.set(2);
+    r.run(async {
+        let tickets: Vec<Ticket> = (0..N)
+            .map(|i| {
+                r.link
+                    .try_publish(
+                        "up/dev1",
+                        format!("m{i}").as_bytes(),
+                        QoS::AtLeastOnce,
+                        false,
+                    )
+                    .unwrap()
+            })
+            .collect();
+        let polls = Rc::new(Cell::new(0u32));
+        let tasks: [_; N] = std::array::from_fn(|i| {
+            let link = r.link;
+            let t = tickets[i];
+            OwnTask::new(async move { link.delivered(t).await }, polls.clone())
+        });
+        let all = embassy_futures::join::join_array(tasks);
+        let reg = async {
+            Timer::after(ms(50)).await;
+            // While nothing happened, the 16 waiting tasks woke each other
+            // no more than once each.
+            assert!(
+                polls.get() <= 2 * N as u32,
+                "{} polls while nothing happened",
+                polls.get()
+            );
+            r.auto.stat.set(1);
+        };
+        let (outcomes, ()) = with_timeout(ms(2000), join(all, reg))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("not all delivered; {} polls\n{}", polls.get(), r.explain())
+            });
+        for (o, t) in outcomes.iter().zip(&tickets) {
+            assert_eq!(*o, Outcome::Acknowledged { msg_id: t.msg_id });
+        }
+        // Each delivery wakes every waiter once at most: N deliveries, N
+        // waiters, and a few polls more.
+        let bound = (N * (N + 2)) as u32;
+        assert!(
+            polls.get() <= bound,
+            "{} polls for {N} waiters (bound {bound})",
+            polls.get()
+        );
+        eprintln!("{N} waiters: {} polls", polls.get());
+    });
+}
+
+#[test]
+fn a_supervisor_dropped_mid_publish_and_made_again_delivers_the_message_in_flight() {
+    let (modem, runner, fake) = setup(fast_config());
+    let auto = Auto::new();
+    let published = Rc::new(Cell::new(0u32));
+    let p = published.clone();
+    auto.rule(move |l| {
+        if l.starts_with("AT+QMTPUB=") {
+            p.set(p.get() + 1);
+            if p.get() == 1 {
+                // Taken; its result has not come when the supervisor goes.
+                return Answer::Send(b"\r\nOK\r\n".to_vec());
+            }
+        }
+        Answer::Default
+    });
+    let mut state: SupervisorState<4096> = SupervisorState::new();
+    let state = &mut state;
+    block_on(std::time::Duration::from_secs(5), async {
+        let body = async {
+            let ticket = {
+                let (link, sup) = supervisor::new(modem, &mut *state, config());
+                let t = link
+                    .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
+                    .unwrap();
+                // Until the modem took the publish: then the supervisor (its
+                // task) is dropped, in the middle of the publish.
+                let taken = async {
+                    while published.get() == 0 {
+                        Timer::after(ms(1)).await;
+                    }
+                };
+                embassy_futures::select::select(sup.run(), taken).await;
+                assert_eq!(link.outcome(t), None, "still stored");
+                t
+            };
+            let (link, sup) = supervisor::new(modem, &mut *state, config());
+            let delivered = async {
+                with_timeout(ms(3000), link.delivered(ticket))
+                    .await
+                    .unwrap_or_else(|_| panic!("never delivered:\n{}", auto.dump()))
+            };
+            let o = match embassy_futures::select::select(sup.run(), delivered).await {
+                embassy_futures::select::Either::Second(o) => o,
+                embassy_futures::select::Either::First(_) => unreachable!(),
+            };
+            assert_eq!(
+                o,
+                Outcome::Acknowledged {
+                    msg_id: ticket.msg_id
+                }
+            );
+            assert_eq!(published.get(), 2, "sent again once:\n{}", auto.dump());
+            assert_eq!(link.outbox().messages, 0);
+        };
+        match embassy_futures::select::select3(runner.run(), auto.serve(fake), body).await {
+            embassy_futures::select::Either3::Third(()) => {}
+            _ => unreachable!(),
+        }
+    });
+}

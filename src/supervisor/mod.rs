@@ -98,7 +98,6 @@ use core::task::Poll;
 
 use embassy_futures::select::{select3, select_array, Either3};
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
-use embassy_sync::waitqueue::MultiWakerRegistration;
 use embassy_time::{Duration, Instant, Timer};
 
 pub use backoff::Backoff;
@@ -115,6 +114,7 @@ use crate::mqtt_client::{check_payload, MqttClient, PublishOptions};
 use crate::ring::RingStore;
 use crate::sync::{CriticalSectionRawMutex, RawMutex};
 use crate::types::{check_topic, ClientId, DataFormat, MqttVersion, QoS, Subscription};
+use crate::wait::{wait, WaitSet};
 use backoff::Delays;
 use outbox::{Outbox, OutboxMeta, PushError, Taken};
 
@@ -371,7 +371,8 @@ struct Status {
     history: [LinkState; HISTORY],
     counters: Counters,
     online_since: Option<Instant>,
-    wakers: MultiWakerRegistration<4>,
+    /// Tasks waiting for a state change (any number of them).
+    wakers: WaitSet,
     /// Publishes the modem took (its `OK`) on this link, wrapping.
     accepted: u32,
     /// The last message the modem refused on this link, and `accepted` then.
@@ -424,7 +425,7 @@ impl<const OUTBOX: usize, M: RawMutex> SupervisorState<OUTBOX, M> {
                     hardware_resets: 0,
                 },
                 online_since: None,
-                wakers: MultiWakerRegistration::new(),
+                wakers: WaitSet::new(),
                 accepted: 0,
                 last_refusal: None,
                 progress: Instant::from_ticks(0),
@@ -524,6 +525,11 @@ impl<M: RawMutex> StatusCell<M> {
         self.0.lock(|s| f(&mut s.borrow_mut()))
     }
 
+    /// Runs a function on the waiters of a state change, under the lock.
+    fn lock(&self) -> impl FnMut(&mut dyn FnMut(&mut WaitSet)) + Unpin + '_ {
+        move |f| self.with(|s| f(&mut s.wakers))
+    }
+
     fn set_state(&self, state: LinkState) {
         self.with(|s| {
             let now = Instant::now();
@@ -593,20 +599,19 @@ impl<'a, M: RawMutex> Link<'a, M> {
     /// changes behind sees every state, in order; one further behind skips
     /// to the current state.
     pub async fn changed(&self, seen: &mut u32) -> LinkState {
-        poll_fn(|cx| {
+        wait(self.status.lock(), |w, waker| {
             self.status.with(|s| {
                 let behind = s.epoch.wrapping_sub(*seen);
-                if behind == 0 {
-                    s.wakers.register(cx.waker());
-                    return Poll::Pending;
-                }
-                if behind as usize <= HISTORY {
+                let r = if behind == 0 {
+                    None
+                } else if behind as usize <= HISTORY {
                     *seen = seen.wrapping_add(1);
-                    Poll::Ready(s.history[*seen as usize % HISTORY])
+                    Some(s.history[*seen as usize % HISTORY])
                 } else {
                     *seen = s.epoch;
-                    Poll::Ready(s.state)
-                }
+                    Some(s.state)
+                };
+                w.poll(&mut s.wakers, waker, r)
             })
         })
         .await
@@ -614,14 +619,10 @@ impl<'a, M: RawMutex> Link<'a, M> {
 
     /// Waits until the link is online.
     pub async fn wait_online(&self) {
-        poll_fn(|cx| {
+        wait(self.status.lock(), |w, waker| {
             self.status.with(|s| {
-                if s.state == LinkState::Online {
-                    Poll::Ready(())
-                } else {
-                    s.wakers.register(cx.waker());
-                    Poll::Pending
-                }
+                let r = (s.state == LinkState::Online).then_some(());
+                w.poll(&mut s.wakers, waker, r)
             })
         })
         .await
@@ -817,10 +818,17 @@ fn reason(e: Error) -> OfflineReason {
 
 impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// Keeps the link up, for ever.
+    ///
+    /// A supervisor dropped while it sent a message (its task dropped, the
+    /// `Supervisor` made again on the same [`SupervisorState`]) left that
+    /// message in flight: this one puts it back in the queue before its
+    /// first attempt (QoS 1/2: sent again, at least once; QoS 0: dropped,
+    /// as after any link loss).
     pub async fn run(mut self) -> ! {
         let mut delays = Delays::new(self.config.backoff);
         let status = self.link.status;
         status.progress();
+        self.requeue();
         // Attempts since the last stable link (or the start), this one included.
         let mut attempt = 0u32;
         // Attempts in a row that ended with the modem silent.
@@ -843,10 +851,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             } else {
                 status.count(|c| c.failed_attempts = c.failed_attempts.wrapping_add(1));
             }
-            let dropped = self.link.outbox.requeue_all();
-            if dropped > 0 {
-                status.count(|c| c.qos0_dropped = c.qos0_dropped.wrapping_add(dropped));
-            }
+            self.requeue();
             self.cleanup(reason).await;
             silent = match reason {
                 OfflineReason::ModemSilent => silent.saturating_add(1),
@@ -864,6 +869,17 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
 
     fn client(&self) -> MqttClient<'_, M> {
         self.link.client
+    }
+
+    /// The link ended (or a supervisor before this one did): every message
+    /// in flight goes again; QoS 0 ones leave, dropped (counted).
+    fn requeue(&self) {
+        let dropped = self.link.outbox.requeue_all();
+        if dropped > 0 {
+            self.link
+                .status
+                .count(|c| c.qos0_dropped = c.qos0_dropped.wrapping_add(dropped));
+        }
     }
 
     /// The driver's configuration.

@@ -30,16 +30,12 @@
 //! kept beside it. A ticket older than that reads
 //! [`Outcome::Forgotten`]: never a false "delivered".
 
-use core::future::poll_fn;
-use core::task::Poll;
-
-use embassy_sync::waitqueue::MultiWakerRegistration;
-
 use crate::channel::Source;
 use crate::error::Error;
 use crate::ring::{self, Ring, RingBuffer};
 use crate::sync::{Part, RawMutex};
 use crate::types::QoS;
+use crate::wait::{wait, WaitSet};
 
 /// Bytes of bookkeeping per message.
 pub(crate) const HEADER: usize = 14;
@@ -65,12 +61,12 @@ pub(crate) struct OutboxMeta {
     /// The last refusals: (sequence, why), `next_refusal` the oldest.
     refusals: [Option<(u32, Error)>; REFUSALS],
     next_refusal: usize,
-    /// Publishers waiting for room.
-    space: MultiWakerRegistration<4>,
-    /// Tasks waiting for a message to end.
-    gone: MultiWakerRegistration<4>,
-    /// The supervisor, waiting for a queued message.
-    queued: MultiWakerRegistration<2>,
+    /// Publishers waiting for room (any number of them).
+    space: WaitSet,
+    /// Tasks waiting for a message to end (any number of them).
+    gone: WaitSet,
+    /// The supervisor's lanes, waiting for a queued message.
+    queued: WaitSet,
 }
 
 impl OutboxMeta {
@@ -80,9 +76,9 @@ impl OutboxMeta {
             high_water: 0,
             refusals: [None; REFUSALS],
             next_refusal: 0,
-            space: MultiWakerRegistration::new(),
-            gone: MultiWakerRegistration::new(),
-            queued: MultiWakerRegistration::new(),
+            space: WaitSet::new(),
+            gone: WaitSet::new(),
+            queued: WaitSet::new(),
         }
     }
 }
@@ -304,8 +300,22 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         retain: bool,
         next_id: &mut dyn FnMut() -> u16,
     ) -> Result<Ticket, PushError> {
+        self.with(|ring, meta, buf, log| {
+            Self::push_in(ring, meta, buf, log, (topic, payload, qos, retain), next_id)
+        })
+    }
+
+    /// [`push`](Self::push), under the lock.
+    fn push_in(
+        ring: &mut Ring,
+        meta: &mut OutboxMeta,
+        buf: &mut [u8],
+        mut log: Log<'_>,
+        (topic, payload, qos, retain): (&str, &[u8], QoS, bool),
+        next_id: &mut dyn FnMut() -> u16,
+    ) -> Result<Ticket, PushError> {
         let len = HEADER + topic.len() + payload.len();
-        self.with(|ring, meta, buf, mut log| {
+        {
             if len > buf.len() || len > usize::from(u16::MAX) {
                 return Err(PushError::TooLarge);
             }
@@ -336,7 +346,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
             meta.high_water = meta.high_water.max(ring.used(buf.len()));
             meta.queued.wake();
             Ok(Ticket { seq, msg_id })
-        })
+        }
     }
 
     /// Like [`push`](Self::push), waiting for room instead of failing.
@@ -348,16 +358,22 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         retain: bool,
         next_id: &mut dyn FnMut() -> u16,
     ) -> Result<Ticket, PushError> {
-        poll_fn(|cx| match self.push(topic, payload, qos, retain, next_id) {
-            Err(PushError::Full) => {
-                // Register, then look again: room freed in between is not missed.
-                self.register(Wait::Space, cx.waker());
-                match self.push(topic, payload, qos, retain, next_id) {
-                    Err(PushError::Full) => Poll::Pending,
-                    other => Poll::Ready(other),
-                }
-            }
-            other => Poll::Ready(other),
+        let mut next_id = next_id;
+        wait(self.lock(Wait::Space), |w, waker| {
+            self.with(|ring, meta, buf, log| {
+                let r = match Self::push_in(
+                    ring,
+                    meta,
+                    buf,
+                    log,
+                    (topic, payload, qos, retain),
+                    &mut next_id,
+                ) {
+                    Err(PushError::Full) => None,
+                    other => Some(other),
+                };
+                w.poll(&mut meta.space, waker, r)
+            })
         })
         .await
     }
@@ -395,39 +411,40 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         })
     }
 
-    /// Waits until the message of `ticket` ended; how.
+    /// Waits until the message of `ticket` ended; how. Any number of tasks
+    /// may wait at once (`crate::wait`).
     pub(crate) async fn wait_outcome(&self, ticket: Ticket) -> Outcome {
-        poll_fn(|cx| match self.outcome(ticket) {
-            Some(o) => Poll::Ready(o),
-            None => {
-                // Register, then look again: an end in between is not missed.
-                self.register(Wait::Gone, cx.waker());
-                self.outcome(ticket).map_or(Poll::Pending, Poll::Ready)
-            }
+        wait(self.lock(Wait::Gone), |w, waker| {
+            self.with(|ring, meta, buf, log| {
+                let o = Self::outcome_in(ring, meta, buf, &log, ticket);
+                w.poll(&mut meta.gone, waker, o)
+            })
         })
         .await
     }
 
     /// Waits until nothing is stored.
     pub(crate) async fn wait_empty(&self) {
-        poll_fn(|cx| {
-            self.register(Wait::Gone, cx.waker());
-            if self.stats().messages > 0 {
-                Poll::Pending
-            } else {
-                Poll::Ready(())
-            }
+        wait(self.lock(Wait::Gone), |w, waker| {
+            self.with(|ring, meta, buf, _| {
+                let empty = Self::live(ring, buf).next().is_none();
+                w.poll(&mut meta.gone, waker, empty.then_some(()))
+            })
         })
         .await
     }
 
-    /// Wakes `waker` at the next event of `which`.
-    fn register(&self, which: Wait, waker: &core::task::Waker) {
-        self.with(|_, meta, _, _| match which {
-            Wait::Space => meta.space.register(waker),
-            Wait::Gone => meta.gone.register(waker),
-            Wait::Queued => meta.queued.register(waker),
-        })
+    /// Runs a function on the waiters of `which`, under the lock.
+    fn lock(&self, which: Wait) -> impl FnMut(&mut dyn FnMut(&mut WaitSet)) + Unpin + '_ {
+        move |f| {
+            self.with(|_, meta, _, _| {
+                f(match which {
+                    Wait::Space => &mut meta.space,
+                    Wait::Gone => &mut meta.gone,
+                    Wait::Queued => &mut meta.queued,
+                })
+            })
+        }
     }
 
     /// What is stored.
@@ -449,8 +466,13 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     // ------------------------------------------------------------ supervisor side
 
     /// The oldest queued message, now in flight; `None` if none is queued.
+    #[cfg(test)]
     pub(crate) fn take(&self) -> Option<Taken> {
-        self.with(|ring, _, buf, _| {
+        self.with(|ring, _, buf, _| Self::take_in(ring, buf))
+    }
+
+    fn take_in(ring: &Ring, buf: &mut [u8]) -> Option<Taken> {
+        {
             let at = Self::live(ring, buf).find(|&at| buf[at + 3] & IN_FLIGHT == 0)?;
             buf[at + 3] |= IN_FLIGHT;
             buf[at + 10] = buf[at + 10].saturating_add(1);
@@ -463,20 +485,16 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
                 retain: flags & RETAIN != 0,
                 sends: buf[at + 10],
             })
-        })
+        }
     }
 
     /// Waits for a queued message and takes it.
     pub(crate) async fn take_wait(&self) -> Taken {
-        poll_fn(|cx| match self.take() {
-            Some(t) => Poll::Ready(t),
-            None => {
-                self.register(Wait::Queued, cx.waker());
-                match self.take() {
-                    Some(t) => Poll::Ready(t),
-                    None => Poll::Pending,
-                }
-            }
+        wait(self.lock(Wait::Queued), |w, waker| {
+            self.with(|ring, meta, buf, _| {
+                let t = Self::take_in(ring, buf);
+                w.poll(&mut meta.queued, waker, t)
+            })
         })
         .await
     }
