@@ -388,15 +388,21 @@ fn registration_missing_past_the_deadline_is_not_registered_and_backs_off() {
 }
 
 #[test]
-fn a_failed_publish_ends_the_link_and_the_message_goes_again_under_its_msg_id() {
+fn a_failed_publish_with_the_client_no_longer_connected_ends_the_link_and_the_message_goes_again_under_its_msg_id(
+) {
     let r = Rig::new("pubfail", |_| {});
-    let failed = Rc::new(Cell::new(false));
+    let failed = Rc::new(Cell::new(0u32));
     let f = failed.clone();
     r.auto.rule(move |l| {
-        if l.starts_with("AT+QMTPUB=") && !f.replace(true) {
+        if l.starts_with("AT+QMTPUB=") && f.get() == 0 {
+            f.set(1);
             // The modem gave up on it (`pkt_timeout` x retries).
             let id = l.split(',').nth(1).unwrap();
             Answer::Send(format!("\r\nOK\r\n\r\n+QMTPUB: 0,{id},2\r\n").into_bytes())
+        } else if l == "AT+QMTCONN?" && f.get() == 1 {
+            f.set(2);
+            // Its client is gone (1: initializing).
+            Answer::Send(b"\r\n+QMTCONN: 0,1\r\n\r\nOK\r\n".to_vec())
         } else {
             Answer::Default
         }
@@ -408,12 +414,7 @@ fn a_failed_publish_ends_the_link_and_the_message_goes_again_under_its_msg_id() 
             .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
             .unwrap();
         let reason = r.rec.offline(ms(500)).await;
-        assert_eq!(
-            reason,
-            OfflineReason::Failed(Error::SendFailed),
-            "{}",
-            r.explain()
-        );
+        assert_eq!(reason, OfflineReason::NotConnected, "{}", r.explain());
         r.rec.online(ms(500)).await;
         let o = with_timeout(ms(500), r.link.delivered(t)).await.unwrap();
         assert_eq!(o, Outcome::Acknowledged { msg_id: t.msg_id });
@@ -425,11 +426,13 @@ fn a_failed_publish_ends_the_link_and_the_message_goes_again_under_its_msg_id() 
             .collect();
         let m = format!("AT+QMTPUB=0,{},1,0,\"up/dev1\",\"m\"", t.msg_id);
         assert_eq!(pubs, [m.clone(), m]);
-        // The failed link was closed before the next open.
+        // The failed link was checked, then closed before the next open.
         let l = r.auto.lines();
         let first_pub = l.iter().position(|l| l.starts_with("AT+QMTPUB=")).unwrap();
-        assert_eq!(l[first_pub + 1], "AT+QMTCLOSE=0", "{}", r.explain());
-        assert_eq!(r.link.counters().resent, 1);
+        assert_eq!(l[first_pub + 1], "AT+QMTCONN?", "{}", r.explain());
+        assert_eq!(l[first_pub + 2], "AT+QMTCLOSE=0", "{}", r.explain());
+        let c = r.link.counters();
+        assert_eq!((c.resent, c.refused), (1, 0), "{c:?}");
     });
 }
 
@@ -1310,5 +1313,139 @@ fn a_supervisor_dropped_mid_publish_and_made_again_delivers_the_message_in_fligh
             embassy_futures::select::Either3::Third(()) => {}
             _ => unreachable!(),
         }
+    });
+}
+
+/// `+QMTPUB: 0,<msgID>,2` for every publish whose line ends with `tail`
+/// (while `on` says so).
+fn fail_publishes(r: &Rig, tail: &'static str, on: Rc<Cell<bool>>) {
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTPUB=") && l.ends_with(tail) && on.get() {
+            let id = l.split(',').nth(1).unwrap();
+            Answer::Send(format!("\r\nOK\r\n\r\n+QMTPUB: 0,{id},2\r\n").into_bytes())
+        } else {
+            Answer::Default
+        }
+    });
+}
+
+#[test]
+fn a_message_the_modem_fails_every_time_ends_refused_after_max_refusals_blocks_nothing_and_ends_no_link(
+) {
+    // One message in flight: the ones behind it still go.
+    let r = Rig::new("failed", |c| {
+        c.max_refusals = 3;
+        c.in_flight = 1;
+    });
+    fail_publishes(&r, "\"poison\"", Rc::new(Cell::new(true)));
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let poison = r
+            .link
+            .try_publish("up/dev1", b"poison", QoS::AtLeastOnce, false)
+            .unwrap();
+        let good: Vec<Ticket> = (0..5)
+            .map(|i| {
+                r.link
+                    .try_publish(
+                        "up/dev1",
+                        format!("good {i}").as_bytes(),
+                        QoS::AtLeastOnce,
+                        false,
+                    )
+                    .unwrap()
+            })
+            .collect();
+        let o = with_timeout(ms(1000), r.link.delivered(poison))
+            .await
+            .unwrap_or_else(|_| panic!("{}", r.explain()));
+        assert_eq!(o, Outcome::Refused(Error::SendFailed), "{}", r.explain());
+        for t in good {
+            let o = with_timeout(ms(500), r.link.delivered(t)).await.unwrap();
+            assert_eq!(
+                o,
+                Outcome::Acknowledged { msg_id: t.msg_id },
+                "{}",
+                r.explain()
+            );
+        }
+        let l = r.auto.lines();
+        let tries = l.iter().filter(|l| l.ends_with("\"poison\"")).count();
+        assert_eq!(tries, 3, "{}", r.explain());
+        let c = r.link.counters();
+        assert_eq!((c.link_losses, c.refused, c.delivered), (0, 1, 5), "{c:?}");
+        assert_eq!(r.rec.states().len(), 2, "{}", r.explain());
+        assert_eq!(r.link.outbox().messages, 0);
+    });
+}
+
+#[test]
+fn a_failure_on_a_quiet_link_counts_after_a_keepalive_period_and_the_message_goes_again() {
+    // Keep-alive 1 s, one try of 1 s: the link proves itself after 2 s
+    // and a poll interval with nothing sent.
+    let r = Rig::new("quiet", |c| {
+        c.keepalive_s = 1;
+        c.pkt_timeout_s = 1;
+        c.retry_times = 0;
+    });
+    let once = Rc::new(Cell::new(true));
+    let o2 = once.clone();
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTPUB=") && o2.replace(false) {
+            let id = l.split(',').nth(1).unwrap();
+            Answer::Send(format!("\r\nOK\r\n\r\n+QMTPUB: 0,{id},2\r\n").into_bytes())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let t = r
+            .link
+            .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
+            .unwrap();
+        let sent = Instant::now();
+        let o = with_timeout(ms(4000), r.link.delivered(t))
+            .await
+            .unwrap_or_else(|_| panic!("{}", r.explain()));
+        assert_eq!(o, Outcome::Acknowledged { msg_id: t.msg_id });
+        let took = sent.elapsed();
+        assert!(took >= ms(2000), "not before the period: {took:?}");
+        let c = r.link.counters();
+        assert_eq!((c.link_losses, c.refused, c.resent), (0, 0, 1), "{c:?}");
+    });
+}
+
+#[test]
+fn two_messages_failed_with_nothing_acknowledged_between_end_the_link_and_count_nothing() {
+    let r = Rig::new("twofail", |c| c.in_flight = 1);
+    let on = Rc::new(Cell::new(true));
+    fail_publishes(&r, "", on.clone());
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let a = r
+            .link
+            .try_publish("up/dev1", b"a", QoS::AtLeastOnce, false)
+            .unwrap();
+        let b = r
+            .link
+            .try_publish("up/dev1", b"b", QoS::ExactlyOnce, false)
+            .unwrap();
+        let reason = r.rec.offline(ms(500)).await;
+        assert_eq!(
+            reason,
+            OfflineReason::Failed(Error::SendFailed),
+            "{}",
+            r.explain()
+        );
+        on.set(false);
+        for t in [a, b] {
+            let o = with_timeout(ms(800), r.link.delivered(t))
+                .await
+                .unwrap_or_else(|_| panic!("{}", r.explain()));
+            assert_eq!(o, Outcome::Acknowledged { msg_id: t.msg_id });
+        }
+        let c = r.link.counters();
+        assert_eq!((c.link_losses, c.refused), (1, 0), "{c:?}");
     });
 }

@@ -18,7 +18,9 @@
 //! |---|---|
 //! | `+QMTSTAT` with any code but 5 (1-7, 8-255) | ends at once (operations in flight end too); back off, open again |
 //! | `+QMTSTAT: id,5` (the close after a DISCONNECT) | nothing: it ends no link the supervisor did not end itself |
-//! | a publish that fails (`+QMTPUB: ...,2`) or times out | ends the link; the message goes again |
+//! | a publish whose result never comes (the driver's deadline) | ends the link; the message goes again |
+//! | a publish that fails (`+QMTPUB: id,msgID,2`), `AT+QMTCONN?` right after says connected | nothing ends: the message is set aside and the next ones go; once the link proves itself (another message acknowledged, or a keep-alive period with nothing sent) the failure counts as a refusal and the message goes again; after `max_refusals` it leaves, [`Outcome::Refused`] with [`Error::SendFailed`] |
+//! | a publish that fails while another one is set aside (nothing acknowledged since), or with the client not connected | ends the link; nothing is counted; the messages go again |
 //! | `ERROR` to a publish, `AT+QMTCONN?` right after says connected | nothing ends: the modem refused *this message*; it goes again after `poll_interval`, and after `max_refusals` refusals it leaves, [`Outcome::Refused`] |
 //! | `ERROR` to publishes of two messages in a row, none taken in between, the client connected | ends the link: the modem refuses publishing as such (no refusal counted) |
 //! | `ERROR` to a publish, the client not connected | ends the link (`NotConnected`); no refusal is counted; the message goes again |
@@ -71,10 +73,28 @@
 //!
 //! So one message never ends the link, and a modem that refuses every
 //! publish, link after link, costs at most one message per `max_refusals`
-//! links. What the broker does with a message the modem sent
-//! (`+QMTPUB: ...,2`, no result) is the link's business: it ends the link
-//! and the message goes again. A message to which the modem never answers
-//! at all (a timeout) is taken for a silent modem, not refused.
+//! links.
+//!
+//! When the modem reports a publish failed (`+QMTPUB: id,msgID,2`: it
+//! gave up after its retransmissions), the broker may be gone, or slow, or
+//! refusing this one message. The lane asks `AT+QMTCONN?`: not connected,
+//! the link ends. Connected, and another message already set aside after
+//! such a failure with nothing acknowledged since: the link is what fails;
+//! it ends, and no failure is counted. Otherwise the message is *set
+//! aside*: no lane takes it, and the lanes go on with the messages behind
+//! it (which may then reach the broker before it). When the link proves
+//! that the broker answers (a QoS 1/2 message acknowledged, or the link up
+//! for a keep-alive period plus the modem's wait for an answer plus
+//! `poll_interval` with nothing sent: the modem pinged the broker, and a
+//! broker that did not answer would have ended the link), each failure set
+//! aside counts as a refusal of its message, which goes again (under its
+//! msgID) or, at `max_refusals`, leaves: [`Outcome::Refused`] with
+//! [`Error::SendFailed`], counted in [`Counters::refused`]. A link that
+//! ends first puts the message back uncounted. So a message the broker
+//! never acknowledges is sent `max_refusals` times, blocks nothing and
+//! ends no link; a slow or absent broker costs no message. A message to
+//! which the modem never answers at all (a timeout) is taken for a silent
+//! modem, not refused.
 //!
 //! **Liveness.** [`Link::progress`] is when the supervisor last made
 //! progress (the modem answered it, a message went, the link came up), and
@@ -96,7 +116,7 @@ use core::cell::RefCell;
 use core::future::{poll_fn, Future};
 use core::task::Poll;
 
-use embassy_futures::select::{select3, select_array, Either3};
+use embassy_futures::select::{select, select3, select_array, Either, Either3};
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_time::{Duration, Instant, Timer};
 
@@ -182,8 +202,10 @@ pub struct SupervisorConfig<'a> {
     pub in_flight: usize,
     /// How many times the modem may refuse one message (`ERROR` to its
     /// `AT+QMTPUB`, while `AT+QMTCONN?` right after says the client is
-    /// connected) before it leaves the outbox, refused
-    /// ([`Outcome::Refused`], [`Counters::refused`]). At least 1. Default 3.
+    /// connected; or `+QMTPUB: id,msgID,2` on a link that then proved
+    /// itself, see the module's documentation) before it leaves the outbox,
+    /// refused ([`Outcome::Refused`], [`Counters::refused`]). At least 1.
+    /// Default 3.
     pub max_refusals: u8,
     /// Turn the command echo off (`ATE0`) at each start. Default `true`.
     pub echo_off: bool,
@@ -343,8 +365,9 @@ pub struct Counters {
     /// QoS 0 messages refused while offline.
     pub refused_offline: u32,
     /// Stored messages that left the outbox refused ([`Outcome::Refused`]):
-    /// the modem refused them `max_refusals` times, or the driver's check
-    /// when it wrote them failed at the configured format.
+    /// the modem refused them (or failed them on a working link)
+    /// `max_refusals` times, or the driver's check when it wrote them failed
+    /// at the configured format.
     pub refused: u32,
     /// QoS 0 messages stored while online whose link ended before they went
     /// out: [`Outcome::Dropped`].
@@ -379,6 +402,9 @@ struct Status {
     last_refusal: Option<(u32, u32)>,
     /// When the supervisor last made progress ([`Link::progress`]).
     progress: Instant,
+    /// Since when messages are set aside on this link (a failure reported
+    /// with the client connected), and `accepted` then.
+    suspect: Option<(Instant, u32)>,
 }
 
 /// A supervisor's status, shared by its task and its [`Link`] handles: the
@@ -429,6 +455,7 @@ impl<const OUTBOX: usize, M: RawMutex> SupervisorState<OUTBOX, M> {
                 accepted: 0,
                 last_refusal: None,
                 progress: Instant::from_ticks(0),
+                suspect: None,
             }))),
         }
     }
@@ -1066,7 +1093,10 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             }
             c.connects = c.connects.wrapping_add(1);
         });
-        status.with(|s| s.last_refusal = None);
+        status.with(|s| {
+            s.last_refusal = None;
+            s.suspect = None;
+        });
         status.set_state(LinkState::Online);
         let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
         // The first lane whose publish fails ends the link (the others wait
@@ -1074,9 +1104,12 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let send = select_array(core::array::from_fn::<_, MAX_IN_FLIGHT, _>(|i| {
             self.lane(i < lanes)
         }));
-        let r = match select3(send, self.watch(epoch), self.health()).await {
+        let checks = select(self.health(), self.probation());
+        let r = match select3(send, self.watch(epoch), checks).await {
             Either3::First((r, _)) => r,
-            Either3::Second(r) | Either3::Third(r) => r,
+            Either3::Second(r) => r,
+            Either3::Third(Either::First(r)) => r,
+            Either3::Third(Either::Second(never)) => match never {},
         };
         // A link end the driver saw (`+QMTSTAT`, a restart) is why: a publish
         // refused in the same burst because the link was gone only follows.
@@ -1142,6 +1175,11 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                                 s.progress = Instant::now();
                                 s.counters.delivered = s.counters.delivered.wrapping_add(1);
                             });
+                            if t.qos != QoS::AtMostOnce {
+                                // The broker answered: the link works, and
+                                // what failed on it failed for itself.
+                                self.confirm_suspects();
+                            }
                             return Ok(());
                         }
                         Err(e) => e,
@@ -1190,10 +1228,98 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                     self.refuse(t, e);
                     return Ok(());
                 }
-                Error::SendFailed | Error::Timeout(Stage::Result) => {
-                    return Err(OfflineReason::Failed(e))
+                // The modem gave up on it (`+QMTPUB: id,msgID,2`): this
+                // message, or the link? Another message failed before,
+                // nothing acknowledged since: the link; it ends, nothing is
+                // counted. Else, the client connected: the message is set
+                // aside, the lane goes on with the next one, and the failure
+                // counts against it once the link proves itself (see
+                // `confirm_suspects`).
+                Error::SendFailed => {
+                    if outbox.other_suspect(t.seq) {
+                        return Err(OfflineReason::Failed(e));
+                    }
+                    match self.command(&QueryConnectionState).await {
+                        Ok(s) if s.get(self.config.client) != Some(ConnectionState::Connected) => {
+                            return Err(OfflineReason::NotConnected)
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err(reason(e)),
+                    }
+                    outbox.suspect(t.at);
+                    status.with(|s| {
+                        if s.suspect.is_none() {
+                            s.suspect = Some((Instant::now(), s.accepted));
+                        }
+                    });
+                    return Ok(());
                 }
+                Error::Timeout(Stage::Result) => return Err(OfflineReason::Failed(e)),
                 e => return Err(reason(e)),
+            }
+        }
+    }
+
+    /// The link proved itself while messages were set aside after a failure
+    /// (`+QMTPUB: id,msgID,2`): each failure counts as a refusal of its
+    /// message, which goes again, or leaves at `max_refusals`
+    /// ([`Outcome::Refused`] with [`Error::SendFailed`]).
+    fn confirm_suspects(&self) {
+        let status = self.link.status;
+        if status.with(|s| s.suspect.take()).is_none() {
+            return;
+        }
+        let left = self
+            .link
+            .outbox
+            .confirm_suspects(self.config.max_refusals.max(1), Error::SendFailed);
+        if left > 0 {
+            warn!("messages refused: {}", left);
+            status.count(|c| c.refused = c.refused.wrapping_add(left));
+        }
+    }
+
+    /// How long the link must stay up, with nothing sent, after a failure
+    /// for the failure to count against its message: a keep-alive period
+    /// (the modem then pings the broker, and a broker that does not answer
+    /// ends the link) and the modem's wait for the answer, plus
+    /// `poll_interval`. Without a keep-alive, `health_check` (at least a
+    /// minute) stands for it.
+    fn probation_period(&self) -> Duration {
+        let c = &self.config;
+        let keepalive = match c.keepalive_s {
+            0 => Duration::from_secs(60).max(c.health_check),
+            k => Duration::from_secs(u64::from(k)),
+        };
+        let answer =
+            Duration::from_secs(u64::from(c.pkt_timeout_s) * (u64::from(c.retry_times) + 1));
+        keepalive + answer + c.poll_interval
+    }
+
+    /// While messages are set aside: once the link stayed up for
+    /// [`probation_period`](Self::probation_period) with nothing sent,
+    /// their failures count ([`confirm_suspects`](Self::confirm_suspects)).
+    /// A publish sent meanwhile starts the period again (the modem pings
+    /// only when idle); an acknowledged one confirms at once.
+    async fn probation(&self) -> core::convert::Infallible {
+        let status = self.link.status;
+        let period = self.probation_period();
+        loop {
+            let Some((since, accepted)) = status.with(|s| s.suspect) else {
+                Timer::after(period).await;
+                continue;
+            };
+            Timer::at(since + period).await;
+            let quiet = status.with(|s| match s.suspect {
+                Some((t, a)) if t == since && a == accepted => Some(a == s.accepted),
+                _ => None,
+            });
+            match quiet {
+                Some(true) => self.confirm_suspects(),
+                Some(false) => status.with(|s| {
+                    s.suspect = Some((Instant::now(), s.accepted));
+                }),
+                None => {}
             }
         }
     }

@@ -15,7 +15,8 @@
 //!   dropped).
 //!
 //! A record is 14 bytes of bookkeeping, the topic and the payload:
-//! length (2), hold (1: stored, 0: freed), flags (1: QoS, retain, in flight),
+//! length (2), hold (1: stored, 0: freed), flags (1: QoS, retain, in flight,
+//! suspect),
 //! sequence (4), msgID (2), sends (1), refusals (1), topic length (2).
 //!
 //! **Outcomes.** The last 1/28 to 1/56 of the store (a power of two of bytes,
@@ -43,6 +44,10 @@ pub(crate) const HEADER: usize = 14;
 const QOS_MASK: u8 = 0b11;
 const RETAIN: u8 = 0b100;
 const IN_FLIGHT: u8 = 0b1000;
+/// The modem reported it failed (`+QMTPUB: id,msgID,2`) with the client
+/// connected: set aside (not taken) until the link proves itself (another
+/// message acknowledged, or a quiet keep-alive period) or ends.
+const SUSPECT: u8 = 0b1_0000;
 
 /// Refusals whose error is kept for their tickets.
 pub(crate) const REFUSALS: usize = 8;
@@ -118,8 +123,8 @@ pub enum Outcome {
     /// Refused, never sent, and it left the outbox: before it was stored
     /// (the error of [`Link::try_publish`](super::Link::try_publish)), or
     /// later: the driver's check at the configured format failed when it
-    /// wrote it, or the modem answered `ERROR` to it `max_refusals` times
-    /// while the link was fine
+    /// wrote it, or the modem answered `ERROR` to it (or reported it failed,
+    /// [`Error::SendFailed`]) `max_refusals` times while the link was fine
     /// (counted in [`Counters::refused`](super::Counters::refused)).
     Refused(Error),
     /// The outbox no longer knows: the message ended before the last
@@ -473,7 +478,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
 
     fn take_in(ring: &Ring, buf: &mut [u8]) -> Option<Taken> {
         {
-            let at = Self::live(ring, buf).find(|&at| buf[at + 3] & IN_FLIGHT == 0)?;
+            let at = Self::live(ring, buf).find(|&at| buf[at + 3] & (IN_FLIGHT | SUSPECT) == 0)?;
             buf[at + 3] |= IN_FLIGHT;
             buf[at + 10] = buf[at + 10].saturating_add(1);
             let flags = buf[at + 3];
@@ -553,6 +558,53 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         })
     }
 
+    /// The modem reported the message at `at`, in flight, failed
+    /// (`+QMTPUB: id,msgID,2`) with the client connected: it is set aside
+    /// (no lane takes it) until [`confirm_suspects`](Self::confirm_suspects)
+    /// counts the failure against it, or a link loss puts it back uncounted.
+    pub(crate) fn suspect(&self, at: usize) {
+        self.with(|_, meta, buf, _| {
+            buf[at + 3] = (buf[at + 3] & !IN_FLIGHT) | SUSPECT;
+            meta.queued.wake();
+        })
+    }
+
+    /// True if a message other than `seq` is set aside.
+    pub(crate) fn other_suspect(&self, seq: u32) -> bool {
+        self.with(|ring, _, buf, _| {
+            Self::live(ring, buf).any(|at| buf[at + 3] & SUSPECT != 0 && seq_of(buf, at) != seq)
+        })
+    }
+
+    /// The link proved itself while messages were set aside: each failure
+    /// counts as a refusal of its message, which goes again, or leaves,
+    /// refused with `e`, at `max` refusals. Returns how many left.
+    pub(crate) fn confirm_suspects(&self, max: u8, e: Error) -> u32 {
+        self.with(|ring, meta, buf, mut log| {
+            let mut left = 0;
+            let batch: heapless::Vec<usize, 16> = Self::live(ring, buf)
+                .filter(|&at| buf[at + 3] & SUSPECT != 0)
+                .take(16)
+                .collect();
+            if batch.is_empty() {
+                return 0;
+            }
+            for at in batch {
+                buf[at + 3] &= !SUSPECT;
+                buf[at + 11] = buf[at + 11].saturating_add(1);
+                if buf[at + 11] >= max {
+                    Self::end_in(meta, buf, &mut log, at, ENDED_REFUSED, Some(e));
+                    left += 1;
+                }
+            }
+            ring.reclaim(buf);
+            meta.space.wake();
+            meta.gone.wake();
+            meta.queued.wake();
+            left
+        })
+    }
+
     /// The message at `at` goes again later.
     pub(crate) fn requeue(&self, at: usize) {
         self.with(|_, meta, buf, _| {
@@ -561,16 +613,16 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         })
     }
 
-    /// After a link loss: every message in flight goes again, but QoS 0
-    /// ones, which are at most once: they leave, dropped. Returns how many
-    /// of those.
+    /// After a link loss: every message in flight (or set aside) goes
+    /// again, uncounted, but QoS 0 ones, which are at most once: they leave,
+    /// dropped. Returns how many of those.
     pub(crate) fn requeue_all(&self) -> u32 {
         self.with(|ring, meta, buf, mut log| {
             let mut dropped = 0;
             // In batches: the offsets are read, then the records changed.
             let pending = |buf: &[u8], at: usize| {
                 let flags = buf[at + 3];
-                flags & QOS_MASK == 0 || flags & IN_FLIGHT != 0
+                flags & QOS_MASK == 0 || flags & (IN_FLIGHT | SUSPECT) != 0
             };
             loop {
                 let batch: heapless::Vec<usize, 16> = Self::live(ring, buf)
@@ -585,7 +637,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
                         Self::end_in(meta, buf, &mut log, at, ENDED_DROPPED, None);
                         dropped += 1;
                     } else {
-                        buf[at + 3] &= !IN_FLIGHT;
+                        buf[at + 3] &= !(IN_FLIGHT | SUSPECT);
                     }
                 }
             }

@@ -389,11 +389,13 @@ fn a_poisoned_message_fails_every_time_and_the_others_go() {
     r.line("AT+QMTPUB=0,5,1,0,\"t\"").expect("\r\n> ");
     r.send(b"bad\x1a");
     r.expect("\r\nOK\r\n\r\n+QMTPUB: 0,5,2\r\n");
-    r.line("AT+QMTPUB=0,6,1,0,\"t\",\"good\"").expect("\r\nOK\r\n");
+    r.line("AT+QMTPUB=0,6,1,0,\"t\",\"good\"")
+        .expect("\r\nOK\r\n");
     r.expect_net(&[send(link, b"\x32\x09\x00\x01t\x00\x06good")]);
     // ERROR instead: to the line, and to the payload in data mode.
     r.m.faults_mut().poison.as_mut().unwrap().answer = PoisonAnswer::Error;
-    r.line("AT+QMTPUB=0,7,1,0,\"t\",\"bad\"").expect("\r\nERROR\r\n");
+    r.line("AT+QMTPUB=0,7,1,0,\"t\",\"bad\"")
+        .expect("\r\nERROR\r\n");
     r.line("AT+QMTPUB=0,7,1,0,\"t\"").expect("\r\n> ");
     r.send(b"bad\x1a");
     r.expect("\r\nERROR\r\n");
