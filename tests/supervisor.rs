@@ -546,10 +546,7 @@ fn connack_refused_twice_then_accepted_backs_off_and_comes_online() {
 #[test]
 fn lost_acks_are_reported_as_retransmissions_then_failure_and_the_message_goes_again_on_the_same_link(
 ) {
-    // Keep-alive 1 s: the link proves itself 1 s + 2 x 1 s + 30 ms after the
-    // failure, with nothing sent (the modem pinged the broker meanwhile).
     let d = Dev::start(Opts::new("acklost").sup(|c| {
-        c.keepalive_s = 1;
         c.pkt_timeout_s = 1;
         c.retry_times = 1;
         c.timeout_notice = true;
@@ -559,7 +556,8 @@ fn lost_acks_are_reported_as_retransmissions_then_failure_and_the_message_goes_a
         d.flush(secs(5)).await;
         // The PUBLISH and its retransmission reach the broker; both PUBACKs
         // are lost: `+QMTPUB: 0,<id>,1,1`, then `+QMTPUB: 0,<id>,2`. The
-        // broker answers pings: the link stays, the message goes again.
+        // broker answers the subscription the supervisor then asks it with:
+        // the link stays, the message goes again (one refusal counted on it).
         d.sim.update_faults(|f| f.drop_acks = 2);
         let t = d.hand(1, "lost")[0];
         d.delivered_within(t, secs(8)).await;

@@ -1337,6 +1337,7 @@ fn a_message_the_modem_fails_every_time_ends_refused_after_max_refusals_blocks_n
         c.max_refusals = 3;
         c.in_flight = 1;
     });
+    let before = r.auto.count();
     fail_publishes(&r, "\"poison\"", Rc::new(Cell::new(true)));
     r.run(async {
         r.rec.online(ms(500)).await;
@@ -1369,9 +1370,17 @@ fn a_message_the_modem_fails_every_time_ends_refused_after_max_refusals_blocks_n
                 r.explain()
             );
         }
-        let l = r.auto.lines();
-        let tries = l.iter().filter(|l| l.ends_with("\"poison\"")).count();
-        assert_eq!(tries, 3, "{}", r.explain());
+        // Each failure: is the client connected, does the broker answer a
+        // subscription; then the message again, or not at all.
+        let l = r.auto.lines_from(before);
+        let tries: Vec<usize> = (0..l.len())
+            .filter(|&i| l[i].ends_with("\"poison\""))
+            .collect();
+        assert_eq!(tries.len(), 3, "{}", r.explain());
+        for &i in &tries {
+            assert_eq!(l[i + 1], "AT+QMTCONN?", "{}", r.explain());
+            assert!(l[i + 2].starts_with("AT+QMTSUB=0,"), "{}", r.explain());
+        }
         let c = r.link.counters();
         assert_eq!((c.link_losses, c.refused, c.delivered), (0, 1, 5), "{c:?}");
         assert_eq!(r.rec.states().len(), 2, "{}", r.explain());
@@ -1380,10 +1389,13 @@ fn a_message_the_modem_fails_every_time_ends_refused_after_max_refusals_blocks_n
 }
 
 #[test]
-fn a_failure_on_a_quiet_link_counts_after_a_keepalive_period_and_the_message_goes_again() {
+fn without_subscriptions_a_failure_on_a_quiet_link_counts_after_a_keepalive_period_and_the_message_goes_again(
+) {
     // Keep-alive 1 s, one try of 1 s: the link proves itself after 2 s
     // and a poll interval with nothing sent.
+    // No subscription to ask the broker with.
     let r = Rig::new("quiet", |c| {
+        c.subscriptions = &[];
         c.keepalive_s = 1;
         c.pkt_timeout_s = 1;
         c.retry_times = 0;
@@ -1417,8 +1429,12 @@ fn a_failure_on_a_quiet_link_counts_after_a_keepalive_period_and_the_message_goe
 }
 
 #[test]
-fn two_messages_failed_with_nothing_acknowledged_between_end_the_link_and_count_nothing() {
-    let r = Rig::new("twofail", |c| c.in_flight = 1);
+fn without_subscriptions_two_messages_failed_with_nothing_acknowledged_between_end_the_link_and_count_nothing(
+) {
+    let r = Rig::new("twofail", |c| {
+        c.in_flight = 1;
+        c.subscriptions = &[];
+    });
     let on = Rc::new(Cell::new(true));
     fail_publishes(&r, "", on.clone());
     r.run(async {
@@ -1447,5 +1463,49 @@ fn two_messages_failed_with_nothing_acknowledged_between_end_the_link_and_count_
         }
         let c = r.link.counters();
         assert_eq!((c.link_losses, c.refused), (1, 0), "{c:?}");
+    });
+}
+
+#[test]
+fn a_failed_publish_whose_broker_does_not_answer_the_subscription_ends_the_link_and_counts_nothing()
+{
+    let r = Rig::new("deadlink", |_| {});
+    // The link is dead (a NAT forgot it): the publish and the subscription
+    // that asks the broker both fail, once.
+    let dead = Rc::new(Cell::new(true));
+    let d = dead.clone();
+    r.auto.rule(move |l| {
+        let id = l.split(',').nth(1).unwrap_or("0").to_string();
+        if l.starts_with("AT+QMTPUB=") && d.get() {
+            Answer::Send(format!("\r\nOK\r\n\r\n+QMTPUB: 0,{id},2\r\n").into_bytes())
+        } else if l.starts_with("AT+QMTSUB=") && d.get() && l.contains("cmd/dev1") {
+            Answer::Send(format!("\r\nOK\r\n\r\n+QMTSUB: 0,{id},2\r\n").into_bytes())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        // Online first (its subscription answered), then the link dies.
+        dead.set(false);
+        r.rec.online(ms(500)).await;
+        dead.set(true);
+        let t = r
+            .link
+            .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
+            .unwrap();
+        let reason = r.rec.offline(ms(500)).await;
+        assert_eq!(
+            reason,
+            OfflineReason::Failed(Error::SendFailed),
+            "{}",
+            r.explain()
+        );
+        dead.set(false);
+        let o = with_timeout(ms(800), r.link.delivered(t))
+            .await
+            .unwrap_or_else(|_| panic!("{}", r.explain()));
+        assert_eq!(o, Outcome::Acknowledged { msg_id: t.msg_id });
+        let c = r.link.counters();
+        assert_eq!((c.link_losses, c.refused, c.resent), (1, 0, 1), "{c:?}");
     });
 }

@@ -19,8 +19,9 @@
 //! | `+QMTSTAT` with any code but 5 (1-7, 8-255) | ends at once (operations in flight end too); back off, open again |
 //! | `+QMTSTAT: id,5` (the close after a DISCONNECT) | nothing: it ends no link the supervisor did not end itself |
 //! | a publish whose result never comes (the driver's deadline) | ends the link; the message goes again |
-//! | a publish that fails (`+QMTPUB: id,msgID,2`), `AT+QMTCONN?` right after says connected | nothing ends: the message is set aside and the next ones go; once the link proves itself (another message acknowledged, or a keep-alive period with nothing sent) the failure counts as a refusal and the message goes again; after `max_refusals` it leaves, [`Outcome::Refused`] with [`Error::SendFailed`] |
-//! | a publish that fails while another one is set aside (nothing acknowledged since), or with the client not connected | ends the link; nothing is counted; the messages go again |
+//! | a publish that fails (`+QMTPUB: id,msgID,2`), `AT+QMTCONN?` right after says connected, and the broker answers a subscription again | nothing ends: a refusal of this message is counted; it goes again after `poll_interval`, and after `max_refusals` it leaves, [`Outcome::Refused`] with [`Error::SendFailed`] |
+//! | the same, the broker does not answer the subscription (a broker gone, a NAT that forgot the link), or the client not connected | ends the link; nothing is counted; the message goes again |
+//! | the same without subscriptions to ask with | the message is set aside and the next ones go; once the link proves itself (another message acknowledged, or a keep-alive period with nothing sent) the failure counts as a refusal; a second message failing meanwhile ends the link, uncounted |
 //! | `ERROR` to a publish, `AT+QMTCONN?` right after says connected | nothing ends: the modem refused *this message*; it goes again after `poll_interval`, and after `max_refusals` refusals it leaves, [`Outcome::Refused`] |
 //! | `ERROR` to publishes of two messages in a row, none taken in between, the client connected | ends the link: the modem refuses publishing as such (no refusal counted) |
 //! | `ERROR` to a publish, the client not connected | ends the link (`NotConnected`); no refusal is counted; the message goes again |
@@ -76,25 +77,34 @@
 //! links.
 //!
 //! When the modem reports a publish failed (`+QMTPUB: id,msgID,2`: it
-//! gave up after its retransmissions), the broker may be gone, or slow, or
-//! refusing this one message. The lane asks `AT+QMTCONN?`: not connected,
-//! the link ends. Connected, and another message already set aside after
-//! such a failure with nothing acknowledged since: the link is what fails;
-//! it ends, and no failure is counted. Otherwise the message is *set
-//! aside*: no lane takes it, and the lanes go on with the messages behind
-//! it (which may then reach the broker before it). When the link proves
-//! that the broker answers (a QoS 1/2 message acknowledged, or the link up
-//! for a keep-alive period plus the modem's wait for an answer plus
-//! `poll_interval` with nothing sent: the modem pinged the broker, and a
-//! broker that did not answer would have ended the link), each failure set
-//! aside counts as a refusal of its message, which goes again (under its
-//! msgID) or, at `max_refusals`, leaves: [`Outcome::Refused`] with
-//! [`Error::SendFailed`], counted in [`Counters::refused`]. A link that
-//! ends first puts the message back uncounted. So a message the broker
-//! never acknowledges is sent `max_refusals` times, blocks nothing and
-//! ends no link; a slow or absent broker costs no message. A message to
-//! which the modem never answers at all (a timeout) is taken for a silent
-//! modem, not refused.
+//! gave up after its retransmissions), the broker may be gone, a NAT may
+//! have forgotten an idle link (the modem learns it only then), or the
+//! broker may refuse this one message. The lane asks `AT+QMTCONN?`: not
+//! connected, the link ends. Connected: it asks the broker, with the first
+//! subscription of the persistent set again (`AT+QMTSUB`; the broker sends
+//! that filter's retained messages again, as after every connect). No
+//! answer: the link is gone; it ends, nothing is counted, and the message
+//! goes again on the next link. A SUBACK: the broker hears the device, and
+//! the failure was this message's: a refusal is counted, the same lane
+//! sends it again after `poll_interval`, and at `max_refusals` it leaves,
+//! [`Outcome::Refused`] with [`Error::SendFailed`], counted in
+//! [`Counters::refused`]. So a message the broker never acknowledges is
+//! sent `max_refusals` times and ends no link, and a dead link costs no
+//! message.
+//!
+//! Without subscriptions there is nothing to ask the broker with: the
+//! message is then *set aside* (no lane takes it; the ones behind it go,
+//! and may reach the broker before it) until the link proves itself: a
+//! QoS 1/2 message acknowledged, or the link up for a keep-alive period plus
+//! the modem's wait for an answer plus `poll_interval` with nothing sent
+//! (the modem pinged the broker, and a broker that did not answer would
+//! have ended the link); then the failure counts as a refusal and the
+//! message goes again (or leaves, as above). A second message failing
+//! while one is set aside ends the link, uncounted; a link that ends puts
+//! the message back uncounted.
+//!
+//! A message to which the modem never answers at all (a timeout) is taken
+//! for a silent modem, not refused.
 //!
 //! **Liveness.** [`Link::progress`] is when the supervisor last made
 //! progress (the modem answered it, a message went, the link came up), and
@@ -1143,6 +1153,8 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let status = self.link.status;
         let src = outbox.source(t.at);
         let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
+        // Sent before: on an earlier link, or by this lane after a failure.
+        let mut again = t.sends > 1;
         loop {
             let options = PublishOptions::new(t.qos, t.retain).msg_id(msg_id);
             // The link's client, borrowed (a copy would be kept across the
@@ -1164,7 +1176,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                     status.with(|s| {
                         s.progress = Instant::now();
                         s.accepted = s.accepted.wrapping_add(1);
-                        if t.sends > 1 {
+                        if again {
                             s.counters.resent = s.counters.resent.wrapping_add(1);
                         }
                     });
@@ -1188,6 +1200,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 Err(e) => e,
             };
             warn!("publish failed: {}", e);
+            again = true;
             match e {
                 // The modem refused the line (or the payload): this message,
                 // or a link the modem knows is gone? `AT+QMTCONN?` tells.
@@ -1229,12 +1242,8 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                     return Ok(());
                 }
                 // The modem gave up on it (`+QMTPUB: id,msgID,2`): this
-                // message, or the link? Another message failed before,
-                // nothing acknowledged since: the link; it ends, nothing is
-                // counted. Else, the client connected: the message is set
-                // aside, the lane goes on with the next one, and the failure
-                // counts against it once the link proves itself (see
-                // `confirm_suspects`).
+                // message, or the link (a broker gone, a NAT that forgot
+                // the link)? See the module's documentation.
                 Error::SendFailed => {
                     if outbox.other_suspect(t.seq) {
                         return Err(OfflineReason::Failed(e));
@@ -1246,13 +1255,31 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                         Ok(_) => {}
                         Err(e) => return Err(reason(e)),
                     }
-                    outbox.suspect(t.at);
-                    status.with(|s| {
-                        if s.suspect.is_none() {
-                            s.suspect = Some((Instant::now(), s.accepted));
-                        }
-                    });
-                    return Ok(());
+                    let Some(sub) = self.config.subscriptions.first() else {
+                        // No way to ask the broker: set aside until the
+                        // link proves itself (`confirm_suspects`).
+                        outbox.suspect(t.at);
+                        status.with(|s| {
+                            if s.suspect.is_none() {
+                                s.suspect = Some((Instant::now(), s.accepted));
+                            }
+                        });
+                        return Ok(());
+                    };
+                    // Does the broker answer? The first subscription again:
+                    // its SUBACK says so (and the broker sends its retained
+                    // messages again, as after every connect). No answer:
+                    // the link is gone, and the failure was not the
+                    // message's.
+                    if let Err(e) = self.link.client.subscribe(&[(sub.topic, sub.qos)]).await {
+                        return Err(reason(e));
+                    }
+                    status.progress();
+                    if outbox.refused(t.at) >= self.config.max_refusals {
+                        self.refuse(t, e);
+                        return Ok(());
+                    }
+                    Timer::after(self.config.poll_interval).await;
                 }
                 Error::Timeout(Stage::Result) => return Err(OfflineReason::Failed(e)),
                 e => return Err(reason(e)),
