@@ -78,14 +78,16 @@ pub struct Options {
     /// Keep the whole AT trace in the report (else its hash and tail only).
     pub keep_trace: bool,
     /// Tasks waiting in `Link::delivered` at once (the oldest tickets; the others are
-    /// looked at with `Link::pending`). Default 3: the outbox keeps 4 wakers for
-    /// deliveries, and 5 tasks waiting at once spin (see README.md, "Found").
+    /// looked at with `Link::outcome`). Default 8: more than the 4 wakers a wait keeps
+    /// itself, so that waiters hold each other's (five used to spin: README.md, "Found").
     pub delivery_waiters: usize,
     /// Among the faults, drop and re-create the `Supervisor` and its `Link` too (not only
-    /// the application, its `Events` and the waiting tasks). Off by default: a supervisor
-    /// dropped while a message is in flight leaves it in flight for ever (see README.md,
-    /// "Found").
+    /// the application, its `Events` and the waiting tasks). On by default (it used to
+    /// strand the message in flight: README.md, "Found").
     pub recreate_supervisor: bool,
+    /// Poison one message of the run (from the seed, for one seed in two): the modem
+    /// fails it every time (`bc26_sim::SimFaults::poison`). On by default.
+    pub poison: bool,
 }
 
 impl Options {
@@ -102,8 +104,9 @@ impl Options {
             in_flight: if seed % 4 == 3 { 4 } else { 1 },
             mutant: None,
             keep_trace: false,
-            delivery_waiters: 3,
-            recreate_supervisor: false,
+            delivery_waiters: 8,
+            recreate_supervisor: true,
+            poison: true,
         }
     }
 
@@ -124,10 +127,13 @@ impl Options {
             c.push_str(" --mutant ");
             c.push_str(m.name());
         }
-        if self.recreate_supervisor {
-            c.push_str(" --recreate-supervisor");
+        if !self.recreate_supervisor {
+            c.push_str(" --no-recreate-supervisor");
         }
-        if self.delivery_waiters != 3 {
+        if !self.poison {
+            c.push_str(" --no-poison");
+        }
+        if self.delivery_waiters != 8 {
             c.push_str(&format!(" --delivery-waiters {}", self.delivery_waiters));
         }
         c
@@ -160,6 +166,13 @@ pub struct Report {
     pub qos0_handed: u64,
     /// Publishes refused (QoS 0 offline).
     pub refused: u64,
+    /// QoS 0 tickets that ended `Sent`, and `Dropped`.
+    pub qos0_sent: u64,
+    /// Dropped.
+    pub qos0_dropped: u64,
+    /// The poisoned message (its number), if the seed chose one, and how its ticket ended
+    /// (Debug) and after how many `AT+QMTPUB` lines.
+    pub poisoned: Option<(u64, String, u32)>,
     /// Commands the backend sent, the device received (distinct), and copies beyond those.
     pub commands_sent: u64,
     /// Received.

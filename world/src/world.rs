@@ -10,12 +10,12 @@ use std::task::{Poll, Waker};
 use std::time::Duration as StdDuration;
 
 use bc26_mqtt::supervisor::{
-    self, Backoff, Link, LinkState, SupervisorConfig, SupervisorState, Ticket,
+    self, Backoff, Link, LinkState, Outcome, SupervisorConfig, SupervisorState, Ticket,
 };
 use bc26_mqtt::{ClientId, Config, Error, Event, Modem, QoS, State, Subscription};
 use bc26_sim::broker_model::{BrokerAction, BrokerModel};
 use bc26_sim::model::{self, LinkId, NetAction, NetEvent, Pacer, Time, ToHost};
-use bc26_sim::SimConfig;
+use bc26_sim::{Poison, PoisonAnswer, SimConfig};
 use embassy_time::{Duration, Timer};
 
 use crate::clock;
@@ -217,8 +217,9 @@ pub(crate) struct AppBox {
     waker: Option<Waker>,
     /// Tickets taken, for the world to record: (number, handed).
     handed: Vec<(u64, Handed)>,
-    /// Tickets whose message left the outbox.
-    delivered: Vec<u64>,
+    /// Tickets whose message left the outbox, and how (`None`: the mutant says it was
+    /// delivered).
+    ended: Vec<(u64, Option<Outcome>)>,
     /// Refused (QoS 0 offline, outbox full) or abandoned with the task.
     refused: u64,
     /// The modem rebooted since the mutant last dropped a message.
@@ -442,19 +443,57 @@ pub(crate) struct World {
     pub(crate) online_bound: StdDuration,
     ticket_bound: StdDuration,
     recreate: Option<Fault>,
+    /// The poisoned message (its number) and how the modem answers it.
+    poisoned: Option<(u64, PoisonAnswer)>,
+    /// Its msgID once handed over, and the `AT+QMTPUB` lines the modem took for it.
+    poison_msg_id: Option<u32>,
+    poison_attempts: u32,
+    /// `Link::counters().link_losses` at the last check.
+    link_losses: u32,
+    /// The keep-alive is shorter than the simulated NAT's idle timeout (300 s): an idle
+    /// link is never forgotten by the NAT, so a link loss has a fault behind it.
+    nat_keeps_links: bool,
+    /// Outcomes seen: QoS 1/2 acknowledged, QoS 0 sent, QoS 0 dropped, refused.
+    outcomes: [u32; 4],
 }
+
+/// How long after the last fault a link loss cannot be the fault's doing (a publish's
+/// failure after lost acknowledgements comes with the next message, up to 10 minutes
+/// later).
+const FAULT_ECHO: StdDuration = StdDuration::from_secs(30 * 60);
 
 impl World {
     pub(crate) fn new(opts: Options) -> World {
         let mut rng = Rng::new(opts.seed);
         let fifo = [16, 64, 256][rng.below(3) as usize];
         let chunk_max = [4, 8, 16, 32, 64, 4096][rng.below(6) as usize];
-        let cfg = SimConfig {
+        let mut cfg = SimConfig {
             boot_time: StdDuration::from_millis(rng.range(200, 5000)),
             ..SimConfig::default()
         };
+        // The poisoned message, from a generator of its own (the other draws stay as
+        // they were): one seed in two, a message of the first half of the run.
+        let mut prng = Rng::new(opts.seed ^ 0x9e37_79b9_7f4a_7c15);
+        let messages = (opts.duration.as_secs() / opts.publish_every.as_secs().max(1)).max(2);
+        let poisoned = (opts.poison && prng.chance(1, 2)).then(|| {
+            let k = 1 + prng.below(messages / 2);
+            let answer = if prng.chance(1, 2) {
+                PoisonAnswer::Failed
+            } else {
+                PoisonAnswer::Error
+            };
+            (k, answer)
+        });
+        if let Some((k, answer)) = poisoned {
+            cfg.faults.poison = Some(Poison {
+                marker: format!("m{k:010}/").into_bytes(),
+                answer,
+            });
+        }
         let faults_end = Time::ZERO + opts.duration;
-        let sup = sup_config(&opts, &mut rng.clone());
+        // The configuration each generation makes (`run_generation`: from a generator of
+        // the seed's own).
+        let sup = sup_config(&opts, &mut Rng::new(opts.seed));
         let drv = driver_config(None);
         // Offline bound: a failed attempt (every deadline of a bring-up, a health check to
         // notice a dead link, a close), the longest back-off, and a bring-up.
@@ -513,6 +552,12 @@ impl World {
             online_bound,
             ticket_bound,
             recreate: None,
+            poisoned,
+            poison_msg_id: None,
+            poison_attempts: 0,
+            link_losses: 0,
+            nat_keeps_links: u64::from(sup.keepalive_s) < 300,
+            outcomes: [0; 4],
             rng,
             opts,
         };
@@ -523,6 +568,13 @@ impl World {
                 w.opts.seed
             ),
         );
+        if let Some((k, answer)) = poisoned {
+            w.trace.note(
+                Time::ZERO,
+                &format!("# m{k} is poisoned: the modem answers {answer:?}"),
+            );
+            w.report.poisoned = Some((k, "not handed over".into(), 0));
+        }
         let first = w.opts.publish_every;
         w.at(Time::ZERO + first, Ev::Publish);
         let c = w.gap(w.opts.command_every);
@@ -772,11 +824,15 @@ impl World {
                 if now < self.faults_end {
                     let k = self.next_msg;
                     self.next_msg += 1;
-                    let qos = match self.rng.below(10) {
+                    let mut qos = match self.rng.below(10) {
                         0 => 0,
                         1 | 2 => 2,
                         _ => 1,
                     };
+                    if self.poisoned.is_some_and(|p| p.0 == k) {
+                        // The poisoned message is QoS 1/2: it must end refused, never lost.
+                        qos = qos.max(1);
+                    }
                     self.trace.note(
                         now,
                         &format!("# the application publishes m{k} at QoS {qos}"),
@@ -827,6 +883,9 @@ impl World {
         });
         for m in lines {
             self.pub_line.insert(m, now);
+            if self.poison_msg_id == Some(m) {
+                self.poison_attempts += 1;
+            }
         }
         self.modem_out(now);
     }
@@ -1062,11 +1121,11 @@ impl World {
         if self.armed() {
             self.calm_from = self.calm_from.max(now);
         }
-        let (handed, delivered, problem) = {
+        let (handed, ended, problem) = {
             let mut s = self.shared.borrow_mut();
             (
                 std::mem::take(&mut s.handed),
-                std::mem::take(&mut s.delivered),
+                std::mem::take(&mut s.ended),
                 s.problem.take(),
             )
         };
@@ -1076,8 +1135,13 @@ impl World {
         if let Some(v) = self.report.order_violation.clone() {
             return Err(self.fail(format!("out of order: {v}")));
         }
+        let poisoned = self.poisoned.map(|p| p.0);
         for (k, h) in handed {
-            if h.qos > 0 {
+            if Some(k) == poisoned {
+                // Never at the broker: not awaited there, and out of the order check.
+                self.poison_msg_id = h.ticket.map(|t| u32::from(t.msg_id));
+                self.poison_attempts = 0;
+            } else if h.qos > 0 {
                 self.report.handed += 1;
                 if !self.at_broker.contains_key(&k) {
                     self.not_arrived.insert(k);
@@ -1087,19 +1151,41 @@ impl World {
             }
             self.pending.insert(k, h);
             if h.ticket.is_none() {
-                self.shared.borrow_mut().delivered.push(k);
+                self.shared.borrow_mut().ended.push((k, None));
             }
         }
-        let delivered: Vec<u64> = delivered
+        let ended: Vec<(u64, Option<Outcome>)> = ended
             .into_iter()
-            .chain(std::mem::take(&mut self.shared.borrow_mut().delivered))
+            .chain(std::mem::take(&mut self.shared.borrow_mut().ended))
             .collect();
-        for k in delivered {
+        for (k, o) in ended {
             let Some(h) = self.pending.remove(&k) else {
                 continue;
             };
-            if h.qos == 0 {
+            if Some(k) == poisoned {
+                self.poisoned_ended(k, &h, o, link)?;
                 continue;
+            }
+            let msg_id = h.ticket.map_or(0, |t| t.msg_id);
+            match (h.qos, o) {
+                (0, Some(Outcome::Sent)) => {
+                    self.outcomes[1] += 1;
+                    continue;
+                }
+                (0, Some(Outcome::Dropped)) => {
+                    self.outcomes[2] += 1;
+                    continue;
+                }
+                (1 | 2, Some(Outcome::Acknowledged { msg_id: m })) if m == msg_id => {
+                    self.outcomes[0] += 1;
+                }
+                // The mutant's "delivered".
+                (1 | 2, None) => {}
+                (q, o) => {
+                    return Err(self.fail(format!(
+                        "m{k} (QoS {q}, msgID {msg_id}) ended {o:?}: a QoS 1/2 message ends Acknowledged under its msgID (Refused only if the world poisoned it), a QoS 0 one Sent or Dropped"
+                    )))
+                }
             }
             self.report.delivered += 1;
             if !self.at_broker.contains_key(&k) {
@@ -1121,6 +1207,24 @@ impl World {
                         )))
                     }
                 }
+            }
+        }
+        // The poisoned message never ends the link: with it pending and no fault for a
+        // while, the link stays up.
+        let losses = link.counters().link_losses;
+        if losses != self.link_losses {
+            self.link_losses = losses;
+            let pending = poisoned.is_some_and(|k| self.pending.contains_key(&k));
+            let calm = self.nat_keeps_links
+                && self.active == 0
+                && !self.armed()
+                && now.saturating_since(self.calm_from) > FAULT_ECHO;
+            if pending && calm {
+                return Err(self.fail(format!(
+                    "the link ended ({:?}) while the poisoned message was pending, with no fault for {:?}",
+                    link.state(),
+                    now.saturating_since(self.calm_from)
+                )));
             }
         }
         // The outbox never exceeds its bound.
@@ -1196,7 +1300,20 @@ impl World {
                 )));
             }
         }
+        // Every ticket ended once, and the counters agree: a dropped QoS 0 message is not
+        // counted delivered.
+        let c = link.counters();
+        let [acked, sent, dropped, refused] = self.outcomes;
+        if self.opts.mutant.is_none()
+            && (c.delivered != acked + sent || c.qos0_dropped != dropped || c.refused != refused)
+        {
+            return Err(self.fail(format!(
+                "the counters disagree with the tickets: {acked} acknowledged + {sent} sent, {dropped} dropped, {refused} refused; {c:?}"
+            )));
+        }
         let r = &mut self.report;
+        r.qos0_sent = u64::from(sent);
+        r.qos0_dropped = u64::from(dropped);
         r.commands_received = got.len() as u64;
         r.command_copies = s.received.len() as u64 - got.len() as u64;
         r.refused = s.refused;
@@ -1205,6 +1322,51 @@ impl World {
         r.counters = format!("{:?}", link.counters());
         r.read_errors = self.wire.borrow().read_errors;
         r.write_errors = self.wire.borrow().write_errors;
+        Ok(())
+    }
+
+    /// The poisoned message ended: refused, with the modem's answer, after at least
+    /// `max_refusals` sends, never at the broker, counted.
+    fn poisoned_ended(
+        &mut self,
+        k: u64,
+        h: &Handed,
+        o: Option<Outcome>,
+        link: &Link<'_>,
+    ) -> Result<(), Box<Failure>> {
+        let answer = self.poisoned.map(|p| p.1);
+        let attempts = self.poison_attempts;
+        self.report.poisoned = Some((k, format!("{o:?}"), attempts));
+        let max = u32::from(
+            SupervisorConfig::new(
+                ClientId::new(CLIENT).unwrap_or_else(|_| unreachable!()),
+                "",
+                0,
+                "",
+            )
+            .max_refusals,
+        );
+        let right = match (answer, o) {
+            (Some(PoisonAnswer::Failed), Some(Outcome::Refused(Error::SendFailed))) => true,
+            (Some(PoisonAnswer::Error), Some(Outcome::Refused(Error::Modem(_)))) => true,
+            _ => false,
+        };
+        if !right || attempts < max {
+            return Err(self.fail(format!(
+                "the poisoned m{k} (QoS {}, answered {answer:?}) ended {o:?} after {attempts} sends: it must end Refused with the modem's answer after {max} sends at least",
+                h.qos
+            )));
+        }
+        if self.at_broker.contains_key(&k) {
+            return Err(self.fail(format!("the poisoned m{k} reached the broker")));
+        }
+        self.outcomes[3] += 1;
+        if link.counters().refused < self.outcomes[3] {
+            return Err(self.fail(format!(
+                "the poisoned m{k} ended refused, but Counters::refused is {}",
+                link.counters().refused
+            )));
+        }
         Ok(())
     }
 
@@ -1349,13 +1511,12 @@ fn run_generation<'a: 'g, 'g>(
         shared: Shared,
     ) -> u64 {
         tasks.spawn(async move {
-            // The outcome is checked by the follow-up to issue 15 (Outcome in the world).
-            let _ = link.delivered(t).await;
-            shared.borrow_mut().delivered.push(k);
+            let o = link.delivered(t).await;
+            shared.borrow_mut().ended.push((k, Some(o)));
         })
     }
     // Tickets with a task waiting in `Link::delivered` (at most `delivery_waiters`, the
-    // oldest); the others are looked at with `Link::pending` after every step.
+    // oldest); the others are looked at with `Link::outcome` after every step.
     let mut waited: BTreeSet<u64> = BTreeSet::new();
     if generation > 1 {
         w.trace.note(
@@ -1389,8 +1550,8 @@ fn run_generation<'a: 'g, 'g>(
             if waited.len() < max {
                 waited.insert(k);
                 app_tasks.push(spawn_waiter(&mut tasks, link, k, t, w.shared()));
-            } else if !link.pending(t) {
-                w.shared().borrow_mut().delivered.push(k);
+            } else if let Some(o) = link.outcome(t) {
+                w.shared().borrow_mut().ended.push((k, Some(o)));
             }
         }
         w.check(&link)?;
