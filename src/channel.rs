@@ -205,6 +205,9 @@ struct Chan {
     fence: Fence,
     fence_answers: u16,
     esc_wanted: bool,
+    /// The line queued goes out even if the fence before it is not answered
+    /// (`AT+QRST=1` to a modem that may read commands and answer none).
+    force: bool,
 }
 
 /// What the modem said to the command in flight (kept until the runner looks).
@@ -251,6 +254,7 @@ impl<M: RawMutex> ChannelState<M> {
                 },
                 fence_answers: 0,
                 esc_wanted: false,
+                force: false,
             })),
             lock: Mutex::new(()),
             to_runner: Signal::new(),
@@ -290,6 +294,8 @@ pub(crate) struct Job {
     pub timeout: Duration,
     pub data_mode: bool,
     pub len: usize,
+    /// Written even when the fence before it gets no answer.
+    pub force: bool,
 }
 
 /// What the handle gave the runner in data mode.
@@ -412,6 +418,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         timeout: Duration,
         data_mode: bool,
         slot: Option<u8>,
+        force: bool,
     ) -> Result<(), Error> {
         let n = self.with_line(|b| write(b));
         if n == 0 {
@@ -424,6 +431,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
             c.len = n;
             c.overflow = false;
             c.abandoned = false;
+            c.force = force;
             c.phase = Phase::Queued {
                 timeout,
                 data_mode,
@@ -459,10 +467,24 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         timeout: Duration,
         slot: Option<u8>,
     ) -> Result<Answered<'_, 'a, M>, Error> {
+        self.exchange_as(write, timeout, slot, false).await
+    }
+
+    /// Like [`exchange`](Self::exchange); with `force`, the line goes out
+    /// even if the modem does not answer the fence before it (its answer is
+    /// then discarded as late: the outcome is a timeout). For `AT+QRST=1` to
+    /// a modem that may still read commands while it answers none.
+    pub(crate) async fn exchange_as(
+        &self,
+        write: &dyn Fn(&mut [u8]) -> usize,
+        timeout: Duration,
+        slot: Option<u8>,
+        force: bool,
+    ) -> Result<Answered<'_, 'a, M>, Error> {
         let at = self.st.lock.lock().await;
         let guard = Guard { ch: self };
         self.wait_phase(|p| *p == Phase::Idle).await;
-        self.submit(write, timeout, false, slot)?;
+        self.submit(write, timeout, false, slot, force)?;
         let Phase::Done(outcome) = self.wait_phase(|p| matches!(p, Phase::Done(_))).await else {
             return Err(Error::UnexpectedResponse);
         };
@@ -489,7 +511,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         let _at = self.st.lock.lock().await;
         let _guard = Guard { ch: self };
         self.wait_phase(|p| *p == Phase::Idle).await;
-        self.submit(write, timeout, true, slot)?;
+        self.submit(write, timeout, true, slot, false)?;
         let mut off = 0;
         loop {
             let phase = self
@@ -560,6 +582,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
                         timeout,
                         data_mode,
                         len: c.len,
+                        force: c.force,
                     }));
                 }
                 None

@@ -164,7 +164,7 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
 
     async fn transact(&mut self, job: Job) -> Outcome {
         let ch = self.core.channel;
-        if ch.fenced() && !self.fence(job.timeout).await {
+        if ch.fenced() && !self.fence(job.timeout).await && !job.force {
             // The modem does not answer: the line never went out.
             return Outcome::Timeout(Stage::Response);
         }

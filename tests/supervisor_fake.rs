@@ -1074,13 +1074,15 @@ fn a_modem_that_never_answers_is_reset_by_the_board_after_at_qrst_and_comes_back
     r.auto.silent.set(true);
     r.run(async {
         let t0 = Instant::now();
-        // Two silent attempts: AT+QRST=1 (which a silent modem does not
-        // even get: the driver's probe `AT` after a timeout goes first).
-        // Two more: the board's reset.
+        // Two silent attempts: AT+QRST=1, written although the modem did
+        // not answer the driver's probe `AT` before it (a wedged modem may
+        // still read commands). Two more: the board's reset.
         while board.get() == 0 {
             assert!(t0.elapsed() < ms(4000), "{}", r.explain());
             Timer::after(ms(5)).await;
         }
+        let qrst = r.auto.lines().iter().filter(|l| *l == "AT+QRST=1").count();
+        assert_eq!(qrst, 1, "{}", r.explain());
         // No progress since the start: a watchdog fed by `alive` would bite.
         assert!(!r.link.alive(ms(500)), "{:?}", r.link.progress());
         assert!(r.link.alive(t0.elapsed() + ms(100)));

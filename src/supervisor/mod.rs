@@ -942,7 +942,9 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 });
                 status.count(|c| c.software_resets = c.software_resets.wrapping_add(1));
                 // `OK` if it still reads commands; a wedged one says nothing.
-                if let Err(e) = self.simple(&ResetModule).await {
+                // Sent even if the modem does not answer the `AT` before it:
+                // it may still read commands.
+                if let Err(e) = self.simple_as(&ResetModule, true).await {
                     debug!("AT+QRST=1: {}", e);
                 }
             }
@@ -1044,11 +1046,18 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// A general command answered by `OK` alone (`AT`, `ATE0`,
     /// `AT+QRST=1`): one state machine for all of them, not one each.
     async fn simple(&self, cmd: &dyn SimpleCommand) -> Result<(), Error> {
+        self.simple_as(cmd, false).await
+    }
+
+    /// [`simple`](Self::simple); with `force`, the line goes out even to a
+    /// modem that answers nothing (the channel's fence, a bare `AT`, would
+    /// otherwise hold it back): `AT+QRST=1`.
+    async fn simple_as(&self, cmd: &dyn SimpleCommand, force: bool) -> Result<(), Error> {
         let core = self.link.client.core();
         let timeout = core.config.command_timeout;
         let r = core
             .channel
-            .exchange(&|b: &mut [u8]| cmd.line(b), timeout, None)
+            .exchange_as(&|b: &mut [u8]| cmd.line(b), timeout, None, force)
             .await
             .map(drop);
         if r.is_ok() {
