@@ -43,6 +43,19 @@ pub struct SimFaults {
     /// every time, as `Poison::answer` says (`ERROR` to its `AT+QMTPUB`, or `OK` then
     /// `+QMTPUB: <id>,<msgID>,2`); nothing reaches the broker. Other messages go as usual.
     pub poison: Option<Poison>,
+    /// A wedged module: its AT layer reads every line and answers none (runs none), but
+    /// for `AT+QRST=1` with [`Wedge::ResetWorks`]; a restart (that, or
+    /// `SimHandle::reboot()`, the board's reset) ends the wedge. Its MQTT side runs on.
+    pub wedged: Option<Wedge>,
+}
+
+/// How wedged a module is ([`SimFaults::wedged`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wedge {
+    /// `AT+QRST=1` still restarts it (`OK`, then the restart).
+    ResetWorks,
+    /// Only the board's reset brings it back.
+    Deaf,
 }
 
 /// A message the modem never publishes ([`SimFaults::poison`]).

@@ -31,7 +31,7 @@ mod shell;
 
 pub use config::{
     Chunking, Current, Currents, EdrxGrant, NetworkPolicy, Poison, PoisonAnswer, PowerConfig,
-    PsmGrant, SimConfig, SimFaults,
+    PsmGrant, SimConfig, SimFaults, Wedge,
 };
 pub use model::ClientState;
 pub use shell::handle::{HostSide, PowerProbe, Sim, SimHandle};

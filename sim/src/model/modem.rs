@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use crate::config::{NetworkPolicy, PoisonAnswer, SimConfig, SimFaults};
+use crate::config::{NetworkPolicy, PoisonAnswer, SimConfig, SimFaults, Wedge};
 use crate::model::at::{hex_decode, Refused, Res};
 use crate::model::carrier::{Carrier, Held};
 use crate::model::client::{Client, ClientState, Login, OpenPlan};
@@ -204,6 +204,7 @@ impl Modem {
     /// The restart of [`reboot`](Self::reboot) (`discard`: what was not sent yet is lost)
     /// and of `AT+QRST=1` (its `OK` goes out first).
     fn restart(&mut self, now: Time, discard: bool) {
+        self.faults.wedged = None;
         for c in &mut self.clients {
             c.reset(&mut self.fx, self.default_version);
         }
@@ -499,6 +500,13 @@ impl Modem {
             {
                 return self.serial.error();
             }
+        }
+        if let Some(w) = self.faults.wedged {
+            // Read, not answered; `AT+QRST=1` alone may still restart it.
+            if w == Wedge::ResetWorks && parse(line) == Ok(Command::Qrst) {
+                let _ = self.run(now, Command::Qrst);
+            }
+            return;
         }
         let done = parse(line).and_then(|cmd| self.run(now, cmd));
         if done.is_err() {

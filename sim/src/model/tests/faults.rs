@@ -404,3 +404,30 @@ fn a_poisoned_message_fails_every_time_and_the_others_go() {
     r.expect("\r\nOK\r\n\r\n+QMTPUB: 0,0,0\r\n");
     r.expect_net(&[send(link, b"\x30\x07\x00\x01tfine")]);
 }
+
+#[test]
+fn a_wedged_module_answers_nothing_and_a_restart_ends_the_wedge() {
+    use crate::config::Wedge;
+    let mut r = Rig::new(SimConfig {
+        echo: false,
+        boot_time: Duration::from_millis(100),
+        ..SimConfig::default()
+    });
+    r.m.faults_mut().wedged = Some(Wedge::ResetWorks);
+    r.line("AT").expect("");
+    r.line("AT+CEREG?").expect("");
+    // `AT+QRST=1` still restarts it: OK, the boot, RDY, and answers again.
+    r.line("AT+QRST=1").expect("\r\nOK\r\n");
+    assert_eq!(r.m.faults().wedged, None);
+    r.after(Duration::from_millis(100)).expect("\r\nRDY\r\n");
+    r.line("AT").expect("AT\r\r\nOK\r\n");
+    r.line("ATE0").expect("ATE0\r\r\nOK\r\n");
+    // Deaf: `AT+QRST=1` is not answered either; the board's reset ends it.
+    r.m.faults_mut().wedged = Some(Wedge::Deaf);
+    r.line("AT+QRST=1").expect("");
+    r.line("AT").expect("");
+    r.m.reboot(r.t);
+    r.after(Duration::from_millis(100))
+        .expect("<discard>\r\nRDY\r\n");
+    r.line("AT").expect("AT\r\r\nOK\r\n");
+}
