@@ -173,6 +173,9 @@ pub struct Report {
     /// The poisoned message (its number), if the seed chose one, and how its ticket ended
     /// (Debug) and after how many `AT+QMTPUB` lines.
     pub poisoned: Option<(u64, String, u32)>,
+    /// Wedged modems: struck, ended by the supervisor's `AT+QRST=1`, ended by its board
+    /// reset (`HardReset`), ended by a reboot fault of the world's.
+    pub wedges: (u32, u32, u32, u32),
     /// Commands the backend sent, the device received (distinct), and copies beyond those.
     pub commands_sent: u64,
     /// Received.
@@ -291,6 +294,11 @@ pub struct Totals {
     pub commands_received: u64,
     /// The worst offline time after a fault, and its seed.
     pub worst_offline_after_fault: (Duration, u64),
+    /// Wedged modems: struck, ended by `AT+QRST=1`, by the board's reset, by a reboot
+    /// fault.
+    pub wedges: (u32, u32, u32, u32),
+    /// Runs with a poisoned message (each ended refused).
+    pub poisoned: u64,
 }
 
 impl Totals {
@@ -305,6 +313,11 @@ impl Totals {
         self.duplicates += r.duplicates;
         self.commands_sent += r.commands_sent;
         self.commands_received += r.commands_received;
+        self.wedges.0 += r.wedges.0;
+        self.wedges.1 += r.wedges.1;
+        self.wedges.2 += r.wedges.2;
+        self.wedges.3 += r.wedges.3;
+        self.poisoned += u64::from(r.poisoned.as_ref().is_some_and(|p| p.2 > 0));
         if r.worst_offline_after_fault > self.worst_offline_after_fault.0 {
             self.worst_offline_after_fault = (r.worst_offline_after_fault, r.seed);
         }
@@ -317,7 +330,7 @@ impl fmt::Display for Totals {
         let wall = self.wall.as_secs_f64();
         write!(
             f,
-            "{} runs, {:.2} simulated device-years in {:.1} s of wall time ({:.0} simulated s per wall s); {} faults; {} QoS 1/2 messages handed over, {} delivered, 0 lost, {} duplicates at the broker; {} commands sent, {} received; worst offline after a fault {:.0} s (seed {:#x})",
+            "{} runs, {:.2} simulated device-years in {:.1} s of wall time ({:.0} simulated s per wall s); {} faults; {} QoS 1/2 messages handed over, {} delivered, 0 lost, {} duplicates at the broker; {} commands sent, {} received; worst offline after a fault {:.0} s (seed {:#x}); {} wedged modems, {} restarted by AT+QRST=1, {} by the board's reset; {} poisoned messages refused",
             self.runs,
             years,
             wall,
@@ -330,6 +343,10 @@ impl fmt::Display for Totals {
             self.commands_received,
             self.worst_offline_after_fault.0.as_secs_f64(),
             self.worst_offline_after_fault.1,
+            self.wedges.0,
+            self.wedges.1,
+            self.wedges.2,
+            self.poisoned,
         )
     }
 }

@@ -15,7 +15,7 @@ use bc26_mqtt::supervisor::{
 use bc26_mqtt::{ClientId, Config, Error, Event, Modem, QoS, State, Subscription};
 use bc26_sim::broker_model::{BrokerAction, BrokerModel};
 use bc26_sim::model::{self, LinkId, NetAction, NetEvent, Pacer, Time, ToHost};
-use bc26_sim::{Poison, PoisonAnswer, SimConfig};
+use bc26_sim::{Poison, PoisonAnswer, SimConfig, Wedge};
 use embassy_time::{Duration, Timer};
 
 use crate::clock;
@@ -85,6 +85,9 @@ pub(crate) enum Fault {
     OpenFails(u32),
     /// The next CONNACKs refuse.
     ConnectRefused(u32, u8),
+    /// The modem's AT layer wedged: it answers nothing until restarted (`AT+QRST=1`
+    /// still works, or only the board's reset).
+    Wedged(Wedge),
     /// The application task, the event reader (its `Events`) and the tasks waiting for
     /// deliveries dropped in the middle of whatever they do, and made again.
     RecreateApp,
@@ -113,6 +116,8 @@ impl Fault {
             Fault::WriteError => "UART write error",
             Fault::OpenFails(_) => "open fails",
             Fault::ConnectRefused(..) => "CONNACK refused",
+            Fault::Wedged(Wedge::ResetWorks) => "wedged (AT+QRST=1 works)",
+            Fault::Wedged(Wedge::Deaf) => "wedged (the board's reset only)",
             Fault::RecreateApp => "app, events, waiters re-created",
             Fault::RecreateSupervisor => "supervisor, link, app, events re-created",
         }
@@ -121,7 +126,7 @@ impl Fault {
     /// A fault drawn from the seed. `long` makes the outages long ones (hours).
     fn draw(r: &mut Rng) -> Fault {
         let long = r.chance(1, 8);
-        match r.below(17) {
+        match r.below(18) {
             0 => Fault::BreakLink,
             1 => Fault::CloseLink(if r.chance(1, 8) {
                 8 + r.below(248) as u8
@@ -160,6 +165,11 @@ impl Fault {
             12 => Fault::WriteError,
             13 => Fault::OpenFails(1 + r.below(3) as u32),
             14 => Fault::ConnectRefused(1 + r.below(3) as u32, 1 + r.below(5) as u8),
+            15 => Fault::Wedged(if r.chance(1, 3) {
+                Wedge::Deaf
+            } else {
+                Wedge::ResetWorks
+            }),
             _ if r.chance(1, 2) => Fault::RecreateApp,
             _ => Fault::RecreateSupervisor,
         }
@@ -228,6 +238,9 @@ pub(crate) struct AppBox {
     received: Vec<Vec<u8>>,
     /// A problem the tasks saw.
     problem: Option<String>,
+    /// The supervisor had the board reset the modem (its `HardReset`) this many times,
+    /// not yet done by the world.
+    board_resets: u32,
 }
 
 type Shared = Rc<RefCell<AppBox>>;
@@ -722,6 +735,7 @@ impl World {
                         self.reboot_at_byte = None;
                         self.take_host(now, &rest[..n]);
                         self.trace.note(now, "! the modem restarts after that byte");
+                        self.wedge_ends_by_fault();
                         self.modem.reboot(now);
                         self.modem_out(now);
                         self.shared.borrow_mut().reboot_seen = true;
@@ -872,7 +886,14 @@ impl World {
         if bytes.is_empty() {
             return;
         }
+        let wedged = self.modem.faults().wedged.is_some();
         let taken = self.modem.host_bytes(now, bytes).len();
+        if wedged && self.modem.faults().wedged.is_none() {
+            self.trace
+                .note(now, "! AT+QRST=1 restarted the wedged modem");
+            self.report.wedges.1 += 1;
+            self.shared.borrow_mut().reboot_seen = true;
+        }
         let mut lines = Vec::new();
         self.host_lines.push(&bytes[bytes.len() - taken..], |l| {
             if let Some(m) = field(l, b"AT+QMTPUB=", 1) {
@@ -912,6 +933,7 @@ impl World {
             Fault::BreakLink => self.modem.break_link(now, CLIENT),
             Fault::CloseLink(code) => self.modem.close_link(now, CLIENT, code),
             Fault::Reboot => {
+                self.wedge_ends_by_fault();
                 self.modem.reboot(now);
                 self.shared.borrow_mut().reboot_seen = true;
             }
@@ -950,6 +972,12 @@ impl World {
             Fault::OpenFails(n) => self.modem.faults_mut().fail_open = Some((n, -1)),
             Fault::ConnectRefused(n, code) => {
                 self.modem.faults_mut().refuse_connect = Some((n, code))
+            }
+            Fault::Wedged(how) => {
+                if self.modem.faults().wedged.is_none() {
+                    self.report.wedges.0 += 1;
+                }
+                self.modem.faults_mut().wedged = Some(how);
             }
             Fault::RecreateApp => self.recreate = Some(Fault::RecreateApp),
             Fault::RecreateSupervisor => self.recreate = Some(Fault::RecreateSupervisor),
@@ -1375,6 +1403,7 @@ impl World {
         let w = self.wire.borrow();
         f.fail_open.is_some()
             || f.refuse_connect.is_some()
+            || f.wedged.is_some()
             || f.drop_acks > 0
             || self.cut_modem
             || self.cut_host
@@ -1382,6 +1411,30 @@ impl World {
             || self.reboot_at_byte.is_some()
             || w.read_error
             || w.write_error
+    }
+
+    /// A reboot fault is about to end a wedge (not the supervisor's doing).
+    fn wedge_ends_by_fault(&mut self) {
+        if self.modem.faults().wedged.is_some() {
+            self.report.wedges.3 += 1;
+        }
+    }
+
+    /// The board's reset of the modem, as the supervisor asked (its `HardReset`).
+    pub(crate) fn board_reset(&mut self) {
+        let n = std::mem::take(&mut self.shared.borrow_mut().board_resets);
+        if n == 0 {
+            return;
+        }
+        let now = clock::now();
+        let wedged = self.modem.faults().wedged.is_some();
+        self.trace.note(now, "! the board resets the modem");
+        self.modem.reboot(now);
+        self.modem_out(now);
+        self.shared.borrow_mut().reboot_seen = true;
+        if wedged {
+            self.report.wedges.2 += 1;
+        }
     }
 
     pub(crate) fn take_recreate(&mut self) -> Option<Fault> {
@@ -1496,6 +1549,12 @@ fn run_generation<'a: 'g, 'g>(
     let mut rng = Rng::new(w.opts().seed);
     let cfg = sup_config(w.opts(), &mut rng);
     let (link, supervisor) = supervisor::new(modem, sup, cfg);
+    // The board's reset of the modem: the world does it at once.
+    let board = w.shared();
+    let supervisor = supervisor.with_hard_reset(move || {
+        board.borrow_mut().board_resets += 1;
+        std::future::ready(())
+    });
     let mut tasks: Tasks<'g> = Tasks::new();
     tasks.spawn(async move {
         supervisor.run().await;
@@ -1541,6 +1600,7 @@ fn run_generation<'a: 'g, 'g>(
             }
         }
         w.host_wrote();
+        w.board_reset();
         // The oldest tickets get a waiting task each; the others are polled.
         let max = w.opts().delivery_waiters;
         for (k, t) in w.pending_tickets() {

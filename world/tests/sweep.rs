@@ -123,6 +123,17 @@ fn a_simulated_year_takes_less_than_a_minute() {
         r.handed
     );
     assert!(r.faults > 1_000, "a fault every few hours: {}", r.faults);
+    // The supervisor's escalation against the simulated BC26: wedged modems were
+    // restarted by its `AT+QRST=1` and, when that did not work, by its board reset; all
+    // of them (a wedge never ended would keep the world from settling).
+    let (struck, qrst, board, fault) = r.wedges;
+    println!("wedged modems: {struck}, restarted by AT+QRST=1: {qrst}, by the board: {board}, by a reboot fault: {fault}");
+    assert!(qrst > 0 && board > 0, "{:?}", r.wedges);
+    assert_eq!(
+        struck,
+        qrst + board + fault,
+        "every wedge ended by a restart"
+    );
     assert!(r.wall < Duration::from_secs(60), "{:?}", r.wall);
 }
 
