@@ -246,7 +246,7 @@ mod tests {
         });
         let w = wakers(16);
         let mut ws: Vec<Waiter> = (0..16).map(|_| Waiter::default()).collect();
-        let mut poll = |i: usize, ws: &mut Vec<Waiter>| {
+        let poll = |i: usize, ws: &mut Vec<Waiter>| {
             let mut c = cell.borrow_mut();
             let ready = (c.value >= 2).then_some(());
             let Cond { set, .. } = &mut *c;

@@ -1374,11 +1374,16 @@ impl World {
             )
             .max_refusals,
         );
-        let right = match (answer, o) {
-            (Some(PoisonAnswer::Failed), Some(Outcome::Refused(Error::SendFailed))) => true,
-            (Some(PoisonAnswer::Error), Some(Outcome::Refused(Error::Modem(_)))) => true,
-            _ => false,
-        };
+        let right = matches!(
+            (answer, o),
+            (
+                Some(PoisonAnswer::Failed),
+                Some(Outcome::Refused(Error::SendFailed))
+            ) | (
+                Some(PoisonAnswer::Error),
+                Some(Outcome::Refused(Error::Modem(_)))
+            )
+        );
         if !right || attempts < max {
             return Err(self.fail(format!(
                 "the poisoned m{k} (QoS {}, answered {answer:?}) ended {o:?} after {attempts} sends: it must end Refused with the modem's answer after {max} sends at least",
