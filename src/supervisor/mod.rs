@@ -1338,6 +1338,11 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// A publish sent meanwhile starts the period again (the modem pings
     /// only when idle); an acknowledged one confirms at once.
     async fn probation(&self) -> core::convert::Infallible {
+        if !self.config.subscriptions.is_empty() {
+            // Failures are judged at once, with a subscription (`publish_one`):
+            // nothing is ever set aside.
+            return poll_fn(|_| Poll::Pending).await;
+        }
         let status = self.link.status;
         let period = self.probation_period();
         loop {

@@ -11,8 +11,12 @@
 //!   writes it, then [`Outbox::delivered`] (it leaves), [`Outbox::requeue`]
 //!   (it goes again), [`Outbox::refused`] (the modem refused it: counted on
 //!   the record, it goes again) or [`Outbox::fail`] (it leaves, refused);
-//!   [`Outbox::requeue_all`] after a link loss (QoS 0 messages leave,
+//!   [`Outbox::suspect`] (set aside after a failure, until
+//!   [`Outbox::confirm_suspects`] counts it); [`Outbox::requeue_all`] after
+//!   a link loss or when a supervisor starts (QoS 0 messages leave,
 //!   dropped).
+//! - Waits: any number of tasks, through `crate::wait` (no spinning when
+//!   more than four wait).
 //!
 //! A record is 14 bytes of bookkeeping, the topic and the payload:
 //! length (2), hold (1: stored, 0: freed), flags (1: QoS, retain, in flight,
