@@ -40,12 +40,12 @@ use core::cell::RefCell;
 
 use atat::AtatCmd;
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
-use embassy_sync::mutex::Mutex;
 use embassy_sync::signal::Signal;
 use embassy_time::{with_deadline, Duration, Instant};
 
 use crate::error::{Error, Field, ModemError, Problem, Stage};
 use crate::sync::{LockedBy, Part, RawMutex};
+use crate::wait::{Lock, LockGuard};
 
 /// The longest information-line prefix the digester compares (`+QMTCONN`).
 const PREFIX: usize = 16;
@@ -222,7 +222,7 @@ pub(crate) enum Answer {
 pub(crate) struct ChannelState<M: RawMutex> {
     chan: BlockingMutex<M, RefCell<Chan>>,
     /// Held by a handle for one command (until OK/ERROR), never longer.
-    lock: Mutex<M, ()>,
+    lock: Lock<M>,
     to_runner: Signal<M, ()>,
     to_client: Signal<M, ()>,
 }
@@ -256,7 +256,7 @@ impl<M: RawMutex> ChannelState<M> {
                 esc_wanted: false,
                 force: false,
             })),
-            lock: Mutex::new(()),
+            lock: Lock::new(),
             to_runner: Signal::new(),
             to_client: Signal::new(),
         }
@@ -331,7 +331,7 @@ pub(crate) struct Answered<'c, 'a, M: RawMutex> {
     ch: &'c Channel<'a, M>,
     // Dropped in this order: the phase goes back to `Idle`, then the lock.
     _guard: Guard<'c, 'a, M>,
-    _at: embassy_sync::mutex::MutexGuard<'c, M, ()>,
+    _at: LockGuard<'c, M>,
 }
 
 impl<M: RawMutex> Answered<'_, '_, M> {

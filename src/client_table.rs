@@ -16,7 +16,6 @@
 use core::cell::{Cell, RefCell};
 
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
-use embassy_sync::mutex::{Mutex, MutexGuard};
 use embassy_sync::signal::Signal;
 use embassy_time::{with_deadline, Duration, Instant};
 
@@ -24,7 +23,7 @@ use crate::error::LinkClosedReason;
 use crate::sync::RawMutex;
 use crate::types::{topic_matches, ClientId, DataFormat, QoS, Subscription};
 use crate::urc::{Deferred, SubValue};
-use crate::wait::{wait, WaitSet};
+use crate::wait::{wait, Lock, LockGuard, WaitSet};
 
 const CLIENTS: usize = ClientId::COUNT;
 
@@ -261,7 +260,7 @@ struct Wakers {
 pub(crate) struct ClientTableState<M: RawMutex> {
     clients: BlockingMutex<M, RefCell<[ClientEntry; CLIENTS]>>,
     /// One OPEN/CLOSE/CONN/DISC/SUB/UNS at a time per client.
-    op_locks: [Mutex<M, ()>; CLIENTS],
+    op_locks: [Lock<M>; CLIENTS],
     op_signals: [Signal<M, OpOutcome>; CLIENTS],
     wakers: BlockingMutex<M, RefCell<Wakers>>,
 }
@@ -270,7 +269,7 @@ impl<M: RawMutex> ClientTableState<M> {
     pub(crate) const fn new() -> Self {
         Self {
             clients: BlockingMutex::new(RefCell::new([const { ClientEntry::new() }; CLIENTS])),
-            op_locks: [const { Mutex::new(()) }; CLIENTS],
+            op_locks: [const { Lock::new() }; CLIENTS],
             op_signals: [const { Signal::new() }; CLIENTS],
             wakers: BlockingMutex::new(RefCell::new(Wakers {
                 slots: WaitSet::new(),
@@ -298,7 +297,7 @@ impl<M: RawMutex> Copy for ClientTable<'_, M> {}
 pub(crate) struct OpTicket<'c, M: RawMutex> {
     st: &'c ClientTableState<M>,
     i: usize,
-    _lock: MutexGuard<'c, M, ()>,
+    _lock: LockGuard<'c, M>,
 }
 
 /// How an operation's wait ended without its result.

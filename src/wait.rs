@@ -1,6 +1,7 @@
 //! Waits that any number of tasks share without spinning and without a
 //! missed wake-up: the ground floor of every "wait until this changes" of
-//! the driver and its supervisor (imports none of the owners).
+//! the driver and its supervisor, and its async lock (imports none of the
+//! owners: only `sync.rs`).
 //!
 //! embassy-sync's `MultiWakerRegistration<N>`, when full, wakes every waker
 //! it holds and keeps the new one: with more than `N` tasks waiting, each
@@ -19,30 +20,37 @@
 //! (in a slot or held by another waiter) and registers nothing again, so a
 //! spurious poll displaces nobody.
 
+use core::cell::RefCell;
 use core::future::Future;
 use core::pin::Pin;
 use core::task::{Context, Poll, Waker};
 
-/// Wakers a [`WaitSet`] holds itself; more waiters hold each other's.
+use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
+
+use crate::sync::RawMutex;
+
+/// Wakers a [`WaitSet`] holds itself by default; more waiters hold each
+/// other's (any `N` from 1 works for any number of waiters: more slots, fewer
+/// chains).
 pub(crate) const SLOTS: usize = 4;
 
 /// The waiters of one condition. Change the condition and call
 /// [`wake`](Self::wake) under the same lock as the waiters' check and
 /// registration ([`Waiter::poll`]).
-pub(crate) struct WaitSet {
+pub(crate) struct WaitSet<const N: usize = SLOTS> {
     /// Bumped at each wake-up: a waiter registered in an older round was
     /// woken since.
     round: u32,
-    slots: [Option<Waker>; SLOTS],
+    slots: [Option<Waker>; N],
     /// The slot the next waiter takes over when all are full.
-    next: usize,
+    next: u8,
 }
 
-impl WaitSet {
+impl<const N: usize> WaitSet<N> {
     pub(crate) const fn new() -> Self {
         Self {
             round: 0,
-            slots: [const { None }; SLOTS],
+            slots: [const { None }; N],
             next: 0,
         }
     }
@@ -69,8 +77,8 @@ impl WaitSet {
             *free = Some(waker.clone());
             return None;
         }
-        let i = self.next;
-        self.next = (i + 1) % SLOTS;
+        let i = usize::from(self.next) % N;
+        self.next = ((i + 1) % N) as u8;
         self.slots[i].replace(waker.clone())
     }
 }
@@ -91,9 +99,9 @@ impl Waiter {
     /// One poll, under the lock of `set` and of the condition: `ready` is
     /// the condition's value now (`None`: not yet). Registers `waker` while
     /// it is not ready, passes on what it holds once it is.
-    pub(crate) fn poll<T>(
+    pub(crate) fn poll<T, const N: usize>(
         &mut self,
-        set: &mut WaitSet,
+        set: &mut WaitSet<N>,
         waker: &Waker,
         ready: Option<T>,
     ) -> Poll<T> {
@@ -115,7 +123,7 @@ impl Waiter {
         }
     }
 
-    fn register(&mut self, set: &mut WaitSet, waker: &Waker) {
+    fn register<const N: usize>(&mut self, set: &mut WaitSet<N>, waker: &Waker) {
         let same = self.mine.as_ref().is_some_and(|m| m.will_wake(waker));
         if self.round == Some(set.round) && same {
             // Nothing changed since it registered: still in a slot, or held
@@ -139,7 +147,7 @@ impl Waiter {
     /// Done waiting (ready, or dropped): the waker it holds is woken, after a
     /// new round (it may be registered in the current one, and must look
     /// again, not think itself still registered).
-    fn release(&mut self, set: &mut WaitSet) {
+    fn release<const N: usize>(&mut self, set: &mut WaitSet<N>) {
         if let Some(h) = self.held.take() {
             if self.round == Some(set.round) {
                 set.wake();
@@ -159,16 +167,16 @@ impl Waiter {
 /// A wait on a [`WaitSet`]: `check` locks, reads the condition and calls
 /// [`Waiter::poll`]; `lock` runs its argument on the set under the same lock
 /// (when the wait is dropped while it holds another waiter's waker).
-pub(crate) struct Wait<L: FnMut(&mut dyn FnMut(&mut WaitSet)), F> {
+pub(crate) struct Wait<const N: usize, L: FnMut(&mut dyn FnMut(&mut WaitSet<N>)), F> {
     lock: L,
     check: F,
     waiter: Waiter,
 }
 
 /// Waits on a set: see [`Wait`].
-pub(crate) fn wait<T, L, F>(lock: L, check: F) -> Wait<L, F>
+pub(crate) fn wait<T, const N: usize, L, F>(lock: L, check: F) -> Wait<N, L, F>
 where
-    L: FnMut(&mut dyn FnMut(&mut WaitSet)) + Unpin,
+    L: FnMut(&mut dyn FnMut(&mut WaitSet<N>)) + Unpin,
     F: FnMut(&mut Waiter, &Waker) -> Poll<T> + Unpin,
 {
     Wait {
@@ -178,9 +186,9 @@ where
     }
 }
 
-impl<T, L, F> Future for Wait<L, F>
+impl<T, const N: usize, L, F> Future for Wait<N, L, F>
 where
-    L: FnMut(&mut dyn FnMut(&mut WaitSet)) + Unpin,
+    L: FnMut(&mut dyn FnMut(&mut WaitSet<N>)) + Unpin,
     F: FnMut(&mut Waiter, &Waker) -> Poll<T> + Unpin,
 {
     type Output = T;
@@ -191,12 +199,71 @@ where
     }
 }
 
-impl<L: FnMut(&mut dyn FnMut(&mut WaitSet)), F> Drop for Wait<L, F> {
+impl<const N: usize, L: FnMut(&mut dyn FnMut(&mut WaitSet<N>)), F> Drop for Wait<N, L, F> {
     fn drop(&mut self) {
         if self.waiter.holds() {
             let waiter = &mut self.waiter;
             (self.lock)(&mut |set| waiter.release(set));
         }
+    }
+}
+
+/// An async lock any number of tasks may wait for without spinning: the AT
+/// lock and the clients' operation locks. (embassy-sync's `Mutex` keeps one
+/// waker: two tasks waiting for it wake each other for as long as it is
+/// held.) Each release wakes the waiters once; one takes it, the others
+/// wait again. One slot: the waiters chain behind it.
+pub(crate) struct Lock<M: RawMutex> {
+    st: BlockingMutex<M, RefCell<LockState>>,
+}
+
+struct LockState {
+    held: bool,
+    waiters: WaitSet<1>,
+}
+
+/// The lock, held until dropped.
+pub(crate) struct LockGuard<'a, M: RawMutex> {
+    lock: &'a Lock<M>,
+}
+
+impl<M: RawMutex> Lock<M> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            st: BlockingMutex::new(RefCell::new(LockState {
+                held: false,
+                waiters: WaitSet::new(),
+            })),
+        }
+    }
+
+    /// Waits until the lock is free, and takes it.
+    pub(crate) async fn lock(&self) -> LockGuard<'_, M> {
+        let take = |w: &mut Waiter, waker: &Waker| {
+            self.st.lock(|s| {
+                let s = &mut *s.borrow_mut();
+                let free = !s.held;
+                if free {
+                    s.held = true;
+                }
+                w.poll(&mut s.waiters, waker, free.then_some(()))
+            })
+        };
+        let set = move |f: &mut dyn FnMut(&mut WaitSet<1>)| {
+            self.st.lock(|s| f(&mut s.borrow_mut().waiters))
+        };
+        wait(set, take).await;
+        LockGuard { lock: self }
+    }
+}
+
+impl<M: RawMutex> Drop for LockGuard<'_, M> {
+    fn drop(&mut self) {
+        self.lock.st.lock(|s| {
+            let s = &mut *s.borrow_mut();
+            s.held = false;
+            s.waiters.wake();
+        })
     }
 }
 
@@ -234,14 +301,14 @@ mod tests {
 
     /// The condition: a value that waiters wait to reach `target`.
     struct Cond {
-        set: WaitSet,
+        set: WaitSet<SLOTS>,
         value: u32,
     }
 
     #[test]
     fn sixteen_waiters_register_without_waking_each_other_and_all_are_woken_at_a_change() {
         let cell = RefCell::new(Cond {
-            set: WaitSet::new(),
+            set: WaitSet::<SLOTS>::new(),
             value: 0,
         });
         let w = wakers(16);
@@ -292,7 +359,7 @@ mod tests {
 
     #[test]
     fn a_waiter_dropped_while_it_holds_another_wakes_it_and_it_registers_again() {
-        let cell = RefCell::new(WaitSet::new());
+        let cell = RefCell::new(WaitSet::<SLOTS>::new());
         let w = wakers(SLOTS + 1);
         let mut ws: Vec<Waiter> = (0..=SLOTS).map(|_| Waiter::default()).collect();
         for i in 0..=SLOTS {
