@@ -1511,3 +1511,48 @@ fn a_failed_publish_whose_broker_does_not_answer_the_subscription_ends_the_link_
         assert_eq!((c.link_losses, c.refused, c.resent), (1, 0, 1), "{c:?}");
     });
 }
+
+#[test]
+fn five_tasks_waiting_for_the_at_lock_are_polled_a_bounded_number_of_times() {
+    const N: usize = 5;
+    let (modem, runner, fake) = setup(fast_config());
+    let auto = Auto::new();
+    let first = Rc::new(Cell::new(true));
+    let f = first.clone();
+    // The first command gets no answer: the AT lock is held for the
+    // command timeout (300 ms) while the others wait for it.
+    auto.rule(move |l| {
+        if l == "AT+QMTCONN?" && f.replace(false) {
+            Answer::Nothing
+        } else {
+            Answer::Default
+        }
+    });
+    let polls = Rc::new(Cell::new(0u32));
+    block_on(std::time::Duration::from_secs(5), async {
+        let tasks: [_; N] = std::array::from_fn(|_| {
+            OwnTask::new(
+                async move { modem.connection_states().await },
+                polls.clone(),
+            )
+        });
+        let body = async {
+            let results = embassy_futures::join::join_array(tasks).await;
+            let ok = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(ok, N - 1, "{results:?}\n{}", auto.dump());
+            // Each task: its first poll, and one per release of the lock at
+            // most (N releases), and its command's own steps.
+            let bound = (N * (N + 4)) as u32;
+            assert!(
+                polls.get() <= bound,
+                "{} polls (bound {bound})",
+                polls.get()
+            );
+            eprintln!("{N} tasks on the AT lock: {} polls", polls.get());
+        };
+        match embassy_futures::select::select3(runner.run(), auto.serve(fake), body).await {
+            embassy_futures::select::Either3::Third(()) => {}
+            _ => unreachable!(),
+        }
+    });
+}
