@@ -106,12 +106,36 @@ def text_range(elf):
     raise SystemExit(f"{elf}: no .text")
 
 
+def comp_dirs(elf):
+    """The compilation directory of each unit, by the offset of its line
+    table: a relative file name in a line table is relative to it."""
+    out = subprocess.run([DWARFDUMP, "--debug-info", "--recurse-depth=0", elf], check=True,
+                         capture_output=True, text=True).stdout
+    dirs, stmt = {}, None
+    for line in out.splitlines():
+        m = re.search(r"DW_AT_stmt_list\s+\((0x[0-9a-f]+)\)", line)
+        if m:
+            stmt = int(m.group(1), 16)
+            continue
+        m = re.search(r'DW_AT_comp_dir\s+\("(.*)"\)', line)
+        if m and stmt is not None:
+            dirs[stmt] = m.group(1)
+            stmt = None
+    return dirs
+
+
 def text_by_group(elf):
     """Bytes of code per crate group, from .debug_line address ranges.
 
     The linker leaves the line rows of functions it dropped (gc-sections) at
-    address 0: a sequence that starts below .text is one of those, skipped."""
+    address 0: a sequence that starts below .text is one of those, skipped.
+    A relative file name is resolved against its unit's compilation
+    directory: `src/inbox.rs` is the driver's in the driver's own unit and
+    the board's in the board's (until 2026-12-06 every relative name was
+    counted as the board's, and the driver's code was undercounted)."""
     lo, hi = text_range(elf)
+    units = comp_dirs(elf)
+    comp_dir = ""
     skip = False
     out = subprocess.run([DWARFDUMP, "--debug-line", elf], check=True, capture_output=True,
                          text=True).stdout
@@ -123,6 +147,8 @@ def text_by_group(elf):
     for line in out.splitlines():
         if line.startswith("debug_line["):
             dirs, files, prev = {}, {}, None
+            m = re.match(r"debug_line\[(0x[0-9a-f]+)\]", line)
+            comp_dir = units.get(int(m.group(1), 16), "") if m else ""
             continue
         m = re.match(r'^include_directories\[\s*(\d+)\] = "(.*)"', line)
         if m:
@@ -157,7 +183,13 @@ def text_by_group(elf):
         if prev is not None and prev[0] <= addr <= hi:
             sizes[prev[1]] += addr - prev[0]
         name, d = files.get(fno, ("?", 0))
-        path = name if name.startswith("/") else (dirs.get(d, "") + "/" + name if d else name)
+        if name.startswith("/"):
+            path = name
+        else:
+            base = dirs.get(d, "") if d else ""
+            if not base.startswith("/"):
+                base = comp_dir + ("/" + base if base else "")
+            path = base + "/" + name
         prev = (addr, group_of(path))
     return sizes
 

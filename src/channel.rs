@@ -31,10 +31,16 @@
 //!    failed) leaves the channel fenced: every final answer that arrives
 //!    until the next command is discarded and counted, a late `>` prompt is
 //!    answered with ESC at once, and before the next line goes out the runner
-//!    ends any half line (CR), sends ESC if the modem may be in data mode,
-//!    sends a bare `AT` and waits until its answer has come and the line has
-//!    been quiet for `Config::quiet_gap`. The modem answers in order, so the
-//!    late answers of the failed command come before that.
+//!    ends any half line (CR), sends ESC if the modem gave its prompt and may
+//!    still be in data mode (only then: a prompt that never came gets its ESC
+//!    if it comes late), sends a bare `AT` and waits until its answer has
+//!    come and the line has been quiet for `Config::quiet_gap` (one more
+//!    command timeout at most). The modem answers in order, so the late
+//!    answers of the failed command come before that.
+//!
+//! A start-up line ends the command in flight and the fence only if it came
+//! after the line (or the probe) went out: what the modem sent before never
+//! concerns a line it had not received.
 
 use core::cell::RefCell;
 
@@ -43,7 +49,9 @@ use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::signal::Signal;
 use embassy_time::{with_deadline, Duration, Instant};
 
+use crate::client_table::Owner;
 use crate::error::{Error, Field, ModemError, Problem, Stage};
+use crate::rx_clock::at_or_after;
 use crate::sync::{LockedBy, Part, RawMutex};
 use crate::wait::{Lock, LockGuard};
 
@@ -63,6 +71,8 @@ pub(crate) enum Outcome {
     Overflow,
     /// The modem restarted while the command was out.
     Rebooted,
+    /// The module may be asleep and did not answer the wake-up probes.
+    Asleep,
 }
 
 impl Outcome {
@@ -73,6 +83,7 @@ impl Outcome {
             Outcome::Timeout(s) => Error::Timeout(s),
             Outcome::Write => Error::Write,
             Outcome::Rebooted => Error::ModemRebooted,
+            Outcome::Asleep => Error::WakeTimeout,
         }
     }
 }
@@ -87,7 +98,7 @@ enum Phase {
     Queued {
         timeout: Duration,
         data_mode: bool,
-        slot: Option<u8>,
+        owner: Owner,
     },
     /// The runner owns the command: writing, or waiting for the modem.
     Busy,
@@ -157,7 +168,7 @@ impl Expect {
 /// armed at `armed_at`. Positions wrap; within 2 GiB of each other they
 /// compare right.
 fn eligible(armed_at: Option<u32>, pos: u32) -> bool {
-    armed_at.is_some_and(|at| pos.wrapping_sub(at) < 1 << 31)
+    armed_at.is_some_and(|at| at_or_after(pos, at))
 }
 
 /// How the digester's `>` was taken.
@@ -177,8 +188,15 @@ struct Fence {
     active: bool,
     /// A write failed: the modem may hold half a line.
     half_line: bool,
-    /// The modem may be in data mode (a data-mode publish failed).
-    prompt: bool,
+    /// The modem gave its `>` prompt and may still wait in data mode: the
+    /// probe starts with ESC.
+    in_data_mode: bool,
+    /// A data-mode publish failed before its prompt: a late `>` is answered
+    /// with ESC (and only then is the modem in data mode).
+    late_prompt: bool,
+    /// Stream position from which a start-up line means that nothing is owed
+    /// any more: where the failure was noticed, then where the probe went out.
+    since: u32,
 }
 
 struct Chan {
@@ -193,9 +211,14 @@ struct Chan {
     prefix_len: u8,
     read_form: bool,
     armed_at: Option<u32>,
-    /// The publish slot of the command in flight: armed when the modem
-    /// accepts the publish (its final `OK`), never after ESC.
-    slot: Option<u8>,
+    /// Where the line in flight began to go out (kept until it is over): a
+    /// start-up line from there on ends it (the modem that restarted had
+    /// part of it at least), one from before does not.
+    sent_at: Option<u32>,
+    /// Whose deferred result the command in flight asks for; a publish slot
+    /// is armed when the modem accepts the publish (its final `OK`), never
+    /// after ESC.
+    owner: Owner,
     answer: Option<Answer>,
     echo: Echo,
     echo_expected: u32,
@@ -240,7 +263,8 @@ impl<M: RawMutex> ChannelState<M> {
                 prefix_len: 0,
                 read_form: false,
                 armed_at: None,
-                slot: None,
+                sent_at: None,
+                owner: Owner::Nobody,
                 answer: None,
                 echo: Echo::Unknown,
                 echo_expected: 0,
@@ -250,7 +274,9 @@ impl<M: RawMutex> ChannelState<M> {
                 fence: Fence {
                     active: false,
                     half_line: false,
-                    prompt: false,
+                    in_data_mode: false,
+                    late_prompt: false,
+                    since: 0,
                 },
                 fence_answers: 0,
                 esc_wanted: false,
@@ -296,6 +322,8 @@ pub(crate) struct Job {
     pub len: usize,
     /// Written even when the fence before it gets no answer.
     pub force: bool,
+    /// Told where the line went out (see [`Owner`]).
+    pub owner: Owner,
 }
 
 /// What the handle gave the runner in data mode.
@@ -417,7 +445,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         write: &dyn Fn(&mut [u8]) -> usize,
         timeout: Duration,
         data_mode: bool,
-        slot: Option<u8>,
+        owner: Owner,
         force: bool,
     ) -> Result<(), Error> {
         let n = self.with_line(|b| write(b));
@@ -435,7 +463,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
             c.phase = Phase::Queued {
                 timeout,
                 data_mode,
-                slot,
+                owner,
             };
         });
         self.st.to_runner.signal(());
@@ -460,31 +488,44 @@ impl<'a, M: RawMutex> Channel<'a, M> {
 
     /// Sends the line `write` puts in the buffer and waits for its final
     /// answer; on `OK`, the channel stays held (with the information lines)
-    /// until the [`Answered`] is dropped.
+    /// until the [`Answered`] is dropped. `slot`: the publish slot armed
+    /// when the modem accepts the line.
     pub(crate) async fn exchange(
         &self,
         write: &dyn Fn(&mut [u8]) -> usize,
         timeout: Duration,
         slot: Option<u8>,
     ) -> Result<Answered<'_, 'a, M>, Error> {
-        self.exchange_as(write, timeout, slot, false).await
+        self.exchange_for(write, timeout, Owner::publish(slot))
+            .await
     }
 
-    /// Like [`exchange`](Self::exchange); with `force`, the line goes out
-    /// even if the modem does not answer the fence before it (its answer is
-    /// then discarded as late: the outcome is a timeout). For `AT+QRST=1` to
-    /// a modem that may still read commands while it answers none.
+    /// [`exchange`](Self::exchange) for the line of `owner`, which is told
+    /// where the line went out.
+    pub(crate) async fn exchange_for(
+        &self,
+        write: &dyn Fn(&mut [u8]) -> usize,
+        timeout: Duration,
+        owner: Owner,
+    ) -> Result<Answered<'_, 'a, M>, Error> {
+        self.exchange_as(write, timeout, owner, false).await
+    }
+
+    /// Like [`exchange_for`](Self::exchange_for); with `force`, the line goes
+    /// out even if the modem does not answer the fence before it (its answer
+    /// is then discarded as late: the outcome is a timeout). For `AT+QRST=1`
+    /// to a modem that may still read commands while it answers none.
     pub(crate) async fn exchange_as(
         &self,
         write: &dyn Fn(&mut [u8]) -> usize,
         timeout: Duration,
-        slot: Option<u8>,
+        owner: Owner,
         force: bool,
     ) -> Result<Answered<'_, 'a, M>, Error> {
         let at = self.st.lock.lock().await;
         let guard = Guard { ch: self };
         self.wait_phase(|p| *p == Phase::Idle).await;
-        self.submit(write, timeout, false, slot, force)?;
+        self.submit(write, timeout, false, owner, force)?;
         let Phase::Done(outcome) = self.wait_phase(|p| matches!(p, Phase::Done(_))).await else {
             return Err(Error::UnexpectedResponse);
         };
@@ -511,7 +552,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         let _at = self.st.lock.lock().await;
         let _guard = Guard { ch: self };
         self.wait_phase(|p| *p == Phase::Idle).await;
-        self.submit(write, timeout, true, slot, false)?;
+        self.submit(write, timeout, true, Owner::publish(slot), false)?;
         let mut off = 0;
         loop {
             let phase = self
@@ -573,16 +614,17 @@ impl<'a, M: RawMutex> Channel<'a, M> {
                 if let Phase::Queued {
                     timeout,
                     data_mode,
-                    slot,
+                    owner,
                 } = c.phase
                 {
                     c.phase = Phase::Busy;
-                    c.slot = slot;
+                    c.owner = owner;
                     return Some(Ok(Job {
                         timeout,
                         data_mode,
                         len: c.len,
                         force: c.force,
+                        owner,
                     }));
                 }
                 None
@@ -599,18 +641,25 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         self.with(|c| core::mem::replace(&mut c.esc_wanted, false))
     }
 
+    /// The ESC a late prompt asked for went out: the modem left data mode.
+    pub(crate) fn escaped(&self) {
+        self.with(|c| c.fence.in_data_mode = false)
+    }
+
     /// True when the channel must be fenced before the next line.
     pub(crate) fn fenced(&self) -> bool {
         self.with(|c| c.fence.active)
     }
 
-    /// Starts the fence: returns what the modem may hold (half line, data
-    /// mode), and counts the final answers from now on.
-    pub(crate) fn begin_fence(&self) -> (bool, bool) {
+    /// Starts the fence, whose probe goes out at stream position `rx_pos`:
+    /// returns what the modem may hold (half line, data mode), and counts
+    /// the final answers from now on.
+    pub(crate) fn begin_fence(&self, rx_pos: u32) -> (bool, bool) {
         self.with(|c| {
             c.mode = Mode::Fence;
             c.fence_answers = 0;
-            (c.fence.half_line, c.fence.prompt)
+            c.fence.since = rx_pos;
+            (c.fence.half_line, c.fence.in_data_mode)
         })
     }
 
@@ -630,8 +679,9 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         })
     }
 
-    /// Tells the digester what the line just taken expects.
-    pub(crate) fn begin_line(&self, data_mode: bool) {
+    /// Tells the digester what the line just taken expects; its first byte
+    /// goes out at stream position `rx_pos`.
+    pub(crate) fn begin_line(&self, data_mode: bool, rx_pos: u32) {
         self.with(|c| {
             let (prefix, len, read_form) = self.with_line(|b| command_prefix(&b[..c.len]));
             c.prefix = prefix;
@@ -643,6 +693,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
                 Mode::Command
             };
             c.armed_at = None;
+            c.sent_at = Some(rx_pos);
             c.answer = None;
             c.echo = Echo::Unknown;
             c.echo_expected = 0;
@@ -756,17 +807,31 @@ impl<'a, M: RawMutex> Channel<'a, M> {
             c.mode = Mode::Payload;
             c.answer = None;
             c.armed_at = Some(rx_pos);
-            c.slot = None;
+            c.owner = Owner::Nobody;
         })
     }
 
-    /// The command failed in a way that may leave answers owed (`prompt`:
-    /// the modem may be in data mode; `half_line`: a write failed mid-line).
-    pub(crate) fn fail(&self, prompt: bool, half_line: bool) {
+    /// The command failed, noticed at stream position `rx_pos`, in a way
+    /// that may leave answers owed. Where it stopped says what: before its
+    /// prompt, a late `>` may still come; after it, the modem may still wait
+    /// in data mode.
+    pub(crate) fn fail(&self, rx_pos: u32) {
+        self.fence_after_failure(false, rx_pos)
+    }
+
+    /// Like [`fail`](Self::fail), after a write that stopped mid-line: the
+    /// modem may hold half a line.
+    pub(crate) fn fail_mid_line(&self, rx_pos: u32) {
+        self.fence_after_failure(true, rx_pos)
+    }
+
+    fn fence_after_failure(&self, half_line: bool, rx_pos: u32) {
         self.with(|c| {
             c.fence.active = true;
-            c.fence.prompt |= prompt;
             c.fence.half_line |= half_line;
+            c.fence.late_prompt |= c.mode == Mode::Prompt;
+            c.fence.in_data_mode |= c.mode == Mode::Payload;
+            c.fence.since = rx_pos;
             c.mode = Mode::Fence;
             c.armed_at = None;
         })
@@ -776,7 +841,8 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// the channel is free at once).
     pub(crate) fn finish(&self, outcome: Outcome) {
         self.with(|c| {
-            c.slot = None;
+            c.owner = Owner::Nobody;
+            c.sent_at = None;
             if c.mode != Mode::Fence {
                 c.mode = Mode::Idle;
             }
@@ -818,7 +884,10 @@ impl<'a, M: RawMutex> Channel<'a, M> {
                 Mode::Command | Mode::Prompt | Mode::Payload if eligible(c.armed_at, pos) => {
                     // The modem took the publish: its result may come now.
                     let accepted = result.is_ok() && c.mode != Mode::Prompt;
-                    let arm = c.slot.take().filter(|_| accepted);
+                    let arm = match core::mem::replace(&mut c.owner, Owner::Nobody) {
+                        Owner::Publish(k) if accepted => Some(k),
+                        _ => None,
+                    };
                     c.answer = Some(Answer::Final(result));
                     c.mode = Mode::Idle;
                     c.armed_at = None;
@@ -846,7 +915,10 @@ impl<'a, M: RawMutex> Channel<'a, M> {
                 c.mode = Mode::Payload;
                 c.armed_at = None;
                 PromptVerdict::Accepted
-            } else if c.fence.active && c.fence.prompt {
+            } else if c.fence.active && c.fence.late_prompt {
+                // The modem now waits in data mode, until the ESC reaches it.
+                c.fence.late_prompt = false;
+                c.fence.in_data_mode = true;
                 c.esc_wanted = true;
                 PromptVerdict::Late
             } else {
@@ -915,20 +987,28 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         self.with(|c| c.echo = Echo::Off)
     }
 
-    /// The modem restarted: the command in flight ends at once, and nothing
-    /// owed before the restart will come.
-    pub(crate) fn on_reboot(&self) {
+    /// The modem restarted (a start-up line at stream position `pos`): what
+    /// was out when that line came ends at once, the command in flight and
+    /// the fence, and nothing they were owed will come. A line that went out
+    /// after it reached the restarted modem, which answers it.
+    pub(crate) fn on_reboot(&self, pos: u32) {
         self.with(|c| {
-            c.fence = Fence::default();
-            match c.phase {
-                Phase::Busy | Phase::WantData | Phase::DataQueued { .. } | Phase::Abort => {
-                    c.answer = Some(Answer::Rebooted);
+            if c.fence.active && at_or_after(pos, c.fence.since) {
+                c.fence = Fence::default();
+                c.esc_wanted = false;
+                if c.mode == Mode::Fence {
+                    c.mode = Mode::Idle;
                 }
-                _ => {}
             }
-            c.mode = Mode::Idle;
-            c.armed_at = None;
-            c.esc_wanted = false;
+            let in_flight = matches!(
+                c.phase,
+                Phase::Busy | Phase::WantData | Phase::DataQueued { .. } | Phase::Abort
+            );
+            if in_flight && eligible(c.sent_at, pos) {
+                c.answer = Some(Answer::Rebooted);
+                c.mode = Mode::Idle;
+                c.armed_at = None;
+            }
         });
         self.wake_runner();
     }
@@ -944,7 +1024,7 @@ impl<M: RawMutex> Channel<'_, M> {
             c.len = line.len();
             c.phase = Phase::Busy;
         });
-        self.begin_line(data_mode);
+        self.begin_line(data_mode, rx_pos);
         self.arm(rx_pos);
     }
 

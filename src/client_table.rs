@@ -7,19 +7,27 @@
 //! - Handle side: [`ClientTable::begin_op`] / [`OpTicket::wait`],
 //!   [`ClientTable::claim_publish`] / [`ClientTable::try_claim_publish`] /
 //!   [`PubTicket::wait`], [`ClientTable::settings`], [`ClientTable::wait_link_change`].
-//! - Runner side: [`ClientTable::arm_publish`] when a publish line goes out (this
-//!   is when it takes its place in the QoS 0 queue, so a QoS 0 result goes to
-//!   the oldest publish whose line the modem has).
+//! - Runner side: [`ClientTable::line_sent`] when an operation's or a
+//!   publish's line goes out, with its stream position: only a deferred
+//!   result (or a start-up line) that starts from there on is about it.
+//! - Digester side: [`ClientTable::arm_publish`] when the modem accepts a
+//!   publish (its `OK`, or a result before it): this is when it takes its
+//!   place in the QoS 0 queue, so a QoS 0 result goes to the oldest publish
+//!   the modem accepted.
 //! - Router side: [`ClientTable::deliver_op`], [`ClientTable::deliver_publish`],
 //!   [`ClientTable::link_closed`], [`ClientTable::rebooted`], [`ClientTable::accepts`].
 
 use core::cell::{Cell, RefCell};
+use core::future::Future;
+use core::pin::pin;
+use core::task::{Context, Waker};
 
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::signal::Signal;
-use embassy_time::{with_deadline, Duration, Instant};
+use embassy_time::{with_deadline, Duration, Instant, Timer};
 
 use crate::error::LinkClosedReason;
+use crate::rx_clock::at_or_after;
 use crate::sync::RawMutex;
 use crate::types::{topic_matches, ClientId, DataFormat, QoS, Subscription};
 use crate::urc::{Deferred, SubValue};
@@ -74,8 +82,33 @@ impl OpOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum OpWait {
     Free,
-    Waiting { kind: OpKind, msg_id: u16 },
+    /// `sent_at`: where the operation's line went out (`None`: not yet).
+    Waiting {
+        kind: OpKind,
+        msg_id: u16,
+        sent_at: Option<u32>,
+    },
     Done,
+}
+
+/// Whose deferred result a command line asks for. The runner tells the
+/// table where the line went out ([`ClientTable::line_sent`]): only a result
+/// or a start-up line that starts from there on is about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Owner {
+    /// A line without a deferred result.
+    Nobody,
+    /// The operation waiting in the client's operation slot.
+    Op(ClientId),
+    /// The publish of this slot.
+    Publish(u8),
+}
+
+impl Owner {
+    /// The publish of `slot`, if any.
+    pub(crate) fn publish(slot: Option<u8>) -> Self {
+        slot.map_or(Owner::Nobody, Owner::Publish)
+    }
 }
 
 /// How a client's link last ended.
@@ -104,10 +137,12 @@ pub(crate) enum PubOutcome {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum SlotWait {
     Free,
-    /// Claimed by a publish the modem has not accepted (yet).
+    /// Claimed by a publish the modem has not accepted (yet); `sent_at`:
+    /// where its line went out (`None`: not yet).
     Claimed {
         client: u8,
         msg_id: u16,
+        sent_at: Option<u32>,
     },
     /// The modem accepted the publish (`seq` orders QoS 0 results);
     /// `retrans`: progress reports so far.
@@ -133,7 +168,7 @@ impl SlotWait {
     /// The (client, msgID) the slot holds, if it holds one now.
     fn holds(self, now: Instant) -> Option<(u8, u16, Option<u32>)> {
         match self {
-            SlotWait::Claimed { client, msg_id } => Some((client, msg_id, None)),
+            SlotWait::Claimed { client, msg_id, .. } => Some((client, msg_id, None)),
             SlotWait::Waiting {
                 client,
                 msg_id,
@@ -148,6 +183,22 @@ impl SlotWait {
             } if until > now => Some((client, msg_id, Some(seq))),
             _ => None,
         }
+    }
+
+    /// The client of the publish the slot holds.
+    fn client(self) -> Option<u8> {
+        match self {
+            SlotWait::Claimed { client, .. }
+            | SlotWait::Waiting { client, .. }
+            | SlotWait::Abandoned { client, .. } => Some(client),
+            SlotWait::Free | SlotWait::Done => None,
+        }
+    }
+
+    /// True if the slot's line went out after a line that starts at stream
+    /// position `pos` (and the modem has not accepted it yet).
+    fn sent_after(self, pos: u32) -> bool {
+        matches!(self, SlotWait::Claimed { sent_at: Some(at), .. } if !at_or_after(pos, at))
     }
 
     fn is_free(self, now: Instant) -> bool {
@@ -292,6 +343,13 @@ impl<M: RawMutex> Clone for ClientTable<'_, M> {
 }
 
 impl<M: RawMutex> Copy for ClientTable<'_, M> {}
+
+/// Has `cx`'s task woken at `t`: an embassy-time timer schedules its
+/// wake-up when first polled (always `Pending` then), and dropping it does
+/// not cancel that wake-up.
+fn wake_at(t: Instant, waker: &Waker) {
+    let _ = pin!(Timer::at(t)).poll(&mut Context::from_waker(waker));
+}
 
 /// A claimed operation slot; frees it when dropped.
 pub(crate) struct OpTicket<'c, M: RawMutex> {
@@ -450,7 +508,13 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         let i = client.index();
         let lock = self.st.op_locks[i].lock().await;
         self.st.op_signals[i].reset();
-        self.with(|c| c[i].op = OpWait::Waiting { kind, msg_id });
+        self.with(|c| {
+            c[i].op = OpWait::Waiting {
+                kind,
+                msg_id,
+                sent_at: None,
+            }
+        });
         OpTicket {
             st: self.st,
             i,
@@ -462,6 +526,13 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
     /// client has in flight.
     pub(crate) fn alloc_msg_id(&self, client: ClientId) -> u16 {
         self.with(|c| self.next_msg_id(&mut c[client.index()], client))
+    }
+
+    /// The allocator of `client` goes on from `next` (1-65535; 0 counts as
+    /// 1): after a reset, above the msgIDs a flash outbox still holds.
+    #[cfg(feature = "flash-outbox")]
+    pub(crate) fn continue_msg_ids_at(&self, client: ClientId, next: u16) {
+        self.with(|c| c[client.index()].next_msg_id = next.max(1))
     }
 
     fn next_msg_id(&self, c: &mut ClientEntry, client: ClientId) -> u16 {
@@ -513,6 +584,7 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
             slot.set(SlotWait::Claimed {
                 client: client.get(),
                 msg_id: id,
+                sent_at: None,
             });
             Ok((k, id))
         })?;
@@ -525,9 +597,11 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
     }
 
     /// Like [`try_claim_publish`](Self::try_claim_publish), waiting for a
-    /// free slot instead of failing: one freed by a publish that ends, or an
-    /// abandoned one whose deadline passes (no wake-up comes for that: the
-    /// wait is bounded by the earliest such deadline, then tried again).
+    /// free slot instead of failing. The wait ends when a slot is freed (a
+    /// publish ends: its ticket wakes the waiters), when an abandoned slot's
+    /// deadline passes (no wake-up comes for that: each poll sets a timer for
+    /// the earliest such deadline, so a slot abandoned while this waits
+    /// brings its deadline in), or when the caller drops the future.
     pub(crate) async fn claim_publish(
         &self,
         client: ClientId,
@@ -535,27 +609,22 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         msg_id: Option<u16>,
         abandon_for: Duration,
     ) -> Result<PubTicket<'a, M>, ClaimError> {
-        loop {
-            let expiry = self.next_expiry();
-            let freed = wait(self.lock_wakers(false), |w, waker| {
-                // Try and register in one critical section: no wake-up is lost.
-                self.st.wakers.lock(|ws| {
-                    let r = match self.try_claim_publish(client, qos, msg_id, abandon_for) {
-                        Err(ClaimError::Busy) => None,
-                        other => Some(other),
-                    };
-                    w.poll(&mut ws.borrow_mut().slots, waker, r)
-                })
-            });
-            match expiry {
-                None => return freed.await,
-                Some(t) => {
-                    if let Ok(r) = with_deadline(t, freed).await {
-                        return r;
+        wait(self.lock_wakers(false), |w, waker| {
+            // Try and register in one critical section: no wake-up is lost.
+            self.st.wakers.lock(|ws| {
+                let r = match self.try_claim_publish(client, qos, msg_id, abandon_for) {
+                    Err(ClaimError::Busy) => {
+                        if let Some(t) = self.next_expiry() {
+                            wake_at(t, waker);
+                        }
+                        None
                     }
-                }
-            }
-        }
+                    other => Some(other),
+                };
+                w.poll(&mut ws.borrow_mut().slots, waker, r)
+            })
+        })
+        .await
     }
 
     /// The client's link was given up (closed by the driver's user, not by
@@ -662,16 +731,54 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         self.with(|c| c[client.index()].filters = filters)
     }
 
+    // ------------------------------------------------------------ runner side
+
+    /// The line of `owner` goes out now, when `pos` bytes have been read:
+    /// its results (and a start-up line that ends it) start from there on.
+    pub(crate) fn line_sent(&self, owner: Owner, pos: u32) {
+        match owner {
+            Owner::Nobody => {}
+            Owner::Op(client) => self.with(|c| {
+                if let OpWait::Waiting { sent_at, .. } = &mut c[client.index()].op {
+                    *sent_at = Some(pos);
+                }
+            }),
+            Owner::Publish(k) => {
+                let Some(slot) = self.slots.get(usize::from(k)) else {
+                    return;
+                };
+                self.with(|_| {
+                    if let SlotWait::Claimed { client, msg_id, .. } = slot.get() {
+                        slot.set(SlotWait::Claimed {
+                            client,
+                            msg_id,
+                            sent_at: Some(pos),
+                        });
+                    }
+                })
+            }
+        }
+    }
+
     // ------------------------------------------------------------ digester side
 
-    /// The modem accepted the publish of slot `k` (its `OK`): it takes its
-    /// place in the client's QoS 0 queue and may receive results.
+    /// The modem accepted the publish of slot `k` (its `OK`, or a result
+    /// that came before it): it takes its place in the client's QoS 0 queue
+    /// and may receive results. Only a publish whose line went out is
+    /// accepted: the `OK` of a publish that ended before it (its handle
+    /// gone, or its result already in) arms no other publish that took the
+    /// slot meanwhile.
     pub(crate) fn arm_publish(&self, k: u8) {
         let Some(slot) = self.slots.get(usize::from(k)) else {
             return;
         };
         self.with(|c| {
-            if let SlotWait::Claimed { client, msg_id } = slot.get() {
+            if let SlotWait::Claimed {
+                client,
+                msg_id,
+                sent_at: Some(_),
+            } = slot.get()
+            {
                 let cs = &mut c[usize::from(client)];
                 cs.next_seq = cs.next_seq.wrapping_add(1);
                 slot.set(SlotWait::Waiting {
@@ -686,8 +793,11 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
 
     // ------------------------------------------------------------ router side
 
-    /// An OPEN/CLOSE/CONN/DISC/SUB/UNS result. `false`: nobody waited (stale).
-    pub(crate) fn deliver_op(&self, d: Deferred) -> bool {
+    /// An OPEN/CLOSE/CONN/DISC/SUB/UNS result that starts at stream
+    /// position `pos`: it goes to the operation of its kind (and msgID)
+    /// whose line went out before it, also if its `OK` has not come yet.
+    /// `false`: nobody waited (stale).
+    pub(crate) fn deliver_op(&self, d: Deferred, pos: u32) -> bool {
         let (client, kind, msg_id, outcome) = match d {
             Deferred::Open { client, result } => {
                 (client, OpKind::Open, None, OpOutcome::Code(result))
@@ -737,8 +847,13 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
             return false;
         }
         let matched = self.with(|c| match c[i].op {
-            OpWait::Waiting { kind: k, msg_id: m }
-                if k == kind && msg_id.is_none_or(|id| id == u32::from(m)) =>
+            OpWait::Waiting {
+                kind: k,
+                msg_id: m,
+                sent_at: Some(at),
+            } if k == kind
+                && msg_id.is_none_or(|id| id == u32::from(m))
+                && at_or_after(pos, at) =>
             {
                 if !outcome.is_progress() {
                     c[i].op = OpWait::Done;
@@ -753,27 +868,21 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         matched
     }
 
-    /// A `+QMTPUB: <id>,<msgID>,<result>[,<value>]`. `false`: nobody waited
-    /// (stale). A late result absorbed by an abandoned slot counts as stale.
+    /// A `+QMTPUB: <id>,<msgID>,<result>[,<value>]` that starts at stream
+    /// position `pos`. `false`: nobody waited (stale). A late result
+    /// absorbed by an abandoned slot counts as stale.
     pub(crate) fn deliver_publish(
         &self,
         client: u8,
         msg_id: u32,
         result: u8,
         value: Option<u16>,
+        pos: u32,
     ) -> bool {
-        let now = Instant::now();
-        // QoS 0 results (msgID 0) go to the oldest publish whose line went out.
-        let mut best: Option<(usize, u32)> = None;
-        for (k, slot) in self.slots.iter().enumerate() {
-            if let Some((c, m, Some(seq))) = slot.get().holds(now) {
-                let older = best.is_none_or(|(_, s)| seq.wrapping_sub(s) >= 1 << 31);
-                if c == client && u32::from(m) == msg_id && older {
-                    best = Some((k, seq));
-                }
-            }
-        }
-        let Some((k, _)) = best else {
+        let Some(k) = self
+            .oldest_accepted(client, msg_id)
+            .or_else(|| self.sent_not_accepted(client, msg_id, pos))
+        else {
             return false;
         };
         let slot = &self.slots[k];
@@ -820,6 +929,34 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         waited
     }
 
+    /// The slot of the oldest publish the modem accepted that holds
+    /// (`client`, `msg_id`): QoS 0 results (msgID 0) come in that order.
+    fn oldest_accepted(&self, client: u8, msg_id: u32) -> Option<usize> {
+        let now = Instant::now();
+        let mut best: Option<(usize, u32)> = None;
+        for (k, slot) in self.slots.iter().enumerate() {
+            if let Some((c, m, Some(seq))) = slot.get().holds(now) {
+                let older = best.is_none_or(|(_, s)| seq.wrapping_sub(s) >= 1 << 31);
+                if c == client && u32::from(m) == msg_id && older {
+                    best = Some((k, seq));
+                }
+            }
+        }
+        best.map(|(k, _)| k)
+    }
+
+    /// A result before its `OK`: the slot of the publish (`client`,
+    /// `msg_id`) whose line went out before `pos` and whose `OK` has not come
+    /// yet. The result says the modem took it: it is accepted now.
+    fn sent_not_accepted(&self, client: u8, msg_id: u32, pos: u32) -> Option<usize> {
+        let k = self.slots.iter().position(|s| {
+            matches!(s.get(), SlotWait::Claimed { client: c, msg_id: m, sent_at: Some(at) }
+                if c == client && u32::from(m) == msg_id && at_or_after(pos, at))
+        })?;
+        self.arm_publish(k as u8);
+        Some(k)
+    }
+
     /// `+QMTSTAT`: the end of every operation of the client that needs the
     /// link, and of its publishes (also those whose line has not gone out).
     /// Code 5 (the normal close after the client's own DISCONNECT, possibly
@@ -846,22 +983,33 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         if fail_op {
             self.st.op_signals[i].signal(OpOutcome::LinkClosed(reason));
         }
-        self.fail_slots(Some(client.get()), PubOutcome::LinkClosed(reason));
+        self.fail_slots(
+            |w| w.client() == Some(client.get()),
+            PubOutcome::LinkClosed(reason),
+        );
         self.st.wakers.lock(|w| w.borrow_mut().links.wake());
     }
 
-    /// The modem restarted: every pending operation and publish ends, and the
-    /// settings go back to the modem's defaults.
-    pub(crate) fn rebooted(&self) {
+    /// The modem restarted (a start-up line at stream position `pos`): every
+    /// operation whose line had gone out ends, and every publish (one whose
+    /// line has not gone out yet too: its link is gone); the settings go back
+    /// to the modem's defaults. An operation or publish whose line went out
+    /// after `pos` reached the restarted modem, which answers it: it goes on.
+    pub(crate) fn rebooted(&self, pos: u32) {
         let failed = self.with(|c| {
             let mut failed = [false; CLIENTS];
             for (i, cs) in c.iter_mut().enumerate() {
                 cs.link_epoch = cs.link_epoch.wrapping_add(1);
                 cs.last_end = Some(LinkEnd::Rebooted);
                 cs.settings = Settings::defaults();
-                if matches!(cs.op, OpWait::Waiting { .. }) {
-                    cs.op = OpWait::Done;
-                    failed[i] = true;
+                if let OpWait::Waiting {
+                    sent_at: Some(at), ..
+                } = cs.op
+                {
+                    if at_or_after(pos, at) {
+                        cs.op = OpWait::Done;
+                        failed[i] = true;
+                    }
                 }
             }
             failed
@@ -871,21 +1019,21 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
                 self.st.op_signals[i].signal(OpOutcome::Rebooted);
             }
         }
-        self.fail_slots(None, PubOutcome::Rebooted);
+        self.fail_slots(|w| !w.sent_after(pos), PubOutcome::Rebooted);
         self.st.wakers.lock(|w| w.borrow_mut().links.wake());
     }
 
-    fn fail_slots(&self, client: Option<u8>, outcome: PubOutcome) {
+    /// Ends the publishes whose slot `ends` picks with `outcome` (and frees
+    /// the abandoned slots it picks).
+    fn fail_slots(&self, ends: impl Fn(SlotWait) -> bool, outcome: PubOutcome) {
         let mut freed = false;
         for slot in self.slots {
             let signal = self.with(|_| match slot.get() {
-                SlotWait::Claimed { client: c, .. } | SlotWait::Waiting { client: c, .. }
-                    if client.is_none_or(|x| x == c) =>
-                {
+                w @ (SlotWait::Claimed { .. } | SlotWait::Waiting { .. }) if ends(w) => {
                     slot.set(SlotWait::Done);
                     true
                 }
-                SlotWait::Abandoned { client: c, .. } if client.is_none_or(|x| x == c) => {
+                w @ SlotWait::Abandoned { .. } if ends(w) => {
                     slot.set(SlotWait::Free);
                     freed = true;
                     false

@@ -51,6 +51,28 @@ pub struct Config {
     /// forged `+QMTSTAT`, `+QMTPUB` or `+QMTRECV`). Set this only for brokers
     /// and publishers you trust, or firmware without the `dataformat` option.
     pub receive_text: bool,
+    /// How long the driver may try to wake a module that may be asleep before
+    /// a command (docs/power.md): wake-up `AT`s, and the board's wake pin if
+    /// the [`Runner`](crate::Runner) has one. A command whose wake-up takes
+    /// longer ends with [`Error::WakeTimeout`](crate::Error::WakeTimeout),
+    /// nothing of it sent. Default 2 s (the module's UART wakes within
+    /// milliseconds; from deep sleep its wake pin takes about 100 ms).
+    pub wake_timeout: Duration,
+    /// How long each wake-up `AT` waits for its `OK` before the next one is
+    /// sent (the first bytes into a sleeping UART are lost). Default 300 ms,
+    /// the manual's longest answer time for these commands.
+    pub wake_probe: Duration,
+    /// With sleep on (`AT+QSCLK=1/2`), how long after the last command line
+    /// the module took the driver assumes it may be asleep. The module's
+    /// sleep lock holds it awake 10 s after each command (not configurable);
+    /// the default, 9 s, leaves a second for the line on the wire and for the
+    /// two clocks' drift.
+    pub sleep_after: Duration,
+    /// The module sleeps from start-up (its `AT+QSCLK` default is not 0, as
+    /// Quectel's OpenCPU note says of some firmware): the driver then wakes it
+    /// before the first command, and again after each restart. Default
+    /// `false`: the driver assumes sleep is off until it sets it itself.
+    pub module_sleeps: bool,
 }
 
 impl Config {
@@ -68,7 +90,35 @@ impl Config {
             quiet_gap: Duration::from_millis(100),
             read_error_pause: Duration::from_millis(50),
             receive_text: false,
+            wake_timeout: Duration::from_secs(2),
+            wake_probe: Duration::from_millis(300),
+            sleep_after: Duration::from_secs(9),
+            module_sleeps: false,
         }
+    }
+
+    /// Sets [`wake_timeout`](Self::wake_timeout).
+    pub const fn wake_timeout(mut self, d: Duration) -> Self {
+        self.wake_timeout = d;
+        self
+    }
+
+    /// Sets [`wake_probe`](Self::wake_probe).
+    pub const fn wake_probe(mut self, d: Duration) -> Self {
+        self.wake_probe = d;
+        self
+    }
+
+    /// Sets [`sleep_after`](Self::sleep_after).
+    pub const fn sleep_after(mut self, d: Duration) -> Self {
+        self.sleep_after = d;
+        self
+    }
+
+    /// Sets [`module_sleeps`](Self::module_sleeps).
+    pub const fn module_sleeps(mut self, sleeps: bool) -> Self {
+        self.module_sleeps = sleeps;
+        self
     }
 
     /// Sets [`command_timeout`](Self::command_timeout).

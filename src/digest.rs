@@ -244,7 +244,7 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
         }
 
         if RESTART_LINES.contains(&line) {
-            router::rebooted(core);
+            router::rebooted(core, pos);
             return;
         }
 
@@ -257,6 +257,12 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
                 }
                 return;
             }
+            if let Some(note) = crate::power::parse_power(p, body) {
+                if core.power.reports() {
+                    router::power(core, note);
+                    return;
+                }
+            }
             if urc::DEFERRED_PREFIXES.contains(&p) && urc::deferred_shaped(body) {
                 // The one ambiguous shape: `+QMTCONN: <id>,<state>` answering
                 // `AT+QMTCONN?` looks like a two-field deferred CONN result.
@@ -267,7 +273,7 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
                     && urc::Ints::new(body).count() == 2;
                 if !conn_read {
                     match urc::parse_deferred(line) {
-                        Some(d) => router::deferred(core, d),
+                        Some(d) => router::deferred(core, d, pos),
                         None => bump!(core.stats, malformed_urcs),
                     }
                     return;

@@ -235,13 +235,18 @@ pub enum Error {
     /// a deferred result that arrives after its deadline is dropped and counted
     /// ([`Stats::stale_results`](crate::Stats::stale_results)).
     Timeout(Stage),
-    /// Writing to the UART failed or timed out (`Config::tx_timeout`). The
-    /// command may be cut short on the wire; before the next command the
-    /// driver ends the half line (CR) and re-synchronises, so the modem never
-    /// glues it to the next one. The client can go on.
+    /// Writing to the UART failed, or the UART did not take the bytes (or
+    /// `flush` did not complete) within `Config::tx_timeout`: for this
+    /// command's line, or for the re-synchronisation that had to go before
+    /// it (then the line never went out). The command may be cut short on
+    /// the wire; before the next command the driver ends the half line (CR)
+    /// and re-synchronises, so the modem never glues it to the next one. The
+    /// client can go on.
     Write,
     /// The modem restarted (`RDY` or another start-up line) while this
-    /// operation was pending. Its MQTT clients, their settings and its echo
+    /// operation was pending: its line went out before the start-up line
+    /// (a line that went out after it reached the restarted modem, which
+    /// answers it). Its MQTT clients, their settings and its echo
     /// mode are back to the defaults (the driver's own copy of the settings
     /// too): configure, open and connect again. The driver stays usable.
     ModemRebooted,
@@ -275,12 +280,23 @@ pub enum Error {
     /// A QoS 0 message while the supervised link is not online: QoS 0 is
     /// never stored, so it is refused (and counted). The link can go on.
     Offline,
+    /// The module may have been asleep and did not answer the driver's
+    /// wake-up `AT`s (sent every `Config::wake_probe`, after a pulse of the
+    /// board's wake pin if the runner has one) within `Config::wake_timeout`:
+    /// it may be in deep sleep with no wake pin wired, or unplugged. Nothing
+    /// of the command was sent. The client can go on: the next command tries
+    /// to wake the module again.
+    WakeTimeout,
     /// The modem answered with lines the driver could not parse. The client
     /// can go on.
     UnexpectedResponse,
     /// A command's own `parse` failed, or its answer did not fit: atat's
     /// error, kept as a compact value. The client can go on.
     At(AtError),
+    /// The flash outbox's journal failed (feature `flash-outbox`): see
+    /// [`FlashError`]. Nothing was stored.
+    #[cfg(feature = "flash-outbox")]
+    Flash(FlashError),
 }
 
 impl core::fmt::Display for Error {
@@ -291,7 +307,7 @@ impl core::fmt::Display for Error {
             }
             Error::Modem(e) => write!(f, "modem refused the command: {e:?}"),
             Error::Timeout(s) => write!(f, "timed out waiting for the {s:?}"),
-            Error::Write => f.write_str("UART write failed"),
+            Error::Write => f.write_str("UART write failed or stalled past tx_timeout"),
             Error::Open(e) => write!(f, "open failed: {e:?}"),
             Error::ConnectRefused(c) => write!(f, "connection refused: {c:?}"),
             Error::SendFailed => f.write_str("the modem failed to send the packet"),
@@ -302,8 +318,11 @@ impl core::fmt::Display for Error {
             Error::TooManySubscribers => f.write_str("every event subscription is taken"),
             Error::OutboxFull => f.write_str("the outbox is full"),
             Error::Offline => f.write_str("the link is offline (QoS 0 is not stored)"),
+            Error::WakeTimeout => f.write_str("the module did not wake up in time (nothing sent)"),
             Error::UnexpectedResponse => f.write_str("unexpected response from the modem"),
             Error::At(e) => write!(f, "atat: {e:?}"),
+            #[cfg(feature = "flash-outbox")]
+            Error::Flash(e) => write!(f, "flash outbox: {e:?}"),
         }
     }
 }
@@ -318,6 +337,41 @@ impl Error {
             self,
             Error::LinkClosed(_) | Error::ModemRebooted | Error::SendFailed
         )
+    }
+}
+
+/// Why the flash outbox's journal failed (feature `flash-outbox`,
+/// `supervisor::Journal`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+#[cfg(feature = "flash-outbox")]
+pub enum FlashError {
+    /// The region is not whole pages of the flash, lies outside it, or has
+    /// fewer than 2 pages (the queue needs one to turn to while it erases
+    /// another).
+    Region,
+    /// The flash failed to read.
+    Read,
+    /// The flash failed to write (the message being stored is not stored).
+    Write,
+    /// The flash failed to erase a page.
+    Erase,
+    /// No room in the region now (messages must be delivered first).
+    Full,
+    /// The message (10 bytes of bookkeeping, topic, payload) is larger than
+    /// a page of the region, or than the buffer given to the journal.
+    TooLarge,
+    /// `sequential-storage` found the region in a state it could not
+    /// repair. `Journal::open_erased` makes it usable again, losing what it
+    /// held.
+    Corrupted,
+}
+
+#[cfg(feature = "flash-outbox")]
+impl core::fmt::Display for FlashError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(self, f)
     }
 }
 

@@ -2,6 +2,7 @@
 //! [`Events`](crate::Events), and the grants of a subscription.
 
 use crate::error::LinkClosedReason;
+use crate::timers::PsmTimers;
 use crate::types::{limits, ClientId, QoS};
 
 /// A PUBLISH the broker sent to one of the clients (`+QMTRECV`), copied into
@@ -47,6 +48,30 @@ pub enum Event<'b> {
     /// ([`Stats::messages_dropped`](crate::Stats::messages_dropped)). Link and
     /// reboot events are never the ones dropped.
     Missed(u32),
+    /// The modem entered (`+QNBIOTEVENT: "ENTER PSM"`) or left (`"EXIT PSM"`)
+    /// power saving mode. Power events come only once
+    /// [`Modem::power_reports`](crate::Modem::power_reports) switched them on;
+    /// each kind keeps its latest value for every subscription, read ahead
+    /// of waiting messages, so a burst of messages never drops one (a newer
+    /// event of the same kind replaces an unread one, counted in
+    /// [`Stats::power_events_overwritten`](crate::Stats::power_events_overwritten)).
+    Psm {
+        /// Entered (true) or left PSM.
+        entered: bool,
+    },
+    /// The RRC connection was set up (`+CSCON: 1`) or released (`+CSCON: 0`).
+    Signalling {
+        /// Connected.
+        connected: bool,
+    },
+    /// The registration changed, or the network granted new PSM timers
+    /// (`+CEREG: <stat>[,...]` with `AT+CEREG=4`).
+    Registration {
+        /// 1 registered (home), 5 roaming, 0/2/3/4 not registered.
+        stat: u8,
+        /// The PSM timers the network granted, when the line has them.
+        psm: Option<PsmTimers>,
+    },
 }
 
 /// Longest topic plus payload of a received message: a buffer of this size

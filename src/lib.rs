@@ -20,6 +20,7 @@ mod hex;
 mod inbox;
 mod modem;
 mod mqtt_client;
+mod power;
 mod recv;
 mod ring;
 mod router;
@@ -32,18 +33,22 @@ mod state;
 mod stats;
 pub mod supervisor;
 mod sync;
+mod timers;
 mod types;
 mod urc;
 mod wait;
 
 pub use config::Config;
+#[cfg(feature = "flash-outbox")]
+pub use error::FlashError;
 pub use error::{
     AtError, ConnackCode, Error, Field, LinkClosedReason, ModemError, OpenError, Problem, Stage,
 };
 pub use event::{Event, Grant, Granted, Message, MAX_SUB_TOPICS, MESSAGE_MAX};
-pub use modem::{Events, Modem};
+pub use modem::{Events, Modem, PowerRequest};
 pub use mqtt_client::{MqttClient, PendingPublish, Published};
-pub use runner::Runner;
+pub use power::PowerStatus;
+pub use runner::{NoWakePin, Runner, WakePin};
 pub use state::State;
 pub use stats::Stats;
 pub use types::{limits, topic_matches, ClientId, DataFormat, MqttVersion, QoS, Subscription};

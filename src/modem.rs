@@ -2,13 +2,22 @@
 //! to what arrives.
 
 use atat::AtatCmd;
-use embassy_time::Duration;
+use embassy_futures::select::{select, Either};
+use embassy_time::{Duration, Instant};
 
-use crate::commands::{ConnectionStates, OpenLinks, QueryConnectionState, QueryOpenNetworks};
+use crate::commands::power::{
+    ReleaseSleepLock, SetPsm, SetPsmEvents, SetRegistrationReports, SetSignallingReports, SetSleep,
+};
+use crate::commands::{
+    ConnectionStates, EdrxCycle, EdrxValues, OpenLinks, PsmSettings, PsmTimers,
+    QueryConnectionState, QueryOpenNetworks, QueryPsm, QueryRegistrationTimers, ReadEdrx,
+    RegistrationTimers, SetEdrx, SleepMode,
+};
 use crate::error::Error;
 use crate::event::Event;
 use crate::inbox::Sub;
 use crate::mqtt_client::MqttClient;
+use crate::power::{PowerStatus, PowerSub};
 use crate::state::Core;
 use crate::stats::Stats;
 use crate::sync::{CriticalSectionRawMutex, RawMutex};
@@ -46,7 +55,10 @@ impl<'a, M: RawMutex> Modem<'a, M> {
             .inbox
             .subscribe()
             .ok_or(Error::TooManySubscribers)?;
-        Ok(Events { sub })
+        Ok(Events {
+            sub,
+            power: self.core.power.subscribe(),
+        })
     }
 
     /// What the driver has dropped, discarded or recovered from so far.
@@ -87,6 +99,155 @@ impl<'a, M: RawMutex> Modem<'a, M> {
         self.send_with_timeout(&QueryConnectionState, self.core.config.command_timeout)
             .await
     }
+
+    // ------------------------------------------------------------ power
+
+    /// Asks for the module's power behaviour (docs/power.md): PSM with the
+    /// timers it requests (`AT+CPSMS`), eDRX (`AT+CEDRXS`), and its sleep
+    /// (`AT+QSCLK`), in that order, each only if the request names it. The
+    /// network decides what it grants: read it from
+    /// [`Event::Registration`](crate::Event::Registration) (with
+    /// [`power_reports`](Self::power_reports) on),
+    /// [`registration_timers`](Self::registration_timers) or
+    /// [`power`](Self::power). Stops at the first command the module
+    /// refuses; what was set before it stays set.
+    ///
+    /// With sleep on, the driver wakes the module before each later command
+    /// that may find it asleep (`Config::sleep_after`, `Config::wake_timeout`).
+    pub async fn set_power(&self, req: PowerRequest) -> Result<(), Error> {
+        let (ch, t) = (self.core.channel, self.core.config.command_timeout);
+        if let Some(timers) = req.psm {
+            ch.command(&SetPsm { timers }, t, None).await?;
+        }
+        if let Some(cycle) = req.edrx {
+            ch.command(&SetEdrx { cycle }, t, None).await?;
+        }
+        if let Some(mode) = req.sleep {
+            let r = ch.command(&SetSleep(mode), t, None).await;
+            // A line the module may have taken (no answer) counts as taken
+            // when it turns sleep on: never assume awake a module that may
+            // sleep.
+            let refused = matches!(
+                r,
+                Err(Error::Modem(_) | Error::InvalidArgument { .. } | Error::WakeTimeout)
+            );
+            if r.is_ok() || (mode != SleepMode::Off && !refused) {
+                self.core.power.set_sleep(mode);
+            }
+            r?;
+        }
+        Ok(())
+    }
+
+    /// `AT+QRELLOCK`: the module may sleep at once instead of 10 s after the
+    /// last command. The driver then wakes it before the next command.
+    pub async fn release(&self) -> Result<(), Error> {
+        let (ch, t) = (self.core.channel, self.core.config.command_timeout);
+        ch.command(&ReleaseSleepLock, t, None).await?;
+        self.core.power.released();
+        Ok(())
+    }
+
+    /// Switches the power URCs on (or off): `AT+CSCON=1`, `AT+QNBIOTEVENT=1,1`
+    /// and `AT+CEREG=4` (`0` each when off). While on, the subscriptions get
+    /// [`Event::Psm`](crate::Event::Psm),
+    /// [`Event::Signalling`](crate::Event::Signalling) and
+    /// [`Event::Registration`](crate::Event::Registration) with the granted
+    /// timers; while off (the default, and after a module restart) those
+    /// lines are counted as unsolicited and dropped.
+    pub async fn power_reports(&self, on: bool) -> Result<(), Error> {
+        let (ch, t) = (self.core.channel, self.core.config.command_timeout);
+        if on {
+            self.core.power.set_reports(true);
+        }
+        ch.command(&SetSignallingReports(on), t, None).await?;
+        ch.command(&SetPsmEvents(on), t, None).await?;
+        let n = if on { 4 } else { 0 };
+        ch.command(&SetRegistrationReports(n), t, None).await?;
+        if !on {
+            self.core.power.set_reports(false);
+        }
+        Ok(())
+    }
+
+    /// What the driver knows of the module's power now (no AT traffic): its
+    /// sleep setting, whether it may be asleep, and the latest PSM,
+    /// connection and granted timers the power URCs reported.
+    pub fn power(&self) -> PowerStatus {
+        let cfg = self.core.config;
+        self.core.power.status(Instant::now(), cfg.sleep_after)
+    }
+
+    /// `AT+CPSMS?`: the PSM setting and the timers the module requests.
+    pub async fn psm_request(&self) -> Result<PsmSettings, Error> {
+        self.send_with_timeout(&QueryPsm, self.core.config.command_timeout)
+            .await
+    }
+
+    /// `AT+CEREG?` in full: the registration and, with
+    /// [`power_reports`](Self::power_reports) on (`<n>` 4), the PSM timers the
+    /// network granted.
+    pub async fn registration_timers(&self) -> Result<RegistrationTimers, Error> {
+        self.send_with_timeout(&QueryRegistrationTimers, self.core.config.command_timeout)
+            .await
+    }
+
+    /// `AT+CEDRXRDP`: the eDRX cycle requested and granted, and the paging
+    /// time window.
+    pub async fn edrx(&self) -> Result<EdrxValues, Error> {
+        self.send_with_timeout(&ReadEdrx, self.core.config.command_timeout)
+            .await
+    }
+}
+
+/// What [`Modem::set_power`] asks for; each part left out is not touched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PowerRequest {
+    psm: Option<Option<PsmTimers>>,
+    edrx: Option<Option<EdrxCycle>>,
+    sleep: Option<SleepMode>,
+}
+
+impl PowerRequest {
+    /// Asks for nothing.
+    pub const fn new() -> Self {
+        Self {
+            psm: None,
+            edrx: None,
+            sleep: None,
+        }
+    }
+
+    /// PSM on, requesting these timers (`AT+CPSMS=1,,,"<T3412>","<T3324>"`).
+    pub const fn psm(mut self, timers: PsmTimers) -> Self {
+        self.psm = Some(Some(timers));
+        self
+    }
+
+    /// PSM off (`AT+CPSMS=0`).
+    pub const fn psm_off(mut self) -> Self {
+        self.psm = Some(None);
+        self
+    }
+
+    /// eDRX on, requesting this cycle (`AT+CEDRXS=1,5,"<cycle>"`).
+    pub const fn edrx(mut self, cycle: EdrxCycle) -> Self {
+        self.edrx = Some(Some(cycle));
+        self
+    }
+
+    /// eDRX off (`AT+CEDRXS=0`).
+    pub const fn edrx_off(mut self) -> Self {
+        self.edrx = Some(None);
+        self
+    }
+
+    /// The module's sleep (`AT+QSCLK=<n>`).
+    pub const fn sleep(mut self, mode: SleepMode) -> Self {
+        self.sleep = Some(mode);
+        self
+    }
 }
 
 /// A subscription to the driver's events: messages, link closings and modem
@@ -95,9 +256,10 @@ impl<'a, M: RawMutex> Modem<'a, M> {
 /// [`State`](crate::State), shared by the subscriptions) until every
 /// subscription has read them; when the store is full, new messages are
 /// dropped, counted, and reported as [`Event::Missed`]. Link and reboot
-/// events are never the ones dropped.
+/// events are never the ones dropped; power events have their own cells.
 pub struct Events<'a, M: RawMutex = CriticalSectionRawMutex> {
     sub: Sub<'a, M>,
+    power: PowerSub<'a, M>,
 }
 
 impl<M: RawMutex> Events<'_, M> {
@@ -105,13 +267,22 @@ impl<M: RawMutex> Events<'_, M> {
     /// (topic, then payload); a buffer of [`MESSAGE_MAX`](crate::MESSAGE_MAX)
     /// bytes holds any. A message that does not fit `buf` is dropped for this
     /// subscription and reported as [`Event::Missed`].
+    ///
+    /// Power events ([`Event::Psm`], [`Event::Signalling`],
+    /// [`Event::Registration`]) come ahead of the messages waiting.
     pub async fn next<'b>(&mut self, buf: &'b mut [u8]) -> Event<'b> {
-        self.sub.next(buf).await
+        if let Some(e) = self.power.take() {
+            return e;
+        }
+        match select(self.sub.next(buf), self.power.next()).await {
+            Either::First(e) => e,
+            Either::Second(e) => e,
+        }
     }
 
     /// The next event if one is there.
     pub fn try_next<'b>(&mut self, buf: &'b mut [u8]) -> Option<Event<'b>> {
-        self.sub.try_next(buf)
+        self.power.take().or_else(|| self.sub.try_next(buf))
     }
 }
 

@@ -6,7 +6,7 @@ use embassy_time::{Duration, Instant};
 
 use crate::channel::{Payload, Source};
 use crate::client_table::{
-    ClaimError, LinkEnd, OpEnd, OpKind, OpOutcome, PubOutcome, PubTicket, RecvFormat,
+    ClaimError, LinkEnd, OpEnd, OpKind, OpOutcome, Owner, PubOutcome, PubTicket, RecvFormat,
 };
 use crate::commands::*;
 use crate::error::{ConnackCode, Error, Field, OpenError, Problem, Stage};
@@ -118,6 +118,12 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// The next msgID of the client's allocator.
     pub(crate) fn alloc_msg_id(&self) -> u16 {
         self.core.clients.alloc_msg_id(self.id)
+    }
+
+    /// The client's msgIDs go on from `next` (a flash outbox, after a reset).
+    #[cfg(feature = "flash-outbox")]
+    pub(crate) fn continue_msg_ids_at(&self, next: u16) {
+        self.core.clients.continue_msg_ids_at(self.id, next)
     }
 
     fn cmd_timeout(&self) -> Duration {
@@ -295,10 +301,11 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         deadline: Duration,
     ) -> Result<OpOutcome, Error> {
         let ticket = self.core.clients.begin_op(self.id, kind, msg_id).await;
+        let owner = Owner::Op(self.id);
         drop(
             self.core
                 .channel
-                .exchange(write, self.cmd_timeout(), None)
+                .exchange_for(write, self.cmd_timeout(), owner)
                 .await?,
         );
         ticket
@@ -467,7 +474,11 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// (`>` prompt, up to 1024 bytes on the wire, Ctrl+Z) otherwise. With hex
     /// send format the driver sends hex digits, so any bytes go, up to 512.
     /// When every in-flight slot (`INFLIGHT`, shared by the six clients) is
-    /// busy, it waits for one. The AT channel is free again once the modem
+    /// busy, it waits for one: until a publish ends (each ends by its
+    /// result, `+QMTSTAT`, a restart or its deadline; a dropped one keeps its
+    /// slot for the deadline after it was dropped), unless the caller drops
+    /// this future first. A [`PendingPublish`] kept without awaiting its
+    /// result holds its slot. The AT channel is free again once the modem
     /// says `OK`: other publishes, of this client too, go out while this one
     /// waits for its acknowledgement. If the client's link closes before the
     /// line went out, it ends at once with [`Error::LinkClosed`] and sends

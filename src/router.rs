@@ -1,26 +1,32 @@
 //! Delivery: where each thing the digester framed goes. Deferred results go
 //! to the clients' slots, `+QMTSTAT` ends a client's link, `+QMTRECV` goes to
-//! the receive store, and a restart ends everything pending. Never waits;
+//! the receive store, power URCs to the power owner's cells, and a restart
+//! ends everything pending. Never waits;
 //! what has nowhere to go is counted.
 
+use crate::commands::SleepMode;
 use crate::error::LinkClosedReason;
 use crate::inbox::WireMessage;
+use crate::power::PowerNote;
 use crate::state::Core;
 use crate::stats::bump;
 use crate::sync::RawMutex;
 use crate::types::ClientId;
 use crate::urc::Deferred;
 
-/// A deferred `+QMTxxx: <id>,...` result.
-pub(crate) fn deferred<M: RawMutex>(core: &Core<'_, M>, d: Deferred) {
+/// A deferred `+QMTxxx: <id>,...` result that starts at stream position
+/// `pos`.
+pub(crate) fn deferred<M: RawMutex>(core: &Core<'_, M>, d: Deferred, pos: u32) {
     let taken = match d {
         Deferred::Pub {
             client,
             msg_id,
             result,
             value,
-        } => core.clients.deliver_publish(client, msg_id, result, value),
-        d => core.clients.deliver_op(d),
+        } => core
+            .clients
+            .deliver_publish(client, msg_id, result, value, pos),
+        d => core.clients.deliver_op(d, pos),
     };
     if !taken {
         debug!("deferred result nobody waits for: dropped");
@@ -70,13 +76,28 @@ pub(crate) fn message<M: RawMutex>(
     });
 }
 
-/// The modem restarted: the command in flight and every pending operation
-/// end at once, the driver's copy of the settings goes back to the defaults,
-/// and the subscriptions hear of it.
-pub(crate) fn rebooted<M: RawMutex>(core: &Core<'_, M>) {
+/// The modem restarted (a start-up line at stream position `pos`): the
+/// command in flight and every pending operation whose line went out before
+/// `pos` end at once, the driver's copy of the settings goes back to the
+/// defaults, and the subscriptions hear of it.
+pub(crate) fn rebooted<M: RawMutex>(core: &Core<'_, M>, pos: u32) {
     warn!("the modem restarted");
     bump!(core.stats, reboots);
-    core.channel.on_reboot();
-    core.clients.rebooted();
+    core.channel.on_reboot(pos);
+    core.clients.rebooted(pos);
+    let sleep = if core.config.module_sleeps {
+        SleepMode::Deep
+    } else {
+        SleepMode::Off
+    };
+    core.power.rebooted(sleep, embassy_time::Instant::now());
     core.inbox.push_rebooted();
+}
+
+/// `+QNBIOTEVENT`, `+CSCON` or `+CEREG` (once the driver switched them on):
+/// the latest of its kind for the subscriptions; `ENTER PSM` also tells the
+/// runner that the module may be asleep.
+pub(crate) fn power<M: RawMutex>(core: &Core<'_, M>, note: PowerNote) {
+    debug!("power event");
+    core.power.push(note);
 }

@@ -1,6 +1,7 @@
 //! The one future the user spawns. Its receive side owns the read loop
 //! (atat's `Ingress` buffer and the crate's digester), its transmit side
-//! writes every command the handles submit and sees it through.
+//! writes every command the handles submit and sees it through, waking the
+//! module first when it may be asleep (docs/power.md).
 
 use atat::{AtatIngress, Ingress};
 use embassy_futures::select::{select, Either};
@@ -8,6 +9,7 @@ use embassy_time::{with_timeout, Instant, Timer};
 use embedded_io_async::{Read, Write};
 
 use crate::channel::{Answer, DataStep, Job, Outcome};
+use crate::client_table::Owner;
 use crate::digest::Bc26Digester;
 use crate::error::Stage;
 use crate::state::{Core, NoUrc, RES_SLOT};
@@ -20,6 +22,31 @@ const CHUNK: usize = 64;
 
 type Ing<'a, M> = Ingress<'a, Bc26Digester<'a, M>, NoUrc, RES_SLOT, 1, 1>;
 
+/// A board's line to the module's PSM_EINT pin, which wakes it from deep
+/// sleep (`AT+QSCLK=1`, PSM), where its UART is dead. Give it to the runner
+/// with [`Runner::wake_pin`]; the driver pulses it before each wake-up `AT`.
+/// Any `FnMut()` is one.
+pub trait WakePin {
+    /// Makes one falling edge on PSM_EINT (e.g. drive it high, then low).
+    /// Called from the runner's task: it must not block for long.
+    fn pulse(&mut self);
+}
+
+/// No wake pin wired (the default): a module in deep sleep cannot be woken,
+/// and a command then ends with [`Error::WakeTimeout`](crate::Error::WakeTimeout).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoWakePin;
+
+impl WakePin for NoWakePin {
+    fn pulse(&mut self) {}
+}
+
+impl<F: FnMut()> WakePin for F {
+    fn pulse(&mut self) {
+        self()
+    }
+}
+
 /// Drives the modem: spawn [`Runner::run`] as a task (it never returns).
 /// Everything the handles do goes through it.
 ///
@@ -27,12 +54,19 @@ type Ing<'a, M> = Ingress<'a, Bc26Digester<'a, M>, NoUrc, RES_SLOT, 1, 1>;
 /// completes loses no byte), as embassy's buffered UARTs are: the runner
 /// stops a read when the modem has been quiet for `Config::quiet_gap` with an
 /// incomplete frame held.
-pub struct Runner<'a, R: Read, W: Write, M: RawMutex = CriticalSectionRawMutex> {
+pub struct Runner<
+    'a,
+    R: Read,
+    W: Write,
+    M: RawMutex = CriticalSectionRawMutex,
+    P: WakePin = NoWakePin,
+> {
     reader: R,
     writer: W,
     ingress: Ing<'a, M>,
     capacity: usize,
     core: Core<'a, M>,
+    pin: P,
 }
 
 impl<'a, R: Read, W: Write, M: RawMutex> Runner<'a, R, W, M> {
@@ -49,6 +83,22 @@ impl<'a, R: Read, W: Write, M: RawMutex> Runner<'a, R, W, M> {
             ingress,
             capacity,
             core,
+            pin: NoWakePin,
+        }
+    }
+}
+
+impl<'a, R: Read, W: Write, M: RawMutex, P: WakePin> Runner<'a, R, W, M, P> {
+    /// The same runner with a wake pin (PSM_EINT), for boards that wire it:
+    /// the driver can then wake the module from deep sleep.
+    pub fn wake_pin<Q: WakePin>(self, pin: Q) -> Runner<'a, R, W, M, Q> {
+        Runner {
+            reader: self.reader,
+            writer: self.writer,
+            ingress: self.ingress,
+            capacity: self.capacity,
+            core: self.core,
+            pin,
         }
     }
 
@@ -60,6 +110,7 @@ impl<'a, R: Read, W: Write, M: RawMutex> Runner<'a, R, W, M> {
             ingress,
             capacity,
             core,
+            pin,
         } = self;
         let mut rx = Rx {
             reader,
@@ -67,21 +118,21 @@ impl<'a, R: Read, W: Write, M: RawMutex> Runner<'a, R, W, M> {
             capacity,
             core,
         };
-        let mut tx = Tx { writer, core };
+        let mut tx = Tx { writer, core, pin };
         match select(rx.run(), tx.run()).await {
             Either::First(never) | Either::Second(never) => never,
         }
     }
 }
 
-impl<R: Read, W: Write, M: RawMutex> core::fmt::Debug for Runner<'_, R, W, M> {
+impl<R: Read, W: Write, M: RawMutex, P: WakePin> core::fmt::Debug for Runner<'_, R, W, M, P> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("Runner")
     }
 }
 
 #[cfg(feature = "defmt")]
-impl<R: Read, W: Write, M: RawMutex> defmt::Format for Runner<'_, R, W, M> {
+impl<R: Read, W: Write, M: RawMutex, P: WakePin> defmt::Format for Runner<'_, R, W, M, P> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "Runner")
     }
@@ -139,13 +190,25 @@ enum Stop {
     Rebooted,
 }
 
-/// The transmit side.
-struct Tx<'a, W: Write, M: RawMutex> {
-    writer: W,
-    core: Core<'a, M>,
+/// How the fence before a command line ended.
+enum Fenced {
+    /// Nothing is owed any more: the line may go.
+    Clear,
+    /// The modem did not answer the probe in time.
+    Silent,
+    /// The UART could not be written (it failed, or did not take the bytes
+    /// within `Config::tx_timeout`).
+    WriteFailed,
 }
 
-impl<W: Write, M: RawMutex> Tx<'_, W, M> {
+/// The transmit side.
+struct Tx<'a, W: Write, M: RawMutex, P: WakePin> {
+    writer: W,
+    core: Core<'a, M>,
+    pin: P,
+}
+
+impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
     async fn run(&mut self) -> ! {
         loop {
             match self.core.channel.next_job().await {
@@ -154,9 +217,10 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
                     self.core.channel.finish(outcome);
                 }
                 // A late prompt after a failure: the modem waits in data
-                // mode. Cancel at once (its OK is a late answer).
+                // mode. Cancel at once (its OK is a late answer); if the
+                // UART fails, the fence sends ESC before its probe.
                 Err(()) => {
-                    let _ = self.write(&[ESC]).await;
+                    let _ = self.escape_late_prompt().await;
                 }
             }
         }
@@ -164,24 +228,45 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
 
     async fn transact(&mut self, job: Job) -> Outcome {
         let ch = self.core.channel;
-        if ch.fenced() && !self.fence(job.timeout).await && !job.force {
-            // The modem does not answer: the line never went out.
-            return Outcome::Timeout(Stage::Response);
+        let cfg = self.core.config;
+        let power = self.core.power;
+        // The module may be asleep: never send it a real line before it
+        // answered a wake-up `AT`.
+        let wake = power.may_sleep(Instant::now(), cfg.sleep_after);
+        if ch.fenced() || wake {
+            // The line never went out if the fence failed; the outcome
+            // says why.
+            match self.fence(job.timeout, wake).await {
+                Fenced::Clear => {}
+                // A forced line (`AT+QRST=1`) goes out even so: the modem
+                // may read commands while it answers none.
+                Fenced::Silent if job.force => {}
+                Fenced::Silent if wake => return Outcome::Asleep,
+                Fenced::Silent => return Outcome::Timeout(Stage::Response),
+                Fenced::WriteFailed => return Outcome::Write,
+            }
         }
         if ch.abandoned() {
             // The handle went away while the channel was fenced: not sent.
             return Outcome::Timeout(Stage::Response);
         }
-        ch.begin_line(job.data_mode);
-        if self.write_line(job.len).await.is_err() {
+        ch.begin_line(job.data_mode, self.core.rx.position());
+        let sent_at = Instant::now();
+        if self.write_line(job.len, job.owner).await.is_err() {
             bump!(self.core.stats, write_errors);
-            ch.fail(job.data_mode, true);
+            ch.fail_mid_line(self.core.rx.position());
             return Outcome::Write;
         }
         let deadline = Instant::now() + job.timeout;
-        match ch.wait_answer(deadline).await {
+        let answer = ch.wait_answer(deadline).await;
+        match answer {
+            Some(Answer::Rebooted) => {}
+            Some(_) => power.took_line(sent_at),
+            None => power.lost_line(),
+        }
+        match answer {
             None => {
-                ch.fail(job.data_mode, false);
+                ch.fail(self.core.rx.position());
                 Outcome::Timeout(if job.data_mode {
                     Stage::Prompt
                 } else {
@@ -229,14 +314,14 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
                 Err(Stop::Rebooted) => {
                     // The restarted modem may hold payload bytes as half a
                     // command line: end it before the next command.
-                    ch.fail(false, true);
+                    ch.fail_mid_line(self.core.rx.position());
                     return Outcome::Rebooted;
                 }
                 Err(Stop::Failed) => {
                     bump!(self.core.stats, write_errors);
                     // Whatever reached the modem, leave data mode.
                     let _ = self.write(&[ESC]).await;
-                    ch.fail(true, false);
+                    ch.fail(self.core.rx.position());
                     return Outcome::Write;
                 }
             }
@@ -250,7 +335,7 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
             Some(Answer::Rebooted) => Outcome::Rebooted,
             Some(Answer::Prompt) | None => {
                 // Ctrl+Z may not have arrived: the modem may still be in data mode.
-                ch.fail(true, false);
+                ch.fail(self.core.rx.position());
                 Outcome::Timeout(Stage::Response)
             }
         }
@@ -263,32 +348,41 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
         ch.arm_escape(self.core.rx.position());
         if self.write(&[ESC]).await.is_err() {
             bump!(self.core.stats, write_errors);
-            ch.fail(true, false);
+            ch.fail(self.core.rx.position());
             return Outcome::Write;
         }
         match ch.wait_answer(Instant::now() + timeout).await {
             Some(Answer::Rebooted) => Outcome::Rebooted,
             Some(_) => Outcome::Timeout(Stage::Response),
             None => {
-                ch.fail(true, false);
+                ch.fail(self.core.rx.position());
                 Outcome::Timeout(Stage::Response)
             }
         }
     }
 
-    /// Re-synchronises after a failure: ends a half line, leaves data mode if
-    /// the modem may be in it, sends a bare `AT` and waits for its answer,
-    /// then until the modem has been quiet for `Config::quiet_gap`. The modem
-    /// answers in order, so every late answer of the failed command comes
-    /// before the probe's (and is discarded by the channel). `false`: the
-    /// modem did not answer within `timeout`.
-    async fn fence(&mut self, timeout: embassy_time::Duration) -> bool {
+    /// Re-synchronises after a failure, or wakes a module that may be
+    /// asleep (`wake`): ends a half line, leaves data mode if the modem gave
+    /// its prompt and may still be in it (ESC only then: a prompt that never
+    /// came gets its ESC if it comes late), sends a bare `AT` and waits for
+    /// its answer, then until the modem has been quiet for
+    /// `Config::quiet_gap`. The modem answers in order, so every late answer
+    /// of the failed command comes before the probe's (and is discarded by
+    /// the channel). `Silent`: the modem did not answer within `timeout`
+    /// (within `Config::wake_timeout` when waking).
+    async fn fence(&mut self, timeout: embassy_time::Duration, wake: bool) -> Fenced {
         let ch = self.core.channel;
-        bump!(self.core.stats, fences);
-        let (half_line, prompt) = ch.begin_fence();
+        let cfg = self.core.config;
+        if ch.fenced() {
+            bump!(self.core.stats, fences);
+        } else {
+            // Waking: the wake-up `AT`s' answers are the fence's.
+            ch.fail(self.core.rx.position());
+        }
+        let (half_line, in_data_mode) = ch.begin_fence(self.core.rx.position());
         let mut probe = [0u8; 5];
         let mut n = 0;
-        if prompt {
+        if in_data_mode {
             probe[n] = ESC;
             n += 1;
         }
@@ -298,43 +392,112 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
         }
         probe[n..n + 3].copy_from_slice(b"AT\r");
         n += 3;
-        debug!("fence: re-synchronising with the modem");
-        if self.write(&probe[..n]).await.is_err() {
-            bump!(self.core.stats, write_errors);
-            return false;
+        let start = Instant::now();
+        let deadline = start + if wake { cfg.wake_timeout } else { timeout };
+        match self.probe(&probe[..n], wake, deadline).await {
+            // A restart cleared the fence: nothing is owed any more.
+            Fenced::Clear if !ch.fenced() => return Fenced::Clear,
+            Fenced::Clear => {}
+            other => return other,
         }
-        let deadline = Instant::now() + timeout;
-        loop {
-            match ch.fence_answers() {
-                // A restart cleared the fence: nothing is owed any more.
-                None => return true,
-                Some(n) if n > 0 => break,
-                Some(_) => {}
-            }
-            if ch.take_esc() && self.write(&[ESC]).await.is_err() {
-                return false;
-            }
-            if !ch.wait_wake(deadline).await {
-                return false;
-            }
-        }
-        loop {
-            let quiet_at = self.core.rx.last() + self.core.config.quiet_gap;
-            if Instant::now() >= quiet_at {
-                break;
-            }
-            Timer::at(quiet_at).await;
-            if ch.take_esc() && self.write(&[ESC]).await.is_err() {
-                return false;
-            }
+        if self.quiet(Instant::now() + timeout).await.is_err() {
+            return Fenced::WriteFailed;
         }
         ch.end_fence();
-        true
+        if wake {
+            bump!(self.core.stats, wakes);
+            // The module took one of the probes: its sleep lock runs from
+            // the first (the earliest it can have started).
+            self.core.power.took_line(start);
+        }
+        Fenced::Clear
+    }
+
+    /// Sends the fence's probe and waits until the modem answered or
+    /// `deadline`. When waking, the bytes that wake a sleeping UART are
+    /// lost: the `AT` goes again every `Config::wake_probe` (after a pulse
+    /// of the wake pin) until one is answered.
+    async fn probe(&mut self, probe: &[u8], wake: bool, deadline: Instant) -> Fenced {
+        let cfg = self.core.config;
+        let mut bytes = probe;
+        loop {
+            if wake {
+                debug!("waking the module");
+                self.pin.pulse();
+            } else {
+                debug!("fence: re-synchronising with the modem");
+            }
+            if self.write(bytes).await.is_err() {
+                bump!(self.core.stats, write_errors);
+                return Fenced::WriteFailed;
+            }
+            // ESC and CR go only once; later probes are a bare `AT`.
+            bytes = &probe[probe.len() - 3..];
+            let until = if wake {
+                deadline.min(Instant::now() + cfg.wake_probe)
+            } else {
+                deadline
+            };
+            match self.probe_answered(until).await {
+                Some(fenced) => return fenced,
+                None if Instant::now() >= deadline => return Fenced::Silent,
+                None => bump!(self.core.stats, wake_probes_lost),
+            }
+        }
+    }
+
+    /// Waits until the modem answered (anything, counted from the probe on;
+    /// `Clear`) or `until` (`None`); a late prompt meanwhile gets its ESC.
+    async fn probe_answered(&mut self, until: Instant) -> Option<Fenced> {
+        let ch = self.core.channel;
+        loop {
+            // `None`: a restart cleared the fence.
+            if ch.fence_answers().is_none_or(|n| n > 0) {
+                return Some(Fenced::Clear);
+            }
+            if ch.take_esc() && self.escape_late_prompt().await.is_err() {
+                return Some(Fenced::WriteFailed);
+            }
+            if !ch.wait_wake(until).await {
+                return None;
+            }
+        }
+    }
+
+    /// The fence waits until the modem has been quiet for
+    /// `Config::quiet_gap`: what the probe line itself owes (`ERROR` to a
+    /// half line, then `OK`) comes meanwhile. A modem that is never quiet (a
+    /// stream of messages) holds it until `deadline` at most, by which it
+    /// has answered every line it was sent. `Err`: the UART failed.
+    async fn quiet(&mut self, deadline: Instant) -> Result<(), ()> {
+        loop {
+            let quiet_at = self.core.rx.last() + self.core.config.quiet_gap;
+            let until = quiet_at.min(deadline);
+            if Instant::now() >= until {
+                return Ok(());
+            }
+            Timer::at(until).await;
+            if self.core.channel.take_esc() {
+                self.escape_late_prompt().await?;
+            }
+        }
+    }
+
+    /// Answers a late prompt with ESC. If the UART fails, the modem still
+    /// waits in data mode (the next fence starts with ESC).
+    async fn escape_late_prompt(&mut self) -> Result<(), ()> {
+        if self.write(&[ESC]).await.is_err() {
+            bump!(self.core.stats, write_errors);
+            return Err(());
+        }
+        self.core.channel.escaped();
+        Ok(())
     }
 
     /// Writes the command line in the line buffer, arming the command just
-    /// before the chunk that ends the line.
-    async fn write_line(&mut self, len: usize) -> Result<(), ()> {
+    /// before the chunk that ends the line (and telling `owner` where its
+    /// line went out).
+    async fn write_line(&mut self, len: usize, owner: Owner) -> Result<(), ()> {
         let core = self.core;
         let writer = &mut self.writer;
         let work = async {
@@ -343,7 +506,9 @@ impl<W: Write, M: RawMutex> Tx<'_, W, M> {
                 let mut chunk = [0u8; CHUNK];
                 let n = core.channel.copy_out(off, len, &mut chunk);
                 if off + n == len {
-                    core.channel.arm(core.rx.position());
+                    let pos = core.rx.position();
+                    core.channel.arm(pos);
+                    core.clients.line_sent(owner, pos);
                 }
                 writer.write_all(&chunk[..n]).await.map_err(drop)?;
                 off += n;

@@ -13,6 +13,14 @@ use embassy_time::Instant;
 
 use crate::sync::RawMutex;
 
+/// True if a line that starts at stream position `pos` came at or after
+/// stream position `mark` (a command line that went out when `mark` bytes
+/// had been read: only what starts from there on can be about it).
+/// Positions wrap; within 2 GiB of each other they compare right.
+pub(crate) fn at_or_after(pos: u32, mark: u32) -> bool {
+    pos.wrapping_sub(mark) < 1 << 31
+}
+
 /// What the runner's receive side has read: the stream position (bytes read
 /// since the start, wrapping), when the last byte came, and whether the
 /// digester must give up what it holds (a quiet gap passed).

@@ -8,7 +8,7 @@
 
 use crate::commands::Attention;
 use crate::supervisor::{Link, Supervisor};
-use crate::{ClientId, DataFormat, Events, Modem, MqttVersion, PendingPublish, QoS};
+use crate::{ClientId, DataFormat, Events, Modem, MqttVersion, PendingPublish, PowerRequest, QoS};
 
 /// Creates (and drops) every public future of the driver.
 pub fn public_futures(
@@ -27,6 +27,12 @@ pub fn public_futures(
     drop(modem.open_links());
     drop(modem.connection_states());
     drop(events.next(buf));
+    drop(modem.set_power(PowerRequest::new()));
+    drop(modem.release());
+    drop(modem.power_reports(true));
+    drop(modem.psm_request());
+    drop(modem.registration_timers());
+    drop(modem.edrx());
     drop(c.set_will(None));
     drop(c.will());
     drop(c.set_timeout(10, 3, false));

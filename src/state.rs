@@ -12,8 +12,10 @@ use embassy_time::Duration;
 
 use crate::channel::{Channel, ChannelState};
 use crate::client_table::{ClientTable, ClientTableState, PubSlot};
+use crate::commands::SleepMode;
 use crate::config::Config;
 use crate::inbox::{Inbox, InboxMeta, Notice, RESERVE};
+use crate::power::{Power, PowerState};
 use crate::ring::RingStore;
 use crate::rx_clock::RxClock;
 use crate::stats::StatsCell;
@@ -30,6 +32,7 @@ pub(crate) struct FixedParts<M: RawMutex> {
     pub(crate) clients: ClientTableState<M>,
     pub(crate) stats: StatsCell<M>,
     pub(crate) rx: RxClock<M>,
+    pub(crate) power: PowerState<M>,
 }
 
 impl<M: RawMutex> FixedParts<M> {
@@ -40,6 +43,7 @@ impl<M: RawMutex> FixedParts<M> {
             clients: ClientTableState::new(),
             stats: StatsCell::new(),
             rx: RxClock::new(),
+            power: PowerState::new(),
         }
     }
 }
@@ -54,6 +58,7 @@ pub(crate) struct Core<'a, M: RawMutex> {
     pub(crate) stats: &'a StatsCell<M>,
     pub(crate) config: &'a Config,
     pub(crate) rx: &'a RxClock<M>,
+    pub(crate) power: Power<'a, M>,
 }
 
 impl<M: RawMutex> Clone for Core<'_, M> {
@@ -194,7 +199,11 @@ impl<
             stats: &fixed.stats,
             config: &fixed.config,
             rx: &fixed.rx,
+            power: Power::new(&fixed.power, &fixed.stats),
         };
+        if core.config.module_sleeps {
+            core.power.set_sleep(SleepMode::Deep);
+        }
         (core, &mut ingress[..], &*res_slot, &*urc)
     }
 

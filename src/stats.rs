@@ -1,6 +1,7 @@
 //! The counters ([`Stats`]) of what the driver dropped, discarded or
 //! recovered from, and their shared cell. A counter changes only through
-//! [`bump!`] (the cell's `bump`), which adds one, wrapping.
+//! [`bump!`] (the cell's `bump`), which adds one, wrapping, or the cell's
+//! `add` for a batch.
 
 use core::cell::Cell;
 
@@ -39,7 +40,8 @@ pub struct Stats {
     /// `OK`/`ERROR`/`>` when no command waited for one; dropped.
     pub stray_responses: u32,
     /// Final answers and prompts that arrived for a command that had already
-    /// failed (timed out, write error): discarded by the fence.
+    /// failed (timed out, write error): discarded by the fence. The answers
+    /// to the fence's own `AT` (and to wake-up `AT`s) count here too.
     pub late_answers: u32,
     /// Times the channel was re-synchronised (`AT` probe) after a failure.
     pub fences: u32,
@@ -52,6 +54,15 @@ pub struct Stats {
     pub write_errors: u32,
     /// Times the modem restarted (`RDY`, power-down lines).
     pub reboots: u32,
+    /// Times the driver woke the module before a command (it may have been
+    /// asleep, and answered a wake-up `AT`).
+    pub wakes: u32,
+    /// Wake-up `AT`s the module did not answer within `Config::wake_probe`
+    /// (it was asleep: the bytes that wake its UART are lost).
+    pub wake_probes_lost: u32,
+    /// Power events a subscription never saw because a newer one of the same
+    /// kind (PSM, signalling connection, registration) replaced it first.
+    pub power_events_overwritten: u32,
 }
 
 /// The counters, shared.
@@ -75,16 +86,25 @@ impl<M: RawMutex> StatsCell<M> {
             read_errors: 0,
             write_errors: 0,
             reboots: 0,
+            wakes: 0,
+            wake_probes_lost: 0,
+            power_events_overwritten: 0,
         })))
     }
 
     /// Adds one to the counter `counter` picks, wrapping: the one way a
     /// counter changes (through [`bump!`]).
     pub(crate) fn bump(&self, counter: impl FnOnce(&mut Stats) -> &mut u32) {
+        self.add(counter, 1)
+    }
+
+    /// Adds `n` to the counter `counter` picks, wrapping (for counts that
+    /// come in batches).
+    pub(crate) fn add(&self, counter: impl FnOnce(&mut Stats) -> &mut u32, n: u32) {
         self.0.lock(|s| {
             let mut v = s.get();
             let c = counter(&mut v);
-            *c = c.wrapping_add(1);
+            *c = c.wrapping_add(n);
             s.set(v);
         })
     }

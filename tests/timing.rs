@@ -196,7 +196,7 @@ fn a_late_prompt_after_a_prompt_timeout_is_cancelled_with_esc_at_once() {
             fake.send(b"\r\nOK\r\n").await;
             settle().await;
             assert!(modem.stats().late_answers >= 2);
-            // The next command is fenced (ESC again, harmless) and goes through.
+            // The next command is fenced (a bare `AT`: the ESC went out) and goes through.
             next_command_works(c0, &mut fake, 9).await;
         })
         .await;

@@ -180,6 +180,14 @@ pub struct Args {
     #[arg(long, value_name = "TOPIC", conflicts_with = "publish", help_heading = SUP)]
     pub stdin: Option<String>,
 
+    /// With --stdin (QoS 1/2): journal each line in FILE, which stands for
+    /// the device's flash (64 KiB, created erased), before it is reported
+    /// `stored`; at start, send again what FILE holds. Lines survive a kill
+    /// of the process (built with the `flash` feature).
+    #[cfg(feature = "flash")]
+    #[arg(long, value_name = "FILE", requires = "stdin", help_heading = SUP)]
+    pub flash: Option<std::path::PathBuf>,
+
     /// How long to wait, after the end of input, for the outbox to empty.
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = duration, help_heading = SUP)]
     pub drain_timeout: Duration,

@@ -12,6 +12,7 @@
 //! bad arguments (refused before anything is sent to the modem).
 
 mod args;
+mod durable;
 mod faults;
 mod out;
 mod power;

@@ -33,6 +33,13 @@ pub enum Ev<'a> {
         #[serde(skip_serializing_if = "Option::is_none")]
         payload_hex: Option<String>,
     },
+    /// `--stdin --flash`: a line journalled in the flash file (durable: it
+    /// is sent after a restart if not acknowledged before).
+    Stored { client: u8, line: u64, msg_id: u16 },
+    /// `--stdin --flash`, at start: messages the flash file held, handed to
+    /// the outbox again under their msgIDs.
+    #[cfg(feature = "flash")]
+    Reloaded { client: u8, messages: u32 },
     /// The modem closed the link (`+QMTSTAT`).
     LinkClosed { client: u8, code: u8 },
     /// A step failed.

@@ -34,6 +34,7 @@ use embassy_sync::signal::Signal;
 use embassy_time::{Duration, Instant, Timer};
 
 use crate::args::Run;
+use crate::durable::Durable;
 use crate::out::{self, Ev};
 
 /// The outbox's size: lines wait here (14 bytes each besides topic and
@@ -373,6 +374,7 @@ fn line_error(n: u64, e: &dyn std::fmt::Display, tally: &Tally) {
 /// Puts the lines into the outbox in their order.
 async fn publisher(
     link: Link<'static>,
+    durable: &Durable,
     run: &'static Run,
     topic: &'static str,
     rx: &Receiver<Input>,
@@ -404,8 +406,15 @@ async fn publisher(
         }
         ever_online |= link.state() == LinkState::Online;
         loop {
-            match link.try_publish(topic, &bytes, qos, retain) {
-                Ok(ticket) => {
+            match durable.store(link, topic, &bytes, qos, retain).await {
+                Ok((ticket, journalled)) => {
+                    if journalled {
+                        out::emit(&Ev::Stored {
+                            client: link.client().get(),
+                            line: n,
+                            msg_id: ticket.msg_id,
+                        });
+                    }
                     tally.pending.borrow_mut().push_back((n, ticket));
                     tally.pushed.signal(());
                     break;
@@ -497,6 +506,13 @@ pub async fn stream(
     let n = id.get();
     let state = Box::leak(Box::new(SupervisorState::<OUTBOX>::new()));
     let (link, sup) = supervisor::new(modem, state, sup_config(run, host, port));
+    let durable = match Durable::open(link, run).await {
+        Ok(d) => d,
+        Err(e) => {
+            out::error("flash", &e);
+            return false;
+        }
+    };
     let events = modem.events().expect("one subscriber");
     let rx = spawn_reader();
     let tally = Tally::default();
@@ -505,7 +521,7 @@ pub async fn stream(
 
     let work = async {
         let lines = join(
-            publisher(link, run, topic, &rx, &tally),
+            publisher(link, &durable, run, topic, &rx, &tally),
             acknowledger(link, topic, &tally),
         );
         if let Either::Second(()) = select(lines, drain_deadline(drain)).await {
@@ -517,15 +533,19 @@ pub async fn stream(
     };
     match select3(
         sup.run(),
-        join(monitor(link, first_online), printer(events)),
+        join(
+            join(monitor(link, first_online), printer(events)),
+            durable.run(),
+        ),
         work,
     )
     .await
     {
         Either3::Third(()) => {}
         Either3::First(never) => match never {},
-        Either3::Second(never) => match never.0 {},
+        Either3::Second(never) => match never.1 {},
     }
+    durable.finish().await;
     // The supervisor has stopped: nothing will bring the link up again.
 
     // Lines never read from the reader, and lines still in the outbox.

@@ -10,10 +10,16 @@ pub mod basic;
 pub mod cfg;
 pub mod mqtt;
 mod parse;
+pub mod power;
 
 pub use basic::*;
 pub use cfg::*;
 pub use mqtt::*;
+pub use power::{
+    ActiveTime, EdrxCycle, EdrxValues, PagingWindow, PeriodicTau, PsmSettings, PsmTimers, QueryPsm,
+    QueryRegistrationTimers, QuerySignalling, QuerySleep, ReadEdrx, RegistrationTimers, SetEdrx,
+    SetReleaseAssistance, Signalling, SleepMode,
+};
 
 use atat::{AtatResp, InternalError};
 use heapless::String;

@@ -120,20 +120,29 @@
 //! [`Refused`](Outcome::Refused) with its error.
 
 mod backoff;
+#[cfg(feature = "flash-outbox")]
+mod durable;
 mod outbox;
 
 use core::cell::RefCell;
 use core::future::{poll_fn, Future};
+use core::pin::pin;
 use core::task::Poll;
 
-use embassy_futures::select::{select, select3, select_array, Either, Either3};
+use embassy_futures::select::{select, select3, select4, Either, Either3, Either4};
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_time::{Duration, Instant, Timer};
 
+#[cfg(feature = "flash-outbox")]
+pub use crate::error::FlashError;
 pub use backoff::Backoff;
+#[cfg(feature = "flash-outbox")]
+pub use durable::{
+    FlashOutbox, FlashOutboxConfig, FlashStats, Journal, JournalEntry, Keep, Pending,
+};
 pub use outbox::{OutboxStats, Outcome, Ticket};
 
-use crate::client_table::LinkEnd;
+use crate::client_table::{LinkEnd, Owner};
 use crate::commands::{
     Attention, ConnectionState, EchoOff, QueryConnectionState, QueryRegistration, ResetModule, Will,
 };
@@ -150,6 +159,8 @@ use outbox::{Outbox, OutboxMeta, PushError, Taken};
 
 /// Most outbox messages a supervisor has in flight at once.
 pub const MAX_IN_FLIGHT: usize = 4;
+// `session` runs exactly this many lanes.
+const _: () = assert!(MAX_IN_FLIGHT == 4);
 
 /// What a [`Supervisor`] does for one client. Build it with
 /// [`SupervisorConfig::new`] and change what you need.
@@ -830,6 +841,11 @@ fn push_error(e: PushError) -> Error {
             field: Field::Payload,
             problem: Problem::LargerThanOutbox,
         },
+        #[cfg(feature = "flash-outbox")]
+        PushError::InUse => Error::InvalidArgument {
+            field: Field::MsgId,
+            problem: Problem::InUse,
+        },
     }
 }
 
@@ -1057,7 +1073,12 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let timeout = core.config.command_timeout;
         let r = core
             .channel
-            .exchange_as(&|b: &mut [u8]| cmd.line(b), timeout, None, force)
+            .exchange_as(
+                &|b: &mut [u8]| cmd.line(b),
+                timeout,
+                Owner::publish(None),
+                force,
+            )
             .await
             .map(drop);
         if r.is_ok() {
@@ -1120,13 +1141,24 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
         // The first lane whose publish fails ends the link (the others wait
         // for messages, or are idle, for ever).
-        let send = select_array(core::array::from_fn::<_, MAX_IN_FLIGHT, _>(|i| {
-            self.lane(i < lanes)
-        }));
+        // Each lane is pinned where it is made, in this future's state: an
+        // array of lanes made first and then moved into a select was built
+        // twice on the stack (2 x 1,856 bytes in the poll frame on a
+        // Cortex-M0, the deepest of the application's stack).
+        let l0 = pin!(self.lane(0 < lanes));
+        let l1 = pin!(self.lane(1 < lanes));
+        let l2 = pin!(self.lane(2 < lanes));
+        let l3 = pin!(self.lane(3 < lanes));
+        let send = async {
+            match select4(l0, l1, l2, l3).await {
+                Either4::First(r) | Either4::Second(r) | Either4::Third(r) | Either4::Fourth(r) => {
+                    r
+                }
+            }
+        };
         let checks = select(self.health(), self.probation());
         let r = match select3(send, self.watch(epoch), checks).await {
-            Either3::First((r, _)) => r,
-            Either3::Second(r) => r,
+            Either3::First(r) | Either3::Second(r) => r,
             Either3::Third(Either::First(r)) => r,
             Either3::Third(Either::Second(never)) => match never {},
         };

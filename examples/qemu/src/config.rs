@@ -19,7 +19,14 @@ use static_cell::StaticCell;
 
 use crate::board::{CLIENT_ID, DEVICE};
 
+/// A topic: the base (the host test's `qemu-e2e/<pid>-<board>`, or the
+/// built-in `bc26-example/<device>`) and a name of up to 9 bytes.
+#[cfg(not(feature = "small"))]
 type Topic = heapless::String<96>;
+/// The small configuration keeps 4 x 48 bytes of topics (192 bytes of RAM
+/// fewer): bases up to 38 bytes.
+#[cfg(feature = "small")]
+type Topic = heapless::String<48>;
 
 const fn client() -> ClientId {
     match ClientId::new(0) {
