@@ -619,8 +619,14 @@ impl World {
         if now > self.end + secs(30 * 86_400) {
             return Err(self.fail("the world did not settle within 30 days after its end".into()));
         }
-        Ok(Some(if now >= self.end {
-            quiet.max(now)
+        Ok(Some(if now >= self.end && quiet > now {
+            quiet
+        } else if now >= self.end {
+            // Quiet long enough, but a fault still goes on (or is armed): look
+            // again when something happens, at the latest when the world must
+            // have settled. (`quiet.max(now)` here was `now` itself: the
+            // world stepped at one instant for ever.)
+            self.end + secs(30 * 86_400) + secs(1)
         } else {
             self.end
         }))
@@ -1588,7 +1594,20 @@ fn run_generation<'a: 'g, 'g>(
             &format!("# generation {generation} of the tasks"),
         );
     }
+    // Steps of this loop at one instant: a timer that keeps firing at the
+    // instant it is armed spins without a round of polling ever growing long.
+    let (mut instant, mut steps) = (clock::now(), 0u32);
     loop {
+        if clock::now() == instant {
+            steps += 1;
+            if steps > MAX_ROUNDS {
+                return Err(w.fail(format!(
+                    "busy loop: {MAX_ROUNDS} steps of the world at one instant (a timer re-armed at the instant it fires?)"
+                )));
+            }
+        } else {
+            (instant, steps) = (clock::now(), 0);
+        }
         // Run every woken task until none is; what they wrote goes on the line.
         let mut rounds = 0u32;
         loop {
