@@ -46,7 +46,6 @@ use core::cell::RefCell;
 
 use atat::AtatCmd;
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
-use embassy_sync::mutex::Mutex;
 use embassy_sync::signal::Signal;
 use embassy_time::{with_deadline, Duration, Instant};
 
@@ -54,6 +53,7 @@ use crate::client_table::Owner;
 use crate::error::{Error, Field, ModemError, Problem, Stage};
 use crate::rx_clock::at_or_after;
 use crate::sync::{LockedBy, Part, RawMutex};
+use crate::wait::{Lock, LockGuard};
 
 /// The longest information-line prefix the digester compares (`+QMTCONN`).
 const PREFIX: usize = 16;
@@ -228,6 +228,9 @@ struct Chan {
     fence: Fence,
     fence_answers: u16,
     esc_wanted: bool,
+    /// The line queued goes out even if the fence before it is not answered
+    /// (`AT+QRST=1` to a modem that may read commands and answer none).
+    force: bool,
 }
 
 /// What the modem said to the command in flight (kept until the runner looks).
@@ -242,7 +245,7 @@ pub(crate) enum Answer {
 pub(crate) struct ChannelState<M: RawMutex> {
     chan: BlockingMutex<M, RefCell<Chan>>,
     /// Held by a handle for one command (until OK/ERROR), never longer.
-    lock: Mutex<M, ()>,
+    lock: Lock<M>,
     to_runner: Signal<M, ()>,
     to_client: Signal<M, ()>,
 }
@@ -277,8 +280,9 @@ impl<M: RawMutex> ChannelState<M> {
                 },
                 fence_answers: 0,
                 esc_wanted: false,
+                force: false,
             })),
-            lock: Mutex::new(()),
+            lock: Lock::new(),
             to_runner: Signal::new(),
             to_client: Signal::new(),
         }
@@ -316,6 +320,8 @@ pub(crate) struct Job {
     pub timeout: Duration,
     pub data_mode: bool,
     pub len: usize,
+    /// Written even when the fence before it gets no answer.
+    pub force: bool,
     /// Told where the line went out (see [`Owner`]).
     pub owner: Owner,
 }
@@ -353,7 +359,7 @@ pub(crate) struct Answered<'c, 'a, M: RawMutex> {
     ch: &'c Channel<'a, M>,
     // Dropped in this order: the phase goes back to `Idle`, then the lock.
     _guard: Guard<'c, 'a, M>,
-    _at: embassy_sync::mutex::MutexGuard<'c, M, ()>,
+    _at: LockGuard<'c, M>,
 }
 
 impl<M: RawMutex> Answered<'_, '_, M> {
@@ -440,6 +446,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         timeout: Duration,
         data_mode: bool,
         owner: Owner,
+        force: bool,
     ) -> Result<(), Error> {
         let n = self.with_line(|b| write(b));
         if n == 0 {
@@ -452,6 +459,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
             c.len = n;
             c.overflow = false;
             c.abandoned = false;
+            c.force = force;
             c.phase = Phase::Queued {
                 timeout,
                 data_mode,
@@ -500,10 +508,24 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         timeout: Duration,
         owner: Owner,
     ) -> Result<Answered<'_, 'a, M>, Error> {
+        self.exchange_as(write, timeout, owner, false).await
+    }
+
+    /// Like [`exchange_for`](Self::exchange_for); with `force`, the line goes
+    /// out even if the modem does not answer the fence before it (its answer
+    /// is then discarded as late: the outcome is a timeout). For `AT+QRST=1`
+    /// to a modem that may still read commands while it answers none.
+    pub(crate) async fn exchange_as(
+        &self,
+        write: &dyn Fn(&mut [u8]) -> usize,
+        timeout: Duration,
+        owner: Owner,
+        force: bool,
+    ) -> Result<Answered<'_, 'a, M>, Error> {
         let at = self.st.lock.lock().await;
         let guard = Guard { ch: self };
         self.wait_phase(|p| *p == Phase::Idle).await;
-        self.submit(write, timeout, false, owner)?;
+        self.submit(write, timeout, false, owner, force)?;
         let Phase::Done(outcome) = self.wait_phase(|p| matches!(p, Phase::Done(_))).await else {
             return Err(Error::UnexpectedResponse);
         };
@@ -530,7 +552,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         let _at = self.st.lock.lock().await;
         let _guard = Guard { ch: self };
         self.wait_phase(|p| *p == Phase::Idle).await;
-        self.submit(write, timeout, true, Owner::publish(slot))?;
+        self.submit(write, timeout, true, Owner::publish(slot), false)?;
         let mut off = 0;
         loop {
             let phase = self
@@ -601,6 +623,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
                         timeout,
                         data_mode,
                         len: c.len,
+                        force: c.force,
                         owner,
                     }));
                 }

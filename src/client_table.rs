@@ -18,14 +18,12 @@
 //!   [`ClientTable::link_closed`], [`ClientTable::rebooted`], [`ClientTable::accepts`].
 
 use core::cell::{Cell, RefCell};
-use core::future::{poll_fn, Future};
+use core::future::Future;
 use core::pin::pin;
-use core::task::{Context, Poll};
+use core::task::{Context, Waker};
 
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
-use embassy_sync::mutex::{Mutex, MutexGuard};
 use embassy_sync::signal::Signal;
-use embassy_sync::waitqueue::MultiWakerRegistration;
 use embassy_time::{with_deadline, Duration, Instant, Timer};
 
 use crate::error::LinkClosedReason;
@@ -33,6 +31,7 @@ use crate::rx_clock::at_or_after;
 use crate::sync::RawMutex;
 use crate::types::{topic_matches, ClientId, DataFormat, QoS, Subscription};
 use crate::urc::{Deferred, SubValue};
+use crate::wait::{wait, Lock, LockGuard, WaitSet};
 
 const CLIENTS: usize = ClientId::COUNT;
 
@@ -302,17 +301,17 @@ impl ClientEntry {
 }
 
 struct Wakers {
-    /// Publishes waiting for a free slot.
-    slots: MultiWakerRegistration<4>,
-    /// Tasks waiting for a link to change.
-    links: MultiWakerRegistration<4>,
+    /// Publishes waiting for a free slot (any number of them).
+    slots: WaitSet,
+    /// Tasks waiting for a link to change (any number of them).
+    links: WaitSet,
 }
 
 /// The clients' memory, inside the [`State`](crate::State).
 pub(crate) struct ClientTableState<M: RawMutex> {
     clients: BlockingMutex<M, RefCell<[ClientEntry; CLIENTS]>>,
     /// One OPEN/CLOSE/CONN/DISC/SUB/UNS at a time per client.
-    op_locks: [Mutex<M, ()>; CLIENTS],
+    op_locks: [Lock<M>; CLIENTS],
     op_signals: [Signal<M, OpOutcome>; CLIENTS],
     wakers: BlockingMutex<M, RefCell<Wakers>>,
 }
@@ -321,11 +320,11 @@ impl<M: RawMutex> ClientTableState<M> {
     pub(crate) const fn new() -> Self {
         Self {
             clients: BlockingMutex::new(RefCell::new([const { ClientEntry::new() }; CLIENTS])),
-            op_locks: [const { Mutex::new(()) }; CLIENTS],
+            op_locks: [const { Lock::new() }; CLIENTS],
             op_signals: [const { Signal::new() }; CLIENTS],
             wakers: BlockingMutex::new(RefCell::new(Wakers {
-                slots: MultiWakerRegistration::new(),
-                links: MultiWakerRegistration::new(),
+                slots: WaitSet::new(),
+                links: WaitSet::new(),
             })),
         }
     }
@@ -348,15 +347,15 @@ impl<M: RawMutex> Copy for ClientTable<'_, M> {}
 /// Has `cx`'s task woken at `t`: an embassy-time timer schedules its
 /// wake-up when first polled (always `Pending` then), and dropping it does
 /// not cancel that wake-up.
-fn wake_at(t: Instant, cx: &mut Context<'_>) {
-    let _ = pin!(Timer::at(t)).poll(cx);
+fn wake_at(t: Instant, waker: &Waker) {
+    let _ = pin!(Timer::at(t)).poll(&mut Context::from_waker(waker));
 }
 
 /// A claimed operation slot; frees it when dropped.
 pub(crate) struct OpTicket<'c, M: RawMutex> {
     st: &'c ClientTableState<M>,
     i: usize,
-    _lock: MutexGuard<'c, M, ()>,
+    _lock: LockGuard<'c, M>,
 }
 
 /// How an operation's wait ended without its result.
@@ -481,6 +480,17 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         self.st.clients.lock(|c| f(&mut c.borrow_mut()))
     }
 
+    /// Runs a function on the waiters for a link change (`links`) or for a
+    /// slot, under their lock.
+    fn lock_wakers(&self, links: bool) -> impl FnMut(&mut dyn FnMut(&mut WaitSet)) + Unpin + '_ {
+        move |f| {
+            self.st.wakers.lock(|w| {
+                let w = &mut *w.borrow_mut();
+                f(if links { &mut w.links } else { &mut w.slots })
+            })
+        }
+    }
+
     fn wake_slot_waiters(&self) {
         self.st.wakers.lock(|w| w.borrow_mut().slots.wake());
     }
@@ -599,19 +609,19 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         msg_id: Option<u16>,
         abandon_for: Duration,
     ) -> Result<PubTicket<'a, M>, ClaimError> {
-        poll_fn(|cx| {
+        wait(self.lock_wakers(false), |w, waker| {
             // Try and register in one critical section: no wake-up is lost.
-            self.st.wakers.lock(|w| {
-                match self.try_claim_publish(client, qos, msg_id, abandon_for) {
+            self.st.wakers.lock(|ws| {
+                let r = match self.try_claim_publish(client, qos, msg_id, abandon_for) {
                     Err(ClaimError::Busy) => {
-                        w.borrow_mut().slots.register(cx.waker());
                         if let Some(t) = self.next_expiry() {
-                            wake_at(t, cx);
+                            wake_at(t, waker);
                         }
-                        Poll::Pending
+                        None
                     }
-                    other => Poll::Ready(other),
-                }
+                    other => Some(other),
+                };
+                w.poll(&mut ws.borrow_mut().slots, waker, r)
             })
         })
         .await
@@ -698,15 +708,14 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
 
     /// Waits until the client's link epoch differs from `since`.
     pub(crate) async fn wait_link_change(&self, client: ClientId, since: u32) -> u32 {
-        poll_fn(|cx| {
-            self.st.wakers.lock(|w| {
+        wait(self.lock_wakers(true), |w, waker| {
+            self.st.wakers.lock(|ws| {
                 let now = self.with(|c| c[client.index()].link_epoch);
-                if now != since {
-                    Poll::Ready(now)
-                } else {
-                    w.borrow_mut().links.register(cx.waker());
-                    Poll::Pending
-                }
+                w.poll(
+                    &mut ws.borrow_mut().links,
+                    waker,
+                    (now != since).then_some(now),
+                )
             })
         })
         .await

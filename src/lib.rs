@@ -36,6 +36,7 @@ mod sync;
 mod timers;
 mod types;
 mod urc;
+mod wait;
 
 pub use config::Config;
 #[cfg(feature = "flash-outbox")]

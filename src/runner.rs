@@ -238,6 +238,9 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
             // says why.
             match self.fence(job.timeout, wake).await {
                 Fenced::Clear => {}
+                // A forced line (`AT+QRST=1`) goes out even so: the modem
+                // may read commands while it answers none.
+                Fenced::Silent if job.force => {}
                 Fenced::Silent if wake => return Outcome::Asleep,
                 Fenced::Silent => return Outcome::Timeout(Stage::Response),
                 Fenced::WriteFailed => return Outcome::Write,

@@ -388,15 +388,21 @@ fn registration_missing_past_the_deadline_is_not_registered_and_backs_off() {
 }
 
 #[test]
-fn a_failed_publish_ends_the_link_and_the_message_goes_again_under_its_msg_id() {
+fn a_failed_publish_with_the_client_no_longer_connected_ends_the_link_and_the_message_goes_again_under_its_msg_id(
+) {
     let r = Rig::new("pubfail", |_| {});
-    let failed = Rc::new(Cell::new(false));
+    let failed = Rc::new(Cell::new(0u32));
     let f = failed.clone();
     r.auto.rule(move |l| {
-        if l.starts_with("AT+QMTPUB=") && !f.replace(true) {
+        if l.starts_with("AT+QMTPUB=") && f.get() == 0 {
+            f.set(1);
             // The modem gave up on it (`pkt_timeout` x retries).
             let id = l.split(',').nth(1).unwrap();
             Answer::Send(format!("\r\nOK\r\n\r\n+QMTPUB: 0,{id},2\r\n").into_bytes())
+        } else if l == "AT+QMTCONN?" && f.get() == 1 {
+            f.set(2);
+            // Its client is gone (1: initializing).
+            Answer::Send(b"\r\n+QMTCONN: 0,1\r\n\r\nOK\r\n".to_vec())
         } else {
             Answer::Default
         }
@@ -408,12 +414,7 @@ fn a_failed_publish_ends_the_link_and_the_message_goes_again_under_its_msg_id() 
             .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
             .unwrap();
         let reason = r.rec.offline(ms(500)).await;
-        assert_eq!(
-            reason,
-            OfflineReason::Failed(Error::SendFailed),
-            "{}",
-            r.explain()
-        );
+        assert_eq!(reason, OfflineReason::NotConnected, "{}", r.explain());
         r.rec.online(ms(500)).await;
         let o = with_timeout(ms(500), r.link.delivered(t)).await.unwrap();
         assert_eq!(o, Outcome::Acknowledged { msg_id: t.msg_id });
@@ -425,11 +426,13 @@ fn a_failed_publish_ends_the_link_and_the_message_goes_again_under_its_msg_id() 
             .collect();
         let m = format!("AT+QMTPUB=0,{},1,0,\"up/dev1\",\"m\"", t.msg_id);
         assert_eq!(pubs, [m.clone(), m]);
-        // The failed link was closed before the next open.
+        // The failed link was checked, then closed before the next open.
         let l = r.auto.lines();
         let first_pub = l.iter().position(|l| l.starts_with("AT+QMTPUB=")).unwrap();
-        assert_eq!(l[first_pub + 1], "AT+QMTCLOSE=0", "{}", r.explain());
-        assert_eq!(r.link.counters().resent, 1);
+        assert_eq!(l[first_pub + 1], "AT+QMTCONN?", "{}", r.explain());
+        assert_eq!(l[first_pub + 2], "AT+QMTCLOSE=0", "{}", r.explain());
+        let c = r.link.counters();
+        assert_eq!((c.resent, c.refused), (1, 0), "{c:?}");
     });
 }
 
@@ -1071,13 +1074,15 @@ fn a_modem_that_never_answers_is_reset_by_the_board_after_at_qrst_and_comes_back
     r.auto.silent.set(true);
     r.run(async {
         let t0 = Instant::now();
-        // Two silent attempts: AT+QRST=1 (which a silent modem does not
-        // even get: the driver's probe `AT` after a timeout goes first).
-        // Two more: the board's reset.
+        // Two silent attempts: AT+QRST=1, written although the modem did
+        // not answer the driver's probe `AT` before it (a wedged modem may
+        // still read commands). Two more: the board's reset.
         while board.get() == 0 {
             assert!(t0.elapsed() < ms(4000), "{}", r.explain());
             Timer::after(ms(5)).await;
         }
+        let qrst = r.auto.lines().iter().filter(|l| *l == "AT+QRST=1").count();
+        assert_eq!(qrst, 1, "{}", r.explain());
         // No progress since the start: a watchdog fed by `alive` would bite.
         assert!(!r.link.alive(ms(500)), "{:?}", r.link.progress());
         assert!(r.link.alive(t0.elapsed() + ms(100)));
@@ -1133,5 +1138,421 @@ fn without_a_board_reset_a_silent_modem_gets_at_qrst_again_every_reset_after_att
         r.auto.silent.set(false);
         r.rec.online(ms(1500)).await;
         assert_eq!(r.link.counters().hardware_resets, 0);
+    });
+}
+
+/// A task of its own inside a test: polls `fut` only when its own waker was
+/// woken (as an executor polls a task), with a waker that is not the
+/// parent's, and counts the polls.
+struct OwnTask<F> {
+    fut: std::pin::Pin<Box<F>>,
+    flag: std::sync::Arc<Woken>,
+    polls: Rc<Cell<u32>>,
+}
+
+struct Woken {
+    set: std::sync::atomic::AtomicBool,
+    parent: std::sync::Mutex<Option<std::task::Waker>>,
+}
+
+impl std::task::Wake for Woken {
+    fn wake(self: std::sync::Arc<Self>) {
+        self.set.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(w) = self.parent.lock().unwrap().as_ref() {
+            w.wake_by_ref();
+        }
+    }
+}
+
+impl<F: Future> OwnTask<F> {
+    fn new(fut: F, polls: Rc<Cell<u32>>) -> Self {
+        OwnTask {
+            fut: Box::pin(fut),
+            flag: std::sync::Arc::new(Woken {
+                set: std::sync::atomic::AtomicBool::new(true),
+                parent: std::sync::Mutex::new(None),
+            }),
+            polls,
+        }
+    }
+}
+
+impl<F: Future> Future for OwnTask<F> {
+    type Output = F::Output;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<F::Output> {
+        *self.flag.parent.lock().unwrap() = Some(cx.waker().clone());
+        if !self
+            .flag
+            .set
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            return std::task::Poll::Pending;
+        }
+        self.polls.set(self.polls.get() + 1);
+        let waker = std::task::Waker::from(self.flag.clone());
+        let mut own = std::task::Context::from_waker(&waker);
+        self.fut.as_mut().poll(&mut own)
+    }
+}
+
+#[test]
+fn sixteen_tasks_waiting_in_delivered_each_get_their_outcome_with_a_bounded_number_of_polls() {
+    const N: usize = 16;
+    let r = Rig::new("waiters", |_| {});
+    // Registration comes only later: the 16 tasks wait while nothing happens.
+    r.auto.stat.set(2);
+    r.run(async {
+        let tickets: Vec<Ticket> = (0..N)
+            .map(|i| {
+                r.link
+                    .try_publish(
+                        "up/dev1",
+                        format!("m{i}").as_bytes(),
+                        QoS::AtLeastOnce,
+                        false,
+                    )
+                    .unwrap()
+            })
+            .collect();
+        let polls = Rc::new(Cell::new(0u32));
+        let tasks: [_; N] = std::array::from_fn(|i| {
+            let link = r.link;
+            let t = tickets[i];
+            OwnTask::new(async move { link.delivered(t).await }, polls.clone())
+        });
+        let all = embassy_futures::join::join_array(tasks);
+        let reg = async {
+            Timer::after(ms(50)).await;
+            // While nothing happened, the 16 waiting tasks woke each other
+            // no more than once each.
+            assert!(
+                polls.get() <= 2 * N as u32,
+                "{} polls while nothing happened",
+                polls.get()
+            );
+            r.auto.stat.set(1);
+        };
+        let (outcomes, ()) = with_timeout(ms(2000), join(all, reg))
+            .await
+            .unwrap_or_else(|_| {
+                panic!("not all delivered; {} polls\n{}", polls.get(), r.explain())
+            });
+        for (o, t) in outcomes.iter().zip(&tickets) {
+            assert_eq!(*o, Outcome::Acknowledged { msg_id: t.msg_id });
+        }
+        // Each delivery wakes every waiter once at most: N deliveries, N
+        // waiters, and a few polls more.
+        let bound = (N * (N + 2)) as u32;
+        assert!(
+            polls.get() <= bound,
+            "{} polls for {N} waiters (bound {bound})",
+            polls.get()
+        );
+        eprintln!("{N} waiters: {} polls", polls.get());
+    });
+}
+
+#[test]
+fn a_supervisor_dropped_mid_publish_and_made_again_delivers_the_message_in_flight() {
+    let (modem, runner, fake) = setup(fast_config());
+    let auto = Auto::new();
+    let published = Rc::new(Cell::new(0u32));
+    let p = published.clone();
+    auto.rule(move |l| {
+        if l.starts_with("AT+QMTPUB=") {
+            p.set(p.get() + 1);
+            if p.get() == 1 {
+                // Taken; its result has not come when the supervisor goes.
+                return Answer::Send(b"\r\nOK\r\n".to_vec());
+            }
+        }
+        Answer::Default
+    });
+    let mut state: SupervisorState<4096> = SupervisorState::new();
+    let state = &mut state;
+    block_on(std::time::Duration::from_secs(5), async {
+        let body = async {
+            let ticket = {
+                let (link, sup) = supervisor::new(modem, &mut *state, config());
+                let t = link
+                    .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
+                    .unwrap();
+                // Until the modem took the publish: then the supervisor (its
+                // task) is dropped, in the middle of the publish.
+                let taken = async {
+                    while published.get() == 0 {
+                        Timer::after(ms(1)).await;
+                    }
+                };
+                embassy_futures::select::select(sup.run(), taken).await;
+                assert_eq!(link.outcome(t), None, "still stored");
+                t
+            };
+            let (link, sup) = supervisor::new(modem, &mut *state, config());
+            let delivered = async {
+                with_timeout(ms(3000), link.delivered(ticket))
+                    .await
+                    .unwrap_or_else(|_| panic!("never delivered:\n{}", auto.dump()))
+            };
+            let o = match embassy_futures::select::select(sup.run(), delivered).await {
+                embassy_futures::select::Either::Second(o) => o,
+                embassy_futures::select::Either::First(_) => unreachable!(),
+            };
+            assert_eq!(
+                o,
+                Outcome::Acknowledged {
+                    msg_id: ticket.msg_id
+                }
+            );
+            assert_eq!(published.get(), 2, "sent again once:\n{}", auto.dump());
+            assert_eq!(link.outbox().messages, 0);
+        };
+        match embassy_futures::select::select3(runner.run(), auto.serve(fake), body).await {
+            embassy_futures::select::Either3::Third(()) => {}
+            _ => unreachable!(),
+        }
+    });
+}
+
+/// `+QMTPUB: 0,<msgID>,2` for every publish whose line ends with `tail`
+/// (while `on` says so).
+fn fail_publishes(r: &Rig, tail: &'static str, on: Rc<Cell<bool>>) {
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTPUB=") && l.ends_with(tail) && on.get() {
+            let id = l.split(',').nth(1).unwrap();
+            Answer::Send(format!("\r\nOK\r\n\r\n+QMTPUB: 0,{id},2\r\n").into_bytes())
+        } else {
+            Answer::Default
+        }
+    });
+}
+
+#[test]
+fn a_message_the_modem_fails_every_time_ends_refused_after_max_refusals_blocks_nothing_and_ends_no_link(
+) {
+    // One message in flight: the ones behind it still go.
+    let r = Rig::new("failed", |c| {
+        c.max_refusals = 3;
+        c.in_flight = 1;
+    });
+    let before = r.auto.count();
+    fail_publishes(&r, "\"poison\"", Rc::new(Cell::new(true)));
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let poison = r
+            .link
+            .try_publish("up/dev1", b"poison", QoS::AtLeastOnce, false)
+            .unwrap();
+        let good: Vec<Ticket> = (0..5)
+            .map(|i| {
+                r.link
+                    .try_publish(
+                        "up/dev1",
+                        format!("good {i}").as_bytes(),
+                        QoS::AtLeastOnce,
+                        false,
+                    )
+                    .unwrap()
+            })
+            .collect();
+        let o = with_timeout(ms(1000), r.link.delivered(poison))
+            .await
+            .unwrap_or_else(|_| panic!("{}", r.explain()));
+        assert_eq!(o, Outcome::Refused(Error::SendFailed), "{}", r.explain());
+        for t in good {
+            let o = with_timeout(ms(500), r.link.delivered(t)).await.unwrap();
+            assert_eq!(
+                o,
+                Outcome::Acknowledged { msg_id: t.msg_id },
+                "{}",
+                r.explain()
+            );
+        }
+        // Each failure: is the client connected, does the broker answer a
+        // subscription; then the message again, or not at all.
+        let l = r.auto.lines_from(before);
+        let tries: Vec<usize> = (0..l.len())
+            .filter(|&i| l[i].ends_with("\"poison\""))
+            .collect();
+        assert_eq!(tries.len(), 3, "{}", r.explain());
+        for &i in &tries {
+            assert_eq!(l[i + 1], "AT+QMTCONN?", "{}", r.explain());
+            assert!(l[i + 2].starts_with("AT+QMTSUB=0,"), "{}", r.explain());
+        }
+        let c = r.link.counters();
+        assert_eq!((c.link_losses, c.refused, c.delivered), (0, 1, 5), "{c:?}");
+        assert_eq!(r.rec.states().len(), 2, "{}", r.explain());
+        assert_eq!(r.link.outbox().messages, 0);
+    });
+}
+
+#[test]
+fn without_subscriptions_a_failure_on_a_quiet_link_counts_after_a_keepalive_period_and_the_message_goes_again(
+) {
+    // Keep-alive 1 s, one try of 1 s: the link proves itself after 2 s
+    // and a poll interval with nothing sent.
+    // No subscription to ask the broker with.
+    let r = Rig::new("quiet", |c| {
+        c.subscriptions = &[];
+        c.keepalive_s = 1;
+        c.pkt_timeout_s = 1;
+        c.retry_times = 0;
+    });
+    let once = Rc::new(Cell::new(true));
+    let o2 = once.clone();
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTPUB=") && o2.replace(false) {
+            let id = l.split(',').nth(1).unwrap();
+            Answer::Send(format!("\r\nOK\r\n\r\n+QMTPUB: 0,{id},2\r\n").into_bytes())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let t = r
+            .link
+            .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
+            .unwrap();
+        let sent = Instant::now();
+        let o = with_timeout(ms(4000), r.link.delivered(t))
+            .await
+            .unwrap_or_else(|_| panic!("{}", r.explain()));
+        assert_eq!(o, Outcome::Acknowledged { msg_id: t.msg_id });
+        let took = sent.elapsed();
+        assert!(took >= ms(2000), "not before the period: {took:?}");
+        let c = r.link.counters();
+        assert_eq!((c.link_losses, c.refused, c.resent), (0, 0, 1), "{c:?}");
+    });
+}
+
+#[test]
+fn without_subscriptions_two_messages_failed_with_nothing_acknowledged_between_end_the_link_and_count_nothing(
+) {
+    let r = Rig::new("twofail", |c| {
+        c.in_flight = 1;
+        c.subscriptions = &[];
+    });
+    let on = Rc::new(Cell::new(true));
+    fail_publishes(&r, "", on.clone());
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let a = r
+            .link
+            .try_publish("up/dev1", b"a", QoS::AtLeastOnce, false)
+            .unwrap();
+        let b = r
+            .link
+            .try_publish("up/dev1", b"b", QoS::ExactlyOnce, false)
+            .unwrap();
+        let reason = r.rec.offline(ms(500)).await;
+        assert_eq!(
+            reason,
+            OfflineReason::Failed(Error::SendFailed),
+            "{}",
+            r.explain()
+        );
+        on.set(false);
+        for t in [a, b] {
+            let o = with_timeout(ms(800), r.link.delivered(t))
+                .await
+                .unwrap_or_else(|_| panic!("{}", r.explain()));
+            assert_eq!(o, Outcome::Acknowledged { msg_id: t.msg_id });
+        }
+        let c = r.link.counters();
+        assert_eq!((c.link_losses, c.refused), (1, 0), "{c:?}");
+    });
+}
+
+#[test]
+fn a_failed_publish_whose_broker_does_not_answer_the_subscription_ends_the_link_and_counts_nothing()
+{
+    let r = Rig::new("deadlink", |_| {});
+    // The link is dead (a NAT forgot it): the publish and the subscription
+    // that asks the broker both fail, once.
+    let dead = Rc::new(Cell::new(true));
+    let d = dead.clone();
+    r.auto.rule(move |l| {
+        let id = l.split(',').nth(1).unwrap_or("0").to_string();
+        if l.starts_with("AT+QMTPUB=") && d.get() {
+            Answer::Send(format!("\r\nOK\r\n\r\n+QMTPUB: 0,{id},2\r\n").into_bytes())
+        } else if l.starts_with("AT+QMTSUB=") && d.get() && l.contains("cmd/dev1") {
+            Answer::Send(format!("\r\nOK\r\n\r\n+QMTSUB: 0,{id},2\r\n").into_bytes())
+        } else {
+            Answer::Default
+        }
+    });
+    r.run(async {
+        // Online first (its subscription answered), then the link dies.
+        dead.set(false);
+        r.rec.online(ms(500)).await;
+        dead.set(true);
+        let t = r
+            .link
+            .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
+            .unwrap();
+        let reason = r.rec.offline(ms(500)).await;
+        assert_eq!(
+            reason,
+            OfflineReason::Failed(Error::SendFailed),
+            "{}",
+            r.explain()
+        );
+        dead.set(false);
+        let o = with_timeout(ms(800), r.link.delivered(t))
+            .await
+            .unwrap_or_else(|_| panic!("{}", r.explain()));
+        assert_eq!(o, Outcome::Acknowledged { msg_id: t.msg_id });
+        let c = r.link.counters();
+        assert_eq!((c.link_losses, c.refused, c.resent), (1, 0, 1), "{c:?}");
+    });
+}
+
+#[test]
+fn five_tasks_waiting_for_the_at_lock_are_polled_a_bounded_number_of_times() {
+    const N: usize = 5;
+    let (modem, runner, fake) = setup(fast_config());
+    let auto = Auto::new();
+    let first = Rc::new(Cell::new(true));
+    let f = first.clone();
+    // The first command gets no answer: the AT lock is held for the
+    // command timeout (300 ms) while the others wait for it.
+    auto.rule(move |l| {
+        if l == "AT+QMTCONN?" && f.replace(false) {
+            Answer::Nothing
+        } else {
+            Answer::Default
+        }
+    });
+    let polls = Rc::new(Cell::new(0u32));
+    block_on(std::time::Duration::from_secs(5), async {
+        let tasks: [_; N] = std::array::from_fn(|_| {
+            OwnTask::new(
+                async move { modem.connection_states().await },
+                polls.clone(),
+            )
+        });
+        let body = async {
+            let results = embassy_futures::join::join_array(tasks).await;
+            let ok = results.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(ok, N - 1, "{results:?}\n{}", auto.dump());
+            // Each task: its first poll, and one per release of the lock at
+            // most (N releases), and its command's own steps.
+            let bound = (N * (N + 4)) as u32;
+            assert!(
+                polls.get() <= bound,
+                "{} polls (bound {bound})",
+                polls.get()
+            );
+            eprintln!("{N} tasks on the AT lock: {} polls", polls.get());
+        };
+        match embassy_futures::select::select3(runner.run(), auto.serve(fake), body).await {
+            embassy_futures::select::Either3::Third(()) => {}
+            _ => unreachable!(),
+        }
     });
 }

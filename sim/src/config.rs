@@ -39,6 +39,50 @@ pub struct SimFaults {
     /// (-1 network, 1 parameter, 3 PDP, 4 name, 5 network disconnection) without a TCP
     /// connect, after `open_delay` like a real attempt. Counts down like `refuse_connect`.
     pub fail_open: Option<(u32, i32)>,
+    /// A poisoned message: every publish whose payload contains `Poison::marker` fails,
+    /// every time, as `Poison::answer` says (`ERROR` to its `AT+QMTPUB`, or `OK` then
+    /// `+QMTPUB: <id>,<msgID>,2`); nothing reaches the broker. Other messages go as usual.
+    pub poison: Option<Poison>,
+    /// A wedged module: its AT layer reads every line and answers none (runs none), but
+    /// for `AT+QRST=1` with [`Wedge::ResetWorks`]; a restart (that, or
+    /// `SimHandle::reboot()`, the board's reset) ends the wedge. Its MQTT side runs on.
+    pub wedged: Option<Wedge>,
+}
+
+/// How wedged a module is ([`SimFaults::wedged`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wedge {
+    /// `AT+QRST=1` still restarts it (`OK`, then the restart).
+    ResetWorks,
+    /// Only the board's reset brings it back.
+    Deaf,
+}
+
+/// A message the modem never publishes ([`SimFaults::poison`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Poison {
+    /// Bytes its payload contains (after hex decoding, in hex mode).
+    pub marker: Vec<u8>,
+    /// How the modem answers it.
+    pub answer: PoisonAnswer,
+}
+
+/// How the modem answers a poisoned message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoisonAnswer {
+    /// `ERROR` to its `AT+QMTPUB` line (inline) or to its payload (data mode).
+    Error,
+    /// `OK`, then `+QMTPUB: <id>,<msgID>,2` (failed) after `result_delay`.
+    Failed,
+}
+
+impl Poison {
+    /// How the modem answers `payload`: `None` when it is not the poisoned message.
+    pub(crate) fn answer(&self, payload: &[u8]) -> Option<PoisonAnswer> {
+        let m = &self.marker;
+        let hit = m.is_empty() || payload.windows(m.len()).any(|w| w == m.as_slice());
+        hit.then_some(self.answer)
+    }
 }
 
 impl SimFaults {

@@ -30,8 +30,8 @@ pub mod model;
 mod shell;
 
 pub use config::{
-    Chunking, Current, Currents, EdrxGrant, NetworkPolicy, PowerConfig, PsmGrant, SimConfig,
-    SimFaults,
+    Chunking, Current, Currents, EdrxGrant, NetworkPolicy, Poison, PoisonAnswer, PowerConfig,
+    PsmGrant, SimConfig, SimFaults, Wedge,
 };
 pub use model::ClientState;
 pub use shell::handle::{HostSide, PowerProbe, Sim, SimHandle};

@@ -45,7 +45,7 @@ use core::task::Poll;
 
 use embassy_futures::select::select;
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
-use embassy_sync::mutex::Mutex;
+use embassy_sync::mutex::{Mutex, MutexGuard};
 use embassy_sync::signal::Signal;
 use embassy_time::{Duration, Instant, Timer};
 use embedded_storage_async::nor_flash::{ErrorType, MultiwriteNorFlash, NorFlash, ReadNorFlash};
@@ -57,6 +57,7 @@ use super::{push_error, Link, Outcome, Ticket};
 use crate::error::{Error, FlashError};
 use crate::sync::{CriticalSectionRawMutex, RawMutex};
 use crate::types::QoS;
+use crate::wait::{Lock, LockGuard};
 
 /// Bytes of our own bookkeeping per journalled message (beside
 /// `sequential-storage`'s item header).
@@ -431,10 +432,34 @@ pub struct FlashOutbox<
     const N: usize = 16,
 > {
     link: Link<'a, M>,
+    /// Taken before `journal`, so that nobody ever waits for `journal`
+    /// itself (embassy-sync's `Mutex` keeps one waker: two tasks waiting for
+    /// it would wake each other while it is held); any number wait here.
+    gate: Lock<M>,
     journal: Mutex<M, Journal<'a, F>>,
     table: BlockingMutex<M, RefCell<Table<N>>>,
     changed: Signal<M, ()>,
     config: FlashOutboxConfig,
+}
+
+/// The journal, held (dropped in this order: the journal, then its gate).
+struct Held<'g, 'a, F: MultiwriteNorFlash, M: RawMutex> {
+    journal: MutexGuard<'g, M, Journal<'a, F>>,
+    _gate: LockGuard<'g, M>,
+}
+
+impl<'a, F: MultiwriteNorFlash, M: RawMutex> core::ops::Deref for Held<'_, 'a, F, M> {
+    type Target = Journal<'a, F>;
+
+    fn deref(&self) -> &Journal<'a, F> {
+        &self.journal
+    }
+}
+
+impl<F: MultiwriteNorFlash, M: RawMutex> core::ops::DerefMut for Held<'_, '_, F, M> {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.journal
+    }
 }
 
 impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, M, N> {
@@ -474,6 +499,7 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
     ) -> Result<Self, FlashError> {
         let this = Self {
             link,
+            gate: Lock::new(),
             journal: Mutex::new(journal),
             table: BlockingMutex::new(RefCell::new(Table {
                 slots: [None; N],
@@ -485,7 +511,7 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
         };
         let mut highest = 0u16;
         {
-            let mut j = this.journal.lock().await;
+            let mut j = this.held_journal().await;
             j.scan(|e| {
                 highest = highest.max(e.msg_id);
                 Keep::Keep
@@ -503,6 +529,16 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
 
     /// Hands journalled messages not yet in the outbox to it, oldest first,
     /// while it and the table have room.
+    /// The journal, held: its gate first, then the journal itself.
+    async fn held_journal(&self) -> Held<'_, 'a, F, M> {
+        let gate = self.gate.lock().await;
+        let journal = self.journal.lock().await;
+        Held {
+            journal,
+            _gate: gate,
+        }
+    }
+
     async fn load(&self, j: &mut Journal<'a, F>) -> Result<(), FlashError> {
         if !self.with(|t| t.backlog) {
             return Ok(());
@@ -571,7 +607,7 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
             return self.link.try_publish(topic, payload, qos, retain);
         }
         self.link.check(topic, payload)?;
-        let mut j = self.journal.lock().await;
+        let mut j = self.held_journal().await;
         if !self.with(|t| t.slots.iter().any(Option::is_none)) {
             return Err(Error::OutboxFull);
         }
@@ -667,7 +703,7 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
 
     /// Lists what flash holds, oldest first.
     pub async fn pending(&self, mut f: impl FnMut(&Pending<'_>)) -> Result<(), FlashError> {
-        let mut j = self.journal.lock().await;
+        let mut j = self.held_journal().await;
         j.scan(|e| {
             let ticket = self.with(|t| {
                 t.slots
@@ -687,7 +723,7 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
     /// flash. How many.
     pub async fn drop_older_than(&self, stamp: u32) -> Result<usize, FlashError> {
         let outbox = self.link.outbox;
-        let mut j = self.journal.lock().await;
+        let mut j = self.held_journal().await;
         let mut n = 0;
         j.scan(|e| {
             if e.stamp >= stamp {
@@ -723,7 +759,7 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
 
     /// Removes the messages of `ended` (msgIDs) from flash and the table.
     async fn remove(&self, ended: &[Option<u16>]) -> Result<usize, FlashError> {
-        let mut j = self.journal.lock().await;
+        let mut j = self.held_journal().await;
         let n = j.remove(|id| ended.contains(&Some(id))).await?;
         let corrupted = j.corrupted();
         self.with(|t| {
@@ -792,7 +828,7 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
                 }
             }
             if failed.is_none() && self.with(|t| t.backlog) {
-                let mut j = self.journal.lock().await;
+                let mut j = self.held_journal().await;
                 failed = self.load(&mut j).await.err();
             }
             if let Some(e) = failed {

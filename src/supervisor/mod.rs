@@ -18,7 +18,10 @@
 //! |---|---|
 //! | `+QMTSTAT` with any code but 5 (1-7, 8-255) | ends at once (operations in flight end too); back off, open again |
 //! | `+QMTSTAT: id,5` (the close after a DISCONNECT) | nothing: it ends no link the supervisor did not end itself |
-//! | a publish that fails (`+QMTPUB: ...,2`) or times out | ends the link; the message goes again |
+//! | a publish whose result never comes (the driver's deadline) | ends the link; the message goes again |
+//! | a publish that fails (`+QMTPUB: id,msgID,2`), `AT+QMTCONN?` right after says connected, and the broker answers a subscription again | nothing ends: a refusal of this message is counted; it goes again after `poll_interval`, and after `max_refusals` it leaves, [`Outcome::Refused`] with [`Error::SendFailed`] |
+//! | the same, the broker does not answer the subscription (a broker gone, a NAT that forgot the link), or the client not connected | ends the link; nothing is counted; the message goes again |
+//! | the same without subscriptions to ask with | the message is set aside and the next ones go; once the link proves itself (another message acknowledged, or a keep-alive period with nothing sent) the failure counts as a refusal; a second message failing meanwhile ends the link, uncounted |
 //! | `ERROR` to a publish, `AT+QMTCONN?` right after says connected | nothing ends: the modem refused *this message*; it goes again after `poll_interval`, and after `max_refusals` refusals it leaves, [`Outcome::Refused`] |
 //! | `ERROR` to publishes of two messages in a row, none taken in between, the client connected | ends the link: the modem refuses publishing as such (no refusal counted) |
 //! | `ERROR` to a publish, the client not connected | ends the link (`NotConnected`); no refusal is counted; the message goes again |
@@ -71,10 +74,37 @@
 //!
 //! So one message never ends the link, and a modem that refuses every
 //! publish, link after link, costs at most one message per `max_refusals`
-//! links. What the broker does with a message the modem sent
-//! (`+QMTPUB: ...,2`, no result) is the link's business: it ends the link
-//! and the message goes again. A message to which the modem never answers
-//! at all (a timeout) is taken for a silent modem, not refused.
+//! links.
+//!
+//! When the modem reports a publish failed (`+QMTPUB: id,msgID,2`: it
+//! gave up after its retransmissions), the broker may be gone, a NAT may
+//! have forgotten an idle link (the modem learns it only then), or the
+//! broker may refuse this one message. The lane asks `AT+QMTCONN?`: not
+//! connected, the link ends. Connected: it asks the broker, with the first
+//! subscription of the persistent set again (`AT+QMTSUB`; the broker sends
+//! that filter's retained messages again, as after every connect). No
+//! answer: the link is gone; it ends, nothing is counted, and the message
+//! goes again on the next link. A SUBACK: the broker hears the device, and
+//! the failure was this message's: a refusal is counted, the same lane
+//! sends it again after `poll_interval`, and at `max_refusals` it leaves,
+//! [`Outcome::Refused`] with [`Error::SendFailed`], counted in
+//! [`Counters::refused`]. So a message the broker never acknowledges is
+//! sent `max_refusals` times and ends no link, and a dead link costs no
+//! message.
+//!
+//! Without subscriptions there is nothing to ask the broker with: the
+//! message is then *set aside* (no lane takes it; the ones behind it go,
+//! and may reach the broker before it) until the link proves itself: a
+//! QoS 1/2 message acknowledged, or the link up for a keep-alive period plus
+//! the modem's wait for an answer plus `poll_interval` with nothing sent
+//! (the modem pinged the broker, and a broker that did not answer would
+//! have ended the link); then the failure counts as a refusal and the
+//! message goes again (or leaves, as above). A second message failing
+//! while one is set aside ends the link, uncounted; a link that ends puts
+//! the message back uncounted.
+//!
+//! A message to which the modem never answers at all (a timeout) is taken
+//! for a silent modem, not refused.
 //!
 //! **Liveness.** [`Link::progress`] is when the supervisor last made
 //! progress (the modem answered it, a message went, the link came up), and
@@ -100,9 +130,8 @@ use core::future::{poll_fn, Future};
 use core::pin::pin;
 use core::task::Poll;
 
-use embassy_futures::select::{select3, select4, Either3, Either4};
+use embassy_futures::select::{select, select3, select4, Either, Either3, Either4};
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
-use embassy_sync::waitqueue::MultiWakerRegistration;
 use embassy_time::{Duration, Instant, Timer};
 
 #[cfg(feature = "flash-outbox")]
@@ -115,7 +144,7 @@ pub use durable::{
 pub use duty::{DutyCycle, Mode, OnlineTimers};
 pub use outbox::{OutboxStats, Outcome, Ticket};
 
-use crate::client_table::LinkEnd;
+use crate::client_table::{LinkEnd, Owner};
 use crate::commands::{
     Attention, ConnectionState, EchoOff, QueryConnectionState, QueryRegistration, ResetModule, Will,
 };
@@ -126,6 +155,7 @@ use crate::mqtt_client::{check_payload, MqttClient, PublishOptions};
 use crate::ring::RingStore;
 use crate::sync::{CriticalSectionRawMutex, RawMutex};
 use crate::types::{check_topic, ClientId, DataFormat, MqttVersion, QoS, Subscription};
+use crate::wait::{wait, WaitSet};
 use backoff::Delays;
 use outbox::{Outbox, OutboxMeta, PushError, Taken};
 
@@ -195,8 +225,10 @@ pub struct SupervisorConfig<'a> {
     pub in_flight: usize,
     /// How many times the modem may refuse one message (`ERROR` to its
     /// `AT+QMTPUB`, while `AT+QMTCONN?` right after says the client is
-    /// connected) before it leaves the outbox, refused
-    /// ([`Outcome::Refused`], [`Counters::refused`]). At least 1. Default 3.
+    /// connected; or `+QMTPUB: id,msgID,2` on a link that then proved
+    /// itself, see the module's documentation) before it leaves the outbox,
+    /// refused ([`Outcome::Refused`], [`Counters::refused`]). At least 1.
+    /// Default 3.
     pub max_refusals: u8,
     /// Turn the command echo off (`ATE0`) at each start. Default `true`.
     pub echo_off: bool,
@@ -367,8 +399,9 @@ pub struct Counters {
     /// QoS 0 messages refused while offline.
     pub refused_offline: u32,
     /// Stored messages that left the outbox refused ([`Outcome::Refused`]):
-    /// the modem refused them `max_refusals` times, or the driver's check
-    /// when it wrote them failed at the configured format.
+    /// the modem refused them (or failed them on a working link)
+    /// `max_refusals` times, or the driver's check when it wrote them failed
+    /// at the configured format.
     pub refused: u32,
     /// QoS 0 messages stored while online whose link ended before they went
     /// out: [`Outcome::Dropped`].
@@ -395,7 +428,8 @@ struct Status {
     history: [LinkState; HISTORY],
     counters: Counters,
     online_since: Option<Instant>,
-    wakers: MultiWakerRegistration<4>,
+    /// Tasks waiting for a state change (any number of them).
+    wakers: WaitSet,
     /// Publishes the modem took (its `OK`) on this link, wrapping.
     accepted: u32,
     /// The last message the modem refused on this link, and `accepted` then.
@@ -404,6 +438,9 @@ struct Status {
     progress: Instant,
     /// Duty cycle: the application asked for a wake.
     wake: duty::WakeCell,
+    /// Since when messages are set aside on this link (a failure reported
+    /// with the client connected), and `accepted` then.
+    suspect: Option<(Instant, u32)>,
 }
 
 /// A supervisor's status, shared by its task and its [`Link`] handles: the
@@ -450,11 +487,12 @@ impl<const OUTBOX: usize, M: RawMutex> SupervisorState<OUTBOX, M> {
                     hardware_resets: 0,
                 },
                 online_since: None,
-                wakers: MultiWakerRegistration::new(),
+                wakers: WaitSet::new(),
                 accepted: 0,
                 last_refusal: None,
                 progress: Instant::from_ticks(0),
                 wake: duty::WakeCell::new(),
+                suspect: None,
             }))),
         }
     }
@@ -551,6 +589,11 @@ impl<M: RawMutex> StatusCell<M> {
         self.0.lock(|s| f(&mut s.borrow_mut()))
     }
 
+    /// Runs a function on the waiters of a state change, under the lock.
+    fn lock(&self) -> impl FnMut(&mut dyn FnMut(&mut WaitSet)) + Unpin + '_ {
+        move |f| self.with(|s| f(&mut s.wakers))
+    }
+
     fn set_state(&self, state: LinkState) {
         self.with(|s| {
             let now = Instant::now();
@@ -620,20 +663,19 @@ impl<'a, M: RawMutex> Link<'a, M> {
     /// changes behind sees every state, in order; one further behind skips
     /// to the current state.
     pub async fn changed(&self, seen: &mut u32) -> LinkState {
-        poll_fn(|cx| {
+        wait(self.status.lock(), |w, waker| {
             self.status.with(|s| {
                 let behind = s.epoch.wrapping_sub(*seen);
-                if behind == 0 {
-                    s.wakers.register(cx.waker());
-                    return Poll::Pending;
-                }
-                if behind as usize <= HISTORY {
+                let r = if behind == 0 {
+                    None
+                } else if behind as usize <= HISTORY {
                     *seen = seen.wrapping_add(1);
-                    Poll::Ready(s.history[*seen as usize % HISTORY])
+                    Some(s.history[*seen as usize % HISTORY])
                 } else {
                     *seen = s.epoch;
-                    Poll::Ready(s.state)
-                }
+                    Some(s.state)
+                };
+                w.poll(&mut s.wakers, waker, r)
             })
         })
         .await
@@ -641,14 +683,10 @@ impl<'a, M: RawMutex> Link<'a, M> {
 
     /// Waits until the link is online.
     pub async fn wait_online(&self) {
-        poll_fn(|cx| {
+        wait(self.status.lock(), |w, waker| {
             self.status.with(|s| {
-                if s.state == LinkState::Online {
-                    Poll::Ready(())
-                } else {
-                    s.wakers.register(cx.waker());
-                    Poll::Pending
-                }
+                let r = (s.state == LinkState::Online).then_some(());
+                w.poll(&mut s.wakers, waker, r)
             })
         })
         .await
@@ -849,10 +887,17 @@ fn reason(e: Error) -> OfflineReason {
 
 impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// Keeps the link up, for ever.
+    ///
+    /// A supervisor dropped while it sent a message (its task dropped, the
+    /// `Supervisor` made again on the same [`SupervisorState`]) left that
+    /// message in flight: this one puts it back in the queue before its
+    /// first attempt (QoS 1/2: sent again, at least once; QoS 0: dropped,
+    /// as after any link loss).
     pub async fn run(mut self) -> ! {
         let mut delays = Delays::new(self.config.backoff);
         let status = self.link.status;
         status.progress();
+        self.requeue();
         // Attempts since the last stable link (or the start), this one included.
         let mut attempt = 0u32;
         // Attempts in a row that ended with the modem silent.
@@ -878,10 +923,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             } else {
                 status.count(|c| c.failed_attempts = c.failed_attempts.wrapping_add(1));
             }
-            let dropped = self.link.outbox.requeue_all();
-            if dropped > 0 {
-                status.count(|c| c.qos0_dropped = c.qos0_dropped.wrapping_add(dropped));
-            }
+            self.requeue();
             self.cleanup(reason).await;
             silent = match reason {
                 OfflineReason::ModemSilent => silent.saturating_add(1),
@@ -899,6 +941,17 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
 
     fn client(&self) -> MqttClient<'_, M> {
         self.link.client
+    }
+
+    /// The link ended (or a supervisor before this one did): every message
+    /// in flight goes again; QoS 0 ones leave, dropped (counted).
+    fn requeue(&self) {
+        let dropped = self.link.outbox.requeue_all();
+        if dropped > 0 {
+            self.link
+                .status
+                .count(|c| c.qos0_dropped = c.qos0_dropped.wrapping_add(dropped));
+        }
     }
 
     /// The driver's configuration.
@@ -924,7 +977,9 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 });
                 status.count(|c| c.software_resets = c.software_resets.wrapping_add(1));
                 // `OK` if it still reads commands; a wedged one says nothing.
-                if let Err(e) = self.simple(&ResetModule).await {
+                // Sent even if the modem does not answer the `AT` before it:
+                // it may still read commands.
+                if let Err(e) = self.simple_as(&ResetModule, true).await {
                     debug!("AT+QRST=1: {}", e);
                 }
             }
@@ -1026,11 +1081,23 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// A general command answered by `OK` alone (`AT`, `ATE0`,
     /// `AT+QRST=1`): one state machine for all of them, not one each.
     async fn simple(&self, cmd: &dyn SimpleCommand) -> Result<(), Error> {
+        self.simple_as(cmd, false).await
+    }
+
+    /// [`simple`](Self::simple); with `force`, the line goes out even to a
+    /// modem that answers nothing (the channel's fence, a bare `AT`, would
+    /// otherwise hold it back): `AT+QRST=1`.
+    async fn simple_as(&self, cmd: &dyn SimpleCommand, force: bool) -> Result<(), Error> {
         let core = self.link.client.core();
         let timeout = core.config.command_timeout;
         let r = core
             .channel
-            .exchange(&|b: &mut [u8]| cmd.line(b), timeout, None)
+            .exchange_as(
+                &|b: &mut [u8]| cmd.line(b),
+                timeout,
+                Owner::publish(None),
+                force,
+            )
             .await
             .map(drop);
         if r.is_ok() {
@@ -1085,7 +1152,10 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             }
             c.connects = c.connects.wrapping_add(1);
         });
-        status.with(|s| s.last_refusal = None);
+        status.with(|s| {
+            s.last_refusal = None;
+            s.suspect = None;
+        });
         status.set_state(LinkState::Online);
         let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
         // The first lane whose publish fails ends the link (the others wait
@@ -1105,8 +1175,11 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 }
             }
         };
-        let r = match select3(send, self.watch(epoch), self.health()).await {
-            Either3::First(r) | Either3::Second(r) | Either3::Third(r) => r,
+        let checks = select(self.health(), self.probation());
+        let r = match select3(send, self.watch(epoch), checks).await {
+            Either3::First(r) | Either3::Second(r) => r,
+            Either3::Third(Either::First(r)) => r,
+            Either3::Third(Either::Second(never)) => match never {},
         };
         // A link end the driver saw (`+QMTSTAT`, a restart) is why: a publish
         // refused in the same burst because the link was gone only follows.
@@ -1140,6 +1213,8 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let status = self.link.status;
         let src = outbox.source(t.at);
         let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
+        // Sent before: on an earlier link, or by this lane after a failure.
+        let mut again = t.sends > 1;
         loop {
             let options = PublishOptions::new(t.qos, t.retain).msg_id(msg_id);
             // The link's client, borrowed (a copy would be kept across the
@@ -1161,7 +1236,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                     status.with(|s| {
                         s.progress = Instant::now();
                         s.accepted = s.accepted.wrapping_add(1);
-                        if t.sends > 1 {
+                        if again {
                             s.counters.resent = s.counters.resent.wrapping_add(1);
                         }
                     });
@@ -1172,6 +1247,11 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                                 s.progress = Instant::now();
                                 s.counters.delivered = s.counters.delivered.wrapping_add(1);
                             });
+                            if t.qos != QoS::AtMostOnce {
+                                // The broker answered: the link works, and
+                                // what failed on it failed for itself.
+                                self.confirm_suspects();
+                            }
                             return Ok(());
                         }
                         Err(e) => e,
@@ -1180,6 +1260,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 Err(e) => e,
             };
             warn!("publish failed: {}", e);
+            again = true;
             match e {
                 // The modem refused the line (or the payload): this message,
                 // or a link the modem knows is gone? `AT+QMTCONN?` tells.
@@ -1220,10 +1301,117 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                     self.refuse(t, e);
                     return Ok(());
                 }
-                Error::SendFailed | Error::Timeout(Stage::Result) => {
-                    return Err(OfflineReason::Failed(e))
+                // The modem gave up on it (`+QMTPUB: id,msgID,2`): this
+                // message, or the link (a broker gone, a NAT that forgot
+                // the link)? See the module's documentation.
+                Error::SendFailed => {
+                    if outbox.other_suspect(t.seq) {
+                        return Err(OfflineReason::Failed(e));
+                    }
+                    match self.command(&QueryConnectionState).await {
+                        Ok(s) if s.get(self.config.client) != Some(ConnectionState::Connected) => {
+                            return Err(OfflineReason::NotConnected)
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err(reason(e)),
+                    }
+                    let Some(sub) = self.config.subscriptions.first() else {
+                        // No way to ask the broker: set aside until the
+                        // link proves itself (`confirm_suspects`).
+                        outbox.suspect(t.at);
+                        status.with(|s| {
+                            if s.suspect.is_none() {
+                                s.suspect = Some((Instant::now(), s.accepted));
+                            }
+                        });
+                        return Ok(());
+                    };
+                    // Does the broker answer? The first subscription again:
+                    // its SUBACK says so (and the broker sends its retained
+                    // messages again, as after every connect). No answer:
+                    // the link is gone, and the failure was not the
+                    // message's.
+                    if let Err(e) = self.link.client.subscribe(&[(sub.topic, sub.qos)]).await {
+                        return Err(reason(e));
+                    }
+                    status.progress();
+                    if outbox.refused(t.at) >= self.config.max_refusals {
+                        self.refuse(t, e);
+                        return Ok(());
+                    }
+                    Timer::after(self.config.poll_interval).await;
                 }
+                Error::Timeout(Stage::Result) => return Err(OfflineReason::Failed(e)),
                 e => return Err(reason(e)),
+            }
+        }
+    }
+
+    /// The link proved itself while messages were set aside after a failure
+    /// (`+QMTPUB: id,msgID,2`): each failure counts as a refusal of its
+    /// message, which goes again, or leaves at `max_refusals`
+    /// ([`Outcome::Refused`] with [`Error::SendFailed`]).
+    fn confirm_suspects(&self) {
+        let status = self.link.status;
+        if status.with(|s| s.suspect.take()).is_none() {
+            return;
+        }
+        let left = self
+            .link
+            .outbox
+            .confirm_suspects(self.config.max_refusals.max(1), Error::SendFailed);
+        if left > 0 {
+            warn!("messages refused: {}", left);
+            status.count(|c| c.refused = c.refused.wrapping_add(left));
+        }
+    }
+
+    /// How long the link must stay up, with nothing sent, after a failure
+    /// for the failure to count against its message: a keep-alive period
+    /// (the modem then pings the broker, and a broker that does not answer
+    /// ends the link) and the modem's wait for the answer, plus
+    /// `poll_interval`. Without a keep-alive, `health_check` (at least a
+    /// minute) stands for it.
+    fn probation_period(&self) -> Duration {
+        let c = &self.config;
+        let keepalive = match c.keepalive_s {
+            0 => Duration::from_secs(60).max(c.health_check),
+            k => Duration::from_secs(u64::from(k)),
+        };
+        let answer =
+            Duration::from_secs(u64::from(c.pkt_timeout_s) * (u64::from(c.retry_times) + 1));
+        keepalive + answer + c.poll_interval
+    }
+
+    /// While messages are set aside: once the link stayed up for
+    /// [`probation_period`](Self::probation_period) with nothing sent,
+    /// their failures count ([`confirm_suspects`](Self::confirm_suspects)).
+    /// A publish sent meanwhile starts the period again (the modem pings
+    /// only when idle); an acknowledged one confirms at once.
+    async fn probation(&self) -> core::convert::Infallible {
+        if !self.config.subscriptions.is_empty() {
+            // Failures are judged at once, with a subscription (`publish_one`):
+            // nothing is ever set aside.
+            return poll_fn(|_| Poll::Pending).await;
+        }
+        let status = self.link.status;
+        let period = self.probation_period();
+        loop {
+            let Some((since, accepted)) = status.with(|s| s.suspect) else {
+                Timer::after(period).await;
+                continue;
+            };
+            Timer::at(since + period).await;
+            let quiet = status.with(|s| match s.suspect {
+                Some((t, a)) if t == since && a == accepted => Some(a == s.accepted),
+                _ => None,
+            });
+            match quiet {
+                Some(true) => self.confirm_suspects(),
+                Some(false) => status.with(|s| {
+                    s.suspect = Some((Instant::now(), s.accepted));
+                }),
+                None => {}
             }
         }
     }

@@ -11,11 +11,16 @@
 //!   writes it, then [`Outbox::delivered`] (it leaves), [`Outbox::requeue`]
 //!   (it goes again), [`Outbox::refused`] (the modem refused it: counted on
 //!   the record, it goes again) or [`Outbox::fail`] (it leaves, refused);
-//!   [`Outbox::requeue_all`] after a link loss (QoS 0 messages leave,
+//!   [`Outbox::suspect`] (set aside after a failure, until
+//!   [`Outbox::confirm_suspects`] counts it); [`Outbox::requeue_all`] after
+//!   a link loss or when a supervisor starts (QoS 0 messages leave,
 //!   dropped).
+//! - Waits: any number of tasks, through `crate::wait` (no spinning when
+//!   more than four wait).
 //!
 //! A record is 14 bytes of bookkeeping, the topic and the payload:
-//! length (2), hold (1: stored, 0: freed), flags (1: QoS, retain, in flight),
+//! length (2), hold (1: stored, 0: freed), flags (1: QoS, retain, in flight,
+//! suspect),
 //! sequence (4), msgID (2), sends (1), refusals (1), topic length (2).
 //!
 //! **Outcomes.** The last 1/28 to 1/56 of the store (a power of two of bytes,
@@ -30,16 +35,12 @@
 //! kept beside it. A ticket older than that reads
 //! [`Outcome::Forgotten`]: never a false "delivered".
 
-use core::future::poll_fn;
-use core::task::Poll;
-
-use embassy_sync::waitqueue::MultiWakerRegistration;
-
 use crate::channel::Source;
 use crate::error::Error;
 use crate::ring::{self, Ring, RingBuffer};
 use crate::sync::{Part, RawMutex};
 use crate::types::QoS;
+use crate::wait::{wait, WaitSet};
 
 /// Bytes of bookkeeping per message.
 pub(crate) const HEADER: usize = 14;
@@ -47,6 +48,10 @@ pub(crate) const HEADER: usize = 14;
 const QOS_MASK: u8 = 0b11;
 const RETAIN: u8 = 0b100;
 const IN_FLIGHT: u8 = 0b1000;
+/// The modem reported it failed (`+QMTPUB: id,msgID,2`) with the client
+/// connected: set aside (not taken) until the link proves itself (another
+/// message acknowledged, or a quiet keep-alive period) or ends.
+const SUSPECT: u8 = 0b1_0000;
 
 /// Refusals whose error is kept for their tickets.
 pub(crate) const REFUSALS: usize = 8;
@@ -65,12 +70,12 @@ pub(crate) struct OutboxMeta {
     /// The last refusals: (sequence, why), `next_refusal` the oldest.
     refusals: [Option<(u32, Error)>; REFUSALS],
     next_refusal: usize,
-    /// Publishers waiting for room.
-    space: MultiWakerRegistration<4>,
-    /// Tasks waiting for a message to end.
-    gone: MultiWakerRegistration<4>,
-    /// The supervisor, waiting for a queued message.
-    queued: MultiWakerRegistration<2>,
+    /// Publishers waiting for room (any number of them).
+    space: WaitSet,
+    /// Tasks waiting for a message to end (any number of them).
+    gone: WaitSet,
+    /// The supervisor's lanes, waiting for a queued message.
+    queued: WaitSet,
 }
 
 impl OutboxMeta {
@@ -80,9 +85,9 @@ impl OutboxMeta {
             high_water: 0,
             refusals: [None; REFUSALS],
             next_refusal: 0,
-            space: MultiWakerRegistration::new(),
-            gone: MultiWakerRegistration::new(),
-            queued: MultiWakerRegistration::new(),
+            space: WaitSet::new(),
+            gone: WaitSet::new(),
+            queued: WaitSet::new(),
         }
     }
 }
@@ -122,8 +127,8 @@ pub enum Outcome {
     /// Refused, never sent, and it left the outbox: before it was stored
     /// (the error of [`Link::try_publish`](super::Link::try_publish)), or
     /// later: the driver's check at the configured format failed when it
-    /// wrote it, or the modem answered `ERROR` to it `max_refusals` times
-    /// while the link was fine
+    /// wrote it, or the modem answered `ERROR` to it (or reported it failed,
+    /// [`Error::SendFailed`]) `max_refusals` times while the link was fine
     /// (counted in [`Counters::refused`](super::Counters::refused)).
     Refused(Error),
     /// The outbox no longer knows: the message ended before the last
@@ -314,8 +319,22 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         retain: bool,
         next_id: &mut dyn FnMut() -> u16,
     ) -> Result<Ticket, PushError> {
+        self.with(|ring, meta, buf, log| {
+            Self::push_in(ring, meta, buf, log, (topic, payload, qos, retain), next_id)
+        })
+    }
+
+    /// [`push`](Self::push), under the lock.
+    fn push_in(
+        ring: &mut Ring,
+        meta: &mut OutboxMeta,
+        buf: &mut [u8],
+        mut log: Log<'_>,
+        (topic, payload, qos, retain): (&str, &[u8], QoS, bool),
+        next_id: &mut dyn FnMut() -> u16,
+    ) -> Result<Ticket, PushError> {
         let len = HEADER + topic.len() + payload.len();
-        self.with(|ring, meta, buf, mut log| {
+        {
             if len > buf.len() || len > usize::from(u16::MAX) {
                 return Err(PushError::TooLarge);
             }
@@ -346,7 +365,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
             meta.high_water = meta.high_water.max(ring.used(buf.len()));
             meta.queued.wake();
             Ok(Ticket { seq, msg_id })
-        })
+        }
     }
 
     /// Like [`push`](Self::push), waiting for room instead of failing.
@@ -358,16 +377,22 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         retain: bool,
         next_id: &mut dyn FnMut() -> u16,
     ) -> Result<Ticket, PushError> {
-        poll_fn(|cx| match self.push(topic, payload, qos, retain, next_id) {
-            Err(PushError::Full) => {
-                // Register, then look again: room freed in between is not missed.
-                self.register(Wait::Space, cx.waker());
-                match self.push(topic, payload, qos, retain, next_id) {
-                    Err(PushError::Full) => Poll::Pending,
-                    other => Poll::Ready(other),
-                }
-            }
-            other => Poll::Ready(other),
+        let mut next_id = next_id;
+        wait(self.lock(Wait::Space), |w, waker| {
+            self.with(|ring, meta, buf, log| {
+                let r = match Self::push_in(
+                    ring,
+                    meta,
+                    buf,
+                    log,
+                    (topic, payload, qos, retain),
+                    &mut next_id,
+                ) {
+                    Err(PushError::Full) => None,
+                    other => Some(other),
+                };
+                w.poll(&mut meta.space, waker, r)
+            })
         })
         .await
     }
@@ -405,52 +430,51 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         })
     }
 
-    /// Waits until the message of `ticket` ended; how.
+    /// Waits until the message of `ticket` ended; how. Any number of tasks
+    /// may wait at once (`crate::wait`).
     pub(crate) async fn wait_outcome(&self, ticket: Ticket) -> Outcome {
-        poll_fn(|cx| match self.outcome(ticket) {
-            Some(o) => Poll::Ready(o),
-            None => {
-                // Register, then look again: an end in between is not missed.
-                self.register(Wait::Gone, cx.waker());
-                self.outcome(ticket).map_or(Poll::Pending, Poll::Ready)
-            }
+        wait(self.lock(Wait::Gone), |w, waker| {
+            self.with(|ring, meta, buf, log| {
+                let o = Self::outcome_in(ring, meta, buf, &log, ticket);
+                w.poll(&mut meta.gone, waker, o)
+            })
         })
         .await
     }
 
     /// Waits until nothing is stored.
     pub(crate) async fn wait_empty(&self) {
-        poll_fn(|cx| {
-            self.register(Wait::Gone, cx.waker());
-            if self.stats().messages > 0 {
-                Poll::Pending
-            } else {
-                Poll::Ready(())
-            }
+        wait(self.lock(Wait::Gone), |w, waker| {
+            self.with(|ring, meta, buf, _| {
+                let empty = Self::live(ring, buf).next().is_none();
+                w.poll(&mut meta.gone, waker, empty.then_some(()))
+            })
         })
         .await
     }
 
     /// Waits until at least `n` messages are stored (a duty cycle's wake).
     pub(crate) async fn wait_stored(&self, n: usize) {
-        poll_fn(|cx| {
-            self.register(Wait::Queued, cx.waker());
-            if self.stats().messages >= n {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
+        wait(self.lock(Wait::Queued), |w, waker| {
+            self.with(|ring, meta, buf, _| {
+                let stored = Self::live(ring, buf).count() >= n;
+                w.poll(&mut meta.queued, waker, stored.then_some(()))
+            })
         })
         .await
     }
 
-    /// Wakes `waker` at the next event of `which`.
-    fn register(&self, which: Wait, waker: &core::task::Waker) {
-        self.with(|_, meta, _, _| match which {
-            Wait::Space => meta.space.register(waker),
-            Wait::Gone => meta.gone.register(waker),
-            Wait::Queued => meta.queued.register(waker),
-        })
+    /// Runs a function on the waiters of `which`, under the lock.
+    fn lock(&self, which: Wait) -> impl FnMut(&mut dyn FnMut(&mut WaitSet)) + Unpin + '_ {
+        move |f| {
+            self.with(|_, meta, _, _| {
+                f(match which {
+                    Wait::Space => &mut meta.space,
+                    Wait::Gone => &mut meta.gone,
+                    Wait::Queued => &mut meta.queued,
+                })
+            })
+        }
     }
 
     /// What is stored.
@@ -472,9 +496,14 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     // ------------------------------------------------------------ supervisor side
 
     /// The oldest queued message, now in flight; `None` if none is queued.
+    #[cfg(test)]
     pub(crate) fn take(&self) -> Option<Taken> {
-        self.with(|ring, _, buf, _| {
-            let at = Self::live(ring, buf).find(|&at| buf[at + 3] & IN_FLIGHT == 0)?;
+        self.with(|ring, _, buf, _| Self::take_in(ring, buf))
+    }
+
+    fn take_in(ring: &Ring, buf: &mut [u8]) -> Option<Taken> {
+        {
+            let at = Self::live(ring, buf).find(|&at| buf[at + 3] & (IN_FLIGHT | SUSPECT) == 0)?;
             buf[at + 3] |= IN_FLIGHT;
             buf[at + 10] = buf[at + 10].saturating_add(1);
             let flags = buf[at + 3];
@@ -486,20 +515,16 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
                 retain: flags & RETAIN != 0,
                 sends: buf[at + 10],
             })
-        })
+        }
     }
 
     /// Waits for a queued message and takes it.
     pub(crate) async fn take_wait(&self) -> Taken {
-        poll_fn(|cx| match self.take() {
-            Some(t) => Poll::Ready(t),
-            None => {
-                self.register(Wait::Queued, cx.waker());
-                match self.take() {
-                    Some(t) => Poll::Ready(t),
-                    None => Poll::Pending,
-                }
-            }
+        wait(self.lock(Wait::Queued), |w, waker| {
+            self.with(|ring, meta, buf, _| {
+                let t = Self::take_in(ring, buf);
+                w.poll(&mut meta.queued, waker, t)
+            })
         })
         .await
     }
@@ -558,6 +583,53 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         })
     }
 
+    /// The modem reported the message at `at`, in flight, failed
+    /// (`+QMTPUB: id,msgID,2`) with the client connected: it is set aside
+    /// (no lane takes it) until [`confirm_suspects`](Self::confirm_suspects)
+    /// counts the failure against it, or a link loss puts it back uncounted.
+    pub(crate) fn suspect(&self, at: usize) {
+        self.with(|_, meta, buf, _| {
+            buf[at + 3] = (buf[at + 3] & !IN_FLIGHT) | SUSPECT;
+            meta.queued.wake();
+        })
+    }
+
+    /// True if a message other than `seq` is set aside.
+    pub(crate) fn other_suspect(&self, seq: u32) -> bool {
+        self.with(|ring, _, buf, _| {
+            Self::live(ring, buf).any(|at| buf[at + 3] & SUSPECT != 0 && seq_of(buf, at) != seq)
+        })
+    }
+
+    /// The link proved itself while messages were set aside: each failure
+    /// counts as a refusal of its message, which goes again, or leaves,
+    /// refused with `e`, at `max` refusals. Returns how many left.
+    pub(crate) fn confirm_suspects(&self, max: u8, e: Error) -> u32 {
+        self.with(|ring, meta, buf, mut log| {
+            let mut left = 0;
+            let batch: heapless::Vec<usize, 16> = Self::live(ring, buf)
+                .filter(|&at| buf[at + 3] & SUSPECT != 0)
+                .take(16)
+                .collect();
+            if batch.is_empty() {
+                return 0;
+            }
+            for at in batch {
+                buf[at + 3] &= !SUSPECT;
+                buf[at + 11] = buf[at + 11].saturating_add(1);
+                if buf[at + 11] >= max {
+                    Self::end_in(meta, buf, &mut log, at, ENDED_REFUSED, Some(e));
+                    left += 1;
+                }
+            }
+            ring.reclaim(buf);
+            meta.space.wake();
+            meta.gone.wake();
+            meta.queued.wake();
+            left
+        })
+    }
+
     /// The message at `at` goes again later.
     pub(crate) fn requeue(&self, at: usize) {
         self.with(|_, meta, buf, _| {
@@ -566,16 +638,16 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         })
     }
 
-    /// After a link loss: every message in flight goes again, but QoS 0
-    /// ones, which are at most once: they leave, dropped. Returns how many
-    /// of those.
+    /// After a link loss: every message in flight (or set aside) goes
+    /// again, uncounted, but QoS 0 ones, which are at most once: they leave,
+    /// dropped. Returns how many of those.
     pub(crate) fn requeue_all(&self) -> u32 {
         self.with(|ring, meta, buf, mut log| {
             let mut dropped = 0;
             // In batches: the offsets are read, then the records changed.
             let pending = |buf: &[u8], at: usize| {
                 let flags = buf[at + 3];
-                flags & QOS_MASK == 0 || flags & IN_FLIGHT != 0
+                flags & QOS_MASK == 0 || flags & (IN_FLIGHT | SUSPECT) != 0
             };
             loop {
                 let batch: heapless::Vec<usize, 16> = Self::live(ring, buf)
@@ -590,7 +662,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
                         Self::end_in(meta, buf, &mut log, at, ENDED_DROPPED, None);
                         dropped += 1;
                     } else {
-                        buf[at + 3] &= !IN_FLIGHT;
+                        buf[at + 3] &= !(IN_FLIGHT | SUSPECT);
                     }
                 }
             }
@@ -650,18 +722,14 @@ impl<M: RawMutex> Outbox<'_, M> {
     /// Waits until the message of one of `tickets` ended (for ever if none
     /// is given).
     pub(crate) async fn wait_any_ended(&self, tickets: &[Option<Ticket>]) {
-        let ended = || tickets.iter().flatten().any(|t| self.outcome(*t).is_some());
-        poll_fn(|cx| {
-            if ended() {
-                return Poll::Ready(());
-            }
-            // Register, then look again: an end in between is not missed.
-            self.register(Wait::Gone, cx.waker());
-            if ended() {
-                Poll::Ready(())
-            } else {
-                Poll::Pending
-            }
+        wait(self.lock(Wait::Gone), |w, waker| {
+            self.with(|ring, meta, buf, log| {
+                let ended = tickets
+                    .iter()
+                    .flatten()
+                    .any(|t| Self::outcome_in(ring, meta, buf, &log, *t).is_some());
+                w.poll(&mut meta.gone, waker, ended.then_some(()))
+            })
         })
         .await
     }

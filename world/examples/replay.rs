@@ -11,7 +11,8 @@ fn main() {
     let mut days = 1.0f64;
     let mut mutant = None;
     let mut keep = true;
-    let mut recreate = false;
+    let mut recreate = true;
+    let mut poison = true;
     let mut waiters = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -19,8 +20,12 @@ fn main() {
             keep = false;
             continue;
         }
-        if a == "--recreate-supervisor" {
-            recreate = true;
+        if a == "--recreate-supervisor" || a == "--no-recreate-supervisor" {
+            recreate = a == "--recreate-supervisor";
+            continue;
+        }
+        if a == "--no-poison" {
+            poison = false;
             continue;
         }
         let v = args.next().unwrap_or_default();
@@ -37,12 +42,13 @@ fn main() {
             "--mutant" => {
                 mutant = Some(Mutant::parse(&v).unwrap_or_else(|| panic!("--mutant {v}: no such")))
             }
-            _ => panic!("usage: replay --seed N --days D [--mutant NAME] [--recreate-supervisor] [--delivery-waiters N] [--report-only]"),
+            _ => panic!("usage: replay --seed N --days D [--mutant NAME] [--no-recreate-supervisor] [--no-poison] [--delivery-waiters N] [--report-only]"),
         }
     }
     let mut opts = Options::new(seed, days).mutant(mutant);
     opts.keep_trace = keep;
     opts.recreate_supervisor = recreate;
+    opts.poison = poison;
     if let Some(w) = waiters {
         opts.delivery_waiters = w;
     }

@@ -129,14 +129,16 @@ pub struct Options {
     /// Keep the whole AT trace in the report (else its hash and tail only).
     pub keep_trace: bool,
     /// Tasks waiting in `Link::delivered` at once (the oldest tickets; the others are
-    /// looked at with `Link::pending`). Default 3: the outbox keeps 4 wakers for
-    /// deliveries, and 5 tasks waiting at once spin (see README.md, "Found").
+    /// looked at with `Link::outcome`). Default 8: more than the 4 wakers a wait keeps
+    /// itself, so that waiters hold each other's (five used to spin: README.md, "Found").
     pub delivery_waiters: usize,
     /// Among the faults, drop and re-create the `Supervisor` and its `Link` too (not only
-    /// the application, its `Events` and the waiting tasks). Off by default: a supervisor
-    /// dropped while a message is in flight leaves it in flight for ever (see README.md,
-    /// "Found").
+    /// the application, its `Events` and the waiting tasks). On by default (it used to
+    /// strand the message in flight: README.md, "Found").
     pub recreate_supervisor: bool,
+    /// Poison one message of the run (from the seed, for one seed in two): the modem
+    /// fails it every time (`bc26_sim::SimFaults::poison`). On by default.
+    pub poison: bool,
     /// A device on a battery (the duty-cycle measurement, `bench/README.md`): no faults,
     /// QoS 1 messages and commands of fixed size, the module asleep when it may be.
     pub battery: Option<Battery>,
@@ -183,21 +185,24 @@ impl Options {
             in_flight: if seed % 4 == 3 { 4 } else { 1 },
             mutant: None,
             keep_trace: false,
-            delivery_waiters: 3,
-            recreate_supervisor: false,
+            delivery_waiters: 8,
+            recreate_supervisor: true,
+            poison: true,
             battery: None,
         }
     }
 
     /// A device on a battery for `days`: a QoS 1 message of `battery.payload` bytes every
-    /// hour, a QoS 1 command from the backend about every 2 hours, no faults; the module
-    /// asks for PSM (T3412 10 h, T3324 10 s) and deep sleep (`AT+QSCLK=1`), its wake pin
-    /// wired.
+    /// hour, a QoS 1 command from the backend about every 2 hours, no faults (no poisoned
+    /// message, no re-created supervisor); the module asks for PSM (T3412 10 h, T3324 10 s)
+    /// and deep sleep (`AT+QSCLK=1`), its wake pin wired.
     pub fn battery(seed: u64, days: f64, battery: Battery) -> Options {
         Options {
             publish_every: Duration::from_secs(3600),
             fault_every: Duration::from_secs(100 * 365 * 86_400),
             in_flight: 1,
+            recreate_supervisor: false,
+            poison: false,
             battery: Some(battery),
             ..Options::new(seed, days)
         }
@@ -220,10 +225,13 @@ impl Options {
             c.push_str(" --mutant ");
             c.push_str(m.name());
         }
-        if self.recreate_supervisor {
-            c.push_str(" --recreate-supervisor");
+        if !self.recreate_supervisor {
+            c.push_str(" --no-recreate-supervisor");
         }
-        if self.delivery_waiters != 3 {
+        if !self.poison {
+            c.push_str(" --no-poison");
+        }
+        if self.delivery_waiters != 8 {
             c.push_str(&format!(" --delivery-waiters {}", self.delivery_waiters));
         }
         c
@@ -256,6 +264,16 @@ pub struct Report {
     pub qos0_handed: u64,
     /// Publishes refused (QoS 0 offline).
     pub refused: u64,
+    /// QoS 0 tickets that ended `Sent`, and `Dropped`.
+    pub qos0_sent: u64,
+    /// Dropped.
+    pub qos0_dropped: u64,
+    /// The poisoned message (its number), if the seed chose one, and how its ticket ended
+    /// (Debug) and after how many `AT+QMTPUB` lines.
+    pub poisoned: Option<(u64, String, u32)>,
+    /// Wedged modems: struck, ended by the supervisor's `AT+QRST=1`, ended by its board
+    /// reset (`HardReset`), ended by a reboot fault of the world's.
+    pub wedges: (u32, u32, u32, u32),
     /// Commands the backend sent, the device received (distinct), and copies beyond those.
     pub commands_sent: u64,
     /// Received.
@@ -376,6 +394,11 @@ pub struct Totals {
     pub commands_received: u64,
     /// The worst offline time after a fault, and its seed.
     pub worst_offline_after_fault: (Duration, u64),
+    /// Wedged modems: struck, ended by `AT+QRST=1`, by the board's reset, by a reboot
+    /// fault.
+    pub wedges: (u32, u32, u32, u32),
+    /// Runs with a poisoned message (each ended refused).
+    pub poisoned: u64,
 }
 
 impl Totals {
@@ -390,6 +413,11 @@ impl Totals {
         self.duplicates += r.duplicates;
         self.commands_sent += r.commands_sent;
         self.commands_received += r.commands_received;
+        self.wedges.0 += r.wedges.0;
+        self.wedges.1 += r.wedges.1;
+        self.wedges.2 += r.wedges.2;
+        self.wedges.3 += r.wedges.3;
+        self.poisoned += u64::from(r.poisoned.as_ref().is_some_and(|p| p.2 > 0));
         if r.worst_offline_after_fault > self.worst_offline_after_fault.0 {
             self.worst_offline_after_fault = (r.worst_offline_after_fault, r.seed);
         }
@@ -402,7 +430,7 @@ impl fmt::Display for Totals {
         let wall = self.wall.as_secs_f64();
         write!(
             f,
-            "{} runs, {:.2} simulated device-years in {:.1} s of wall time ({:.0} simulated s per wall s); {} faults; {} QoS 1/2 messages handed over, {} delivered, 0 lost, {} duplicates at the broker; {} commands sent, {} received; worst offline after a fault {:.0} s (seed {:#x})",
+            "{} runs, {:.2} simulated device-years in {:.1} s of wall time ({:.0} simulated s per wall s); {} faults; {} QoS 1/2 messages handed over, {} delivered, 0 lost, {} duplicates at the broker; {} commands sent, {} received; worst offline after a fault {:.0} s (seed {:#x}); {} wedged modems, {} restarted by AT+QRST=1, {} by the board's reset; {} poisoned messages refused",
             self.runs,
             years,
             wall,
@@ -415,6 +443,10 @@ impl fmt::Display for Totals {
             self.commands_received,
             self.worst_offline_after_fault.0.as_secs_f64(),
             self.worst_offline_after_fault.1,
+            self.wedges.0,
+            self.wedges.1,
+            self.wedges.2,
+            self.poisoned,
         )
     }
 }

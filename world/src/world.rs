@@ -11,12 +11,12 @@ use std::time::Duration as StdDuration;
 
 use bc26_mqtt::commands::{ActiveTime, PeriodicTau, PsmTimers, SleepMode};
 use bc26_mqtt::supervisor::{
-    self, Backoff, Link, LinkState, Mode, SupervisorConfig, SupervisorState, Ticket,
+    self, Backoff, Link, LinkState, Mode, Outcome, SupervisorConfig, SupervisorState, Ticket,
 };
 use bc26_mqtt::{ClientId, Config, Error, Event, Modem, PowerRequest, QoS, State, Subscription};
 use bc26_sim::broker_model::{BrokerAction, BrokerModel};
 use bc26_sim::model::{self, ChargeReport, LinkId, NetAction, NetEvent, Pacer, Time, ToHost};
-use bc26_sim::SimConfig;
+use bc26_sim::{Poison, PoisonAnswer, SimConfig, Wedge};
 use embassy_time::{Duration, Timer};
 
 use crate::clock;
@@ -86,6 +86,9 @@ pub(crate) enum Fault {
     OpenFails(u32),
     /// The next CONNACKs refuse.
     ConnectRefused(u32, u8),
+    /// The modem's AT layer wedged: it answers nothing until restarted (`AT+QRST=1`
+    /// still works, or only the board's reset).
+    Wedged(Wedge),
     /// The application task, the event reader (its `Events`) and the tasks waiting for
     /// deliveries dropped in the middle of whatever they do, and made again.
     RecreateApp,
@@ -114,6 +117,8 @@ impl Fault {
             Fault::WriteError => "UART write error",
             Fault::OpenFails(_) => "open fails",
             Fault::ConnectRefused(..) => "CONNACK refused",
+            Fault::Wedged(Wedge::ResetWorks) => "wedged (AT+QRST=1 works)",
+            Fault::Wedged(Wedge::Deaf) => "wedged (the board's reset only)",
             Fault::RecreateApp => "app, events, waiters re-created",
             Fault::RecreateSupervisor => "supervisor, link, app, events re-created",
         }
@@ -122,7 +127,7 @@ impl Fault {
     /// A fault drawn from the seed. `long` makes the outages long ones (hours).
     fn draw(r: &mut Rng) -> Fault {
         let long = r.chance(1, 8);
-        match r.below(17) {
+        match r.below(18) {
             0 => Fault::BreakLink,
             1 => Fault::CloseLink(if r.chance(1, 8) {
                 8 + r.below(248) as u8
@@ -161,6 +166,11 @@ impl Fault {
             12 => Fault::WriteError,
             13 => Fault::OpenFails(1 + r.below(3) as u32),
             14 => Fault::ConnectRefused(1 + r.below(3) as u32, 1 + r.below(5) as u8),
+            15 => Fault::Wedged(if r.chance(1, 3) {
+                Wedge::Deaf
+            } else {
+                Wedge::ResetWorks
+            }),
             _ if r.chance(1, 2) => Fault::RecreateApp,
             _ => Fault::RecreateSupervisor,
         }
@@ -218,8 +228,9 @@ pub(crate) struct AppBox {
     waker: Option<Waker>,
     /// Tickets taken, for the world to record: (number, handed).
     handed: Vec<(u64, Handed)>,
-    /// Tickets whose message left the outbox.
-    delivered: Vec<u64>,
+    /// Tickets whose message left the outbox, and how (`None`: the mutant says it was
+    /// delivered).
+    ended: Vec<(u64, Option<Outcome>)>,
     /// Refused (QoS 0 offline, outbox full) or abandoned with the task.
     refused: u64,
     /// The modem rebooted since the mutant last dropped a message.
@@ -230,6 +241,9 @@ pub(crate) struct AppBox {
     problem: Option<String>,
     /// On a battery: every payload has this many bytes.
     payload_len: Option<usize>,
+    /// The supervisor had the board reset the modem (its `HardReset`) this many times,
+    /// not yet done by the world.
+    board_resets: u32,
 }
 
 type Shared = Rc<RefCell<AppBox>>;
@@ -452,7 +466,24 @@ pub(crate) struct World {
     recreate: Option<Fault>,
     /// On a battery: the charge meter when the traffic ended.
     charge_at_end: Option<ChargeReport>,
+    /// The poisoned message (its number) and how the modem answers it.
+    poisoned: Option<(u64, PoisonAnswer)>,
+    /// Its msgID once handed over, and the `AT+QMTPUB` lines the modem took for it.
+    poison_msg_id: Option<u32>,
+    poison_attempts: u32,
+    /// `Link::counters().link_losses` at the last check.
+    link_losses: u32,
+    /// The keep-alive is shorter than the simulated NAT's idle timeout (300 s): an idle
+    /// link is never forgotten by the NAT, so a link loss has a fault behind it.
+    nat_keeps_links: bool,
+    /// Outcomes seen: QoS 1/2 acknowledged, QoS 0 sent, QoS 0 dropped, refused.
+    outcomes: [u32; 4],
 }
+
+/// How long after the last fault a link loss cannot be the fault's doing (a publish's
+/// failure after lost acknowledgements comes with the next message, up to 10 minutes
+/// later).
+const FAULT_ECHO: StdDuration = StdDuration::from_secs(30 * 60);
 
 impl World {
     pub(crate) fn new(opts: Options) -> World {
@@ -466,8 +497,29 @@ impl World {
         if let Some(b) = opts.battery {
             cfg.power.network.inactivity = b.inactivity;
         }
+        // The poisoned message, from a generator of its own (the other draws stay as
+        // they were): one seed in two, a message of the first half of the run.
+        let mut prng = Rng::new(opts.seed ^ 0x9e37_79b9_7f4a_7c15);
+        let messages = (opts.duration.as_secs() / opts.publish_every.as_secs().max(1)).max(2);
+        let poisoned = (opts.poison && prng.chance(1, 2)).then(|| {
+            let k = 1 + prng.below(messages / 2);
+            let answer = if prng.chance(1, 2) {
+                PoisonAnswer::Failed
+            } else {
+                PoisonAnswer::Error
+            };
+            (k, answer)
+        });
+        if let Some((k, answer)) = poisoned {
+            cfg.faults.poison = Some(Poison {
+                marker: format!("m{k:010}/").into_bytes(),
+                answer,
+            });
+        }
         let faults_end = Time::ZERO + opts.duration;
-        let sup = sup_config(&opts, &mut rng.clone());
+        // The configuration each generation makes (`run_generation`: from a generator of
+        // the seed's own).
+        let sup = sup_config(&opts, &mut Rng::new(opts.seed));
         let drv = driver_config(None);
         // Offline bound: a failed attempt (every deadline of a bring-up, a health check to
         // notice a dead link, a close), the longest back-off, and a bring-up.
@@ -527,6 +579,12 @@ impl World {
             ticket_bound,
             recreate: None,
             charge_at_end: None,
+            poisoned,
+            poison_msg_id: None,
+            poison_attempts: 0,
+            link_losses: 0,
+            nat_keeps_links: u64::from(sup.keepalive_s) < 300,
+            outcomes: [0; 4],
             rng,
             opts,
         };
@@ -538,6 +596,13 @@ impl World {
                 w.opts.seed
             ),
         );
+        if let Some((k, answer)) = poisoned {
+            w.trace.note(
+                Time::ZERO,
+                &format!("# m{k} is poisoned: the modem answers {answer:?}"),
+            );
+            w.report.poisoned = Some((k, "not handed over".into(), 0));
+        }
         let first = w.opts.publish_every;
         w.at(Time::ZERO + first, Ev::Publish);
         let c = w.gap(w.opts.command_every);
@@ -569,8 +634,14 @@ impl World {
         if now > self.end + secs(30 * 86_400) {
             return Err(self.fail("the world did not settle within 30 days after its end".into()));
         }
-        Ok(Some(if now >= self.end {
-            quiet.max(now)
+        Ok(Some(if now >= self.end && quiet > now {
+            quiet
+        } else if now >= self.end {
+            // Quiet long enough, but a fault still goes on (or is armed): look
+            // again when something happens, at the latest when the world must
+            // have settled. (`quiet.max(now)` here was `now` itself: the
+            // world stepped at one instant for ever.)
+            self.end + secs(30 * 86_400) + secs(1)
         } else {
             self.end
         }))
@@ -691,6 +762,7 @@ impl World {
                         self.reboot_at_byte = None;
                         self.take_host(now, &rest[..n]);
                         self.trace.note(now, "! the modem restarts after that byte");
+                        self.wedge_ends_by_fault();
                         self.modem.reboot(now);
                         self.modem_out(now);
                         self.shared.borrow_mut().reboot_seen = true;
@@ -799,12 +871,16 @@ impl World {
                 if now < self.faults_end {
                     let k = self.next_msg;
                     self.next_msg += 1;
-                    let qos = match self.rng.below(10) {
+                    let mut qos = match self.rng.below(10) {
                         _ if self.opts.battery.is_some() => 1,
                         0 => 0,
                         1 | 2 => 2,
                         _ => 1,
                     };
+                    if self.poisoned.is_some_and(|p| p.0 == k) {
+                        // The poisoned message is QoS 1/2: it must end refused, never lost.
+                        qos = qos.max(1);
+                    }
                     self.trace.note(
                         now,
                         &format!("# the application publishes m{k} at QoS {qos}"),
@@ -847,7 +923,14 @@ impl World {
         if bytes.is_empty() {
             return;
         }
+        let wedged = self.modem.faults().wedged.is_some();
         let taken = self.modem.host_bytes(now, bytes).len();
+        if wedged && self.modem.faults().wedged.is_none() {
+            self.trace
+                .note(now, "! AT+QRST=1 restarted the wedged modem");
+            self.report.wedges.1 += 1;
+            self.shared.borrow_mut().reboot_seen = true;
+        }
         let mut lines = Vec::new();
         self.host_lines.push(&bytes[bytes.len() - taken..], |l| {
             if let Some(m) = field(l, b"AT+QMTPUB=", 1) {
@@ -858,6 +941,9 @@ impl World {
         });
         for m in lines {
             self.pub_line.insert(m, now);
+            if self.poison_msg_id == Some(m) {
+                self.poison_attempts += 1;
+            }
         }
         self.modem_out(now);
     }
@@ -884,6 +970,7 @@ impl World {
             Fault::BreakLink => self.modem.break_link(now, CLIENT),
             Fault::CloseLink(code) => self.modem.close_link(now, CLIENT, code),
             Fault::Reboot => {
+                self.wedge_ends_by_fault();
                 self.modem.reboot(now);
                 self.shared.borrow_mut().reboot_seen = true;
             }
@@ -922,6 +1009,12 @@ impl World {
             Fault::OpenFails(n) => self.modem.faults_mut().fail_open = Some((n, -1)),
             Fault::ConnectRefused(n, code) => {
                 self.modem.faults_mut().refuse_connect = Some((n, code))
+            }
+            Fault::Wedged(how) => {
+                if self.modem.faults().wedged.is_none() {
+                    self.report.wedges.0 += 1;
+                }
+                self.modem.faults_mut().wedged = Some(how);
             }
             Fault::RecreateApp => self.recreate = Some(Fault::RecreateApp),
             Fault::RecreateSupervisor => self.recreate = Some(Fault::RecreateSupervisor),
@@ -1093,11 +1186,11 @@ impl World {
         if self.armed() {
             self.calm_from = self.calm_from.max(now);
         }
-        let (handed, delivered, problem) = {
+        let (handed, ended, problem) = {
             let mut s = self.shared.borrow_mut();
             (
                 std::mem::take(&mut s.handed),
-                std::mem::take(&mut s.delivered),
+                std::mem::take(&mut s.ended),
                 s.problem.take(),
             )
         };
@@ -1107,8 +1200,13 @@ impl World {
         if let Some(v) = self.report.order_violation.clone() {
             return Err(self.fail(format!("out of order: {v}")));
         }
+        let poisoned = self.poisoned.map(|p| p.0);
         for (k, h) in handed {
-            if h.qos > 0 {
+            if Some(k) == poisoned {
+                // Never at the broker: not awaited there, and out of the order check.
+                self.poison_msg_id = h.ticket.map(|t| u32::from(t.msg_id));
+                self.poison_attempts = 0;
+            } else if h.qos > 0 {
                 self.report.handed += 1;
                 if !self.at_broker.contains_key(&k) {
                     self.not_arrived.insert(k);
@@ -1118,19 +1216,41 @@ impl World {
             }
             self.pending.insert(k, h);
             if h.ticket.is_none() {
-                self.shared.borrow_mut().delivered.push(k);
+                self.shared.borrow_mut().ended.push((k, None));
             }
         }
-        let delivered: Vec<u64> = delivered
+        let ended: Vec<(u64, Option<Outcome>)> = ended
             .into_iter()
-            .chain(std::mem::take(&mut self.shared.borrow_mut().delivered))
+            .chain(std::mem::take(&mut self.shared.borrow_mut().ended))
             .collect();
-        for k in delivered {
+        for (k, o) in ended {
             let Some(h) = self.pending.remove(&k) else {
                 continue;
             };
-            if h.qos == 0 {
+            if Some(k) == poisoned {
+                self.poisoned_ended(k, &h, o, link)?;
                 continue;
+            }
+            let msg_id = h.ticket.map_or(0, |t| t.msg_id);
+            match (h.qos, o) {
+                (0, Some(Outcome::Sent)) => {
+                    self.outcomes[1] += 1;
+                    continue;
+                }
+                (0, Some(Outcome::Dropped)) => {
+                    self.outcomes[2] += 1;
+                    continue;
+                }
+                (1 | 2, Some(Outcome::Acknowledged { msg_id: m })) if m == msg_id => {
+                    self.outcomes[0] += 1;
+                }
+                // The mutant's "delivered".
+                (1 | 2, None) => {}
+                (q, o) => {
+                    return Err(self.fail(format!(
+                        "m{k} (QoS {q}, msgID {msg_id}) ended {o:?}: a QoS 1/2 message ends Acknowledged under its msgID (Refused only if the world poisoned it), a QoS 0 one Sent or Dropped"
+                    )))
+                }
             }
             self.report.delivered += 1;
             if !self.at_broker.contains_key(&k) {
@@ -1152,6 +1272,24 @@ impl World {
                         )))
                     }
                 }
+            }
+        }
+        // The poisoned message never ends the link: with it pending and no fault for a
+        // while, the link stays up.
+        let losses = link.counters().link_losses;
+        if losses != self.link_losses {
+            self.link_losses = losses;
+            let pending = poisoned.is_some_and(|k| self.pending.contains_key(&k));
+            let calm = self.nat_keeps_links
+                && self.active == 0
+                && !self.armed()
+                && now.saturating_since(self.calm_from) > FAULT_ECHO;
+            if pending && calm {
+                return Err(self.fail(format!(
+                    "the link ended ({:?}) while the poisoned message was pending, with no fault for {:?}",
+                    link.state(),
+                    now.saturating_since(self.calm_from)
+                )));
             }
         }
         // The outbox never exceeds its bound.
@@ -1235,7 +1373,20 @@ impl World {
                 )));
             }
         }
+        // Every ticket ended once, and the counters agree: a dropped QoS 0 message is not
+        // counted delivered.
+        let c = link.counters();
+        let [acked, sent, dropped, refused] = self.outcomes;
+        if self.opts.mutant.is_none()
+            && (c.delivered != acked + sent || c.qos0_dropped != dropped || c.refused != refused)
+        {
+            return Err(self.fail(format!(
+                "the counters disagree with the tickets: {acked} acknowledged + {sent} sent, {dropped} dropped, {refused} refused; {c:?}"
+            )));
+        }
         let r = &mut self.report;
+        r.qos0_sent = u64::from(sent);
+        r.qos0_dropped = u64::from(dropped);
         r.commands_received = got.len() as u64;
         r.command_copies = s.received.len() as u64 - got.len() as u64;
         r.refused = s.refused;
@@ -1247,11 +1398,62 @@ impl World {
         Ok(())
     }
 
+    /// The poisoned message ended: refused, with the modem's answer, after at least
+    /// `max_refusals` sends, never at the broker, counted.
+    fn poisoned_ended(
+        &mut self,
+        k: u64,
+        h: &Handed,
+        o: Option<Outcome>,
+        link: &Link<'_>,
+    ) -> Result<(), Box<Failure>> {
+        let answer = self.poisoned.map(|p| p.1);
+        let attempts = self.poison_attempts;
+        self.report.poisoned = Some((k, format!("{o:?}"), attempts));
+        let max = u32::from(
+            SupervisorConfig::new(
+                ClientId::new(CLIENT).unwrap_or_else(|_| unreachable!()),
+                "",
+                0,
+                "",
+            )
+            .max_refusals,
+        );
+        let right = matches!(
+            (answer, o),
+            (
+                Some(PoisonAnswer::Failed),
+                Some(Outcome::Refused(Error::SendFailed))
+            ) | (
+                Some(PoisonAnswer::Error),
+                Some(Outcome::Refused(Error::Modem(_)))
+            )
+        );
+        if !right || attempts < max {
+            return Err(self.fail(format!(
+                "the poisoned m{k} (QoS {}, answered {answer:?}) ended {o:?} after {attempts} sends: it must end Refused with the modem's answer after {max} sends at least",
+                h.qos
+            )));
+        }
+        if self.at_broker.contains_key(&k) {
+            return Err(self.fail(format!("the poisoned m{k} reached the broker")));
+        }
+        self.outcomes[3] += 1;
+        if link.counters().refused < self.outcomes[3] {
+            return Err(self.fail(format!(
+                "the poisoned m{k} ended refused, but Counters::refused is {}",
+                link.counters().refused
+            )));
+        }
+        Ok(())
+    }
+
     fn armed(&self) -> bool {
         let f = self.modem.faults();
         let w = self.wire.borrow();
         f.fail_open.is_some()
             || f.refuse_connect.is_some()
+            || f.wedged.is_some()
             || f.drop_acks > 0
             || self.cut_modem
             || self.cut_host
@@ -1259,6 +1461,30 @@ impl World {
             || self.reboot_at_byte.is_some()
             || w.read_error
             || w.write_error
+    }
+
+    /// A reboot fault is about to end a wedge (not the supervisor's doing).
+    fn wedge_ends_by_fault(&mut self) {
+        if self.modem.faults().wedged.is_some() {
+            self.report.wedges.3 += 1;
+        }
+    }
+
+    /// The board's reset of the modem, as the supervisor asked (its `HardReset`).
+    pub(crate) fn board_reset(&mut self) {
+        let n = std::mem::take(&mut self.shared.borrow_mut().board_resets);
+        if n == 0 {
+            return;
+        }
+        let now = clock::now();
+        let wedged = self.modem.faults().wedged.is_some();
+        self.trace.note(now, "! the board resets the modem");
+        self.modem.reboot(now);
+        self.modem_out(now);
+        self.shared.borrow_mut().reboot_seen = true;
+        if wedged {
+            self.report.wedges.2 += 1;
+        }
     }
 
     pub(crate) fn take_recreate(&mut self) -> Option<Fault> {
@@ -1389,6 +1615,12 @@ fn run_generation<'a: 'g, 'g>(
     let mut rng = Rng::new(w.opts().seed);
     let cfg = sup_config(w.opts(), &mut rng);
     let (link, supervisor) = supervisor::new(modem, sup, cfg);
+    // The board's reset of the modem: the world does it at once.
+    let board = w.shared();
+    let supervisor = supervisor.with_hard_reset(move || {
+        board.borrow_mut().board_resets += 1;
+        std::future::ready(())
+    });
     let mut tasks: Tasks<'g> = Tasks::new();
     let battery = w.opts().battery.is_some();
     tasks.spawn(async move {
@@ -1416,13 +1648,12 @@ fn run_generation<'a: 'g, 'g>(
         shared: Shared,
     ) -> u64 {
         tasks.spawn(async move {
-            // The outcome is checked by the follow-up to issue 15 (Outcome in the world).
-            let _ = link.delivered(t).await;
-            shared.borrow_mut().delivered.push(k);
+            let o = link.delivered(t).await;
+            shared.borrow_mut().ended.push((k, Some(o)));
         })
     }
     // Tickets with a task waiting in `Link::delivered` (at most `delivery_waiters`, the
-    // oldest); the others are looked at with `Link::pending` after every step.
+    // oldest); the others are looked at with `Link::outcome` after every step.
     let mut waited: BTreeSet<u64> = BTreeSet::new();
     if generation > 1 {
         w.trace.note(
@@ -1430,7 +1661,20 @@ fn run_generation<'a: 'g, 'g>(
             &format!("# generation {generation} of the tasks"),
         );
     }
+    // Steps of this loop at one instant: a timer that keeps firing at the
+    // instant it is armed spins without a round of polling ever growing long.
+    let (mut instant, mut steps) = (clock::now(), 0u32);
     loop {
+        if clock::now() == instant {
+            steps += 1;
+            if steps > MAX_ROUNDS {
+                return Err(w.fail(format!(
+                    "busy loop: {MAX_ROUNDS} steps of the world at one instant (a timer re-armed at the instant it fires?)"
+                )));
+            }
+        } else {
+            (instant, steps) = (clock::now(), 0);
+        }
         // Run every woken task until none is; what they wrote goes on the line.
         let mut rounds = 0u32;
         loop {
@@ -1447,6 +1691,7 @@ fn run_generation<'a: 'g, 'g>(
             }
         }
         w.host_wrote();
+        w.board_reset();
         // The oldest tickets get a waiting task each; the others are polled.
         let max = w.opts().delivery_waiters;
         for (k, t) in w.pending_tickets() {
@@ -1456,8 +1701,8 @@ fn run_generation<'a: 'g, 'g>(
             if waited.len() < max {
                 waited.insert(k);
                 app_tasks.push(spawn_waiter(&mut tasks, link, k, t, w.shared()));
-            } else if !link.pending(t) {
-                w.shared().borrow_mut().delivered.push(k);
+            } else if let Some(o) = link.outcome(t) {
+                w.shared().borrow_mut().ended.push((k, Some(o)));
             }
         }
         w.check(&link)?;

@@ -123,6 +123,17 @@ fn a_simulated_year_takes_less_than_a_minute() {
         r.handed
     );
     assert!(r.faults > 1_000, "a fault every few hours: {}", r.faults);
+    // The supervisor's escalation against the simulated BC26: wedged modems were
+    // restarted by its `AT+QRST=1` and, when that did not work, by its board reset; all
+    // of them (a wedge never ended would keep the world from settling).
+    let (struck, qrst, board, fault) = r.wedges;
+    println!("wedged modems: {struck}, restarted by AT+QRST=1: {qrst}, by the board: {board}, by a reboot fault: {fault}");
+    assert!(qrst > 0 && board > 0, "{:?}", r.wedges);
+    assert_eq!(
+        struck,
+        qrst + board + fault,
+        "every wedge ended by a restart"
+    );
     assert!(r.wall < Duration::from_secs(60), "{:?}", r.wall);
 }
 
@@ -171,30 +182,33 @@ fn the_sweep_finds_a_wait_without_a_deadline() {
     );
 }
 
-/// Found by the world, not fixed yet (README.md, "Found"): five tasks waiting in
-/// `Link::delivered` at once spin (the outbox keeps four wakers for deliveries). Passes
-/// once the driver is fixed; then `Options::delivery_waiters` can go.
+/// Found by the world (README.md, "Found"), fixed: five tasks waiting in
+/// `Link::delivered` at once spun (the outbox kept four wakers for deliveries). With 16
+/// waiters, any spin is 100,000 rounds without time passing, a failure.
 #[test]
-#[ignore = "driver bug found by the world: five tasks in Link::delivered spin (world/README.md, Found)"]
 fn many_tasks_waiting_for_deliveries_do_not_spin() {
     let mut o = Options::new(1, 30.0);
-    o.delivery_waiters = 8;
+    o.delivery_waiters = 16;
     if let Err(f) = run(&o) {
         panic!("{f}");
     }
 }
 
-/// Found by the world, not fixed yet (README.md, "Found"): a `Supervisor` dropped while a
-/// message is in flight leaves it in flight for ever. Passes once the driver is fixed;
-/// then `Options::recreate_supervisor` can be on by default.
+/// Found by the world (README.md, "Found"), fixed: a `Supervisor` dropped while a
+/// message was in flight left it in flight for ever. Re-creation is on by default now;
+/// these seeds are the short sweep's, with a re-creation of the supervisor for every one.
 #[test]
-#[ignore = "driver bug found by the world: a Supervisor dropped mid-publish strands the message (world/README.md, Found)"]
 fn a_supervisor_dropped_and_made_again_mid_publish_loses_nothing() {
     for seed in 1..=SEEDS {
         let mut o = Options::new(seed, DAYS);
         o.recreate_supervisor = true;
-        if let Err(f) = run(&o) {
-            panic!("{f}");
-        }
+        o.fault_every = Duration::from_secs(3600);
+        let r = run(&o).unwrap_or_else(|f| panic!("{f}"));
+        let made = r
+            .by_kind
+            .get("supervisor, link, app, events re-created")
+            .copied()
+            .unwrap_or(0);
+        assert!(made > 0, "seed {seed}: no supervisor re-created");
     }
 }

@@ -23,6 +23,8 @@ pub(crate) enum Access<T> {
 pub(crate) enum Command {
     /// `AT`.
     At,
+    /// `AT+QRST=1`: restart the module.
+    Qrst,
     /// `ATE0` (or `ATE`), `ATE1`.
     Echo(bool),
     /// `AT+CMEE`: 0-2.
@@ -209,6 +211,10 @@ pub(crate) fn parse(line: &[u8]) -> Result<Command, Bad> {
             _ => Err(Bad),
         },
         b"QSCLK" => Ok(Command::Qsclk(narrow(access(form, 0, 2)?))),
+        b"QRST" => match form {
+            Form::Write(p) => one_int(p, 1, 1).map(|_| Command::Qrst),
+            _ => Err(Bad),
+        },
         b"QRELLOCK" => match form {
             Form::Exec => Ok(Command::Qrellock),
             _ => Err(Bad),

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use crate::config::{NetworkPolicy, SimConfig, SimFaults};
+use crate::config::{NetworkPolicy, PoisonAnswer, SimConfig, SimFaults, Wedge};
 use crate::model::at::{hex_decode, Refused, Res};
 use crate::model::carrier::{Carrier, Held};
 use crate::model::client::{Client, ClientState, Login, OpenPlan};
@@ -112,20 +112,16 @@ impl Modem {
                     self.serial.recycle(line);
                 }
                 Some(HostInput::Publish(p, payload)) => {
-                    let c = &mut self.clients[p.id];
-                    c.publish(
-                        &mut self.fx,
-                        now,
-                        p.msgid,
-                        (p.qos, p.retain),
-                        p.topic,
-                        payload,
-                    );
+                    self.send_publish(now, (p.id, p.msgid, p.qos, p.retain), p.topic, payload);
                 }
                 None => continue,
             }
             // After each line, so that the output does not depend on how the bytes were cut.
             self.settle(now);
+            if self.power.booting() {
+                // `AT+QRST=1`: the module restarts; the rest of these bytes is lost.
+                break;
+            }
         }
         taken
     }
@@ -202,10 +198,21 @@ impl Modem {
     /// and sends nothing, then `\r\nRDY\r\n`.
     pub fn reboot(&mut self, now: Time) {
         let now = self.advance_to(now);
+        self.restart(now, true);
+    }
+
+    /// The restart of [`reboot`](Self::reboot) (`discard`: what was not sent yet is lost)
+    /// and of `AT+QRST=1` (its `OK` goes out first).
+    fn restart(&mut self, now: Time, discard: bool) {
+        self.faults.wedged = None;
         for c in &mut self.clients {
             c.reset(&mut self.fx, self.default_version);
         }
-        self.serial.reset();
+        if discard {
+            self.serial.reset();
+        } else {
+            self.serial.restart();
+        }
         self.net.reset();
         self.power.reboot(now);
         self.settle(now);
@@ -494,6 +501,13 @@ impl Modem {
                 return self.serial.error();
             }
         }
+        if let Some(w) = self.faults.wedged {
+            // Read, not answered; `AT+QRST=1` alone may still restart it.
+            if w == Wedge::ResetWorks && parse(line) == Ok(Command::Qrst) {
+                let _ = self.run(now, Command::Qrst);
+            }
+            return;
+        }
         let done = parse(line).and_then(|cmd| self.run(now, cmd));
         if done.is_err() {
             self.serial.error();
@@ -505,6 +519,11 @@ impl Modem {
         let s = &mut self.serial;
         match cmd {
             Command::At => s.ok(),
+            Command::Qrst => {
+                // `OK`, then the module restarts (docs/at-reference.md, "AT+QRST").
+                s.ok();
+                self.restart(now, false);
+            }
             Command::Echo(on) => {
                 s.set_echo(on);
                 s.ok();
@@ -699,6 +718,30 @@ impl Modem {
         LinkId::new(self.links - 1, id as u8)
     }
 
+    /// A publish whose message is known (inline, or the end of data mode): `OK` and the
+    /// client sends it, or the answer to a poisoned message (`SimFaults::poison`).
+    fn send_publish(
+        &mut self,
+        now: Time,
+        (id, msgid, qos, retain): (usize, u16, u8, bool),
+        topic: String,
+        payload: Vec<u8>,
+    ) {
+        let poison = self.faults.poison.as_ref().and_then(|p| p.answer(&payload));
+        match poison {
+            Some(PoisonAnswer::Error) => self.serial.error(),
+            Some(PoisonAnswer::Failed) => {
+                self.serial.ok();
+                self.fx.result(format!("+QMTPUB: {id},{msgid},2"));
+            }
+            None => {
+                self.serial.ok();
+                let fx = &mut self.fx;
+                self.clients[id].publish(fx, now, msgid, (qos, retain), topic, payload);
+            }
+        }
+    }
+
     /// `AT+QMTPUB`: inline (the message checked against the client's format) or data mode.
     fn publish(
         &mut self,
@@ -718,11 +761,7 @@ impl Modem {
             return Err(Refused);
         }
         match inline {
-            Some(m) => {
-                self.serial.ok();
-                let fx = &mut self.fx;
-                self.clients[id].publish(fx, now, msgid, (qos, retain), topic, m);
-            }
+            Some(m) => self.send_publish(now, (id, msgid, qos, retain), topic, m),
             None => {
                 let echo = self.clients[id].echomode();
                 self.serial.enter_data_mode(DataPublish {

@@ -340,3 +340,94 @@ fn time_never_goes_back() {
     assert_eq!(r.m.now(), Time::from_millis(500));
     r.line("AT").expect("\r\nOK\r\n");
 }
+
+#[test]
+fn at_qrst_1_answers_ok_then_restarts_drops_links_ignores_the_host_then_says_rdy() {
+    let mut r = Rig::new(SimConfig {
+        echo: false,
+        boot_time: Duration::from_millis(300),
+        ..SimConfig::default()
+    });
+    let link = r.connect(0);
+    r.at_ms(1_000);
+    // `OK` goes out whole (no discard), then the module restarts: its links dropped,
+    // the rest of the bytes of the same write lost.
+    assert_eq!(r.send(b"AT+QRST=1\rAT\r"), b"AT+QRST=1\rAT\r");
+    assert_eq!(r.host(), "\\r\\nOK\\r\\n");
+    r.expect_net(&[close(link)]);
+    assert_eq!(r.m.client_state(0), Some(ClientState::Closed));
+    // While it boots: nothing taken, nothing sent; then `RDY`.
+    assert_eq!(r.send(b"AT\r"), b"");
+    assert_eq!(r.m.poll_at(), Some(Time::from_millis(1_300)));
+    r.at_ms(1_299).expect("");
+    r.at_ms(1_300).expect("\r\nRDY\r\n");
+    // As after power-on: echo on.
+    r.line("AT").expect("AT\r\r\nOK\r\n");
+    // Only mode 1 exists.
+    r.line("ATE0").expect("ATE0\r\r\nOK\r\n");
+    for l in ["AT+QRST=0", "AT+QRST", "AT+QRST?", "AT+QRST=1,1"] {
+        r.line(l).expect("\r\nERROR\r\n");
+    }
+}
+
+#[test]
+fn a_poisoned_message_fails_every_time_and_the_others_go() {
+    use crate::config::{Poison, PoisonAnswer};
+    let mut r = Rig::quiet();
+    let link = r.connect(0);
+    r.m.faults_mut().poison = Some(Poison {
+        marker: b"bad".to_vec(),
+        answer: PoisonAnswer::Failed,
+    });
+    for _ in 0..3 {
+        r.line("AT+QMTPUB=0,5,1,0,\"t\",\"a bad one\"");
+        r.expect("\r\nOK\r\n\r\n+QMTPUB: 0,5,2\r\n");
+        r.expect_net(&[]);
+    }
+    // Data mode too, and the others go.
+    r.line("AT+QMTCFG=\"echomode\",0,0").expect("\r\nOK\r\n");
+    r.line("AT+QMTPUB=0,5,1,0,\"t\"").expect("\r\n> ");
+    r.send(b"bad\x1a");
+    r.expect("\r\nOK\r\n\r\n+QMTPUB: 0,5,2\r\n");
+    r.line("AT+QMTPUB=0,6,1,0,\"t\",\"good\"")
+        .expect("\r\nOK\r\n");
+    r.expect_net(&[send(link, b"\x32\x09\x00\x01t\x00\x06good")]);
+    // ERROR instead: to the line, and to the payload in data mode.
+    r.m.faults_mut().poison.as_mut().unwrap().answer = PoisonAnswer::Error;
+    r.line("AT+QMTPUB=0,7,1,0,\"t\",\"bad\"")
+        .expect("\r\nERROR\r\n");
+    r.line("AT+QMTPUB=0,7,1,0,\"t\"").expect("\r\n> ");
+    r.send(b"bad\x1a");
+    r.expect("\r\nERROR\r\n");
+    r.line("AT+QMTPUB=0,0,0,0,\"t\"").expect("\r\n> ");
+    r.send(b"fine\x1a");
+    r.expect("\r\nOK\r\n\r\n+QMTPUB: 0,0,0\r\n");
+    r.expect_net(&[send(link, b"\x30\x07\x00\x01tfine")]);
+}
+
+#[test]
+fn a_wedged_module_answers_nothing_and_a_restart_ends_the_wedge() {
+    use crate::config::Wedge;
+    let mut r = Rig::new(SimConfig {
+        echo: false,
+        boot_time: Duration::from_millis(100),
+        ..SimConfig::default()
+    });
+    r.m.faults_mut().wedged = Some(Wedge::ResetWorks);
+    r.line("AT").expect("");
+    r.line("AT+CEREG?").expect("");
+    // `AT+QRST=1` still restarts it: OK, the boot, RDY, and answers again.
+    r.line("AT+QRST=1").expect("\r\nOK\r\n");
+    assert_eq!(r.m.faults().wedged, None);
+    r.after(Duration::from_millis(100)).expect("\r\nRDY\r\n");
+    r.line("AT").expect("AT\r\r\nOK\r\n");
+    r.line("ATE0").expect("ATE0\r\r\nOK\r\n");
+    // Deaf: `AT+QRST=1` is not answered either; the board's reset ends it.
+    r.m.faults_mut().wedged = Some(Wedge::Deaf);
+    r.line("AT+QRST=1").expect("");
+    r.line("AT").expect("");
+    r.m.reboot(r.t);
+    r.after(Duration::from_millis(100))
+        .expect("<discard>\r\nRDY\r\n");
+    r.line("AT").expect("AT\r\r\nOK\r\n");
+}
