@@ -155,7 +155,9 @@ fn join(dir: &Path, rel: &str) -> Option<PathBuf> {
 /// Why `path` (as the document in `dir` names it) is not in the tree, if it is not.
 fn check(tree: &BTreeSet<PathBuf>, dir: &Path, path: &str) -> Option<String> {
     if !path.contains('/') {
-        let found = tree.iter().any(|p| p.file_name().is_some_and(|n| n == path));
+        let found = tree
+            .iter()
+            .any(|p| p.file_name().is_some_and(|n| n == path));
         return (!found).then(|| format!("no file named {path} in the repository"));
     }
     if path.split('/').any(|c| c == "target") {
@@ -236,7 +238,10 @@ fn every_test_the_readme_promises_name_is_in_its_file() {
             }
         }
     }
-    assert!(named >= 5, "the promise table names {named} tests: parsed wrong?");
+    assert!(
+        named >= 5,
+        "the promise table names {named} tests: parsed wrong?"
+    );
     assert!(
         missing.is_empty(),
         "the README names tests that are not there:\n{}",
@@ -250,7 +255,10 @@ fn the_readme_and_the_crate_doc_stay_within_their_budgets() {
         let len = std::fs::metadata(Path::new(ROOT).join(doc))
             .expect(doc)
             .len();
-        assert!(len <= max, "{doc} is {len} bytes, over its {max}-byte budget");
+        assert!(
+            len <= max,
+            "{doc} is {len} bytes, over its {max}-byte budget"
+        );
     }
 }
 
