@@ -58,19 +58,6 @@ fn civil_date(days: u64) -> (u64, u64, u64) {
     (y, m, d)
 }
 
-#[cfg(test)]
-mod date_tests {
-    use super::civil_date;
-
-    #[test]
-    fn civil_date_agrees_with_known_days() {
-        assert_eq!(civil_date(0), (1970, 1, 1));
-        assert_eq!(civil_date(59), (1970, 3, 1));
-        assert_eq!(civil_date(11_016), (2000, 2, 29));
-        assert_eq!(civil_date(20_793), (2026, 12, 6));
-    }
-}
-
 /// The machine: cores, CPU model, load average.
 pub fn machine() -> String {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
@@ -530,4 +517,17 @@ pub fn run(mode: Mode) -> String {
     );
 
     format!("{}\n{}", t.out, notes)
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::civil_date;
+
+    #[test]
+    fn civil_date_agrees_with_known_days() {
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        assert_eq!(civil_date(59), (1970, 3, 1));
+        assert_eq!(civil_date(11_016), (2000, 2, 29));
+        assert_eq!(civil_date(20_793), (2026, 12, 6));
+    }
 }
