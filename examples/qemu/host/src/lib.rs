@@ -17,7 +17,8 @@
 //! (the LM3S6965's application, e.g. `BC26_QEMU_FIRMWARE_THUMBV7M_NONE_EABI`),
 //! `BC26_QEMU_FIRMWARE_MICROBIT` (and `..._MICROBIT_64K`, linked for 64 KiB of
 //! RAM), `BC26_QEMU_BENCH_<TARGET>` (the bench).
-//! `BC26_QEMU_ECHO` shows QEMU's output (the firmware's reports) as it comes.
+//! `BC26_QEMU_ECHO` shows QEMU's output (the firmware's reports) as it comes;
+//! `BC26_QEMU_TARGET_DIR` is the target folder of the images it builds.
 
 pub mod bench;
 pub mod profile;
@@ -323,11 +324,16 @@ fn build(board: Board, bin: Bin, ram: Option<u32>, mut cargo: Command) -> Image 
     let ram = ram.unwrap_or(board.ram());
     cargo.env("BC26_QEMU_RAM_KIB", (ram / 1024).to_string());
     // The micro:bit's features change the dependencies' (embassy-time's tick
-    // rate): a target folder of its own keeps both builds.
-    let target_dir = firmware_dir().join(match board {
-        Board::Microbit => "target/microbit",
-        _ => "target",
-    });
+    // rate): a target folder of its own keeps both builds, unless
+    // `BC26_QEMU_TARGET_DIR` names one folder for all (CI's, which every thumb
+    // build shares; the image is copied out below before the next build).
+    let target_dir = match std::env::var_os("BC26_QEMU_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => firmware_dir().join(match board {
+            Board::Microbit => "target/microbit",
+            _ => "target",
+        }),
+    };
     cargo
         .args(board.features())
         .args(["--bin", bin.name()])
