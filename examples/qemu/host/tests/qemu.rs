@@ -93,7 +93,15 @@ struct Memory {
 
 fn scenario(board: Board, image: &Image) -> Memory {
     let b = broker();
-    let base = format!("qemu-e2e/{}-{}", std::process::id(), board.name());
+    // Topics of their own per board and RAM: the micro:bit runs twice (linked
+    // for 64 KiB, then for its 16 KiB), and the first run's will ("offline",
+    // retained) must not be the second run's first status.
+    let base = format!(
+        "qemu-e2e/{}-{}-{}k",
+        std::process::id(),
+        board.name(),
+        image.ram / 1024
+    );
     let topics = ["telemetry", "cmd", "status", "ack"].map(|t| format!("{base}/{t}"));
     let peer = Peer::new(b, &format!("{base}-peer").replace('/', "-"));
     peer.subscribe(&format!("{base}/#"), 1);
