@@ -179,8 +179,17 @@ fn env_name(target: &str) -> String {
 }
 
 /// [`prepare`], or `None` after printing why the test is skipped (a
-/// failure instead when `BC26_QEMU_REQUIRED` is set).
+/// failure instead when `BC26_QEMU_REQUIRED` is set). `BC26_QEMU_DEFER`
+/// skips the test without building anything: `.ci/run` sets it for the
+/// workspace's `cargo test`, because `.ci/qemu.sh` runs these tests later
+/// with the images it built (and `BC26_QEMU_REQUIRED`, which wins).
 pub fn prepare_or_skip(board: Board, bin: Bin, ram: Option<u32>, test: &str) -> Option<Image> {
+    let deferred = std::env::var_os("BC26_QEMU_DEFER").is_some()
+        && std::env::var_os("BC26_QEMU_REQUIRED").is_none();
+    if deferred {
+        eprintln!("{test}: SKIPPED: BC26_QEMU_DEFER is set (.ci/qemu.sh runs it)");
+        return None;
+    }
     match prepare(board, bin, ram) {
         Ok(p) => Some(p),
         Err(why) if std::env::var_os("BC26_QEMU_REQUIRED").is_some() => {
