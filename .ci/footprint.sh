@@ -9,10 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 args=()
-while IFS='|' read -r board name bin target; do
+while IFS='|' read -r board name bin _target; do
   case "$board" in '' | '#'*) continue ;; esac
-  full="examples/$board/target/$target/release/$bin"
-  base="examples/$board/target/no-mqtt/$target/release/$bin"
+  full="target/images/$board/$bin"
+  base="target/images/$board/no-mqtt/$bin"
   [ -f "$full" ] || { echo "footprint: $full is missing: run .ci/firmware.sh" >&2; exit 1; }
   [ -f "$base" ] || base=-
   args+=(--board "$board" "$name" "$full" "$base")

@@ -12,23 +12,34 @@
 # ~5x faster; debug assertions and overflow checks are on (fuzz/Cargo.toml).
 # FUZZ_SANITIZER=address runs it under ASan (for the unsafe code of the
 # dependencies).
+#
+#   .ci/fuzz.sh           everything below
+#   .ci/fuzz.sh prepare   cargo-fuzz, the harness's fmt, tests and clippy, the build
+#   .ci/fuzz.sh run       the timed run and its report (after `prepare`); one
+#                         process, one core: .ci/run lets it run beside the
+#                         board builds and the world
 set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
+phase=${1:-all}
+case "$phase" in all | prepare | run) ;; *) echo "usage: .ci/fuzz.sh [prepare|run]" >&2; exit 2 ;; esac
 seconds=${FUZZ_SECONDS:-120}
 sanitizer=${FUZZ_SANITIZER:-none}
 version=0.13.2
 export RUSTC_BOOTSTRAP=1
 
-if ! cargo fuzz --version 2>/dev/null | grep -qx "cargo-fuzz $version"; then
-  echo "installing cargo-fuzz $version"
-  cargo install cargo-fuzz --locked --version "$version"
+if [ "$phase" != run ]; then
+  if ! cargo fuzz --version 2>/dev/null | grep -qx "cargo-fuzz $version"; then
+    echo "installing cargo-fuzz $version"
+    cargo install cargo-fuzz --locked --version "$version"
+  fi
+
+  cargo fmt --check
+  cargo test --no-default-features
+  cargo clippy --no-default-features --all-targets -- -D warnings
+
+  cargo fuzz build --sanitizer "$sanitizer" receive
 fi
-
-cargo fmt --check
-cargo test --no-default-features
-cargo clippy --no-default-features --all-targets -- -D warnings
-
-cargo fuzz build --sanitizer "$sanitizer" receive
+[ "$phase" != prepare ] || exit 0
 
 # New inputs go to a scratch directory; the committed corpus is only read.
 work=target/corpus-ci

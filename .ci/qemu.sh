@@ -12,60 +12,38 @@
 # shift=0: one emulated nanosecond per instruction) and checks the figures
 # against .ci/limits.toml [qemu.*] (.ci/qemu_limits.py).
 #
-# Idempotent; installs what it lacks from Debian (apt-get). Cold: about two
-# minutes per target on two cores (build-std); warm: seconds. Each test run
-# takes about 30 s.
+# Idempotent; installs what it lacks from Debian (apt-get). The builds share
+# one target folder with the other thumb builds (.ci/thumb.sh). Cold: about
+# two minutes per target on two cores (build-std); warm: seconds. Each test
+# run takes about 30 s.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
 step() { printf '\n=== %s\n' "$*"; }
-
-need=()
-for p in qemu-system-arm rustc-web cargo-web rust-web-src lld-22 llvm; do
-  dpkg -s "$p" >/dev/null 2>&1 || need+=("$p")
-done
-if ((${#need[@]})); then
-  step "installing ${need[*]} from Debian's packages"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# shellcheck source=.ci/thumb.sh
+. .ci/thumb.sh
+thumb_need qemu-system-arm rustc-web cargo-web rust-web-src lld-22 llvm
 qemu-system-arm --version | head -1
-
-# The same linker path as the test's own build (examples/qemu/host), so that
-# cargo's fingerprints match and neither rebuilds the other's image.
-export CARGO_TARGET_THUMBV7M_NONE_EABI_LINKER=/usr/bin/ld.lld-22
-export CARGO_TARGET_THUMBV6M_NONE_EABI_LINKER=/usr/bin/ld.lld-22
-# Panic locations embed source paths: map the checkout and cargo's home to
-# fixed names (as .ci/firmware.sh and the test's build do), so that the
-# image's size does not depend on where the repository was cloned.
-RUSTFLAGS="--remap-path-prefix=$(pwd -P)=/bc26-mqtt --remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}=/cargo"
+# An image the tests build themselves (the micro:bit's 16 KiB one, once the
+# small configuration fits) goes to the shared folder too.
+export BC26_QEMU_TARGET_DIR="$BC26_THUMB_TARGET_DIR"
 
 sizes=$(mktemp)
 figures=$(mktemp)
 trap 'rm -f "$sizes" "$figures"' EXIT
-# label, target, cargo arguments, target folder, RAM (KiB) the image is
-# linked for; the environment variables that hand the images to the tests.
+# label, target, cargo arguments, RAM (KiB) the image is linked for, the
+# binaries it makes; they are copied to target/images/qemu/<label>/ (the
+# micro:bit's build has the same binary names as the thumbv6m one).
 build() {
-  local label=$1 target=$2 args=$3 tdir=$4 ram=$5
+  local label=$1 target=$2 args=$3 ram=$4 bins=$5 bin
   step "examples/qemu: $label: cargo build --release --target $target $args"
-  log=$(mktemp)
   # shellcheck disable=SC2086 # $args is a list of arguments
-  if ! (cd examples/qemu &&
-    env PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTDOC=/usr/bin/rustdoc RUSTC_BOOTSTRAP=1 RUSTFLAGS="$RUSTFLAGS" \
-      BC26_QEMU_RAM_KIB="$ram" /usr/bin/cargo build --release -Zbuild-std=core --target "$target" --target-dir "$tdir" $args) >"$log" 2>&1; then
-    cat "$log"
-    rm -f "$log"
-    echo "qemu: the firmware ($label) failed to build"
-    exit 1
-  fi
-  if grep -q '^warning' "$log"; then
-    cat "$log"
-    rm -f "$log"
-    echo "qemu: the firmware ($label) built with warnings"
-    exit 1
-  fi
-  rm -f "$log"
+  (cd examples/qemu && export BC26_QEMU_RAM_KIB="$ram" &&
+    thumb_quiet "qemu: the firmware ($label)" build --release -Zbuild-std=core --target "$target" $args)
+  mkdir -p "$thumb_images/qemu/$label"
+  for bin in $bins; do
+    cp "$BC26_THUMB_TARGET_DIR/$target/release/$bin" "$thumb_images/qemu/$label/"
+  done
 }
 # Berkeley format: text (code, constants, vector table), data, bss.
 size() {
@@ -75,8 +53,8 @@ size() {
     "$label" $((text + data)) "$text" "$data" $((data + bss)) "$data" "$bss" | tee -a "$sizes"
 }
 for target in thumbv7m-none-eabi thumbv6m-none-eabi; do
-  build "$target" "$target" "" target 64
-  dir="$PWD/examples/qemu/target/$target/release"
+  build "$target" "$target" "" 64 "bc26-example-qemu bc26-qemu-bench"
+  dir="$thumb_images/qemu/$target"
   var=$(echo "$target" | tr 'a-z-' 'A-Z_')
   export "BC26_QEMU_FIRMWARE_$var=$dir/bc26-example-qemu" "BC26_QEMU_BENCH_$var=$dir/bc26-qemu-bench"
   size "$target" "$dir/bc26-example-qemu"
@@ -84,16 +62,12 @@ for target in thumbv7m-none-eabi thumbv6m-none-eabi; do
 done
 # The micro:bit's image twice: linked for 64 KiB (QEMU's RAM raised: the
 # test measures statics and stack there, whatever they come to) and for the
-# board's 16 KiB (the test's second run, on the real board). The same target
-# folder: the second build relinks only the application, so the first image is
-# copied aside.
-mb="$PWD/examples/qemu/target/microbit/thumbv6m-none-eabi/release"
-build microbit thumbv6m-none-eabi "--no-default-features --features microbit" target/microbit 64
-cp "$mb/bc26-example-qemu" "$mb/bc26-example-qemu-64k"
-export BC26_QEMU_FIRMWARE_MICROBIT_64K="$mb/bc26-example-qemu-64k"
+# board's 16 KiB (the test's second run, on the real board).
+build microbit thumbv6m-none-eabi "--no-default-features --features microbit" 64 bc26-example-qemu
+export BC26_QEMU_FIRMWARE_MICROBIT_64K="$thumb_images/qemu/microbit/bc26-example-qemu"
 size "microbit (small configuration, linked for 64 KiB)" "$BC26_QEMU_FIRMWARE_MICROBIT_64K"
-build microbit thumbv6m-none-eabi "--no-default-features --features microbit" target/microbit 16
-export BC26_QEMU_FIRMWARE_MICROBIT="$mb/bc26-example-qemu"
+build microbit-16k thumbv6m-none-eabi "--no-default-features --features microbit" 16 bc26-example-qemu
+export BC26_QEMU_FIRMWARE_MICROBIT="$thumb_images/qemu/microbit-16k/bc26-example-qemu"
 size "microbit (small configuration, linked for its 16 KiB)" "$BC26_QEMU_FIRMWARE_MICROBIT"
 
 # Missing tools are failures here, not skips.
@@ -102,7 +76,9 @@ run() {
   local test=$1 out
   shift
   out=$(mktemp)
-  if ! "$@" -p bc26-example-qemu-host --test "$test" -- --nocapture --test-threads=1 >"$out" 2>&1; then
+  # --workspace, not -p: the features the workspace's test build resolved,
+  # so that a CI run compiles nothing again here.
+  if ! "$@" --workspace --test "$test" -- --nocapture --test-threads=1 >"$out" 2>&1; then
     cat "$out"
     rm -f "$out"
     echo "qemu: the test $test failed"

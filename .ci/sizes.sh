@@ -11,21 +11,23 @@
 #                           which later reports compare with (never required)
 #
 # Needs Debian's rustc-web, cargo-web, rust-web-src and python3 (.ci/run
-# installs them). Cold: about a minute on two cores.
+# installs them). Builds in release, in the folder the other thumb builds
+# share (.ci/thumb.sh): the layouts firmware gets, and `core` compiled once
+# for them all. Cold alone: about a minute on two cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dir=target/thumb-sizes
+# shellcheck source=.ci/thumb.sh
+. .ci/thumb.sh
 # The driver is generic over its lock, so the library alone lays out none of
 # its public futures: `--cfg bc26_type_sizes` adds src/size_probe.rs, which
 # creates each of them with the default lock.
 # The sizes are printed only when rustc compiles the crate: make cargo
 # recompile the driver (only the driver) even when nothing changed, and not
 # incrementally (an incremental rebuild prints nothing).
-rm -rf "$dir"/thumbv7em-none-eabihf/debug/.fingerprint/bc26-mqtt-*
+rm -rf "$BC26_THUMB_TARGET_DIR"/thumbv7em-none-eabihf/release/.fingerprint/bc26-mqtt-*
 mkdir -p target
 out=target/print-type-sizes.txt
-if ! env PATH="/usr/bin:$PATH" RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 CARGO_INCREMENTAL=0 CARGO_TARGET_DIR="$dir" \
-  /usr/bin/cargo rustc -q -p bc26-mqtt --lib -Zbuild-std=core --target thumbv7em-none-eabihf \
+if ! thumb_cargo rustc -q -p bc26-mqtt --lib --release -Zbuild-std=core --target thumbv7em-none-eabihf \
   -- -Zprint-type-sizes --cfg bc26_type_sizes >"$out" 2>target/print-type-sizes.err; then
   cat target/print-type-sizes.err
   echo "sizes: the driver did not build for thumbv7em-none-eabihf"

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! The part between the `supervised` markers is the crate documentation's
-//! "Keeping a client online", word for word (a test checks it).
+//! "Keeping a client online", word for word (a test checks it); `device`
+//! below shows the outbox and the events in use.
 
 use bc26_host::serial::{self, Rx, Tx};
 use bc26_mqtt::{Config, State};
@@ -23,9 +24,7 @@ async fn modem_task(runner: bc26_mqtt::Runner<'static, Rx, Tx>) -> ! {
 
 // supervised begin
 use bc26_mqtt::supervisor::{self, Link, Supervisor, SupervisorConfig, SupervisorState};
-use bc26_mqtt::{ClientId, Event, Modem, QoS, Subscription, MESSAGE_MAX};
-use embassy_futures::select::{select, Either};
-use embassy_time::Timer;
+use bc26_mqtt::{ClientId, Modem, QoS, Subscription};
 
 /// The outbox (4 KiB by default) and the supervisor's state, in a static.
 static SUPERVISOR: StaticCell<SupervisorState> = StaticCell::new();
@@ -55,6 +54,11 @@ fn supervise(
     spawner.spawn(supervisor_task(supervisor).expect("one supervisor task"));
     link
 }
+// supervised end
+
+use bc26_mqtt::{Event, MESSAGE_MAX};
+use embassy_futures::select::{select, Either};
+use embassy_time::Timer;
 
 /// Telemetry through the outbox; commands from the events.
 async fn device(modem: Modem<'static>, link: Link<'static>) -> Result<(), bc26_mqtt::Error> {
@@ -85,7 +89,6 @@ async fn device(modem: Modem<'static>, link: Link<'static>) -> Result<(), bc26_m
         }
     }
 }
-// supervised end
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {

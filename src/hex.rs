@@ -40,7 +40,7 @@ pub(crate) fn is_valid(digits: &[u8]) -> bool {
     let bad = digits
         .iter()
         .fold(0u8, |acc, &d| acc | NIBBLE[usize::from(d)]);
-    digits.len() % 2 == 0 && bad & NOT_HEX == 0
+    digits.len().is_multiple_of(2) && bad & NOT_HEX == 0
 }
 
 /// Decodes hex digits (either case) into `out`, which holds exactly half as

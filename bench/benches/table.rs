@@ -1,5 +1,5 @@
 //! Every measurement in one table: `cargo bench --bench table` (the numbers
-//! of the README, a few minutes), `cargo bench --bench table -- --short`
+//! of bench/README.md, a few minutes), `cargo bench --bench table -- --short`
 //! (seconds; what CI runs).
 //!
 //! For profiling one ingress path alone (e.g. under
@@ -7,7 +7,7 @@
 //! `cargo bench --bench table -- --ingress driver|atat PAYLOAD text|hex [FRAMES] [RUNS] [MAX_READ]`.
 
 use bc26_bench::ingress::{run_atat, run_driver, Workload, INGRESS};
-use bc26_bench::table::{machine, run, Mode};
+use bc26_bench::table::{machine, run, run_id, Mode};
 
 fn main() {
     // `cargo bench` passes `--bench`; other arguments are ignored.
@@ -18,8 +18,9 @@ fn main() {
     let short = args.iter().any(|a| a == "--short");
     let mode = if short { Mode::Short } else { Mode::Full };
     println!(
-        "bc26-mqtt benchmarks ({} mode) on {}\n",
+        "bc26-mqtt benchmarks ({} mode), {}, on {}\n",
         if short { "short" } else { "full" },
+        run_id(),
         machine()
     );
     print!("{}", run(mode));

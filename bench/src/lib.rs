@@ -1,4 +1,4 @@
-//! Benchmarks of `bc26-mqtt` (see the README's "Performance" section):
+//! Benchmarks of `bc26-mqtt` (see bench/README.md):
 //!
 //! - [`ingress`]: the driver's whole receive path against atat 0.25's stock
 //!   `AtDigester` and URC parsing, on the same bytes;

@@ -11,7 +11,7 @@ use crate::wire::{self, byte_time, quantile, BAUD};
 pub enum Mode {
     /// A few seconds of wire time and small workloads (CI).
     Short,
-    /// The numbers the README shows.
+    /// The numbers bench/README.md shows.
     Full,
 }
 
@@ -22,6 +22,40 @@ impl Mode {
             Mode::Full => full,
         }
     }
+}
+
+/// The run: the commit measured (`git describe`, with `-dirty` when the tree
+/// has changes; "no git" outside a clone) and the date (UTC), so that a
+/// pasted table says what it measured and when (bench/README.md).
+pub fn run_id() -> String {
+    let commit = std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty", "--abbrev=9"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "no git".into());
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (y, m, d) = civil_date(secs / 86_400);
+    format!("commit {commit}, {y:04}-{m:02}-{d:02}")
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_date(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
 }
 
 /// The machine: cores, CPU model, load average.
@@ -483,4 +517,17 @@ pub fn run(mode: Mode) -> String {
     );
 
     format!("{}\n{}", t.out, notes)
+}
+
+#[cfg(test)]
+mod date_tests {
+    use super::civil_date;
+
+    #[test]
+    fn civil_date_agrees_with_known_days() {
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        assert_eq!(civil_date(59), (1970, 3, 1));
+        assert_eq!(civil_date(11_016), (2000, 2, 29));
+        assert_eq!(civil_date(20_793), (2026, 12, 6));
+    }
 }

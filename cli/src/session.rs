@@ -2,7 +2,7 @@
 //! subscribe, publish, listen, disconnect, close.
 
 use bc26_mqtt::commands::Will;
-use bc26_mqtt::{DataFormat, Error, Event, Grant, Modem, MqttVersion, QoS};
+use bc26_mqtt::{DataFormat, Error, Event, Grant, Modem, MqttClient, MqttVersion, QoS};
 use embassy_time::{with_timeout, Duration, Instant, Timer};
 
 use crate::args::Run;
@@ -171,8 +171,37 @@ pub async fn session(modem: Modem<'static>, run: &Run, host: &str, port: u16) ->
             _ => {}
         }
     }
+    let ending = if ok {
+        Ending::Connected
+    } else {
+        Ending::Failed
+    };
+    end(c, ending).await && ok
+}
+
+/// How a session ends, for [`end`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Connected: DISCONNECT, then CLOSE.
+    Connected,
+    /// A step failed (the link may still be open): CLOSE only, and its
+    /// failure is an error too.
+    Failed,
+    /// The supervisor's link is down (the link may be gone already): CLOSE
+    /// only, and its failure is only logged.
+    Offline,
+}
+
+/// Ends a client's session (the one-shot session's and `--stdin`'s):
+/// DISCONNECT when connected, then CLOSE, each reported as an event or an
+/// error. After a DISCONNECT some firmware has closed the link already and
+/// answers -1 to the CLOSE: closed either way. False when a step that had to
+/// succeed did not.
+pub async fn end(c: MqttClient<'_>, ending: Ending) -> bool {
+    let n = c.id().get();
+    let mut ok = true;
     let mut disconnected = false;
-    if ok {
+    if ending == Ending::Connected {
         match c.disconnect().await {
             Ok(()) => {
                 out::emit(&Ev::Disconnected { client: n });
@@ -185,10 +214,9 @@ pub async fn session(modem: Modem<'static>, run: &Run, host: &str, port: u16) ->
         }
     }
     match c.close().await {
-        // After DISCONNECT some firmware has closed the link already and
-        // answers -1 here: closed either way.
         Ok(()) | Err(Error::CloseFailed) if disconnected => out::emit(&Ev::Closed { client: n }),
         Ok(()) => out::emit(&Ev::Closed { client: n }),
+        Err(e) if ending == Ending::Offline => eprintln!("bc26: close: {e}"),
         Err(e) => {
             out::error("close", &e);
             ok = false;

@@ -39,6 +39,7 @@ use embassy_time::{Duration, Instant, Timer};
 use crate::args::Run;
 use crate::durable::Durable;
 use crate::out::{self, Ev};
+use crate::session;
 
 /// The outbox's size: lines wait here (14 bytes each besides topic and
 /// payload) while the link is down.
@@ -637,32 +638,12 @@ pub async fn stream(
     }
 
     // Disconnect and close, as the one-shot session does.
-    let c = modem.client(id);
-    let online = link.state() == LinkState::Online;
-    let mut disconnected = false;
-    if online {
-        match c.disconnect().await {
-            Ok(()) => {
-                out::emit(&Ev::Disconnected { client: n });
-                disconnected = true;
-            }
-            Err(e) => {
-                out::error("disconnect", &e);
-                ok = false;
-            }
-        }
-    }
-    match c.close().await {
-        Ok(()) | Err(Error::CloseFailed) if disconnected => out::emit(&Ev::Closed { client: n }),
-        Ok(()) => out::emit(&Ev::Closed { client: n }),
-        // Not online: the link may be gone already; nothing to close.
-        Err(e) if !online => eprintln!("bc26: close: {e}"),
-        Err(e) => {
-            out::error("close", &e);
-            ok = false;
-        }
-    }
-    ok
+    let ending = if link.state() == LinkState::Online {
+        session::Ending::Connected
+    } else {
+        session::Ending::Offline
+    };
+    session::end(modem.client(id), ending).await && ok
 }
 
 #[cfg(test)]

@@ -25,32 +25,11 @@ const TRANSCRIPTS: [(&str, &str); 3] = [
     ),
 ];
 
-/// Decodes a transcript line's escapes (format: tests/transcripts/README.md).
-fn unescape(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 1 < b.len() {
-            match b[i + 1] {
-                b'r' => out.push(b'\r'),
-                b'n' => out.push(b'\n'),
-                b'"' => out.push(b'"'),
-                b'\\' => out.push(b'\\'),
-                b'x' => {
-                    out.push(u8::from_str_radix(&s[i + 2..i + 4], 16).expect("hex escape"));
-                    i += 2;
-                }
-                other => panic!("unknown escape \\{}", other as char),
-            }
-            i += 2;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
-}
+/// A transcript line's escapes decoded: the testkit's, by path (the fuzz
+/// crate cannot depend on the testkit: see that file).
+#[path = "../../testkit/src/escapes.rs"]
+mod escapes;
+use escapes::unescape;
 
 /// The modem's bytes of a transcript (its `<` lines), in order.
 fn modem_bytes(text: &str) -> Vec<u8> {

@@ -930,7 +930,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 _ => 0,
             };
             let every = u32::from(self.config.reset_after);
-            if every > 0 && silent % every == 0 && silent > 0 {
+            if every > 0 && silent.is_multiple_of(every) && silent > 0 {
                 self.reset(silent / every > 1).await;
             }
             let delay = delays.next();

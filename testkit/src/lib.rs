@@ -6,6 +6,7 @@
 //! their buffers for assertions.
 
 pub mod auto;
+pub mod escapes;
 pub mod flash;
 pub mod rules;
 

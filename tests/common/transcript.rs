@@ -1,6 +1,7 @@
 //! Replays the byte-exact modem transcripts of `tests/transcripts` (format in
 //! its README).
 
+use super::escapes::unescape;
 use super::{show, Fake};
 use std::collections::HashMap;
 use std::vec::Vec;
@@ -9,33 +10,6 @@ use std::vec::Vec;
 pub enum Step {
     Host(Vec<u8>),
     Modem(Vec<u8>),
-}
-
-fn unescape(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\' && i + 1 < b.len() {
-            match b[i + 1] {
-                b'r' => out.push(b'\r'),
-                b'n' => out.push(b'\n'),
-                b'"' => out.push(b'"'),
-                b'\\' => out.push(b'\\'),
-                b'x' => {
-                    let h = u8::from_str_radix(&s[i + 2..i + 4], 16).expect("hex escape");
-                    out.push(h);
-                    i += 2;
-                }
-                other => panic!("unknown escape \\{}", other as char),
-            }
-            i += 2;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 /// Parses a transcript. Pauses are dropped: the driver's result must not

@@ -24,6 +24,7 @@ extern crate std;
 
 #[macro_use]
 mod fmt;
+pub mod board;
 pub mod command;
 
 use core::fmt::Write as _;

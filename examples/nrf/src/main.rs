@@ -55,46 +55,18 @@ async fn main(spawner: Spawner) {
     let (rx, tx) = uart.split();
     spawner.spawn(unwrap!(app_task(rx, tx, led)));
 }
+
 #[cfg(not(feature = "no-mqtt"))]
 mod app {
-    use bc26_example_app::{AppConfig, Broker, Device, Status, Timing, Topics};
-    use bc26_example_app::AppState;
-    use bc26_mqtt::ClientId;
+    use bc26_example_app::{AppConfig, AppState, Device, Status};
     use embassy_nrf::gpio::Output;
     use static_cell::StaticCell;
 
-    /// Build-time settings: `BC26_BROKER_HOST=... cargo run --release`.
+    /// Build-time settings: `BC26_BROKER_HOST=... cargo run --release`
+    /// (`bc26_example_app::board_config!` says the rest).
     const DEVICE: &str = "nrf52840-dk";
-    pub const CONFIG: AppConfig<'static> = AppConfig {
-        broker: Broker {
-            host: match option_env!("BC26_BROKER_HOST") {
-                Some(h) => h,
-                None => "test.mosquitto.org",
-            },
-            port: 1883,
-            client_id: "bc26-example-nrf52840-dk",
-            username: None,
-            password: None,
-        },
-        topics: Topics {
-            telemetry: "bc26-example/nrf52840-dk/telemetry",
-            command: "bc26-example/nrf52840-dk/cmd",
-            status: "bc26-example/nrf52840-dk/status",
-            ack: "bc26-example/nrf52840-dk/ack",
-        },
-        client: match ClientId::new(0) {
-            Ok(c) => c,
-            Err(_) => panic!(),
-        },
-        keepalive_s: 120,
-        pkt_timeout_s: 10,
-        retry_times: 3,
-        timing: Timing::new(),
-        driver: bc26_mqtt::Config::new(),
-        // Give each device its own (e.g. from the MCU's unique ID) so that a
-        // fleet does not reconnect in step after an outage.
-        seed: 0x5EED_0001,
-    };
+    pub const CONFIG: AppConfig<'static> =
+        bc26_example_app::board_config!("nrf52840-dk", 0x5EED_0001);
 
     // The driver refuses a Config whose values contradict each other: check
     // it when the firmware is built, not when it starts.
@@ -132,27 +104,14 @@ async fn app_task(
     bc26_example_app::run(state, rx, tx, &app::CONFIG, &mut board).await
 }
 
-/// Baseline for the footprint table: the same UART traffic pattern (an `AT`
-/// a second, read what comes back, blink) without the driver.
+/// Baseline for the footprint table: the application's UART traffic pattern
+/// without the driver (`bc26_example_app::board::baseline`).
 #[cfg(feature = "no-mqtt")]
 #[embassy_executor::task]
 async fn app_task(
-    mut rx: BufferedUarteRx<'static>,
-    mut tx: BufferedUarteTx<'static>,
+    rx: BufferedUarteRx<'static>,
+    tx: BufferedUarteTx<'static>,
     mut led: Output<'static>,
 ) -> ! {
-    use embassy_time::{with_timeout, Duration};
-    use embedded_io_async::{Read, Write};
-    let mut buf = [0u8; 64];
-    loop {
-        if Write::write_all(&mut tx, b"AT\r").await.is_err() {
-            defmt::warn!("UART write failed");
-        }
-        match with_timeout(Duration::from_secs(1), Read::read(&mut rx, &mut buf)).await {
-            Ok(Ok(n)) => info!("modem: {=[u8]:a}", buf[..n]),
-            Ok(Err(e)) => defmt::warn!("UART read failed: {}", e),
-            Err(_) => info!("no answer"),
-        }
-        led.toggle();
-    }
+    bc26_example_app::board::baseline(rx, tx, || led.toggle()).await
 }

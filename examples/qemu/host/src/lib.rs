@@ -17,7 +17,8 @@
 //! (the LM3S6965's application, e.g. `BC26_QEMU_FIRMWARE_THUMBV7M_NONE_EABI`),
 //! `BC26_QEMU_FIRMWARE_MICROBIT` (and `..._MICROBIT_64K`, linked for 64 KiB of
 //! RAM), `BC26_QEMU_BENCH_<TARGET>` (the bench).
-//! `BC26_QEMU_ECHO` shows QEMU's output (the firmware's reports) as it comes.
+//! `BC26_QEMU_ECHO` shows QEMU's output (the firmware's reports) as it comes;
+//! `BC26_QEMU_TARGET_DIR` is the target folder of the images it builds.
 
 pub mod bench;
 pub mod profile;
@@ -178,8 +179,17 @@ fn env_name(target: &str) -> String {
 }
 
 /// [`prepare`], or `None` after printing why the test is skipped (a
-/// failure instead when `BC26_QEMU_REQUIRED` is set).
+/// failure instead when `BC26_QEMU_REQUIRED` is set). `BC26_QEMU_DEFER`
+/// skips the test without building anything: `.ci/run` sets it for the
+/// workspace's `cargo test`, because `.ci/qemu.sh` runs these tests later
+/// with the images it built (and `BC26_QEMU_REQUIRED`, which wins).
 pub fn prepare_or_skip(board: Board, bin: Bin, ram: Option<u32>, test: &str) -> Option<Image> {
+    let deferred = std::env::var_os("BC26_QEMU_DEFER").is_some()
+        && std::env::var_os("BC26_QEMU_REQUIRED").is_none();
+    if deferred {
+        eprintln!("{test}: SKIPPED: BC26_QEMU_DEFER is set (.ci/qemu.sh runs it)");
+        return None;
+    }
     match prepare(board, bin, ram) {
         Ok(p) => Some(p),
         Err(why) if std::env::var_os("BC26_QEMU_REQUIRED").is_some() => {
@@ -323,11 +333,16 @@ fn build(board: Board, bin: Bin, ram: Option<u32>, mut cargo: Command) -> Image 
     let ram = ram.unwrap_or(board.ram());
     cargo.env("BC26_QEMU_RAM_KIB", (ram / 1024).to_string());
     // The micro:bit's features change the dependencies' (embassy-time's tick
-    // rate): a target folder of its own keeps both builds.
-    let target_dir = firmware_dir().join(match board {
-        Board::Microbit => "target/microbit",
-        _ => "target",
-    });
+    // rate): a target folder of its own keeps both builds, unless
+    // `BC26_QEMU_TARGET_DIR` names one folder for all (CI's, which every thumb
+    // build shares; the image is copied out below before the next build).
+    let target_dir = match std::env::var_os("BC26_QEMU_TARGET_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => firmware_dir().join(match board {
+            Board::Microbit => "target/microbit",
+            _ => "target",
+        }),
+    };
     cargo
         .args(board.features())
         .args(["--bin", bin.name()])
