@@ -25,12 +25,12 @@ type Flash = FlashDouble<256>;
 fn entry<'m>(msg_id: u16, topic: &'m str, payload: &'m [u8], stamp: u32) -> JournalEntry<'m> {
     JournalEntry {
         msg_id,
-        qos: if msg_id % 3 == 0 {
+        qos: if msg_id.is_multiple_of(3) {
             QoS::ExactlyOnce
         } else {
             QoS::AtLeastOnce
         },
-        retain: msg_id % 2 == 0,
+        retain: msg_id.is_multiple_of(2),
         stamp,
         topic,
         payload,
@@ -312,12 +312,12 @@ fn message(id: u16, rng: &mut Rng) -> Owned {
     let len = (rng.next() % 70) as usize;
     Owned {
         msg_id: id,
-        qos: if id % 3 == 0 {
+        qos: if id.is_multiple_of(3) {
             QoS::ExactlyOnce
         } else {
             QoS::AtLeastOnce
         },
-        retain: id % 2 == 0,
+        retain: id.is_multiple_of(2),
         stamp: u32::from(id) * 10,
         topic: format!("dev/{}/up", id % 5),
         payload: (0..len).map(|k| (id as usize * 31 + k) as u8).collect(),

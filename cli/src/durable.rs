@@ -127,7 +127,7 @@ mod file {
         }
 
         fn check(offset: u32, len: usize, align: usize) -> Result<(), Failed> {
-            if offset as usize % align != 0 || len % align != 0 {
+            if !(offset as usize).is_multiple_of(align) || !len.is_multiple_of(align) {
                 return Err(Failed(NorFlashErrorKind::NotAligned));
             }
             if offset as usize + len > SIZE {

@@ -126,7 +126,7 @@ pub struct FlashDouble<const PAGE: usize = 512> {
 impl<const PAGE: usize> FlashDouble<PAGE> {
     /// `pages` erased pages; `seed` chooses every partial state.
     pub fn new(pages: usize, seed: u64) -> Self {
-        assert!(PAGE % WORD == 0);
+        assert!(PAGE.is_multiple_of(WORD));
         Self {
             inner: Arc::new(Mutex::new(Inner {
                 data: std::vec![0xFF; pages * PAGE],
@@ -239,7 +239,7 @@ fn check(i: &Inner, offset: u32, len: usize, align: usize) -> Result<(), FlashFa
     if !i.powered {
         return Err(FlashFault::PowerCut);
     }
-    if offset as usize % align != 0 || len % align != 0 {
+    if !(offset as usize).is_multiple_of(align) || !len.is_multiple_of(align) {
         return Err(FlashFault::NotAligned);
     }
     if offset as usize + len > i.data.len() {
