@@ -590,8 +590,10 @@ fn keepalive_expiry(n: &mut dyn Net) -> Vec<String> {
     v.net.open(1);
     v.send(1, &connect(&dev, true, 1, Some((&will, b"gone"))));
     assert_eq!(v.expect(1, WAIT), [CONNACK]);
-    // Silent: 1.5 s is the limit; every broker has closed it by 4 s.
-    let (got, closed) = v.net.take(1, Duration::from_secs(4));
+    // Silent: 1.5 s is the limit. The model closes it then; Debian's Mosquitto 2.0
+    // once had not by 4 s in CI (after the broker tests' restarts), so the wait
+    // ends when the broker closes it, within 10 s.
+    let (got, closed) = v.net.take(1, Duration::from_secs(10));
     assert!(got.is_empty() && closed, "{got:?} closed {closed}");
     v.log.push("conn 1: closed by the broker".into());
     assert_eq!(
