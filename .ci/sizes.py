@@ -40,9 +40,17 @@ def local_modules():
     return mods
 
 
+# Modules that exist only with an optional feature the report does not build:
+# their futures are measured by their own tests (the flash outbox's:
+# tests/flash_outbox.rs, `FlashOutbox`'s futures against their bounds).
+FEATURE_ONLY = {"durable.rs"}
+
+
 def public_async_fns():
     names = set()
     for p in SRC.rglob("*.rs"):
+        if p.name in FEATURE_ONLY:
+            continue
         names |= set(re.findall(r"\bpub\s+async\s+fn\s+([A-Za-z_][A-Za-z0-9_]*)", p.read_text()))
     return names
 
