@@ -37,6 +37,11 @@ fn breakdown(board: Board, plans: &[(&str, &str)], test: &str) {
     };
     for (plan, title) in plans {
         let log = firmware_dir().join(format!("target/exec-{}.log", board.name()));
+        // The firmware builds in the shared thumb folder (.ci/thumb.sh): this
+        // package's own target folder may not exist.
+        if let Some(dir) = log.parent() {
+            std::fs::create_dir_all(dir).expect("the log's folder");
+        }
         let b = profile(board, &image, plan, &log);
         print(board, title, &b);
         check(board, &b);
