@@ -70,7 +70,7 @@ fn published_ids(at: &str) -> Vec<u16> {
 
 async fn pending_ids(fo: &FlashOutbox<'static, Flash>) -> Vec<(u16, Option<u16>)> {
     let mut v = Vec::new();
-    fo.pending(|p| v.push((p.entry.msg_id, p.ticket.map(|t| t.msg_id))))
+    fo.list_pending(|p| v.push((p.entry.msg_id, p.ticket.map(|t| t.msg_id))))
         .await
         .unwrap();
     v
@@ -104,7 +104,7 @@ fn messages_pending_at_a_reset_are_sent_after_it_under_their_msg_ids_and_new_ids
         let mut ids = Vec::new();
         for k in 0..5 {
             let t = fo
-                .store(
+                .try_publish(
                     up,
                     format!("boot2/{k}").as_bytes(),
                     QoS::AtLeastOnce,
@@ -115,7 +115,7 @@ fn messages_pending_at_a_reset_are_sent_after_it_under_their_msg_ids_and_new_ids
             ids.push(t.msg_id);
         }
         assert_eq!(
-            fo.store(up, b"qos0", QoS::AtMostOnce, false).await,
+            fo.try_publish(up, b"qos0", QoS::AtMostOnce, false).await,
             Err(bc26_mqtt::Error::Offline)
         );
         // Let the supervisor try (and fail) for a while.
@@ -147,13 +147,13 @@ fn messages_pending_at_a_reset_are_sent_after_it_under_their_msg_ids_and_new_ids
         .expect("the reloaded messages are delivered");
         // QoS 0 goes to the outbox only, never to flash.
         let z = fo
-            .store(up, b"boot3/qos0", QoS::AtMostOnce, false)
+            .try_publish(up, b"boot3/qos0", QoS::AtMostOnce, false)
             .await
             .unwrap();
         assert_eq!(z.msg_id, 0);
         assert!(pending_ids(fo).await.is_empty(), "QoS 0 journalled");
         let t = fo
-            .store(up, b"boot3/new", QoS::AtLeastOnce, false)
+            .try_publish(up, b"boot3/new", QoS::AtLeastOnce, false)
             .await
             .unwrap();
         let o = with_timeout(Duration::from_secs(20), fo.link().delivered(t))
@@ -223,11 +223,11 @@ fn stale_messages_are_dropped_by_age_and_their_tickets_say_dropped() {
             .unwrap();
         let fo = &fo;
         let body = async {
-            let old = fo.store(up, b"old", QoS::AtLeastOnce, false).await.unwrap();
+            let old = fo.try_publish(up, b"old", QoS::AtLeastOnce, false).await.unwrap();
             NOW.store(5000, std::sync::atomic::Ordering::Relaxed);
-            let new = fo.store(up, b"new", QoS::AtLeastOnce, false).await.unwrap();
+            let new = fo.try_publish(up, b"new", QoS::AtLeastOnce, false).await.unwrap();
             let mut stamps = Vec::new();
-            fo.pending(|p| stamps.push(p.entry.stamp)).await.unwrap();
+            fo.list_pending(|p| stamps.push(p.entry.stamp)).await.unwrap();
             assert_eq!(stamps, [1000, 5000]);
             assert_eq!(fo.drop_older_than(4000).await, Ok(1));
             assert_eq!(fo.link().outcome(old), Some(Outcome::Dropped));
@@ -263,7 +263,7 @@ fn pages_are_erased_only_while_no_journalled_message_owes_its_result() {
             for k in 0..8 {
                 let p = format!("quiet/{burst}/{k}/{}", "x".repeat(20));
                 tickets.push(
-                    fo.store(up, p.as_bytes(), QoS::AtLeastOnce, false)
+                    fo.try_publish(up, p.as_bytes(), QoS::AtLeastOnce, false)
                         .await
                         .unwrap(),
                 );
@@ -342,7 +342,7 @@ fn link_faults_and_resets_at_random_lose_no_message_whose_ticket_was_given() {
                     2 => sim.reboot(),
                     _ => {
                         let p = format!("soak/{boot_no}/{next}");
-                        match fo.store(up, p.as_bytes(), QoS::AtLeastOnce, false).await {
+                        match fo.try_publish(up, p.as_bytes(), QoS::AtLeastOnce, false).await {
                             Ok(_) => {
                                 mine.push(p);
                                 next += 1;
@@ -408,12 +408,12 @@ fn the_flash_outbox_and_its_futures_stay_small() {
     let fo = embassy_futures::block_on(open).unwrap();
     eprintln!("FlashOutbox<N=16>: {}", std::mem::size_of_val(&fo));
     eprintln!(
-        "store future: {}",
-        std::mem::size_of_val(&fo.store("t", b"p", QoS::AtLeastOnce, false))
+        "try_publish future: {}",
+        std::mem::size_of_val(&fo.try_publish("t", b"p", QoS::AtLeastOnce, false))
     );
     eprintln!("run future: {}", std::mem::size_of_val(&fo.run()));
     assert!(std::mem::size_of_val(&fo.run()) <= 1100);
-    assert!(std::mem::size_of_val(&fo.store("t", b"p", QoS::AtLeastOnce, false)) <= 1024);
+    assert!(std::mem::size_of_val(&fo.try_publish("t", b"p", QoS::AtLeastOnce, false)) <= 1024);
     assert!(std::mem::size_of_val(&fo) <= 600);
     sim.shutdown();
 }
@@ -428,14 +428,14 @@ fn bad_flash_is_a_typed_error_and_nothing_is_stored_without_its_entry() {
         let link = fo.link();
         flash.fail_writes(true);
         assert_eq!(
-            fo.store("t/x", b"1", QoS::AtLeastOnce, false).await,
+            fo.try_publish("t/x", b"1", QoS::AtLeastOnce, false).await,
             Err(bc26_mqtt::Error::Flash(bc26_mqtt::FlashError::Write))
         );
         assert_eq!(link.outbox().messages, 0);
         assert!(pending_ids(fo).await.is_empty());
         flash.fail_writes(false);
         let t = fo
-            .store("t/x", b"2", QoS::AtLeastOnce, false)
+            .try_publish("t/x", b"2", QoS::AtLeastOnce, false)
             .await
             .unwrap();
         flash.fail_writes(true);

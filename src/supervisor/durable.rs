@@ -19,13 +19,20 @@
 //! An item that does not decode so (a format of another version, a topic
 //! that is not UTF-8) is counted ([`FlashStats::corrupted`]) and removed, so
 //! that it never holds its page; an item whose CRC does not match (a write
-//! cut by a power loss) is skipped by `sequential-storage` itself.
+//! cut by a power loss) is skipped by `sequential-storage` itself, which
+//! does not tell: it is not counted (docs/design.md, "Corrupted items: why
+//! the skipped ones are not counted").
 //!
 //! [`FlashOutbox`] puts the journal in front of a supervisor's outbox:
 //!
-//! - **store**: [`FlashOutbox::store`] journals a QoS 1/2 message, then
-//!   hands it to the outbox under the msgID it was journalled with, and only
-//!   then returns its [`Ticket`]. QoS 0 is never journalled.
+//! - **store**: [`FlashOutbox::try_publish`] (and
+//!   [`publish`](FlashOutbox::publish), which waits for room and for the
+//!   outcome) journals a QoS 1/2 message, then hands it to the outbox under
+//!   the msgID it was journalled with, and only then returns its
+//!   [`Ticket`]. QoS 0 goes to the outbox alone, never journalled. The
+//!   names and the outcomes are [`Link`]'s: `try_publish`, `publish`,
+//!   `delivered`, `outcome`, `pending`, `flush` (which also waits until
+//!   flash holds nothing).
 //! - **ack**: [`FlashOutbox::run`] (a task) removes a message from flash
 //!   once its ticket has an outcome (acknowledged by `+QMTPUB: id,msgID,0`,
 //!   or refused for good). A reset between the two sends it again: at least
@@ -35,7 +42,7 @@
 //!   allocator goes on above the highest of them. What does not fit in the
 //!   outbox (or in the table of `N` messages) is handed over by `run` as
 //!   room frees.
-//! - **pending**: [`FlashOutbox::pending`] lists what flash holds;
+//! - **pending**: [`FlashOutbox::list_pending`] lists what flash holds;
 //!   [`FlashOutbox::drop_older_than`] removes what is stale by its stamp.
 
 use core::cell::RefCell;
@@ -57,7 +64,7 @@ use super::{push_error, Link, Outcome, Ticket};
 use crate::error::{Error, FlashError};
 use crate::sync::{CriticalSectionRawMutex, RawMutex};
 use crate::types::QoS;
-use crate::wait::{Lock, LockGuard};
+use crate::wait::{wait, Lock, LockGuard, WaitSet};
 
 /// Bytes of our own bookkeeping per journalled message (beside
 /// `sequential-storage`'s item header).
@@ -407,9 +414,20 @@ struct Table<const N: usize> {
     /// Flash holds messages not in `slots` (they did not fit at open).
     backlog: bool,
     stats: FlashStats,
+    /// Woken when messages leave `slots` or `backlog` ends ([`flush`]).
+    ///
+    /// [`flush`]: FlashOutbox::flush
+    emptied: WaitSet,
 }
 
-/// A message that flash holds, as [`FlashOutbox::pending`] lists it.
+impl<const N: usize> Table<N> {
+    /// Flash holds none of the outbox's messages (as far as this run knows).
+    fn empty(&self) -> bool {
+        !self.backlog && self.slots.iter().all(Option::is_none)
+    }
+}
+
+/// A message that flash holds, as [`FlashOutbox::list_pending`] lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pending<'m> {
     /// The message.
@@ -422,9 +440,12 @@ pub struct Pending<'m> {
 /// A supervisor's outbox with a journal in flash in front of it: QoS 1/2
 /// messages survive a reset of the microcontroller (the module's doc says
 /// how). Open it with [`open`](Self::open) before the first publish, spawn
-/// [`run`](Self::run), publish through [`store`](Self::store) or
-/// [`publish`](Self::publish). At most `N` journalled messages are in the
-/// outbox at once.
+/// [`run`](Self::run), and publish through it as through a [`Link`]
+/// ([`try_publish`](Self::try_publish), [`publish`](Self::publish), the
+/// same names and outcomes; `try_publish` is async here: it returns once the
+/// message is in flash). What concerns the link itself (its state, its
+/// counters) is [`link`](Self::link)'s. At most `N` journalled messages are
+/// in the outbox at once.
 pub struct FlashOutbox<
     'a,
     F: MultiwriteNorFlash,
@@ -505,6 +526,7 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
                 slots: [None; N],
                 backlog: true,
                 stats: FlashStats::default(),
+                emptied: WaitSet::new(),
             })),
             changed: Signal::new(),
             config,
@@ -585,18 +607,21 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
         self.with(|t| {
             t.backlog = full;
             t.stats.corrupted = corrupted;
+            t.emptied.wake();
         });
         Ok(())
     }
 
-    /// Stores a message and returns its [`Ticket`] once it is durable: QoS
-    /// 1/2 in flash first (then in the outbox, under the msgID it was
-    /// journalled with), QoS 0 in the outbox only (as
-    /// [`Link::try_publish`]). Errors: those of `try_publish`
+    /// [`Link::try_publish`] through flash: stores a message and returns its
+    /// [`Ticket`] once it is durable: QoS 1/2 in flash first (then in the
+    /// outbox, under the msgID it was journalled with), QoS 0 in the outbox
+    /// only, never in flash (taken only while the link is online, as by
+    /// `Link::try_publish`). Errors: those of `Link::try_publish`
     /// ([`Error::OutboxFull`] also when flash or the table of `N` has no
     /// room), and [`Error::Flash`] when flash fails; then nothing was
-    /// stored.
-    pub async fn store(
+    /// stored. It waits only for the journal (another store, or `run`'s
+    /// removal, in progress), never for room.
+    pub async fn try_publish(
         &self,
         topic: &str,
         payload: &[u8],
@@ -668,12 +693,15 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
         }
     }
 
-    /// Stores a message ([`store`](Self::store), waiting for room) and waits
-    /// for its [`Outcome`]; an error before it was stored is
-    /// [`Outcome::Refused`].
+    /// [`Link::publish`] through flash: stores a message
+    /// ([`try_publish`](Self::try_publish), waiting for room: in the outbox,
+    /// in flash and in the table of `N`) and waits for its [`Outcome`]; an
+    /// error before it was stored is [`Outcome::Refused`] (QoS 0 while the
+    /// link is not online: `Refused(Error::Offline)`). Once the message is
+    /// stored, dropping this future does not withdraw it.
     pub async fn publish(&self, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Outcome {
         loop {
-            match self.store(topic, payload, qos, retain).await {
+            match self.try_publish(topic, payload, qos, retain).await {
                 Ok(t) => return self.link.delivered(t).await,
                 Err(Error::OutboxFull) => self.wait_room().await,
                 Err(e) => return Outcome::Refused(e),
@@ -696,13 +724,51 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
         self.link
     }
 
+    /// [`Link::delivered`]: waits until the message of `ticket` ended, and
+    /// says how. (Its removal from flash follows, in [`run`](Self::run).)
+    pub async fn delivered(&self, ticket: Ticket) -> Outcome {
+        self.link.delivered(ticket).await
+    }
+
+    /// [`Link::outcome`]: how the message of `ticket` ended; `None` while it
+    /// is in the outbox.
+    pub fn outcome(&self, ticket: Ticket) -> Option<Outcome> {
+        self.link.outcome(ticket)
+    }
+
+    /// [`Link::pending`]: true while the message of `ticket` is in the
+    /// outbox. (What flash holds: [`list_pending`](Self::list_pending).)
+    pub fn pending(&self, ticket: Ticket) -> bool {
+        self.link.pending(ticket)
+    }
+
+    /// [`Link::flush`], and more: waits until every journalled message
+    /// ended and left flash (through [`run`](Self::run): spawn it), and
+    /// then until the outbox is empty. Before a planned reset, so that
+    /// nothing is sent twice after it. Bound it with `with_timeout` as you
+    /// like: flash that keeps failing keeps what it holds.
+    pub async fn flush(&self) {
+        wait(
+            |f: &mut dyn FnMut(&mut WaitSet)| self.with(|t| f(&mut t.emptied)),
+            |w, waker| {
+                self.with(|t| {
+                    let empty = t.empty().then_some(());
+                    w.poll(&mut t.emptied, waker, empty)
+                })
+            },
+        )
+        .await;
+        self.link.flush().await
+    }
+
     /// What it did so far.
     pub fn stats(&self) -> FlashStats {
         self.with(|t| t.stats)
     }
 
-    /// Lists what flash holds, oldest first.
-    pub async fn pending(&self, mut f: impl FnMut(&Pending<'_>)) -> Result<(), FlashError> {
+    /// Lists what flash holds, oldest first, each with its ticket of this
+    /// run.
+    pub async fn list_pending(&self, mut f: impl FnMut(&Pending<'_>)) -> Result<(), FlashError> {
         let mut j = self.held_journal().await;
         j.scan(|e| {
             let ticket = self.with(|t| {
@@ -749,6 +815,7 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
                     }
                 }
                 t.stats.dropped = t.stats.dropped.wrapping_add(1);
+                t.emptied.wake();
             });
             n += 1;
             Keep::Remove
@@ -770,6 +837,7 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
             }
             t.stats.removed = t.stats.removed.wrapping_add(n as u32);
             t.stats.corrupted = corrupted;
+            t.emptied.wake();
         });
         Ok(n)
     }

@@ -1,0 +1,32 @@
+//! The supervisor's scenarios (`tests/supervisor.rs`: link drops, modem
+//! reboots and `RDY`, failed and refused publishes, broker restarts, a full
+//! outbox waiting for room, timeouts) and its soak
+//! (`tests/supervisor_soak.rs`), the same code, through a flash outbox
+//! (feature `flash-outbox`): in this target every `Dev` of the rig
+//! publishes through a `FlashOutbox` on a RAM `NorFlash` double
+//! (`common::rig::FLASH`). Each scenario asserts what it asserts with the
+//! RAM outbox (every QoS 1 message reaches the watcher at least once, none
+//! that was never handed), and then that flash holds nothing once every
+//! message was acknowledged, with no flash failure and no corrupted entry
+//! counted.
+//!
+//! `cargo test -p bc26-mqtt --features flash-outbox --test flash_supervisor`
+//! (`BC26_SOAK_N`, `BC26_SOAK_SEED` as for the soak).
+#![cfg(feature = "flash-outbox")]
+
+mod common;
+
+#[path = "supervisor.rs"]
+mod supervisor;
+
+#[path = "supervisor_soak.rs"]
+mod supervisor_soak;
+
+/// The rig of this target publishes through a flash outbox (in
+/// `tests/supervisor.rs`'s own target it does not).
+#[test]
+fn this_target_runs_the_scenarios_through_the_flash_outbox() {
+    assert!(common::rig::FLASH);
+    let d = common::rig::Dev::start(common::rig::Opts::new("flash-rig"));
+    assert!(d.flash.is_some());
+}
