@@ -1,7 +1,9 @@
 //! The supervisor's scenarios (`tests/supervisor.rs`: link drops, modem
-//! reboots and `RDY`, failed and refused publishes, broker restarts, a full
-//! outbox waiting for room, timeouts) and its soak
-//! (`tests/supervisor_soak.rs`), the same code, through a flash outbox
+//! reboots and `RDY`, failed publishes, broker restarts, a full outbox
+//! waiting for room, timeouts), its soak (`tests/supervisor_soak.rs`) and
+//! the refusals on the fake (`tests/supervisor_fake.rs`: `ERROR` and
+//! `+QMTPUB: 0,id,2` until `max_refusals`, failed publishes), the same
+//! code, through a flash outbox
 //! (feature `flash-outbox`): in this target every `Dev` of the rig
 //! publishes through a `FlashOutbox` on a RAM `NorFlash` double
 //! (`common::rig::FLASH`). Each scenario asserts what it asserts with the
@@ -21,6 +23,9 @@ mod supervisor;
 
 #[path = "supervisor_soak.rs"]
 mod supervisor_soak;
+
+#[path = "supervisor_fake.rs"]
+mod supervisor_fake;
 
 /// The rig of this target publishes through a flash outbox (in
 /// `tests/supervisor.rs`'s own target it does not).

@@ -74,7 +74,7 @@ pub type RigFlashOutbox = bc26_mqtt::supervisor::FlashOutbox<
 
 /// A flash outbox on `link` over a fresh flash double.
 #[cfg(feature = "flash-outbox")]
-fn flash_outbox(link: Link<'static>) -> (RigFlash, &'static RigFlashOutbox) {
+pub fn flash_outbox(link: Link<'static>) -> (RigFlash, &'static RigFlashOutbox) {
     use bc26_mqtt::supervisor::FlashOutboxConfig;
     static SEED: AtomicU32 = AtomicU32::new(1);
     let flash = RigFlash::new(16, u64::from(SEED.fetch_add(1, Ordering::Relaxed)));
@@ -174,6 +174,25 @@ pub fn sup_config(
     c.poll_interval = Duration::from_millis(30);
     c.health_check = Duration::from_millis(300);
     c
+}
+
+/// `fo` holds nothing in flash (every message it journalled ended and was
+/// removed: waits for that up to 10 s), and counted no flash failure and no
+/// corrupted entry.
+#[cfg(feature = "flash-outbox")]
+pub async fn flash_empty(name: &str, fo: &RigFlashOutbox) {
+    if with_timeout(Duration::from_secs(10), fo.flush()).await.is_err() {
+        panic!("{name}: flash does not empty: {:?}", fo.stats());
+    }
+    let mut left = Vec::new();
+    fo.list_pending(|p| left.push(p.entry.msg_id))
+        .await
+        .expect("flash reads");
+    let s = fo.stats();
+    assert!(left.is_empty(), "{name}: flash still holds {left:?}; {s:?}");
+    assert_eq!(s.removed + s.dropped, s.stored, "{name}: {s:?}");
+    assert_eq!((s.corrupted, s.failures), (0, 0), "{name}: {s:?}");
+    eprintln!("{name}: flash outbox {s:?}");
 }
 
 /// Which broker a scenario uses.
@@ -553,15 +572,7 @@ impl Dev {
     async fn flash_empty(&self) {
         #[cfg(feature = "flash-outbox")]
         if let Some((_, fo)) = self.flash {
-            let mut left = Vec::new();
-            fo.list_pending(|p| left.push(p.entry.msg_id))
-                .await
-                .expect("flash reads");
-            let s = fo.stats();
-            assert!(left.is_empty(), "{}: flash still holds {left:?}; {s:?}", self.name);
-            assert_eq!(s.removed + s.dropped, s.stored, "{}: {s:?}", self.name);
-            assert_eq!((s.corrupted, s.failures), (0, 0), "{}: {s:?}", self.name);
-            eprintln!("{}: flash outbox {s:?}", self.name);
+            flash_empty(self.name, fo).await;
         }
     }
 
