@@ -50,7 +50,7 @@ use core::future::poll_fn;
 use core::ops::Range;
 use core::task::Poll;
 
-use embassy_futures::select::select;
+use embassy_futures::select::{select, select3};
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::mutex::{Mutex, MutexGuard};
 use embassy_sync::signal::Signal;
@@ -218,6 +218,9 @@ pub struct Journal<'b, F: MultiwriteNorFlash> {
     queue: QueueStorage<Tracked<F>, Cache<Uncached, Uncached, Uncached>>,
     buf: &'b mut [u8],
     corrupted: u32,
+    /// Entries of ours removed so far (a scan that fails half-way removed
+    /// some: counted here all the same).
+    popped: u32,
 }
 
 impl<'b, F: MultiwriteNorFlash> Journal<'b, F> {
@@ -263,6 +266,7 @@ impl<'b, F: MultiwriteNorFlash> Journal<'b, F> {
             ),
             buf,
             corrupted: 0,
+            popped: 0,
         })
     }
 
@@ -320,17 +324,20 @@ impl<'b, F: MultiwriteNorFlash> Journal<'b, F> {
     ) -> Result<(), sequential_storage::Error<F::Error>> {
         let mut it = self.queue.iter().await?;
         while let Some(entry) = it.next(self.buf).await? {
-            let what = match JournalEntry::decode(&entry) {
-                Some(e) => f(&e),
+            let (what, ours) = match JournalEntry::decode(&entry) {
+                Some(e) => (f(&e), true),
                 None => {
                     self.corrupted = self.corrupted.wrapping_add(1);
-                    Keep::Remove
+                    (Keep::Remove, false)
                 }
             };
             match what {
                 Keep::Keep => {}
                 Keep::Remove => {
                     entry.pop().await?;
+                    if ours {
+                        self.popped = self.popped.wrapping_add(1);
+                    }
                 }
                 Keep::Stop => break,
             }
@@ -709,11 +716,30 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
         }
     }
 
-    /// Waits until a journalled message ended (or `retry` passed).
+    /// Waits until room may have freed: a journalled message that had not
+    /// ended ends, `run` removes messages from flash, or `retry` passed.
+    /// (Not for messages that ended already but wait for their removal
+    /// (`erase_defer`, a failing flash): they would end the wait at once,
+    /// and `publish` would spin without letting `run` remove them.)
     async fn wait_room(&self) {
+        let outbox = self.link.outbox;
         let slots: [Option<Ticket>; N] = self.with(|t| t.slots);
-        select(
-            self.link.outbox.wait_any_ended(&slots),
+        let open: [Option<Ticket>; N] =
+            core::array::from_fn(|i| slots[i].filter(|tk| outbox.outcome(*tk).is_none()));
+        let gone = |t: &Table<N>| (t.stats.removed, t.stats.dropped, t.stats.reloaded);
+        let before = self.with(|t| gone(t));
+        let removed = wait(
+            |f: &mut dyn FnMut(&mut WaitSet)| self.with(|t| f(&mut t.emptied)),
+            |w, waker| {
+                self.with(|t| {
+                    let changed = (gone(t) != before).then_some(());
+                    w.poll(&mut t.emptied, waker, changed)
+                })
+            },
+        );
+        select3(
+            outbox.wait_any_ended(&open),
+            removed,
             Timer::after(self.config.retry),
         )
         .await;
@@ -824,22 +850,28 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
         Ok(n)
     }
 
-    /// Removes the messages of `ended` (msgIDs) from flash and the table.
+    /// Removes the messages of `ended` (msgIDs) from flash and the table
+    /// (from the table only once all of them left flash; those removed
+    /// before a failure are counted all the same).
     async fn remove(&self, ended: &[Option<u16>]) -> Result<usize, FlashError> {
         let mut j = self.held_journal().await;
-        let n = j.remove(|id| ended.contains(&Some(id))).await?;
+        let before = j.popped;
+        let r = j.remove(|id| ended.contains(&Some(id))).await;
+        let n = j.popped.wrapping_sub(before);
         let corrupted = j.corrupted();
         self.with(|t| {
-            for s in t.slots.iter_mut() {
-                if s.is_some_and(|tk| ended.contains(&Some(tk.msg_id))) {
-                    *s = None;
+            if r.is_ok() {
+                for s in t.slots.iter_mut() {
+                    if s.is_some_and(|tk| ended.contains(&Some(tk.msg_id))) {
+                        *s = None;
+                    }
                 }
             }
-            t.stats.removed = t.stats.removed.wrapping_add(n as u32);
+            t.stats.removed = t.stats.removed.wrapping_add(n);
             t.stats.corrupted = corrupted;
             t.emptied.wake();
         });
-        Ok(n)
+        r.map(|_| n as usize)
     }
 
     /// Removes from flash, now, every journalled message that ended,

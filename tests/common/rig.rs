@@ -22,11 +22,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
+use bc26_mqtt::supervisor::Outcome;
 use bc26_mqtt::supervisor::{
     self, Backoff, Counters, Link, LinkState, OfflineReason, Supervisor, SupervisorConfig,
     SupervisorState, Ticket,
 };
-use bc26_mqtt::supervisor::Outcome;
 use bc26_mqtt::{ClientId, Config, Error, Events, Modem, QoS, Runner, State, Subscription};
 use bc26_sim::broker::{broker, restartable_broker, Broker, RestartableBroker, Watcher};
 use bc26_sim::{HostSide, Sim, SimConfig, SimHandle, SimReader, SimWriter};
@@ -181,7 +181,10 @@ pub fn sup_config(
 /// corrupted entry.
 #[cfg(feature = "flash-outbox")]
 pub async fn flash_empty(name: &str, fo: &RigFlashOutbox) {
-    if with_timeout(Duration::from_secs(10), fo.flush()).await.is_err() {
+    if with_timeout(Duration::from_secs(10), fo.flush())
+        .await
+        .is_err()
+    {
         panic!("{name}: flash does not empty: {:?}", fo.stats());
     }
     let mut left = Vec::new();
