@@ -400,8 +400,9 @@ fn link_faults_and_resets_at_random_lose_no_message_whose_ticket_was_given() {
 
 /// The sizes of docs/design.md ("What survives a reset", memory), on this
 /// host: `run` waits for its 16 tickets with one registration on the
-/// outbox (a future per ticket made it 2128 bytes), and `store` stays
-/// under 1 KiB.
+/// outbox (a future per ticket made it 2128 bytes), and `try_publish`
+/// stays under 1 KiB. The outbox itself: 648 bytes with `flush`'s wait set
+/// and the trace that counts unreadable items (528 before them).
 #[test]
 fn the_flash_outbox_and_its_futures_stay_small() {
     let flash = Flash::new(8, 1);
@@ -425,7 +426,7 @@ fn the_flash_outbox_and_its_futures_stay_small() {
     eprintln!("run future: {}", std::mem::size_of_val(&fo.run()));
     assert!(std::mem::size_of_val(&fo.run()) <= 1100);
     assert!(std::mem::size_of_val(&fo.try_publish("t", b"p", QoS::AtLeastOnce, false)) <= 1024);
-    assert!(std::mem::size_of_val(&fo) <= 600);
+    assert!(std::mem::size_of_val(&fo) <= 680);
     sim.shutdown();
 }
 

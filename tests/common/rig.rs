@@ -194,7 +194,11 @@ pub async fn flash_empty(name: &str, fo: &RigFlashOutbox) {
     let s = fo.stats();
     assert!(left.is_empty(), "{name}: flash still holds {left:?}; {s:?}");
     assert_eq!(s.removed + s.dropped, s.stored, "{name}: {s:?}");
-    assert_eq!((s.corrupted, s.failures), (0, 0), "{name}: {s:?}");
+    assert_eq!(
+        (s.corrupted, s.unreadable, s.failures),
+        (0, 0, 0),
+        "{name}: {s:?}"
+    );
     eprintln!("{name}: flash outbox {s:?}");
 }
 
