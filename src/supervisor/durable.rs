@@ -19,9 +19,9 @@
 //! An item that does not decode so (a format of another version, a topic
 //! that is not UTF-8) is counted ([`FlashStats::corrupted`]) and removed, so
 //! that it never holds its page; an item whose CRC does not match (a write
-//! cut by a power loss) is skipped by `sequential-storage` itself, which
-//! does not tell: it is not counted (docs/design.md, "Corrupted items: why
-//! the skipped ones are not counted").
+//! cut by a power loss, a worn cell) is skipped by `sequential-storage`
+//! itself, which does not tell; we count it from the reads it makes
+//! ([`FlashStats::unreadable`]; docs/design.md, "Unreadable items").
 //!
 //! [`FlashOutbox`] puts the journal in front of a supervisor's outbox:
 //!
@@ -93,7 +93,7 @@ struct Tracked<F> {
 }
 
 /// The reads of a scan, to count the items whose CRC does not match.
-/// `sequential-storage` (8.0.2, `item.rs`, `ItemHeader::read_item`) skips
+/// `sequential-storage` (8.0.2, `ItemHeader::read_item`) skips
 /// such an item without a word: it reads an item's data right after its
 /// header, and when the CRC does not match it reads the same bytes once more
 /// before it gives up and reads on (the next header, or a page's state). So
