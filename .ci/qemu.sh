@@ -16,10 +16,18 @@
 # one target folder with the other thumb builds (.ci/thumb.sh). Cold: about
 # two minutes per target on two cores (build-std); warm: seconds. Each test
 # run takes about 30 s.
+#
+#   .ci/qemu.sh          everything
+#   .ci/qemu.sh build    the images and their sizes (thumb builds only: .ci/run
+#                        runs this beside the Mosquitto tests, which wait)
+#   .ci/qemu.sh test     the tests and the limits (after `build`)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
-step() { printf '\n=== %s\n' "$*"; }
+phase=${1:-all}
+case "$phase" in all | build | test) ;; *) echo "usage: .ci/qemu.sh [build|test]" >&2; exit 2 ;; esac
+t_start=$(date +%s)
+step() { printf '\n=== %s   [%ds]\n' "$*" $(($(date +%s) - t_start)); }
 # shellcheck source=.ci/thumb.sh
 . .ci/thumb.sh
 thumb_need qemu-system-arm rustc-web cargo-web rust-web-src lld-22 llvm
@@ -28,14 +36,16 @@ qemu-system-arm --version | head -1
 # small configuration fits) goes to the shared folder too.
 export BC26_QEMU_TARGET_DIR="$BC26_THUMB_TARGET_DIR"
 
-sizes=$(mktemp)
+# The sizes the build phase measured, for the test phase's report.
+sizes="$thumb_images/qemu/sizes.txt"
 figures=$(mktemp)
-trap 'rm -f "$sizes" "$figures"' EXIT
+trap 'rm -f "$figures"' EXIT
 # label, target, cargo arguments, RAM (KiB) the image is linked for, the
 # binaries it makes; they are copied to target/images/qemu/<label>/ (the
 # micro:bit's build has the same binary names as the thumbv6m one).
 build() {
   local label=$1 target=$2 args=$3 ram=$4 bins=$5 bin
+  [ "$phase" != test ] || return 0
   step "examples/qemu: $label: cargo build --release --target $target $args"
   # shellcheck disable=SC2086 # $args is a list of arguments
   (cd examples/qemu && export BC26_QEMU_RAM_KIB="$ram" &&
@@ -48,10 +58,15 @@ build() {
 # Berkeley format: text (code, constants, vector table), data, bss.
 size() {
   local label=$1 elf=$2
+  [ "$phase" != test ] || return 0
   read -r text data bss _ < <(llvm-size "$elf" | tail -1)
   printf 'qemu-size: %s: flash %d bytes (text %d + data %d), static RAM %d bytes (data %d + bss %d)\n' \
     "$label" $((text + data)) "$text" "$data" $((data + bss)) "$data" "$bss" | tee -a "$sizes"
 }
+if [ "$phase" != test ]; then
+  mkdir -p "$thumb_images/qemu"
+  : >"$sizes"
+fi
 for target in thumbv7m-none-eabi thumbv6m-none-eabi; do
   build "$target" "$target" "" 64 "bc26-example-qemu bc26-qemu-bench"
   dir="$thumb_images/qemu/$target"
@@ -69,6 +84,7 @@ size "microbit (small configuration, linked for 64 KiB)" "$BC26_QEMU_FIRMWARE_MI
 build microbit-16k thumbv6m-none-eabi "--no-default-features --features microbit" 16 bc26-example-qemu
 export BC26_QEMU_FIRMWARE_MICROBIT="$thumb_images/qemu/microbit-16k/bc26-example-qemu"
 size "microbit (small configuration, linked for its 16 KiB)" "$BC26_QEMU_FIRMWARE_MICROBIT"
+[ "$phase" != build ] || exit 0
 
 # Missing tools are failures here, not skips.
 export BC26_QEMU_REQUIRED=1
