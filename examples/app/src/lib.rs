@@ -330,6 +330,9 @@ pub async fn run<
     device: &mut D,
 ) -> ! {
     start!(state, rx, tx, config => modem, runner, link, supervisor, _);
+    #[cfg(not(feature = "flash-outbox"))]
+    let mut app = App::new(modem, link, config, device);
+    #[cfg(feature = "flash-outbox")]
     let mut app = App::new(modem, link, config, device, ());
     match select3(runner.run(), supervisor.run(), app.run()).await {
         Either3::First(never) | Either3::Second(never) | Either3::Third(never) => never,
@@ -357,13 +360,13 @@ macro_rules! telemetry_payload {
     };
 }
 
-/// Where [`App`] stores its telemetry: `()` is the supervisor's outbox in
-/// RAM ([`run`]); with the feature `flash-outbox`, a flash outbox
+/// Where [`App`] stores its telemetry with the feature `flash-outbox`: `()`
+/// is the supervisor's outbox in RAM ([`run`]), a flash outbox
 /// ([`run_with_flash`]).
+#[cfg(feature = "flash-outbox")]
 pub(crate) trait Store {
     /// Stores a QoS 1 message that is not retained (its ticket once it is
     /// durable); an error if it was not stored.
-    #[cfg(feature = "flash-outbox")]
     async fn store(
         &self,
         link: Link<'_>,
@@ -372,8 +375,8 @@ pub(crate) trait Store {
     ) -> Result<bc26_mqtt::supervisor::Ticket, bc26_mqtt::Error>;
 }
 
+#[cfg(feature = "flash-outbox")]
 impl Store for () {
-    #[cfg(feature = "flash-outbox")]
     async fn store(
         &self,
         link: Link<'_>,
@@ -384,9 +387,27 @@ impl Store for () {
     }
 }
 
+/// The application: without the feature `flash-outbox` the type it always
+/// was; with it, generic over where its telemetry goes (`J`, a [`Store`]).
+/// (Two definitions, not a generic parameter the default build fills with
+/// `()`: that changed the default image's symbol names, and so the order of
+/// its constants and its size.)
+#[cfg(not(feature = "flash-outbox"))]
+struct App<'m, 'c, D> {
+    modem: Modem<'m>,
+    link: Link<'m>,
+    cfg: &'c AppConfig<'c>,
+    device: &'c mut D,
+    led: bool,
+    period: Duration,
+    seq: u32,
+    counters: Counters,
+}
+
+/// See the other definition.
+#[cfg(feature = "flash-outbox")]
 struct App<'m, 'c, D, J> {
     /// Where the telemetry goes (see [`Store`]).
-    #[cfg_attr(not(feature = "flash-outbox"), allow(dead_code))]
     journal: J,
     modem: Modem<'m>,
     link: Link<'m>,
@@ -398,15 +419,31 @@ struct App<'m, 'c, D, J> {
     counters: Counters,
 }
 
-impl<'m, 'c, D: Device, J: Store> App<'m, 'c, D, J> {
+/// `app_impl! { items }`: the items as `App`'s methods, for either
+/// definition of `App`.
+macro_rules! app_impl {
+    ($($items:tt)*) => {
+        #[cfg(not(feature = "flash-outbox"))]
+        impl<'m, 'c, D: Device> App<'m, 'c, D> {
+            $($items)*
+        }
+        #[cfg(feature = "flash-outbox")]
+        impl<'m, 'c, D: Device, J: Store> App<'m, 'c, D, J> {
+            $($items)*
+        }
+    };
+}
+
+app_impl! {
     fn new(
         modem: Modem<'m>,
         link: Link<'m>,
         cfg: &'c AppConfig<'c>,
         device: &'c mut D,
-        journal: J,
+        #[cfg(feature = "flash-outbox")] journal: J,
     ) -> Self {
         Self {
+            #[cfg(feature = "flash-outbox")]
             journal,
             modem,
             link,
