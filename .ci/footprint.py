@@ -406,11 +406,15 @@ def main():
                 failures.append(f"{n}: no {what} limit in [firmware.{f}] or [firmware.default]")
             elif m[key] > lim:
                 failures.append(f"{n}: {what} is {m[key]} bytes, over the limit of {lim}")
+    def variant_limit(v, key):
+        # [firmware."<folder>+<feature>"], else the board's limits.
+        f = v["board"]["folder"]
+        return limits.get(f"{f}+{v['feature']}", {}).get(f"{key}_max", limit(f, f"{key}_max"))
+
     for v in variants:
-        f, n = v["board"]["folder"], f"{v['board']['name']} with `{v['feature']}`"
+        n = f"{v['board']['name']} with `{v['feature']}`"
         for key, what in (("flash", "flash"), ("ram", "RAM")):
-            # [firmware."<folder>+<feature>"], else the board's limits.
-            lim = limits.get(f"{f}+{v['feature']}", {}).get(f"{key}_max", limit(f, f"{key}_max"))
+            lim = variant_limit(v, key)
             if lim is not None and v[key] > lim:
                 failures.append(f"{n}: {what} is {v[key]} bytes, over the limit of {lim}")
     print()
@@ -420,7 +424,10 @@ def main():
         sys.exit(1)
     print(f"footprint: within the limits of .ci/limits.toml: the driver's code <= {driver_max} "
           f"bytes, its supervisor's <= {supervisor_max}; " + "; ".join(f"{m['name']} flash <= {limit(m['folder'], 'flash_max')}, "
-                                  f"RAM <= {limit(m['folder'], 'ram_max')}" for m in boards))
+                                  f"RAM <= {limit(m['folder'], 'ram_max')}" for m in boards)
+          + "".join(f"; {v['board']['name']} with `{v['feature']}` flash <= "
+                    f"{variant_limit(v, 'flash')}, RAM <= {variant_limit(v, 'ram')}"
+                    for v in variants))
 
 
 main()
