@@ -100,6 +100,13 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
             }
         }
 
+        // The rest of a `+QMTRECV` already under way: it starts the buffer
+        // (what came before was consumed), so the checks below would find
+        // it again (no whitespace, no prompt, no echo, a frame).
+        if let Held::Recv(_) = self.held {
+            return self.recv(b);
+        }
+
         let ws = b
             .iter()
             .position(|c| !matches!(c, b'\r' | b'\n' | b' '))
@@ -330,9 +337,10 @@ fn code(n: &[u8]) -> u16 {
 impl<M: RawMutex> Digester for Bc26Digester<'_, M> {
     fn digest<'b>(&mut self, buf: &'b [u8]) -> (DigestResult<'b>, usize) {
         // Stream position of buf[0]: the buffer holds the newest bytes read.
-        let base = self.core.rx.position().wrapping_sub(buf.len() as u32);
+        let (pos, resync) = self.core.rx.begin_digest();
+        let base = pos.wrapping_sub(buf.len() as u32);
         let mut off = 0;
-        if self.core.rx.take_resync() {
+        if resync {
             off = self.resync(buf);
         }
         while off < buf.len() {

@@ -23,7 +23,7 @@
 #![no_std]
 #![no_main]
 
-use bc26_example_app::{AppConfig, Device, Status};
+use bc26_example_app::{Device, Status};
 use bc26_example_qemu::{board, calibrate, config, exec, out, say, stack, uart, Rx, Tx};
 use cortex_m_rt::entry;
 use static_cell::ConstStaticCell;
@@ -58,7 +58,17 @@ fn main() -> ! {
         config.topics.command
     );
     let (rx, tx) = uart::split::<board::Uart>();
-    exec::run(|spawner| spawner.spawn(app_task(rx, tx, config).unwrap()))
+    exec::run(|spawner| {
+        let (runner, app) = bc26_example_app::start(STATE.take(), rx, tx, config);
+        say!(
+            "the application's memory: {} bytes (the driver's State, the supervisor's, the subscription)",
+            core::mem::size_of::<AppState>()
+        );
+        // The driver's runner in a task of its own: a UART read wakes it
+        // alone (README, "The cost of a UART read").
+        spawner.spawn(runner_task(runner).unwrap());
+        spawner.spawn(app_task(app).unwrap());
+    })
 }
 
 /// The driver's, the supervisor's and the application's memory, made at
@@ -105,18 +115,19 @@ impl Device for Board {
     }
 }
 
-/// The application and the driver, in one task.
+/// The driver's runner.
 #[embassy_executor::task]
-async fn app_task(rx: Rx, tx: Tx, config: &'static AppConfig<'static>) -> ! {
-    let state = STATE.take();
-    say!(
-        "the application's memory: {} bytes (the driver's State, the supervisor's, the subscription)",
-        core::mem::size_of_val(state)
-    );
+async fn runner_task(runner: bc26_mqtt::Runner<'static, Rx, Tx>) -> ! {
+    runner.run().await
+}
+
+/// The supervisor and the application.
+#[embassy_executor::task]
+async fn app_task(app: bc26_example_app::App) -> ! {
     let mut board = Board { reporting_ns: 0 };
     // Pinned where it is made: awaiting a future held in a local would keep
     // it twice in this task's future (the local and the awaited copy).
-    let app = core::pin::pin!(bc26_example_app::run(state, rx, tx, config, &mut board));
+    let app = core::pin::pin!(app.run(&mut board));
     say!(
         "the application's future: {} bytes",
         core::mem::size_of_val(&*app)
