@@ -43,6 +43,7 @@
 //! concerns a line it had not received.
 
 use core::cell::RefCell;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use atat::AtatCmd;
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
@@ -245,6 +246,10 @@ pub(crate) enum Answer {
 /// The channel's memory, inside the [`State`](crate::State).
 pub(crate) struct ChannelState<M: RawMutex> {
     chan: BlockingMutex<M, RefCell<Chan>>,
+    /// `chan`'s mode is `Payload` (the modem's echo of a payload may come),
+    /// stored under its lock at the end of every `Channel::with`, read
+    /// without it by the digester at every read (a load).
+    payload: AtomicBool,
     /// Held by a handle for one command (until OK/ERROR), never longer.
     lock: Lock<M>,
     to_runner: Nudge<M>,
@@ -283,6 +288,7 @@ impl<M: RawMutex> ChannelState<M> {
                 esc_wanted: false,
                 force: false,
             })),
+            payload: AtomicBool::new(false),
             lock: Lock::new(),
             to_runner: Nudge::new(),
             to_client: Signal::new(),
@@ -424,7 +430,14 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Chan) -> R) -> R {
-        self.st.chan.lock(|c| f(&mut c.borrow_mut()))
+        self.st.chan.lock(|c| {
+            let mut c = c.borrow_mut();
+            let r = f(&mut c);
+            self.st
+                .payload
+                .store(c.mode == Mode::Payload, Ordering::Relaxed);
+            r
+        })
     }
 
     /// Runs `f` on the line buffer, held (no critical section meanwhile);
@@ -881,6 +894,14 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     }
 
     // ------------------------------------------------------------ digester side
+
+    /// False when no payload's echo can come now (the mode is not
+    /// `Payload`), with no lock: the digester then needs no [`expect`](Self::expect)
+    /// to go on with a frame under way. Only the runner's future changes
+    /// the mode, and the digester runs in it.
+    pub(crate) fn may_echo(&self) -> bool {
+        self.st.payload.load(Ordering::Relaxed)
+    }
 
     /// What may come now.
     pub(crate) fn expect(&self) -> Expect {

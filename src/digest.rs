@@ -85,6 +85,11 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
     /// consumed (n > 0), or `None` when more bytes are needed.
     #[inline]
     fn step(&mut self, b: &[u8], pos: u32) -> Option<usize> {
+        // The rest of a `+QMTRECV` under way, while no payload echo can come
+        // (the check below would not apply): see the same test below.
+        if let (Held::Recv(_), false) = (self.held, self.core.channel.may_echo()) {
+            return self.recv(b);
+        }
         let e = self.core.channel.expect();
 
         // The modem's echo of the payload going out in data mode.

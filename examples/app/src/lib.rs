@@ -260,9 +260,20 @@ pub async fn run<
     config: &'static AppConfig<'static>,
     device: &mut D,
 ) -> ! {
-    let (runner, app) = start(state, rx, tx, config);
-    match select(runner.run(), app.run(device)).await {
-        Either::First(never) | Either::Second(never) => never,
+    // One select of the three, not `App::run` inside a select: the one-task
+    // future stays as small as it was (the micro:bit's 16 KiB).
+    let (
+        runner,
+        App {
+            modem,
+            link,
+            supervisor,
+            config,
+        },
+    ) = start(state, rx, tx, config);
+    let mut app = Logic::new(modem, link, config, device);
+    match select3(runner.run(), supervisor.run(), app.run()).await {
+        Either3::First(never) | Either3::Second(never) | Either3::Third(never) => never,
     }
 }
 
