@@ -240,8 +240,9 @@ impl<
 /// runs the driver's runner in a task of its own instead ([`start`], then
 /// [`Runner::run`](bc26_mqtt::Runner::run) in one task and [`App::run`] in
 /// the other): a UART read then wakes the runner alone, not the supervisor
-/// and the application too (on a Cortex-M3, about 1,400 instructions a
-/// read instead of 3,900: examples/qemu/README.md).
+/// and the application too (on a Cortex-M3, about 1,000 instructions a
+/// read instead of 2,500: examples/qemu/README.md), for some RAM (two task
+/// futures: on the micro:bit's 16 KiB they did not fit).
 pub async fn run<
     R: Read,
     W: Write,
