@@ -70,7 +70,7 @@ fn main() -> ! {
 /// application too.
 #[cfg(not(feature = "small"))]
 fn spawn(spawner: embassy_executor::Spawner, rx: Rx, tx: Tx, config: &'static AppConfig<'static>) {
-    let (runner, app) = bc26_example_app::start(STATE.take(), rx, tx, config);
+    let (runner, app) = bc26_example_app::split(STATE.take(), rx, tx, config);
     spawner.spawn(runner_task(runner).unwrap());
     spawner.spawn(app_task(app).unwrap());
 }
@@ -140,7 +140,7 @@ async fn runner_task(runner: bc26_mqtt::Runner<'static, Rx, Tx>) -> ! {
 /// The supervisor and the application.
 #[cfg(not(feature = "small"))]
 #[embassy_executor::task]
-async fn app_task(app: bc26_example_app::App) -> ! {
+async fn app_task(app: bc26_example_app::AppTask) -> ! {
     let mut board = Board { reporting_ns: 0 };
     // Pinned where it is made: awaiting a future held in a local would keep
     // it twice in this task's future (the local and the awaited copy).
