@@ -350,17 +350,97 @@ pub(crate) enum DataStep {
     Abort,
 }
 
-/// Where a publish's topic and payload are read from, each time a line or a
-/// data-mode chunk is written (synchronously: a message waiting in a
-/// supervisor's outbox is read in place, never copied).
+/// Bytes a [`Source`] copies out at most per read: a message waiting in a
+/// supervisor's outbox is read under the outbox's lock, this many bytes a
+/// lock (with `CriticalSectionRawMutex`, this many bytes with interrupts
+/// masked, whatever the message's size).
+pub(crate) const CHUNK: usize = 32;
+
+/// Where a publish's topic and payload are read from, each time they are
+/// checked or a line or a data-mode chunk is written: one run of bytes, the
+/// topic then the payload, copied out [`CHUNK`] bytes at a time (a message
+/// waiting in a supervisor's outbox stays there; no copy of it is kept).
 pub(crate) trait Source {
-    fn with(&self, f: &mut dyn FnMut(&str, &[u8]));
+    /// The topic's length and the payload's, in bytes.
+    fn lens(&self) -> (usize, usize);
+    /// Copies the run's bytes from `off` into `out`, never past the end of
+    /// the topic nor of the payload, at most [`CHUNK`] of them; returns how
+    /// many (0 at the end).
+    fn read(&self, off: usize, out: &mut [u8]) -> usize;
 }
 
 impl Source for (&str, &[u8]) {
-    fn with(&self, f: &mut dyn FnMut(&str, &[u8])) {
-        f(self.0, self.1)
+    fn lens(&self) -> (usize, usize) {
+        (self.0.len(), self.1.len())
     }
+
+    fn read(&self, off: usize, out: &mut [u8]) -> usize {
+        copy_part(self.0.as_bytes(), self.1, off, out)
+    }
+}
+
+/// [`Source::read`] over a topic and a payload in place.
+pub(crate) fn copy_part(topic: &[u8], payload: &[u8], off: usize, out: &mut [u8]) -> usize {
+    let from = match off.checked_sub(topic.len()) {
+        None => &topic[off..],
+        Some(p) => payload.get(p..).unwrap_or_default(),
+    };
+    let n = from.len().min(out.len()).min(CHUNK);
+    out[..n].copy_from_slice(&from[..n]);
+    n
+}
+
+/// Runs `f` on the run's bytes `from..to` of `src`, [`CHUNK`] bytes at a
+/// time; stops when `f` returns `false` or the source ends. Returns how many
+/// bytes `f` was given.
+pub(crate) fn each_chunk(
+    src: &dyn Source,
+    from: usize,
+    to: usize,
+    f: &mut dyn FnMut(&[u8]) -> bool,
+) -> usize {
+    let mut tmp = [0u8; CHUNK];
+    let mut off = from;
+    while off < to {
+        let want = (to - off).min(CHUNK);
+        let n = src.read(off, &mut tmp[..want]);
+        if n == 0 {
+            break;
+        }
+        off += n;
+        if !f(&tmp[..n]) {
+            break;
+        }
+    }
+    off - from
+}
+
+/// Copies `src`'s topic into `buf` (the longest topic a check lets
+/// through): `None` if it is longer, or not UTF-8 (never: a topic is stored
+/// from a `&str`).
+pub(crate) fn topic_of<'b>(src: &dyn Source, buf: &'b mut [u8]) -> Option<&'b str> {
+    let (len, _) = src.lens();
+    let dst = buf.get_mut(..len)?;
+    let mut at = 0;
+    each_chunk(src, 0, len, &mut |c| {
+        dst[at..at + c.len()].copy_from_slice(c);
+        at += c.len();
+        true
+    });
+    core::str::from_utf8(dst.get(..at)?).ok()
+}
+
+/// A source's topic and payload, whole (tests).
+#[cfg(test)]
+pub(crate) fn read_all(src: &dyn Source) -> (std::string::String, std::vec::Vec<u8>) {
+    let (t, p) = src.lens();
+    let mut run = std::vec::Vec::new();
+    each_chunk(src, 0, t + p, &mut |c| {
+        run.extend_from_slice(c);
+        true
+    });
+    let payload = run.split_off(t.min(run.len()));
+    (std::string::String::from_utf8(run).unwrap(), payload)
 }
 
 /// A payload to send in data mode, in chunks through the line buffer
@@ -586,27 +666,31 @@ impl<'a, M: RawMutex> Channel<'a, M> {
                 Phase::Done(other) => return Err(other.into_error()),
                 _ => {}
             }
-            // Fill the buffer with the next chunk.
-            let mut filled = None;
-            payload.source.with(&mut |_, bytes| {
-                let rest = bytes.get(off..).unwrap_or_default();
-                filled = self.with_line(|b| {
-                    let room = b.len() - 1; // a byte for Ctrl+Z
-                    let (take, mut len) = if payload.hex {
-                        let take = rest.len().min(room / 2);
-                        (take, crate::hex::encode_into(&rest[..take], b))
+            // Fill the buffer with the next chunk, read from the source a
+            // few bytes at a time.
+            let (start, plen) = payload.source.lens();
+            let filled = self.with_line(|b| {
+                let room = b.len() - 1; // a byte for Ctrl+Z
+                let (mut len, mut taken) = (0, 0);
+                let src = payload.source;
+                let from = start + off;
+                let to = start + plen.min(off + if payload.hex { room / 2 } else { room });
+                each_chunk(src, from, to, &mut |c| {
+                    len += if payload.hex {
+                        crate::hex::encode_into(c, &mut b[len..])
                     } else {
-                        let take = rest.len().min(room);
-                        b[..take].copy_from_slice(&rest[..take]);
-                        (take, take)
+                        b[len..len + c.len()].copy_from_slice(c);
+                        c.len()
                     };
-                    let last = take == rest.len();
-                    if last {
-                        b[len] = 0x1a;
-                        len += 1;
-                    }
-                    (len, take, last)
+                    taken += c.len();
+                    true
                 });
+                let last = off + taken >= plen;
+                if last {
+                    b[len] = 0x1a;
+                    len += 1;
+                }
+                (len, taken, last)
             });
             // The buffer held elsewhere: give up (the guard sends ESC).
             let Some((len, taken, last)) = filled else {

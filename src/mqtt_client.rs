@@ -4,7 +4,7 @@ use atat::AtatCmd;
 use embassy_futures::select::{select, Either};
 use embassy_time::{Duration, Instant};
 
-use crate::channel::{Payload, Source};
+use crate::channel::{each_chunk, topic_of, Payload, Source};
 use crate::client_table::{
     ClaimError, LinkEnd, OpEnd, OpKind, OpOutcome, Owner, PubOutcome, PubTicket, RecvFormat,
 };
@@ -567,11 +567,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             wait_for_slot,
         } = options;
         let hex = self.core.clients.settings(self.id).send_hex;
-        let mut inline = Ok(false);
-        source.with(&mut |topic, payload| {
-            inline = check_topic(topic).and_then(|()| check_payload(payload, hex, force_data_mode));
-        });
-        let inline = inline?;
+        let inline = check_source(source, hex, force_data_mode)?;
         if msg_id == Some(0) && qos != QoS::AtMostOnce {
             return Err(Error::InvalidArgument {
                 field: Field::MsgId,
@@ -715,17 +711,18 @@ impl AtatCmd for PublishLine<'_> {
     const MAX_TIMEOUT_MS: u32 = 300;
     fn write(&self, buf: &mut [u8]) -> usize {
         let (c, id, q, r) = (self.client, self.msg_id, self.qos, self.retain);
-        let mut n = 0;
-        self.source.with(&mut |topic, payload| {
-            // Checked before the slot was taken: these cannot fail.
-            n = if self.inline {
-                PublishInline::new(c, id, q, r, topic, payload, self.hex).map(|cmd| cmd.write(buf))
-            } else {
-                PublishDataMode::new(c, id, q, r, topic).map(|cmd| cmd.write(buf))
-            }
-            .unwrap_or(0);
-        });
-        n
+        let mut topic = [0u8; limits::TOPIC];
+        let Some(topic) = topic_of(self.source, &mut topic) else {
+            return 0;
+        };
+        // Checked before the slot was taken: these cannot fail.
+        if self.inline {
+            let (start, len) = self.source.lens();
+            let mut read = |off: usize, out: &mut [u8]| self.source.read(start + off, out);
+            PublishInline::write_from((c, id, q, r), topic, (len, self.hex), &mut read, buf)
+        } else {
+            PublishDataMode::new(c, id, q, r, topic).map_or(0, |cmd| cmd.write(buf))
+        }
     }
     fn parse(&self, resp: Result<&[u8], atat::InternalError>) -> Result<NoResponse, atat::Error> {
         resp.map_err(atat::Error::from)?;
@@ -757,14 +754,36 @@ pub(crate) fn check_payload(
     hex: bool,
     force_data_mode: bool,
 ) -> Result<bool, Error> {
-    let wire = if hex {
-        2 * payload.len()
-    } else {
-        payload.len()
-    };
-    let inline = !force_data_mode
-        && wire <= limits::INLINE_PAYLOAD
-        && (hex || payload.iter().all(|&b| quoted_safe(b)));
+    check_payload_of(&("", payload), hex, force_data_mode)
+}
+
+/// Checks the topic and the payload of `source` (read a few bytes at a
+/// time: see [`Source`]); `Ok(true)`: it goes inline.
+fn check_source(source: &dyn Source, hex: bool, force_data_mode: bool) -> Result<bool, Error> {
+    let mut topic = [0u8; limits::TOPIC];
+    let topic = topic_of(source, &mut topic).ok_or(Error::InvalidArgument {
+        field: Field::Topic,
+        problem: Problem::TooLong,
+    })?;
+    check_topic(topic)?;
+    check_payload_of(source, hex, force_data_mode)
+}
+
+/// [`check_payload`] on the payload of `source`, scanned a chunk at a time.
+fn check_payload_of(source: &dyn Source, hex: bool, force_data_mode: bool) -> Result<bool, Error> {
+    let (start, len) = source.lens();
+    let end = start + len;
+    let wire = if hex { 2 * len } else { len };
+    let mut safe = true;
+    let mut ctrl = false;
+    if !hex {
+        each_chunk(source, start, end, &mut |c| {
+            safe &= c.iter().all(|&b| quoted_safe(b));
+            ctrl |= c.iter().any(|&b| b == 0x1a || b == 0x1b);
+            true
+        });
+    }
+    let inline = !force_data_mode && wire <= limits::INLINE_PAYLOAD && (hex || safe);
     if !inline {
         if wire > limits::DATA_MODE_PAYLOAD {
             return Err(Error::InvalidArgument {
@@ -772,7 +791,7 @@ pub(crate) fn check_payload(
                 problem: Problem::TooLong,
             });
         }
-        if !hex && payload.iter().any(|&b| b == 0x1a || b == 0x1b) {
+        if !hex && ctrl {
             return Err(Error::InvalidArgument {
                 field: Field::Payload,
                 problem: Problem::NeedsHexFormat,

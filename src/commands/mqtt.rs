@@ -475,31 +475,64 @@ impl<'a> PublishInline<'a> {
     }
 }
 
+impl PublishInline<'_> {
+    /// The line of a publish whose payload (`len` bytes) is read by `read`
+    /// a few bytes at a time (`read(off, out)` copies from the payload's
+    /// byte `off`, returns how many): a message waiting in a supervisor's
+    /// outbox, which stays there. Checked as [`new`](Self::new) checks, the
+    /// payload chunk by chunk as it is written: 0 (nothing to send) if a
+    /// check fails.
+    pub(crate) fn write_from(
+        (client, msg_id, qos, retain): (ClientId, u16, QoS, bool),
+        topic: &str,
+        (len, hex): (usize, bool),
+        read: &mut dyn FnMut(usize, &mut [u8]) -> usize,
+        buf: &mut [u8],
+    ) -> usize {
+        let wire = if hex { 2 * len } else { len };
+        if check_pub_head(msg_id, qos, topic).is_err() || wire > limits::INLINE_PAYLOAD {
+            return 0;
+        }
+        let mut l = Line::new(buf);
+        pub_head(&mut l, client, msg_id, qos, retain, topic);
+        l.raw(b",\"");
+        let mut tmp = [0u8; 32];
+        let mut hexed = [0u8; 64];
+        let mut off = 0;
+        while off < len {
+            let want = (len - off).min(tmp.len());
+            let n = read(off, &mut tmp[..want]);
+            if n == 0 {
+                return 0;
+            }
+            let chunk = &tmp[..n];
+            if hex {
+                let m = crate::hex::encode_into(chunk, &mut hexed);
+                l.raw(&hexed[..m]);
+            } else if chunk.iter().all(|&b| quoted_safe(b)) {
+                l.raw(chunk);
+            } else {
+                return 0;
+            }
+            off += n;
+        }
+        l.raw(b"\"");
+        l.finish()
+    }
+}
+
 impl AtatCmd for PublishInline<'_> {
     type Response = super::NoResponse;
     const MAX_TIMEOUT_MS: u32 = 300;
     fn write(&self, buf: &mut [u8]) -> usize {
-        let mut l = Line::new(buf);
-        pub_head(
-            &mut l,
-            self.client,
-            self.msg_id,
-            self.qos,
-            self.retain,
-            self.topic,
-        );
-        l.raw(b",\"");
-        if self.hex {
-            let mut tmp = [0u8; 64];
-            for chunk in self.payload.chunks(32) {
-                let n = crate::hex::encode_into(chunk, &mut tmp);
-                l.raw(&tmp[..n]);
-            }
-        } else {
-            l.raw(self.payload);
-        }
-        l.raw(b"\"");
-        l.finish()
+        let payload = self.payload;
+        let mut read = |off: usize, out: &mut [u8]| {
+            let n = out.len().min(payload.len() - off);
+            out[..n].copy_from_slice(&payload[off..off + n]);
+            n
+        };
+        let head = (self.client, self.msg_id, self.qos, self.retain);
+        Self::write_from(head, self.topic, (payload.len(), self.hex), &mut read, buf)
     }
     fn parse(&self, resp: Result<&[u8], InternalError>) -> Result<super::NoResponse, atat::Error> {
         resp.map_err(super::parse_error)?;

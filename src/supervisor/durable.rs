@@ -1049,7 +1049,6 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
 mod tests {
     use super::super::outbox::{Outbox, OutboxMeta};
     use super::*;
-    use crate::channel::Source;
     use crate::ring::RingStore;
     use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
     use std::vec::Vec;
@@ -1065,10 +1064,7 @@ mod tests {
     }
 
     fn read(o: &Outbox<'static, Cs>, at: usize) -> (std::string::String, Vec<u8>) {
-        let mut out = Default::default();
-        o.source(at)
-            .with(&mut |t, p| out = (std::string::String::from(t), p.to_vec()));
-        out
+        crate::channel::read_all(&o.source(at))
     }
 
     #[test]

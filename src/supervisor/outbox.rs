@@ -35,7 +35,7 @@
 //! kept beside it. A ticket older than that reads
 //! [`Outcome::Forgotten`]: never a false "delivered".
 
-use crate::channel::Source;
+use crate::channel::{copy_part, Source};
 use crate::error::Error;
 use crate::ring::{self, Ring, RingBuffer};
 use crate::sync::{Part, RawMutex};
@@ -267,29 +267,35 @@ impl<M: RawMutex> Clone for Outbox<'_, M> {
 
 impl<M: RawMutex> Copy for Outbox<'_, M> {}
 
-/// A stored message read in place, as the driver writes it.
+/// A stored message read in place, as the driver writes it: a few bytes
+/// (at most [`CHUNK`](crate::channel::CHUNK)) under each lock of the outbox,
+/// so that the lock is held for bounded work whatever the message's size.
+/// The message is in flight meanwhile: nothing else removes or changes it.
 pub(crate) struct Record<'o, M: RawMutex> {
     outbox: Outbox<'o, M>,
     at: usize,
 }
 
-impl<M: RawMutex> Record<'_, M> {
-    /// Its topic and payload.
-    pub(crate) fn read<R>(&self, f: impl FnOnce(&str, &[u8]) -> R) -> R {
+impl<M: RawMutex> Source for Record<'_, M> {
+    fn lens(&self) -> (usize, usize) {
+        let at = self.at;
+        self.outbox.with(|_, _, buf, _| {
+            let topic_len = usize::from(u16::from_le_bytes([buf[at + 12], buf[at + 13]]));
+            (
+                topic_len,
+                ring::len(buf, at).saturating_sub(HEADER + topic_len),
+            )
+        })
+    }
+
+    fn read(&self, off: usize, out: &mut [u8]) -> usize {
         let at = self.at;
         self.outbox.with(|_, _, buf, _| {
             let len = ring::len(buf, at);
             let topic_len = usize::from(u16::from_le_bytes([buf[at + 12], buf[at + 13]]));
             let (topic, payload) = buf[at + HEADER..at + len].split_at(topic_len);
-            // Stored from a `&str`: always UTF-8.
-            f(core::str::from_utf8(topic).unwrap_or_default(), payload)
+            copy_part(topic, payload, off, out)
         })
-    }
-}
-
-impl<M: RawMutex> Source for Record<'_, M> {
-    fn with(&self, f: &mut dyn FnMut(&str, &[u8])) {
-        self.read(f)
     }
 }
 
@@ -775,10 +781,69 @@ mod tests {
     }
 
     fn read(o: &Outbox<'_, Cs>, at: usize) -> (std::string::String, Vec<u8>) {
-        let mut out = Default::default();
-        o.source(at)
-            .with(&mut |t, p| out = (std::string::String::from(t), p.to_vec()));
-        out
+        crate::channel::read_all(&o.source(at))
+    }
+
+    std::thread_local! {
+        /// Locks taken of `Counted` on this thread.
+        static LOCKS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
+    }
+
+    /// `NoopRawMutex` that counts the locks taken.
+    struct Counted(embassy_sync::blocking_mutex::raw::NoopRawMutex);
+
+    // SAFETY: every lock is `NoopRawMutex`'s, which is sound for the same
+    // reason it is: it is neither `Send` nor `Sync` (so is `Counted`, which
+    // holds one), so all its users are on one thread, where the closures
+    // run one after the other. The counter is the thread's own.
+    #[allow(unsafe_code)]
+    unsafe impl RawMutex for Counted {
+        const INIT: Self = Counted(embassy_sync::blocking_mutex::raw::NoopRawMutex::new());
+        fn lock<R>(&self, f: impl FnOnce() -> R) -> R {
+            LOCKS.with(|n| n.set(n.get() + 1));
+            self.0.lock(f)
+        }
+    }
+
+    #[test]
+    fn a_kilobyte_message_is_read_out_at_most_32_bytes_per_lock_of_the_outbox() {
+        type S = BlockingMutex<Counted, RefCell<RingStore<OutboxMeta, 2048>>>;
+        let s: &'static S = std::boxed::Box::leak(std::boxed::Box::new(BlockingMutex::new(
+            RefCell::new(RingStore::new(OutboxMeta::new())),
+        )));
+        let o = Outbox::new(s);
+        let payload: Vec<u8> = (0..1024u32).map(|i| (i * 7) as u8).collect();
+        o.push("t/k", &payload, QoS::AtLeastOnce, false, &mut ids())
+            .unwrap();
+        let t = o.take().unwrap();
+        let src = o.source(t.at);
+        let locks = || LOCKS.with(core::cell::Cell::get);
+
+        let before = locks();
+        assert_eq!(src.lens(), (3, 1024));
+        assert_eq!(locks() - before, 1);
+        // However much room the reader offers, one lock copies at most 32
+        // bytes: the lock is held for that, never for the whole message.
+        let mut run = Vec::new();
+        let mut out = [0u8; 2048];
+        let mut most = 0;
+        loop {
+            let before = locks();
+            let n = src.read(run.len(), &mut out);
+            assert_eq!(locks() - before, 1, "one lock a read");
+            if n == 0 {
+                break;
+            }
+            most = most.max(n);
+            run.extend_from_slice(&out[..n]);
+        }
+        assert!(most <= 32, "{most} bytes under one lock");
+        assert_eq!(&run[..3], b"t/k");
+        assert_eq!(&run[3..], &payload[..]);
+        assert_eq!(
+            crate::channel::read_all(&src),
+            ("t/k".into(), payload.clone())
+        );
     }
 
     #[test]
