@@ -20,7 +20,7 @@
 //!
 //! A record is 14 bytes of bookkeeping, the topic and the payload:
 //! length (2), hold (1: stored, 0: freed), flags (1: QoS, retain, in flight,
-//! suspect),
+//! suspect, being written),
 //! sequence (4), msgID (2), sends (1), refusals (1), topic length (2).
 //!
 //! **Outcomes.** The last 1/28 to 1/56 of the store (a power of two of bytes,
@@ -35,7 +35,7 @@
 //! kept beside it. A ticket older than that reads
 //! [`Outcome::Forgotten`]: never a false "delivered".
 
-use crate::channel::{copy_part, Source};
+use crate::channel::{copy_part, Source, CHUNK};
 use crate::error::Error;
 use crate::ring::{self, Ring, RingBuffer};
 use crate::sync::{Part, RawMutex};
@@ -52,6 +52,9 @@ const IN_FLIGHT: u8 = 0b1000;
 /// connected: set aside (not taken) until the link proves itself (another
 /// message acknowledged, or a quiet keep-alive period) or ends.
 const SUSPECT: u8 = 0b1_0000;
+/// Reserved, its topic and payload still being copied in (a few bytes a
+/// lock): no lane takes it and nothing ends it meanwhile.
+const WRITING: u8 = 0b10_0000;
 
 /// Refusals whose error is kept for their tickets.
 pub(crate) const REFUSALS: usize = 8;
@@ -334,13 +337,48 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         retain: bool,
         next_id: &mut dyn FnMut() -> u16,
     ) -> Result<Ticket, PushError> {
-        self.with(|ring, meta, buf, log| {
+        let r = self.with(|ring, meta, buf, log| {
             let msg = (topic, payload, qos, retain);
             Self::push_in(ring, meta, buf, log, msg, MsgId::Next(next_id))
-        })
+        });
+        self.fill(r, topic, payload)
     }
 
-    /// [`push`](Self::push) (and `push_as`), under the lock.
+    /// Copies the topic and the payload of a message [`push_in`]
+    /// reserved into its record, [`CHUNK`] bytes a lock, then lets the
+    /// lanes take it: the outbox's lock is never held to copy a whole
+    /// message.
+    ///
+    /// [`push_in`]: Self::push_in
+    fn fill(
+        &self,
+        r: Result<(Ticket, usize), PushError>,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<Ticket, PushError> {
+        let (ticket, at) = r?;
+        let (t, total) = (topic.len(), topic.len() + payload.len());
+        let mut off = 0;
+        while off < total {
+            let mut chunk = [0u8; CHUNK];
+            let n = copy_part(topic.as_bytes(), payload, off, &mut chunk);
+            self.with(|_, _, buf, _| {
+                let to = at + HEADER + off;
+                buf[to..to + n].copy_from_slice(&chunk[..n]);
+            });
+            off += n;
+        }
+        debug_assert_eq!(off, t + payload.len());
+        self.with(|_, meta, buf, _| {
+            buf[at + 3] &= !WRITING;
+            meta.queued.wake();
+        });
+        Ok(ticket)
+    }
+
+    /// [`push`](Self::push) (and `push_as`), under the lock: reserves the
+    /// record and writes its bookkeeping; [`fill`](Self::fill) copies the
+    /// message in.
     fn push_in(
         ring: &mut Ring,
         meta: &mut OutboxMeta,
@@ -348,7 +386,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         mut log: Log<'_>,
         (topic, payload, qos, retain): (&str, &[u8], QoS, bool),
         id: MsgId<'_>,
-    ) -> Result<Ticket, PushError> {
+    ) -> Result<(Ticket, usize), PushError> {
         let len = HEADER + topic.len() + payload.len();
         {
             if len > buf.len() || len > usize::from(u16::MAX) {
@@ -377,17 +415,14 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
             log.set(seq, ENDED_UNKNOWN);
             ring::set_header(buf, at, len, 1);
             let rec = &mut buf[at..at + len];
-            rec[3] = qos.get() | if retain { RETAIN } else { 0 };
+            rec[3] = qos.get() | if retain { RETAIN } else { 0 } | WRITING;
             rec[4..8].copy_from_slice(&seq.to_le_bytes());
             rec[8..10].copy_from_slice(&msg_id.to_le_bytes());
             rec[10] = 0;
             rec[11] = 0;
             rec[12..14].copy_from_slice(&(topic.len() as u16).to_le_bytes());
-            rec[HEADER..HEADER + topic.len()].copy_from_slice(topic.as_bytes());
-            rec[HEADER + topic.len()..].copy_from_slice(payload);
             meta.high_water = meta.high_water.max(ring.used(buf.len()));
-            meta.queued.wake();
-            Ok(Ticket { seq, msg_id })
+            Ok((Ticket { seq, msg_id }, at))
         }
     }
 
@@ -401,7 +436,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         next_id: &mut dyn FnMut() -> u16,
     ) -> Result<Ticket, PushError> {
         let mut next_id = next_id;
-        wait(self.lock(Wait::Space), |w, waker| {
+        let r = wait(self.lock(Wait::Space), |w, waker| {
             self.with(|ring, meta, buf, log| {
                 let r = match Self::push_in(
                     ring,
@@ -417,7 +452,9 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
                 w.poll(&mut meta.space, waker, r)
             })
         })
-        .await
+        .await;
+        // No await from here on: the reserved record is filled at once.
+        self.fill(r, topic, payload)
     }
 
     /// How the message of `ticket` ended; `None` while it is stored.
@@ -526,7 +563,8 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
 
     fn take_in(ring: &Ring, buf: &mut [u8]) -> Option<Taken> {
         {
-            let at = Self::live(ring, buf).find(|&at| buf[at + 3] & (IN_FLIGHT | SUSPECT) == 0)?;
+            let at = Self::live(ring, buf)
+                .find(|&at| buf[at + 3] & (IN_FLIGHT | SUSPECT | WRITING) == 0)?;
             buf[at + 3] |= IN_FLIGHT;
             buf[at + 10] = buf[at + 10].saturating_add(1);
             let flags = buf[at + 3];
@@ -670,7 +708,8 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
             // In batches: the offsets are read, then the records changed.
             let pending = |buf: &[u8], at: usize| {
                 let flags = buf[at + 3];
-                flags & QOS_MASK == 0 || flags & (IN_FLIGHT | SUSPECT) != 0
+                flags & WRITING == 0
+                    && (flags & QOS_MASK == 0 || flags & (IN_FLIGHT | SUSPECT) != 0)
             };
             loop {
                 let batch: heapless::Vec<usize, 16> = Self::live(ring, buf)
@@ -714,10 +753,11 @@ impl<M: RawMutex> Outbox<'_, M> {
         retain: bool,
         msg_id: u16,
     ) -> Result<Ticket, PushError> {
-        self.with(|ring, meta, buf, log| {
+        let r = self.with(|ring, meta, buf, log| {
             let msg = (topic, payload, qos, retain);
             Self::push_in(ring, meta, buf, log, msg, MsgId::Given(msg_id))
-        })
+        });
+        self.fill(r, topic, payload)
     }
 
     /// Waits until the message of one of `tickets` ended (for ever if none
@@ -741,7 +781,7 @@ impl<M: RawMutex> Outbox<'_, M> {
     pub(crate) fn withdraw(&self, seq: u32) -> bool {
         self.with(|ring, meta, buf, mut log| {
             let Some(at) = Self::live(ring, buf)
-                .find(|&at| seq_of(buf, at) == seq && buf[at + 3] & IN_FLIGHT == 0)
+                .find(|&at| seq_of(buf, at) == seq && buf[at + 3] & (IN_FLIGHT | WRITING) == 0)
             else {
                 return false;
             };
@@ -789,7 +829,16 @@ mod tests {
         static LOCKS: core::cell::Cell<u32> = const { core::cell::Cell::new(0) };
     }
 
-    /// `NoopRawMutex` that counts the locks taken.
+    type Hook = std::boxed::Box<dyn FnMut()>;
+
+    std::thread_local! {
+        /// Run after each lock of `Counted` on this thread (not within
+        /// itself).
+        static AFTER: RefCell<Option<Hook>> = const { RefCell::new(None) };
+    }
+
+    /// `NoopRawMutex` that counts the locks taken, and runs `AFTER` once
+    /// each is let go.
     struct Counted(embassy_sync::blocking_mutex::raw::NoopRawMutex);
 
     // SAFETY: every lock is `NoopRawMutex`'s, which is sound for the same
@@ -801,17 +850,96 @@ mod tests {
         const INIT: Self = Counted(embassy_sync::blocking_mutex::raw::NoopRawMutex::new());
         fn lock<R>(&self, f: impl FnOnce() -> R) -> R {
             LOCKS.with(|n| n.set(n.get() + 1));
-            self.0.lock(f)
+            let r = self.0.lock(f);
+            if let Some(mut hook) = AFTER.with(|h| h.borrow_mut().take()) {
+                hook();
+                AFTER.with(|h| *h.borrow_mut() = Some(hook));
+            }
+            r
         }
+    }
+
+    type CountedStore = BlockingMutex<Counted, RefCell<RingStore<OutboxMeta, 2048>>>;
+
+    fn counted() -> Outbox<'static, Counted> {
+        let s: &'static CountedStore = std::boxed::Box::leak(std::boxed::Box::new(
+            BlockingMutex::new(RefCell::new(RingStore::new(OutboxMeta::new()))),
+        ));
+        Outbox::new(s)
+    }
+
+    #[test]
+    fn a_kilobyte_message_is_stored_at_most_64_bytes_per_lock_of_the_outbox() {
+        let o = counted();
+        // No byte of it is 0, the store's bytes before: each one copied in
+        // changes the store.
+        let payload: Vec<u8> = (0..1024u32).map(|i| (i % 255 + 1) as u8).collect();
+        let before = std::rc::Rc::new(RefCell::new(o.with(|_, _, b, _| b.to_vec())));
+        let most = std::rc::Rc::new(core::cell::Cell::new(0));
+        let (b, m) = (before.clone(), most.clone());
+        // After each lock: how many bytes of the store it changed.
+        AFTER.with(|h| {
+            *h.borrow_mut() = Some(std::boxed::Box::new(move || {
+                let now = o.with(|_, _, buf, _| buf.to_vec());
+                let changed = {
+                    let b = b.borrow();
+                    now.iter().zip(b.iter()).filter(|(x, y)| x != y).count()
+                };
+                m.set(m.get().max(changed));
+                *b.borrow_mut() = now;
+            }))
+        });
+        let ticket = o.push("t/k", &payload, QoS::AtMostOnce, false, &mut ids());
+        AFTER.with(|h| *h.borrow_mut() = None);
+        assert!(ticket.is_ok());
+        assert!(
+            most.get() <= 64,
+            "{} bytes changed under one lock",
+            most.get()
+        );
+        let t = o.take().unwrap();
+        assert_eq!(
+            crate::channel::read_all(&o.source(t.at)),
+            ("t/k".into(), payload)
+        );
+    }
+
+    #[test]
+    fn a_message_being_copied_in_is_neither_taken_nor_dropped_by_a_link_loss() {
+        let o = counted();
+        let payload = [7u8; 300];
+        let seen = std::rc::Rc::new(RefCell::new(Vec::new()));
+        let s = seen.clone();
+        // Between the locks of the copy: a lane looks for a message, the
+        // link ends (QoS 0 messages leave).
+        AFTER.with(|h| {
+            *h.borrow_mut() = Some(std::boxed::Box::new(move || {
+                // The record is the store's first.
+                if o.with(|_, _, buf, _| buf[3] & WRITING != 0) {
+                    s.borrow_mut()
+                        .push((o.take(), o.requeue_all(), o.stats().messages));
+                }
+            }))
+        });
+        let ticket = o.push("z", &payload, QoS::AtMostOnce, false, &mut ids());
+        AFTER.with(|h| *h.borrow_mut() = None);
+        let ticket = ticket.unwrap();
+        let seen = seen.borrow();
+        // After the reservation and after each chunk's lock: the topic's
+        // byte, then the payload's 300 in 10.
+        assert_eq!(seen.len(), 12);
+        for &(taken, dropped, messages) in seen.iter() {
+            assert_eq!((taken, dropped, messages), (None, 0, 1));
+        }
+        assert_eq!(o.outcome(ticket), None);
+        let t = o.take().unwrap();
+        assert_eq!(t.seq, ticket.seq);
+        assert_eq!(crate::channel::read_all(&o.source(t.at)).1, payload);
     }
 
     #[test]
     fn a_kilobyte_message_is_read_out_at_most_32_bytes_per_lock_of_the_outbox() {
-        type S = BlockingMutex<Counted, RefCell<RingStore<OutboxMeta, 2048>>>;
-        let s: &'static S = std::boxed::Box::leak(std::boxed::Box::new(BlockingMutex::new(
-            RefCell::new(RingStore::new(OutboxMeta::new())),
-        )));
-        let o = Outbox::new(s);
+        let o = counted();
         let payload: Vec<u8> = (0..1024u32).map(|i| (i * 7) as u8).collect();
         o.push("t/k", &payload, QoS::AtLeastOnce, false, &mut ids())
             .unwrap();
