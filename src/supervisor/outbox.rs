@@ -7,7 +7,7 @@
 //!   room), [`Outbox::outcome`] / [`Outbox::wait_outcome`] for a ticket,
 //!   [`Outbox::wait_empty`], [`Outbox::stats`].
 //! - Supervisor side: [`Outbox::take`] the oldest queued message (it is then
-//!   in flight), [`Outbox::source`] to read it in place while the driver
+//!   in flight), [`Outbox::source`] to read it where it is while the driver
 //!   writes it, then [`Outbox::delivered`] (it leaves), [`Outbox::requeue`]
 //!   (it goes again), [`Outbox::refused`] (the modem refused it: counted on
 //!   the record, it goes again) or [`Outbox::fail`] (it leaves, refused);
@@ -17,6 +17,11 @@
 //!   dropped).
 //! - Waits: any number of tasks, through `crate::wait` (no spinning when
 //!   more than four wait).
+//!
+//! The lock is held for bounded work: a message is copied in (reserved,
+//! copied, then queued) and read out [`CHUNK`] bytes per lock, never whole
+//! (with the default `CriticalSectionRawMutex`, interrupts stay masked for
+//! that long, whatever the message's size).
 //!
 //! A record is 14 bytes of bookkeeping, the topic and the payload:
 //! length (2), hold (1: stored, 0: freed), flags (1: QoS, retain, in flight,
@@ -271,7 +276,7 @@ impl<M: RawMutex> Clone for Outbox<'_, M> {
 impl<M: RawMutex> Copy for Outbox<'_, M> {}
 
 /// A stored message read in place, as the driver writes it: a few bytes
-/// (at most [`CHUNK`](crate::channel::CHUNK)) under each lock of the outbox,
+/// (at most [`CHUNK`]) under each lock of the outbox,
 /// so that the lock is held for bounded work whatever the message's size.
 /// The message is in flight meanwhile: nothing else removes or changes it.
 pub(crate) struct Record<'o, M: RawMutex> {
@@ -357,8 +362,9 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         payload: &[u8],
     ) -> Result<Ticket, PushError> {
         let (ticket, at) = r?;
-        let (t, total) = (topic.len(), topic.len() + payload.len());
+        let total = topic.len() + payload.len();
         let mut off = 0;
+        // Each step copies 1 to CHUNK bytes: `off < total`.
         while off < total {
             let mut chunk = [0u8; CHUNK];
             let n = copy_part(topic.as_bytes(), payload, off, &mut chunk);
@@ -368,7 +374,6 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
             });
             off += n;
         }
-        debug_assert_eq!(off, t + payload.len());
         self.with(|_, meta, buf, _| {
             buf[at + 3] &= !WRITING;
             meta.queued.wake();
