@@ -759,7 +759,11 @@ pub(crate) fn check_payload(
 
 /// Checks the topic and the payload of `source` (read a few bytes at a
 /// time: see [`Source`]); `Ok(true)`: it goes inline.
-fn check_source(source: &dyn Source, hex: bool, force_data_mode: bool) -> Result<bool, Error> {
+pub(crate) fn check_source(
+    source: &dyn Source,
+    hex: bool,
+    force_data_mode: bool,
+) -> Result<bool, Error> {
     let mut topic = [0u8; limits::TOPIC];
     let topic = topic_of(source, &mut topic).ok_or(Error::InvalidArgument {
         field: Field::Topic,
@@ -820,4 +824,27 @@ impl<M: RawMutex> defmt::Format for MqttClient<'_, M> {
     fn format(&self, f: defmt::Formatter) {
         defmt::write!(f, "MqttClient {{ id: {} }}", self.id)
     }
+}
+
+/// The `AT+QMTPUB` line written from `source` (client 1, retained, msgID 9
+/// but for QoS 0), for the tests of the outbox.
+#[cfg(test)]
+pub(crate) fn publish_line(
+    source: &dyn Source,
+    qos: QoS,
+    hex: bool,
+    inline: bool,
+) -> std::vec::Vec<u8> {
+    let mut buf = [0u8; 1100];
+    let line = PublishLine {
+        client: ClientId::new(1).unwrap(),
+        msg_id: if qos == QoS::AtMostOnce { 0 } else { 9 },
+        qos,
+        retain: true,
+        hex,
+        inline,
+        source,
+    };
+    let n = line.write(&mut buf);
+    buf[..n].to_vec()
 }

@@ -980,6 +980,80 @@ mod tests {
     }
 
     #[test]
+    fn a_message_from_the_outbox_is_checked_and_written_as_the_same_bytes_in_place() {
+        let o = Outbox::new(store::<4096>());
+        let long_topic = "t".repeat(300);
+        let cases: [(&str, std::vec::Vec<u8>); 7] = [
+            ("a/b", b"v".to_vec()),
+            ("a/b", (0..350u32).map(|i| b'a' + (i % 26) as u8).collect()),
+            ("a/b", (0..1000u32).map(|i| b'a' + (i % 26) as u8).collect()),
+            ("a/b", b"say \"hi\"".to_vec()),
+            ("a/b", b"ctrl-z \x1a".to_vec()),
+            ("a/#", b"v".to_vec()),
+            (&long_topic, b"v".to_vec()),
+        ];
+        // In text mode, not forced to data mode: inline, data mode or why not.
+        let bad = |field, problem| Err(Error::InvalidArgument { field, problem });
+        use crate::error::{Field, Problem};
+        let text = [
+            Ok(true),
+            Ok(true),
+            Ok(false),
+            Ok(false),
+            bad(Field::Payload, Problem::NeedsHexFormat),
+            bad(Field::Topic, Problem::Wildcard),
+            bad(Field::Topic, Problem::TooLong),
+        ];
+        let mut next = 0u16;
+        for ((topic, payload), text) in cases.iter().zip(text) {
+            let direct: (&str, &[u8]) = (topic, payload);
+            assert_eq!(
+                crate::mqtt_client::check_source(&direct, false, false),
+                text,
+                "{topic}"
+            );
+            for hex in [false, true] {
+                for force in [false, true] {
+                    let direct: (&str, &[u8]) = (topic, payload);
+                    let stored = o
+                        .push(topic, payload, QoS::AtLeastOnce, true, &mut || {
+                            next += 1;
+                            next
+                        })
+                        .unwrap();
+                    let t = o.take().unwrap();
+                    assert_eq!(t.seq, stored.seq);
+                    let record = o.source(t.at);
+                    let checked = crate::mqtt_client::check_source(&direct, hex, force);
+                    assert_eq!(
+                        crate::mqtt_client::check_source(&record, hex, force),
+                        checked
+                    );
+                    if let Ok(inline) = checked {
+                        let want = crate::mqtt_client::publish_line(
+                            &direct,
+                            QoS::AtLeastOnce,
+                            hex,
+                            inline,
+                        );
+                        assert!(!want.is_empty());
+                        assert_eq!(
+                            crate::mqtt_client::publish_line(
+                                &record,
+                                QoS::AtLeastOnce,
+                                hex,
+                                inline
+                            ),
+                            want
+                        );
+                    }
+                    o.delivered(t.at);
+                }
+            }
+        }
+    }
+
+    #[test]
     fn messages_go_out_oldest_first_with_one_msg_id_each_for_every_send() {
         let o = Outbox::new(store::<256>());
         let mut next = ids();
