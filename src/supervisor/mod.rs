@@ -155,7 +155,7 @@ use crate::mqtt_client::{check_payload, MqttClient, PublishOptions};
 use crate::ring::RingStore;
 use crate::sync::{CriticalSectionRawMutex, RawMutex};
 use crate::types::{check_topic, ClientId, DataFormat, MqttVersion, QoS, Subscription};
-use crate::wait::{wait, WaitSet};
+use crate::wait::{wait, Lock, LockGuard, WaitSet};
 use backoff::Delays;
 use outbox::{Outbox, OutboxMeta, PushError, Taken};
 
@@ -540,6 +540,10 @@ pub struct Supervisor<'a, M: RawMutex = CriticalSectionRawMutex, R: HardReset = 
     link: Link<'a, M>,
     config: SupervisorConfig<'a>,
     hard_reset: Option<R>,
+    /// The lanes' turn to send: a lane takes its message from the outbox
+    /// and writes its `AT+QMTPUB` holding it, so the lines leave in the
+    /// outbox's order (`lane`).
+    turn: Lock<M>,
 }
 
 /// Creates a supervisor for `config.client` in `state`: returns its handle
@@ -568,6 +572,7 @@ pub fn new<'a, const OUTBOX: usize, M: RawMutex>(
             link,
             config,
             hard_reset: None,
+            turn: Lock::new(),
         },
     )
 }
@@ -580,6 +585,7 @@ impl<'a, M: RawMutex> Supervisor<'a, M> {
             link: self.link,
             config: self.config,
             hard_reset: Some(reset),
+            turn: self.turn,
         }
     }
 }
@@ -1192,14 +1198,23 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// One lane: takes the oldest queued message, sends it, waits for its
     /// result; again. Ends (with why) when a publish ends the link. An idle
     /// lane (`active` false) waits for ever.
+    ///
+    /// The lanes send in the outbox's order: a lane takes its message only
+    /// once it holds the turn, and keeps the turn until the modem took the
+    /// message's line (or refused it), so no lane takes a later message and
+    /// writes it first (the lanes are polled in a fixed order: lane 0,
+    /// taking message 5 after message 1's result, used to get the AT lock
+    /// before lane 1 with message 2). The turn is not held while a result
+    /// is awaited: four are still in flight.
     async fn lane(&self, active: bool) -> OfflineReason {
         if !active {
             return poll_fn(|_| Poll::Pending).await;
         }
         let outbox = self.link.outbox;
         loop {
+            let turn = self.turn.lock().await;
             let t: Taken = outbox.take_wait().await;
-            if let Err(r) = self.publish_one(&t).await {
+            if let Err(r) = self.publish_one(&t, turn).await {
                 outbox.requeue(t.at);
                 return r;
             }
@@ -1207,20 +1222,29 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     }
 
     /// Sends one message until it ends: delivered, or refused (it leaves).
-    /// `Err` when the link ended (the caller puts the message back).
-    async fn publish_one(&self, t: &Taken) -> Result<(), OfflineReason> {
+    /// `Err` when the link ended (the caller puts the message back). `turn`
+    /// is released once the first line went out (or failed); a message sent
+    /// again on this link (refused, or its msgID still busy) goes without
+    /// it, at once: it went in order the first time.
+    async fn publish_one(&self, t: &Taken, turn: LockGuard<'_, M>) -> Result<(), OfflineReason> {
         let outbox = self.link.outbox;
         let status = self.link.status;
         let src = outbox.source(t.at);
         let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
         // Sent before: on an earlier link, or by this lane after a failure.
         let mut again = t.sends > 1;
+        let mut turn = Some(turn);
         loop {
             let options = PublishOptions::new(t.qos, t.retain).msg_id(msg_id);
             // The link's client, borrowed (a copy would be kept across the
             // await, in each lane), and the pending publish moved into its
             // wait (not kept beside it).
-            let e = match self.link.client.start_from(&src, options).await {
+            let e = match {
+                let r = self.link.client.start_from(&src, options).await;
+                // The line went (or not): the next lane may take the next.
+                drop(turn.take());
+                r
+            } {
                 Err(Error::InvalidArgument {
                     problem: Problem::InUse,
                     ..
