@@ -97,7 +97,7 @@ fn pick(rng: &mut Rng, restartable: bool) -> Fault {
 }
 
 #[test]
-fn soak_every_qos1_message_arrives_through_random_link_faults() {
+fn soak_every_qos1_message_arrives_in_order_through_random_link_faults() {
     let n = env_u64("BC26_SOAK_N").unwrap_or(2000) as usize;
     let seed = env_u64("BC26_SOAK_SEED").unwrap_or_else(|| {
         std::time::SystemTime::now()
