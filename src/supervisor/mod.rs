@@ -155,9 +155,9 @@ use crate::mqtt_client::{check_payload, MqttClient, PublishOptions};
 use crate::ring::RingStore;
 use crate::sync::{CriticalSectionRawMutex, RawMutex};
 use crate::types::{check_topic, ClientId, DataFormat, MqttVersion, QoS, Subscription};
-use crate::wait::{wait, Lock, LockGuard, WaitSet};
+use crate::wait::{wait, WaitSet};
 use backoff::Delays;
-use outbox::{Outbox, OutboxMeta, PushError, Taken};
+use outbox::{Outbox, OutboxMeta, PushError, Taken, Turn};
 
 /// Most outbox messages a supervisor has in flight at once.
 pub const MAX_IN_FLIGHT: usize = 4;
@@ -540,10 +540,6 @@ pub struct Supervisor<'a, M: RawMutex = CriticalSectionRawMutex, R: HardReset = 
     link: Link<'a, M>,
     config: SupervisorConfig<'a>,
     hard_reset: Option<R>,
-    /// The lanes' turn to send: a lane takes its message from the outbox
-    /// and writes its `AT+QMTPUB` holding it, so the lines leave in the
-    /// outbox's order (`lane`).
-    turn: Lock<M>,
 }
 
 /// Creates a supervisor for `config.client` in `state`: returns its handle
@@ -572,7 +568,6 @@ pub fn new<'a, const OUTBOX: usize, M: RawMutex>(
             link,
             config,
             hard_reset: None,
-            turn: Lock::new(),
         },
     )
 }
@@ -585,7 +580,6 @@ impl<'a, M: RawMutex> Supervisor<'a, M> {
             link: self.link,
             config: self.config,
             hard_reset: Some(reset),
-            turn: self.turn,
         }
     }
 }
@@ -1199,22 +1193,21 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// result; again. Ends (with why) when a publish ends the link. An idle
     /// lane (`active` false) waits for ever.
     ///
-    /// The lanes send in the outbox's order: a lane takes its message only
-    /// once it holds the turn, and keeps the turn until the modem took the
-    /// message's line (or refused it), so no lane takes a later message and
-    /// writes it first (the lanes are polled in a fixed order: lane 0,
-    /// taking message 5 after message 1's result, used to get the AT lock
-    /// before lane 1 with message 2). The turn is not held while a result
-    /// is awaited: four are still in flight.
+    /// The lanes send in the outbox's order: the outbox hands out one
+    /// message at a time, with the turn ([`Turn`]), which the lane keeps
+    /// until the modem took the message's line (or refused it), so no lane
+    /// takes a later message and writes it first (the lanes are polled in a
+    /// fixed order: lane 0, taking message 5 after message 1's result, used
+    /// to get the AT lock before lane 1 with message 2). The turn is not
+    /// held while a result is awaited: four are still in flight.
     async fn lane(&self, active: bool) -> OfflineReason {
         if !active {
             return poll_fn(|_| Poll::Pending).await;
         }
-        let outbox = self.link.outbox;
+        let outbox = &self.link.outbox;
         loop {
-            let turn = self.turn.lock().await;
-            let t: Taken = outbox.take_wait().await;
-            if let Err(r) = self.publish_one(&t, turn).await {
+            let (t, turn): (Taken, Turn<'_, '_, M>) = outbox.take_wait().await;
+            if let Err(r) = self.publish_one(&t, Some(turn)).await {
                 outbox.requeue(t.at);
                 return r;
             }
@@ -1226,14 +1219,17 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// is released once the first line went out (or failed); a message sent
     /// again on this link (refused, or its msgID still busy) goes without
     /// it, at once: it went in order the first time.
-    async fn publish_one(&self, t: &Taken, turn: LockGuard<'_, M>) -> Result<(), OfflineReason> {
+    async fn publish_one(
+        &self,
+        t: &Taken,
+        mut turn: Option<Turn<'_, '_, M>>,
+    ) -> Result<(), OfflineReason> {
         let outbox = self.link.outbox;
         let status = self.link.status;
         let src = outbox.source(t.at);
         let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
         // Sent before: on an earlier link, or by this lane after a failure.
         let mut again = t.sends > 1;
-        let mut turn = Some(turn);
         loop {
             let options = PublishOptions::new(t.qos, t.retain).msg_id(msg_id);
             // The link's client, borrowed (a copy would be kept across the

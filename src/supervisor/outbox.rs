@@ -6,11 +6,14 @@
 //! - Handle side: [`Outbox::push`] (and [`Outbox::push_wait`], which waits for
 //!   room), [`Outbox::outcome`] / [`Outbox::wait_outcome`] for a ticket,
 //!   [`Outbox::wait_empty`], [`Outbox::stats`].
-//! - Supervisor side: [`Outbox::take`] the oldest queued message (it is then
-//!   in flight), [`Outbox::source`] to read it in place while the driver
-//!   writes it, then [`Outbox::delivered`] (it leaves), [`Outbox::requeue`]
-//!   (it goes again), [`Outbox::refused`] (the modem refused it: counted on
-//!   the record, it goes again) or [`Outbox::fail`] (it leaves, refused);
+//! - Supervisor side: [`Outbox::take_wait`] the oldest queued message (it is
+//!   then in flight) with the [`Turn`]: no other is handed out until the
+//!   turn is dropped, once its line went, so the lines leave in the order
+//!   the messages were stored; [`Outbox::source`] to read it in place while
+//!   the driver writes it, then [`Outbox::delivered`] (it leaves),
+//!   [`Outbox::requeue`] (it goes again), [`Outbox::refused`] (the modem
+//!   refused it: counted on the record, it goes again) or [`Outbox::fail`]
+//!   (it leaves, refused);
 //!   [`Outbox::suspect`] (set aside after a failure, until
 //!   [`Outbox::confirm_suspects`] counts it); [`Outbox::requeue_all`] after
 //!   a link loss or when a supervisor starts (QoS 0 messages leave,
@@ -74,8 +77,11 @@ pub(crate) struct OutboxMeta {
     space: WaitSet,
     /// Tasks waiting for a message to end (any number of them).
     gone: WaitSet,
-    /// The supervisor's lanes, waiting for a queued message.
+    /// The supervisor's lanes, waiting for a queued message (and the turn).
     queued: WaitSet,
+    /// A lane took a message and has not written its line yet ([`Turn`]):
+    /// no other lane takes one until then, so the lines leave in order.
+    turn: bool,
 }
 
 impl OutboxMeta {
@@ -88,6 +94,7 @@ impl OutboxMeta {
             space: WaitSet::new(),
             gone: WaitSet::new(),
             queued: WaitSet::new(),
+            turn: false,
         }
     }
 }
@@ -257,6 +264,20 @@ impl<M: RawMutex> Clone for Outbox<'_, M> {
 }
 
 impl<M: RawMutex> Copy for Outbox<'_, M> {}
+
+/// The turn to send, handed out with a message by
+/// [`Outbox::take_wait`]: dropped once that message's line went (or
+/// failed), and the next message may be taken.
+pub(crate) struct Turn<'t, 'o, M: RawMutex>(&'t Outbox<'o, M>);
+
+impl<M: RawMutex> Drop for Turn<'_, '_, M> {
+    fn drop(&mut self) {
+        self.0.with(|_, meta, _, _| {
+            meta.turn = false;
+            meta.queued.wake();
+        })
+    }
+}
 
 /// A stored message read in place, as the driver writes it.
 pub(crate) struct Record<'o, M: RawMutex> {
@@ -518,15 +539,23 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         }
     }
 
-    /// Waits for a queued message and takes it.
-    pub(crate) async fn take_wait(&self) -> Taken {
-        wait(self.lock(Wait::Queued), |w, waker| {
+    /// Waits for a queued message and for the turn, and takes both: the
+    /// next message is handed out once the [`Turn`] is dropped (its line
+    /// went), so the messages go out in the order they were stored.
+    pub(crate) async fn take_wait(&self) -> (Taken, Turn<'_, 'a, M>) {
+        let t = wait(self.lock(Wait::Queued), |w, waker| {
             self.with(|ring, meta, buf, _| {
-                let t = Self::take_in(ring, buf);
+                let t = if meta.turn {
+                    None
+                } else {
+                    Self::take_in(ring, buf)
+                };
+                meta.turn |= t.is_some();
                 w.poll(&mut meta.queued, waker, t)
             })
         })
-        .await
+        .await;
+        (t, Turn(self))
     }
 
     /// The message at `at`, read in place.
