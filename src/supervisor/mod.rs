@@ -1235,12 +1235,10 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             // The link's client, borrowed (a copy would be kept across the
             // await, in each lane), and the pending publish moved into its
             // wait (not kept beside it).
-            let e = match {
-                let r = self.link.client.start_from(&src, options).await;
-                // The line went (or not): the next lane may take the next.
-                drop(turn.take());
-                r
-            } {
+            let started = self.link.client.start_from(&src, options).await;
+            // The line went (or not): the next lane may take the next.
+            drop(turn.take());
+            let e = match started {
                 Err(Error::InvalidArgument {
                     problem: Problem::InUse,
                     ..
