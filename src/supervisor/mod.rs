@@ -45,6 +45,33 @@
 //! [`Outcome::Dropped`] on their ticket) if the link ends before they went
 //! out.
 //!
+//! **Order.** Messages go out in the order they were stored, as MQTT 3.1.1
+//! (4.6) asks of a client: up to [`in_flight`](SupervisorConfig::in_flight)
+//! wait for their results at once, but the outbox hands a lane the next
+//! message only once the modem took the `AT+QMTPUB` of the one before (or
+//! refused it), so no later message's line is written before an earlier
+//! one's. After a link loss the messages that were in flight are the
+//! oldest: they go again first, then the rest, in order (so the broker may
+//! see a copy of a message after later ones; the first copies arrive in
+//! order). A message sent again on the same link goes behind later ones:
+//! after a refusal (`ERROR`, or a failure the broker's answer proved the
+//! message's, see below) or while its msgID still waits for an earlier
+//! send's late result; and one set aside (no subscriptions, below) lets
+//! the later ones pass.
+//!
+//! **What survives a reset of the microcontroller.** The outbox is RAM (the
+//! [`SupervisorState`]): it keeps messages across link losses and modem
+//! restarts, and loses them all when the microcontroller resets (a
+//! watchdog, a brown-out, a firmware update, a standby that powers RAM
+//! down). With the feature `flash-outbox`, a `FlashOutbox` has the `Link`'s
+//! `try_publish` and `publish` (async: a QoS 1/2 message is journalled in a
+//! `NorFlash` region before its ticket is returned), removes each message
+//! from flash once it ended, and after a reset sends what flash holds again
+//! under the same msgIDs. QoS 0 goes to the RAM outbox only. A receiver sees
+//! every message whose ticket was given at least once, and a copy when the
+//! reset came between the acknowledgement and the removal from flash: it
+//! tells copies apart by the payload, as after a link loss.
+//!
 //! **No message blocks the outbox.** A message is judged when it is
 //! stored against what the supervisor is *configured* with
 //! ([`SupervisorConfig::send_format`]: its topic, and its payload's size

@@ -31,7 +31,10 @@ impl<F: MultiwriteNorFlash> Store for Option<&FlashOutbox<'_, F>> {
     async fn store(&self, link: Link<'_>, topic: &str, payload: &[u8]) -> Result<Ticket, Error> {
         match self {
             // The one place the application stores through the flash outbox.
-            Some(fo) => fo.store(topic, payload, QoS::AtLeastOnce, false).await,
+            Some(fo) => {
+                fo.try_publish(topic, payload, QoS::AtLeastOnce, false)
+                    .await
+            }
             None => link.try_publish(topic, payload, QoS::AtLeastOnce, false),
         }
     }

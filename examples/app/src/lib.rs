@@ -39,9 +39,9 @@ pub use durable::{run_with_flash, JOURNAL_BUF};
 
 use core::fmt::Write as _;
 
-use bc26_mqtt::supervisor::{Link, LinkState, SupervisorState};
-use bc26_mqtt::{ClientId, Event, Message, Modem, QoS, State, Subscription};
-use embassy_futures::select::{select3, Either3};
+use bc26_mqtt::supervisor::{Link, LinkState, Supervisor, SupervisorState};
+use bc26_mqtt::{ClientId, Event, Message, Modem, QoS, Runner, State, Subscription};
+use embassy_futures::select::{select, select3, Either, Either3};
 use embassy_time::{Duration, Instant, Timer};
 use embedded_io_async::{Read, Write};
 
@@ -310,7 +310,13 @@ pub(crate) use start;
 
 /// Runs the driver, its supervisor and the application on the UART halves;
 /// never returns. They run in the one future this returns, so a board
-/// spawns one task for all three.
+/// spawns one task for all three. A board that can spawn a second task
+/// runs the driver's runner in a task of its own instead ([`split`], then
+/// [`Runner::run`](bc26_mqtt::Runner::run) in one task and
+/// [`AppTask::run`] in the other): a UART read then wakes the runner alone,
+/// not the supervisor and the application too (on a Cortex-M3, about 1,000
+/// instructions a read instead of 2,500: examples/qemu/README.md), for
+/// some RAM (two task futures: on the micro:bit's 16 KiB they did not fit).
 pub async fn run<
     R: Read,
     W: Write,
@@ -336,6 +342,67 @@ pub async fn run<
     let mut app = App::new(modem, link, config, device, ());
     match select3(runner.run(), supervisor.run(), app.run()).await {
         Either3::First(never) | Either3::Second(never) | Either3::Third(never) => never,
+    }
+}
+
+/// Sets up the driver and its supervisor on the UART halves, as [`run`]
+/// does: returns the driver's runner (spawn
+/// [`Runner::run`](bc26_mqtt::Runner::run) in a task of its own) and the
+/// supervisor with the application ([`AppTask::run`], in another task).
+pub fn split<
+    R: Read,
+    W: Write,
+    const INGRESS: usize,
+    const LINE: usize,
+    const INBOX: usize,
+    const EVENTS: usize,
+    const SUBSCRIBERS: usize,
+    const INFLIGHT: usize,
+    const OUTBOX_BYTES: usize,
+>(
+    state: &'static mut AppState<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT, OUTBOX_BYTES>,
+    rx: R,
+    tx: W,
+    config: &'static AppConfig<'static>,
+) -> (Runner<'static, R, W>, AppTask) {
+    start!(state, rx, tx, config => modem, runner, link, supervisor, _);
+    (
+        runner,
+        AppTask {
+            modem,
+            link,
+            supervisor,
+            config,
+        },
+    )
+}
+
+/// The supervisor and the application, set up by [`split`]: everything but
+/// the driver's runner.
+pub struct AppTask {
+    modem: Modem<'static>,
+    link: Link<'static>,
+    supervisor: Supervisor<'static>,
+    config: &'static AppConfig<'static>,
+}
+
+impl AppTask {
+    /// Runs the supervisor and the application (with `device`); never
+    /// returns. The driver's runner must run meanwhile, in another task.
+    pub async fn run<D: Device>(self, device: &mut D) -> ! {
+        let AppTask {
+            modem,
+            link,
+            supervisor,
+            config,
+        } = self;
+        #[cfg(not(feature = "flash-outbox"))]
+        let mut app = App::new(modem, link, config, device);
+        #[cfg(feature = "flash-outbox")]
+        let mut app = App::new(modem, link, config, device, ());
+        match select(supervisor.run(), app.run()).await {
+            Either::First(never) | Either::Second(never) => never,
+        }
     }
 }
 
