@@ -130,23 +130,32 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         self.core.config.command_timeout
     }
 
-    async fn cfg<C: AtatCmd>(&self, cmd: &C) -> Result<C::Response, Error> {
+    fn cfg<'s, C: AtatCmd>(
+        &'s self,
+        cmd: &'s C,
+    ) -> impl core::future::Future<Output = Result<C::Response, Error>> + 's {
+        self.core.channel.command(cmd, self.cmd_timeout(), None)
+    }
+
+    /// A setting answered by `OK` alone: one state machine for every
+    /// `set_*` (the line is written by `write`).
+    async fn cfg_ok(&self, write: &dyn Fn(&mut [u8]) -> usize) -> Result<(), Error> {
         self.core
             .channel
-            .command(cmd, self.cmd_timeout(), None)
+            .exchange(write, self.cmd_timeout(), None)
             .await
+            .map(drop)
     }
 
     // ------------------------------------------------------------ AT+QMTCFG
 
     /// Sets the will (or clears it with `None`): `AT+QMTCFG="will"`.
     pub async fn set_will(&self, will: Option<Will<'_>>) -> Result<(), Error> {
-        self.cfg(&ConfigureWill {
+        let cmd = ConfigureWill {
             client: self.id,
             will,
-        })
-        .await
-        .map(drop)
+        };
+        self.cfg_ok(&|b| cmd.write(b)).await
     }
 
     /// Reads the will: `AT+QMTCFG="will",<id>`.
@@ -164,7 +173,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         notice: bool,
     ) -> Result<(), Error> {
         let cmd = ConfigureTimeout::new(self.id, pkt_timeout_s, retry_times, notice)?;
-        self.cfg(&cmd).await?;
+        self.cfg_ok(&|b| cmd.write(b)).await?;
         let (_, p, r) = cmd.values();
         self.core.clients.set_timeouts(self.id, p, r);
         Ok(())
@@ -182,12 +191,11 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// Sets the clean-session flag: `AT+QMTCFG="session"`.
     pub async fn set_clean_session(&self, clean: bool) -> Result<(), Error> {
-        self.cfg(&ConfigureSession {
+        let cmd = ConfigureSession {
             client: self.id,
             clean_session: clean,
-        })
-        .await
-        .map(drop)
+        };
+        self.cfg_ok(&|b| cmd.write(b)).await
     }
 
     /// Reads the clean-session flag: `AT+QMTCFG="session",<id>`.
@@ -200,9 +208,8 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// Sets the keep-alive interval, 0-3600 s: `AT+QMTCFG="keepalive"`.
     pub async fn set_keepalive(&self, seconds: u16) -> Result<(), Error> {
-        self.cfg(&ConfigureKeepAlive::new(self.id, seconds)?)
-            .await
-            .map(drop)
+        let cmd = ConfigureKeepAlive::new(self.id, seconds)?;
+        self.cfg_ok(&|b| cmd.write(b)).await
     }
 
     /// Reads the keep-alive interval: `AT+QMTCFG="keepalive",<id>`.
@@ -218,7 +225,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         device_secret: &str,
     ) -> Result<(), Error> {
         let cmd = ConfigureAliAuth::new(self.id, product_key, device_name, device_secret)?;
-        self.cfg(&cmd).await.map(drop)
+        self.cfg_ok(&|b| cmd.write(b)).await
     }
 
     /// Reads AliCloud credentials: `AT+QMTCFG="aliauth",<id>`.
@@ -228,12 +235,11 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// Sets the MQTT version: `AT+QMTCFG="version"`.
     pub async fn set_version(&self, version: MqttVersion) -> Result<(), Error> {
-        self.cfg(&ConfigureVersion {
+        let cmd = ConfigureVersion {
             client: self.id,
             version,
-        })
-        .await
-        .map(drop)
+        };
+        self.cfg_ok(&|b| cmd.write(b)).await
     }
 
     /// Reads the MQTT version: `AT+QMTCFG="version",<id>`.
@@ -252,12 +258,12 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// publisher's payload holding `"` CR LF followed by modem-like lines can
     /// be read as modem lines (a forged `+QMTSTAT`, `+QMTPUB` or `+QMTRECV`).
     pub async fn set_data_format(&self, send: DataFormat, recv: DataFormat) -> Result<(), Error> {
-        self.cfg(&ConfigureDataFormat {
+        let cmd = ConfigureDataFormat {
             client: self.id,
             send,
             recv,
-        })
-        .await?;
+        };
+        self.cfg_ok(&|b| cmd.write(b)).await?;
         self.core.clients.set_formats(self.id, send, recv, true);
         Ok(())
     }
@@ -274,12 +280,11 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// Sets the data-mode echo: `AT+QMTCFG="echomode"`.
     pub async fn set_echo_mode(&self, echo: bool) -> Result<(), Error> {
-        self.cfg(&ConfigureEchoMode {
+        let cmd = ConfigureEchoMode {
             client: self.id,
             echo,
-        })
-        .await
-        .map(drop)
+        };
+        self.cfg_ok(&|b| cmd.write(b)).await
     }
 
     /// Reads the data-mode echo: `AT+QMTCFG="echomode",<id>`.
@@ -331,12 +336,12 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         } else {
             DataFormat::Text
         };
-        self.cfg(&ConfigureDataFormat {
+        let cmd = ConfigureDataFormat {
             client: self.id,
             send,
             recv: DataFormat::Hex,
-        })
-        .await?;
+        };
+        self.cfg_ok(&|b| cmd.write(b)).await?;
         self.core
             .clients
             .set_formats(self.id, send, DataFormat::Hex, false);

@@ -873,7 +873,9 @@ fn link_end(end: LinkEnd) -> OfflineReason {
     }
 }
 
-/// Why an operation ended the link.
+/// Why an operation ended the link. Not inlined: it is called at every
+/// step of a bring-up and of a publish.
+#[inline(never)]
 fn reason(e: Error) -> OfflineReason {
     match e {
         Error::LinkClosed(r) => OfflineReason::LinkClosed(r),
@@ -1078,10 +1080,20 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         r
     }
 
+    /// `AT+QMTCONN?`: whether the modem says the client is connected. One
+    /// state machine for the publish lanes' checks and the health check.
+    async fn connected(&self) -> Result<bool, Error> {
+        let s = self.command(&QueryConnectionState).await?;
+        Ok(s.get(self.config.client) == Some(ConnectionState::Connected))
+    }
+
     /// A general command answered by `OK` alone (`AT`, `ATE0`,
     /// `AT+QRST=1`): one state machine for all of them, not one each.
-    async fn simple(&self, cmd: &dyn SimpleCommand) -> Result<(), Error> {
-        self.simple_as(cmd, false).await
+    fn simple<'s>(
+        &'s self,
+        cmd: &'s dyn SimpleCommand,
+    ) -> impl Future<Output = Result<(), Error>> + 's {
+        self.simple_as(cmd, false)
     }
 
     /// [`simple`](Self::simple); with `force`, the line goes out even to a
@@ -1157,24 +1169,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             s.suspect = None;
         });
         status.set_state(LinkState::Online);
-        let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
-        // The first lane whose publish fails ends the link (the others wait
-        // for messages, or are idle, for ever).
-        // Each lane is pinned where it is made, in this future's state: an
-        // array of lanes made first and then moved into a select was built
-        // twice on the stack (2 x 1,856 bytes in the poll frame on a
-        // Cortex-M0, the deepest of the application's stack).
-        let l0 = pin!(self.lane(0 < lanes));
-        let l1 = pin!(self.lane(1 < lanes));
-        let l2 = pin!(self.lane(2 < lanes));
-        let l3 = pin!(self.lane(3 < lanes));
-        let send = async {
-            match select4(l0, l1, l2, l3).await {
-                Either4::First(r) | Either4::Second(r) | Either4::Third(r) | Either4::Fourth(r) => {
-                    r
-                }
-            }
-        };
+        let send = self.lanes();
         let checks = select(self.health(), self.probation());
         let r = match select3(send, self.watch(epoch), checks).await {
             Either3::First(r) | Either3::Second(r) => r,
@@ -1186,6 +1181,25 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         match self.client().link() {
             (now, Some(end)) if now != epoch => link_end(end),
             _ => r,
+        }
+    }
+
+    /// The outbox's lanes (`in_flight` of them active): ends, with why, when
+    /// the first lane whose publish fails ends the link (the others wait
+    /// for messages, or are idle, for ever). One state machine for `online`
+    /// and the duty cycle's wakes.
+    async fn lanes(&self) -> OfflineReason {
+        let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
+        // Each lane is pinned where it is made, in this future's state: an
+        // array of lanes made first and then moved into a select was built
+        // twice on the stack (2 x 1,856 bytes in the poll frame on a
+        // Cortex-M0, the deepest of the application's stack).
+        let l0 = pin!(self.lane(0 < lanes));
+        let l1 = pin!(self.lane(1 < lanes));
+        let l2 = pin!(self.lane(2 < lanes));
+        let l3 = pin!(self.lane(3 < lanes));
+        match select4(l0, l1, l2, l3).await {
+            Either4::First(r) | Either4::Second(r) | Either4::Third(r) | Either4::Fourth(r) => r,
         }
     }
 
@@ -1273,10 +1287,8 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                         let prior = s.last_refusal.replace((t.seq, s.accepted));
                         prior.is_some_and(|(seq, taken)| seq != t.seq && taken == s.accepted)
                     });
-                    match self.command(&QueryConnectionState).await {
-                        Ok(s) if s.get(self.config.client) != Some(ConnectionState::Connected) => {
-                            return Err(OfflineReason::NotConnected)
-                        }
+                    match self.connected().await {
+                        Ok(false) => return Err(OfflineReason::NotConnected),
                         Ok(_) if general => return Err(OfflineReason::Failed(e)),
                         Ok(_) => {}
                         Err(e) => return Err(reason(e)),
@@ -1308,10 +1320,8 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                     if outbox.other_suspect(t.seq) {
                         return Err(OfflineReason::Failed(e));
                     }
-                    match self.command(&QueryConnectionState).await {
-                        Ok(s) if s.get(self.config.client) != Some(ConnectionState::Connected) => {
-                            return Err(OfflineReason::NotConnected)
-                        }
+                    match self.connected().await {
+                        Ok(false) => return Err(OfflineReason::NotConnected),
                         Ok(_) => {}
                         Err(e) => return Err(reason(e)),
                     }
@@ -1442,9 +1452,9 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         }
         loop {
             Timer::after(every).await;
-            match self.command(&QueryConnectionState).await {
-                Ok(s) if s.get(self.config.client) == Some(ConnectionState::Connected) => {}
-                Ok(_) => return OfflineReason::NotConnected,
+            match self.connected().await {
+                Ok(true) => {}
+                Ok(false) => return OfflineReason::NotConnected,
                 Err(
                     e @ (Error::Timeout(_)
                     | Error::Write
