@@ -147,15 +147,48 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             .map(drop)
     }
 
+    /// Writes a setting, then follows it (the timeouts, the formats): one
+    /// state machine for every setting a supervisor makes at bring-up, and
+    /// for the `set_*` methods.
+    pub(crate) async fn configure(&self, setting: Setting<'_>) -> Result<(), Error> {
+        let client = self.id;
+        let line = match setting {
+            Setting::KeepAlive(seconds) => {
+                SettingLine::KeepAlive(ConfigureKeepAlive::new(client, seconds)?)
+            }
+            Setting::Session(clean_session) => SettingLine::Session(ConfigureSession {
+                client,
+                clean_session,
+            }),
+            Setting::Timeout(pkt_timeout_s, retry_times, notice) => SettingLine::Timeout(
+                ConfigureTimeout::new(client, pkt_timeout_s, retry_times, notice)?,
+            ),
+            Setting::Version(version) => SettingLine::Version(ConfigureVersion { client, version }),
+            Setting::Will(will) => SettingLine::Will(ConfigureWill { client, will }),
+            Setting::DataFormat(send, recv) => {
+                SettingLine::DataFormat(ConfigureDataFormat { client, send, recv })
+            }
+        };
+        self.cfg_ok(&|b| line.write(b)).await?;
+        match line {
+            SettingLine::Timeout(cmd) => {
+                let (_, p, r) = cmd.values();
+                self.core.clients.set_timeouts(client, p, r);
+            }
+            SettingLine::DataFormat(cmd) => self
+                .core
+                .clients
+                .set_formats(client, cmd.send, cmd.recv, true),
+            _ => {}
+        }
+        Ok(())
+    }
+
     // ------------------------------------------------------------ AT+QMTCFG
 
     /// Sets the will (or clears it with `None`): `AT+QMTCFG="will"`.
     pub async fn set_will(&self, will: Option<Will<'_>>) -> Result<(), Error> {
-        let cmd = ConfigureWill {
-            client: self.id,
-            will,
-        };
-        self.cfg_ok(&|b| cmd.write(b)).await
+        self.configure(Setting::Will(will)).await
     }
 
     /// Reads the will: `AT+QMTCFG="will",<id>`.
@@ -172,11 +205,8 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         retry_times: u8,
         notice: bool,
     ) -> Result<(), Error> {
-        let cmd = ConfigureTimeout::new(self.id, pkt_timeout_s, retry_times, notice)?;
-        self.cfg_ok(&|b| cmd.write(b)).await?;
-        let (_, p, r) = cmd.values();
-        self.core.clients.set_timeouts(self.id, p, r);
-        Ok(())
+        self.configure(Setting::Timeout(pkt_timeout_s, retry_times, notice))
+            .await
     }
 
     /// Reads the packet timeout settings: `AT+QMTCFG="timeout",<id>`. The
@@ -191,11 +221,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// Sets the clean-session flag: `AT+QMTCFG="session"`.
     pub async fn set_clean_session(&self, clean: bool) -> Result<(), Error> {
-        let cmd = ConfigureSession {
-            client: self.id,
-            clean_session: clean,
-        };
-        self.cfg_ok(&|b| cmd.write(b)).await
+        self.configure(Setting::Session(clean)).await
     }
 
     /// Reads the clean-session flag: `AT+QMTCFG="session",<id>`.
@@ -208,8 +234,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// Sets the keep-alive interval, 0-3600 s: `AT+QMTCFG="keepalive"`.
     pub async fn set_keepalive(&self, seconds: u16) -> Result<(), Error> {
-        let cmd = ConfigureKeepAlive::new(self.id, seconds)?;
-        self.cfg_ok(&|b| cmd.write(b)).await
+        self.configure(Setting::KeepAlive(seconds)).await
     }
 
     /// Reads the keep-alive interval: `AT+QMTCFG="keepalive",<id>`.
@@ -235,11 +260,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// Sets the MQTT version: `AT+QMTCFG="version"`.
     pub async fn set_version(&self, version: MqttVersion) -> Result<(), Error> {
-        let cmd = ConfigureVersion {
-            client: self.id,
-            version,
-        };
-        self.cfg_ok(&|b| cmd.write(b)).await
+        self.configure(Setting::Version(version)).await
     }
 
     /// Reads the MQTT version: `AT+QMTCFG="version",<id>`.
@@ -258,14 +279,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// publisher's payload holding `"` CR LF followed by modem-like lines can
     /// be read as modem lines (a forged `+QMTSTAT`, `+QMTPUB` or `+QMTRECV`).
     pub async fn set_data_format(&self, send: DataFormat, recv: DataFormat) -> Result<(), Error> {
-        let cmd = ConfigureDataFormat {
-            client: self.id,
-            send,
-            recv,
-        };
-        self.cfg_ok(&|b| cmd.write(b)).await?;
-        self.core.clients.set_formats(self.id, send, recv, true);
-        Ok(())
+        self.configure(Setting::DataFormat(send, recv)).await
     }
 
     /// Reads the payload formats: `AT+QMTCFG="dataformat",<id>`. The driver
@@ -653,6 +667,46 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// Waits until the client's link epoch differs from `since`.
     pub(crate) async fn link_changed(&self, since: u32) -> u32 {
         self.core.clients.wait_link_change(self.id, since).await
+    }
+}
+
+/// A setting of `AT+QMTCFG` that [`MqttClient::configure`] writes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Setting<'w> {
+    /// `"keepalive"`, seconds.
+    KeepAlive(u16),
+    /// `"session"`: clean session.
+    Session(bool),
+    /// `"timeout"`: packet timeout (s), retransmissions, timeout notice.
+    Timeout(u8, u8, bool),
+    /// `"version"`.
+    Version(MqttVersion),
+    /// `"will"` (cleared with `None`).
+    Will(Option<Will<'w>>),
+    /// `"dataformat"`: send, receive.
+    DataFormat(DataFormat, DataFormat),
+}
+
+/// A [`Setting`]'s command, checked.
+enum SettingLine<'w> {
+    KeepAlive(ConfigureKeepAlive),
+    Session(ConfigureSession),
+    Timeout(ConfigureTimeout),
+    Version(ConfigureVersion),
+    Will(ConfigureWill<'w>),
+    DataFormat(ConfigureDataFormat),
+}
+
+impl SettingLine<'_> {
+    fn write(&self, b: &mut [u8]) -> usize {
+        match self {
+            SettingLine::KeepAlive(c) => c.write(b),
+            SettingLine::Session(c) => c.write(b),
+            SettingLine::Timeout(c) => c.write(b),
+            SettingLine::Version(c) => c.write(b),
+            SettingLine::Will(c) => c.write(b),
+            SettingLine::DataFormat(c) => c.write(b),
+        }
     }
 }
 

@@ -151,7 +151,7 @@ use crate::commands::{
 use crate::error::{Error, Field, LinkClosedReason, OpenError, Problem, Stage};
 use crate::event::Grant;
 use crate::modem::Modem;
-use crate::mqtt_client::{check_payload, MqttClient, PublishOptions};
+use crate::mqtt_client::{check_payload, MqttClient, PublishOptions, Setting};
 use crate::ring::RingStore;
 use crate::sync::{CriticalSectionRawMutex, RawMutex};
 use crate::types::{check_topic, ClientId, DataFormat, MqttVersion, QoS, Subscription};
@@ -1024,35 +1024,42 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let c = &self.link.client;
         self.wake_modem().await?;
         self.wait_registered().await?;
-        c.set_keepalive(cfg.keepalive_s).await.map_err(reason)?;
         // A duty cycle needs the broker to keep its session while it sleeps.
         let clean = cfg.clean_session && cfg.mode == Mode::AlwaysOnline;
-        c.set_clean_session(clean).await.map_err(reason)?;
-        c.set_timeout(cfg.pkt_timeout_s, cfg.retry_times, cfg.timeout_notice)
-            .await
-            .map_err(reason)?;
-        if let Some(v) = cfg.version {
-            c.set_version(v).await.map_err(reason)?;
-        }
-        c.set_will(cfg.will).await.map_err(reason)?;
         let recv = if self.driver_config().receive_text {
             DataFormat::Text
         } else {
             DataFormat::Hex
         };
-        c.set_data_format(cfg.send_format, recv)
-            .await
-            .map_err(reason)?;
-        match c.open(cfg.host, cfg.port).await {
-            Ok(()) => {}
-            Err(Error::Open(OpenError::IdentifierOccupied)) => {
-                // The modem still holds the client (an MCU-only reset, a
-                // link given up without closing): close it, open again.
-                warn!("the modem still holds the client: closing it");
-                let _ = c.close().await;
-                c.open(cfg.host, cfg.port).await.map_err(reason)?;
+        // The settings in this order, through one await (one state machine,
+        // not one per setting).
+        for step in 0..6 {
+            let setting = match step {
+                0 => Setting::KeepAlive(cfg.keepalive_s),
+                1 => Setting::Session(clean),
+                2 => Setting::Timeout(cfg.pkt_timeout_s, cfg.retry_times, cfg.timeout_notice),
+                3 => match cfg.version {
+                    Some(v) => Setting::Version(v),
+                    None => continue,
+                },
+                4 => Setting::Will(cfg.will),
+                _ => Setting::DataFormat(cfg.send_format, recv),
+            };
+            c.configure(setting).await.map_err(reason)?;
+        }
+        // Opened again once if the modem still holds the client (an
+        // MCU-only reset, a link given up without closing): closed first.
+        let mut closed = false;
+        loop {
+            match c.open(cfg.host, cfg.port).await {
+                Ok(()) => break,
+                Err(Error::Open(OpenError::IdentifierOccupied)) if !closed => {
+                    warn!("the modem still holds the client: closing it");
+                    let _ = c.close().await;
+                    closed = true;
+                }
+                Err(e) => return Err(reason(e)),
             }
-            Err(e) => return Err(reason(e)),
         }
         c.connect(cfg.client_id, cfg.username, cfg.password)
             .await
