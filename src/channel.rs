@@ -491,7 +491,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         )
         .await?;
         match out {
-            Some(r) => r.map_err(Error::from),
+            Some(r) => r.map_err(Error::from_own_parse),
             None => Err(Error::UnexpectedResponse),
         }
     }
