@@ -1283,30 +1283,6 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             warn!("publish failed: {}", e);
             again = true;
             match e {
-                // The modem refused the line (or the payload): this message,
-                // or a link the modem knows is gone? `AT+QMTCONN?` tells.
-                // And if it refused another message just before, with no
-                // publish taken in between, it refuses publishing as such.
-                Error::Modem(_) => {
-                    // (A message refused for good clears `last_refusal`: the
-                    // one before is still stored.)
-                    let general = status.with(|s| {
-                        let prior = s.last_refusal.replace((t.seq, s.accepted));
-                        prior.is_some_and(|(seq, taken)| seq != t.seq && taken == s.accepted)
-                    });
-                    match self.connected().await {
-                        Ok(false) => return Err(OfflineReason::NotConnected),
-                        Ok(_) if general => return Err(OfflineReason::Failed(e)),
-                        Ok(_) => {}
-                        Err(e) => return Err(reason(e)),
-                    }
-                    if outbox.refused(t.at) >= self.config.max_refusals {
-                        self.refuse(t, e);
-                        return Ok(());
-                    }
-                    // Perhaps busy: the same message again, a little later.
-                    Timer::after(self.config.poll_interval).await;
-                }
                 // The driver's own check of the message (a later check: it
                 // was stored after the same check against the configured
                 // format). With the driver at the configured format, the
@@ -1320,42 +1296,63 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                     self.refuse(t, e);
                     return Ok(());
                 }
-                // The modem gave up on it (`+QMTPUB: id,msgID,2`): this
-                // message, or the link (a broker gone, a NAT that forgot
-                // the link)? See the module's documentation.
-                Error::SendFailed => {
-                    if outbox.other_suspect(t.seq) {
-                        return Err(OfflineReason::Failed(e));
-                    }
+                // The modem refused the line (or the payload), or gave up
+                // on it (`+QMTPUB: id,msgID,2`): this message, or the link?
+                // One path for both (one state machine for its waits).
+                Error::Modem(_) | Error::SendFailed => {
+                    let refused = matches!(e, Error::Modem(_));
+                    let general = if refused {
+                        // A link the modem knows is gone? `AT+QMTCONN?`
+                        // tells. And if it refused another message just
+                        // before, with no publish taken in between, it
+                        // refuses publishing as such. (A message refused
+                        // for good clears `last_refusal`: the one before
+                        // is still stored.)
+                        status.with(|s| {
+                            let prior = s.last_refusal.replace((t.seq, s.accepted));
+                            prior.is_some_and(|(seq, taken)| seq != t.seq && taken == s.accepted)
+                        })
+                    } else {
+                        // Given up on: a broker gone, a NAT that forgot the
+                        // link? See the module's documentation.
+                        if outbox.other_suspect(t.seq) {
+                            return Err(OfflineReason::Failed(e));
+                        }
+                        false
+                    };
                     match self.connected().await {
                         Ok(false) => return Err(OfflineReason::NotConnected),
+                        Ok(_) if general => return Err(OfflineReason::Failed(e)),
                         Ok(_) => {}
                         Err(e) => return Err(reason(e)),
                     }
-                    let Some(sub) = self.config.subscriptions.first() else {
-                        // No way to ask the broker: set aside until the
-                        // link proves itself (`confirm_suspects`).
-                        outbox.suspect(t.at);
-                        status.with(|s| {
-                            if s.suspect.is_none() {
-                                s.suspect = Some((Instant::now(), s.accepted));
-                            }
-                        });
-                        return Ok(());
-                    };
-                    // Does the broker answer? The first subscription again:
-                    // its SUBACK says so (and the broker sends its retained
-                    // messages again, as after every connect). No answer:
-                    // the link is gone, and the failure was not the
-                    // message's.
-                    if let Err(e) = self.link.client.subscribe(&[(sub.topic, sub.qos)]).await {
-                        return Err(reason(e));
+                    if !refused {
+                        let Some(sub) = self.config.subscriptions.first() else {
+                            // No way to ask the broker: set aside until the
+                            // link proves itself (`confirm_suspects`).
+                            outbox.suspect(t.at);
+                            status.with(|s| {
+                                if s.suspect.is_none() {
+                                    s.suspect = Some((Instant::now(), s.accepted));
+                                }
+                            });
+                            return Ok(());
+                        };
+                        // Does the broker answer? The first subscription
+                        // again: its SUBACK says so (and the broker sends
+                        // its retained messages again, as after every
+                        // connect). No answer: the link is gone, and the
+                        // failure was not the message's.
+                        if let Err(e) = self.link.client.subscribe(&[(sub.topic, sub.qos)]).await {
+                            return Err(reason(e));
+                        }
+                        status.progress();
                     }
-                    status.progress();
                     if outbox.refused(t.at) >= self.config.max_refusals {
                         self.refuse(t, e);
                         return Ok(());
                     }
+                    // Perhaps busy: the same message again, a little later.
                     Timer::after(self.config.poll_interval).await;
                 }
                 Error::Timeout(Stage::Result) => return Err(OfflineReason::Failed(e)),
