@@ -482,35 +482,11 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         timeout: Duration,
         slot: Option<u8>,
     ) -> Result<C::Response, Error> {
-        let mut out = None;
-        self.query(
-            &|b: &mut [u8]| cmd.write(b),
-            &mut |info| out = Some(cmd.parse(Ok(info))),
-            timeout,
-            slot,
-        )
-        .await?;
-        match out {
-            Some(r) => r.map_err(Error::from_own_parse),
-            None => Err(Error::UnexpectedResponse),
-        }
-    }
-
-    /// [`command`](Self::command) without its types: `write` puts the line
-    /// in the buffer, `parse` is given the information lines after `OK`.
-    /// One state machine for every command.
-    pub(crate) async fn query(
-        &self,
-        write: &dyn Fn(&mut [u8]) -> usize,
-        parse: &mut dyn FnMut(&[u8]),
-        timeout: Duration,
-        slot: Option<u8>,
-    ) -> Result<(), Error> {
-        let answered = self.exchange(write, timeout, slot).await?;
-        answered.parse(|info| {
-            parse(info);
-            Ok(())
-        })
+        // Parsed after the await, from the held line buffer: the response
+        // (up to a kilobyte for some) is never kept across an await.
+        self.exchange(&|b: &mut [u8]| cmd.write(b), timeout, slot)
+            .await?
+            .parse(|info| cmd.parse(Ok(info)).map_err(Error::from_own_parse))
     }
 
     /// Sends the line `write` puts in the buffer and waits for its final
