@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Board firmware: builds every board of .ci/boards (the STM32L476RG Nucleo and
 # nRF52840 DK examples) in release mode with Debian's Rust toolchain (no
-# warnings allowed), each also as its `no-mqtt` baseline, then prints the
+# warnings allowed), each also as its `no-mqtt` baseline and, for a board
+# that has the feature (the nRF52840 DK), with `flash-outbox`, then prints the
 # footprint report (.ci/footprint.sh) and fails only when a limit of
 # .ci/limits.toml [firmware] is exceeded: the driver's own code, each image's
 # flash and RAM. Exact numbers are never compared.
@@ -13,7 +14,8 @@
 # Idempotent; installs what it lacks from Debian (apt-get). The builds share
 # one target folder with the other thumb builds (.ci/thumb.sh): `core` and
 # the HAL compile once for both boards' images and baselines. Each image is
-# copied to target/images/<board>/ (the baseline to .../no-mqtt/), which the
+# copied to target/images/<board>/ (the baseline to .../no-mqtt/, the flash
+# outbox's image to .../flash-outbox/), which the
 # footprint report reads; .ci/run deletes the shared folder afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +39,9 @@ while IFS='|' read -r board _name bin target; do
   build "$board" "$target" "$bin" "$thumb_images/$board"
   if grep -q '^no-mqtt *=' "examples/$board/Cargo.toml"; then
     build "$board" "$target" "$bin" "$thumb_images/$board/no-mqtt" --features no-mqtt
+  fi
+  if grep -q '^flash-outbox *=' "examples/$board/Cargo.toml"; then
+    build "$board" "$target" "$bin" "$thumb_images/$board/flash-outbox" --features flash-outbox
   fi
 done <.ci/boards
 

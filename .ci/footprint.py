@@ -2,7 +2,8 @@
 """Footprint report of the board firmware, from their ELF files, and its limits.
 
 Usage: footprint.py --tools LLVM_SIZE LLVM_NM LLVM_DWARFDUMP
-                    --board FOLDER NAME FULL_ELF BASELINE_ELF|- [--board ...] [--record]
+                    --board FOLDER NAME FULL_ELF BASELINE_ELF|- [--board ...]
+                    [--variant FOLDER FEATURE ELF ...] [--record]
 
 Prints markdown:
 1. flash and RAM of each firmware, of its `no-mqtt` baseline (same HAL,
@@ -16,11 +17,16 @@ Prints markdown:
    without them) is printed with its limit and its goal (24 KiB);
 3. the RAM of the driver's `State` and of the task that runs driver and
    application, from the symbol table;
-4. the difference from the figures recorded in .ci/recorded/footprint.json
+4. each --variant (a board's image built with an optional feature, e.g.
+   `flash-outbox`): its flash and RAM, what the feature adds to the board's
+   full image, and the code it adds by source crate; the full image's own
+   figures above are those of the build without the feature;
+5. the difference from the figures recorded in .ci/recorded/footprint.json
    (information, never a failure).
 Then checks the limits of .ci/limits.toml [firmware] (the driver's code, the
 supervisor's, both together, the power commands', the duty cycle's, each
-image's flash and RAM) and exits 1 if one is exceeded or a figure is missing.
+image's flash and RAM; a variant's against [firmware."<folder>+<feature>"],
+else its board's) and exits 1 if one is exceeded or a figure is missing.
 --record writes the figures to .ci/recorded/footprint.json.
 """
 import argparse
@@ -43,6 +49,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("--tools", nargs=3, required=True, metavar=("SIZE", "NM", "DWARFDUMP"))
 ap.add_argument("--board", nargs=4, action="append", required=True,
                 metavar=("FOLDER", "NAME", "FULL", "BASELINE"))
+ap.add_argument("--variant", nargs=3, action="append", default=[],
+                metavar=("FOLDER", "FEATURE", "ELF"))
 ap.add_argument("--record", action="store_true")
 ARGS = ap.parse_args()
 SIZE, NM, DWARFDUMP = ARGS.tools
@@ -70,6 +78,7 @@ def flash_ram(elf):
 # groups of their own: the power commands (issue 17) and the duty cycle
 # (issue 18).
 GROUPS = [
+    ("/bc26-mqtt/src/supervisor/durable.rs", "bc26-mqtt flash outbox (src/supervisor/durable.rs)"),
     ("/bc26-mqtt/src/supervisor/duty.rs", "bc26-mqtt supervisor's duty cycle (src/supervisor/duty.rs)"),
     ("/bc26-mqtt/src/supervisor/", "bc26-mqtt supervisor (keeps a client online)"),
     ("/bc26-mqtt/src/power.rs", "bc26-mqtt power commands (src/power.rs, src/commands/power.rs)"),
@@ -78,6 +87,7 @@ GROUPS = [
     ("/bc26-mqtt/src/", "bc26-mqtt (the driver)"),
     ("/bc26-mqtt/examples/app/", "bc26-example-app (the application)"),
     ("/atat-", "atat (the driver's AT framework)"),
+    ("/sequential-storage-", "sequential-storage (the flash outbox's queue)"),
     ("/heapless-", "heapless"),
     ("/embassy-sync-", "embassy-sync, embassy-futures, embassy-time"),
     ("/embassy-futures-", "embassy-sync, embassy-futures, embassy-time"),
@@ -356,7 +366,43 @@ def main():
     print("| task running driver + application (futures) | "
           + " | ".join("-" if m["task"] is None else str(m["task"]) for m in boards) + " |")
 
+    variants = []
+    for folder, feature, elf in ARGS.variant:
+        board = next((m for m in boards if m["folder"] == folder), None)
+        if board is None:
+            raise SystemExit(f"--variant {folder}: no --board {folder}")
+        vf, vr, vs = flash_ram(elf)
+        vg = text_by_group(elf)
+        vg[RODATA] = vs.get(".rodata", 0)
+        variants.append({"board": board, "feature": feature, "flash": vf, "ram": vr,
+                         "groups": vg})
+    if variants:
+        print()
+        print("| firmware with an optional feature | flash | RAM "
+              "| added to the full image: flash | RAM |")
+        print("|---|---:|---:|---:|---:|")
+        for v in variants:
+            m = v["board"]
+            print(f"| {m['name']}: `{v['feature']}` | {cell(v['flash'])} | {cell(v['ram'])} "
+                  f"| **{v['flash'] - m['flash']:+d}** | **{v['ram'] - m['ram']:+d}** |")
+        print()
+        print("| code (.text) a feature adds, by source crate, bytes | "
+              + " | ".join(f"{v['board']['name']}: `{v['feature']}`" for v in variants) + " |")
+        print("|---|" + "---:|" * len(variants))
+        keys = sorted({k for v in variants for k in set(v["groups"]) | set(v["board"]["groups"])},
+                      key=lambda k: (k == RODATA, k))
+        for k in keys:
+            d = [v["groups"].get(k, 0) - v["board"]["groups"].get(k, 0) for v in variants]
+            if any(d):
+                print(f"| {k} | " + " | ".join(f"{x:+d}" for x in d) + " |")
+
     now = {m["folder"]: figures(m) for m in boards}
+    for v in variants:
+        now[f"{v['board']['folder']}+{v['feature']}"] = {
+            "flash": v["flash"], "ram": v["ram"],
+            "added_flash": v["flash"] - v["board"]["flash"],
+            "added_ram": v["ram"] - v["board"]["ram"],
+        }
     if RECORDED.exists():
         rec = json.loads(RECORDED.read_text())
         old = rec.get("boards", {})
@@ -413,6 +459,17 @@ def main():
                 failures.append(f"{n}: no {what} limit in [firmware.{f}] or [firmware.default]")
             elif m[key] > lim:
                 failures.append(f"{n}: {what} is {m[key]} bytes, over the limit of {lim}")
+    def variant_limit(v, key):
+        # [firmware."<folder>+<feature>"], else the board's limits.
+        f = v["board"]["folder"]
+        return limits.get(f"{f}+{v['feature']}", {}).get(f"{key}_max", limit(f, f"{key}_max"))
+
+    for v in variants:
+        n = f"{v['board']['name']} with `{v['feature']}`"
+        for key, what in (("flash", "flash"), ("ram", "RAM")):
+            lim = variant_limit(v, key)
+            if lim is not None and v[key] > lim:
+                failures.append(f"{n}: {what} is {v[key]} bytes, over the limit of {lim}")
     print()
     if failures:
         for msg in failures:
@@ -420,7 +477,10 @@ def main():
         sys.exit(1)
     print(f"footprint: within the limits of .ci/limits.toml: the driver's code <= {driver_max} "
           f"bytes, its supervisor's <= {supervisor_max}, both <= {core_max}; " + "; ".join(f"{m['name']} flash <= {limit(m['folder'], 'flash_max')}, "
-                                  f"RAM <= {limit(m['folder'], 'ram_max')}" for m in boards))
+                                  f"RAM <= {limit(m['folder'], 'ram_max')}" for m in boards)
+          + "".join(f"; {v['board']['name']} with `{v['feature']}` flash <= "
+                    f"{variant_limit(v, 'flash')}, RAM <= {variant_limit(v, 'ram')}"
+                    for v in variants))
 
 
 main()

@@ -44,9 +44,11 @@
 
 use core::cell::RefCell;
 use core::future::Future;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use atat::AtatCmd;
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
+use embassy_sync::mutex::{MappedMutexGuard, Mutex as HeldMutex, MutexGuard};
 use embassy_sync::signal::Signal;
 use embassy_time::{with_deadline, Duration, Instant};
 
@@ -54,7 +56,7 @@ use crate::client_table::Owner;
 use crate::error::{Error, Field, ModemError, Problem, Stage};
 use crate::rx_clock::at_or_after;
 use crate::sync::{LockedBy, Part, RawMutex};
-use crate::wait::{Lock, LockGuard};
+use crate::wait::{Lock, LockGuard, Nudge};
 
 /// The longest information-line prefix the digester compares (`+QMTCONN`).
 const PREFIX: usize = 16;
@@ -245,9 +247,13 @@ pub(crate) enum Answer {
 /// The channel's memory, inside the [`State`](crate::State).
 pub(crate) struct ChannelState<M: RawMutex> {
     chan: BlockingMutex<M, RefCell<Chan>>,
+    /// `chan`'s mode is `Payload` (the modem's echo of a payload may come),
+    /// stored under its lock at the end of every `Channel::with`, read
+    /// without it by the digester at every read (a load).
+    payload: AtomicBool,
     /// Held by a handle for one command (until OK/ERROR), never longer.
     lock: Lock<M>,
-    to_runner: Signal<M, ()>,
+    to_runner: Nudge<M>,
     to_client: Signal<M, ()>,
 }
 
@@ -283,21 +289,32 @@ impl<M: RawMutex> ChannelState<M> {
                 esc_wanted: false,
                 force: false,
             })),
+            payload: AtomicBool::new(false),
             lock: Lock::new(),
-            to_runner: Signal::new(),
+            to_runner: Nudge::new(),
             to_client: Signal::new(),
         }
     }
 }
 
-/// The line buffer, seen without its size.
-pub(crate) trait LineBuffer<M>: LockedBy<M> {
-    fn with_buf(&self, f: &mut dyn FnMut(&mut [u8]));
+/// The line buffer, seen without its size. It is not under a blocking
+/// mutex: whoever works on it (the handle writing its command line or a
+/// payload chunk, the runner copying a chunk out, the digester appending an
+/// information line, the handle parsing them) holds it as an embassy-sync
+/// async mutex's guard, so no critical section is held while bytes are
+/// written, encoded, copied or parsed, however long the line (the lock `M`
+/// is taken only to take and give back the guard). The channel's phases
+/// hand it from one to the next, so it is never contended: a `try_hold`
+/// that finds it held is a broken handshake, and fails that one command.
+pub(crate) trait LineBuffer<M: RawMutex>: LockedBy<M> {
+    /// The buffer, if nobody holds it.
+    fn try_hold(&self) -> Option<MappedMutexGuard<'_, M, [u8]>>;
 }
 
-impl<M: RawMutex, const N: usize> LineBuffer<M> for BlockingMutex<M, RefCell<[u8; N]>> {
-    fn with_buf(&self, f: &mut dyn FnMut(&mut [u8])) {
-        self.lock(|b| f(&mut b.borrow_mut()[..]))
+impl<M: RawMutex, const N: usize> LineBuffer<M> for HeldMutex<M, [u8; N]> {
+    fn try_hold(&self) -> Option<MappedMutexGuard<'_, M, [u8]>> {
+        let held = self.try_lock().ok()?;
+        Some(MutexGuard::map(held, |b| &mut b[..]))
     }
 }
 
@@ -367,7 +384,9 @@ impl<M: RawMutex> Answered<'_, '_, M> {
     /// Parses the information lines.
     pub(crate) fn parse<R>(self, f: impl FnOnce(&[u8]) -> Result<R, Error>) -> Result<R, Error> {
         let len = self.ch.with(|c| c.len);
-        self.ch.with_line(|b| f(&b[..len]))
+        self.ch
+            .with_line(|b| f(&b[..len]))
+            .unwrap_or(Err(Error::UnexpectedResponse))
     }
 }
 
@@ -398,7 +417,7 @@ impl<M: RawMutex> Drop for Guard<'_, '_, M> {
             }
         });
         if wake {
-            self.ch.st.to_runner.signal(());
+            self.ch.st.to_runner.signal();
         }
     }
 }
@@ -412,19 +431,21 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut Chan) -> R) -> R {
-        self.st.chan.lock(|c| f(&mut c.borrow_mut()))
+        self.st.chan.lock(|c| {
+            let mut c = c.borrow_mut();
+            let r = f(&mut c);
+            self.st
+                .payload
+                .store(c.mode == Mode::Payload, Ordering::Relaxed);
+            r
+        })
     }
 
-    fn with_line<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> R {
-        let mut f = Some(f);
-        let mut out = None;
-        self.line.with_buf(&mut |b| {
-            if let Some(f) = f.take() {
-                out = Some(f(b));
-            }
-        });
-        // `with_buf` always calls the closure once.
-        out.unwrap_or_else(|| unreachable!())
+    /// Runs `f` on the line buffer, held (no critical section meanwhile);
+    /// `None` if it is held elsewhere (never, while the phases are kept).
+    fn with_line<R>(&self, f: impl FnOnce(&mut [u8]) -> R) -> Option<R> {
+        let mut held = self.line.try_hold()?;
+        Some(f(&mut held))
     }
 
     // ------------------------------------------------------------ handle side
@@ -449,7 +470,9 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         owner: Owner,
         force: bool,
     ) -> Result<(), Error> {
-        let n = self.with_line(|b| write(b));
+        let Some(n) = self.with_line(|b| write(b)) else {
+            return Err(Error::UnexpectedResponse);
+        };
         if n == 0 {
             return Err(Error::InvalidArgument {
                 field: Field::Payload,
@@ -467,7 +490,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
                 owner,
             };
         });
-        self.st.to_runner.signal(());
+        self.st.to_runner.signal();
         Ok(())
     }
 
@@ -568,10 +591,10 @@ impl<'a, M: RawMutex> Channel<'a, M> {
                 _ => {}
             }
             // Fill the buffer with the next chunk.
-            let (mut len, mut taken, mut last) = (0, 0, true);
+            let mut filled = None;
             payload.source.with(&mut |_, bytes| {
                 let rest = bytes.get(off..).unwrap_or_default();
-                (len, taken, last) = self.with_line(|b| {
+                filled = self.with_line(|b| {
                     let room = b.len() - 1; // a byte for Ctrl+Z
                     let (take, mut len) = if payload.hex {
                         let take = rest.len().min(room / 2);
@@ -589,12 +612,16 @@ impl<'a, M: RawMutex> Channel<'a, M> {
                     (len, take, last)
                 });
             });
+            // The buffer held elsewhere: give up (the guard sends ESC).
+            let Some((len, taken, last)) = filled else {
+                return Err(Error::UnexpectedResponse);
+            };
             off += taken;
             self.with(|c| {
                 c.len = len;
                 c.phase = Phase::DataQueued { last };
             });
-            self.st.to_runner.signal(());
+            self.st.to_runner.signal();
         }
     }
 
@@ -602,7 +629,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
 
     /// Wakes the runner (the digester stored something it must act on).
     pub(crate) fn wake_runner(&self) {
-        self.st.to_runner.signal(());
+        self.st.to_runner.signal();
     }
 
     /// Waits for the runner's next job: a command line, or (with `Err`) an ESC
@@ -686,8 +713,12 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// Tells the digester what the line just taken expects; its first byte
     /// goes out at stream position `rx_pos`.
     pub(crate) fn begin_line(&self, data_mode: bool, rx_pos: u32) {
+        // Read from the line outside the channel's lock.
+        let line_len = self.with(|c| c.len);
+        let (prefix, len, read_form) = self
+            .with_line(|b| command_prefix(&b[..line_len]))
+            .unwrap_or(([0; PREFIX], 0, false));
         self.with(|c| {
-            let (prefix, len, read_form) = self.with_line(|b| command_prefix(&b[..c.len]));
             c.prefix = prefix;
             c.prefix_len = len;
             c.read_form = read_form;
@@ -706,11 +737,12 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         })
     }
 
-    /// Copies bytes `off..` of the line buffer into `out`; returns the count.
-    pub(crate) fn copy_out(&self, off: usize, len: usize, out: &mut [u8]) -> usize {
+    /// Copies bytes `off..len` of the line buffer into `out` (as many as
+    /// fit); returns the count, `None` if the buffer is held elsewhere.
+    pub(crate) fn copy_out(&self, off: usize, len: usize, out: &mut [u8]) -> Option<usize> {
         let n = (len - off).min(out.len());
-        self.with_line(|b| out[..n].copy_from_slice(&b[off..off + n]));
-        n
+        self.with_line(|b| out[..n].copy_from_slice(&b[off..off + n]))?;
+        Some(n)
     }
 
     /// The line (or the payload's last chunk) is about to leave: answers may
@@ -867,6 +899,14 @@ impl<'a, M: RawMutex> Channel<'a, M> {
 
     // ------------------------------------------------------------ digester side
 
+    /// False when no payload's echo can come now (the mode is not
+    /// `Payload`), with no lock: the digester then needs no [`expect`](Self::expect)
+    /// to go on with a frame under way. Only the runner's future changes
+    /// the mode, and the digester runs in it.
+    pub(crate) fn may_echo(&self) -> bool {
+        self.st.payload.load(Ordering::Relaxed)
+    }
+
     /// What may come now.
     pub(crate) fn expect(&self) -> Expect {
         self.with(|c| Expect {
@@ -938,26 +978,33 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// An information line at stream position `pos`: appended to the answer
     /// if the command in flight may have one now. Returns whether it was.
     pub(crate) fn on_info(&self, line: &[u8], pos: u32) -> bool {
-        self.with(|c| {
-            if c.mode != Mode::Command || !eligible(c.armed_at, pos) {
-                return false;
-            }
-            let (len, overflow) = self.with_line(|buf| {
-                let sep = if c.len == 0 { 0 } else { 2 };
-                let end = c.len + sep + line.len();
+        let at =
+            self.with(|c| (c.mode == Mode::Command && eligible(c.armed_at, pos)).then_some(c.len));
+        let Some(at) = at else {
+            return false;
+        };
+        // Copied outside the channel's lock: only the digester appends, and
+        // nobody else touches the buffer while the command waits for its
+        // answer.
+        let (len, overflow) = self
+            .with_line(|buf| {
+                let sep = if at == 0 { 0 } else { 2 };
+                let end = at + sep + line.len();
                 if end > buf.len() {
-                    return (c.len, true);
+                    return (at, true);
                 }
                 if sep == 2 {
-                    buf[c.len..c.len + 2].copy_from_slice(b"\r\n");
+                    buf[at..at + 2].copy_from_slice(b"\r\n");
                 }
-                buf[c.len + sep..end].copy_from_slice(line);
+                buf[at + sep..end].copy_from_slice(line);
                 (end, false)
-            });
+            })
+            .unwrap_or((at, true));
+        self.with(|c| {
             c.len = len;
             c.overflow |= overflow;
-            true
-        })
+        });
+        true
     }
 
     /// Decides whether the payload is echoed from the bytes that follow the
@@ -1023,7 +1070,8 @@ impl<M: RawMutex> Channel<'_, M> {
     /// Puts `line` in flight as the runner would (taken, written, armed at
     /// stream position `rx_pos`), for the digester's unit tests.
     pub(crate) fn test_begin(&self, line: &[u8], data_mode: bool, rx_pos: u32) {
-        self.with_line(|b| b[..line.len()].copy_from_slice(line));
+        self.with_line(|b| b[..line.len()].copy_from_slice(line))
+            .expect("the line buffer is free");
         self.with(|c| {
             c.len = line.len();
             c.phase = Phase::Busy;
@@ -1035,7 +1083,8 @@ impl<M: RawMutex> Channel<'_, M> {
     /// The information lines gathered so far.
     pub(crate) fn test_info(&self, f: &mut dyn FnMut(&[u8])) {
         let len = self.with(|c| c.len);
-        self.with_line(|b| f(&b[..len]));
+        self.with_line(|b| f(&b[..len]))
+            .expect("the line buffer is free");
     }
 }
 
@@ -1097,5 +1146,101 @@ mod tests {
         assert!(eligible(Some(100), 100) && eligible(Some(100), 101));
         assert!(eligible(Some(u32::MAX - 1), 3), "positions wrap");
         assert!(!eligible(Some(u32::MAX - 1), u32::MAX - 2));
+    }
+}
+
+#[cfg(test)]
+mod line_buffer_tests {
+    //! The line buffer is worked on with no lock of `M` held: with the
+    //! default `CriticalSectionRawMutex`, interrupts stay enabled while a
+    //! command line is written (about 1,100 instructions on a Cortex-M3 for
+    //! the longest) and while its answer is parsed.
+
+    use core::cell::Cell;
+    use core::future::Future;
+    use core::pin::pin;
+    use core::task::{Context, Poll, Waker};
+
+    use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+
+    use super::*;
+
+    std::thread_local! {
+        /// How deep the thread is inside `Depth::lock` now.
+        static DEPTH: Cell<u32> = const { Cell::new(0) };
+    }
+
+    fn depth() -> u32 {
+        DEPTH.with(Cell::get)
+    }
+
+    /// `NoopRawMutex` that counts how deep the thread is inside it.
+    struct Depth(NoopRawMutex);
+
+    // SAFETY: every lock is `NoopRawMutex`'s, which is sound for the same
+    // reason it is: it is neither `Send` nor `Sync` (so is `Depth`, which
+    // holds one), so all its users are on one thread, where the closures
+    // run one after the other. The counter is the thread's own.
+    #[allow(unsafe_code)]
+    unsafe impl RawMutex for Depth {
+        const INIT: Self = Depth(NoopRawMutex::new());
+        fn lock<R>(&self, f: impl FnOnce() -> R) -> R {
+            DEPTH.with(|d| d.set(d.get() + 1));
+            let r = self.0.lock(f);
+            DEPTH.with(|d| d.set(d.get() - 1));
+            r
+        }
+    }
+
+    fn poll<F: Future>(f: core::pin::Pin<&mut F>) -> Poll<F::Output> {
+        f.poll(&mut Context::from_waker(Waker::noop()))
+    }
+
+    #[test]
+    fn a_command_line_is_written_and_its_answer_parsed_with_no_lock_held() {
+        let st = ChannelState::<Depth>::new();
+        let line = HeldMutex::<Depth, [u8; 64]>::new([0; 64]);
+        let ch = Channel::new(&st, &line);
+        let written_at = Cell::new(None);
+        let write = |b: &mut [u8]| {
+            written_at.set(Some(depth()));
+            b[..12].copy_from_slice(b"AT+QMTCONN?\r");
+            12
+        };
+        let mut handle = pin!(ch.exchange(&write, Duration::from_secs(1), None));
+        assert!(poll(handle.as_mut()).is_pending());
+        assert_eq!(
+            written_at.get(),
+            Some(0),
+            "the line is written with no lock held"
+        );
+
+        // The runner takes the line, sends it, and the modem answers.
+        let Poll::Ready(Ok(job)) = poll(pin!(ch.next_job())) else {
+            panic!("the runner gets the line");
+        };
+        ch.begin_line(job.data_mode, 0);
+        let mut out = [0u8; 64];
+        assert_eq!(ch.copy_out(0, job.len, &mut out), Some(12));
+        assert_eq!(&out[..12], b"AT+QMTCONN?\r");
+        ch.arm(0);
+        assert!(ch.on_info(b"+QMTCONN: 0,3", 1));
+        assert!(matches!(ch.on_final(Ok(()), 16), Verdict::Taken { .. }));
+        ch.finish(Outcome::Ok);
+
+        let Poll::Ready(Ok(answered)) = poll(handle.as_mut()) else {
+            panic!("the handle gets the answer");
+        };
+        let parsed_at = Cell::new(None);
+        let info = answered.parse(|info| {
+            parsed_at.set(Some(depth()));
+            Ok(std::vec::Vec::from(info))
+        });
+        assert_eq!(info.as_deref(), Ok(&b"+QMTCONN: 0,3"[..]));
+        assert_eq!(
+            parsed_at.get(),
+            Some(0),
+            "the answer is parsed with no lock held"
+        );
     }
 }

@@ -20,6 +20,7 @@
 use core::cell::{Cell, RefCell};
 use core::future::Future;
 use core::pin::pin;
+use core::sync::atomic::{AtomicU8, Ordering};
 use core::task::{Context, Waker};
 
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
@@ -310,6 +311,10 @@ struct Wakers {
 /// The clients' memory, inside the [`State`](crate::State).
 pub(crate) struct ClientTableState<M: RawMutex> {
     clients: BlockingMutex<M, RefCell<[ClientEntry; CLIENTS]>>,
+    /// Bit `i`: client `i` receives hex (its `settings.recv`), written under
+    /// the clients' lock whenever that changes, read without it by the
+    /// digester at every read of a `+QMTRECV` (loads and stores only).
+    recv_hex: AtomicU8,
     /// One OPEN/CLOSE/CONN/DISC/SUB/UNS at a time per client.
     op_locks: [Lock<M>; CLIENTS],
     op_signals: [Signal<M, OpOutcome>; CLIENTS],
@@ -320,6 +325,7 @@ impl<M: RawMutex> ClientTableState<M> {
     pub(crate) const fn new() -> Self {
         Self {
             clients: BlockingMutex::new(RefCell::new([const { ClientEntry::new() }; CLIENTS])),
+            recv_hex: AtomicU8::new(0),
             op_locks: [const { Lock::new() }; CLIENTS],
             op_signals: [const { Signal::new() }; CLIENTS],
             wakers: BlockingMutex::new(RefCell::new(Wakers {
@@ -667,7 +673,7 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
     /// Whether the client's payloads arrive as hex digits (as far as the
     /// driver knows).
     pub(crate) fn receives_hex(&self, client: ClientId) -> bool {
-        self.settings(client).recv == RecvFormat::Hex
+        self.st.recv_hex.load(Ordering::Acquire) & (1 << client.index()) != 0
     }
 
     /// The client's packet timeout and retransmissions, as the driver
@@ -694,6 +700,15 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
                 DataFormat::Hex => RecvFormat::Hex,
                 DataFormat::Text => RecvFormat::Text,
             };
+            // Under the lock: the writers of the mask take turns.
+            let bit = 1 << client.index();
+            let mask = self.st.recv_hex.load(Ordering::Relaxed) & !bit;
+            let mask = if s.recv == RecvFormat::Hex {
+                mask | bit
+            } else {
+                mask
+            };
+            self.st.recv_hex.store(mask, Ordering::Release);
             if by_app {
                 s.text_chosen = recv == DataFormat::Text;
             }
@@ -1002,6 +1017,8 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
                 cs.link_epoch = cs.link_epoch.wrapping_add(1);
                 cs.last_end = Some(LinkEnd::Rebooted);
                 cs.settings = Settings::defaults();
+                // The defaults receive text.
+                self.st.recv_hex.store(0, Ordering::Release);
                 if let OpWait::Waiting {
                     sent_at: Some(at), ..
                 } = cs.op

@@ -85,6 +85,11 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
     /// consumed (n > 0), or `None` when more bytes are needed.
     #[inline]
     fn step(&mut self, b: &[u8], pos: u32) -> Option<usize> {
+        // The rest of a `+QMTRECV` under way, while no payload echo can come
+        // (the check below would not apply): see the same test below.
+        if let (Held::Recv(_), false) = (self.held, self.core.channel.may_echo()) {
+            return self.recv(b);
+        }
         let e = self.core.channel.expect();
 
         // The modem's echo of the payload going out in data mode.
@@ -98,6 +103,13 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
                 self.core.channel.echo_skipped(n);
                 return Some(n);
             }
+        }
+
+        // The rest of a `+QMTRECV` already under way: it starts the buffer
+        // (what came before was consumed), so the checks below would find
+        // it again (no whitespace, no prompt, no echo, a frame).
+        if let Held::Recv(_) = self.held {
+            return self.recv(b);
         }
 
         let ws = b
@@ -330,9 +342,10 @@ fn code(n: &[u8]) -> u16 {
 impl<M: RawMutex> Digester for Bc26Digester<'_, M> {
     fn digest<'b>(&mut self, buf: &'b [u8]) -> (DigestResult<'b>, usize) {
         // Stream position of buf[0]: the buffer holds the newest bytes read.
-        let base = self.core.rx.position().wrapping_sub(buf.len() as u32);
+        let (pos, resync) = self.core.rx.begin_digest();
+        let base = pos.wrapping_sub(buf.len() as u32);
         let mut off = 0;
-        if self.core.rx.take_resync() {
+        if resync {
             off = self.resync(buf);
         }
         while off < buf.len() {

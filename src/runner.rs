@@ -151,12 +151,15 @@ struct Rx<'a, R: Read, M: RawMutex> {
 impl<R: Read, M: RawMutex> Rx<'_, R, M> {
     async fn run(&mut self) -> ! {
         let gap = self.core.config.quiet_gap;
+        // When the last byte came (the receive clock's, which only this
+        // loop writes).
+        let mut last = self.core.rx.last();
         loop {
             let buf = self.ingress.write_buf();
             let held = self.capacity - buf.len();
             let read = if held > 0 {
                 // Bytes are held: read until the modem has been quiet a gap.
-                let quiet = Timer::at(self.core.rx.last() + gap);
+                let quiet = Timer::at(last + gap);
                 match select(self.reader.read(buf), quiet).await {
                     Either::First(r) => Some(r),
                     Either::Second(()) => None,
@@ -166,7 +169,7 @@ impl<R: Read, M: RawMutex> Rx<'_, R, M> {
             };
             match read {
                 Some(Ok(n)) if n > 0 => {
-                    self.core.rx.received(n);
+                    last = self.core.rx.received(n);
                     // Never fails: the digester publishes no atat URC.
                     let _ = self.ingress.try_advance(n);
                 }
@@ -303,7 +306,7 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
             let echoed = if last { len - 1 } else { len };
             let mut probe = [0u8; 8];
             let n = if first {
-                ch.copy_out(0, echoed, &mut probe)
+                ch.copy_out(0, echoed, &mut probe).unwrap_or(0)
             } else {
                 0
             };
@@ -504,7 +507,7 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
             let mut off = 0;
             while off < len {
                 let mut chunk = [0u8; CHUNK];
-                let n = core.channel.copy_out(off, len, &mut chunk);
+                let n = core.channel.copy_out(off, len, &mut chunk).ok_or(())?;
                 if off + n == len {
                     let pos = core.rx.position();
                     core.channel.arm(pos);
@@ -533,7 +536,10 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
                     return Err(Stop::Rebooted);
                 }
                 let mut chunk = [0u8; CHUNK];
-                let n = core.channel.copy_out(off, len, &mut chunk);
+                let n = core
+                    .channel
+                    .copy_out(off, len, &mut chunk)
+                    .ok_or(Stop::Failed)?;
                 if last && off + n == len {
                     core.channel.arm(core.rx.position());
                 }

@@ -126,7 +126,7 @@ pub struct State<
     M: RawMutex = CriticalSectionRawMutex,
 > {
     pub(crate) ingress: [u8; INGRESS],
-    pub(crate) line: BlockingMutex<M, RefCell<[u8; LINE]>>,
+    pub(crate) line: embassy_sync::mutex::Mutex<M, [u8; LINE]>,
     pub(crate) ring: BlockingMutex<M, RefCell<RingStore<InboxMeta, INBOX>>>,
     pub(crate) notices: PubSubChannel<M, Notice, EVENTS, SUBSCRIBERS, 0>,
     pub(crate) slots: [PubSlot<M>; INFLIGHT],
@@ -213,7 +213,7 @@ impl<
         let () = Self::SIZES_OK;
         Self {
             ingress: [0; INGRESS],
-            line: BlockingMutex::new(RefCell::new([0; LINE])),
+            line: embassy_sync::mutex::Mutex::new([0; LINE]),
             ring: BlockingMutex::new(RefCell::new(RingStore::new(InboxMeta::new()))),
             notices: PubSubChannel::new(),
             slots: [const { PubSlot::new() }; INFLIGHT],

@@ -18,12 +18,14 @@ use embassy_sync::pubsub::PubSubChannel;
 pub use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
 
 /// A part of the `State` that is locked by `M` and by nothing else: it is
-/// `Sync` whenever `M` is (embassy-sync's `BlockingMutex<M, X>` and
-/// `PubSubChannel<M, X, ..>` are `Sync` when `M: Sync` and `X: Send`).
-/// Crate-private, and implemented only here, for those two types.
+/// `Sync` whenever `M` is (embassy-sync's `BlockingMutex<M, X>`, its async
+/// `Mutex<M, X>` and `PubSubChannel<M, X, ..>` are `Sync` when `M: Sync` and
+/// `X: Send`). Crate-private, and implemented only here, for those three types.
 pub(crate) trait LockedBy<M> {}
 
 impl<M: RawMutex, X: ?Sized + Send> LockedBy<M> for BlockingMutex<M, X> {}
+
+impl<M: RawMutex, X: ?Sized + Send> LockedBy<M> for embassy_sync::mutex::Mutex<M, X> {}
 
 impl<M: RawMutex, X: Clone + Send, const C: usize, const S: usize, const P: usize> LockedBy<M>
     for PubSubChannel<M, X, C, S, P>
@@ -81,9 +83,10 @@ impl<M, T: ?Sized> Deref for Part<'_, M, T> {
 // the object behind it is `Sync`. It is: `new` takes only a `T: LockedBy<M>`
 // (for a trait object, a trait whose supertrait is `LockedBy<M>`, so every
 // object behind it is of an implementing type), and `LockedBy<M>` is a
-// crate-private trait implemented above only for `BlockingMutex<M, X>` and
-// `PubSubChannel<M, X, ..>` with `X: Send`, which embassy-sync declares
-// `Sync` when `M: RawMutex + Sync`. Both impls ask for `M: Sync`.
+// crate-private trait implemented above only for `BlockingMutex<M, X>`,
+// `embassy_sync::mutex::Mutex<M, X>` and `PubSubChannel<M, X, ..>` with
+// `X: Send`, which embassy-sync declares `Sync` when `M: RawMutex + Sync`.
+// Both impls ask for `M: Sync`.
 #[allow(unsafe_code)]
 unsafe impl<M: RawMutex + Sync, T: ?Sized + LockedBy<M>> Send for Part<'_, M, T> {}
 // SAFETY: as for `Send` above.

@@ -20,9 +20,10 @@
 //! (in a slot or held by another waiter) and registers nothing again, so a
 //! spurious poll displaces nobody.
 
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::future::Future;
 use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Context, Poll, Waker};
 
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
@@ -267,6 +268,72 @@ impl<M: RawMutex> Drop for LockGuard<'_, M> {
     }
 }
 
+/// A wake-up for one waiter at a time (the runner, from the handles and the
+/// digester): embassy-sync's `Signal<M, ()>`, but a waiter polled again
+/// with nothing signalled (the runner's transmit side, each time a UART
+/// read wakes its task) takes no lock: it looks at a flag, and its waker is
+/// still registered. The flag is level-triggered for the waiter's loop: a
+/// signal after the waiter saw the flag wakes it again or is seen by its
+/// next look at the state it waits for.
+pub(crate) struct Nudge<M: RawMutex> {
+    /// Signalled and not yet taken (loads and stores only: ARMv6-M too).
+    flag: AtomicBool,
+    waker: BlockingMutex<M, Cell<Option<Waker>>>,
+}
+
+impl<M: RawMutex> Nudge<M> {
+    pub(crate) const fn new() -> Self {
+        Self {
+            flag: AtomicBool::new(false),
+            waker: BlockingMutex::new(Cell::new(None)),
+        }
+    }
+
+    /// Wakes the waiter (or the next one to wait).
+    pub(crate) fn signal(&self) {
+        let waker = self.waker.lock(|w| {
+            self.flag.store(true, Ordering::Release);
+            w.take()
+        });
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Waits until signalled (taking the signal).
+    pub(crate) fn wait(&self) -> impl Future<Output = ()> + '_ {
+        // The waker this wait registered, while it is registered.
+        let mut mine: Option<Waker> = None;
+        core::future::poll_fn(move |cx| {
+            if self.take() {
+                return Poll::Ready(());
+            }
+            if mine.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                // Registered, and not signalled since (a signal takes the
+                // waker after it sets the flag): nothing to do.
+                return Poll::Pending;
+            }
+            self.waker.lock(|w| {
+                w.set(Some(cx.waker().clone()));
+                mine = Some(cx.waker().clone());
+            });
+            if self.take() {
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        })
+    }
+
+    fn take(&self) -> bool {
+        if self.flag.load(Ordering::Acquire) {
+            self.flag.store(false, Ordering::Relaxed);
+            true
+        } else {
+            false
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,5 +448,33 @@ mod tests {
             .iter()
             .flatten()
             .any(|x| x.will_wake(&w[0].1)));
+    }
+
+    #[test]
+    fn a_nudge_wakes_its_waiter_once_per_signal_and_a_signal_before_the_wait_is_kept() {
+        use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+        let n = Nudge::<NoopRawMutex>::new();
+        let w = wakers(1);
+        let mut cx = Context::from_waker(&w[0].1);
+        // Signalled before anyone waits: the next wait ends at once.
+        n.signal();
+        let mut f = core::pin::pin!(n.wait());
+        assert_eq!(f.as_mut().poll(&mut cx), Poll::Ready(()));
+        // Nothing signalled: pending, polled again (no lock), still pending.
+        let mut f = core::pin::pin!(n.wait());
+        assert_eq!(f.as_mut().poll(&mut cx), Poll::Pending);
+        assert_eq!(f.as_mut().poll(&mut cx), Poll::Pending);
+        assert_eq!(woken(&w), [0]);
+        // A signal wakes the waiter once, and the wait ends.
+        n.signal();
+        assert_eq!(woken(&w), [1]);
+        assert_eq!(f.as_mut().poll(&mut cx), Poll::Ready(()));
+        // Taken: the next wait waits again.
+        let mut f = core::pin::pin!(n.wait());
+        assert_eq!(f.as_mut().poll(&mut cx), Poll::Pending);
+        n.signal();
+        n.signal();
+        assert_eq!(woken(&w), [1], "the second signal finds no waker to wake");
+        assert_eq!(f.as_mut().poll(&mut cx), Poll::Ready(()));
     }
 }

@@ -94,7 +94,7 @@ fn a_planned_sleep_publishes_no_will_and_a_real_loss_does() {
         // Three wakes, each ended by a sleep.
         for k in 0..3 {
             d.online(secs(5)).await;
-            d.hand(2, &format!("wake{k}"));
+            d.hand(2, &format!("wake{k}")).await;
             asleep(&d).await;
         }
         assert!(d.host_said("AT+QMTDISC=0") >= 3, "{}", d.history());
@@ -159,20 +159,20 @@ fn every_message_is_delivered_across_sleeps_link_losses_and_reboots() {
     }));
     d.scenario(S, async {
         d.online(secs(5)).await;
-        d.hand(3, "first-wake");
+        d.hand(3, "first-wake").await;
         asleep(&d).await;
         // Handed while asleep: they wait for the next wake.
-        d.hand(4, "asleep");
+        d.hand(4, "asleep").await;
         assert_eq!(d.link.outbox().messages, 4);
         d.online(secs(5)).await;
         // A link loss in the middle of a wake, messages in flight.
-        d.hand(5, "before-loss");
+        d.hand(5, "before-loss").await;
         d.sim.break_link(0);
         d.offline(secs(3)).await;
-        d.hand(3, "after-loss");
+        d.hand(3, "after-loss").await;
         d.online(secs(5)).await;
         // A restart in the middle of a wake.
-        d.hand(5, "before-reboot");
+        d.hand(5, "before-reboot").await;
         d.sim.reboot();
         d.offline(secs(3)).await;
         d.online(secs(10)).await;
@@ -188,15 +188,15 @@ fn an_application_wake_and_an_outbox_past_its_threshold_end_a_long_sleep() {
     d.scenario(S, async {
         d.online(secs(5)).await;
         asleep(&d).await;
-        d.hand(2, "below");
+        d.hand(2, "below").await;
         Timer::after(ms(500)).await;
         assert!(is_asleep(d.link.state()), "woke below the threshold");
-        d.hand(1, "at");
+        d.hand(1, "at").await;
         d.online(secs(3)).await;
         d.flush(secs(5)).await;
         asleep(&d).await;
         // One message, below the threshold: the application asks.
-        d.hand(1, "asked");
+        d.hand(1, "asked").await;
         Timer::after(ms(300)).await;
         assert!(is_asleep(d.link.state()), "woke below the threshold");
         let t0 = Instant::now();

@@ -98,7 +98,7 @@ fn stored_messages_read_back_whole_and_in_order_after_a_reopen() {
         let mut j = Journal::open(flash.clone(), 0..1024, buf()).await.unwrap();
         let want: Vec<Owned> = stored.into_iter().filter(|e| e.msg_id != 2).collect();
         assert_eq!(contents(&mut j).await.unwrap(), want);
-        assert_eq!(j.corrupted(), 0);
+        assert_eq!((j.corrupted(), j.unreadable()), (0, 0));
         assert_eq!(flash.violations(), 0);
     })
 }
@@ -233,6 +233,43 @@ fn an_entry_that_does_not_decode_is_counted_and_removed_never_a_panic() {
             .collect();
         assert_eq!(ids, [1, 2]);
         assert_eq!(j.corrupted(), 4, "removed: not counted twice");
+    })
+}
+
+/// An item whose data no longer matches its CRC (a worn cell, a write cut
+/// in its data) is skipped by `sequential-storage` and counted here
+/// (`Journal::unreadable`); the others read back whole. The count pins
+/// how `durable.rs` reads the dependency's reads (its `Trace`).
+#[test]
+fn an_item_whose_crc_fails_is_skipped_and_counted_unreadable_and_the_others_read_back() {
+    block_on(async {
+        let flash = Flash::new(4, 1);
+        let pay = |id: u16| [0x40 + id as u8; 24];
+        {
+            let mut j = Journal::open(flash.clone(), 0..1024, buf()).await.unwrap();
+            for id in 1..=6u16 {
+                j.store(&entry(id, "t", &pay(id), 0)).await.unwrap();
+            }
+            assert_eq!(j.unreadable(), 0);
+        }
+        // A bit cleared in the payloads of 2 and of 6 (the last one).
+        let snap = flash.snapshot();
+        for id in [2u16, 6] {
+            let at = snap.windows(24).position(|w| w == pay(id)).unwrap();
+            flash.poke(at + 5, &[pay(id)[0] & !0x40]);
+        }
+        let mut j = Journal::open(flash.clone(), 0..1024, buf()).await.unwrap();
+        assert_eq!(j.unreadable(), 2);
+        let back = contents(&mut j).await.unwrap();
+        assert_eq!(
+            back.iter().map(|e| e.msg_id).collect::<Vec<_>>(),
+            [1, 3, 4, 5]
+        );
+        assert!(back.iter().all(|e| e.payload == pay(e.msg_id)));
+        assert_eq!((j.unreadable(), j.corrupted()), (2, 0), "not decoded");
+        // A scan that stops early does not tell: the count stays.
+        j.scan(|_| bc26_mqtt::supervisor::Keep::Stop).await.unwrap();
+        assert_eq!(j.unreadable(), 2);
     })
 }
 
@@ -376,7 +413,9 @@ async fn workload(flash: &Flash, seed: u64, ops: usize, first_id: u16, ledger: &
 }
 
 /// One run cut at step `cut` (none: `u64::MAX`); `Err` says what broke.
-async fn run(seed: u64, cut: u64) -> Result<(u64, Option<CutWhere>), String> {
+/// The steps the workload took, where it was cut, and the items skipped
+/// (CRC) on the reopen.
+async fn run(seed: u64, cut: u64) -> Result<(u64, Option<CutWhere>, u32), String> {
     let flash = Flash::new(PAGES, seed);
     if cut != u64::MAX {
         flash.cut_after(cut);
@@ -397,6 +436,7 @@ async fn run(seed: u64, cut: u64) -> Result<(u64, Option<CutWhere>), String> {
     if j.corrupted() != 0 {
         return Err(ctx(format!("{} corrupted entries", j.corrupted())));
     }
+    let unreadable = j.unreadable();
     let mut seen = BTreeSet::new();
     for e in &found {
         if !seen.insert(e.msg_id) {
@@ -450,7 +490,7 @@ async fn run(seed: u64, cut: u64) -> Result<(u64, Option<CutWhere>), String> {
     j.remove(|_| true)
         .await
         .map_err(|e| ctx(format!("after the cut, emptying: {e:?}")))?;
-    Ok((steps, how))
+    Ok((steps, how, unreadable))
 }
 
 fn sweep(seeds: std::ops::Range<u64>) {
@@ -459,8 +499,11 @@ fn sweep(seeds: std::ops::Range<u64>) {
     let mut cuts = 0u64;
     // Cuts in a write, in an erase (untouched, prefix, bits).
     let mut kinds = [0u64; 4];
+    // Cuts in a write, by the items skipped (their CRC failed) on reopen.
+    let mut skipped: BTreeMap<u32, u64> = BTreeMap::new();
     for seed in seeds {
-        let (steps, _) = block_on(run(seed, u64::MAX)).unwrap_or_else(|e| panic!("{e}"));
+        let (steps, _, u) = block_on(run(seed, u64::MAX)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(u, 0, "seed {seed}: uncut, items skipped");
         for cut in 1..=steps {
             cuts += 1;
             match block_on(run(seed, cut)) {
@@ -468,8 +511,11 @@ fn sweep(seeds: std::ops::Range<u64>) {
                     eprintln!("{e}");
                     failures.push((seed, cut));
                 }
-                Ok((_, how)) => match how {
-                    Some(CutWhere::Write(_)) => kinds[0] += 1,
+                Ok((_, how, u)) => match how {
+                    Some(CutWhere::Write(_)) => {
+                        kinds[0] += 1;
+                        *skipped.entry(u).or_default() += 1;
+                    }
                     Some(CutWhere::Erase(_, CutErase::Untouched)) => kinds[1] += 1,
                     Some(CutWhere::Erase(_, CutErase::Prefix(_))) => kinds[2] += 1,
                     Some(CutWhere::Erase(_, CutErase::Bits(_))) => kinds[3] += 1,
@@ -486,6 +532,11 @@ fn sweep(seeds: std::ops::Range<u64>) {
         kinds[3],
         failures.len()
     );
+    eprintln!("cuts in a write, by items skipped (unreadable) on reopen: {skipped:?}");
+    // A write cut in an item's data (or in the CRC word a removal clears)
+    // leaves that one item unreadable: counted, and never more than it.
+    assert!(skipped.keys().any(|&u| u > 0), "{skipped:?}");
+    assert!(skipped.keys().all(|&u| u <= 1), "{skipped:?}");
     // Erases were cut too (each way, in a sweep of 20 seeds or more).
     assert!(kinds[1..].iter().sum::<u64>() > 0, "{kinds:?}");
     if seeds_swept >= 20 {

@@ -1,6 +1,10 @@
 //! The supervisor's state machine on an auto-answering fake modem
 //! (`bc26_testkit::rules`), in milliseconds: the exact AT sequence of a bring-up,
 //! and what each way of failing leads to.
+//!
+//! In the test target `flash_supervisor` (feature `flash-outbox`) the rig
+//! has a flash outbox (`common::rig::FLASH`), and the scenarios that publish
+//! through [`Rig::try_publish`] (refusals, failed publishes) go through it.
 
 mod common;
 
@@ -16,7 +20,7 @@ use bc26_mqtt::{ClientId, DataFormat, Error, LinkClosedReason, QoS, Subscription
 use bc26_testkit::rules::{Answer, Auto};
 use common::rig::{block_on, Recorder};
 use common::{fast_config, setup, Fake, TestRunner};
-use embassy_futures::join::join;
+use embassy_futures::join::{join, join3};
 use embassy_futures::select::{select4, Either4};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_time::{with_timeout, Duration, Instant, Timer};
@@ -66,6 +70,9 @@ struct Rig<R: HardReset = NoHardReset> {
     auto: Auto,
     rec: Recorder,
     link: Link<'static>,
+    /// The flash outbox it publishes through (`common::rig::FLASH`).
+    #[cfg(feature = "flash-outbox")]
+    flash: Option<&'static common::rig::RigFlashOutbox>,
     #[allow(clippy::type_complexity)]
     parts: RefCell<
         Option<(
@@ -90,6 +97,8 @@ impl Rig {
             auto: Auto::new(),
             rec: Recorder::new(name, link),
             link,
+            #[cfg(feature = "flash-outbox")]
+            flash: common::rig::FLASH.then(|| common::rig::flash_outbox(link).1),
             parts: RefCell::new(Some((runner, sup, fake))),
         }
     }
@@ -116,6 +125,8 @@ impl Rig {
             auto: Auto::new(),
             rec: Recorder::new(name, link),
             link,
+            #[cfg(feature = "flash-outbox")]
+            flash: common::rig::FLASH.then(|| common::rig::flash_outbox(link).1),
             parts: RefCell::new(Some((runner, sup.with_hard_reset(board), fake))),
         }
     }
@@ -127,12 +138,39 @@ impl<R: HardReset> Rig<R> {
     fn run(&self, body: impl Future<Output = ()>) {
         let (runner, sup, fake) = self.parts.borrow_mut().take().unwrap();
         block_on(std::time::Duration::from_secs(5), async {
-            let sides = join(self.rec.record(), self.auto.serve(fake));
+            let sides = join3(self.rec.record(), self.auto.serve(fake), self.flash_task());
             match select4(runner.run(), sup.run(), sides, body).await {
                 Either4::Fourth(()) => {}
                 _ => unreachable!(),
             }
         });
+    }
+
+    /// The flash outbox's task, if there is one.
+    async fn flash_task(&self) {
+        #[cfg(feature = "flash-outbox")]
+        if let Some(fo) = self.flash {
+            fo.run().await
+        }
+    }
+
+    /// Hands a message to the outbox at once: [`Link::try_publish`], or the
+    /// flash outbox's.
+    async fn try_publish(&self, payload: &[u8], qos: QoS) -> Result<Ticket, Error> {
+        #[cfg(feature = "flash-outbox")]
+        if let Some(fo) = self.flash {
+            return fo.try_publish("up/dev1", payload, qos, false).await;
+        }
+        self.link.try_publish("up/dev1", payload, qos, false)
+    }
+
+    /// With a flash outbox: flash empties (every message ended), no flash
+    /// failure nor corrupted entry counted.
+    async fn flash_empty(&self) {
+        #[cfg(feature = "flash-outbox")]
+        if let Some(fo) = self.flash {
+            common::rig::flash_empty("fake", fo).await;
+        }
     }
 
     /// Fails with the fake's log and the states.
@@ -409,10 +447,7 @@ fn a_failed_publish_with_the_client_no_longer_connected_ends_the_link_and_the_me
     });
     r.run(async {
         r.rec.online(ms(500)).await;
-        let t = r
-            .link
-            .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
-            .unwrap();
+        let t = r.try_publish(b"m", QoS::AtLeastOnce).await.unwrap();
         let reason = r.rec.offline(ms(500)).await;
         assert_eq!(reason, OfflineReason::NotConnected, "{}", r.explain());
         r.rec.online(ms(500)).await;
@@ -433,6 +468,7 @@ fn a_failed_publish_with_the_client_no_longer_connected_ends_the_link_and_the_me
         assert_eq!(l[first_pub + 2], "AT+QMTCLOSE=0", "{}", r.explain());
         let c = r.link.counters();
         assert_eq!((c.resent, c.refused), (1, 0), "{c:?}");
+        r.flash_empty().await;
     });
 }
 
@@ -597,16 +633,10 @@ fn a_message_in_flight_when_the_link_ends_unreported_is_resent_once_and_blocks_n
     });
     r.run(async {
         r.rec.online(ms(500)).await;
-        let t = r
-            .link
-            .try_publish("up/dev1", b"m", QoS::AtLeastOnce, false)
-            .unwrap();
+        let t = r.try_publish(b"m", QoS::AtLeastOnce).await.unwrap();
         let reason = r.rec.offline(ms(500)).await;
         assert_eq!(reason, OfflineReason::NotConnected, "{}", r.explain());
-        let next = r
-            .link
-            .try_publish("up/dev1", b"n", QoS::AtLeastOnce, false)
-            .unwrap();
+        let next = r.try_publish(b"n", QoS::AtLeastOnce).await.unwrap();
         r.rec.online(ms(500)).await;
         let back = Instant::now();
         // The supervisor gave the link up and freed the old publish's slot:
@@ -629,6 +659,7 @@ fn a_message_in_flight_when_the_link_ends_unreported_is_resent_once_and_blocks_n
         assert_eq!(pubs, [m.clone(), m, n]);
         let c = r.link.counters();
         assert_eq!((c.resent, c.delivered), (1, 2), "{c:?}\n{}", r.explain());
+        r.flash_empty().await;
     });
 }
 
@@ -875,22 +906,17 @@ fn a_message_the_modem_refuses_every_time_fails_typed_counted_and_the_link_stays
     });
     r.run(async {
         r.rec.online(ms(500)).await;
-        let poison = r
-            .link
-            .try_publish("up/dev1", b"poison", QoS::AtLeastOnce, false)
-            .unwrap();
-        let good: Vec<Ticket> = (0..6)
-            .map(|i| {
-                let qos = if i % 2 == 0 {
-                    QoS::AtMostOnce
-                } else {
-                    QoS::ExactlyOnce
-                };
-                r.link
-                    .try_publish("up/dev1", format!("good {i}").as_bytes(), qos, false)
-                    .unwrap()
-            })
-            .collect();
+        let poison = r.try_publish(b"poison", QoS::AtLeastOnce).await.unwrap();
+        let mut good: Vec<Ticket> = Vec::new();
+        for i in 0..6 {
+            let qos = if i % 2 == 0 {
+                QoS::AtMostOnce
+            } else {
+                QoS::ExactlyOnce
+            };
+            let p = format!("good {i}");
+            good.push(r.try_publish(p.as_bytes(), qos).await.unwrap());
+        }
         let o = with_timeout(ms(500), r.link.delivered(poison))
             .await
             .unwrap_or_else(|_| panic!("{}", r.explain()));
@@ -922,6 +948,8 @@ fn a_message_the_modem_refuses_every_time_fails_typed_counted_and_the_link_stays
         assert_eq!((c.link_losses, c.refused, c.delivered), (0, 1, 6), "{c:?}");
         assert_eq!(r.rec.states().len(), 2, "{}", r.explain());
         assert_eq!(r.link.outbox().messages, 0);
+        // The refused one leaves flash too.
+        r.flash_empty().await;
     });
 }
 
@@ -1343,22 +1371,12 @@ fn a_message_the_modem_fails_every_time_ends_refused_after_max_refusals_blocks_n
     fail_publishes(&r, "\"poison\"", Rc::new(Cell::new(true)));
     r.run(async {
         r.rec.online(ms(500)).await;
-        let poison = r
-            .link
-            .try_publish("up/dev1", b"poison", QoS::AtLeastOnce, false)
-            .unwrap();
-        let good: Vec<Ticket> = (0..5)
-            .map(|i| {
-                r.link
-                    .try_publish(
-                        "up/dev1",
-                        format!("good {i}").as_bytes(),
-                        QoS::AtLeastOnce,
-                        false,
-                    )
-                    .unwrap()
-            })
-            .collect();
+        let poison = r.try_publish(b"poison", QoS::AtLeastOnce).await.unwrap();
+        let mut good: Vec<Ticket> = Vec::new();
+        for i in 0..5 {
+            let p = format!("good {i}");
+            good.push(r.try_publish(p.as_bytes(), QoS::AtLeastOnce).await.unwrap());
+        }
         let o = with_timeout(ms(1000), r.link.delivered(poison))
             .await
             .unwrap_or_else(|_| panic!("{}", r.explain()));
@@ -1387,6 +1405,8 @@ fn a_message_the_modem_fails_every_time_ends_refused_after_max_refusals_blocks_n
         assert_eq!((c.link_losses, c.refused, c.delivered), (0, 1, 5), "{c:?}");
         assert_eq!(r.rec.states().len(), 2, "{}", r.explain());
         assert_eq!(r.link.outbox().messages, 0);
+        // The refused one leaves flash too.
+        r.flash_empty().await;
     });
 }
 

@@ -157,7 +157,7 @@ fn soak_every_qos1_message_arrives_through_random_link_faults() {
                 let fill = if big { 890 } else { pad };
                 let p = format!("soak/{k:06}/{}", ".".repeat(fill)).into_bytes();
                 loop {
-                    match d.link.try_publish(d.up, &p, QoS::AtLeastOnce, false) {
+                    match d.try_publish(d.up, &p, QoS::AtLeastOnce, false).await {
                         Ok(_) => break,
                         Err(Error::OutboxFull) => Timer::after_millis(2).await,
                         Err(e) => panic!("try_publish: {e:?}"),

@@ -57,7 +57,7 @@ impl Durable {
     ) -> Result<(Ticket, bool), Error> {
         #[cfg(feature = "flash")]
         if let Some(fo) = self.fo {
-            let t = fo.store(topic, payload, qos, retain).await?;
+            let t = fo.try_publish(topic, payload, qos, retain).await?;
             return Ok((t, qos != QoS::AtMostOnce));
         }
         link.try_publish(topic, payload, qos, retain)

@@ -19,13 +19,20 @@
 //! An item that does not decode so (a format of another version, a topic
 //! that is not UTF-8) is counted ([`FlashStats::corrupted`]) and removed, so
 //! that it never holds its page; an item whose CRC does not match (a write
-//! cut by a power loss) is skipped by `sequential-storage` itself.
+//! cut by a power loss, a worn cell) is skipped by `sequential-storage`
+//! itself, which does not tell; we count it from the reads it makes
+//! ([`FlashStats::unreadable`]; docs/design.md, "Unreadable items").
 //!
 //! [`FlashOutbox`] puts the journal in front of a supervisor's outbox:
 //!
-//! - **store**: [`FlashOutbox::store`] journals a QoS 1/2 message, then
-//!   hands it to the outbox under the msgID it was journalled with, and only
-//!   then returns its [`Ticket`]. QoS 0 is never journalled.
+//! - **store**: [`FlashOutbox::try_publish`] (and
+//!   [`publish`](FlashOutbox::publish), which waits for room and for the
+//!   outcome) journals a QoS 1/2 message, then hands it to the outbox under
+//!   the msgID it was journalled with, and only then returns its
+//!   [`Ticket`]. QoS 0 goes to the outbox alone, never journalled. The
+//!   names and the outcomes are [`Link`]'s: `try_publish`, `publish`,
+//!   `delivered`, `outcome`, `pending`, `flush` (which also waits until
+//!   flash holds nothing).
 //! - **ack**: [`FlashOutbox::run`] (a task) removes a message from flash
 //!   once its ticket has an outcome (acknowledged by `+QMTPUB: id,msgID,0`,
 //!   or refused for good). A reset between the two sends it again: at least
@@ -35,7 +42,7 @@
 //!   allocator goes on above the highest of them. What does not fit in the
 //!   outbox (or in the table of `N` messages) is handed over by `run` as
 //!   room frees.
-//! - **pending**: [`FlashOutbox::pending`] lists what flash holds;
+//! - **pending**: [`FlashOutbox::list_pending`] lists what flash holds;
 //!   [`FlashOutbox::drop_older_than`] removes what is stale by its stamp.
 
 use core::cell::RefCell;
@@ -43,7 +50,7 @@ use core::future::poll_fn;
 use core::ops::Range;
 use core::task::Poll;
 
-use embassy_futures::select::select;
+use embassy_futures::select::{select, select3};
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::mutex::{Mutex, MutexGuard};
 use embassy_sync::signal::Signal;
@@ -57,7 +64,7 @@ use super::{push_error, Link, Outcome, Ticket};
 use crate::error::{Error, FlashError};
 use crate::sync::{CriticalSectionRawMutex, RawMutex};
 use crate::types::QoS;
-use crate::wait::{Lock, LockGuard};
+use crate::wait::{wait, Lock, LockGuard, WaitSet};
 
 /// Bytes of our own bookkeeping per journalled message (beside
 /// `sequential-storage`'s item header).
@@ -77,20 +84,64 @@ enum Op {
 
 /// The application's flash, with the kind of its last failure kept, so
 /// that a failure of `sequential-storage` says whether a read, a write or
-/// an erase failed.
+/// an erase failed; and, while a scan runs, its reads traced to count the
+/// items `sequential-storage` skips ([`Trace`]).
 struct Tracked<F> {
     flash: F,
     failed: Option<Op>,
+    trace: Trace,
+}
+
+/// The reads of a scan, to count the items whose CRC does not match.
+/// `sequential-storage` (8.0.2, `ItemHeader::read_item`) skips
+/// such an item without a word: it reads an item's data right after its
+/// header, and when the CRC does not match it reads the same bytes once more
+/// before it gives up and reads on (the next header, or a page's state). So
+/// a data read repeated at once, right behind a header read that ends where
+/// it begins, then followed by any other read, is a skipped item. (The
+/// iterator holds the flash while it runs, so a read that failed once and
+/// then matched, whose item the iterator returns, would be counted too when
+/// the scan reads on: a glitch of the flash's reads.)
+/// `tests/flash_journal.rs` pins this reading of the dependency on our
+/// flash double.
+#[derive(Default)]
+struct Trace {
+    on: bool,
+    /// The last two reads (offset, length), the last one first (length 0:
+    /// none).
+    last: [(u32, u32); 2],
+    /// The last read repeated an item's data read: skipped, if more reads
+    /// follow before the iterator returns an item.
+    repeated: bool,
+    skipped: u32,
+}
+
+impl Trace {
+    fn read(&mut self, at: (u32, u32), header: u32) {
+        if !self.on {
+            return;
+        }
+        if core::mem::take(&mut self.repeated) {
+            self.skipped = self.skipped.wrapping_add(1);
+        }
+        let [prev, (o, n)] = self.last;
+        self.repeated = at.1 != 0 && prev == at && n == header && o.wrapping_add(n) == at.0;
+        self.last = [at, prev];
+    }
 }
 
 impl<F: ErrorType> ErrorType for Tracked<F> {
     type Error = F::Error;
 }
 
-impl<F: ReadNorFlash> ReadNorFlash for Tracked<F> {
+impl<F: NorFlash> ReadNorFlash for Tracked<F> {
     const READ_SIZE: usize = F::READ_SIZE;
 
     async fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), F::Error> {
+        // `sequential-storage`'s item header: 8 bytes, in whole words.
+        let word = F::READ_SIZE.max(F::WRITE_SIZE).max(1);
+        let header = 8usize.next_multiple_of(word) as u32;
+        self.trace.read((offset, bytes.len() as u32), header);
         let r = self.flash.read(offset, bytes).await;
         if r.is_err() {
             self.failed = Some(Op::Read);
@@ -211,6 +262,10 @@ pub struct Journal<'b, F: MultiwriteNorFlash> {
     queue: QueueStorage<Tracked<F>, Cache<Uncached, Uncached, Uncached>>,
     buf: &'b mut [u8],
     corrupted: u32,
+    unreadable: u32,
+    /// Entries of ours removed so far (a scan that fails half-way removed
+    /// some: counted here all the same).
+    popped: u32,
 }
 
 impl<'b, F: MultiwriteNorFlash> Journal<'b, F> {
@@ -250,18 +305,29 @@ impl<'b, F: MultiwriteNorFlash> Journal<'b, F> {
                 Tracked {
                     flash,
                     failed: None,
+                    trace: Trace::default(),
                 },
                 config,
                 Cache::new_uncached(),
             ),
             buf,
             corrupted: 0,
+            unreadable: 0,
+            popped: 0,
         })
     }
 
     /// Entries found corrupted (and removed) so far.
     pub fn corrupted(&self) -> u32 {
         self.corrupted
+    }
+
+    /// Items whose CRC does not match (a write cut by a reset, a worn
+    /// cell), which `sequential-storage` skips, as the last scan that read
+    /// the whole region found them. They go with their page when it is
+    /// erased.
+    pub fn unreadable(&self) -> u32 {
+        self.unreadable
     }
 
     /// The flash back (the journal's state is all in it).
@@ -303,32 +369,44 @@ impl<'b, F: MultiwriteNorFlash> Journal<'b, F> {
         &mut self,
         mut f: impl FnMut(&JournalEntry<'_>) -> Keep,
     ) -> Result<(), FlashError> {
+        self.queue.flash().trace = Trace {
+            on: true,
+            ..Trace::default()
+        };
         let r = self.scan_inner(&mut f).await;
-        r.map_err(|e| self.error(e))
+        let trace = core::mem::take(&mut self.queue.flash().trace);
+        if matches!(r, Ok(true)) {
+            self.unreadable = trace.skipped;
+        }
+        r.map(|_| ()).map_err(|e| self.error(e))
     }
 
+    /// `Ok(true)` when it read the whole region.
     async fn scan_inner(
         &mut self,
         f: &mut dyn FnMut(&JournalEntry<'_>) -> Keep,
-    ) -> Result<(), sequential_storage::Error<F::Error>> {
+    ) -> Result<bool, sequential_storage::Error<F::Error>> {
         let mut it = self.queue.iter().await?;
         while let Some(entry) = it.next(self.buf).await? {
-            let what = match JournalEntry::decode(&entry) {
-                Some(e) => f(&e),
+            let (what, ours) = match JournalEntry::decode(&entry) {
+                Some(e) => (f(&e), true),
                 None => {
                     self.corrupted = self.corrupted.wrapping_add(1);
-                    Keep::Remove
+                    (Keep::Remove, false)
                 }
             };
             match what {
                 Keep::Keep => {}
                 Keep::Remove => {
                     entry.pop().await?;
+                    if ours {
+                        self.popped = self.popped.wrapping_add(1);
+                    }
                 }
-                Keep::Stop => break,
+                Keep::Stop => return Ok(false),
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Removes the entries whose msgID `gone` says; how many.
@@ -393,8 +471,14 @@ pub struct FlashStats {
     pub removed: u32,
     /// Stale messages dropped ([`FlashOutbox::drop_older_than`]).
     pub dropped: u32,
-    /// Entries found corrupted and removed.
+    /// Entries found corrupted (their CRC matched, they did not decode) and
+    /// removed.
     pub corrupted: u32,
+    /// Items whose CRC does not match (a write cut by a reset, a worn
+    /// cell), skipped by `sequential-storage`, as the last scan of the
+    /// whole region found them ([`Journal::unreadable`]); they go with their
+    /// page.
+    pub unreadable: u32,
     /// Flash failures in `run` (it tried again after `retry`).
     pub failures: u32,
     /// The last flash failure.
@@ -407,9 +491,20 @@ struct Table<const N: usize> {
     /// Flash holds messages not in `slots` (they did not fit at open).
     backlog: bool,
     stats: FlashStats,
+    /// Woken when messages leave `slots` or `backlog` ends ([`flush`]).
+    ///
+    /// [`flush`]: FlashOutbox::flush
+    emptied: WaitSet<1>,
 }
 
-/// A message that flash holds, as [`FlashOutbox::pending`] lists it.
+impl<const N: usize> Table<N> {
+    /// Flash holds none of the outbox's messages (as far as this run knows).
+    fn empty(&self) -> bool {
+        !self.backlog && self.slots.iter().all(Option::is_none)
+    }
+}
+
+/// A message that flash holds, as [`FlashOutbox::list_pending`] lists it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pending<'m> {
     /// The message.
@@ -422,9 +517,12 @@ pub struct Pending<'m> {
 /// A supervisor's outbox with a journal in flash in front of it: QoS 1/2
 /// messages survive a reset of the microcontroller (the module's doc says
 /// how). Open it with [`open`](Self::open) before the first publish, spawn
-/// [`run`](Self::run), publish through [`store`](Self::store) or
-/// [`publish`](Self::publish). At most `N` journalled messages are in the
-/// outbox at once.
+/// [`run`](Self::run), and publish through it as through a [`Link`]
+/// ([`try_publish`](Self::try_publish), [`publish`](Self::publish), the
+/// same names and outcomes; `try_publish` is async here: it returns once the
+/// message is in flash). What concerns the link itself (its state, its
+/// counters) is [`link`](Self::link)'s. At most `N` journalled messages are
+/// in the outbox at once.
 pub struct FlashOutbox<
     'a,
     F: MultiwriteNorFlash,
@@ -505,6 +603,7 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
                 slots: [None; N],
                 backlog: true,
                 stats: FlashStats::default(),
+                emptied: WaitSet::new(),
             })),
             changed: Signal::new(),
             config,
@@ -581,22 +680,26 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
             }
         })
         .await?;
-        let corrupted = j.corrupted();
+        let (corrupted, unreadable) = (j.corrupted(), j.unreadable());
         self.with(|t| {
             t.backlog = full;
             t.stats.corrupted = corrupted;
+            t.stats.unreadable = unreadable;
+            t.emptied.wake();
         });
         Ok(())
     }
 
-    /// Stores a message and returns its [`Ticket`] once it is durable: QoS
-    /// 1/2 in flash first (then in the outbox, under the msgID it was
-    /// journalled with), QoS 0 in the outbox only (as
-    /// [`Link::try_publish`]). Errors: those of `try_publish`
+    /// [`Link::try_publish`] through flash: stores a message and returns its
+    /// [`Ticket`] once it is durable: QoS 1/2 in flash first (then in the
+    /// outbox, under the msgID it was journalled with), QoS 0 in the outbox
+    /// only, never in flash (taken only while the link is online, as by
+    /// `Link::try_publish`). Errors: those of `Link::try_publish`
     /// ([`Error::OutboxFull`] also when flash or the table of `N` has no
     /// room), and [`Error::Flash`] when flash fails; then nothing was
-    /// stored.
-    pub async fn store(
+    /// stored. It waits only for the journal (another store, or `run`'s
+    /// removal, in progress), never for room.
+    pub async fn try_publish(
         &self,
         topic: &str,
         payload: &[u8],
@@ -668,12 +771,15 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
         }
     }
 
-    /// Stores a message ([`store`](Self::store), waiting for room) and waits
-    /// for its [`Outcome`]; an error before it was stored is
-    /// [`Outcome::Refused`].
+    /// [`Link::publish`] through flash: stores a message
+    /// ([`try_publish`](Self::try_publish), waiting for room: in the outbox,
+    /// in flash and in the table of `N`) and waits for its [`Outcome`]; an
+    /// error before it was stored is [`Outcome::Refused`] (QoS 0 while the
+    /// link is not online: `Refused(Error::Offline)`). Once the message is
+    /// stored, dropping this future does not withdraw it.
     pub async fn publish(&self, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Outcome {
         loop {
-            match self.store(topic, payload, qos, retain).await {
+            match self.try_publish(topic, payload, qos, retain).await {
                 Ok(t) => return self.link.delivered(t).await,
                 Err(Error::OutboxFull) => self.wait_room().await,
                 Err(e) => return Outcome::Refused(e),
@@ -681,11 +787,30 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
         }
     }
 
-    /// Waits until a journalled message ended (or `retry` passed).
+    /// Waits until room may have freed: a journalled message that had not
+    /// ended ends, `run` removes messages from flash, or `retry` passed.
+    /// (Not for messages that ended already but wait for their removal
+    /// (`erase_defer`, a failing flash): they would end the wait at once,
+    /// and `publish` would spin without letting `run` remove them.)
     async fn wait_room(&self) {
+        let outbox = self.link.outbox;
         let slots: [Option<Ticket>; N] = self.with(|t| t.slots);
-        select(
-            self.link.outbox.wait_any_ended(&slots),
+        let open: [Option<Ticket>; N] =
+            core::array::from_fn(|i| slots[i].filter(|tk| outbox.outcome(*tk).is_none()));
+        let gone = |t: &Table<N>| (t.stats.removed, t.stats.dropped, t.stats.reloaded);
+        let before = self.with(|t| gone(t));
+        let removed = wait(
+            |f: &mut dyn FnMut(&mut WaitSet<1>)| self.with(|t| f(&mut t.emptied)),
+            |w, waker| {
+                self.with(|t| {
+                    let changed = (gone(t) != before).then_some(());
+                    w.poll(&mut t.emptied, waker, changed)
+                })
+            },
+        );
+        select3(
+            outbox.wait_any_ended(&open),
+            removed,
             Timer::after(self.config.retry),
         )
         .await;
@@ -696,13 +821,51 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
         self.link
     }
 
+    /// [`Link::delivered`]: waits until the message of `ticket` ended, and
+    /// says how. (Its removal from flash follows, in [`run`](Self::run).)
+    pub async fn delivered(&self, ticket: Ticket) -> Outcome {
+        self.link.delivered(ticket).await
+    }
+
+    /// [`Link::outcome`]: how the message of `ticket` ended; `None` while it
+    /// is in the outbox.
+    pub fn outcome(&self, ticket: Ticket) -> Option<Outcome> {
+        self.link.outcome(ticket)
+    }
+
+    /// [`Link::pending`]: true while the message of `ticket` is in the
+    /// outbox. (What flash holds: [`list_pending`](Self::list_pending).)
+    pub fn pending(&self, ticket: Ticket) -> bool {
+        self.link.pending(ticket)
+    }
+
+    /// [`Link::flush`], and more: waits until every journalled message
+    /// ended and left flash (through [`run`](Self::run): spawn it), and
+    /// then until the outbox is empty. Before a planned reset, so that
+    /// nothing is sent twice after it. Bound it with `with_timeout` as you
+    /// like: flash that keeps failing keeps what it holds.
+    pub async fn flush(&self) {
+        wait(
+            |f: &mut dyn FnMut(&mut WaitSet<1>)| self.with(|t| f(&mut t.emptied)),
+            |w, waker| {
+                self.with(|t| {
+                    let empty = t.empty().then_some(());
+                    w.poll(&mut t.emptied, waker, empty)
+                })
+            },
+        )
+        .await;
+        self.link.flush().await
+    }
+
     /// What it did so far.
     pub fn stats(&self) -> FlashStats {
         self.with(|t| t.stats)
     }
 
-    /// Lists what flash holds, oldest first.
-    pub async fn pending(&self, mut f: impl FnMut(&Pending<'_>)) -> Result<(), FlashError> {
+    /// Lists what flash holds, oldest first, each with its ticket of this
+    /// run.
+    pub async fn list_pending(&self, mut f: impl FnMut(&Pending<'_>)) -> Result<(), FlashError> {
         let mut j = self.held_journal().await;
         j.scan(|e| {
             let ticket = self.with(|t| {
@@ -715,7 +878,13 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
             f(&Pending { entry: *e, ticket });
             Keep::Keep
         })
-        .await
+        .await?;
+        let (corrupted, unreadable) = (j.corrupted(), j.unreadable());
+        self.with(|t| {
+            t.stats.corrupted = corrupted;
+            t.stats.unreadable = unreadable;
+        });
+        Ok(())
     }
 
     /// Drops the messages stamped before `stamp` that are not in flight:
@@ -749,6 +918,7 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
                     }
                 }
                 t.stats.dropped = t.stats.dropped.wrapping_add(1);
+                t.emptied.wake();
             });
             n += 1;
             Keep::Remove
@@ -757,21 +927,29 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
         Ok(n)
     }
 
-    /// Removes the messages of `ended` (msgIDs) from flash and the table.
+    /// Removes the messages of `ended` (msgIDs) from flash and the table
+    /// (from the table only once all of them left flash; those removed
+    /// before a failure are counted all the same).
     async fn remove(&self, ended: &[Option<u16>]) -> Result<usize, FlashError> {
         let mut j = self.held_journal().await;
-        let n = j.remove(|id| ended.contains(&Some(id))).await?;
-        let corrupted = j.corrupted();
+        let before = j.popped;
+        let r = j.remove(|id| ended.contains(&Some(id))).await;
+        let n = j.popped.wrapping_sub(before);
+        let (corrupted, unreadable) = (j.corrupted(), j.unreadable());
         self.with(|t| {
-            for s in t.slots.iter_mut() {
-                if s.is_some_and(|tk| ended.contains(&Some(tk.msg_id))) {
-                    *s = None;
+            t.stats.unreadable = unreadable;
+            if r.is_ok() {
+                for s in t.slots.iter_mut() {
+                    if s.is_some_and(|tk| ended.contains(&Some(tk.msg_id))) {
+                        *s = None;
+                    }
                 }
             }
-            t.stats.removed = t.stats.removed.wrapping_add(n as u32);
+            t.stats.removed = t.stats.removed.wrapping_add(n);
             t.stats.corrupted = corrupted;
+            t.emptied.wake();
         });
-        Ok(n)
+        r.map(|_| n as usize)
     }
 
     /// Removes from flash, now, every journalled message that ended,

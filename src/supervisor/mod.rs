@@ -45,6 +45,19 @@
 //! [`Outcome::Dropped`] on their ticket) if the link ends before they went
 //! out.
 //!
+//! **What survives a reset of the microcontroller.** The outbox is RAM (the
+//! [`SupervisorState`]): it keeps messages across link losses and modem
+//! restarts, and loses them all when the microcontroller resets (a
+//! watchdog, a brown-out, a firmware update, a standby that powers RAM
+//! down). With the feature `flash-outbox`, a `FlashOutbox` has the `Link`'s
+//! `try_publish` and `publish` (async: a QoS 1/2 message is journalled in a
+//! `NorFlash` region before its ticket is returned), removes each message
+//! from flash once it ended, and after a reset sends what flash holds again
+//! under the same msgIDs. QoS 0 goes to the RAM outbox only. A receiver sees
+//! every message whose ticket was given at least once, and a copy when the
+//! reset came between the acknowledgement and the removal from flash: it
+//! tells copies apart by the payload, as after a link loss.
+//!
 //! **No message blocks the outbox.** A message is judged when it is
 //! stored against what the supervisor is *configured* with
 //! ([`SupervisorConfig::send_format`]: its topic, and its payload's size

@@ -169,6 +169,15 @@ enum Wait {
     Queued,
 }
 
+/// Where a stored message's msgID comes from.
+enum MsgId<'f> {
+    /// The next one the allocator gives that no stored message holds.
+    Next(&'f mut dyn FnMut() -> u16),
+    /// This one ([`PushError::InUse`] if a stored message holds it).
+    #[cfg(feature = "flash-outbox")]
+    Given(u16),
+}
+
 /// Why a message was not stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum PushError {
@@ -320,28 +329,36 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         next_id: &mut dyn FnMut() -> u16,
     ) -> Result<Ticket, PushError> {
         self.with(|ring, meta, buf, log| {
-            Self::push_in(ring, meta, buf, log, (topic, payload, qos, retain), next_id)
+            let msg = (topic, payload, qos, retain);
+            Self::push_in(ring, meta, buf, log, msg, MsgId::Next(next_id))
         })
     }
 
-    /// [`push`](Self::push), under the lock.
+    /// [`push`](Self::push) (and `push_as`), under the lock.
     fn push_in(
         ring: &mut Ring,
         meta: &mut OutboxMeta,
         buf: &mut [u8],
         mut log: Log<'_>,
         (topic, payload, qos, retain): (&str, &[u8], QoS, bool),
-        next_id: &mut dyn FnMut() -> u16,
+        id: MsgId<'_>,
     ) -> Result<Ticket, PushError> {
         let len = HEADER + topic.len() + payload.len();
         {
             if len > buf.len() || len > usize::from(u16::MAX) {
                 return Err(PushError::TooLarge);
             }
-            let msg_id = match qos {
-                QoS::AtMostOnce => 0,
+            let msg_id = match (qos, id) {
+                (QoS::AtMostOnce, _) => 0,
+                #[cfg(feature = "flash-outbox")]
+                (_, MsgId::Given(id)) => {
+                    if Self::live(ring, buf).any(|r| msg_id_of(buf, r) == id) {
+                        return Err(PushError::InUse);
+                    }
+                    id
+                }
                 // At most 65535 tries: the store holds fewer messages.
-                _ => loop {
+                (_, MsgId::Next(next_id)) => loop {
                     let id = next_id();
                     if !Self::live(ring, buf).any(|r| msg_id_of(buf, r) == id) {
                         break id;
@@ -386,7 +403,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
                     buf,
                     log,
                     (topic, payload, qos, retain),
-                    &mut next_id,
+                    MsgId::Next(&mut next_id),
                 ) {
                     Err(PushError::Full) => None,
                     other => Some(other),
@@ -691,31 +708,9 @@ impl<M: RawMutex> Outbox<'_, M> {
         retain: bool,
         msg_id: u16,
     ) -> Result<Ticket, PushError> {
-        let len = HEADER + topic.len() + payload.len();
-        self.with(|ring, meta, buf, mut log| {
-            if len > buf.len() || len > usize::from(u16::MAX) {
-                return Err(PushError::TooLarge);
-            }
-            if Self::live(ring, buf).any(|r| msg_id_of(buf, r) == msg_id) {
-                return Err(PushError::InUse);
-            }
-            let at = ring.alloc(len, buf.len()).ok_or(PushError::Full)?;
-            let seq = meta.next_seq;
-            meta.next_seq = meta.next_seq.wrapping_add(1);
-            log.set(seq, ENDED_UNKNOWN);
-            ring::set_header(buf, at, len, 1);
-            let rec = &mut buf[at..at + len];
-            rec[3] = qos.get() | if retain { RETAIN } else { 0 };
-            rec[4..8].copy_from_slice(&seq.to_le_bytes());
-            rec[8..10].copy_from_slice(&msg_id.to_le_bytes());
-            rec[10] = 0;
-            rec[11] = 0;
-            rec[12..14].copy_from_slice(&(topic.len() as u16).to_le_bytes());
-            rec[HEADER..HEADER + topic.len()].copy_from_slice(topic.as_bytes());
-            rec[HEADER + topic.len()..].copy_from_slice(payload);
-            meta.high_water = meta.high_water.max(ring.used(buf.len()));
-            meta.queued.wake();
-            Ok(Ticket { seq, msg_id })
+        self.with(|ring, meta, buf, log| {
+            let msg = (topic, payload, qos, retain);
+            Self::push_in(ring, meta, buf, log, msg, MsgId::Given(msg_id))
         })
     }
 

@@ -3,6 +3,13 @@
 //! [`Watcher`]); helpers that wait for link states, hand QoS 1 messages to
 //! the outbox, and check that each of them reached the watcher at least once.
 //!
+//! In the test target `flash_supervisor` (feature `flash-outbox`), which
+//! compiles `tests/supervisor.rs` and `tests/supervisor_soak.rs` again, every
+//! [`Dev`] publishes through a `FlashOutbox` on a RAM flash double instead
+//! ([`FLASH`]): the same scenario code runs through both outboxes, and
+//! [`Dev::scenario`] checks in addition that flash holds nothing once every
+//! message was acknowledged.
+//!
 //! A scenario runs on [`block_on`], a small executor of its own (one task,
 //! woken by unparking the test's thread), so that its body may borrow the
 //! [`Dev`] and everything is dropped (simulator stopped, restartable broker
@@ -15,17 +22,69 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 
+use bc26_mqtt::supervisor::Outcome;
 use bc26_mqtt::supervisor::{
     self, Backoff, Counters, Link, LinkState, OfflineReason, Supervisor, SupervisorConfig,
     SupervisorState, Ticket,
 };
-use bc26_mqtt::{ClientId, Config, Events, Modem, QoS, Runner, State, Subscription};
+use bc26_mqtt::{ClientId, Config, Error, Events, Modem, QoS, Runner, State, Subscription};
 use bc26_sim::broker::{broker, restartable_broker, Broker, RestartableBroker, Watcher};
 use bc26_sim::{HostSide, Sim, SimConfig, SimHandle, SimReader, SimWriter};
 use embassy_futures::select::{select4, Either4};
 use embassy_time::{with_timeout, Duration, Instant, Timer};
 
 use super::{next_ev, Ev};
+
+/// True in the test target `flash_supervisor`: each [`Dev`] publishes
+/// through a flash outbox ([`Dev::try_publish`], [`Dev::publish`],
+/// [`Dev::hand`]). Chosen by the name of the test target being compiled, so
+/// that `tests/supervisor.rs` is the same code in both.
+pub const FLASH: bool =
+    cfg!(feature = "flash-outbox") && same(env!("CARGO_CRATE_NAME"), "flash_supervisor");
+
+const fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The flash of a [`Dev`] with a flash outbox: 16 pages of 4 KiB (an
+/// nRF52's), in RAM.
+#[cfg(feature = "flash-outbox")]
+pub type RigFlash = bc26_testkit::flash::FlashDouble<4096>;
+
+/// A [`Dev`]'s flash outbox: up to 64 journalled messages in the outbox (a
+/// scenario hands up to 40 at once, the soak keeps 64 ahead).
+#[cfg(feature = "flash-outbox")]
+pub type RigFlashOutbox = bc26_mqtt::supervisor::FlashOutbox<
+    'static,
+    RigFlash,
+    bc26_mqtt::embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex,
+    64,
+>;
+
+/// A flash outbox on `link` over a fresh flash double.
+#[cfg(feature = "flash-outbox")]
+pub fn flash_outbox(link: Link<'static>) -> (RigFlash, &'static RigFlashOutbox) {
+    use bc26_mqtt::supervisor::FlashOutboxConfig;
+    static SEED: AtomicU32 = AtomicU32::new(1);
+    let flash = RigFlash::new(16, u64::from(SEED.fetch_add(1, Ordering::Relaxed)));
+    let buf: &'static mut [u8] = Box::leak(vec![0u8; 4096].into_boxed_slice());
+    let config = FlashOutboxConfig::new(0..16 * 4096);
+    // The double answers at once: `open` never waits.
+    let fo = embassy_futures::block_on(RigFlashOutbox::open(link, flash.clone(), buf, config))
+        .expect("the flash outbox opens");
+    (flash, leak(fo))
+}
 
 /// A name no other test of this process (or another process) uses.
 pub fn uniq(prefix: &str) -> String {
@@ -117,6 +176,32 @@ pub fn sup_config(
     c
 }
 
+/// `fo` holds nothing in flash (every message it journalled ended and was
+/// removed: waits for that up to 10 s), and counted no flash failure and no
+/// corrupted entry.
+#[cfg(feature = "flash-outbox")]
+pub async fn flash_empty(name: &str, fo: &RigFlashOutbox) {
+    if with_timeout(Duration::from_secs(10), fo.flush())
+        .await
+        .is_err()
+    {
+        panic!("{name}: flash does not empty: {:?}", fo.stats());
+    }
+    let mut left = Vec::new();
+    fo.list_pending(|p| left.push(p.entry.msg_id))
+        .await
+        .expect("flash reads");
+    let s = fo.stats();
+    assert!(left.is_empty(), "{name}: flash still holds {left:?}; {s:?}");
+    assert_eq!(s.removed + s.dropped, s.stored, "{name}: {s:?}");
+    assert_eq!(
+        (s.corrupted, s.unreadable, s.failures),
+        (0, 0, 0),
+        "{name}: {s:?}"
+    );
+    eprintln!("{name}: flash outbox {s:?}");
+}
+
 /// Which broker a scenario uses.
 pub enum BrokerRef {
     /// The shared one ([`broker`]): in-process rmqtt or `MQTT_HOST`.
@@ -198,6 +283,10 @@ pub struct Dev {
     pub broker: BrokerRef,
     events: Cell<Option<Events<'static>>>,
     parts: RefCell<Option<(Runner<'static, SimReader, SimWriter>, Supervisor<'static>)>>,
+    /// The flash outbox the device publishes through ([`FLASH`]), and its
+    /// flash.
+    #[cfg(feature = "flash-outbox")]
+    pub flash: Option<(RigFlash, &'static RigFlashOutbox)>,
     /// QoS 1 payloads handed to the outbox.
     handed: RefCell<Vec<Vec<u8>>>,
     commands: Cell<u32>,
@@ -424,6 +513,8 @@ impl Dev {
             16384 => new_supervisor::<16384>(modem, config),
             n => panic!("no outbox of {n} bytes in the rig"),
         };
+        #[cfg(feature = "flash-outbox")]
+        let flash = FLASH.then(|| flash_outbox(link));
         Dev {
             name,
             sim,
@@ -438,6 +529,8 @@ impl Dev {
             broker,
             events: Cell::new(Some(events)),
             parts: RefCell::new(Some((runner, sup))),
+            #[cfg(feature = "flash-outbox")]
+            flash,
             handed: RefCell::new(Vec::new()),
             commands: Cell::new(0),
             received: RefCell::new(Vec::new()),
@@ -460,30 +553,78 @@ impl Dev {
             let body = async {
                 body.await;
                 self.works_again().await;
+                self.flash_empty().await;
             };
-            match select4(runner.run(), sup.run(), self.rec.record(), body).await {
-                Either4::First(never) | Either4::Second(never) | Either4::Third(never) => never,
+            match select4(runner.run(), sup.run(), self.background(), body).await {
+                Either4::First(never) | Either4::Second(never) => never,
+                Either4::Third(()) => unreachable!("the recorder runs for ever"),
                 Either4::Fourth(()) => {}
             }
         });
         self.all_arrived(std::time::Duration::from_secs(10))
     }
 
-    /// Hands `n` QoS 1 messages to the outbox at once (`try_publish`); their
-    /// payloads are `<name>/<tag>/<k>`.
-    pub fn hand(&self, n: usize, tag: &str) -> Vec<Ticket> {
-        (0..n)
-            .map(|_| {
-                let k = self.handed.borrow().len();
-                let p = format!("{}/{tag}/{k}", self.name).into_bytes();
-                let t = self
-                    .link
-                    .try_publish(self.up, &p, QoS::AtLeastOnce, false)
-                    .unwrap_or_else(|e| panic!("{}: try_publish: {e:?}", self.name));
-                self.handed.borrow_mut().push(p);
-                t
-            })
-            .collect()
+    /// The recorder, and the flash outbox's task if there is one: for ever.
+    async fn background(&self) {
+        #[cfg(feature = "flash-outbox")]
+        if let Some((_, fo)) = self.flash {
+            embassy_futures::select::select(self.rec.record(), fo.run()).await;
+        }
+        self.rec.record().await
+    }
+
+    /// With a flash outbox: flash holds nothing (every message was
+    /// acknowledged and removed), and it counted no flash failure and no
+    /// corrupted entry.
+    async fn flash_empty(&self) {
+        #[cfg(feature = "flash-outbox")]
+        if let Some((_, fo)) = self.flash {
+            flash_empty(self.name, fo).await;
+        }
+    }
+
+    /// Hands a message to the outbox at once: [`Link::try_publish`], or the
+    /// flash outbox's (which returns once the message is in flash).
+    pub async fn try_publish(
+        &self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) -> Result<Ticket, Error> {
+        #[cfg(feature = "flash-outbox")]
+        if let Some((_, fo)) = self.flash {
+            return fo.try_publish(topic, payload, qos, retain).await;
+        }
+        self.link.try_publish(topic, payload, qos, retain)
+    }
+
+    /// Publishes and waits for the outcome: [`Link::publish`], or the flash
+    /// outbox's.
+    pub async fn publish(&self, topic: &str, payload: &[u8], qos: QoS, retain: bool) -> Outcome {
+        #[cfg(feature = "flash-outbox")]
+        if let Some((_, fo)) = self.flash {
+            return fo.publish(topic, payload, qos, retain).await;
+        }
+        self.link.publish(topic, payload, qos, retain).await
+    }
+
+    /// Hands `n` QoS 1 messages to the outbox at once
+    /// ([`try_publish`](Self::try_publish)); their payloads are
+    /// `<name>/<tag>/<k>`.
+    pub async fn hand(&self, n: usize, tag: &str) -> Vec<Ticket> {
+        let mut tickets = Vec::new();
+        for _ in 0..n {
+            let k = self.handed.borrow().len();
+            let p = format!("{}/{tag}/{k}", self.name).into_bytes();
+            let t = self
+                .try_publish(self.up, &p, QoS::AtLeastOnce, false)
+                .await
+                .unwrap_or_else(|e| panic!("{}: try_publish: {e:?}", self.name));
+            self.handed.borrow_mut().push(p);
+            tickets.push(t);
+        }
+        tickets
     }
 
     /// Notes a QoS 1 payload handed to the outbox by the test itself.
@@ -491,9 +632,21 @@ impl Dev {
         self.handed.borrow_mut().push(payload.to_vec());
     }
 
-    /// Waits (up to `limit`) until the outbox is empty.
+    /// Waits (up to `limit`) until the outbox is empty (with a flash
+    /// outbox: and flash too, `FlashOutbox::flush`).
     pub async fn flush(&self, limit: Duration) {
-        if with_timeout(limit, self.link.flush()).await.is_err() {
+        let flush = async {
+            #[cfg(feature = "flash-outbox")]
+            if let Some((_, fo)) = self.flash {
+                return fo.flush().await;
+            }
+            self.link.flush().await
+        };
+        if with_timeout(limit, flush).await.is_err() {
+            #[cfg(feature = "flash-outbox")]
+            if let Some((_, fo)) = self.flash {
+                eprintln!("{}: flash outbox {:?}", self.name, fo.stats());
+            }
             panic!(
                 "{}: outbox not empty after {limit:?}: {:?}; {:?}; states:\n{}",
                 self.name,
@@ -572,7 +725,7 @@ impl Dev {
             })
             .await;
         }
-        self.hand(3, "end");
+        self.hand(3, "end").await;
         self.flush(Duration::from_secs(10)).await;
         self.command_arrives(Duration::from_secs(5)).await;
     }
@@ -593,6 +746,17 @@ impl Dev {
             .wait_for(self.up, limit, |got| missing(got).is_empty());
         let got = self.watcher.payloads(self.up);
         let lost = missing(&got);
+        let want_set: HashSet<&Vec<u8>> = want.iter().collect();
+        let garbled: Vec<String> = got
+            .iter()
+            .filter(|g| !want_set.contains(g))
+            .map(|g| String::from_utf8_lossy(g).into_owned())
+            .collect();
+        assert!(
+            garbled.is_empty(),
+            "{}: the watcher got messages never handed (garbled?): {garbled:?}",
+            self.name
+        );
         assert!(
             lost.is_empty(),
             "{}: {} of {} QoS 1 messages handed to the outbox never reached the watcher: {:?}\nstates:\n{}",

@@ -14,6 +14,11 @@
 //!    comes back (at least once, in order);
 //! 3. answers the commands of [`command`] on the ack topic.
 //!
+//! With the feature `flash-outbox`, [`run_with_flash`] does the same with
+//! the telemetry journalled in flash (the driver's
+//! [`FlashOutbox`](bc26_mqtt::supervisor::FlashOutbox)): it survives a reset
+//! of the microcontroller.
+//!
 //! Every delay is in [`Timing`], so the host tests run in milliseconds.
 #![no_std]
 #![deny(unsafe_code)]
@@ -26,13 +31,17 @@ extern crate std;
 mod fmt;
 pub mod board;
 pub mod command;
+#[cfg(feature = "flash-outbox")]
+mod durable;
+
+#[cfg(feature = "flash-outbox")]
+pub use durable::{run_with_flash, JOURNAL_BUF};
 
 use core::fmt::Write as _;
 
-use bc26_mqtt::commands::Will;
-use bc26_mqtt::supervisor::{self, Backoff, Link, LinkState, SupervisorConfig, SupervisorState};
-use bc26_mqtt::{ClientId, Event, Message, Modem, QoS, State, Subscription};
-use embassy_futures::select::{select3, Either3};
+use bc26_mqtt::supervisor::{Link, LinkState, Supervisor, SupervisorState};
+use bc26_mqtt::{ClientId, Event, Message, Modem, QoS, Runner, State, Subscription};
+use embassy_futures::select::{select, select3, Either, Either3};
 use embassy_time::{Duration, Instant, Timer};
 use embedded_io_async::{Read, Write};
 
@@ -195,6 +204,9 @@ pub struct AppState<
     driver: State<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT>,
     supervisor: SupervisorState<OUTBOX_BYTES>,
     subscriptions: [Subscription<'static>; 1],
+    /// The flash outbox's buffer: the largest journalled message.
+    #[cfg(feature = "flash-outbox")]
+    journal: [u8; JOURNAL_BUF],
 }
 
 impl<
@@ -213,6 +225,8 @@ impl<
             driver: State::new(),
             supervisor: SupervisorState::new(),
             subscriptions: [Subscription::new("", QoS::AtLeastOnce)],
+            #[cfg(feature = "flash-outbox")]
+            journal: [0; JOURNAL_BUF],
         }
     }
 }
@@ -232,9 +246,77 @@ impl<
     }
 }
 
+/// The driver, its supervisor and the link from the application's memory and
+/// configuration, for [`run`] and [`run_with_flash`]: `start!(state, rx, tx,
+/// config => modem, runner, link, supervisor, journal)` binds the four
+/// names, and the pattern `journal` to the flash outbox's buffer with the
+/// feature `flash-outbox`. A macro, not a function, so that `run` is the
+/// same code it was before the feature.
+macro_rules! start {
+    ($state:ident, $rx:ident, $tx:ident, $config:ident
+        => $modem:ident, $runner:ident, $link:ident, $supervisor:ident, $journal:pat) => {
+        let $crate::AppState {
+            driver,
+            supervisor: sup_state,
+            subscriptions,
+            #[cfg(feature = "flash-outbox")]
+                journal: $journal,
+        } = $state;
+        *subscriptions = [::bc26_mqtt::Subscription::new(
+            $config.topics.command,
+            ::bc26_mqtt::QoS::AtLeastOnce,
+        )];
+        let subscriptions: &'static [::bc26_mqtt::Subscription<'static>] = subscriptions;
+        // A driver Config whose values contradict each other is a build mistake
+        // (the boards check theirs at compile time, `AppConfig::validate`):
+        // nothing can run with it.
+        let Ok(($modem, $runner)) = ::bc26_mqtt::new(driver, $rx, $tx, $config.driver) else {
+            panic!("bc26_mqtt::new refused the driver Config (Config::validate)")
+        };
+        let t = $config.timing;
+        let b = $config.broker;
+        let mut sup = ::bc26_mqtt::supervisor::SupervisorConfig::new(
+            $config.client,
+            b.host,
+            b.port,
+            b.client_id,
+        );
+        sup.username = b.username;
+        sup.password = b.password;
+        sup.will = ::bc26_mqtt::commands::Will::new(
+            $config.topics.status,
+            "offline",
+            ::bc26_mqtt::QoS::AtLeastOnce,
+            true,
+        )
+        .ok();
+        sup.keepalive_s = $config.keepalive_s;
+        sup.pkt_timeout_s = $config.pkt_timeout_s;
+        sup.retry_times = $config.retry_times;
+        sup.subscriptions = subscriptions;
+        sup.backoff = ::bc26_mqtt::supervisor::Backoff::new()
+            .delays(t.backoff_min, t.backoff_max)
+            .stable_after(t.stable_after)
+            .seed($config.seed);
+        sup.modem_deadline = t.modem_deadline;
+        sup.registration_deadline = t.registration_deadline;
+        sup.poll_interval = t.poll_interval;
+        sup.health_check = t.health_check;
+        let ($link, $supervisor) = ::bc26_mqtt::supervisor::new($modem, sup_state, sup);
+    };
+}
+#[cfg(feature = "flash-outbox")]
+pub(crate) use start;
+
 /// Runs the driver, its supervisor and the application on the UART halves;
 /// never returns. They run in the one future this returns, so a board
-/// spawns one task for all three.
+/// spawns one task for all three. A board that can spawn a second task
+/// runs the driver's runner in a task of its own instead ([`split`], then
+/// [`Runner::run`](bc26_mqtt::Runner::run) in one task and
+/// [`AppTask::run`] in the other): a UART read then wakes the runner alone,
+/// not the supervisor and the application too (on a Cortex-M3, about 1,000
+/// instructions a read instead of 2,500: examples/qemu/README.md), for
+/// some RAM (two task futures: on the micro:bit's 16 KiB they did not fit).
 pub async fn run<
     R: Read,
     W: Write,
@@ -253,44 +335,131 @@ pub async fn run<
     config: &'static AppConfig<'static>,
     device: &mut D,
 ) -> ! {
-    let AppState {
-        driver,
-        supervisor: sup_state,
-        subscriptions,
-    } = state;
-    *subscriptions = [Subscription::new(config.topics.command, QoS::AtLeastOnce)];
-    let subscriptions: &'static [Subscription<'static>] = subscriptions;
-    // A driver Config whose values contradict each other is a build mistake
-    // (the boards check theirs at compile time, `AppConfig::validate`):
-    // nothing can run with it.
-    let Ok((modem, runner)) = bc26_mqtt::new(driver, rx, tx, config.driver) else {
-        panic!("bc26_mqtt::new refused the driver Config (Config::validate)")
-    };
-    let t = config.timing;
-    let b = config.broker;
-    let mut sup = SupervisorConfig::new(config.client, b.host, b.port, b.client_id);
-    sup.username = b.username;
-    sup.password = b.password;
-    sup.will = Will::new(config.topics.status, "offline", QoS::AtLeastOnce, true).ok();
-    sup.keepalive_s = config.keepalive_s;
-    sup.pkt_timeout_s = config.pkt_timeout_s;
-    sup.retry_times = config.retry_times;
-    sup.subscriptions = subscriptions;
-    sup.backoff = Backoff::new()
-        .delays(t.backoff_min, t.backoff_max)
-        .stable_after(t.stable_after)
-        .seed(config.seed);
-    sup.modem_deadline = t.modem_deadline;
-    sup.registration_deadline = t.registration_deadline;
-    sup.poll_interval = t.poll_interval;
-    sup.health_check = t.health_check;
-    let (link, supervisor) = supervisor::new(modem, sup_state, sup);
+    start!(state, rx, tx, config => modem, runner, link, supervisor, _);
+    #[cfg(not(feature = "flash-outbox"))]
     let mut app = App::new(modem, link, config, device);
+    #[cfg(feature = "flash-outbox")]
+    let mut app = App::new(modem, link, config, device, ());
     match select3(runner.run(), supervisor.run(), app.run()).await {
         Either3::First(never) | Either3::Second(never) | Either3::Third(never) => never,
     }
 }
 
+/// Sets up the driver and its supervisor on the UART halves, as [`run`]
+/// does: returns the driver's runner (spawn
+/// [`Runner::run`](bc26_mqtt::Runner::run) in a task of its own) and the
+/// supervisor with the application ([`AppTask::run`], in another task).
+pub fn split<
+    R: Read,
+    W: Write,
+    const INGRESS: usize,
+    const LINE: usize,
+    const INBOX: usize,
+    const EVENTS: usize,
+    const SUBSCRIBERS: usize,
+    const INFLIGHT: usize,
+    const OUTBOX_BYTES: usize,
+>(
+    state: &'static mut AppState<INGRESS, LINE, INBOX, EVENTS, SUBSCRIBERS, INFLIGHT, OUTBOX_BYTES>,
+    rx: R,
+    tx: W,
+    config: &'static AppConfig<'static>,
+) -> (Runner<'static, R, W>, AppTask) {
+    start!(state, rx, tx, config => modem, runner, link, supervisor, _);
+    (
+        runner,
+        AppTask {
+            modem,
+            link,
+            supervisor,
+            config,
+        },
+    )
+}
+
+/// The supervisor and the application, set up by [`split`]: everything but
+/// the driver's runner.
+pub struct AppTask {
+    modem: Modem<'static>,
+    link: Link<'static>,
+    supervisor: Supervisor<'static>,
+    config: &'static AppConfig<'static>,
+}
+
+impl AppTask {
+    /// Runs the supervisor and the application (with `device`); never
+    /// returns. The driver's runner must run meanwhile, in another task.
+    pub async fn run<D: Device>(self, device: &mut D) -> ! {
+        let AppTask {
+            modem,
+            link,
+            supervisor,
+            config,
+        } = self;
+        #[cfg(not(feature = "flash-outbox"))]
+        let mut app = App::new(modem, link, config, device);
+        #[cfg(feature = "flash-outbox")]
+        let mut app = App::new(modem, link, config, device, ());
+        match select(supervisor.run(), app.run()).await {
+            Either::First(never) | Either::Second(never) => never,
+        }
+    }
+}
+
+/// `telemetry_payload!(app => payload)`: the next telemetry message of the
+/// [`App`] `app` in a new `heapless::String` named `payload` (a macro, so
+/// that `run`'s code is the same it was before the feature `flash-outbox`).
+macro_rules! telemetry_payload {
+    ($app:ident => $payload:ident) => {
+        $app.seq += 1;
+        let mut $payload: heapless::String<160> = heapless::String::new();
+        // 160 bytes hold the longest values of every field.
+        let _ = write!(
+            $payload,
+            "{{\"seq\":{},\"uptime_s\":{},\"led\":{},\"period_s\":{},\"reconnects\":{},\"commands\":{}}}",
+            $app.seq,
+            Instant::now().as_secs(),
+            $app.led,
+            $app.period.as_secs(),
+            $app.link.counters().reconnects,
+            $app.counters.commands,
+        );
+    };
+}
+
+/// Where [`App`] stores its telemetry with the feature `flash-outbox`: `()`
+/// is the supervisor's outbox in RAM ([`run`]), a flash outbox
+/// ([`run_with_flash`]).
+#[cfg(feature = "flash-outbox")]
+pub(crate) trait Store {
+    /// Stores a QoS 1 message that is not retained (its ticket once it is
+    /// durable); an error if it was not stored.
+    async fn store(
+        &self,
+        link: Link<'_>,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<bc26_mqtt::supervisor::Ticket, bc26_mqtt::Error>;
+}
+
+#[cfg(feature = "flash-outbox")]
+impl Store for () {
+    async fn store(
+        &self,
+        link: Link<'_>,
+        topic: &str,
+        payload: &[u8],
+    ) -> Result<bc26_mqtt::supervisor::Ticket, bc26_mqtt::Error> {
+        link.try_publish(topic, payload, QoS::AtLeastOnce, false)
+    }
+}
+
+/// The application: without the feature `flash-outbox` the type it always
+/// was; with it, generic over where its telemetry goes (`J`, a [`Store`]).
+/// (Two definitions, not a generic parameter the default build fills with
+/// `()`: that changed the default image's symbol names, and so the order of
+/// its constants and its size.)
+#[cfg(not(feature = "flash-outbox"))]
 struct App<'m, 'c, D> {
     modem: Modem<'m>,
     link: Link<'m>,
@@ -302,9 +471,47 @@ struct App<'m, 'c, D> {
     counters: Counters,
 }
 
-impl<'m, 'c, D: Device> App<'m, 'c, D> {
-    fn new(modem: Modem<'m>, link: Link<'m>, cfg: &'c AppConfig<'c>, device: &'c mut D) -> Self {
+/// See the other definition.
+#[cfg(feature = "flash-outbox")]
+struct App<'m, 'c, D, J> {
+    /// Where the telemetry goes (see [`Store`]).
+    journal: J,
+    modem: Modem<'m>,
+    link: Link<'m>,
+    cfg: &'c AppConfig<'c>,
+    device: &'c mut D,
+    led: bool,
+    period: Duration,
+    seq: u32,
+    counters: Counters,
+}
+
+/// `app_impl! { items }`: the items as `App`'s methods, for either
+/// definition of `App`.
+macro_rules! app_impl {
+    ($($items:tt)*) => {
+        #[cfg(not(feature = "flash-outbox"))]
+        impl<'m, 'c, D: Device> App<'m, 'c, D> {
+            $($items)*
+        }
+        #[cfg(feature = "flash-outbox")]
+        impl<'m, 'c, D: Device, J: Store> App<'m, 'c, D, J> {
+            $($items)*
+        }
+    };
+}
+
+app_impl! {
+    fn new(
+        modem: Modem<'m>,
+        link: Link<'m>,
+        cfg: &'c AppConfig<'c>,
+        device: &'c mut D,
+        #[cfg(feature = "flash-outbox")] journal: J,
+    ) -> Self {
         Self {
+            #[cfg(feature = "flash-outbox")]
+            journal,
             modem,
             link,
             cfg,
@@ -356,7 +563,10 @@ impl<'m, 'c, D: Device> App<'m, 'c, D> {
                     online = now_online;
                 }
                 Either3::Second(()) => {
+                    #[cfg(not(feature = "flash-outbox"))]
                     self.telemetry();
+                    #[cfg(feature = "flash-outbox")]
+                    self.telemetry().await;
                     next += self.period;
                     let now = Instant::now();
                     if next < now {
@@ -385,25 +595,35 @@ impl<'m, 'c, D: Device> App<'m, 'c, D> {
         }
     }
 
+    #[cfg(not(feature = "flash-outbox"))]
     fn telemetry(&mut self) {
-        self.seq += 1;
-        let mut payload: heapless::String<160> = heapless::String::new();
-        // 160 bytes hold the longest values of every field.
-        let _ = write!(
-            payload,
-            "{{\"seq\":{},\"uptime_s\":{},\"led\":{},\"period_s\":{},\"reconnects\":{},\"commands\":{}}}",
-            self.seq,
-            Instant::now().as_secs(),
-            self.led,
-            self.period.as_secs(),
-            self.link.counters().reconnects,
-            self.counters.commands,
-        );
+        telemetry_payload!(self => payload);
         if self.say(self.cfg.topics.telemetry, payload.as_bytes(), false) {
             self.counters.telemetry += 1;
             info!("telemetry {} queued", self.seq);
         } else {
             self.counters.telemetry_lost += 1;
+        }
+    }
+
+    /// The telemetry through [`Store`]: in flash first with a flash outbox.
+    #[cfg(feature = "flash-outbox")]
+    async fn telemetry(&mut self) {
+        telemetry_payload!(self => payload);
+        let topic = self.cfg.topics.telemetry;
+        match self
+            .journal
+            .store(self.link, topic, payload.as_bytes())
+            .await
+        {
+            Ok(_) => {
+                self.counters.telemetry += 1;
+                info!("telemetry {} stored", self.seq);
+            }
+            Err(e) => {
+                self.counters.telemetry_lost += 1;
+                warn!("telemetry {} not stored: {}", self.seq, e);
+            }
         }
     }
 

@@ -8,7 +8,9 @@
 //! recovery) is `bc26-example-app`, the same code the host tests run; this file
 //! only sets up the HAL. With the `no-mqtt` feature it builds the same HAL,
 //! executor, UART and defmt setup without the driver and the application, as
-//! the baseline of the footprint table.
+//! the baseline of the footprint table. With the `flash-outbox` feature the
+//! telemetry is journalled in the OUTBOX region of `memory.x` (examples/README.md,
+//! "The flash outbox").
 #![no_std]
 #![no_main]
 
@@ -25,9 +27,19 @@ bind_interrupts!(struct Irqs {
 });
 
 /// UART buffers: the driver reads continuously, so 1 KiB of receive buffer
-/// covers more than 80 ms of traffic at 115200 baud.
+/// covers more than 80 ms of traffic at 115200 baud. With the flash outbox,
+/// 2 KiB: a page erase stalls the CPU for up to 85 ms (980 bytes at 115200
+/// baud) and no interrupt runs; the UARTE's EasyDMA goes on into the half of
+/// the ring it was filling, then into the other half, which the interrupt
+/// armed before. Half the ring must hold a stall's bytes
+/// (examples/README.md, "The flash outbox").
 static TX_BUF: StaticCell<[u8; 256]> = StaticCell::new();
-static RX_BUF: StaticCell<[u8; 1024]> = StaticCell::new();
+static RX_BUF: StaticCell<[u8; RX_BYTES]> = StaticCell::new();
+const RX_BYTES: usize = if cfg!(feature = "flash-outbox") {
+    2048
+} else {
+    1024
+};
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {
@@ -49,11 +61,19 @@ async fn main(spawner: Spawner) {
         p.P1_02,
         Irqs,
         config,
-        RX_BUF.init([0; 1024]),
+        RX_BUF.init([0; RX_BYTES]),
         TX_BUF.init([0; 256]),
     );
     let (rx, tx) = uart.split();
+    #[cfg(not(all(feature = "flash-outbox", not(feature = "no-mqtt"))))]
     spawner.spawn(unwrap!(app_task(rx, tx, led)));
+    #[cfg(all(feature = "flash-outbox", not(feature = "no-mqtt")))]
+    spawner.spawn(unwrap!(app_task(
+        rx,
+        tx,
+        led,
+        embassy_nrf::nvmc::Nvmc::new(p.NVMC)
+    )));
 }
 
 #[cfg(not(feature = "no-mqtt"))]
@@ -92,7 +112,7 @@ mod app {
 }
 
 /// The application and the driver, in one task.
-#[cfg(not(feature = "no-mqtt"))]
+#[cfg(not(any(feature = "no-mqtt", feature = "flash-outbox")))]
 #[embassy_executor::task]
 async fn app_task(
     rx: BufferedUarteRx<'static>,
@@ -102,6 +122,50 @@ async fn app_task(
     let state = app::STATE.init(bc26_example_app::AppState::new());
     let mut board = app::Board { led };
     bc26_example_app::run(state, rx, tx, &app::CONFIG, &mut board).await
+}
+
+/// The OUTBOX region of `memory.x`: the flash outbox's pages.
+#[cfg(all(feature = "flash-outbox", not(feature = "no-mqtt")))]
+mod outbox {
+    use core::ops::Range;
+
+    extern "C" {
+        // Linker symbols (memory.x): only their addresses are used, taken
+        // with `&raw const`, which reads nothing (safe for an extern static).
+        static __outbox_start: u8;
+        static __outbox_end: u8;
+    }
+
+    /// The region as offsets in the NVMC's flash, which starts at address 0.
+    pub fn region() -> Range<u32> {
+        (&raw const __outbox_start) as u32..(&raw const __outbox_end) as u32
+    }
+}
+
+/// The application and the driver in one task, the telemetry journalled in
+/// the OUTBOX region through the NVMC (blocking: it stalls the CPU anyway;
+/// `BlockingAsync` gives it the async traits the driver takes).
+#[cfg(all(feature = "flash-outbox", not(feature = "no-mqtt")))]
+#[embassy_executor::task]
+async fn app_task(
+    rx: BufferedUarteRx<'static>,
+    tx: BufferedUarteTx<'static>,
+    led: Output<'static>,
+    nvmc: embassy_nrf::nvmc::Nvmc<'static>,
+) -> ! {
+    let state = app::STATE.init(bc26_example_app::AppState::new());
+    let mut board = app::Board { led };
+    let flash = embassy_embedded_hal::adapter::BlockingAsync::new(nvmc);
+    bc26_example_app::run_with_flash(
+        state,
+        rx,
+        tx,
+        &app::CONFIG,
+        &mut board,
+        flash,
+        outbox::region(),
+    )
+    .await
 }
 
 /// Baseline for the footprint table: the application's UART traffic pattern

@@ -58,7 +58,32 @@ fn main() -> ! {
         config.topics.command
     );
     let (rx, tx) = uart::split::<board::Uart>();
-    exec::run(|spawner| spawner.spawn(app_task(rx, tx, config).unwrap()))
+    say!(
+        "the application's memory: {} bytes (the driver's State, the supervisor's, the subscription)",
+        core::mem::size_of::<AppState>()
+    );
+    exec::run(|spawner| spawn(spawner, rx, tx, config))
+}
+
+/// The driver's runner in a task of its own: a UART read wakes it alone
+/// (README, "The cost of a UART read"), not the supervisor and the
+/// application too.
+#[cfg(not(feature = "small"))]
+fn spawn(spawner: embassy_executor::Spawner, rx: Rx, tx: Tx, config: &'static AppConfig<'static>) {
+    let (runner, app) = bc26_example_app::split(STATE.take(), rx, tx, config);
+    spawner.spawn(runner_task(runner).unwrap());
+    spawner.spawn(app_task(app).unwrap());
+}
+
+/// The small configuration keeps the three in one task, as
+/// `bc26_example_app::run` runs them: two tasks took 4.5 KB more RAM on the
+/// micro:bit (each task's future keeps its argument beside the future it
+/// awaits, and the application's was built on the stack when it was
+/// spawned: 17,976 bytes in all, README "The micro:bit"), more than its
+/// 16 KiB.
+#[cfg(feature = "small")]
+fn spawn(spawner: embassy_executor::Spawner, rx: Rx, tx: Tx, config: &'static AppConfig<'static>) {
+    spawner.spawn(one_task(rx, tx, config).unwrap());
 }
 
 /// The driver's, the supervisor's and the application's memory, made at
@@ -105,14 +130,33 @@ impl Device for Board {
     }
 }
 
-/// The application and the driver, in one task.
+/// The driver's runner.
+#[cfg(not(feature = "small"))]
 #[embassy_executor::task]
-async fn app_task(rx: Rx, tx: Tx, config: &'static AppConfig<'static>) -> ! {
-    let state = STATE.take();
+async fn runner_task(runner: bc26_mqtt::Runner<'static, Rx, Tx>) -> ! {
+    runner.run().await
+}
+
+/// The supervisor and the application.
+#[cfg(not(feature = "small"))]
+#[embassy_executor::task]
+async fn app_task(app: bc26_example_app::AppTask) -> ! {
+    let mut board = Board { reporting_ns: 0 };
+    // Pinned where it is made: awaiting a future held in a local would keep
+    // it twice in this task's future (the local and the awaited copy).
+    let app = core::pin::pin!(app.run(&mut board));
     say!(
-        "the application's memory: {} bytes (the driver's State, the supervisor's, the subscription)",
-        core::mem::size_of_val(state)
+        "the application's future: {} bytes",
+        core::mem::size_of_val(&*app)
     );
+    app.await
+}
+
+/// The application and the driver, in one task.
+#[cfg(feature = "small")]
+#[embassy_executor::task]
+async fn one_task(rx: Rx, tx: Tx, config: &'static AppConfig<'static>) -> ! {
+    let state = STATE.take();
     let mut board = Board { reporting_ns: 0 };
     // Pinned where it is made: awaiting a future held in a local would keep
     // it twice in this task's future (the local and the awaited copy).

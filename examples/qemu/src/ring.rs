@@ -77,6 +77,9 @@ impl<const N: usize> Ring<N> {
         let end = self.end.load(Ordering::Acquire);
         let start = self.start.load(Ordering::Relaxed);
         let n = out.len().min(Self::len_of(start, end));
+        if n == 0 {
+            return 0;
+        }
         let at = start & (N - 1);
         let first = n.min(N - at);
         // SAFETY: the `n` slots from `start` were published by the producer

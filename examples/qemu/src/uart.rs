@@ -10,8 +10,8 @@
 use core::convert::Infallible;
 use core::future::poll_fn;
 use core::marker::PhantomData;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use core::task::Poll;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::task::{Poll, Waker};
 
 use embassy_sync::waitqueue::AtomicWaker;
 
@@ -54,6 +54,28 @@ pub struct Shared {
     tx_on: AtomicBool,
     /// The RX interrupt is masked because `rx` was full.
     rx_paused: AtomicBool,
+}
+
+/// The waker last registered in `rx_waker` (its data and vtable
+/// addresses): a read by the same task registers nothing again (the
+/// handler's `wake` keeps the waker). Only the task writes them.
+static RX_WAKER_DATA: AtomicUsize = AtomicUsize::new(0);
+static RX_WAKER_VTABLE: AtomicUsize = AtomicUsize::new(0);
+
+/// Registers the reader's waker, unless it is the one registered already
+/// (`Waker::will_wake`'s test, without the critical section of
+/// `AtomicWaker::register`). `true`: it was registered already.
+fn register_rx(w: &Waker) -> bool {
+    let data = w.data() as usize;
+    let vtable = w.vtable() as *const _ as usize;
+    let same = RX_WAKER_DATA.load(Ordering::Relaxed) == data
+        && RX_WAKER_VTABLE.load(Ordering::Relaxed) == vtable;
+    if !same {
+        UART.rx_waker.register(w);
+        RX_WAKER_DATA.store(data, Ordering::Relaxed);
+        RX_WAKER_VTABLE.store(vtable, Ordering::Relaxed);
+    }
+    same
 }
 
 pub static UART: Shared = Shared {
@@ -161,7 +183,11 @@ impl<H: Hw> embedded_io_async::Read for Rx<H> {
         poll_fn(|cx| {
             let mut n = UART.rx.pop(buf);
             if n == 0 {
-                UART.rx_waker.register(cx.waker());
+                // Registered before the ring was found empty: a byte since
+                // has woken the task. Registered only now: look again.
+                if register_rx(cx.waker()) {
+                    return Poll::Pending;
+                }
                 n = UART.rx.pop(buf);
                 if n == 0 {
                     return Poll::Pending;

@@ -117,6 +117,33 @@ impl Harness {
             Either3::Third(out) => out,
         }
     }
+
+    /// [`run`](Self::run) with the telemetry journalled in `region` of
+    /// `flash` (`bc26_example_app::run_with_flash`).
+    #[cfg(feature = "flash-outbox")]
+    pub async fn run_with_flash<F: Future>(
+        self,
+        config: AppConfig<'static>,
+        flash: bc26_testkit::flash::FlashDouble<4096>,
+        region: core::ops::Range<u32>,
+        body: F,
+    ) -> F::Output {
+        let config: &'static AppConfig<'static> = Box::leak(Box::new(config));
+        let mut device = TestDevice(self.device);
+        let app = bc26_example_app::run_with_flash(
+            self.state,
+            self.to_host,
+            self.to_modem,
+            config,
+            &mut device,
+            flash,
+            region,
+        );
+        match select3(app, self.fake.serve(), body).await {
+            Either3::First(never) | Either3::Second(never) => never,
+            Either3::Third(out) => out,
+        }
+    }
 }
 
 /// The lines the host sends to bring up one MQTT link with [`config`], after

@@ -378,8 +378,9 @@ fn simplify(name: &str) -> String {
     segs[segs.len().saturating_sub(3)..].join("::")
 }
 
-/// Runs the bench's `plan` (`profile`, or `profile-split`: the runner in a
-/// task of its own) under the execution log and breaks each phase's
+/// Runs the bench's `plan` (`profile`: the runner in a task of its own, or
+/// `profile-one-task`: the runner, the supervisor and the consumer in one
+/// task) under the execution log and breaks each phase's
 /// instructions down by part. `log` is where QEMU writes (some hundred
 /// megabytes; removed afterwards).
 pub fn profile(board: Board, image: &Image, plan: &str, log: &Path) -> Vec<Breakdown> {
@@ -466,12 +467,12 @@ pub fn print(board: Board, title: &str, b: &[Breakdown]) {
         "the firmware's own count (SysTick, -icount), same phases",
         fw.join(" ")
     );
-    if let Some(x) = b.iter().find(|x| x.phase.piece == 8).or(b.first()) {
+    if let Some(x) = b.iter().find(|x| x.phase.piece == 1).or(b.first()) {
         println!(
             "qemu-profile: {m}: the functions that take most, per read at {} bytes per read:",
             x.phase.piece
         );
-        for (f, p, n) in x.functions.iter().take(25) {
+        for (f, p, n) in x.functions.iter().take(40) {
             let part = PARTS[*p].split(" (").next().unwrap_or("");
             println!("qemu-profile: {n:>7.0}  {f}  [{part}]");
         }

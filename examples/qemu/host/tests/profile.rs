@@ -79,14 +79,14 @@ fn check(board: Board, b: &[bc26_example_qemu_host::profile::Breakdown]) {
     }
 }
 
-/// The one-task layout of the application, and the runner in a task of
-/// its own.
+/// The runner in a task of its own (the application's layout), and the
+/// runner, the supervisor and the consumer in one task.
 const PLANS: &[(&str, &str)] = &[
+    ("profile", "the runner in a task of its own"),
     (
-        "profile",
+        "profile-one-task",
         "the runner, the supervisor and the consumer in one task",
     ),
-    ("profile-split", "the runner in a task of its own"),
 ];
 
 #[test]

@@ -2,11 +2,13 @@
 //! and the longest time interrupts stay masked, measured in emulated time
 //! only, so that two runs give the same numbers whatever the host does.
 //!
-//! What runs is what the application runs, in one task: the driver's
-//! runner, the supervisor (default `Config`, default `State`, one client,
-//! one subscription `bench/#`, no health check), and in place of the
-//! application a consumer that reads every event into a
-//! [`MESSAGE_MAX`]-byte buffer. The other end of the UART is not QEMU's
+//! What runs is what the application runs, in two tasks: the driver's
+//! runner in one, and in the other the supervisor (default `Config`,
+//! default `State`, one client, one subscription `bench/#`, no health
+//! check) and, in place of the application, a consumer that reads every
+//! event into a [`MESSAGE_MAX`]-byte buffer. (The plans `one-task` and
+//! `profile-one-task` run all three in one task, as `bc26_example_app::run`
+//! does, for comparison.) The other end of the UART is not QEMU's
 //! UART but a scripted modem inside the firmware ([`Loop`]): a periodic
 //! timer interrupt (every [`PERIOD_US`] µs of emulated time) stands in for
 //! the UART's, takes what the driver wrote (and answers it: `OK`, and the
@@ -68,7 +70,8 @@ struct Plan {
     name: &'static str,
     phases: &'static [Phase],
     /// The runner in a task of its own (the supervisor and the consumer in
-    /// the other): a UART read then wakes the runner's task only.
+    /// the other): a UART read then wakes the runner's task only. Else all
+    /// three in one task.
     split: bool,
 }
 
@@ -106,37 +109,37 @@ const PROFILE: &[Phase] = &[
     phase(64, 256, 2, false),
 ];
 
-/// With the runner in a task of its own: the cost per read of 256-byte
-/// payloads, to compare with the one-task layout of the full plan.
-const SPLIT: &[Phase] = &[
+/// With the runner, the supervisor and the consumer in one task: the cost
+/// per read of 256-byte payloads, to compare with the full plan's layout.
+const ONE_TASK: &[Phase] = &[
     phase(1, 256, 8, false),
     phase(8, 256, 8, false),
     phase(64, 256, 8, false),
 ];
 
 /// The plan QEMU's `-append` asks for: nothing (the full plan), `profile`,
-/// `split` or `profile-split`.
+/// `one-task` or `profile-one-task`.
 fn plan(cmdline: &str) -> Plan {
     match cmdline.split_ascii_whitespace().next() {
         None | Some("full") => Plan {
             name: "full",
             phases: FULL,
-            split: false,
+            split: true,
         },
         Some("profile") => Plan {
             name: "profile",
             phases: PROFILE,
+            split: true,
+        },
+        Some("one-task") => Plan {
+            name: "one-task",
+            phases: ONE_TASK,
             split: false,
         },
-        Some("split") => Plan {
-            name: "split",
-            phases: SPLIT,
-            split: true,
-        },
-        Some("profile-split") => Plan {
-            name: "profile-split",
+        Some("profile-one-task") => Plan {
+            name: "profile-one-task",
             phases: PROFILE,
-            split: true,
+            split: false,
         },
         Some(other) => panic!("unknown plan {}", other),
     }
@@ -159,7 +162,7 @@ fn main() -> ! {
 
 type BenchRunner = bc26_mqtt::Runner<'static, uart::Rx<Loop>, uart::Tx<Loop>>;
 
-/// The runner alone, for the `split` plan.
+/// The runner alone (the plans but `one-task`).
 #[embassy_executor::task]
 async fn runner_task(runner: BenchRunner) -> ! {
     runner.run().await
@@ -168,7 +171,8 @@ async fn runner_task(runner: BenchRunner) -> ! {
 /// Made at compile time, as the application's (see src/main.rs).
 static MEMORY: ConstStaticCell<Memory> = ConstStaticCell::new(Memory::new());
 
-/// The bench, in one task as the application.
+/// The bench: the supervisor and the consumer (and the runner, in the
+/// one-task plans).
 #[embassy_executor::task]
 async fn bench_task(spawner: embassy_executor::Spawner, plan: Plan) -> ! {
     run(spawner, MEMORY.take(), plan).await
@@ -576,6 +580,9 @@ struct Feeder {
     seq: u32,
     /// Bytes per tick (0: [`PIECE_MAX`], before the first phase).
     piece: usize,
+    /// The piece handed over at each tick (not zeroed each time: a UART's
+    /// interrupt handler zeroes no buffer).
+    piece_buf: [u8; PIECE_MAX],
     /// The command line being received.
     line: [u8; 128],
     line_len: usize,
@@ -598,6 +605,7 @@ unsafe impl Sync for FeederCell {}
 static FEEDER: FeederCell = FeederCell(UnsafeCell::new(Feeder {
     seq: 0,
     piece: 0,
+    piece_buf: [0; PIECE_MAX],
     line: [0; 128],
     line_len: 0,
     out: [0; 192],
@@ -702,7 +710,7 @@ impl Feeder {
             }
             uart::isr_tx_stopped();
         }
-        let mut piece = [0u8; PIECE_MAX];
+        let piece = &mut self.piece_buf;
         // Before the first phase (the bring-up): whole pieces.
         let size = if self.piece == 0 {
             PIECE_MAX
