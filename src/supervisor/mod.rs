@@ -178,7 +178,7 @@ use crate::commands::{
 use crate::error::{Error, Field, LinkClosedReason, OpenError, Problem, Stage};
 use crate::event::Grant;
 use crate::modem::Modem;
-use crate::mqtt_client::{check_payload, MqttClient, PublishOptions};
+use crate::mqtt_client::{check_payload, MqttClient, PublishOptions, Setting};
 use crate::ring::RingStore;
 use crate::sync::{CriticalSectionRawMutex, RawMutex};
 use crate::types::{check_topic, ClientId, DataFormat, MqttVersion, QoS, Subscription};
@@ -900,7 +900,9 @@ fn link_end(end: LinkEnd) -> OfflineReason {
     }
 }
 
-/// Why an operation ended the link.
+/// Why an operation ended the link. Not inlined: it is called at every
+/// step of a bring-up and of a publish.
+#[inline(never)]
 fn reason(e: Error) -> OfflineReason {
     match e {
         Error::LinkClosed(r) => OfflineReason::LinkClosed(r),
@@ -1049,35 +1051,42 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let c = &self.link.client;
         self.wake_modem().await?;
         self.wait_registered().await?;
-        c.set_keepalive(cfg.keepalive_s).await.map_err(reason)?;
         // A duty cycle needs the broker to keep its session while it sleeps.
         let clean = cfg.clean_session && cfg.mode == Mode::AlwaysOnline;
-        c.set_clean_session(clean).await.map_err(reason)?;
-        c.set_timeout(cfg.pkt_timeout_s, cfg.retry_times, cfg.timeout_notice)
-            .await
-            .map_err(reason)?;
-        if let Some(v) = cfg.version {
-            c.set_version(v).await.map_err(reason)?;
-        }
-        c.set_will(cfg.will).await.map_err(reason)?;
         let recv = if self.driver_config().receive_text {
             DataFormat::Text
         } else {
             DataFormat::Hex
         };
-        c.set_data_format(cfg.send_format, recv)
-            .await
-            .map_err(reason)?;
-        match c.open(cfg.host, cfg.port).await {
-            Ok(()) => {}
-            Err(Error::Open(OpenError::IdentifierOccupied)) => {
-                // The modem still holds the client (an MCU-only reset, a
-                // link given up without closing): close it, open again.
-                warn!("the modem still holds the client: closing it");
-                let _ = c.close().await;
-                c.open(cfg.host, cfg.port).await.map_err(reason)?;
+        // The settings in this order, through one await (one state machine,
+        // not one per setting).
+        for step in 0..6 {
+            let setting = match step {
+                0 => Setting::KeepAlive(cfg.keepalive_s),
+                1 => Setting::Session(clean),
+                2 => Setting::Timeout(cfg.pkt_timeout_s, cfg.retry_times, cfg.timeout_notice),
+                3 => match cfg.version {
+                    Some(v) => Setting::Version(v),
+                    None => continue,
+                },
+                4 => Setting::Will(cfg.will),
+                _ => Setting::DataFormat(cfg.send_format, recv),
+            };
+            c.configure(setting).await.map_err(reason)?;
+        }
+        // Opened again once if the modem still holds the client (an
+        // MCU-only reset, a link given up without closing): closed first.
+        let mut closed = false;
+        loop {
+            match c.open(cfg.host, cfg.port).await {
+                Ok(()) => break,
+                Err(Error::Open(OpenError::IdentifierOccupied)) if !closed => {
+                    warn!("the modem still holds the client: closing it");
+                    let _ = c.close().await;
+                    closed = true;
+                }
+                Err(e) => return Err(reason(e)),
             }
-            Err(e) => return Err(reason(e)),
         }
         c.connect(cfg.client_id, cfg.username, cfg.password)
             .await
@@ -1105,10 +1114,20 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         r
     }
 
+    /// `AT+QMTCONN?`: whether the modem says the client is connected. One
+    /// state machine for the publish lanes' checks and the health check.
+    async fn connected(&self) -> Result<bool, Error> {
+        let s = self.command(&QueryConnectionState).await?;
+        Ok(s.get(self.config.client) == Some(ConnectionState::Connected))
+    }
+
     /// A general command answered by `OK` alone (`AT`, `ATE0`,
     /// `AT+QRST=1`): one state machine for all of them, not one each.
-    async fn simple(&self, cmd: &dyn SimpleCommand) -> Result<(), Error> {
-        self.simple_as(cmd, false).await
+    fn simple<'s>(
+        &'s self,
+        cmd: &'s dyn SimpleCommand,
+    ) -> impl Future<Output = Result<(), Error>> + 's {
+        self.simple_as(cmd, false)
     }
 
     /// [`simple`](Self::simple); with `force`, the line goes out even to a
@@ -1184,24 +1203,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             s.suspect = None;
         });
         status.set_state(LinkState::Online);
-        let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
-        // The first lane whose publish fails ends the link (the others wait
-        // for messages, or are idle, for ever).
-        // Each lane is pinned where it is made, in this future's state: an
-        // array of lanes made first and then moved into a select was built
-        // twice on the stack (2 x 1,856 bytes in the poll frame on a
-        // Cortex-M0, the deepest of the application's stack).
-        let l0 = pin!(self.lane(0 < lanes));
-        let l1 = pin!(self.lane(1 < lanes));
-        let l2 = pin!(self.lane(2 < lanes));
-        let l3 = pin!(self.lane(3 < lanes));
-        let send = async {
-            match select4(l0, l1, l2, l3).await {
-                Either4::First(r) | Either4::Second(r) | Either4::Third(r) | Either4::Fourth(r) => {
-                    r
-                }
-            }
-        };
+        let send = self.lanes();
         let checks = select(self.health(), self.probation());
         let r = match select3(send, self.watch(epoch), checks).await {
             Either3::First(r) | Either3::Second(r) => r,
@@ -1213,6 +1215,25 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         match self.client().link() {
             (now, Some(end)) if now != epoch => link_end(end),
             _ => r,
+        }
+    }
+
+    /// The outbox's lanes (`in_flight` of them active): ends, with why, when
+    /// the first lane whose publish fails ends the link (the others wait
+    /// for messages, or are idle, for ever). One state machine for `online`
+    /// and the duty cycle's wakes.
+    async fn lanes(&self) -> OfflineReason {
+        let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
+        // Each lane is pinned where it is made, in this future's state: an
+        // array of lanes made first and then moved into a select was built
+        // twice on the stack (2 x 1,856 bytes in the poll frame on a
+        // Cortex-M0, the deepest of the application's stack).
+        let l0 = pin!(self.lane(0 < lanes));
+        let l1 = pin!(self.lane(1 < lanes));
+        let l2 = pin!(self.lane(2 < lanes));
+        let l3 = pin!(self.lane(3 < lanes));
+        match select4(l0, l1, l2, l3).await {
+            Either4::First(r) | Either4::Second(r) | Either4::Third(r) | Either4::Fourth(r) => r,
         }
     }
 
@@ -1307,32 +1328,6 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             warn!("publish failed: {}", e);
             again = true;
             match e {
-                // The modem refused the line (or the payload): this message,
-                // or a link the modem knows is gone? `AT+QMTCONN?` tells.
-                // And if it refused another message just before, with no
-                // publish taken in between, it refuses publishing as such.
-                Error::Modem(_) => {
-                    // (A message refused for good clears `last_refusal`: the
-                    // one before is still stored.)
-                    let general = status.with(|s| {
-                        let prior = s.last_refusal.replace((t.seq, s.accepted));
-                        prior.is_some_and(|(seq, taken)| seq != t.seq && taken == s.accepted)
-                    });
-                    match self.command(&QueryConnectionState).await {
-                        Ok(s) if s.get(self.config.client) != Some(ConnectionState::Connected) => {
-                            return Err(OfflineReason::NotConnected)
-                        }
-                        Ok(_) if general => return Err(OfflineReason::Failed(e)),
-                        Ok(_) => {}
-                        Err(e) => return Err(reason(e)),
-                    }
-                    if outbox.refused(t.at) >= self.config.max_refusals {
-                        self.refuse(t, e);
-                        return Ok(());
-                    }
-                    // Perhaps busy: the same message again, a little later.
-                    Timer::after(self.config.poll_interval).await;
-                }
                 // The driver's own check of the message (a later check: it
                 // was stored after the same check against the configured
                 // format). With the driver at the configured format, the
@@ -1346,44 +1341,63 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                     self.refuse(t, e);
                     return Ok(());
                 }
-                // The modem gave up on it (`+QMTPUB: id,msgID,2`): this
-                // message, or the link (a broker gone, a NAT that forgot
-                // the link)? See the module's documentation.
-                Error::SendFailed => {
-                    if outbox.other_suspect(t.seq) {
-                        return Err(OfflineReason::Failed(e));
-                    }
-                    match self.command(&QueryConnectionState).await {
-                        Ok(s) if s.get(self.config.client) != Some(ConnectionState::Connected) => {
-                            return Err(OfflineReason::NotConnected)
+                // The modem refused the line (or the payload), or gave up
+                // on it (`+QMTPUB: id,msgID,2`): this message, or the link?
+                // One path for both (one state machine for its waits).
+                Error::Modem(_) | Error::SendFailed => {
+                    let refused = matches!(e, Error::Modem(_));
+                    let general = if refused {
+                        // A link the modem knows is gone? `AT+QMTCONN?`
+                        // tells. And if it refused another message just
+                        // before, with no publish taken in between, it
+                        // refuses publishing as such. (A message refused
+                        // for good clears `last_refusal`: the one before
+                        // is still stored.)
+                        status.with(|s| {
+                            let prior = s.last_refusal.replace((t.seq, s.accepted));
+                            prior.is_some_and(|(seq, taken)| seq != t.seq && taken == s.accepted)
+                        })
+                    } else {
+                        // Given up on: a broker gone, a NAT that forgot the
+                        // link? See the module's documentation.
+                        if outbox.other_suspect(t.seq) {
+                            return Err(OfflineReason::Failed(e));
                         }
+                        false
+                    };
+                    match self.connected().await {
+                        Ok(false) => return Err(OfflineReason::NotConnected),
+                        Ok(_) if general => return Err(OfflineReason::Failed(e)),
                         Ok(_) => {}
                         Err(e) => return Err(reason(e)),
                     }
-                    let Some(sub) = self.config.subscriptions.first() else {
-                        // No way to ask the broker: set aside until the
-                        // link proves itself (`confirm_suspects`).
-                        outbox.suspect(t.at);
-                        status.with(|s| {
-                            if s.suspect.is_none() {
-                                s.suspect = Some((Instant::now(), s.accepted));
-                            }
-                        });
-                        return Ok(());
-                    };
-                    // Does the broker answer? The first subscription again:
-                    // its SUBACK says so (and the broker sends its retained
-                    // messages again, as after every connect). No answer:
-                    // the link is gone, and the failure was not the
-                    // message's.
-                    if let Err(e) = self.link.client.subscribe(&[(sub.topic, sub.qos)]).await {
-                        return Err(reason(e));
+                    if !refused {
+                        let Some(sub) = self.config.subscriptions.first() else {
+                            // No way to ask the broker: set aside until the
+                            // link proves itself (`confirm_suspects`).
+                            outbox.suspect(t.at);
+                            status.with(|s| {
+                                if s.suspect.is_none() {
+                                    s.suspect = Some((Instant::now(), s.accepted));
+                                }
+                            });
+                            return Ok(());
+                        };
+                        // Does the broker answer? The first subscription
+                        // again: its SUBACK says so (and the broker sends
+                        // its retained messages again, as after every
+                        // connect). No answer: the link is gone, and the
+                        // failure was not the message's.
+                        if let Err(e) = self.link.client.subscribe(&[(sub.topic, sub.qos)]).await {
+                            return Err(reason(e));
+                        }
+                        status.progress();
                     }
-                    status.progress();
                     if outbox.refused(t.at) >= self.config.max_refusals {
                         self.refuse(t, e);
                         return Ok(());
                     }
+                    // Perhaps busy: the same message again, a little later.
                     Timer::after(self.config.poll_interval).await;
                 }
                 Error::Timeout(Stage::Result) => return Err(OfflineReason::Failed(e)),
@@ -1487,9 +1501,9 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         }
         loop {
             Timer::after(every).await;
-            match self.command(&QueryConnectionState).await {
-                Ok(s) if s.get(self.config.client) == Some(ConnectionState::Connected) => {}
-                Ok(_) => return OfflineReason::NotConnected,
+            match self.connected().await {
+                Ok(true) => {}
+                Ok(false) => return OfflineReason::NotConnected,
                 Err(
                     e @ (Error::Timeout(_)
                     | Error::Write
