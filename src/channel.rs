@@ -43,6 +43,7 @@
 //! concerns a line it had not received.
 
 use core::cell::RefCell;
+use core::future::Future;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use atat::AtatCmd;
@@ -584,34 +585,37 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         timeout: Duration,
         slot: Option<u8>,
     ) -> Result<C::Response, Error> {
+        // Parsed after the await, from the held line buffer: the response
+        // (up to a kilobyte for some) is never kept across an await.
         self.exchange(&|b: &mut [u8]| cmd.write(b), timeout, slot)
             .await?
-            .parse(|info| cmd.parse(Ok(info)).map_err(Error::from))
+            .parse(|info| cmd.parse(Ok(info)).map_err(Error::from_own_parse))
     }
 
     /// Sends the line `write` puts in the buffer and waits for its final
     /// answer; on `OK`, the channel stays held (with the information lines)
     /// until the [`Answered`] is dropped. `slot`: the publish slot armed
     /// when the modem accepts the line.
-    pub(crate) async fn exchange(
-        &self,
-        write: &dyn Fn(&mut [u8]) -> usize,
+    /// (A plain function: no state machine of its own around
+    /// [`exchange_as`](Self::exchange_as)'s.)
+    pub(crate) fn exchange<'s>(
+        &'s self,
+        write: &'s dyn Fn(&mut [u8]) -> usize,
         timeout: Duration,
         slot: Option<u8>,
-    ) -> Result<Answered<'_, 'a, M>, Error> {
-        self.exchange_for(write, timeout, Owner::publish(slot))
-            .await
+    ) -> impl Future<Output = Result<Answered<'s, 'a, M>, Error>> + 's {
+        self.exchange_as(write, timeout, Owner::publish(slot), false)
     }
 
     /// [`exchange`](Self::exchange) for the line of `owner`, which is told
     /// where the line went out.
-    pub(crate) async fn exchange_for(
-        &self,
-        write: &dyn Fn(&mut [u8]) -> usize,
+    pub(crate) fn exchange_for<'s>(
+        &'s self,
+        write: &'s dyn Fn(&mut [u8]) -> usize,
         timeout: Duration,
         owner: Owner,
-    ) -> Result<Answered<'_, 'a, M>, Error> {
-        self.exchange_as(write, timeout, owner, false).await
+    ) -> impl Future<Output = Result<Answered<'s, 'a, M>, Error>> + 's {
+        self.exchange_as(write, timeout, owner, false)
     }
 
     /// Like [`exchange_for`](Self::exchange_for); with `force`, the line goes

@@ -437,6 +437,18 @@ pub enum AtError {
 impl From<atat::Error> for AtError {
     fn from(e: atat::Error) -> Self {
         match e {
+            atat::Error::CmeError(c) => Self::Cme(c.into()),
+            atat::Error::CmsError(c) => Self::Cms(c.into()),
+            e => Self::without_code(e),
+        }
+    }
+}
+
+impl AtError {
+    /// An error of atat but a CME/CMS code (those are [`AtError::Other`]
+    /// here): without the match over every 3GPP code.
+    fn without_code(e: atat::Error) -> Self {
+        match e {
             atat::Error::Read => Self::Read,
             atat::Error::Write => Self::Write,
             atat::Error::Timeout => Self::Timeout,
@@ -445,8 +457,6 @@ impl From<atat::Error> for AtError {
             atat::Error::Parse => Self::Parse,
             atat::Error::Capacity => Self::Capacity,
             atat::Error::Error => Self::Error,
-            atat::Error::CmeError(c) => Self::Cme(c.into()),
-            atat::Error::CmsError(c) => Self::Cms(c.into()),
             atat::Error::ConnectionError(c) => Self::Connection(c as u8),
             _ => Self::Other,
         }
@@ -462,6 +472,19 @@ impl From<ConfigError> for Error {
 impl From<atat::Error> for Error {
     fn from(e: atat::Error) -> Self {
         Error::At(e.into())
+    }
+}
+
+impl Error {
+    /// The error of one of the driver's own commands whose `parse` refused
+    /// the information lines. Given the lines (never an error), those parse
+    /// functions fail with `atat::Error::Parse` or another variant without
+    /// a code; a CME/CMS code (only in an `Err` given to `parse`) cannot
+    /// come from them, so it is not converted here: the conversion of
+    /// atat's codes (a match over every 3GPP code, about 2.3 KB of flash)
+    /// stays out of firmware that does not use `Modem::send`.
+    pub(crate) fn from_own_parse(e: atat::Error) -> Self {
+        Error::At(AtError::without_code(e))
     }
 }
 
@@ -532,3 +555,34 @@ impl core::fmt::Display for ConfigError {
 }
 
 impl core::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_parse_errors_convert_as_every_atat_error_does_but_the_codes() {
+        let plain = [
+            atat::Error::Read,
+            atat::Error::Write,
+            atat::Error::Timeout,
+            atat::Error::InvalidResponse,
+            atat::Error::Aborted,
+            atat::Error::Parse,
+            atat::Error::Capacity,
+            atat::Error::Error,
+        ];
+        for (i, e) in plain.into_iter().enumerate() {
+            assert_eq!(
+                Error::from_own_parse(e.clone()),
+                Error::from(e),
+                "error {i}"
+            );
+        }
+        // A code (never from the driver's own parse functions) keeps its
+        // number through `From`, and is `Other` without it.
+        let cme = atat::Error::CmeError(atat::CmeError::NotAllowed);
+        assert_eq!(Error::from(cme.clone()), Error::At(AtError::Cme(3)));
+        assert_eq!(Error::from_own_parse(cme), Error::At(AtError::Other));
+    }
+}

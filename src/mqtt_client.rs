@@ -130,23 +130,65 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         self.core.config.command_timeout
     }
 
-    async fn cfg<C: AtatCmd>(&self, cmd: &C) -> Result<C::Response, Error> {
+    fn cfg<'s, C: AtatCmd>(
+        &'s self,
+        cmd: &'s C,
+    ) -> impl core::future::Future<Output = Result<C::Response, Error>> + 's {
+        self.core.channel.command(cmd, self.cmd_timeout(), None)
+    }
+
+    /// A setting answered by `OK` alone: one state machine for every
+    /// `set_*` (the line is written by `write`).
+    async fn cfg_ok(&self, write: &dyn Fn(&mut [u8]) -> usize) -> Result<(), Error> {
         self.core
             .channel
-            .command(cmd, self.cmd_timeout(), None)
+            .exchange(write, self.cmd_timeout(), None)
             .await
+            .map(drop)
+    }
+
+    /// Writes a setting, then follows it (the timeouts, the formats): one
+    /// state machine for every setting a supervisor makes at bring-up, and
+    /// for the `set_*` methods.
+    pub(crate) async fn configure(&self, setting: Setting<'_>) -> Result<(), Error> {
+        let client = self.id;
+        let line = match setting {
+            Setting::KeepAlive(seconds) => {
+                SettingLine::KeepAlive(ConfigureKeepAlive::new(client, seconds)?)
+            }
+            Setting::Session(clean_session) => SettingLine::Session(ConfigureSession {
+                client,
+                clean_session,
+            }),
+            Setting::Timeout(pkt_timeout_s, retry_times, notice) => SettingLine::Timeout(
+                ConfigureTimeout::new(client, pkt_timeout_s, retry_times, notice)?,
+            ),
+            Setting::Version(version) => SettingLine::Version(ConfigureVersion { client, version }),
+            Setting::Will(will) => SettingLine::Will(ConfigureWill { client, will }),
+            Setting::DataFormat(send, recv) => {
+                SettingLine::DataFormat(ConfigureDataFormat { client, send, recv })
+            }
+        };
+        self.cfg_ok(&|b| line.write(b)).await?;
+        match line {
+            SettingLine::Timeout(cmd) => {
+                let (_, p, r) = cmd.values();
+                self.core.clients.set_timeouts(client, p, r);
+            }
+            SettingLine::DataFormat(cmd) => self
+                .core
+                .clients
+                .set_formats(client, cmd.send, cmd.recv, true),
+            _ => {}
+        }
+        Ok(())
     }
 
     // ------------------------------------------------------------ AT+QMTCFG
 
     /// Sets the will (or clears it with `None`): `AT+QMTCFG="will"`.
     pub async fn set_will(&self, will: Option<Will<'_>>) -> Result<(), Error> {
-        self.cfg(&ConfigureWill {
-            client: self.id,
-            will,
-        })
-        .await
-        .map(drop)
+        self.configure(Setting::Will(will)).await
     }
 
     /// Reads the will: `AT+QMTCFG="will",<id>`.
@@ -163,11 +205,8 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         retry_times: u8,
         notice: bool,
     ) -> Result<(), Error> {
-        let cmd = ConfigureTimeout::new(self.id, pkt_timeout_s, retry_times, notice)?;
-        self.cfg(&cmd).await?;
-        let (_, p, r) = cmd.values();
-        self.core.clients.set_timeouts(self.id, p, r);
-        Ok(())
+        self.configure(Setting::Timeout(pkt_timeout_s, retry_times, notice))
+            .await
     }
 
     /// Reads the packet timeout settings: `AT+QMTCFG="timeout",<id>`. The
@@ -182,12 +221,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// Sets the clean-session flag: `AT+QMTCFG="session"`.
     pub async fn set_clean_session(&self, clean: bool) -> Result<(), Error> {
-        self.cfg(&ConfigureSession {
-            client: self.id,
-            clean_session: clean,
-        })
-        .await
-        .map(drop)
+        self.configure(Setting::Session(clean)).await
     }
 
     /// Reads the clean-session flag: `AT+QMTCFG="session",<id>`.
@@ -200,9 +234,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// Sets the keep-alive interval, 0-3600 s: `AT+QMTCFG="keepalive"`.
     pub async fn set_keepalive(&self, seconds: u16) -> Result<(), Error> {
-        self.cfg(&ConfigureKeepAlive::new(self.id, seconds)?)
-            .await
-            .map(drop)
+        self.configure(Setting::KeepAlive(seconds)).await
     }
 
     /// Reads the keep-alive interval: `AT+QMTCFG="keepalive",<id>`.
@@ -218,7 +250,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         device_secret: &str,
     ) -> Result<(), Error> {
         let cmd = ConfigureAliAuth::new(self.id, product_key, device_name, device_secret)?;
-        self.cfg(&cmd).await.map(drop)
+        self.cfg_ok(&|b| cmd.write(b)).await
     }
 
     /// Reads AliCloud credentials: `AT+QMTCFG="aliauth",<id>`.
@@ -228,12 +260,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// Sets the MQTT version: `AT+QMTCFG="version"`.
     pub async fn set_version(&self, version: MqttVersion) -> Result<(), Error> {
-        self.cfg(&ConfigureVersion {
-            client: self.id,
-            version,
-        })
-        .await
-        .map(drop)
+        self.configure(Setting::Version(version)).await
     }
 
     /// Reads the MQTT version: `AT+QMTCFG="version",<id>`.
@@ -252,14 +279,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// publisher's payload holding `"` CR LF followed by modem-like lines can
     /// be read as modem lines (a forged `+QMTSTAT`, `+QMTPUB` or `+QMTRECV`).
     pub async fn set_data_format(&self, send: DataFormat, recv: DataFormat) -> Result<(), Error> {
-        self.cfg(&ConfigureDataFormat {
-            client: self.id,
-            send,
-            recv,
-        })
-        .await?;
-        self.core.clients.set_formats(self.id, send, recv, true);
-        Ok(())
+        self.configure(Setting::DataFormat(send, recv)).await
     }
 
     /// Reads the payload formats: `AT+QMTCFG="dataformat",<id>`. The driver
@@ -274,12 +294,11 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// Sets the data-mode echo: `AT+QMTCFG="echomode"`.
     pub async fn set_echo_mode(&self, echo: bool) -> Result<(), Error> {
-        self.cfg(&ConfigureEchoMode {
+        let cmd = ConfigureEchoMode {
             client: self.id,
             echo,
-        })
-        .await
-        .map(drop)
+        };
+        self.cfg_ok(&|b| cmd.write(b)).await
     }
 
     /// Reads the data-mode echo: `AT+QMTCFG="echomode",<id>`.
@@ -331,12 +350,12 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         } else {
             DataFormat::Text
         };
-        self.cfg(&ConfigureDataFormat {
+        let cmd = ConfigureDataFormat {
             client: self.id,
             send,
             recv: DataFormat::Hex,
-        })
-        .await?;
+        };
+        self.cfg_ok(&|b| cmd.write(b)).await?;
         self.core
             .clients
             .set_formats(self.id, send, DataFormat::Hex, false);
@@ -644,6 +663,46 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// Waits until the client's link epoch differs from `since`.
     pub(crate) async fn link_changed(&self, since: u32) -> u32 {
         self.core.clients.wait_link_change(self.id, since).await
+    }
+}
+
+/// A setting of `AT+QMTCFG` that [`MqttClient::configure`] writes.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Setting<'w> {
+    /// `"keepalive"`, seconds.
+    KeepAlive(u16),
+    /// `"session"`: clean session.
+    Session(bool),
+    /// `"timeout"`: packet timeout (s), retransmissions, timeout notice.
+    Timeout(u8, u8, bool),
+    /// `"version"`.
+    Version(MqttVersion),
+    /// `"will"` (cleared with `None`).
+    Will(Option<Will<'w>>),
+    /// `"dataformat"`: send, receive.
+    DataFormat(DataFormat, DataFormat),
+}
+
+/// A [`Setting`]'s command, checked.
+enum SettingLine<'w> {
+    KeepAlive(ConfigureKeepAlive),
+    Session(ConfigureSession),
+    Timeout(ConfigureTimeout),
+    Version(ConfigureVersion),
+    Will(ConfigureWill<'w>),
+    DataFormat(ConfigureDataFormat),
+}
+
+impl SettingLine<'_> {
+    fn write(&self, b: &mut [u8]) -> usize {
+        match self {
+            SettingLine::KeepAlive(c) => c.write(b),
+            SettingLine::Session(c) => c.write(b),
+            SettingLine::Timeout(c) => c.write(b),
+            SettingLine::Version(c) => c.write(b),
+            SettingLine::Will(c) => c.write(b),
+            SettingLine::DataFormat(c) => c.write(b),
+        }
     }
 }
 

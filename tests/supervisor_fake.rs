@@ -1576,3 +1576,76 @@ fn five_tasks_waiting_for_the_at_lock_are_polled_a_bounded_number_of_times() {
         }
     });
 }
+
+/// Hands twelve QoS 1 messages `m0`..`m11` to the outbox, in that order.
+async fn twelve(r: &Rig) -> Vec<Ticket> {
+    let mut tickets = Vec::new();
+    for i in 0..12 {
+        let p = format!("m{i}");
+        tickets.push(r.try_publish(p.as_bytes(), QoS::AtLeastOnce).await.unwrap());
+    }
+    tickets
+}
+
+/// The msgIDs of the `AT+QMTPUB` lines the fake got, in the order they came.
+fn pub_ids(r: &Rig) -> Vec<u16> {
+    pubs(r)
+        .iter()
+        .map(|l| l.split(',').nth(1).unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_queue_published_while_offline_leaves_in_publish_order_when_the_link_comes_back() {
+    let r = Rig::new("order", |_| {});
+    // Not registered: the link stays down while the messages are queued.
+    r.auto.stat.set(2);
+    r.run(async {
+        let tickets = twelve(&r).await;
+        r.auto.stat.set(1);
+        r.rec.online(ms(500)).await;
+        with_timeout(ms(1000), r.link.flush())
+            .await
+            .unwrap_or_else(|_| panic!("{}", r.explain()));
+        let want: Vec<u16> = tickets.iter().map(|t| t.msg_id).collect();
+        assert_eq!(pub_ids(&r), want, "{}", r.explain());
+        r.flash_empty().await;
+    });
+}
+
+#[test]
+fn after_a_link_loss_with_four_in_flight_those_go_again_first_then_the_rest_in_publish_order() {
+    let r = Rig::new("order-drop", |_| {});
+    // The first four publishes are taken by the modem, their results never
+    // come; then the link ends.
+    let taken = Rc::new(Cell::new(0u32));
+    let t = taken.clone();
+    r.auto.rule(move |l| {
+        if l.starts_with("AT+QMTPUB=") {
+            t.set(t.get() + 1);
+            if t.get() <= 4 {
+                return Answer::Send(b"\r\nOK\r\n".to_vec());
+            }
+        }
+        Answer::Default
+    });
+    r.run(async {
+        r.rec.online(ms(500)).await;
+        let tickets = twelve(&r).await;
+        r.auto
+            .wait_lines(|l| l.iter().filter(|l| l.starts_with("AT+QMTPUB=")).count() >= 4)
+            .await;
+        r.auto.send(b"\r\n+QMTSTAT: 0,1\r\n");
+        r.rec.offline(ms(500)).await;
+        r.rec.online(ms(500)).await;
+        with_timeout(ms(1000), r.link.flush())
+            .await
+            .unwrap_or_else(|_| panic!("{}", r.explain()));
+        let want: Vec<u16> = tickets.iter().map(|t| t.msg_id).collect();
+        let got = pub_ids(&r);
+        // The four in flight, then every message once, in publish order.
+        assert_eq!(got[..4], want[..4], "{}", r.explain());
+        assert_eq!(got[4..], want[..], "{}", r.explain());
+        r.flash_empty().await;
+    });
+}

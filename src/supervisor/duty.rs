@@ -31,15 +31,14 @@
 //! across sleeps, link losses and restarts, as in the always-online mode.
 
 use core::future::poll_fn;
-use core::pin::pin;
 use core::task::Poll;
 
 use embassy_futures::join::join;
-use embassy_futures::select::{select, select3, select4, Either3, Either4};
+use embassy_futures::select::{select, select3, Either3};
 use embassy_sync::waitqueue::WakerRegistration;
 use embassy_time::{Duration, Instant, Timer};
 
-use super::{link_end, HardReset, Link, LinkState, OfflineReason, Supervisor, MAX_IN_FLIGHT};
+use super::{link_end, HardReset, Link, LinkState, OfflineReason, Supervisor};
 use crate::commands::PsmTimers;
 use crate::modem::Modem;
 use crate::sync::RawMutex;
@@ -195,20 +194,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let status = self.link.status;
         status.came_online();
         status.set_state(LinkState::Online);
-        let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
-        // Pinned where they are made, as in `online` (an array of lanes
-        // moved into a select was built twice on the stack).
-        let l0 = pin!(self.lane(0 < lanes));
-        let l1 = pin!(self.lane(1 < lanes));
-        let l2 = pin!(self.lane(2 < lanes));
-        let l3 = pin!(self.lane(3 < lanes));
-        let send = async {
-            match select4(l0, l1, l2, l3).await {
-                Either4::First(r) | Either4::Second(r) | Either4::Third(r) | Either4::Fourth(r) => {
-                    r
-                }
-            }
-        };
+        let send = self.lanes();
         let stay = join(
             self.link.outbox.wait_empty(),
             Timer::after(d.receive_window),

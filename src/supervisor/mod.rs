@@ -45,6 +45,20 @@
 //! [`Outcome::Dropped`] on their ticket) if the link ends before they went
 //! out.
 //!
+//! **Order.** Messages go out in the order they were stored, as MQTT 3.1.1
+//! (4.6) asks of a client: up to [`in_flight`](SupervisorConfig::in_flight)
+//! wait for their results at once, but the outbox hands a lane the next
+//! message only once the modem took the `AT+QMTPUB` of the one before (or
+//! refused it), so no later message's line is written before an earlier
+//! one's. After a link loss the messages that were in flight are the
+//! oldest: they go again first, then the rest, in order (so the broker may
+//! see a copy of a message after later ones; the first copies arrive in
+//! order). A message sent again on the same link goes behind later ones:
+//! after a refusal (`ERROR`, or a failure the broker's answer proved the
+//! message's, see below) or while its msgID still waits for an earlier
+//! send's late result; and one set aside (no subscriptions, below) lets
+//! the later ones pass.
+//!
 //! **What survives a reset of the microcontroller.** The outbox is RAM (the
 //! [`SupervisorState`]): it keeps messages across link losses and modem
 //! restarts, and loses them all when the microcontroller resets (a
@@ -164,13 +178,13 @@ use crate::commands::{
 use crate::error::{Error, Field, LinkClosedReason, OpenError, Problem, Stage};
 use crate::event::Grant;
 use crate::modem::Modem;
-use crate::mqtt_client::{check_payload, MqttClient, PublishOptions};
+use crate::mqtt_client::{check_payload, MqttClient, PublishOptions, Setting};
 use crate::ring::RingStore;
 use crate::sync::{CriticalSectionRawMutex, RawMutex};
 use crate::types::{check_topic, ClientId, DataFormat, MqttVersion, QoS, Subscription};
 use crate::wait::{wait, WaitSet};
 use backoff::Delays;
-use outbox::{Outbox, OutboxMeta, PushError, Taken};
+use outbox::{Outbox, OutboxMeta, PushError, Taken, Turn};
 
 /// Most outbox messages a supervisor has in flight at once.
 pub const MAX_IN_FLIGHT: usize = 4;
@@ -886,7 +900,9 @@ fn link_end(end: LinkEnd) -> OfflineReason {
     }
 }
 
-/// Why an operation ended the link.
+/// Why an operation ended the link. Not inlined: it is called at every
+/// step of a bring-up and of a publish.
+#[inline(never)]
 fn reason(e: Error) -> OfflineReason {
     match e {
         Error::LinkClosed(r) => OfflineReason::LinkClosed(r),
@@ -1035,35 +1051,42 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let c = &self.link.client;
         self.wake_modem().await?;
         self.wait_registered().await?;
-        c.set_keepalive(cfg.keepalive_s).await.map_err(reason)?;
         // A duty cycle needs the broker to keep its session while it sleeps.
         let clean = cfg.clean_session && cfg.mode == Mode::AlwaysOnline;
-        c.set_clean_session(clean).await.map_err(reason)?;
-        c.set_timeout(cfg.pkt_timeout_s, cfg.retry_times, cfg.timeout_notice)
-            .await
-            .map_err(reason)?;
-        if let Some(v) = cfg.version {
-            c.set_version(v).await.map_err(reason)?;
-        }
-        c.set_will(cfg.will).await.map_err(reason)?;
         let recv = if self.driver_config().receive_text {
             DataFormat::Text
         } else {
             DataFormat::Hex
         };
-        c.set_data_format(cfg.send_format, recv)
-            .await
-            .map_err(reason)?;
-        match c.open(cfg.host, cfg.port).await {
-            Ok(()) => {}
-            Err(Error::Open(OpenError::IdentifierOccupied)) => {
-                // The modem still holds the client (an MCU-only reset, a
-                // link given up without closing): close it, open again.
-                warn!("the modem still holds the client: closing it");
-                let _ = c.close().await;
-                c.open(cfg.host, cfg.port).await.map_err(reason)?;
+        // The settings in this order, through one await (one state machine,
+        // not one per setting).
+        for step in 0..6 {
+            let setting = match step {
+                0 => Setting::KeepAlive(cfg.keepalive_s),
+                1 => Setting::Session(clean),
+                2 => Setting::Timeout(cfg.pkt_timeout_s, cfg.retry_times, cfg.timeout_notice),
+                3 => match cfg.version {
+                    Some(v) => Setting::Version(v),
+                    None => continue,
+                },
+                4 => Setting::Will(cfg.will),
+                _ => Setting::DataFormat(cfg.send_format, recv),
+            };
+            c.configure(setting).await.map_err(reason)?;
+        }
+        // Opened again once if the modem still holds the client (an
+        // MCU-only reset, a link given up without closing): closed first.
+        let mut closed = false;
+        loop {
+            match c.open(cfg.host, cfg.port).await {
+                Ok(()) => break,
+                Err(Error::Open(OpenError::IdentifierOccupied)) if !closed => {
+                    warn!("the modem still holds the client: closing it");
+                    let _ = c.close().await;
+                    closed = true;
+                }
+                Err(e) => return Err(reason(e)),
             }
-            Err(e) => return Err(reason(e)),
         }
         c.connect(cfg.client_id, cfg.username, cfg.password)
             .await
@@ -1091,10 +1114,20 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         r
     }
 
+    /// `AT+QMTCONN?`: whether the modem says the client is connected. One
+    /// state machine for the publish lanes' checks and the health check.
+    async fn connected(&self) -> Result<bool, Error> {
+        let s = self.command(&QueryConnectionState).await?;
+        Ok(s.get(self.config.client) == Some(ConnectionState::Connected))
+    }
+
     /// A general command answered by `OK` alone (`AT`, `ATE0`,
     /// `AT+QRST=1`): one state machine for all of them, not one each.
-    async fn simple(&self, cmd: &dyn SimpleCommand) -> Result<(), Error> {
-        self.simple_as(cmd, false).await
+    fn simple<'s>(
+        &'s self,
+        cmd: &'s dyn SimpleCommand,
+    ) -> impl Future<Output = Result<(), Error>> + 's {
+        self.simple_as(cmd, false)
     }
 
     /// [`simple`](Self::simple); with `force`, the line goes out even to a
@@ -1170,24 +1203,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             s.suspect = None;
         });
         status.set_state(LinkState::Online);
-        let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
-        // The first lane whose publish fails ends the link (the others wait
-        // for messages, or are idle, for ever).
-        // Each lane is pinned where it is made, in this future's state: an
-        // array of lanes made first and then moved into a select was built
-        // twice on the stack (2 x 1,856 bytes in the poll frame on a
-        // Cortex-M0, the deepest of the application's stack).
-        let l0 = pin!(self.lane(0 < lanes));
-        let l1 = pin!(self.lane(1 < lanes));
-        let l2 = pin!(self.lane(2 < lanes));
-        let l3 = pin!(self.lane(3 < lanes));
-        let send = async {
-            match select4(l0, l1, l2, l3).await {
-                Either4::First(r) | Either4::Second(r) | Either4::Third(r) | Either4::Fourth(r) => {
-                    r
-                }
-            }
-        };
+        let send = self.lanes();
         let checks = select(self.health(), self.probation());
         let r = match select3(send, self.watch(epoch), checks).await {
             Either3::First(r) | Either3::Second(r) => r,
@@ -1202,17 +1218,44 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         }
     }
 
+    /// The outbox's lanes (`in_flight` of them active): ends, with why, when
+    /// the first lane whose publish fails ends the link (the others wait
+    /// for messages, or are idle, for ever). One state machine for `online`
+    /// and the duty cycle's wakes.
+    async fn lanes(&self) -> OfflineReason {
+        let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
+        // Each lane is pinned where it is made, in this future's state: an
+        // array of lanes made first and then moved into a select was built
+        // twice on the stack (2 x 1,856 bytes in the poll frame on a
+        // Cortex-M0, the deepest of the application's stack).
+        let l0 = pin!(self.lane(0 < lanes));
+        let l1 = pin!(self.lane(1 < lanes));
+        let l2 = pin!(self.lane(2 < lanes));
+        let l3 = pin!(self.lane(3 < lanes));
+        match select4(l0, l1, l2, l3).await {
+            Either4::First(r) | Either4::Second(r) | Either4::Third(r) | Either4::Fourth(r) => r,
+        }
+    }
+
     /// One lane: takes the oldest queued message, sends it, waits for its
     /// result; again. Ends (with why) when a publish ends the link. An idle
     /// lane (`active` false) waits for ever.
+    ///
+    /// The lanes send in the outbox's order: the outbox hands out one
+    /// message at a time, with the turn ([`Turn`]), which the lane keeps
+    /// until the modem took the message's line (or refused it), so no lane
+    /// takes a later message and writes it first (the lanes are polled in a
+    /// fixed order: lane 0, taking message 5 after message 1's result, used
+    /// to get the AT lock before lane 1 with message 2). The turn is not
+    /// held while a result is awaited: four are still in flight.
     async fn lane(&self, active: bool) -> OfflineReason {
         if !active {
             return poll_fn(|_| Poll::Pending).await;
         }
-        let outbox = self.link.outbox;
+        let outbox = &self.link.outbox;
         loop {
-            let t: Taken = outbox.take_wait().await;
-            if let Err(r) = self.publish_one(&t).await {
+            let (t, turn): (Taken, Turn<'_, '_, M>) = outbox.take_wait().await;
+            if let Err(r) = self.publish_one(&t, Some(turn)).await {
                 outbox.requeue(t.at);
                 return r;
             }
@@ -1220,8 +1263,15 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     }
 
     /// Sends one message until it ends: delivered, or refused (it leaves).
-    /// `Err` when the link ended (the caller puts the message back).
-    async fn publish_one(&self, t: &Taken) -> Result<(), OfflineReason> {
+    /// `Err` when the link ended (the caller puts the message back). `turn`
+    /// is released once the first line went out (or failed); a message sent
+    /// again on this link (refused, or its msgID still busy) goes without
+    /// it, at once: it went in order the first time.
+    async fn publish_one(
+        &self,
+        t: &Taken,
+        mut turn: Option<Turn<'_, '_, M>>,
+    ) -> Result<(), OfflineReason> {
         let outbox = self.link.outbox;
         let status = self.link.status;
         let src = outbox.source(t.at);
@@ -1233,7 +1283,10 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             // The link's client, borrowed (a copy would be kept across the
             // await, in each lane), and the pending publish moved into its
             // wait (not kept beside it).
-            let e = match self.link.client.start_from(&src, options).await {
+            let started = self.link.client.start_from(&src, options).await;
+            // The line went (or not): the next lane may take the next.
+            drop(turn.take());
+            let e = match started {
                 Err(Error::InvalidArgument {
                     problem: Problem::InUse,
                     ..
@@ -1275,32 +1328,6 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             warn!("publish failed: {}", e);
             again = true;
             match e {
-                // The modem refused the line (or the payload): this message,
-                // or a link the modem knows is gone? `AT+QMTCONN?` tells.
-                // And if it refused another message just before, with no
-                // publish taken in between, it refuses publishing as such.
-                Error::Modem(_) => {
-                    // (A message refused for good clears `last_refusal`: the
-                    // one before is still stored.)
-                    let general = status.with(|s| {
-                        let prior = s.last_refusal.replace((t.seq, s.accepted));
-                        prior.is_some_and(|(seq, taken)| seq != t.seq && taken == s.accepted)
-                    });
-                    match self.command(&QueryConnectionState).await {
-                        Ok(s) if s.get(self.config.client) != Some(ConnectionState::Connected) => {
-                            return Err(OfflineReason::NotConnected)
-                        }
-                        Ok(_) if general => return Err(OfflineReason::Failed(e)),
-                        Ok(_) => {}
-                        Err(e) => return Err(reason(e)),
-                    }
-                    if outbox.refused(t.at) >= self.config.max_refusals {
-                        self.refuse(t, e);
-                        return Ok(());
-                    }
-                    // Perhaps busy: the same message again, a little later.
-                    Timer::after(self.config.poll_interval).await;
-                }
                 // The driver's own check of the message (a later check: it
                 // was stored after the same check against the configured
                 // format). With the driver at the configured format, the
@@ -1314,44 +1341,63 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                     self.refuse(t, e);
                     return Ok(());
                 }
-                // The modem gave up on it (`+QMTPUB: id,msgID,2`): this
-                // message, or the link (a broker gone, a NAT that forgot
-                // the link)? See the module's documentation.
-                Error::SendFailed => {
-                    if outbox.other_suspect(t.seq) {
-                        return Err(OfflineReason::Failed(e));
-                    }
-                    match self.command(&QueryConnectionState).await {
-                        Ok(s) if s.get(self.config.client) != Some(ConnectionState::Connected) => {
-                            return Err(OfflineReason::NotConnected)
+                // The modem refused the line (or the payload), or gave up
+                // on it (`+QMTPUB: id,msgID,2`): this message, or the link?
+                // One path for both (one state machine for its waits).
+                Error::Modem(_) | Error::SendFailed => {
+                    let refused = matches!(e, Error::Modem(_));
+                    let general = if refused {
+                        // A link the modem knows is gone? `AT+QMTCONN?`
+                        // tells. And if it refused another message just
+                        // before, with no publish taken in between, it
+                        // refuses publishing as such. (A message refused
+                        // for good clears `last_refusal`: the one before
+                        // is still stored.)
+                        status.with(|s| {
+                            let prior = s.last_refusal.replace((t.seq, s.accepted));
+                            prior.is_some_and(|(seq, taken)| seq != t.seq && taken == s.accepted)
+                        })
+                    } else {
+                        // Given up on: a broker gone, a NAT that forgot the
+                        // link? See the module's documentation.
+                        if outbox.other_suspect(t.seq) {
+                            return Err(OfflineReason::Failed(e));
                         }
+                        false
+                    };
+                    match self.connected().await {
+                        Ok(false) => return Err(OfflineReason::NotConnected),
+                        Ok(_) if general => return Err(OfflineReason::Failed(e)),
                         Ok(_) => {}
                         Err(e) => return Err(reason(e)),
                     }
-                    let Some(sub) = self.config.subscriptions.first() else {
-                        // No way to ask the broker: set aside until the
-                        // link proves itself (`confirm_suspects`).
-                        outbox.suspect(t.at);
-                        status.with(|s| {
-                            if s.suspect.is_none() {
-                                s.suspect = Some((Instant::now(), s.accepted));
-                            }
-                        });
-                        return Ok(());
-                    };
-                    // Does the broker answer? The first subscription again:
-                    // its SUBACK says so (and the broker sends its retained
-                    // messages again, as after every connect). No answer:
-                    // the link is gone, and the failure was not the
-                    // message's.
-                    if let Err(e) = self.link.client.subscribe(&[(sub.topic, sub.qos)]).await {
-                        return Err(reason(e));
+                    if !refused {
+                        let Some(sub) = self.config.subscriptions.first() else {
+                            // No way to ask the broker: set aside until the
+                            // link proves itself (`confirm_suspects`).
+                            outbox.suspect(t.at);
+                            status.with(|s| {
+                                if s.suspect.is_none() {
+                                    s.suspect = Some((Instant::now(), s.accepted));
+                                }
+                            });
+                            return Ok(());
+                        };
+                        // Does the broker answer? The first subscription
+                        // again: its SUBACK says so (and the broker sends
+                        // its retained messages again, as after every
+                        // connect). No answer: the link is gone, and the
+                        // failure was not the message's.
+                        if let Err(e) = self.link.client.subscribe(&[(sub.topic, sub.qos)]).await {
+                            return Err(reason(e));
+                        }
+                        status.progress();
                     }
-                    status.progress();
                     if outbox.refused(t.at) >= self.config.max_refusals {
                         self.refuse(t, e);
                         return Ok(());
                     }
+                    // Perhaps busy: the same message again, a little later.
                     Timer::after(self.config.poll_interval).await;
                 }
                 Error::Timeout(Stage::Result) => return Err(OfflineReason::Failed(e)),
@@ -1455,9 +1501,9 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         }
         loop {
             Timer::after(every).await;
-            match self.command(&QueryConnectionState).await {
-                Ok(s) if s.get(self.config.client) == Some(ConnectionState::Connected) => {}
-                Ok(_) => return OfflineReason::NotConnected,
+            match self.connected().await {
+                Ok(true) => {}
+                Ok(false) => return OfflineReason::NotConnected,
                 Err(
                     e @ (Error::Timeout(_)
                     | Error::Write

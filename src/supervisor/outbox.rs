@@ -6,11 +6,14 @@
 //! - Handle side: [`Outbox::push`] (and [`Outbox::push_wait`], which waits for
 //!   room), [`Outbox::outcome`] / [`Outbox::wait_outcome`] for a ticket,
 //!   [`Outbox::wait_empty`], [`Outbox::stats`].
-//! - Supervisor side: [`Outbox::take`] the oldest queued message (it is then
-//!   in flight), [`Outbox::source`] to read it where it is while the driver
-//!   writes it, then [`Outbox::delivered`] (it leaves), [`Outbox::requeue`]
-//!   (it goes again), [`Outbox::refused`] (the modem refused it: counted on
-//!   the record, it goes again) or [`Outbox::fail`] (it leaves, refused);
+//! - Supervisor side: [`Outbox::take_wait`] the oldest queued message (it is
+//!   then in flight) with the [`Turn`]: no other is handed out until the
+//!   turn is dropped, once its line went, so the lines leave in the order
+//!   the messages were stored; [`Outbox::source`] to read it where it is
+//!   while the driver writes it, then [`Outbox::delivered`] (it leaves),
+//!   [`Outbox::requeue`] (it goes again), [`Outbox::refused`] (the modem
+//!   refused it: counted on the record, it goes again) or [`Outbox::fail`]
+//!   (it leaves, refused);
 //!   [`Outbox::suspect`] (set aside after a failure, until
 //!   [`Outbox::confirm_suspects`] counts it); [`Outbox::requeue_all`] after
 //!   a link loss or when a supervisor starts (QoS 0 messages leave,
@@ -82,8 +85,11 @@ pub(crate) struct OutboxMeta {
     space: WaitSet,
     /// Tasks waiting for a message to end (any number of them).
     gone: WaitSet,
-    /// The supervisor's lanes, waiting for a queued message.
+    /// The supervisor's lanes, waiting for a queued message (and the turn).
     queued: WaitSet,
+    /// A lane took a message and has not written its line yet ([`Turn`]):
+    /// no other lane takes one until then, so the lines leave in order.
+    turn: bool,
 }
 
 impl OutboxMeta {
@@ -96,6 +102,7 @@ impl OutboxMeta {
             space: WaitSet::new(),
             gone: WaitSet::new(),
             queued: WaitSet::new(),
+            turn: false,
         }
     }
 }
@@ -274,6 +281,20 @@ impl<M: RawMutex> Clone for Outbox<'_, M> {
 }
 
 impl<M: RawMutex> Copy for Outbox<'_, M> {}
+
+/// The turn to send, handed out with a message by
+/// [`Outbox::take_wait`]: dropped once that message's line went (or
+/// failed), and the next message may be taken.
+pub(crate) struct Turn<'t, 'o, M: RawMutex>(&'t Outbox<'o, M>);
+
+impl<M: RawMutex> Drop for Turn<'_, '_, M> {
+    fn drop(&mut self) {
+        self.0.with(|_, meta, _, _| {
+            meta.turn = false;
+            meta.queued.wake();
+        })
+    }
+}
 
 /// A stored message read in place, as the driver writes it: a few bytes
 /// (at most [`CHUNK`]) under each lock of the outbox,
@@ -568,8 +589,12 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
 
     fn take_in(ring: &Ring, buf: &mut [u8]) -> Option<Taken> {
         {
-            let at = Self::live(ring, buf)
-                .find(|&at| buf[at + 3] & (IN_FLIGHT | SUSPECT | WRITING) == 0)?;
+            let at = Self::live(ring, buf).find(|&at| buf[at + 3] & (IN_FLIGHT | SUSPECT) == 0)?;
+            // One still being copied in holds back those stored after it:
+            // they go out in the order they were stored.
+            if buf[at + 3] & WRITING != 0 {
+                return None;
+            }
             buf[at + 3] |= IN_FLIGHT;
             buf[at + 10] = buf[at + 10].saturating_add(1);
             let flags = buf[at + 3];
@@ -584,15 +609,23 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         }
     }
 
-    /// Waits for a queued message and takes it.
-    pub(crate) async fn take_wait(&self) -> Taken {
-        wait(self.lock(Wait::Queued), |w, waker| {
+    /// Waits for a queued message and for the turn, and takes both: the
+    /// next message is handed out once the [`Turn`] is dropped (its line
+    /// went), so the messages go out in the order they were stored.
+    pub(crate) async fn take_wait(&self) -> (Taken, Turn<'_, 'a, M>) {
+        let t = wait(self.lock(Wait::Queued), |w, waker| {
             self.with(|ring, meta, buf, _| {
-                let t = Self::take_in(ring, buf);
+                let t = if meta.turn {
+                    None
+                } else {
+                    Self::take_in(ring, buf)
+                };
+                meta.turn |= t.is_some();
                 w.poll(&mut meta.queued, waker, t)
             })
         })
-        .await
+        .await;
+        (t, Turn(self))
     }
 
     /// The message at `at`, read in place.
@@ -910,17 +943,22 @@ mod tests {
     }
 
     #[test]
-    fn a_message_being_copied_in_is_neither_taken_nor_dropped_by_a_link_loss() {
+    fn a_message_being_copied_in_is_neither_taken_nor_dropped_nor_passed() {
         let o = counted();
         let payload = [7u8; 300];
         let seen = std::rc::Rc::new(RefCell::new(Vec::new()));
-        let s = seen.clone();
-        // Between the locks of the copy: a lane looks for a message, the
-        // link ends (QoS 0 messages leave).
+        let later = std::rc::Rc::new(core::cell::Cell::new(None));
+        let (s, l) = (seen.clone(), later.clone());
+        // Between the locks of the copy: another task stores a message
+        // (whole), a lane looks for one, the link ends (QoS 0 messages
+        // leave).
         AFTER.with(|h| {
             *h.borrow_mut() = Some(std::boxed::Box::new(move || {
                 // The record is the store's first.
                 if o.with(|_, _, buf, _| buf[3] & WRITING != 0) {
+                    if l.get().is_none() {
+                        l.set(o.push("b", b"2", QoS::AtLeastOnce, false, &mut ids()).ok());
+                    }
                     s.borrow_mut()
                         .push((o.take(), o.requeue_all(), o.stats().messages));
                 }
@@ -934,12 +972,15 @@ mod tests {
         // byte, then the payload's 300 in 10.
         assert_eq!(seen.len(), 12);
         for &(taken, dropped, messages) in seen.iter() {
-            assert_eq!((taken, dropped, messages), (None, 0, 1));
+            assert_eq!((taken, dropped, messages), (None, 0, 2));
         }
         assert_eq!(o.outcome(ticket), None);
+        // Then both, in the order they were stored.
         let t = o.take().unwrap();
         assert_eq!(t.seq, ticket.seq);
         assert_eq!(crate::channel::read_all(&o.source(t.at)).1, payload);
+        let later = later.get().expect("stored while the first was copied in");
+        assert_eq!(o.take().map(|t| t.seq), Some(later.seq));
     }
 
     #[test]

@@ -44,7 +44,7 @@ fn telemetry_msg_ids(s: &Script) -> Vec<u16> {
 }
 
 #[test]
-fn telemetry_stored_before_a_reset_is_published_after_it_under_its_msg_ids() {
+fn telemetry_stored_before_a_reset_is_published_after_it_in_order_under_its_msg_ids() {
     run(async {
         let flash = FlashDouble::<4096>::new(4, 21);
         let mut cfg = config();
@@ -110,5 +110,16 @@ fn telemetry_stored_before_a_reset_is_published_after_it_under_its_msg_ids() {
             stored.iter().all(|(id, _)| *id < newest),
             "{newest} {stored:?}"
         );
+        // In the order they were stored, then the new boot's: the first
+        // send of each (a copy sent again may follow later ones).
+        let mut firsts: Vec<u16> = Vec::new();
+        for id in &ids {
+            if !firsts.contains(id) {
+                firsts.push(*id);
+            }
+        }
+        let mut want: Vec<u16> = stored.iter().map(|(id, _)| *id).collect();
+        want.push(newest);
+        assert_eq!(firsts, want, "{published:?}");
     });
 }
