@@ -24,10 +24,13 @@ fn text(p: &Publish) -> String {
     String::from_utf8_lossy(&p.payload).into_owned()
 }
 
-/// Every telemetry payload (`{"seq":...}`) written in `flash`, in the order
-/// they lie there: the journal keeps a message's topic and payload as they
-/// are.
-fn payloads_in(flash: &[u8]) -> Vec<String> {
+/// Every telemetry payload (`{"seq":...}`) written in `flash` on `topic`,
+/// in the order they lie there, with the data CRC of its item (0: removed).
+/// An item is sequential-storage's 8-byte header (the data's CRC, its
+/// length, the length's CRC), then the data: the journal's 10 bytes, the
+/// topic, the payload, as they are. The header is written first, the
+/// payload last: a payload whose `}` is there was stored completely.
+fn payloads_in(flash: &[u8], topic: &str) -> Vec<(String, u32)> {
     let mut out = Vec::new();
     let mut at = 0;
     while let Some(i) = find(&flash[at..], b"{\"seq\":") {
@@ -35,7 +38,17 @@ fn payloads_in(flash: &[u8]) -> Vec<String> {
         let Some(len) = flash[start..].iter().position(|&b| b == b'}') else {
             break;
         };
-        out.push(String::from_utf8_lossy(&flash[start..start + len + 1]).into_owned());
+        let item = start.checked_sub(topic.len() + 10 + 8);
+        let crc = match item {
+            Some(h) if &flash[h + 18..start] == topic.as_bytes() => {
+                u32::from_le_bytes(flash[h..h + 4].try_into().unwrap())
+            }
+            _ => panic!("a payload at {start:#x} not after its topic"),
+        };
+        out.push((
+            String::from_utf8_lossy(&flash[start..start + len + 1]).into_owned(),
+            crc,
+        ));
         at = start + len + 1;
     }
     out
@@ -126,10 +139,13 @@ fn microbit_telemetry_stored_in_flash_while_unregistered_is_published_after_a_re
     // What the flash holds at the reset, and has not been published.
     let flash = qemu.read_memory(start, end - start);
     let seen: HashSet<&String> = before.iter().collect();
-    let stored: Vec<String> = payloads_in(&flash)
-        .into_iter()
-        .filter(|p| p.contains("\"commands\":1") && !seen.contains(p))
+    let items = payloads_in(&flash, &telemetry);
+    let stored: Vec<String> = items
+        .iter()
+        .filter(|(p, crc)| *crc != 0 && p.contains("\"commands\":1") && !seen.contains(p))
+        .map(|(p, _)| p.clone())
         .collect();
+    println!("qemu-flash: in flash at the reset: {items:?}");
     assert!(
         stored.len() >= 5,
         "at least 5 telemetry messages stored in flash while unregistered (one every 300 ms for 4 s), \
@@ -144,6 +160,10 @@ fn microbit_telemetry_stored_in_flash_while_unregistered_is_published_after_a_re
     let mut after = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !stored.iter().all(|p| after.contains(p)) {
+        if Instant::now() >= deadline {
+            let now = payloads_in(&qemu.read_memory(start, end - start), &telemetry);
+            println!("qemu-flash: in flash now: {now:?}");
+        }
         assert!(
             Instant::now() < deadline,
             "after the reset, not published within 60 s: {:?}\n(published: {after:?})\n--- QEMU:\n{}",
