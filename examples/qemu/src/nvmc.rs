@@ -10,16 +10,25 @@
 //! a write is one aligned 32-bit word stored to the flash address while WEN
 //! is set; writing a page's address to ERASEPAGE (0x4001E508) while EEN is
 //! set erases that page (1 KiB) to all ones; READY (0x4001E400) reads 1
-//! when the NVMC is idle. A write only clears bits (NOR flash), and the
-//! manual allows a word to be written twice between erases (n_WRITE = 2),
-//! which is what `MultiwriteNorFlash` asks: the journal overwrites a word
-//! it wrote once, to clear more bits of it.
+//! when the NVMC is idle. A write only clears bits (NOR flash).
+//!
+//! `MultiwriteNorFlash` (a word written again, clearing more bits, without
+//! an erase) is what the journal needs: sequential-storage removes an item
+//! by writing its 8-byte header a second time with the data CRC 0. The
+//! nRF51 documents a limit on writes to one word between erases (n_WRITE,
+//! in its product specification's flash table: check the part's figure
+//! before relying on more than two); the journal writes a header word twice
+//! and every other word once. embassy-nrf makes the same claim for the
+//! NVMC of every nRF5 it supports, the nRF51 included.
 //!
 //! QEMU 7.2 models this (`hw/nvram/nrf51_nvm.c`): a write while WEN is set
-//! ANDs the word into the flash (any number of times), an ERASEPAGE while
-//! EEN is set fills the page with 0xFF, READY always reads 1. Its content
-//! lives in QEMU's memory, not in a file: it survives a reset of the
-//! machine (`system_reset`), not a new QEMU.
+//! ANDs the word into the flash, any number of times (seen by experiment:
+//! tests/qemu_flash.rs reads items whose header was written twice, its CRC
+//! now 0); an ERASEPAGE while EEN is set fills the page with 0xFF (not
+//! reached by the test: its messages fit in the region's first pages);
+//! READY reads 1. The flash lives in QEMU's memory, not in a file: it survives a
+//! reset of the machine (the monitor's `system_reset`: the test), not a new
+//! QEMU (which loads the ELF into an erased flash again).
 
 use core::ptr::{read_volatile, write_volatile};
 
@@ -159,8 +168,8 @@ impl NorFlash for Nvmc {
     }
 }
 
-/// The nRF51 allows a word to be written twice between erases (n_WRITE);
-/// QEMU's model any number of times (each write clears bits).
+/// A word written again clears more bits (see the module's documentation
+/// for the nRF51's limit; QEMU's model has none).
 impl MultiwriteNorFlash for Nvmc {}
 
 /// A blocking flash with the async traits (embedded-storage-async): each
