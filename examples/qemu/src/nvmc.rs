@@ -28,7 +28,7 @@
 //! reached by the test: its messages fit in the region's first pages);
 //! READY reads 1. The flash lives in QEMU's memory, not in a file: it survives a
 //! reset of the machine (the monitor's `system_reset`: the test), not a new
-//! QEMU (which loads the ELF into an erased flash again).
+//! QEMU.
 
 use core::ptr::{read_volatile, write_volatile};
 
