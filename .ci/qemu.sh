@@ -2,10 +2,13 @@
 # QEMU: builds the example firmware of examples/qemu for thumbv7m-none-eabi
 # (the LM3S6965's Cortex-M3) and thumbv6m-none-eabi (a Cortex-M0 core in its
 # place; and the micro:bit's nRF51, feature `microbit`, linked for its 16 KiB
-# of RAM; the test links it for 64 KiB only to explain a failure) with Debian's
+# of RAM; the test links it for 64 KiB only to explain a failure; and with
+# its flash outbox over the nRF51's NVMC, linked for 64 KiB) with Debian's
 # toolchain (no warnings allowed), reports the images' flash and RAM, then
 # runs the test examples/qemu/host/tests/qemu.rs (the firmware in QEMU
-# against the BC26 simulator, checked by an MQTT client) against Mosquitto,
+# against the BC26 simulator, checked by an MQTT client) and
+# tests/qemu_flash.rs (telemetry in the micro:bit's flash across a reset)
+# against Mosquitto,
 # the bench
 # (tests/bench.rs: cost per UART read, longest masked window) and the
 # instruction profile (tests/profile.rs), prints what they measured (-icount
@@ -81,6 +84,13 @@ done
 build microbit-16k thumbv6m-none-eabi "--no-default-features --features microbit" 16 bc26-example-qemu
 export BC26_QEMU_FIRMWARE_MICROBIT="$thumb_images/qemu/microbit-16k/bc26-example-qemu"
 size "microbit (small configuration, linked for its 16 KiB)" "$BC26_QEMU_FIRMWARE_MICROBIT"
+# The micro:bit's image with the flash outbox (feature `flash-outbox`: the
+# telemetry journalled through the nRF51's NVMC), linked for 64 KiB (it
+# needs more than 16: QEMU's micro:bit runs it with its RAM raised), for
+# tests/qemu_flash.rs.
+build microbit-flash-outbox-64k thumbv6m-none-eabi "--no-default-features --features flash-outbox" 64 bc26-example-qemu
+export BC26_QEMU_FIRMWARE_MICROBIT_FLASH_OUTBOX="$thumb_images/qemu/microbit-flash-outbox-64k/bc26-example-qemu"
+size "microbit with the flash outbox (linked for 64 KiB)" "$BC26_QEMU_FIRMWARE_MICROBIT_FLASH_OUTBOX"
 [ "$phase" != build ] || exit 0
 
 # Missing tools are failures here, not skips.
@@ -97,7 +107,7 @@ run() {
     echo "qemu: the test $test failed"
     exit 1
   fi
-  grep -E '^(test |test result|qemu-measure|qemu-profile|qemu-figure)' "$out"
+  grep -E '^(test |test result|qemu-measure|qemu-profile|qemu-figure|qemu-flash:)' "$out"
   grep -E '^qemu-figure' "$out" >>"$figures" || true
   rm -f "$out"
 }
@@ -105,6 +115,8 @@ run() {
 # uses on a developer's machine) is the one every host test talks to already.
 step "the firmware in QEMU, against Mosquitto"
 run qemu .ci/with-mosquitto cargo test
+step "the micro:bit's flash outbox across a reset (NVMC), against Mosquitto"
+run qemu_flash .ci/with-mosquitto cargo test
 step "the bench: cost per UART read, longest time with interrupts masked (emulated time only)"
 run bench cargo test
 step "the instruction profile of a UART read (QEMU's execution log)"
@@ -118,4 +130,4 @@ cat "$sizes"
 # around the measurements; the goals of issue 16 printed beside them).
 step "figures against .ci/limits.toml [qemu.*]"
 python3 .ci/qemu_limits.py <"$figures"
-echo "qemu: the three builds ran against Mosquitto, the bench and the profile within their limits"
+echo "qemu: the four builds ran against Mosquitto, the bench and the profile within their limits"

@@ -24,12 +24,26 @@ fn main() {
         Ok(v) => v.parse().expect("BC26_QEMU_RAM_KIB: a number of KiB"),
         Err(_) => ram_kib,
     };
+    // The micro:bit's last 8 KiB of flash (8 pages of 1 KiB) are OUTBOX:
+    // the flash outbox's region (feature `flash-outbox`, src/nvmc.rs),
+    // reserved with or without the feature. FLASH ends where it begins, so
+    // the program can never grow into it.
+    let (flash, outbox) = if microbit {
+        (
+            "FLASH : ORIGIN = 0x00000000, LENGTH = 256K - 8K\n  \
+             OUTBOX : ORIGIN = 0x00000000 + 256K - 8K, LENGTH = 8K",
+            "__outbox_start = ORIGIN(OUTBOX);\n\
+             __outbox_end = ORIGIN(OUTBOX) + LENGTH(OUTBOX);\n",
+        )
+    } else {
+        ("FLASH : ORIGIN = 0x00000000, LENGTH = 256K", "")
+    };
     fs::write(
         out.join("memory.x"),
         format!(
             "/* {board}. */\n\
-             MEMORY\n{{\n  FLASH : ORIGIN = 0x00000000, LENGTH = 256K\n  \
-             RAM : ORIGIN = 0x20000000, LENGTH = {ram_kib}K\n}}\n"
+             MEMORY\n{{\n  {flash}\n  \
+             RAM : ORIGIN = 0x20000000, LENGTH = {ram_kib}K\n}}\n{outbox}"
         ),
     )
     .unwrap();

@@ -29,6 +29,8 @@ pub mod board;
 pub mod config;
 pub mod cs;
 pub mod exec;
+#[cfg(feature = "flash-outbox")]
+pub mod nvmc;
 pub mod ring;
 pub mod stack;
 pub mod time;

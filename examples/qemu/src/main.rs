@@ -153,7 +153,7 @@ async fn app_task(app: bc26_example_app::AppTask) -> ! {
 }
 
 /// The application and the driver, in one task.
-#[cfg(feature = "small")]
+#[cfg(all(feature = "small", not(feature = "flash-outbox")))]
 #[embassy_executor::task]
 async fn one_task(rx: Rx, tx: Tx, config: &'static AppConfig<'static>) -> ! {
     let state = STATE.take();
@@ -161,6 +161,44 @@ async fn one_task(rx: Rx, tx: Tx, config: &'static AppConfig<'static>) -> ! {
     // Pinned where it is made: awaiting a future held in a local would keep
     // it twice in this task's future (the local and the awaited copy).
     let app = core::pin::pin!(bc26_example_app::run(state, rx, tx, config, &mut board));
+    say!(
+        "the application's future: {} bytes",
+        core::mem::size_of_val(&*app)
+    );
+    app.await
+}
+
+/// The OUTBOX region of `memory.x` (build.rs): the flash outbox's pages.
+#[cfg(feature = "flash-outbox")]
+fn outbox_region() -> core::ops::Range<u32> {
+    extern "C" {
+        // Linker symbols: only their addresses are used, taken with
+        // `&raw const`, which reads nothing (safe for an extern static).
+        static __outbox_start: u8;
+        static __outbox_end: u8;
+    }
+    (&raw const __outbox_start) as u32..(&raw const __outbox_end) as u32
+}
+
+/// The application and the driver in one task, the telemetry journalled in
+/// the OUTBOX region through the nRF51's NVMC (src/nvmc.rs).
+#[cfg(feature = "flash-outbox")]
+#[embassy_executor::task]
+async fn one_task(rx: Rx, tx: Tx, config: &'static AppConfig<'static>) -> ! {
+    use bc26_example_qemu::nvmc::{Async, Nvmc};
+    let state = STATE.take();
+    let mut board = Board { reporting_ns: 0 };
+    let region = outbox_region();
+    say!("flash outbox: {:#x}..{:#x}", region.start, region.end);
+    let app = core::pin::pin!(bc26_example_app::run_with_flash(
+        state,
+        rx,
+        tx,
+        config,
+        &mut board,
+        Async(Nvmc::new()),
+        region,
+    ));
     say!(
         "the application's future: {} bytes",
         core::mem::size_of_val(&*app)

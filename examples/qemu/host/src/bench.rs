@@ -149,6 +149,7 @@ pub fn run(board: Board, image: &Image, plan: &str, exec_log: Option<&Path>) -> 
             cmdline: plan.to_string(),
             no_sleep: true,
             exec_log: exec_log.map(Path::to_path_buf),
+            monitor: false,
         },
     );
     let timeout = if exec_log.is_some() { 600 } else { 180 };

@@ -16,14 +16,16 @@
 //! failure. A prebuilt image may be named instead: `BC26_QEMU_FIRMWARE_<TARGET>`
 //! (the LM3S6965's application, e.g. `BC26_QEMU_FIRMWARE_THUMBV7M_NONE_EABI`),
 //! `BC26_QEMU_FIRMWARE_MICROBIT` (and `..._MICROBIT_64K`, linked for 64 KiB of
-//! RAM), `BC26_QEMU_BENCH_<TARGET>` (the bench).
+//! RAM), `BC26_QEMU_FIRMWARE_MICROBIT_FLASH_OUTBOX` (the micro:bit's
+//! application with feature `flash-outbox`, linked for 64 KiB of RAM),
+//! `BC26_QEMU_BENCH_<TARGET>` (the bench).
 //! `BC26_QEMU_ECHO` shows QEMU's output (the firmware's reports) as it comes;
 //! `BC26_QEMU_TARGET_DIR` is the target folder of the images it builds.
 
 pub mod bench;
 pub mod profile;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
@@ -90,11 +92,14 @@ impl Board {
         }
     }
 
-    /// Cargo's feature arguments for the board.
-    fn features(self) -> &'static [&'static str] {
-        match self {
-            Board::CortexM3 | Board::CortexM0 => &[],
-            Board::Microbit => &["--no-default-features", "--features", "microbit"],
+    /// Cargo's feature arguments for the board and image.
+    fn features(self, bin: Bin) -> &'static [&'static str] {
+        match (self, bin) {
+            (Board::Microbit, Bin::FlashOutbox) => {
+                &["--no-default-features", "--features", "flash-outbox"]
+            }
+            (Board::CortexM3 | Board::CortexM0, _) => &[],
+            (Board::Microbit, _) => &["--no-default-features", "--features", "microbit"],
         }
     }
 
@@ -116,13 +121,25 @@ pub enum Bin {
     App,
     /// The bench (`src/bin/bench.rs`, LM3S6965 only).
     Bench,
+    /// The example application with its telemetry journalled in flash
+    /// through the nRF51's NVMC (feature `flash-outbox`, micro:bit only).
+    FlashOutbox,
 }
 
 impl Bin {
+    /// The binary cargo builds.
     fn name(self) -> &'static str {
         match self {
-            Bin::App => "bc26-example-qemu",
+            Bin::App | Bin::FlashOutbox => "bc26-example-qemu",
             Bin::Bench => "bc26-qemu-bench",
+        }
+    }
+
+    /// The name of its copy in `target/images`.
+    fn label(self) -> &'static str {
+        match self {
+            Bin::FlashOutbox => "bc26-example-qemu-flash-outbox",
+            _ => self.name(),
         }
     }
 }
@@ -154,6 +171,8 @@ pub fn prepare(board: Board, bin: Bin, ram: Option<u32>) -> Result<Image, String
             Some(r) if r != board.ram() => format!("BC26_QEMU_FIRMWARE_MICROBIT_{}K", r / 1024),
             _ => "BC26_QEMU_FIRMWARE_MICROBIT".to_string(),
         },
+        (Board::Microbit, Bin::FlashOutbox) => "BC26_QEMU_FIRMWARE_MICROBIT_FLASH_OUTBOX".into(),
+        (_, Bin::FlashOutbox) => return Err("the flash outbox image is the micro:bit's".into()),
         (_, Bin::App) => format!("BC26_QEMU_FIRMWARE_{}", env_name(board.target())),
         (_, Bin::Bench) => format!("BC26_QEMU_BENCH_{}", env_name(board.target())),
     };
@@ -209,7 +228,7 @@ pub fn linked_ram(elf: &Path) -> Option<u32> {
 }
 
 /// The value of a symbol of a little-endian ELF32 file.
-pub(crate) fn elf_symbol(f: &[u8], name: &str) -> Option<u32> {
+pub fn elf_symbol(f: &[u8], name: &str) -> Option<u32> {
     let u16_at = |o: usize| Some(u16::from_le_bytes(f.get(o..o + 2)?.try_into().ok()?));
     let u32_at = |o: usize| Some(u32::from_le_bytes(f.get(o..o + 4)?.try_into().ok()?));
     if f.get(..5)? != b"\x7fELF\x01" {
@@ -344,7 +363,7 @@ fn build(board: Board, bin: Bin, ram: Option<u32>, mut cargo: Command) -> Image 
         }),
     };
     cargo
-        .args(board.features())
+        .args(board.features(bin))
         .args(["--bin", bin.name()])
         .arg("--target-dir")
         .arg(&target_dir);
@@ -401,7 +420,7 @@ fn build(board: Board, bin: Bin, ram: Option<u32>, mut cargo: Command) -> Image 
     std::fs::create_dir_all(&images).expect("target/images");
     let elf = images.join(format!(
         "{}-{}-{}k.elf",
-        bin.name(),
+        bin.label(),
         board.name(),
         ram / 1024
     ));
@@ -414,6 +433,8 @@ pub struct Qemu {
     child: Child,
     lines: Receiver<String>,
     log: Arc<Mutex<Vec<String>>>,
+    /// Lines of the monitor's output (`Options::monitor`).
+    monitor: Receiver<String>,
 }
 
 /// One `led ...` report: what the firmware prints on every command.
@@ -487,6 +508,9 @@ pub struct Options {
     /// `-d in_asm,exec,nochain -D <file>`: every translated block and every
     /// execution of one, for the instruction profile.
     pub exec_log: Option<PathBuf>,
+    /// `-monitor stdio`: QEMU's monitor on its standard input and output
+    /// ([`Qemu::monitor`], [`Qemu::read_memory`]).
+    pub monitor: bool,
 }
 
 impl Qemu {
@@ -499,7 +523,8 @@ impl Qemu {
             cmd.arg("-global")
                 .arg(format!("nrf51-soc.sram-size={}", image.ram));
         }
-        cmd.args(["-display", "none", "-monitor", "none"])
+        cmd.args(["-display", "none", "-monitor"])
+            .arg(if opts.monitor { "stdio" } else { "none" })
             .arg("-serial")
             .arg(opts.serial.as_deref().unwrap_or(Path::new("null")))
             .args(["-semihosting-config", "enable=on,target=native"])
@@ -518,8 +543,16 @@ impl Qemu {
             .arg("-kernel")
             .arg(&image.elf)
             .args(["-append", &opts.cmdline])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdin(if opts.monitor {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(if opts.monitor {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             // Semihosting output goes to QEMU's standard error.
             .stderr(Stdio::piped())
             .spawn()
@@ -541,7 +574,63 @@ impl Qemu {
                 }
             }
         });
-        Qemu { child, lines, log }
+        // The monitor's answers, line by line.
+        let (mtx, monitor) = channel();
+        if let Some(stdout) = child.stdout.take() {
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { return };
+                    if mtx.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        Qemu {
+            child,
+            lines,
+            log,
+            monitor,
+        }
+    }
+
+    /// Sends a command to QEMU's monitor (`Options::monitor`), e.g.
+    /// `system_reset`: a reset of the machine, which keeps what QEMU holds
+    /// in memory for its devices (the nRF51's flash) but restarts the core.
+    pub fn monitor(&mut self, command: &str) {
+        let stdin = self.child.stdin.as_mut().expect("Options::monitor");
+        writeln!(stdin, "{command}").expect("QEMU's monitor");
+        stdin.flush().expect("QEMU's monitor");
+    }
+
+    /// `len` bytes (a multiple of 4) of the machine's physical memory from
+    /// `addr`, read through the monitor (`xp`), within 10 s.
+    pub fn read_memory(&mut self, addr: u32, len: u32) -> Vec<u8> {
+        assert_eq!(len % 4, 0);
+        while self.monitor.try_recv().is_ok() {}
+        self.monitor(&format!("xp /{}xw {addr:#x}", len / 4));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut out = Vec::with_capacity(len as usize);
+        while out.len() < len as usize {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = match self.monitor.recv_timeout(left) {
+                Ok(l) => l,
+                Err(e) => panic!("QEMU's monitor: {e}; read {} of {len} bytes", out.len()),
+            };
+            // `<address>: 0x<word> 0x<word> ...`
+            let Some((at, words)) = line.split_once(": 0x") else {
+                continue;
+            };
+            let at = at.rsplit(|c: char| !c.is_ascii_hexdigit()).next().unwrap();
+            let at = u64::from_str_radix(at, 16).expect("an address");
+            assert_eq!(at, addr as u64 + out.len() as u64, "{line}");
+            for w in format!("0x{words}").split_ascii_whitespace() {
+                let w = u32::from_str_radix(w.trim_start_matches("0x"), 16).expect("a word");
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+        out.truncate(len as usize);
+        out
     }
 
     /// Everything QEMU printed so far.
