@@ -17,7 +17,8 @@ use std::collections::BTreeMap;
 use bc26_mqtt::{Error, QoS};
 use common::rig::{off_thread, Dev, Opts};
 use embassy_futures::join::join;
-use embassy_time::{Duration, Timer};
+use embassy_futures::select::select;
+use embassy_time::{Duration, Instant, Timer};
 
 /// splitmix64: small, seedable, good enough to pick faults.
 struct Rng(u64);
@@ -188,8 +189,44 @@ fn soak_every_qos1_message_arrives_through_random_link_faults() {
                 inject(&d, f, &rng, &pause).await;
             }
         };
-        join(produce, inject).await;
-        d.flush(Duration::from_secs(60)).await;
+        // A stall (no message handed and none acknowledged for 45 s, outside
+        // a broker restart, which bounds its own waits) fails saying where
+        // the soak stands, instead of running into the scenario's limit.
+        let watchdog = async {
+            let mut last = (usize::MAX, u32::MAX);
+            let mut since = Instant::now();
+            loop {
+                Timer::after_secs(1).await;
+                let now = (handed.get(), d.counters().delivered);
+                if now != last || pause.paused.get() {
+                    last = now;
+                    since = Instant::now();
+                    continue;
+                }
+                if since.elapsed() > Duration::from_secs(45) {
+                    #[cfg(feature = "flash-outbox")]
+                    let flash = d.flash.as_ref().map(|(_, fo)| fo.stats());
+                    #[cfg(not(feature = "flash-outbox"))]
+                    let flash: Option<()> = None;
+                    panic!(
+                        "soak stalled for 45 s (seed {seed}): {} handed, {} acknowledged; {:?}; \
+                         {:?}; flash {flash:?}; {:?}; faults {:?}; states:\n{}",
+                        now.0,
+                        now.1,
+                        d.link.state(),
+                        d.link.outbox(),
+                        d.counters(),
+                        faults.borrow(),
+                        d.history()
+                    );
+                }
+            }
+        };
+        let run = async {
+            join(produce, inject).await;
+            d.flush(Duration::from_secs(60)).await;
+        };
+        select(run, watchdog).await;
     });
 
     let elapsed = started.elapsed();
