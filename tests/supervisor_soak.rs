@@ -2,7 +2,11 @@
 //! broker, with a link fault injected at random every few dozen messages;
 //! the independent client must get every one (0 lost); duplicates are
 //! counted and printed with the faults, reconnects and time. Each message
-//! first reaches the broker in the order it was handed to the outbox.
+//! first reaches the broker in the order it was handed to the outbox. A
+//! broker restart (which loses what the broker holds) first waits until the
+//! watcher has every message handed, the one being handed at that moment
+//! included; a stall (45 s without a message handed or acknowledged) fails
+//! saying where the soak stands.
 //!
 //! `BC26_SOAK_N` sets N (default 2,000); `BC26_SOAK_SEED` the faults' seed
 //! (default: from the clock; printed either way, to replay a run). Against
