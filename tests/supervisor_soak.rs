@@ -212,15 +212,23 @@ fn soak_every_qos1_message_arrives_through_random_link_faults() {
                     let flash = d.flash.as_ref().map(|(_, fo)| fo.stats());
                     #[cfg(not(feature = "flash-outbox"))]
                     let flash: Option<()> = None;
+                    let tail = |t: Vec<u8>| {
+                        let t = String::from_utf8_lossy(&t).replace('\r', "");
+                        let lines: Vec<&str> = t.lines().filter(|l| !l.is_empty()).collect();
+                        lines[lines.len().saturating_sub(30)..].join(" | ")
+                    };
                     panic!(
                         "soak stalled for 45 s (seed {seed}): {} handed, {} acknowledged; {:?}; \
-                         {:?}; flash {flash:?}; {:?}; faults {:?}; states:\n{}",
+                         {:?}; flash {flash:?}; {:?}; faults {:?}\nthe host's last lines: {}\n\
+                         the modem's last lines: {}\nstates:\n{}",
                         now.0,
                         now.1,
                         d.link.state(),
                         d.link.outbox(),
                         d.counters(),
                         faults.borrow(),
+                        tail(d.sim.host_transcript()),
+                        tail(d.sim.transcript()),
                         d.history()
                     );
                 }
