@@ -2,7 +2,11 @@
 //! broker, with a link fault injected at random every few dozen messages;
 //! the independent client must get every one (0 lost); duplicates are
 //! counted and printed with the faults, reconnects and time. Each message
-//! first reaches the broker in the order it was handed to the outbox.
+//! first reaches the broker in the order it was handed to the outbox. A
+//! broker restart (which loses what the broker holds) first waits until the
+//! watcher has every message handed, the one being handed at that moment
+//! included; a stall (45 s without a message handed or acknowledged) fails
+//! saying where the soak stands.
 //!
 //! `BC26_SOAK_N` sets N (default 2,000); `BC26_SOAK_SEED` the faults' seed
 //! (default: from the clock; printed either way, to replay a run). Against
@@ -17,7 +21,8 @@ use std::collections::BTreeMap;
 use bc26_mqtt::{Error, QoS};
 use common::rig::{off_thread, Dev, Opts};
 use embassy_futures::join::join;
-use embassy_time::{Duration, Timer};
+use embassy_futures::select::select;
+use embassy_time::{Duration, Instant, Timer};
 
 /// splitmix64: small, seedable, good enough to pick faults.
 struct Rng(u64);
@@ -135,7 +140,7 @@ fn soak_every_qos1_message_arrives_through_random_link_faults() {
     );
     let rng = std::cell::RefCell::new(Rng(seed));
     let handed = Cell::new(0usize);
-    let paused = Cell::new(false);
+    let pause = Pause::default();
     let faults: std::cell::RefCell<BTreeMap<Fault, u32>> = Default::default();
     let started = std::time::Instant::now();
     let limit =
@@ -147,9 +152,10 @@ fn soak_every_qos1_message_arrives_through_random_link_faults() {
             for k in 0..n {
                 // At most 64 ahead of the broker's acknowledgements, so that
                 // faults come every few dozen messages that went through.
-                while paused.get() || k as u32 >= d.counters().delivered + 64 {
+                while pause.paused.get() || k as u32 >= d.counters().delivered + 64 {
                     Timer::after_millis(2).await;
                 }
+                pause.handing.set(true);
                 let (pad, big) = {
                     let mut r = rng.borrow_mut();
                     (r.range(0, 40) as usize, r.range(0, 50) == 0)
@@ -166,6 +172,7 @@ fn soak_every_qos1_message_arrives_through_random_link_faults() {
                 }
                 d.handed(&p);
                 handed.set(k + 1);
+                pause.handing.set(false);
             }
         };
         let inject = async {
@@ -183,11 +190,55 @@ fn soak_every_qos1_message_arrives_through_random_link_faults() {
                 d.link.wait_online().await;
                 let f = pick(&mut rng.borrow_mut(), restartable);
                 *faults.borrow_mut().entry(f).or_default() += 1;
-                inject(&d, f, &rng, &paused).await;
+                inject(&d, f, &rng, &pause).await;
             }
         };
-        join(produce, inject).await;
-        d.flush(Duration::from_secs(60)).await;
+        // A stall (no message handed and none acknowledged for 45 s, outside
+        // a broker restart, which bounds its own waits) fails saying where
+        // the soak stands, instead of running into the scenario's limit.
+        let watchdog = async {
+            let mut last = (usize::MAX, u32::MAX);
+            let mut since = Instant::now();
+            loop {
+                Timer::after_secs(1).await;
+                let now = (handed.get(), d.counters().delivered);
+                if now != last || pause.paused.get() {
+                    last = now;
+                    since = Instant::now();
+                    continue;
+                }
+                if since.elapsed() > Duration::from_secs(45) {
+                    #[cfg(feature = "flash-outbox")]
+                    let flash = d.flash.as_ref().map(|(_, fo)| fo.stats());
+                    #[cfg(not(feature = "flash-outbox"))]
+                    let flash: Option<()> = None;
+                    let tail = |t: Vec<u8>| {
+                        let t = String::from_utf8_lossy(&t).replace('\r', "");
+                        let lines: Vec<&str> = t.lines().filter(|l| !l.is_empty()).collect();
+                        lines[lines.len().saturating_sub(30)..].join(" | ")
+                    };
+                    panic!(
+                        "soak stalled for 45 s (seed {seed}): {} handed, {} acknowledged; {:?}; \
+                         {:?}; flash {flash:?}; {:?}; faults {:?}\nthe host's last lines: {}\n\
+                         the modem's last lines: {}\nstates:\n{}",
+                        now.0,
+                        now.1,
+                        d.link.state(),
+                        d.link.outbox(),
+                        d.counters(),
+                        faults.borrow(),
+                        tail(d.sim.host_transcript()),
+                        tail(d.sim.transcript()),
+                        d.history()
+                    );
+                }
+            }
+        };
+        let run = async {
+            join(produce, inject).await;
+            d.flush(Duration::from_secs(60)).await;
+        };
+        select(run, watchdog).await;
     });
 
     let elapsed = started.elapsed();
@@ -243,7 +294,32 @@ fn first_arrivals(payloads: &[Vec<u8>]) -> Vec<usize> {
         .collect()
 }
 
-async fn inject(d: &Dev, f: Fault, rng: &std::cell::RefCell<Rng>, paused: &Cell<bool>) {
+/// Holds the producer back while the broker restarts.
+#[derive(Default)]
+struct Pause {
+    /// No new message is handed to the outbox.
+    paused: Cell<bool>,
+    /// The producer is handing a message: between its check of `paused`
+    /// and [`Dev::handed`]. Through a flash outbox `try_publish` awaits its
+    /// journal, so a message can be handed after `paused` was set: not yet
+    /// in the outbox when the restart flushes it, nor among the payloads
+    /// the watcher must have, it could reach the broker just before the
+    /// stop, be acknowledged, and be lost with what the broker holds.
+    handing: Cell<bool>,
+}
+
+impl Pause {
+    /// Stops the producer, and waits until the message it may be handing
+    /// is handed (and so flushed and waited for, as every other one).
+    async fn hold(&self) {
+        self.paused.set(true);
+        while self.handing.get() {
+            Timer::after_millis(1).await;
+        }
+    }
+}
+
+async fn inject(d: &Dev, f: Fault, rng: &std::cell::RefCell<Rng>, pause: &Pause) {
     let r = |lo, hi| rng.borrow_mut().range(lo, hi);
     match f {
         Fault::BreakLink => d.sim.break_link(0),
@@ -279,13 +355,13 @@ async fn inject(d: &Dev, f: Fault, rng: &std::cell::RefCell<Rng>, paused: &Cell<
         Fault::BrokerRestart => {
             // A restart loses what the broker holds: let it deliver all it
             // has first, with nothing new meanwhile.
-            paused.set(true);
+            pause.hold().await;
             d.flush(Duration::from_secs(60)).await;
             d.watcher_has_all(Duration::from_secs(30)).await;
             let b = d.restartable();
             off_thread(move || b.stop()).await;
             // New messages wait in the outbox while the broker is down.
-            paused.set(false);
+            pause.paused.set(false);
             Timer::after(Duration::from_millis(r(100, 500))).await;
             // Back only after the watcher subscribed again.
             d.hold_back();

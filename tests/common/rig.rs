@@ -841,11 +841,19 @@ impl Dev {
             if want.is_subset(&got) {
                 return;
             }
-            assert!(
-                start.elapsed() < limit,
-                "{}: the watcher lacks messages after {limit:?}",
-                self.name
-            );
+            if start.elapsed() >= limit {
+                let lacks: Vec<String> = want
+                    .difference(&got)
+                    .map(|p| String::from_utf8_lossy(p).into_owned())
+                    .collect();
+                panic!(
+                    "{}: the watcher lacks {} messages after {limit:?}: {lacks:?}; {:?}; states:\n{}",
+                    self.name,
+                    lacks.len(),
+                    self.link.counters(),
+                    self.history()
+                );
+            }
             Timer::after_millis(10).await;
         }
     }
