@@ -197,6 +197,33 @@ fn env_name(target: &str) -> String {
     target.to_uppercase().replace('-', "_")
 }
 
+/// The simulator's side of the UART as the QEMU tests run it: the modem's
+/// output at 115200 baud, byte by byte, as a UART line delivers it (QEMU's
+/// UART itself has no baud rate, and would hand the firmware whatever the
+/// pty holds at once).
+pub fn uart_line() -> bc26_sim::SimConfig {
+    bc26_sim::SimConfig {
+        baud: Some(115_200),
+        chunking: Some(bc26_sim::Chunking {
+            seed: 1,
+            max_chunk: 1,
+            gap: Duration::ZERO,
+        }),
+        ..bc26_sim::SimConfig::default()
+    }
+}
+
+/// The firmware's settings (QEMU's `-append`) for a device of broker `b`
+/// whose topics are under `base`, its client ID made of `base`.
+pub fn device_settings(b: &bc26_sim::broker::Broker, base: &str) -> String {
+    format!(
+        "broker={}:{} id={} topics={base} timing=test",
+        b.host,
+        b.port,
+        format!("{base}-dev").replace('/', "-")
+    )
+}
+
 /// [`prepare`], or `None` after printing why the test is skipped (a
 /// failure instead when `BC26_QEMU_REQUIRED` is set). `BC26_QEMU_DEFER`
 /// skips the test without building anything: `.ci/run` sets it for the

@@ -12,9 +12,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use bc26_example_qemu_host::{prepare_or_skip, Bin, Board, Image, Options, Qemu, Report};
+use bc26_example_qemu_host::{
+    device_settings, prepare_or_skip, uart_line, Bin, Board, Image, Options, Qemu, Report,
+};
 use bc26_sim::broker::{broker, Peer, Publish};
-use bc26_sim::{Chunking, Sim, SimConfig, SimHandle};
+use bc26_sim::{Sim, SimHandle};
 
 fn text(p: &Publish) -> String {
     String::from_utf8_lossy(&p.payload).into_owned()
@@ -104,25 +106,8 @@ fn scenario(board: Board, image: &Image) -> Memory {
     let topics = ["telemetry", "cmd", "status", "ack"].map(|t| format!("{base}/{t}"));
     let peer = Peer::new(b, &format!("{base}-peer").replace('/', "-"));
     peer.subscribe(&format!("{base}/#"), 1);
-    // The modem's output at 115200 baud, byte by byte, as a UART line
-    // delivers it: QEMU's UART itself has no baud rate, and would hand the
-    // firmware whatever the pty holds at once.
-    let line = SimConfig {
-        baud: Some(115_200),
-        chunking: Some(Chunking {
-            seed: 1,
-            max_chunk: 1,
-            gap: Duration::ZERO,
-        }),
-        ..SimConfig::default()
-    };
-    let (sim, pty) = Sim::start_pty(line).expect("simulator on a pty");
-    let cmdline = format!(
-        "broker={}:{} id={} topics={base} timing=test",
-        b.host,
-        b.port,
-        format!("{base}-dev").replace('/', "-")
-    );
+    let (sim, pty) = Sim::start_pty(uart_line()).expect("simulator on a pty");
+    let cmdline = device_settings(b, &base);
     let started = Instant::now();
     let qemu = Qemu::start(
         board,

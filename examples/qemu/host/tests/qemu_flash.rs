@@ -16,9 +16,11 @@
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use bc26_example_qemu_host::{elf_symbol, prepare_or_skip, Bin, Board, Options, Qemu};
+use bc26_example_qemu_host::{
+    device_settings, elf_symbol, prepare_or_skip, uart_line, Bin, Board, Options, Qemu,
+};
 use bc26_sim::broker::{broker, Peer, Publish};
-use bc26_sim::{Chunking, Sim, SimConfig};
+use bc26_sim::Sim;
 
 fn text(p: &Publish) -> String {
     String::from_utf8_lossy(&p.payload).into_owned()
@@ -88,22 +90,8 @@ fn microbit_telemetry_stored_in_flash_while_unregistered_is_published_after_a_re
         ["telemetry", "cmd", "status", "ack"].map(|t| format!("{base}/{t}"));
     let peer = Peer::new(b, &format!("{base}-peer").replace('/', "-"));
     peer.subscribe(&format!("{base}/#"), 1);
-    let line = SimConfig {
-        baud: Some(115_200),
-        chunking: Some(Chunking {
-            seed: 1,
-            max_chunk: 1,
-            gap: Duration::ZERO,
-        }),
-        ..SimConfig::default()
-    };
-    let (sim, pty) = Sim::start_pty(line).expect("simulator on a pty");
-    let cmdline = format!(
-        "broker={}:{} id={} topics={base} timing=test",
-        b.host,
-        b.port,
-        format!("{base}-dev").replace('/', "-")
-    );
+    let (sim, pty) = Sim::start_pty(uart_line()).expect("simulator on a pty");
+    let cmdline = device_settings(b, &base);
     let mut qemu = Qemu::start(
         board,
         &image,
