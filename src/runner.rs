@@ -187,10 +187,28 @@ impl<R: Read, M: RawMutex> Rx<'_, R, M> {
     }
 }
 
-/// Why a payload chunk stopped.
+/// Why a write stopped.
 enum Stop {
+    /// The UART failed, did not take the bytes within `Config::tx_timeout`,
+    /// or the line buffer did not hold them.
     Failed,
+    /// The modem restarted while a payload went out.
     Rebooted,
+}
+
+/// What one write sends.
+#[derive(Clone, Copy)]
+enum Src<'s> {
+    /// Bytes of the runner's own (ESC, a fence's probe).
+    Bytes(&'s [u8]),
+    /// The command line (the line buffer's first `len` bytes): arms the
+    /// command just before the chunk that ends the line, and tells the owner
+    /// where its line went out.
+    Line(usize, Owner),
+    /// A payload chunk from the line buffer; the last one (`true`) arms the
+    /// final answer just before it goes. Stops at once if the modem restarts
+    /// (it would take the payload for a command line).
+    Payload(usize, bool),
 }
 
 /// How the fence before a command line ended.
@@ -202,6 +220,17 @@ enum Fenced {
     /// The UART could not be written (it failed, or did not take the bytes
     /// within `Config::tx_timeout`).
     WriteFailed,
+}
+
+/// How the payload of a data-mode publish ended.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PayloadEnd {
+    /// Every chunk went, Ctrl+Z last.
+    Sent,
+    /// The handle went away (or stopped giving chunks): ESC.
+    Abandoned,
+    /// A chunk could not be written: ESC, whatever reached the modem.
+    Failed,
 }
 
 /// The transmit side.
@@ -255,7 +284,7 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
         }
         ch.begin_line(job.data_mode, self.core.rx.position());
         let sent_at = Instant::now();
-        if self.write_line(job.len, job.owner).await.is_err() {
+        if self.send(Src::Line(job.len, job.owner)).await.is_err() {
             bump!(self.core.stats, write_errors);
             ch.fail_mid_line(self.core.rx.position());
             return Outcome::Write;
@@ -284,18 +313,19 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
     }
 
     /// After the prompt: payload chunks from the handle, then Ctrl+Z; or ESC
-    /// if the handle went away (or stopped giving chunks).
+    /// if the handle went away (or stopped giving chunks), and waits for the
+    /// modem's answer.
     async fn data_mode(&mut self, timeout: embassy_time::Duration) -> Outcome {
         let ch = self.core.channel;
         let mut first = true;
-        loop {
+        let end = loop {
             if !ch.want_data() {
-                return self.escape(timeout).await;
+                break PayloadEnd::Abandoned;
             }
             let step = with_timeout(timeout, ch.wait_data()).await;
             let (len, last) = match step {
                 Ok(DataStep::Chunk { len, last }) => (len, last),
-                Ok(DataStep::Abort) | Err(_) => return self.escape(timeout).await,
+                Ok(DataStep::Abort) | Err(_) => break PayloadEnd::Abandoned,
             };
             if ch.answer() == Some(Answer::Rebooted) {
                 // The modem left data mode by restarting: send nothing more.
@@ -312,7 +342,7 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
             };
             ch.echo_announce(&probe[..n], echoed);
             first = false;
-            match self.write_chunk(len, last).await {
+            match self.send(Src::Payload(len, last)).await {
                 Ok(()) => {}
                 Err(Stop::Rebooted) => {
                     // The restarted modem may hold payload bytes as half a
@@ -322,42 +352,42 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
                 }
                 Err(Stop::Failed) => {
                     bump!(self.core.stats, write_errors);
-                    // Whatever reached the modem, leave data mode.
-                    let _ = self.write(&[ESC]).await;
-                    ch.fail(self.core.rx.position());
-                    return Outcome::Write;
+                    break PayloadEnd::Failed;
                 }
             }
             if last {
-                break;
+                break PayloadEnd::Sent;
+            }
+        };
+        if end != PayloadEnd::Sent {
+            // Cancel data mode with ESC; after a failed chunk whatever
+            // reached the modem, and without waiting for an answer.
+            if end == PayloadEnd::Abandoned {
+                debug!("data-mode publish abandoned: ESC");
+                ch.arm_escape(self.core.rx.position());
+            }
+            let written = self.send(Src::Bytes(&[ESC])).await.is_ok();
+            if end == PayloadEnd::Failed || !written {
+                if written {
+                    // Counted when the chunk failed.
+                } else if end == PayloadEnd::Abandoned {
+                    bump!(self.core.stats, write_errors);
+                }
+                ch.fail(self.core.rx.position());
+                return Outcome::Write;
             }
         }
-        match ch.wait_answer(Instant::now() + timeout).await {
-            Some(Answer::Final(Ok(()))) => Outcome::Ok,
-            Some(Answer::Final(Err(e))) => Outcome::Modem(e),
-            Some(Answer::Rebooted) => Outcome::Rebooted,
-            Some(Answer::Prompt) | None => {
-                // Ctrl+Z may not have arrived: the modem may still be in data mode.
-                ch.fail(self.core.rx.position());
+        match (end, ch.wait_answer(Instant::now() + timeout).await) {
+            (_, Some(Answer::Rebooted)) => Outcome::Rebooted,
+            (PayloadEnd::Sent, Some(Answer::Final(Ok(())))) => Outcome::Ok,
+            (PayloadEnd::Sent, Some(Answer::Final(Err(e)))) => Outcome::Modem(e),
+            // The ESC's answer: the publish did not go.
+            (PayloadEnd::Abandoned | PayloadEnd::Failed, Some(_)) => {
                 Outcome::Timeout(Stage::Response)
             }
-        }
-    }
-
-    /// Cancels data mode with ESC and waits for the modem's answer to it.
-    async fn escape(&mut self, timeout: embassy_time::Duration) -> Outcome {
-        debug!("data-mode publish abandoned: ESC");
-        let ch = self.core.channel;
-        ch.arm_escape(self.core.rx.position());
-        if self.write(&[ESC]).await.is_err() {
-            bump!(self.core.stats, write_errors);
-            ch.fail(self.core.rx.position());
-            return Outcome::Write;
-        }
-        match ch.wait_answer(Instant::now() + timeout).await {
-            Some(Answer::Rebooted) => Outcome::Rebooted,
-            Some(_) => Outcome::Timeout(Stage::Response),
-            None => {
+            // Ctrl+Z (or ESC) may not have arrived: the modem may still be
+            // in data mode.
+            (_, Some(Answer::Prompt) | None) => {
                 ch.fail(self.core.rx.position());
                 Outcome::Timeout(Stage::Response)
             }
@@ -373,6 +403,10 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
     /// of the failed command comes before the probe's (and is discarded by
     /// the channel). `Silent`: the modem did not answer within `timeout`
     /// (within `Config::wake_timeout` when waking).
+    ///
+    /// When waking, the bytes that wake a sleeping UART are lost: the `AT`
+    /// goes again every `Config::wake_probe` (after a pulse of the wake pin)
+    /// until one is answered. A late prompt meanwhile gets its ESC.
     async fn fence(&mut self, timeout: embassy_time::Duration, wake: bool) -> Fenced {
         let ch = self.core.channel;
         let cfg = self.core.config;
@@ -394,17 +428,67 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
             n += 1;
         }
         probe[n..n + 3].copy_from_slice(b"AT\r");
-        n += 3;
         let start = Instant::now();
         let deadline = start + if wake { cfg.wake_timeout } else { timeout };
-        match self.probe(&probe[..n], wake, deadline).await {
-            // A restart cleared the fence: nothing is owed any more.
-            Fenced::Clear if !ch.fenced() => return Fenced::Clear,
-            Fenced::Clear => {}
-            other => return other,
-        }
-        if self.quiet(Instant::now() + timeout).await.is_err() {
-            return Fenced::WriteFailed;
+        // ESC and CR go only once; later probes are a bare `AT`.
+        let mut from = 0;
+        // Probing: until the modem answered (anything, counted from the
+        // probe on; `None`: a restart cleared the fence). Then quiet: until
+        // the modem has been quiet for `Config::quiet_gap`: what the probe
+        // line itself owes (`ERROR` to a half line, then `OK`) comes
+        // meanwhile. A modem that is never quiet (a stream of messages)
+        // holds it until `quiet_until` at most, by which it has answered
+        // every line it was sent.
+        let mut quiet_until = None;
+        loop {
+            let Some(end) = quiet_until else {
+                if wake {
+                    debug!("waking the module");
+                    self.pin.pulse();
+                } else {
+                    debug!("fence: re-synchronising with the modem");
+                }
+                if self.send(Src::Bytes(&probe[from..n + 3])).await.is_err() {
+                    bump!(self.core.stats, write_errors);
+                    return Fenced::WriteFailed;
+                }
+                from = n;
+                let until = if wake {
+                    deadline.min(Instant::now() + cfg.wake_probe)
+                } else {
+                    deadline
+                };
+                loop {
+                    match ch.fence_answers() {
+                        // A restart cleared the fence: nothing is owed any more.
+                        None => return Fenced::Clear,
+                        Some(0) => {}
+                        Some(_) => {
+                            quiet_until = Some(Instant::now() + timeout);
+                            break;
+                        }
+                    }
+                    if ch.take_esc() && self.escape_late_prompt().await.is_err() {
+                        return Fenced::WriteFailed;
+                    }
+                    if !ch.wait_wake(until).await {
+                        if Instant::now() >= deadline {
+                            return Fenced::Silent;
+                        }
+                        bump!(self.core.stats, wake_probes_lost);
+                        break;
+                    }
+                }
+                continue;
+            };
+            let until = (self.core.rx.last() + cfg.quiet_gap).min(end);
+            if Instant::now() >= until {
+                break;
+            }
+            Timer::at(until).await;
+            if ch.take_esc() && self.escape_late_prompt().await.is_err() {
+                return Fenced::WriteFailed;
+            }
         }
         ch.end_fence();
         if wake {
@@ -416,80 +500,10 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
         Fenced::Clear
     }
 
-    /// Sends the fence's probe and waits until the modem answered or
-    /// `deadline`. When waking, the bytes that wake a sleeping UART are
-    /// lost: the `AT` goes again every `Config::wake_probe` (after a pulse
-    /// of the wake pin) until one is answered.
-    async fn probe(&mut self, probe: &[u8], wake: bool, deadline: Instant) -> Fenced {
-        let cfg = self.core.config;
-        let mut bytes = probe;
-        loop {
-            if wake {
-                debug!("waking the module");
-                self.pin.pulse();
-            } else {
-                debug!("fence: re-synchronising with the modem");
-            }
-            if self.write(bytes).await.is_err() {
-                bump!(self.core.stats, write_errors);
-                return Fenced::WriteFailed;
-            }
-            // ESC and CR go only once; later probes are a bare `AT`.
-            bytes = &probe[probe.len() - 3..];
-            let until = if wake {
-                deadline.min(Instant::now() + cfg.wake_probe)
-            } else {
-                deadline
-            };
-            match self.probe_answered(until).await {
-                Some(fenced) => return fenced,
-                None if Instant::now() >= deadline => return Fenced::Silent,
-                None => bump!(self.core.stats, wake_probes_lost),
-            }
-        }
-    }
-
-    /// Waits until the modem answered (anything, counted from the probe on;
-    /// `Clear`) or `until` (`None`); a late prompt meanwhile gets its ESC.
-    async fn probe_answered(&mut self, until: Instant) -> Option<Fenced> {
-        let ch = self.core.channel;
-        loop {
-            // `None`: a restart cleared the fence.
-            if ch.fence_answers().is_none_or(|n| n > 0) {
-                return Some(Fenced::Clear);
-            }
-            if ch.take_esc() && self.escape_late_prompt().await.is_err() {
-                return Some(Fenced::WriteFailed);
-            }
-            if !ch.wait_wake(until).await {
-                return None;
-            }
-        }
-    }
-
-    /// The fence waits until the modem has been quiet for
-    /// `Config::quiet_gap`: what the probe line itself owes (`ERROR` to a
-    /// half line, then `OK`) comes meanwhile. A modem that is never quiet (a
-    /// stream of messages) holds it until `deadline` at most, by which it
-    /// has answered every line it was sent. `Err`: the UART failed.
-    async fn quiet(&mut self, deadline: Instant) -> Result<(), ()> {
-        loop {
-            let quiet_at = self.core.rx.last() + self.core.config.quiet_gap;
-            let until = quiet_at.min(deadline);
-            if Instant::now() >= until {
-                return Ok(());
-            }
-            Timer::at(until).await;
-            if self.core.channel.take_esc() {
-                self.escape_late_prompt().await?;
-            }
-        }
-    }
-
     /// Answers a late prompt with ESC. If the UART fails, the modem still
     /// waits in data mode (the next fence starts with ESC).
     async fn escape_late_prompt(&mut self) -> Result<(), ()> {
-        if self.write(&[ESC]).await.is_err() {
+        if self.send(Src::Bytes(&[ESC])).await.is_err() {
             bump!(self.core.stats, write_errors);
             return Err(());
         }
@@ -497,73 +511,52 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
         Ok(())
     }
 
-    /// Writes the command line in the line buffer, arming the command just
-    /// before the chunk that ends the line (and telling `owner` where its
-    /// line went out).
-    async fn write_line(&mut self, len: usize, owner: Owner) -> Result<(), ()> {
+    /// Writes `src` and flushes, within `Config::tx_timeout`, at most
+    /// [`CHUNK`] bytes from the line buffer per UART write.
+    async fn send(&mut self, src: Src<'_>) -> Result<(), Stop> {
         let core = self.core;
         let writer = &mut self.writer;
-        let work = async {
-            let mut off = 0;
-            while off < len {
-                let mut chunk = [0u8; CHUNK];
-                let n = core.channel.copy_out(off, len, &mut chunk).ok_or(())?;
-                if off + n == len {
-                    let pos = core.rx.position();
-                    core.channel.arm(pos);
-                    core.clients.line_sent(owner, pos);
-                }
-                writer.write_all(&chunk[..n]).await.map_err(drop)?;
-                off += n;
-            }
-            writer.flush().await.map_err(drop)
+        let len = match src {
+            Src::Bytes(b) => b.len(),
+            Src::Line(len, _) | Src::Payload(len, _) => len,
         };
-        with_timeout(core.config.tx_timeout, work)
-            .await
-            .map_err(drop)?
-    }
-
-    /// Writes a payload chunk from the line buffer; the last one arms the
-    /// final answer just before it goes. Stops at once if the modem restarts
-    /// (it would take the payload for a command line).
-    async fn write_chunk(&mut self, len: usize, last: bool) -> Result<(), Stop> {
-        let core = self.core;
-        let writer = &mut self.writer;
         let work = async {
             let mut off = 0;
             while off < len {
-                if core.channel.answer() == Some(Answer::Rebooted) {
-                    return Err(Stop::Rebooted);
-                }
                 let mut chunk = [0u8; CHUNK];
-                let n = core
-                    .channel
-                    .copy_out(off, len, &mut chunk)
-                    .ok_or(Stop::Failed)?;
-                if last && off + n == len {
-                    core.channel.arm(core.rx.position());
+                let piece = match src {
+                    Src::Bytes(b) => b,
+                    Src::Line(..) | Src::Payload(..) => {
+                        if matches!(src, Src::Payload(..))
+                            && core.channel.answer() == Some(Answer::Rebooted)
+                        {
+                            return Err(Stop::Rebooted);
+                        }
+                        let n = core
+                            .channel
+                            .copy_out(off, len, &mut chunk)
+                            .ok_or(Stop::Failed)?;
+                        &chunk[..n]
+                    }
+                };
+                if off + piece.len() == len {
+                    match src {
+                        Src::Line(_, owner) => {
+                            let pos = core.rx.position();
+                            core.channel.arm(pos);
+                            core.clients.line_sent(owner, pos);
+                        }
+                        Src::Payload(_, true) => core.channel.arm(core.rx.position()),
+                        Src::Payload(_, false) | Src::Bytes(_) => {}
+                    }
                 }
-                writer
-                    .write_all(&chunk[..n])
-                    .await
-                    .map_err(|_| Stop::Failed)?;
-                off += n;
+                writer.write_all(piece).await.map_err(|_| Stop::Failed)?;
+                off += piece.len();
             }
             writer.flush().await.map_err(|_| Stop::Failed)
         };
         with_timeout(core.config.tx_timeout, work)
             .await
             .map_err(|_| Stop::Failed)?
-    }
-
-    async fn write(&mut self, bytes: &[u8]) -> Result<(), ()> {
-        let writer = &mut self.writer;
-        let work = async {
-            writer.write_all(bytes).await.map_err(drop)?;
-            writer.flush().await.map_err(drop)
-        };
-        with_timeout(self.core.config.tx_timeout, work)
-            .await
-            .map_err(drop)?
     }
 }
