@@ -94,6 +94,17 @@ impl InboxMeta {
     }
 }
 
+/// Work under the ring's lock, as a trait object with one method.
+trait Locked {
+    fn run(&mut self, ring: &mut ring::Ring, meta: &mut InboxMeta, buf: &mut [u8]);
+}
+
+impl<F: FnMut(&mut ring::Ring, &mut InboxMeta, &mut [u8])> Locked for F {
+    fn run(&mut self, ring: &mut ring::Ring, meta: &mut InboxMeta, buf: &mut [u8]) {
+        self(ring, meta, buf)
+    }
+}
+
 /// The receive store. `Copy`.
 pub(crate) struct Inbox<'a, M: RawMutex> {
     ring: Part<'a, M, dyn RingBuffer<InboxMeta, M> + 'a>,
@@ -132,11 +143,18 @@ impl<'a, M: RawMutex> Inbox<'a, M> {
         }
     }
 
-    /// Runs `f` under the ring's lock. The router's pushes and a
-    /// subscription's arrival and departure also touch the notice channel
-    /// inside it, so that each is one step for the other side.
-    fn with<R>(&self, f: impl FnOnce(&mut ring::Ring, &mut InboxMeta, &mut [u8]) -> R) -> R {
-        ring::with(&*self.ring, f)
+    /// Runs `f` under the ring's lock; `f` hands out what it found through
+    /// the variables it captures. The router's pushes and a subscription's
+    /// arrival and departure also touch the notice channel inside it, so
+    /// that each is one step for the other side.
+    ///
+    /// `f` goes through a [`Locked`] trait object, one adapter closure and
+    /// the ring's trait object: one copy of the locking code for all, and
+    /// one of each closure's body (a `dyn FnMut` vtable would hold two, its
+    /// `call_mut` and its `call_once`).
+    fn with<F: FnMut(&mut ring::Ring, &mut InboxMeta, &mut [u8])>(&self, mut f: F) {
+        let f: &mut dyn Locked = &mut f;
+        RingBuffer::with(&*self.ring, &mut |r, m, b| f.run(r, m, b))
     }
 
     // ------------------------------------------------------------ router side
@@ -176,43 +194,44 @@ impl<'a, M: RawMutex> Inbox<'a, M> {
     /// Reserves a record of `len` bytes and writes its header, held (a hold
     /// count of 1, so that it is never reclaimed) and not yet announced.
     fn reserve(&self, m: &WireMessage<'_>, len: usize) -> Result<usize, ()> {
+        let mut out = Err(());
         self.with(|ring, meta, buf| {
             if meta.subscribers == 0 {
-                return Err(());
+                return;
             }
             let room = self.notices.free_capacity() > RESERVE && len <= usize::from(u16::MAX);
             let Some(at) = room.then(|| ring.alloc(len, buf.len())).flatten() else {
                 meta.dropped = meta.dropped.wrapping_add(1);
-                return Err(());
+                return;
             };
             ring::set_header(buf, at, len, 1);
             let rec = &mut buf[at..at + HEADER];
             rec[3] = m.client.get();
             rec[4..8].copy_from_slice(&m.msg_id.to_le_bytes());
             rec[8..10].copy_from_slice(&(m.topic.len() as u16).to_le_bytes());
-            Ok(at)
-        })
+            out = Ok(at);
+        });
+        out
     }
 
     /// Copies the topic and decodes or copies the payload into the reserved
     /// record's body at `body`, [`CHUNK`] bytes per lock.
     fn fill(&self, body: usize, m: &WireMessage<'_>) {
         let mut at = body;
-        for part in m.topic.as_bytes().chunks(CHUNK) {
-            self.with(|_, _, buf| buf[at..at + part.len()].copy_from_slice(part));
-            at += part.len();
-        }
-        if m.hex {
-            // Even-sized chunks of a payload of even size (checked).
-            for digits in m.payload.chunks(2 * CHUNK) {
-                let n = digits.len() / 2;
-                self.with(|_, _, buf| crate::hex::decode_into(digits, &mut buf[at..at + n]));
+        for (src, hex) in [(m.topic.as_bytes(), false), (m.payload, m.hex)] {
+            // A hex payload in even-sized chunks (its size is even: checked).
+            let step = if hex { 2 * CHUNK } else { CHUNK };
+            for part in src.chunks(step) {
+                let n = if hex { part.len() / 2 } else { part.len() };
+                self.with(|_, _, buf| {
+                    let out = &mut buf[at..at + n];
+                    if hex {
+                        crate::hex::decode_into(part, out)
+                    } else {
+                        out.copy_from_slice(part)
+                    }
+                });
                 at += n;
-            }
-        } else {
-            for part in m.payload.chunks(CHUNK) {
-                self.with(|_, _, buf| buf[at..at + part.len()].copy_from_slice(part));
-                at += part.len();
             }
         }
     }
@@ -220,6 +239,7 @@ impl<'a, M: RawMutex> Inbox<'a, M> {
     /// Gives the record at `at` one hold per subscription there is now and
     /// announces it; frees it if there is none or the notices filled.
     fn commit(&self, at: usize) -> Result<(), ()> {
+        let mut out = Err(());
         self.with(|ring, meta, buf| {
             let room = self.notices.free_capacity() > RESERVE;
             if meta.subscribers == 0 || !room {
@@ -230,18 +250,22 @@ impl<'a, M: RawMutex> Inbox<'a, M> {
                 }
                 ring::free(buf, at);
                 ring.reclaim(buf);
-                return Err(());
+                return;
             }
             buf[at + 2] = meta.subscribers;
             // There is room: the router is the only publisher.
             let sent = self.notices.try_publish(Notice::Message { at: at as u16 });
             debug_assert!(sent);
-            Ok(())
-        })
+            out = Ok(());
+        });
+        out
     }
 
     fn push_control(&self, n: Notice) {
-        let sent = self.with(|_, meta, _| meta.subscribers > 0 && self.notices.try_publish(n));
+        let mut sent = false;
+        self.with(|_, meta, _| {
+            sent = meta.subscribers > 0 && self.notices.try_publish(n);
+        });
         if sent {
             bump!(self.stats, events_published);
         } else {
@@ -270,15 +294,18 @@ impl<'a, M: RawMutex> Inbox<'a, M> {
         // record and publishes its notice: a record never counts a reader
         // that will not read it, nor misses one that will.
         let notices = self.notices.get();
+        let mut out = None;
         self.with(|_, meta, _| {
-            let sub = notices.subscriber()?;
-            meta.subscribers += 1;
-            Some(Sub {
-                inbox: *self,
-                sub,
-                seen: meta.dropped,
-            })
-        })
+            if let Some(sub) = notices.subscriber() {
+                meta.subscribers += 1;
+                out = Some(Sub {
+                    inbox: *self,
+                    sub,
+                    seen: meta.dropped,
+                });
+            }
+        });
+        out
     }
 }
 
@@ -293,7 +320,8 @@ pub(crate) struct Sub<'a, M: RawMutex> {
 impl<M: RawMutex> Sub<'_, M> {
     /// Messages dropped since this subscription last said so.
     fn missed(&mut self) -> Option<u32> {
-        let now = self.inbox.with(|_, meta, _| meta.dropped);
+        let mut now = 0;
+        self.inbox.with(|_, meta, _| now = meta.dropped);
         let n = now.wrapping_sub(self.seen);
         self.seen = now;
         (n > 0).then_some(n)
@@ -331,15 +359,17 @@ impl<M: RawMutex> Sub<'_, M> {
     /// until it lets it go here) into `buf`, [`CHUNK`] bytes per lock, and
     /// lets it go. `None`: it does not fit `buf`.
     fn copy_out(&self, at: usize, buf: &mut [u8]) -> Option<(u8, u32, usize, usize)> {
-        let (client, msg_id, topic_len, body) = self.inbox.with(|_, _, ring_buf| {
+        let mut head = (0, 0, 0, 0);
+        self.inbox.with(|_, _, ring_buf| {
             let rec = &ring_buf[at..at + HEADER];
-            (
+            head = (
                 rec[3],
                 u32::from_le_bytes([rec[4], rec[5], rec[6], rec[7]]),
                 usize::from(u16::from_le_bytes([rec[8], rec[9]])),
                 ring::len(ring_buf, at) - HEADER,
-            )
+            );
         });
+        let (client, msg_id, topic_len, body) = head;
         let fits = body <= buf.len();
         if fits {
             let from = at + HEADER;

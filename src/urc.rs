@@ -86,22 +86,28 @@ pub(crate) fn deferred_shaped(body: &[u8]) -> bool {
             .all(|&b| b.is_ascii_digit() || b == b',' || b == b'-' || b == b' ')
 }
 
-/// Comma-separated integers of a deferred result.
-pub(crate) struct Ints<'a>(core::slice::Split<'a, u8, fn(&u8) -> bool>);
+/// Comma-separated integers of a deferred result: each field (as
+/// `split(',')` cuts them, an empty one included) parsed by [`parse_int`].
+pub(crate) struct Ints<'a>(Option<&'a [u8]>);
 
 impl<'a> Ints<'a> {
     pub(crate) fn new(body: &'a [u8]) -> Self {
-        fn comma(b: &u8) -> bool {
-            *b == b','
-        }
-        Ints(body.split(comma as fn(&u8) -> bool))
+        Ints(Some(body))
     }
 }
 
 impl Iterator for Ints<'_> {
     type Item = Option<i64>;
+    // One copy for every parser that reads fields.
+    #[inline(never)]
     fn next(&mut self) -> Option<Option<i64>> {
-        self.0.next().map(parse_int)
+        let rest = self.0?;
+        let (field, tail) = match rest.iter().position(|&b| b == b',') {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        self.0 = tail;
+        Some(parse_int(field))
     }
 }
 
@@ -127,24 +133,26 @@ pub(crate) fn parse_deferred(line: &[u8]) -> Option<Deferred> {
     if !deferred_shaped(body) {
         return None;
     }
+    // The index in DEFERRED_PREFIXES: one comparison loop for all seven.
+    let kind = DEFERRED_PREFIXES.iter().position(|&p| p == prefix)?;
     let mut it = Ints::new(body);
     let mut next = || it.next().flatten();
     let client = u8::try_from(next()?).ok()?;
     let small = |v: i64| i16::try_from(v).ok();
-    let d = match prefix {
-        b"+QMTOPEN" => Deferred::Open {
+    let d = match kind {
+        0 => Deferred::Open {
             client,
             result: small(next()?)?,
         },
-        b"+QMTCLOSE" => Deferred::Close {
+        1 => Deferred::Close {
             client,
             result: small(next()?)?,
         },
-        b"+QMTDISC" => Deferred::Disc {
+        3 => Deferred::Disc {
             client,
             result: small(next()?)?,
         },
-        b"+QMTCONN" => {
+        2 => {
             let result = u8::try_from(next()?).ok()?;
             let ret_code = next().and_then(|v| u8::try_from(v).ok());
             Deferred::Conn {
@@ -153,10 +161,10 @@ pub(crate) fn parse_deferred(line: &[u8]) -> Option<Deferred> {
                 ret_code,
             }
         }
-        b"+QMTSUB" | b"+QMTUNS" | b"+QMTPUB" => {
+        _ => {
             let msg_id = u32::try_from(next()?).ok()?;
             let result = u8::try_from(next()?).ok()?;
-            if prefix == b"+QMTSUB" {
+            if kind == 4 {
                 let value = if result == 0 {
                     let mut g = Granted::empty();
                     for v in it {
@@ -177,7 +185,7 @@ pub(crate) fn parse_deferred(line: &[u8]) -> Option<Deferred> {
                 }
             } else {
                 let value = next().and_then(|v| u16::try_from(v).ok());
-                if prefix == b"+QMTUNS" {
+                if kind == 5 {
                     Deferred::Uns {
                         client,
                         msg_id,
@@ -194,7 +202,6 @@ pub(crate) fn parse_deferred(line: &[u8]) -> Option<Deferred> {
                 }
             }
         }
-        _ => return None,
     };
     Some(d)
 }
