@@ -153,7 +153,11 @@ impl<'a, M: RawMutex> Inbox<'a, M> {
     /// one of each closure's body (a `dyn FnMut` vtable would hold two, its
     /// `call_mut` and its `call_once`).
     fn with<F: FnMut(&mut ring::Ring, &mut InboxMeta, &mut [u8])>(&self, mut f: F) {
-        let f: &mut dyn Locked = &mut f;
+        self.locked(&mut f)
+    }
+
+    #[inline(never)]
+    fn locked(&self, f: &mut dyn Locked) {
         RingBuffer::with(&*self.ring, &mut |r, m, b| f.run(r, m, b))
     }
 
