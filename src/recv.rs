@@ -169,16 +169,14 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ()> {
             Err(())
         };
     };
-    let header = &rest[..q];
-    let mut ints = Ints::new(header);
-    let (Some(Some(id)), Some(Some(msg_id)), Some(None), None) =
-        (ints.next(), ints.next(), ints.next(), ints.next())
-    else {
+    // Exactly `<id>,<msgID>,`: two integers, each followed by its comma.
+    let Some(header) = rest[..q].strip_suffix(b",") else {
         return Err(());
     };
-    if !header.ends_with(b",") {
+    let mut ints = Ints::new(header);
+    let (Some(Some(id)), Some(Some(msg_id)), None) = (ints.next(), ints.next(), ints.next()) else {
         return Err(());
-    }
+    };
     let (Ok(client), Ok(msg_id)) = (u8::try_from(id), u32::try_from(msg_id)) else {
         return Err(());
     };

@@ -440,54 +440,58 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
         // holds it until `quiet_until` at most, by which it has answered
         // every line it was sent.
         let mut quiet_until = None;
+        // Whether the next pass sends a probe, and until when the modem may
+        // answer it.
+        let mut probe_due = true;
+        let mut until = deadline;
         loop {
-            let Some(end) = quiet_until else {
-                if wake {
-                    debug!("waking the module");
-                    self.pin.pulse();
-                } else {
-                    debug!("fence: re-synchronising with the modem");
+            if let Some(end) = quiet_until {
+                let quiet_at = (self.core.rx.last() + cfg.quiet_gap).min(end);
+                if Instant::now() >= quiet_at {
+                    break;
                 }
-                if self.send(Src::Bytes(&probe[from..n + 3])).await.is_err() {
-                    bump!(self.core.stats, write_errors);
-                    return Fenced::WriteFailed;
-                }
-                from = n;
-                let until = if wake {
-                    deadline.min(Instant::now() + cfg.wake_probe)
-                } else {
-                    deadline
-                };
-                loop {
-                    match ch.fence_answers() {
-                        // A restart cleared the fence: nothing is owed any more.
-                        None => return Fenced::Clear,
-                        Some(0) => {}
-                        Some(_) => {
-                            quiet_until = Some(Instant::now() + timeout);
-                            break;
-                        }
+                Timer::at(quiet_at).await;
+            } else {
+                if probe_due {
+                    if wake {
+                        debug!("waking the module");
+                        self.pin.pulse();
+                    } else {
+                        debug!("fence: re-synchronising with the modem");
                     }
-                    if ch.take_esc() && self.escape_late_prompt().await.is_err() {
+                    if self.send(Src::Bytes(&probe[from..n + 3])).await.is_err() {
+                        bump!(self.core.stats, write_errors);
                         return Fenced::WriteFailed;
                     }
-                    if !ch.wait_wake(until).await {
-                        if Instant::now() >= deadline {
-                            return Fenced::Silent;
-                        }
-                        bump!(self.core.stats, wake_probes_lost);
-                        break;
+                    from = n;
+                    until = if wake {
+                        deadline.min(Instant::now() + cfg.wake_probe)
+                    } else {
+                        deadline
+                    };
+                    probe_due = false;
+                }
+                match ch.fence_answers() {
+                    // A restart cleared the fence: nothing is owed any more.
+                    None => return Fenced::Clear,
+                    Some(0) => {}
+                    Some(_) => {
+                        quiet_until = Some(Instant::now() + timeout);
+                        continue;
                     }
                 }
-                continue;
-            };
-            let until = (self.core.rx.last() + cfg.quiet_gap).min(end);
-            if Instant::now() >= until {
-                break;
             }
-            Timer::at(until).await;
+            // A late prompt meanwhile gets its ESC (after the quiet phase's
+            // timer, before the probe phase's wait).
             if ch.take_esc() && self.escape_late_prompt().await.is_err() {
                 return Fenced::WriteFailed;
+            }
+            if quiet_until.is_none() && !ch.wait_wake(until).await {
+                if Instant::now() >= deadline {
+                    return Fenced::Silent;
+                }
+                bump!(self.core.stats, wake_probes_lost);
+                probe_due = true;
             }
         }
         ch.end_fence();
