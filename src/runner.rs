@@ -289,33 +289,51 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
             ch.fail_mid_line(self.core.rx.position());
             return Outcome::Write;
         }
-        let deadline = Instant::now() + job.timeout;
-        let answer = ch.wait_answer(deadline).await;
-        match answer {
-            Some(Answer::Rebooted) => {}
-            Some(_) => power.took_line(sent_at),
-            None => power.lost_line(),
-        }
-        match answer {
-            None => {
-                ch.fail(self.core.rx.position());
-                Outcome::Timeout(if job.data_mode {
-                    Stage::Prompt
-                } else {
-                    Stage::Response
-                })
+        // The line's answer; after a prompt, how the payload ended and then
+        // the answer to its Ctrl+Z (or ESC).
+        let mut sent = None;
+        loop {
+            let answer = ch.wait_answer(Instant::now() + job.timeout).await;
+            if sent.is_none() {
+                match answer {
+                    Some(Answer::Rebooted) => {}
+                    Some(_) => power.took_line(sent_at),
+                    None => power.lost_line(),
+                }
             }
-            Some(Answer::Rebooted) => Outcome::Rebooted,
-            Some(Answer::Final(Ok(()))) => Outcome::Ok,
-            Some(Answer::Final(Err(e))) => Outcome::Modem(e),
-            Some(Answer::Prompt) => self.data_mode(job.timeout).await,
+            return match (sent, answer) {
+                (_, Some(Answer::Rebooted)) => Outcome::Rebooted,
+                (None, Some(Answer::Prompt)) => match self.data_mode(job.timeout).await {
+                    Ok(end) => {
+                        sent = Some(end);
+                        continue;
+                    }
+                    Err(outcome) => outcome,
+                },
+                (None | Some(PayloadEnd::Sent), Some(Answer::Final(Ok(())))) => Outcome::Ok,
+                (None | Some(PayloadEnd::Sent), Some(Answer::Final(Err(e)))) => Outcome::Modem(e),
+                // The ESC's answer: the publish did not go.
+                (Some(PayloadEnd::Abandoned | PayloadEnd::Failed), Some(_)) => {
+                    Outcome::Timeout(Stage::Response)
+                }
+                // No answer; or after the payload, Ctrl+Z (or ESC) may not
+                // have arrived: the modem may still be in data mode.
+                (_, Some(Answer::Prompt) | None) => {
+                    ch.fail(self.core.rx.position());
+                    Outcome::Timeout(if sent.is_none() && job.data_mode {
+                        Stage::Prompt
+                    } else {
+                        Stage::Response
+                    })
+                }
+            };
         }
     }
 
     /// After the prompt: payload chunks from the handle, then Ctrl+Z; or ESC
-    /// if the handle went away (or stopped giving chunks), and waits for the
-    /// modem's answer.
-    async fn data_mode(&mut self, timeout: embassy_time::Duration) -> Outcome {
+    /// if the handle went away (or stopped giving chunks). `Ok`: what the
+    /// modem's answer is to; `Err`: the outcome, with no answer to wait for.
+    async fn data_mode(&mut self, timeout: embassy_time::Duration) -> Result<PayloadEnd, Outcome> {
         let ch = self.core.channel;
         let mut first = true;
         let end = loop {
@@ -329,7 +347,7 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
             };
             if ch.answer() == Some(Answer::Rebooted) {
                 // The modem left data mode by restarting: send nothing more.
-                return Outcome::Rebooted;
+                return Err(Outcome::Rebooted);
             }
             // The modem may echo the payload: tell the digester what to skip
             // before a byte of it goes out (Ctrl+Z is not echoed).
@@ -348,7 +366,7 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
                     // The restarted modem may hold payload bytes as half a
                     // command line: end it before the next command.
                     ch.fail_mid_line(self.core.rx.position());
-                    return Outcome::Rebooted;
+                    return Err(Outcome::Rebooted);
                 }
                 Err(Stop::Failed) => {
                     bump!(self.core.stats, write_errors);
@@ -374,24 +392,10 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
                     bump!(self.core.stats, write_errors);
                 }
                 ch.fail(self.core.rx.position());
-                return Outcome::Write;
+                return Err(Outcome::Write);
             }
         }
-        match (end, ch.wait_answer(Instant::now() + timeout).await) {
-            (_, Some(Answer::Rebooted)) => Outcome::Rebooted,
-            (PayloadEnd::Sent, Some(Answer::Final(Ok(())))) => Outcome::Ok,
-            (PayloadEnd::Sent, Some(Answer::Final(Err(e)))) => Outcome::Modem(e),
-            // The ESC's answer: the publish did not go.
-            (PayloadEnd::Abandoned | PayloadEnd::Failed, Some(_)) => {
-                Outcome::Timeout(Stage::Response)
-            }
-            // Ctrl+Z (or ESC) may not have arrived: the modem may still be
-            // in data mode.
-            (_, Some(Answer::Prompt) | None) => {
-                ch.fail(self.core.rx.position());
-                Outcome::Timeout(Stage::Response)
-            }
-        }
+        Ok(end)
     }
 
     /// Re-synchronises after a failure, or wakes a module that may be
