@@ -201,6 +201,10 @@ enum Stop {
 enum Src<'s> {
     /// Bytes of the runner's own (ESC, a fence's probe).
     Bytes(&'s [u8]),
+    /// ESC answering a late prompt: a failure is counted (the modem then
+    /// still waits in data mode, and the next fence starts with ESC), a
+    /// success tells the channel.
+    LateEsc,
     /// The command line (the line buffer's first `len` bytes): arms the
     /// command just before the chunk that ends the line, and tells the owner
     /// where its line went out.
@@ -252,7 +256,7 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
                 // mode. Cancel at once (its OK is a late answer); if the
                 // UART fails, the fence sends ESC before its probe.
                 Err(()) => {
-                    let _ = self.escape_late_prompt().await;
+                    let _ = self.send(Src::LateEsc).await;
                 }
             }
         }
@@ -487,7 +491,7 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
             }
             // A late prompt meanwhile gets its ESC (after the quiet phase's
             // timer, before the probe phase's wait).
-            if ch.take_esc() && self.escape_late_prompt().await.is_err() {
+            if ch.take_esc() && self.send(Src::LateEsc).await.is_err() {
                 return Fenced::WriteFailed;
             }
             if quiet_until.is_none() && !ch.wait_wake(until).await {
@@ -508,17 +512,6 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
         Fenced::Clear
     }
 
-    /// Answers a late prompt with ESC. If the UART fails, the modem still
-    /// waits in data mode (the next fence starts with ESC).
-    async fn escape_late_prompt(&mut self) -> Result<(), ()> {
-        if self.send(Src::Bytes(&[ESC])).await.is_err() {
-            bump!(self.core.stats, write_errors);
-            return Err(());
-        }
-        self.core.channel.escaped();
-        Ok(())
-    }
-
     /// Writes `src` and flushes, within `Config::tx_timeout`, at most
     /// [`CHUNK`] bytes from the line buffer per UART write.
     async fn send(&mut self, src: Src<'_>) -> Result<(), Stop> {
@@ -526,6 +519,7 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
         let writer = &mut self.writer;
         let len = match src {
             Src::Bytes(b) => b.len(),
+            Src::LateEsc => 1,
             Src::Line(len, _) | Src::Payload(len, _) => len,
         };
         let work = async {
@@ -534,6 +528,7 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
                 let mut chunk = [0u8; CHUNK];
                 let piece = match src {
                     Src::Bytes(b) => b,
+                    Src::LateEsc => &[ESC],
                     Src::Line(..) | Src::Payload(..) => {
                         if matches!(src, Src::Payload(..))
                             && core.channel.answer() == Some(Answer::Rebooted)
@@ -555,7 +550,7 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
                             core.clients.line_sent(owner, pos);
                         }
                         Src::Payload(_, true) => core.channel.arm(core.rx.position()),
-                        Src::Payload(_, false) | Src::Bytes(_) => {}
+                        Src::Payload(_, false) | Src::Bytes(_) | Src::LateEsc => {}
                     }
                 }
                 writer.write_all(piece).await.map_err(|_| Stop::Failed)?;
@@ -563,8 +558,15 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
             }
             writer.flush().await.map_err(|_| Stop::Failed)
         };
-        with_timeout(core.config.tx_timeout, work)
+        let result = with_timeout(core.config.tx_timeout, work)
             .await
-            .map_err(|_| Stop::Failed)?
+            .unwrap_or(Err(Stop::Failed));
+        if let Src::LateEsc = src {
+            match result {
+                Ok(()) => core.channel.escaped(),
+                Err(_) => bump!(core.stats, write_errors),
+            }
+        }
+        result
     }
 }
