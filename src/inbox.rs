@@ -32,6 +32,12 @@ use crate::stats::{bump, StatsCell};
 use crate::sync::{LockedBy, Part, RawMutex};
 use crate::types::ClientId;
 
+/// Client 0, where a `ClientId` is needed and no other can be.
+const CLIENT_0: ClientId = match ClientId::new(0) {
+    Ok(c) => c,
+    Err(_) => panic!(),
+};
+
 /// Notice places kept for link and reboot events.
 pub(crate) const RESERVE: usize = 8;
 /// Bytes of a record's header: length (2), readers (1), client (1), msgID
@@ -50,8 +56,8 @@ pub(crate) enum Notice {
         at: u16,
     },
     LinkClosed {
-        client: u8,
-        reason: u8,
+        client: ClientId,
+        reason: LinkClosedReason,
     },
     Rebooted,
 }
@@ -279,10 +285,7 @@ impl<'a, M: RawMutex> Inbox<'a, M> {
 
     /// `+QMTSTAT`: tells every subscription.
     pub(crate) fn push_link_closed(&self, client: ClientId, reason: LinkClosedReason) {
-        self.push_control(Notice::LinkClosed {
-            client: client.get(),
-            reason: reason.code(),
-        });
+        self.push_control(Notice::LinkClosed { client, reason });
     }
 
     /// The modem restarted: tells every subscription.
@@ -335,10 +338,7 @@ impl<M: RawMutex> Sub<'_, M> {
     #[inline]
     fn event<'b>(&mut self, n: Notice, buf: &'b mut [u8]) -> Event<'b> {
         match n {
-            Notice::LinkClosed { client, reason } => Event::LinkClosed {
-                client: ClientId::new(client).unwrap_or_else(|_| unreachable!()),
-                reason: LinkClosedReason::from_code(reason),
-            },
+            Notice::LinkClosed { client, reason } => Event::LinkClosed { client, reason },
             Notice::Rebooted => Event::ModemRebooted,
             Notice::Message { at } => {
                 let at = usize::from(at);
@@ -349,7 +349,8 @@ impl<M: RawMutex> Sub<'_, M> {
                 };
                 let (topic, payload) = buf[..body].split_at(topic_len);
                 Event::Message(Message {
-                    client: ClientId::new(client).unwrap_or_else(|_| unreachable!()),
+                    // Stored from a `ClientId`: never the fallback.
+                    client: ClientId::new(client).unwrap_or(CLIENT_0),
                     msg_id,
                     // Checked as UTF-8 before it was stored.
                     topic: core::str::from_utf8(topic).unwrap_or_default(),

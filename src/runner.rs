@@ -61,12 +61,8 @@ pub struct Runner<
     M: RawMutex = CriticalSectionRawMutex,
     P: WakePin = NoWakePin,
 > {
-    reader: R,
-    writer: W,
-    ingress: Ing<'a, M>,
-    capacity: usize,
-    core: Core<'a, M>,
-    pin: P,
+    rx: Rx<'a, R, M>,
+    tx: Tx<'a, W, M, P>,
 }
 
 impl<'a, R: Read, W: Write, M: RawMutex> Runner<'a, R, W, M> {
@@ -78,12 +74,17 @@ impl<'a, R: Read, W: Write, M: RawMutex> Runner<'a, R, W, M> {
         core: Core<'a, M>,
     ) -> Self {
         Self {
-            reader,
-            writer,
-            ingress,
-            capacity,
-            core,
-            pin: NoWakePin,
+            rx: Rx {
+                reader,
+                ingress,
+                capacity,
+                core,
+            },
+            tx: Tx {
+                writer,
+                core,
+                pin: NoWakePin,
+            },
         }
     }
 }
@@ -93,33 +94,18 @@ impl<'a, R: Read, W: Write, M: RawMutex, P: WakePin> Runner<'a, R, W, M, P> {
     /// the driver can then wake the module from deep sleep.
     pub fn wake_pin<Q: WakePin>(self, pin: Q) -> Runner<'a, R, W, M, Q> {
         Runner {
-            reader: self.reader,
-            writer: self.writer,
-            ingress: self.ingress,
-            capacity: self.capacity,
-            core: self.core,
-            pin,
+            rx: self.rx,
+            tx: Tx {
+                writer: self.tx.writer,
+                core: self.tx.core,
+                pin,
+            },
         }
     }
 
     /// Runs the driver forever: receive, route, transmit.
-    pub async fn run(self) -> ! {
-        let Runner {
-            reader,
-            writer,
-            ingress,
-            capacity,
-            core,
-            pin,
-        } = self;
-        let mut rx = Rx {
-            reader,
-            ingress,
-            capacity,
-            core,
-        };
-        let mut tx = Tx { writer, core, pin };
-        match select(rx.run(), tx.run()).await {
+    pub async fn run(mut self) -> ! {
+        match select(self.rx.run(), self.tx.run()).await {
             Either::First(never) | Either::Second(never) => never,
         }
     }
