@@ -61,8 +61,12 @@ pub struct Runner<
     M: RawMutex = CriticalSectionRawMutex,
     P: WakePin = NoWakePin,
 > {
-    rx: Rx<'a, R, M>,
-    tx: Tx<'a, W, M, P>,
+    reader: R,
+    writer: W,
+    ingress: Ing<'a, M>,
+    capacity: usize,
+    core: Core<'a, M>,
+    pin: P,
 }
 
 impl<'a, R: Read, W: Write, M: RawMutex> Runner<'a, R, W, M> {
@@ -74,17 +78,12 @@ impl<'a, R: Read, W: Write, M: RawMutex> Runner<'a, R, W, M> {
         core: Core<'a, M>,
     ) -> Self {
         Self {
-            rx: Rx {
-                reader,
-                ingress,
-                capacity,
-                core,
-            },
-            tx: Tx {
-                writer,
-                core,
-                pin: NoWakePin,
-            },
+            reader,
+            writer,
+            ingress,
+            capacity,
+            core,
+            pin: NoWakePin,
         }
     }
 }
@@ -94,18 +93,32 @@ impl<'a, R: Read, W: Write, M: RawMutex, P: WakePin> Runner<'a, R, W, M, P> {
     /// the driver can then wake the module from deep sleep.
     pub fn wake_pin<Q: WakePin>(self, pin: Q) -> Runner<'a, R, W, M, Q> {
         Runner {
-            rx: self.rx,
-            tx: Tx {
-                writer: self.tx.writer,
-                core: self.tx.core,
-                pin,
-            },
+            reader: self.reader,
+            writer: self.writer,
+            ingress: self.ingress,
+            capacity: self.capacity,
+            core: self.core,
+            pin,
         }
     }
 
-    /// Runs the driver forever: receive, route, transmit.
+    /// Runs the driver forever: receive, route, transmit. Both sides work
+    /// on the runner in place (through references: nothing moved or copied
+    /// into their futures).
     pub async fn run(mut self) -> ! {
-        match select(self.rx.run(), self.tx.run()).await {
+        let core = &self.core;
+        let mut rx = Rx {
+            reader: &mut self.reader,
+            ingress: &mut self.ingress,
+            capacity: self.capacity,
+            core,
+        };
+        let mut tx = Tx {
+            writer: &mut self.writer,
+            core,
+            pin: &mut self.pin,
+        };
+        match select(rx.run(), tx.run()).await {
             Either::First(never) | Either::Second(never) => never,
         }
     }
@@ -127,14 +140,14 @@ impl<R: Read, W: Write, M: RawMutex, P: WakePin> defmt::Format for Runner<'_, R,
 /// The receive side: reads, digests, and gives up an incomplete frame when
 /// the modem has been quiet too long. Never spins: a read that fails or
 /// returns nothing is counted and followed by a pause.
-struct Rx<'a, R: Read, M: RawMutex> {
-    reader: R,
-    ingress: Ing<'a, M>,
+struct Rx<'r, 'a, R: Read, M: RawMutex> {
+    reader: &'r mut R,
+    ingress: &'r mut Ing<'a, M>,
     capacity: usize,
-    core: Core<'a, M>,
+    core: &'r Core<'a, M>,
 }
 
-impl<R: Read, M: RawMutex> Rx<'_, R, M> {
+impl<R: Read, M: RawMutex> Rx<'_, '_, R, M> {
     async fn run(&mut self) -> ! {
         let gap = self.core.config.quiet_gap;
         // When the last byte came (the receive clock's, which only this
@@ -224,13 +237,13 @@ enum PayloadEnd {
 }
 
 /// The transmit side.
-struct Tx<'a, W: Write, M: RawMutex, P: WakePin> {
-    writer: W,
-    core: Core<'a, M>,
-    pin: P,
+struct Tx<'r, 'a, W: Write, M: RawMutex, P: WakePin> {
+    writer: &'r mut W,
+    core: &'r Core<'a, M>,
+    pin: &'r mut P,
 }
 
-impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
+impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
     async fn run(&mut self) -> ! {
         loop {
             match self.core.channel.next_job().await {
@@ -502,7 +515,7 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, W, M, P> {
     /// [`CHUNK`] bytes from the line buffer per UART write.
     async fn send(&mut self, src: Src<'_>) -> Result<(), Stop> {
         let core = self.core;
-        let writer = &mut self.writer;
+        let writer = &mut *self.writer;
         let len = match src {
             Src::Bytes(b) => b.len(),
             Src::LateEsc => 1,
