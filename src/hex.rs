@@ -5,9 +5,9 @@ const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
 /// Writes the hex digits of `data` into `out` (two per byte); returns the count.
 /// `out` must hold `2 * data.len()` bytes.
 pub(crate) fn encode_into(data: &[u8], out: &mut [u8]) -> usize {
-    for (i, &b) in data.iter().enumerate() {
-        out[2 * i] = DIGITS[usize::from(b >> 4)];
-        out[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+    for (pair, &b) in out.chunks_exact_mut(2).zip(data) {
+        pair[0] = DIGITS[usize::from(b >> 4)];
+        pair[1] = DIGITS[usize::from(b & 0xf)];
     }
     2 * data.len()
 }
