@@ -339,66 +339,81 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
     async fn data_mode(&mut self, timeout: embassy_time::Duration) -> Result<PayloadEnd, Outcome> {
         let ch = self.core.channel;
         let mut first = true;
-        let end = loop {
-            if !ch.want_data() {
-                break PayloadEnd::Abandoned;
-            }
-            let step = with_timeout(timeout, ch.wait_data()).await;
-            let (len, last) = match step {
-                Ok(DataStep::Chunk { len, last }) => (len, last),
-                Ok(DataStep::Abort) | Err(_) => break PayloadEnd::Abandoned,
+        // `None` while chunks go; then how the payload ended, and one more
+        // pass writes ESC if it did not end with Ctrl+Z (one write for both).
+        let mut end = None;
+        loop {
+            let src = match end {
+                None => {
+                    let step = if ch.want_data() {
+                        with_timeout(timeout, ch.wait_data()).await
+                    } else {
+                        Ok(DataStep::Abort)
+                    };
+                    let Ok(DataStep::Chunk { len, last }) = step else {
+                        end = Some(PayloadEnd::Abandoned);
+                        continue;
+                    };
+                    if ch.answer() == Some(Answer::Rebooted) {
+                        // The modem left data mode by restarting: send
+                        // nothing more.
+                        return Err(Outcome::Rebooted);
+                    }
+                    // The modem may echo the payload: tell the digester what
+                    // to skip before a byte of it goes out (Ctrl+Z is not
+                    // echoed).
+                    let echoed = if last { len - 1 } else { len };
+                    let mut probe = [0u8; 8];
+                    let n = if first {
+                        ch.copy_out(0, echoed, &mut probe).unwrap_or(0)
+                    } else {
+                        0
+                    };
+                    ch.echo_announce(&probe[..n], echoed);
+                    first = false;
+                    Src::Payload(len, last)
+                }
+                Some(PayloadEnd::Sent) => return Ok(PayloadEnd::Sent),
+                // Cancel data mode with ESC; after a failed chunk whatever
+                // reached the modem, and without waiting for an answer.
+                Some(e) => {
+                    if e == PayloadEnd::Abandoned {
+                        debug!("data-mode publish abandoned: ESC");
+                        ch.arm_escape(self.core.rx.position());
+                    }
+                    Src::Bytes(&[ESC])
+                }
             };
-            if ch.answer() == Some(Answer::Rebooted) {
-                // The modem left data mode by restarting: send nothing more.
-                return Err(Outcome::Rebooted);
-            }
-            // The modem may echo the payload: tell the digester what to skip
-            // before a byte of it goes out (Ctrl+Z is not echoed).
-            let echoed = if last { len - 1 } else { len };
-            let mut probe = [0u8; 8];
-            let n = if first {
-                ch.copy_out(0, echoed, &mut probe).unwrap_or(0)
-            } else {
-                0
-            };
-            ch.echo_announce(&probe[..n], echoed);
-            first = false;
-            match self.send(Src::Payload(len, last)).await {
-                Ok(()) => {}
-                Err(Stop::Rebooted) => {
+            let result = self.send(src).await;
+            match (end, result) {
+                (None, Ok(())) => {
+                    if let Src::Payload(_, true) = src {
+                        end = Some(PayloadEnd::Sent);
+                    }
+                }
+                (None, Err(Stop::Rebooted)) => {
                     // The restarted modem may hold payload bytes as half a
                     // command line: end it before the next command.
                     ch.fail_mid_line(self.core.rx.position());
                     return Err(Outcome::Rebooted);
                 }
-                Err(Stop::Failed) => {
+                (None, Err(Stop::Failed)) => {
                     bump!(self.core.stats, write_errors);
-                    break PayloadEnd::Failed;
+                    end = Some(PayloadEnd::Failed);
                 }
-            }
-            if last {
-                break PayloadEnd::Sent;
-            }
-        };
-        if end != PayloadEnd::Sent {
-            // Cancel data mode with ESC; after a failed chunk whatever
-            // reached the modem, and without waiting for an answer.
-            if end == PayloadEnd::Abandoned {
-                debug!("data-mode publish abandoned: ESC");
-                ch.arm_escape(self.core.rx.position());
-            }
-            let written = self.send(Src::Bytes(&[ESC])).await.is_ok();
-            if end == PayloadEnd::Failed || !written {
-                if written {
-                    // Counted when the chunk failed.
-                } else if end == PayloadEnd::Abandoned {
-                    bump!(self.core.stats, write_errors);
+                (Some(e), written) => {
+                    if e == PayloadEnd::Abandoned && written.is_ok() {
+                        return Ok(e);
+                    }
+                    // Counted when the chunk failed, or now.
+                    if e == PayloadEnd::Abandoned {
+                        bump!(self.core.stats, write_errors);
+                    }
+                    ch.fail(self.core.rx.position());
+                    return Err(Outcome::Write);
                 }
-                ch.fail(self.core.rx.position());
-                return Err(Outcome::Write);
             }
         }
-        Ok(end)
     }
 
     /// Re-synchronises after a failure, or wakes a module that may be
