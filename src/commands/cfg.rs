@@ -461,7 +461,7 @@ pub struct ConfigureVersion {
 
 ok_command!(ConfigureVersion, |self, l| {
     head(l, b"version", self.client);
-    l.comma().num(self.version as i64);
+    l.comma().num(self.version as u32);
 });
 
 /// A client's MQTT version, if the modem reports one.
@@ -501,9 +501,9 @@ pub struct ConfigureDataFormat {
 ok_command!(ConfigureDataFormat, |self, l| {
     head(l, b"dataformat", self.client);
     l.comma()
-        .num(self.send as i64)
+        .num(self.send as u32)
         .comma()
-        .num(self.recv as i64);
+        .num(self.recv as u32);
 });
 
 /// A client's payload formats.

@@ -79,6 +79,9 @@ impl<'b> Line<'b> {
         }
     }
 
+    // Not inlined: called from every command's `write`, a call is smaller
+    // than its bounds check and copy.
+    #[inline(never)]
     pub(crate) fn raw(&mut self, s: &[u8]) -> &mut Self {
         let end = self.pos + s.len();
         if end > self.buf.len() {
@@ -90,11 +93,12 @@ impl<'b> Line<'b> {
         self
     }
 
-    pub(crate) fn num(&mut self, n: i64) -> &mut Self {
-        let mut tmp = [0u8; 20];
+    /// A number's decimal digits (every number on a command line is
+    /// unsigned and fits 32 bits).
+    pub(crate) fn num(&mut self, n: u32) -> &mut Self {
+        let mut tmp = [0u8; 10];
         let mut i = tmp.len();
-        let neg = n < 0;
-        let mut v = n.unsigned_abs();
+        let mut v = n;
         loop {
             i -= 1;
             tmp[i] = b'0' + (v % 10) as u8;
@@ -102,10 +106,6 @@ impl<'b> Line<'b> {
             if v == 0 {
                 break;
             }
-        }
-        if neg {
-            i -= 1;
-            tmp[i] = b'-';
         }
         self.raw(&tmp[i..])
     }
