@@ -775,13 +775,14 @@ impl AtatCmd for PublishLine<'_> {
             return 0;
         };
         // Checked before the slot was taken: these cannot fail.
-        if self.inline {
-            let (start, len) = self.source.lens();
-            let mut read = |off: usize, out: &mut [u8]| self.source.read(start + off, out);
-            PublishInline::write_from((c, id, q, r), topic, (len, self.hex), &mut read, buf)
-        } else {
-            PublishDataMode::new(c, id, q, r, topic).map_or(0, |cmd| cmd.write(buf))
-        }
+        let (start, len) = self.source.lens();
+        let mut read = |off: usize, out: &mut [u8]| self.source.read(start + off, out);
+        let payload = self.inline.then_some(InlinePayload {
+            len,
+            hex: self.hex,
+            read: &mut read,
+        });
+        write_publish((c, id, q, r), topic, payload, buf)
     }
     fn parse(&self, resp: Result<&[u8], atat::InternalError>) -> Result<NoResponse, atat::Error> {
         resp.map_err(atat::Error::from)?;

@@ -409,19 +409,6 @@ fn check_pub_head(msg_id: u16, qos: QoS, topic: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn pub_head(l: &mut Line<'_>, client: ClientId, msg_id: u16, qos: QoS, retain: bool, topic: &str) {
-    l.raw(b"AT+QMTPUB=")
-        .num(client.get().into())
-        .comma()
-        .num(msg_id.into());
-    l.comma()
-        .num(qos.get().into())
-        .comma()
-        .num(retain.into())
-        .comma();
-    l.quoted(topic.as_bytes());
-}
-
 /// `AT+QMTPUB=<id>,<msgID>,<qos>,<retain>,"<topic>","<msg>"`: publish with the
 /// payload on the command line (reference: AT+QMTPUB, inline write). At most
 /// 700 bytes on the line (hex digits in hex data format), none of them `"`, CR,
@@ -475,26 +462,45 @@ impl<'a> PublishInline<'a> {
     }
 }
 
-impl PublishInline<'_> {
-    /// The line of a publish whose payload (`len` bytes) is read by `read`
-    /// a few bytes at a time (`read(off, out)` copies from the payload's
-    /// byte `off`, returns how many): a message waiting in a supervisor's
-    /// outbox, which stays there. Checked as [`new`](Self::new) checks, the
-    /// payload chunk by chunk as it is written: 0 (nothing to send) if a
-    /// check fails.
-    pub(crate) fn write_from(
-        (client, msg_id, qos, retain): (ClientId, u16, QoS, bool),
-        topic: &str,
-        (len, hex): (usize, bool),
-        read: &mut dyn FnMut(usize, &mut [u8]) -> usize,
-        buf: &mut [u8],
-    ) -> usize {
+/// The payload of an inline publish line: `len` bytes read by `read` a few
+/// at a time (`read(off, out)` copies from the payload's byte `off`, returns
+/// how many), sent as hex digits with `hex`.
+pub(crate) struct InlinePayload<'r> {
+    pub len: usize,
+    pub hex: bool,
+    pub read: &'r mut dyn FnMut(usize, &mut [u8]) -> usize,
+}
+
+/// Writes an `AT+QMTPUB` line: the head, then with `payload` the payload
+/// inline (a message waiting in a supervisor's outbox is read where it
+/// stays). Checked as the constructors check, the payload chunk by chunk as
+/// it is written: 0 (nothing to send) if a check fails. The one writer of
+/// [`PublishInline`], [`PublishDataMode`] and the driver's publish line.
+pub(crate) fn write_publish(
+    (client, msg_id, qos, retain): (ClientId, u16, QoS, bool),
+    topic: &str,
+    payload: Option<InlinePayload<'_>>,
+    buf: &mut [u8],
+) -> usize {
+    if check_pub_head(msg_id, qos, topic).is_err() {
+        return 0;
+    }
+    let mut l = Line::new(buf);
+    l.raw(b"AT+QMTPUB=")
+        .num(client.get().into())
+        .comma()
+        .num(msg_id.into());
+    l.comma()
+        .num(qos.get().into())
+        .comma()
+        .num(retain.into())
+        .comma();
+    l.quoted(topic.as_bytes());
+    if let Some(InlinePayload { len, hex, read }) = payload {
         let wire = if hex { 2 * len } else { len };
-        if check_pub_head(msg_id, qos, topic).is_err() || wire > limits::INLINE_PAYLOAD {
+        if wire > limits::INLINE_PAYLOAD {
             return 0;
         }
-        let mut l = Line::new(buf);
-        pub_head(&mut l, client, msg_id, qos, retain, topic);
         l.raw(b",\"");
         let mut tmp = [0u8; 32];
         let mut hexed = [0u8; 64];
@@ -517,8 +523,8 @@ impl PublishInline<'_> {
             off += n;
         }
         l.raw(b"\"");
-        l.finish()
     }
+    l.finish()
 }
 
 impl AtatCmd for PublishInline<'_> {
@@ -532,7 +538,12 @@ impl AtatCmd for PublishInline<'_> {
             n
         };
         let head = (self.client, self.msg_id, self.qos, self.retain);
-        Self::write_from(head, self.topic, (payload.len(), self.hex), &mut read, buf)
+        let payload = InlinePayload {
+            len: payload.len(),
+            hex: self.hex,
+            read: &mut read,
+        };
+        write_publish(head, self.topic, Some(payload), buf)
     }
     fn parse(&self, resp: Result<&[u8], InternalError>) -> Result<super::NoResponse, atat::Error> {
         resp.map_err(super::parse_error)?;
@@ -575,16 +586,18 @@ impl<'a> PublishDataMode<'a> {
     }
 }
 
-ok_command!(PublishDataMode<'a>, |self, l| {
-    pub_head(
-        l,
-        self.client,
-        self.msg_id,
-        self.qos,
-        self.retain,
-        self.topic,
-    );
-});
+impl AtatCmd for PublishDataMode<'_> {
+    type Response = super::NoResponse;
+    const MAX_TIMEOUT_MS: u32 = 300;
+    fn write(&self, buf: &mut [u8]) -> usize {
+        let head = (self.client, self.msg_id, self.qos, self.retain);
+        write_publish(head, self.topic, None, buf)
+    }
+    fn parse(&self, resp: Result<&[u8], InternalError>) -> Result<super::NoResponse, atat::Error> {
+        resp.map_err(super::parse_error)?;
+        Ok(super::NoResponse)
+    }
+}
 
 test_command!(
     /// `AT+QMTPUB=?`: `+QMTPUB: (0-5),<msgID>,<qos>,<retain>,"<topic>","<msg>"`
