@@ -166,8 +166,16 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             Setting::Version(version) => SettingLine::Version(ConfigureVersion { client, version }),
             Setting::Will(will) => SettingLine::Will(ConfigureWill { client, will }),
             Setting::DataFormat(send, recv) => {
-                SettingLine::DataFormat(ConfigureDataFormat { client, send, recv })
+                SettingLine::DataFormat(ConfigureDataFormat { client, send, recv }, true)
             }
+            Setting::HexReception(send) => SettingLine::DataFormat(
+                ConfigureDataFormat {
+                    client,
+                    send,
+                    recv: DataFormat::Hex,
+                },
+                false,
+            ),
         };
         self.cfg_ok(&|b| line.write(b)).await?;
         match line {
@@ -175,10 +183,10 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
                 let (_, p, r) = cmd.values();
                 self.core.clients.set_timeouts(client, p, r);
             }
-            SettingLine::DataFormat(cmd) => self
+            SettingLine::DataFormat(cmd, by_app) => self
                 .core
                 .clients
-                .set_formats(client, cmd.send, cmd.recv, true),
+                .set_formats(client, cmd.send, cmd.recv, by_app),
             _ => {}
         }
         Ok(())
@@ -339,27 +347,18 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// Receives in hex unless the application chose text (see
     /// [`Config::receive_text`](crate::Config::receive_text)): a payload can
-    /// then never be read as a modem line.
-    async fn secure_reception(&self) -> Result<(), Error> {
+    /// then never be read as a modem line. The setting to make first, if any
+    /// (its send format as the driver knows it).
+    fn reception_to_secure(&self) -> Option<Setting<'static>> {
         let s = self.core.clients.settings(self.id);
         if self.core.config.receive_text || s.text_chosen || s.recv == RecvFormat::Hex {
-            return Ok(());
+            return None;
         }
-        let send = if s.send_hex {
+        Some(Setting::HexReception(if s.send_hex {
             DataFormat::Hex
         } else {
             DataFormat::Text
-        };
-        let cmd = ConfigureDataFormat {
-            client: self.id,
-            send,
-            recv: DataFormat::Hex,
-        };
-        self.cfg_ok(&|b| cmd.write(b)).await?;
-        self.core
-            .clients
-            .set_formats(self.id, send, DataFormat::Hex, false);
-        Ok(())
+        }))
     }
 
     /// Opens the TCP link to the broker: `AT+QMTOPEN=<id>,"<host>",<port>`, then
@@ -371,7 +370,9 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// once after start-up or a modem restart.
     pub async fn open(&self, host: &str, port: u16) -> Result<(), Error> {
         let cmd = OpenNetwork::new(self.id, host, port)?;
-        self.secure_reception().await?;
+        if let Some(setting) = self.reception_to_secure() {
+            self.configure(setting).await?;
+        }
         match self
             .op(
                 &|b| cmd.write(b),
@@ -681,6 +682,9 @@ pub(crate) enum Setting<'w> {
     Will(Option<Will<'w>>),
     /// `"dataformat"`: send, receive.
     DataFormat(DataFormat, DataFormat),
+    /// `"dataformat"` with hex reception, the driver's own choice (not the
+    /// application's): this send format.
+    HexReception(DataFormat),
 }
 
 /// A [`Setting`]'s command, checked.
@@ -690,7 +694,8 @@ enum SettingLine<'w> {
     Timeout(ConfigureTimeout),
     Version(ConfigureVersion),
     Will(ConfigureWill<'w>),
-    DataFormat(ConfigureDataFormat),
+    /// The command, and whether the application chose the formats.
+    DataFormat(ConfigureDataFormat, bool),
 }
 
 impl SettingLine<'_> {
@@ -701,7 +706,7 @@ impl SettingLine<'_> {
             SettingLine::Timeout(c) => c.write(b),
             SettingLine::Version(c) => c.write(b),
             SettingLine::Will(c) => c.write(b),
-            SettingLine::DataFormat(c) => c.write(b),
+            SettingLine::DataFormat(c, _) => c.write(b),
         }
     }
 }
