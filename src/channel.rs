@@ -79,6 +79,8 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
+    // Not inlined: one copy for the exchange and the data mode.
+    #[inline(never)]
     pub(crate) fn into_error(self) -> Error {
         match self {
             Outcome::Ok | Outcome::Overflow => Error::UnexpectedResponse,
@@ -248,7 +250,7 @@ pub(crate) enum Answer {
 pub(crate) struct ChannelState<M: RawMutex> {
     chan: BlockingMutex<M, RefCell<Chan>>,
     /// `chan`'s mode is `Payload` (the modem's echo of a payload may come),
-    /// stored under its lock at the end of every `Channel::with`, read
+    /// stored under its lock at the end of every `Channel::with_mode`, read
     /// without it by the digester at every read (a load).
     payload: AtomicBool,
     /// Held by a handle for one command (until OK/ERROR), never longer.
@@ -478,7 +480,16 @@ struct Guard<'c, 'a, M: RawMutex> {
 
 impl<M: RawMutex> Drop for Guard<'_, '_, M> {
     fn drop(&mut self) {
-        let wake = self.ch.with(|c| match c.phase {
+        self.ch.release();
+    }
+}
+
+impl<M: RawMutex> Channel<'_, M> {
+    /// The handle's side of the command is over ([`Guard`]'s drop: one copy
+    /// for every way an exchange or a data-mode publish ends).
+    #[inline(never)]
+    fn release(&self) {
+        let wake = self.with(|c| match c.phase {
             Phase::Idle => false,
             // Never taken: withdrawn, nothing was sent.
             Phase::Queued { .. } | Phase::Done(_) => {
@@ -497,7 +508,7 @@ impl<M: RawMutex> Drop for Guard<'_, '_, M> {
             }
         });
         if wake {
-            self.ch.st.to_runner.signal();
+            self.st.to_runner.signal();
         }
     }
 }
@@ -510,10 +521,17 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         }
     }
 
+    /// Runs `f` on the channel's state, under its lock. `f` must not change
+    /// the mode: that goes through [`with_mode`](Self::with_mode).
     fn with<R>(&self, f: impl FnOnce(&mut Chan) -> R) -> R {
-        self.st.chan.lock(|c| {
-            let mut c = c.borrow_mut();
-            let r = f(&mut c);
+        self.st.chan.lock(|c| f(&mut c.borrow_mut()))
+    }
+
+    /// [`with`](Self::with) for an `f` that may change the mode: the mode is
+    /// mirrored in `payload` before the lock is given back.
+    fn with_mode<R>(&self, f: impl FnOnce(&mut Chan) -> R) -> R {
+        self.with(|c| {
+            let r = f(c);
             self.st
                 .payload
                 .store(c.mode == Mode::Payload, Ordering::Relaxed);
@@ -770,7 +788,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// returns what the modem may hold (half line, data mode), and counts
     /// the final answers from now on.
     pub(crate) fn begin_fence(&self, rx_pos: u32) -> (bool, bool) {
-        self.with(|c| {
+        self.with_mode(|c| {
             c.mode = Mode::Fence;
             c.fence_answers = 0;
             c.fence.since = rx_pos;
@@ -786,7 +804,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
 
     /// The fence is done: the next line may go.
     pub(crate) fn end_fence(&self) {
-        self.with(|c| {
+        self.with_mode(|c| {
             c.fence = Fence::default();
             if c.mode == Mode::Fence {
                 c.mode = Mode::Idle;
@@ -802,7 +820,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         let (prefix, len, read_form) = self
             .with_line(|b| command_prefix(&b[..line_len]))
             .unwrap_or(([0; PREFIX], 0, false));
-        self.with(|c| {
+        self.with_mode(|c| {
             c.prefix = prefix;
             c.prefix_len = len;
             c.read_form = read_form;
@@ -923,7 +941,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
 
     /// Marks the payload ended with ESC: the modem's OK to it may count.
     pub(crate) fn arm_escape(&self, rx_pos: u32) {
-        self.with(|c| {
+        self.with_mode(|c| {
             c.mode = Mode::Payload;
             c.answer = None;
             c.armed_at = Some(rx_pos);
@@ -946,7 +964,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     }
 
     fn fence_after_failure(&self, half_line: bool, rx_pos: u32) {
-        self.with(|c| {
+        self.with_mode(|c| {
             c.fence.active = true;
             c.fence.half_line |= half_line;
             c.fence.late_prompt |= c.mode == Mode::Prompt;
@@ -960,7 +978,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// The command is over: the handle reads `outcome` (or, if it is gone,
     /// the channel is free at once).
     pub(crate) fn finish(&self, outcome: Outcome) {
-        self.with(|c| {
+        self.with_mode(|c| {
             c.owner = Owner::Nobody;
             c.sent_at = None;
             if c.mode != Mode::Fence {
@@ -1007,7 +1025,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// command's answer; `Late`: an answer the fence discards; `Stray`:
     /// nobody's.
     pub(crate) fn on_final(&self, result: Result<(), ModemError>, pos: u32) -> Verdict {
-        let v = self.with(|c| {
+        let v = self.with_mode(|c| {
             match c.mode {
                 Mode::Command | Mode::Prompt | Mode::Payload if eligible(c.armed_at, pos) => {
                     // The modem took the publish: its result may come now.
@@ -1037,7 +1055,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
 
     /// A `>` at the start of a line, at stream position `pos`.
     pub(crate) fn on_prompt(&self, pos: u32) -> PromptVerdict {
-        let v = self.with(|c| {
+        let v = self.with_mode(|c| {
             if c.mode == Mode::Prompt && eligible(c.armed_at, pos) {
                 c.answer = Some(Answer::Prompt);
                 c.mode = Mode::Payload;
@@ -1127,7 +1145,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// the fence, and nothing they were owed will come. A line that went out
     /// after it reached the restarted modem, which answers it.
     pub(crate) fn on_reboot(&self, pos: u32) {
-        self.with(|c| {
+        self.with_mode(|c| {
             if c.fence.active && at_or_after(pos, c.fence.since) {
                 c.fence = Fence::default();
                 c.esc_wanted = false;
