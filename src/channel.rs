@@ -2,7 +2,7 @@
 //! runner and the digester. This file is the one owner of that handshake:
 //! its state is private, and each side has named methods.
 //!
-//! - Handle side: [`Channel::command`] and [`Channel::data_mode`] (submit a
+//! - Handle side: [`Channel::command`] and [`Channel::send_line`] (submit a
 //!   line, hand payload chunks after the prompt, read the outcome and the
 //!   information lines). The AT lock is held until the final answer, never
 //!   longer; a dropped future withdraws a line not yet taken, or leaves the
@@ -640,82 +640,53 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// out even if the modem does not answer the fence before it (its answer
     /// is then discarded as late: the outcome is a timeout). For `AT+QRST=1`
     /// to a modem that may still read commands while it answers none.
-    pub(crate) async fn exchange_as(
+    pub(crate) fn exchange_as<'s>(
+        &'s self,
+        write: &'s dyn Fn(&mut [u8]) -> usize,
+        timeout: Duration,
+        owner: Owner,
+        force: bool,
+    ) -> impl Future<Output = Result<Answered<'s, 'a, M>, Error>> + 's {
+        self.send_line(write, timeout, owner, force, None)
+    }
+
+    /// The one state machine of every command line: sends the line `write`
+    /// puts in the buffer and, with `payload` (a data-mode publish), the
+    /// payload after the `>` prompt; waits for the final answer. On `OK`,
+    /// the channel stays held (with the information lines) until the
+    /// [`Answered`] is dropped.
+    pub(crate) async fn send_line(
         &self,
         write: &dyn Fn(&mut [u8]) -> usize,
         timeout: Duration,
         owner: Owner,
         force: bool,
+        payload: Option<Payload<'_>>,
     ) -> Result<Answered<'_, 'a, M>, Error> {
         let at = self.st.lock.lock().await;
         let guard = Guard { ch: self };
         self.wait_phase(|p| *p == Phase::Idle).await;
-        self.submit(write, timeout, false, owner, force)?;
-        let Phase::Done(outcome) = self.wait_phase(|p| matches!(p, Phase::Done(_))).await else {
-            return Err(Error::UnexpectedResponse);
-        };
-        match outcome {
-            Outcome::Ok => Ok(Answered {
-                ch: self,
-                _guard: guard,
-                _at: at,
-            }),
-            other => Err(other.into_error()),
-        }
-    }
-
-    /// Sends a data-mode publish line (`write` puts it in the buffer), then
-    /// the payload after the `>` prompt, in chunks through the line buffer
-    /// (hex-encoded if asked), then Ctrl+Z.
-    pub(crate) async fn data_mode(
-        &self,
-        write: &dyn Fn(&mut [u8]) -> usize,
-        timeout: Duration,
-        payload: Payload<'_>,
-        slot: Option<u8>,
-    ) -> Result<(), Error> {
-        let _at = self.st.lock.lock().await;
-        let _guard = Guard { ch: self };
-        self.wait_phase(|p| *p == Phase::Idle).await;
-        self.submit(write, timeout, true, Owner::publish(slot), false)?;
+        let data_mode = payload.is_some();
+        self.submit(write, timeout, data_mode, owner, force)?;
         let mut off = 0;
         loop {
+            // The prompt comes only for a data-mode line.
             let phase = self
-                .wait_phase(|p| matches!(p, Phase::Done(_) | Phase::WantData))
+                .wait_phase(|p| matches!(p, Phase::Done(_)) || (data_mode && *p == Phase::WantData))
                 .await;
             match phase {
-                Phase::Done(Outcome::Ok) => return Ok(()),
+                Phase::Done(Outcome::Ok) => {
+                    return Ok(Answered {
+                        ch: self,
+                        _guard: guard,
+                        _at: at,
+                    })
+                }
                 Phase::Done(other) => return Err(other.into_error()),
                 _ => {}
             }
-            // Fill the buffer with the next chunk, read from the source a
-            // few bytes at a time.
-            let (start, plen) = payload.source.lens();
-            let filled = self.with_line(|b| {
-                let room = b.len() - 1; // a byte for Ctrl+Z
-                let (mut len, mut taken) = (0, 0);
-                let src = payload.source;
-                let from = start + off;
-                let to = start + plen.min(off + if payload.hex { room / 2 } else { room });
-                each_chunk(src, from, to, &mut |c| {
-                    len += if payload.hex {
-                        crate::hex::encode_into(c, &mut b[len..])
-                    } else {
-                        b[len..len + c.len()].copy_from_slice(c);
-                        c.len()
-                    };
-                    taken += c.len();
-                    true
-                });
-                let last = off + taken >= plen;
-                if last {
-                    b[len] = 0x1a;
-                    len += 1;
-                }
-                (len, taken, last)
-            });
             // The buffer held elsewhere: give up (the guard sends ESC).
-            let Some((len, taken, last)) = filled else {
+            let Some((len, taken, last)) = payload.as_ref().and_then(|p| self.fill(p, off)) else {
                 return Err(Error::UnexpectedResponse);
             };
             off += taken;
@@ -725,6 +696,38 @@ impl<'a, M: RawMutex> Channel<'a, M> {
             });
             self.st.to_runner.signal();
         }
+    }
+
+
+    /// Fills the line buffer with the payload's next chunk from `off`, read
+    /// from the source a few bytes at a time: its length, the payload bytes
+    /// it holds, and whether it is the last (ends with Ctrl+Z). `None`: the
+    /// buffer is held elsewhere.
+    fn fill(&self, payload: &Payload<'_>, off: usize) -> Option<(usize, usize, bool)> {
+        let (start, plen) = payload.source.lens();
+        self.with_line(|b| {
+            let room = b.len() - 1; // a byte for Ctrl+Z
+            let (mut len, mut taken) = (0, 0);
+            let src = payload.source;
+            let from = start + off;
+            let to = start + plen.min(off + if payload.hex { room / 2 } else { room });
+            each_chunk(src, from, to, &mut |c| {
+                len += if payload.hex {
+                    crate::hex::encode_into(c, &mut b[len..])
+                } else {
+                    b[len..len + c.len()].copy_from_slice(c);
+                    c.len()
+                };
+                taken += c.len();
+                true
+            });
+            let last = off + taken >= plen;
+            if last {
+                b[len] = 0x1a;
+                len += 1;
+            }
+            (len, taken, last)
+        })
     }
 
     // ------------------------------------------------------------ runner side

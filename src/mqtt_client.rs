@@ -621,26 +621,19 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             source,
         };
         let write = |b: &mut [u8]| line.write(b);
-        let send = async {
-            if inline {
-                self.core
-                    .channel
-                    .exchange(&write, self.cmd_timeout(), slot)
-                    .await
-                    .map(drop)
-            } else {
-                let payload = Payload { source, hex };
-                self.core
-                    .channel
-                    .data_mode(&write, self.cmd_timeout(), payload, slot)
-                    .await
-            }
-        };
+        // One await for both forms: in data mode, the payload follows the
+        // prompt.
+        let payload = (!inline).then_some(Payload { source, hex });
+        let owner = Owner::publish(slot);
+        let send = self
+            .core
+            .channel
+            .send_line(&write, self.cmd_timeout(), owner, false, payload);
         // A link closed (or a restart) before the line went out ends the
         // publish at once; a dropped line future is withdrawn unsent.
         let early = match select(send, ticket.outcome()).await {
             Either::First(r) => {
-                r?;
+                drop(r?);
                 None
             }
             Either::Second(PubOutcome::LinkClosed(r)) => return Err(Error::LinkClosed(r)),
