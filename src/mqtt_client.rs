@@ -147,12 +147,10 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             .map(drop)
     }
 
-    /// Writes a setting, then follows it (the timeouts, the formats): one
-    /// state machine for every setting a supervisor makes at bring-up, and
-    /// for the `set_*` methods.
-    pub(crate) async fn configure(&self, setting: Setting<'_>) -> Result<(), Error> {
+    /// The checked line of a setting.
+    fn setting_line<'w>(&self, setting: Setting<'w>) -> Result<SettingLine<'w>, Error> {
         let client = self.id;
-        let line = match setting {
+        Ok(match setting {
             Setting::KeepAlive(seconds) => {
                 SettingLine::KeepAlive(ConfigureKeepAlive::new(client, seconds)?)
             }
@@ -176,27 +174,41 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
                 },
                 false,
             ),
-        };
-        self.cfg_ok(&|b| line.write(b)).await?;
-        match line {
+        })
+    }
+
+    /// Writes a setting, then follows it (the timeouts, the formats), through
+    /// [`run`](Self::run): the state machine of every setting a supervisor
+    /// makes at bring-up, and of the `set_*` methods. (A plain function: no
+    /// state machine of its own.)
+    pub(crate) fn configure<'s>(
+        &'s self,
+        setting: Setting<'s>,
+    ) -> impl core::future::Future<Output = Result<OpOutcome, Error>> + 's {
+        self.run(self.setting_line(setting).map(ClientLine::Setting))
+    }
+
+    /// What the driver learns from a setting the modem took.
+    fn follow(&self, line: &SettingLine<'_>) {
+        match *line {
             SettingLine::Timeout(cmd) => {
                 let (_, p, r) = cmd.values();
-                self.core.clients.set_timeouts(client, p, r);
+                self.core.clients.set_timeouts(self.id, p, r);
             }
-            SettingLine::DataFormat(cmd, by_app) => self
-                .core
-                .clients
-                .set_formats(client, cmd.send, cmd.recv, by_app),
+            SettingLine::DataFormat(cmd, by_app) => {
+                self.core
+                    .clients
+                    .set_formats(self.id, cmd.send, cmd.recv, by_app)
+            }
             _ => {}
         }
-        Ok(())
     }
 
     // ------------------------------------------------------------ AT+QMTCFG
 
     /// Sets the will (or clears it with `None`): `AT+QMTCFG="will"`.
     pub async fn set_will(&self, will: Option<Will<'_>>) -> Result<(), Error> {
-        self.configure(Setting::Will(will)).await
+        self.configure(Setting::Will(will)).await.map(drop)
     }
 
     /// Reads the will: `AT+QMTCFG="will",<id>`.
@@ -215,6 +227,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     ) -> Result<(), Error> {
         self.configure(Setting::Timeout(pkt_timeout_s, retry_times, notice))
             .await
+            .map(drop)
     }
 
     /// Reads the packet timeout settings: `AT+QMTCFG="timeout",<id>`. The
@@ -229,7 +242,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// Sets the clean-session flag: `AT+QMTCFG="session"`.
     pub async fn set_clean_session(&self, clean: bool) -> Result<(), Error> {
-        self.configure(Setting::Session(clean)).await
+        self.configure(Setting::Session(clean)).await.map(drop)
     }
 
     /// Reads the clean-session flag: `AT+QMTCFG="session",<id>`.
@@ -242,7 +255,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// Sets the keep-alive interval, 0-3600 s: `AT+QMTCFG="keepalive"`.
     pub async fn set_keepalive(&self, seconds: u16) -> Result<(), Error> {
-        self.configure(Setting::KeepAlive(seconds)).await
+        self.configure(Setting::KeepAlive(seconds)).await.map(drop)
     }
 
     /// Reads the keep-alive interval: `AT+QMTCFG="keepalive",<id>`.
@@ -268,7 +281,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// Sets the MQTT version: `AT+QMTCFG="version"`.
     pub async fn set_version(&self, version: MqttVersion) -> Result<(), Error> {
-        self.configure(Setting::Version(version)).await
+        self.configure(Setting::Version(version)).await.map(drop)
     }
 
     /// Reads the MQTT version: `AT+QMTCFG="version",<id>`.
@@ -287,7 +300,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// publisher's payload holding `"` CR LF followed by modem-like lines can
     /// be read as modem lines (a forged `+QMTSTAT`, `+QMTPUB` or `+QMTRECV`).
     pub async fn set_data_format(&self, send: DataFormat, recv: DataFormat) -> Result<(), Error> {
-        self.configure(Setting::DataFormat(send, recv)).await
+        self.configure(Setting::DataFormat(send, recv)).await.map(drop)
     }
 
     /// Reads the payload formats: `AT+QMTCFG="dataformat",<id>`. The driver
@@ -316,25 +329,44 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     // ------------------------------------------------------------ operations
 
-    /// Runs an operation that waits in the client's operation slot: one line,
-    /// `OK`, then the deferred result (progress reports do not end it).
-    /// One function for every operation (the line is written by `write`),
-    /// so that each operation costs little flash.
-    async fn op(
-        &self,
-        write: &dyn Fn(&mut [u8]) -> usize,
-        kind: OpKind,
-        msg_id: u16,
-        deadline: Duration,
-    ) -> Result<OpOutcome, Error> {
-        let ticket = self.core.clients.begin_op(self.id, kind, msg_id).await;
-        let owner = Owner::Op(self.id);
+    /// Runs a client's command line: a setting (`OK`, then the driver
+    /// follows it), or an operation that waits in the client's operation
+    /// slot (`OK`, then the deferred result; progress reports do not end
+    /// it). One state machine for every setting and operation, so that each
+    /// costs little flash. `Err` in: refused before anything was sent.
+    async fn run(&self, line: Result<ClientLine<'_>, Error>) -> Result<OpOutcome, Error> {
+        let line = line?;
+        let packet = || self.core.packet_deadline(self.id);
+        let config = self.core.config;
+        let (kind, msg_id, deadline) = match &line {
+            ClientLine::Setting(_) => (None, 0, Duration::from_ticks(0)),
+            ClientLine::Open(_) => (Some(OpKind::Open), 0, config.open_timeout),
+            ClientLine::Close(_) => (Some(OpKind::Close), 0, config.close_timeout),
+            ClientLine::Conn(_) => (Some(OpKind::Conn), 0, packet()),
+            ClientLine::Disc(_) => (Some(OpKind::Disc), 0, config.close_timeout),
+            ClientLine::Sub(cmd) => (Some(OpKind::Sub), cmd.msg_id(), packet()),
+            ClientLine::Uns(cmd) => (Some(OpKind::Uns), cmd.msg_id(), packet()),
+        };
+        let ticket = match kind {
+            Some(kind) => Some(self.core.clients.begin_op(self.id, kind, msg_id).await),
+            None => None,
+        };
+        let owner = match ticket {
+            Some(_) => Owner::Op(self.id),
+            None => Owner::Nobody,
+        };
         drop(
             self.core
                 .channel
-                .exchange_for(write, self.cmd_timeout(), owner)
+                .exchange_for(&|b| line.write(b), self.cmd_timeout(), owner)
                 .await?,
         );
+        let Some(ticket) = ticket else {
+            if let ClientLine::Setting(setting) = &line {
+                self.follow(setting);
+            }
+            return Ok(OpOutcome::Code(0));
+        };
         ticket
             .wait(Instant::now() + deadline)
             .await
@@ -373,15 +405,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         if let Some(setting) = self.reception_to_secure() {
             self.configure(setting).await?;
         }
-        match self
-            .op(
-                &|b| cmd.write(b),
-                OpKind::Open,
-                0,
-                self.core.config.open_timeout,
-            )
-            .await?
-        {
+        match self.run(Ok(ClientLine::Open(cmd))).await? {
             OpOutcome::Code(0) => Ok(()),
             OpOutcome::Code(c) => Err(Error::Open(OpenError::from_code(c))),
             _ => Err(Error::UnexpectedResponse),
@@ -391,15 +415,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// Closes the TCP link: `AT+QMTCLOSE=<id>`, then `+QMTCLOSE: <id>,<result>`.
     pub async fn close(&self) -> Result<(), Error> {
         let cmd = CloseNetwork { client: self.id };
-        code_result(
-            self.op(
-                &|b| cmd.write(b),
-                OpKind::Close,
-                0,
-                self.core.config.close_timeout,
-            )
-            .await?,
-        )
+        code_result(self.run(Ok(ClientLine::Close(cmd))).await?)
     }
 
     /// Connects to the broker: `AT+QMTCONN=<id>,"<client_id>"[,"<user>"[,"<password>"]]`,
@@ -413,15 +429,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     ) -> Result<(), Error> {
         let cmd = Connect::new(self.id, client_id, username, password)?;
         debug!("connect client {}", self.id.get());
-        match self
-            .op(
-                &|b| cmd.write(b),
-                OpKind::Conn,
-                0,
-                self.core.packet_deadline(cmd.client()),
-            )
-            .await?
-        {
+        match self.run(Ok(ClientLine::Conn(cmd))).await? {
             OpOutcome::Conn {
                 result: 0,
                 ret_code: None | Some(0),
@@ -438,15 +446,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// Disconnects from the broker: `AT+QMTDISC=<id>`, then `+QMTDISC: <id>,<result>`.
     pub async fn disconnect(&self) -> Result<(), Error> {
         let cmd = Disconnect { client: self.id };
-        code_result(
-            self.op(
-                &|b| cmd.write(b),
-                OpKind::Disc,
-                0,
-                self.core.config.close_timeout,
-            )
-            .await?,
-        )
+        code_result(self.run(Ok(ClientLine::Disc(cmd))).await?)
     }
 
     /// Subscribes to one or more topics in one `AT+QMTSUB` and returns what the
@@ -456,11 +456,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         Subscribe::new(self.id, 1, topics)?;
         let msg_id = self.core.clients.alloc_msg_id(self.id);
         let cmd = Subscribe::new(self.id, msg_id, topics)?;
-        let deadline = self.core.packet_deadline(self.id);
-        match self
-            .op(&|b| cmd.write(b), OpKind::Sub, cmd.msg_id(), deadline)
-            .await?
-        {
+        match self.run(Ok(ClientLine::Sub(cmd))).await? {
             OpOutcome::Sub {
                 result: 0,
                 value: SubValue::Granted(g),
@@ -475,11 +471,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         Unsubscribe::new(self.id, 1, topics)?;
         let msg_id = self.core.clients.alloc_msg_id(self.id);
         let cmd = Unsubscribe::new(self.id, msg_id, topics)?;
-        let deadline = self.core.packet_deadline(self.id);
-        match self
-            .op(&|b| cmd.write(b), OpKind::Uns, msg_id, deadline)
-            .await?
-        {
+        match self.run(Ok(ClientLine::Uns(cmd))).await? {
             OpOutcome::Uns { result: 0, .. } => Ok(()),
             OpOutcome::Uns { .. } => Err(Error::SendFailed),
             _ => Err(Error::UnexpectedResponse),
@@ -691,15 +683,33 @@ enum SettingLine<'w> {
     DataFormat(ConfigureDataFormat, bool),
 }
 
-impl SettingLine<'_> {
+/// A client's command line, checked: a setting, or an operation with a
+/// deferred result ([`MqttClient::run`]).
+enum ClientLine<'w> {
+    Setting(SettingLine<'w>),
+    Open(OpenNetwork<'w>),
+    Close(CloseNetwork),
+    Conn(Connect<'w>),
+    Disc(Disconnect),
+    Sub(Subscribe<'w>),
+    Uns(Unsubscribe<'w>),
+}
+
+impl ClientLine<'_> {
     fn write(&self, b: &mut [u8]) -> usize {
         match self {
-            SettingLine::KeepAlive(c) => c.write(b),
-            SettingLine::Session(c) => c.write(b),
-            SettingLine::Timeout(c) => c.write(b),
-            SettingLine::Version(c) => c.write(b),
-            SettingLine::Will(c) => c.write(b),
-            SettingLine::DataFormat(c, _) => c.write(b),
+            ClientLine::Setting(SettingLine::KeepAlive(c)) => c.write(b),
+            ClientLine::Setting(SettingLine::Session(c)) => c.write(b),
+            ClientLine::Setting(SettingLine::Timeout(c)) => c.write(b),
+            ClientLine::Setting(SettingLine::Version(c)) => c.write(b),
+            ClientLine::Setting(SettingLine::Will(c)) => c.write(b),
+            ClientLine::Setting(SettingLine::DataFormat(c, _)) => c.write(b),
+            ClientLine::Open(c) => c.write(b),
+            ClientLine::Close(c) => c.write(b),
+            ClientLine::Conn(c) => c.write(b),
+            ClientLine::Disc(c) => c.write(b),
+            ClientLine::Sub(c) => c.write(b),
+            ClientLine::Uns(c) => c.write(b),
         }
     }
 }

@@ -175,10 +175,6 @@ impl<'a> Connect<'a> {
             password,
         })
     }
-
-    pub(crate) fn client(&self) -> ClientId {
-        self.client
-    }
 }
 
 ok_command!(Connect<'a>, |self, l| {
@@ -380,6 +376,9 @@ impl<'a> Unsubscribe<'a> {
             msg_id,
             topics,
         })
+    }
+    pub(crate) fn msg_id(&self) -> u16 {
+        self.msg_id
     }
 }
 
