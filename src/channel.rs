@@ -698,7 +698,6 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         }
     }
 
-
     /// Fills the line buffer with the payload's next chunk from `off`, read
     /// from the source a few bytes at a time: its length, the payload bytes
     /// it holds, and whether it is the last (ends with Ctrl+Z). `None`: the

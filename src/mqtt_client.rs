@@ -195,11 +195,10 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
                 let (_, p, r) = cmd.values();
                 self.core.clients.set_timeouts(self.id, p, r);
             }
-            SettingLine::DataFormat(cmd, by_app) => {
-                self.core
-                    .clients
-                    .set_formats(self.id, cmd.send, cmd.recv, by_app)
-            }
+            SettingLine::DataFormat(cmd, by_app) => self
+                .core
+                .clients
+                .set_formats(self.id, cmd.send, cmd.recv, by_app),
             _ => {}
         }
     }
@@ -300,7 +299,9 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// publisher's payload holding `"` CR LF followed by modem-like lines can
     /// be read as modem lines (a forged `+QMTSTAT`, `+QMTPUB` or `+QMTRECV`).
     pub async fn set_data_format(&self, send: DataFormat, recv: DataFormat) -> Result<(), Error> {
-        self.configure(Setting::DataFormat(send, recv)).await.map(drop)
+        self.configure(Setting::DataFormat(send, recv))
+            .await
+            .map(drop)
     }
 
     /// Reads the payload formats: `AT+QMTCFG="dataformat",<id>`. The driver
