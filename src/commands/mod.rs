@@ -95,7 +95,10 @@ impl<'b> Line<'b> {
 
     /// A number's decimal digits (every number on a command line is
     /// unsigned and fits 32 bits).
+    // Not inlined: a call is smaller than the separator and the digits.
+    #[inline(never)]
     pub(crate) fn num(&mut self, n: u32) -> &mut Self {
+        self.sep();
         let mut tmp = [0u8; 10];
         let mut i = tmp.len();
         let mut v = n;
@@ -115,7 +118,18 @@ impl<'b> Line<'b> {
     }
 
     pub(crate) fn quoted(&mut self, s: &[u8]) -> &mut Self {
+        self.sep();
         self.raw(b"\"").raw(s).raw(b"\"")
+    }
+
+    /// Values are separated by commas: a number or a quoted string that
+    /// does not follow the command's `=` (or a comma written already) gets
+    /// one before it. The lines' writers name no comma of their own.
+    fn sep(&mut self) {
+        let last = self.buf.get(self.pos.wrapping_sub(1));
+        if last.is_some_and(|&b| b != b'=' && b != b',') {
+            self.raw(b",");
+        }
     }
 
     /// Ends the line with CR and returns its length (0 if it did not fit).

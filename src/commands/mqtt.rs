@@ -38,8 +38,8 @@ impl<'a> OpenNetwork<'a> {
 }
 
 ok_command!(OpenNetwork<'a>, |self, l| {
-    l.raw(b"AT+QMTOPEN=").num(self.client.get().into()).comma();
-    l.quoted(self.host.as_bytes()).comma().num(self.port.into());
+    l.raw(b"AT+QMTOPEN=").num(self.client.get().into());
+    l.quoted(self.host.as_bytes()).num(self.port.into());
 });
 
 /// One open client, as `AT+QMTOPEN?` reports it.
@@ -178,13 +178,13 @@ impl<'a> Connect<'a> {
 }
 
 ok_command!(Connect<'a>, |self, l| {
-    l.raw(b"AT+QMTCONN=").num(self.client.get().into()).comma();
+    l.raw(b"AT+QMTCONN=").num(self.client.get().into());
     l.quoted(self.client_id.as_bytes());
     if let Some(u) = self.username {
-        l.comma().quoted(u.as_bytes());
+        l.quoted(u.as_bytes());
     }
     if let Some(p) = self.password {
-        l.comma().quoted(p.as_bytes());
+        l.quoted(p.as_bytes());
     }
 });
 
@@ -343,10 +343,9 @@ pub(crate) fn check_topic_list<'t>(
 ok_command!(Subscribe<'a>, |self, l| {
     l.raw(b"AT+QMTSUB=")
         .num(self.client.get().into())
-        .comma()
         .num(self.msg_id.into());
     for (t, q) in self.topics {
-        l.comma().quoted(t.as_bytes()).comma().num(q.get().into());
+        l.quoted(t.as_bytes()).num(q.get().into());
     }
 });
 
@@ -385,10 +384,9 @@ impl<'a> Unsubscribe<'a> {
 ok_command!(Unsubscribe<'a>, |self, l| {
     l.raw(b"AT+QMTUNS=")
         .num(self.client.get().into())
-        .comma()
         .num(self.msg_id.into());
     for t in self.topics {
-        l.comma().quoted(t.as_bytes());
+        l.quoted(t.as_bytes());
     }
 });
 
@@ -487,13 +485,8 @@ pub(crate) fn write_publish(
     let mut l = Line::new(buf);
     l.raw(b"AT+QMTPUB=")
         .num(client.get().into())
-        .comma()
         .num(msg_id.into());
-    l.comma()
-        .num(qos.get().into())
-        .comma()
-        .num(retain.into())
-        .comma();
+    l.num(qos.get().into()).num(retain.into());
     l.quoted(topic.as_bytes());
     if let Some(InlinePayload { len, hex, read }) = payload {
         let wire = if hex { 2 * len } else { len };
