@@ -133,6 +133,7 @@ impl<'b> Line<'b> {
     }
 
     /// Ends the line with CR and returns its length (0 if it did not fit).
+    #[inline(never)]
     pub(crate) fn finish(&mut self) -> usize {
         self.raw(b"\r");
         if self.overflow {
