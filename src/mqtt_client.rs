@@ -590,18 +590,16 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
         let deadline = self.core.packet_deadline(self.id);
         let clients = self.core.clients;
-        let ticket = if wait_for_slot {
-            clients.claim_publish(self.id, qos, msg_id, deadline).await
-        } else {
-            clients.try_claim_publish(self.id, qos, msg_id, deadline)
-        }
-        .map_err(|e| match e {
-            ClaimError::Busy => Error::TooManyInFlight,
-            ClaimError::MsgIdInUse => Error::InvalidArgument {
-                field: Field::MsgId,
-                problem: Problem::InUse,
-            },
-        })?;
+        let ticket = clients
+            .claim_publish(self.id, qos, msg_id, deadline, wait_for_slot)
+            .await
+            .map_err(|e| match e {
+                ClaimError::Busy => Error::TooManyInFlight,
+                ClaimError::MsgIdInUse => Error::InvalidArgument {
+                    field: Field::MsgId,
+                    problem: Problem::InUse,
+                },
+            })?;
         let id = ticket.msg_id();
         let slot = Some(ticket.index());
         let line = PublishLine {
