@@ -353,6 +353,29 @@ pub(crate) enum DataStep {
     Abort,
 }
 
+/// A command line's writer: puts the line into the line buffer and returns
+/// its length (0: it does not fit, or it is refused; nothing is sent). A
+/// command is one (its `AtatCmd::write`), a closure one through
+/// [`WriteWith`]: a trait object of one method, not a closure's three.
+pub(crate) trait WriteLine {
+    fn write_line(&self, buf: &mut [u8]) -> usize;
+}
+
+impl<C: AtatCmd> WriteLine for C {
+    fn write_line(&self, buf: &mut [u8]) -> usize {
+        self.write(buf)
+    }
+}
+
+/// A closure as a [`WriteLine`].
+pub(crate) struct WriteWith<F>(pub F);
+
+impl<F: Fn(&mut [u8]) -> usize> WriteLine for WriteWith<F> {
+    fn write_line(&self, buf: &mut [u8]) -> usize {
+        (self.0)(buf)
+    }
+}
+
 /// Bytes a [`Source`] copies out at most per read: a message waiting in a
 /// supervisor's outbox is read under the outbox's lock, this many bytes a
 /// lock (with `CriticalSectionRawMutex`, this many bytes with interrupts
@@ -562,13 +585,13 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// Puts a command line in the buffer and hands it to the runner.
     fn submit(
         &self,
-        write: &dyn Fn(&mut [u8]) -> usize,
+        write: &dyn WriteLine,
         timeout: Duration,
         data_mode: bool,
         owner: Owner,
         force: bool,
     ) -> Result<(), Error> {
-        let Some(n) = self.with_line(|b| write(b)) else {
+        let Some(n) = self.with_line(|b| write.write_line(b)) else {
             return Err(Error::UnexpectedResponse);
         };
         if n == 0 {
@@ -605,7 +628,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     ) -> Result<C::Response, Error> {
         // Parsed after the await, from the held line buffer: the response
         // (up to a kilobyte for some) is never kept across an await.
-        self.exchange(&|b: &mut [u8]| cmd.write(b), timeout, slot)
+        self.exchange(cmd, timeout, slot)
             .await?
             .parse(|info| cmd.parse(Ok(info)).map_err(Error::from_own_parse))
     }
@@ -618,7 +641,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// [`exchange_as`](Self::exchange_as)'s.)
     pub(crate) fn exchange<'s>(
         &'s self,
-        write: &'s dyn Fn(&mut [u8]) -> usize,
+        write: &'s dyn WriteLine,
         timeout: Duration,
         slot: Option<u8>,
     ) -> impl Future<Output = Result<Answered<'s, 'a, M>, Error>> + 's {
@@ -629,7 +652,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// where the line went out.
     pub(crate) fn exchange_for<'s>(
         &'s self,
-        write: &'s dyn Fn(&mut [u8]) -> usize,
+        write: &'s dyn WriteLine,
         timeout: Duration,
         owner: Owner,
     ) -> impl Future<Output = Result<Answered<'s, 'a, M>, Error>> + 's {
@@ -642,7 +665,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// to a modem that may still read commands while it answers none.
     pub(crate) fn exchange_as<'s>(
         &'s self,
-        write: &'s dyn Fn(&mut [u8]) -> usize,
+        write: &'s dyn WriteLine,
         timeout: Duration,
         owner: Owner,
         force: bool,
@@ -657,7 +680,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// [`Answered`] is dropped.
     pub(crate) async fn send_line(
         &self,
-        write: &dyn Fn(&mut [u8]) -> usize,
+        write: &dyn WriteLine,
         timeout: Duration,
         owner: Owner,
         force: bool,
@@ -1311,6 +1334,7 @@ mod line_buffer_tests {
             b[..12].copy_from_slice(b"AT+QMTCONN?\r");
             12
         };
+        let write = WriteWith(write);
         let mut handle = pin!(ch.exchange(&write, Duration::from_secs(1), None));
         assert!(poll(handle.as_mut()).is_pending());
         assert_eq!(

@@ -6,6 +6,7 @@ use core::cell::Cell;
 use embassy_futures::select::{select, Either};
 use embassy_time::{Duration, Instant};
 
+use crate::channel::WriteWith;
 use crate::commands::power::{
     ReleaseSleepLock, SetPsm, SetPsmEvents, SetRegistrationReports, SetSignallingReports, SetSleep,
 };
@@ -134,6 +135,7 @@ impl<'a, M: RawMutex> Modem<'a, M> {
                 }
             }
         };
+        let write = WriteWith(write);
         let answer = self.core.channel.exchange(&write, timeout, None).await;
         match answer {
             Ok(a) => a.parse(|info| cmd.parse(Ok(info)).map_err(Error::from)),

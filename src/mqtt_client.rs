@@ -4,7 +4,7 @@ use atat::AtatCmd;
 use embassy_futures::select::{select, Either};
 use embassy_time::{Duration, Instant};
 
-use crate::channel::{each_chunk, topic_of, Payload, Source};
+use crate::channel::{each_chunk, topic_of, Payload, Source, WriteLine};
 use crate::client_table::{
     ClaimError, LinkEnd, OpEnd, OpKind, OpOutcome, Owner, PubOutcome, PubTicket, RecvFormat,
 };
@@ -139,7 +139,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// A setting answered by `OK` alone: one state machine for every
     /// `set_*` (the line is written by `write`).
-    async fn cfg_ok(&self, write: &dyn Fn(&mut [u8]) -> usize) -> Result<(), Error> {
+    async fn cfg_ok(&self, write: &dyn WriteLine) -> Result<(), Error> {
         self.core
             .channel
             .exchange(write, self.cmd_timeout(), None)
@@ -270,7 +270,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         device_secret: &str,
     ) -> Result<(), Error> {
         let cmd = ConfigureAliAuth::new(self.id, product_key, device_name, device_secret)?;
-        self.cfg_ok(&|b| cmd.write(b)).await
+        self.cfg_ok(&cmd).await
     }
 
     /// Reads AliCloud credentials: `AT+QMTCFG="aliauth",<id>`.
@@ -320,7 +320,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             client: self.id,
             echo,
         };
-        self.cfg_ok(&|b| cmd.write(b)).await
+        self.cfg_ok(&cmd).await
     }
 
     /// Reads the data-mode echo: `AT+QMTCFG="echomode",<id>`.
@@ -359,7 +359,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         drop(
             self.core
                 .channel
-                .exchange_for(&|b| line.write(b), self.cmd_timeout(), owner)
+                .exchange_for(&line, self.cmd_timeout(), owner)
                 .await?,
         );
         let Some(ticket) = ticket else {
@@ -611,7 +611,6 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             inline,
             source,
         };
-        let write = |b: &mut [u8]| line.write(b);
         // One await for both forms: in data mode, the payload follows the
         // prompt.
         let payload = (!inline).then_some(Payload { source, hex });
@@ -619,7 +618,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         let send = self
             .core
             .channel
-            .send_line(&write, self.cmd_timeout(), owner, false, payload);
+            .send_line(&line, self.cmd_timeout(), owner, false, payload);
         // A link closed (or a restart) before the line went out ends the
         // publish at once; a dropped line future is withdrawn unsent.
         let early = match select(send, ticket.outcome()).await {
@@ -694,8 +693,8 @@ enum ClientLine<'w> {
     Uns(Unsubscribe<'w>),
 }
 
-impl ClientLine<'_> {
-    fn write(&self, b: &mut [u8]) -> usize {
+impl WriteLine for ClientLine<'_> {
+    fn write_line(&self, b: &mut [u8]) -> usize {
         match self {
             ClientLine::Setting(SettingLine::KeepAlive(c)) => c.write(b),
             ClientLine::Setting(SettingLine::Session(c)) => c.write(b),

@@ -1139,7 +1139,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let r = core
             .channel
             .exchange_as(
-                &|b: &mut [u8]| cmd.line(b),
+                &crate::channel::WriteWith(|b: &mut [u8]| cmd.line(b)),
                 timeout,
                 Owner::publish(None),
                 force,
