@@ -781,13 +781,7 @@ impl AtatCmd for PublishLine<'_> {
             return 0;
         };
         // Checked before the slot was taken: these cannot fail.
-        let (start, len) = self.source.lens();
-        let mut read = |off: usize, out: &mut [u8]| self.source.read(start + off, out);
-        let payload = self.inline.then_some(InlinePayload {
-            len,
-            hex: self.hex,
-            read: &mut read,
-        });
+        let payload = self.inline.then_some((self.source, self.hex));
         write_publish((c, id, q, r), topic, payload, buf)
     }
     fn parse(&self, resp: Result<&[u8], atat::InternalError>) -> Result<NoResponse, atat::Error> {

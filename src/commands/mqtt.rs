@@ -3,6 +3,7 @@
 
 use super::parse::{int, lines_with, string, Fields};
 use super::{ok_command, test_command, Line};
+use crate::channel::Source;
 use crate::error::{Error, Field, Problem};
 use crate::event::MAX_SUB_TOPICS;
 use crate::types::{check_filter, check_quoted, check_topic, limits, quoted_safe, ClientId, QoS};
@@ -459,24 +460,15 @@ impl<'a> PublishInline<'a> {
     }
 }
 
-/// The payload of an inline publish line: `len` bytes read by `read` a few
-/// at a time (`read(off, out)` copies from the payload's byte `off`, returns
-/// how many), sent as hex digits with `hex`.
-pub(crate) struct InlinePayload<'r> {
-    pub len: usize,
-    pub hex: bool,
-    pub read: &'r mut dyn FnMut(usize, &mut [u8]) -> usize,
-}
-
 /// Writes an `AT+QMTPUB` line: the head, then with `payload` the payload
-/// inline (a message waiting in a supervisor's outbox is read where it
-/// stays). Checked as the constructors check, the payload chunk by chunk as
+/// of its source inline, as hex digits with its flag (a message waiting in
+/// a supervisor's outbox is read where it stays, a few bytes at a time). Checked as the constructors check, the payload chunk by chunk as
 /// it is written: 0 (nothing to send) if a check fails. The one writer of
 /// [`PublishInline`], [`PublishDataMode`] and the driver's publish line.
 pub(crate) fn write_publish(
     (client, msg_id, qos, retain): (ClientId, u16, QoS, bool),
     topic: &str,
-    payload: Option<InlinePayload<'_>>,
+    payload: Option<(&dyn Source, bool)>,
     buf: &mut [u8],
 ) -> usize {
     if check_pub_head(msg_id, qos, topic).is_err() {
@@ -488,7 +480,8 @@ pub(crate) fn write_publish(
         .num(msg_id.into());
     l.num(qos.get().into()).num(retain.into());
     l.quoted(topic.as_bytes());
-    if let Some(InlinePayload { len, hex, read }) = payload {
+    if let Some((source, hex)) = payload {
+        let (start, len) = source.lens();
         let wire = if hex { 2 * len } else { len };
         if wire > limits::INLINE_PAYLOAD {
             return 0;
@@ -499,7 +492,7 @@ pub(crate) fn write_publish(
         let mut off = 0;
         while off < len {
             let want = (len - off).min(tmp.len());
-            let n = read(off, &mut tmp[..want]);
+            let n = source.read(start + off, &mut tmp[..want]);
             if n == 0 {
                 return 0;
             }
@@ -523,19 +516,10 @@ impl AtatCmd for PublishInline<'_> {
     type Response = super::NoResponse;
     const MAX_TIMEOUT_MS: u32 = 300;
     fn write(&self, buf: &mut [u8]) -> usize {
-        let payload = self.payload;
-        let mut read = |off: usize, out: &mut [u8]| {
-            let n = out.len().min(payload.len() - off);
-            out[..n].copy_from_slice(&payload[off..off + n]);
-            n
-        };
+        // The payload as a source with no topic.
+        let source = ("", self.payload);
         let head = (self.client, self.msg_id, self.qos, self.retain);
-        let payload = InlinePayload {
-            len: payload.len(),
-            hex: self.hex,
-            read: &mut read,
-        };
-        write_publish(head, self.topic, Some(payload), buf)
+        write_publish(head, self.topic, Some((&source, self.hex)), buf)
     }
     fn parse(&self, resp: Result<&[u8], InternalError>) -> Result<super::NoResponse, atat::Error> {
         resp.map_err(super::parse_error)?;
