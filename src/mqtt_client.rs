@@ -337,16 +337,21 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// costs little flash. `Err` in: refused before anything was sent.
     async fn run(&self, line: Result<ClientLine<'_>, Error>) -> Result<OpOutcome, Error> {
         let line = line?;
-        let packet = || self.core.packet_deadline(self.id);
         let config = self.core.config;
-        let (kind, msg_id, deadline) = match &line {
-            ClientLine::Setting(_) => (None, 0, Duration::from_ticks(0)),
-            ClientLine::Open(_) => (Some(OpKind::Open), 0, config.open_timeout),
-            ClientLine::Close(_) => (Some(OpKind::Close), 0, config.close_timeout),
-            ClientLine::Conn(_) => (Some(OpKind::Conn), 0, packet()),
-            ClientLine::Disc(_) => (Some(OpKind::Disc), 0, config.close_timeout),
-            ClientLine::Sub(cmd) => (Some(OpKind::Sub), cmd.msg_id(), packet()),
-            ClientLine::Uns(cmd) => (Some(OpKind::Uns), cmd.msg_id(), packet()),
+        let (kind, msg_id) = match &line {
+            ClientLine::Setting(_) => (None, 0),
+            ClientLine::Open(_) => (Some(OpKind::Open), 0),
+            ClientLine::Close(_) => (Some(OpKind::Close), 0),
+            ClientLine::Conn(_) => (Some(OpKind::Conn), 0),
+            ClientLine::Disc(_) => (Some(OpKind::Disc), 0),
+            ClientLine::Sub(cmd) => (Some(OpKind::Sub), cmd.msg_id()),
+            ClientLine::Uns(cmd) => (Some(OpKind::Uns), cmd.msg_id()),
+        };
+        let deadline = match kind {
+            None => Duration::from_ticks(0),
+            Some(OpKind::Open) => config.open_timeout,
+            Some(OpKind::Close | OpKind::Disc) => config.close_timeout,
+            Some(OpKind::Conn | OpKind::Sub | OpKind::Uns) => self.core.packet_deadline(self.id),
         };
         let ticket = match kind {
             Some(kind) => Some(self.core.clients.begin_op(self.id, kind, msg_id).await),
