@@ -162,19 +162,61 @@ impl<Meta, const N: usize> RingStore<Meta, N> {
     }
 }
 
+/// Work on a ring under its lock: a trait of its own, not `dyn FnMut`,
+/// whose vtable would also hold a `call_once` shim, a second copy of the
+/// closure's body at every call site.
+pub(crate) trait RingFn<Meta> {
+    fn call(&mut self, ring: &mut Ring, meta: &mut Meta, buf: &mut [u8]);
+}
+
 /// The ring, seen without its size, under its lock `M`.
 pub(crate) trait RingBuffer<Meta, M>: LockedBy<M> {
-    fn with(&self, f: &mut dyn FnMut(&mut Ring, &mut Meta, &mut [u8]));
+    fn with(&self, f: &mut dyn RingFn<Meta>);
 }
 
 impl<Meta: Send, M: RawMutex, const N: usize> RingBuffer<Meta, M>
     for BlockingMutex<M, RefCell<RingStore<Meta, N>>>
 {
-    fn with(&self, f: &mut dyn FnMut(&mut Ring, &mut Meta, &mut [u8])) {
+    // Not inlined: the lock and the borrow once, not at every call site.
+    #[inline(never)]
+    fn with(&self, f: &mut dyn RingFn<Meta>) {
         self.lock(|r| {
             let r = &mut *r.borrow_mut();
-            f(&mut r.ring, &mut r.meta, &mut r.buf)
+            f.call(&mut r.ring, &mut r.meta, &mut r.buf)
         })
+    }
+}
+
+/// A closure run once, and its result.
+pub(crate) struct Once<F, R> {
+    f: Option<F>,
+    out: Option<R>,
+}
+
+impl<F, R> Once<F, R> {
+    pub(crate) fn new(f: F) -> Self {
+        Self {
+            f: Some(f),
+            out: None,
+        }
+    }
+
+    /// The result; the closure must have run.
+    pub(crate) fn out(self) -> R {
+        self.out.unwrap_or_else(|| unreachable!())
+    }
+
+    /// Runs the closure (the first time only).
+    pub(crate) fn run(&mut self, f: impl FnOnce(F) -> R) {
+        if let Some(g) = self.f.take() {
+            self.out = Some(f(g));
+        }
+    }
+}
+
+impl<Meta, F: FnOnce(&mut Ring, &mut Meta, &mut [u8]) -> R, R> RingFn<Meta> for Once<F, R> {
+    fn call(&mut self, ring: &mut Ring, meta: &mut Meta, buf: &mut [u8]) {
+        self.run(|f| f(ring, meta, buf))
     }
 }
 
@@ -183,15 +225,10 @@ pub(crate) fn with<Meta, M, R>(
     ring: &dyn RingBuffer<Meta, M>,
     f: impl FnOnce(&mut Ring, &mut Meta, &mut [u8]) -> R,
 ) -> R {
-    let mut f = Some(f);
-    let mut out = None;
-    ring.with(&mut |r, m, b| {
-        if let Some(f) = f.take() {
-            out = Some(f(r, m, b));
-        }
-    });
-    // `with` always calls the closure once.
-    out.unwrap_or_else(|| unreachable!())
+    let mut once = Once::new(f);
+    ring.with(&mut once);
+    // `with` always calls it once.
+    once.out()
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@
 
 use crate::channel::{copy_part, Source, CHUNK};
 use crate::error::Error;
-use crate::ring::{self, Ring, RingBuffer};
+use crate::ring::{self, Once, Ring, RingBuffer, RingFn};
 use crate::sync::{Part, RawMutex};
 use crate::types::QoS;
 use crate::wait::{wait, WaitSet};
@@ -269,6 +269,28 @@ impl Log<'_> {
     }
 }
 
+/// Work on the outbox under its lock (see [`RingFn`]).
+trait OutboxFn {
+    fn call(&mut self, ring: &mut Ring, meta: &mut OutboxMeta, buf: &mut [u8], log: Log<'_>);
+}
+
+impl<F: FnOnce(&mut Ring, &mut OutboxMeta, &mut [u8], Log<'_>) -> R, R> OutboxFn for Once<F, R> {
+    fn call(&mut self, ring: &mut Ring, meta: &mut OutboxMeta, buf: &mut [u8], log: Log<'_>) {
+        self.run(|f| f(ring, meta, buf, log))
+    }
+}
+
+/// An [`OutboxFn`] run on the ring: the outcome log split off its end.
+struct WithLog<'f>(&'f mut dyn OutboxFn);
+
+impl RingFn<OutboxMeta> for WithLog<'_> {
+    fn call(&mut self, ring: &mut Ring, meta: &mut OutboxMeta, buf: &mut [u8]) {
+        let at = buf.len() - log_len(buf.len());
+        let (buf, log) = buf.split_at_mut(at);
+        self.0.call(ring, meta, buf, Log(log))
+    }
+}
+
 /// The outbox, seen without its size. `Copy`.
 pub(crate) struct Outbox<'a, M: RawMutex> {
     ring: Part<'a, M, dyn RingBuffer<OutboxMeta, M> + 'a>,
@@ -337,11 +359,17 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
 
     /// Runs `f` on the ring (its bytes), the bookkeeping and the outcome log.
     fn with<R>(&self, f: impl FnOnce(&mut Ring, &mut OutboxMeta, &mut [u8], Log<'_>) -> R) -> R {
-        ring::with(&*self.ring, |ring, meta, buf| {
-            let at = buf.len() - log_len(buf.len());
-            let (buf, log) = buf.split_at_mut(at);
-            f(ring, meta, buf, Log(log))
-        })
+        let mut once = Once::new(f);
+        self.with_dyn(&mut once);
+        // `with_dyn` always calls it once.
+        once.out()
+    }
+
+    /// [`with`](Self::with), not generic: the lock, the borrow and the
+    /// outcome log's place once, not at every call site.
+    #[inline(never)]
+    fn with_dyn(&self, f: &mut dyn OutboxFn) {
+        self.ring.with(&mut WithLog(f))
     }
 
     /// Live records, oldest first.
