@@ -94,27 +94,68 @@ impl Ring {
     }
 
     /// The offsets of the records from the oldest on (free ones included).
-    pub(crate) fn records<'b>(&self, buf: &'b [u8]) -> impl Iterator<Item = usize> + 'b {
-        let (tail, head, wrap) = (self.tail, self.head, self.wrap);
-        let mut at = tail;
-        let mut wrapped = wrap.is_none();
-        core::iter::from_fn(move || {
-            loop {
-                let end = if wrapped { head } else { wrap.unwrap_or(head) };
-                if at < end {
-                    let here = at;
-                    // A record is never empty; stop rather than loop on one.
-                    let l = len(buf, at);
-                    at = if l == 0 { end } else { at + l };
-                    return Some(here);
-                }
-                if wrapped {
-                    return None;
-                }
-                wrapped = true;
-                at = 0;
+    pub(crate) fn records<'b>(&self, buf: &'b [u8]) -> Records<'b> {
+        Records {
+            buf,
+            at: self.tail,
+            head: self.head,
+            wrap: self.wrap,
+            wrapped: self.wrap.is_none(),
+        }
+    }
+
+    /// The offsets of the live records (held), from the oldest on.
+    pub(crate) fn live<'b>(&self, buf: &'b [u8]) -> Live<'b> {
+        Live(self.records(buf))
+    }
+}
+
+/// See [`Ring::records`].
+pub(crate) struct Records<'b> {
+    buf: &'b [u8],
+    at: usize,
+    head: usize,
+    wrap: Option<usize>,
+    wrapped: bool,
+}
+
+impl Iterator for Records<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        loop {
+            let end = if self.wrapped {
+                self.head
+            } else {
+                self.wrap.unwrap_or(self.head)
+            };
+            if self.at < end {
+                let here = self.at;
+                // A record is never empty; stop rather than loop on one.
+                let l = len(self.buf, here);
+                self.at = if l == 0 { end } else { here + l };
+                return Some(here);
             }
-        })
+            if self.wrapped {
+                return None;
+            }
+            self.wrapped = true;
+            self.at = 0;
+        }
+    }
+}
+
+/// See [`Ring::live`].
+pub(crate) struct Live<'b>(Records<'b>);
+
+impl Iterator for Live<'_> {
+    type Item = usize;
+
+    // Not inlined: one copy for every search of the records.
+    #[inline(never)]
+    fn next(&mut self) -> Option<usize> {
+        let buf = self.0.buf;
+        self.0.find(|&at| hold(buf, at) != 0)
     }
 }
 

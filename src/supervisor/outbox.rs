@@ -220,12 +220,22 @@ pub struct OutboxStats {
     pub capacity: usize,
 }
 
+/// A record's bookkeeping (one bounds check, not one a byte).
+fn header(buf: &[u8], at: usize) -> &[u8; HEADER] {
+    // A slice of HEADER bytes: the conversion cannot fail.
+    buf[at..at + HEADER]
+        .try_into()
+        .unwrap_or_else(|_| unreachable!())
+}
+
 fn seq_of(buf: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([buf[at + 4], buf[at + 5], buf[at + 6], buf[at + 7]])
+    let h = header(buf, at);
+    u32::from_le_bytes([h[4], h[5], h[6], h[7]])
 }
 
 fn msg_id_of(buf: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([buf[at + 8], buf[at + 9]])
+    let h = header(buf, at);
+    u16::from_le_bytes([h[8], h[9]])
 }
 
 /// Bytes of a store of `size` that keep the outcome log: the largest power
@@ -373,9 +383,8 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     }
 
     /// Live records, oldest first.
-    fn live<'b>(ring: &Ring, buf: &'b [u8]) -> impl Iterator<Item = usize> + 'b {
-        ring.records(buf)
-            .filter(move |&at| ring::hold(buf, at) != 0)
+    fn live<'b>(ring: &Ring, buf: &'b [u8]) -> ring::Live<'b> {
+        ring.live(buf)
     }
 
     // ------------------------------------------------------------ handle side
