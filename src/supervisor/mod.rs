@@ -1049,8 +1049,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let cfg = &self.config;
         // Borrowed: a copy of the client would be kept across every await.
         let c = &self.link.client;
-        self.wake_modem().await?;
-        self.wait_registered().await?;
+        self.wake_and_register().await?;
         // A duty cycle needs the broker to keep its session while it sleeps.
         let clean = cfg.clean_session && cfg.mode == Mode::AlwaysOnline;
         let recv = if self.driver_config().receive_text {
@@ -1152,39 +1151,45 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         r
     }
 
-    /// `AT` until the modem answers (then `ATE0`), within `modem_deadline`.
-    async fn wake_modem(&self) -> Result<(), OfflineReason> {
-        let until = Instant::now() + self.config.modem_deadline;
+    /// `AT` until the modem answers (then `ATE0`), within `modem_deadline`
+    /// (`wake_modem`); then `AT+CEREG?` until registered (home or roaming),
+    /// within `registration_deadline` (`wait_registered`). One loop, one
+    /// await of each kind: one state machine for both waits.
+    async fn wake_and_register(&self) -> Result<(), OfflineReason> {
+        let cfg = &self.config;
+        let mut until = Instant::now() + cfg.modem_deadline;
+        // 0: `AT`, 1: `ATE0`, 2: `AT+CEREG?`.
+        let mut phase = 0u8;
         loop {
-            match self.simple(&Attention).await {
-                Ok(_) => break,
-                Err(e) => debug!("no answer to AT: {}", e),
+            let r = if phase < 2 {
+                let cmd: &dyn SimpleCommand = if phase == 0 { &Attention } else { &EchoOff };
+                self.simple(cmd).await.map(|()| true)
+            } else {
+                self.command(&QueryRegistration)
+                    .await
+                    .map(|r| r.registered())
+            };
+            match (phase, r) {
+                (0 | 1, Ok(_)) => {
+                    phase = if phase == 0 && cfg.echo_off { 1 } else { 2 };
+                    if phase == 2 {
+                        until = Instant::now() + cfg.registration_deadline;
+                    }
+                    continue;
+                }
+                (0, Err(e)) => debug!("no answer to AT: {}", e),
+                (_, Ok(true)) => return Ok(()),
+                (_, Ok(false)) => debug!("not registered yet"),
+                (_, Err(e)) => return Err(reason(e)),
             }
-            if Instant::now() + self.config.poll_interval > until {
-                return Err(OfflineReason::ModemSilent);
+            if Instant::now() + cfg.poll_interval > until {
+                return Err(if phase == 0 {
+                    OfflineReason::ModemSilent
+                } else {
+                    OfflineReason::NotRegistered
+                });
             }
-            Timer::after(self.config.poll_interval).await;
-        }
-        if self.config.echo_off {
-            self.simple(&EchoOff).await.map_err(reason)?;
-        }
-        Ok(())
-    }
-
-    /// `AT+CEREG?` until registered (home or roaming), within
-    /// `registration_deadline`.
-    async fn wait_registered(&self) -> Result<(), OfflineReason> {
-        let until = Instant::now() + self.config.registration_deadline;
-        loop {
-            match self.command(&QueryRegistration).await {
-                Ok(r) if r.registered() => return Ok(()),
-                Ok(_) => debug!("not registered yet"),
-                Err(e) => return Err(reason(e)),
-            }
-            if Instant::now() + self.config.poll_interval > until {
-                return Err(OfflineReason::NotRegistered);
-            }
-            Timer::after(self.config.poll_interval).await;
+            Timer::after(cfg.poll_interval).await;
         }
     }
 
@@ -1192,16 +1197,8 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// link ends.
     async fn online(&self, epoch: u32) -> OfflineReason {
         let status = self.link.status;
-        status.count(|c| {
-            if c.connects > 0 {
-                c.reconnects = c.reconnects.wrapping_add(1);
-            }
-            c.connects = c.connects.wrapping_add(1);
-        });
-        status.with(|s| {
-            s.last_refusal = None;
-            s.suspect = None;
-        });
+        status.came_online();
+        status.with(|s| s.suspect = None);
         status.set_state(LinkState::Online);
         let send = self.lanes();
         let checks = select(self.health(), self.probation());
