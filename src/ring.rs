@@ -94,35 +94,40 @@ impl Ring {
     }
 
     /// The offsets of the records from the oldest on (free ones included).
-    pub(crate) fn records<'b>(&self, buf: &'b [u8]) -> Records<'b> {
-        Records {
-            buf,
+    #[cfg(test)]
+    pub(crate) fn records<'b>(&self, buf: &'b [u8]) -> impl Iterator<Item = usize> + 'b {
+        let mut c = self.cursor();
+        core::iter::from_fn(move || c.next(buf))
+    }
+
+    /// The offsets of the live records (held), from the oldest on.
+    pub(crate) fn live<'b>(&self, buf: &'b [u8]) -> Live<'b> {
+        Live(self.cursor(), buf)
+    }
+
+    /// A walk over the records that does not borrow the ring's bytes: they
+    /// may change between two steps (flags, hold counts; not lengths).
+    pub(crate) fn cursor(&self) -> Cursor {
+        Cursor {
             at: self.tail,
             head: self.head,
             wrap: self.wrap,
             wrapped: self.wrap.is_none(),
         }
     }
-
-    /// The offsets of the live records (held), from the oldest on.
-    pub(crate) fn live<'b>(&self, buf: &'b [u8]) -> Live<'b> {
-        Live(self.records(buf))
-    }
 }
 
-/// See [`Ring::records`].
-pub(crate) struct Records<'b> {
-    buf: &'b [u8],
+/// See [`Ring::cursor`].
+pub(crate) struct Cursor {
     at: usize,
     head: usize,
     wrap: Option<usize>,
     wrapped: bool,
 }
 
-impl Iterator for Records<'_> {
-    type Item = usize;
-
-    fn next(&mut self) -> Option<usize> {
+impl Cursor {
+    /// The next record (free ones included).
+    fn next(&mut self, buf: &[u8]) -> Option<usize> {
         loop {
             let end = if self.wrapped {
                 self.head
@@ -132,7 +137,7 @@ impl Iterator for Records<'_> {
             if self.at < end {
                 let here = self.at;
                 // A record is never empty; stop rather than loop on one.
-                let l = len(self.buf, here);
+                let l = len(buf, here);
                 self.at = if l == 0 { end } else { here + l };
                 return Some(here);
             }
@@ -143,19 +148,28 @@ impl Iterator for Records<'_> {
             self.at = 0;
         }
     }
+
+    /// The next live record (held).
+    // Not inlined: one copy for every search of the records.
+    #[inline(never)]
+    pub(crate) fn next_live(&mut self, buf: &[u8]) -> Option<usize> {
+        while let Some(at) = self.next(buf) {
+            if hold(buf, at) != 0 {
+                return Some(at);
+            }
+        }
+        None
+    }
 }
 
 /// See [`Ring::live`].
-pub(crate) struct Live<'b>(Records<'b>);
+pub(crate) struct Live<'b>(Cursor, &'b [u8]);
 
 impl Iterator for Live<'_> {
     type Item = usize;
 
-    // Not inlined: one copy for every search of the records.
-    #[inline(never)]
     fn next(&mut self) -> Option<usize> {
-        let buf = self.0.buf;
-        self.0.find(|&at| hold(buf, at) != 0)
+        self.0.next_live(self.1)
     }
 }
 

@@ -57,7 +57,9 @@ impl<const N: usize> WaitSet<N> {
     }
 
     /// The condition changed: every waiter is woken (those in the slots now;
-    /// each of them wakes the one it took over).
+    /// each of them wakes the one it took over). Not inlined: it is called
+    /// at every change of every condition.
+    #[inline(never)]
     pub(crate) fn wake(&mut self) {
         self.round = self.round.wrapping_add(1);
         for s in &mut self.slots {

@@ -743,20 +743,26 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     pub(crate) fn confirm_suspects(&self, max: u8, e: Error) -> u32 {
         self.with(|ring, meta, buf, mut log| {
             let mut left = 0;
-            let batch: heapless::Vec<usize, 16> = Self::live(ring, buf)
-                .filter(|&at| buf[at + 3] & SUSPECT != 0)
-                .take(16)
-                .collect();
-            if batch.is_empty() {
-                return 0;
-            }
-            for at in batch {
+            // At most 16 at a time.
+            let mut n = 0;
+            let mut c = ring.cursor();
+            while let Some(at) = c.next_live(buf) {
+                if buf[at + 3] & SUSPECT == 0 {
+                    continue;
+                }
+                n += 1;
                 buf[at + 3] &= !SUSPECT;
                 buf[at + 11] = buf[at + 11].saturating_add(1);
                 if buf[at + 11] >= max {
                     Self::end_in(meta, buf, &mut log, at, ENDED_REFUSED, Some(e));
                     left += 1;
                 }
+                if n == 16 {
+                    break;
+                }
+            }
+            if n == 0 {
+                return 0;
             }
             ring.reclaim(buf);
             meta.space.wake();
@@ -780,27 +786,17 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     pub(crate) fn requeue_all(&self) -> u32 {
         self.with(|ring, meta, buf, mut log| {
             let mut dropped = 0;
-            // In batches: the offsets are read, then the records changed.
-            let pending = |buf: &[u8], at: usize| {
+            let mut c = ring.cursor();
+            while let Some(at) = c.next_live(buf) {
                 let flags = buf[at + 3];
-                flags & WRITING == 0
-                    && (flags & QOS_MASK == 0 || flags & (IN_FLIGHT | SUSPECT) != 0)
-            };
-            loop {
-                let batch: heapless::Vec<usize, 16> = Self::live(ring, buf)
-                    .filter(|&at| pending(buf, at))
-                    .take(16)
-                    .collect();
-                if batch.is_empty() {
-                    break;
+                if flags & WRITING != 0 {
+                    continue;
                 }
-                for at in batch {
-                    if buf[at + 3] & QOS_MASK == 0 {
-                        Self::end_in(meta, buf, &mut log, at, ENDED_DROPPED, None);
-                        dropped += 1;
-                    } else {
-                        buf[at + 3] &= !(IN_FLIGHT | SUSPECT);
-                    }
+                if flags & QOS_MASK == 0 {
+                    Self::end_in(meta, buf, &mut log, at, ENDED_DROPPED, None);
+                    dropped += 1;
+                } else {
+                    buf[at + 3] &= !(IN_FLIGHT | SUSPECT);
                 }
             }
             ring.reclaim(buf);
