@@ -108,21 +108,26 @@ impl Waiter {
         waker: &Waker,
         ready: Option<T>,
     ) -> Poll<T> {
+        self.step(set, waker, ready.is_some());
+        match ready {
+            Some(v) => Poll::Ready(v),
+            None => Poll::Pending,
+        }
+    }
+
+    /// [`poll`](Self::poll), without the value: once, not once per type.
+    #[inline(never)]
+    fn step<const N: usize>(&mut self, set: &mut WaitSet<N>, waker: &Waker, ready: bool) {
         if self.round != Some(set.round) {
             // Woken (or never registered): the one it holds was woken too.
             if let Some(h) = self.held.take() {
                 h.wake();
             }
         }
-        match ready {
-            Some(v) => {
-                self.release(set);
-                Poll::Ready(v)
-            }
-            None => {
-                self.register(set, waker);
-                Poll::Pending
-            }
+        if ready {
+            self.release(set);
+        } else {
+            self.register(set, waker);
         }
     }
 
