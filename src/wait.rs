@@ -176,8 +176,14 @@ impl Waiter {
 /// [`Waiter::poll`]; `lock` runs its argument on the set under the same lock
 /// (when the wait is dropped while it holds another waiter's waker).
 pub(crate) struct Wait<const N: usize, L: FnMut(&mut dyn FnMut(&mut WaitSet<N>)), F> {
-    lock: L,
+    waiter: Held<N, L>,
     check: F,
+}
+
+/// A [`Waiter`] and the lock of its set: what a dropped [`Wait`] needs
+/// (apart, so that its drop is made once per lock, not per check).
+struct Held<const N: usize, L: FnMut(&mut dyn FnMut(&mut WaitSet<N>))> {
+    lock: L,
     waiter: Waiter,
 }
 
@@ -188,9 +194,11 @@ where
     F: FnMut(&mut Waiter, &Waker) -> Poll<T> + Unpin,
 {
     Wait {
-        lock,
+        waiter: Held {
+            lock,
+            waiter: Waiter::default(),
+        },
         check,
-        waiter: Waiter::default(),
     }
 }
 
@@ -203,11 +211,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         let this = self.get_mut();
-        (this.check)(&mut this.waiter, cx.waker())
+        (this.check)(&mut this.waiter.waiter, cx.waker())
     }
 }
 
-impl<const N: usize, L: FnMut(&mut dyn FnMut(&mut WaitSet<N>)), F> Drop for Wait<N, L, F> {
+impl<const N: usize, L: FnMut(&mut dyn FnMut(&mut WaitSet<N>))> Drop for Held<N, L> {
     fn drop(&mut self) {
         if self.waiter.holds() {
             let waiter = &mut self.waiter;

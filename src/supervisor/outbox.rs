@@ -413,6 +413,8 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// message.
     ///
     /// [`push_in`]: Self::push_in
+    // Not inlined: one copy for every way in.
+    #[inline(never)]
     fn fill(
         &self,
         r: Result<(Ticket, usize), PushError>,
