@@ -184,6 +184,19 @@ enum Wait {
     Queued,
 }
 
+/// A small change under the outbox's lock ([`Outbox::change`]).
+#[derive(Clone, Copy)]
+enum Change {
+    /// The record's flags: these cleared, those set; the lanes look again.
+    Flags(u8, u8),
+    /// The turn is free again ([`Turn`]); the lanes look again.
+    TurnDone,
+    /// One more refusal counted on the record; returns how many.
+    Refused,
+    /// The message ended (how, and the refusal's error): it leaves.
+    End(u8, Option<Error>),
+}
+
 /// Where a stored message's msgID comes from.
 enum MsgId<'f> {
     /// The next one the allocator gives that no stored message holds.
@@ -321,10 +334,7 @@ pub(crate) struct Turn<'t, 'o, M: RawMutex>(&'t Outbox<'o, M>);
 
 impl<M: RawMutex> Drop for Turn<'_, '_, M> {
     fn drop(&mut self) {
-        self.0.with(|_, meta, _, _| {
-            meta.turn = false;
-            meta.queued.wake();
-        })
+        self.0.change(0, Change::TurnDone);
     }
 }
 
@@ -434,10 +444,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
             });
             off += n;
         }
-        self.with(|_, meta, buf, _| {
-            buf[at + 3] &= !WRITING;
-            meta.queued.wake();
-        });
+        self.change(at, Change::Flags(WRITING, 0));
         Ok(ticket)
     }
 
@@ -674,11 +681,35 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
 
     /// The message at `at` ended (`code`): it leaves.
     fn end(&self, at: usize, code: u8, error: Option<Error>) {
-        self.with(|ring, meta, buf, mut log| {
-            Self::end_in(meta, buf, &mut log, at, code, error);
-            ring.reclaim(buf);
-            meta.space.wake();
-            meta.gone.wake();
+        self.change(at, Change::End(code, error));
+    }
+
+    /// One change to the record at `at` (or to the turn), under one lock:
+    /// one function for the small changes, not one each.
+    #[inline(never)]
+    fn change(&self, at: usize, c: Change) -> u8 {
+        self.with(|ring, meta, buf, mut log| match c {
+            Change::Flags(clear, set) => {
+                buf[at + 3] = (buf[at + 3] & !clear) | set;
+                meta.queued.wake();
+                0
+            }
+            Change::TurnDone => {
+                meta.turn = false;
+                meta.queued.wake();
+                0
+            }
+            Change::Refused => {
+                buf[at + 11] = buf[at + 11].saturating_add(1);
+                buf[at + 11]
+            }
+            Change::End(code, error) => {
+                Self::end_in(meta, buf, &mut log, at, code, error);
+                ring.reclaim(buf);
+                meta.space.wake();
+                meta.gone.wake();
+                0
+            }
         })
     }
 
@@ -715,10 +746,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// fine): counted on the record, which stays in flight. Returns the
     /// refusals so far.
     pub(crate) fn refused(&self, at: usize) -> u8 {
-        self.with(|_, _, buf, _| {
-            buf[at + 11] = buf[at + 11].saturating_add(1);
-            buf[at + 11]
-        })
+        self.change(at, Change::Refused)
     }
 
     /// The modem reported the message at `at`, in flight, failed
@@ -726,10 +754,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// (no lane takes it) until [`confirm_suspects`](Self::confirm_suspects)
     /// counts the failure against it, or a link loss puts it back uncounted.
     pub(crate) fn suspect(&self, at: usize) {
-        self.with(|_, meta, buf, _| {
-            buf[at + 3] = (buf[at + 3] & !IN_FLIGHT) | SUSPECT;
-            meta.queued.wake();
-        })
+        self.change(at, Change::Flags(IN_FLIGHT, SUSPECT));
     }
 
     /// True if a message other than `seq` is set aside.
@@ -776,10 +801,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
 
     /// The message at `at` goes again later.
     pub(crate) fn requeue(&self, at: usize) {
-        self.with(|_, meta, buf, _| {
-            buf[at + 3] &= !IN_FLIGHT;
-            meta.queued.wake();
-        })
+        self.change(at, Change::Flags(IN_FLIGHT, 0));
     }
 
     /// After a link loss: every message in flight (or set aside) goes
