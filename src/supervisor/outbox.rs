@@ -241,6 +241,19 @@ fn header(buf: &[u8], at: usize) -> &[u8; HEADER] {
         .unwrap_or_else(|_| unreachable!())
 }
 
+fn header_mut(buf: &mut [u8], at: usize) -> &mut [u8; HEADER] {
+    // A slice of HEADER bytes: the conversion cannot fail.
+    (&mut buf[at..at + HEADER])
+        .try_into()
+        .unwrap_or_else(|_| unreachable!())
+}
+
+/// A record's topic length.
+fn topic_len_of(buf: &[u8], at: usize) -> usize {
+    let h = header(buf, at);
+    usize::from(u16::from_le_bytes([h[12], h[13]]))
+}
+
 fn seq_of(buf: &[u8], at: usize) -> u32 {
     let h = header(buf, at);
     u32::from_le_bytes([h[4], h[5], h[6], h[7]])
@@ -351,7 +364,7 @@ impl<M: RawMutex> Source for Record<'_, M> {
     fn lens(&self) -> (usize, usize) {
         let at = self.at;
         self.outbox.with(|_, _, buf, _| {
-            let topic_len = usize::from(u16::from_le_bytes([buf[at + 12], buf[at + 13]]));
+            let topic_len = topic_len_of(buf, at);
             (
                 topic_len,
                 ring::len(buf, at).saturating_sub(HEADER + topic_len),
@@ -363,7 +376,7 @@ impl<M: RawMutex> Source for Record<'_, M> {
         let at = self.at;
         self.outbox.with(|_, _, buf, _| {
             let len = ring::len(buf, at);
-            let topic_len = usize::from(u16::from_le_bytes([buf[at + 12], buf[at + 13]]));
+            let topic_len = topic_len_of(buf, at);
             let (topic, payload) = buf[at + HEADER..at + len].split_at(topic_len);
             copy_part(topic, payload, off, out)
         })
@@ -485,14 +498,14 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
             let seq = meta.next_seq;
             meta.next_seq = meta.next_seq.wrapping_add(1);
             log.set(seq, ENDED_UNKNOWN);
-            ring::set_header(buf, at, len, 1);
-            let rec = &mut buf[at..at + len];
-            rec[3] = qos.get() | if retain { RETAIN } else { 0 } | WRITING;
-            rec[4..8].copy_from_slice(&seq.to_le_bytes());
-            rec[8..10].copy_from_slice(&msg_id.to_le_bytes());
-            rec[10] = 0;
-            rec[11] = 0;
-            rec[12..14].copy_from_slice(&(topic.len() as u16).to_le_bytes());
+            let [l0, l1] = (len as u16).to_le_bytes();
+            let [s0, s1, s2, s3] = seq.to_le_bytes();
+            let [m0, m1] = msg_id.to_le_bytes();
+            let [t0, t1] = (topic.len() as u16).to_le_bytes();
+            let flags = qos.get() | if retain { RETAIN } else { 0 } | WRITING;
+            // Length, hold 1 (`ring::set_header`), flags, sequence, msgID,
+            // sends, refusals, topic length: one store of the whole header.
+            *header_mut(buf, at) = [l0, l1, 1, flags, s0, s1, s2, s3, m0, m1, 0, 0, t0, t1];
             meta.high_water = meta.high_water.max(ring.used(buf.len()));
             Ok((Ticket { seq, msg_id }, at))
         }
@@ -635,22 +648,24 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
 
     fn take_in(ring: &Ring, buf: &mut [u8]) -> Option<Taken> {
         {
-            let at = Self::live(ring, buf).find(|&at| buf[at + 3] & (IN_FLIGHT | SUSPECT) == 0)?;
+            let at = Self::live(ring, buf)
+                .find(|&at| header(buf, at)[3] & (IN_FLIGHT | SUSPECT) == 0)?;
+            let h = header_mut(buf, at);
             // One still being copied in holds back those stored after it:
             // they go out in the order they were stored.
-            if buf[at + 3] & WRITING != 0 {
+            if h[3] & WRITING != 0 {
                 return None;
             }
-            buf[at + 3] |= IN_FLIGHT;
-            buf[at + 10] = buf[at + 10].saturating_add(1);
-            let flags = buf[at + 3];
+            h[3] |= IN_FLIGHT;
+            h[10] = h[10].saturating_add(1);
+            let flags = h[3];
             Some(Taken {
                 at,
-                seq: seq_of(buf, at),
-                msg_id: msg_id_of(buf, at),
+                seq: u32::from_le_bytes([h[4], h[5], h[6], h[7]]),
+                msg_id: u16::from_le_bytes([h[8], h[9]]),
                 qos: QoS::new(flags & QOS_MASK).unwrap_or(QoS::AtLeastOnce),
                 retain: flags & RETAIN != 0,
-                sends: buf[at + 10],
+                sends: h[10],
             })
         }
     }
@@ -690,7 +705,8 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     fn change(&self, at: usize, c: Change) -> u8 {
         self.with(|ring, meta, buf, mut log| match c {
             Change::Flags(clear, set) => {
-                buf[at + 3] = (buf[at + 3] & !clear) | set;
+                let h = header_mut(buf, at);
+                h[3] = (h[3] & !clear) | set;
                 meta.queued.wake();
                 0
             }
@@ -700,8 +716,9 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
                 0
             }
             Change::Refused => {
-                buf[at + 11] = buf[at + 11].saturating_add(1);
-                buf[at + 11]
+                let h = header_mut(buf, at);
+                h[11] = h[11].saturating_add(1);
+                h[11]
             }
             Change::End(code, error) => {
                 Self::end_in(meta, buf, &mut log, at, code, error);
@@ -760,7 +777,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// True if a message other than `seq` is set aside.
     pub(crate) fn other_suspect(&self, seq: u32) -> bool {
         self.with(|ring, _, buf, _| {
-            Self::live(ring, buf).any(|at| buf[at + 3] & SUSPECT != 0 && seq_of(buf, at) != seq)
+            Self::live(ring, buf).any(|at| header(buf, at)[3] & SUSPECT != 0 && seq_of(buf, at) != seq)
         })
     }
 
@@ -774,13 +791,14 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
             let mut n = 0;
             let mut c = ring.cursor();
             while let Some(at) = c.next_live(buf) {
-                if buf[at + 3] & SUSPECT == 0 {
+                let h = header_mut(buf, at);
+                if h[3] & SUSPECT == 0 {
                     continue;
                 }
                 n += 1;
-                buf[at + 3] &= !SUSPECT;
-                buf[at + 11] = buf[at + 11].saturating_add(1);
-                if buf[at + 11] >= max {
+                h[3] &= !SUSPECT;
+                h[11] = h[11].saturating_add(1);
+                if h[11] >= max {
                     Self::end_in(meta, buf, &mut log, at, ENDED_REFUSED, Some(e));
                     left += 1;
                 }
@@ -812,15 +830,15 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
             let mut dropped = 0;
             let mut c = ring.cursor();
             while let Some(at) = c.next_live(buf) {
-                let flags = buf[at + 3];
-                if flags & WRITING != 0 {
+                let h = header_mut(buf, at);
+                if h[3] & WRITING != 0 {
                     continue;
                 }
-                if flags & QOS_MASK == 0 {
+                if h[3] & QOS_MASK == 0 {
                     Self::end_in(meta, buf, &mut log, at, ENDED_DROPPED, None);
                     dropped += 1;
                 } else {
-                    buf[at + 3] &= !(IN_FLIGHT | SUSPECT);
+                    h[3] &= !(IN_FLIGHT | SUSPECT);
                 }
             }
             ring.reclaim(buf);
