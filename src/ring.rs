@@ -173,20 +173,27 @@ impl Iterator for Live<'_> {
     }
 }
 
+/// A record's length and hold count (one bounds check for the three).
+fn head(buf: &[u8], at: usize) -> [u8; 3] {
+    // A slice of 3 bytes: the conversion cannot fail.
+    buf[at..at + 3].try_into().unwrap_or_else(|_| unreachable!())
+}
+
 /// A record's length.
 pub(crate) fn len(buf: &[u8], at: usize) -> usize {
-    usize::from(u16::from_le_bytes([buf[at], buf[at + 1]]))
+    let [l0, l1, _] = head(buf, at);
+    usize::from(u16::from_le_bytes([l0, l1]))
 }
 
 /// A record's hold count.
 pub(crate) fn hold(buf: &[u8], at: usize) -> u8 {
-    buf[at + 2]
+    head(buf, at)[2]
 }
 
 /// Writes a record's length and hold count.
 pub(crate) fn set_header(buf: &mut [u8], at: usize, len: usize, hold: u8) {
-    buf[at..at + 2].copy_from_slice(&(len as u16).to_le_bytes());
-    buf[at + 2] = hold;
+    let [l0, l1] = (len as u16).to_le_bytes();
+    buf[at..at + 3].copy_from_slice(&[l0, l1, hold]);
 }
 
 /// One holder of the record let it go (its hold count goes down by one; at
