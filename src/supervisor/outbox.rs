@@ -195,6 +195,12 @@ enum Change {
     Refused,
     /// The message ended (how, and the refusal's error): it leaves.
     End(u8, Option<Error>),
+    /// Is a message other than this one set aside? (1: yes.)
+    OtherSuspect(u32),
+    /// [`Outbox::confirm_suspects`]: how many left.
+    Confirm(u8, Error),
+    /// [`Outbox::requeue_all`]: how many were dropped.
+    RequeueAll,
 }
 
 /// Where a stored message's msgID comes from.
@@ -702,31 +708,84 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// One change to the record at `at` (or to the turn), under one lock:
     /// one function for the small changes, not one each.
     #[inline(never)]
-    fn change(&self, at: usize, c: Change) -> u8 {
-        self.with(|ring, meta, buf, mut log| match c {
-            Change::Flags(clear, set) => {
+    fn change(&self, at: usize, c: Change) -> u32 {
+        self.with(|ring, meta, buf, mut log| {
+            match c {
+                Change::Flags(clear, set) => {
+                    let h = header_mut(buf, at);
+                    h[3] = (h[3] & !clear) | set;
+                    meta.queued.wake();
+                    return 0;
+                }
+                Change::TurnDone => {
+                    meta.turn = false;
+                    meta.queued.wake();
+                    return 0;
+                }
+                Change::Refused => {
+                    let h = header_mut(buf, at);
+                    h[11] = h[11].saturating_add(1);
+                    return u32::from(h[11]);
+                }
+                Change::OtherSuspect(seq) => {
+                    return u32::from(Self::live(ring, buf).any(|at| {
+                        header(buf, at)[3] & SUSPECT != 0 && seq_of(buf, at) != seq
+                    }));
+                }
+                Change::End(code, error) => {
+                    Self::end_in(meta, buf, &mut log, at, code, error);
+                    ring.reclaim(buf);
+                    meta.space.wake();
+                    meta.gone.wake();
+                    return 0;
+                }
+                Change::Confirm(..) | Change::RequeueAll => {}
+            }
+            // A sweep of the records; `left` of them leave.
+            let mut left = 0;
+            // Records changed (`Confirm`: at most 16 at a time).
+            let mut n = 0;
+            let mut cur = ring.cursor();
+            while let Some(at) = cur.next_live(buf) {
                 let h = header_mut(buf, at);
-                h[3] = (h[3] & !clear) | set;
-                meta.queued.wake();
-                0
+                if let Change::Confirm(max, e) = c {
+                    // Each failure counts as a refusal of its message.
+                    if h[3] & SUSPECT == 0 {
+                        continue;
+                    }
+                    n += 1;
+                    h[3] &= !SUSPECT;
+                    h[11] = h[11].saturating_add(1);
+                    if h[11] >= max {
+                        Self::end_in(meta, buf, &mut log, at, ENDED_REFUSED, Some(e));
+                        left += 1;
+                    }
+                    if n == 16 {
+                        break;
+                    }
+                } else {
+                    // After a link loss: in flight or set aside, it goes
+                    // again; QoS 0 leaves, dropped.
+                    if h[3] & WRITING != 0 {
+                        continue;
+                    }
+                    n += 1;
+                    if h[3] & QOS_MASK == 0 {
+                        Self::end_in(meta, buf, &mut log, at, ENDED_DROPPED, None);
+                        left += 1;
+                    } else {
+                        h[3] &= !(IN_FLIGHT | SUSPECT);
+                    }
+                }
             }
-            Change::TurnDone => {
-                meta.turn = false;
-                meta.queued.wake();
-                0
+            if n == 0 && matches!(c, Change::Confirm(..)) {
+                return 0;
             }
-            Change::Refused => {
-                let h = header_mut(buf, at);
-                h[11] = h[11].saturating_add(1);
-                h[11]
-            }
-            Change::End(code, error) => {
-                Self::end_in(meta, buf, &mut log, at, code, error);
-                ring.reclaim(buf);
-                meta.space.wake();
-                meta.gone.wake();
-                0
-            }
+            ring.reclaim(buf);
+            meta.space.wake();
+            meta.gone.wake();
+            meta.queued.wake();
+            left
         })
     }
 
@@ -763,7 +822,8 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// fine): counted on the record, which stays in flight. Returns the
     /// refusals so far.
     pub(crate) fn refused(&self, at: usize) -> u8 {
-        self.change(at, Change::Refused)
+        // At most 255: a record's count.
+        self.change(at, Change::Refused) as u8
     }
 
     /// The modem reported the message at `at`, in flight, failed
@@ -776,45 +836,14 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
 
     /// True if a message other than `seq` is set aside.
     pub(crate) fn other_suspect(&self, seq: u32) -> bool {
-        self.with(|ring, _, buf, _| {
-            Self::live(ring, buf).any(|at| header(buf, at)[3] & SUSPECT != 0 && seq_of(buf, at) != seq)
-        })
+        self.change(0, Change::OtherSuspect(seq)) != 0
     }
 
     /// The link proved itself while messages were set aside: each failure
     /// counts as a refusal of its message, which goes again, or leaves,
     /// refused with `e`, at `max` refusals. Returns how many left.
     pub(crate) fn confirm_suspects(&self, max: u8, e: Error) -> u32 {
-        self.with(|ring, meta, buf, mut log| {
-            let mut left = 0;
-            // At most 16 at a time.
-            let mut n = 0;
-            let mut c = ring.cursor();
-            while let Some(at) = c.next_live(buf) {
-                let h = header_mut(buf, at);
-                if h[3] & SUSPECT == 0 {
-                    continue;
-                }
-                n += 1;
-                h[3] &= !SUSPECT;
-                h[11] = h[11].saturating_add(1);
-                if h[11] >= max {
-                    Self::end_in(meta, buf, &mut log, at, ENDED_REFUSED, Some(e));
-                    left += 1;
-                }
-                if n == 16 {
-                    break;
-                }
-            }
-            if n == 0 {
-                return 0;
-            }
-            ring.reclaim(buf);
-            meta.space.wake();
-            meta.gone.wake();
-            meta.queued.wake();
-            left
-        })
+        self.change(0, Change::Confirm(max, e))
     }
 
     /// The message at `at` goes again later.
@@ -826,27 +855,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// again, uncounted, but QoS 0 ones, which are at most once: they leave,
     /// dropped. Returns how many of those.
     pub(crate) fn requeue_all(&self) -> u32 {
-        self.with(|ring, meta, buf, mut log| {
-            let mut dropped = 0;
-            let mut c = ring.cursor();
-            while let Some(at) = c.next_live(buf) {
-                let h = header_mut(buf, at);
-                if h[3] & WRITING != 0 {
-                    continue;
-                }
-                if h[3] & QOS_MASK == 0 {
-                    Self::end_in(meta, buf, &mut log, at, ENDED_DROPPED, None);
-                    dropped += 1;
-                } else {
-                    h[3] &= !(IN_FLIGHT | SUSPECT);
-                }
-            }
-            ring.reclaim(buf);
-            meta.space.wake();
-            meta.gone.wake();
-            meta.queued.wake();
-            dropped
-        })
+        self.change(0, Change::RequeueAll)
     }
 }
 
