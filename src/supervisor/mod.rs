@@ -871,6 +871,24 @@ impl<C: atat::AtatCmd<Response = crate::commands::NoResponse>> SimpleCommand for
     }
 }
 
+/// Reads the information lines of a general command's answer.
+trait Answer {
+    fn read(&mut self, info: &[u8]) -> Result<(), Error>;
+}
+
+/// A command's typed answer, parsed.
+struct Parsed<'c, C: atat::AtatCmd> {
+    cmd: &'c C,
+    out: Option<C::Response>,
+}
+
+impl<C: atat::AtatCmd> Answer for Parsed<'_, C> {
+    fn read(&mut self, info: &[u8]) -> Result<(), Error> {
+        self.out = Some(self.cmd.parse(Ok(info)).map_err(Error::from_own_parse)?);
+        Ok(())
+    }
+}
+
 /// The checks a message must pass to be sent in the format `hex`.
 fn check_message(topic: &str, payload: &[u8], hex: bool) -> Result<(), Error> {
     check_topic(topic)?;
@@ -1008,7 +1026,11 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 // `OK` if it still reads commands; a wedged one says nothing.
                 // Sent even if the modem does not answer the `AT` before it:
                 // it may still read commands.
-                if let Err(e) = self.simple_as(&ResetModule, true).await {
+                // `force`: the line goes out even to a modem that answers
+                // nothing (the channel's fence, a bare `AT`, would otherwise
+                // hold it back).
+                let write = |b: &mut [u8]| ResetModule.line(b);
+                if let Err(e) = self.exchange(&write, None, true).await {
                     debug!("AT+QRST=1: {}", e);
                 }
             }
@@ -1101,12 +1123,27 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     }
 
     /// A general command (the modem's, not the client's), with the
-    /// driver's `command_timeout`; progress when it is answered. Through
-    /// the AT channel, as `Modem`'s own commands go.
-    async fn command<C: atat::AtatCmd>(&self, cmd: &C) -> Result<C::Response, Error> {
+    /// driver's `command_timeout`: sends the line `write` puts in the buffer
+    /// (with `force`: even to a modem that answers nothing) and waits for
+    /// `OK`; `answer` reads the information lines then. Progress when it
+    /// succeeded. Through the AT channel, as `Modem`'s own commands go: one
+    /// state machine for every general command of the supervisor.
+    async fn exchange(
+        &self,
+        write: &dyn Fn(&mut [u8]) -> usize,
+        answer: Option<&mut dyn Answer>,
+        force: bool,
+    ) -> Result<(), Error> {
         let core = self.link.client.core();
         let timeout = core.config.command_timeout;
-        let r = core.channel.command(cmd, timeout, None).await;
+        let r = core
+            .channel
+            .exchange_as(write, timeout, Owner::publish(None), force)
+            .await
+            .and_then(|a| match answer {
+                Some(answer) => a.parse(|info| answer.read(info)),
+                None => Ok(()),
+            });
         if r.is_ok() {
             self.link.status.progress();
         }
@@ -1116,39 +1153,15 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// `AT+QMTCONN?`: whether the modem says the client is connected. One
     /// state machine for the publish lanes' checks and the health check.
     async fn connected(&self) -> Result<bool, Error> {
-        let s = self.command(&QueryConnectionState).await?;
+        let mut answer = Parsed {
+            cmd: &QueryConnectionState,
+            out: None,
+        };
+        let write = |b: &mut [u8]| atat::AtatCmd::write(&QueryConnectionState, b);
+        self.exchange(&write, Some(&mut answer), false).await?;
+        // Set whenever the exchange succeeded.
+        let s = answer.out.ok_or(Error::UnexpectedResponse)?;
         Ok(s.get(self.config.client) == Some(ConnectionState::Connected))
-    }
-
-    /// A general command answered by `OK` alone (`AT`, `ATE0`,
-    /// `AT+QRST=1`): one state machine for all of them, not one each.
-    fn simple<'s>(
-        &'s self,
-        cmd: &'s dyn SimpleCommand,
-    ) -> impl Future<Output = Result<(), Error>> + 's {
-        self.simple_as(cmd, false)
-    }
-
-    /// [`simple`](Self::simple); with `force`, the line goes out even to a
-    /// modem that answers nothing (the channel's fence, a bare `AT`, would
-    /// otherwise hold it back): `AT+QRST=1`.
-    async fn simple_as(&self, cmd: &dyn SimpleCommand, force: bool) -> Result<(), Error> {
-        let core = self.link.client.core();
-        let timeout = core.config.command_timeout;
-        let r = core
-            .channel
-            .exchange_as(
-                &|b: &mut [u8]| cmd.line(b),
-                timeout,
-                Owner::publish(None),
-                force,
-            )
-            .await
-            .map(drop);
-        if r.is_ok() {
-            self.link.status.progress();
-        }
-        r
     }
 
     /// `AT` until the modem answers (then `ATE0`), within `modem_deadline`
@@ -1160,15 +1173,23 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let mut until = Instant::now() + cfg.modem_deadline;
         // 0: `AT`, 1: `ATE0`, 2: `AT+CEREG?`.
         let mut phase = 0u8;
+        let mut reg = Parsed {
+            cmd: &QueryRegistration,
+            out: None,
+        };
         loop {
-            let r = if phase < 2 {
-                let cmd: &dyn SimpleCommand = if phase == 0 { &Attention } else { &EchoOff };
-                self.simple(cmd).await.map(|()| true)
+            let cmd: &dyn SimpleCommand = if phase == 0 { &Attention } else { &EchoOff };
+            let write: &dyn Fn(&mut [u8]) -> usize = if phase < 2 {
+                &|b| cmd.line(b)
             } else {
-                self.command(&QueryRegistration)
-                    .await
-                    .map(|r| r.registered())
+                &|b| atat::AtatCmd::write(&QueryRegistration, b)
             };
+            let answer: Option<&mut dyn Answer> = if phase < 2 { None } else { Some(&mut reg) };
+            // One await for the three commands.
+            let r = self
+                .exchange(write, answer, false)
+                .await
+                .map(|()| phase < 2 || reg.out.take().is_some_and(|r| r.registered()));
             match (phase, r) {
                 (0 | 1, Ok(_)) => {
                     phase = if phase == 0 && cfg.echo_off { 1 } else { 2 };
