@@ -889,6 +889,34 @@ impl<C: atat::AtatCmd> Answer for Parsed<'_, C> {
     }
 }
 
+/// `AT+QMTCONN?`'s answer: whether the modem says the client is
+/// connected. Asked by the publish lanes' checks and the health check,
+/// each through [`Supervisor::exchange`].
+struct Connected {
+    client: ClientId,
+    yes: bool,
+}
+
+impl Connected {
+    fn new(client: ClientId) -> Self {
+        Self { client, yes: false }
+    }
+}
+
+impl Answer for Connected {
+    fn read(&mut self, info: &[u8]) -> Result<(), Error> {
+        let s = atat::AtatCmd::parse(&QueryConnectionState, Ok(info))
+            .map_err(Error::from_own_parse)?;
+        self.yes = s.get(self.client) == Some(ConnectionState::Connected);
+        Ok(())
+    }
+}
+
+/// `AT+QMTCONN?`'s line.
+fn query_connected(buf: &mut [u8]) -> usize {
+    atat::AtatCmd::write(&QueryConnectionState, buf)
+}
+
 /// The checks a message must pass to be sent in the format `hex`.
 fn check_message(topic: &str, payload: &[u8], hex: bool) -> Result<(), Error> {
     check_topic(topic)?;
@@ -1150,20 +1178,6 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         r
     }
 
-    /// `AT+QMTCONN?`: whether the modem says the client is connected. One
-    /// state machine for the publish lanes' checks and the health check.
-    async fn connected(&self) -> Result<bool, Error> {
-        let mut answer = Parsed {
-            cmd: &QueryConnectionState,
-            out: None,
-        };
-        let write = |b: &mut [u8]| atat::AtatCmd::write(&QueryConnectionState, b);
-        self.exchange(&write, Some(&mut answer), false).await?;
-        // Set whenever the exchange succeeded.
-        let s = answer.out.ok_or(Error::UnexpectedResponse)?;
-        Ok(s.get(self.config.client) == Some(ConnectionState::Connected))
-    }
-
     /// `AT` until the modem answers (then `ATE0`), within `modem_deadline`
     /// (`wake_modem`); then `AT+CEREG?` until registered (home or roaming),
     /// within `registration_deadline` (`wait_registered`). One loop, one
@@ -1383,7 +1397,9 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                         }
                         false
                     };
-                    match self.connected().await {
+                    let mut c = Connected::new(self.config.client);
+                    let asked = self.exchange(&query_connected, Some(&mut c), false).await;
+                    match asked.map(|()| c.yes) {
                         Ok(false) => return Err(OfflineReason::NotConnected),
                         Ok(_) if general => return Err(OfflineReason::Failed(e)),
                         Ok(_) => {}
@@ -1519,7 +1535,9 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         }
         loop {
             Timer::after(every).await;
-            match self.connected().await {
+            let mut c = Connected::new(self.config.client);
+            let asked = self.exchange(&query_connected, Some(&mut c), false).await;
+            match asked.map(|()| c.yes) {
                 Ok(true) => {}
                 Ok(false) => return OfflineReason::NotConnected,
                 Err(
