@@ -176,7 +176,9 @@ impl Iterator for Live<'_> {
 /// A record's length and hold count (one bounds check for the three).
 fn head(buf: &[u8], at: usize) -> [u8; 3] {
     // A slice of 3 bytes: the conversion cannot fail.
-    buf[at..at + 3].try_into().unwrap_or_else(|_| unreachable!())
+    buf[at..at + 3]
+        .try_into()
+        .unwrap_or_else(|_| unreachable!())
 }
 
 /// A record's length.

@@ -905,8 +905,8 @@ impl Connected {
 
 impl Answer for Connected {
     fn read(&mut self, info: &[u8]) -> Result<(), Error> {
-        let s = atat::AtatCmd::parse(&QueryConnectionState, Ok(info))
-            .map_err(Error::from_own_parse)?;
+        let s =
+            atat::AtatCmd::parse(&QueryConnectionState, Ok(info)).map_err(Error::from_own_parse)?;
         self.yes = s.get(self.client) == Some(ConnectionState::Connected);
         Ok(())
     }

@@ -728,9 +728,10 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
                     return u32::from(h[11]);
                 }
                 Change::OtherSuspect(seq) => {
-                    return u32::from(Self::live(ring, buf).any(|at| {
-                        header(buf, at)[3] & SUSPECT != 0 && seq_of(buf, at) != seq
-                    }));
+                    return u32::from(
+                        Self::live(ring, buf)
+                            .any(|at| header(buf, at)[3] & SUSPECT != 0 && seq_of(buf, at) != seq),
+                    );
                 }
                 Change::End(code, error) => {
                     Self::end_in(meta, buf, &mut log, at, code, error);
