@@ -295,9 +295,10 @@ impl Log<'_> {
     }
 
     fn place(&self, seq: u32) -> (usize, u32) {
-        // `span` is a power of two: a mask, not a division.
-        let i = (seq & (self.span() - 1)) as usize;
-        (i / 4, (i % 4) as u32 * 2)
+        // The log's length is a power of two: a mask, not a division (and
+        // the byte is within the log).
+        let byte = (seq as usize / 4) & (self.0.len().max(1) - 1);
+        (byte, (seq % 4) * 2)
     }
 
     fn set(&mut self, seq: u32, code: u8) {
@@ -803,8 +804,10 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
             log.set(seq, code);
         }
         if let Some(e) = error {
-            meta.refusals[meta.next_refusal] = Some((seq, e));
-            meta.next_refusal = (meta.next_refusal + 1) % REFUSALS;
+            // Below REFUSALS (a power of two): no bounds check.
+            let i = meta.next_refusal % REFUSALS;
+            meta.refusals[i] = Some((seq, e));
+            meta.next_refusal = (i + 1) % REFUSALS;
         }
         ring::free(buf, at);
     }
