@@ -43,6 +43,8 @@
 //! kept beside it. A ticket older than that reads
 //! [`Outcome::Forgotten`]: never a false "delivered".
 
+use core::future::Future;
+
 use crate::channel::{copy_part, Source, CHUNK};
 use crate::error::Error;
 use crate::ring::{self, Once, Ring, RingBuffer, RingFn};
@@ -595,25 +597,34 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     }
 
     /// Waits until nothing is stored.
-    pub(crate) async fn wait_empty(&self) {
-        wait(self.lock(Wait::Gone), |w, waker| {
-            self.with(|ring, meta, buf, _| {
-                let empty = Self::live(ring, buf).next().is_none();
-                w.poll(&mut meta.gone, waker, empty.then_some(()))
-            })
-        })
-        .await
+    pub(crate) fn wait_empty(&self) -> impl Future<Output = ()> + '_ {
+        self.wait_count(Wait::Gone, 1)
     }
 
     /// Waits until at least `n` messages are stored (a duty cycle's wake).
-    pub(crate) async fn wait_stored(&self, n: usize) {
-        wait(self.lock(Wait::Queued), |w, waker| {
+    pub(crate) fn wait_stored(&self, n: usize) -> impl Future<Output = ()> + '_ {
+        self.wait_count(Wait::Queued, n)
+    }
+
+    /// Waits until no message is stored (`Gone`, the waiters of an end) or
+    /// at least `n` are (`Queued`): one wait (one state machine) for both.
+    /// At most `n` records (one for `Gone`) are looked at under each lock.
+    fn wait_count(&self, which: Wait, n: usize) -> impl Future<Output = ()> + '_ {
+        wait(self.lock(which), move |w, waker| {
             self.with(|ring, meta, buf, _| {
-                let stored = Self::live(ring, buf).count() >= n;
-                w.poll(&mut meta.queued, waker, stored.then_some(()))
+                let mut live = Self::live(ring, buf);
+                let (ready, set) = if let Wait::Gone = which {
+                    (live.next().is_none(), &mut meta.gone)
+                } else {
+                    let mut seen = 0;
+                    while seen < n && live.next().is_some() {
+                        seen += 1;
+                    }
+                    (seen >= n, &mut meta.queued)
+                };
+                w.poll(set, waker, ready.then_some(()))
             })
         })
-        .await
     }
 
     /// Runs a function on the waiters of `which`, under the lock.
