@@ -586,14 +586,14 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
 
     /// Waits until the message of `ticket` ended; how. Any number of tasks
     /// may wait at once (`crate::wait`).
-    pub(crate) async fn wait_outcome(&self, ticket: Ticket) -> Outcome {
-        wait(self.lock(Wait::Gone), |w, waker| {
+    pub(crate) fn wait_outcome(&self, ticket: Ticket) -> impl Future<Output = Outcome> + '_ {
+        // The wait itself, not an async fn around it (a state machine less).
+        wait(self.lock(Wait::Gone), move |w, waker| {
             self.with(|ring, meta, buf, log| {
                 let o = Self::outcome_in(ring, meta, buf, &log, ticket);
                 w.poll(&mut meta.gone, waker, o)
             })
         })
-        .await
     }
 
     /// Waits until nothing is stored.
@@ -691,8 +691,9 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// Waits for a queued message and for the turn, and takes both: the
     /// next message is handed out once the [`Turn`] is dropped (its line
     /// went), so the messages go out in the order they were stored.
-    pub(crate) async fn take_wait(&self) -> (Taken, Turn<'_, 'a, M>) {
-        let t = wait(self.lock(Wait::Queued), |w, waker| {
+    pub(crate) fn take_wait(&self) -> impl Future<Output = (Taken, Turn<'_, 'a, M>)> + '_ {
+        // The wait itself, not an async fn around it (a state machine less).
+        wait(self.lock(Wait::Queued), move |w, waker| {
             self.with(|ring, meta, buf, _| {
                 let t = if meta.turn {
                     None
@@ -702,9 +703,8 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
                 meta.turn |= t.is_some();
                 w.poll(&mut meta.queued, waker, t)
             })
+            .map(|t| (t, Turn(self)))
         })
-        .await;
-        (t, Turn(self))
     }
 
     /// The message at `at`, read in place.
