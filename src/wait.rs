@@ -254,22 +254,24 @@ impl<M: RawMutex> Lock<M> {
     }
 
     /// Waits until the lock is free, and takes it.
-    pub(crate) async fn lock(&self) -> LockGuard<'_, M> {
-        let take = |w: &mut Waiter, waker: &Waker| {
-            self.st.lock(|s| {
-                let s = &mut *s.borrow_mut();
-                let free = !s.held;
-                if free {
-                    s.held = true;
-                }
-                w.poll(&mut s.waiters, waker, free.then_some(()))
-            })
+    /// (The wait itself, not an async fn around it: a state machine less.)
+    pub(crate) fn lock(&self) -> impl Future<Output = LockGuard<'_, M>> + '_ {
+        let take = move |w: &mut Waiter, waker: &Waker| {
+            self.st
+                .lock(|s| {
+                    let s = &mut *s.borrow_mut();
+                    let free = !s.held;
+                    if free {
+                        s.held = true;
+                    }
+                    w.poll(&mut s.waiters, waker, free.then_some(()))
+                })
+                .map(|()| LockGuard { lock: self })
         };
         let set = move |f: &mut dyn FnMut(&mut WaitSet<1>)| {
             self.st.lock(|s| f(&mut s.borrow_mut().waiters))
         };
-        wait(set, take).await;
-        LockGuard { lock: self }
+        wait(set, take)
     }
 }
 
