@@ -256,10 +256,14 @@ fn header_mut(buf: &mut [u8], at: usize) -> &mut [u8; HEADER] {
         .unwrap_or_else(|_| unreachable!())
 }
 
-/// A record's topic length.
-fn topic_len_of(buf: &[u8], at: usize) -> usize {
+/// A record's length (`ring::len`) and its topic's length, from one read
+/// of its header.
+fn lens_of(buf: &[u8], at: usize) -> (usize, usize) {
     let h = header(buf, at);
-    usize::from(u16::from_le_bytes([h[12], h[13]]))
+    (
+        usize::from(u16::from_le_bytes([h[0], h[1]])),
+        usize::from(u16::from_le_bytes([h[12], h[13]])),
+    )
 }
 
 fn seq_of(buf: &[u8], at: usize) -> u32 {
@@ -373,19 +377,15 @@ impl<M: RawMutex> Source for Record<'_, M> {
     fn lens(&self) -> (usize, usize) {
         let at = self.at;
         self.outbox.with(|_, _, buf, _| {
-            let topic_len = topic_len_of(buf, at);
-            (
-                topic_len,
-                ring::len(buf, at).saturating_sub(HEADER + topic_len),
-            )
+            let (len, topic_len) = lens_of(buf, at);
+            (topic_len, len.saturating_sub(HEADER + topic_len))
         })
     }
 
     fn read(&self, off: usize, out: &mut [u8]) -> usize {
         let at = self.at;
         self.outbox.with(|_, _, buf, _| {
-            let len = ring::len(buf, at);
-            let topic_len = topic_len_of(buf, at);
+            let (len, topic_len) = lens_of(buf, at);
             let (topic, payload) = buf[at + HEADER..at + len].split_at(topic_len);
             copy_part(topic, payload, off, out)
         })
