@@ -2,7 +2,7 @@
 //! runner and the digester. This file is the one owner of that handshake:
 //! its state is private, and each side has named methods.
 //!
-//! - Handle side: [`Channel::command`] and [`Channel::data_mode`] (submit a
+//! - Handle side: [`Channel::command`] and [`Channel::send_line`] (submit a
 //!   line, hand payload chunks after the prompt, read the outcome and the
 //!   information lines). The AT lock is held until the final answer, never
 //!   longer; a dropped future withdraws a line not yet taken, or leaves the
@@ -79,6 +79,8 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
+    // Not inlined: one copy for the exchange and the data mode.
+    #[inline(never)]
     pub(crate) fn into_error(self) -> Error {
         match self {
             Outcome::Ok | Outcome::Overflow => Error::UnexpectedResponse,
@@ -248,7 +250,7 @@ pub(crate) enum Answer {
 pub(crate) struct ChannelState<M: RawMutex> {
     chan: BlockingMutex<M, RefCell<Chan>>,
     /// `chan`'s mode is `Payload` (the modem's echo of a payload may come),
-    /// stored under its lock at the end of every `Channel::with`, read
+    /// stored under its lock at the end of every `Channel::with_mode`, read
     /// without it by the digester at every read (a load).
     payload: AtomicBool,
     /// Held by a handle for one command (until OK/ERROR), never longer.
@@ -349,6 +351,29 @@ pub(crate) struct Job {
 pub(crate) enum DataStep {
     Chunk { len: usize, last: bool },
     Abort,
+}
+
+/// A command line's writer: puts the line into the line buffer and returns
+/// its length (0: it does not fit, or it is refused; nothing is sent). A
+/// command is one (its `AtatCmd::write`), a closure one through
+/// [`WriteWith`]: a trait object of one method, not a closure's three.
+pub(crate) trait WriteLine {
+    fn write_line(&self, buf: &mut [u8]) -> usize;
+}
+
+impl<C: AtatCmd> WriteLine for C {
+    fn write_line(&self, buf: &mut [u8]) -> usize {
+        self.write(buf)
+    }
+}
+
+/// A closure as a [`WriteLine`].
+pub(crate) struct WriteWith<F>(pub F);
+
+impl<F: Fn(&mut [u8]) -> usize> WriteLine for WriteWith<F> {
+    fn write_line(&self, buf: &mut [u8]) -> usize {
+        (self.0)(buf)
+    }
 }
 
 /// Bytes a [`Source`] copies out at most per read: a message waiting in a
@@ -478,7 +503,16 @@ struct Guard<'c, 'a, M: RawMutex> {
 
 impl<M: RawMutex> Drop for Guard<'_, '_, M> {
     fn drop(&mut self) {
-        let wake = self.ch.with(|c| match c.phase {
+        self.ch.release();
+    }
+}
+
+impl<M: RawMutex> Channel<'_, M> {
+    /// The handle's side of the command is over ([`Guard`]'s drop: one copy
+    /// for every way an exchange or a data-mode publish ends).
+    #[inline(never)]
+    fn release(&self) {
+        let wake = self.with(|c| match c.phase {
             Phase::Idle => false,
             // Never taken: withdrawn, nothing was sent.
             Phase::Queued { .. } | Phase::Done(_) => {
@@ -497,7 +531,7 @@ impl<M: RawMutex> Drop for Guard<'_, '_, M> {
             }
         });
         if wake {
-            self.ch.st.to_runner.signal();
+            self.st.to_runner.signal();
         }
     }
 }
@@ -510,10 +544,17 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         }
     }
 
+    /// Runs `f` on the channel's state, under its lock. `f` must not change
+    /// the mode: that goes through [`with_mode`](Self::with_mode).
     fn with<R>(&self, f: impl FnOnce(&mut Chan) -> R) -> R {
-        self.st.chan.lock(|c| {
-            let mut c = c.borrow_mut();
-            let r = f(&mut c);
+        self.st.chan.lock(|c| f(&mut c.borrow_mut()))
+    }
+
+    /// [`with`](Self::with) for an `f` that may change the mode: the mode is
+    /// mirrored in `payload` before the lock is given back.
+    fn with_mode<R>(&self, f: impl FnOnce(&mut Chan) -> R) -> R {
+        self.with(|c| {
+            let r = f(c);
             self.st
                 .payload
                 .store(c.mode == Mode::Payload, Ordering::Relaxed);
@@ -544,13 +585,13 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// Puts a command line in the buffer and hands it to the runner.
     fn submit(
         &self,
-        write: &dyn Fn(&mut [u8]) -> usize,
+        write: &dyn WriteLine,
         timeout: Duration,
         data_mode: bool,
         owner: Owner,
         force: bool,
     ) -> Result<(), Error> {
-        let Some(n) = self.with_line(|b| write(b)) else {
+        let Some(n) = self.with_line(|b| write.write_line(b)) else {
             return Err(Error::UnexpectedResponse);
         };
         if n == 0 {
@@ -587,7 +628,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     ) -> Result<C::Response, Error> {
         // Parsed after the await, from the held line buffer: the response
         // (up to a kilobyte for some) is never kept across an await.
-        self.exchange(&|b: &mut [u8]| cmd.write(b), timeout, slot)
+        self.exchange(cmd, timeout, slot)
             .await?
             .parse(|info| cmd.parse(Ok(info)).map_err(Error::from_own_parse))
     }
@@ -600,7 +641,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// [`exchange_as`](Self::exchange_as)'s.)
     pub(crate) fn exchange<'s>(
         &'s self,
-        write: &'s dyn Fn(&mut [u8]) -> usize,
+        write: &'s dyn WriteLine,
         timeout: Duration,
         slot: Option<u8>,
     ) -> impl Future<Output = Result<Answered<'s, 'a, M>, Error>> + 's {
@@ -611,7 +652,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// where the line went out.
     pub(crate) fn exchange_for<'s>(
         &'s self,
-        write: &'s dyn Fn(&mut [u8]) -> usize,
+        write: &'s dyn WriteLine,
         timeout: Duration,
         owner: Owner,
     ) -> impl Future<Output = Result<Answered<'s, 'a, M>, Error>> + 's {
@@ -622,82 +663,53 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// out even if the modem does not answer the fence before it (its answer
     /// is then discarded as late: the outcome is a timeout). For `AT+QRST=1`
     /// to a modem that may still read commands while it answers none.
-    pub(crate) async fn exchange_as(
-        &self,
-        write: &dyn Fn(&mut [u8]) -> usize,
+    pub(crate) fn exchange_as<'s>(
+        &'s self,
+        write: &'s dyn WriteLine,
         timeout: Duration,
         owner: Owner,
         force: bool,
+    ) -> impl Future<Output = Result<Answered<'s, 'a, M>, Error>> + 's {
+        self.send_line(write, timeout, owner, force, None)
+    }
+
+    /// The one state machine of every command line: sends the line `write`
+    /// puts in the buffer and, with `payload` (a data-mode publish), the
+    /// payload after the `>` prompt; waits for the final answer. On `OK`,
+    /// the channel stays held (with the information lines) until the
+    /// [`Answered`] is dropped.
+    pub(crate) async fn send_line(
+        &self,
+        write: &dyn WriteLine,
+        timeout: Duration,
+        owner: Owner,
+        force: bool,
+        payload: Option<Payload<'_>>,
     ) -> Result<Answered<'_, 'a, M>, Error> {
         let at = self.st.lock.lock().await;
         let guard = Guard { ch: self };
         self.wait_phase(|p| *p == Phase::Idle).await;
-        self.submit(write, timeout, false, owner, force)?;
-        let Phase::Done(outcome) = self.wait_phase(|p| matches!(p, Phase::Done(_))).await else {
-            return Err(Error::UnexpectedResponse);
-        };
-        match outcome {
-            Outcome::Ok => Ok(Answered {
-                ch: self,
-                _guard: guard,
-                _at: at,
-            }),
-            other => Err(other.into_error()),
-        }
-    }
-
-    /// Sends a data-mode publish line (`write` puts it in the buffer), then
-    /// the payload after the `>` prompt, in chunks through the line buffer
-    /// (hex-encoded if asked), then Ctrl+Z.
-    pub(crate) async fn data_mode(
-        &self,
-        write: &dyn Fn(&mut [u8]) -> usize,
-        timeout: Duration,
-        payload: Payload<'_>,
-        slot: Option<u8>,
-    ) -> Result<(), Error> {
-        let _at = self.st.lock.lock().await;
-        let _guard = Guard { ch: self };
-        self.wait_phase(|p| *p == Phase::Idle).await;
-        self.submit(write, timeout, true, Owner::publish(slot), false)?;
+        let data_mode = payload.is_some();
+        self.submit(write, timeout, data_mode, owner, force)?;
         let mut off = 0;
         loop {
+            // The prompt comes only for a data-mode line.
             let phase = self
-                .wait_phase(|p| matches!(p, Phase::Done(_) | Phase::WantData))
+                .wait_phase(|p| matches!(p, Phase::Done(_)) || (data_mode && *p == Phase::WantData))
                 .await;
             match phase {
-                Phase::Done(Outcome::Ok) => return Ok(()),
+                Phase::Done(Outcome::Ok) => {
+                    return Ok(Answered {
+                        ch: self,
+                        _guard: guard,
+                        _at: at,
+                    })
+                }
                 Phase::Done(other) => return Err(other.into_error()),
                 _ => {}
             }
-            // Fill the buffer with the next chunk, read from the source a
-            // few bytes at a time.
-            let (start, plen) = payload.source.lens();
-            let filled = self.with_line(|b| {
-                let room = b.len() - 1; // a byte for Ctrl+Z
-                let (mut len, mut taken) = (0, 0);
-                let src = payload.source;
-                let from = start + off;
-                let to = start + plen.min(off + if payload.hex { room / 2 } else { room });
-                each_chunk(src, from, to, &mut |c| {
-                    len += if payload.hex {
-                        crate::hex::encode_into(c, &mut b[len..])
-                    } else {
-                        b[len..len + c.len()].copy_from_slice(c);
-                        c.len()
-                    };
-                    taken += c.len();
-                    true
-                });
-                let last = off + taken >= plen;
-                if last {
-                    b[len] = 0x1a;
-                    len += 1;
-                }
-                (len, taken, last)
-            });
             // The buffer held elsewhere: give up (the guard sends ESC).
-            let Some((len, taken, last)) = filled else {
+            let Some((len, taken, last)) = payload.as_ref().and_then(|p| self.fill(p, off)) else {
                 return Err(Error::UnexpectedResponse);
             };
             off += taken;
@@ -707,6 +719,37 @@ impl<'a, M: RawMutex> Channel<'a, M> {
             });
             self.st.to_runner.signal();
         }
+    }
+
+    /// Fills the line buffer with the payload's next chunk from `off`, read
+    /// from the source a few bytes at a time: its length, the payload bytes
+    /// it holds, and whether it is the last (ends with Ctrl+Z). `None`: the
+    /// buffer is held elsewhere.
+    fn fill(&self, payload: &Payload<'_>, off: usize) -> Option<(usize, usize, bool)> {
+        let (start, plen) = payload.source.lens();
+        self.with_line(|b| {
+            let room = b.len() - 1; // a byte for Ctrl+Z
+            let (mut len, mut taken) = (0, 0);
+            let src = payload.source;
+            let from = start + off;
+            let to = start + plen.min(off + if payload.hex { room / 2 } else { room });
+            each_chunk(src, from, to, &mut |c| {
+                len += if payload.hex {
+                    crate::hex::encode_into(c, &mut b[len..])
+                } else {
+                    b[len..len + c.len()].copy_from_slice(c);
+                    c.len()
+                };
+                taken += c.len();
+                true
+            });
+            let last = off + taken >= plen;
+            if last {
+                b[len] = 0x1a;
+                len += 1;
+            }
+            (len, taken, last)
+        })
     }
 
     // ------------------------------------------------------------ runner side
@@ -770,7 +813,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// returns what the modem may hold (half line, data mode), and counts
     /// the final answers from now on.
     pub(crate) fn begin_fence(&self, rx_pos: u32) -> (bool, bool) {
-        self.with(|c| {
+        self.with_mode(|c| {
             c.mode = Mode::Fence;
             c.fence_answers = 0;
             c.fence.since = rx_pos;
@@ -786,7 +829,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
 
     /// The fence is done: the next line may go.
     pub(crate) fn end_fence(&self) {
-        self.with(|c| {
+        self.with_mode(|c| {
             c.fence = Fence::default();
             if c.mode == Mode::Fence {
                 c.mode = Mode::Idle;
@@ -802,7 +845,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         let (prefix, len, read_form) = self
             .with_line(|b| command_prefix(&b[..line_len]))
             .unwrap_or(([0; PREFIX], 0, false));
-        self.with(|c| {
+        self.with_mode(|c| {
             c.prefix = prefix;
             c.prefix_len = len;
             c.read_form = read_form;
@@ -923,7 +966,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
 
     /// Marks the payload ended with ESC: the modem's OK to it may count.
     pub(crate) fn arm_escape(&self, rx_pos: u32) {
-        self.with(|c| {
+        self.with_mode(|c| {
             c.mode = Mode::Payload;
             c.answer = None;
             c.armed_at = Some(rx_pos);
@@ -946,7 +989,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     }
 
     fn fence_after_failure(&self, half_line: bool, rx_pos: u32) {
-        self.with(|c| {
+        self.with_mode(|c| {
             c.fence.active = true;
             c.fence.half_line |= half_line;
             c.fence.late_prompt |= c.mode == Mode::Prompt;
@@ -960,7 +1003,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// The command is over: the handle reads `outcome` (or, if it is gone,
     /// the channel is free at once).
     pub(crate) fn finish(&self, outcome: Outcome) {
-        self.with(|c| {
+        self.with_mode(|c| {
             c.owner = Owner::Nobody;
             c.sent_at = None;
             if c.mode != Mode::Fence {
@@ -1007,7 +1050,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// command's answer; `Late`: an answer the fence discards; `Stray`:
     /// nobody's.
     pub(crate) fn on_final(&self, result: Result<(), ModemError>, pos: u32) -> Verdict {
-        let v = self.with(|c| {
+        let v = self.with_mode(|c| {
             match c.mode {
                 Mode::Command | Mode::Prompt | Mode::Payload if eligible(c.armed_at, pos) => {
                     // The modem took the publish: its result may come now.
@@ -1037,7 +1080,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
 
     /// A `>` at the start of a line, at stream position `pos`.
     pub(crate) fn on_prompt(&self, pos: u32) -> PromptVerdict {
-        let v = self.with(|c| {
+        let v = self.with_mode(|c| {
             if c.mode == Mode::Prompt && eligible(c.armed_at, pos) {
                 c.answer = Some(Answer::Prompt);
                 c.mode = Mode::Payload;
@@ -1127,7 +1170,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// the fence, and nothing they were owed will come. A line that went out
     /// after it reached the restarted modem, which answers it.
     pub(crate) fn on_reboot(&self, pos: u32) {
-        self.with(|c| {
+        self.with_mode(|c| {
             if c.fence.active && at_or_after(pos, c.fence.since) {
                 c.fence = Fence::default();
                 c.esc_wanted = false;
@@ -1291,6 +1334,7 @@ mod line_buffer_tests {
             b[..12].copy_from_slice(b"AT+QMTCONN?\r");
             12
         };
+        let write = WriteWith(write);
         let mut handle = pin!(ch.exchange(&write, Duration::from_secs(1), None));
         assert!(poll(handle.as_mut()).is_pending());
         assert_eq!(

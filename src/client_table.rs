@@ -602,8 +602,8 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         })
     }
 
-    /// Like [`try_claim_publish`](Self::try_claim_publish), waiting for a
-    /// free slot instead of failing. The wait ends when a slot is freed (a
+    /// Like [`try_claim_publish`](Self::try_claim_publish); with `wait_for_slot`,
+    /// waiting for a free slot instead of failing. The wait ends when a slot is freed (a
     /// publish ends: its ticket wakes the waiters), when an abandoned slot's
     /// deadline passes (no wake-up comes for that: each poll sets a timer for
     /// the earliest such deadline, so a slot abandoned while this waits
@@ -614,12 +614,13 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         qos: QoS,
         msg_id: Option<u16>,
         abandon_for: Duration,
+        wait_for_slot: bool,
     ) -> Result<PubTicket<'a, M>, ClaimError> {
         wait(self.lock_wakers(false), |w, waker| {
             // Try and register in one critical section: no wake-up is lost.
             self.st.wakers.lock(|ws| {
                 let r = match self.try_claim_publish(client, qos, msg_id, abandon_for) {
-                    Err(ClaimError::Busy) => {
+                    Err(ClaimError::Busy) if wait_for_slot => {
                         if let Some(t) = self.next_expiry() {
                             wake_at(t, waker);
                         }

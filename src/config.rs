@@ -242,20 +242,32 @@ impl Config {
     /// const _: () = assert!(CONFIG.validate().is_ok());
     /// ```
     pub const fn validate(&self) -> Result<(), ConfigError> {
+        // The durations and their names in two arrays (the names a
+        // constant): no name is stored at run time.
+        const ZERO: [Setting; 8] = [
+            Setting::CommandTimeout,
+            Setting::TxTimeout,
+            Setting::OpenTimeout,
+            Setting::CloseTimeout,
+            Setting::QuietGap,
+            Setting::ReadErrorPause,
+            Setting::WakeTimeout,
+            Setting::WakeProbe,
+        ];
         let zero = [
-            (self.command_timeout, Setting::CommandTimeout),
-            (self.tx_timeout, Setting::TxTimeout),
-            (self.open_timeout, Setting::OpenTimeout),
-            (self.close_timeout, Setting::CloseTimeout),
-            (self.quiet_gap, Setting::QuietGap),
-            (self.read_error_pause, Setting::ReadErrorPause),
-            (self.wake_timeout, Setting::WakeTimeout),
-            (self.wake_probe, Setting::WakeProbe),
+            self.command_timeout.as_ticks(),
+            self.tx_timeout.as_ticks(),
+            self.open_timeout.as_ticks(),
+            self.close_timeout.as_ticks(),
+            self.quiet_gap.as_ticks(),
+            self.read_error_pause.as_ticks(),
+            self.wake_timeout.as_ticks(),
+            self.wake_probe.as_ticks(),
         ];
         let mut i = 0;
         while i < zero.len() {
-            if zero[i].0.as_ticks() == 0 {
-                return Err(ConfigError::Zero(zero[i].1));
+            if zero[i] == 0 {
+                return Err(ConfigError::Zero(ZERO[i]));
             }
             i += 1;
         }
@@ -281,17 +293,24 @@ impl Config {
                 .as_ticks()
                 .saturating_add(self.result_margin.as_ticks()),
         };
+        const WAITS: [Setting; 5] = [
+            Setting::CommandTimeout,
+            Setting::OpenTimeout,
+            Setting::CloseTimeout,
+            Setting::PacketDeadline,
+            Setting::WakeTimeout,
+        ];
         let waits = [
-            (self.command_timeout.as_ticks(), Setting::CommandTimeout),
-            (self.open_timeout.as_ticks(), Setting::OpenTimeout),
-            (self.close_timeout.as_ticks(), Setting::CloseTimeout),
-            (results, Setting::PacketDeadline),
-            (self.wake_timeout.as_ticks(), Setting::WakeTimeout),
+            self.command_timeout.as_ticks(),
+            self.open_timeout.as_ticks(),
+            self.close_timeout.as_ticks(),
+            results,
+            self.wake_timeout.as_ticks(),
         ];
         let mut i = 0;
         while i < waits.len() {
-            if waits[i].0 < two_gaps {
-                return Err(ConfigError::ShorterThanQuietGaps(waits[i].1));
+            if waits[i] < two_gaps {
+                return Err(ConfigError::ShorterThanQuietGaps(WAITS[i]));
             }
             i += 1;
         }

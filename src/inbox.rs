@@ -100,14 +100,14 @@ impl InboxMeta {
     }
 }
 
-/// Work under the ring's lock, as a trait object with one method.
-trait Locked {
-    fn run(&mut self, ring: &mut ring::Ring, meta: &mut InboxMeta, buf: &mut [u8]);
-}
+/// An inbox closure as the ring's [`ring::RingFn`]: its results go out
+/// through the variables it captures, with no `Option` around the closure or
+/// its result (as `ring::with` needs for any closure).
+struct Locked<F>(F);
 
-impl<F: FnMut(&mut ring::Ring, &mut InboxMeta, &mut [u8])> Locked for F {
-    fn run(&mut self, ring: &mut ring::Ring, meta: &mut InboxMeta, buf: &mut [u8]) {
-        self(ring, meta, buf)
+impl<F: FnMut(&mut ring::Ring, &mut InboxMeta, &mut [u8])> ring::RingFn<InboxMeta> for Locked<F> {
+    fn call(&mut self, ring: &mut ring::Ring, meta: &mut InboxMeta, buf: &mut [u8]) {
+        (self.0)(ring, meta, buf)
     }
 }
 
@@ -153,18 +153,8 @@ impl<'a, M: RawMutex> Inbox<'a, M> {
     /// the variables it captures. The router's pushes and a subscription's
     /// arrival and departure also touch the notice channel inside it, so
     /// that each is one step for the other side.
-    ///
-    /// `f` goes through a [`Locked`] trait object, one adapter closure and
-    /// the ring's trait object: one copy of the locking code for all, and
-    /// one of each closure's body (a `dyn FnMut` vtable would hold two, its
-    /// `call_mut` and its `call_once`).
-    fn with<F: FnMut(&mut ring::Ring, &mut InboxMeta, &mut [u8])>(&self, mut f: F) {
-        self.locked(&mut f)
-    }
-
-    #[inline(never)]
-    fn locked(&self, f: &mut dyn Locked) {
-        RingBuffer::with(&*self.ring, &mut |r, m, b| f.run(r, m, b))
+    fn with<F: FnMut(&mut ring::Ring, &mut InboxMeta, &mut [u8])>(&self, f: F) {
+        RingBuffer::with(&*self.ring, &mut Locked(f))
     }
 
     // ------------------------------------------------------------ router side

@@ -6,6 +6,7 @@ use core::cell::Cell;
 use embassy_futures::select::{select, Either};
 use embassy_time::{Duration, Instant};
 
+use crate::channel::WriteWith;
 use crate::commands::power::{
     ReleaseSleepLock, SetPsm, SetPsmEvents, SetRegistrationReports, SetSignallingReports, SetSleep,
 };
@@ -134,6 +135,7 @@ impl<'a, M: RawMutex> Modem<'a, M> {
                 }
             }
         };
+        let write = WriteWith(write);
         let answer = self.core.channel.exchange(&write, timeout, None).await;
         match answer {
             Ok(a) => a.parse(|info| cmd.parse(Ok(info)).map_err(Error::from)),
@@ -170,13 +172,13 @@ impl<'a, M: RawMutex> Modem<'a, M> {
     pub async fn set_power(&self, req: PowerRequest) -> Result<(), Error> {
         let (ch, t) = (self.core.channel, self.core.config.command_timeout);
         if let Some(timers) = req.psm {
-            ch.command(&SetPsm { timers }, t, None).await?;
+            drop(ch.exchange(&SetPsm { timers }, t, None).await?);
         }
         if let Some(cycle) = req.edrx {
-            ch.command(&SetEdrx { cycle }, t, None).await?;
+            drop(ch.exchange(&SetEdrx { cycle }, t, None).await?);
         }
         if let Some(mode) = req.sleep {
-            let r = ch.command(&SetSleep(mode), t, None).await;
+            let r = ch.exchange(&SetSleep(mode), t, None).await.map(drop);
             // A line the module may have taken (no answer) counts as taken
             // when it turns sleep on: never assume awake a module that may
             // sleep.
@@ -196,7 +198,7 @@ impl<'a, M: RawMutex> Modem<'a, M> {
     /// last command. The driver then wakes it before the next command.
     pub async fn release(&self) -> Result<(), Error> {
         let (ch, t) = (self.core.channel, self.core.config.command_timeout);
-        ch.command(&ReleaseSleepLock, t, None).await?;
+        drop(ch.exchange(&ReleaseSleepLock, t, None).await?);
         self.core.power.released();
         Ok(())
     }
@@ -213,10 +215,10 @@ impl<'a, M: RawMutex> Modem<'a, M> {
         if on {
             self.core.power.set_reports(true);
         }
-        ch.command(&SetSignallingReports(on), t, None).await?;
-        ch.command(&SetPsmEvents(on), t, None).await?;
+        drop(ch.exchange(&SetSignallingReports(on), t, None).await?);
+        drop(ch.exchange(&SetPsmEvents(on), t, None).await?);
         let n = if on { 4 } else { 0 };
-        ch.command(&SetRegistrationReports(n), t, None).await?;
+        drop(ch.exchange(&SetRegistrationReports(n), t, None).await?);
         if !on {
             self.core.power.set_reports(false);
         }

@@ -4,7 +4,7 @@ use atat::AtatCmd;
 use embassy_futures::select::{select, Either};
 use embassy_time::{Duration, Instant};
 
-use crate::channel::{each_chunk, topic_of, Payload, Source};
+use crate::channel::{each_chunk, topic_of, Payload, Source, WriteLine};
 use crate::client_table::{
     ClaimError, LinkEnd, OpEnd, OpKind, OpOutcome, Owner, PubOutcome, PubTicket, RecvFormat,
 };
@@ -139,7 +139,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// A setting answered by `OK` alone: one state machine for every
     /// `set_*` (the line is written by `write`).
-    async fn cfg_ok(&self, write: &dyn Fn(&mut [u8]) -> usize) -> Result<(), Error> {
+    async fn cfg_ok(&self, write: &dyn WriteLine) -> Result<(), Error> {
         self.core
             .channel
             .exchange(write, self.cmd_timeout(), None)
@@ -147,12 +147,10 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             .map(drop)
     }
 
-    /// Writes a setting, then follows it (the timeouts, the formats): one
-    /// state machine for every setting a supervisor makes at bring-up, and
-    /// for the `set_*` methods.
-    pub(crate) async fn configure(&self, setting: Setting<'_>) -> Result<(), Error> {
+    /// The checked line of a setting.
+    fn setting_line<'w>(&self, setting: Setting<'w>) -> Result<SettingLine<'w>, Error> {
         let client = self.id;
-        let line = match setting {
+        Ok(match setting {
             Setting::KeepAlive(seconds) => {
                 SettingLine::KeepAlive(ConfigureKeepAlive::new(client, seconds)?)
             }
@@ -166,29 +164,50 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             Setting::Version(version) => SettingLine::Version(ConfigureVersion { client, version }),
             Setting::Will(will) => SettingLine::Will(ConfigureWill { client, will }),
             Setting::DataFormat(send, recv) => {
-                SettingLine::DataFormat(ConfigureDataFormat { client, send, recv })
+                SettingLine::DataFormat(ConfigureDataFormat { client, send, recv }, true)
             }
-        };
-        self.cfg_ok(&|b| line.write(b)).await?;
-        match line {
+            Setting::HexReception(send) => SettingLine::DataFormat(
+                ConfigureDataFormat {
+                    client,
+                    send,
+                    recv: DataFormat::Hex,
+                },
+                false,
+            ),
+        })
+    }
+
+    /// Writes a setting, then follows it (the timeouts, the formats), through
+    /// [`run`](Self::run): the state machine of every setting a supervisor
+    /// makes at bring-up, and of the `set_*` methods. (A plain function: no
+    /// state machine of its own.)
+    pub(crate) fn configure<'s>(
+        &'s self,
+        setting: Setting<'s>,
+    ) -> impl core::future::Future<Output = Result<OpOutcome, Error>> + 's {
+        self.run(self.setting_line(setting).map(ClientLine::Setting))
+    }
+
+    /// What the driver learns from a setting the modem took.
+    fn follow(&self, line: &SettingLine<'_>) {
+        match *line {
             SettingLine::Timeout(cmd) => {
                 let (_, p, r) = cmd.values();
-                self.core.clients.set_timeouts(client, p, r);
+                self.core.clients.set_timeouts(self.id, p, r);
             }
-            SettingLine::DataFormat(cmd) => self
+            SettingLine::DataFormat(cmd, by_app) => self
                 .core
                 .clients
-                .set_formats(client, cmd.send, cmd.recv, true),
+                .set_formats(self.id, cmd.send, cmd.recv, by_app),
             _ => {}
         }
-        Ok(())
     }
 
     // ------------------------------------------------------------ AT+QMTCFG
 
     /// Sets the will (or clears it with `None`): `AT+QMTCFG="will"`.
     pub async fn set_will(&self, will: Option<Will<'_>>) -> Result<(), Error> {
-        self.configure(Setting::Will(will)).await
+        self.configure(Setting::Will(will)).await.map(drop)
     }
 
     /// Reads the will: `AT+QMTCFG="will",<id>`.
@@ -207,6 +226,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     ) -> Result<(), Error> {
         self.configure(Setting::Timeout(pkt_timeout_s, retry_times, notice))
             .await
+            .map(drop)
     }
 
     /// Reads the packet timeout settings: `AT+QMTCFG="timeout",<id>`. The
@@ -221,7 +241,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// Sets the clean-session flag: `AT+QMTCFG="session"`.
     pub async fn set_clean_session(&self, clean: bool) -> Result<(), Error> {
-        self.configure(Setting::Session(clean)).await
+        self.configure(Setting::Session(clean)).await.map(drop)
     }
 
     /// Reads the clean-session flag: `AT+QMTCFG="session",<id>`.
@@ -234,7 +254,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// Sets the keep-alive interval, 0-3600 s: `AT+QMTCFG="keepalive"`.
     pub async fn set_keepalive(&self, seconds: u16) -> Result<(), Error> {
-        self.configure(Setting::KeepAlive(seconds)).await
+        self.configure(Setting::KeepAlive(seconds)).await.map(drop)
     }
 
     /// Reads the keep-alive interval: `AT+QMTCFG="keepalive",<id>`.
@@ -250,7 +270,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         device_secret: &str,
     ) -> Result<(), Error> {
         let cmd = ConfigureAliAuth::new(self.id, product_key, device_name, device_secret)?;
-        self.cfg_ok(&|b| cmd.write(b)).await
+        self.cfg_ok(&cmd).await
     }
 
     /// Reads AliCloud credentials: `AT+QMTCFG="aliauth",<id>`.
@@ -260,7 +280,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// Sets the MQTT version: `AT+QMTCFG="version"`.
     pub async fn set_version(&self, version: MqttVersion) -> Result<(), Error> {
-        self.configure(Setting::Version(version)).await
+        self.configure(Setting::Version(version)).await.map(drop)
     }
 
     /// Reads the MQTT version: `AT+QMTCFG="version",<id>`.
@@ -279,7 +299,9 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// publisher's payload holding `"` CR LF followed by modem-like lines can
     /// be read as modem lines (a forged `+QMTSTAT`, `+QMTPUB` or `+QMTRECV`).
     pub async fn set_data_format(&self, send: DataFormat, recv: DataFormat) -> Result<(), Error> {
-        self.configure(Setting::DataFormat(send, recv)).await
+        self.configure(Setting::DataFormat(send, recv))
+            .await
+            .map(drop)
     }
 
     /// Reads the payload formats: `AT+QMTCFG="dataformat",<id>`. The driver
@@ -298,7 +320,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             client: self.id,
             echo,
         };
-        self.cfg_ok(&|b| cmd.write(b)).await
+        self.cfg_ok(&cmd).await
     }
 
     /// Reads the data-mode echo: `AT+QMTCFG="echomode",<id>`.
@@ -308,25 +330,49 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     // ------------------------------------------------------------ operations
 
-    /// Runs an operation that waits in the client's operation slot: one line,
-    /// `OK`, then the deferred result (progress reports do not end it).
-    /// One function for every operation (the line is written by `write`),
-    /// so that each operation costs little flash.
-    async fn op(
-        &self,
-        write: &dyn Fn(&mut [u8]) -> usize,
-        kind: OpKind,
-        msg_id: u16,
-        deadline: Duration,
-    ) -> Result<OpOutcome, Error> {
-        let ticket = self.core.clients.begin_op(self.id, kind, msg_id).await;
-        let owner = Owner::Op(self.id);
+    /// Runs a client's command line: a setting (`OK`, then the driver
+    /// follows it), or an operation that waits in the client's operation
+    /// slot (`OK`, then the deferred result; progress reports do not end
+    /// it). One state machine for every setting and operation, so that each
+    /// costs little flash. `Err` in: refused before anything was sent.
+    async fn run(&self, line: Result<ClientLine<'_>, Error>) -> Result<OpOutcome, Error> {
+        let line = line?;
+        let config = self.core.config;
+        let (kind, msg_id) = match &line {
+            ClientLine::Setting(_) => (None, 0),
+            ClientLine::Open(_) => (Some(OpKind::Open), 0),
+            ClientLine::Close(_) => (Some(OpKind::Close), 0),
+            ClientLine::Conn(_) => (Some(OpKind::Conn), 0),
+            ClientLine::Disc(_) => (Some(OpKind::Disc), 0),
+            ClientLine::Sub(cmd) => (Some(OpKind::Sub), cmd.msg_id()),
+            ClientLine::Uns(cmd) => (Some(OpKind::Uns), cmd.msg_id()),
+        };
+        let deadline = match kind {
+            None => Duration::from_ticks(0),
+            Some(OpKind::Open) => config.open_timeout,
+            Some(OpKind::Close | OpKind::Disc) => config.close_timeout,
+            Some(OpKind::Conn | OpKind::Sub | OpKind::Uns) => self.core.packet_deadline(self.id),
+        };
+        let ticket = match kind {
+            Some(kind) => Some(self.core.clients.begin_op(self.id, kind, msg_id).await),
+            None => None,
+        };
+        let owner = match ticket {
+            Some(_) => Owner::Op(self.id),
+            None => Owner::Nobody,
+        };
         drop(
             self.core
                 .channel
-                .exchange_for(write, self.cmd_timeout(), owner)
+                .exchange_for(&line, self.cmd_timeout(), owner)
                 .await?,
         );
+        let Some(ticket) = ticket else {
+            if let ClientLine::Setting(setting) = &line {
+                self.follow(setting);
+            }
+            return Ok(OpOutcome::Code(0));
+        };
         ticket
             .wait(Instant::now() + deadline)
             .await
@@ -339,27 +385,18 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
     /// Receives in hex unless the application chose text (see
     /// [`Config::receive_text`](crate::Config::receive_text)): a payload can
-    /// then never be read as a modem line.
-    async fn secure_reception(&self) -> Result<(), Error> {
+    /// then never be read as a modem line. The setting to make first, if any
+    /// (its send format as the driver knows it).
+    fn reception_to_secure(&self) -> Option<Setting<'static>> {
         let s = self.core.clients.settings(self.id);
         if self.core.config.receive_text || s.text_chosen || s.recv == RecvFormat::Hex {
-            return Ok(());
+            return None;
         }
-        let send = if s.send_hex {
+        Some(Setting::HexReception(if s.send_hex {
             DataFormat::Hex
         } else {
             DataFormat::Text
-        };
-        let cmd = ConfigureDataFormat {
-            client: self.id,
-            send,
-            recv: DataFormat::Hex,
-        };
-        self.cfg_ok(&|b| cmd.write(b)).await?;
-        self.core
-            .clients
-            .set_formats(self.id, send, DataFormat::Hex, false);
-        Ok(())
+        }))
     }
 
     /// Opens the TCP link to the broker: `AT+QMTOPEN=<id>,"<host>",<port>`, then
@@ -371,16 +408,10 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// once after start-up or a modem restart.
     pub async fn open(&self, host: &str, port: u16) -> Result<(), Error> {
         let cmd = OpenNetwork::new(self.id, host, port)?;
-        self.secure_reception().await?;
-        match self
-            .op(
-                &|b| cmd.write(b),
-                OpKind::Open,
-                0,
-                self.core.config.open_timeout,
-            )
-            .await?
-        {
+        if let Some(setting) = self.reception_to_secure() {
+            self.configure(setting).await?;
+        }
+        match self.run(Ok(ClientLine::Open(cmd))).await? {
             OpOutcome::Code(0) => Ok(()),
             OpOutcome::Code(c) => Err(Error::Open(OpenError::from_code(c))),
             _ => Err(Error::UnexpectedResponse),
@@ -390,15 +421,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// Closes the TCP link: `AT+QMTCLOSE=<id>`, then `+QMTCLOSE: <id>,<result>`.
     pub async fn close(&self) -> Result<(), Error> {
         let cmd = CloseNetwork { client: self.id };
-        code_result(
-            self.op(
-                &|b| cmd.write(b),
-                OpKind::Close,
-                0,
-                self.core.config.close_timeout,
-            )
-            .await?,
-        )
+        code_result(self.run(Ok(ClientLine::Close(cmd))).await?)
     }
 
     /// Connects to the broker: `AT+QMTCONN=<id>,"<client_id>"[,"<user>"[,"<password>"]]`,
@@ -412,15 +435,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     ) -> Result<(), Error> {
         let cmd = Connect::new(self.id, client_id, username, password)?;
         debug!("connect client {}", self.id.get());
-        match self
-            .op(
-                &|b| cmd.write(b),
-                OpKind::Conn,
-                0,
-                self.core.packet_deadline(cmd.client()),
-            )
-            .await?
-        {
+        match self.run(Ok(ClientLine::Conn(cmd))).await? {
             OpOutcome::Conn {
                 result: 0,
                 ret_code: None | Some(0),
@@ -437,15 +452,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// Disconnects from the broker: `AT+QMTDISC=<id>`, then `+QMTDISC: <id>,<result>`.
     pub async fn disconnect(&self) -> Result<(), Error> {
         let cmd = Disconnect { client: self.id };
-        code_result(
-            self.op(
-                &|b| cmd.write(b),
-                OpKind::Disc,
-                0,
-                self.core.config.close_timeout,
-            )
-            .await?,
-        )
+        code_result(self.run(Ok(ClientLine::Disc(cmd))).await?)
     }
 
     /// Subscribes to one or more topics in one `AT+QMTSUB` and returns what the
@@ -455,11 +462,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         Subscribe::new(self.id, 1, topics)?;
         let msg_id = self.core.clients.alloc_msg_id(self.id);
         let cmd = Subscribe::new(self.id, msg_id, topics)?;
-        let deadline = self.core.packet_deadline(self.id);
-        match self
-            .op(&|b| cmd.write(b), OpKind::Sub, cmd.msg_id(), deadline)
-            .await?
-        {
+        match self.run(Ok(ClientLine::Sub(cmd))).await? {
             OpOutcome::Sub {
                 result: 0,
                 value: SubValue::Granted(g),
@@ -474,11 +477,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         Unsubscribe::new(self.id, 1, topics)?;
         let msg_id = self.core.clients.alloc_msg_id(self.id);
         let cmd = Unsubscribe::new(self.id, msg_id, topics)?;
-        let deadline = self.core.packet_deadline(self.id);
-        match self
-            .op(&|b| cmd.write(b), OpKind::Uns, msg_id, deadline)
-            .await?
-        {
+        match self.run(Ok(ClientLine::Uns(cmd))).await? {
             OpOutcome::Uns { result: 0, .. } => Ok(()),
             OpOutcome::Uns { .. } => Err(Error::SendFailed),
             _ => Err(Error::UnexpectedResponse),
@@ -596,18 +595,16 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
 
         let deadline = self.core.packet_deadline(self.id);
         let clients = self.core.clients;
-        let ticket = if wait_for_slot {
-            clients.claim_publish(self.id, qos, msg_id, deadline).await
-        } else {
-            clients.try_claim_publish(self.id, qos, msg_id, deadline)
-        }
-        .map_err(|e| match e {
-            ClaimError::Busy => Error::TooManyInFlight,
-            ClaimError::MsgIdInUse => Error::InvalidArgument {
-                field: Field::MsgId,
-                problem: Problem::InUse,
-            },
-        })?;
+        let ticket = clients
+            .claim_publish(self.id, qos, msg_id, deadline, wait_for_slot)
+            .await
+            .map_err(|e| match e {
+                ClaimError::Busy => Error::TooManyInFlight,
+                ClaimError::MsgIdInUse => Error::InvalidArgument {
+                    field: Field::MsgId,
+                    problem: Problem::InUse,
+                },
+            })?;
         let id = ticket.msg_id();
         let slot = Some(ticket.index());
         let line = PublishLine {
@@ -619,27 +616,19 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             inline,
             source,
         };
-        let write = |b: &mut [u8]| line.write(b);
-        let send = async {
-            if inline {
-                self.core
-                    .channel
-                    .exchange(&write, self.cmd_timeout(), slot)
-                    .await
-                    .map(drop)
-            } else {
-                let payload = Payload { source, hex };
-                self.core
-                    .channel
-                    .data_mode(&write, self.cmd_timeout(), payload, slot)
-                    .await
-            }
-        };
+        // One await for both forms: in data mode, the payload follows the
+        // prompt.
+        let payload = (!inline).then_some(Payload { source, hex });
+        let owner = Owner::publish(slot);
+        let send = self
+            .core
+            .channel
+            .send_line(&line, self.cmd_timeout(), owner, false, payload);
         // A link closed (or a restart) before the line went out ends the
         // publish at once; a dropped line future is withdrawn unsent.
         let early = match select(send, ticket.outcome()).await {
             Either::First(r) => {
-                r?;
+                drop(r?);
                 None
             }
             Either::Second(PubOutcome::LinkClosed(r)) => return Err(Error::LinkClosed(r)),
@@ -681,6 +670,9 @@ pub(crate) enum Setting<'w> {
     Will(Option<Will<'w>>),
     /// `"dataformat"`: send, receive.
     DataFormat(DataFormat, DataFormat),
+    /// `"dataformat"` with hex reception, the driver's own choice (not the
+    /// application's): this send format.
+    HexReception(DataFormat),
 }
 
 /// A [`Setting`]'s command, checked.
@@ -690,18 +682,37 @@ enum SettingLine<'w> {
     Timeout(ConfigureTimeout),
     Version(ConfigureVersion),
     Will(ConfigureWill<'w>),
-    DataFormat(ConfigureDataFormat),
+    /// The command, and whether the application chose the formats.
+    DataFormat(ConfigureDataFormat, bool),
 }
 
-impl SettingLine<'_> {
-    fn write(&self, b: &mut [u8]) -> usize {
+/// A client's command line, checked: a setting, or an operation with a
+/// deferred result ([`MqttClient::run`]).
+enum ClientLine<'w> {
+    Setting(SettingLine<'w>),
+    Open(OpenNetwork<'w>),
+    Close(CloseNetwork),
+    Conn(Connect<'w>),
+    Disc(Disconnect),
+    Sub(Subscribe<'w>),
+    Uns(Unsubscribe<'w>),
+}
+
+impl WriteLine for ClientLine<'_> {
+    fn write_line(&self, b: &mut [u8]) -> usize {
         match self {
-            SettingLine::KeepAlive(c) => c.write(b),
-            SettingLine::Session(c) => c.write(b),
-            SettingLine::Timeout(c) => c.write(b),
-            SettingLine::Version(c) => c.write(b),
-            SettingLine::Will(c) => c.write(b),
-            SettingLine::DataFormat(c) => c.write(b),
+            ClientLine::Setting(SettingLine::KeepAlive(c)) => c.write(b),
+            ClientLine::Setting(SettingLine::Session(c)) => c.write(b),
+            ClientLine::Setting(SettingLine::Timeout(c)) => c.write(b),
+            ClientLine::Setting(SettingLine::Version(c)) => c.write(b),
+            ClientLine::Setting(SettingLine::Will(c)) => c.write(b),
+            ClientLine::Setting(SettingLine::DataFormat(c, _)) => c.write(b),
+            ClientLine::Open(c) => c.write(b),
+            ClientLine::Close(c) => c.write(b),
+            ClientLine::Conn(c) => c.write(b),
+            ClientLine::Disc(c) => c.write(b),
+            ClientLine::Sub(c) => c.write(b),
+            ClientLine::Uns(c) => c.write(b),
         }
     }
 }
@@ -775,13 +786,8 @@ impl AtatCmd for PublishLine<'_> {
             return 0;
         };
         // Checked before the slot was taken: these cannot fail.
-        if self.inline {
-            let (start, len) = self.source.lens();
-            let mut read = |off: usize, out: &mut [u8]| self.source.read(start + off, out);
-            PublishInline::write_from((c, id, q, r), topic, (len, self.hex), &mut read, buf)
-        } else {
-            PublishDataMode::new(c, id, q, r, topic).map_or(0, |cmd| cmd.write(buf))
-        }
+        let payload = self.inline.then_some((self.source, self.hex));
+        write_publish((c, id, q, r), topic, payload, buf)
     }
     fn parse(&self, resp: Result<&[u8], atat::InternalError>) -> Result<NoResponse, atat::Error> {
         resp.map_err(atat::Error::from)?;

@@ -94,44 +94,108 @@ impl Ring {
     }
 
     /// The offsets of the records from the oldest on (free ones included).
+    #[cfg(test)]
     pub(crate) fn records<'b>(&self, buf: &'b [u8]) -> impl Iterator<Item = usize> + 'b {
-        let (tail, head, wrap) = (self.tail, self.head, self.wrap);
-        let mut at = tail;
-        let mut wrapped = wrap.is_none();
-        core::iter::from_fn(move || {
-            loop {
-                let end = if wrapped { head } else { wrap.unwrap_or(head) };
-                if at < end {
-                    let here = at;
-                    // A record is never empty; stop rather than loop on one.
-                    let l = len(buf, at);
-                    at = if l == 0 { end } else { at + l };
-                    return Some(here);
-                }
-                if wrapped {
-                    return None;
-                }
-                wrapped = true;
-                at = 0;
-            }
-        })
+        let mut c = self.cursor();
+        core::iter::from_fn(move || c.next(buf))
     }
+
+    /// The offsets of the live records (held), from the oldest on.
+    pub(crate) fn live<'b>(&self, buf: &'b [u8]) -> Live<'b> {
+        Live(self.cursor(), buf)
+    }
+
+    /// A walk over the records that does not borrow the ring's bytes: they
+    /// may change between two steps (flags, hold counts; not lengths).
+    pub(crate) fn cursor(&self) -> Cursor {
+        Cursor {
+            at: self.tail,
+            head: self.head,
+            wrap: self.wrap,
+            wrapped: self.wrap.is_none(),
+        }
+    }
+}
+
+/// See [`Ring::cursor`].
+pub(crate) struct Cursor {
+    at: usize,
+    head: usize,
+    wrap: Option<usize>,
+    wrapped: bool,
+}
+
+impl Cursor {
+    /// The next record (free ones included).
+    fn next(&mut self, buf: &[u8]) -> Option<usize> {
+        loop {
+            let end = if self.wrapped {
+                self.head
+            } else {
+                self.wrap.unwrap_or(self.head)
+            };
+            if self.at < end {
+                let here = self.at;
+                // A record is never empty; stop rather than loop on one.
+                let l = len(buf, here);
+                self.at = if l == 0 { end } else { here + l };
+                return Some(here);
+            }
+            if self.wrapped {
+                return None;
+            }
+            self.wrapped = true;
+            self.at = 0;
+        }
+    }
+
+    /// The next live record (held).
+    // Not inlined: one copy for every search of the records.
+    #[inline(never)]
+    pub(crate) fn next_live(&mut self, buf: &[u8]) -> Option<usize> {
+        while let Some(at) = self.next(buf) {
+            if hold(buf, at) != 0 {
+                return Some(at);
+            }
+        }
+        None
+    }
+}
+
+/// See [`Ring::live`].
+pub(crate) struct Live<'b>(Cursor, &'b [u8]);
+
+impl Iterator for Live<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        self.0.next_live(self.1)
+    }
+}
+
+/// A record's length and hold count (one bounds check for the three).
+fn head(buf: &[u8], at: usize) -> [u8; 3] {
+    // A slice of 3 bytes: the conversion cannot fail.
+    buf[at..at + 3]
+        .try_into()
+        .unwrap_or_else(|_| unreachable!())
 }
 
 /// A record's length.
 pub(crate) fn len(buf: &[u8], at: usize) -> usize {
-    usize::from(u16::from_le_bytes([buf[at], buf[at + 1]]))
+    let [l0, l1, _] = head(buf, at);
+    usize::from(u16::from_le_bytes([l0, l1]))
 }
 
 /// A record's hold count.
 pub(crate) fn hold(buf: &[u8], at: usize) -> u8 {
-    buf[at + 2]
+    head(buf, at)[2]
 }
 
 /// Writes a record's length and hold count.
 pub(crate) fn set_header(buf: &mut [u8], at: usize, len: usize, hold: u8) {
-    buf[at..at + 2].copy_from_slice(&(len as u16).to_le_bytes());
-    buf[at + 2] = hold;
+    let [l0, l1] = (len as u16).to_le_bytes();
+    buf[at..at + 3].copy_from_slice(&[l0, l1, hold]);
 }
 
 /// One holder of the record let it go (its hold count goes down by one; at
@@ -162,36 +226,62 @@ impl<Meta, const N: usize> RingStore<Meta, N> {
     }
 }
 
+/// Work on a ring under its lock: a trait of its own, not `dyn FnMut`,
+/// whose vtable would also hold a `call_once` shim, a second copy of the
+/// closure's body at every call site.
+pub(crate) trait RingFn<Meta> {
+    fn call(&mut self, ring: &mut Ring, meta: &mut Meta, buf: &mut [u8]);
+}
+
 /// The ring, seen without its size, under its lock `M`.
 pub(crate) trait RingBuffer<Meta, M>: LockedBy<M> {
-    fn with(&self, f: &mut dyn FnMut(&mut Ring, &mut Meta, &mut [u8]));
+    fn with(&self, f: &mut dyn RingFn<Meta>);
 }
 
 impl<Meta: Send, M: RawMutex, const N: usize> RingBuffer<Meta, M>
     for BlockingMutex<M, RefCell<RingStore<Meta, N>>>
 {
-    fn with(&self, f: &mut dyn FnMut(&mut Ring, &mut Meta, &mut [u8])) {
+    // Not inlined: the lock and the borrow once, not at every call site.
+    #[inline(never)]
+    fn with(&self, f: &mut dyn RingFn<Meta>) {
         self.lock(|r| {
             let r = &mut *r.borrow_mut();
-            f(&mut r.ring, &mut r.meta, &mut r.buf)
+            f.call(&mut r.ring, &mut r.meta, &mut r.buf)
         })
     }
 }
 
-/// Runs `f` on the ring and returns its result.
-pub(crate) fn with<Meta, M, R>(
-    ring: &dyn RingBuffer<Meta, M>,
-    f: impl FnOnce(&mut Ring, &mut Meta, &mut [u8]) -> R,
-) -> R {
-    let mut f = Some(f);
-    let mut out = None;
-    ring.with(&mut |r, m, b| {
-        if let Some(f) = f.take() {
-            out = Some(f(r, m, b));
+/// A closure run once, and its result.
+pub(crate) struct Once<F, R> {
+    f: Option<F>,
+    out: Option<R>,
+}
+
+impl<F, R> Once<F, R> {
+    pub(crate) fn new(f: F) -> Self {
+        Self {
+            f: Some(f),
+            out: None,
         }
-    });
-    // `with` always calls the closure once.
-    out.unwrap_or_else(|| unreachable!())
+    }
+
+    /// The result; the closure must have run.
+    pub(crate) fn out(self) -> R {
+        self.out.unwrap_or_else(|| unreachable!())
+    }
+
+    /// Runs the closure (the first time only).
+    pub(crate) fn run(&mut self, f: impl FnOnce(F) -> R) {
+        if let Some(g) = self.f.take() {
+            self.out = Some(f(g));
+        }
+    }
+}
+
+impl<Meta, F: FnOnce(&mut Ring, &mut Meta, &mut [u8]) -> R, R> RingFn<Meta> for Once<F, R> {
+    fn call(&mut self, ring: &mut Ring, meta: &mut Meta, buf: &mut [u8]) {
+        self.run(|f| f(ring, meta, buf))
+    }
 }
 
 #[cfg(test)]

@@ -57,7 +57,9 @@ impl<const N: usize> WaitSet<N> {
     }
 
     /// The condition changed: every waiter is woken (those in the slots now;
-    /// each of them wakes the one it took over).
+    /// each of them wakes the one it took over). Not inlined: it is called
+    /// at every change of every condition.
+    #[inline(never)]
     pub(crate) fn wake(&mut self) {
         self.round = self.round.wrapping_add(1);
         for s in &mut self.slots {
@@ -106,21 +108,26 @@ impl Waiter {
         waker: &Waker,
         ready: Option<T>,
     ) -> Poll<T> {
+        self.step(set, waker, ready.is_some());
+        match ready {
+            Some(v) => Poll::Ready(v),
+            None => Poll::Pending,
+        }
+    }
+
+    /// [`poll`](Self::poll), without the value: once, not once per type.
+    #[inline(never)]
+    fn step<const N: usize>(&mut self, set: &mut WaitSet<N>, waker: &Waker, ready: bool) {
         if self.round != Some(set.round) {
             // Woken (or never registered): the one it holds was woken too.
             if let Some(h) = self.held.take() {
                 h.wake();
             }
         }
-        match ready {
-            Some(v) => {
-                self.release(set);
-                Poll::Ready(v)
-            }
-            None => {
-                self.register(set, waker);
-                Poll::Pending
-            }
+        if ready {
+            self.release(set);
+        } else {
+            self.register(set, waker);
         }
     }
 
@@ -169,8 +176,14 @@ impl Waiter {
 /// [`Waiter::poll`]; `lock` runs its argument on the set under the same lock
 /// (when the wait is dropped while it holds another waiter's waker).
 pub(crate) struct Wait<const N: usize, L: FnMut(&mut dyn FnMut(&mut WaitSet<N>)), F> {
-    lock: L,
+    waiter: Held<N, L>,
     check: F,
+}
+
+/// A [`Waiter`] and the lock of its set: what a dropped [`Wait`] needs
+/// (apart, so that its drop is made once per lock, not per check).
+struct Held<const N: usize, L: FnMut(&mut dyn FnMut(&mut WaitSet<N>))> {
+    lock: L,
     waiter: Waiter,
 }
 
@@ -181,9 +194,11 @@ where
     F: FnMut(&mut Waiter, &Waker) -> Poll<T> + Unpin,
 {
     Wait {
-        lock,
+        waiter: Held {
+            lock,
+            waiter: Waiter::default(),
+        },
         check,
-        waiter: Waiter::default(),
     }
 }
 
@@ -196,11 +211,11 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
         let this = self.get_mut();
-        (this.check)(&mut this.waiter, cx.waker())
+        (this.check)(&mut this.waiter.waiter, cx.waker())
     }
 }
 
-impl<const N: usize, L: FnMut(&mut dyn FnMut(&mut WaitSet<N>)), F> Drop for Wait<N, L, F> {
+impl<const N: usize, L: FnMut(&mut dyn FnMut(&mut WaitSet<N>))> Drop for Held<N, L> {
     fn drop(&mut self) {
         if self.waiter.holds() {
             let waiter = &mut self.waiter;
@@ -239,22 +254,24 @@ impl<M: RawMutex> Lock<M> {
     }
 
     /// Waits until the lock is free, and takes it.
-    pub(crate) async fn lock(&self) -> LockGuard<'_, M> {
-        let take = |w: &mut Waiter, waker: &Waker| {
-            self.st.lock(|s| {
-                let s = &mut *s.borrow_mut();
-                let free = !s.held;
-                if free {
-                    s.held = true;
-                }
-                w.poll(&mut s.waiters, waker, free.then_some(()))
-            })
+    /// (The wait itself, not an async fn around it: a state machine less.)
+    pub(crate) fn lock(&self) -> impl Future<Output = LockGuard<'_, M>> + '_ {
+        let take = move |w: &mut Waiter, waker: &Waker| {
+            self.st
+                .lock(|s| {
+                    let s = &mut *s.borrow_mut();
+                    let free = !s.held;
+                    if free {
+                        s.held = true;
+                    }
+                    w.poll(&mut s.waiters, waker, free.then_some(()))
+                })
+                .map(|()| LockGuard { lock: self })
         };
         let set = move |f: &mut dyn FnMut(&mut WaitSet<1>)| {
             self.st.lock(|s| f(&mut s.borrow_mut().waiters))
         };
-        wait(set, take).await;
-        LockGuard { lock: self }
+        wait(set, take)
     }
 }
 

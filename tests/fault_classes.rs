@@ -95,6 +95,51 @@ fn a_publish_waiting_for_a_slot_returns_once_slots_abandoned_after_it_began_expi
     });
 }
 
+#[test]
+fn try_publish_with_every_slot_busy_fails_at_once_and_sends_nothing() {
+    run(async {
+        let (modem, runner, mut fake) = setup(fast_config());
+        let c0 = modem.client(id(0));
+        // The `INFLIGHT` of the default `State`.
+        const INFLIGHT: u16 = 8;
+        with_runner(runner, async {
+            let mut pending = Vec::new();
+            for n in 1..=INFLIGHT {
+                let line = format!("AT+QMTPUB=0,{n},1,0,\"t\",\"x\"\r");
+                let (p, _) = join(
+                    c0.start_publish("t", b"x", QoS::AtLeastOnce, false),
+                    fake.answer(line.as_bytes(), b"\r\nOK\r\n"),
+                )
+                .await;
+                pending.push(p.unwrap());
+            }
+            // Every slot waits for its result: no await of the modem.
+            let r = with_timeout(
+                Duration::from_millis(10),
+                c0.try_publish("t", b"y", QoS::AtLeastOnce, false),
+            )
+            .await;
+            assert_eq!(
+                r.map(|r| r.map(|p| p.msg_id)),
+                Ok(Err(Error::TooManyInFlight))
+            );
+            // A result frees a slot: the next one goes, under the next msgID.
+            fake.send(b"\r\n+QMTPUB: 0,1,0\r\n").await;
+            assert_eq!(pending.remove(0).result().await.map(|p| p.msg_id), Ok(1));
+            let (p, _) = join(
+                c0.try_publish("t", b"z", QoS::AtLeastOnce, false),
+                fake.answer(
+                    b"AT+QMTPUB=0,9,1,0,\"t\",\"z\"\r",
+                    b"\r\nOK\r\n\r\n+QMTPUB: 0,9,0\r\n",
+                ),
+            )
+            .await;
+            assert_eq!(p.map(|p| p.msg_id), Ok(9));
+        })
+        .await;
+    });
+}
+
 // ------------------------------------------- a result before its OK is kept
 
 /// Answers `line` with its deferred `result` first, then `OK` (the

@@ -12,10 +12,7 @@ use atat::{AtatCmd, AtatResp, InternalError};
 use heapless::String;
 
 fn head(l: &mut Line<'_>, option: &[u8], client: ClientId) {
-    l.raw(b"AT+QMTCFG=")
-        .quoted(option)
-        .comma()
-        .num(client.get().into());
+    l.raw(b"AT+QMTCFG=").quoted(option).num(client.get().into());
 }
 
 /// The fields after `"<option>"` of the `+QMTCFG: "<option>",...` line, if any.
@@ -126,14 +123,8 @@ ok_command!(ConfigureWill<'a>, |self, l| {
             l.raw(b",0");
         }
         Some(w) => {
-            l.raw(b",1,")
-                .num(w.qos.get().into())
-                .comma()
-                .num(w.retain.into())
-                .comma();
-            l.quoted(w.topic.as_bytes())
-                .comma()
-                .quoted(w.message.as_bytes());
+            l.raw(b",1,").num(w.qos.get().into()).num(w.retain.into());
+            l.quoted(w.topic.as_bytes()).quoted(w.message.as_bytes());
         }
     }
 });
@@ -222,11 +213,8 @@ impl ConfigureTimeout {
 
 ok_command!(ConfigureTimeout, |self, l| {
     head(l, b"timeout", self.client);
-    l.comma()
-        .num(self.pkt_timeout.into())
-        .comma()
-        .num(self.retry_times.into());
-    l.comma().num(self.timeout_notice.into());
+    l.num(self.pkt_timeout.into()).num(self.retry_times.into());
+    l.num(self.timeout_notice.into());
 });
 
 /// A client's packet timeout settings.
@@ -269,7 +257,7 @@ pub struct ConfigureSession {
 
 ok_command!(ConfigureSession, |self, l| {
     head(l, b"session", self.client);
-    l.comma().num(self.clean_session.into());
+    l.num(self.clean_session.into());
 });
 
 /// A client's session setting.
@@ -312,7 +300,7 @@ impl ConfigureKeepAlive {
 
 ok_command!(ConfigureKeepAlive, |self, l| {
     head(l, b"keepalive", self.client);
-    l.comma().num(self.seconds.into());
+    l.num(self.seconds.into());
 });
 
 /// A client's keep-alive interval.
@@ -390,9 +378,9 @@ impl<'a> ConfigureAliAuth<'a> {
 
 ok_command!(ConfigureAliAuth<'a>, |self, l| {
     head(l, b"aliauth", self.client);
-    l.comma().quoted(self.product_key.as_bytes());
-    l.comma().quoted(self.device_name.as_bytes());
-    l.comma().quoted(self.device_secret.as_bytes());
+    l.quoted(self.product_key.as_bytes());
+    l.quoted(self.device_name.as_bytes());
+    l.quoted(self.device_secret.as_bytes());
 });
 
 /// AliCloud credentials as the modem reports them.
@@ -461,7 +449,7 @@ pub struct ConfigureVersion {
 
 ok_command!(ConfigureVersion, |self, l| {
     head(l, b"version", self.client);
-    l.comma().num(self.version as i64);
+    l.num(self.version as u32);
 });
 
 /// A client's MQTT version, if the modem reports one.
@@ -500,10 +488,7 @@ pub struct ConfigureDataFormat {
 
 ok_command!(ConfigureDataFormat, |self, l| {
     head(l, b"dataformat", self.client);
-    l.comma()
-        .num(self.send as i64)
-        .comma()
-        .num(self.recv as i64);
+    l.num(self.send as u32).num(self.recv as u32);
 });
 
 /// A client's payload formats.
@@ -552,7 +537,7 @@ pub struct ConfigureEchoMode {
 
 ok_command!(ConfigureEchoMode, |self, l| {
     head(l, b"echomode", self.client);
-    l.comma().num(self.echo.into());
+    l.num(self.echo.into());
 });
 
 /// A client's data-mode echo setting.

@@ -79,6 +79,9 @@ impl<'b> Line<'b> {
         }
     }
 
+    // Not inlined: called from every command's `write`, a call is smaller
+    // than its bounds check and copy.
+    #[inline(never)]
     pub(crate) fn raw(&mut self, s: &[u8]) -> &mut Self {
         let end = self.pos + s.len();
         if end > self.buf.len() {
@@ -90,11 +93,15 @@ impl<'b> Line<'b> {
         self
     }
 
-    pub(crate) fn num(&mut self, n: i64) -> &mut Self {
-        let mut tmp = [0u8; 20];
+    /// A number's decimal digits (every number on a command line is
+    /// unsigned and fits 32 bits).
+    // Not inlined: a call is smaller than the separator and the digits.
+    #[inline(never)]
+    pub(crate) fn num(&mut self, n: u32) -> &mut Self {
+        self.sep();
+        let mut tmp = [0u8; 10];
         let mut i = tmp.len();
-        let neg = n < 0;
-        let mut v = n.unsigned_abs();
+        let mut v = n;
         loop {
             i -= 1;
             tmp[i] = b'0' + (v % 10) as u8;
@@ -102,10 +109,6 @@ impl<'b> Line<'b> {
             if v == 0 {
                 break;
             }
-        }
-        if neg {
-            i -= 1;
-            tmp[i] = b'-';
         }
         self.raw(&tmp[i..])
     }
@@ -115,10 +118,22 @@ impl<'b> Line<'b> {
     }
 
     pub(crate) fn quoted(&mut self, s: &[u8]) -> &mut Self {
+        self.sep();
         self.raw(b"\"").raw(s).raw(b"\"")
     }
 
+    /// Values are separated by commas: a number or a quoted string that
+    /// does not follow the command's `=` (or a comma written already) gets
+    /// one before it. The lines' writers name no comma of their own.
+    fn sep(&mut self) {
+        let last = self.buf.get(self.pos.wrapping_sub(1));
+        if last.is_some_and(|&b| b != b'=' && b != b',') {
+            self.raw(b",");
+        }
+    }
+
     /// Ends the line with CR and returns its length (0 if it did not fit).
+    #[inline(never)]
     pub(crate) fn finish(&mut self) -> usize {
         self.raw(b"\r");
         if self.overflow {

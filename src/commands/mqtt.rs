@@ -3,6 +3,7 @@
 
 use super::parse::{int, lines_with, string, Fields};
 use super::{ok_command, test_command, Line};
+use crate::channel::Source;
 use crate::error::{Error, Field, Problem};
 use crate::event::MAX_SUB_TOPICS;
 use crate::types::{check_filter, check_quoted, check_topic, limits, quoted_safe, ClientId, QoS};
@@ -38,8 +39,8 @@ impl<'a> OpenNetwork<'a> {
 }
 
 ok_command!(OpenNetwork<'a>, |self, l| {
-    l.raw(b"AT+QMTOPEN=").num(self.client.get().into()).comma();
-    l.quoted(self.host.as_bytes()).comma().num(self.port.into());
+    l.raw(b"AT+QMTOPEN=").num(self.client.get().into());
+    l.quoted(self.host.as_bytes()).num(self.port.into());
 });
 
 /// One open client, as `AT+QMTOPEN?` reports it.
@@ -175,20 +176,16 @@ impl<'a> Connect<'a> {
             password,
         })
     }
-
-    pub(crate) fn client(&self) -> ClientId {
-        self.client
-    }
 }
 
 ok_command!(Connect<'a>, |self, l| {
-    l.raw(b"AT+QMTCONN=").num(self.client.get().into()).comma();
+    l.raw(b"AT+QMTCONN=").num(self.client.get().into());
     l.quoted(self.client_id.as_bytes());
     if let Some(u) = self.username {
-        l.comma().quoted(u.as_bytes());
+        l.quoted(u.as_bytes());
     }
     if let Some(p) = self.password {
-        l.comma().quoted(p.as_bytes());
+        l.quoted(p.as_bytes());
     }
 });
 
@@ -347,10 +344,9 @@ pub(crate) fn check_topic_list<'t>(
 ok_command!(Subscribe<'a>, |self, l| {
     l.raw(b"AT+QMTSUB=")
         .num(self.client.get().into())
-        .comma()
         .num(self.msg_id.into());
     for (t, q) in self.topics {
-        l.comma().quoted(t.as_bytes()).comma().num(q.get().into());
+        l.quoted(t.as_bytes()).num(q.get().into());
     }
 });
 
@@ -381,15 +377,17 @@ impl<'a> Unsubscribe<'a> {
             topics,
         })
     }
+    pub(crate) fn msg_id(&self) -> u16 {
+        self.msg_id
+    }
 }
 
 ok_command!(Unsubscribe<'a>, |self, l| {
     l.raw(b"AT+QMTUNS=")
         .num(self.client.get().into())
-        .comma()
         .num(self.msg_id.into());
     for t in self.topics {
-        l.comma().quoted(t.as_bytes());
+        l.quoted(t.as_bytes());
     }
 });
 
@@ -407,19 +405,6 @@ fn check_pub_head(msg_id: u16, qos: QoS, topic: &str) -> Result<(), Error> {
         return Err(invalid(Field::Qos, Problem::OutOfRange));
     }
     Ok(())
-}
-
-fn pub_head(l: &mut Line<'_>, client: ClientId, msg_id: u16, qos: QoS, retain: bool, topic: &str) {
-    l.raw(b"AT+QMTPUB=")
-        .num(client.get().into())
-        .comma()
-        .num(msg_id.into());
-    l.comma()
-        .num(qos.get().into())
-        .comma()
-        .num(retain.into())
-        .comma();
-    l.quoted(topic.as_bytes());
 }
 
 /// `AT+QMTPUB=<id>,<msgID>,<qos>,<retain>,"<topic>","<msg>"`: publish with the
@@ -475,33 +460,39 @@ impl<'a> PublishInline<'a> {
     }
 }
 
-impl PublishInline<'_> {
-    /// The line of a publish whose payload (`len` bytes) is read by `read`
-    /// a few bytes at a time (`read(off, out)` copies from the payload's
-    /// byte `off`, returns how many): a message waiting in a supervisor's
-    /// outbox, which stays there. Checked as [`new`](Self::new) checks, the
-    /// payload chunk by chunk as it is written: 0 (nothing to send) if a
-    /// check fails.
-    pub(crate) fn write_from(
-        (client, msg_id, qos, retain): (ClientId, u16, QoS, bool),
-        topic: &str,
-        (len, hex): (usize, bool),
-        read: &mut dyn FnMut(usize, &mut [u8]) -> usize,
-        buf: &mut [u8],
-    ) -> usize {
+/// Writes an `AT+QMTPUB` line: the head, then with `payload` the payload
+/// of its source inline, as hex digits with its flag (a message waiting in
+/// a supervisor's outbox is read where it stays, a few bytes at a time). Checked as the constructors check, the payload chunk by chunk as
+/// it is written: 0 (nothing to send) if a check fails. The one writer of
+/// [`PublishInline`], [`PublishDataMode`] and the driver's publish line.
+pub(crate) fn write_publish(
+    (client, msg_id, qos, retain): (ClientId, u16, QoS, bool),
+    topic: &str,
+    payload: Option<(&dyn Source, bool)>,
+    buf: &mut [u8],
+) -> usize {
+    if check_pub_head(msg_id, qos, topic).is_err() {
+        return 0;
+    }
+    let mut l = Line::new(buf);
+    l.raw(b"AT+QMTPUB=")
+        .num(client.get().into())
+        .num(msg_id.into());
+    l.num(qos.get().into()).num(retain.into());
+    l.quoted(topic.as_bytes());
+    if let Some((source, hex)) = payload {
+        let (start, len) = source.lens();
         let wire = if hex { 2 * len } else { len };
-        if check_pub_head(msg_id, qos, topic).is_err() || wire > limits::INLINE_PAYLOAD {
+        if wire > limits::INLINE_PAYLOAD {
             return 0;
         }
-        let mut l = Line::new(buf);
-        pub_head(&mut l, client, msg_id, qos, retain, topic);
         l.raw(b",\"");
         let mut tmp = [0u8; 32];
         let mut hexed = [0u8; 64];
         let mut off = 0;
         while off < len {
             let want = (len - off).min(tmp.len());
-            let n = read(off, &mut tmp[..want]);
+            let n = source.read(start + off, &mut tmp[..want]);
             if n == 0 {
                 return 0;
             }
@@ -517,22 +508,18 @@ impl PublishInline<'_> {
             off += n;
         }
         l.raw(b"\"");
-        l.finish()
     }
+    l.finish()
 }
 
 impl AtatCmd for PublishInline<'_> {
     type Response = super::NoResponse;
     const MAX_TIMEOUT_MS: u32 = 300;
     fn write(&self, buf: &mut [u8]) -> usize {
-        let payload = self.payload;
-        let mut read = |off: usize, out: &mut [u8]| {
-            let n = out.len().min(payload.len() - off);
-            out[..n].copy_from_slice(&payload[off..off + n]);
-            n
-        };
+        // The payload as a source with no topic.
+        let source = ("", self.payload);
         let head = (self.client, self.msg_id, self.qos, self.retain);
-        Self::write_from(head, self.topic, (payload.len(), self.hex), &mut read, buf)
+        write_publish(head, self.topic, Some((&source, self.hex)), buf)
     }
     fn parse(&self, resp: Result<&[u8], InternalError>) -> Result<super::NoResponse, atat::Error> {
         resp.map_err(super::parse_error)?;
@@ -575,16 +562,18 @@ impl<'a> PublishDataMode<'a> {
     }
 }
 
-ok_command!(PublishDataMode<'a>, |self, l| {
-    pub_head(
-        l,
-        self.client,
-        self.msg_id,
-        self.qos,
-        self.retain,
-        self.topic,
-    );
-});
+impl AtatCmd for PublishDataMode<'_> {
+    type Response = super::NoResponse;
+    const MAX_TIMEOUT_MS: u32 = 300;
+    fn write(&self, buf: &mut [u8]) -> usize {
+        let head = (self.client, self.msg_id, self.qos, self.retain);
+        write_publish(head, self.topic, None, buf)
+    }
+    fn parse(&self, resp: Result<&[u8], InternalError>) -> Result<super::NoResponse, atat::Error> {
+        resp.map_err(super::parse_error)?;
+        Ok(super::NoResponse)
+    }
+}
 
 test_command!(
     /// `AT+QMTPUB=?`: `+QMTPUB: (0-5),<msgID>,<qos>,<retain>,"<topic>","<msg>"`

@@ -871,6 +871,52 @@ impl<C: atat::AtatCmd<Response = crate::commands::NoResponse>> SimpleCommand for
     }
 }
 
+/// Reads the information lines of a general command's answer.
+trait Answer {
+    fn read(&mut self, info: &[u8]) -> Result<(), Error>;
+}
+
+/// A command's typed answer, parsed.
+struct Parsed<'c, C: atat::AtatCmd> {
+    cmd: &'c C,
+    out: Option<C::Response>,
+}
+
+impl<C: atat::AtatCmd> Answer for Parsed<'_, C> {
+    fn read(&mut self, info: &[u8]) -> Result<(), Error> {
+        self.out = Some(self.cmd.parse(Ok(info)).map_err(Error::from_own_parse)?);
+        Ok(())
+    }
+}
+
+/// `AT+QMTCONN?`'s answer: whether the modem says the client is
+/// connected. Asked by the publish lanes' checks and the health check,
+/// each through [`Supervisor::exchange`].
+struct Connected {
+    client: ClientId,
+    yes: bool,
+}
+
+impl Connected {
+    fn new(client: ClientId) -> Self {
+        Self { client, yes: false }
+    }
+}
+
+impl Answer for Connected {
+    fn read(&mut self, info: &[u8]) -> Result<(), Error> {
+        let s =
+            atat::AtatCmd::parse(&QueryConnectionState, Ok(info)).map_err(Error::from_own_parse)?;
+        self.yes = s.get(self.client) == Some(ConnectionState::Connected);
+        Ok(())
+    }
+}
+
+/// `AT+QMTCONN?`'s line.
+fn query_connected(buf: &mut [u8]) -> usize {
+    atat::AtatCmd::write(&QueryConnectionState, buf)
+}
+
 /// The checks a message must pass to be sent in the format `hex`.
 fn check_message(topic: &str, payload: &[u8], hex: bool) -> Result<(), Error> {
     check_topic(topic)?;
@@ -1008,7 +1054,11 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 // `OK` if it still reads commands; a wedged one says nothing.
                 // Sent even if the modem does not answer the `AT` before it:
                 // it may still read commands.
-                if let Err(e) = self.simple_as(&ResetModule, true).await {
+                // `force`: the line goes out even to a modem that answers
+                // nothing (the channel's fence, a bare `AT`, would otherwise
+                // hold it back).
+                let write = |b: &mut [u8]| ResetModule.line(b);
+                if let Err(e) = self.exchange(&write, None, true).await {
                     debug!("AT+QRST=1: {}", e);
                 }
             }
@@ -1049,8 +1099,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let cfg = &self.config;
         // Borrowed: a copy of the client would be kept across every await.
         let c = &self.link.client;
-        self.wake_modem().await?;
-        self.wait_registered().await?;
+        self.wake_and_register().await?;
         // A duty cycle needs the broker to keep its session while it sleeps.
         let clean = cfg.clean_session && cfg.mode == Mode::AlwaysOnline;
         let recv = if self.driver_config().receive_text {
@@ -1102,89 +1151,85 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     }
 
     /// A general command (the modem's, not the client's), with the
-    /// driver's `command_timeout`; progress when it is answered. Through
-    /// the AT channel, as `Modem`'s own commands go.
-    async fn command<C: atat::AtatCmd>(&self, cmd: &C) -> Result<C::Response, Error> {
-        let core = self.link.client.core();
-        let timeout = core.config.command_timeout;
-        let r = core.channel.command(cmd, timeout, None).await;
-        if r.is_ok() {
-            self.link.status.progress();
-        }
-        r
-    }
-
-    /// `AT+QMTCONN?`: whether the modem says the client is connected. One
-    /// state machine for the publish lanes' checks and the health check.
-    async fn connected(&self) -> Result<bool, Error> {
-        let s = self.command(&QueryConnectionState).await?;
-        Ok(s.get(self.config.client) == Some(ConnectionState::Connected))
-    }
-
-    /// A general command answered by `OK` alone (`AT`, `ATE0`,
-    /// `AT+QRST=1`): one state machine for all of them, not one each.
-    fn simple<'s>(
-        &'s self,
-        cmd: &'s dyn SimpleCommand,
-    ) -> impl Future<Output = Result<(), Error>> + 's {
-        self.simple_as(cmd, false)
-    }
-
-    /// [`simple`](Self::simple); with `force`, the line goes out even to a
-    /// modem that answers nothing (the channel's fence, a bare `AT`, would
-    /// otherwise hold it back): `AT+QRST=1`.
-    async fn simple_as(&self, cmd: &dyn SimpleCommand, force: bool) -> Result<(), Error> {
+    /// driver's `command_timeout`: sends the line `write` puts in the buffer
+    /// (with `force`: even to a modem that answers nothing) and waits for
+    /// `OK`; `answer` reads the information lines then. Progress when it
+    /// succeeded. Through the AT channel, as `Modem`'s own commands go: one
+    /// state machine for every general command of the supervisor.
+    async fn exchange(
+        &self,
+        write: &dyn Fn(&mut [u8]) -> usize,
+        answer: Option<&mut dyn Answer>,
+        force: bool,
+    ) -> Result<(), Error> {
         let core = self.link.client.core();
         let timeout = core.config.command_timeout;
         let r = core
             .channel
             .exchange_as(
-                &|b: &mut [u8]| cmd.line(b),
+                &crate::channel::WriteWith(write),
                 timeout,
                 Owner::publish(None),
                 force,
             )
             .await
-            .map(drop);
+            .and_then(|a| match answer {
+                Some(answer) => a.parse(|info| answer.read(info)),
+                None => Ok(()),
+            });
         if r.is_ok() {
             self.link.status.progress();
         }
         r
     }
 
-    /// `AT` until the modem answers (then `ATE0`), within `modem_deadline`.
-    async fn wake_modem(&self) -> Result<(), OfflineReason> {
-        let until = Instant::now() + self.config.modem_deadline;
+    /// `AT` until the modem answers (then `ATE0`), within `modem_deadline`
+    /// (`wake_modem`); then `AT+CEREG?` until registered (home or roaming),
+    /// within `registration_deadline` (`wait_registered`). One loop, one
+    /// await of each kind: one state machine for both waits.
+    async fn wake_and_register(&self) -> Result<(), OfflineReason> {
+        let cfg = &self.config;
+        let mut until = Instant::now() + cfg.modem_deadline;
+        // 0: `AT`, 1: `ATE0`, 2: `AT+CEREG?`.
+        let mut phase = 0u8;
+        let mut reg = Parsed {
+            cmd: &QueryRegistration,
+            out: None,
+        };
         loop {
-            match self.simple(&Attention).await {
-                Ok(_) => break,
-                Err(e) => debug!("no answer to AT: {}", e),
+            let cmd: &dyn SimpleCommand = if phase == 0 { &Attention } else { &EchoOff };
+            let write: &dyn Fn(&mut [u8]) -> usize = if phase < 2 {
+                &|b| cmd.line(b)
+            } else {
+                &|b| atat::AtatCmd::write(&QueryRegistration, b)
+            };
+            let answer: Option<&mut dyn Answer> = if phase < 2 { None } else { Some(&mut reg) };
+            // One await for the three commands.
+            let r = self
+                .exchange(write, answer, false)
+                .await
+                .map(|()| phase < 2 || reg.out.take().is_some_and(|r| r.registered()));
+            match (phase, r) {
+                (0 | 1, Ok(_)) => {
+                    phase = if phase == 0 && cfg.echo_off { 1 } else { 2 };
+                    if phase == 2 {
+                        until = Instant::now() + cfg.registration_deadline;
+                    }
+                    continue;
+                }
+                (0, Err(e)) => debug!("no answer to AT: {}", e),
+                (_, Ok(true)) => return Ok(()),
+                (_, Ok(false)) => debug!("not registered yet"),
+                (_, Err(e)) => return Err(reason(e)),
             }
-            if Instant::now() + self.config.poll_interval > until {
-                return Err(OfflineReason::ModemSilent);
+            if Instant::now() + cfg.poll_interval > until {
+                return Err(if phase == 0 {
+                    OfflineReason::ModemSilent
+                } else {
+                    OfflineReason::NotRegistered
+                });
             }
-            Timer::after(self.config.poll_interval).await;
-        }
-        if self.config.echo_off {
-            self.simple(&EchoOff).await.map_err(reason)?;
-        }
-        Ok(())
-    }
-
-    /// `AT+CEREG?` until registered (home or roaming), within
-    /// `registration_deadline`.
-    async fn wait_registered(&self) -> Result<(), OfflineReason> {
-        let until = Instant::now() + self.config.registration_deadline;
-        loop {
-            match self.command(&QueryRegistration).await {
-                Ok(r) if r.registered() => return Ok(()),
-                Ok(_) => debug!("not registered yet"),
-                Err(e) => return Err(reason(e)),
-            }
-            if Instant::now() + self.config.poll_interval > until {
-                return Err(OfflineReason::NotRegistered);
-            }
-            Timer::after(self.config.poll_interval).await;
+            Timer::after(cfg.poll_interval).await;
         }
     }
 
@@ -1192,16 +1237,8 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// link ends.
     async fn online(&self, epoch: u32) -> OfflineReason {
         let status = self.link.status;
-        status.count(|c| {
-            if c.connects > 0 {
-                c.reconnects = c.reconnects.wrapping_add(1);
-            }
-            c.connects = c.connects.wrapping_add(1);
-        });
-        status.with(|s| {
-            s.last_refusal = None;
-            s.suspect = None;
-        });
+        status.came_online();
+        status.with(|s| s.suspect = None);
         status.set_state(LinkState::Online);
         let send = self.lanes();
         let checks = select(self.health(), self.probation());
@@ -1365,7 +1402,9 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                         }
                         false
                     };
-                    match self.connected().await {
+                    let mut c = Connected::new(self.config.client);
+                    let asked = self.exchange(&query_connected, Some(&mut c), false).await;
+                    match asked.map(|()| c.yes) {
                         Ok(false) => return Err(OfflineReason::NotConnected),
                         Ok(_) if general => return Err(OfflineReason::Failed(e)),
                         Ok(_) => {}
@@ -1501,7 +1540,9 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         }
         loop {
             Timer::after(every).await;
-            match self.connected().await {
+            let mut c = Connected::new(self.config.client);
+            let asked = self.exchange(&query_connected, Some(&mut c), false).await;
+            match asked.map(|()| c.yes) {
                 Ok(true) => {}
                 Ok(false) => return OfflineReason::NotConnected,
                 Err(

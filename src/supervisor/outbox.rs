@@ -43,9 +43,11 @@
 //! kept beside it. A ticket older than that reads
 //! [`Outcome::Forgotten`]: never a false "delivered".
 
+use core::future::Future;
+
 use crate::channel::{copy_part, Source, CHUNK};
 use crate::error::Error;
-use crate::ring::{self, Ring, RingBuffer};
+use crate::ring::{self, Once, Ring, RingBuffer, RingFn};
 use crate::sync::{Part, RawMutex};
 use crate::types::QoS;
 use crate::wait::{wait, WaitSet};
@@ -184,6 +186,25 @@ enum Wait {
     Queued,
 }
 
+/// A small change under the outbox's lock ([`Outbox::change`]).
+#[derive(Clone, Copy)]
+enum Change {
+    /// The record's flags: these cleared, those set; the lanes look again.
+    Flags(u8, u8),
+    /// The turn is free again ([`Turn`]); the lanes look again.
+    TurnDone,
+    /// One more refusal counted on the record; returns how many.
+    Refused,
+    /// The message ended (how, and the refusal's error): it leaves.
+    End(u8, Option<Error>),
+    /// Is a message other than this one set aside? (1: yes.)
+    OtherSuspect(u32),
+    /// [`Outbox::confirm_suspects`]: how many left.
+    Confirm(u8, Error),
+    /// [`Outbox::requeue_all`]: how many were dropped.
+    RequeueAll,
+}
+
 /// Where a stored message's msgID comes from.
 enum MsgId<'f> {
     /// The next one the allocator gives that no stored message holds.
@@ -220,12 +241,39 @@ pub struct OutboxStats {
     pub capacity: usize,
 }
 
+/// A record's bookkeeping (one bounds check, not one a byte).
+fn header(buf: &[u8], at: usize) -> &[u8; HEADER] {
+    // A slice of HEADER bytes: the conversion cannot fail.
+    buf[at..at + HEADER]
+        .try_into()
+        .unwrap_or_else(|_| unreachable!())
+}
+
+fn header_mut(buf: &mut [u8], at: usize) -> &mut [u8; HEADER] {
+    // A slice of HEADER bytes: the conversion cannot fail.
+    (&mut buf[at..at + HEADER])
+        .try_into()
+        .unwrap_or_else(|_| unreachable!())
+}
+
+/// A record's length (`ring::len`) and its topic's length, from one read
+/// of its header.
+fn lens_of(buf: &[u8], at: usize) -> (usize, usize) {
+    let h = header(buf, at);
+    (
+        usize::from(u16::from_le_bytes([h[0], h[1]])),
+        usize::from(u16::from_le_bytes([h[12], h[13]])),
+    )
+}
+
 fn seq_of(buf: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([buf[at + 4], buf[at + 5], buf[at + 6], buf[at + 7]])
+    let h = header(buf, at);
+    u32::from_le_bytes([h[4], h[5], h[6], h[7]])
 }
 
 fn msg_id_of(buf: &[u8], at: usize) -> u16 {
-    u16::from_le_bytes([buf[at + 8], buf[at + 9]])
+    let h = header(buf, at);
+    u16::from_le_bytes([h[8], h[9]])
 }
 
 /// Bytes of a store of `size` that keep the outcome log: the largest power
@@ -253,9 +301,10 @@ impl Log<'_> {
     }
 
     fn place(&self, seq: u32) -> (usize, u32) {
-        // `span` is a power of two: a mask, not a division.
-        let i = (seq & (self.span() - 1)) as usize;
-        (i / 4, (i % 4) as u32 * 2)
+        // The log's length is a power of two: a mask, not a division (and
+        // the byte is within the log).
+        let byte = (seq as usize / 4) & (self.0.len().max(1) - 1);
+        (byte, (seq % 4) * 2)
     }
 
     fn set(&mut self, seq: u32, code: u8) {
@@ -266,6 +315,28 @@ impl Log<'_> {
     fn get(&self, seq: u32) -> u8 {
         let (byte, shift) = self.place(seq);
         (self.0[byte] >> shift) & 0b11
+    }
+}
+
+/// Work on the outbox under its lock (see [`RingFn`]).
+trait OutboxFn {
+    fn call(&mut self, ring: &mut Ring, meta: &mut OutboxMeta, buf: &mut [u8], log: Log<'_>);
+}
+
+impl<F: FnOnce(&mut Ring, &mut OutboxMeta, &mut [u8], Log<'_>) -> R, R> OutboxFn for Once<F, R> {
+    fn call(&mut self, ring: &mut Ring, meta: &mut OutboxMeta, buf: &mut [u8], log: Log<'_>) {
+        self.run(|f| f(ring, meta, buf, log))
+    }
+}
+
+/// An [`OutboxFn`] run on the ring: the outcome log split off its end.
+struct WithLog<'f>(&'f mut dyn OutboxFn);
+
+impl RingFn<OutboxMeta> for WithLog<'_> {
+    fn call(&mut self, ring: &mut Ring, meta: &mut OutboxMeta, buf: &mut [u8]) {
+        let at = buf.len() - log_len(buf.len());
+        let (buf, log) = buf.split_at_mut(at);
+        self.0.call(ring, meta, buf, Log(log))
     }
 }
 
@@ -289,10 +360,7 @@ pub(crate) struct Turn<'t, 'o, M: RawMutex>(&'t Outbox<'o, M>);
 
 impl<M: RawMutex> Drop for Turn<'_, '_, M> {
     fn drop(&mut self) {
-        self.0.with(|_, meta, _, _| {
-            meta.turn = false;
-            meta.queued.wake();
-        })
+        self.0.change(0, Change::TurnDone);
     }
 }
 
@@ -309,19 +377,15 @@ impl<M: RawMutex> Source for Record<'_, M> {
     fn lens(&self) -> (usize, usize) {
         let at = self.at;
         self.outbox.with(|_, _, buf, _| {
-            let topic_len = usize::from(u16::from_le_bytes([buf[at + 12], buf[at + 13]]));
-            (
-                topic_len,
-                ring::len(buf, at).saturating_sub(HEADER + topic_len),
-            )
+            let (len, topic_len) = lens_of(buf, at);
+            (topic_len, len.saturating_sub(HEADER + topic_len))
         })
     }
 
     fn read(&self, off: usize, out: &mut [u8]) -> usize {
         let at = self.at;
         self.outbox.with(|_, _, buf, _| {
-            let len = ring::len(buf, at);
-            let topic_len = usize::from(u16::from_le_bytes([buf[at + 12], buf[at + 13]]));
+            let (len, topic_len) = lens_of(buf, at);
             let (topic, payload) = buf[at + HEADER..at + len].split_at(topic_len);
             copy_part(topic, payload, off, out)
         })
@@ -337,17 +401,22 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
 
     /// Runs `f` on the ring (its bytes), the bookkeeping and the outcome log.
     fn with<R>(&self, f: impl FnOnce(&mut Ring, &mut OutboxMeta, &mut [u8], Log<'_>) -> R) -> R {
-        ring::with(&*self.ring, |ring, meta, buf| {
-            let at = buf.len() - log_len(buf.len());
-            let (buf, log) = buf.split_at_mut(at);
-            f(ring, meta, buf, Log(log))
-        })
+        let mut once = Once::new(f);
+        self.with_dyn(&mut once);
+        // `with_dyn` always calls it once.
+        once.out()
+    }
+
+    /// [`with`](Self::with), not generic: the lock, the borrow and the
+    /// outcome log's place once, not at every call site.
+    #[inline(never)]
+    fn with_dyn(&self, f: &mut dyn OutboxFn) {
+        self.ring.with(&mut WithLog(f))
     }
 
     /// Live records, oldest first.
-    fn live<'b>(ring: &Ring, buf: &'b [u8]) -> impl Iterator<Item = usize> + 'b {
-        ring.records(buf)
-            .filter(move |&at| ring::hold(buf, at) != 0)
+    fn live<'b>(ring: &Ring, buf: &'b [u8]) -> ring::Live<'b> {
+        ring.live(buf)
     }
 
     // ------------------------------------------------------------ handle side
@@ -376,6 +445,8 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// message.
     ///
     /// [`push_in`]: Self::push_in
+    // Not inlined: one copy for every way in.
+    #[inline(never)]
     fn fill(
         &self,
         r: Result<(Ticket, usize), PushError>,
@@ -395,10 +466,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
             });
             off += n;
         }
-        self.with(|_, meta, buf, _| {
-            buf[at + 3] &= !WRITING;
-            meta.queued.wake();
-        });
+        self.change(at, Change::Flags(WRITING, 0));
         Ok(ticket)
     }
 
@@ -439,14 +507,14 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
             let seq = meta.next_seq;
             meta.next_seq = meta.next_seq.wrapping_add(1);
             log.set(seq, ENDED_UNKNOWN);
-            ring::set_header(buf, at, len, 1);
-            let rec = &mut buf[at..at + len];
-            rec[3] = qos.get() | if retain { RETAIN } else { 0 } | WRITING;
-            rec[4..8].copy_from_slice(&seq.to_le_bytes());
-            rec[8..10].copy_from_slice(&msg_id.to_le_bytes());
-            rec[10] = 0;
-            rec[11] = 0;
-            rec[12..14].copy_from_slice(&(topic.len() as u16).to_le_bytes());
+            let [l0, l1] = (len as u16).to_le_bytes();
+            let [s0, s1, s2, s3] = seq.to_le_bytes();
+            let [m0, m1] = msg_id.to_le_bytes();
+            let [t0, t1] = (topic.len() as u16).to_le_bytes();
+            let flags = qos.get() | if retain { RETAIN } else { 0 } | WRITING;
+            // Length, hold 1 (`ring::set_header`), flags, sequence, msgID,
+            // sends, refusals, topic length: one store of the whole header.
+            *header_mut(buf, at) = [l0, l1, 1, flags, s0, s1, s2, s3, m0, m1, 0, 0, t0, t1];
             meta.high_water = meta.high_water.max(ring.used(buf.len()));
             Ok((Ticket { seq, msg_id }, at))
         }
@@ -518,36 +586,45 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
 
     /// Waits until the message of `ticket` ended; how. Any number of tasks
     /// may wait at once (`crate::wait`).
-    pub(crate) async fn wait_outcome(&self, ticket: Ticket) -> Outcome {
-        wait(self.lock(Wait::Gone), |w, waker| {
+    pub(crate) fn wait_outcome(&self, ticket: Ticket) -> impl Future<Output = Outcome> + '_ {
+        // The wait itself, not an async fn around it (a state machine less).
+        wait(self.lock(Wait::Gone), move |w, waker| {
             self.with(|ring, meta, buf, log| {
                 let o = Self::outcome_in(ring, meta, buf, &log, ticket);
                 w.poll(&mut meta.gone, waker, o)
             })
         })
-        .await
     }
 
     /// Waits until nothing is stored.
-    pub(crate) async fn wait_empty(&self) {
-        wait(self.lock(Wait::Gone), |w, waker| {
-            self.with(|ring, meta, buf, _| {
-                let empty = Self::live(ring, buf).next().is_none();
-                w.poll(&mut meta.gone, waker, empty.then_some(()))
-            })
-        })
-        .await
+    pub(crate) fn wait_empty(&self) -> impl Future<Output = ()> + '_ {
+        self.wait_count(Wait::Gone, 1)
     }
 
     /// Waits until at least `n` messages are stored (a duty cycle's wake).
-    pub(crate) async fn wait_stored(&self, n: usize) {
-        wait(self.lock(Wait::Queued), |w, waker| {
+    pub(crate) fn wait_stored(&self, n: usize) -> impl Future<Output = ()> + '_ {
+        self.wait_count(Wait::Queued, n)
+    }
+
+    /// Waits until no message is stored (`Gone`, the waiters of an end) or
+    /// at least `n` are (`Queued`): one wait (one state machine) for both.
+    /// At most `n` records (one for `Gone`) are looked at under each lock.
+    fn wait_count(&self, which: Wait, n: usize) -> impl Future<Output = ()> + '_ {
+        wait(self.lock(which), move |w, waker| {
             self.with(|ring, meta, buf, _| {
-                let stored = Self::live(ring, buf).count() >= n;
-                w.poll(&mut meta.queued, waker, stored.then_some(()))
+                let mut live = Self::live(ring, buf);
+                let (ready, set) = if let Wait::Gone = which {
+                    (live.next().is_none(), &mut meta.gone)
+                } else {
+                    let mut seen = 0;
+                    while seen < n && live.next().is_some() {
+                        seen += 1;
+                    }
+                    (seen >= n, &mut meta.queued)
+                };
+                w.poll(set, waker, ready.then_some(()))
             })
         })
-        .await
     }
 
     /// Runs a function on the waiters of `which`, under the lock.
@@ -589,22 +666,24 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
 
     fn take_in(ring: &Ring, buf: &mut [u8]) -> Option<Taken> {
         {
-            let at = Self::live(ring, buf).find(|&at| buf[at + 3] & (IN_FLIGHT | SUSPECT) == 0)?;
+            let at = Self::live(ring, buf)
+                .find(|&at| header(buf, at)[3] & (IN_FLIGHT | SUSPECT) == 0)?;
+            let h = header_mut(buf, at);
             // One still being copied in holds back those stored after it:
             // they go out in the order they were stored.
-            if buf[at + 3] & WRITING != 0 {
+            if h[3] & WRITING != 0 {
                 return None;
             }
-            buf[at + 3] |= IN_FLIGHT;
-            buf[at + 10] = buf[at + 10].saturating_add(1);
-            let flags = buf[at + 3];
+            h[3] |= IN_FLIGHT;
+            h[10] = h[10].saturating_add(1);
+            let flags = h[3];
             Some(Taken {
                 at,
-                seq: seq_of(buf, at),
-                msg_id: msg_id_of(buf, at),
+                seq: u32::from_le_bytes([h[4], h[5], h[6], h[7]]),
+                msg_id: u16::from_le_bytes([h[8], h[9]]),
                 qos: QoS::new(flags & QOS_MASK).unwrap_or(QoS::AtLeastOnce),
                 retain: flags & RETAIN != 0,
-                sends: buf[at + 10],
+                sends: h[10],
             })
         }
     }
@@ -612,8 +691,9 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// Waits for a queued message and for the turn, and takes both: the
     /// next message is handed out once the [`Turn`] is dropped (its line
     /// went), so the messages go out in the order they were stored.
-    pub(crate) async fn take_wait(&self) -> (Taken, Turn<'_, 'a, M>) {
-        let t = wait(self.lock(Wait::Queued), |w, waker| {
+    pub(crate) fn take_wait(&self) -> impl Future<Output = (Taken, Turn<'_, 'a, M>)> + '_ {
+        // The wait itself, not an async fn around it (a state machine less).
+        wait(self.lock(Wait::Queued), move |w, waker| {
             self.with(|ring, meta, buf, _| {
                 let t = if meta.turn {
                     None
@@ -623,9 +703,8 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
                 meta.turn |= t.is_some();
                 w.poll(&mut meta.queued, waker, t)
             })
+            .map(|t| (t, Turn(self)))
         })
-        .await;
-        (t, Turn(self))
     }
 
     /// The message at `at`, read in place.
@@ -635,11 +714,91 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
 
     /// The message at `at` ended (`code`): it leaves.
     fn end(&self, at: usize, code: u8, error: Option<Error>) {
+        self.change(at, Change::End(code, error));
+    }
+
+    /// One change to the record at `at` (or to the turn), under one lock:
+    /// one function for the small changes, not one each.
+    #[inline(never)]
+    fn change(&self, at: usize, c: Change) -> u32 {
         self.with(|ring, meta, buf, mut log| {
-            Self::end_in(meta, buf, &mut log, at, code, error);
+            match c {
+                Change::Flags(clear, set) => {
+                    let h = header_mut(buf, at);
+                    h[3] = (h[3] & !clear) | set;
+                    meta.queued.wake();
+                    return 0;
+                }
+                Change::TurnDone => {
+                    meta.turn = false;
+                    meta.queued.wake();
+                    return 0;
+                }
+                Change::Refused => {
+                    let h = header_mut(buf, at);
+                    h[11] = h[11].saturating_add(1);
+                    return u32::from(h[11]);
+                }
+                Change::OtherSuspect(seq) => {
+                    return u32::from(
+                        Self::live(ring, buf)
+                            .any(|at| header(buf, at)[3] & SUSPECT != 0 && seq_of(buf, at) != seq),
+                    );
+                }
+                Change::End(code, error) => {
+                    Self::end_in(meta, buf, &mut log, at, code, error);
+                    ring.reclaim(buf);
+                    meta.space.wake();
+                    meta.gone.wake();
+                    return 0;
+                }
+                Change::Confirm(..) | Change::RequeueAll => {}
+            }
+            // A sweep of the records; `left` of them leave.
+            let mut left = 0;
+            // Records changed (`Confirm`: at most 16 at a time).
+            let mut n = 0;
+            let mut cur = ring.cursor();
+            while let Some(at) = cur.next_live(buf) {
+                let h = header_mut(buf, at);
+                if let Change::Confirm(max, e) = c {
+                    // Each failure counts as a refusal of its message.
+                    if h[3] & SUSPECT == 0 {
+                        continue;
+                    }
+                    n += 1;
+                    h[3] &= !SUSPECT;
+                    h[11] = h[11].saturating_add(1);
+                    if h[11] >= max {
+                        Self::end_in(meta, buf, &mut log, at, ENDED_REFUSED, Some(e));
+                        left += 1;
+                    }
+                    if n == 16 {
+                        break;
+                    }
+                } else {
+                    // After a link loss: in flight or set aside, it goes
+                    // again; QoS 0 leaves, dropped.
+                    if h[3] & WRITING != 0 {
+                        continue;
+                    }
+                    n += 1;
+                    if h[3] & QOS_MASK == 0 {
+                        Self::end_in(meta, buf, &mut log, at, ENDED_DROPPED, None);
+                        left += 1;
+                    } else {
+                        h[3] &= !(IN_FLIGHT | SUSPECT);
+                    }
+                }
+            }
+            if n == 0 && matches!(c, Change::Confirm(..)) {
+                return 0;
+            }
             ring.reclaim(buf);
             meta.space.wake();
             meta.gone.wake();
+            meta.queued.wake();
+            left
         })
     }
 
@@ -656,8 +815,10 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
             log.set(seq, code);
         }
         if let Some(e) = error {
-            meta.refusals[meta.next_refusal] = Some((seq, e));
-            meta.next_refusal = (meta.next_refusal + 1) % REFUSALS;
+            // Below REFUSALS (a power of two): no bounds check.
+            let i = meta.next_refusal % REFUSALS;
+            meta.refusals[i] = Some((seq, e));
+            meta.next_refusal = (i + 1) % REFUSALS;
         }
         ring::free(buf, at);
     }
@@ -676,10 +837,8 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// fine): counted on the record, which stays in flight. Returns the
     /// refusals so far.
     pub(crate) fn refused(&self, at: usize) -> u8 {
-        self.with(|_, _, buf, _| {
-            buf[at + 11] = buf[at + 11].saturating_add(1);
-            buf[at + 11]
-        })
+        // At most 255: a record's count.
+        self.change(at, Change::Refused) as u8
     }
 
     /// The modem reported the message at `at`, in flight, failed
@@ -687,91 +846,31 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// (no lane takes it) until [`confirm_suspects`](Self::confirm_suspects)
     /// counts the failure against it, or a link loss puts it back uncounted.
     pub(crate) fn suspect(&self, at: usize) {
-        self.with(|_, meta, buf, _| {
-            buf[at + 3] = (buf[at + 3] & !IN_FLIGHT) | SUSPECT;
-            meta.queued.wake();
-        })
+        self.change(at, Change::Flags(IN_FLIGHT, SUSPECT));
     }
 
     /// True if a message other than `seq` is set aside.
     pub(crate) fn other_suspect(&self, seq: u32) -> bool {
-        self.with(|ring, _, buf, _| {
-            Self::live(ring, buf).any(|at| buf[at + 3] & SUSPECT != 0 && seq_of(buf, at) != seq)
-        })
+        self.change(0, Change::OtherSuspect(seq)) != 0
     }
 
     /// The link proved itself while messages were set aside: each failure
     /// counts as a refusal of its message, which goes again, or leaves,
     /// refused with `e`, at `max` refusals. Returns how many left.
     pub(crate) fn confirm_suspects(&self, max: u8, e: Error) -> u32 {
-        self.with(|ring, meta, buf, mut log| {
-            let mut left = 0;
-            let batch: heapless::Vec<usize, 16> = Self::live(ring, buf)
-                .filter(|&at| buf[at + 3] & SUSPECT != 0)
-                .take(16)
-                .collect();
-            if batch.is_empty() {
-                return 0;
-            }
-            for at in batch {
-                buf[at + 3] &= !SUSPECT;
-                buf[at + 11] = buf[at + 11].saturating_add(1);
-                if buf[at + 11] >= max {
-                    Self::end_in(meta, buf, &mut log, at, ENDED_REFUSED, Some(e));
-                    left += 1;
-                }
-            }
-            ring.reclaim(buf);
-            meta.space.wake();
-            meta.gone.wake();
-            meta.queued.wake();
-            left
-        })
+        self.change(0, Change::Confirm(max, e))
     }
 
     /// The message at `at` goes again later.
     pub(crate) fn requeue(&self, at: usize) {
-        self.with(|_, meta, buf, _| {
-            buf[at + 3] &= !IN_FLIGHT;
-            meta.queued.wake();
-        })
+        self.change(at, Change::Flags(IN_FLIGHT, 0));
     }
 
     /// After a link loss: every message in flight (or set aside) goes
     /// again, uncounted, but QoS 0 ones, which are at most once: they leave,
     /// dropped. Returns how many of those.
     pub(crate) fn requeue_all(&self) -> u32 {
-        self.with(|ring, meta, buf, mut log| {
-            let mut dropped = 0;
-            // In batches: the offsets are read, then the records changed.
-            let pending = |buf: &[u8], at: usize| {
-                let flags = buf[at + 3];
-                flags & WRITING == 0
-                    && (flags & QOS_MASK == 0 || flags & (IN_FLIGHT | SUSPECT) != 0)
-            };
-            loop {
-                let batch: heapless::Vec<usize, 16> = Self::live(ring, buf)
-                    .filter(|&at| pending(buf, at))
-                    .take(16)
-                    .collect();
-                if batch.is_empty() {
-                    break;
-                }
-                for at in batch {
-                    if buf[at + 3] & QOS_MASK == 0 {
-                        Self::end_in(meta, buf, &mut log, at, ENDED_DROPPED, None);
-                        dropped += 1;
-                    } else {
-                        buf[at + 3] &= !(IN_FLIGHT | SUSPECT);
-                    }
-                }
-            }
-            ring.reclaim(buf);
-            meta.space.wake();
-            meta.gone.wake();
-            meta.queued.wake();
-            dropped
-        })
+        self.change(0, Change::RequeueAll)
     }
 }
 
