@@ -184,8 +184,8 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     pub(crate) fn configure<'s>(
         &'s self,
         setting: Setting<'s>,
-    ) -> impl core::future::Future<Output = Result<OpOutcome, Error>> + 's {
-        self.run(self.setting_line(setting).map(ClientLine::Setting))
+    ) -> impl core::future::Future<Output = Result<Granted, Error>> + 's {
+        self.step(Step::Configure(setting))
     }
 
     /// What the driver learns from a setting the modem took.
@@ -407,21 +407,12 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// client's receive format to hex (`AT+QMTCFG="dataformat",<id>,<send>,1`),
     /// once after start-up or a modem restart.
     pub async fn open(&self, host: &str, port: u16) -> Result<(), Error> {
-        let cmd = OpenNetwork::new(self.id, host, port)?;
-        if let Some(setting) = self.reception_to_secure() {
-            self.configure(setting).await?;
-        }
-        match self.run(Ok(ClientLine::Open(cmd))).await? {
-            OpOutcome::Code(0) => Ok(()),
-            OpOutcome::Code(c) => Err(Error::Open(OpenError::from_code(c))),
-            _ => Err(Error::UnexpectedResponse),
-        }
+        self.step(Step::Open(host, port)).await.map(drop)
     }
 
     /// Closes the TCP link: `AT+QMTCLOSE=<id>`, then `+QMTCLOSE: <id>,<result>`.
     pub async fn close(&self) -> Result<(), Error> {
-        let cmd = CloseNetwork { client: self.id };
-        code_result(self.run(Ok(ClientLine::Close(cmd))).await?)
+        self.step(Step::Close).await.map(drop)
     }
 
     /// Connects to the broker: `AT+QMTCONN=<id>,"<client_id>"[,"<user>"[,"<password>"]]`,
@@ -433,55 +424,78 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         username: Option<&str>,
         password: Option<&str>,
     ) -> Result<(), Error> {
-        let cmd = Connect::new(self.id, client_id, username, password)?;
         debug!("connect client {}", self.id.get());
-        match self.run(Ok(ClientLine::Conn(cmd))).await? {
-            OpOutcome::Conn {
-                result: 0,
-                ret_code: None | Some(0),
-            } => Ok(()),
-            OpOutcome::Conn {
-                result: 0,
-                ret_code: Some(c),
-            } => Err(Error::ConnectRefused(ConnackCode::from_code(c))),
-            OpOutcome::Conn { .. } => Err(Error::SendFailed),
-            _ => Err(Error::UnexpectedResponse),
-        }
+        self.step(Step::Connect(client_id, username, password))
+            .await
+            .map(drop)
     }
 
     /// Disconnects from the broker: `AT+QMTDISC=<id>`, then `+QMTDISC: <id>,<result>`.
     pub async fn disconnect(&self) -> Result<(), Error> {
-        let cmd = Disconnect { client: self.id };
-        code_result(self.run(Ok(ClientLine::Disc(cmd))).await?)
+        self.step(Step::Disconnect).await.map(drop)
     }
 
     /// Subscribes to one or more topics in one `AT+QMTSUB` and returns what the
     /// server granted for each, in order ([`Grant::Rejected`](crate::Grant::Rejected) for 128).
     pub async fn subscribe(&self, topics: &[(&str, QoS)]) -> Result<Granted, Error> {
-        // Check before taking a msgID, so bad input costs nothing.
-        Subscribe::new(self.id, 1, topics)?;
-        let msg_id = self.core.clients.alloc_msg_id(self.id);
-        let cmd = Subscribe::new(self.id, msg_id, topics)?;
-        match self.run(Ok(ClientLine::Sub(cmd))).await? {
-            OpOutcome::Sub {
-                result: 0,
-                value: SubValue::Granted(g),
-            } => Ok(g),
-            OpOutcome::Sub { .. } => Err(Error::SendFailed),
-            _ => Err(Error::UnexpectedResponse),
-        }
+        self.step(Step::Subscribe(topics)).await
     }
 
     /// Unsubscribes from one or more topics in one `AT+QMTUNS`.
     pub async fn unsubscribe(&self, topics: &[&str]) -> Result<(), Error> {
-        Unsubscribe::new(self.id, 1, topics)?;
-        let msg_id = self.core.clients.alloc_msg_id(self.id);
-        let cmd = Unsubscribe::new(self.id, msg_id, topics)?;
-        match self.run(Ok(ClientLine::Uns(cmd))).await? {
-            OpOutcome::Uns { result: 0, .. } => Ok(()),
-            OpOutcome::Uns { .. } => Err(Error::SendFailed),
-            _ => Err(Error::UnexpectedResponse),
+        self.step(Step::Unsubscribe(topics)).await.map(drop)
+    }
+
+    /// Runs one setting or operation of the client (see [`Step`]) to its
+    /// end: the one state machine behind `configure`, `open`, `close`,
+    /// `connect`, `disconnect`, `subscribe` and `unsubscribe`, so that a
+    /// caller with several steps (a supervisor's bring-up) awaits one future
+    /// for all of them. `Ok`: what the server granted for a subscription
+    /// (empty for any other step).
+    pub(crate) async fn step(&self, step: Step<'_>) -> Result<Granted, Error> {
+        // An open first secures the reception (after checking its own line:
+        // bad input sends nothing); both lines through one await.
+        let mut first = match step {
+            Step::Open(host, port) => {
+                OpenNetwork::new(self.id, host, port)?;
+                self.reception_to_secure()
+            }
+            _ => None,
+        };
+        loop {
+            let setting = first.take();
+            let line = match setting {
+                Some(s) => self.setting_line(s).map(ClientLine::Setting),
+                None => self.client_line(step),
+            };
+            let o = self.run(line).await?;
+            if setting.is_none() {
+                return step_outcome(step, o);
+            }
         }
+    }
+
+    /// The checked line of a step (a subscription's and an unsubscription's
+    /// with a msgID of the allocator's, taken once the line checked out).
+    fn client_line<'s>(&self, step: Step<'s>) -> Result<ClientLine<'s>, Error> {
+        let client = self.id;
+        Ok(match step {
+            Step::Configure(s) => ClientLine::Setting(self.setting_line(s)?),
+            Step::Open(host, port) => ClientLine::Open(OpenNetwork::new(client, host, port)?),
+            Step::Close => ClientLine::Close(CloseNetwork { client }),
+            Step::Connect(id, user, password) => {
+                ClientLine::Conn(Connect::new(client, id, user, password)?)
+            }
+            Step::Disconnect => ClientLine::Disc(Disconnect { client }),
+            Step::Subscribe(topics) => {
+                let cmd = Subscribe::new(client, 1, topics)?;
+                ClientLine::Sub(cmd.with_msg_id(self.alloc_msg_id()))
+            }
+            Step::Unsubscribe(topics) => {
+                let cmd = Unsubscribe::new(client, 1, topics)?;
+                ClientLine::Uns(cmd.with_msg_id(self.alloc_msg_id()))
+            }
+        })
     }
 
     /// Publishes `payload` on `topic` and waits for the modem's `+QMTPUB` result
@@ -673,6 +687,26 @@ pub(crate) enum Setting<'w> {
     /// `"dataformat"` with hex reception, the driver's own choice (not the
     /// application's): this send format.
     HexReception(DataFormat),
+}
+
+/// One setting or operation of a client, unchecked: what
+/// [`MqttClient::step`] runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Step<'s> {
+    /// `AT+QMTCFG`, then the driver follows it.
+    Configure(Setting<'s>),
+    /// `AT+QMTOPEN`: host, port (after securing the reception).
+    Open(&'s str, u16),
+    /// `AT+QMTCLOSE`.
+    Close,
+    /// `AT+QMTCONN`: client ID, user name, password.
+    Connect(&'s str, Option<&'s str>, Option<&'s str>),
+    /// `AT+QMTDISC`.
+    Disconnect,
+    /// `AT+QMTSUB` (a msgID of the client's allocator).
+    Subscribe(&'s [(&'s str, QoS)]),
+    /// `AT+QMTUNS` (a msgID of the client's allocator).
+    Unsubscribe(&'s [&'s str]),
 }
 
 /// A [`Setting`]'s command, checked.
@@ -870,10 +904,40 @@ fn check_payload_of(source: &dyn Source, hex: bool, force_data_mode: bool) -> Re
     Ok(inline)
 }
 
-fn code_result(o: OpOutcome) -> Result<(), Error> {
-    match o {
-        OpOutcome::Code(0) => Ok(()),
-        OpOutcome::Code(_) => Err(Error::CloseFailed),
+/// What a step's outcome means: `Ok` with what the server granted (empty
+/// but for a subscription).
+fn step_outcome(step: Step<'_>, o: OpOutcome) -> Result<Granted, Error> {
+    let done = Ok(Granted::empty());
+    match (step, o) {
+        (Step::Configure(_), _)
+        | (Step::Open(..) | Step::Close | Step::Disconnect, OpOutcome::Code(0))
+        | (
+            Step::Connect(..),
+            OpOutcome::Conn {
+                result: 0,
+                ret_code: None | Some(0),
+            },
+        )
+        | (Step::Unsubscribe(_), OpOutcome::Uns { result: 0, .. }) => done,
+        (Step::Open(..), OpOutcome::Code(c)) => Err(Error::Open(OpenError::from_code(c))),
+        (Step::Close | Step::Disconnect, OpOutcome::Code(_)) => Err(Error::CloseFailed),
+        (
+            Step::Connect(..),
+            OpOutcome::Conn {
+                result: 0,
+                ret_code: Some(c),
+            },
+        ) => Err(Error::ConnectRefused(ConnackCode::from_code(c))),
+        (
+            Step::Subscribe(_),
+            OpOutcome::Sub {
+                result: 0,
+                value: SubValue::Granted(g),
+            },
+        ) => Ok(g),
+        (Step::Connect(..), OpOutcome::Conn { .. })
+        | (Step::Subscribe(_), OpOutcome::Sub { .. })
+        | (Step::Unsubscribe(_), OpOutcome::Uns { .. }) => Err(Error::SendFailed),
         _ => Err(Error::UnexpectedResponse),
     }
 }
