@@ -335,10 +335,9 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// slot (`OK`, then the deferred result; progress reports do not end
     /// it). One state machine for every setting and operation, so that each
     /// costs little flash. `Err` in: refused before anything was sent.
-    async fn run(&self, line: Result<ClientLine<'_>, Error>) -> Result<OpOutcome, Error> {
-        let line = line?;
+    async fn run(&self, line: &ClientLine<'_>) -> Result<OpOutcome, Error> {
         let config = self.core.config;
-        let (kind, msg_id) = match &line {
+        let (kind, msg_id) = match line {
             ClientLine::Setting(_) => (None, 0),
             ClientLine::Open(_) => (Some(OpKind::Open), 0),
             ClientLine::Close(_) => (Some(OpKind::Close), 0),
@@ -364,11 +363,11 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         drop(
             self.core
                 .channel
-                .exchange_for(&line, self.cmd_timeout(), owner)
+                .exchange_for(line, self.cmd_timeout(), owner)
                 .await?,
         );
         let Some(ticket) = ticket else {
-            if let ClientLine::Setting(setting) = &line {
+            if let ClientLine::Setting(setting) = line {
                 self.follow(setting);
             }
             return Ok(OpOutcome::Code(0));
@@ -452,27 +451,45 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// caller with several steps (a supervisor's bring-up) awaits one future
     /// for all of them. `Ok`: what the server granted for a subscription
     /// (empty for any other step).
-    pub(crate) async fn step(&self, step: Step<'_>) -> Result<Granted, Error> {
-        // An open first secures the reception (after checking its own line:
-        // bad input sends nothing); both lines through one await.
-        let mut first = match step {
-            Step::Open(host, port) => {
-                OpenNetwork::new(self.id, host, port)?;
-                self.reception_to_secure()
-            }
-            _ => None,
-        };
-        loop {
-            let setting = first.take();
-            let line = match setting {
-                Some(s) => self.setting_line(s).map(ClientLine::Setting),
-                None => self.client_line(step),
-            };
-            let o = self.run(line).await?;
-            if setting.is_none() {
-                return step_outcome(step, o);
+    pub(crate) fn step<'s>(
+        &'s self,
+        step: Step<'s>,
+    ) -> impl core::future::Future<Output = Result<Granted, Error>> + 's {
+        // Checked (and a msgID taken) before the future's state machine:
+        // bad input sends nothing.
+        let lines = self.lines(step);
+        async move {
+            let (first, line) = lines?;
+            // An open first secures the reception: both lines through one
+            // await.
+            let mut before = first.is_some();
+            loop {
+                let l = match &first {
+                    Some(f) if before => f,
+                    _ => &line,
+                };
+                let o = self.run(l).await?;
+                if !before {
+                    return step_outcome(step, o);
+                }
+                before = false;
             }
         }
+    }
+
+    /// The checked line of a step, and the setting to make before it (an
+    /// open's reception to secure).
+    #[allow(clippy::type_complexity)]
+    fn lines<'s>(&self, step: Step<'s>) -> Result<(Option<ClientLine<'s>>, ClientLine<'s>), Error> {
+        let line = self.client_line(step)?;
+        let first = match step {
+            Step::Open(..) => match self.reception_to_secure() {
+                Some(s) => Some(ClientLine::Setting(self.setting_line(s)?)),
+                None => None,
+            },
+            _ => None,
+        };
+        Ok((first, line))
     }
 
     /// The checked line of a step (a subscription's and an unsubscription's
