@@ -701,8 +701,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
                 Phase::Done(other) if submitted => return Err(other.into_error()),
                 Phase::WantData if submitted && data_mode => {
                     // The buffer held elsewhere: give up (the guard sends ESC).
-                    let Some((len, taken, last)) =
-                        payload.as_ref().and_then(|p| self.fill(p, off))
+                    let Some((len, taken, last)) = payload.as_ref().and_then(|p| self.fill(p, off))
                     else {
                         return Err(Error::UnexpectedResponse);
                     };

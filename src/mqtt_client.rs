@@ -751,20 +751,23 @@ enum ClientLine<'w> {
 
 impl WriteLine for ClientLine<'_> {
     fn write_line(&self, b: &mut [u8]) -> usize {
+        // One `Line` for every command.
+        let l = &mut Line::new(b);
         match self {
-            ClientLine::Setting(SettingLine::KeepAlive(c)) => c.write(b),
-            ClientLine::Setting(SettingLine::Session(c)) => c.write(b),
-            ClientLine::Setting(SettingLine::Timeout(c)) => c.write(b),
-            ClientLine::Setting(SettingLine::Version(c)) => c.write(b),
-            ClientLine::Setting(SettingLine::Will(c)) => c.write(b),
-            ClientLine::Setting(SettingLine::DataFormat(c, _)) => c.write(b),
-            ClientLine::Open(c) => c.write(b),
-            ClientLine::Close(c) => c.write(b),
-            ClientLine::Conn(c) => c.write(b),
-            ClientLine::Disc(c) => c.write(b),
-            ClientLine::Sub(c) => c.write(b),
-            ClientLine::Uns(c) => c.write(b),
+            ClientLine::Setting(SettingLine::KeepAlive(c)) => c.put(l),
+            ClientLine::Setting(SettingLine::Session(c)) => c.put(l),
+            ClientLine::Setting(SettingLine::Timeout(c)) => c.put(l),
+            ClientLine::Setting(SettingLine::Version(c)) => c.put(l),
+            ClientLine::Setting(SettingLine::Will(c)) => c.put(l),
+            ClientLine::Setting(SettingLine::DataFormat(c, _)) => c.put(l),
+            ClientLine::Open(c) => c.put(l),
+            ClientLine::Close(c) => c.put(l),
+            ClientLine::Conn(c) => c.put(l),
+            ClientLine::Disc(c) => c.put(l),
+            ClientLine::Sub(c) => c.put(l),
+            ClientLine::Uns(c) => c.put(l),
         }
+        l.finish()
     }
 }
 
