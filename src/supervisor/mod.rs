@@ -1075,7 +1075,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 | OfflineReason::SubscriptionRejected
         );
         if may_be_open {
-            if let Err(e) = self.link.client.close().await {
+            if let Err(e) = self.link.client.step(Step::Close).await {
                 debug!("close after a failed link: {}", e);
             }
         }
@@ -1439,7 +1439,12 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                         // its retained messages again, as after every
                         // connect). No answer: the link is gone, and the
                         // failure was not the message's.
-                        if let Err(e) = self.link.client.subscribe(&[(sub.topic, sub.qos)]).await {
+                        if let Err(e) = self
+                            .link
+                            .client
+                            .step(Step::Subscribe(&[(sub.topic, sub.qos)]))
+                            .await
+                        {
                             return Err(reason(e));
                         }
                         status.progress();
