@@ -458,6 +458,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         // Checked (and a msgID taken) before the future's state machine:
         // bad input sends nothing.
         let lines = self.lines(step);
+        let open = matches!(step, Step::Open(..));
         async move {
             let (first, line) = lines?;
             // An open first secures the reception: both lines through one
@@ -470,7 +471,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
                 };
                 let o = self.run(l).await?;
                 if !before {
-                    return step_outcome(step, o);
+                    return step_outcome(open, o);
                 }
                 before = false;
             }
@@ -924,40 +925,31 @@ fn check_payload_of(source: &dyn Source, hex: bool, force_data_mode: bool) -> Re
     Ok(inline)
 }
 
-/// What a step's outcome means: `Ok` with what the server granted (empty
-/// but for a subscription).
-fn step_outcome(step: Step<'_>, o: OpOutcome) -> Result<Granted, Error> {
-    let done = Ok(Granted::empty());
-    match (step, o) {
-        (Step::Configure(_), _)
-        | (Step::Open(..) | Step::Close | Step::Disconnect, OpOutcome::Code(0))
-        | (
-            Step::Connect(..),
-            OpOutcome::Conn {
-                result: 0,
-                ret_code: None | Some(0),
-            },
-        )
-        | (Step::Unsubscribe(_), OpOutcome::Uns { result: 0, .. }) => done,
-        (Step::Open(..), OpOutcome::Code(c)) => Err(Error::Open(OpenError::from_code(c))),
-        (Step::Close | Step::Disconnect, OpOutcome::Code(_)) => Err(Error::CloseFailed),
-        (
-            Step::Connect(..),
-            OpOutcome::Conn {
-                result: 0,
-                ret_code: Some(c),
-            },
-        ) => Err(Error::ConnectRefused(ConnackCode::from_code(c))),
-        (
-            Step::Subscribe(_),
-            OpOutcome::Sub {
-                result: 0,
-                value: SubValue::Granted(g),
-            },
-        ) => Ok(g),
-        (Step::Connect(..), OpOutcome::Conn { .. })
-        | (Step::Subscribe(_), OpOutcome::Sub { .. })
-        | (Step::Unsubscribe(_), OpOutcome::Uns { .. }) => Err(Error::SendFailed),
+/// What a step's outcome means (`open`: the step was an open): `Ok` with
+/// what the server granted (empty but for a subscription). The operation
+/// slot gives only a result of the step's own kind (a setting's is
+/// `Code(0)`), so the outcome alone tells.
+fn step_outcome(open: bool, o: OpOutcome) -> Result<Granted, Error> {
+    match o {
+        OpOutcome::Code(0)
+        | OpOutcome::Conn {
+            result: 0,
+            ret_code: None | Some(0),
+        }
+        | OpOutcome::Uns { result: 0, .. } => Ok(Granted::empty()),
+        OpOutcome::Code(c) if open => Err(Error::Open(OpenError::from_code(c))),
+        OpOutcome::Code(_) => Err(Error::CloseFailed),
+        OpOutcome::Conn {
+            result: 0,
+            ret_code: Some(c),
+        } => Err(Error::ConnectRefused(ConnackCode::from_code(c))),
+        OpOutcome::Sub {
+            result: 0,
+            value: SubValue::Granted(g),
+        } => Ok(g),
+        OpOutcome::Conn { .. } | OpOutcome::Sub { .. } | OpOutcome::Uns { .. } => {
+            Err(Error::SendFailed)
+        }
         _ => Err(Error::UnexpectedResponse),
     }
 }
