@@ -18,10 +18,10 @@
 //!   [`ClientTable::link_closed`], [`ClientTable::rebooted`], [`ClientTable::accepts`].
 
 use core::cell::{Cell, RefCell};
-use core::future::Future;
-use core::pin::pin;
+use core::future::{poll_fn, Future};
+use core::pin::{pin, Pin};
 use core::sync::atomic::{AtomicU8, Ordering};
-use core::task::{Context, Waker};
+use core::task::{Context, Poll, Waker};
 
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::signal::Signal;
@@ -426,28 +426,33 @@ impl<M: RawMutex> PubTicket<'_, M> {
         self.msg_id
     }
 
-    /// Waits for the slot's outcome: a link closed or a restart (also before
-    /// the line went out: a publish queued behind other commands ends at
-    /// once), or a final result.
-    pub(crate) async fn outcome(&self) -> PubOutcome {
-        loop {
-            let o = self.clients.slots[self.k].signal.wait().await;
-            if !matches!(o, PubOutcome::Progress) {
-                return o;
+    /// Waits for the slot's final outcome (progress reports do not end
+    /// it): a link closed or a restart (also before the line went out: a
+    /// publish queued behind other commands ends at once), or a final
+    /// `+QMTPUB` result. `Err` once `deadline` (if any) passed. One future
+    /// for both waits of a publish (beside its line, and for its result).
+    pub(crate) async fn wait(&self, deadline: Option<Instant>) -> Result<PubOutcome, ()> {
+        let mut timer = deadline.map(Timer::at);
+        let signal = &self.clients.slots[self.k].signal;
+        poll_fn(|cx| {
+            loop {
+                match pin!(signal.wait()).poll(cx) {
+                    Poll::Ready(PubOutcome::Progress) => {}
+                    Poll::Ready(o) => return Poll::Ready(Ok(o)),
+                    Poll::Pending => break,
+                }
             }
-        }
-    }
-
-    /// Waits for the final `+QMTPUB` result until `deadline`.
-    pub(crate) async fn wait(&self, deadline: Instant) -> Result<PubOutcome, ()> {
-        loop {
-            let o = with_deadline(deadline, self.clients.slots[self.k].signal.wait())
-                .await
-                .map_err(drop)?;
-            if o != PubOutcome::Progress {
-                return Ok(o);
+            // The result first, then the deadline (as `with_deadline`).
+            if timer
+                .as_mut()
+                .is_some_and(|t| Pin::new(t).poll(cx).is_ready())
+            {
+                Poll::Ready(Err(()))
+            } else {
+                Poll::Pending
             }
-        }
+        })
+        .await
     }
 }
 

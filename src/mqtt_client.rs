@@ -658,14 +658,15 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             .send_line(&line, self.cmd_timeout(), owner, false, payload);
         // A link closed (or a restart) before the line went out ends the
         // publish at once; a dropped line future is withdrawn unsent.
-        let early = match select(send, ticket.outcome()).await {
+        let early = match select(send, ticket.wait(None)).await {
             Either::First(r) => {
                 drop(r?);
                 None
             }
-            Either::Second(PubOutcome::LinkClosed(r)) => return Err(Error::LinkClosed(r)),
-            Either::Second(PubOutcome::Rebooted) => return Err(Error::ModemRebooted),
-            Either::Second(o) => Some(o),
+            Either::Second(Ok(PubOutcome::LinkClosed(r))) => return Err(Error::LinkClosed(r)),
+            Either::Second(Ok(PubOutcome::Rebooted)) => return Err(Error::ModemRebooted),
+            // (No deadline: never `Err`.)
+            Either::Second(o) => o.ok(),
         };
         Ok(PendingPublish {
             ticket,
@@ -797,7 +798,7 @@ impl<M: RawMutex> PendingPublish<'_, M> {
             Some(o) => o,
             None => self
                 .ticket
-                .wait(self.deadline)
+                .wait(Some(self.deadline))
                 .await
                 .map_err(|()| Error::Timeout(Stage::Result))?,
         };
