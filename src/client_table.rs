@@ -25,9 +25,9 @@ use core::task::{Context, Poll, Waker};
 
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::signal::Signal;
-use embassy_time::{with_deadline, Duration, Instant, Timer};
+use embassy_time::{Duration, Instant, Timer};
 
-use crate::error::LinkClosedReason;
+use crate::error::{Error, LinkClosedReason, Stage};
 use crate::rx_clock::at_or_after;
 use crate::sync::RawMutex;
 use crate::types::{topic_matches, ClientId, DataFormat, QoS, Subscription};
@@ -364,28 +364,32 @@ pub(crate) struct OpTicket<'c, M: RawMutex> {
     _lock: LockGuard<'c, M>,
 }
 
-/// How an operation's wait ended without its result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OpEnd {
-    Timeout,
-    LinkClosed(LinkClosedReason),
-    Rebooted,
-}
-
 impl<M: RawMutex> OpTicket<'_, M> {
-    /// Waits for the final deferred result (progress reports do not end it).
-    pub(crate) async fn wait(&self, deadline: Instant) -> Result<OpOutcome, OpEnd> {
-        loop {
-            let outcome = with_deadline(deadline, self.st.op_signals[self.i].wait())
-                .await
-                .map_err(|_| OpEnd::Timeout)?;
-            match outcome {
-                OpOutcome::LinkClosed(r) => return Err(OpEnd::LinkClosed(r)),
-                OpOutcome::Rebooted => return Err(OpEnd::Rebooted),
-                o if o.is_progress() => {}
-                o => return Ok(o),
+    /// Waits for the final deferred result (progress reports do not end
+    /// it) until `deadline`; a link closed or a restart ends it.
+    pub(crate) async fn wait(&self, deadline: Instant) -> Result<OpOutcome, Error> {
+        let mut timer = Timer::at(deadline);
+        let signal = &self.st.op_signals[self.i];
+        poll_fn(|cx| {
+            loop {
+                match pin!(signal.wait()).poll(cx) {
+                    Poll::Ready(OpOutcome::LinkClosed(r)) => {
+                        return Poll::Ready(Err(Error::LinkClosed(r)))
+                    }
+                    Poll::Ready(OpOutcome::Rebooted) => {
+                        return Poll::Ready(Err(Error::ModemRebooted))
+                    }
+                    Poll::Ready(o) if o.is_progress() => {}
+                    Poll::Ready(o) => return Poll::Ready(Ok(o)),
+                    Poll::Pending => break,
+                }
             }
-        }
+            // The result first, then the deadline (as `with_deadline`).
+            Pin::new(&mut timer)
+                .poll(cx)
+                .map(|()| Err(Error::Timeout(Stage::Result)))
+        })
+        .await
     }
 }
 

@@ -6,7 +6,7 @@ use embassy_time::{Duration, Instant};
 
 use crate::channel::{each_chunk, topic_of, Payload, Source, WriteLine};
 use crate::client_table::{
-    ClaimError, LinkEnd, OpEnd, OpKind, OpOutcome, Owner, PubOutcome, PubTicket, RecvFormat,
+    ClaimError, LinkEnd, OpKind, OpOutcome, Owner, PubOutcome, PubTicket, RecvFormat,
 };
 use crate::commands::*;
 use crate::error::{ConnackCode, Error, Field, OpenError, Problem, Stage};
@@ -372,14 +372,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             }
             return Ok(OpOutcome::Code(0));
         };
-        ticket
-            .wait(Instant::now() + deadline)
-            .await
-            .map_err(|e| match e {
-                OpEnd::Timeout => Error::Timeout(Stage::Result),
-                OpEnd::LinkClosed(r) => Error::LinkClosed(r),
-                OpEnd::Rebooted => Error::ModemRebooted,
-            })
+        ticket.wait(Instant::now() + deadline).await
     }
 
     /// Receives in hex unless the application chose text (see
