@@ -166,14 +166,6 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             Setting::DataFormat(send, recv) => {
                 SettingLine::DataFormat(ConfigureDataFormat { client, send, recv }, true)
             }
-            Setting::HexReception(send) => SettingLine::DataFormat(
-                ConfigureDataFormat {
-                    client,
-                    send,
-                    recv: DataFormat::Hex,
-                },
-                false,
-            ),
         })
     }
 
@@ -379,16 +371,20 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// [`Config::receive_text`](crate::Config::receive_text)): a payload can
     /// then never be read as a modem line. The setting to make first, if any
     /// (its send format as the driver knows it).
-    fn reception_to_secure(&self) -> Option<Setting<'static>> {
+    fn reception_to_secure(&self) -> Option<ConfigureDataFormat> {
         let s = self.core.clients.settings(self.id);
         if self.core.config.receive_text || s.text_chosen || s.recv == RecvFormat::Hex {
             return None;
         }
-        Some(Setting::HexReception(if s.send_hex {
-            DataFormat::Hex
-        } else {
-            DataFormat::Text
-        }))
+        Some(ConfigureDataFormat {
+            client: self.id,
+            send: if s.send_hex {
+                DataFormat::Hex
+            } else {
+                DataFormat::Text
+            },
+            recv: DataFormat::Hex,
+        })
     }
 
     /// Opens the TCP link to the broker: `AT+QMTOPEN=<id>,"<host>",<port>`, then
@@ -450,12 +446,18 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     ) -> impl core::future::Future<Output = Result<Granted, Error>> + 's {
         // Checked (and a msgID taken) before the future's state machine:
         // bad input sends nothing.
-        let lines = self.lines(step);
+        let line = self.client_line(step);
         let open = matches!(step, Step::Open(..));
+        // An open first secures the reception: both lines through one
+        // await.
+        let secure = if open {
+            self.reception_to_secure()
+        } else {
+            None
+        };
         async move {
-            let (first, line) = lines?;
-            // An open first secures the reception: both lines through one
-            // await.
+            let line = line?;
+            let first = secure.map(|c| ClientLine::Setting(SettingLine::DataFormat(c, false)));
             let mut before = first.is_some();
             loop {
                 let l = match &first {
@@ -469,21 +471,6 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
                 before = false;
             }
         }
-    }
-
-    /// The checked line of a step, and the setting to make before it (an
-    /// open's reception to secure).
-    #[allow(clippy::type_complexity)]
-    fn lines<'s>(&self, step: Step<'s>) -> Result<(Option<ClientLine<'s>>, ClientLine<'s>), Error> {
-        let line = self.client_line(step)?;
-        let first = match step {
-            Step::Open(..) => match self.reception_to_secure() {
-                Some(s) => Some(ClientLine::Setting(self.setting_line(s)?)),
-                None => None,
-            },
-            _ => None,
-        };
-        Ok((first, line))
     }
 
     /// The checked line of a step (a subscription's and an unsubscription's
@@ -696,9 +683,6 @@ pub(crate) enum Setting<'w> {
     Will(Option<Will<'w>>),
     /// `"dataformat"`: send, receive.
     DataFormat(DataFormat, DataFormat),
-    /// `"dataformat"` with hex reception, the driver's own choice (not the
-    /// application's): this send format.
-    HexReception(DataFormat),
 }
 
 /// One setting or operation of a client, unchecked: what
