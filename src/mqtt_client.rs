@@ -450,25 +450,24 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         let open = matches!(step, Step::Open(..));
         // An open first secures the reception: both lines through one
         // await.
-        let secure = if open {
-            self.reception_to_secure()
-        } else {
-            None
+        let first = match self.reception_to_secure() {
+            Some(c) if open => Some(ClientLine::Setting(SettingLine::DataFormat(c, false))),
+            _ => None,
         };
         async move {
-            let line = line?;
-            let first = secure.map(|c| ClientLine::Setting(SettingLine::DataFormat(c, false)));
-            let mut before = first.is_some();
+            // Both lines borrowed where they are (not copied into the state
+            // machine's own variables).
+            let line = match &line {
+                Ok(l) => l,
+                Err(e) => return Err(*e),
+            };
+            let mut next = first.as_ref();
             loop {
-                let l = match &first {
-                    Some(f) if before => f,
-                    _ => &line,
-                };
-                let o = self.run(l).await?;
+                let before = next.is_some();
+                let o = self.run(next.take().unwrap_or(line)).await?;
                 if !before {
                     return step_outcome(open, o);
                 }
-                before = false;
             }
         }
     }
