@@ -170,9 +170,8 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     }
 
     /// Writes a setting, then follows it (the timeouts, the formats), through
-    /// [`run`](Self::run): the state machine of every setting a supervisor
-    /// makes at bring-up, and of the `set_*` methods. (A plain function: no
-    /// state machine of its own.)
+    /// [`step`](Self::step): the state machine of every setting and
+    /// operation. (A plain function: no state machine of its own.)
     pub(crate) fn configure<'s>(
         &'s self,
         setting: Setting<'s>,
@@ -716,7 +715,7 @@ enum SettingLine<'w> {
 }
 
 /// A client's command line, checked: a setting, or an operation with a
-/// deferred result ([`MqttClient::run`]).
+/// deferred result ([`MqttClient::run`], through [`MqttClient::step`]).
 enum ClientLine<'w> {
     Setting(SettingLine<'w>),
     Open(OpenNetwork<'w>),
