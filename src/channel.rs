@@ -571,17 +571,6 @@ impl<'a, M: RawMutex> Channel<'a, M> {
 
     // ------------------------------------------------------------ handle side
 
-    /// Waits until `done` holds for the phase, returning it.
-    async fn wait_phase(&self, done: impl Fn(&Phase) -> bool) -> Phase {
-        loop {
-            let phase = self.with(|c| c.phase);
-            if done(&phase) {
-                return phase;
-            }
-            self.st.to_client.wait().await;
-        }
-    }
-
     /// Puts a command line in the buffer and hands it to the runner.
     fn submit(
         &self,
@@ -688,36 +677,45 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     ) -> Result<Answered<'_, 'a, M>, Error> {
         let at = self.st.lock.lock().await;
         let guard = Guard { ch: self };
-        self.wait_phase(|p| *p == Phase::Idle).await;
         let data_mode = payload.is_some();
-        self.submit(write, timeout, data_mode, owner, force)?;
+        let mut submitted = false;
         let mut off = 0;
+        // One wait for every phase (one state of the state machine): the
+        // channel idle (then the line goes in), the prompt (only for a
+        // data-mode line: a payload chunk goes in), the final answer.
         loop {
-            // The prompt comes only for a data-mode line.
-            let phase = self
-                .wait_phase(|p| matches!(p, Phase::Done(_)) || (data_mode && *p == Phase::WantData))
-                .await;
+            let phase = self.with(|c| c.phase);
             match phase {
-                Phase::Done(Outcome::Ok) => {
+                Phase::Idle if !submitted => {
+                    self.submit(write, timeout, data_mode, owner, force)?;
+                    submitted = true;
+                    continue;
+                }
+                Phase::Done(Outcome::Ok) if submitted => {
                     return Ok(Answered {
                         ch: self,
                         _guard: guard,
                         _at: at,
                     })
                 }
-                Phase::Done(other) => return Err(other.into_error()),
+                Phase::Done(other) if submitted => return Err(other.into_error()),
+                Phase::WantData if submitted && data_mode => {
+                    // The buffer held elsewhere: give up (the guard sends ESC).
+                    let Some((len, taken, last)) = payload.as_ref().and_then(|p| self.fill(p, off))
+                    else {
+                        return Err(Error::UnexpectedResponse);
+                    };
+                    off += taken;
+                    self.with(|c| {
+                        c.len = len;
+                        c.phase = Phase::DataQueued { last };
+                    });
+                    self.st.to_runner.signal();
+                    continue;
+                }
                 _ => {}
             }
-            // The buffer held elsewhere: give up (the guard sends ESC).
-            let Some((len, taken, last)) = payload.as_ref().and_then(|p| self.fill(p, off)) else {
-                return Err(Error::UnexpectedResponse);
-            };
-            off += taken;
-            self.with(|c| {
-                c.len = len;
-                c.phase = Phase::DataQueued { last };
-            });
-            self.st.to_runner.signal();
+            self.st.to_client.wait().await;
         }
     }
 

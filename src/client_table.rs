@@ -18,16 +18,16 @@
 //!   [`ClientTable::link_closed`], [`ClientTable::rebooted`], [`ClientTable::accepts`].
 
 use core::cell::{Cell, RefCell};
-use core::future::Future;
-use core::pin::pin;
+use core::future::{poll_fn, Future};
+use core::pin::{pin, Pin};
 use core::sync::atomic::{AtomicU8, Ordering};
-use core::task::{Context, Waker};
+use core::task::{Context, Poll, Waker};
 
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::signal::Signal;
-use embassy_time::{with_deadline, Duration, Instant, Timer};
+use embassy_time::{Duration, Instant, Timer};
 
-use crate::error::LinkClosedReason;
+use crate::error::{Error, LinkClosedReason, Stage};
 use crate::rx_clock::at_or_after;
 use crate::sync::RawMutex;
 use crate::types::{topic_matches, ClientId, DataFormat, QoS, Subscription};
@@ -364,28 +364,32 @@ pub(crate) struct OpTicket<'c, M: RawMutex> {
     _lock: LockGuard<'c, M>,
 }
 
-/// How an operation's wait ended without its result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OpEnd {
-    Timeout,
-    LinkClosed(LinkClosedReason),
-    Rebooted,
-}
-
 impl<M: RawMutex> OpTicket<'_, M> {
-    /// Waits for the final deferred result (progress reports do not end it).
-    pub(crate) async fn wait(&self, deadline: Instant) -> Result<OpOutcome, OpEnd> {
-        loop {
-            let outcome = with_deadline(deadline, self.st.op_signals[self.i].wait())
-                .await
-                .map_err(|_| OpEnd::Timeout)?;
-            match outcome {
-                OpOutcome::LinkClosed(r) => return Err(OpEnd::LinkClosed(r)),
-                OpOutcome::Rebooted => return Err(OpEnd::Rebooted),
-                o if o.is_progress() => {}
-                o => return Ok(o),
+    /// Waits for the final deferred result (progress reports do not end
+    /// it) until `deadline`; a link closed or a restart ends it.
+    pub(crate) async fn wait(&self, deadline: Instant) -> Result<OpOutcome, Error> {
+        let mut timer = Timer::at(deadline);
+        let signal = &self.st.op_signals[self.i];
+        poll_fn(|cx| {
+            loop {
+                match pin!(signal.wait()).poll(cx) {
+                    Poll::Ready(OpOutcome::LinkClosed(r)) => {
+                        return Poll::Ready(Err(Error::LinkClosed(r)))
+                    }
+                    Poll::Ready(OpOutcome::Rebooted) => {
+                        return Poll::Ready(Err(Error::ModemRebooted))
+                    }
+                    Poll::Ready(o) if o.is_progress() => {}
+                    Poll::Ready(o) => return Poll::Ready(Ok(o)),
+                    Poll::Pending => break,
+                }
             }
-        }
+            // The result first, then the deadline (as `with_deadline`).
+            Pin::new(&mut timer)
+                .poll(cx)
+                .map(|()| Err(Error::Timeout(Stage::Result)))
+        })
+        .await
     }
 }
 
@@ -426,28 +430,33 @@ impl<M: RawMutex> PubTicket<'_, M> {
         self.msg_id
     }
 
-    /// Waits for the slot's outcome: a link closed or a restart (also before
-    /// the line went out: a publish queued behind other commands ends at
-    /// once), or a final result.
-    pub(crate) async fn outcome(&self) -> PubOutcome {
-        loop {
-            let o = self.clients.slots[self.k].signal.wait().await;
-            if !matches!(o, PubOutcome::Progress) {
-                return o;
+    /// Waits for the slot's final outcome (progress reports do not end
+    /// it): a link closed or a restart (also before the line went out: a
+    /// publish queued behind other commands ends at once), or a final
+    /// `+QMTPUB` result. `Err` once `deadline` (if any) passed. One future
+    /// for both waits of a publish (beside its line, and for its result).
+    pub(crate) async fn wait(&self, deadline: Option<Instant>) -> Result<PubOutcome, ()> {
+        let mut timer = deadline.map(Timer::at);
+        let signal = &self.clients.slots[self.k].signal;
+        poll_fn(|cx| {
+            loop {
+                match pin!(signal.wait()).poll(cx) {
+                    Poll::Ready(PubOutcome::Progress) => {}
+                    Poll::Ready(o) => return Poll::Ready(Ok(o)),
+                    Poll::Pending => break,
+                }
             }
-        }
-    }
-
-    /// Waits for the final `+QMTPUB` result until `deadline`.
-    pub(crate) async fn wait(&self, deadline: Instant) -> Result<PubOutcome, ()> {
-        loop {
-            let o = with_deadline(deadline, self.clients.slots[self.k].signal.wait())
-                .await
-                .map_err(drop)?;
-            if o != PubOutcome::Progress {
-                return Ok(o);
+            // The result first, then the deadline (as `with_deadline`).
+            if timer
+                .as_mut()
+                .is_some_and(|t| Pin::new(t).poll(cx).is_ready())
+            {
+                Poll::Ready(Err(()))
+            } else {
+                Poll::Pending
             }
-        }
+        })
+        .await
     }
 }
 

@@ -6,7 +6,7 @@ use embassy_time::{Duration, Instant};
 
 use crate::channel::{each_chunk, topic_of, Payload, Source, WriteLine};
 use crate::client_table::{
-    ClaimError, LinkEnd, OpEnd, OpKind, OpOutcome, Owner, PubOutcome, PubTicket, RecvFormat,
+    ClaimError, LinkEnd, OpKind, OpOutcome, Owner, PubOutcome, PubTicket, RecvFormat,
 };
 use crate::commands::*;
 use crate::error::{ConnackCode, Error, Field, OpenError, Problem, Stage};
@@ -166,26 +166,17 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             Setting::DataFormat(send, recv) => {
                 SettingLine::DataFormat(ConfigureDataFormat { client, send, recv }, true)
             }
-            Setting::HexReception(send) => SettingLine::DataFormat(
-                ConfigureDataFormat {
-                    client,
-                    send,
-                    recv: DataFormat::Hex,
-                },
-                false,
-            ),
         })
     }
 
     /// Writes a setting, then follows it (the timeouts, the formats), through
-    /// [`run`](Self::run): the state machine of every setting a supervisor
-    /// makes at bring-up, and of the `set_*` methods. (A plain function: no
-    /// state machine of its own.)
+    /// [`step`](Self::step): the state machine of every setting and
+    /// operation. (A plain function: no state machine of its own.)
     pub(crate) fn configure<'s>(
         &'s self,
         setting: Setting<'s>,
-    ) -> impl core::future::Future<Output = Result<OpOutcome, Error>> + 's {
-        self.run(self.setting_line(setting).map(ClientLine::Setting))
+    ) -> impl core::future::Future<Output = Result<Granted, Error>> + 's {
+        self.step(Step::Configure(setting))
     }
 
     /// What the driver learns from a setting the modem took.
@@ -335,10 +326,9 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// slot (`OK`, then the deferred result; progress reports do not end
     /// it). One state machine for every setting and operation, so that each
     /// costs little flash. `Err` in: refused before anything was sent.
-    async fn run(&self, line: Result<ClientLine<'_>, Error>) -> Result<OpOutcome, Error> {
-        let line = line?;
+    async fn run(&self, line: &ClientLine<'_>) -> Result<OpOutcome, Error> {
         let config = self.core.config;
-        let (kind, msg_id) = match &line {
+        let (kind, msg_id) = match line {
             ClientLine::Setting(_) => (None, 0),
             ClientLine::Open(_) => (Some(OpKind::Open), 0),
             ClientLine::Close(_) => (Some(OpKind::Close), 0),
@@ -364,39 +354,36 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         drop(
             self.core
                 .channel
-                .exchange_for(&line, self.cmd_timeout(), owner)
+                .exchange_for(line, self.cmd_timeout(), owner)
                 .await?,
         );
         let Some(ticket) = ticket else {
-            if let ClientLine::Setting(setting) = &line {
+            if let ClientLine::Setting(setting) = line {
                 self.follow(setting);
             }
             return Ok(OpOutcome::Code(0));
         };
-        ticket
-            .wait(Instant::now() + deadline)
-            .await
-            .map_err(|e| match e {
-                OpEnd::Timeout => Error::Timeout(Stage::Result),
-                OpEnd::LinkClosed(r) => Error::LinkClosed(r),
-                OpEnd::Rebooted => Error::ModemRebooted,
-            })
+        ticket.wait(Instant::now() + deadline).await
     }
 
     /// Receives in hex unless the application chose text (see
     /// [`Config::receive_text`](crate::Config::receive_text)): a payload can
     /// then never be read as a modem line. The setting to make first, if any
     /// (its send format as the driver knows it).
-    fn reception_to_secure(&self) -> Option<Setting<'static>> {
+    fn reception_to_secure(&self) -> Option<ConfigureDataFormat> {
         let s = self.core.clients.settings(self.id);
         if self.core.config.receive_text || s.text_chosen || s.recv == RecvFormat::Hex {
             return None;
         }
-        Some(Setting::HexReception(if s.send_hex {
-            DataFormat::Hex
-        } else {
-            DataFormat::Text
-        }))
+        Some(ConfigureDataFormat {
+            client: self.id,
+            send: if s.send_hex {
+                DataFormat::Hex
+            } else {
+                DataFormat::Text
+            },
+            recv: DataFormat::Hex,
+        })
     }
 
     /// Opens the TCP link to the broker: `AT+QMTOPEN=<id>,"<host>",<port>`, then
@@ -407,21 +394,12 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     /// client's receive format to hex (`AT+QMTCFG="dataformat",<id>,<send>,1`),
     /// once after start-up or a modem restart.
     pub async fn open(&self, host: &str, port: u16) -> Result<(), Error> {
-        let cmd = OpenNetwork::new(self.id, host, port)?;
-        if let Some(setting) = self.reception_to_secure() {
-            self.configure(setting).await?;
-        }
-        match self.run(Ok(ClientLine::Open(cmd))).await? {
-            OpOutcome::Code(0) => Ok(()),
-            OpOutcome::Code(c) => Err(Error::Open(OpenError::from_code(c))),
-            _ => Err(Error::UnexpectedResponse),
-        }
+        self.step(Step::Open(host, port)).await.map(drop)
     }
 
     /// Closes the TCP link: `AT+QMTCLOSE=<id>`, then `+QMTCLOSE: <id>,<result>`.
     pub async fn close(&self) -> Result<(), Error> {
-        let cmd = CloseNetwork { client: self.id };
-        code_result(self.run(Ok(ClientLine::Close(cmd))).await?)
+        self.step(Step::Close).await.map(drop)
     }
 
     /// Connects to the broker: `AT+QMTCONN=<id>,"<client_id>"[,"<user>"[,"<password>"]]`,
@@ -433,55 +411,87 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         username: Option<&str>,
         password: Option<&str>,
     ) -> Result<(), Error> {
-        let cmd = Connect::new(self.id, client_id, username, password)?;
         debug!("connect client {}", self.id.get());
-        match self.run(Ok(ClientLine::Conn(cmd))).await? {
-            OpOutcome::Conn {
-                result: 0,
-                ret_code: None | Some(0),
-            } => Ok(()),
-            OpOutcome::Conn {
-                result: 0,
-                ret_code: Some(c),
-            } => Err(Error::ConnectRefused(ConnackCode::from_code(c))),
-            OpOutcome::Conn { .. } => Err(Error::SendFailed),
-            _ => Err(Error::UnexpectedResponse),
-        }
+        self.step(Step::Connect(client_id, username, password))
+            .await
+            .map(drop)
     }
 
     /// Disconnects from the broker: `AT+QMTDISC=<id>`, then `+QMTDISC: <id>,<result>`.
     pub async fn disconnect(&self) -> Result<(), Error> {
-        let cmd = Disconnect { client: self.id };
-        code_result(self.run(Ok(ClientLine::Disc(cmd))).await?)
+        self.step(Step::Disconnect).await.map(drop)
     }
 
     /// Subscribes to one or more topics in one `AT+QMTSUB` and returns what the
     /// server granted for each, in order ([`Grant::Rejected`](crate::Grant::Rejected) for 128).
     pub async fn subscribe(&self, topics: &[(&str, QoS)]) -> Result<Granted, Error> {
-        // Check before taking a msgID, so bad input costs nothing.
-        Subscribe::new(self.id, 1, topics)?;
-        let msg_id = self.core.clients.alloc_msg_id(self.id);
-        let cmd = Subscribe::new(self.id, msg_id, topics)?;
-        match self.run(Ok(ClientLine::Sub(cmd))).await? {
-            OpOutcome::Sub {
-                result: 0,
-                value: SubValue::Granted(g),
-            } => Ok(g),
-            OpOutcome::Sub { .. } => Err(Error::SendFailed),
-            _ => Err(Error::UnexpectedResponse),
-        }
+        self.step(Step::Subscribe(topics)).await
     }
 
     /// Unsubscribes from one or more topics in one `AT+QMTUNS`.
     pub async fn unsubscribe(&self, topics: &[&str]) -> Result<(), Error> {
-        Unsubscribe::new(self.id, 1, topics)?;
-        let msg_id = self.core.clients.alloc_msg_id(self.id);
-        let cmd = Unsubscribe::new(self.id, msg_id, topics)?;
-        match self.run(Ok(ClientLine::Uns(cmd))).await? {
-            OpOutcome::Uns { result: 0, .. } => Ok(()),
-            OpOutcome::Uns { .. } => Err(Error::SendFailed),
-            _ => Err(Error::UnexpectedResponse),
+        self.step(Step::Unsubscribe(topics)).await.map(drop)
+    }
+
+    /// Runs one setting or operation of the client (see [`Step`]) to its
+    /// end: the one state machine behind `configure`, `open`, `close`,
+    /// `connect`, `disconnect`, `subscribe` and `unsubscribe`, so that a
+    /// caller with several steps (a supervisor's bring-up) awaits one future
+    /// for all of them. `Ok`: what the server granted for a subscription
+    /// (empty for any other step).
+    pub(crate) fn step<'s>(
+        &'s self,
+        step: Step<'s>,
+    ) -> impl core::future::Future<Output = Result<Granted, Error>> + 's {
+        // Checked (and a msgID taken) before the future's state machine:
+        // bad input sends nothing.
+        let line = self.client_line(step);
+        let open = matches!(step, Step::Open(..));
+        // An open first secures the reception: both lines through one
+        // await.
+        let first = match self.reception_to_secure() {
+            Some(c) if open => Some(ClientLine::Setting(SettingLine::DataFormat(c, false))),
+            _ => None,
+        };
+        async move {
+            // Both lines borrowed where they are (not copied into the state
+            // machine's own variables).
+            let line = match &line {
+                Ok(l) => l,
+                Err(e) => return Err(*e),
+            };
+            let mut next = first.as_ref();
+            loop {
+                let before = next.is_some();
+                let o = self.run(next.take().unwrap_or(line)).await?;
+                if !before {
+                    return step_outcome(open, o);
+                }
+            }
         }
+    }
+
+    /// The checked line of a step (a subscription's and an unsubscription's
+    /// with a msgID of the allocator's, taken once the line checked out).
+    fn client_line<'s>(&self, step: Step<'s>) -> Result<ClientLine<'s>, Error> {
+        let client = self.id;
+        Ok(match step {
+            Step::Configure(s) => ClientLine::Setting(self.setting_line(s)?),
+            Step::Open(host, port) => ClientLine::Open(OpenNetwork::new(client, host, port)?),
+            Step::Close => ClientLine::Close(CloseNetwork { client }),
+            Step::Connect(id, user, password) => {
+                ClientLine::Conn(Connect::new(client, id, user, password)?)
+            }
+            Step::Disconnect => ClientLine::Disc(Disconnect { client }),
+            Step::Subscribe(topics) => {
+                let cmd = Subscribe::new(client, 1, topics)?;
+                ClientLine::Sub(cmd.with_msg_id(self.alloc_msg_id()))
+            }
+            Step::Unsubscribe(topics) => {
+                let cmd = Unsubscribe::new(client, 1, topics)?;
+                ClientLine::Uns(cmd.with_msg_id(self.alloc_msg_id()))
+            }
+        })
     }
 
     /// Publishes `payload` on `topic` and waits for the modem's `+QMTPUB` result
@@ -626,14 +636,15 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             .send_line(&line, self.cmd_timeout(), owner, false, payload);
         // A link closed (or a restart) before the line went out ends the
         // publish at once; a dropped line future is withdrawn unsent.
-        let early = match select(send, ticket.outcome()).await {
+        let early = match select(send, ticket.wait(None)).await {
             Either::First(r) => {
                 drop(r?);
                 None
             }
-            Either::Second(PubOutcome::LinkClosed(r)) => return Err(Error::LinkClosed(r)),
-            Either::Second(PubOutcome::Rebooted) => return Err(Error::ModemRebooted),
-            Either::Second(o) => Some(o),
+            Either::Second(Ok(PubOutcome::LinkClosed(r))) => return Err(Error::LinkClosed(r)),
+            Either::Second(Ok(PubOutcome::Rebooted)) => return Err(Error::ModemRebooted),
+            // (No deadline: never `Err`.)
+            Either::Second(o) => o.ok(),
         };
         Ok(PendingPublish {
             ticket,
@@ -670,9 +681,26 @@ pub(crate) enum Setting<'w> {
     Will(Option<Will<'w>>),
     /// `"dataformat"`: send, receive.
     DataFormat(DataFormat, DataFormat),
-    /// `"dataformat"` with hex reception, the driver's own choice (not the
-    /// application's): this send format.
-    HexReception(DataFormat),
+}
+
+/// One setting or operation of a client, unchecked: what
+/// [`MqttClient::step`] runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Step<'s> {
+    /// `AT+QMTCFG`, then the driver follows it.
+    Configure(Setting<'s>),
+    /// `AT+QMTOPEN`: host, port (after securing the reception).
+    Open(&'s str, u16),
+    /// `AT+QMTCLOSE`.
+    Close,
+    /// `AT+QMTCONN`: client ID, user name, password.
+    Connect(&'s str, Option<&'s str>, Option<&'s str>),
+    /// `AT+QMTDISC`.
+    Disconnect,
+    /// `AT+QMTSUB` (a msgID of the client's allocator).
+    Subscribe(&'s [(&'s str, QoS)]),
+    /// `AT+QMTUNS` (a msgID of the client's allocator).
+    Unsubscribe(&'s [&'s str]),
 }
 
 /// A [`Setting`]'s command, checked.
@@ -687,7 +715,7 @@ enum SettingLine<'w> {
 }
 
 /// A client's command line, checked: a setting, or an operation with a
-/// deferred result ([`MqttClient::run`]).
+/// deferred result ([`MqttClient::run`], through [`MqttClient::step`]).
 enum ClientLine<'w> {
     Setting(SettingLine<'w>),
     Open(OpenNetwork<'w>),
@@ -700,20 +728,23 @@ enum ClientLine<'w> {
 
 impl WriteLine for ClientLine<'_> {
     fn write_line(&self, b: &mut [u8]) -> usize {
+        // One `Line` for every command.
+        let l = &mut Line::new(b);
         match self {
-            ClientLine::Setting(SettingLine::KeepAlive(c)) => c.write(b),
-            ClientLine::Setting(SettingLine::Session(c)) => c.write(b),
-            ClientLine::Setting(SettingLine::Timeout(c)) => c.write(b),
-            ClientLine::Setting(SettingLine::Version(c)) => c.write(b),
-            ClientLine::Setting(SettingLine::Will(c)) => c.write(b),
-            ClientLine::Setting(SettingLine::DataFormat(c, _)) => c.write(b),
-            ClientLine::Open(c) => c.write(b),
-            ClientLine::Close(c) => c.write(b),
-            ClientLine::Conn(c) => c.write(b),
-            ClientLine::Disc(c) => c.write(b),
-            ClientLine::Sub(c) => c.write(b),
-            ClientLine::Uns(c) => c.write(b),
+            ClientLine::Setting(SettingLine::KeepAlive(c)) => c.put(l),
+            ClientLine::Setting(SettingLine::Session(c)) => c.put(l),
+            ClientLine::Setting(SettingLine::Timeout(c)) => c.put(l),
+            ClientLine::Setting(SettingLine::Version(c)) => c.put(l),
+            ClientLine::Setting(SettingLine::Will(c)) => c.put(l),
+            ClientLine::Setting(SettingLine::DataFormat(c, _)) => c.put(l),
+            ClientLine::Open(c) => c.put(l),
+            ClientLine::Close(c) => c.put(l),
+            ClientLine::Conn(c) => c.put(l),
+            ClientLine::Disc(c) => c.put(l),
+            ClientLine::Sub(c) => c.put(l),
+            ClientLine::Uns(c) => c.put(l),
         }
+        l.finish()
     }
 }
 
@@ -742,7 +773,7 @@ impl<M: RawMutex> PendingPublish<'_, M> {
             Some(o) => o,
             None => self
                 .ticket
-                .wait(self.deadline)
+                .wait(Some(self.deadline))
                 .await
                 .map_err(|()| Error::Timeout(Stage::Result))?,
         };
@@ -870,10 +901,31 @@ fn check_payload_of(source: &dyn Source, hex: bool, force_data_mode: bool) -> Re
     Ok(inline)
 }
 
-fn code_result(o: OpOutcome) -> Result<(), Error> {
+/// What a step's outcome means (`open`: the step was an open): `Ok` with
+/// what the server granted (empty but for a subscription). The operation
+/// slot gives only a result of the step's own kind (a setting's is
+/// `Code(0)`), so the outcome alone tells.
+fn step_outcome(open: bool, o: OpOutcome) -> Result<Granted, Error> {
     match o {
-        OpOutcome::Code(0) => Ok(()),
+        OpOutcome::Code(0)
+        | OpOutcome::Conn {
+            result: 0,
+            ret_code: None | Some(0),
+        }
+        | OpOutcome::Uns { result: 0, .. } => Ok(Granted::empty()),
+        OpOutcome::Code(c) if open => Err(Error::Open(OpenError::from_code(c))),
         OpOutcome::Code(_) => Err(Error::CloseFailed),
+        OpOutcome::Conn {
+            result: 0,
+            ret_code: Some(c),
+        } => Err(Error::ConnectRefused(ConnackCode::from_code(c))),
+        OpOutcome::Sub {
+            result: 0,
+            value: SubValue::Granted(g),
+        } => Ok(g),
+        OpOutcome::Conn { .. } | OpOutcome::Sub { .. } | OpOutcome::Uns { .. } => {
+            Err(Error::SendFailed)
+        }
         _ => Err(Error::UnexpectedResponse),
     }
 }

@@ -185,13 +185,21 @@ pub(crate) use test_command;
 /// Implements `AtatCmd` for a write command that answers only `OK`.
 macro_rules! ok_command {
     ($name:ident $(<$lt:lifetime>)?, |$self:ident, $line:ident| $body:block) => {
+        impl$(<$lt>)? $name$(<$lt>)? {
+            /// Puts the line's text (without its CR) on `l`: a caller with
+            /// several commands makes and finishes one `Line`.
+            #[allow(dead_code)]
+            pub(crate) fn put(&$self, $line: &mut $crate::commands::Line<'_>) {
+                $body
+            }
+        }
+
         impl$(<$lt>)? atat::AtatCmd for $name$(<$lt>)? {
             type Response = $crate::commands::NoResponse;
             const MAX_TIMEOUT_MS: u32 = 300;
             fn write(&$self, buf: &mut [u8]) -> usize {
                 let mut l = $crate::commands::Line::new(buf);
-                let $line = &mut l;
-                $body
+                $self.put(&mut l);
                 l.finish()
             }
             fn parse(

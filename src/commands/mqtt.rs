@@ -315,6 +315,11 @@ impl<'a> Subscribe<'a> {
     pub(crate) fn msg_id(&self) -> u16 {
         self.msg_id
     }
+
+    /// The same line under another msgID (1-65535: the allocator's).
+    pub(crate) fn with_msg_id(self, msg_id: u16) -> Self {
+        Self { msg_id, ..self }
+    }
 }
 
 /// Checks a SUB/UNS topic list: not empty, each topic valid, and the line fits.
@@ -379,6 +384,11 @@ impl<'a> Unsubscribe<'a> {
     }
     pub(crate) fn msg_id(&self) -> u16 {
         self.msg_id
+    }
+
+    /// The same line under another msgID (1-65535: the allocator's).
+    pub(crate) fn with_msg_id(self, msg_id: u16) -> Self {
+        Self { msg_id, ..self }
     }
 }
 

@@ -178,7 +178,7 @@ use crate::commands::{
 use crate::error::{Error, Field, LinkClosedReason, OpenError, Problem, Stage};
 use crate::event::Grant;
 use crate::modem::Modem;
-use crate::mqtt_client::{check_payload, MqttClient, PublishOptions, Setting};
+use crate::mqtt_client::{check_payload, MqttClient, PublishOptions, Setting, Step};
 use crate::ring::RingStore;
 use crate::sync::{CriticalSectionRawMutex, RawMutex};
 use crate::types::{check_topic, ClientId, DataFormat, MqttVersion, QoS, Subscription};
@@ -1075,7 +1075,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 | OfflineReason::SubscriptionRejected
         );
         if may_be_open {
-            if let Err(e) = self.link.client.close().await {
+            if let Err(e) = self.link.client.step(Step::Close).await {
                 debug!("close after a failed link: {}", e);
             }
         }
@@ -1107,47 +1107,59 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         } else {
             DataFormat::Hex
         };
-        // The settings in this order, through one await (one state machine,
-        // not one per setting).
-        for step in 0..6 {
-            let setting = match step {
-                0 => Setting::KeepAlive(cfg.keepalive_s),
-                1 => Setting::Session(clean),
-                2 => Setting::Timeout(cfg.pkt_timeout_s, cfg.retry_times, cfg.timeout_notice),
-                3 => match cfg.version {
-                    Some(v) => Setting::Version(v),
-                    None => continue,
-                },
-                4 => Setting::Will(cfg.will),
-                _ => Setting::DataFormat(cfg.send_format, recv),
-            };
-            c.configure(setting).await.map_err(reason)?;
-        }
-        // Opened again once if the modem still holds the client (an
-        // MCU-only reset, a link given up without closing): closed first.
+        // The settings, open (closed first and opened again once if the
+        // modem still holds the client: an MCU-only reset, a link given up
+        // without closing), connect and subscriptions in this order, through
+        // one await (one state machine, not one per step).
         let mut closed = false;
+        // The subscription of the step (one per `AT+QMTSUB`).
+        let mut one: [(&str, QoS); 1];
+        let mut n = 0;
         loop {
-            match c.open(cfg.host, cfg.port).await {
-                Ok(()) => break,
-                Err(Error::Open(OpenError::IdentifierOccupied)) if !closed => {
-                    warn!("the modem still holds the client: closing it");
-                    let _ = c.close().await;
-                    closed = true;
+            let step = match n {
+                0 => Step::Configure(Setting::KeepAlive(cfg.keepalive_s)),
+                1 => Step::Configure(Setting::Session(clean)),
+                2 => Step::Configure(Setting::Timeout(
+                    cfg.pkt_timeout_s,
+                    cfg.retry_times,
+                    cfg.timeout_notice,
+                )),
+                3 => match cfg.version {
+                    Some(v) => Step::Configure(Setting::Version(v)),
+                    None => {
+                        n += 1;
+                        continue;
+                    }
+                },
+                4 => Step::Configure(Setting::Will(cfg.will)),
+                5 => Step::Configure(Setting::DataFormat(cfg.send_format, recv)),
+                6 => Step::Open(cfg.host, cfg.port),
+                7 => Step::Close,
+                8 => Step::Connect(cfg.client_id, cfg.username, cfg.password),
+                _ => match cfg.subscriptions.get(n - 9) {
+                    Some(s) => {
+                        one = [(s.topic, s.qos)];
+                        Step::Subscribe(&one)
+                    }
+                    None => return Ok(()),
+                },
+            };
+            match c.step(step).await {
+                Ok(g) if n >= 9 && g.get(0) == Some(Grant::Rejected) => {
+                    warn!("subscription rejected");
+                    return Err(OfflineReason::SubscriptionRejected);
                 }
+                Err(Error::Open(OpenError::IdentifierOccupied)) if n == 6 && !closed => {
+                    warn!("the modem still holds the client: closing it");
+                    closed = true;
+                    n = 7;
+                }
+                // After the close (whatever its outcome), open again.
+                _ if n == 7 => n = 6,
+                Ok(_) => n += if n == 6 { 2 } else { 1 },
                 Err(e) => return Err(reason(e)),
             }
         }
-        c.connect(cfg.client_id, cfg.username, cfg.password)
-            .await
-            .map_err(reason)?;
-        for s in cfg.subscriptions {
-            let g = c.subscribe(&[(s.topic, s.qos)]).await.map_err(reason)?;
-            if g.get(0) == Some(Grant::Rejected) {
-                warn!("subscription rejected");
-                return Err(OfflineReason::SubscriptionRejected);
-            }
-        }
-        Ok(())
     }
 
     /// A general command (the modem's, not the client's), with the
@@ -1427,7 +1439,12 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                         // its retained messages again, as after every
                         // connect). No answer: the link is gone, and the
                         // failure was not the message's.
-                        if let Err(e) = self.link.client.subscribe(&[(sub.topic, sub.qos)]).await {
+                        if let Err(e) = self
+                            .link
+                            .client
+                            .step(Step::Subscribe(&[(sub.topic, sub.qos)]))
+                            .await
+                        {
                             return Err(reason(e));
                         }
                         status.progress();
