@@ -1327,7 +1327,12 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
         // Sent before: on an earlier link, or by this lane after a failure.
         let mut again = t.sends > 1;
+        // A pause before the next send (one await for both kinds).
+        let mut pause = None;
         loop {
+            if let Some(d) = pause.take() {
+                Timer::after(d).await;
+            }
             let options = PublishOptions::new(t.qos, t.retain).msg_id(msg_id);
             // The link's client, borrowed (a copy would be kept across the
             // await, in each lane), and the pending publish moved into its
@@ -1344,7 +1349,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                     // late result (until its deadline): this lane keeps
                     // the message and tries again a little later; the
                     // other lanes go on with the next ones.
-                    Timer::after(self.driver_config().quiet_gap).await;
+                    pause = Some(self.driver_config().quiet_gap);
                     continue;
                 }
                 Ok(pending) => {
@@ -1454,7 +1459,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                         return Ok(());
                     }
                     // Perhaps busy: the same message again, a little later.
-                    Timer::after(self.config.poll_interval).await;
+                    pause = Some(self.config.poll_interval);
                 }
                 Error::Timeout(Stage::Result) => return Err(OfflineReason::Failed(e)),
                 e => return Err(reason(e)),
