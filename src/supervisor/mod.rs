@@ -1209,16 +1209,16 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             out: None,
         };
         loop {
-            let cmd: &dyn SimpleCommand = if phase == 0 { &Attention } else { &EchoOff };
-            let write: &dyn Fn(&mut [u8]) -> usize = if phase < 2 {
-                &|b| cmd.line(b)
-            } else {
-                &|b| atat::AtatCmd::write(&QueryRegistration, b)
+            // One writer for the three lines.
+            let write = |b: &mut [u8]| match phase {
+                0 => Attention.line(b),
+                1 => EchoOff.line(b),
+                _ => atat::AtatCmd::write(&QueryRegistration, b),
             };
             let answer: Option<&mut dyn Answer> = if phase < 2 { None } else { Some(&mut reg) };
             // One await for the three commands.
             let r = self
-                .exchange(write, answer, false)
+                .exchange(&write, answer, false)
                 .await
                 .map(|()| phase < 2 || reg.out.take().is_some_and(|r| r.registered()));
             match (phase, r) {
