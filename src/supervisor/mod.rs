@@ -171,6 +171,7 @@ pub use durable::{
 pub use duty::{DutyCycle, Mode, OnlineTimers};
 pub use outbox::{OutboxStats, Outcome, Ticket};
 
+use crate::channel::WriteLine;
 use crate::client_table::{LinkEnd, Owner};
 use crate::commands::{
     Attention, ConnectionState, EchoOff, QueryConnectionState, QueryRegistration, ResetModule, Will,
@@ -860,17 +861,6 @@ impl<'a, M: RawMutex> Link<'a, M> {
     }
 }
 
-/// A command whose answer the supervisor only needs to be `OK`.
-trait SimpleCommand {
-    fn line(&self, buf: &mut [u8]) -> usize;
-}
-
-impl<C: atat::AtatCmd<Response = crate::commands::NoResponse>> SimpleCommand for C {
-    fn line(&self, buf: &mut [u8]) -> usize {
-        self.write(buf)
-    }
-}
-
 /// Reads the information lines of a general command's answer.
 trait Answer {
     fn read(&mut self, info: &[u8]) -> Result<(), Error>;
@@ -910,11 +900,6 @@ impl Answer for Connected {
         self.yes = s.get(self.client) == Some(ConnectionState::Connected);
         Ok(())
     }
-}
-
-/// `AT+QMTCONN?`'s line.
-fn query_connected(buf: &mut [u8]) -> usize {
-    atat::AtatCmd::write(&QueryConnectionState, buf)
 }
 
 /// The checks a message must pass to be sent in the format `hex`.
@@ -1057,8 +1042,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 // `force`: the line goes out even to a modem that answers
                 // nothing (the channel's fence, a bare `AT`, would otherwise
                 // hold it back).
-                let write = |b: &mut [u8]| ResetModule.line(b);
-                if let Err(e) = self.exchange(&write, None, true).await {
+                if let Err(e) = self.exchange(&ResetModule, None, true).await {
                     debug!("AT+QRST=1: {}", e);
                 }
             }
@@ -1163,14 +1147,14 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     }
 
     /// A general command (the modem's, not the client's), with the
-    /// driver's `command_timeout`: sends the line `write` puts in the buffer
+    /// driver's `command_timeout`: sends the line `write` writes
     /// (with `force`: even to a modem that answers nothing) and waits for
     /// `OK`; `answer` reads the information lines then. Progress when it
     /// succeeded. Through the AT channel, as `Modem`'s own commands go: one
     /// state machine for every general command of the supervisor.
     async fn exchange(
         &self,
-        write: &dyn Fn(&mut [u8]) -> usize,
+        write: &dyn WriteLine,
         answer: Option<&mut dyn Answer>,
         force: bool,
     ) -> Result<(), Error> {
@@ -1179,7 +1163,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let r = core
             .channel
             .exchange_as(
-                &crate::channel::WriteWith(write),
+                write,
                 timeout,
                 Owner::publish(None),
                 force,
@@ -1209,16 +1193,15 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             out: None,
         };
         loop {
-            // One writer for the three lines.
-            let write = |b: &mut [u8]| match phase {
-                0 => Attention.line(b),
-                1 => EchoOff.line(b),
-                _ => atat::AtatCmd::write(&QueryRegistration, b),
+            let write: &dyn WriteLine = match phase {
+                0 => &Attention,
+                1 => &EchoOff,
+                _ => &QueryRegistration,
             };
             let answer: Option<&mut dyn Answer> = if phase < 2 { None } else { Some(&mut reg) };
             // One await for the three commands.
             let r = self
-                .exchange(&write, answer, false)
+                .exchange(write, answer, false)
                 .await
                 .map(|()| phase < 2 || reg.out.take().is_some_and(|r| r.registered()));
             match (phase, r) {
@@ -1420,7 +1403,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                         false
                     };
                     let mut c = Connected::new(self.config.client);
-                    let asked = self.exchange(&query_connected, Some(&mut c), false).await;
+                    let asked = self.exchange(&QueryConnectionState, Some(&mut c), false).await;
                     match asked.map(|()| c.yes) {
                         Ok(false) => return Err(OfflineReason::NotConnected),
                         Ok(_) if general => return Err(OfflineReason::Failed(e)),
@@ -1563,7 +1546,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         loop {
             Timer::after(every).await;
             let mut c = Connected::new(self.config.client);
-            let asked = self.exchange(&query_connected, Some(&mut c), false).await;
+            let asked = self.exchange(&QueryConnectionState, Some(&mut c), false).await;
             match asked.map(|()| c.yes) {
                 Ok(true) => {}
                 Ok(false) => return OfflineReason::NotConnected,
