@@ -984,7 +984,23 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 status.count(|c| c.failed_attempts = c.failed_attempts.wrapping_add(1));
             }
             self.requeue();
-            self.cleanup(reason).await;
+            // If the modem may still hold the link open, close it (without
+            // DISCONNECT, so the broker publishes the will). In `run` itself,
+            // not an async fn of its own: a state machine less.
+            let may_be_open = matches!(
+                reason,
+                OfflineReason::Failed(_)
+                    | OfflineReason::NotConnected
+                    | OfflineReason::SubscriptionRejected
+            );
+            if may_be_open {
+                if let Err(e) = self.link.client.step(Step::Close).await {
+                    debug!("close after a failed link: {}", e);
+                }
+            }
+            // Results owed on the old link will not come: the messages go
+            // again under their msgIDs, which must not wait for those slots.
+            self.client().release_abandoned();
             silent = match reason {
                 OfflineReason::ModemSilent => silent.saturating_add(1),
                 _ => 0,
@@ -1047,25 +1063,6 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 }
             }
         }
-    }
-
-    /// After the link ended: if the modem may still hold it open, close it
-    /// (without DISCONNECT, so the broker publishes the will).
-    async fn cleanup(&self, reason: OfflineReason) {
-        let may_be_open = matches!(
-            reason,
-            OfflineReason::Failed(_)
-                | OfflineReason::NotConnected
-                | OfflineReason::SubscriptionRejected
-        );
-        if may_be_open {
-            if let Err(e) = self.link.client.step(Step::Close).await {
-                debug!("close after a failed link: {}", e);
-            }
-        }
-        // Results owed on the old link will not come: the messages go again
-        // under their msgIDs, which must not wait for those slots.
-        self.client().release_abandoned();
     }
 
     /// One attempt: bring the link up, and keep it until it ends. Returns
