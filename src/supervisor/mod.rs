@@ -189,7 +189,7 @@ use outbox::{Outbox, OutboxMeta, PushError, Taken, Turn};
 
 /// Most outbox messages a supervisor has in flight at once.
 pub const MAX_IN_FLIGHT: usize = 4;
-// `session` runs exactly this many lanes.
+// `lanes` runs exactly this many lanes.
 const _: () = assert!(MAX_IN_FLIGHT == 4);
 
 /// What a [`Supervisor`] does for one client. Build it with
@@ -968,7 +968,15 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             let started = Instant::now();
             let (reason, was_online) = match self.config.mode {
                 Mode::DutyCycle(d) => self.duty(d).await,
-                Mode::AlwaysOnline => self.session().await,
+                // One attempt: bring the link up, and keep it until it
+                // ends (in `run`, not an async fn of its own).
+                Mode::AlwaysOnline => {
+                    let epoch = self.client().link().0;
+                    match self.bring_up().await {
+                        Err(r) => (r, false),
+                        Ok(()) => (self.online(epoch).await, true),
+                    }
+                }
             };
             status.set_state(LinkState::Offline { reason });
             warn!("link offline");
@@ -1063,16 +1071,6 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 }
             }
         }
-    }
-
-    /// One attempt: bring the link up, and keep it until it ends. Returns
-    /// why it ended and whether it was online.
-    async fn session(&self) -> (OfflineReason, bool) {
-        let epoch = self.client().link().0;
-        if let Err(r) = self.bring_up().await {
-            return (r, false);
-        }
-        (self.online(epoch).await, true)
     }
 
     /// Modem, registration, configuration, open, connect, subscriptions.
