@@ -205,7 +205,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             Either3::Third(_) => None,
         };
         if let Some(r) = ended {
-            // As `online`: a link end the driver saw is why.
+            // As online in `run`: a link end the driver saw is why.
             return Err(match self.client().link() {
                 (now, Some(end)) if now != epoch => link_end(end),
                 _ => r,

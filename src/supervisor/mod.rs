@@ -974,7 +974,28 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                     let epoch = self.client().link().0;
                     match self.bring_up().await {
                         Err(r) => (r, false),
-                        Ok(()) => (self.online(epoch).await, true),
+                        Ok(()) => {
+                            // Online: send the outbox, watch the link, check
+                            // its health, until the link ends.
+                            status.came_online();
+                            status.with(|s| s.suspect = None);
+                            status.set_state(LinkState::Online);
+                            let send = self.lanes();
+                            let checks = select(self.health(), self.probation());
+                            let r = match select3(send, self.watch(epoch), checks).await {
+                                Either3::First(r) | Either3::Second(r) => r,
+                                Either3::Third(Either::First(r)) => r,
+                                Either3::Third(Either::Second(never)) => match never {},
+                            };
+                            // A link end the driver saw (`+QMTSTAT`, a
+                            // restart) is why: a publish refused in the same
+                            // burst because the link was gone only follows.
+                            let r = match self.client().link() {
+                                (now, Some(end)) if now != epoch => link_end(end),
+                                _ => r,
+                            };
+                            (r, true)
+                        }
                     }
                 }
             };
@@ -1157,12 +1178,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let timeout = core.config.command_timeout;
         let r = core
             .channel
-            .exchange_as(
-                write,
-                timeout,
-                Owner::publish(None),
-                force,
-            )
+            .exchange_as(write, timeout, Owner::publish(None), force)
             .await
             .and_then(|a| match answer {
                 Some(answer) => a.parse(|info| answer.read(info)),
@@ -1223,32 +1239,10 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         }
     }
 
-    /// Online: send the outbox, watch the link, check its health, until the
-    /// link ends.
-    async fn online(&self, epoch: u32) -> OfflineReason {
-        let status = self.link.status;
-        status.came_online();
-        status.with(|s| s.suspect = None);
-        status.set_state(LinkState::Online);
-        let send = self.lanes();
-        let checks = select(self.health(), self.probation());
-        let r = match select3(send, self.watch(epoch), checks).await {
-            Either3::First(r) | Either3::Second(r) => r,
-            Either3::Third(Either::First(r)) => r,
-            Either3::Third(Either::Second(never)) => match never {},
-        };
-        // A link end the driver saw (`+QMTSTAT`, a restart) is why: a publish
-        // refused in the same burst because the link was gone only follows.
-        match self.client().link() {
-            (now, Some(end)) if now != epoch => link_end(end),
-            _ => r,
-        }
-    }
-
     /// The outbox's lanes (`in_flight` of them active): ends, with why, when
     /// the first lane whose publish fails ends the link (the others wait
-    /// for messages, or are idle, for ever). One state machine for `online`
-    /// and the duty cycle's wakes.
+    /// for messages, or are idle, for ever). One state machine for the
+    /// online part of `run` and the duty cycle's wakes.
     async fn lanes(&self) -> OfflineReason {
         let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
         // Each lane is pinned where it is made, in this future's state: an
@@ -1398,7 +1392,9 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                         false
                     };
                     let mut c = Connected::new(self.config.client);
-                    let asked = self.exchange(&QueryConnectionState, Some(&mut c), false).await;
+                    let asked = self
+                        .exchange(&QueryConnectionState, Some(&mut c), false)
+                        .await;
                     match asked.map(|()| c.yes) {
                         Ok(false) => return Err(OfflineReason::NotConnected),
                         Ok(_) if general => return Err(OfflineReason::Failed(e)),
@@ -1541,7 +1537,9 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         loop {
             Timer::after(every).await;
             let mut c = Connected::new(self.config.client);
-            let asked = self.exchange(&QueryConnectionState, Some(&mut c), false).await;
+            let asked = self
+                .exchange(&QueryConnectionState, Some(&mut c), false)
+                .await;
             match asked.map(|()| c.yes) {
                 Ok(true) => {}
                 Ok(false) => return OfflineReason::NotConnected,
