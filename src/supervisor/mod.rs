@@ -1099,7 +1099,52 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let cfg = &self.config;
         // Borrowed: a copy of the client would be kept across every await.
         let c = &self.link.client;
-        self.wake_and_register().await?;
+        // `AT` until the modem answers (then `ATE0`), within `modem_deadline`;
+        // then `AT+CEREG?` until registered (home or roaming), within
+        // `registration_deadline`. One loop, one await of each kind, here
+        // (not an async fn of its own): one state machine for both waits
+        // and the steps after them.
+        let mut until = Instant::now() + cfg.modem_deadline;
+        // 0: `AT`, 1: `ATE0`, 2: `AT+CEREG?`.
+        let mut phase = 0u8;
+        let mut reg = Parsed {
+            cmd: &QueryRegistration,
+            out: None,
+        };
+        loop {
+            let write: &dyn WriteLine = match phase {
+                0 => &Attention,
+                1 => &EchoOff,
+                _ => &QueryRegistration,
+            };
+            let answer: Option<&mut dyn Answer> = if phase < 2 { None } else { Some(&mut reg) };
+            // One await for the three commands.
+            let r = self
+                .exchange(write, answer, false)
+                .await
+                .map(|()| phase < 2 || reg.out.take().is_some_and(|r| r.registered()));
+            match (phase, r) {
+                (0 | 1, Ok(_)) => {
+                    phase = if phase == 0 && cfg.echo_off { 1 } else { 2 };
+                    if phase == 2 {
+                        until = Instant::now() + cfg.registration_deadline;
+                    }
+                    continue;
+                }
+                (0, Err(e)) => debug!("no answer to AT: {}", e),
+                (_, Ok(true)) => break,
+                (_, Ok(false)) => debug!("not registered yet"),
+                (_, Err(e)) => return Err(reason(e)),
+            }
+            if Instant::now() + cfg.poll_interval > until {
+                return Err(if phase == 0 {
+                    OfflineReason::ModemSilent
+                } else {
+                    OfflineReason::NotRegistered
+                });
+            }
+            Timer::after(cfg.poll_interval).await;
+        }
         // A duty cycle needs the broker to keep its session while it sleeps.
         let clean = cfg.clean_session && cfg.mode == Mode::AlwaysOnline;
         let recv = if self.driver_config().receive_text {
@@ -1188,55 +1233,6 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             self.link.status.progress();
         }
         r
-    }
-
-    /// `AT` until the modem answers (then `ATE0`), within `modem_deadline`
-    /// (`wake_modem`); then `AT+CEREG?` until registered (home or roaming),
-    /// within `registration_deadline` (`wait_registered`). One loop, one
-    /// await of each kind: one state machine for both waits.
-    async fn wake_and_register(&self) -> Result<(), OfflineReason> {
-        let cfg = &self.config;
-        let mut until = Instant::now() + cfg.modem_deadline;
-        // 0: `AT`, 1: `ATE0`, 2: `AT+CEREG?`.
-        let mut phase = 0u8;
-        let mut reg = Parsed {
-            cmd: &QueryRegistration,
-            out: None,
-        };
-        loop {
-            let write: &dyn WriteLine = match phase {
-                0 => &Attention,
-                1 => &EchoOff,
-                _ => &QueryRegistration,
-            };
-            let answer: Option<&mut dyn Answer> = if phase < 2 { None } else { Some(&mut reg) };
-            // One await for the three commands.
-            let r = self
-                .exchange(write, answer, false)
-                .await
-                .map(|()| phase < 2 || reg.out.take().is_some_and(|r| r.registered()));
-            match (phase, r) {
-                (0 | 1, Ok(_)) => {
-                    phase = if phase == 0 && cfg.echo_off { 1 } else { 2 };
-                    if phase == 2 {
-                        until = Instant::now() + cfg.registration_deadline;
-                    }
-                    continue;
-                }
-                (0, Err(e)) => debug!("no answer to AT: {}", e),
-                (_, Ok(true)) => return Ok(()),
-                (_, Ok(false)) => debug!("not registered yet"),
-                (_, Err(e)) => return Err(reason(e)),
-            }
-            if Instant::now() + cfg.poll_interval > until {
-                return Err(if phase == 0 {
-                    OfflineReason::ModemSilent
-                } else {
-                    OfflineReason::NotRegistered
-                });
-            }
-            Timer::after(cfg.poll_interval).await;
-        }
     }
 
     /// The outbox's lanes (`in_flight` of them active): ends, with why, when
