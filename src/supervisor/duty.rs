@@ -167,7 +167,7 @@ impl<M: RawMutex> Link<'_, M> {
 impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// The duty cycle: wakes, each brought up, served and ended as planned,
     /// and the sleeps between them, until a wake ends otherwise; returns
-    /// why, and whether the link was online (as `session` does).
+    /// why, and whether the link was online (as an always-online attempt in `run` does).
     pub(super) async fn duty(&self, d: DutyCycle) -> (OfflineReason, bool) {
         let mut was_online = false;
         loop {
@@ -205,7 +205,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             Either3::Third(_) => None,
         };
         if let Some(r) = ended {
-            // As `online`: a link end the driver saw is why.
+            // As online in `run`: a link end the driver saw is why.
             return Err(match self.client().link() {
                 (now, Some(end)) if now != epoch => link_end(end),
                 _ => r,

@@ -171,6 +171,7 @@ pub use durable::{
 pub use duty::{DutyCycle, Mode, OnlineTimers};
 pub use outbox::{OutboxStats, Outcome, Ticket};
 
+use crate::channel::WriteLine;
 use crate::client_table::{LinkEnd, Owner};
 use crate::commands::{
     Attention, ConnectionState, EchoOff, QueryConnectionState, QueryRegistration, ResetModule, Will,
@@ -188,7 +189,7 @@ use outbox::{Outbox, OutboxMeta, PushError, Taken, Turn};
 
 /// Most outbox messages a supervisor has in flight at once.
 pub const MAX_IN_FLIGHT: usize = 4;
-// `session` runs exactly this many lanes.
+// `lanes` runs exactly this many lanes.
 const _: () = assert!(MAX_IN_FLIGHT == 4);
 
 /// What a [`Supervisor`] does for one client. Build it with
@@ -860,17 +861,6 @@ impl<'a, M: RawMutex> Link<'a, M> {
     }
 }
 
-/// A command whose answer the supervisor only needs to be `OK`.
-trait SimpleCommand {
-    fn line(&self, buf: &mut [u8]) -> usize;
-}
-
-impl<C: atat::AtatCmd<Response = crate::commands::NoResponse>> SimpleCommand for C {
-    fn line(&self, buf: &mut [u8]) -> usize {
-        self.write(buf)
-    }
-}
-
 /// Reads the information lines of a general command's answer.
 trait Answer {
     fn read(&mut self, info: &[u8]) -> Result<(), Error>;
@@ -910,11 +900,6 @@ impl Answer for Connected {
         self.yes = s.get(self.client) == Some(ConnectionState::Connected);
         Ok(())
     }
-}
-
-/// `AT+QMTCONN?`'s line.
-fn query_connected(buf: &mut [u8]) -> usize {
-    atat::AtatCmd::write(&QueryConnectionState, buf)
 }
 
 /// The checks a message must pass to be sent in the format `hex`.
@@ -983,7 +968,36 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             let started = Instant::now();
             let (reason, was_online) = match self.config.mode {
                 Mode::DutyCycle(d) => self.duty(d).await,
-                Mode::AlwaysOnline => self.session().await,
+                // One attempt: bring the link up, and keep it until it
+                // ends (in `run`, not an async fn of its own).
+                Mode::AlwaysOnline => {
+                    let epoch = self.client().link().0;
+                    match self.bring_up().await {
+                        Err(r) => (r, false),
+                        Ok(()) => {
+                            // Online: send the outbox, watch the link, check
+                            // its health, until the link ends.
+                            status.came_online();
+                            status.with(|s| s.suspect = None);
+                            status.set_state(LinkState::Online);
+                            let send = self.lanes();
+                            let checks = select(self.health(), self.probation());
+                            let r = match select3(send, self.watch(epoch), checks).await {
+                                Either3::First(r) | Either3::Second(r) => r,
+                                Either3::Third(Either::First(r)) => r,
+                                Either3::Third(Either::Second(never)) => match never {},
+                            };
+                            // A link end the driver saw (`+QMTSTAT`, a
+                            // restart) is why: a publish refused in the same
+                            // burst because the link was gone only follows.
+                            let r = match self.client().link() {
+                                (now, Some(end)) if now != epoch => link_end(end),
+                                _ => r,
+                            };
+                            (r, true)
+                        }
+                    }
+                }
             };
             status.set_state(LinkState::Offline { reason });
             warn!("link offline");
@@ -999,7 +1013,23 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 status.count(|c| c.failed_attempts = c.failed_attempts.wrapping_add(1));
             }
             self.requeue();
-            self.cleanup(reason).await;
+            // If the modem may still hold the link open, close it (without
+            // DISCONNECT, so the broker publishes the will). In `run` itself,
+            // not an async fn of its own: a state machine less.
+            let may_be_open = matches!(
+                reason,
+                OfflineReason::Failed(_)
+                    | OfflineReason::NotConnected
+                    | OfflineReason::SubscriptionRejected
+            );
+            if may_be_open {
+                if let Err(e) = self.link.client.step(Step::Close).await {
+                    debug!("close after a failed link: {}", e);
+                }
+            }
+            // Results owed on the old link will not come: the messages go
+            // again under their msgIDs, which must not wait for those slots.
+            self.client().release_abandoned();
             silent = match reason {
                 OfflineReason::ModemSilent => silent.saturating_add(1),
                 _ => 0,
@@ -1057,41 +1087,11 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 // `force`: the line goes out even to a modem that answers
                 // nothing (the channel's fence, a bare `AT`, would otherwise
                 // hold it back).
-                let write = |b: &mut [u8]| ResetModule.line(b);
-                if let Err(e) = self.exchange(&write, None, true).await {
+                if let Err(e) = self.exchange(&ResetModule, None, true).await {
                     debug!("AT+QRST=1: {}", e);
                 }
             }
         }
-    }
-
-    /// After the link ended: if the modem may still hold it open, close it
-    /// (without DISCONNECT, so the broker publishes the will).
-    async fn cleanup(&self, reason: OfflineReason) {
-        let may_be_open = matches!(
-            reason,
-            OfflineReason::Failed(_)
-                | OfflineReason::NotConnected
-                | OfflineReason::SubscriptionRejected
-        );
-        if may_be_open {
-            if let Err(e) = self.link.client.step(Step::Close).await {
-                debug!("close after a failed link: {}", e);
-            }
-        }
-        // Results owed on the old link will not come: the messages go again
-        // under their msgIDs, which must not wait for those slots.
-        self.client().release_abandoned();
-    }
-
-    /// One attempt: bring the link up, and keep it until it ends. Returns
-    /// why it ended and whether it was online.
-    async fn session(&self) -> (OfflineReason, bool) {
-        let epoch = self.client().link().0;
-        if let Err(r) = self.bring_up().await {
-            return (r, false);
-        }
-        (self.online(epoch).await, true)
     }
 
     /// Modem, registration, configuration, open, connect, subscriptions.
@@ -1099,7 +1099,52 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let cfg = &self.config;
         // Borrowed: a copy of the client would be kept across every await.
         let c = &self.link.client;
-        self.wake_and_register().await?;
+        // `AT` until the modem answers (then `ATE0`), within `modem_deadline`;
+        // then `AT+CEREG?` until registered (home or roaming), within
+        // `registration_deadline`. One loop, one await of each kind, here
+        // (not an async fn of its own): one state machine for both waits
+        // and the steps after them.
+        let mut until = Instant::now() + cfg.modem_deadline;
+        // 0: `AT`, 1: `ATE0`, 2: `AT+CEREG?`.
+        let mut phase = 0u8;
+        let mut reg = Parsed {
+            cmd: &QueryRegistration,
+            out: None,
+        };
+        loop {
+            let write: &dyn WriteLine = match phase {
+                0 => &Attention,
+                1 => &EchoOff,
+                _ => &QueryRegistration,
+            };
+            let answer: Option<&mut dyn Answer> = if phase < 2 { None } else { Some(&mut reg) };
+            // One await for the three commands.
+            let r = self
+                .exchange(write, answer, false)
+                .await
+                .map(|()| phase < 2 || reg.out.take().is_some_and(|r| r.registered()));
+            match (phase, r) {
+                (0 | 1, Ok(_)) => {
+                    phase = if phase == 0 && cfg.echo_off { 1 } else { 2 };
+                    if phase == 2 {
+                        until = Instant::now() + cfg.registration_deadline;
+                    }
+                    continue;
+                }
+                (0, Err(e)) => debug!("no answer to AT: {}", e),
+                (_, Ok(true)) => break,
+                (_, Ok(false)) => debug!("not registered yet"),
+                (_, Err(e)) => return Err(reason(e)),
+            }
+            if Instant::now() + cfg.poll_interval > until {
+                return Err(if phase == 0 {
+                    OfflineReason::ModemSilent
+                } else {
+                    OfflineReason::NotRegistered
+                });
+            }
+            Timer::after(cfg.poll_interval).await;
+        }
         // A duty cycle needs the broker to keep its session while it sleeps.
         let clean = cfg.clean_session && cfg.mode == Mode::AlwaysOnline;
         let recv = if self.driver_config().receive_text {
@@ -1163,14 +1208,14 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     }
 
     /// A general command (the modem's, not the client's), with the
-    /// driver's `command_timeout`: sends the line `write` puts in the buffer
+    /// driver's `command_timeout`: sends the line `write` writes
     /// (with `force`: even to a modem that answers nothing) and waits for
     /// `OK`; `answer` reads the information lines then. Progress when it
     /// succeeded. Through the AT channel, as `Modem`'s own commands go: one
     /// state machine for every general command of the supervisor.
     async fn exchange(
         &self,
-        write: &dyn Fn(&mut [u8]) -> usize,
+        write: &dyn WriteLine,
         answer: Option<&mut dyn Answer>,
         force: bool,
     ) -> Result<(), Error> {
@@ -1178,12 +1223,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let timeout = core.config.command_timeout;
         let r = core
             .channel
-            .exchange_as(
-                &crate::channel::WriteWith(write),
-                timeout,
-                Owner::publish(None),
-                force,
-            )
+            .exchange_as(write, timeout, Owner::publish(None), force)
             .await
             .and_then(|a| match answer {
                 Some(answer) => a.parse(|info| answer.read(info)),
@@ -1195,82 +1235,10 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         r
     }
 
-    /// `AT` until the modem answers (then `ATE0`), within `modem_deadline`
-    /// (`wake_modem`); then `AT+CEREG?` until registered (home or roaming),
-    /// within `registration_deadline` (`wait_registered`). One loop, one
-    /// await of each kind: one state machine for both waits.
-    async fn wake_and_register(&self) -> Result<(), OfflineReason> {
-        let cfg = &self.config;
-        let mut until = Instant::now() + cfg.modem_deadline;
-        // 0: `AT`, 1: `ATE0`, 2: `AT+CEREG?`.
-        let mut phase = 0u8;
-        let mut reg = Parsed {
-            cmd: &QueryRegistration,
-            out: None,
-        };
-        loop {
-            let cmd: &dyn SimpleCommand = if phase == 0 { &Attention } else { &EchoOff };
-            let write: &dyn Fn(&mut [u8]) -> usize = if phase < 2 {
-                &|b| cmd.line(b)
-            } else {
-                &|b| atat::AtatCmd::write(&QueryRegistration, b)
-            };
-            let answer: Option<&mut dyn Answer> = if phase < 2 { None } else { Some(&mut reg) };
-            // One await for the three commands.
-            let r = self
-                .exchange(write, answer, false)
-                .await
-                .map(|()| phase < 2 || reg.out.take().is_some_and(|r| r.registered()));
-            match (phase, r) {
-                (0 | 1, Ok(_)) => {
-                    phase = if phase == 0 && cfg.echo_off { 1 } else { 2 };
-                    if phase == 2 {
-                        until = Instant::now() + cfg.registration_deadline;
-                    }
-                    continue;
-                }
-                (0, Err(e)) => debug!("no answer to AT: {}", e),
-                (_, Ok(true)) => return Ok(()),
-                (_, Ok(false)) => debug!("not registered yet"),
-                (_, Err(e)) => return Err(reason(e)),
-            }
-            if Instant::now() + cfg.poll_interval > until {
-                return Err(if phase == 0 {
-                    OfflineReason::ModemSilent
-                } else {
-                    OfflineReason::NotRegistered
-                });
-            }
-            Timer::after(cfg.poll_interval).await;
-        }
-    }
-
-    /// Online: send the outbox, watch the link, check its health, until the
-    /// link ends.
-    async fn online(&self, epoch: u32) -> OfflineReason {
-        let status = self.link.status;
-        status.came_online();
-        status.with(|s| s.suspect = None);
-        status.set_state(LinkState::Online);
-        let send = self.lanes();
-        let checks = select(self.health(), self.probation());
-        let r = match select3(send, self.watch(epoch), checks).await {
-            Either3::First(r) | Either3::Second(r) => r,
-            Either3::Third(Either::First(r)) => r,
-            Either3::Third(Either::Second(never)) => match never {},
-        };
-        // A link end the driver saw (`+QMTSTAT`, a restart) is why: a publish
-        // refused in the same burst because the link was gone only follows.
-        match self.client().link() {
-            (now, Some(end)) if now != epoch => link_end(end),
-            _ => r,
-        }
-    }
-
     /// The outbox's lanes (`in_flight` of them active): ends, with why, when
     /// the first lane whose publish fails ends the link (the others wait
-    /// for messages, or are idle, for ever). One state machine for `online`
-    /// and the duty cycle's wakes.
+    /// for messages, or are idle, for ever). One state machine for the
+    /// online part of `run` and the duty cycle's wakes.
     async fn lanes(&self) -> OfflineReason {
         let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
         // Each lane is pinned where it is made, in this future's state: an
@@ -1327,7 +1295,12 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
         // Sent before: on an earlier link, or by this lane after a failure.
         let mut again = t.sends > 1;
+        // A pause before the next send (one await for both kinds).
+        let mut pause = None;
         loop {
+            if let Some(d) = pause.take() {
+                Timer::after(d).await;
+            }
             let options = PublishOptions::new(t.qos, t.retain).msg_id(msg_id);
             // The link's client, borrowed (a copy would be kept across the
             // await, in each lane), and the pending publish moved into its
@@ -1344,7 +1317,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                     // late result (until its deadline): this lane keeps
                     // the message and tries again a little later; the
                     // other lanes go on with the next ones.
-                    Timer::after(self.driver_config().quiet_gap).await;
+                    pause = Some(self.driver_config().quiet_gap);
                     continue;
                 }
                 Ok(pending) => {
@@ -1415,7 +1388,9 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                         false
                     };
                     let mut c = Connected::new(self.config.client);
-                    let asked = self.exchange(&query_connected, Some(&mut c), false).await;
+                    let asked = self
+                        .exchange(&QueryConnectionState, Some(&mut c), false)
+                        .await;
                     match asked.map(|()| c.yes) {
                         Ok(false) => return Err(OfflineReason::NotConnected),
                         Ok(_) if general => return Err(OfflineReason::Failed(e)),
@@ -1454,7 +1429,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                         return Ok(());
                     }
                     // Perhaps busy: the same message again, a little later.
-                    Timer::after(self.config.poll_interval).await;
+                    pause = Some(self.config.poll_interval);
                 }
                 Error::Timeout(Stage::Result) => return Err(OfflineReason::Failed(e)),
                 e => return Err(reason(e)),
@@ -1558,7 +1533,9 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         loop {
             Timer::after(every).await;
             let mut c = Connected::new(self.config.client);
-            let asked = self.exchange(&query_connected, Some(&mut c), false).await;
+            let asked = self
+                .exchange(&QueryConnectionState, Some(&mut c), false)
+                .await;
             match asked.map(|()| c.yes) {
                 Ok(true) => {}
                 Ok(false) => return OfflineReason::NotConnected,
