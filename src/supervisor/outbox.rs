@@ -375,19 +375,29 @@ pub(crate) struct Record<'o, M: RawMutex> {
 
 impl<M: RawMutex> Source for Record<'_, M> {
     fn lens(&self) -> (usize, usize) {
-        let at = self.at;
-        self.outbox.with(|_, _, buf, _| {
-            let (len, topic_len) = lens_of(buf, at);
-            (topic_len, len.saturating_sub(HEADER + topic_len))
-        })
+        let (topic, payload, _) = self.part(0, &mut []);
+        (topic, payload)
     }
 
     fn read(&self, off: usize, out: &mut [u8]) -> usize {
+        self.part(off, out).2
+    }
+}
+
+impl<M: RawMutex> Record<'_, M> {
+    /// The topic's length, the payload's, and the bytes copied from `off`
+    /// into `out` (none for an empty `out`): one lock site for both of
+    /// [`Source`]'s reads.
+    fn part(&self, off: usize, out: &mut [u8]) -> (usize, usize, usize) {
         let at = self.at;
         self.outbox.with(|_, _, buf, _| {
             let (len, topic_len) = lens_of(buf, at);
             let (topic, payload) = buf[at + HEADER..at + len].split_at(topic_len);
-            copy_part(topic, payload, off, out)
+            (
+                topic_len,
+                payload.len(),
+                copy_part(topic, payload, off, out),
+            )
         })
     }
 }
