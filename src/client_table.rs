@@ -367,10 +367,14 @@ pub(crate) struct OpTicket<'c, M: RawMutex> {
 impl<M: RawMutex> OpTicket<'_, M> {
     /// Waits for the final deferred result (progress reports do not end
     /// it) until `deadline`; a link closed or a restart ends it.
-    pub(crate) async fn wait(&self, deadline: Instant) -> Result<OpOutcome, Error> {
+    pub(crate) fn wait(
+        &self,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<OpOutcome, Error>> + '_ {
+        // The wait itself, not an async fn around it (a state machine less).
         let mut timer = Timer::at(deadline);
         let signal = &self.st.op_signals[self.i];
-        poll_fn(|cx| {
+        poll_fn(move |cx| {
             loop {
                 match pin!(signal.wait()).poll(cx) {
                     Poll::Ready(OpOutcome::LinkClosed(r)) => {
@@ -389,7 +393,6 @@ impl<M: RawMutex> OpTicket<'_, M> {
                 .poll(cx)
                 .map(|()| Err(Error::Timeout(Stage::Result)))
         })
-        .await
     }
 }
 
@@ -435,10 +438,24 @@ impl<M: RawMutex> PubTicket<'_, M> {
     /// publish queued behind other commands ends at once), or a final
     /// `+QMTPUB` result. `Err` once `deadline` (if any) passed. One future
     /// for both waits of a publish (beside its line, and for its result).
-    pub(crate) async fn wait(&self, deadline: Option<Instant>) -> Result<PubOutcome, ()> {
+    pub(crate) fn wait(
+        &self,
+        deadline: Option<Instant>,
+    ) -> impl Future<Output = Result<PubOutcome, ()>> + '_ {
+        // The wait itself, not an async fn around it (a state machine less).
         let mut timer = deadline.map(Timer::at);
+        poll_fn(move |cx| self.poll_wait(&mut timer, cx))
+    }
+
+    /// [`wait`](Self::wait)'s poll, with its deadline's timer: also what
+    /// a pending publish that owns its ticket polls.
+    pub(crate) fn poll_wait(
+        &self,
+        timer: &mut Option<Timer>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<PubOutcome, ()>> {
         let signal = &self.clients.slots[self.k].signal;
-        poll_fn(|cx| {
+        {
             loop {
                 match pin!(signal.wait()).poll(cx) {
                     Poll::Ready(PubOutcome::Progress) => {}
@@ -455,8 +472,7 @@ impl<M: RawMutex> PubTicket<'_, M> {
             } else {
                 Poll::Pending
             }
-        })
-        .await
+        }
     }
 }
 
@@ -617,15 +633,16 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
     /// deadline passes (no wake-up comes for that: each poll sets a timer for
     /// the earliest such deadline, so a slot abandoned while this waits
     /// brings its deadline in), or when the caller drops the future.
-    pub(crate) async fn claim_publish(
+    pub(crate) fn claim_publish(
         &self,
         client: ClientId,
         qos: QoS,
         msg_id: Option<u16>,
         abandon_for: Duration,
         wait_for_slot: bool,
-    ) -> Result<PubTicket<'a, M>, ClaimError> {
-        wait(self.lock_wakers(false), |w, waker| {
+    ) -> impl Future<Output = Result<PubTicket<'a, M>, ClaimError>> + '_ {
+        // The wait itself, not an async fn around it (a state machine less).
+        wait(self.lock_wakers(false), move |w, waker| {
             // Try and register in one critical section: no wake-up is lost.
             self.st.wakers.lock(|ws| {
                 let r = match self.try_claim_publish(client, qos, msg_id, abandon_for) {
@@ -640,7 +657,6 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
                 w.poll(&mut ws.borrow_mut().slots, waker, r)
             })
         })
-        .await
     }
 
     /// The client's link was given up (closed by the driver's user, not by
@@ -732,8 +748,13 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
     }
 
     /// Waits until the client's link epoch differs from `since`.
-    pub(crate) async fn wait_link_change(&self, client: ClientId, since: u32) -> u32 {
-        wait(self.lock_wakers(true), |w, waker| {
+    pub(crate) fn wait_link_change(
+        &self,
+        client: ClientId,
+        since: u32,
+    ) -> impl Future<Output = u32> + '_ {
+        // The wait itself, not an async fn around it (a state machine less).
+        wait(self.lock_wakers(true), move |w, waker| {
             self.st.wakers.lock(|ws| {
                 let now = self.with(|c| c[client.index()].link_epoch);
                 w.poll(
@@ -743,7 +764,6 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
                 )
             })
         })
-        .await
     }
 
     /// Registers the topic filters the client is subscribed to (a

@@ -1,8 +1,11 @@
 //! [`MqttClient`]: one of the modem's six MQTT clients.
 
+use core::future::{poll_fn, Future};
+use core::task::Poll;
+
 use atat::AtatCmd;
 use embassy_futures::select::{select, Either};
-use embassy_time::{Duration, Instant};
+use embassy_time::{Duration, Instant, Timer};
 
 use crate::channel::{each_chunk, topic_of, Payload, Source, WriteLine};
 use crate::client_table::{
@@ -661,8 +664,8 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     }
 
     /// Waits until the client's link epoch differs from `since`.
-    pub(crate) async fn link_changed(&self, since: u32) -> u32 {
-        self.core.clients.wait_link_change(self.id, since).await
+    pub(crate) fn link_changed(&self, since: u32) -> impl Future<Output = u32> + '_ {
+        self.core.clients.wait_link_change(self.id, since)
     }
 }
 
@@ -769,15 +772,25 @@ impl<M: RawMutex> PendingPublish<'_, M> {
     /// acknowledgement, within `pkt_timeout x (retry_times + 1)` plus the
     /// margin (retransmission reports do not end it).
     pub async fn result(self) -> Result<Published, Error> {
-        let o = match self.early {
-            Some(o) => o,
-            None => self
-                .ticket
-                .wait(Some(self.deadline))
-                .await
-                .map_err(|()| Error::Timeout(Stage::Result))?,
-        };
-        published(self.msg_id, o)
+        self.finish().await
+    }
+}
+
+impl<'a, M: RawMutex> PendingPublish<'a, M> {
+    /// [`result`](Self::result) as the wait itself, owning the publish (not
+    /// an async fn around it: a state machine less where it is awaited).
+    pub(crate) fn finish(self) -> impl Future<Output = Result<Published, Error>> + 'a {
+        let mut timer = Some(Timer::at(self.deadline));
+        poll_fn(move |cx| {
+            let o = match self.early {
+                Some(o) => o,
+                None => match self.ticket.poll_wait(&mut timer, cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(o) => o.map_err(|()| Error::Timeout(Stage::Result))?,
+                },
+            };
+            Poll::Ready(published(self.msg_id, o))
+        })
     }
 }
 

@@ -1328,7 +1328,10 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                             s.counters.resent = s.counters.resent.wrapping_add(1);
                         }
                     });
-                    match pending.result().await {
+                    // Bound first: the publish (its slot) is dropped
+                    // with its future, before what follows.
+                    let result = pending.finish().await;
+                    match result {
                         Ok(_) => {
                             outbox.delivered(t.at);
                             status.with(|s| {
@@ -1518,10 +1521,15 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
 
     /// Waits until the modem ends the client's link (`+QMTSTAT` but 5, a
     /// restart).
-    async fn watch(&self, epoch: u32) -> OfflineReason {
+    fn watch(&self, epoch: u32) -> impl Future<Output = OfflineReason> + '_ {
+        // The wait itself, not an async fn around it (a state machine less).
         let c = &self.link.client;
-        c.link_changed(epoch).await;
-        c.link().1.map_or(OfflineReason::ModemRebooted, link_end)
+        let mut changed = c.link_changed(epoch);
+        poll_fn(move |cx| {
+            core::pin::Pin::new(&mut changed)
+                .poll(cx)
+                .map(|_| c.link().1.map_or(OfflineReason::ModemRebooted, link_end))
+        })
     }
 
     /// Every `health_check`: `AT+QMTCONN?` must say the client is connected.
