@@ -304,15 +304,101 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
                     None => power.lost_line(),
                 }
             }
-            return match (sent, answer) {
-                (_, Some(Answer::Rebooted)) => Outcome::Rebooted,
-                (None, Some(Answer::Prompt)) => match self.data_mode(job.timeout).await {
+            if sent.is_none() && answer == Some(Answer::Prompt) {
+                // After the prompt: payload chunks from the handle, then
+                // Ctrl+Z; or ESC if the handle went away (or stopped giving
+                // chunks). `Ok`: what the modem's answer is to; `Err`: the
+                // outcome, with no answer to wait for. (Written here, not as
+                // an async fn of its own: one state machine less.)
+                let timeout = job.timeout;
+                let payload: Result<PayloadEnd, Outcome> = 'payload: {
+                    let mut first = true;
+                    // `None` while chunks go; then how the payload ended, and one more
+                    // pass writes ESC if it did not end with Ctrl+Z (one write for both).
+                    let mut end = None;
+                    loop {
+                        let src = match end {
+                            None => {
+                                let step = if ch.want_data() {
+                                    with_timeout(timeout, ch.wait_data()).await
+                                } else {
+                                    Ok(DataStep::Abort)
+                                };
+                                let Ok(DataStep::Chunk { len, last }) = step else {
+                                    end = Some(PayloadEnd::Abandoned);
+                                    continue;
+                                };
+                                if ch.answer() == Some(Answer::Rebooted) {
+                                    // The modem left data mode by restarting: send
+                                    // nothing more.
+                                    break 'payload Err(Outcome::Rebooted);
+                                }
+                                // The modem may echo the payload: tell the digester what
+                                // to skip before a byte of it goes out (Ctrl+Z is not
+                                // echoed).
+                                let echoed = if last { len - 1 } else { len };
+                                let mut probe = [0u8; 8];
+                                let n = if first {
+                                    ch.copy_out(0, echoed, &mut probe).unwrap_or(0)
+                                } else {
+                                    0
+                                };
+                                ch.echo_announce(&probe[..n], echoed);
+                                first = false;
+                                Src::Payload(len, last)
+                            }
+                            Some(PayloadEnd::Sent) => break 'payload Ok(PayloadEnd::Sent),
+                            // Cancel data mode with ESC; after a failed chunk whatever
+                            // reached the modem, and without waiting for an answer.
+                            Some(e) => {
+                                if e == PayloadEnd::Abandoned {
+                                    debug!("data-mode publish abandoned: ESC");
+                                    ch.arm_escape(self.core.rx.position());
+                                }
+                                Src::Bytes(&[ESC])
+                            }
+                        };
+                        let result = self.send(src).await;
+                        match (end, result) {
+                            (None, Ok(())) => {
+                                if let Src::Payload(_, true) = src {
+                                    end = Some(PayloadEnd::Sent);
+                                }
+                            }
+                            (None, Err(Stop::Rebooted)) => {
+                                // The restarted modem may hold payload bytes as half a
+                                // command line: end it before the next command.
+                                ch.fail_mid_line(self.core.rx.position());
+                                break 'payload Err(Outcome::Rebooted);
+                            }
+                            (None, Err(Stop::Failed)) => {
+                                bump!(self.core.stats, write_errors);
+                                end = Some(PayloadEnd::Failed);
+                            }
+                            (Some(e), written) => {
+                                if e == PayloadEnd::Abandoned && written.is_ok() {
+                                    break 'payload Ok(e);
+                                }
+                                // Counted when the chunk failed, or now.
+                                if e == PayloadEnd::Abandoned {
+                                    bump!(self.core.stats, write_errors);
+                                }
+                                ch.fail(self.core.rx.position());
+                                break 'payload Err(Outcome::Write);
+                            }
+                        }
+                    }
+                };
+                match payload {
                     Ok(end) => {
                         sent = Some(end);
                         continue;
                     }
-                    Err(outcome) => outcome,
-                },
+                    Err(outcome) => return outcome,
+                }
+            }
+            return match (sent, answer) {
+                (_, Some(Answer::Rebooted)) => Outcome::Rebooted,
                 (None | Some(PayloadEnd::Sent), Some(Answer::Final(Ok(())))) => Outcome::Ok,
                 (None | Some(PayloadEnd::Sent), Some(Answer::Final(Err(e)))) => Outcome::Modem(e),
                 // The ESC's answer: the publish did not go.
@@ -320,7 +406,8 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
                     Outcome::Timeout(Stage::Response)
                 }
                 // No answer; or after the payload, Ctrl+Z (or ESC) may not
-                // have arrived: the modem may still be in data mode.
+                // have arrived: the modem may still be in data mode. (A
+                // prompt to the line itself was taken above.)
                 (_, Some(Answer::Prompt) | None) => {
                     ch.fail(self.core.rx.position());
                     Outcome::Timeout(if sent.is_none() && job.data_mode {
@@ -330,89 +417,6 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
                     })
                 }
             };
-        }
-    }
-
-    /// After the prompt: payload chunks from the handle, then Ctrl+Z; or ESC
-    /// if the handle went away (or stopped giving chunks). `Ok`: what the
-    /// modem's answer is to; `Err`: the outcome, with no answer to wait for.
-    async fn data_mode(&mut self, timeout: embassy_time::Duration) -> Result<PayloadEnd, Outcome> {
-        let ch = self.core.channel;
-        let mut first = true;
-        // `None` while chunks go; then how the payload ended, and one more
-        // pass writes ESC if it did not end with Ctrl+Z (one write for both).
-        let mut end = None;
-        loop {
-            let src = match end {
-                None => {
-                    let step = if ch.want_data() {
-                        with_timeout(timeout, ch.wait_data()).await
-                    } else {
-                        Ok(DataStep::Abort)
-                    };
-                    let Ok(DataStep::Chunk { len, last }) = step else {
-                        end = Some(PayloadEnd::Abandoned);
-                        continue;
-                    };
-                    if ch.answer() == Some(Answer::Rebooted) {
-                        // The modem left data mode by restarting: send
-                        // nothing more.
-                        return Err(Outcome::Rebooted);
-                    }
-                    // The modem may echo the payload: tell the digester what
-                    // to skip before a byte of it goes out (Ctrl+Z is not
-                    // echoed).
-                    let echoed = if last { len - 1 } else { len };
-                    let mut probe = [0u8; 8];
-                    let n = if first {
-                        ch.copy_out(0, echoed, &mut probe).unwrap_or(0)
-                    } else {
-                        0
-                    };
-                    ch.echo_announce(&probe[..n], echoed);
-                    first = false;
-                    Src::Payload(len, last)
-                }
-                Some(PayloadEnd::Sent) => return Ok(PayloadEnd::Sent),
-                // Cancel data mode with ESC; after a failed chunk whatever
-                // reached the modem, and without waiting for an answer.
-                Some(e) => {
-                    if e == PayloadEnd::Abandoned {
-                        debug!("data-mode publish abandoned: ESC");
-                        ch.arm_escape(self.core.rx.position());
-                    }
-                    Src::Bytes(&[ESC])
-                }
-            };
-            let result = self.send(src).await;
-            match (end, result) {
-                (None, Ok(())) => {
-                    if let Src::Payload(_, true) = src {
-                        end = Some(PayloadEnd::Sent);
-                    }
-                }
-                (None, Err(Stop::Rebooted)) => {
-                    // The restarted modem may hold payload bytes as half a
-                    // command line: end it before the next command.
-                    ch.fail_mid_line(self.core.rx.position());
-                    return Err(Outcome::Rebooted);
-                }
-                (None, Err(Stop::Failed)) => {
-                    bump!(self.core.stats, write_errors);
-                    end = Some(PayloadEnd::Failed);
-                }
-                (Some(e), written) => {
-                    if e == PayloadEnd::Abandoned && written.is_ok() {
-                        return Ok(e);
-                    }
-                    // Counted when the chunk failed, or now.
-                    if e == PayloadEnd::Abandoned {
-                        bump!(self.core.stats, write_errors);
-                    }
-                    ch.fail(self.core.rx.position());
-                    return Err(Outcome::Write);
-                }
-            }
         }
     }
 
