@@ -269,9 +269,121 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
         // answered a wake-up `AT`.
         let wake = power.may_sleep(Instant::now(), cfg.sleep_after);
         if ch.fenced() || wake {
-            // The line never went out if the fence failed; the outcome
-            // says why.
-            match self.fence(job.timeout, wake).await {
+            // The fence (written here, not as an async fn of its own: one
+            // state machine less): re-synchronises after a failure, or wakes
+            // a module that may be asleep (`wake`): ends a half line, leaves
+            // data mode if the modem gave its prompt and may still be in it
+            // (ESC only then: a prompt that never came gets its ESC if it
+            // comes late), sends a bare `AT` and waits for its answer, then
+            // until the modem has been quiet for `Config::quiet_gap`. The
+            // modem answers in order, so every late answer of the failed
+            // command comes before the probe's (and is discarded by the
+            // channel). `Silent`: the modem did not answer within the job's
+            // timeout (within `Config::wake_timeout` when waking).
+            //
+            // When waking, the bytes that wake a sleeping UART are lost: the
+            // `AT` goes again every `Config::wake_probe` (after a pulse of
+            // the wake pin) until one is answered. A late prompt meanwhile
+            // gets its ESC.
+            //
+            // The line never went out if the fence failed; the outcome says
+            // why.
+            let timeout = job.timeout;
+            let fenced = 'fence: {
+                if ch.fenced() {
+                    bump!(self.core.stats, fences);
+                } else {
+                    // Waking: the wake-up `AT`s' answers are the fence's.
+                    ch.fail(self.core.rx.position());
+                }
+                let (half_line, in_data_mode) = ch.begin_fence(self.core.rx.position());
+                let mut probe = [0u8; 5];
+                let mut n = 0;
+                if in_data_mode {
+                    probe[n] = ESC;
+                    n += 1;
+                }
+                if half_line {
+                    probe[n] = b'\r';
+                    n += 1;
+                }
+                probe[n..n + 3].copy_from_slice(b"AT\r");
+                let start = Instant::now();
+                let deadline = start + if wake { cfg.wake_timeout } else { timeout };
+                // ESC and CR go only once; later probes are a bare `AT`.
+                let mut from = 0;
+                // Probing: until the modem answered (anything, counted from the
+                // probe on; `None`: a restart cleared the fence). Then quiet: until
+                // the modem has been quiet for `Config::quiet_gap`: what the probe
+                // line itself owes (`ERROR` to a half line, then `OK`) comes
+                // meanwhile. A modem that is never quiet (a stream of messages)
+                // holds it until `quiet_until` at most, by which it has answered
+                // every line it was sent.
+                let mut quiet_until = None;
+                // Whether the next pass sends a probe, and until when the modem may
+                // answer it.
+                let mut probe_due = true;
+                let mut until = deadline;
+                loop {
+                    if let Some(end) = quiet_until {
+                        let quiet_at = (self.core.rx.last() + cfg.quiet_gap).min(end);
+                        if Instant::now() >= quiet_at {
+                            break;
+                        }
+                        Timer::at(quiet_at).await;
+                    } else {
+                        if probe_due {
+                            if wake {
+                                debug!("waking the module");
+                                self.pin.pulse();
+                            } else {
+                                debug!("fence: re-synchronising with the modem");
+                            }
+                            if self.send(Src::Bytes(&probe[from..n + 3])).await.is_err() {
+                                bump!(self.core.stats, write_errors);
+                                break 'fence Fenced::WriteFailed;
+                            }
+                            from = n;
+                            until = if wake {
+                                deadline.min(Instant::now() + cfg.wake_probe)
+                            } else {
+                                deadline
+                            };
+                            probe_due = false;
+                        }
+                        match ch.fence_answers() {
+                            // A restart cleared the fence: nothing is owed any more.
+                            None => break 'fence Fenced::Clear,
+                            Some(0) => {}
+                            Some(_) => {
+                                quiet_until = Some(Instant::now() + timeout);
+                                continue;
+                            }
+                        }
+                    }
+                    // A late prompt meanwhile gets its ESC (after the quiet phase's
+                    // timer, before the probe phase's wait).
+                    if ch.take_esc() && self.send(Src::LateEsc).await.is_err() {
+                        break 'fence Fenced::WriteFailed;
+                    }
+                    if quiet_until.is_none() && !ch.wait_wake(until).await {
+                        if Instant::now() >= deadline {
+                            break 'fence Fenced::Silent;
+                        }
+                        bump!(self.core.stats, wake_probes_lost);
+                        probe_due = true;
+                    }
+                }
+                ch.end_fence();
+                if wake {
+                    bump!(self.core.stats, wakes);
+                    // The module took one of the probes: its sleep lock runs from
+                    // the first (the earliest it can have started).
+                    self.core.power.took_line(start);
+                }
+                Fenced::Clear
+            };
+            match fenced {
                 Fenced::Clear => {}
                 // A forced line (`AT+QRST=1`) goes out even so: the modem
                 // may read commands while it answers none.
@@ -418,116 +530,6 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
                 }
             };
         }
-    }
-
-    /// Re-synchronises after a failure, or wakes a module that may be
-    /// asleep (`wake`): ends a half line, leaves data mode if the modem gave
-    /// its prompt and may still be in it (ESC only then: a prompt that never
-    /// came gets its ESC if it comes late), sends a bare `AT` and waits for
-    /// its answer, then until the modem has been quiet for
-    /// `Config::quiet_gap`. The modem answers in order, so every late answer
-    /// of the failed command comes before the probe's (and is discarded by
-    /// the channel). `Silent`: the modem did not answer within `timeout`
-    /// (within `Config::wake_timeout` when waking).
-    ///
-    /// When waking, the bytes that wake a sleeping UART are lost: the `AT`
-    /// goes again every `Config::wake_probe` (after a pulse of the wake pin)
-    /// until one is answered. A late prompt meanwhile gets its ESC.
-    async fn fence(&mut self, timeout: embassy_time::Duration, wake: bool) -> Fenced {
-        let ch = self.core.channel;
-        let cfg = self.core.config;
-        if ch.fenced() {
-            bump!(self.core.stats, fences);
-        } else {
-            // Waking: the wake-up `AT`s' answers are the fence's.
-            ch.fail(self.core.rx.position());
-        }
-        let (half_line, in_data_mode) = ch.begin_fence(self.core.rx.position());
-        let mut probe = [0u8; 5];
-        let mut n = 0;
-        if in_data_mode {
-            probe[n] = ESC;
-            n += 1;
-        }
-        if half_line {
-            probe[n] = b'\r';
-            n += 1;
-        }
-        probe[n..n + 3].copy_from_slice(b"AT\r");
-        let start = Instant::now();
-        let deadline = start + if wake { cfg.wake_timeout } else { timeout };
-        // ESC and CR go only once; later probes are a bare `AT`.
-        let mut from = 0;
-        // Probing: until the modem answered (anything, counted from the
-        // probe on; `None`: a restart cleared the fence). Then quiet: until
-        // the modem has been quiet for `Config::quiet_gap`: what the probe
-        // line itself owes (`ERROR` to a half line, then `OK`) comes
-        // meanwhile. A modem that is never quiet (a stream of messages)
-        // holds it until `quiet_until` at most, by which it has answered
-        // every line it was sent.
-        let mut quiet_until = None;
-        // Whether the next pass sends a probe, and until when the modem may
-        // answer it.
-        let mut probe_due = true;
-        let mut until = deadline;
-        loop {
-            if let Some(end) = quiet_until {
-                let quiet_at = (self.core.rx.last() + cfg.quiet_gap).min(end);
-                if Instant::now() >= quiet_at {
-                    break;
-                }
-                Timer::at(quiet_at).await;
-            } else {
-                if probe_due {
-                    if wake {
-                        debug!("waking the module");
-                        self.pin.pulse();
-                    } else {
-                        debug!("fence: re-synchronising with the modem");
-                    }
-                    if self.send(Src::Bytes(&probe[from..n + 3])).await.is_err() {
-                        bump!(self.core.stats, write_errors);
-                        return Fenced::WriteFailed;
-                    }
-                    from = n;
-                    until = if wake {
-                        deadline.min(Instant::now() + cfg.wake_probe)
-                    } else {
-                        deadline
-                    };
-                    probe_due = false;
-                }
-                match ch.fence_answers() {
-                    // A restart cleared the fence: nothing is owed any more.
-                    None => return Fenced::Clear,
-                    Some(0) => {}
-                    Some(_) => {
-                        quiet_until = Some(Instant::now() + timeout);
-                        continue;
-                    }
-                }
-            }
-            // A late prompt meanwhile gets its ESC (after the quiet phase's
-            // timer, before the probe phase's wait).
-            if ch.take_esc() && self.send(Src::LateEsc).await.is_err() {
-                return Fenced::WriteFailed;
-            }
-            if quiet_until.is_none() && !ch.wait_wake(until).await {
-                if Instant::now() >= deadline {
-                    return Fenced::Silent;
-                }
-                bump!(self.core.stats, wake_probes_lost);
-                probe_due = true;
-            }
-        }
-        ch.end_fence();
-        if wake {
-            bump!(self.core.stats, wakes);
-            // The module took one of the probes: its sleep lock runs from
-            // the first (the earliest it can have started).
-            self.core.power.took_line(start);
-        }
-        Fenced::Clear
     }
 
     /// Writes `src` and flushes, within `Config::tx_timeout`, at most
