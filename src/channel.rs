@@ -50,7 +50,7 @@ use atat::AtatCmd;
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::mutex::{MappedMutexGuard, Mutex as HeldMutex, MutexGuard};
 use embassy_sync::signal::Signal;
-use embassy_time::{with_deadline, Duration, Instant};
+use embassy_time::{with_deadline, Duration, Instant, TimeoutError};
 
 use crate::client_table::Owner;
 use crate::error::{Error, Field, ModemError, Problem, Stage};
@@ -898,12 +898,14 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         self.with(|c| c.answer)
     }
 
-    /// Waits until the digester wakes the runner, or `deadline`; `false` on
-    /// timeout.
-    pub(crate) async fn wait_wake(&self, deadline: Instant) -> bool {
+    /// Waits until the digester wakes the runner, or `deadline`; `Err` on
+    /// timeout. A plain fn returning the waiting future (no async fn's state
+    /// machine around it).
+    pub(crate) fn wait_wake(
+        &self,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<(), TimeoutError>> + '_ {
         with_deadline(deadline, self.st.to_runner.wait())
-            .await
-            .is_ok()
     }
 
     /// True if the handle of the command the runner holds went away before

@@ -363,7 +363,7 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
                                     if ch.take_esc() && self.send(Src::LateEsc).await.is_err() {
                                         break 'fence Fenced::WriteFailed;
                                     }
-                                    if quiet_until.is_none() && !ch.wait_wake(until).await {
+                                    if quiet_until.is_none() && ch.wait_wake(until).await.is_err() {
                                         if Instant::now() >= deadline {
                                             break 'fence Fenced::Silent;
                                         }
