@@ -7,7 +7,7 @@
 //!   information lines). The AT lock is held until the final answer, never
 //!   longer; a dropped future withdraws a line not yet taken, or leaves the
 //!   runner to finish (ESC in data mode).
-//! - Runner side: [`Channel::next_job`], [`Channel::arm`],
+//! - Runner side: [`Channel::take_job`], [`Channel::arm`],
 //!   [`Channel::wait_answer`], the data-mode steps, the fence after a
 //!   failure, [`Channel::finish`].
 //! - Digester side: [`Channel::expect`] (what may come now), and
@@ -757,39 +757,39 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         self.st.to_runner.signal();
     }
 
-    /// Waits for the runner's next job: a command line, or (with `Err`) an ESC
-    /// a late prompt asked for. A taken line is `Busy`: the handle can no
-    /// longer withdraw it.
-    pub(crate) async fn next_job(&self) -> Result<Job, ()> {
-        loop {
-            let job = self.with(|c| {
-                if c.esc_wanted {
-                    c.esc_wanted = false;
-                    return Some(Err(()));
-                }
-                if let Phase::Queued {
+    /// Takes the runner's next job if there is one: a command line, or (with
+    /// `Err`) an ESC a late prompt asked for. A taken line is `Busy`: the
+    /// handle can no longer withdraw it. The runner waits with
+    /// [`wait`](Self::wait) until there is one.
+    pub(crate) fn take_job(&self) -> Option<Result<Job, ()>> {
+        self.with(|c| {
+            if c.esc_wanted {
+                c.esc_wanted = false;
+                return Some(Err(()));
+            }
+            if let Phase::Queued {
+                timeout,
+                data_mode,
+                owner,
+            } = c.phase
+            {
+                c.phase = Phase::Busy;
+                c.owner = owner;
+                return Some(Ok(Job {
                     timeout,
                     data_mode,
+                    len: c.len,
+                    force: c.force,
                     owner,
-                } = c.phase
-                {
-                    c.phase = Phase::Busy;
-                    c.owner = owner;
-                    return Some(Ok(Job {
-                        timeout,
-                        data_mode,
-                        len: c.len,
-                        force: c.force,
-                        owner,
-                    }));
-                }
-                None
-            });
-            if let Some(job) = job {
-                return job;
+                }));
             }
-            self.st.to_runner.wait().await;
-        }
+            None
+        })
+    }
+
+    /// Waits until the handles or the digester wake the runner.
+    pub(crate) fn wait(&self) -> impl Future<Output = ()> + '_ {
+        self.st.to_runner.wait()
     }
 
     /// An ESC a late prompt asked for, if any (taken).
@@ -1344,7 +1344,7 @@ mod line_buffer_tests {
         );
 
         // The runner takes the line, sends it, and the modem answers.
-        let Poll::Ready(Ok(job)) = poll(pin!(ch.next_job())) else {
+        let Some(Ok(job)) = ch.take_job() else {
             panic!("the runner gets the line");
         };
         ch.begin_line(job.data_mode, 0);

@@ -246,7 +246,13 @@ struct Tx<'r, 'a, W: Write, M: RawMutex, P: WakePin> {
 impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
     async fn run(&mut self) -> ! {
         loop {
-            match self.core.channel.next_job().await {
+            let next = loop {
+                if let Some(next) = self.core.channel.take_job() {
+                    break next;
+                }
+                self.core.channel.wait().await;
+            };
+            match next {
                 Ok(job) => {
                     // The job (written here, not as an async fn of its
                     // own: one state machine less).
