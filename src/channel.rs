@@ -7,7 +7,7 @@
 //!   information lines). The AT lock is held until the final answer, never
 //!   longer; a dropped future withdraws a line not yet taken, or leaves the
 //!   runner to finish (ESC in data mode).
-//! - Runner side: [`Channel::next_job`], [`Channel::arm`],
+//! - Runner side: [`Channel::take_job`], [`Channel::arm`],
 //!   [`Channel::wait_answer`], the data-mode steps, the fence after a
 //!   failure, [`Channel::finish`].
 //! - Digester side: [`Channel::expect`] (what may come now), and
@@ -50,7 +50,7 @@ use atat::AtatCmd;
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::mutex::{MappedMutexGuard, Mutex as HeldMutex, MutexGuard};
 use embassy_sync::signal::Signal;
-use embassy_time::{with_deadline, Duration, Instant};
+use embassy_time::{with_deadline, Duration, Instant, TimeoutError};
 
 use crate::client_table::Owner;
 use crate::error::{Error, Field, ModemError, Problem, Stage};
@@ -757,39 +757,39 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         self.st.to_runner.signal();
     }
 
-    /// Waits for the runner's next job: a command line, or (with `Err`) an ESC
-    /// a late prompt asked for. A taken line is `Busy`: the handle can no
-    /// longer withdraw it.
-    pub(crate) async fn next_job(&self) -> Result<Job, ()> {
-        loop {
-            let job = self.with(|c| {
-                if c.esc_wanted {
-                    c.esc_wanted = false;
-                    return Some(Err(()));
-                }
-                if let Phase::Queued {
+    /// Takes the runner's next job if there is one: a command line, or (with
+    /// `Err`) an ESC a late prompt asked for. A taken line is `Busy`: the
+    /// handle can no longer withdraw it. The runner waits with
+    /// [`wait`](Self::wait) until there is one.
+    pub(crate) fn take_job(&self) -> Option<Result<Job, ()>> {
+        self.with(|c| {
+            if c.esc_wanted {
+                c.esc_wanted = false;
+                return Some(Err(()));
+            }
+            if let Phase::Queued {
+                timeout,
+                data_mode,
+                owner,
+            } = c.phase
+            {
+                c.phase = Phase::Busy;
+                c.owner = owner;
+                return Some(Ok(Job {
                     timeout,
                     data_mode,
+                    len: c.len,
+                    force: c.force,
                     owner,
-                } = c.phase
-                {
-                    c.phase = Phase::Busy;
-                    c.owner = owner;
-                    return Some(Ok(Job {
-                        timeout,
-                        data_mode,
-                        len: c.len,
-                        force: c.force,
-                        owner,
-                    }));
-                }
-                None
-            });
-            if let Some(job) = job {
-                return job;
+                }));
             }
-            self.st.to_runner.wait().await;
-        }
+            None
+        })
+    }
+
+    /// Waits until the handles or the digester wake the runner.
+    pub(crate) fn wait(&self) -> impl Future<Output = ()> + '_ {
+        self.st.to_runner.wait()
     }
 
     /// An ESC a late prompt asked for, if any (taken).
@@ -898,12 +898,14 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         self.with(|c| c.answer)
     }
 
-    /// Waits until the digester wakes the runner, or `deadline`; `false` on
-    /// timeout.
-    pub(crate) async fn wait_wake(&self, deadline: Instant) -> bool {
+    /// Waits until the digester wakes the runner, or `deadline`; `Err` on
+    /// timeout. A plain fn returning the waiting future (no async fn's state
+    /// machine around it).
+    pub(crate) fn wait_wake(
+        &self,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<(), TimeoutError>> + '_ {
         with_deadline(deadline, self.st.to_runner.wait())
-            .await
-            .is_ok()
     }
 
     /// True if the handle of the command the runner holds went away before
@@ -1342,7 +1344,7 @@ mod line_buffer_tests {
         );
 
         // The runner takes the line, sends it, and the modem answers.
-        let Poll::Ready(Ok(job)) = poll(pin!(ch.next_job())) else {
+        let Some(Ok(job)) = ch.take_job() else {
             panic!("the runner gets the line");
         };
         ch.begin_line(job.data_mode, 0);

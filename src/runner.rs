@@ -8,7 +8,7 @@ use embassy_futures::select::{select, Either};
 use embassy_time::{with_timeout, Instant, Timer};
 use embedded_io_async::{Read, Write};
 
-use crate::channel::{Answer, DataStep, Job, Outcome};
+use crate::channel::{Answer, DataStep, Outcome};
 use crate::client_table::Owner;
 use crate::digest::Bc26Digester;
 use crate::error::Stage;
@@ -246,9 +246,303 @@ struct Tx<'r, 'a, W: Write, M: RawMutex, P: WakePin> {
 impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
     async fn run(&mut self) -> ! {
         loop {
-            match self.core.channel.next_job().await {
+            let next = loop {
+                if let Some(next) = self.core.channel.take_job() {
+                    break next;
+                }
+                self.core.channel.wait().await;
+            };
+            match next {
                 Ok(job) => {
-                    let outcome = self.transact(job).await;
+                    // The job (written here, not as an async fn of its
+                    // own: one state machine less).
+                    let outcome = 'job: {
+                        let ch = self.core.channel;
+                        let cfg = self.core.config;
+                        let power = self.core.power;
+                        // The module may be asleep: never send it a real line before it
+                        // answered a wake-up `AT`.
+                        let wake = power.may_sleep(Instant::now(), cfg.sleep_after);
+                        if ch.fenced() || wake {
+                            // The fence (written here, not as an async fn of its own: one
+                            // state machine less): re-synchronises after a failure, or wakes
+                            // a module that may be asleep (`wake`): ends a half line, leaves
+                            // data mode if the modem gave its prompt and may still be in it
+                            // (ESC only then: a prompt that never came gets its ESC if it
+                            // comes late), sends a bare `AT` and waits for its answer, then
+                            // until the modem has been quiet for `Config::quiet_gap`. The
+                            // modem answers in order, so every late answer of the failed
+                            // command comes before the probe's (and is discarded by the
+                            // channel). `Silent`: the modem did not answer within the job's
+                            // timeout (within `Config::wake_timeout` when waking).
+                            //
+                            // When waking, the bytes that wake a sleeping UART are lost: the
+                            // `AT` goes again every `Config::wake_probe` (after a pulse of
+                            // the wake pin) until one is answered. A late prompt meanwhile
+                            // gets its ESC.
+                            //
+                            // The line never went out if the fence failed; the outcome says
+                            // why.
+                            let timeout = job.timeout;
+                            let fenced = 'fence: {
+                                if ch.fenced() {
+                                    bump!(self.core.stats, fences);
+                                } else {
+                                    // Waking: the wake-up `AT`s' answers are the fence's.
+                                    ch.fail(self.core.rx.position());
+                                }
+                                let (half_line, in_data_mode) =
+                                    ch.begin_fence(self.core.rx.position());
+                                let mut probe = [0u8; 5];
+                                let mut n = 0;
+                                if in_data_mode {
+                                    probe[n] = ESC;
+                                    n += 1;
+                                }
+                                if half_line {
+                                    probe[n] = b'\r';
+                                    n += 1;
+                                }
+                                probe[n..n + 3].copy_from_slice(b"AT\r");
+                                let start = Instant::now();
+                                let deadline =
+                                    start + if wake { cfg.wake_timeout } else { timeout };
+                                // ESC and CR go only once; later probes are a bare `AT`.
+                                let mut from = 0;
+                                // Probing: until the modem answered (anything, counted from the
+                                // probe on; `None`: a restart cleared the fence). Then quiet: until
+                                // the modem has been quiet for `Config::quiet_gap`: what the probe
+                                // line itself owes (`ERROR` to a half line, then `OK`) comes
+                                // meanwhile. A modem that is never quiet (a stream of messages)
+                                // holds it until `quiet_until` at most, by which it has answered
+                                // every line it was sent.
+                                let mut quiet_until = None;
+                                // Whether the next pass sends a probe, and until when the modem may
+                                // answer it.
+                                let mut probe_due = true;
+                                let mut until = deadline;
+                                loop {
+                                    if let Some(end) = quiet_until {
+                                        let quiet_at =
+                                            (self.core.rx.last() + cfg.quiet_gap).min(end);
+                                        if Instant::now() >= quiet_at {
+                                            break;
+                                        }
+                                        Timer::at(quiet_at).await;
+                                    } else {
+                                        if probe_due {
+                                            if wake {
+                                                debug!("waking the module");
+                                                self.pin.pulse();
+                                            } else {
+                                                debug!("fence: re-synchronising with the modem");
+                                            }
+                                            if self
+                                                .send(Src::Bytes(&probe[from..n + 3]))
+                                                .await
+                                                .is_err()
+                                            {
+                                                bump!(self.core.stats, write_errors);
+                                                break 'fence Fenced::WriteFailed;
+                                            }
+                                            from = n;
+                                            until = if wake {
+                                                deadline.min(Instant::now() + cfg.wake_probe)
+                                            } else {
+                                                deadline
+                                            };
+                                            probe_due = false;
+                                        }
+                                        match ch.fence_answers() {
+                                            // A restart cleared the fence: nothing is owed any
+                                            // more.
+                                            None => break 'fence Fenced::Clear,
+                                            Some(0) => {}
+                                            Some(_) => {
+                                                quiet_until = Some(Instant::now() + timeout);
+                                                continue;
+                                            }
+                                        }
+                                    }
+                                    // A late prompt meanwhile gets its ESC (after the quiet phase's
+                                    // timer, before the probe phase's wait).
+                                    if ch.take_esc() && self.send(Src::LateEsc).await.is_err() {
+                                        break 'fence Fenced::WriteFailed;
+                                    }
+                                    if quiet_until.is_none() && ch.wait_wake(until).await.is_err() {
+                                        if Instant::now() >= deadline {
+                                            break 'fence Fenced::Silent;
+                                        }
+                                        bump!(self.core.stats, wake_probes_lost);
+                                        probe_due = true;
+                                    }
+                                }
+                                ch.end_fence();
+                                if wake {
+                                    bump!(self.core.stats, wakes);
+                                    // The module took one of the probes: its sleep lock runs from
+                                    // the first (the earliest it can have started).
+                                    self.core.power.took_line(start);
+                                }
+                                Fenced::Clear
+                            };
+                            match fenced {
+                                Fenced::Clear => {}
+                                // A forced line (`AT+QRST=1`) goes out even so: the modem
+                                // may read commands while it answers none.
+                                Fenced::Silent if job.force => {}
+                                Fenced::Silent if wake => break 'job Outcome::Asleep,
+                                Fenced::Silent => break 'job Outcome::Timeout(Stage::Response),
+                                Fenced::WriteFailed => break 'job Outcome::Write,
+                            }
+                        }
+                        if ch.abandoned() {
+                            // The handle went away while the channel was fenced: not sent.
+                            break 'job Outcome::Timeout(Stage::Response);
+                        }
+                        ch.begin_line(job.data_mode, self.core.rx.position());
+                        let sent_at = Instant::now();
+                        if self.send(Src::Line(job.len, job.owner)).await.is_err() {
+                            bump!(self.core.stats, write_errors);
+                            ch.fail_mid_line(self.core.rx.position());
+                            break 'job Outcome::Write;
+                        }
+                        // The line's answer; after a prompt, how the payload ended and then
+                        // the answer to its Ctrl+Z (or ESC).
+                        let mut sent = None;
+                        loop {
+                            let answer = ch.wait_answer(Instant::now() + job.timeout).await;
+                            if sent.is_none() {
+                                match answer {
+                                    Some(Answer::Rebooted) => {}
+                                    Some(_) => power.took_line(sent_at),
+                                    None => power.lost_line(),
+                                }
+                            }
+                            if sent.is_none() && answer == Some(Answer::Prompt) {
+                                // After the prompt: payload chunks from the handle, then
+                                // Ctrl+Z; or ESC if the handle went away (or stopped giving
+                                // chunks). `Ok`: what the modem's answer is to; `Err`: the
+                                // outcome, with no answer to wait for. (Written here, not as
+                                // an async fn of its own: one state machine less.)
+                                let timeout = job.timeout;
+                                let payload: Result<PayloadEnd, Outcome> = 'payload: {
+                                    let mut first = true;
+                                    // `None` while chunks go; then how the payload ended, and one
+                                    // more pass writes ESC if it did not end with Ctrl+Z (one write
+                                    // for both).
+                                    let mut end = None;
+                                    loop {
+                                        let src = match end {
+                                            None => {
+                                                let step = if ch.want_data() {
+                                                    with_timeout(timeout, ch.wait_data()).await
+                                                } else {
+                                                    Ok(DataStep::Abort)
+                                                };
+                                                let Ok(DataStep::Chunk { len, last }) = step else {
+                                                    end = Some(PayloadEnd::Abandoned);
+                                                    continue;
+                                                };
+                                                if ch.answer() == Some(Answer::Rebooted) {
+                                                    // The modem left data mode by restarting: send
+                                                    // nothing more.
+                                                    break 'payload Err(Outcome::Rebooted);
+                                                }
+                                                // The modem may echo the payload: tell the digester
+                                                // what to skip before a byte of it goes out (Ctrl+Z
+                                                // is not echoed).
+                                                let echoed = if last { len - 1 } else { len };
+                                                let mut probe = [0u8; 8];
+                                                let n = if first {
+                                                    ch.copy_out(0, echoed, &mut probe).unwrap_or(0)
+                                                } else {
+                                                    0
+                                                };
+                                                ch.echo_announce(&probe[..n], echoed);
+                                                first = false;
+                                                Src::Payload(len, last)
+                                            }
+                                            Some(PayloadEnd::Sent) => {
+                                                break 'payload Ok(PayloadEnd::Sent)
+                                            }
+                                            // Cancel data mode with ESC; after a failed chunk
+                                            // whatever reached the modem, and without waiting for
+                                            // an answer.
+                                            Some(e) => {
+                                                if e == PayloadEnd::Abandoned {
+                                                    debug!("data-mode publish abandoned: ESC");
+                                                    ch.arm_escape(self.core.rx.position());
+                                                }
+                                                Src::Bytes(&[ESC])
+                                            }
+                                        };
+                                        let result = self.send(src).await;
+                                        match (end, result) {
+                                            (None, Ok(())) => {
+                                                if let Src::Payload(_, true) = src {
+                                                    end = Some(PayloadEnd::Sent);
+                                                }
+                                            }
+                                            (None, Err(Stop::Rebooted)) => {
+                                                // The restarted modem may hold payload bytes as
+                                                // half a command line: end it before the next
+                                                // command.
+                                                ch.fail_mid_line(self.core.rx.position());
+                                                break 'payload Err(Outcome::Rebooted);
+                                            }
+                                            (None, Err(Stop::Failed)) => {
+                                                bump!(self.core.stats, write_errors);
+                                                end = Some(PayloadEnd::Failed);
+                                            }
+                                            (Some(e), written) => {
+                                                if e == PayloadEnd::Abandoned && written.is_ok() {
+                                                    break 'payload Ok(e);
+                                                }
+                                                // Counted when the chunk failed, or now.
+                                                if e == PayloadEnd::Abandoned {
+                                                    bump!(self.core.stats, write_errors);
+                                                }
+                                                ch.fail(self.core.rx.position());
+                                                break 'payload Err(Outcome::Write);
+                                            }
+                                        }
+                                    }
+                                };
+                                match payload {
+                                    Ok(end) => {
+                                        sent = Some(end);
+                                        continue;
+                                    }
+                                    Err(outcome) => break 'job outcome,
+                                }
+                            }
+                            break 'job match (sent, answer) {
+                                (_, Some(Answer::Rebooted)) => Outcome::Rebooted,
+                                (None | Some(PayloadEnd::Sent), Some(Answer::Final(Ok(())))) => {
+                                    Outcome::Ok
+                                }
+                                (None | Some(PayloadEnd::Sent), Some(Answer::Final(Err(e)))) => {
+                                    Outcome::Modem(e)
+                                }
+                                // The ESC's answer: the publish did not go.
+                                (Some(PayloadEnd::Abandoned | PayloadEnd::Failed), Some(_)) => {
+                                    Outcome::Timeout(Stage::Response)
+                                }
+                                // No answer; or after the payload, Ctrl+Z (or ESC) may not
+                                // have arrived: the modem may still be in data mode. (A
+                                // prompt to the line itself was taken above.)
+                                (_, Some(Answer::Prompt) | None) => {
+                                    ch.fail(self.core.rx.position());
+                                    Outcome::Timeout(if sent.is_none() && job.data_mode {
+                                        Stage::Prompt
+                                    } else {
+                                        Stage::Response
+                                    })
+                                }
+                            };
+                        }
+                    };
                     self.core.channel.finish(outcome);
                 }
                 // A late prompt after a failure: the modem waits in data
@@ -259,271 +553,6 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
                 }
             }
         }
-    }
-
-    async fn transact(&mut self, job: Job) -> Outcome {
-        let ch = self.core.channel;
-        let cfg = self.core.config;
-        let power = self.core.power;
-        // The module may be asleep: never send it a real line before it
-        // answered a wake-up `AT`.
-        let wake = power.may_sleep(Instant::now(), cfg.sleep_after);
-        if ch.fenced() || wake {
-            // The line never went out if the fence failed; the outcome
-            // says why.
-            match self.fence(job.timeout, wake).await {
-                Fenced::Clear => {}
-                // A forced line (`AT+QRST=1`) goes out even so: the modem
-                // may read commands while it answers none.
-                Fenced::Silent if job.force => {}
-                Fenced::Silent if wake => return Outcome::Asleep,
-                Fenced::Silent => return Outcome::Timeout(Stage::Response),
-                Fenced::WriteFailed => return Outcome::Write,
-            }
-        }
-        if ch.abandoned() {
-            // The handle went away while the channel was fenced: not sent.
-            return Outcome::Timeout(Stage::Response);
-        }
-        ch.begin_line(job.data_mode, self.core.rx.position());
-        let sent_at = Instant::now();
-        if self.send(Src::Line(job.len, job.owner)).await.is_err() {
-            bump!(self.core.stats, write_errors);
-            ch.fail_mid_line(self.core.rx.position());
-            return Outcome::Write;
-        }
-        // The line's answer; after a prompt, how the payload ended and then
-        // the answer to its Ctrl+Z (or ESC).
-        let mut sent = None;
-        loop {
-            let answer = ch.wait_answer(Instant::now() + job.timeout).await;
-            if sent.is_none() {
-                match answer {
-                    Some(Answer::Rebooted) => {}
-                    Some(_) => power.took_line(sent_at),
-                    None => power.lost_line(),
-                }
-            }
-            return match (sent, answer) {
-                (_, Some(Answer::Rebooted)) => Outcome::Rebooted,
-                (None, Some(Answer::Prompt)) => match self.data_mode(job.timeout).await {
-                    Ok(end) => {
-                        sent = Some(end);
-                        continue;
-                    }
-                    Err(outcome) => outcome,
-                },
-                (None | Some(PayloadEnd::Sent), Some(Answer::Final(Ok(())))) => Outcome::Ok,
-                (None | Some(PayloadEnd::Sent), Some(Answer::Final(Err(e)))) => Outcome::Modem(e),
-                // The ESC's answer: the publish did not go.
-                (Some(PayloadEnd::Abandoned | PayloadEnd::Failed), Some(_)) => {
-                    Outcome::Timeout(Stage::Response)
-                }
-                // No answer; or after the payload, Ctrl+Z (or ESC) may not
-                // have arrived: the modem may still be in data mode.
-                (_, Some(Answer::Prompt) | None) => {
-                    ch.fail(self.core.rx.position());
-                    Outcome::Timeout(if sent.is_none() && job.data_mode {
-                        Stage::Prompt
-                    } else {
-                        Stage::Response
-                    })
-                }
-            };
-        }
-    }
-
-    /// After the prompt: payload chunks from the handle, then Ctrl+Z; or ESC
-    /// if the handle went away (or stopped giving chunks). `Ok`: what the
-    /// modem's answer is to; `Err`: the outcome, with no answer to wait for.
-    async fn data_mode(&mut self, timeout: embassy_time::Duration) -> Result<PayloadEnd, Outcome> {
-        let ch = self.core.channel;
-        let mut first = true;
-        // `None` while chunks go; then how the payload ended, and one more
-        // pass writes ESC if it did not end with Ctrl+Z (one write for both).
-        let mut end = None;
-        loop {
-            let src = match end {
-                None => {
-                    let step = if ch.want_data() {
-                        with_timeout(timeout, ch.wait_data()).await
-                    } else {
-                        Ok(DataStep::Abort)
-                    };
-                    let Ok(DataStep::Chunk { len, last }) = step else {
-                        end = Some(PayloadEnd::Abandoned);
-                        continue;
-                    };
-                    if ch.answer() == Some(Answer::Rebooted) {
-                        // The modem left data mode by restarting: send
-                        // nothing more.
-                        return Err(Outcome::Rebooted);
-                    }
-                    // The modem may echo the payload: tell the digester what
-                    // to skip before a byte of it goes out (Ctrl+Z is not
-                    // echoed).
-                    let echoed = if last { len - 1 } else { len };
-                    let mut probe = [0u8; 8];
-                    let n = if first {
-                        ch.copy_out(0, echoed, &mut probe).unwrap_or(0)
-                    } else {
-                        0
-                    };
-                    ch.echo_announce(&probe[..n], echoed);
-                    first = false;
-                    Src::Payload(len, last)
-                }
-                Some(PayloadEnd::Sent) => return Ok(PayloadEnd::Sent),
-                // Cancel data mode with ESC; after a failed chunk whatever
-                // reached the modem, and without waiting for an answer.
-                Some(e) => {
-                    if e == PayloadEnd::Abandoned {
-                        debug!("data-mode publish abandoned: ESC");
-                        ch.arm_escape(self.core.rx.position());
-                    }
-                    Src::Bytes(&[ESC])
-                }
-            };
-            let result = self.send(src).await;
-            match (end, result) {
-                (None, Ok(())) => {
-                    if let Src::Payload(_, true) = src {
-                        end = Some(PayloadEnd::Sent);
-                    }
-                }
-                (None, Err(Stop::Rebooted)) => {
-                    // The restarted modem may hold payload bytes as half a
-                    // command line: end it before the next command.
-                    ch.fail_mid_line(self.core.rx.position());
-                    return Err(Outcome::Rebooted);
-                }
-                (None, Err(Stop::Failed)) => {
-                    bump!(self.core.stats, write_errors);
-                    end = Some(PayloadEnd::Failed);
-                }
-                (Some(e), written) => {
-                    if e == PayloadEnd::Abandoned && written.is_ok() {
-                        return Ok(e);
-                    }
-                    // Counted when the chunk failed, or now.
-                    if e == PayloadEnd::Abandoned {
-                        bump!(self.core.stats, write_errors);
-                    }
-                    ch.fail(self.core.rx.position());
-                    return Err(Outcome::Write);
-                }
-            }
-        }
-    }
-
-    /// Re-synchronises after a failure, or wakes a module that may be
-    /// asleep (`wake`): ends a half line, leaves data mode if the modem gave
-    /// its prompt and may still be in it (ESC only then: a prompt that never
-    /// came gets its ESC if it comes late), sends a bare `AT` and waits for
-    /// its answer, then until the modem has been quiet for
-    /// `Config::quiet_gap`. The modem answers in order, so every late answer
-    /// of the failed command comes before the probe's (and is discarded by
-    /// the channel). `Silent`: the modem did not answer within `timeout`
-    /// (within `Config::wake_timeout` when waking).
-    ///
-    /// When waking, the bytes that wake a sleeping UART are lost: the `AT`
-    /// goes again every `Config::wake_probe` (after a pulse of the wake pin)
-    /// until one is answered. A late prompt meanwhile gets its ESC.
-    async fn fence(&mut self, timeout: embassy_time::Duration, wake: bool) -> Fenced {
-        let ch = self.core.channel;
-        let cfg = self.core.config;
-        if ch.fenced() {
-            bump!(self.core.stats, fences);
-        } else {
-            // Waking: the wake-up `AT`s' answers are the fence's.
-            ch.fail(self.core.rx.position());
-        }
-        let (half_line, in_data_mode) = ch.begin_fence(self.core.rx.position());
-        let mut probe = [0u8; 5];
-        let mut n = 0;
-        if in_data_mode {
-            probe[n] = ESC;
-            n += 1;
-        }
-        if half_line {
-            probe[n] = b'\r';
-            n += 1;
-        }
-        probe[n..n + 3].copy_from_slice(b"AT\r");
-        let start = Instant::now();
-        let deadline = start + if wake { cfg.wake_timeout } else { timeout };
-        // ESC and CR go only once; later probes are a bare `AT`.
-        let mut from = 0;
-        // Probing: until the modem answered (anything, counted from the
-        // probe on; `None`: a restart cleared the fence). Then quiet: until
-        // the modem has been quiet for `Config::quiet_gap`: what the probe
-        // line itself owes (`ERROR` to a half line, then `OK`) comes
-        // meanwhile. A modem that is never quiet (a stream of messages)
-        // holds it until `quiet_until` at most, by which it has answered
-        // every line it was sent.
-        let mut quiet_until = None;
-        // Whether the next pass sends a probe, and until when the modem may
-        // answer it.
-        let mut probe_due = true;
-        let mut until = deadline;
-        loop {
-            if let Some(end) = quiet_until {
-                let quiet_at = (self.core.rx.last() + cfg.quiet_gap).min(end);
-                if Instant::now() >= quiet_at {
-                    break;
-                }
-                Timer::at(quiet_at).await;
-            } else {
-                if probe_due {
-                    if wake {
-                        debug!("waking the module");
-                        self.pin.pulse();
-                    } else {
-                        debug!("fence: re-synchronising with the modem");
-                    }
-                    if self.send(Src::Bytes(&probe[from..n + 3])).await.is_err() {
-                        bump!(self.core.stats, write_errors);
-                        return Fenced::WriteFailed;
-                    }
-                    from = n;
-                    until = if wake {
-                        deadline.min(Instant::now() + cfg.wake_probe)
-                    } else {
-                        deadline
-                    };
-                    probe_due = false;
-                }
-                match ch.fence_answers() {
-                    // A restart cleared the fence: nothing is owed any more.
-                    None => return Fenced::Clear,
-                    Some(0) => {}
-                    Some(_) => {
-                        quiet_until = Some(Instant::now() + timeout);
-                        continue;
-                    }
-                }
-            }
-            // A late prompt meanwhile gets its ESC (after the quiet phase's
-            // timer, before the probe phase's wait).
-            if ch.take_esc() && self.send(Src::LateEsc).await.is_err() {
-                return Fenced::WriteFailed;
-            }
-            if quiet_until.is_none() && !ch.wait_wake(until).await {
-                if Instant::now() >= deadline {
-                    return Fenced::Silent;
-                }
-                bump!(self.core.stats, wake_probes_lost);
-                probe_due = true;
-            }
-        }
-        ch.end_fence();
-        if wake {
-            bump!(self.core.stats, wakes);
-            // The module took one of the probes: its sleep lock runs from
-            // the first (the earliest it can have started).
-            self.core.power.took_line(start);
-        }
-        Fenced::Clear
     }
 
     /// Writes `src` and flushes, within `Config::tx_timeout`, at most

@@ -71,7 +71,7 @@ pub fn public_futures(
     // runner, which is generic over the UART, so created here too.
     let ch = modem.core.channel;
     let at = embassy_time::Instant::from_ticks(0);
-    drop(ch.next_job());
+    drop(ch.wait());
     drop(ch.wait_answer(at));
     drop(ch.wait_data());
     drop(ch.wait_wake(at));
