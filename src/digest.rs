@@ -273,7 +273,7 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
         let prefix = urc::split_prefix(line);
         if let Some((p, body)) = prefix {
             if p == b"+QMTSTAT" {
-                match urc::parse_stat(line) {
+                match urc::stat_of(body) {
                     Some((client, reason)) => router::link_closed(core, client, reason),
                     None => bump!(core.stats, malformed_urcs),
                 }
@@ -285,7 +285,7 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
                     return;
                 }
             }
-            if urc::DEFERRED_PREFIXES.contains(&p) && urc::deferred_shaped(body) {
+            if let Some(kind) = urc::deferred_kind(p).filter(|_| urc::deferred_shaped(body)) {
                 // The one ambiguous shape: `+QMTCONN: <id>,<state>` answering
                 // `AT+QMTCONN?` looks like a two-field deferred CONN result.
                 let conn_read = e.mode == Mode::Command
@@ -294,7 +294,7 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
                     && p == e.prefix()
                     && urc::Ints::new(body).count() == 2;
                 if !conn_read {
-                    match urc::parse_deferred(line) {
+                    match urc::deferred_of(kind, body) {
                         Some(d) => router::deferred(core, d, pos),
                         None => bump!(core.stats, malformed_urcs),
                     }

@@ -128,78 +128,86 @@ pub(crate) fn parse_int(field: &[u8]) -> Option<i64> {
 }
 
 /// Parses a deferred result line (`+QMTxxx: ...`). `None` when it is not one.
+#[cfg(test)]
 pub(crate) fn parse_deferred(line: &[u8]) -> Option<Deferred> {
     let (prefix, body) = split_prefix(line)?;
     if !deferred_shaped(body) {
         return None;
     }
-    // The index in DEFERRED_PREFIXES: one comparison loop for all seven.
-    let kind = DEFERRED_PREFIXES.iter().position(|&p| p == prefix)?;
+    deferred_of(deferred_kind(prefix)?, body)
+}
+
+/// The index of `prefix` in [`DEFERRED_PREFIXES`] (one comparison loop for
+/// all seven), if it is one.
+pub(crate) fn deferred_kind(prefix: &[u8]) -> Option<usize> {
+    DEFERRED_PREFIXES.iter().position(|&p| p == prefix)
+}
+
+/// Parses the body of a deferred result (its prefix is
+/// `DEFERRED_PREFIXES[kind]`, the body [`deferred_shaped`]). `None` when it
+/// is not one.
+pub(crate) fn deferred_of(kind: usize, body: &[u8]) -> Option<Deferred> {
     let mut it = Ints::new(body);
-    let mut next = || it.next().flatten();
-    let client = u8::try_from(next()?).ok()?;
-    let small = |v: i64| i16::try_from(v).ok();
+    // The first three fields (each `None` when missing or not a number),
+    // read at one place.
+    let mut f = [None; 3];
+    for v in &mut f {
+        *v = it.next().flatten();
+    }
+    let client = u8::try_from(f[0]?).ok()?;
+    let byte = |v: Option<i64>| v.and_then(|v| u8::try_from(v).ok());
     let d = match kind {
-        0 => Deferred::Open {
-            client,
-            result: small(next()?)?,
-        },
-        1 => Deferred::Close {
-            client,
-            result: small(next()?)?,
-        },
-        3 => Deferred::Disc {
-            client,
-            result: small(next()?)?,
-        },
-        2 => {
-            let result = u8::try_from(next()?).ok()?;
-            let ret_code = next().and_then(|v| u8::try_from(v).ok());
-            Deferred::Conn {
-                client,
-                result,
-                ret_code,
+        0 | 1 | 3 => {
+            let result = i16::try_from(f[1]?).ok()?;
+            match kind {
+                0 => Deferred::Open { client, result },
+                1 => Deferred::Close { client, result },
+                _ => Deferred::Disc { client, result },
             }
         }
+        2 => Deferred::Conn {
+            client,
+            result: byte(f[1])?,
+            ret_code: byte(f[2]),
+        },
         _ => {
-            let msg_id = u32::try_from(next()?).ok()?;
-            let result = u8::try_from(next()?).ok()?;
-            if kind == 4 {
-                let value = if result == 0 {
-                    let mut g = Granted::empty();
-                    for v in it {
-                        let v = u16::try_from(v?).ok()?;
-                        if !g.push(v) {
-                            return None;
-                        }
+            let msg_id = u32::try_from(f[1]?).ok()?;
+            let result = byte(f[2])?;
+            if kind == 4 && result == 0 {
+                let mut g = Granted::empty();
+                for v in it {
+                    let v = u16::try_from(v?).ok()?;
+                    if !g.push(v) {
+                        return None;
                     }
-                    SubValue::Granted(g)
-                } else {
-                    SubValue::Count(next().and_then(|v| u16::try_from(v).ok()))
-                };
-                Deferred::Sub {
+                }
+                return Some(Deferred::Sub {
+                    client,
+                    msg_id,
+                    result,
+                    value: SubValue::Granted(g),
+                });
+            }
+            let value = it.next().flatten().and_then(|v| u16::try_from(v).ok());
+            match kind {
+                4 => Deferred::Sub {
+                    client,
+                    msg_id,
+                    result,
+                    value: SubValue::Count(value),
+                },
+                5 => Deferred::Uns {
                     client,
                     msg_id,
                     result,
                     value,
-                }
-            } else {
-                let value = next().and_then(|v| u16::try_from(v).ok());
-                if kind == 5 {
-                    Deferred::Uns {
-                        client,
-                        msg_id,
-                        result,
-                        value,
-                    }
-                } else {
-                    Deferred::Pub {
-                        client,
-                        msg_id,
-                        result,
-                        value,
-                    }
-                }
+                },
+                _ => Deferred::Pub {
+                    client,
+                    msg_id,
+                    result,
+                    value,
+                },
             }
         }
     };
@@ -207,11 +215,17 @@ pub(crate) fn parse_deferred(line: &[u8]) -> Option<Deferred> {
 }
 
 /// Parses `+QMTSTAT: <id>,<err_code>`.
+#[cfg(test)]
 pub(crate) fn parse_stat(line: &[u8]) -> Option<(ClientId, LinkClosedReason)> {
     let (prefix, body) = split_prefix(line)?;
     if prefix != b"+QMTSTAT" {
         return None;
     }
+    stat_of(body)
+}
+
+/// Parses the body of `+QMTSTAT: <id>,<err_code>`.
+pub(crate) fn stat_of(body: &[u8]) -> Option<(ClientId, LinkClosedReason)> {
     let mut it = Ints::new(body);
     let client = ClientId::new(u8::try_from(it.next()??).ok()?).ok()?;
     let code = u8::try_from(it.next()??).ok()?;
