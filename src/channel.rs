@@ -43,7 +43,9 @@
 //! concerns a line it had not received.
 
 use core::cell::RefCell;
-use core::future::Future;
+use core::future::{poll_fn, Future};
+use core::pin::Pin;
+use core::task::Poll;
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use atat::AtatCmd;
@@ -914,17 +916,32 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         self.with(|c| c.abandoned)
     }
 
-    /// Waits for the answer until `deadline`; `None` on timeout.
-    pub(crate) async fn wait_answer(&self, deadline: Instant) -> Option<Answer> {
-        let wait = async {
-            loop {
-                if let Some(a) = self.answer() {
-                    return a;
-                }
-                self.st.to_runner.wait().await;
+    /// Waits until `f` gives a value: `f` is asked at once, then each time
+    /// the runner is woken. The wait itself (a `poll_fn` over the runner's
+    /// nudge), not an async fn looping around it: no state machine of its own.
+    fn runner_until<'s, T>(
+        &'s self,
+        mut f: impl FnMut() -> Option<T> + 's,
+    ) -> impl Future<Output = T> + 's {
+        let mut nudge = self.st.to_runner.wait();
+        poll_fn(move |cx| loop {
+            if let Some(v) = f() {
+                return Poll::Ready(v);
             }
-        };
-        with_deadline(deadline, wait).await.ok()
+            if Pin::new(&mut nudge).poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            // Woken (the signal taken): look again, with a new wait.
+            nudge = self.st.to_runner.wait();
+        })
+    }
+
+    /// Waits for the answer until `deadline`; `Err` on timeout.
+    pub(crate) fn wait_answer(
+        &self,
+        deadline: Instant,
+    ) -> impl Future<Output = Result<Answer, TimeoutError>> + '_ {
+        with_deadline(deadline, self.runner_until(|| self.answer()))
     }
 
     /// After the prompt: the handle may fill the buffer (unless it is gone).
@@ -947,21 +964,17 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     }
 
     /// Waits for the handle's next payload chunk, or its going away.
-    pub(crate) async fn wait_data(&self) -> DataStep {
-        loop {
-            let step = self.with(|c| match c.phase {
+    pub(crate) fn wait_data(&self) -> impl Future<Output = DataStep> + '_ {
+        self.runner_until(|| {
+            self.with(|c| match c.phase {
                 Phase::DataQueued { last } => {
                     c.phase = Phase::Busy;
                     Some(DataStep::Chunk { len: c.len, last })
                 }
                 Phase::Abort => Some(DataStep::Abort),
                 _ => None,
-            });
-            if let Some(s) = step {
-                return s;
-            }
-            self.st.to_runner.wait().await;
-        }
+            })
+        })
     }
 
     /// Marks the payload ended with ESC: the modem's OK to it may count.

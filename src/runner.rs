@@ -3,6 +3,10 @@
 //! writes every command the handles submit and sees it through, waking the
 //! module first when it may be asleep (docs/power.md).
 
+use core::future::{poll_fn, Future};
+use core::pin::Pin;
+use core::task::Poll;
+
 use atat::{AtatIngress, Ingress};
 use embassy_futures::select::{select, Either};
 use embassy_time::{with_timeout, Instant, Timer};
@@ -156,15 +160,16 @@ impl<R: Read, M: RawMutex> Rx<'_, '_, R, M> {
         loop {
             let buf = self.ingress.write_buf();
             let held = self.capacity - buf.len();
-            let read = if held > 0 {
-                // Bytes are held: read until the modem has been quiet a gap.
-                let quiet = Timer::at(last + gap);
-                match select(self.reader.read(buf), quiet).await {
-                    Either::First(r) => Some(r),
-                    Either::Second(()) => None,
-                }
-            } else {
-                Some(self.reader.read(buf).await)
+            // Bytes are held: read until the modem has been quiet a gap.
+            // Else no timer: the read alone (one await of the read for both).
+            let mut quiet = (held > 0).then(|| Timer::at(last + gap));
+            let quiet = poll_fn(|cx| match &mut quiet {
+                Some(t) => Pin::new(t).poll(cx),
+                None => Poll::Pending,
+            });
+            let read = match select(self.reader.read(buf), quiet).await {
+                Either::First(r) => Some(r),
+                Either::Second(()) => None,
             };
             match read {
                 Some(Ok(n)) if n > 0 => {
@@ -411,7 +416,7 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
                         // the answer to its Ctrl+Z (or ESC).
                         let mut sent = None;
                         loop {
-                            let answer = ch.wait_answer(Instant::now() + job.timeout).await;
+                            let answer = ch.wait_answer(Instant::now() + job.timeout).await.ok();
                             if sent.is_none() {
                                 match answer {
                                     Some(Answer::Rebooted) => {}
