@@ -1028,11 +1028,7 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         if fail_op {
             self.st.op_signals[i].signal(OpOutcome::LinkClosed(reason));
         }
-        self.fail_slots(
-            |w| w.client() == Some(client.get()),
-            PubOutcome::LinkClosed(reason),
-        );
-        self.st.wakers.lock(|w| w.borrow_mut().links.wake());
+        self.end_links(Some(client.get()), 0, PubOutcome::LinkClosed(reason));
     }
 
     /// The modem restarted (a start-up line at stream position `pos`): every
@@ -1066,13 +1062,20 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
                 self.st.op_signals[i].signal(OpOutcome::Rebooted);
             }
         }
-        self.fail_slots(|w| !w.sent_after(pos), PubOutcome::Rebooted);
-        self.st.wakers.lock(|w| w.borrow_mut().links.wake());
+        self.end_links(None, pos, PubOutcome::Rebooted);
     }
 
-    /// Ends the publishes whose slot `ends` picks with `outcome` (and frees
-    /// the abandoned slots it picks).
-    fn fail_slots(&self, ends: impl Fn(SlotWait) -> bool, outcome: PubOutcome) {
+    /// A link ended (`client`'s, or with `None` every link, by a restart at
+    /// stream position `pos`): ends the publishes it takes with `outcome`
+    /// (those of `client`; after a restart, all but those whose line went
+    /// out after `pos`), frees the abandoned slots it takes, and wakes the
+    /// tasks that wait for a link change. One copy for both.
+    #[inline(never)]
+    fn end_links(&self, client: Option<u8>, pos: u32, outcome: PubOutcome) {
+        let ends = |w: SlotWait| match client {
+            Some(c) => w.client() == Some(c),
+            None => !w.sent_after(pos),
+        };
         let mut freed = false;
         for slot in self.slots {
             let signal = self.with(|_| match slot.get() {
@@ -1094,6 +1097,7 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         if freed {
             self.wake_slot_waiters();
         }
+        self.st.wakers.lock(|w| w.borrow_mut().links.wake());
     }
 
     /// True if a message on `topic` for `client` may be delivered: no filters

@@ -81,31 +81,26 @@ pub(crate) fn frame(
     progress: Option<&mut Progress>,
     hex: impl FnOnce(u8) -> bool,
 ) -> Framed {
-    let Some(p) = progress else {
-        let head = match parse_head(buf) {
-            Ok(Some(head)) => head,
+    // The head: kept from an earlier call, or read now (one call of
+    // `find_end` and one mapping of its answer for both).
+    let (head, scanned) = match &progress {
+        Some(p) => (p.head, p.scanned),
+        None => match parse_head(buf) {
+            Ok(Some(head)) => (head, 0),
             Ok(None) => return Framed::Incomplete(None),
             Err(()) => return Framed::Malformed,
-        };
-        let hex = hex(head.client);
-        return match find_end(buf, &head, 0, hex, wire_max(hex)) {
-            End::Complete { end, len } => Framed::Complete { head, end, len },
-            End::Incomplete { scanned } => Framed::Incomplete(Some(Progress { head, scanned })),
-            End::Malformed => Framed::Malformed,
-            End::TooLong => Framed::TooLong,
-        };
-    };
-    let hex = hex(p.head.client);
-    match find_end(buf, &p.head, p.scanned, hex, wire_max(hex)) {
-        End::Complete { end, len } => Framed::Complete {
-            head: p.head,
-            end,
-            len,
         },
-        End::Incomplete { scanned } => {
-            p.scanned = scanned;
-            Framed::Incomplete(None)
-        }
+    };
+    let hex = hex(head.client);
+    match find_end(buf, &head, scanned, hex, wire_max(hex)) {
+        End::Complete { end, len } => Framed::Complete { head, end, len },
+        End::Incomplete { scanned } => match progress {
+            Some(p) => {
+                p.scanned = scanned;
+                Framed::Incomplete(None)
+            }
+            None => Framed::Incomplete(Some(Progress { head, scanned })),
+        },
         End::Malformed => Framed::Malformed,
         End::TooLong => Framed::TooLong,
     }
@@ -259,6 +254,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ()> {
 ///   there, which is why the driver receives in hex unless told otherwise).
 ///
 /// `max` bounds the payload (wire bytes).
+#[inline(never)]
 fn find_end(buf: &[u8], head: &Head, scanned: usize, hex: bool, max: usize) -> End {
     let start = head.payload;
     let closing = |at: usize| -> Option<bool> {
