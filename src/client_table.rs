@@ -31,42 +31,10 @@ use crate::error::{Error, LinkClosedReason, Stage};
 use crate::rx_clock::at_or_after;
 use crate::sync::RawMutex;
 use crate::types::{topic_matches, ClientId, DataFormat, QoS, Subscription};
-use crate::urc::{Deferred, SubValue};
+pub(crate) use crate::urc::{OpKind, OpOutcome};
 use crate::wait::{wait, Lock, LockGuard, WaitSet};
 
 const CLIENTS: usize = ClientId::COUNT;
-
-/// Operations that wait in a client's single operation slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OpKind {
-    Open,
-    Close,
-    Conn,
-    Disc,
-    Sub,
-    Uns,
-}
-
-/// A deferred result for the operation slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum OpOutcome {
-    /// OPEN/CLOSE/DISC result code.
-    Code(i16),
-    Conn {
-        result: u8,
-        ret_code: Option<u8>,
-    },
-    Sub {
-        result: u8,
-        value: SubValue,
-    },
-    Uns {
-        result: u8,
-        value: Option<u16>,
-    },
-    LinkClosed(LinkClosedReason),
-    Rebooted,
-}
 
 impl OpOutcome {
     /// Result 1 of CONN/SUB/UNS: the modem retransmits; not the end.
@@ -842,51 +810,14 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
     /// position `pos`: it goes to the operation of its kind (and msgID)
     /// whose line went out before it, also if its `OK` has not come yet.
     /// `false`: nobody waited (stale).
-    pub(crate) fn deliver_op(&self, d: Deferred, pos: u32) -> bool {
-        let (client, kind, msg_id, outcome) = match d {
-            Deferred::Open { client, result } => {
-                (client, OpKind::Open, None, OpOutcome::Code(result))
-            }
-            Deferred::Close { client, result } => {
-                (client, OpKind::Close, None, OpOutcome::Code(result))
-            }
-            Deferred::Disc { client, result } => {
-                (client, OpKind::Disc, None, OpOutcome::Code(result))
-            }
-            Deferred::Conn {
-                client,
-                result,
-                ret_code,
-            } => (
-                client,
-                OpKind::Conn,
-                None,
-                OpOutcome::Conn { result, ret_code },
-            ),
-            Deferred::Sub {
-                client,
-                msg_id,
-                result,
-                value,
-            } => (
-                client,
-                OpKind::Sub,
-                Some(msg_id),
-                OpOutcome::Sub { result, value },
-            ),
-            Deferred::Uns {
-                client,
-                msg_id,
-                result,
-                value,
-            } => (
-                client,
-                OpKind::Uns,
-                Some(msg_id),
-                OpOutcome::Uns { result, value },
-            ),
-            Deferred::Pub { .. } => return false,
-        };
+    pub(crate) fn deliver_op(
+        &self,
+        client: u8,
+        kind: OpKind,
+        msg_id: Option<u32>,
+        outcome: OpOutcome,
+        pos: u32,
+    ) -> bool {
         let i = usize::from(client);
         if i >= CLIENTS {
             return false;

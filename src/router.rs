@@ -26,7 +26,12 @@ pub(crate) fn deferred<M: RawMutex>(core: &Core<'_, M>, d: Deferred, pos: u32) {
         } => core
             .clients
             .deliver_publish(client, msg_id, result, value, pos),
-        d => core.clients.deliver_op(d, pos),
+        Deferred::Op {
+            client,
+            kind,
+            msg_id,
+            outcome,
+        } => core.clients.deliver_op(client, kind, msg_id, outcome, pos),
     };
     if !taken {
         debug!("deferred result nobody waits for: dropped");

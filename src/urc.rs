@@ -8,37 +8,18 @@ use crate::error::LinkClosedReason;
 use crate::event::Granted;
 use crate::types::ClientId;
 
-/// A deferred result line, parsed.
+/// A deferred result line, parsed: for a client's operation slot, or for
+/// a publish.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Deferred {
-    Open {
+    /// OPEN/CLOSE/CONN/DISC/SUB/UNS: the outcome of the client's operation
+    /// of `kind` (SUB/UNS name theirs by `msg_id`), in the form the
+    /// operation slot takes it.
+    Op {
         client: u8,
-        result: i16,
-    },
-    Close {
-        client: u8,
-        result: i16,
-    },
-    Conn {
-        client: u8,
-        result: u8,
-        ret_code: Option<u8>,
-    },
-    Disc {
-        client: u8,
-        result: i16,
-    },
-    Sub {
-        client: u8,
-        msg_id: u32,
-        result: u8,
-        value: SubValue,
-    },
-    Uns {
-        client: u8,
-        msg_id: u32,
-        result: u8,
-        value: Option<u16>,
+        kind: OpKind,
+        msg_id: Option<u32>,
+        outcome: OpOutcome,
     },
     Pub {
         client: u8,
@@ -46,6 +27,38 @@ pub(crate) enum Deferred {
         result: u8,
         value: Option<u16>,
     },
+}
+
+/// Operations that wait in a client's single operation slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpKind {
+    Open,
+    Close,
+    Conn,
+    Disc,
+    Sub,
+    Uns,
+}
+
+/// A deferred result for the operation slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum OpOutcome {
+    /// OPEN/CLOSE/DISC result code.
+    Code(i16),
+    Conn {
+        result: u8,
+        ret_code: Option<u8>,
+    },
+    Sub {
+        result: u8,
+        value: SubValue,
+    },
+    Uns {
+        result: u8,
+        value: Option<u16>,
+    },
+    LinkClosed(LinkClosedReason),
+    Rebooted,
 }
 
 /// The values after the result of `+QMTSUB`.
@@ -156,62 +169,66 @@ pub(crate) fn deferred_of(kind: usize, body: &[u8]) -> Option<Deferred> {
     }
     let client = u8::try_from(f[0]?).ok()?;
     let byte = |v: Option<i64>| v.and_then(|v| u8::try_from(v).ok());
-    let d = match kind {
+    let (kind, msg_id, outcome) = match kind {
         0 | 1 | 3 => {
-            let result = i16::try_from(f[1]?).ok()?;
-            match kind {
-                0 => Deferred::Open { client, result },
-                1 => Deferred::Close { client, result },
-                _ => Deferred::Disc { client, result },
-            }
+            let code = OpOutcome::Code(i16::try_from(f[1]?).ok()?);
+            let kind = match kind {
+                0 => OpKind::Open,
+                1 => OpKind::Close,
+                _ => OpKind::Disc,
+            };
+            (kind, None, code)
         }
-        2 => Deferred::Conn {
-            client,
-            result: byte(f[1])?,
-            ret_code: byte(f[2]),
-        },
+        2 => (
+            OpKind::Conn,
+            None,
+            OpOutcome::Conn {
+                result: byte(f[1])?,
+                ret_code: byte(f[2]),
+            },
+        ),
         _ => {
             let msg_id = u32::try_from(f[1]?).ok()?;
             let result = byte(f[2])?;
-            if kind == 4 && result == 0 {
-                let mut g = Granted::empty();
-                for v in it {
+            // SUB with result 0: the granted QoS of every topic follows.
+            let grants = kind == 4 && result == 0;
+            let mut g = Granted::empty();
+            if grants {
+                for v in it.by_ref() {
                     let v = u16::try_from(v?).ok()?;
                     if !g.push(v) {
                         return None;
                     }
                 }
-                return Some(Deferred::Sub {
-                    client,
-                    msg_id,
-                    result,
-                    value: SubValue::Granted(g),
-                });
             }
             let value = it.next().flatten().and_then(|v| u16::try_from(v).ok());
             match kind {
-                4 => Deferred::Sub {
-                    client,
-                    msg_id,
-                    result,
-                    value: SubValue::Count(value),
-                },
-                5 => Deferred::Uns {
-                    client,
-                    msg_id,
-                    result,
-                    value,
-                },
-                _ => Deferred::Pub {
-                    client,
-                    msg_id,
-                    result,
-                    value,
-                },
+                4 => {
+                    let value = if grants {
+                        SubValue::Granted(g)
+                    } else {
+                        SubValue::Count(value)
+                    };
+                    (OpKind::Sub, Some(msg_id), OpOutcome::Sub { result, value })
+                }
+                5 => (OpKind::Uns, Some(msg_id), OpOutcome::Uns { result, value }),
+                _ => {
+                    return Some(Deferred::Pub {
+                        client,
+                        msg_id,
+                        result,
+                        value,
+                    })
+                }
             }
         }
     };
-    Some(d)
+    Some(Deferred::Op {
+        client,
+        kind,
+        msg_id,
+        outcome,
+    })
 }
 
 /// Parses `+QMTSTAT: <id>,<err_code>`.
@@ -243,129 +260,112 @@ mod tests {
 
     #[test]
     fn every_deferred_result_of_the_reference_parses() {
-        use Deferred::*;
+        use OpKind::*;
+        use OpOutcome::{Code, Conn, Sub, Uns};
+        let op = |client, kind, msg_id, outcome| Deferred::Op {
+            client,
+            kind,
+            msg_id,
+            outcome,
+        };
+        let publ = |client, msg_id, result, value| Deferred::Pub {
+            client,
+            msg_id,
+            result,
+            value,
+        };
         let cases: &[(&[u8], Deferred)] = &[
-            (
-                b"+QMTOPEN: 0,0",
-                Open {
-                    client: 0,
-                    result: 0,
-                },
-            ),
-            (
-                b"+QMTOPEN: 1,-1",
-                Open {
-                    client: 1,
-                    result: -1,
-                },
-            ),
-            (
-                b"+QMTOPEN: 5,5",
-                Open {
-                    client: 5,
-                    result: 5,
-                },
-            ),
-            (
-                b"+QMTCLOSE: 2,-1",
-                Close {
-                    client: 2,
-                    result: -1,
-                },
-            ),
-            (
-                b"+QMTDISC: 0,0",
-                Disc {
-                    client: 0,
-                    result: 0,
-                },
-            ),
+            (b"+QMTOPEN: 0,0", op(0, Open, None, Code(0))),
+            (b"+QMTOPEN: 1,-1", op(1, Open, None, Code(-1))),
+            (b"+QMTOPEN: 5,5", op(5, Open, None, Code(5))),
+            (b"+QMTCLOSE: 2,-1", op(2, Close, None, Code(-1))),
+            (b"+QMTDISC: 0,0", op(0, Disc, None, Code(0))),
             (
                 b"+QMTCONN: 0,0,0",
-                Conn {
-                    client: 0,
-                    result: 0,
-                    ret_code: Some(0),
-                },
+                op(
+                    0,
+                    OpKind::Conn,
+                    None,
+                    Conn {
+                        result: 0,
+                        ret_code: Some(0),
+                    },
+                ),
             ),
             (
                 b"+QMTCONN: 1,0,5",
-                Conn {
-                    client: 1,
-                    result: 0,
-                    ret_code: Some(5),
-                },
+                op(
+                    1,
+                    OpKind::Conn,
+                    None,
+                    Conn {
+                        result: 0,
+                        ret_code: Some(5),
+                    },
+                ),
             ),
             (
                 b"+QMTCONN: 1,2",
-                Conn {
-                    client: 1,
-                    result: 2,
-                    ret_code: None,
-                },
+                op(
+                    1,
+                    OpKind::Conn,
+                    None,
+                    Conn {
+                        result: 2,
+                        ret_code: None,
+                    },
+                ),
             ),
             (
                 b"+QMTUNS: 0,2,0",
-                Uns {
-                    client: 0,
-                    msg_id: 2,
-                    result: 0,
-                    value: None,
-                },
+                op(
+                    0,
+                    OpKind::Uns,
+                    Some(2),
+                    Uns {
+                        result: 0,
+                        value: None,
+                    },
+                ),
             ),
             (
                 b"+QMTUNS: 0,2,1,3",
-                Uns {
-                    client: 0,
-                    msg_id: 2,
-                    result: 1,
-                    value: Some(3),
-                },
+                op(
+                    0,
+                    OpKind::Uns,
+                    Some(2),
+                    Uns {
+                        result: 1,
+                        value: Some(3),
+                    },
+                ),
             ),
-            (
-                b"+QMTPUB: 0,0,0",
-                Pub {
-                    client: 0,
-                    msg_id: 0,
-                    result: 0,
-                    value: None,
-                },
-            ),
-            (
-                b"+QMTPUB: 0,7,1,2",
-                Pub {
-                    client: 0,
-                    msg_id: 7,
-                    result: 1,
-                    value: Some(2),
-                },
-            ),
-            (
-                b"+QMTPUB: 3,65535,2",
-                Pub {
-                    client: 3,
-                    msg_id: 65535,
-                    result: 2,
-                    value: None,
-                },
-            ),
+            (b"+QMTPUB: 0,0,0", publ(0, 0, 0, None)),
+            (b"+QMTPUB: 0,7,1,2", publ(0, 7, 1, Some(2))),
+            (b"+QMTPUB: 3,65535,2", publ(3, 65535, 2, None)),
             (
                 b"+QMTSUB: 0,1,1,4",
-                Sub {
-                    client: 0,
-                    msg_id: 1,
-                    result: 1,
-                    value: SubValue::Count(Some(4)),
-                },
+                op(
+                    0,
+                    OpKind::Sub,
+                    Some(1),
+                    Sub {
+                        result: 1,
+                        value: SubValue::Count(Some(4)),
+                    },
+                ),
             ),
             (
                 b"+QMTSUB: 0,1,2",
-                Sub {
-                    client: 0,
-                    msg_id: 1,
-                    result: 2,
-                    value: SubValue::Count(None),
-                },
+                op(
+                    0,
+                    OpKind::Sub,
+                    Some(1),
+                    Sub {
+                        result: 2,
+                        value: SubValue::Count(None),
+                    },
+                ),
             ),
         ];
         for (line, want) in cases {
@@ -380,9 +380,15 @@ mod tests {
 
     #[test]
     fn subscription_grants_keep_order_and_rejections() {
-        let Some(Deferred::Sub {
-            value: SubValue::Granted(g),
-            ..
+        let Some(Deferred::Op {
+            client: 0,
+            kind: OpKind::Sub,
+            msg_id: Some(1),
+            outcome:
+                OpOutcome::Sub {
+                    result: 0,
+                    value: SubValue::Granted(g),
+                },
         }) = parse_deferred(b"+QMTSUB: 0,1,0,2,128,0,1")
         else {
             panic!("not parsed");
