@@ -9,7 +9,7 @@ use core::task::Poll;
 
 use atat::{AtatIngress, Ingress};
 use embassy_futures::select::{select, Either};
-use embassy_time::{with_timeout, Instant, Timer};
+use embassy_time::{with_deadline, with_timeout, Instant, Timer};
 use embedded_io_async::{Read, Write};
 
 use crate::channel::{Answer, DataStep, Outcome};
@@ -565,12 +565,15 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
     async fn send(&mut self, src: Src<'_>) -> Result<(), Stop> {
         let core = self.core;
         let writer = &mut *self.writer;
+        // One deadline for every write and the flush (as a timeout around
+        // them all, without an async block of its own).
+        let deadline = Instant::now() + core.config.tx_timeout;
         let len = match src {
             Src::Bytes(b) => b.len(),
             Src::LateEsc => 1,
             Src::Line(len, _) | Src::Payload(len, _) => len,
         };
-        let work = async {
+        let result = 'work: {
             let mut off = 0;
             while off < len {
                 let mut chunk = [0u8; CHUNK];
@@ -581,12 +584,11 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
                         if matches!(src, Src::Payload(..))
                             && core.channel.answer() == Some(Answer::Rebooted)
                         {
-                            return Err(Stop::Rebooted);
+                            break 'work Err(Stop::Rebooted);
                         }
-                        let n = core
-                            .channel
-                            .copy_out(off, len, &mut chunk)
-                            .ok_or(Stop::Failed)?;
+                        let Some(n) = core.channel.copy_out(off, len, &mut chunk) else {
+                            break 'work Err(Stop::Failed);
+                        };
                         &chunk[..n]
                     }
                 };
@@ -601,14 +603,16 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
                         Src::Payload(_, false) | Src::Bytes(_) | Src::LateEsc => {}
                     }
                 }
-                writer.write_all(piece).await.map_err(|_| Stop::Failed)?;
+                if !matches!(with_deadline(deadline, writer.write_all(piece)).await, Ok(Ok(()))) {
+                    break 'work Err(Stop::Failed);
+                }
                 off += piece.len();
             }
-            writer.flush().await.map_err(|_| Stop::Failed)
+            match with_deadline(deadline, writer.flush()).await {
+                Ok(Ok(())) => Ok(()),
+                _ => Err(Stop::Failed),
+            }
         };
-        let result = with_timeout(core.config.tx_timeout, work)
-            .await
-            .unwrap_or(Err(Stop::Failed));
         if let Src::LateEsc = src {
             match result {
                 Ok(()) => core.channel.escaped(),
