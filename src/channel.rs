@@ -45,8 +45,8 @@
 use core::cell::RefCell;
 use core::future::{poll_fn, Future};
 use core::pin::Pin;
-use core::task::Poll;
 use core::sync::atomic::{AtomicBool, Ordering};
+use core::task::Poll;
 
 use atat::AtatCmd;
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;

@@ -603,7 +603,10 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
                         Src::Payload(_, false) | Src::Bytes(_) | Src::LateEsc => {}
                     }
                 }
-                if !matches!(with_deadline(deadline, writer.write_all(piece)).await, Ok(Ok(()))) {
+                if !matches!(
+                    with_deadline(deadline, writer.write_all(piece)).await,
+                    Ok(Ok(()))
+                ) {
                     break 'work Err(Stop::Failed);
                 }
                 off += piece.len();
