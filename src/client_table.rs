@@ -815,7 +815,7 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         client: u8,
         kind: OpKind,
         msg_id: Option<u32>,
-        outcome: OpOutcome,
+        outcome: &OpOutcome,
         pos: u32,
     ) -> bool {
         let i = usize::from(client);
@@ -839,7 +839,7 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
             _ => false,
         });
         if matched {
-            self.st.op_signals[i].signal(outcome);
+            self.st.op_signals[i].signal(*outcome);
         }
         matched
     }

@@ -30,7 +30,7 @@ pub(crate) fn deferred<M: RawMutex>(core: &Core<'_, M>, d: Deferred, pos: u32) {
             client,
             kind,
             msg_id,
-            outcome,
+            ref outcome,
         } => core.clients.deliver_op(client, kind, msg_id, outcome, pos),
     };
     if !taken {
