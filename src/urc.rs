@@ -243,12 +243,13 @@ pub(crate) fn parse_stat(line: &[u8]) -> Option<(ClientId, LinkClosedReason)> {
 
 /// Parses the body of `+QMTSTAT: <id>,<err_code>`.
 pub(crate) fn stat_of(body: &[u8]) -> Option<(ClientId, LinkClosedReason)> {
+    // Exactly two integers.
     let mut it = Ints::new(body);
-    let client = ClientId::new(u8::try_from(it.next()??).ok()?).ok()?;
-    let code = u8::try_from(it.next()??).ok()?;
-    if it.next().is_some() {
+    let (Some(Some(id)), Some(Some(code)), None) = (it.next(), it.next(), it.next()) else {
         return None;
-    }
+    };
+    let client = ClientId::new(u8::try_from(id).ok()?).ok()?;
+    let code = u8::try_from(code).ok()?;
     Some((client, LinkClosedReason::from_code(code)))
 }
 
