@@ -690,8 +690,9 @@ impl<'a, M: RawMutex> Link<'a, M> {
     /// (`seen` is updated; start with 0). A caller that falls no more than 8
     /// changes behind sees every state, in order; one further behind skips
     /// to the current state.
-    pub async fn changed(&self, seen: &mut u32) -> LinkState {
-        wait(self.status.lock(), |w, waker| {
+    pub fn changed<'s>(&'s self, seen: &'s mut u32) -> impl Future<Output = LinkState> + 's {
+        // The wait itself, not an async fn around it (a state machine less).
+        wait(self.status.lock(), move |w, waker| {
             self.status.with(|s| {
                 let behind = s.epoch.wrapping_sub(*seen);
                 let r = if behind == 0 {
@@ -706,18 +707,16 @@ impl<'a, M: RawMutex> Link<'a, M> {
                 w.poll(&mut s.wakers, waker, r)
             })
         })
-        .await
     }
 
     /// Waits until the link is online.
-    pub async fn wait_online(&self) {
+    pub fn wait_online(&self) -> impl Future<Output = ()> + '_ {
         wait(self.status.lock(), |w, waker| {
             self.status.with(|s| {
                 let r = (s.state == LinkState::Online).then_some(());
                 w.poll(&mut s.wakers, waker, r)
             })
         })
-        .await
     }
 
     /// When the supervisor last made progress: the modem answered one of its
@@ -861,45 +860,36 @@ impl<'a, M: RawMutex> Link<'a, M> {
     }
 }
 
-/// Reads the information lines of a general command's answer.
-trait Answer {
-    fn read(&mut self, info: &[u8]) -> Result<(), Error>;
+/// The supervisor's general commands (the modem's, not the client's),
+/// each sent through [`Supervisor::exchange`]: one state machine for all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum General {
+    /// `AT`: does the modem answer?
+    Attention,
+    /// `ATE0`.
+    EchoOff,
+    /// `AT+CEREG?`: is the modem registered (home or roaming)?
+    Registration,
+    /// `AT+QMTCONN?`: does the modem say the client is connected? Asked by
+    /// the publish lanes' checks and the health check.
+    Connected,
+    /// `AT+QRST=1`, sent even to a modem that answers nothing.
+    Reset,
 }
 
-/// A command's typed answer, parsed.
-struct Parsed<'c, C: atat::AtatCmd> {
-    cmd: &'c C,
-    out: Option<C::Response>,
-}
-
-impl<C: atat::AtatCmd> Answer for Parsed<'_, C> {
-    fn read(&mut self, info: &[u8]) -> Result<(), Error> {
-        self.out = Some(self.cmd.parse(Ok(info)).map_err(Error::from_own_parse)?);
-        Ok(())
-    }
-}
-
-/// `AT+QMTCONN?`'s answer: whether the modem says the client is
-/// connected. Asked by the publish lanes' checks and the health check,
-/// each through [`Supervisor::exchange`].
-struct Connected {
-    client: ClientId,
-    yes: bool,
-}
-
-impl Connected {
-    fn new(client: ClientId) -> Self {
-        Self { client, yes: false }
-    }
-}
-
-impl Answer for Connected {
-    fn read(&mut self, info: &[u8]) -> Result<(), Error> {
-        let s =
-            atat::AtatCmd::parse(&QueryConnectionState, Ok(info)).map_err(Error::from_own_parse)?;
-        self.yes = s.get(self.client) == Some(ConnectionState::Connected);
-        Ok(())
-    }
+/// What the answer (its information lines `info`) to `cmd` says: registered
+/// (`AT+CEREG?`), or the `client` connected (`AT+QMTCONN?`).
+fn read_answer(cmd: General, client: ClientId, info: &[u8]) -> Result<bool, Error> {
+    Ok(if cmd == General::Registration {
+        atat::AtatCmd::parse(&QueryRegistration, Ok(info))
+            .map_err(Error::from_own_parse)?
+            .registered()
+    } else {
+        atat::AtatCmd::parse(&QueryConnectionState, Ok(info))
+            .map_err(Error::from_own_parse)?
+            .get(client)
+            == Some(ConnectionState::Connected)
+    })
 }
 
 /// The checks a message must pass to be sent in the format `hex`.
@@ -1087,7 +1077,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 // `force`: the line goes out even to a modem that answers
                 // nothing (the channel's fence, a bare `AT`, would otherwise
                 // hold it back).
-                if let Err(e) = self.exchange(&ResetModule, None, true).await {
+                if let Err(e) = self.exchange(General::Reset).await {
                     debug!("AT+QRST=1: {}", e);
                 }
             }
@@ -1105,39 +1095,26 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         // (not an async fn of its own): one state machine for both waits
         // and the steps after them.
         let mut until = Instant::now() + cfg.modem_deadline;
-        // 0: `AT`, 1: `ATE0`, 2: `AT+CEREG?`.
-        let mut phase = 0u8;
-        let mut reg = Parsed {
-            cmd: &QueryRegistration,
-            out: None,
-        };
+        let mut cmd = General::Attention;
         loop {
-            let write: &dyn WriteLine = match phase {
-                0 => &Attention,
-                1 => &EchoOff,
-                _ => &QueryRegistration,
-            };
-            let answer: Option<&mut dyn Answer> = if phase < 2 { None } else { Some(&mut reg) };
             // One await for the three commands.
-            let r = self
-                .exchange(write, answer, false)
-                .await
-                .map(|()| phase < 2 || reg.out.take().is_some_and(|r| r.registered()));
-            match (phase, r) {
-                (0 | 1, Ok(_)) => {
-                    phase = if phase == 0 && cfg.echo_off { 1 } else { 2 };
-                    if phase == 2 {
+            match (cmd, self.exchange(cmd).await) {
+                (General::Attention | General::EchoOff, Ok(_)) => {
+                    cmd = if cmd == General::Attention && cfg.echo_off {
+                        General::EchoOff
+                    } else {
                         until = Instant::now() + cfg.registration_deadline;
-                    }
+                        General::Registration
+                    };
                     continue;
                 }
-                (0, Err(e)) => debug!("no answer to AT: {}", e),
+                (General::Attention, Err(e)) => debug!("no answer to AT: {}", e),
                 (_, Ok(true)) => break,
                 (_, Ok(false)) => debug!("not registered yet"),
                 (_, Err(e)) => return Err(reason(e)),
             }
             if Instant::now() + cfg.poll_interval > until {
-                return Err(if phase == 0 {
+                return Err(if cmd == General::Attention {
                     OfflineReason::ModemSilent
                 } else {
                     OfflineReason::NotRegistered
@@ -1208,26 +1185,34 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     }
 
     /// A general command (the modem's, not the client's), with the
-    /// driver's `command_timeout`: sends the line `write` writes
-    /// (with `force`: even to a modem that answers nothing) and waits for
-    /// `OK`; `answer` reads the information lines then. Progress when it
-    /// succeeded. Through the AT channel, as `Modem`'s own commands go: one
-    /// state machine for every general command of the supervisor.
-    async fn exchange(
-        &self,
-        write: &dyn WriteLine,
-        answer: Option<&mut dyn Answer>,
-        force: bool,
-    ) -> Result<(), Error> {
+    /// driver's `command_timeout`: sends `cmd`'s line and waits for `OK`;
+    /// then what its answer says ([`read_answer`]; `true` for a command
+    /// without one). Progress when it succeeded. Through the AT channel, as
+    /// `Modem`'s own commands go: one state machine for every general
+    /// command of the supervisor.
+    async fn exchange(&self, cmd: General) -> Result<bool, Error> {
         let core = self.link.client.core();
         let timeout = core.config.command_timeout;
+        let write: &dyn WriteLine = match cmd {
+            General::Attention => &Attention,
+            General::EchoOff => &EchoOff,
+            General::Registration => &QueryRegistration,
+            General::Connected => &QueryConnectionState,
+            General::Reset => &ResetModule,
+        };
+        // `AT+QRST=1` goes out even to a modem that answers nothing (the
+        // channel's fence, a bare `AT`, would otherwise hold it back).
+        let force = cmd == General::Reset;
+        let client = self.config.client;
         let r = core
             .channel
             .exchange_as(write, timeout, Owner::publish(None), force)
             .await
-            .and_then(|a| match answer {
-                Some(answer) => a.parse(|info| answer.read(info)),
-                None => Ok(()),
+            .and_then(|a| match cmd {
+                General::Registration | General::Connected => {
+                    a.parse(|info| read_answer(cmd, client, info))
+                }
+                _ => Ok(true),
             });
         if r.is_ok() {
             self.link.status.progress();
@@ -1390,11 +1375,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                         }
                         false
                     };
-                    let mut c = Connected::new(self.config.client);
-                    let asked = self
-                        .exchange(&QueryConnectionState, Some(&mut c), false)
-                        .await;
-                    match asked.map(|()| c.yes) {
+                    match self.exchange(General::Connected).await {
                         Ok(false) => return Err(OfflineReason::NotConnected),
                         Ok(_) if general => return Err(OfflineReason::Failed(e)),
                         Ok(_) => {}
@@ -1540,11 +1521,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         }
         loop {
             Timer::after(every).await;
-            let mut c = Connected::new(self.config.client);
-            let asked = self
-                .exchange(&QueryConnectionState, Some(&mut c), false)
-                .await;
-            match asked.map(|()| c.yes) {
+            match self.exchange(General::Connected).await {
                 Ok(true) => {}
                 Ok(false) => return OfflineReason::NotConnected,
                 Err(
