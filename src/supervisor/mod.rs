@@ -1026,7 +1026,32 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             };
             let every = u32::from(self.config.reset_after);
             if every > 0 && silent.is_multiple_of(every) && silent > 0 {
-                self.reset(silent / every > 1).await;
+                // Restart the modem: the board's way (if there is one) from
+                // the second time on, else `AT+QRST=1`. In `run` itself,
+                // not an async fn of its own: a state machine less.
+                let hard = silent / every > 1;
+                match self.hard_reset.as_mut().filter(|_| hard) {
+                    Some(board) => {
+                        status.set_state(LinkState::Resetting {
+                            how: ResetKind::Hardware,
+                        });
+                        status.count(|c| c.hardware_resets = c.hardware_resets.wrapping_add(1));
+                        board.reset().await;
+                    }
+                    None => {
+                        status.set_state(LinkState::Resetting {
+                            how: ResetKind::Software,
+                        });
+                        status.count(|c| c.software_resets = c.software_resets.wrapping_add(1));
+                        // `OK` if it still reads commands; a wedged one says
+                        // nothing. Sent even if the modem does not answer the
+                        // `AT` before it: it may still read commands
+                        // (`exchange` forces it past the channel's fence).
+                        if let Err(e) = self.exchange(General::Reset).await {
+                            debug!("AT+QRST=1: {}", e);
+                        }
+                    }
+                }
             }
             let delay = delays.next();
             status.set_state(LinkState::BackingOff { delay });
@@ -1052,36 +1077,6 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// The driver's configuration.
     fn driver_config(&self) -> &crate::Config {
         self.link.client.core().config
-    }
-
-    /// Restarts a modem that stopped answering: the board's way when `hard`
-    /// and there is one, else `AT+QRST=1`.
-    async fn reset(&mut self, hard: bool) {
-        let status = self.link.status;
-        match self.hard_reset.as_mut().filter(|_| hard) {
-            Some(board) => {
-                status.set_state(LinkState::Resetting {
-                    how: ResetKind::Hardware,
-                });
-                status.count(|c| c.hardware_resets = c.hardware_resets.wrapping_add(1));
-                board.reset().await;
-            }
-            None => {
-                status.set_state(LinkState::Resetting {
-                    how: ResetKind::Software,
-                });
-                status.count(|c| c.software_resets = c.software_resets.wrapping_add(1));
-                // `OK` if it still reads commands; a wedged one says nothing.
-                // Sent even if the modem does not answer the `AT` before it:
-                // it may still read commands.
-                // `force`: the line goes out even to a modem that answers
-                // nothing (the channel's fence, a bare `AT`, would otherwise
-                // hold it back).
-                if let Err(e) = self.exchange(General::Reset).await {
-                    debug!("AT+QRST=1: {}", e);
-                }
-            }
-        }
     }
 
     /// Modem, registration, configuration, open, connect, subscriptions.
