@@ -1249,169 +1249,169 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         if !active {
             return poll_fn(|_| Poll::Pending).await;
         }
-        let outbox = &self.link.outbox;
+        let outbox = self.link.outbox;
         loop {
             let (t, turn): (Taken, Turn<'_, '_, M>) = outbox.take_wait().await;
-            if let Err(r) = self.publish_one(&t, Some(turn)).await {
-                outbox.requeue(t.at);
-                return r;
-            }
-        }
-    }
-
-    /// Sends one message until it ends: delivered, or refused (it leaves).
-    /// `Err` when the link ended (the caller puts the message back). `turn`
-    /// is released once the first line went out (or failed); a message sent
-    /// again on this link (refused, or its msgID still busy) goes without
-    /// it, at once: it went in order the first time.
-    async fn publish_one(
-        &self,
-        t: &Taken,
-        mut turn: Option<Turn<'_, '_, M>>,
-    ) -> Result<(), OfflineReason> {
-        let outbox = self.link.outbox;
-        let status = self.link.status;
-        let src = outbox.source(t.at);
-        let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
-        // Sent before: on an earlier link, or by this lane after a failure.
-        let mut again = t.sends > 1;
-        // A pause before the next send (one await for both kinds).
-        let mut pause = None;
-        loop {
-            if let Some(d) = pause.take() {
-                Timer::after(d).await;
-            }
-            let options = PublishOptions::new(t.qos, t.retain).msg_id(msg_id);
-            // The link's client, borrowed (a copy would be kept across the
-            // await, in each lane), and the pending publish moved into its
-            // wait (not kept beside it).
-            let started = self.link.client.start_from(&src, options).await;
-            // The line went (or not): the next lane may take the next.
-            drop(turn.take());
-            let e = match started {
-                Err(Error::InvalidArgument {
-                    problem: Problem::InUse,
-                    ..
-                }) => {
-                    // An earlier send of this msgID still waits for its
-                    // late result (until its deadline): this lane keeps
-                    // the message and tries again a little later; the
-                    // other lanes go on with the next ones.
-                    pause = Some(self.driver_config().quiet_gap);
-                    continue;
-                }
-                Ok(pending) => {
-                    status.with(|s| {
-                        s.progress = Instant::now();
-                        s.accepted = s.accepted.wrapping_add(1);
-                        if again {
-                            s.counters.resent = s.counters.resent.wrapping_add(1);
+            let t = &t;
+            let mut turn = Some(turn);
+            // Sends the message until it ends: delivered, or refused (it
+            // leaves); `Err` when the link ended (the message goes back).
+            // `turn` is released once the first line went out (or failed);
+            // a message sent again on this link (refused, or its msgID
+            // still busy) goes without it, at once: it went in order the
+            // first time. Here, not an async fn of its own: a state
+            // machine less.
+            let r: Result<(), OfflineReason> = 'msg: {
+                let status = self.link.status;
+                let src = outbox.source(t.at);
+                let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
+                // Sent before: on an earlier link, or by this lane after a failure.
+                let mut again = t.sends > 1;
+                // A pause before the next send (one await for both kinds).
+                let mut pause = None;
+                loop {
+                    if let Some(d) = pause.take() {
+                        Timer::after(d).await;
+                    }
+                    let options = PublishOptions::new(t.qos, t.retain).msg_id(msg_id);
+                    // The link's client, borrowed (a copy would be kept across the
+                    // await, in each lane), and the pending publish moved into its
+                    // wait (not kept beside it).
+                    let started = self.link.client.start_from(&src, options).await;
+                    // The line went (or not): the next lane may take the next.
+                    drop(turn.take());
+                    let e = match started {
+                        Err(Error::InvalidArgument {
+                            problem: Problem::InUse,
+                            ..
+                        }) => {
+                            // An earlier send of this msgID still waits for its
+                            // late result (until its deadline): this lane keeps
+                            // the message and tries again a little later; the
+                            // other lanes go on with the next ones.
+                            pause = Some(self.driver_config().quiet_gap);
+                            continue;
                         }
-                    });
-                    // Bound first: the publish (its slot) is dropped
-                    // with its future, before what follows.
-                    let result = pending.finish().await;
-                    match result {
-                        Ok(_) => {
-                            outbox.delivered(t.at);
+                        Ok(pending) => {
                             status.with(|s| {
                                 s.progress = Instant::now();
-                                s.counters.delivered = s.counters.delivered.wrapping_add(1);
-                            });
-                            if t.qos != QoS::AtMostOnce {
-                                // The broker answered: the link works, and
-                                // what failed on it failed for itself.
-                                self.confirm_suspects();
-                            }
-                            return Ok(());
-                        }
-                        Err(e) => e,
-                    }
-                }
-                Err(e) => e,
-            };
-            warn!("publish failed: {}", e);
-            again = true;
-            match e {
-                // The driver's own check of the message (a later check: it
-                // was stored after the same check against the configured
-                // format). With the driver at the configured format, the
-                // message can never be sent: it leaves. Else the modem lost
-                // its configuration (a restart): the link ends.
-                Error::InvalidArgument { .. } => {
-                    let core = self.link.client.core();
-                    if core.clients.settings(self.config.client).send_hex != self.link.hex {
-                        return Err(OfflineReason::Failed(e));
-                    }
-                    self.refuse(t, e);
-                    return Ok(());
-                }
-                // The modem refused the line (or the payload), or gave up
-                // on it (`+QMTPUB: id,msgID,2`): this message, or the link?
-                // One path for both (one state machine for its waits).
-                Error::Modem(_) | Error::SendFailed => {
-                    let refused = matches!(e, Error::Modem(_));
-                    let general = if refused {
-                        // A link the modem knows is gone? `AT+QMTCONN?`
-                        // tells. And if it refused another message just
-                        // before, with no publish taken in between, it
-                        // refuses publishing as such. (A message refused
-                        // for good clears `last_refusal`: the one before
-                        // is still stored.)
-                        status.with(|s| {
-                            let prior = s.last_refusal.replace((t.seq, s.accepted));
-                            prior.is_some_and(|(seq, taken)| seq != t.seq && taken == s.accepted)
-                        })
-                    } else {
-                        // Given up on: a broker gone, a NAT that forgot the
-                        // link? See the module's documentation.
-                        if outbox.other_suspect(t.seq) {
-                            return Err(OfflineReason::Failed(e));
-                        }
-                        false
-                    };
-                    match self.exchange(General::Connected).await {
-                        Ok(false) => return Err(OfflineReason::NotConnected),
-                        Ok(_) if general => return Err(OfflineReason::Failed(e)),
-                        Ok(_) => {}
-                        Err(e) => return Err(reason(e)),
-                    }
-                    if !refused {
-                        let Some(sub) = self.config.subscriptions.first() else {
-                            // No way to ask the broker: set aside until the
-                            // link proves itself (`confirm_suspects`).
-                            outbox.suspect(t.at);
-                            status.with(|s| {
-                                if s.suspect.is_none() {
-                                    s.suspect = Some((Instant::now(), s.accepted));
+                                s.accepted = s.accepted.wrapping_add(1);
+                                if again {
+                                    s.counters.resent = s.counters.resent.wrapping_add(1);
                                 }
                             });
-                            return Ok(());
-                        };
-                        // Does the broker answer? The first subscription
-                        // again: its SUBACK says so (and the broker sends
-                        // its retained messages again, as after every
-                        // connect). No answer: the link is gone, and the
-                        // failure was not the message's.
-                        if let Err(e) = self
-                            .link
-                            .client
-                            .step(Step::Subscribe(&[(sub.topic, sub.qos)]))
-                            .await
-                        {
-                            return Err(reason(e));
+                            // Bound first: the publish (its slot) is dropped
+                            // with its future, before what follows.
+                            let result = pending.finish().await;
+                            match result {
+                                Ok(_) => {
+                                    outbox.delivered(t.at);
+                                    status.with(|s| {
+                                        s.progress = Instant::now();
+                                        s.counters.delivered = s.counters.delivered.wrapping_add(1);
+                                    });
+                                    if t.qos != QoS::AtMostOnce {
+                                        // The broker answered: the link works, and
+                                        // what failed on it failed for itself.
+                                        self.confirm_suspects();
+                                    }
+                                    break 'msg Ok(());
+                                }
+                                Err(e) => e,
+                            }
                         }
-                        status.progress();
+                        Err(e) => e,
+                    };
+                    warn!("publish failed: {}", e);
+                    again = true;
+                    match e {
+                        // The driver's own check of the message (a later check: it
+                        // was stored after the same check against the configured
+                        // format). With the driver at the configured format, the
+                        // message can never be sent: it leaves. Else the modem lost
+                        // its configuration (a restart): the link ends.
+                        Error::InvalidArgument { .. } => {
+                            let core = self.link.client.core();
+                            if core.clients.settings(self.config.client).send_hex != self.link.hex {
+                                break 'msg Err(OfflineReason::Failed(e));
+                            }
+                            self.refuse(t, e);
+                            break 'msg Ok(());
+                        }
+                        // The modem refused the line (or the payload), or gave up
+                        // on it (`+QMTPUB: id,msgID,2`): this message, or the link?
+                        // One path for both (one state machine for its waits).
+                        Error::Modem(_) | Error::SendFailed => {
+                            let refused = matches!(e, Error::Modem(_));
+                            let general = if refused {
+                                // A link the modem knows is gone? `AT+QMTCONN?`
+                                // tells. And if it refused another message just
+                                // before, with no publish taken in between, it
+                                // refuses publishing as such. (A message refused
+                                // for good clears `last_refusal`: the one before
+                                // is still stored.)
+                                status.with(|s| {
+                                    let prior = s.last_refusal.replace((t.seq, s.accepted));
+                                    prior.is_some_and(|(seq, taken)| {
+                                        seq != t.seq && taken == s.accepted
+                                    })
+                                })
+                            } else {
+                                // Given up on: a broker gone, a NAT that forgot the
+                                // link? See the module's documentation.
+                                if outbox.other_suspect(t.seq) {
+                                    break 'msg Err(OfflineReason::Failed(e));
+                                }
+                                false
+                            };
+                            match self.exchange(General::Connected).await {
+                                Ok(false) => break 'msg Err(OfflineReason::NotConnected),
+                                Ok(_) if general => break 'msg Err(OfflineReason::Failed(e)),
+                                Ok(_) => {}
+                                Err(e) => break 'msg Err(reason(e)),
+                            }
+                            if !refused {
+                                let Some(sub) = self.config.subscriptions.first() else {
+                                    // No way to ask the broker: set aside until the
+                                    // link proves itself (`confirm_suspects`).
+                                    outbox.suspect(t.at);
+                                    status.with(|s| {
+                                        if s.suspect.is_none() {
+                                            s.suspect = Some((Instant::now(), s.accepted));
+                                        }
+                                    });
+                                    break 'msg Ok(());
+                                };
+                                // Does the broker answer? The first subscription
+                                // again: its SUBACK says so (and the broker sends
+                                // its retained messages again, as after every
+                                // connect). No answer: the link is gone, and the
+                                // failure was not the message's.
+                                if let Err(e) = self
+                                    .link
+                                    .client
+                                    .step(Step::Subscribe(&[(sub.topic, sub.qos)]))
+                                    .await
+                                {
+                                    break 'msg Err(reason(e));
+                                }
+                                status.progress();
+                            }
+                            if outbox.refused(t.at) >= self.config.max_refusals {
+                                self.refuse(t, e);
+                                break 'msg Ok(());
+                            }
+                            // Perhaps busy: the same message again, a little later.
+                            pause = Some(self.config.poll_interval);
+                        }
+                        Error::Timeout(Stage::Result) => break 'msg Err(OfflineReason::Failed(e)),
+                        e => break 'msg Err(reason(e)),
                     }
-                    if outbox.refused(t.at) >= self.config.max_refusals {
-                        self.refuse(t, e);
-                        return Ok(());
-                    }
-                    // Perhaps busy: the same message again, a little later.
-                    pause = Some(self.config.poll_interval);
                 }
-                Error::Timeout(Stage::Result) => return Err(OfflineReason::Failed(e)),
-                e => return Err(reason(e)),
+            };
+            if let Err(r) = r {
+                outbox.requeue(t.at);
+                return r;
             }
         }
     }
@@ -1459,18 +1459,24 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// only when idle); an acknowledged one confirms at once.
     async fn probation(&self) -> core::convert::Infallible {
         if !self.config.subscriptions.is_empty() {
-            // Failures are judged at once, with a subscription (`publish_one`):
+            // Failures are judged at once, with a subscription (in `lane`):
             // nothing is ever set aside.
             return poll_fn(|_| Poll::Pending).await;
         }
         let status = self.link.status;
         let period = self.probation_period();
         loop {
-            let Some((since, accepted)) = status.with(|s| s.suspect) else {
-                Timer::after(period).await;
+            // One timer for both: a period after the failure set aside, or
+            // (none) a period from now, then look again.
+            let suspect = status.with(|s| s.suspect);
+            let at = match suspect {
+                Some((since, _)) => since + period,
+                None => Instant::now() + period,
+            };
+            Timer::at(at).await;
+            let Some((since, accepted)) = suspect else {
                 continue;
             };
-            Timer::at(since + period).await;
             let quiet = status.with(|s| match s.suspect {
                 Some((t, a)) if t == since && a == accepted => Some(a == s.accepted),
                 _ => None,
