@@ -152,7 +152,7 @@ mod durable;
 mod duty;
 mod outbox;
 
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::future::{poll_fn, Future};
 use core::pin::pin;
 use core::task::Poll;
@@ -448,32 +448,45 @@ pub struct Counters {
 /// each of them.
 const HISTORY: usize = 8;
 
+/// A supervisor's status, read and changed under its lock. Each value is
+/// a `Cell` (a plain load or store, under the lock); only what is changed
+/// through `&mut` (the waiters) is a `RefCell`, whose borrow is checked at
+/// each use.
 struct Status {
-    state: LinkState,
+    state: Cell<LinkState>,
     /// Bumped at each state change.
-    epoch: u32,
+    epoch: Cell<u32>,
     /// The last changes: `history[epoch % HISTORY]` is the state of `epoch`.
-    history: [LinkState; HISTORY],
-    counters: Counters,
-    online_since: Option<Instant>,
+    history: [Cell<LinkState>; HISTORY],
+    counters: Cell<Counters>,
+    online_since: Cell<Option<Instant>>,
     /// Tasks waiting for a state change (any number of them).
-    wakers: WaitSet,
+    wakers: RefCell<WaitSet>,
     /// Publishes the modem took (its `OK`) on this link, wrapping.
-    accepted: u32,
+    accepted: Cell<u32>,
     /// The last message the modem refused on this link, and `accepted` then.
-    last_refusal: Option<(u32, u32)>,
+    last_refusal: Cell<Option<(u32, u32)>>,
     /// When the supervisor last made progress ([`Link::progress`]).
-    progress: Instant,
+    progress: Cell<Instant>,
     /// Duty cycle: the application asked for a wake.
-    wake: duty::WakeCell,
+    wake: RefCell<duty::WakeCell>,
     /// Since when messages are set aside on this link (a failure reported
     /// with the client connected), and `accepted` then.
-    suspect: Option<(Instant, u32)>,
+    suspect: Cell<Option<(Instant, u32)>>,
+}
+
+impl Status {
+    /// Changes the counters.
+    fn count(&self, f: impl FnOnce(&mut Counters)) {
+        let mut c = self.counters.get();
+        f(&mut c);
+        self.counters.set(c);
+    }
 }
 
 /// A supervisor's status, shared by its task and its [`Link`] handles: the
 /// part of its state that does not depend on the outbox size.
-struct StatusCell<M: RawMutex>(BlockingMutex<M, RefCell<Status>>);
+struct StatusCell<M: RawMutex>(BlockingMutex<M, Status>);
 
 /// A supervisor's memory: the outbox (`OUTBOX` bytes, holding messages by
 /// their size: 14 bytes + topic + payload each) and its state. Create it
@@ -496,11 +509,11 @@ impl<const OUTBOX: usize, M: RawMutex> SupervisorState<OUTBOX, M> {
         let () = Self::SIZE_OK;
         Self {
             outbox: BlockingMutex::new(RefCell::new(RingStore::new(OutboxMeta::new()))),
-            status: StatusCell(BlockingMutex::new(RefCell::new(Status {
-                state: LinkState::Connecting { attempt: 1 },
-                epoch: 0,
-                history: [LinkState::Connecting { attempt: 1 }; HISTORY],
-                counters: Counters {
+            status: StatusCell(BlockingMutex::new(Status {
+                state: Cell::new(LinkState::Connecting { attempt: 1 }),
+                epoch: Cell::new(0),
+                history: [const { Cell::new(LinkState::Connecting { attempt: 1 }) }; HISTORY],
+                counters: Cell::new(Counters {
                     connects: 0,
                     reconnects: 0,
                     link_losses: 0,
@@ -513,15 +526,15 @@ impl<const OUTBOX: usize, M: RawMutex> SupervisorState<OUTBOX, M> {
                     online_ms: 0,
                     software_resets: 0,
                     hardware_resets: 0,
-                },
-                online_since: None,
-                wakers: WaitSet::new(),
-                accepted: 0,
-                last_refusal: None,
-                progress: Instant::from_ticks(0),
-                wake: duty::WakeCell::new(),
-                suspect: None,
-            }))),
+                }),
+                online_since: Cell::new(None),
+                wakers: RefCell::new(WaitSet::new()),
+                accepted: Cell::new(0),
+                last_refusal: Cell::new(None),
+                progress: Cell::new(Instant::from_ticks(0)),
+                wake: RefCell::new(duty::WakeCell::new()),
+                suspect: Cell::new(None),
+            })),
         }
     }
 }
@@ -613,43 +626,42 @@ impl<'a, M: RawMutex> Supervisor<'a, M> {
 }
 
 impl<M: RawMutex> StatusCell<M> {
-    fn with<R>(&self, f: impl FnOnce(&mut Status) -> R) -> R {
-        self.0.lock(|s| f(&mut s.borrow_mut()))
+    fn with<R>(&self, f: impl FnOnce(&Status) -> R) -> R {
+        self.0.lock(f)
     }
 
     /// Runs a function on the waiters of a state change, under the lock.
     fn lock(&self) -> impl FnMut(&mut dyn FnMut(&mut WaitSet)) + Unpin + '_ {
-        move |f| self.with(|s| f(&mut s.wakers))
+        move |f| self.with(|s| f(&mut s.wakers.borrow_mut()))
     }
 
     fn set_state(&self, state: LinkState) {
         self.with(|s| {
             let now = Instant::now();
             if let Some(since) = s.online_since.take() {
-                s.counters.online_ms = s
-                    .counters
-                    .online_ms
-                    .wrapping_add(now.saturating_duration_since(since).as_millis());
+                let ms = now.saturating_duration_since(since).as_millis();
+                s.count(|c| c.online_ms = c.online_ms.wrapping_add(ms));
             }
             if state == LinkState::Online {
-                s.online_since = Some(now);
-                s.progress = now;
+                s.online_since.set(Some(now));
+                s.progress.set(now);
             }
-            s.state = state;
-            s.epoch = s.epoch.wrapping_add(1);
-            s.history[s.epoch as usize % HISTORY] = state;
-            s.wakers.wake();
+            s.state.set(state);
+            let epoch = s.epoch.get().wrapping_add(1);
+            s.epoch.set(epoch);
+            s.history[epoch as usize % HISTORY].set(state);
+            s.wakers.borrow_mut().wake();
         });
         info!("link: {}", StateName(state));
     }
 
     fn count(&self, f: impl FnOnce(&mut Counters)) {
-        self.with(|s| f(&mut s.counters))
+        self.with(|s| s.count(f))
     }
 
     /// The modem answered, a message went, the link came up: progress.
     fn progress(&self) {
-        self.with(|s| s.progress = Instant::now())
+        self.with(|s| s.progress.set(Instant::now()))
     }
 }
 
@@ -683,7 +695,7 @@ impl<'a, M: RawMutex> Link<'a, M> {
 
     /// The link's state now.
     pub fn state(&self) -> LinkState {
-        self.status.with(|s| s.state)
+        self.status.with(|s| s.state.get())
     }
 
     /// The next state change after the one `seen` counts, waiting for it
@@ -694,17 +706,17 @@ impl<'a, M: RawMutex> Link<'a, M> {
         // The wait itself, not an async fn around it (a state machine less).
         wait(self.status.lock(), move |w, waker| {
             self.status.with(|s| {
-                let behind = s.epoch.wrapping_sub(*seen);
+                let behind = s.epoch.get().wrapping_sub(*seen);
                 let r = if behind == 0 {
                     None
                 } else if behind as usize <= HISTORY {
                     *seen = seen.wrapping_add(1);
-                    Some(s.history[*seen as usize % HISTORY])
+                    Some(s.history[*seen as usize % HISTORY].get())
                 } else {
-                    *seen = s.epoch;
-                    Some(s.state)
+                    *seen = s.epoch.get();
+                    Some(s.state.get())
                 };
-                w.poll(&mut s.wakers, waker, r)
+                w.poll(&mut s.wakers.borrow_mut(), waker, r)
             })
         })
     }
@@ -713,8 +725,8 @@ impl<'a, M: RawMutex> Link<'a, M> {
     pub fn wait_online(&self) -> impl Future<Output = ()> + '_ {
         wait(self.status.lock(), |w, waker| {
             self.status.with(|s| {
-                let r = (s.state == LinkState::Online).then_some(());
-                w.poll(&mut s.wakers, waker, r)
+                let r = (s.state.get() == LinkState::Online).then_some(());
+                w.poll(&mut s.wakers.borrow_mut(), waker, r)
             })
         })
     }
@@ -725,7 +737,7 @@ impl<'a, M: RawMutex> Link<'a, M> {
     /// stopped answering, or a supervisor stuck, makes none. See
     /// [`alive`](Self::alive).
     pub fn progress(&self) -> Instant {
-        self.status.with(|s| s.progress)
+        self.status.with(|s| s.progress.get())
     }
 
     /// True if the supervisor made [`progress`](Self::progress) within
@@ -741,16 +753,16 @@ impl<'a, M: RawMutex> Link<'a, M> {
 
     /// What the supervisor has done so far.
     pub fn counters(&self) -> Counters {
-        self.status.with(|s| s.counters)
+        self.status.with(|s| s.counters.get())
     }
 
     /// Time online over every link so far, the current one included.
     pub fn time_online(&self) -> Duration {
         self.status.with(|s| {
-            let current = s.online_since.map_or(0, |since| {
+            let current = s.online_since.get().map_or(0, |since| {
                 Instant::now().saturating_duration_since(since).as_millis()
             });
-            Duration::from_millis(s.counters.online_ms.wrapping_add(current))
+            Duration::from_millis(s.counters.get().online_ms.wrapping_add(current))
         })
     }
 
@@ -968,7 +980,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                             // Online: send the outbox, watch the link, check
                             // its health, until the link ends.
                             status.came_online();
-                            status.with(|s| s.suspect = None);
+                            status.with(|s| s.suspect.set(None));
                             status.set_state(LinkState::Online);
                             let send = self.lanes();
                             let checks = select(self.health(), self.probation());
@@ -1294,10 +1306,10 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                         }
                         Ok(pending) => {
                             status.with(|s| {
-                                s.progress = Instant::now();
-                                s.accepted = s.accepted.wrapping_add(1);
+                                s.progress.set(Instant::now());
+                                s.accepted.set(s.accepted.get().wrapping_add(1));
                                 if again {
-                                    s.counters.resent = s.counters.resent.wrapping_add(1);
+                                    s.count(|c| c.resent = c.resent.wrapping_add(1));
                                 }
                             });
                             // Bound first: the publish (its slot) is dropped
@@ -1307,8 +1319,8 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                                 Ok(_) => {
                                     outbox.delivered(t.at);
                                     status.with(|s| {
-                                        s.progress = Instant::now();
-                                        s.counters.delivered = s.counters.delivered.wrapping_add(1);
+                                        s.progress.set(Instant::now());
+                                        s.count(|c| c.delivered = c.delivered.wrapping_add(1));
                                     });
                                     if t.qos != QoS::AtMostOnce {
                                         // The broker answered: the link works, and
@@ -1351,9 +1363,10 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                                 // for good clears `last_refusal`: the one before
                                 // is still stored.)
                                 status.with(|s| {
-                                    let prior = s.last_refusal.replace((t.seq, s.accepted));
+                                    let accepted = s.accepted.get();
+                                    let prior = s.last_refusal.replace(Some((t.seq, accepted)));
                                     prior.is_some_and(|(seq, taken)| {
-                                        seq != t.seq && taken == s.accepted
+                                        seq != t.seq && taken == accepted
                                     })
                                 })
                             } else {
@@ -1376,8 +1389,8 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                                     // link proves itself (`confirm_suspects`).
                                     outbox.suspect(t.at);
                                     status.with(|s| {
-                                        if s.suspect.is_none() {
-                                            s.suspect = Some((Instant::now(), s.accepted));
+                                        if s.suspect.get().is_none() {
+                                            s.suspect.set(Some((Instant::now(), s.accepted.get())));
                                         }
                                     });
                                     break 'msg Ok(());
@@ -1468,7 +1481,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         loop {
             // One timer for both: a period after the failure set aside, or
             // (none) a period from now, then look again.
-            let suspect = status.with(|s| s.suspect);
+            let suspect = status.with(|s| s.suspect.get());
             let at = match suspect {
                 Some((since, _)) => since + period,
                 None => Instant::now() + period,
@@ -1477,14 +1490,14 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             let Some((since, accepted)) = suspect else {
                 continue;
             };
-            let quiet = status.with(|s| match s.suspect {
-                Some((t, a)) if t == since && a == accepted => Some(a == s.accepted),
+            let quiet = status.with(|s| match s.suspect.get() {
+                Some((t, a)) if t == since && a == accepted => Some(a == s.accepted.get()),
                 _ => None,
             });
             match quiet {
                 Some(true) => self.confirm_suspects(),
                 Some(false) => status.with(|s| {
-                    s.suspect = Some((Instant::now(), s.accepted));
+                    s.suspect.set(Some((Instant::now(), s.accepted.get())));
                 }),
                 None => {}
             }
@@ -1496,8 +1509,8 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         warn!("message refused: {}", e);
         self.link.outbox.fail(t.at, e);
         self.link.status.with(|s| {
-            s.counters.refused = s.counters.refused.wrapping_add(1);
-            s.last_refusal = None;
+            s.count(|c| c.refused = c.refused.wrapping_add(1));
+            s.last_refusal.set(None);
         });
     }
 
@@ -1579,12 +1592,13 @@ impl<M: RawMutex> StatusCell<M> {
     /// A link came online: counted; the last link's refusal forgotten.
     fn came_online(&self) {
         self.with(|s| {
-            let c = &mut s.counters;
-            if c.connects > 0 {
-                c.reconnects = c.reconnects.wrapping_add(1);
-            }
-            c.connects = c.connects.wrapping_add(1);
-            s.last_refusal = None;
+            s.count(|c| {
+                if c.connects > 0 {
+                    c.reconnects = c.reconnects.wrapping_add(1);
+                }
+                c.connects = c.connects.wrapping_add(1);
+            });
+            s.last_refusal.set(None);
         })
     }
 
