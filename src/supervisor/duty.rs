@@ -195,7 +195,6 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// end: `AT+QMTDISC`, `AT+QRELLOCK`. `Err` when the link ended otherwise.
     async fn visit(&self, epoch: u32, d: DutyCycle) -> Result<(), OfflineReason> {
         let status = self.link.status;
-        status.came_online();
         status.set_state(LinkState::Online);
         let send = self.lanes();
         let stay = join(

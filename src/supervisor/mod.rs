@@ -645,6 +645,15 @@ impl<M: RawMutex> StatusCell<M> {
             if state == LinkState::Online {
                 s.online_since.set(Some(now));
                 s.progress.set(now);
+                // Counted, under the same lock; the last link's refusal
+                // forgotten.
+                s.count(|c| {
+                    if c.connects > 0 {
+                        c.reconnects = c.reconnects.wrapping_add(1);
+                    }
+                    c.connects = c.connects.wrapping_add(1);
+                });
+                s.last_refusal.set(None);
             }
             s.state.set(state);
             let epoch = s.epoch.get().wrapping_add(1);
@@ -973,13 +982,12 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 // One attempt: bring the link up, and keep it until it
                 // ends (in `run`, not an async fn of its own).
                 Mode::AlwaysOnline => {
-                    let epoch = self.client().link().0;
+                    let epoch = self.link.client.link().0;
                     match self.bring_up().await {
                         Err(r) => (r, false),
                         Ok(()) => {
                             // Online: send the outbox, watch the link, check
                             // its health, until the link ends.
-                            status.came_online();
                             status.with(|s| s.suspect.set(None));
                             status.set_state(LinkState::Online);
                             let send = self.lanes();
@@ -992,7 +1000,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                             // A link end the driver saw (`+QMTSTAT`, a
                             // restart) is why: a publish refused in the same
                             // burst because the link was gone only follows.
-                            let r = match self.client().link() {
+                            let r = match self.link.client.link() {
                                 (now, Some(end)) if now != epoch => link_end(end),
                                 _ => r,
                             };
@@ -1031,7 +1039,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             }
             // Results owed on the old link will not come: the messages go
             // again under their msgIDs, which must not wait for those slots.
-            self.client().release_abandoned();
+            self.link.client.release_abandoned();
             silent = match reason {
                 OfflineReason::ModemSilent => silent.saturating_add(1),
                 _ => 0,
@@ -1589,19 +1597,6 @@ impl<M: RawMutex, R: HardReset> defmt::Format for Supervisor<'_, M, R> {
 
 // The duty cycle's (`duty.rs`) changes to the status, kept with their owner.
 impl<M: RawMutex> StatusCell<M> {
-    /// A link came online: counted; the last link's refusal forgotten.
-    fn came_online(&self) {
-        self.with(|s| {
-            s.count(|c| {
-                if c.connects > 0 {
-                    c.reconnects = c.reconnects.wrapping_add(1);
-                }
-                c.connects = c.connects.wrapping_add(1);
-            });
-            s.last_refusal.set(None);
-        })
-    }
-
     /// QoS 0 messages dropped when a link ended before they went out.
     fn qos0_dropped(&self, n: u32) {
         self.count(|c| c.qos0_dropped = c.qos0_dropped.wrapping_add(n))
