@@ -1109,94 +1109,98 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         // `registration_deadline`. One loop, one await of each kind, here
         // (not an async fn of its own): one state machine for both waits
         // and the steps after them.
-        let mut until = Instant::now() + cfg.modem_deadline;
-        let mut cmd = General::Attention;
-        loop {
-            // One await for the three commands.
-            match (cmd, self.exchange(cmd).await) {
-                (General::Attention | General::EchoOff, Ok(_)) => {
-                    cmd = if cmd == General::Attention && cfg.echo_off {
-                        General::EchoOff
-                    } else {
-                        until = Instant::now() + cfg.registration_deadline;
-                        General::Registration
-                    };
-                    continue;
-                }
-                (General::Attention, Err(e)) => debug!("no answer to AT: {}", e),
-                (_, Ok(true)) => break,
-                (_, Ok(false)) => debug!("not registered yet"),
-                (_, Err(e)) => return Err(reason(e)),
-            }
-            if Instant::now() + cfg.poll_interval > until {
-                return Err(if cmd == General::Attention {
-                    OfflineReason::ModemSilent
-                } else {
-                    OfflineReason::NotRegistered
-                });
-            }
-            Timer::after(cfg.poll_interval).await;
-        }
-        // A duty cycle needs the broker to keep its session while it sleeps.
-        let clean = cfg.clean_session && cfg.mode == Mode::AlwaysOnline;
-        let recv = if self.driver_config().receive_text {
-            DataFormat::Text
-        } else {
-            DataFormat::Hex
-        };
-        // The settings, open (closed first and opened again once if the
-        // modem still holds the client: an MCU-only reset, a link given up
-        // without closing), connect and subscriptions in this order, through
-        // one await (one state machine, not one per step).
-        let mut closed = false;
-        // The subscription of the step (one per `AT+QMTSUB`).
-        let mut one: [(&str, QoS); 1];
-        let mut n = 0;
-        loop {
-            let step = match n {
-                0 => Step::Configure(Setting::KeepAlive(cfg.keepalive_s)),
-                1 => Step::Configure(Setting::Session(clean)),
-                2 => Step::Configure(Setting::Timeout(
-                    cfg.pkt_timeout_s,
-                    cfg.retry_times,
-                    cfg.timeout_notice,
-                )),
-                3 => match cfg.version {
-                    Some(v) => Step::Configure(Setting::Version(v)),
-                    None => {
-                        n += 1;
+        // Both kinds of steps end the same way when one fails: one exit.
+        let e = 'failed: {
+            let mut until = Instant::now() + cfg.modem_deadline;
+            let mut cmd = General::Attention;
+            loop {
+                // One await for the three commands.
+                match (cmd, self.exchange(cmd).await) {
+                    (General::Attention | General::EchoOff, Ok(_)) => {
+                        cmd = if cmd == General::Attention && cfg.echo_off {
+                            General::EchoOff
+                        } else {
+                            until = Instant::now() + cfg.registration_deadline;
+                            General::Registration
+                        };
                         continue;
                     }
-                },
-                4 => Step::Configure(Setting::Will(cfg.will)),
-                5 => Step::Configure(Setting::DataFormat(cfg.send_format, recv)),
-                6 => Step::Open(cfg.host, cfg.port),
-                7 => Step::Close,
-                8 => Step::Connect(cfg.client_id, cfg.username, cfg.password),
-                _ => match cfg.subscriptions.get(n - 9) {
-                    Some(s) => {
-                        one = [(s.topic, s.qos)];
-                        Step::Subscribe(&one)
-                    }
-                    None => return Ok(()),
-                },
-            };
-            match c.step(step).await {
-                Ok(g) if n >= 9 && g.get(0) == Some(Grant::Rejected) => {
-                    warn!("subscription rejected");
-                    return Err(OfflineReason::SubscriptionRejected);
+                    (General::Attention, Err(e)) => debug!("no answer to AT: {}", e),
+                    (_, Ok(true)) => break,
+                    (_, Ok(false)) => debug!("not registered yet"),
+                    (_, Err(e)) => break 'failed e,
                 }
-                Err(Error::Open(OpenError::IdentifierOccupied)) if n == 6 && !closed => {
-                    warn!("the modem still holds the client: closing it");
-                    closed = true;
-                    n = 7;
+                if Instant::now() + cfg.poll_interval > until {
+                    return Err(if cmd == General::Attention {
+                        OfflineReason::ModemSilent
+                    } else {
+                        OfflineReason::NotRegistered
+                    });
                 }
-                // After the close (whatever its outcome), open again.
-                _ if n == 7 => n = 6,
-                Ok(_) => n += if n == 6 { 2 } else { 1 },
-                Err(e) => return Err(reason(e)),
+                Timer::after(cfg.poll_interval).await;
             }
-        }
+            // A duty cycle needs the broker to keep its session while it sleeps.
+            let clean = cfg.clean_session && cfg.mode == Mode::AlwaysOnline;
+            let recv = if self.driver_config().receive_text {
+                DataFormat::Text
+            } else {
+                DataFormat::Hex
+            };
+            // The settings, open (closed first and opened again once if the
+            // modem still holds the client: an MCU-only reset, a link given up
+            // without closing), connect and subscriptions in this order, through
+            // one await (one state machine, not one per step).
+            let mut closed = false;
+            // The subscription of the step (one per `AT+QMTSUB`).
+            let mut one: [(&str, QoS); 1];
+            let mut n = 0;
+            loop {
+                let step = match n {
+                    0 => Step::Configure(Setting::KeepAlive(cfg.keepalive_s)),
+                    1 => Step::Configure(Setting::Session(clean)),
+                    2 => Step::Configure(Setting::Timeout(
+                        cfg.pkt_timeout_s,
+                        cfg.retry_times,
+                        cfg.timeout_notice,
+                    )),
+                    3 => match cfg.version {
+                        Some(v) => Step::Configure(Setting::Version(v)),
+                        None => {
+                            n += 1;
+                            continue;
+                        }
+                    },
+                    4 => Step::Configure(Setting::Will(cfg.will)),
+                    5 => Step::Configure(Setting::DataFormat(cfg.send_format, recv)),
+                    6 => Step::Open(cfg.host, cfg.port),
+                    7 => Step::Close,
+                    8 => Step::Connect(cfg.client_id, cfg.username, cfg.password),
+                    _ => match cfg.subscriptions.get(n - 9) {
+                        Some(s) => {
+                            one = [(s.topic, s.qos)];
+                            Step::Subscribe(&one)
+                        }
+                        None => return Ok(()),
+                    },
+                };
+                match c.step(step).await {
+                    Ok(g) if n >= 9 && g.get(0) == Some(Grant::Rejected) => {
+                        warn!("subscription rejected");
+                        return Err(OfflineReason::SubscriptionRejected);
+                    }
+                    Err(Error::Open(OpenError::IdentifierOccupied)) if n == 6 && !closed => {
+                        warn!("the modem still holds the client: closing it");
+                        closed = true;
+                        n = 7;
+                    }
+                    // After the close (whatever its outcome), open again.
+                    _ if n == 7 => n = 6,
+                    Ok(_) => n += if n == 6 { 2 } else { 1 },
+                    Err(e) => break 'failed e,
+                }
+            }
+        };
+        Err(reason(e))
     }
 
     /// A general command (the modem's, not the client's), with the
