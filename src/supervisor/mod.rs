@@ -1349,6 +1349,8 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                     warn!("publish failed: {}", e);
                     again = true;
                     match e {
+                        // (Every way out with an error goes through `reason`:
+                        // for the errors here, `Failed`.)
                         // The driver's own check of the message (a later check: it
                         // was stored after the same check against the configured
                         // format). With the driver at the configured format, the
@@ -1357,7 +1359,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                         Error::InvalidArgument { .. } => {
                             let core = self.link.client.core();
                             if core.clients.settings(self.config.client).send_hex != self.link.hex {
-                                break 'msg Err(OfflineReason::Failed(e));
+                                break 'msg Err(reason(e));
                             }
                             self.refuse(t, e);
                             break 'msg Ok(());
@@ -1385,13 +1387,13 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                                 // Given up on: a broker gone, a NAT that forgot the
                                 // link? See the module's documentation.
                                 if outbox.other_suspect(t.seq) {
-                                    break 'msg Err(OfflineReason::Failed(e));
+                                    break 'msg Err(reason(e));
                                 }
                                 false
                             };
                             match self.exchange(General::Connected).await {
                                 Ok(false) => break 'msg Err(OfflineReason::NotConnected),
-                                Ok(_) if general => break 'msg Err(OfflineReason::Failed(e)),
+                                Ok(_) if general => break 'msg Err(reason(e)),
                                 Ok(_) => {}
                                 Err(e) => break 'msg Err(reason(e)),
                             }
@@ -1429,7 +1431,8 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                             // Perhaps busy: the same message again, a little later.
                             pause = Some(self.config.poll_interval);
                         }
-                        Error::Timeout(Stage::Result) => break 'msg Err(OfflineReason::Failed(e)),
+                        // A result that never came (`Timeout(Result)`): the
+                        // link failed (`reason`), as any other error.
                         e => break 'msg Err(reason(e)),
                     }
                 }
