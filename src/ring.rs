@@ -251,29 +251,30 @@ impl<Meta: Send, M: RawMutex, const N: usize> RingBuffer<Meta, M>
     }
 }
 
-/// A closure run once, and its result.
+/// A closure run once, and its result (`init` until it ran: nothing to
+/// unwrap).
 pub(crate) struct Once<F, R> {
     f: Option<F>,
-    out: Option<R>,
+    out: R,
 }
 
 impl<F, R> Once<F, R> {
-    pub(crate) fn new(f: F) -> Self {
+    pub(crate) fn new(f: F, init: R) -> Self {
         Self {
             f: Some(f),
-            out: None,
+            out: init,
         }
     }
 
-    /// The result; the closure must have run.
+    /// The result (`init` if the closure did not run).
     pub(crate) fn out(self) -> R {
-        self.out.unwrap_or_else(|| unreachable!())
+        self.out
     }
 
     /// Runs the closure (the first time only).
     pub(crate) fn run(&mut self, f: impl FnOnce(F) -> R) {
         if let Some(g) = self.f.take() {
-            self.out = Some(f(g));
+            self.out = f(g);
         }
     }
 }

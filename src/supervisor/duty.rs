@@ -158,8 +158,9 @@ impl<M: RawMutex> Link<'_, M> {
     /// always-online mode.
     pub fn wake(&self) {
         self.status.with(|s| {
-            s.wake.requested = true;
-            s.wake.waker.wake();
+            let mut w = s.wake.borrow_mut();
+            w.requested = true;
+            w.waker.wake();
         })
     }
 }
@@ -172,7 +173,9 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let mut was_online = false;
         loop {
             let start = Instant::now();
-            self.link.status.with(|s| s.wake.requested = false);
+            self.link
+                .status
+                .with(|s| s.wake.borrow_mut().requested = false);
             let epoch = self.client().link().0;
             if let Err(r) = self.bring_up().await {
                 return (r, was_online);
@@ -192,7 +195,6 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// end: `AT+QMTDISC`, `AT+QRELLOCK`. `Err` when the link ended otherwise.
     async fn visit(&self, epoch: u32, d: DutyCycle) -> Result<(), OfflineReason> {
         let status = self.link.status;
-        status.came_online();
         status.set_state(LinkState::Online);
         let send = self.lanes();
         let stay = join(
@@ -223,7 +225,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let outbox = self.link.outbox;
         status.with(|s| {
             if outbox.stats().messages == 0 {
-                s.wake.requested = false;
+                s.wake.borrow_mut().requested = false;
             }
         });
         let c = &self.link.client;
@@ -252,10 +254,11 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         status.set_state(LinkState::Asleep { until });
         let requested = poll_fn(|cx| {
             status.with(|s| {
-                if s.wake.requested {
+                let mut w = s.wake.borrow_mut();
+                if w.requested {
                     Poll::Ready(())
                 } else {
-                    s.wake.waker.register(cx.waker());
+                    w.waker.register(cx.waker());
                     Poll::Pending
                 }
             })

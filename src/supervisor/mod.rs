@@ -152,7 +152,7 @@ mod durable;
 mod duty;
 mod outbox;
 
-use core::cell::RefCell;
+use core::cell::{Cell, RefCell};
 use core::future::{poll_fn, Future};
 use core::pin::pin;
 use core::task::Poll;
@@ -448,32 +448,45 @@ pub struct Counters {
 /// each of them.
 const HISTORY: usize = 8;
 
+/// A supervisor's status, read and changed under its lock. Each value is
+/// a `Cell` (a plain load or store, under the lock); only what is changed
+/// through `&mut` (the waiters) is a `RefCell`, whose borrow is checked at
+/// each use.
 struct Status {
-    state: LinkState,
+    state: Cell<LinkState>,
     /// Bumped at each state change.
-    epoch: u32,
+    epoch: Cell<u32>,
     /// The last changes: `history[epoch % HISTORY]` is the state of `epoch`.
-    history: [LinkState; HISTORY],
-    counters: Counters,
-    online_since: Option<Instant>,
+    history: [Cell<LinkState>; HISTORY],
+    counters: Cell<Counters>,
+    online_since: Cell<Option<Instant>>,
     /// Tasks waiting for a state change (any number of them).
-    wakers: WaitSet,
+    wakers: RefCell<WaitSet>,
     /// Publishes the modem took (its `OK`) on this link, wrapping.
-    accepted: u32,
+    accepted: Cell<u32>,
     /// The last message the modem refused on this link, and `accepted` then.
-    last_refusal: Option<(u32, u32)>,
+    last_refusal: Cell<Option<(u32, u32)>>,
     /// When the supervisor last made progress ([`Link::progress`]).
-    progress: Instant,
+    progress: Cell<Instant>,
     /// Duty cycle: the application asked for a wake.
-    wake: duty::WakeCell,
+    wake: RefCell<duty::WakeCell>,
     /// Since when messages are set aside on this link (a failure reported
     /// with the client connected), and `accepted` then.
-    suspect: Option<(Instant, u32)>,
+    suspect: Cell<Option<(Instant, u32)>>,
+}
+
+impl Status {
+    /// Changes the counters.
+    fn count(&self, f: impl FnOnce(&mut Counters)) {
+        let mut c = self.counters.get();
+        f(&mut c);
+        self.counters.set(c);
+    }
 }
 
 /// A supervisor's status, shared by its task and its [`Link`] handles: the
 /// part of its state that does not depend on the outbox size.
-struct StatusCell<M: RawMutex>(BlockingMutex<M, RefCell<Status>>);
+struct StatusCell<M: RawMutex>(BlockingMutex<M, Status>);
 
 /// A supervisor's memory: the outbox (`OUTBOX` bytes, holding messages by
 /// their size: 14 bytes + topic + payload each) and its state. Create it
@@ -496,11 +509,11 @@ impl<const OUTBOX: usize, M: RawMutex> SupervisorState<OUTBOX, M> {
         let () = Self::SIZE_OK;
         Self {
             outbox: BlockingMutex::new(RefCell::new(RingStore::new(OutboxMeta::new()))),
-            status: StatusCell(BlockingMutex::new(RefCell::new(Status {
-                state: LinkState::Connecting { attempt: 1 },
-                epoch: 0,
-                history: [LinkState::Connecting { attempt: 1 }; HISTORY],
-                counters: Counters {
+            status: StatusCell(BlockingMutex::new(Status {
+                state: Cell::new(LinkState::Connecting { attempt: 1 }),
+                epoch: Cell::new(0),
+                history: [const { Cell::new(LinkState::Connecting { attempt: 1 }) }; HISTORY],
+                counters: Cell::new(Counters {
                     connects: 0,
                     reconnects: 0,
                     link_losses: 0,
@@ -513,15 +526,15 @@ impl<const OUTBOX: usize, M: RawMutex> SupervisorState<OUTBOX, M> {
                     online_ms: 0,
                     software_resets: 0,
                     hardware_resets: 0,
-                },
-                online_since: None,
-                wakers: WaitSet::new(),
-                accepted: 0,
-                last_refusal: None,
-                progress: Instant::from_ticks(0),
-                wake: duty::WakeCell::new(),
-                suspect: None,
-            }))),
+                }),
+                online_since: Cell::new(None),
+                wakers: RefCell::new(WaitSet::new()),
+                accepted: Cell::new(0),
+                last_refusal: Cell::new(None),
+                progress: Cell::new(Instant::from_ticks(0)),
+                wake: RefCell::new(duty::WakeCell::new()),
+                suspect: Cell::new(None),
+            })),
         }
     }
 }
@@ -613,43 +626,51 @@ impl<'a, M: RawMutex> Supervisor<'a, M> {
 }
 
 impl<M: RawMutex> StatusCell<M> {
-    fn with<R>(&self, f: impl FnOnce(&mut Status) -> R) -> R {
-        self.0.lock(|s| f(&mut s.borrow_mut()))
+    fn with<R>(&self, f: impl FnOnce(&Status) -> R) -> R {
+        self.0.lock(f)
     }
 
     /// Runs a function on the waiters of a state change, under the lock.
     fn lock(&self) -> impl FnMut(&mut dyn FnMut(&mut WaitSet)) + Unpin + '_ {
-        move |f| self.with(|s| f(&mut s.wakers))
+        move |f| self.with(|s| f(&mut s.wakers.borrow_mut()))
     }
 
     fn set_state(&self, state: LinkState) {
         self.with(|s| {
             let now = Instant::now();
             if let Some(since) = s.online_since.take() {
-                s.counters.online_ms = s
-                    .counters
-                    .online_ms
-                    .wrapping_add(now.saturating_duration_since(since).as_millis());
+                let ms = now.saturating_duration_since(since).as_millis();
+                s.count(|c| c.online_ms = c.online_ms.wrapping_add(ms));
             }
             if state == LinkState::Online {
-                s.online_since = Some(now);
-                s.progress = now;
+                s.online_since.set(Some(now));
+                s.progress.set(now);
+                // Counted, under the same lock; the last link's refusal
+                // forgotten.
+                s.count(|c| {
+                    if c.connects > 0 {
+                        c.reconnects = c.reconnects.wrapping_add(1);
+                    }
+                    c.connects = c.connects.wrapping_add(1);
+                });
+                s.last_refusal.set(None);
             }
-            s.state = state;
-            s.epoch = s.epoch.wrapping_add(1);
-            s.history[s.epoch as usize % HISTORY] = state;
-            s.wakers.wake();
+            s.state.set(state);
+            let epoch = s.epoch.get().wrapping_add(1);
+            s.epoch.set(epoch);
+            s.history[epoch as usize % HISTORY].set(state);
+            s.wakers.borrow_mut().wake();
         });
         info!("link: {}", StateName(state));
     }
 
     fn count(&self, f: impl FnOnce(&mut Counters)) {
-        self.with(|s| f(&mut s.counters))
+        self.with(|s| s.count(f))
     }
 
     /// The modem answered, a message went, the link came up: progress.
     fn progress(&self) {
-        self.with(|s| s.progress = Instant::now())
+        self.with(|s| s.progress.set(Instant::now()))
     }
 }
 
@@ -683,41 +704,40 @@ impl<'a, M: RawMutex> Link<'a, M> {
 
     /// The link's state now.
     pub fn state(&self) -> LinkState {
-        self.status.with(|s| s.state)
+        self.status.with(|s| s.state.get())
     }
 
     /// The next state change after the one `seen` counts, waiting for it
     /// (`seen` is updated; start with 0). A caller that falls no more than 8
     /// changes behind sees every state, in order; one further behind skips
     /// to the current state.
-    pub async fn changed(&self, seen: &mut u32) -> LinkState {
-        wait(self.status.lock(), |w, waker| {
+    pub fn changed<'s>(&'s self, seen: &'s mut u32) -> impl Future<Output = LinkState> + 's {
+        // The wait itself, not an async fn around it (a state machine less).
+        wait(self.status.lock(), move |w, waker| {
             self.status.with(|s| {
-                let behind = s.epoch.wrapping_sub(*seen);
+                let behind = s.epoch.get().wrapping_sub(*seen);
                 let r = if behind == 0 {
                     None
                 } else if behind as usize <= HISTORY {
                     *seen = seen.wrapping_add(1);
-                    Some(s.history[*seen as usize % HISTORY])
+                    Some(s.history[*seen as usize % HISTORY].get())
                 } else {
-                    *seen = s.epoch;
-                    Some(s.state)
+                    *seen = s.epoch.get();
+                    Some(s.state.get())
                 };
-                w.poll(&mut s.wakers, waker, r)
+                w.poll(&mut s.wakers.borrow_mut(), waker, r)
             })
         })
-        .await
     }
 
     /// Waits until the link is online.
-    pub async fn wait_online(&self) {
+    pub fn wait_online(&self) -> impl Future<Output = ()> + '_ {
         wait(self.status.lock(), |w, waker| {
             self.status.with(|s| {
-                let r = (s.state == LinkState::Online).then_some(());
-                w.poll(&mut s.wakers, waker, r)
+                let r = (s.state.get() == LinkState::Online).then_some(());
+                w.poll(&mut s.wakers.borrow_mut(), waker, r)
             })
         })
-        .await
     }
 
     /// When the supervisor last made progress: the modem answered one of its
@@ -726,7 +746,7 @@ impl<'a, M: RawMutex> Link<'a, M> {
     /// stopped answering, or a supervisor stuck, makes none. See
     /// [`alive`](Self::alive).
     pub fn progress(&self) -> Instant {
-        self.status.with(|s| s.progress)
+        self.status.with(|s| s.progress.get())
     }
 
     /// True if the supervisor made [`progress`](Self::progress) within
@@ -742,16 +762,16 @@ impl<'a, M: RawMutex> Link<'a, M> {
 
     /// What the supervisor has done so far.
     pub fn counters(&self) -> Counters {
-        self.status.with(|s| s.counters)
+        self.status.with(|s| s.counters.get())
     }
 
     /// Time online over every link so far, the current one included.
     pub fn time_online(&self) -> Duration {
         self.status.with(|s| {
-            let current = s.online_since.map_or(0, |since| {
+            let current = s.online_since.get().map_or(0, |since| {
                 Instant::now().saturating_duration_since(since).as_millis()
             });
-            Duration::from_millis(s.counters.online_ms.wrapping_add(current))
+            Duration::from_millis(s.counters.get().online_ms.wrapping_add(current))
         })
     }
 
@@ -861,45 +881,36 @@ impl<'a, M: RawMutex> Link<'a, M> {
     }
 }
 
-/// Reads the information lines of a general command's answer.
-trait Answer {
-    fn read(&mut self, info: &[u8]) -> Result<(), Error>;
+/// The supervisor's general commands (the modem's, not the client's),
+/// each sent through [`Supervisor::exchange`]: one state machine for all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum General {
+    /// `AT`: does the modem answer?
+    Attention,
+    /// `ATE0`.
+    EchoOff,
+    /// `AT+CEREG?`: is the modem registered (home or roaming)?
+    Registration,
+    /// `AT+QMTCONN?`: does the modem say the client is connected? Asked by
+    /// the publish lanes' checks and the health check.
+    Connected,
+    /// `AT+QRST=1`, sent even to a modem that answers nothing.
+    Reset,
 }
 
-/// A command's typed answer, parsed.
-struct Parsed<'c, C: atat::AtatCmd> {
-    cmd: &'c C,
-    out: Option<C::Response>,
-}
-
-impl<C: atat::AtatCmd> Answer for Parsed<'_, C> {
-    fn read(&mut self, info: &[u8]) -> Result<(), Error> {
-        self.out = Some(self.cmd.parse(Ok(info)).map_err(Error::from_own_parse)?);
-        Ok(())
-    }
-}
-
-/// `AT+QMTCONN?`'s answer: whether the modem says the client is
-/// connected. Asked by the publish lanes' checks and the health check,
-/// each through [`Supervisor::exchange`].
-struct Connected {
-    client: ClientId,
-    yes: bool,
-}
-
-impl Connected {
-    fn new(client: ClientId) -> Self {
-        Self { client, yes: false }
-    }
-}
-
-impl Answer for Connected {
-    fn read(&mut self, info: &[u8]) -> Result<(), Error> {
-        let s =
-            atat::AtatCmd::parse(&QueryConnectionState, Ok(info)).map_err(Error::from_own_parse)?;
-        self.yes = s.get(self.client) == Some(ConnectionState::Connected);
-        Ok(())
-    }
+/// What the answer (its information lines `info`) to `cmd` says: registered
+/// (`AT+CEREG?`), or the `client` connected (`AT+QMTCONN?`).
+fn read_answer(cmd: General, client: ClientId, info: &[u8]) -> Result<bool, Error> {
+    Ok(if cmd == General::Registration {
+        atat::AtatCmd::parse(&QueryRegistration, Ok(info))
+            .map_err(Error::from_own_parse)?
+            .registered()
+    } else {
+        atat::AtatCmd::parse(&QueryConnectionState, Ok(info))
+            .map_err(Error::from_own_parse)?
+            .get(client)
+            == Some(ConnectionState::Connected)
+    })
 }
 
 /// The checks a message must pass to be sent in the format `hex`.
@@ -971,14 +982,13 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                 // One attempt: bring the link up, and keep it until it
                 // ends (in `run`, not an async fn of its own).
                 Mode::AlwaysOnline => {
-                    let epoch = self.client().link().0;
+                    let epoch = self.link.client.link().0;
                     match self.bring_up().await {
                         Err(r) => (r, false),
                         Ok(()) => {
                             // Online: send the outbox, watch the link, check
                             // its health, until the link ends.
-                            status.came_online();
-                            status.with(|s| s.suspect = None);
+                            status.with(|s| s.suspect.set(None));
                             status.set_state(LinkState::Online);
                             let send = self.lanes();
                             let checks = select(self.health(), self.probation());
@@ -990,7 +1000,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                             // A link end the driver saw (`+QMTSTAT`, a
                             // restart) is why: a publish refused in the same
                             // burst because the link was gone only follows.
-                            let r = match self.client().link() {
+                            let r = match self.link.client.link() {
                                 (now, Some(end)) if now != epoch => link_end(end),
                                 _ => r,
                             };
@@ -1029,14 +1039,39 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             }
             // Results owed on the old link will not come: the messages go
             // again under their msgIDs, which must not wait for those slots.
-            self.client().release_abandoned();
+            self.link.client.release_abandoned();
             silent = match reason {
                 OfflineReason::ModemSilent => silent.saturating_add(1),
                 _ => 0,
             };
             let every = u32::from(self.config.reset_after);
             if every > 0 && silent.is_multiple_of(every) && silent > 0 {
-                self.reset(silent / every > 1).await;
+                // Restart the modem: the board's way (if there is one) from
+                // the second time on, else `AT+QRST=1`. In `run` itself,
+                // not an async fn of its own: a state machine less.
+                let hard = silent / every > 1;
+                match self.hard_reset.as_mut().filter(|_| hard) {
+                    Some(board) => {
+                        status.set_state(LinkState::Resetting {
+                            how: ResetKind::Hardware,
+                        });
+                        status.count(|c| c.hardware_resets = c.hardware_resets.wrapping_add(1));
+                        board.reset().await;
+                    }
+                    None => {
+                        status.set_state(LinkState::Resetting {
+                            how: ResetKind::Software,
+                        });
+                        status.count(|c| c.software_resets = c.software_resets.wrapping_add(1));
+                        // `OK` if it still reads commands; a wedged one says
+                        // nothing. Sent even if the modem does not answer the
+                        // `AT` before it: it may still read commands
+                        // (`exchange` forces it past the channel's fence).
+                        if let Err(e) = self.exchange(General::Reset).await {
+                            debug!("AT+QRST=1: {}", e);
+                        }
+                    }
+                }
             }
             let delay = delays.next();
             status.set_state(LinkState::BackingOff { delay });
@@ -1064,36 +1099,6 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         self.link.client.core().config
     }
 
-    /// Restarts a modem that stopped answering: the board's way when `hard`
-    /// and there is one, else `AT+QRST=1`.
-    async fn reset(&mut self, hard: bool) {
-        let status = self.link.status;
-        match self.hard_reset.as_mut().filter(|_| hard) {
-            Some(board) => {
-                status.set_state(LinkState::Resetting {
-                    how: ResetKind::Hardware,
-                });
-                status.count(|c| c.hardware_resets = c.hardware_resets.wrapping_add(1));
-                board.reset().await;
-            }
-            None => {
-                status.set_state(LinkState::Resetting {
-                    how: ResetKind::Software,
-                });
-                status.count(|c| c.software_resets = c.software_resets.wrapping_add(1));
-                // `OK` if it still reads commands; a wedged one says nothing.
-                // Sent even if the modem does not answer the `AT` before it:
-                // it may still read commands.
-                // `force`: the line goes out even to a modem that answers
-                // nothing (the channel's fence, a bare `AT`, would otherwise
-                // hold it back).
-                if let Err(e) = self.exchange(&ResetModule, None, true).await {
-                    debug!("AT+QRST=1: {}", e);
-                }
-            }
-        }
-    }
-
     /// Modem, registration, configuration, open, connect, subscriptions.
     async fn bring_up(&self) -> Result<(), OfflineReason> {
         let cfg = &self.config;
@@ -1104,130 +1109,129 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         // `registration_deadline`. One loop, one await of each kind, here
         // (not an async fn of its own): one state machine for both waits
         // and the steps after them.
-        let mut until = Instant::now() + cfg.modem_deadline;
-        // 0: `AT`, 1: `ATE0`, 2: `AT+CEREG?`.
-        let mut phase = 0u8;
-        let mut reg = Parsed {
-            cmd: &QueryRegistration,
-            out: None,
-        };
-        loop {
-            let write: &dyn WriteLine = match phase {
-                0 => &Attention,
-                1 => &EchoOff,
-                _ => &QueryRegistration,
-            };
-            let answer: Option<&mut dyn Answer> = if phase < 2 { None } else { Some(&mut reg) };
-            // One await for the three commands.
-            let r = self
-                .exchange(write, answer, false)
-                .await
-                .map(|()| phase < 2 || reg.out.take().is_some_and(|r| r.registered()));
-            match (phase, r) {
-                (0 | 1, Ok(_)) => {
-                    phase = if phase == 0 && cfg.echo_off { 1 } else { 2 };
-                    if phase == 2 {
-                        until = Instant::now() + cfg.registration_deadline;
-                    }
-                    continue;
-                }
-                (0, Err(e)) => debug!("no answer to AT: {}", e),
-                (_, Ok(true)) => break,
-                (_, Ok(false)) => debug!("not registered yet"),
-                (_, Err(e)) => return Err(reason(e)),
-            }
-            if Instant::now() + cfg.poll_interval > until {
-                return Err(if phase == 0 {
-                    OfflineReason::ModemSilent
-                } else {
-                    OfflineReason::NotRegistered
-                });
-            }
-            Timer::after(cfg.poll_interval).await;
-        }
-        // A duty cycle needs the broker to keep its session while it sleeps.
-        let clean = cfg.clean_session && cfg.mode == Mode::AlwaysOnline;
-        let recv = if self.driver_config().receive_text {
-            DataFormat::Text
-        } else {
-            DataFormat::Hex
-        };
-        // The settings, open (closed first and opened again once if the
-        // modem still holds the client: an MCU-only reset, a link given up
-        // without closing), connect and subscriptions in this order, through
-        // one await (one state machine, not one per step).
-        let mut closed = false;
-        // The subscription of the step (one per `AT+QMTSUB`).
-        let mut one: [(&str, QoS); 1];
-        let mut n = 0;
-        loop {
-            let step = match n {
-                0 => Step::Configure(Setting::KeepAlive(cfg.keepalive_s)),
-                1 => Step::Configure(Setting::Session(clean)),
-                2 => Step::Configure(Setting::Timeout(
-                    cfg.pkt_timeout_s,
-                    cfg.retry_times,
-                    cfg.timeout_notice,
-                )),
-                3 => match cfg.version {
-                    Some(v) => Step::Configure(Setting::Version(v)),
-                    None => {
-                        n += 1;
+        // Both kinds of steps end the same way when one fails: one exit.
+        let e = 'failed: {
+            let mut until = Instant::now() + cfg.modem_deadline;
+            let mut cmd = General::Attention;
+            loop {
+                // One await for the three commands.
+                match (cmd, self.exchange(cmd).await) {
+                    (General::Attention | General::EchoOff, Ok(_)) => {
+                        cmd = if cmd == General::Attention && cfg.echo_off {
+                            General::EchoOff
+                        } else {
+                            until = Instant::now() + cfg.registration_deadline;
+                            General::Registration
+                        };
                         continue;
                     }
-                },
-                4 => Step::Configure(Setting::Will(cfg.will)),
-                5 => Step::Configure(Setting::DataFormat(cfg.send_format, recv)),
-                6 => Step::Open(cfg.host, cfg.port),
-                7 => Step::Close,
-                8 => Step::Connect(cfg.client_id, cfg.username, cfg.password),
-                _ => match cfg.subscriptions.get(n - 9) {
-                    Some(s) => {
-                        one = [(s.topic, s.qos)];
-                        Step::Subscribe(&one)
-                    }
-                    None => return Ok(()),
-                },
-            };
-            match c.step(step).await {
-                Ok(g) if n >= 9 && g.get(0) == Some(Grant::Rejected) => {
-                    warn!("subscription rejected");
-                    return Err(OfflineReason::SubscriptionRejected);
+                    (General::Attention, Err(e)) => debug!("no answer to AT: {}", e),
+                    (_, Ok(true)) => break,
+                    (_, Ok(false)) => debug!("not registered yet"),
+                    (_, Err(e)) => break 'failed e,
                 }
-                Err(Error::Open(OpenError::IdentifierOccupied)) if n == 6 && !closed => {
-                    warn!("the modem still holds the client: closing it");
-                    closed = true;
-                    n = 7;
+                if Instant::now() + cfg.poll_interval > until {
+                    return Err(if cmd == General::Attention {
+                        OfflineReason::ModemSilent
+                    } else {
+                        OfflineReason::NotRegistered
+                    });
                 }
-                // After the close (whatever its outcome), open again.
-                _ if n == 7 => n = 6,
-                Ok(_) => n += if n == 6 { 2 } else { 1 },
-                Err(e) => return Err(reason(e)),
+                Timer::after(cfg.poll_interval).await;
             }
-        }
+            // A duty cycle needs the broker to keep its session while it sleeps.
+            let clean = cfg.clean_session && cfg.mode == Mode::AlwaysOnline;
+            let recv = if self.driver_config().receive_text {
+                DataFormat::Text
+            } else {
+                DataFormat::Hex
+            };
+            // The settings, open (closed first and opened again once if the
+            // modem still holds the client: an MCU-only reset, a link given up
+            // without closing), connect and subscriptions in this order, through
+            // one await (one state machine, not one per step).
+            let mut closed = false;
+            // The subscription of the step (one per `AT+QMTSUB`).
+            let mut one: [(&str, QoS); 1];
+            let mut n = 0;
+            loop {
+                let step = match n {
+                    0 => Step::Configure(Setting::KeepAlive(cfg.keepalive_s)),
+                    1 => Step::Configure(Setting::Session(clean)),
+                    2 => Step::Configure(Setting::Timeout(
+                        cfg.pkt_timeout_s,
+                        cfg.retry_times,
+                        cfg.timeout_notice,
+                    )),
+                    3 => match cfg.version {
+                        Some(v) => Step::Configure(Setting::Version(v)),
+                        None => {
+                            n += 1;
+                            continue;
+                        }
+                    },
+                    4 => Step::Configure(Setting::Will(cfg.will)),
+                    5 => Step::Configure(Setting::DataFormat(cfg.send_format, recv)),
+                    6 => Step::Open(cfg.host, cfg.port),
+                    7 => Step::Close,
+                    8 => Step::Connect(cfg.client_id, cfg.username, cfg.password),
+                    _ => match cfg.subscriptions.get(n - 9) {
+                        Some(s) => {
+                            one = [(s.topic, s.qos)];
+                            Step::Subscribe(&one)
+                        }
+                        None => return Ok(()),
+                    },
+                };
+                match c.step(step).await {
+                    Ok(g) if n >= 9 && g.get(0) == Some(Grant::Rejected) => {
+                        warn!("subscription rejected");
+                        return Err(OfflineReason::SubscriptionRejected);
+                    }
+                    Err(Error::Open(OpenError::IdentifierOccupied)) if n == 6 && !closed => {
+                        warn!("the modem still holds the client: closing it");
+                        closed = true;
+                        n = 7;
+                    }
+                    // After the close (whatever its outcome), open again.
+                    _ if n == 7 => n = 6,
+                    Ok(_) => n += if n == 6 { 2 } else { 1 },
+                    Err(e) => break 'failed e,
+                }
+            }
+        };
+        Err(reason(e))
     }
 
     /// A general command (the modem's, not the client's), with the
-    /// driver's `command_timeout`: sends the line `write` writes
-    /// (with `force`: even to a modem that answers nothing) and waits for
-    /// `OK`; `answer` reads the information lines then. Progress when it
-    /// succeeded. Through the AT channel, as `Modem`'s own commands go: one
-    /// state machine for every general command of the supervisor.
-    async fn exchange(
-        &self,
-        write: &dyn WriteLine,
-        answer: Option<&mut dyn Answer>,
-        force: bool,
-    ) -> Result<(), Error> {
+    /// driver's `command_timeout`: sends `cmd`'s line and waits for `OK`;
+    /// then what its answer says ([`read_answer`]; `true` for a command
+    /// without one). Progress when it succeeded. Through the AT channel, as
+    /// `Modem`'s own commands go: one state machine for every general
+    /// command of the supervisor.
+    async fn exchange(&self, cmd: General) -> Result<bool, Error> {
         let core = self.link.client.core();
         let timeout = core.config.command_timeout;
+        let write: &dyn WriteLine = match cmd {
+            General::Attention => &Attention,
+            General::EchoOff => &EchoOff,
+            General::Registration => &QueryRegistration,
+            General::Connected => &QueryConnectionState,
+            General::Reset => &ResetModule,
+        };
+        // `AT+QRST=1` goes out even to a modem that answers nothing (the
+        // channel's fence, a bare `AT`, would otherwise hold it back).
+        let force = cmd == General::Reset;
+        let client = self.config.client;
         let r = core
             .channel
             .exchange_as(write, timeout, Owner::publish(None), force)
             .await
-            .and_then(|a| match answer {
-                Some(answer) => a.parse(|info| answer.read(info)),
-                None => Ok(()),
+            .and_then(|a| match cmd {
+                General::Registration | General::Connected => {
+                    a.parse(|info| read_answer(cmd, client, info))
+                }
+                _ => Ok(true),
             });
         if r.is_ok() {
             self.link.status.progress();
@@ -1269,173 +1273,173 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         if !active {
             return poll_fn(|_| Poll::Pending).await;
         }
-        let outbox = &self.link.outbox;
+        let outbox = self.link.outbox;
         loop {
             let (t, turn): (Taken, Turn<'_, '_, M>) = outbox.take_wait().await;
-            if let Err(r) = self.publish_one(&t, Some(turn)).await {
-                outbox.requeue(t.at);
-                return r;
-            }
-        }
-    }
-
-    /// Sends one message until it ends: delivered, or refused (it leaves).
-    /// `Err` when the link ended (the caller puts the message back). `turn`
-    /// is released once the first line went out (or failed); a message sent
-    /// again on this link (refused, or its msgID still busy) goes without
-    /// it, at once: it went in order the first time.
-    async fn publish_one(
-        &self,
-        t: &Taken,
-        mut turn: Option<Turn<'_, '_, M>>,
-    ) -> Result<(), OfflineReason> {
-        let outbox = self.link.outbox;
-        let status = self.link.status;
-        let src = outbox.source(t.at);
-        let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
-        // Sent before: on an earlier link, or by this lane after a failure.
-        let mut again = t.sends > 1;
-        // A pause before the next send (one await for both kinds).
-        let mut pause = None;
-        loop {
-            if let Some(d) = pause.take() {
-                Timer::after(d).await;
-            }
-            let options = PublishOptions::new(t.qos, t.retain).msg_id(msg_id);
-            // The link's client, borrowed (a copy would be kept across the
-            // await, in each lane), and the pending publish moved into its
-            // wait (not kept beside it).
-            let started = self.link.client.start_from(&src, options).await;
-            // The line went (or not): the next lane may take the next.
-            drop(turn.take());
-            let e = match started {
-                Err(Error::InvalidArgument {
-                    problem: Problem::InUse,
-                    ..
-                }) => {
-                    // An earlier send of this msgID still waits for its
-                    // late result (until its deadline): this lane keeps
-                    // the message and tries again a little later; the
-                    // other lanes go on with the next ones.
-                    pause = Some(self.driver_config().quiet_gap);
-                    continue;
-                }
-                Ok(pending) => {
-                    status.with(|s| {
-                        s.progress = Instant::now();
-                        s.accepted = s.accepted.wrapping_add(1);
-                        if again {
-                            s.counters.resent = s.counters.resent.wrapping_add(1);
+            let t = &t;
+            let mut turn = Some(turn);
+            // Sends the message until it ends: delivered, or refused (it
+            // leaves); `Err` when the link ended (the message goes back).
+            // `turn` is released once the first line went out (or failed);
+            // a message sent again on this link (refused, or its msgID
+            // still busy) goes without it, at once: it went in order the
+            // first time. Here, not an async fn of its own: a state
+            // machine less.
+            let r: Result<(), OfflineReason> = 'msg: {
+                let status = self.link.status;
+                let src = outbox.source(t.at);
+                let msg_id = (t.qos != QoS::AtMostOnce).then_some(t.msg_id);
+                // Sent before: on an earlier link, or by this lane after a failure.
+                let mut again = t.sends > 1;
+                // A pause before the next send (one await for both kinds).
+                let mut pause = None;
+                loop {
+                    if let Some(d) = pause.take() {
+                        Timer::after(d).await;
+                    }
+                    let options = PublishOptions::new(t.qos, t.retain).msg_id(msg_id);
+                    // The link's client, borrowed (a copy would be kept across the
+                    // await, in each lane), and the pending publish moved into its
+                    // wait (not kept beside it).
+                    let started = self.link.client.start_from(&src, options).await;
+                    // The line went (or not): the next lane may take the next.
+                    drop(turn.take());
+                    let e = match started {
+                        Err(Error::InvalidArgument {
+                            problem: Problem::InUse,
+                            ..
+                        }) => {
+                            // An earlier send of this msgID still waits for its
+                            // late result (until its deadline): this lane keeps
+                            // the message and tries again a little later; the
+                            // other lanes go on with the next ones.
+                            pause = Some(self.driver_config().quiet_gap);
+                            continue;
                         }
-                    });
-                    // Bound first: the publish (its slot) is dropped
-                    // with its future, before what follows.
-                    let result = pending.finish().await;
-                    match result {
-                        Ok(_) => {
-                            outbox.delivered(t.at);
+                        Ok(pending) => {
                             status.with(|s| {
-                                s.progress = Instant::now();
-                                s.counters.delivered = s.counters.delivered.wrapping_add(1);
-                            });
-                            if t.qos != QoS::AtMostOnce {
-                                // The broker answered: the link works, and
-                                // what failed on it failed for itself.
-                                self.confirm_suspects();
-                            }
-                            return Ok(());
-                        }
-                        Err(e) => e,
-                    }
-                }
-                Err(e) => e,
-            };
-            warn!("publish failed: {}", e);
-            again = true;
-            match e {
-                // The driver's own check of the message (a later check: it
-                // was stored after the same check against the configured
-                // format). With the driver at the configured format, the
-                // message can never be sent: it leaves. Else the modem lost
-                // its configuration (a restart): the link ends.
-                Error::InvalidArgument { .. } => {
-                    let core = self.link.client.core();
-                    if core.clients.settings(self.config.client).send_hex != self.link.hex {
-                        return Err(OfflineReason::Failed(e));
-                    }
-                    self.refuse(t, e);
-                    return Ok(());
-                }
-                // The modem refused the line (or the payload), or gave up
-                // on it (`+QMTPUB: id,msgID,2`): this message, or the link?
-                // One path for both (one state machine for its waits).
-                Error::Modem(_) | Error::SendFailed => {
-                    let refused = matches!(e, Error::Modem(_));
-                    let general = if refused {
-                        // A link the modem knows is gone? `AT+QMTCONN?`
-                        // tells. And if it refused another message just
-                        // before, with no publish taken in between, it
-                        // refuses publishing as such. (A message refused
-                        // for good clears `last_refusal`: the one before
-                        // is still stored.)
-                        status.with(|s| {
-                            let prior = s.last_refusal.replace((t.seq, s.accepted));
-                            prior.is_some_and(|(seq, taken)| seq != t.seq && taken == s.accepted)
-                        })
-                    } else {
-                        // Given up on: a broker gone, a NAT that forgot the
-                        // link? See the module's documentation.
-                        if outbox.other_suspect(t.seq) {
-                            return Err(OfflineReason::Failed(e));
-                        }
-                        false
-                    };
-                    let mut c = Connected::new(self.config.client);
-                    let asked = self
-                        .exchange(&QueryConnectionState, Some(&mut c), false)
-                        .await;
-                    match asked.map(|()| c.yes) {
-                        Ok(false) => return Err(OfflineReason::NotConnected),
-                        Ok(_) if general => return Err(OfflineReason::Failed(e)),
-                        Ok(_) => {}
-                        Err(e) => return Err(reason(e)),
-                    }
-                    if !refused {
-                        let Some(sub) = self.config.subscriptions.first() else {
-                            // No way to ask the broker: set aside until the
-                            // link proves itself (`confirm_suspects`).
-                            outbox.suspect(t.at);
-                            status.with(|s| {
-                                if s.suspect.is_none() {
-                                    s.suspect = Some((Instant::now(), s.accepted));
+                                s.progress.set(Instant::now());
+                                s.accepted.set(s.accepted.get().wrapping_add(1));
+                                if again {
+                                    s.count(|c| c.resent = c.resent.wrapping_add(1));
                                 }
                             });
-                            return Ok(());
-                        };
-                        // Does the broker answer? The first subscription
-                        // again: its SUBACK says so (and the broker sends
-                        // its retained messages again, as after every
-                        // connect). No answer: the link is gone, and the
-                        // failure was not the message's.
-                        if let Err(e) = self
-                            .link
-                            .client
-                            .step(Step::Subscribe(&[(sub.topic, sub.qos)]))
-                            .await
-                        {
-                            return Err(reason(e));
+                            // Bound first: the publish (its slot) is dropped
+                            // with its future, before what follows.
+                            let result = pending.finish().await;
+                            match result {
+                                Ok(_) => {
+                                    outbox.delivered(t.at);
+                                    status.with(|s| {
+                                        s.progress.set(Instant::now());
+                                        s.count(|c| c.delivered = c.delivered.wrapping_add(1));
+                                    });
+                                    if t.qos != QoS::AtMostOnce {
+                                        // The broker answered: the link works, and
+                                        // what failed on it failed for itself.
+                                        self.confirm_suspects();
+                                    }
+                                    break 'msg Ok(());
+                                }
+                                Err(e) => e,
+                            }
                         }
-                        status.progress();
+                        Err(e) => e,
+                    };
+                    warn!("publish failed: {}", e);
+                    again = true;
+                    match e {
+                        // (Every way out with an error goes through `reason`:
+                        // for the errors here, `Failed`.)
+                        // The driver's own check of the message (a later check: it
+                        // was stored after the same check against the configured
+                        // format). With the driver at the configured format, the
+                        // message can never be sent: it leaves. Else the modem lost
+                        // its configuration (a restart): the link ends.
+                        Error::InvalidArgument { .. } => {
+                            let core = self.link.client.core();
+                            if core.clients.settings(self.config.client).send_hex != self.link.hex {
+                                break 'msg Err(reason(e));
+                            }
+                            self.refuse(t, e);
+                            break 'msg Ok(());
+                        }
+                        // The modem refused the line (or the payload), or gave up
+                        // on it (`+QMTPUB: id,msgID,2`): this message, or the link?
+                        // One path for both (one state machine for its waits).
+                        Error::Modem(_) | Error::SendFailed => {
+                            let refused = matches!(e, Error::Modem(_));
+                            let general = if refused {
+                                // A link the modem knows is gone? `AT+QMTCONN?`
+                                // tells. And if it refused another message just
+                                // before, with no publish taken in between, it
+                                // refuses publishing as such. (A message refused
+                                // for good clears `last_refusal`: the one before
+                                // is still stored.)
+                                status.with(|s| {
+                                    let accepted = s.accepted.get();
+                                    let prior = s.last_refusal.replace(Some((t.seq, accepted)));
+                                    prior.is_some_and(|(seq, taken)| {
+                                        seq != t.seq && taken == accepted
+                                    })
+                                })
+                            } else {
+                                // Given up on: a broker gone, a NAT that forgot the
+                                // link? See the module's documentation.
+                                if outbox.other_suspect(t.seq) {
+                                    break 'msg Err(reason(e));
+                                }
+                                false
+                            };
+                            match self.exchange(General::Connected).await {
+                                Ok(false) => break 'msg Err(OfflineReason::NotConnected),
+                                Ok(_) if general => break 'msg Err(reason(e)),
+                                Ok(_) => {}
+                                Err(e) => break 'msg Err(reason(e)),
+                            }
+                            if !refused {
+                                let Some(sub) = self.config.subscriptions.first() else {
+                                    // No way to ask the broker: set aside until the
+                                    // link proves itself (`confirm_suspects`).
+                                    outbox.suspect(t.at);
+                                    status.with(|s| {
+                                        if s.suspect.get().is_none() {
+                                            s.suspect.set(Some((Instant::now(), s.accepted.get())));
+                                        }
+                                    });
+                                    break 'msg Ok(());
+                                };
+                                // Does the broker answer? The first subscription
+                                // again: its SUBACK says so (and the broker sends
+                                // its retained messages again, as after every
+                                // connect). No answer: the link is gone, and the
+                                // failure was not the message's.
+                                if let Err(e) = self
+                                    .link
+                                    .client
+                                    .step(Step::Subscribe(&[(sub.topic, sub.qos)]))
+                                    .await
+                                {
+                                    break 'msg Err(reason(e));
+                                }
+                                status.progress();
+                            }
+                            if outbox.refused(t.at) >= self.config.max_refusals {
+                                self.refuse(t, e);
+                                break 'msg Ok(());
+                            }
+                            // Perhaps busy: the same message again, a little later.
+                            pause = Some(self.config.poll_interval);
+                        }
+                        // A result that never came (`Timeout(Result)`): the
+                        // link failed (`reason`), as any other error.
+                        e => break 'msg Err(reason(e)),
                     }
-                    if outbox.refused(t.at) >= self.config.max_refusals {
-                        self.refuse(t, e);
-                        return Ok(());
-                    }
-                    // Perhaps busy: the same message again, a little later.
-                    pause = Some(self.config.poll_interval);
                 }
-                Error::Timeout(Stage::Result) => return Err(OfflineReason::Failed(e)),
-                e => return Err(reason(e)),
+            };
+            if let Err(r) = r {
+                outbox.requeue(t.at);
+                return r;
             }
         }
     }
@@ -1483,26 +1487,32 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// only when idle); an acknowledged one confirms at once.
     async fn probation(&self) -> core::convert::Infallible {
         if !self.config.subscriptions.is_empty() {
-            // Failures are judged at once, with a subscription (`publish_one`):
+            // Failures are judged at once, with a subscription (in `lane`):
             // nothing is ever set aside.
             return poll_fn(|_| Poll::Pending).await;
         }
         let status = self.link.status;
         let period = self.probation_period();
         loop {
-            let Some((since, accepted)) = status.with(|s| s.suspect) else {
-                Timer::after(period).await;
+            // One timer for both: a period after the failure set aside, or
+            // (none) a period from now, then look again.
+            let suspect = status.with(|s| s.suspect.get());
+            let at = match suspect {
+                Some((since, _)) => since + period,
+                None => Instant::now() + period,
+            };
+            Timer::at(at).await;
+            let Some((since, accepted)) = suspect else {
                 continue;
             };
-            Timer::at(since + period).await;
-            let quiet = status.with(|s| match s.suspect {
-                Some((t, a)) if t == since && a == accepted => Some(a == s.accepted),
+            let quiet = status.with(|s| match s.suspect.get() {
+                Some((t, a)) if t == since && a == accepted => Some(a == s.accepted.get()),
                 _ => None,
             });
             match quiet {
                 Some(true) => self.confirm_suspects(),
                 Some(false) => status.with(|s| {
-                    s.suspect = Some((Instant::now(), s.accepted));
+                    s.suspect.set(Some((Instant::now(), s.accepted.get())));
                 }),
                 None => {}
             }
@@ -1514,8 +1524,8 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         warn!("message refused: {}", e);
         self.link.outbox.fail(t.at, e);
         self.link.status.with(|s| {
-            s.counters.refused = s.counters.refused.wrapping_add(1);
-            s.last_refusal = None;
+            s.count(|c| c.refused = c.refused.wrapping_add(1));
+            s.last_refusal.set(None);
         });
     }
 
@@ -1540,11 +1550,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         }
         loop {
             Timer::after(every).await;
-            let mut c = Connected::new(self.config.client);
-            let asked = self
-                .exchange(&QueryConnectionState, Some(&mut c), false)
-                .await;
-            match asked.map(|()| c.yes) {
+            match self.exchange(General::Connected).await {
                 Ok(true) => {}
                 Ok(false) => return OfflineReason::NotConnected,
                 Err(
@@ -1598,18 +1604,6 @@ impl<M: RawMutex, R: HardReset> defmt::Format for Supervisor<'_, M, R> {
 
 // The duty cycle's (`duty.rs`) changes to the status, kept with their owner.
 impl<M: RawMutex> StatusCell<M> {
-    /// A link came online: counted; the last link's refusal forgotten.
-    fn came_online(&self) {
-        self.with(|s| {
-            let c = &mut s.counters;
-            if c.connects > 0 {
-                c.reconnects = c.reconnects.wrapping_add(1);
-            }
-            c.connects = c.connects.wrapping_add(1);
-            s.last_refusal = None;
-        })
-    }
-
     /// QoS 0 messages dropped when a link ended before they went out.
     fn qos0_dropped(&self, n: u32) {
         self.count(|c| c.qos0_dropped = c.qos0_dropped.wrapping_add(n))

@@ -44,6 +44,7 @@
 //! [`Outcome::Forgotten`]: never a false "delivered".
 
 use core::future::Future;
+use core::task::Poll;
 
 use crate::channel::{copy_part, Source, CHUNK};
 use crate::error::Error;
@@ -359,6 +360,8 @@ impl<M: RawMutex> Copy for Outbox<'_, M> {}
 pub(crate) struct Turn<'t, 'o, M: RawMutex>(&'t Outbox<'o, M>);
 
 impl<M: RawMutex> Drop for Turn<'_, '_, M> {
+    // Not inlined: one copy for the lane's drop and its futures' drop glue.
+    #[inline(never)]
     fn drop(&mut self) {
         self.0.change(0, Change::TurnDone);
     }
@@ -390,7 +393,7 @@ impl<M: RawMutex> Record<'_, M> {
     /// [`Source`]'s reads.
     fn part(&self, off: usize, out: &mut [u8]) -> (usize, usize, usize) {
         let at = self.at;
-        self.outbox.with(|_, _, buf, _| {
+        self.outbox.with((0, 0, 0), |_, _, buf, _| {
             let (len, topic_len) = lens_of(buf, at);
             let (topic, payload) = buf[at + HEADER..at + len].split_at(topic_len);
             (
@@ -409,11 +412,16 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         }
     }
 
-    /// Runs `f` on the ring (its bytes), the bookkeeping and the outcome log.
-    fn with<R>(&self, f: impl FnOnce(&mut Ring, &mut OutboxMeta, &mut [u8], Log<'_>) -> R) -> R {
-        let mut once = Once::new(f);
+    /// Runs `f` on the ring (its bytes), the bookkeeping and the outcome
+    /// log, and returns what it returns (`init` until it ran: a result
+    /// without an `Option` to unwrap).
+    fn with<R>(
+        &self,
+        init: R,
+        f: impl FnOnce(&mut Ring, &mut OutboxMeta, &mut [u8], Log<'_>) -> R,
+    ) -> R {
+        let mut once = Once::new(f, init);
         self.with_dyn(&mut once);
-        // `with_dyn` always calls it once.
         once.out()
     }
 
@@ -442,7 +450,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         retain: bool,
         next_id: &mut dyn FnMut() -> u16,
     ) -> Result<Ticket, PushError> {
-        let r = self.with(|ring, meta, buf, log| {
+        let r = self.with(Err(PushError::Full), |ring, meta, buf, log| {
             let msg = (topic, payload, qos, retain);
             Self::push_in(ring, meta, buf, log, msg, MsgId::Next(next_id))
         });
@@ -470,7 +478,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         while off < total {
             let mut chunk = [0u8; CHUNK];
             let n = copy_part(topic.as_bytes(), payload, off, &mut chunk);
-            self.with(|_, _, buf, _| {
+            self.with((), |_, _, buf, _| {
                 let to = at + HEADER + off;
                 buf[to..to + n].copy_from_slice(&chunk[..n]);
             });
@@ -541,7 +549,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     ) -> Result<Ticket, PushError> {
         let mut next_id = next_id;
         let r = wait(self.lock(Wait::Space), |w, waker| {
-            self.with(|ring, meta, buf, log| {
+            self.with(Poll::Pending, |ring, meta, buf, log| {
                 let r = match Self::push_in(
                     ring,
                     meta,
@@ -563,7 +571,9 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
 
     /// How the message of `ticket` ended; `None` while it is stored.
     pub(crate) fn outcome(&self, ticket: Ticket) -> Option<Outcome> {
-        self.with(|ring, meta, buf, log| Self::outcome_in(ring, meta, buf, &log, ticket))
+        self.with(None, |ring, meta, buf, log| {
+            Self::outcome_in(ring, meta, buf, &log, ticket)
+        })
     }
 
     fn outcome_in(
@@ -599,7 +609,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     pub(crate) fn wait_outcome(&self, ticket: Ticket) -> impl Future<Output = Outcome> + '_ {
         // The wait itself, not an async fn around it (a state machine less).
         wait(self.lock(Wait::Gone), move |w, waker| {
-            self.with(|ring, meta, buf, log| {
+            self.with(Poll::Pending, |ring, meta, buf, log| {
                 let o = Self::outcome_in(ring, meta, buf, &log, ticket);
                 w.poll(&mut meta.gone, waker, o)
             })
@@ -621,7 +631,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// At most `n` records (one for `Gone`) are looked at under each lock.
     fn wait_count(&self, which: Wait, n: usize) -> impl Future<Output = ()> + '_ {
         wait(self.lock(which), move |w, waker| {
-            self.with(|ring, meta, buf, _| {
+            self.with(Poll::Pending, |ring, meta, buf, _| {
                 let mut live = Self::live(ring, buf);
                 let (ready, set) = if let Wait::Gone = which {
                     (live.next().is_none(), &mut meta.gone)
@@ -640,7 +650,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// Runs a function on the waiters of `which`, under the lock.
     fn lock(&self, which: Wait) -> impl FnMut(&mut dyn FnMut(&mut WaitSet)) + Unpin + '_ {
         move |f| {
-            self.with(|_, meta, _, _| {
+            self.with((), |_, meta, _, _| {
                 f(match which {
                     Wait::Space => &mut meta.space,
                     Wait::Gone => &mut meta.gone,
@@ -652,7 +662,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
 
     /// What is stored.
     pub(crate) fn stats(&self) -> OutboxStats {
-        self.with(|ring, meta, buf, _| {
+        self.with(OutboxStats::default(), |ring, meta, buf, _| {
             let mut s = OutboxStats {
                 high_water: meta.high_water,
                 capacity: buf.len(),
@@ -671,7 +681,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// The oldest queued message, now in flight; `None` if none is queued.
     #[cfg(test)]
     pub(crate) fn take(&self) -> Option<Taken> {
-        self.with(|ring, _, buf, _| Self::take_in(ring, buf))
+        self.with(None, |ring, _, buf, _| Self::take_in(ring, buf))
     }
 
     fn take_in(ring: &Ring, buf: &mut [u8]) -> Option<Taken> {
@@ -704,7 +714,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     pub(crate) fn take_wait(&self) -> impl Future<Output = (Taken, Turn<'_, 'a, M>)> + '_ {
         // The wait itself, not an async fn around it (a state machine less).
         wait(self.lock(Wait::Queued), move |w, waker| {
-            self.with(|ring, meta, buf, _| {
+            self.with(Poll::Pending, |ring, meta, buf, _| {
                 let t = if meta.turn {
                     None
                 } else {
@@ -731,7 +741,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// one function for the small changes, not one each.
     #[inline(never)]
     fn change(&self, at: usize, c: Change) -> u32 {
-        self.with(|ring, meta, buf, mut log| {
+        self.with(0, |ring, meta, buf, mut log| {
             match c {
                 Change::Flags(clear, set) => {
                     let h = header_mut(buf, at);
@@ -900,7 +910,7 @@ impl<M: RawMutex> Outbox<'_, M> {
         retain: bool,
         msg_id: u16,
     ) -> Result<Ticket, PushError> {
-        let r = self.with(|ring, meta, buf, log| {
+        let r = self.with(Err(PushError::Full), |ring, meta, buf, log| {
             let msg = (topic, payload, qos, retain);
             Self::push_in(ring, meta, buf, log, msg, MsgId::Given(msg_id))
         });
@@ -911,7 +921,7 @@ impl<M: RawMutex> Outbox<'_, M> {
     /// is given).
     pub(crate) async fn wait_any_ended(&self, tickets: &[Option<Ticket>]) {
         wait(self.lock(Wait::Gone), |w, waker| {
-            self.with(|ring, meta, buf, log| {
+            self.with(Poll::Pending, |ring, meta, buf, log| {
                 let ended = tickets
                     .iter()
                     .flatten()
@@ -926,7 +936,7 @@ impl<M: RawMutex> Outbox<'_, M> {
     /// [`Outcome::Dropped`]: a flash outbox drops a stale one. `false` if the
     /// message of `seq` is not queued.
     pub(crate) fn withdraw(&self, seq: u32) -> bool {
-        self.with(|ring, meta, buf, mut log| {
+        self.with(false, |ring, meta, buf, mut log| {
             let Some(at) = Self::live(ring, buf)
                 .find(|&at| seq_of(buf, at) == seq && buf[at + 3] & (IN_FLIGHT | WRITING) == 0)
             else {
@@ -1021,13 +1031,13 @@ mod tests {
         // No byte of it is 0, the store's bytes before: each one copied in
         // changes the store.
         let payload: Vec<u8> = (0..1024u32).map(|i| (i % 255 + 1) as u8).collect();
-        let before = std::rc::Rc::new(RefCell::new(o.with(|_, _, b, _| b.to_vec())));
+        let before = std::rc::Rc::new(RefCell::new(o.with(Vec::new(), |_, _, b, _| b.to_vec())));
         let most = std::rc::Rc::new(core::cell::Cell::new(0));
         let (b, m) = (before.clone(), most.clone());
         // After each lock: how many bytes of the store it changed.
         AFTER.with(|h| {
             *h.borrow_mut() = Some(std::boxed::Box::new(move || {
-                let now = o.with(|_, _, buf, _| buf.to_vec());
+                let now = o.with(Vec::new(), |_, _, buf, _| buf.to_vec());
                 let changed = {
                     let b = b.borrow();
                     now.iter().zip(b.iter()).filter(|(x, y)| x != y).count()
@@ -1064,7 +1074,7 @@ mod tests {
         AFTER.with(|h| {
             *h.borrow_mut() = Some(std::boxed::Box::new(move || {
                 // The record is the store's first.
-                if o.with(|_, _, buf, _| buf[3] & WRITING != 0) {
+                if o.with(false, |_, _, buf, _| buf[3] & WRITING != 0) {
                     if l.get().is_none() {
                         l.set(o.push("b", b"2", QoS::AtLeastOnce, false, &mut ids()).ok());
                     }
@@ -1413,7 +1423,7 @@ mod tests {
     #[test]
     fn outcomes_are_kept_across_the_wrap_of_the_sequence_numbers() {
         let o = Outbox::new(store::<256>());
-        o.with(|_, meta, _, _| meta.next_seq = u32::MAX - 2);
+        o.with((), |_, meta, _, _| meta.next_seq = u32::MAX - 2);
         let mut next = ids();
         let tickets: Vec<Ticket> = (0..6)
             .map(|i| {
