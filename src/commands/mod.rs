@@ -144,6 +144,14 @@ impl<'b> Line<'b> {
     }
 }
 
+/// A command line of fixed text (`line`, without its CR) into `buf`: its
+/// length, 0 if it does not fit. Not inlined: one copy for every command
+/// whose line never changes.
+#[inline(never)]
+pub(crate) fn fixed_line(buf: &mut [u8], line: &[u8]) -> usize {
+    Line::new(buf).raw(line).finish()
+}
+
 pub(crate) fn parse_error(e: InternalError<'_>) -> atat::Error {
     e.into()
 }
@@ -160,7 +168,7 @@ macro_rules! test_command {
             type Response = $crate::commands::TestResponse;
             const MAX_TIMEOUT_MS: u32 = 300;
             fn write(&self, buf: &mut [u8]) -> usize {
-                $crate::commands::Line::new(buf).raw(concat!("AT", $at, "=?").as_bytes()).finish()
+                $crate::commands::fixed_line(buf, concat!("AT", $at, "=?").as_bytes())
             }
             fn parse(
                 &self,

@@ -71,7 +71,7 @@ impl AtatCmd for QueryOpenNetworks {
     type Response = OpenLinks;
     const MAX_TIMEOUT_MS: u32 = 300;
     fn write(&self, buf: &mut [u8]) -> usize {
-        Line::new(buf).raw(b"AT+QMTOPEN?").finish()
+        super::fixed_line(buf, b"AT+QMTOPEN?")
     }
     fn parse(&self, resp: Result<&[u8], InternalError>) -> Result<OpenLinks, atat::Error> {
         let resp = resp.map_err(super::parse_error)?;
@@ -227,7 +227,7 @@ impl AtatCmd for QueryConnectionState {
     type Response = ConnectionStates;
     const MAX_TIMEOUT_MS: u32 = 300;
     fn write(&self, buf: &mut [u8]) -> usize {
-        Line::new(buf).raw(b"AT+QMTCONN?").finish()
+        super::fixed_line(buf, b"AT+QMTCONN?")
     }
     fn parse(&self, resp: Result<&[u8], InternalError>) -> Result<ConnectionStates, atat::Error> {
         let resp = resp.map_err(super::parse_error)?;
