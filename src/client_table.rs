@@ -360,7 +360,9 @@ fn wake_at(t: Instant, waker: &Waker) {
 /// A claimed operation slot; frees it when dropped.
 pub(crate) struct OpTicket<'c, M: RawMutex> {
     st: &'c ClientTableState<M>,
-    i: usize,
+    /// The client (not its index: `ClientId::index` is known to be 0-5,
+    /// so the tables of the clients need no bounds check).
+    client: ClientId,
     _lock: LockGuard<'c, M>,
 }
 
@@ -373,7 +375,7 @@ impl<M: RawMutex> OpTicket<'_, M> {
     ) -> impl Future<Output = Result<OpOutcome, Error>> + '_ {
         // The wait itself, not an async fn around it (a state machine less).
         let mut timer = Timer::at(deadline);
-        let signal = &self.st.op_signals[self.i];
+        let signal = &self.st.op_signals[self.client.index()];
         poll_fn(move |cx| {
             loop {
                 match pin!(signal.wait()).poll(cx) {
@@ -400,8 +402,8 @@ impl<M: RawMutex> Drop for OpTicket<'_, M> {
     fn drop(&mut self) {
         self.st
             .clients
-            .lock(|c| c.borrow_mut()[self.i].op = OpWait::Free);
-        self.st.op_signals[self.i].reset();
+            .lock(|c| c.borrow_mut()[self.client.index()].op = OpWait::Free);
+        self.st.op_signals[self.client.index()].reset();
     }
 }
 
@@ -536,8 +538,10 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         kind: OpKind,
         msg_id: u16,
     ) -> OpTicket<'a, M> {
+        let lock = self.st.op_locks[client.index()].lock().await;
+        // The index again after the wait (kept across it, the compiler
+        // would no longer know it is 0-5).
         let i = client.index();
-        let lock = self.st.op_locks[i].lock().await;
         self.st.op_signals[i].reset();
         self.with(|c| {
             c[i].op = OpWait::Waiting {
@@ -548,7 +552,7 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         });
         OpTicket {
             st: self.st,
-            i,
+            client,
             _lock: lock,
         }
     }

@@ -99,18 +99,19 @@ impl<'b> Line<'b> {
     #[inline(never)]
     pub(crate) fn num(&mut self, n: u32) -> &mut Self {
         self.sep();
+        // The digits from the last; ten hold any u32 (no bounds check).
         let mut tmp = [0u8; 10];
-        let mut i = tmp.len();
         let mut v = n;
-        loop {
-            i -= 1;
-            tmp[i] = b'0' + (v % 10) as u8;
+        let mut first = 0;
+        for (i, d) in tmp.iter_mut().enumerate().rev() {
+            *d = b'0' + (v % 10) as u8;
             v /= 10;
             if v == 0 {
+                first = i;
                 break;
             }
         }
-        self.raw(&tmp[i..])
+        self.raw(&tmp[first..])
     }
 
     pub(crate) fn comma(&mut self) -> &mut Self {
