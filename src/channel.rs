@@ -447,12 +447,16 @@ pub(crate) fn each_chunk(
 pub(crate) fn topic_of<'b>(src: &dyn Source, buf: &'b mut [u8]) -> Option<&'b str> {
     let (len, _) = src.lens();
     let dst = buf.get_mut(..len)?;
+    // Read straight into the buffer (the source never gives more than
+    // asked, nor past the topic's end).
     let mut at = 0;
-    each_chunk(src, 0, len, &mut |c| {
-        dst[at..at + c.len()].copy_from_slice(c);
-        at += c.len();
-        true
-    });
+    while let Some(out) = dst.get_mut(at..).filter(|o| !o.is_empty()) {
+        let n = src.read(at, out);
+        if n == 0 {
+            break;
+        }
+        at += n;
+    }
     core::str::from_utf8(dst.get(..at)?).ok()
 }
 

@@ -410,7 +410,10 @@ impl<M: RawMutex> Drop for OpTicket<'_, M> {
 /// A claimed publish slot (and its msgID); see [`PubTicket::wait`].
 pub(crate) struct PubTicket<'c, M: RawMutex> {
     clients: ClientTable<'c, M>,
-    k: usize,
+    /// The slot (kept, not looked up by index: no bounds check), and its
+    /// index.
+    slot: &'c PubSlot<M>,
+    k: u8,
     msg_id: u16,
     /// Deadline for a late result once abandoned.
     abandon_for: Duration,
@@ -428,7 +431,7 @@ pub(crate) enum ClaimError {
 impl<M: RawMutex> PubTicket<'_, M> {
     /// The slot's index, for the channel to arm when the modem accepts.
     pub(crate) fn index(&self) -> u8 {
-        self.k as u8
+        self.k
     }
 
     pub(crate) fn msg_id(&self) -> u16 {
@@ -456,7 +459,7 @@ impl<M: RawMutex> PubTicket<'_, M> {
         timer: &mut Option<Timer>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<PubOutcome, ()>> {
-        let signal = &self.clients.slots[self.k].signal;
+        let signal = &self.slot.signal;
         {
             loop {
                 match pin!(signal.wait()).poll(cx) {
@@ -480,7 +483,7 @@ impl<M: RawMutex> PubTicket<'_, M> {
 
 impl<M: RawMutex> Drop for PubTicket<'_, M> {
     fn drop(&mut self) {
-        let slot = &self.clients.slots[self.k];
+        let slot = self.slot;
         let next = match slot.get() {
             // The modem accepted it and no result came yet: keep the msgID
             // and absorb the late result (so that a QoS 0 result is not
@@ -601,10 +604,11 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         let now = Instant::now();
         let claimed = self.with(|c| {
             let c = &mut c[client.index()];
-            let k = self
+            let (k, slot) = self
                 .slots
                 .iter()
-                .position(|s| s.get().is_free(now))
+                .enumerate()
+                .find(|(_, s)| s.get().is_free(now))
                 .ok_or(ClaimError::Busy)?;
             let id = match (qos, msg_id) {
                 (QoS::AtMostOnce, _) => 0,
@@ -614,19 +618,21 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
                 (_, Some(id)) => id,
                 (_, None) => self.next_msg_id(c, client),
             };
-            let slot = &self.slots[k];
             slot.signal.reset();
             slot.set(SlotWait::Claimed {
                 client: client.get(),
                 msg_id: id,
                 sent_at: None,
             });
-            Ok((k, id))
+            Ok((slot, k, id))
         })?;
         Ok(PubTicket {
             clients: *self,
-            k: claimed.0,
-            msg_id: claimed.1,
+            slot: claimed.0,
+            // As `index` gives it to the channel (`Owner::Publish` holds
+            // a u8).
+            k: claimed.1 as u8,
+            msg_id: claimed.2,
             abandon_for,
         })
     }
