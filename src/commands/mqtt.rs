@@ -503,13 +503,14 @@ pub(crate) fn write_publish(
         while off < len {
             let want = (len - off).min(tmp.len());
             let n = source.read(start + off, &mut tmp[..want]);
-            if n == 0 {
+            // (A source gives at most what it was asked: `get`, no panic
+            // path.)
+            let Some(chunk) = tmp.get(..n).filter(|c| !c.is_empty()) else {
                 return 0;
-            }
-            let chunk = &tmp[..n];
+            };
             if hex {
                 let m = crate::hex::encode_into(chunk, &mut hexed);
-                l.raw(&hexed[..m]);
+                l.raw(hexed.get(..m).unwrap_or_default());
             } else if chunk.iter().all(|&b| quoted_safe(b)) {
                 l.raw(chunk);
             } else {
