@@ -4,7 +4,7 @@
 //! modem-side settings, its link's epoch, and the topic filters a supervisor
 //! registered.
 //!
-//! - Handle side: [`ClientTable::begin_op`] / [`OpTicket::wait`],
+//! - Handle side: [`ClientTable::op_lock`], [`ClientTable::begin_op`] / [`OpTicket::wait`],
 //!   [`ClientTable::claim_publish`] / [`ClientTable::try_claim_publish`] /
 //!   [`PubTicket::wait`], [`ClientTable::settings`], [`ClientTable::wait_link_change`].
 //! - Runner side: [`ClientTable::line_sent`] when an operation's or a
@@ -533,17 +533,23 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
 
     // ------------------------------------------------------------ handle side
 
-    /// Takes the client's operation lock and slot, waiting for `kind`'s
-    /// result with `msg_id` (0 when the result carries none).
-    pub(crate) async fn begin_op(
+    /// Waits for the client's operation lock: one OPEN/CLOSE/CONN/DISC/
+    /// SUB/UNS at a time (the wait itself: no state machine of its own).
+    pub(crate) fn op_lock(&self, client: ClientId) -> impl Future<Output = LockGuard<'a, M>> + 'a {
+        let st = self.st;
+        st.op_locks[client.index()].lock()
+    }
+
+    /// With the client's operation lock (`lock`, from
+    /// [`op_lock`](Self::op_lock)): takes its operation slot, waiting for
+    /// `kind`'s result with `msg_id` (0 when the result carries none).
+    pub(crate) fn begin_op(
         &self,
         client: ClientId,
         kind: OpKind,
         msg_id: u16,
+        lock: LockGuard<'a, M>,
     ) -> OpTicket<'a, M> {
-        let lock = self.st.op_locks[client.index()].lock().await;
-        // The index again after the wait (kept across it, the compiler
-        // would no longer know it is 0-5).
         let i = client.index();
         self.st.op_signals[i].reset();
         self.with(|c| {

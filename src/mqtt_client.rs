@@ -347,8 +347,12 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             Some(OpKind::Close | OpKind::Disc) => config.close_timeout,
             Some(OpKind::Conn | OpKind::Sub | OpKind::Uns) => self.core.packet_deadline(self.id),
         };
+        let clients = self.core.clients;
         let ticket = match kind {
-            Some(kind) => Some(self.core.clients.begin_op(self.id, kind, msg_id).await),
+            Some(kind) => {
+                let lock = clients.op_lock(self.id).await;
+                Some(clients.begin_op(self.id, kind, msg_id, lock))
+            }
             None => None,
         };
         let owner = match ticket {
