@@ -4,7 +4,7 @@
 //! modem-side settings, its link's epoch, and the topic filters a supervisor
 //! registered.
 //!
-//! - Handle side: [`ClientTable::op_lock`], [`ClientTable::begin_op`] / [`OpTicket::wait`],
+//! - Handle side: [`ClientTable::begin_op`] / [`OpTicket::wait`],
 //!   [`ClientTable::claim_publish`] / [`ClientTable::try_claim_publish`] /
 //!   [`PubTicket::wait`], [`ClientTable::settings`], [`ClientTable::wait_link_change`].
 //! - Runner side: [`ClientTable::line_sent`] when an operation's or a
@@ -21,7 +21,7 @@ use core::cell::{Cell, RefCell};
 use core::future::{poll_fn, Future};
 use core::pin::{pin, Pin};
 use core::sync::atomic::{AtomicU8, Ordering};
-use core::task::{Context, Poll, Waker};
+use core::task::{ready, Context, Poll, Waker};
 
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::signal::Signal;
@@ -533,37 +533,36 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
 
     // ------------------------------------------------------------ handle side
 
-    /// Waits for the client's operation lock: one OPEN/CLOSE/CONN/DISC/
-    /// SUB/UNS at a time (the wait itself: no state machine of its own).
-    pub(crate) fn op_lock(&self, client: ClientId) -> impl Future<Output = LockGuard<'a, M>> + 'a {
-        let st = self.st;
-        st.op_locks[client.index()].lock()
-    }
-
-    /// With the client's operation lock (`lock`, from
-    /// [`op_lock`](Self::op_lock)): takes its operation slot, waiting for
-    /// `kind`'s result with `msg_id` (0 when the result carries none).
+    /// Takes the client's operation lock (one OPEN/CLOSE/CONN/DISC/SUB/UNS
+    /// at a time) and slot, waiting for `kind`'s result with `msg_id` (0
+    /// when the result carries none). The lock's wait itself, the slot
+    /// taken once it is held: no state machine of its own.
     pub(crate) fn begin_op(
         &self,
         client: ClientId,
         kind: OpKind,
         msg_id: u16,
-        lock: LockGuard<'a, M>,
-    ) -> OpTicket<'a, M> {
-        let i = client.index();
-        self.st.op_signals[i].reset();
-        self.with(|c| {
-            c[i].op = OpWait::Waiting {
-                kind,
-                msg_id,
-                sent_at: None,
-            }
-        });
-        OpTicket {
-            st: self.st,
-            client,
-            _lock: lock,
-        }
+    ) -> impl Future<Output = OpTicket<'a, M>> + 'a {
+        let st = self.st;
+        let table = *self;
+        let mut lock = st.op_locks[client.index()].lock();
+        poll_fn(move |cx| {
+            let lock = ready!(Pin::new(&mut lock).poll(cx));
+            let i = client.index();
+            st.op_signals[i].reset();
+            table.with(|c| {
+                c[i].op = OpWait::Waiting {
+                    kind,
+                    msg_id,
+                    sent_at: None,
+                }
+            });
+            Poll::Ready(OpTicket {
+                st,
+                client,
+                _lock: lock,
+            })
+        })
     }
 
     /// A msgID 1-65535 (wrapping) that no operation or publish of the

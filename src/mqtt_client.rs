@@ -347,12 +347,8 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
             Some(OpKind::Close | OpKind::Disc) => config.close_timeout,
             Some(OpKind::Conn | OpKind::Sub | OpKind::Uns) => self.core.packet_deadline(self.id),
         };
-        let clients = self.core.clients;
         let ticket = match kind {
-            Some(kind) => {
-                let lock = clients.op_lock(self.id).await;
-                Some(clients.begin_op(self.id, kind, msg_id, lock))
-            }
+            Some(kind) => Some(self.core.clients.begin_op(self.id, kind, msg_id).await),
             None => None,
         };
         let owner = match ticket {
