@@ -44,9 +44,9 @@
 
 use core::cell::RefCell;
 use core::future::{poll_fn, Future};
-use core::pin::Pin;
+use core::pin::{pin, Pin};
 use core::sync::atomic::{AtomicBool, Ordering};
-use core::task::Poll;
+use core::task::{ready, Poll};
 
 use atat::AtatCmd;
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
@@ -449,12 +449,16 @@ pub(crate) fn each_chunk(
 pub(crate) fn topic_of<'b>(src: &dyn Source, buf: &'b mut [u8]) -> Option<&'b str> {
     let (len, _) = src.lens();
     let dst = buf.get_mut(..len)?;
+    // Read straight into the buffer (the source never gives more than
+    // asked, nor past the topic's end).
     let mut at = 0;
-    each_chunk(src, 0, len, &mut |c| {
-        dst[at..at + c.len()].copy_from_slice(c);
-        at += c.len();
-        true
-    });
+    while let Some(out) = dst.get_mut(at..).filter(|o| !o.is_empty()) {
+        let n = src.read(at, out);
+        if n == 0 {
+            break;
+        }
+        at += n;
+    }
     core::str::from_utf8(dst.get(..at)?).ok()
 }
 
@@ -668,57 +672,81 @@ impl<'a, M: RawMutex> Channel<'a, M> {
     /// puts in the buffer and, with `payload` (a data-mode publish), the
     /// payload after the `>` prompt; waits for the final answer. On `OK`,
     /// the channel stays held (with the information lines) until the
-    /// [`Answered`] is dropped.
-    pub(crate) async fn send_line(
-        &self,
-        write: &dyn WriteLine,
+    /// [`Answered`] is dropped. (A `poll_fn`, not an async fn: the AT lock's
+    /// wait, then one wait for every phase, with no state machine of its
+    /// own.)
+    pub(crate) fn send_line<'s>(
+        &'s self,
+        write: &'s dyn WriteLine,
         timeout: Duration,
         owner: Owner,
         force: bool,
-        payload: Option<Payload<'_>>,
-    ) -> Result<Answered<'_, 'a, M>, Error> {
-        let at = self.st.lock.lock().await;
-        let guard = Guard { ch: self };
+        payload: Option<Payload<'s>>,
+    ) -> impl Future<Output = Result<Answered<'s, 'a, M>, Error>> + 's {
+        let mut lock = self.st.lock.lock();
+        // Once the AT lock is held: the guard that gives the channel back
+        // (dropped first) and the lock.
+        let mut held: Option<(Guard<'s, 'a, M>, LockGuard<'s, M>)> = None;
         let data_mode = payload.is_some();
         let mut submitted = false;
         let mut off = 0;
-        // One wait for every phase (one state of the state machine): the
-        // channel idle (then the line goes in), the prompt (only for a
-        // data-mode line: a payload chunk goes in), the final answer.
-        loop {
-            let phase = self.with(|c| c.phase);
-            match phase {
-                Phase::Idle if !submitted => {
-                    self.submit(write, timeout, data_mode, owner, force)?;
-                    submitted = true;
-                    continue;
-                }
-                Phase::Done(Outcome::Ok) if submitted => {
-                    return Ok(Answered {
-                        ch: self,
-                        _guard: guard,
-                        _at: at,
-                    })
-                }
-                Phase::Done(other) if submitted => return Err(other.into_error()),
-                Phase::WantData if submitted && data_mode => {
-                    // The buffer held elsewhere: give up (the guard sends ESC).
-                    let Some((len, taken, last)) = payload.as_ref().and_then(|p| self.fill(p, off))
-                    else {
-                        return Err(Error::UnexpectedResponse);
-                    };
-                    off += taken;
-                    self.with(|c| {
-                        c.len = len;
-                        c.phase = Phase::DataQueued { last };
-                    });
-                    self.st.to_runner.signal();
-                    continue;
-                }
-                _ => {}
+        poll_fn(move |cx| {
+            if held.is_none() {
+                let at = ready!(Pin::new(&mut lock).poll(cx));
+                held = Some((Guard { ch: self }, at));
             }
-            self.st.to_client.wait().await;
-        }
+            // One wait for every phase: the channel idle (then the line
+            // goes in), the prompt (only for a data-mode line: a payload
+            // chunk goes in), the final answer. Over: the guard and the
+            // lock go with the answer, or are given back at once.
+            loop {
+                let phase = self.with(|c| c.phase);
+                let r = match phase {
+                    Phase::Idle if !submitted => {
+                        match self.submit(write, timeout, data_mode, owner, force) {
+                            Ok(()) => {
+                                submitted = true;
+                                continue;
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                    Phase::Done(Outcome::Ok) if submitted => {
+                        let Some((guard, at)) = held.take() else {
+                            return Poll::Ready(Err(Error::UnexpectedResponse));
+                        };
+                        return Poll::Ready(Ok(Answered {
+                            ch: self,
+                            _guard: guard,
+                            _at: at,
+                        }));
+                    }
+                    Phase::Done(other) if submitted => Err(other.into_error()),
+                    Phase::WantData if submitted && data_mode => {
+                        // The buffer held elsewhere: give up (the guard
+                        // sends ESC).
+                        match payload.as_ref().and_then(|p| self.fill(p, off)) {
+                            Some((len, taken, last)) => {
+                                off += taken;
+                                self.with(|c| {
+                                    c.len = len;
+                                    c.phase = Phase::DataQueued { last };
+                                });
+                                self.st.to_runner.signal();
+                                continue;
+                            }
+                            None => Err(Error::UnexpectedResponse),
+                        }
+                    }
+                    _ => Ok(()),
+                };
+                if let Err(e) = r {
+                    held = None;
+                    return Poll::Ready(Err(e));
+                }
+                ready!(pin!(self.st.to_client.wait()).poll(cx));
+            }
+        })
     }
 
     /// Fills the line buffer with the payload's next chunk from `off`, read

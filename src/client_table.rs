@@ -21,7 +21,7 @@ use core::cell::{Cell, RefCell};
 use core::future::{poll_fn, Future};
 use core::pin::{pin, Pin};
 use core::sync::atomic::{AtomicU8, Ordering};
-use core::task::{Context, Poll, Waker};
+use core::task::{ready, Context, Poll, Waker};
 
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_sync::signal::Signal;
@@ -328,7 +328,9 @@ fn wake_at(t: Instant, waker: &Waker) {
 /// A claimed operation slot; frees it when dropped.
 pub(crate) struct OpTicket<'c, M: RawMutex> {
     st: &'c ClientTableState<M>,
-    i: usize,
+    /// The client (not its index: `ClientId::index` is known to be 0-5,
+    /// so the tables of the clients need no bounds check).
+    client: ClientId,
     _lock: LockGuard<'c, M>,
 }
 
@@ -341,7 +343,7 @@ impl<M: RawMutex> OpTicket<'_, M> {
     ) -> impl Future<Output = Result<OpOutcome, Error>> + '_ {
         // The wait itself, not an async fn around it (a state machine less).
         let mut timer = Timer::at(deadline);
-        let signal = &self.st.op_signals[self.i];
+        let signal = &self.st.op_signals[self.client.index()];
         poll_fn(move |cx| {
             loop {
                 match pin!(signal.wait()).poll(cx) {
@@ -368,15 +370,18 @@ impl<M: RawMutex> Drop for OpTicket<'_, M> {
     fn drop(&mut self) {
         self.st
             .clients
-            .lock(|c| c.borrow_mut()[self.i].op = OpWait::Free);
-        self.st.op_signals[self.i].reset();
+            .lock(|c| c.borrow_mut()[self.client.index()].op = OpWait::Free);
+        self.st.op_signals[self.client.index()].reset();
     }
 }
 
 /// A claimed publish slot (and its msgID); see [`PubTicket::wait`].
 pub(crate) struct PubTicket<'c, M: RawMutex> {
     clients: ClientTable<'c, M>,
-    k: usize,
+    /// The slot (kept, not looked up by index: no bounds check), and its
+    /// index.
+    slot: &'c PubSlot<M>,
+    k: u8,
     msg_id: u16,
     /// Deadline for a late result once abandoned.
     abandon_for: Duration,
@@ -394,7 +399,7 @@ pub(crate) enum ClaimError {
 impl<M: RawMutex> PubTicket<'_, M> {
     /// The slot's index, for the channel to arm when the modem accepts.
     pub(crate) fn index(&self) -> u8 {
-        self.k as u8
+        self.k
     }
 
     pub(crate) fn msg_id(&self) -> u16 {
@@ -422,7 +427,7 @@ impl<M: RawMutex> PubTicket<'_, M> {
         timer: &mut Option<Timer>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<PubOutcome, ()>> {
-        let signal = &self.clients.slots[self.k].signal;
+        let signal = &self.slot.signal;
         {
             loop {
                 match pin!(signal.wait()).poll(cx) {
@@ -446,7 +451,7 @@ impl<M: RawMutex> PubTicket<'_, M> {
 
 impl<M: RawMutex> Drop for PubTicket<'_, M> {
     fn drop(&mut self) {
-        let slot = &self.clients.slots[self.k];
+        let slot = self.slot;
         let next = match slot.get() {
             // The modem accepted it and no result came yet: keep the msgID
             // and absorb the late result (so that a QoS 0 result is not
@@ -496,29 +501,36 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
 
     // ------------------------------------------------------------ handle side
 
-    /// Takes the client's operation lock and slot, waiting for `kind`'s
-    /// result with `msg_id` (0 when the result carries none).
-    pub(crate) async fn begin_op(
+    /// Takes the client's operation lock (one OPEN/CLOSE/CONN/DISC/SUB/UNS
+    /// at a time) and slot, waiting for `kind`'s result with `msg_id` (0
+    /// when the result carries none). The lock's wait itself, the slot
+    /// taken once it is held: no state machine of its own.
+    pub(crate) fn begin_op(
         &self,
         client: ClientId,
         kind: OpKind,
         msg_id: u16,
-    ) -> OpTicket<'a, M> {
-        let i = client.index();
-        let lock = self.st.op_locks[i].lock().await;
-        self.st.op_signals[i].reset();
-        self.with(|c| {
-            c[i].op = OpWait::Waiting {
-                kind,
-                msg_id,
-                sent_at: None,
-            }
-        });
-        OpTicket {
-            st: self.st,
-            i,
-            _lock: lock,
-        }
+    ) -> impl Future<Output = OpTicket<'a, M>> + 'a {
+        let st = self.st;
+        let table = *self;
+        let mut lock = st.op_locks[client.index()].lock();
+        poll_fn(move |cx| {
+            let lock = ready!(Pin::new(&mut lock).poll(cx));
+            let i = client.index();
+            st.op_signals[i].reset();
+            table.with(|c| {
+                c[i].op = OpWait::Waiting {
+                    kind,
+                    msg_id,
+                    sent_at: None,
+                }
+            });
+            Poll::Ready(OpTicket {
+                st,
+                client,
+                _lock: lock,
+            })
+        })
     }
 
     /// A msgID 1-65535 (wrapping) that no operation or publish of the
@@ -565,10 +577,11 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
         let now = Instant::now();
         let claimed = self.with(|c| {
             let c = &mut c[client.index()];
-            let k = self
+            let (k, slot) = self
                 .slots
                 .iter()
-                .position(|s| s.get().is_free(now))
+                .enumerate()
+                .find(|(_, s)| s.get().is_free(now))
                 .ok_or(ClaimError::Busy)?;
             let id = match (qos, msg_id) {
                 (QoS::AtMostOnce, _) => 0,
@@ -578,19 +591,21 @@ impl<'a, M: RawMutex> ClientTable<'a, M> {
                 (_, Some(id)) => id,
                 (_, None) => self.next_msg_id(c, client),
             };
-            let slot = &self.slots[k];
             slot.signal.reset();
             slot.set(SlotWait::Claimed {
                 client: client.get(),
                 msg_id: id,
                 sent_at: None,
             });
-            Ok((k, id))
+            Ok((slot, k, id))
         })?;
         Ok(PubTicket {
             clients: *self,
-            k: claimed.0,
-            msg_id: claimed.1,
+            slot: claimed.0,
+            // As `index` gives it to the channel (`Owner::Publish` holds
+            // a u8).
+            k: claimed.1 as u8,
+            msg_id: claimed.2,
             abandon_for,
         })
     }

@@ -242,9 +242,9 @@ impl Config {
     /// const _: () = assert!(CONFIG.validate().is_ok());
     /// ```
     pub const fn validate(&self) -> Result<(), ConfigError> {
-        // The durations and their names in two arrays (the names a
-        // constant): no name is stored at run time.
-        const ZERO: [Setting; 8] = [
+        // Each check a loop over the names (constants), the values read by
+        // name (`ticks`): no copy of them is made at run time.
+        const ZERO: [Setting; 9] = [
             Setting::CommandTimeout,
             Setting::TxTimeout,
             Setting::OpenTimeout,
@@ -253,28 +253,14 @@ impl Config {
             Setting::ReadErrorPause,
             Setting::WakeTimeout,
             Setting::WakeProbe,
-        ];
-        let zero = [
-            self.command_timeout.as_ticks(),
-            self.tx_timeout.as_ticks(),
-            self.open_timeout.as_ticks(),
-            self.close_timeout.as_ticks(),
-            self.quiet_gap.as_ticks(),
-            self.read_error_pause.as_ticks(),
-            self.wake_timeout.as_ticks(),
-            self.wake_probe.as_ticks(),
+            Setting::PacketDeadline,
         ];
         let mut i = 0;
-        while i < zero.len() {
-            if zero[i] == 0 {
+        while i < ZERO.len() {
+            if let Some(0) = self.ticks(ZERO[i]) {
                 return Err(ConfigError::Zero(ZERO[i]));
             }
             i += 1;
-        }
-        if let Some(d) = self.packet_deadline {
-            if d.as_ticks() == 0 {
-                return Err(ConfigError::Zero(Setting::PacketDeadline));
-            }
         }
         if self.default_pkt_timeout_s < *limits::PKT_TIMEOUT.start()
             || self.default_pkt_timeout_s > *limits::PKT_TIMEOUT.end()
@@ -285,14 +271,6 @@ impl Config {
             return Err(ConfigError::RetryTimes);
         }
         let two_gaps = self.quiet_gap.as_ticks().saturating_mul(2);
-        // The shortest result deadline a client can have: the override, or
-        // pkt_timeout 1 s with no retry, plus the margin.
-        let results = match self.packet_deadline {
-            Some(d) => d.as_ticks(),
-            None => Duration::from_secs(*limits::PKT_TIMEOUT.start() as u64)
-                .as_ticks()
-                .saturating_add(self.result_margin.as_ticks()),
-        };
         const WAITS: [Setting; 5] = [
             Setting::CommandTimeout,
             Setting::OpenTimeout,
@@ -300,16 +278,18 @@ impl Config {
             Setting::PacketDeadline,
             Setting::WakeTimeout,
         ];
-        let waits = [
-            self.command_timeout.as_ticks(),
-            self.open_timeout.as_ticks(),
-            self.close_timeout.as_ticks(),
-            results,
-            self.wake_timeout.as_ticks(),
-        ];
         let mut i = 0;
-        while i < waits.len() {
-            if waits[i] < two_gaps {
+        while i < WAITS.len() {
+            let wait = match self.ticks(WAITS[i]) {
+                Some(t) => t,
+                // The shortest result deadline a client can have without
+                // the override: pkt_timeout 1 s with no retry, plus the
+                // margin.
+                None => Duration::from_secs(*limits::PKT_TIMEOUT.start() as u64)
+                    .as_ticks()
+                    .saturating_add(self.result_margin.as_ticks()),
+            };
+            if wait < two_gaps {
                 return Err(ConfigError::ShorterThanQuietGaps(WAITS[i]));
             }
             i += 1;
@@ -318,6 +298,34 @@ impl Config {
             return Err(ConfigError::ProbeWithinQuietGap);
         }
         Ok(())
+    }
+
+    /// The value of the duration `s` names, in ticks (`None`: no
+    /// `packet_deadline` is set).
+    const fn ticks(&self, s: Setting) -> Option<u64> {
+        let d = match s {
+            Setting::CommandTimeout => self.command_timeout,
+            Setting::TxTimeout => self.tx_timeout,
+            Setting::OpenTimeout => self.open_timeout,
+            Setting::CloseTimeout => self.close_timeout,
+            Setting::PacketDeadline => match self.packet_deadline {
+                Some(d) => d,
+                None => return None,
+            },
+            Setting::QuietGap => self.quiet_gap,
+            Setting::ReadErrorPause => self.read_error_pause,
+            Setting::WakeTimeout => self.wake_timeout,
+            Setting::WakeProbe => self.wake_probe,
+        };
+        Some(d.as_ticks())
+    }
+
+    /// [`validate`](Self::validate) as [`new`](crate::new) runs it: one
+    /// copy out of line, reading the values where they are (inlined, the
+    /// values were copied out of the `Config` once for each check).
+    #[inline(never)]
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
+        self.validate()
     }
 
     /// The shortest deadline [`Modem::send`](crate::Modem::send) gives a

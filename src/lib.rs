@@ -95,7 +95,7 @@ pub fn new<
     writer: W,
     config: Config,
 ) -> Result<(Modem<'a, M>, Runner<'a, R, W, M>), ConfigError> {
-    config.validate()?;
+    config.check()?;
     let (core, ingress, res_slot, urc) = state.split(config);
     let digester = Bc26Digester::new(core, INGRESS);
     let ingress = Ingress::new(digester, ingress, res_slot, urc);

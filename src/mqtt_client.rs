@@ -151,23 +151,23 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     }
 
     /// The checked line of a setting.
-    fn setting_line<'w>(&self, setting: Setting<'w>) -> Result<SettingLine<'w>, Error> {
+    fn setting_line<'w>(&self, setting: Setting<'w>) -> Result<ClientLine<'w>, Error> {
         let client = self.id;
         Ok(match setting {
             Setting::KeepAlive(seconds) => {
-                SettingLine::KeepAlive(ConfigureKeepAlive::new(client, seconds)?)
+                ClientLine::KeepAlive(ConfigureKeepAlive::new(client, seconds)?)
             }
-            Setting::Session(clean_session) => SettingLine::Session(ConfigureSession {
+            Setting::Session(clean_session) => ClientLine::Session(ConfigureSession {
                 client,
                 clean_session,
             }),
-            Setting::Timeout(pkt_timeout_s, retry_times, notice) => SettingLine::Timeout(
+            Setting::Timeout(pkt_timeout_s, retry_times, notice) => ClientLine::Timeout(
                 ConfigureTimeout::new(client, pkt_timeout_s, retry_times, notice)?,
             ),
-            Setting::Version(version) => SettingLine::Version(ConfigureVersion { client, version }),
-            Setting::Will(will) => SettingLine::Will(ConfigureWill { client, will }),
+            Setting::Version(version) => ClientLine::Version(ConfigureVersion { client, version }),
+            Setting::Will(will) => ClientLine::Will(ConfigureWill { client, will }),
             Setting::DataFormat(send, recv) => {
-                SettingLine::DataFormat(ConfigureDataFormat { client, send, recv }, true)
+                ClientLine::DataFormat(ConfigureDataFormat { client, send, recv }, true)
             }
         })
     }
@@ -183,13 +183,13 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     }
 
     /// What the driver learns from a setting the modem took.
-    fn follow(&self, line: &SettingLine<'_>) {
+    fn follow(&self, line: &ClientLine<'_>) {
         match *line {
-            SettingLine::Timeout(cmd) => {
+            ClientLine::Timeout(cmd) => {
                 let (_, p, r) = cmd.values();
                 self.core.clients.set_timeouts(self.id, p, r);
             }
-            SettingLine::DataFormat(cmd, by_app) => self
+            ClientLine::DataFormat(cmd, by_app) => self
                 .core
                 .clients
                 .set_formats(self.id, cmd.send, cmd.recv, by_app),
@@ -332,13 +332,14 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     async fn run(&self, line: &ClientLine<'_>) -> Result<OpOutcome, Error> {
         let config = self.core.config;
         let (kind, msg_id) = match line {
-            ClientLine::Setting(_) => (None, 0),
             ClientLine::Open(_) => (Some(OpKind::Open), 0),
             ClientLine::Close(_) => (Some(OpKind::Close), 0),
             ClientLine::Conn(_) => (Some(OpKind::Conn), 0),
             ClientLine::Disc(_) => (Some(OpKind::Disc), 0),
             ClientLine::Sub(cmd) => (Some(OpKind::Sub), cmd.msg_id()),
             ClientLine::Uns(cmd) => (Some(OpKind::Uns), cmd.msg_id()),
+            // A setting.
+            _ => (None, 0),
         };
         let deadline = match kind {
             None => Duration::from_ticks(0),
@@ -361,9 +362,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
                 .await?,
         );
         let Some(ticket) = ticket else {
-            if let ClientLine::Setting(setting) = line {
-                self.follow(setting);
-            }
+            self.follow(line);
             return Ok(OpOutcome::Code(0));
         };
         ticket.wait(Instant::now() + deadline).await
@@ -452,10 +451,11 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         let open = matches!(step, Step::Open(..));
         // An open first secures the reception: both lines through one
         // await.
-        let first = match self.reception_to_secure() {
-            Some(c) if open => Some(ClientLine::Setting(SettingLine::DataFormat(c, false))),
-            _ => None,
-        };
+        let first = match open {
+            true => self.reception_to_secure(),
+            false => None,
+        }
+        .map(|c| ClientLine::DataFormat(c, false));
         async move {
             // Both lines borrowed where they are (not copied into the state
             // machine's own variables).
@@ -479,7 +479,7 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
     fn client_line<'s>(&self, step: Step<'s>) -> Result<ClientLine<'s>, Error> {
         let client = self.id;
         Ok(match step {
-            Step::Configure(s) => ClientLine::Setting(self.setting_line(s)?),
+            Step::Configure(s) => self.setting_line(s)?,
             Step::Open(host, port) => ClientLine::Open(OpenNetwork::new(client, host, port)?),
             Step::Close => ClientLine::Close(CloseNetwork { client }),
             Step::Connect(id, user, password) => {
@@ -706,8 +706,10 @@ pub(crate) enum Step<'s> {
     Unsubscribe(&'s [&'s str]),
 }
 
-/// A [`Setting`]'s command, checked.
-enum SettingLine<'w> {
+/// A client's command line, checked: a setting, or an operation with a
+/// deferred result ([`MqttClient::run`], through [`MqttClient::step`]).
+enum ClientLine<'w> {
+    // A [`Setting`]'s command (`OK`, then the driver follows it).
     KeepAlive(ConfigureKeepAlive),
     Session(ConfigureSession),
     Timeout(ConfigureTimeout),
@@ -715,12 +717,7 @@ enum SettingLine<'w> {
     Will(ConfigureWill<'w>),
     /// The command, and whether the application chose the formats.
     DataFormat(ConfigureDataFormat, bool),
-}
-
-/// A client's command line, checked: a setting, or an operation with a
-/// deferred result ([`MqttClient::run`], through [`MqttClient::step`]).
-enum ClientLine<'w> {
-    Setting(SettingLine<'w>),
+    // An operation (`OK`, then its deferred result).
     Open(OpenNetwork<'w>),
     Close(CloseNetwork),
     Conn(Connect<'w>),
@@ -734,12 +731,12 @@ impl WriteLine for ClientLine<'_> {
         // One `Line` for every command.
         let l = &mut Line::new(b);
         match self {
-            ClientLine::Setting(SettingLine::KeepAlive(c)) => c.put(l),
-            ClientLine::Setting(SettingLine::Session(c)) => c.put(l),
-            ClientLine::Setting(SettingLine::Timeout(c)) => c.put(l),
-            ClientLine::Setting(SettingLine::Version(c)) => c.put(l),
-            ClientLine::Setting(SettingLine::Will(c)) => c.put(l),
-            ClientLine::Setting(SettingLine::DataFormat(c, _)) => c.put(l),
+            ClientLine::KeepAlive(c) => c.put(l),
+            ClientLine::Session(c) => c.put(l),
+            ClientLine::Timeout(c) => c.put(l),
+            ClientLine::Version(c) => c.put(l),
+            ClientLine::Will(c) => c.put(l),
+            ClientLine::DataFormat(c, _) => c.put(l),
             ClientLine::Open(c) => c.put(l),
             ClientLine::Close(c) => c.put(l),
             ClientLine::Conn(c) => c.put(l),

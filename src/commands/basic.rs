@@ -6,11 +6,7 @@
 
 use atat::{AtatCmd, AtatResp, InternalError};
 
-use super::{Line, NoResponse};
-
-fn write_line(buf: &mut [u8], line: &[u8]) -> usize {
-    Line::new(buf).raw(line).finish()
-}
+use super::{fixed_line as write_line, NoResponse};
 
 /// A bare `AT`: is anybody there? (Also wakes a sleeping UART.) Answers `OK`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

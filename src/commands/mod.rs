@@ -99,18 +99,19 @@ impl<'b> Line<'b> {
     #[inline(never)]
     pub(crate) fn num(&mut self, n: u32) -> &mut Self {
         self.sep();
+        // The digits from the last; ten hold any u32 (no bounds check).
         let mut tmp = [0u8; 10];
-        let mut i = tmp.len();
         let mut v = n;
-        loop {
-            i -= 1;
-            tmp[i] = b'0' + (v % 10) as u8;
+        let mut first = 0;
+        for (i, d) in tmp.iter_mut().enumerate().rev() {
+            *d = b'0' + (v % 10) as u8;
             v /= 10;
             if v == 0 {
+                first = i;
                 break;
             }
         }
-        self.raw(&tmp[i..])
+        self.raw(&tmp[first..])
     }
 
     pub(crate) fn comma(&mut self) -> &mut Self {
@@ -144,6 +145,14 @@ impl<'b> Line<'b> {
     }
 }
 
+/// A command line of fixed text (`line`, without its CR) into `buf`: its
+/// length, 0 if it does not fit. Not inlined: one copy for every command
+/// whose line never changes.
+#[inline(never)]
+pub(crate) fn fixed_line(buf: &mut [u8], line: &[u8]) -> usize {
+    Line::new(buf).raw(line).finish()
+}
+
 pub(crate) fn parse_error(e: InternalError<'_>) -> atat::Error {
     e.into()
 }
@@ -160,7 +169,7 @@ macro_rules! test_command {
             type Response = $crate::commands::TestResponse;
             const MAX_TIMEOUT_MS: u32 = 300;
             fn write(&self, buf: &mut [u8]) -> usize {
-                $crate::commands::Line::new(buf).raw(concat!("AT", $at, "=?").as_bytes()).finish()
+                $crate::commands::fixed_line(buf, concat!("AT", $at, "=?").as_bytes())
             }
             fn parse(
                 &self,

@@ -71,7 +71,7 @@ impl AtatCmd for QueryOpenNetworks {
     type Response = OpenLinks;
     const MAX_TIMEOUT_MS: u32 = 300;
     fn write(&self, buf: &mut [u8]) -> usize {
-        Line::new(buf).raw(b"AT+QMTOPEN?").finish()
+        super::fixed_line(buf, b"AT+QMTOPEN?")
     }
     fn parse(&self, resp: Result<&[u8], InternalError>) -> Result<OpenLinks, atat::Error> {
         let resp = resp.map_err(super::parse_error)?;
@@ -227,7 +227,7 @@ impl AtatCmd for QueryConnectionState {
     type Response = ConnectionStates;
     const MAX_TIMEOUT_MS: u32 = 300;
     fn write(&self, buf: &mut [u8]) -> usize {
-        Line::new(buf).raw(b"AT+QMTCONN?").finish()
+        super::fixed_line(buf, b"AT+QMTCONN?")
     }
     fn parse(&self, resp: Result<&[u8], InternalError>) -> Result<ConnectionStates, atat::Error> {
         let resp = resp.map_err(super::parse_error)?;
@@ -304,7 +304,7 @@ impl<'a> Subscribe<'a> {
     /// 1024-byte line holds.
     pub fn new(client: ClientId, msg_id: u16, topics: &'a [(&'a str, QoS)]) -> Result<Self, Error> {
         check_msg_id(msg_id)?;
-        check_topic_list(topics.iter().map(|(t, _)| *t), topics.len(), 2)?;
+        check_topic_list(&topics, topics.len(), 2)?;
         Ok(Self {
             client,
             msg_id,
@@ -322,10 +322,28 @@ impl<'a> Subscribe<'a> {
     }
 }
 
+/// The topics of a SUB or UNS line, by index: one copy of
+/// [`check_topic_list`] for both.
+pub(crate) trait TopicList {
+    fn topic(&self, i: usize) -> Option<&str>;
+}
+
+impl TopicList for &[(&str, QoS)] {
+    fn topic(&self, i: usize) -> Option<&str> {
+        self.get(i).map(|(t, _)| *t)
+    }
+}
+
+impl TopicList for &[&str] {
+    fn topic(&self, i: usize) -> Option<&str> {
+        self.get(i).copied()
+    }
+}
+
 /// Checks a SUB/UNS topic list: not empty, each topic valid, and the line fits.
 /// `extra` is the bytes each entry adds after its quoted topic (`,q` = 2).
-pub(crate) fn check_topic_list<'t>(
-    topics: impl Iterator<Item = &'t str>,
+pub(crate) fn check_topic_list(
+    topics: &dyn TopicList,
     count: usize,
     extra: usize,
 ) -> Result<(), Error> {
@@ -336,7 +354,7 @@ pub(crate) fn check_topic_list<'t>(
         return Err(invalid(Field::Topics, Problem::LineTooLong));
     }
     let mut len = SUB_HEAD;
-    for t in topics {
+    for t in (0..count).filter_map(|i| topics.topic(i)) {
         check_filter(t)?;
         len += 3 + t.len() + extra;
     }
@@ -375,7 +393,7 @@ impl<'a> Unsubscribe<'a> {
     /// `msg_id` 1-65535; one or more topics of 1-255 bytes that fit the line.
     pub fn new(client: ClientId, msg_id: u16, topics: &'a [&'a str]) -> Result<Self, Error> {
         check_msg_id(msg_id)?;
-        check_topic_list(topics.iter().copied(), topics.len(), 0)?;
+        check_topic_list(&topics, topics.len(), 0)?;
         Ok(Self {
             client,
             msg_id,
@@ -503,13 +521,14 @@ pub(crate) fn write_publish(
         while off < len {
             let want = (len - off).min(tmp.len());
             let n = source.read(start + off, &mut tmp[..want]);
-            if n == 0 {
+            // (A source gives at most what it was asked: `get`, no panic
+            // path.)
+            let Some(chunk) = tmp.get(..n).filter(|c| !c.is_empty()) else {
                 return 0;
-            }
-            let chunk = &tmp[..n];
+            };
             if hex {
                 let m = crate::hex::encode_into(chunk, &mut hexed);
-                l.raw(&hexed[..m]);
+                l.raw(hexed.get(..m).unwrap_or_default());
             } else if chunk.iter().all(|&b| quoted_safe(b)) {
                 l.raw(chunk);
             } else {

@@ -41,26 +41,30 @@ impl<'a> Iterator for Fields<'a> {
         let s = self.rest?;
         if let Some(inner) = s.strip_prefix(b"\"") {
             // Quoted: up to the quote that is followed by a comma or the end.
-            let mut i = 0;
-            while i < inner.len() {
-                if inner[i] == b'"' && (i + 1 == inner.len() || inner[i + 1] == b',') {
-                    let field = &inner[..i];
-                    self.rest = if i + 1 == inner.len() {
-                        None
-                    } else {
-                        Some(&inner[i + 2..])
-                    };
-                    return Some(field);
+            // (Indices from the iteration and `get`: no bounds check.)
+            for (i, &b) in inner.iter().enumerate() {
+                if b != b'"' {
+                    continue;
                 }
-                i += 1;
+                match inner.get(i + 1) {
+                    None => {
+                        self.rest = None;
+                        return Some(&inner[..i]);
+                    }
+                    Some(b',') => {
+                        self.rest = inner.get(i + 2..);
+                        return Some(&inner[..i]);
+                    }
+                    Some(_) => {}
+                }
             }
             self.rest = None;
             Some(inner)
         } else {
             match s.iter().position(|&b| b == b',') {
                 Some(c) => {
-                    self.rest = Some(&s[c + 1..]);
-                    Some(&s[..c])
+                    self.rest = s.get(c + 1..);
+                    s.get(..c)
                 }
                 None => {
                     self.rest = None;

@@ -41,6 +41,7 @@ use embassy_time::{Duration, Instant, Timer};
 use super::{link_end, HardReset, Link, LinkState, OfflineReason, Supervisor};
 use crate::commands::PsmTimers;
 use crate::modem::Modem;
+use crate::mqtt_client::Step;
 use crate::sync::RawMutex;
 
 /// How a supervisor keeps its link ([`SupervisorConfig::mode`](super::SupervisorConfig::mode)).
@@ -229,7 +230,9 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             }
         });
         let c = &self.link.client;
-        if let Err(e) = c.disconnect().await {
+        // The step itself (not `disconnect`, an async fn around it: a state
+        // machine less).
+        if let Err(e) = c.step(Step::Disconnect).await {
             // No clean end: close the link, as after a loss (the broker
             // may publish the will), and count it so.
             warn!("disconnect before a sleep: {}", e);
