@@ -526,22 +526,23 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
                                 paying = true;
                                 continue;
                             }
-                            break 'job match (sent, answer) {
-                                (_, Some(Answer::Rebooted)) => Outcome::Rebooted,
-                                (None | Some(PayloadEnd::Sent), Some(Answer::Final(Ok(())))) => {
-                                    Outcome::Ok
-                                }
-                                (None | Some(PayloadEnd::Sent), Some(Answer::Final(Err(e)))) => {
-                                    Outcome::Modem(e)
-                                }
+                            break 'job match answer {
+                                Some(Answer::Rebooted) => Outcome::Rebooted,
                                 // The ESC's answer: the publish did not go.
-                                (Some(PayloadEnd::Abandoned | PayloadEnd::Failed), Some(_)) => {
+                                Some(_)
+                                    if matches!(
+                                        sent,
+                                        Some(PayloadEnd::Abandoned | PayloadEnd::Failed)
+                                    ) =>
+                                {
                                     Outcome::Timeout(Stage::Response)
                                 }
+                                Some(Answer::Final(Ok(()))) => Outcome::Ok,
+                                Some(Answer::Final(Err(e))) => Outcome::Modem(e),
                                 // No answer; or after the payload, Ctrl+Z (or ESC) may not
                                 // have arrived: the modem may still be in data mode. (A
                                 // prompt to the line itself was taken above.)
-                                (_, Some(Answer::Prompt) | None) => {
+                                Some(Answer::Prompt) | None => {
                                     ch.fail(self.core.rx.position());
                                     Outcome::Timeout(if sent.is_none() && job.data_mode {
                                         Stage::Prompt
