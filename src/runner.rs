@@ -171,22 +171,27 @@ impl<R: Read, M: RawMutex> Rx<'_, '_, R, M> {
                 Either::First(r) => Some(r),
                 Either::Second(()) => None,
             };
-            match read {
+            // The bytes read, or none after a quiet gap (the digester then
+            // gives up the incomplete frame it holds).
+            let n = match read {
                 Some(Ok(n)) if n > 0 => {
                     last = self.core.rx.received(n);
-                    // Never fails: the digester publishes no atat URC.
-                    let _ = self.ingress.try_advance(n);
+                    n
                 }
                 Some(_) => {
                     warn!("UART read failed or returned nothing");
                     bump!(self.core.stats, read_errors);
                     Timer::after(self.core.config.read_error_pause).await;
+                    continue;
                 }
                 None => {
                     self.core.rx.request_resync();
-                    let _ = self.ingress.try_advance(0);
+                    0
                 }
-            }
+            };
+            // Never fails: the digester publishes no atat URC. (One call
+            // for both.)
+            let _ = self.ingress.try_advance(n);
         }
     }
 }
