@@ -8,7 +8,7 @@
 //!   longer; a dropped future withdraws a line not yet taken, or leaves the
 //!   runner to finish (ESC in data mode).
 //! - Runner side: [`Channel::take_job`], [`Channel::arm`],
-//!   [`Channel::wait_answer`], the data-mode steps, the fence after a
+//!   [`Channel::wait_step`], the data-mode steps, the fence after a
 //!   failure, [`Channel::finish`].
 //! - Digester side: [`Channel::expect`] (what may come now), and
 //!   [`Channel::on_final`], [`Channel::on_prompt`], [`Channel::on_info`],
@@ -346,6 +346,14 @@ pub(crate) struct Job {
     pub force: bool,
     /// Told where the line went out (see [`Owner`]).
     pub owner: Owner,
+}
+
+/// What the runner waited for: the modem's answer, or (after the prompt)
+/// the handle's next payload step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    Answer(Answer),
+    Data(DataStep),
 }
 
 /// What the handle gave the runner in data mode.
@@ -964,12 +972,25 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         })
     }
 
-    /// Waits for the answer until `deadline`; `Err` on timeout.
-    pub(crate) fn wait_answer(
+    /// Waits until `deadline` for what the runner needs next: after the
+    /// prompt (`data`), the handle's next payload step (taken); else the
+    /// modem's answer. `Err` on timeout. One wait for both, awaited at one
+    /// place.
+    pub(crate) fn wait_step(
         &self,
         deadline: Instant,
-    ) -> impl Future<Output = Result<Answer, TimeoutError>> + '_ {
-        with_deadline(deadline, self.runner_until(|| self.answer()))
+        data: bool,
+    ) -> impl Future<Output = Result<Step, TimeoutError>> + '_ {
+        with_deadline(
+            deadline,
+            self.runner_until(move || {
+                if data {
+                    self.data_step().map(Step::Data)
+                } else {
+                    self.answer().map(Step::Answer)
+                }
+            }),
+        )
     }
 
     /// After the prompt: the handle may fill the buffer (unless it is gone).
@@ -991,17 +1012,15 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         !gone
     }
 
-    /// Waits for the handle's next payload chunk, or its going away.
-    pub(crate) fn wait_data(&self) -> impl Future<Output = DataStep> + '_ {
-        self.runner_until(|| {
-            self.with(|c| match c.phase {
-                Phase::DataQueued { last } => {
-                    c.phase = Phase::Busy;
-                    Some(DataStep::Chunk { len: c.len, last })
-                }
-                Phase::Abort => Some(DataStep::Abort),
-                _ => None,
-            })
+    /// The handle's next payload step, if it gave one (taken).
+    fn data_step(&self) -> Option<DataStep> {
+        self.with(|c| match c.phase {
+            Phase::DataQueued { last } => {
+                c.phase = Phase::Busy;
+                Some(DataStep::Chunk { len: c.len, last })
+            }
+            Phase::Abort => Some(DataStep::Abort),
+            _ => None,
         })
     }
 

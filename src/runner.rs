@@ -9,10 +9,10 @@ use core::task::Poll;
 
 use atat::{AtatIngress, Ingress};
 use embassy_futures::select::{select, Either};
-use embassy_time::{with_deadline, with_timeout, Instant, Timer};
+use embassy_time::{with_deadline, Instant, Timer};
 use embedded_io_async::{Read, Write};
 
-use crate::channel::{Answer, DataStep, Outcome};
+use crate::channel::{Answer, DataStep, Outcome, Step};
 use crate::client_table::Owner;
 use crate::digest::Bc26Digester;
 use crate::error::Stage;
@@ -171,22 +171,27 @@ impl<R: Read, M: RawMutex> Rx<'_, '_, R, M> {
                 Either::First(r) => Some(r),
                 Either::Second(()) => None,
             };
-            match read {
+            // The bytes read, or none after a quiet gap (the digester then
+            // gives up the incomplete frame it holds).
+            let n = match read {
                 Some(Ok(n)) if n > 0 => {
                     last = self.core.rx.received(n);
-                    // Never fails: the digester publishes no atat URC.
-                    let _ = self.ingress.try_advance(n);
+                    n
                 }
                 Some(_) => {
                     warn!("UART read failed or returned nothing");
                     bump!(self.core.stats, read_errors);
                     Timer::after(self.core.config.read_error_pause).await;
+                    continue;
                 }
                 None => {
                     self.core.rx.request_resync();
-                    let _ = self.ingress.try_advance(0);
+                    0
                 }
-            }
+            };
+            // Never fails: the digester publishes no atat URC. (One call
+            // for both.)
+            let _ = self.ingress.try_advance(n);
         }
     }
 }
@@ -407,16 +412,114 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
                         }
                         ch.begin_line(job.data_mode, self.core.rx.position());
                         let sent_at = Instant::now();
-                        if self.send(Src::Line(job.len, job.owner)).await.is_err() {
-                            bump!(self.core.stats, write_errors);
-                            ch.fail_mid_line(self.core.rx.position());
-                            break 'job Outcome::Write;
-                        }
-                        // The line's answer; after a prompt, how the payload ended and then
-                        // the answer to its Ctrl+Z (or ESC).
+                        // One write for the line, every payload chunk and the ESC that
+                        // cancels a payload (one await of `send` for all).
+                        let mut src = Some(Src::Line(job.len, job.owner));
+                        // Between the line's prompt and the payload's end: chunks from
+                        // the handle, then Ctrl+Z; or ESC if the handle went away (or
+                        // stopped giving chunks).
+                        let mut paying = false;
+                        // While paying: `None` while chunks go; then how the payload
+                        // ended, and one more pass writes ESC if it did not end with
+                        // Ctrl+Z.
+                        let mut end = None;
+                        let mut first = true;
+                        // After a prompt, how the payload ended (then the answer is to
+                        // its Ctrl+Z or ESC).
                         let mut sent = None;
                         loop {
-                            let answer = ch.wait_answer(Instant::now() + job.timeout).await.ok();
+                            if let Some(src) = src.take() {
+                                let result = self.send(src).await;
+                                if !paying {
+                                    if result.is_err() {
+                                        bump!(self.core.stats, write_errors);
+                                        ch.fail_mid_line(self.core.rx.position());
+                                        break 'job Outcome::Write;
+                                    }
+                                } else {
+                                    match (end, result) {
+                                        (None, Ok(())) => {
+                                            if let Src::Payload(_, true) = src {
+                                                sent = Some(PayloadEnd::Sent);
+                                                paying = false;
+                                            }
+                                        }
+                                        (None, Err(Stop::Rebooted)) => {
+                                            // The restarted modem may hold payload bytes as
+                                            // half a command line: end it before the next
+                                            // command.
+                                            ch.fail_mid_line(self.core.rx.position());
+                                            break 'job Outcome::Rebooted;
+                                        }
+                                        (None, Err(Stop::Failed)) => {
+                                            bump!(self.core.stats, write_errors);
+                                            end = Some(PayloadEnd::Failed);
+                                        }
+                                        (Some(e), written) => {
+                                            if e == PayloadEnd::Abandoned && written.is_ok() {
+                                                sent = Some(e);
+                                                paying = false;
+                                            } else {
+                                                // Counted when the chunk failed, or now.
+                                                if e == PayloadEnd::Abandoned {
+                                                    bump!(self.core.stats, write_errors);
+                                                }
+                                                ch.fail(self.core.rx.position());
+                                                break 'job Outcome::Write;
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                            if paying {
+                                // Cancel data mode with ESC; after a failed chunk whatever
+                                // reached the modem, and without waiting for an answer.
+                                if let Some(e) = end {
+                                    if e == PayloadEnd::Abandoned {
+                                        debug!("data-mode publish abandoned: ESC");
+                                        ch.arm_escape(self.core.rx.position());
+                                    }
+                                    src = Some(Src::Bytes(&[ESC]));
+                                    continue;
+                                }
+                                if !ch.want_data() {
+                                    end = Some(PayloadEnd::Abandoned);
+                                    continue;
+                                }
+                            }
+                            // While paying, the handle's next chunk; else the line's answer
+                            // (after the payload, the answer to its Ctrl+Z or ESC). One
+                            // wait for both.
+                            let step = ch.wait_step(Instant::now() + job.timeout, paying).await;
+                            if paying {
+                                let Ok(Step::Data(DataStep::Chunk { len, last })) = step else {
+                                    end = Some(PayloadEnd::Abandoned);
+                                    continue;
+                                };
+                                if ch.answer() == Some(Answer::Rebooted) {
+                                    // The modem left data mode by restarting: send
+                                    // nothing more.
+                                    break 'job Outcome::Rebooted;
+                                }
+                                // The modem may echo the payload: tell the digester
+                                // what to skip before a byte of it goes out (Ctrl+Z
+                                // is not echoed).
+                                let echoed = if last { len - 1 } else { len };
+                                let mut probe = [0u8; 8];
+                                let n = if first {
+                                    ch.copy_out(0, echoed, &mut probe).unwrap_or(0)
+                                } else {
+                                    0
+                                };
+                                ch.echo_announce(&probe[..n], echoed);
+                                first = false;
+                                src = Some(Src::Payload(len, last));
+                                continue;
+                            }
+                            let answer = match step {
+                                Ok(Step::Answer(a)) => Some(a),
+                                _ => None,
+                            };
                             if sent.is_none() {
                                 match answer {
                                     Some(Answer::Rebooted) => {}
@@ -425,119 +528,26 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
                                 }
                             }
                             if sent.is_none() && answer == Some(Answer::Prompt) {
-                                // After the prompt: payload chunks from the handle, then
-                                // Ctrl+Z; or ESC if the handle went away (or stopped giving
-                                // chunks). `Ok`: what the modem's answer is to; `Err`: the
-                                // outcome, with no answer to wait for. (Written here, not as
-                                // an async fn of its own: one state machine less.)
-                                let timeout = job.timeout;
-                                let payload: Result<PayloadEnd, Outcome> = 'payload: {
-                                    let mut first = true;
-                                    // `None` while chunks go; then how the payload ended, and one
-                                    // more pass writes ESC if it did not end with Ctrl+Z (one write
-                                    // for both).
-                                    let mut end = None;
-                                    loop {
-                                        let src = match end {
-                                            None => {
-                                                let step = if ch.want_data() {
-                                                    with_timeout(timeout, ch.wait_data()).await
-                                                } else {
-                                                    Ok(DataStep::Abort)
-                                                };
-                                                let Ok(DataStep::Chunk { len, last }) = step else {
-                                                    end = Some(PayloadEnd::Abandoned);
-                                                    continue;
-                                                };
-                                                if ch.answer() == Some(Answer::Rebooted) {
-                                                    // The modem left data mode by restarting: send
-                                                    // nothing more.
-                                                    break 'payload Err(Outcome::Rebooted);
-                                                }
-                                                // The modem may echo the payload: tell the digester
-                                                // what to skip before a byte of it goes out (Ctrl+Z
-                                                // is not echoed).
-                                                let echoed = if last { len - 1 } else { len };
-                                                let mut probe = [0u8; 8];
-                                                let n = if first {
-                                                    ch.copy_out(0, echoed, &mut probe).unwrap_or(0)
-                                                } else {
-                                                    0
-                                                };
-                                                ch.echo_announce(&probe[..n], echoed);
-                                                first = false;
-                                                Src::Payload(len, last)
-                                            }
-                                            Some(PayloadEnd::Sent) => {
-                                                break 'payload Ok(PayloadEnd::Sent)
-                                            }
-                                            // Cancel data mode with ESC; after a failed chunk
-                                            // whatever reached the modem, and without waiting for
-                                            // an answer.
-                                            Some(e) => {
-                                                if e == PayloadEnd::Abandoned {
-                                                    debug!("data-mode publish abandoned: ESC");
-                                                    ch.arm_escape(self.core.rx.position());
-                                                }
-                                                Src::Bytes(&[ESC])
-                                            }
-                                        };
-                                        let result = self.send(src).await;
-                                        match (end, result) {
-                                            (None, Ok(())) => {
-                                                if let Src::Payload(_, true) = src {
-                                                    end = Some(PayloadEnd::Sent);
-                                                }
-                                            }
-                                            (None, Err(Stop::Rebooted)) => {
-                                                // The restarted modem may hold payload bytes as
-                                                // half a command line: end it before the next
-                                                // command.
-                                                ch.fail_mid_line(self.core.rx.position());
-                                                break 'payload Err(Outcome::Rebooted);
-                                            }
-                                            (None, Err(Stop::Failed)) => {
-                                                bump!(self.core.stats, write_errors);
-                                                end = Some(PayloadEnd::Failed);
-                                            }
-                                            (Some(e), written) => {
-                                                if e == PayloadEnd::Abandoned && written.is_ok() {
-                                                    break 'payload Ok(e);
-                                                }
-                                                // Counted when the chunk failed, or now.
-                                                if e == PayloadEnd::Abandoned {
-                                                    bump!(self.core.stats, write_errors);
-                                                }
-                                                ch.fail(self.core.rx.position());
-                                                break 'payload Err(Outcome::Write);
-                                            }
-                                        }
-                                    }
-                                };
-                                match payload {
-                                    Ok(end) => {
-                                        sent = Some(end);
-                                        continue;
-                                    }
-                                    Err(outcome) => break 'job outcome,
-                                }
+                                paying = true;
+                                continue;
                             }
-                            break 'job match (sent, answer) {
-                                (_, Some(Answer::Rebooted)) => Outcome::Rebooted,
-                                (None | Some(PayloadEnd::Sent), Some(Answer::Final(Ok(())))) => {
-                                    Outcome::Ok
-                                }
-                                (None | Some(PayloadEnd::Sent), Some(Answer::Final(Err(e)))) => {
-                                    Outcome::Modem(e)
-                                }
+                            break 'job match answer {
+                                Some(Answer::Rebooted) => Outcome::Rebooted,
                                 // The ESC's answer: the publish did not go.
-                                (Some(PayloadEnd::Abandoned | PayloadEnd::Failed), Some(_)) => {
+                                Some(_)
+                                    if matches!(
+                                        sent,
+                                        Some(PayloadEnd::Abandoned | PayloadEnd::Failed)
+                                    ) =>
+                                {
                                     Outcome::Timeout(Stage::Response)
                                 }
+                                Some(Answer::Final(Ok(()))) => Outcome::Ok,
+                                Some(Answer::Final(Err(e))) => Outcome::Modem(e),
                                 // No answer; or after the payload, Ctrl+Z (or ESC) may not
                                 // have arrived: the modem may still be in data mode. (A
                                 // prompt to the line itself was taken above.)
-                                (_, Some(Answer::Prompt) | None) => {
+                                Some(Answer::Prompt) | None => {
                                     ch.fail(self.core.rx.position());
                                     Outcome::Timeout(if sent.is_none() && job.data_mode {
                                         Stage::Prompt

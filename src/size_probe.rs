@@ -72,7 +72,6 @@ pub fn public_futures(
     let ch = modem.core.channel;
     let at = embassy_time::Instant::from_ticks(0);
     drop(ch.wait());
-    drop(ch.wait_answer(at));
-    drop(ch.wait_data());
+    drop(ch.wait_step(at, false));
     drop(ch.wait_wake(at));
 }
