@@ -154,10 +154,10 @@ mod outbox;
 
 use core::cell::{Cell, RefCell};
 use core::future::{poll_fn, Future};
-use core::pin::pin;
+use core::pin::{pin, Pin};
 use core::task::Poll;
 
-use embassy_futures::select::{select, select3, select4, Either, Either3, Either4};
+use embassy_futures::select::{select, select3, select_slice, Either, Either3};
 use embassy_sync::blocking_mutex::Mutex as BlockingMutex;
 use embassy_time::{Duration, Instant, Timer};
 
@@ -1245,17 +1245,18 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// online part of `run` and the duty cycle's wakes.
     async fn lanes(&self) -> OfflineReason {
         let lanes = self.config.in_flight.clamp(1, MAX_IN_FLIGHT);
-        // Each lane is pinned where it is made, in this future's state: an
-        // array of lanes made first and then moved into a select was built
-        // twice on the stack (2 x 1,856 bytes in the poll frame on a
-        // Cortex-M0, the deepest of the application's stack).
-        let l0 = pin!(self.lane(0 < lanes));
-        let l1 = pin!(self.lane(1 < lanes));
-        let l2 = pin!(self.lane(2 < lanes));
-        let l3 = pin!(self.lane(3 < lanes));
-        match select4(l0, l1, l2, l3).await {
-            Either4::First(r) | Either4::Second(r) | Either4::Third(r) | Either4::Fourth(r) => r,
-        }
+        // The lanes are pinned where they are made, in this future's state,
+        // and polled there through a slice (one call of a lane's poll, not
+        // one per lane): an array of lanes made first and then moved into a
+        // select was built twice on the stack (2 x 1,856 bytes in the poll
+        // frame on a Cortex-M0, the deepest of the application's stack).
+        let l = pin!([
+            self.lane(0 < lanes),
+            self.lane(1 < lanes),
+            self.lane(2 < lanes),
+            self.lane(3 < lanes),
+        ]);
+        select_slice(l as Pin<&mut [_]>).await.0
     }
 
     /// One lane: takes the oldest queued message, sends it, waits for its
@@ -1505,16 +1506,20 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             let Some((since, accepted)) = suspect else {
                 continue;
             };
+            // Quiet since: confirmed; a publish sent meanwhile: the period
+            // starts again (under the same lock).
             let quiet = status.with(|s| match s.suspect.get() {
-                Some((t, a)) if t == since && a == accepted => Some(a == s.accepted.get()),
-                _ => None,
+                Some((t, a)) if t == since && a == accepted => {
+                    let quiet = a == s.accepted.get();
+                    if !quiet {
+                        s.suspect.set(Some((Instant::now(), s.accepted.get())));
+                    }
+                    quiet
+                }
+                _ => false,
             });
-            match quiet {
-                Some(true) => self.confirm_suspects(),
-                Some(false) => status.with(|s| {
-                    s.suspect.set(Some((Instant::now(), s.accepted.get())));
-                }),
-                None => {}
+            if quiet {
+                self.confirm_suspects();
             }
         }
     }

@@ -759,12 +759,6 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
                     h[11] = h[11].saturating_add(1);
                     return u32::from(h[11]);
                 }
-                Change::OtherSuspect(seq) => {
-                    return u32::from(
-                        Self::live(ring, buf)
-                            .any(|at| header(buf, at)[3] & SUSPECT != 0 && seq_of(buf, at) != seq),
-                    );
-                }
                 Change::End(code, error) => {
                     Self::end_in(meta, buf, &mut log, at, code, error);
                     ring.reclaim(buf);
@@ -772,9 +766,10 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
                     meta.gone.wake();
                     return 0;
                 }
-                Change::Confirm(..) | Change::RequeueAll => {}
+                Change::OtherSuspect(_) | Change::Confirm(..) | Change::RequeueAll => {}
             }
-            // A sweep of the records; `left` of them leave.
+            // A sweep of the records (`OtherSuspect`: a search, nothing
+            // changed); `left` of them leave.
             let mut left = 0;
             // Records changed (`Confirm`: at most 16 at a time).
             let mut n = 0;
@@ -796,6 +791,10 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
                     if n == 16 {
                         break;
                     }
+                } else if let Change::OtherSuspect(seq) = c {
+                    if h[3] & SUSPECT != 0 && u32::from_le_bytes([h[4], h[5], h[6], h[7]]) != seq {
+                        return 1;
+                    }
                 } else {
                     // After a link loss: in flight or set aside, it goes
                     // again; QoS 0 leaves, dropped.
@@ -811,7 +810,8 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
                     }
                 }
             }
-            if n == 0 && matches!(c, Change::Confirm(..)) {
+            // Nothing changed (`OtherSuspect` changes nothing): no wake.
+            if n == 0 && !matches!(c, Change::RequeueAll) {
                 return 0;
             }
             ring.reclaim(buf);
