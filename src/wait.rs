@@ -48,12 +48,16 @@ pub(crate) struct WaitSet<const N: usize = SLOTS> {
 }
 
 impl<const N: usize> WaitSet<N> {
+    /// An empty set, as a constant: a constant is written as one block
+    /// (zeros), not slot by slot in a loop as an array made at run time.
+    const EMPTY: Self = Self {
+        round: 0,
+        slots: [const { None }; N],
+        next: 0,
+    };
+
     pub(crate) const fn new() -> Self {
-        Self {
-            round: 0,
-            slots: [const { None }; N],
-            next: 0,
-        }
+        Self::EMPTY
     }
 
     /// The condition changed: every waiter is woken (those in the slots now;

@@ -1067,7 +1067,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                         // nothing. Sent even if the modem does not answer the
                         // `AT` before it: it may still read commands
                         // (`exchange` forces it past the channel's fence).
-                        if let Err(e) = self.exchange(General::Reset).await {
+                        if let Err(e) = self.exchange(General::Reset, None).await {
                             debug!("AT+QRST=1: {}", e);
                         }
                     }
@@ -1113,9 +1113,11 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
         let e = 'failed: {
             let mut until = Instant::now() + cfg.modem_deadline;
             let mut cmd = General::Attention;
+            // The pause before the next try (in `exchange`'s await).
+            let mut pause = None;
             loop {
-                // One await for the three commands.
-                match (cmd, self.exchange(cmd).await) {
+                // One await for the three commands and the pause.
+                match (cmd, self.exchange(cmd, pause.take()).await) {
                     (General::Attention | General::EchoOff, Ok(_)) => {
                         cmd = if cmd == General::Attention && cfg.echo_off {
                             General::EchoOff
@@ -1137,7 +1139,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                         OfflineReason::NotRegistered
                     });
                 }
-                Timer::after(cfg.poll_interval).await;
+                pause = Some(cfg.poll_interval);
             }
             // A duty cycle needs the broker to keep its session while it sleeps.
             let clean = cfg.clean_session && cfg.mode == Mode::AlwaysOnline;
@@ -1208,8 +1210,12 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
     /// then what its answer says ([`read_answer`]; `true` for a command
     /// without one). Progress when it succeeded. Through the AT channel, as
     /// `Modem`'s own commands go: one state machine for every general
-    /// command of the supervisor.
-    async fn exchange(&self, cmd: General) -> Result<bool, Error> {
+    /// command of the supervisor. After `pause` if given (one await for
+    /// both where a pause comes before a command).
+    async fn exchange(&self, cmd: General, pause: Option<Duration>) -> Result<bool, Error> {
+        if let Some(d) = pause {
+            Timer::after(d).await;
+        }
         let core = self.link.client.core();
         let timeout = core.config.command_timeout;
         let write: &dyn WriteLine = match cmd {
@@ -1392,7 +1398,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
                                 }
                                 false
                             };
-                            match self.exchange(General::Connected).await {
+                            match self.exchange(General::Connected, None).await {
                                 Ok(false) => break 'msg Err(OfflineReason::NotConnected),
                                 Ok(_) if general => break 'msg Err(reason(e)),
                                 Ok(_) => {}
@@ -1554,8 +1560,7 @@ impl<M: RawMutex, R: HardReset> Supervisor<'_, M, R> {
             return poll_fn(|_| Poll::Pending).await;
         }
         loop {
-            Timer::after(every).await;
-            match self.exchange(General::Connected).await {
+            match self.exchange(General::Connected, Some(every)).await {
                 Ok(true) => {}
                 Ok(false) => return OfflineReason::NotConnected,
                 Err(
