@@ -451,6 +451,12 @@ mod tests {
         );
     }
 
+    /// [`frame`] on a frame nothing was read of yet.
+    fn frame_new(buf: &[u8], hex: impl FnOnce(u8) -> bool) -> Framed {
+        let mut progress = Progress::NEW;
+        frame(buf, &mut progress, hex)
+    }
+
     /// A frame with a payload of `n` wire bytes of `b`.
     fn frame_of(n: usize, b: u8, length: bool) -> std::vec::Vec<u8> {
         let mut f = if length {
@@ -469,27 +475,21 @@ mod tests {
             let hex = |_| true;
             let text = |_| false;
             let at = frame_of(limits::RECV_PAYLOAD, b'a', length);
-            assert!(matches!(
-                frame(&at, &mut Progress::NEW, text),
-                Framed::Complete { .. }
-            ));
+            assert!(matches!(frame_new(&at, text), Framed::Complete { .. }));
             let over = frame_of(limits::RECV_PAYLOAD + 1, b'a', length);
             assert_eq!(
-                frame(&over, &mut Progress::NEW, text),
+                frame_new(&over, text),
                 Framed::TooLong,
                 "text, length {length}"
             );
             // What the old limit let through as text: 2,048 bytes.
             let old = frame_of(2 * limits::RECV_PAYLOAD, b'a', length);
-            assert_eq!(frame(&old, &mut Progress::NEW, text), Framed::TooLong);
+            assert_eq!(frame_new(&old, text), Framed::TooLong);
             let at = frame_of(2 * limits::RECV_PAYLOAD, b'A', length);
-            assert!(matches!(
-                frame(&at, &mut Progress::NEW, hex),
-                Framed::Complete { .. }
-            ));
+            assert!(matches!(frame_new(&at, hex), Framed::Complete { .. }));
             let over = frame_of(2 * limits::RECV_PAYLOAD + 2, b'A', length);
             assert_eq!(
-                frame(&over, &mut Progress::NEW, hex),
+                frame_new(&over, hex),
                 Framed::TooLong,
                 "hex, length {length}"
             );
