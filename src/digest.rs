@@ -185,14 +185,17 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
     /// from what an earlier call kept.
     #[inline]
     fn recv(&mut self, b: &[u8]) -> Option<usize> {
-        let progress = match &mut self.held {
-            Held::Recv(p) => Some(p),
-            _ => None,
+        if !matches!(self.held, Held::Recv(_)) {
+            self.held = Held::Recv(Progress::NEW);
+        }
+        let Held::Recv(progress) = &mut self.held else {
+            return None;
         };
         let clients = self.core.clients;
         let hex = |client| ClientId::new(client).is_ok_and(|c| clients.receives_hex(c));
         match recv::frame(b, progress, hex) {
-            Framed::Complete { head, end, len } => {
+            Framed::Complete { end, len } => {
+                let head = progress.head;
                 router::message(
                     &self.core,
                     head.client,
@@ -202,12 +205,7 @@ impl<'a, M: RawMutex> Bc26Digester<'a, M> {
                 );
                 Some(len)
             }
-            Framed::Incomplete(progress) => {
-                if let Some(p) = progress {
-                    self.held = Held::Recv(p);
-                }
-                None
-            }
+            Framed::Incomplete => None,
             Framed::Malformed => self.malformed(b),
             Framed::TooLong => {
                 warn!("+QMTRECV longer than the receive limit dropped");

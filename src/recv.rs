@@ -44,26 +44,40 @@ pub(crate) fn start(b: &[u8]) -> Start {
     }
 }
 
-/// What is known of an incomplete frame at the head of the buffer: its head,
-/// and how far its payload was scanned. The digester keeps it until the next
-/// call.
+/// What is known of a frame at the head of the buffer: its head, and how far
+/// its payload was scanned (`scanned == 0`: the head is not read yet, see
+/// [`Progress::NEW`]). The digester keeps it until the next call; [`frame`]
+/// updates it in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Progress {
-    head: Head,
+    pub head: Head,
     scanned: usize,
+}
+
+impl Progress {
+    /// Nothing read yet of the frame.
+    pub(crate) const NEW: Progress = Progress {
+        head: Head {
+            client: 0,
+            msg_id: 0,
+            topic: (0, 0),
+            payload: 0,
+            length: None,
+        },
+        scanned: 0,
+    };
 }
 
 /// What [`frame`] found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Framed {
-    /// A whole frame of `len` bytes (through its final CR LF): the topic is
-    /// `buf[head.topic.0..head.topic.1]`, the payload `buf[head.payload..end]`.
-    Complete { head: Head, end: usize, len: usize },
+    /// A whole frame of `len` bytes (through its final CR LF): with `head`
+    /// the progress's head, the topic is `buf[head.topic.0..head.topic.1]`,
+    /// the payload `buf[head.payload..end]`.
+    Complete { end: usize, len: usize },
     /// More bytes are needed: call again with the longer buffer and the
-    /// progress. `Some`: keep this one (the head was read now); `None`: keep
-    /// what you have (the one given, updated in place, or none yet while the
-    /// head is not whole).
-    Incomplete(Option<Progress>),
+    /// progress (updated in place).
+    Incomplete,
     /// Not a well-formed frame.
     Malformed,
     /// A frame whose payload runs past the receive limit (its length field
@@ -73,37 +87,19 @@ pub(crate) enum Framed {
 
 /// Frames the `+QMTRECV` at the start of `buf` (which [`start`] said is
 /// one), going on from `progress` (what earlier calls kept of the same
-/// frame; updated in place). `hex(client)`: whether that client receives hex
-/// digits.
+/// frame, [`Progress::NEW`] at first; updated in place). `hex(client)`:
+/// whether that client receives hex digits.
 #[inline]
-pub(crate) fn frame(
-    buf: &[u8],
-    progress: Option<&mut Progress>,
-    hex: impl FnOnce(u8) -> bool,
-) -> Framed {
-    // The head: kept from an earlier call, or read now (one call of
-    // `find_end` and one mapping of its answer for both).
-    let (head, scanned) = match &progress {
-        Some(p) => (p.head, p.scanned),
-        None => match parse_head(buf) {
-            Ok(Some(head)) => (head, 0),
-            Ok(None) => return Framed::Incomplete(None),
+pub(crate) fn frame(buf: &[u8], progress: &mut Progress, hex: impl FnOnce(u8) -> bool) -> Framed {
+    if progress.scanned == 0 {
+        match parse_head(buf) {
+            Ok(Some(head)) => progress.head = head,
+            Ok(None) => return Framed::Incomplete,
             Err(()) => return Framed::Malformed,
-        },
-    };
-    let hex = hex(head.client);
-    match find_end(buf, &head, scanned, hex, wire_max(hex)) {
-        End::Complete { end, len } => Framed::Complete { head, end, len },
-        End::Incomplete { scanned } => match progress {
-            Some(p) => {
-                p.scanned = scanned;
-                Framed::Incomplete(None)
-            }
-            None => Framed::Incomplete(Some(Progress { head, scanned })),
-        },
-        End::Malformed => Framed::Malformed,
-        End::TooLong => Framed::TooLong,
+        }
     }
+    let hex = hex(progress.head.client);
+    find_end(buf, progress, hex, wire_max(hex))
 }
 
 /// `+QMTRECV: <id>,<msgID>,"` ... up to where the payload starts: kept (in
@@ -119,20 +115,6 @@ pub(crate) struct Head {
     pub payload: usize,
     /// The payload length, on firmware that sends one (`"<topic>",<len>,"..."`).
     pub length: Option<usize>,
-}
-
-/// Where the payload of a `+QMTRECV` ends, as far as the bytes tell.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
-    /// The payload is `buf[head.payload..end]`; the frame is `len` bytes
-    /// (through its final CR LF).
-    Complete { end: usize, len: usize },
-    /// More bytes are needed; bytes before `scanned` cannot end the payload.
-    Incomplete { scanned: usize },
-    /// Not a well-formed frame.
-    Malformed,
-    /// The payload runs past `max` wire bytes.
-    TooLong,
 }
 
 /// The longest header before the topic: `+QMTRECV: 5,4294967295,"`.
@@ -255,8 +237,10 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ()> {
 ///
 /// `max` bounds the payload (wire bytes).
 #[inline(never)]
-fn find_end(buf: &[u8], head: &Head, scanned: usize, hex: bool, max: usize) -> End {
+fn find_end(buf: &[u8], progress: &mut Progress, hex: bool, max: usize) -> Framed {
+    let head = progress.head;
     let start = head.payload;
+    let from = progress.scanned.max(start);
     let closing = |at: usize| -> Option<bool> {
         // Some(true): `"\r\n` at `at`; None: not enough bytes yet to tell.
         let want = b"\"\r\n";
@@ -271,22 +255,24 @@ fn find_end(buf: &[u8], head: &Head, scanned: usize, hex: bool, max: usize) -> E
             Some(true)
         }
     };
+    // More bytes are needed; bytes before `scanned` cannot end the payload.
+    let mut wait = |scanned: usize| {
+        progress.scanned = scanned;
+        Framed::Incomplete
+    };
     if let Some(n) = head.length {
         if n > max {
-            return End::TooLong;
+            return Framed::TooLong;
         }
         return match closing(start + n) {
-            Some(true) => End::Complete {
+            Some(true) => Framed::Complete {
                 end: start + n,
                 len: start + n + 3,
             },
-            Some(false) => End::Malformed,
-            None => End::Incomplete {
-                scanned: buf.len().max(start),
-            },
+            Some(false) => Framed::Malformed,
+            None => wait(buf.len().max(start)),
         };
     }
-    let from = scanned.max(start);
     let limit = start + max;
     if hex {
         // Hex digits never hold `"` or CR: the first of either ends the
@@ -295,15 +281,15 @@ fn find_end(buf: &[u8], head: &Head, scanned: usize, hex: bool, max: usize) -> E
         let stop = buf.len().min(limit + 1);
         return match memchr::memchr2(b'"', b'\r', &buf[from..stop]) {
             Some(q) => match closing(from + q) {
-                Some(true) => End::Complete {
+                Some(true) => Framed::Complete {
                     end: from + q,
                     len: from + q + 3,
                 },
-                Some(false) => End::Malformed,
-                None => End::Incomplete { scanned: from + q },
+                Some(false) => Framed::Malformed,
+                None => wait(from + q),
             },
-            None if stop > limit => End::TooLong,
-            None => End::Incomplete { scanned: stop },
+            None if stop > limit => Framed::TooLong,
+            None => wait(stop),
         };
     }
     let stop = buf.len().min(limit + 3);
@@ -311,23 +297,23 @@ fn find_end(buf: &[u8], head: &Head, scanned: usize, hex: bool, max: usize) -> E
     for q in memchr::memchr_iter(b'"', hay) {
         let at = from + q;
         if at > limit {
-            return End::TooLong;
+            return Framed::TooLong;
         }
         match closing(at) {
             Some(true) => {
-                return End::Complete {
+                return Framed::Complete {
                     end: at,
                     len: at + 3,
                 }
             }
             Some(false) => {}
-            None => return End::Incomplete { scanned: at },
+            None => return wait(at),
         }
     }
     if stop >= limit + 3 {
-        End::TooLong
+        Framed::TooLong
     } else {
-        End::Incomplete { scanned: stop }
+        wait(stop)
     }
 }
 
@@ -336,14 +322,20 @@ mod tests {
     use super::*;
 
     /// The whole frame at the start of `buf`, as the digester would find it.
-    fn whole(buf: &[u8], hex: bool, max: usize) -> Option<(Head, End)> {
+    fn whole(buf: &[u8], hex: bool, max: usize) -> Option<(Head, Framed)> {
         let head = parse_head(buf).ok()??;
-        Some((head, find_end(buf, &head, 0, hex, max)))
+        Some((head, end_of(buf, head, 0, hex, max).0))
+    }
+
+    /// `find_end` from `scanned` on: what it found, and how far it scanned.
+    fn end_of(buf: &[u8], head: Head, scanned: usize, hex: bool, max: usize) -> (Framed, usize) {
+        let mut p = Progress { head, scanned };
+        (find_end(buf, &mut p, hex, max), p.scanned)
     }
 
     fn payload(buf: &[u8], hex: bool) -> (&[u8], &[u8], usize) {
         match whole(buf, hex, 2048) {
-            Some((head, End::Complete { end, len })) => (
+            Some((head, Framed::Complete { end, len })) => (
                 &buf[head.topic.0..head.topic.1],
                 &buf[head.payload..end],
                 len,
@@ -376,14 +368,14 @@ mod tests {
                 match parse_head(part) {
                     Ok(None) => {}
                     Ok(Some(h)) => assert!(
-                        matches!(find_end(part, &h, 0, hex, 1024), End::Incomplete { .. }),
+                        matches!(end_of(part, h, 0, hex, 1024).0, Framed::Incomplete),
                         "cut {cut}"
                     ),
                     Err(()) => panic!("cut {cut} malformed"),
                 }
             }
             assert!(
-                matches!(whole(full, hex, 1024), Some((_, End::Complete { len, .. })) if len == full.len())
+                matches!(whole(full, hex, 1024), Some((_, Framed::Complete { len, .. })) if len == full.len())
             );
         }
     }
@@ -400,17 +392,17 @@ mod tests {
             let mut scanned = head.payload;
             let mut steps = 0;
             for cut in head.payload..=full.len() {
-                match find_end(&full[..cut], &head, scanned, hex, 1024) {
-                    End::Incomplete { scanned: s } => {
+                match end_of(&full[..cut], head, scanned, hex, 1024) {
+                    (Framed::Incomplete, s) => {
                         assert!(s >= scanned);
                         steps += s - scanned;
                         scanned = s;
                     }
-                    End::Complete { end, len } => {
+                    (Framed::Complete { end, len }, _) => {
                         assert_eq!((end, len), (full.len() - 3, full.len()));
                         assert_eq!(cut, full.len());
                     }
-                    End::Malformed | End::TooLong => panic!("malformed at {cut}"),
+                    (Framed::Malformed | Framed::TooLong, _) => panic!("malformed at {cut}"),
                 }
             }
             assert!(
@@ -424,11 +416,11 @@ mod tests {
     fn recv_hex_payload_broken_by_a_lost_byte_is_malformed_at_once() {
         // The closing quote lost: the CR LF that follows is not a hex digit.
         let buf = b"+QMTRECV: 0,1,\"t\",\"414243\r\n\r\nOK\r\n";
-        assert_eq!(whole(buf, true, 1024).map(|f| f.1), Some(End::Malformed));
+        assert_eq!(whole(buf, true, 1024).map(|f| f.1), Some(Framed::Malformed));
         // A text frame in the same state waits (the quiet gap ends the wait).
         assert!(matches!(
             whole(buf, false, 1024),
-            Some((_, End::Incomplete { .. }))
+            Some((_, Framed::Incomplete))
         ));
     }
 
@@ -444,19 +436,25 @@ mod tests {
             let part = &full[..cut];
             if let Ok(Some(h)) = parse_head(part) {
                 assert!(
-                    matches!(find_end(part, &h, 0, false, 1024), End::Incomplete { .. }),
+                    matches!(end_of(part, h, 0, false, 1024).0, Framed::Incomplete),
                     "cut {cut}"
                 );
             }
         }
         assert_eq!(
             whole(b"+QMTRECV: 0,1,\"t\",2,\"abc\"\r\n", false, 1024).map(|f| f.1),
-            Some(End::Malformed)
+            Some(Framed::Malformed)
         );
         assert_eq!(
             whole(b"+QMTRECV: 0,1,\"t\",5000,\"abc\"\r\n", false, 1024).map(|f| f.1),
-            Some(End::TooLong)
+            Some(Framed::TooLong)
         );
+    }
+
+    /// [`frame`] on a frame nothing was read of yet.
+    fn frame_new(buf: &[u8], hex: impl FnOnce(u8) -> bool) -> Framed {
+        let mut progress = Progress::NEW;
+        frame(buf, &mut progress, hex)
     }
 
     /// A frame with a payload of `n` wire bytes of `b`.
@@ -477,21 +475,21 @@ mod tests {
             let hex = |_| true;
             let text = |_| false;
             let at = frame_of(limits::RECV_PAYLOAD, b'a', length);
-            assert!(matches!(frame(&at, None, text), Framed::Complete { .. }));
+            assert!(matches!(frame_new(&at, text), Framed::Complete { .. }));
             let over = frame_of(limits::RECV_PAYLOAD + 1, b'a', length);
             assert_eq!(
-                frame(&over, None, text),
+                frame_new(&over, text),
                 Framed::TooLong,
                 "text, length {length}"
             );
             // What the old limit let through as text: 2,048 bytes.
             let old = frame_of(2 * limits::RECV_PAYLOAD, b'a', length);
-            assert_eq!(frame(&old, None, text), Framed::TooLong);
+            assert_eq!(frame_new(&old, text), Framed::TooLong);
             let at = frame_of(2 * limits::RECV_PAYLOAD, b'A', length);
-            assert!(matches!(frame(&at, None, hex), Framed::Complete { .. }));
+            assert!(matches!(frame_new(&at, hex), Framed::Complete { .. }));
             let over = frame_of(2 * limits::RECV_PAYLOAD + 2, b'A', length);
             assert_eq!(
-                frame(&over, None, hex),
+                frame_new(&over, hex),
                 Framed::TooLong,
                 "hex, length {length}"
             );
@@ -513,8 +511,8 @@ mod tests {
         v.extend_from_slice(&[b'a'; 20]);
         v.extend_from_slice(b"\r\n");
         v.extend_from_slice(&[b'b'; 20]);
-        assert_eq!(whole(&v, false, 16).map(|f| f.1), Some(End::TooLong));
-        assert_eq!(whole(&v, true, 16).map(|f| f.1), Some(End::TooLong));
+        assert_eq!(whole(&v, false, 16).map(|f| f.1), Some(Framed::TooLong));
+        assert_eq!(whole(&v, true, 16).map(|f| f.1), Some(Framed::TooLong));
     }
 
     #[test]
@@ -531,16 +529,16 @@ mod tests {
             (false, &b"+QMTRECV: 1,7,\"t/x\",\"a\r\nb\"\r\nrest"[..]),
             (true, &b"+QMTRECV: 1,7,\"t/x\",\"6869\"\r\nrest"[..]),
         ] {
-            let mut progress: Option<Progress> = None;
+            let mut progress = Progress::NEW;
             let mut found = None;
             for cut in 1..=full.len() {
-                match frame(&full[..cut], progress.as_mut(), |c| {
+                match frame(&full[..cut], &mut progress, |c| {
                     assert_eq!(c, 1);
                     hex
                 }) {
-                    Framed::Incomplete(p) => progress = p.or(progress),
-                    Framed::Complete { head, end, len } => {
-                        found = Some((cut, head, end, len));
+                    Framed::Incomplete => {}
+                    Framed::Complete { end, len } => {
+                        found = Some((cut, progress.head, end, len));
                         break;
                     }
                     Framed::Malformed | Framed::TooLong => panic!("malformed at {cut}"),
