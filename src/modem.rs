@@ -2,6 +2,9 @@
 //! to what arrives.
 
 use core::cell::Cell;
+use core::future::{poll_fn, Future};
+use core::pin::Pin;
+use core::task::{ready, Poll};
 
 use embassy_futures::select::{select, Either};
 use embassy_time::{Duration, Instant};
@@ -196,11 +199,18 @@ impl<'a, M: RawMutex> Modem<'a, M> {
 
     /// `AT+QRELLOCK`: the module may sleep at once instead of 10 s after the
     /// last command. The driver then wakes it before the next command.
-    pub async fn release(&self) -> Result<(), Error> {
-        let (ch, t) = (self.core.channel, self.core.config.command_timeout);
-        drop(ch.exchange(&ReleaseSleepLock, t, None).await?);
-        self.core.power.released();
-        Ok(())
+    pub fn release(&self) -> impl Future<Output = Result<(), Error>> + '_ {
+        let core = &self.core;
+        let mut line = core
+            .channel
+            .exchange(&ReleaseSleepLock, core.config.command_timeout, None);
+        // The exchange itself, then what its `OK` means (not an async fn
+        // around it: a state machine less).
+        poll_fn(move |cx| {
+            drop(ready!(Pin::new(&mut line).poll(cx))?);
+            core.power.released();
+            Poll::Ready(Ok(()))
+        })
     }
 
     /// Switches the power URCs on (or off): `AT+CSCON=1`, `AT+QNBIOTEVENT=1,1`
