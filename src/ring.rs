@@ -251,19 +251,18 @@ impl<Meta: Send, M: RawMutex, const N: usize> RingBuffer<Meta, M>
     }
 }
 
-/// A closure run once, and its result (`init` until it ran: nothing to
-/// unwrap).
-pub(crate) struct Once<F, R> {
-    f: Option<F>,
+/// A closure run under a lock, and its result (`init` until it ran:
+/// nothing to unwrap). The closure is called in place, through `&mut` (an
+/// `FnMut`): not moved out of an `Option` first, as a closure run once
+/// would be (a copy of its captures at every call site).
+pub(crate) struct Call<F, R> {
+    f: F,
     out: R,
 }
 
-impl<F, R> Once<F, R> {
+impl<F, R> Call<F, R> {
     pub(crate) fn new(f: F, init: R) -> Self {
-        Self {
-            f: Some(f),
-            out: init,
-        }
+        Self { f, out: init }
     }
 
     /// The result (`init` if the closure did not run).
@@ -271,15 +270,13 @@ impl<F, R> Once<F, R> {
         self.out
     }
 
-    /// Runs the closure (the first time only).
-    pub(crate) fn run(&mut self, f: impl FnOnce(F) -> R) {
-        if let Some(g) = self.f.take() {
-            self.out = f(g);
-        }
+    /// Runs the closure and keeps its result.
+    pub(crate) fn run(&mut self, f: impl FnOnce(&mut F) -> R) {
+        self.out = f(&mut self.f);
     }
 }
 
-impl<Meta, F: FnOnce(&mut Ring, &mut Meta, &mut [u8]) -> R, R> RingFn<Meta> for Once<F, R> {
+impl<Meta, F: FnMut(&mut Ring, &mut Meta, &mut [u8]) -> R, R> RingFn<Meta> for Call<F, R> {
     fn call(&mut self, ring: &mut Ring, meta: &mut Meta, buf: &mut [u8]) {
         self.run(|f| f(ring, meta, buf))
     }

@@ -48,7 +48,7 @@ use core::task::Poll;
 
 use crate::channel::{copy_part, Source, CHUNK};
 use crate::error::Error;
-use crate::ring::{self, Once, Ring, RingBuffer, RingFn};
+use crate::ring::{self, Call, Ring, RingBuffer, RingFn};
 use crate::sync::{Part, RawMutex};
 use crate::types::QoS;
 use crate::wait::{wait, WaitSet};
@@ -324,7 +324,7 @@ trait OutboxFn {
     fn call(&mut self, ring: &mut Ring, meta: &mut OutboxMeta, buf: &mut [u8], log: Log<'_>);
 }
 
-impl<F: FnOnce(&mut Ring, &mut OutboxMeta, &mut [u8], Log<'_>) -> R, R> OutboxFn for Once<F, R> {
+impl<F: FnMut(&mut Ring, &mut OutboxMeta, &mut [u8], Log<'_>) -> R, R> OutboxFn for Call<F, R> {
     fn call(&mut self, ring: &mut Ring, meta: &mut OutboxMeta, buf: &mut [u8], log: Log<'_>) {
         self.run(|f| f(ring, meta, buf, log))
     }
@@ -393,7 +393,7 @@ impl<M: RawMutex> Record<'_, M> {
     /// [`Source`]'s reads.
     fn part(&self, off: usize, out: &mut [u8]) -> (usize, usize, usize) {
         let at = self.at;
-        self.outbox.with((0, 0, 0), |_, _, buf, _| {
+        self.outbox.with((0, 0, 0), move |_, _, buf, _| {
             let (len, topic_len) = lens_of(buf, at);
             let (topic, payload) = buf[at + HEADER..at + len].split_at(topic_len);
             (
@@ -418,11 +418,11 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     fn with<R>(
         &self,
         init: R,
-        f: impl FnOnce(&mut Ring, &mut OutboxMeta, &mut [u8], Log<'_>) -> R,
+        f: impl FnMut(&mut Ring, &mut OutboxMeta, &mut [u8], Log<'_>) -> R,
     ) -> R {
-        let mut once = Once::new(f, init);
-        self.with_dyn(&mut once);
-        once.out()
+        let mut call = Call::new(f, init);
+        self.with_dyn(&mut call);
+        call.out()
     }
 
     /// [`with`](Self::with), not generic: the lock, the borrow and the
@@ -450,7 +450,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         retain: bool,
         next_id: &mut dyn FnMut() -> u16,
     ) -> Result<Ticket, PushError> {
-        let r = self.with(Err(PushError::Full), |ring, meta, buf, log| {
+        let r = self.with(Err(PushError::Full), move |ring, meta, buf, log| {
             let msg = (topic, payload, qos, retain);
             Self::push_in(ring, meta, buf, log, msg, MsgId::Next(next_id))
         });
@@ -631,7 +631,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// At most `n` records (one for `Gone`) are looked at under each lock.
     fn wait_count(&self, which: Wait, n: usize) -> impl Future<Output = ()> + '_ {
         wait(self.lock(which), move |w, waker| {
-            self.with(Poll::Pending, |ring, meta, buf, _| {
+            self.with(Poll::Pending, move |ring, meta, buf, _| {
                 let mut live = Self::live(ring, buf);
                 let (ready, set) = if let Wait::Gone = which {
                     (live.next().is_none(), &mut meta.gone)
@@ -650,7 +650,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// Runs a function on the waiters of `which`, under the lock.
     fn lock(&self, which: Wait) -> impl FnMut(&mut dyn FnMut(&mut WaitSet)) + Unpin + '_ {
         move |f| {
-            self.with((), |_, meta, _, _| {
+            self.with((), move |_, meta, _, _| {
                 f(match which {
                     Wait::Space => &mut meta.space,
                     Wait::Gone => &mut meta.gone,
@@ -714,7 +714,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     pub(crate) fn take_wait(&self) -> impl Future<Output = (Taken, Turn<'_, 'a, M>)> + '_ {
         // The wait itself, not an async fn around it (a state machine less).
         wait(self.lock(Wait::Queued), move |w, waker| {
-            self.with(Poll::Pending, |ring, meta, buf, _| {
+            self.with(Poll::Pending, move |ring, meta, buf, _| {
                 let t = if meta.turn {
                     None
                 } else {
@@ -741,7 +741,7 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     /// one function for the small changes, not one each.
     #[inline(never)]
     fn change(&self, at: usize, c: Change) -> u32 {
-        self.with(0, |ring, meta, buf, mut log| {
+        self.with(0, move |ring, meta, buf, mut log| {
             match c {
                 Change::Flags(clear, set) => {
                     let h = header_mut(buf, at);
