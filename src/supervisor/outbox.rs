@@ -22,9 +22,10 @@
 //!   more than four wait).
 //!
 //! The lock is held for bounded work: a message is copied in (reserved,
-//! copied, then queued) and read out [`CHUNK`] bytes per lock, never whole
-//! (with the default `CriticalSectionRawMutex`, interrupts stay masked for
-//! that long, whatever the message's size).
+//! copied, then queued) and read out [`CHUNK`](crate::channel::CHUNK)
+//! bytes per lock, never whole (with the default
+//! `CriticalSectionRawMutex`, interrupts stay masked for that long,
+//! whatever the message's size).
 //!
 //! A record is 14 bytes of bookkeeping, the topic and the payload:
 //! length (2), hold (1: stored, 0: freed), flags (1: QoS, retain, in flight,
@@ -46,7 +47,7 @@
 use core::future::Future;
 use core::task::Poll;
 
-use crate::channel::{copy_part, Source, CHUNK};
+use crate::channel::{copy_part, Source};
 use crate::error::Error;
 use crate::ring::{self, Call, Ring, RingBuffer, RingFn};
 use crate::sync::{Part, RawMutex};
@@ -368,7 +369,7 @@ impl<M: RawMutex> Drop for Turn<'_, '_, M> {
 }
 
 /// A stored message read in place, as the driver writes it: a few bytes
-/// (at most [`CHUNK`]) under each lock of the outbox,
+/// (at most [`CHUNK`](crate::channel::CHUNK)) under each lock of the outbox,
 /// so that the lock is held for bounded work whatever the message's size.
 /// The message is in flight meanwhile: nothing else removes or changes it.
 pub(crate) struct Record<'o, M: RawMutex> {
@@ -458,8 +459,9 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
     }
 
     /// Copies the topic and the payload of a message [`push_in`]
-    /// reserved into its record, [`CHUNK`] bytes a lock, then lets the
-    /// lanes take it: the outbox's lock is never held to copy a whole
+    /// reserved into its record, [`CHUNK`](crate::channel::CHUNK) bytes a
+    /// lock (from the caller's slices straight into the record), then lets
+    /// the lanes take it: the outbox's lock is never held to copy a whole
     /// message.
     ///
     /// [`push_in`]: Self::push_in
@@ -474,15 +476,13 @@ impl<'a, M: RawMutex> Outbox<'a, M> {
         let (ticket, at) = r?;
         let total = topic.len() + payload.len();
         let mut off = 0;
-        // Each step copies 1 to CHUNK bytes: `off < total`.
+        // Each step copies 1 to CHUNK bytes (`off < total`: the record
+        // reaches past `to`), straight into the record, under the lock.
         while off < total {
-            let mut chunk = [0u8; CHUNK];
-            let n = copy_part(topic.as_bytes(), payload, off, &mut chunk);
-            self.with((), |_, _, buf, _| {
+            off += self.with(0, move |_, _, buf, _| {
                 let to = at + HEADER + off;
-                buf[to..to + n].copy_from_slice(&chunk[..n]);
+                copy_part(topic.as_bytes(), payload, off, &mut buf[to..])
             });
-            off += n;
         }
         self.change(at, Change::Flags(WRITING, 0));
         Ok(ticket)
