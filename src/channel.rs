@@ -691,16 +691,18 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         force: bool,
         payload: Option<Payload<'s>>,
     ) -> impl Future<Output = Result<Answered<'s, 'a, M>, Error>> + 's {
-        let mut lock = self.st.lock.lock();
+        // The AT lock's wait, made at the first poll (here, once, not
+        // where each caller makes this future).
+        let mut lock = None;
         // Once the AT lock is held: the guard that gives the channel back
         // (dropped first) and the lock.
         let mut held: Option<(Guard<'s, 'a, M>, LockGuard<'s, M>)> = None;
-        let data_mode = payload.is_some();
         let mut submitted = false;
         let mut off = 0;
         poll_fn(move |cx| {
             if held.is_none() {
-                let at = ready!(Pin::new(&mut lock).poll(cx));
+                let lock = lock.get_or_insert_with(|| self.st.lock.lock());
+                let at = ready!(Pin::new(lock).poll(cx));
                 held = Some((Guard { ch: self }, at));
             }
             // One wait for every phase: the channel idle (then the line
@@ -711,6 +713,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
                 let phase = self.with(|c| c.phase);
                 let r = match phase {
                     Phase::Idle if !submitted => {
+                        let data_mode = payload.is_some();
                         match self.submit(write, timeout, data_mode, owner, force) {
                             Ok(()) => {
                                 submitted = true;
@@ -730,7 +733,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
                         }));
                     }
                     Phase::Done(other) if submitted => Err(other.into_error()),
-                    Phase::WantData if submitted && data_mode => {
+                    Phase::WantData if submitted && payload.is_some() => {
                         // The buffer held elsewhere: give up (the guard
                         // sends ESC).
                         match payload.as_ref().and_then(|p| self.fill(p, off)) {
