@@ -267,7 +267,9 @@ impl<M: RawMutex> ChannelState<M> {
     }
 
     /// A fresh channel, as a constant: written as one block where it is
-    /// made, not field by field.
+    /// made, not field by field. (Its cells are never shared through it:
+    /// its one use, `new`, returns a copy to own.)
+    #[allow(clippy::declare_interior_mutable_const)]
     const NEW: Self = Self {
         chan: BlockingMutex::new(RefCell::new(Chan {
             phase: Phase::Idle,
