@@ -81,8 +81,6 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    // Not inlined: one copy for the exchange and the data mode.
-    #[inline(never)]
     pub(crate) fn into_error(self) -> Error {
         match self {
             Outcome::Ok | Outcome::Overflow => Error::UnexpectedResponse,
