@@ -81,8 +81,6 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    // Not inlined: one copy for the exchange and the data mode.
-    #[inline(never)]
     pub(crate) fn into_error(self) -> Error {
         match self {
             Outcome::Ok | Outcome::Overflow => Error::UnexpectedResponse,
@@ -263,42 +261,48 @@ pub(crate) struct ChannelState<M: RawMutex> {
 
 impl<M: RawMutex> ChannelState<M> {
     pub(crate) const fn new() -> Self {
-        Self {
-            chan: BlockingMutex::new(RefCell::new(Chan {
-                phase: Phase::Idle,
-                len: 0,
-                overflow: false,
-                abandoned: false,
-                mode: Mode::Idle,
-                prefix: [0; PREFIX],
-                prefix_len: 0,
-                read_form: false,
-                armed_at: None,
-                sent_at: None,
-                owner: Owner::Nobody,
-                answer: None,
-                echo: Echo::Unknown,
-                echo_expected: 0,
-                echo_seen: 0,
-                echo_probe: [0; ECHO_PROBE],
-                echo_probe_len: 0,
-                fence: Fence {
-                    active: false,
-                    half_line: false,
-                    in_data_mode: false,
-                    late_prompt: false,
-                    since: 0,
-                },
-                fence_answers: 0,
-                esc_wanted: false,
-                force: false,
-            })),
-            payload: AtomicBool::new(false),
-            lock: Lock::new(),
-            to_runner: Nudge::new(),
-            to_client: Signal::new(),
-        }
+        Self::NEW
     }
+
+    /// A fresh channel, as a constant: written as one block where it is
+    /// made, not field by field. (Its cells are never shared through it:
+    /// its one use, `new`, returns a copy to own.)
+    #[allow(clippy::declare_interior_mutable_const)]
+    const NEW: Self = Self {
+        chan: BlockingMutex::new(RefCell::new(Chan {
+            phase: Phase::Idle,
+            len: 0,
+            overflow: false,
+            abandoned: false,
+            mode: Mode::Idle,
+            prefix: [0; PREFIX],
+            prefix_len: 0,
+            read_form: false,
+            armed_at: None,
+            sent_at: None,
+            owner: Owner::Nobody,
+            answer: None,
+            echo: Echo::Unknown,
+            echo_expected: 0,
+            echo_seen: 0,
+            echo_probe: [0; ECHO_PROBE],
+            echo_probe_len: 0,
+            fence: Fence {
+                active: false,
+                half_line: false,
+                in_data_mode: false,
+                late_prompt: false,
+                since: 0,
+            },
+            fence_answers: 0,
+            esc_wanted: false,
+            force: false,
+        })),
+        payload: AtomicBool::new(false),
+        lock: Lock::new(),
+        to_runner: Nudge::new(),
+        to_client: Signal::new(),
+    };
 }
 
 /// The line buffer, seen without its size. It is not under a blocking
@@ -691,16 +695,18 @@ impl<'a, M: RawMutex> Channel<'a, M> {
         force: bool,
         payload: Option<Payload<'s>>,
     ) -> impl Future<Output = Result<Answered<'s, 'a, M>, Error>> + 's {
-        let mut lock = self.st.lock.lock();
+        // The AT lock's wait, made at the first poll (here, once, not
+        // where each caller makes this future).
+        let mut lock = None;
         // Once the AT lock is held: the guard that gives the channel back
         // (dropped first) and the lock.
         let mut held: Option<(Guard<'s, 'a, M>, LockGuard<'s, M>)> = None;
-        let data_mode = payload.is_some();
         let mut submitted = false;
         let mut off = 0;
         poll_fn(move |cx| {
             if held.is_none() {
-                let at = ready!(Pin::new(&mut lock).poll(cx));
+                let lock = lock.get_or_insert_with(|| self.st.lock.lock());
+                let at = ready!(Pin::new(lock).poll(cx));
                 held = Some((Guard { ch: self }, at));
             }
             // One wait for every phase: the channel idle (then the line
@@ -711,6 +717,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
                 let phase = self.with(|c| c.phase);
                 let r = match phase {
                     Phase::Idle if !submitted => {
+                        let data_mode = payload.is_some();
                         match self.submit(write, timeout, data_mode, owner, force) {
                             Ok(()) => {
                                 submitted = true;
@@ -730,7 +737,7 @@ impl<'a, M: RawMutex> Channel<'a, M> {
                         }));
                     }
                     Phase::Done(other) if submitted => Err(other.into_error()),
-                    Phase::WantData if submitted && data_mode => {
+                    Phase::WantData if submitted && payload.is_some() => {
                         // The buffer held elsewhere: give up (the guard
                         // sends ESC).
                         match payload.as_ref().and_then(|p| self.fill(p, off)) {

@@ -449,13 +449,6 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
         // bad input sends nothing.
         let line = self.client_line(step);
         let open = matches!(step, Step::Open(..));
-        // An open first secures the reception: both lines through one
-        // await.
-        let first = match open {
-            true => self.reception_to_secure(),
-            false => None,
-        }
-        .map(|c| ClientLine::DataFormat(c, false));
         async move {
             // Both lines borrowed where they are (not copied into the state
             // machine's own variables).
@@ -463,6 +456,14 @@ impl<'a, M: RawMutex> MqttClient<'a, M> {
                 Ok(l) => l,
                 Err(e) => return Err(*e),
             };
+            // An open first secures the reception: both lines through one
+            // await. (Made here, not before the future: not copied into
+            // it.)
+            let first = match open {
+                true => self.reception_to_secure(),
+                false => None,
+            }
+            .map(|c| ClientLine::DataFormat(c, false));
             let mut next = first.as_ref();
             loop {
                 let before = next.is_some();

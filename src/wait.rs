@@ -35,25 +35,30 @@ use crate::sync::RawMutex;
 /// chains).
 pub(crate) const SLOTS: usize = 4;
 
-/// The waiters of one condition. Change the condition and call
-/// [`wake`](Self::wake) under the same lock as the waiters' check and
+/// The waiters of one condition, `N` slots. Change the condition and call
+/// [`wake`](Set::wake) under the same lock as the waiters' check and
 /// registration ([`Waiter::poll`]).
-pub(crate) struct WaitSet<const N: usize = SLOTS> {
+pub(crate) type WaitSet<const N: usize = SLOTS> = Set<[Option<Waker>; N]>;
+
+/// A [`WaitSet`]; its code is written for the set seen without its size
+/// (`Set<[Option<Waker>]>`, which any `WaitSet<N>` is as a reference): one
+/// copy of it whatever the number of slots.
+pub(crate) struct Set<S: ?Sized> {
     /// Bumped at each wake-up: a waiter registered in an older round was
     /// woken since.
     round: u32,
-    slots: [Option<Waker>; N],
     /// The slot the next waiter takes over when all are full.
     next: u8,
+    slots: S,
 }
 
-impl<const N: usize> WaitSet<N> {
+impl<const N: usize> Set<[Option<Waker>; N]> {
     /// An empty set, as a constant: a constant is written as one block
     /// (zeros), not slot by slot in a loop as an array made at run time.
     const EMPTY: Self = Self {
         round: 0,
-        slots: [const { None }; N],
         next: 0,
+        slots: [const { None }; N],
     };
 
     pub(crate) const fn new() -> Self {
@@ -61,10 +66,18 @@ impl<const N: usize> WaitSet<N> {
     }
 
     /// The condition changed: every waiter is woken (those in the slots now;
-    /// each of them wakes the one it took over). Not inlined: it is called
-    /// at every change of every condition.
-    #[inline(never)]
+    /// each of them wakes the one it took over).
+    #[inline]
     pub(crate) fn wake(&mut self) {
+        Set::wake_all(self)
+    }
+}
+
+impl Set<[Option<Waker>]> {
+    /// [`wake`](Set::wake) for any size. Not inlined: it is called at every
+    /// change of every condition.
+    #[inline(never)]
+    fn wake_all(&mut self) {
         self.round = self.round.wrapping_add(1);
         for s in &mut self.slots {
             if let Some(w) = s.take() {
@@ -75,7 +88,7 @@ impl<const N: usize> WaitSet<N> {
 
     /// Puts `waker` in a slot: its own if it is there, a free one, or one it
     /// takes over (the waker displaced is returned: its waiter's keeper is
-    /// now the caller).
+    /// now the caller). The slots are taken over in turn.
     fn register(&mut self, waker: &Waker) -> Option<Waker> {
         if self.slots.iter().flatten().any(|w| w.will_wake(waker)) {
             return None;
@@ -84,9 +97,10 @@ impl<const N: usize> WaitSet<N> {
             *free = Some(waker.clone());
             return None;
         }
-        let i = usize::from(self.next) % N;
-        self.next = ((i + 1) % N) as u8;
-        self.slots[i].replace(waker.clone())
+        let i = usize::from(self.next);
+        let i = if i < self.slots.len() { i } else { 0 };
+        self.next = (i + 1) as u8;
+        self.slots.get_mut(i)?.replace(waker.clone())
     }
 }
 
@@ -119,9 +133,10 @@ impl Waiter {
         }
     }
 
-    /// [`poll`](Self::poll), without the value: once, not once per type.
+    /// [`poll`](Self::poll), without the value nor the set's size: once,
+    /// not once per type and size.
     #[inline(never)]
-    fn step<const N: usize>(&mut self, set: &mut WaitSet<N>, waker: &Waker, ready: bool) {
+    fn step(&mut self, set: &mut Set<[Option<Waker>]>, waker: &Waker, ready: bool) {
         if self.round != Some(set.round) {
             // Woken (or never registered): the one it holds was woken too.
             if let Some(h) = self.held.take() {
@@ -135,7 +150,7 @@ impl Waiter {
         }
     }
 
-    fn register<const N: usize>(&mut self, set: &mut WaitSet<N>, waker: &Waker) {
+    fn register(&mut self, set: &mut Set<[Option<Waker>]>, waker: &Waker) {
         let same = self.mine.as_ref().is_some_and(|m| m.will_wake(waker));
         if self.round == Some(set.round) && same {
             // Nothing changed since it registered: still in a slot, or held
@@ -146,7 +161,7 @@ impl Waiter {
             // Another waker for this waiter while it holds one (a future
             // moved to another task): the two cannot both be kept; wake
             // everyone once, then register afresh.
-            set.wake();
+            set.wake_all();
             if let Some(h) = self.held.take() {
                 h.wake();
             }
@@ -159,10 +174,10 @@ impl Waiter {
     /// Done waiting (ready, or dropped): the waker it holds is woken, after a
     /// new round (it may be registered in the current one, and must look
     /// again, not think itself still registered).
-    fn release<const N: usize>(&mut self, set: &mut WaitSet<N>) {
+    fn release(&mut self, set: &mut Set<[Option<Waker>]>) {
         if let Some(h) = self.held.take() {
             if self.round == Some(set.round) {
-                set.wake();
+                set.wake_all();
             }
             h.wake();
         }
@@ -457,7 +472,7 @@ mod tests {
         // The last one took over slot 0: it holds waiter 0's waker.
         assert!(ws[SLOTS].holds());
         let mut last = ws.pop().unwrap();
-        last.release(&mut cell.borrow_mut());
+        last.release(&mut *cell.borrow_mut());
         let n = woken(&w);
         assert_eq!(n[0], 1, "the held one is woken: {n:?}");
         // Woken by a release, it registers again (its round is old).
