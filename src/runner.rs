@@ -111,17 +111,18 @@ impl<'a, R: Read, W: Write, M: RawMutex, P: WakePin> Runner<'a, R, W, M, P> {
     }
 
     /// Runs the driver forever: receive, route, transmit. Both sides work
-    /// on the runner in place (through references: nothing moved or copied
-    /// into their futures).
+    /// on the runner in place (through references: nothing of the runner
+    /// moved or copied into their futures); each side's references go into
+    /// its own future (none kept beside them).
     pub async fn run(mut self) -> ! {
         let core = &self.core;
-        let mut rx = Rx {
+        let rx = Rx {
             reader: &mut self.reader,
             ingress: &mut self.ingress,
             capacity: self.capacity,
             core,
         };
-        let mut tx = Tx {
+        let tx = Tx {
             writer: &mut self.writer,
             core,
             pin: &mut self.pin,
@@ -156,7 +157,7 @@ struct Rx<'r, 'a, R: Read, M: RawMutex> {
 }
 
 impl<R: Read, M: RawMutex> Rx<'_, '_, R, M> {
-    async fn run(&mut self) -> ! {
+    async fn run(self) -> ! {
         let gap = self.core.config.quiet_gap;
         // When the last byte came (the receive clock's, which only this
         // loop writes).
@@ -258,7 +259,7 @@ struct Tx<'r, 'a, W: Write, M: RawMutex, P: WakePin> {
 }
 
 impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
-    async fn run(&mut self) -> ! {
+    async fn run(mut self) -> ! {
         loop {
             let next = loop {
                 if let Some(next) = self.core.channel.take_job() {
