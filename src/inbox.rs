@@ -299,14 +299,18 @@ impl<'a, M: RawMutex> Inbox<'a, M> {
         self.with(|_, meta, _| {
             if let Some(sub) = notices.subscriber() {
                 meta.subscribers += 1;
-                out = Some(Sub {
-                    inbox: *self,
-                    sub,
-                    seen: meta.dropped,
-                });
+                out = Some((sub, meta.dropped));
             }
         });
-        out
+        // The subscription is made here, not inside the lock: the closure
+        // then overwrites an `Option` of no `Sub` (whose drop, which takes
+        // the lock, an image that never drops its `Events` then leaves out).
+        let (sub, seen) = out?;
+        Some(Sub {
+            inbox: *self,
+            sub,
+            seen,
+        })
     }
 }
 
