@@ -23,6 +23,10 @@
 //! never moved or reclaimed while it is held, so no one else touches its
 //! bytes between the locks.
 
+use core::future::{poll_fn, Future};
+use core::pin::Pin;
+use core::task::Poll;
+
 use embassy_sync::pubsub::{DynSubscriber, PubSubChannel, WaitResult};
 
 use crate::error::LinkClosedReason;
@@ -295,14 +299,18 @@ impl<'a, M: RawMutex> Inbox<'a, M> {
         self.with(|_, meta, _| {
             if let Some(sub) = notices.subscriber() {
                 meta.subscribers += 1;
-                out = Some(Sub {
-                    inbox: *self,
-                    sub,
-                    seen: meta.dropped,
-                });
+                out = Some((sub, meta.dropped));
             }
         });
-        out
+        // The subscription is made here, not inside the lock: the closure
+        // then overwrites an `Option` of no `Sub` (whose drop, which takes
+        // the lock, an image that never drops its `Events` then leaves out).
+        let (sub, seen) = out?;
+        Some(Sub {
+            inbox: *self,
+            sub,
+            seen,
+        })
     }
 }
 
@@ -314,7 +322,7 @@ pub(crate) struct Sub<'a, M: RawMutex> {
     seen: u32,
 }
 
-impl<M: RawMutex> Sub<'_, M> {
+impl<'a, M: RawMutex> Sub<'a, M> {
     /// Messages dropped since this subscription last said so.
     fn missed(&mut self) -> Option<u32> {
         let mut now = 0;
@@ -382,15 +390,36 @@ impl<M: RawMutex> Sub<'_, M> {
     }
 
     /// The next event, waiting for one. Messages are copied into `buf`.
-    pub(crate) async fn next<'b>(&mut self, buf: &'b mut [u8]) -> Event<'b> {
-        if let Some(n) = self.missed() {
-            return Event::Missed(n);
-        }
-        match self.sub.next_message().await {
-            WaitResult::Message(n) => self.event(n, buf),
-            // Never published with overwrite; kept for completeness.
-            WaitResult::Lagged(n) => Event::Missed(u32::try_from(n).unwrap_or(u32::MAX)),
-        }
+    /// The wait itself, not an async fn around it (a state machine less):
+    /// what was missed is looked at when first polled, then the notices are
+    /// waited for.
+    pub(crate) fn next<'s, 'b: 's>(
+        &'s mut self,
+        buf: &'b mut [u8],
+    ) -> impl Future<Output = Event<'b>> + use<'s, 'b, 'a, M> {
+        let mut buf = Some(buf);
+        let mut first = true;
+        poll_fn(move |cx| {
+            if core::mem::take(&mut first) {
+                if let Some(n) = self.missed() {
+                    return Poll::Ready(Event::Missed(n));
+                }
+            }
+            // Taken when the event is given (`None`: the future is done).
+            let Some(b) = buf.take() else {
+                return Poll::Pending;
+            };
+            let Poll::Ready(r) = Pin::new(&mut self.sub.next_message()).poll(cx) else {
+                buf = Some(b);
+                return Poll::Pending;
+            };
+            let buf = b;
+            Poll::Ready(match r {
+                WaitResult::Message(n) => self.event(n, buf),
+                // Never published with overwrite; kept for completeness.
+                WaitResult::Lagged(n) => Event::Missed(u32::try_from(n).unwrap_or(u32::MAX)),
+            })
+        })
     }
 
     /// The next event if one is there.

@@ -151,7 +151,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, ()> {
         return Err(());
     };
     let mut ints = Ints::new(header);
-    let (Some(Some(id)), Some(Some(msg_id)), None) = (ints.next(), ints.next(), ints.next()) else {
+    let [Some(Some(id)), Some(Some(msg_id)), None] = core::array::from_fn(|_| ints.next()) else {
         return Err(());
     };
     let (Ok(client), Ok(msg_id)) = (u8::try_from(id), u32::try_from(msg_id)) else {

@@ -23,6 +23,10 @@ use crate::sync::{CriticalSectionRawMutex, RawMutex};
 const ESC: u8 = 0x1b;
 /// Bytes copied from the line buffer per UART write.
 const CHUNK: usize = 64;
+/// A fence's first probe: `AT`, after CR when the modem may hold a half
+/// line, after ESC when it may be in data mode (index: 2 for data mode, 1
+/// for a half line). Later probes are the bare `AT` at its end.
+const PROBES: [&[u8]; 4] = [b"AT\r", b"\rAT\r", b"\x1bAT\r", b"\x1b\rAT\r"];
 
 type Ing<'a, M> = Ingress<'a, Bc26Digester<'a, M>, NoUrc, RES_SLOT, 1, 1>;
 
@@ -107,17 +111,18 @@ impl<'a, R: Read, W: Write, M: RawMutex, P: WakePin> Runner<'a, R, W, M, P> {
     }
 
     /// Runs the driver forever: receive, route, transmit. Both sides work
-    /// on the runner in place (through references: nothing moved or copied
-    /// into their futures).
+    /// on the runner in place (through references: nothing of the runner
+    /// moved or copied into their futures); each side's references go into
+    /// its own future (none kept beside them).
     pub async fn run(mut self) -> ! {
         let core = &self.core;
-        let mut rx = Rx {
+        let rx = Rx {
             reader: &mut self.reader,
             ingress: &mut self.ingress,
             capacity: self.capacity,
             core,
         };
-        let mut tx = Tx {
+        let tx = Tx {
             writer: &mut self.writer,
             core,
             pin: &mut self.pin,
@@ -152,7 +157,7 @@ struct Rx<'r, 'a, R: Read, M: RawMutex> {
 }
 
 impl<R: Read, M: RawMutex> Rx<'_, '_, R, M> {
-    async fn run(&mut self) -> ! {
+    async fn run(self) -> ! {
         let gap = self.core.config.quiet_gap;
         // When the last byte came (the receive clock's, which only this
         // loop writes).
@@ -254,7 +259,7 @@ struct Tx<'r, 'a, W: Write, M: RawMutex, P: WakePin> {
 }
 
 impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
-    async fn run(&mut self) -> ! {
+    async fn run(mut self) -> ! {
         loop {
             let next = loop {
                 if let Some(next) = self.core.channel.take_job() {
@@ -303,17 +308,10 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
                                 }
                                 let (half_line, in_data_mode) =
                                     ch.begin_fence(self.core.rx.position());
-                                let mut probe = [0u8; 5];
-                                let mut n = 0;
-                                if in_data_mode {
-                                    probe[n] = ESC;
-                                    n += 1;
-                                }
-                                if half_line {
-                                    probe[n] = b'\r';
-                                    n += 1;
-                                }
-                                probe[n..n + 3].copy_from_slice(b"AT\r");
+                                // ESC if in data mode, CR if a half line, then `AT`
+                                // (a constant, not built here).
+                                let probe =
+                                    PROBES[usize::from(in_data_mode) * 2 + usize::from(half_line)];
                                 let start = Instant::now();
                                 let deadline =
                                     start + if wake { cfg.wake_timeout } else { timeout };
@@ -347,15 +345,12 @@ impl<W: Write, M: RawMutex, P: WakePin> Tx<'_, '_, W, M, P> {
                                             } else {
                                                 debug!("fence: re-synchronising with the modem");
                                             }
-                                            if self
-                                                .send(Src::Bytes(&probe[from..n + 3]))
-                                                .await
-                                                .is_err()
+                                            if self.send(Src::Bytes(&probe[from..])).await.is_err()
                                             {
                                                 bump!(self.core.stats, write_errors);
                                                 break 'fence Fenced::WriteFailed;
                                             }
-                                            from = n;
+                                            from = probe.len() - 3;
                                             until = if wake {
                                                 deadline.min(Instant::now() + cfg.wake_probe)
                                             } else {

@@ -162,11 +162,8 @@ pub(crate) fn deferred_kind(prefix: &[u8]) -> Option<usize> {
 pub(crate) fn deferred_of(kind: usize, body: &[u8]) -> Option<Deferred> {
     let mut it = Ints::new(body);
     // The first three fields (each `None` when missing or not a number),
-    // read at one place.
-    let mut f = [None; 3];
-    for v in &mut f {
-        *v = it.next().flatten();
-    }
+    // read at one place (in order, each written once).
+    let f: [Option<i64>; 3] = core::array::from_fn(|_| it.next().flatten());
     let client = u8::try_from(f[0]?).ok()?;
     let byte = |v: Option<i64>| v.and_then(|v| u8::try_from(v).ok());
     let (kind, msg_id, outcome) = match kind {
