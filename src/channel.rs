@@ -265,9 +265,7 @@ impl<M: RawMutex> ChannelState<M> {
     }
 
     /// A fresh channel, as a constant: written as one block where it is
-    /// made, not field by field. (Its cells are never shared through it:
-    /// its one use, `new`, returns a copy to own.)
-    #[allow(clippy::declare_interior_mutable_const)]
+    /// made, not field by field.
     const NEW: Self = Self {
         chan: BlockingMutex::new(RefCell::new(Chan {
             phase: Phase::Idle,
