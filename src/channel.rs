@@ -261,46 +261,42 @@ pub(crate) struct ChannelState<M: RawMutex> {
 
 impl<M: RawMutex> ChannelState<M> {
     pub(crate) const fn new() -> Self {
-        Self::NEW
+        Self {
+            chan: BlockingMutex::new(RefCell::new(Chan {
+                phase: Phase::Idle,
+                len: 0,
+                overflow: false,
+                abandoned: false,
+                mode: Mode::Idle,
+                prefix: [0; PREFIX],
+                prefix_len: 0,
+                read_form: false,
+                armed_at: None,
+                sent_at: None,
+                owner: Owner::Nobody,
+                answer: None,
+                echo: Echo::Unknown,
+                echo_expected: 0,
+                echo_seen: 0,
+                echo_probe: [0; ECHO_PROBE],
+                echo_probe_len: 0,
+                fence: Fence {
+                    active: false,
+                    half_line: false,
+                    in_data_mode: false,
+                    late_prompt: false,
+                    since: 0,
+                },
+                fence_answers: 0,
+                esc_wanted: false,
+                force: false,
+            })),
+            payload: AtomicBool::new(false),
+            lock: Lock::new(),
+            to_runner: Nudge::new(),
+            to_client: Signal::new(),
+        }
     }
-
-    /// A fresh channel, as a constant: written as one block where it is
-    /// made, not field by field.
-    const NEW: Self = Self {
-        chan: BlockingMutex::new(RefCell::new(Chan {
-            phase: Phase::Idle,
-            len: 0,
-            overflow: false,
-            abandoned: false,
-            mode: Mode::Idle,
-            prefix: [0; PREFIX],
-            prefix_len: 0,
-            read_form: false,
-            armed_at: None,
-            sent_at: None,
-            owner: Owner::Nobody,
-            answer: None,
-            echo: Echo::Unknown,
-            echo_expected: 0,
-            echo_seen: 0,
-            echo_probe: [0; ECHO_PROBE],
-            echo_probe_len: 0,
-            fence: Fence {
-                active: false,
-                half_line: false,
-                in_data_mode: false,
-                late_prompt: false,
-                since: 0,
-            },
-            fence_answers: 0,
-            esc_wanted: false,
-            force: false,
-        })),
-        payload: AtomicBool::new(false),
-        lock: Lock::new(),
-        to_runner: Nudge::new(),
-        to_client: Signal::new(),
-    };
 }
 
 /// The line buffer, seen without its size. It is not under a blocking
