@@ -458,6 +458,10 @@ fn bad_flash_is_a_typed_error_and_nothing_is_stored_without_its_entry() {
         flash.fail_writes(false);
         assert_eq!(fo.drop_older_than(1).await, Ok(1));
         assert_eq!(link.outcome(t), Some(Outcome::Dropped));
+        // The message whose removal failed is counted once, when it left
+        // flash (not once per attempt).
+        assert_eq!(fo.stats().dropped, 1);
+        assert!(pending_ids(fo).await.is_empty());
     });
     // A region of one page, one outside the flash: refused, typed.
     let (sim, HostSide { reader, writer }) = Sim::start(SimConfig::default());

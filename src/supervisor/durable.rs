@@ -889,42 +889,49 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
 
     /// Drops the messages stamped before `stamp` that are not in flight:
     /// out of the outbox ([`Outcome::Dropped`] on their tickets) and out of
-    /// flash. How many.
+    /// flash. How many left flash, counted as they leave it
+    /// ([`FlashStats::dropped`]): when the flash fails half-way, the message
+    /// whose removal failed is already out of the outbox but still in flash,
+    /// and the next call removes and counts it (once).
     pub async fn drop_older_than(&self, stamp: u32) -> Result<usize, FlashError> {
         let outbox = self.link.outbox;
         let mut j = self.held_journal().await;
-        let mut n = 0;
-        j.scan(|e| {
-            if e.stamp >= stamp {
-                return Keep::Keep;
-            }
-            let ticket = self.with(|t| {
-                t.slots
-                    .iter()
-                    .flatten()
-                    .find(|s| s.msg_id == e.msg_id)
-                    .copied()
-            });
-            if let Some(tk) = ticket {
-                if !outbox.withdraw(tk.seq) {
-                    // In flight (or ended just now): it stays.
+        let before = j.popped;
+        let r = j
+            .scan(|e| {
+                if e.stamp >= stamp {
                     return Keep::Keep;
                 }
-            }
-            self.with(|t| {
-                for s in t.slots.iter_mut() {
-                    if s.is_some_and(|s| s.msg_id == e.msg_id) {
-                        *s = None;
+                let ticket = self.with(|t| {
+                    t.slots
+                        .iter()
+                        .flatten()
+                        .find(|s| s.msg_id == e.msg_id)
+                        .copied()
+                });
+                if let Some(tk) = ticket {
+                    if !outbox.withdraw(tk.seq) {
+                        // In flight (or ended just now): it stays.
+                        return Keep::Keep;
                     }
                 }
-                t.stats.dropped = t.stats.dropped.wrapping_add(1);
-                t.emptied.wake();
-            });
-            n += 1;
-            Keep::Remove
-        })
-        .await?;
-        Ok(n)
+                self.with(|t| {
+                    for s in t.slots.iter_mut() {
+                        if s.is_some_and(|s| s.msg_id == e.msg_id) {
+                            *s = None;
+                        }
+                    }
+                });
+                Keep::Remove
+            })
+            .await;
+        let n = j.popped.wrapping_sub(before);
+        // Woken once the count moved: a publish waiting for room sees it.
+        self.with(|t| {
+            t.stats.dropped = t.stats.dropped.wrapping_add(n);
+            t.emptied.wake();
+        });
+        r.map(|()| n as usize)
     }
 
     /// Removes the messages of `ended` (msgIDs) from flash and the table
