@@ -863,18 +863,23 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
         self.with(|t| t.stats)
     }
 
+    /// The ticket of this run of the journalled message `msg_id`, if any.
+    fn ticket_of(&self, msg_id: u16) -> Option<Ticket> {
+        self.with(|t| {
+            t.slots
+                .iter()
+                .flatten()
+                .find(|s| s.msg_id == msg_id)
+                .copied()
+        })
+    }
+
     /// Lists what flash holds, oldest first, each with its ticket of this
     /// run.
     pub async fn list_pending(&self, mut f: impl FnMut(&Pending<'_>)) -> Result<(), FlashError> {
         let mut j = self.held_journal().await;
         j.scan(|e| {
-            let ticket = self.with(|t| {
-                t.slots
-                    .iter()
-                    .flatten()
-                    .find(|s| s.msg_id == e.msg_id)
-                    .copied()
-            });
+            let ticket = self.ticket_of(e.msg_id);
             f(&Pending { entry: *e, ticket });
             Keep::Keep
         })
@@ -902,14 +907,7 @@ impl<'a, F: MultiwriteNorFlash, M: RawMutex, const N: usize> FlashOutbox<'a, F, 
                 if e.stamp >= stamp {
                     return Keep::Keep;
                 }
-                let ticket = self.with(|t| {
-                    t.slots
-                        .iter()
-                        .flatten()
-                        .find(|s| s.msg_id == e.msg_id)
-                        .copied()
-                });
-                if let Some(tk) = ticket {
+                if let Some(tk) = self.ticket_of(e.msg_id) {
                     if !outbox.withdraw(tk.seq) {
                         // In flight (or ended just now): it stays.
                         return Keep::Keep;
